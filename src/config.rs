@@ -1,0 +1,46 @@
+//! Settings: every one has a flag and an environment variable (CONTRACT §3a).
+
+use std::net::SocketAddr;
+
+/// Where the database is. Without `DATABASE_URL` the server uses the local PostgreSQL on
+/// 127.0.0.1:5432 (database `openspp`, created if missing), and where none answers it starts a
+/// private cluster under `<data-dir>/pg`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Folder for the private PostgreSQL cluster used when no server answers.
+    #[arg(long, env = "OPENSPP_DATA_DIR", default_value = "./data")]
+    pub data_dir: std::path::PathBuf,
+    /// Connections in the pool.
+    #[arg(long, env = "OPENSPP_DB_POOL_SIZE", default_value_t = 32)]
+    pub pool_size: u32,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on.
+    #[arg(long, env = "OPENSPP_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, env = "OPENSPP_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    pub body_limit_bytes: usize,
+    /// Token requests allowed per source address and minute (0 = no limit).
+    #[arg(long, env = "OPENSPP_TOKEN_RATE_PER_MINUTE", default_value_t = 20)]
+    pub token_rate_per_minute: u32,
+    /// `iss` of the tokens this server issues and accepts.
+    #[arg(long, env = "OPENSPP_JWT_ISSUER", default_value = "urn:openspp:api")]
+    pub jwt_issuer: String,
+    /// `aud` of the tokens this server issues and accepts.
+    #[arg(long, env = "OPENSPP_JWT_AUDIENCE", default_value = "urn:openspp:api:v2")]
+    pub jwt_audience: String,
+    /// Lifetime of an access token, in seconds (OpenSPP: one day).
+    #[arg(long, env = "OPENSPP_TOKEN_LIFETIME_SECS", default_value_t = 86_400)]
+    pub token_lifetime_secs: u64,
+    /// How long a write waits for the read models to include it before answering (ms).
+    #[arg(long, env = "OPENSPP_READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 5_000)]
+    pub read_your_writes_timeout_ms: u64,
+}

@@ -1,0 +1,139 @@
+//! Every error the API answers with, rendered as an OperationOutcome (CONTRACT §2).
+//!
+//! The body repeats the message as top-level `detail` so OpenSPP clients that read `{"detail": …}`
+//! keep working. Nothing internal (SQL, stream ids, stack traces) ever reaches the body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An API failure: status, OperationOutcome issue code, message, and the field it concerns.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// FHIR issue type (`invalid`, `not-found`, `conflict`, `security`, `forbidden`, `throttled`, …).
+    pub code: &'static str,
+    pub diagnostics: String,
+    /// The request field at fault, as a FHIRPath-like expression (`birthDate`, `identifier[0].system`).
+    pub expression: Option<String>,
+    /// Extra response headers (`WWW-Authenticate`, `Retry-After`, `Allow` …).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, diagnostics: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            diagnostics: diagnostics.into(),
+            expression: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// 400: the request's syntax is wrong (bad JSON, bad identifier, bad query parameter).
+    pub fn bad_request(field: Option<&str>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid", message).at(field)
+    }
+
+    /// 422: well-formed but invalid content; `field` names where.
+    pub fn unprocessable(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).at(Some(field))
+    }
+
+    /// 404 with one fixed text per resource type, so that "unknown" and "not allowed to know"
+    /// give byte-identical answers.
+    pub fn not_found(resource: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("{resource} not found"),
+        )
+    }
+
+    pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message).at(field)
+    }
+
+    pub fn precondition_failed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PRECONDITION_FAILED, "conflict", message)
+    }
+
+    /// 500 for genuine faults: logged with the request id by the caller's span, never detailed here.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "internal error; quote the X-Request-Id of this response when reporting it",
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "transient", message)
+    }
+
+    pub fn at(mut self, field: Option<&str>) -> Self {
+        self.expression = field.map(str::to_owned);
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// The text clients see: the field first, so a reader of `detail` alone knows where to look.
+    pub fn detail(&self) -> String {
+        match &self.expression {
+            Some(field) if !self.diagnostics.starts_with(field.as_str()) => {
+                format!("{field}: {}", self.diagnostics)
+            }
+            _ => self.diagnostics.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.detail())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        tracing::error!(%error, "database error");
+        match error {
+            sqlx::Error::PoolTimedOut => Self::unavailable("the database is busy; retry shortly")
+                .with_header(header::RETRY_AFTER, "1"),
+            _ => Self::internal(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = self.detail();
+        let mut issue = json!({
+            "severity": "error",
+            "code": self.code,
+            "diagnostics": detail,
+        });
+        if let Some(field) = &self.expression {
+            issue["expression"] = json!([field]);
+        }
+        let body = json!({
+            "resourceType": "OperationOutcome",
+            "issue": [issue],
+            "detail": detail,
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}

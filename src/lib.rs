@@ -1,0 +1,13 @@
+//! The openspp server: HTTP API, authentication and the command path to the event store.
+//! Business rules live in `openspp-aggregates`; read models in `openspp-projections`.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod vocabulary;

@@ -1,0 +1,62 @@
+//! `openspp serve`: migrate, start the projector, serve HTTP until SIGTERM/SIGINT.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::app::{AppState, Shared};
+use crate::auth::{AuthConfig, AuthState};
+use crate::config::ServeArgs;
+use crate::{db, http};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let pool = db::connect_and_migrate(&args.database).await?;
+    let auth = AuthState::load(
+        &pool,
+        AuthConfig {
+            issuer: args.jwt_issuer.clone(),
+            audience: args.jwt_audience.clone(),
+            token_lifetime_secs: args.token_lifetime_secs,
+            token_rate_per_minute: args.token_rate_per_minute,
+        },
+    )
+    .await?;
+    let state = AppState::new(Shared {
+        pool: pool.clone(),
+        auth,
+        read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
+    });
+    let app = http::router(state, args.body_limit_bytes);
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let local = listener.local_addr()?;
+    // Tests and operators read this line to learn the port when binding to :0.
+    println!("openspp listening on http://{local}");
+    tracing::info!(%local, "listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

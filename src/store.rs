@@ -1,0 +1,1 @@
+//! The write side: appending events atomically with their invariants.

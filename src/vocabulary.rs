@@ -1,0 +1,1 @@
+//! Vocabularies, loaded from the database (seeded by migrations).
