@@ -36,7 +36,7 @@ CREATE INDEX identifier_claims_by_stream ON identifier_claims (aggregate_type, a
 -- model changes it covers, so a crash never loses or doubles an event.
 CREATE TABLE projection_checkpoints (
     name       text        PRIMARY KEY,
-    tx_id      xid8        NOT NULL DEFAULT '0',
+    tx_id      bigint      NOT NULL DEFAULT 0,
     position   bigint      NOT NULL DEFAULT 0,
     events     bigint      NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now()

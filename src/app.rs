@@ -4,9 +4,13 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openspp_aggregates::RegistryServices;
+use openspp_projections::CheckpointWatch;
 use sqlx::PgPool;
 
 use crate::auth::AuthState;
+use crate::store::EventStore;
+use crate::vocabulary::Vocabularies;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -14,6 +18,12 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub pool: PgPool,
     pub auth: AuthState,
+    pub store: EventStore,
+    /// What the aggregates consult: vocabularies and the clock.
+    pub services: RegistryServices,
+    pub vocabulary: Arc<Vocabularies>,
+    /// Follows the projector, for read-your-writes.
+    pub checkpoints: CheckpointWatch,
     /// How long a write waits for the read models to include its events.
     pub read_your_writes_timeout: Duration,
 }

@@ -16,10 +16,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connects (creating the database if it does not exist yet) and applies every migration.
 pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<PgPool> {
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None if local_server_answers().await => DEFAULT_DATABASE_URL.to_owned(),
+        None => crate::embedded::start(&args.data_dir)?,
+    };
     let options = PgConnectOptions::from_str(&url)
         .context("DATABASE_URL is not a PostgreSQL URL")?
         .log_statements(tracing::log::LevelFilter::Debug)
@@ -36,6 +37,11 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<PgPool> 
         .await
         .context("applying migrations failed")?;
     Ok(pool)
+}
+
+/// Whether anything listens on the default PostgreSQL address.
+async fn local_server_answers() -> bool {
+    tokio::net::TcpStream::connect("127.0.0.1:5432").await.is_ok()
 }
 
 async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {

@@ -22,6 +22,13 @@ enum Command {
         #[command(subcommand)]
         command: auth::cli::ClientCommand,
     },
+    /// Manage token-signing keys.
+    Key {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        #[command(subcommand)]
+        command: auth::cli::KeyCommand,
+    },
 }
 
 #[tokio::main]
@@ -33,6 +40,10 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate(args) => db::connect_and_migrate(&args).await.map(|_| ()),
         Command::Client { database, command } => match db::connect_and_migrate(&database).await {
             Ok(pool) => auth::cli::run(&pool, command).await,
+            Err(error) => Err(error),
+        },
+        Command::Key { database, command } => match db::connect_and_migrate(&database).await {
+            Ok(pool) => auth::cli::run_key(&pool, command).await,
             Err(error) => Err(error),
         },
     };

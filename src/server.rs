@@ -1,5 +1,6 @@
 //! `openspp serve`: migrate, start the projector, serve HTTP until SIGTERM/SIGINT.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -7,7 +8,11 @@ use anyhow::Context;
 use crate::app::{AppState, Shared};
 use crate::auth::{AuthConfig, AuthState};
 use crate::config::ServeArgs;
+use crate::store::EventStore;
+use crate::vocabulary::Vocabularies;
 use crate::{db, http};
+use openspp_aggregates::{RegistryServices, SystemClock};
+use openspp_projections::{runner, CheckpointWatch};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let pool = db::connect_and_migrate(&args.database).await?;
@@ -21,9 +26,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let vocabulary = Arc::new(Vocabularies::load(&pool).await?);
+    let checkpoints = CheckpointWatch::start(pool.clone()).await?;
+    let projector = tokio::spawn(runner::run(pool.clone(), checkpoints.clone()));
     let state = AppState::new(Shared {
         pool: pool.clone(),
         auth,
+        store: EventStore::new(pool.clone()),
+        services: RegistryServices {
+            vocabulary: vocabulary.clone(),
+            clock: Arc::new(SystemClock),
+        },
+        vocabulary,
+        checkpoints,
         read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
     });
     let app = http::router(state, args.body_limit_bytes);
@@ -40,6 +55,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    // Aborting mid-batch rolls the batch back; the checkpoint was never advanced past it.
+    projector.abort();
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

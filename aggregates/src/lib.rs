@@ -1,1 +1,25 @@
+//! The registry's domain: commands, events and the aggregates that decide between them.
+//!
+//! Pure code: no database, no HTTP. Every invariant is checked here, before any event is
+//! written; the event store only appends what an aggregate decided.
 
+pub mod error;
+pub mod group;
+mod identifiers;
+pub mod identifier_change;
+pub mod individual;
+pub mod services;
+pub mod values;
+pub mod vocabulary;
+
+#[cfg(test)]
+mod testing;
+
+pub use error::DomainError;
+pub use group::{Group, GroupCommand, GroupDetails, GroupEvent, Member, MemberSpec};
+pub use identifier_change::{ClaimsIdentifiers, IdentifierChange};
+pub use identifiers::IdentifierEntry;
+pub use individual::{Individual, IndividualCommand, IndividualDetails, IndividualEvent};
+pub use services::{Clock, RegistryServices, SystemClock};
+pub use values::*;
+pub use vocabulary::{TargetType, Vocabulary};

@@ -1,13 +1,108 @@
-//! `openspp client …`: the operator's only way to manage API clients.
+//! `openspp client …` and `openspp key …`: the operator's only way to manage API clients and
+//! signing keys. Output is JSON, one object per line, for scripts.
 
 use sqlx::PgPool;
 
+use crate::auth::clients::{self, NewClient};
+use crate::auth::keys;
+
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
-    /// List clients.
+    /// Create a client; prints {"client_id", "client_secret"} once (the secret is stored hashed).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The organisation the client acts for.
+        #[arg(long)]
+        organization: String,
+        /// Organisation type (government, ngo, private, international, …), used by category consents.
+        #[arg(long)]
+        organization_type: String,
+        /// A `resource:action` scope; repeat for more.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Limit the client to this program (`SYSTEM|VALUE`); repeat for more.
+        #[arg(long = "program")]
+        programs: Vec<String>,
+        /// Act under a legal basis other than the data subject's consent.
+        #[arg(long, requires = "legal_basis")]
+        no_consent_required: bool,
+        #[arg(long)]
+        legal_basis: Option<String>,
+        /// Requests per minute (0 = unlimited).
+        #[arg(long, default_value_t = 60)]
+        rate_limit_per_minute: u32,
+        /// Requests per day (0 = unlimited).
+        #[arg(long, default_value_t = 10_000)]
+        rate_limit_per_day: u32,
+    },
+    /// List clients (no secrets).
     List,
+    /// Deactivate a client; its tokens stop working at once.
+    Deactivate { client_id: String },
+    /// Replace a client's secret; prints the new one once.
+    RotateSecret { client_id: String },
 }
 
-pub async fn run(_pool: &PgPool, _command: ClientCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not yet built")
+#[derive(clap::Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Make a new token-signing key the signing key; older keys keep verifying.
+    Rotate,
+}
+
+pub async fn run(pool: &PgPool, command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Create {
+            name,
+            organization,
+            organization_type,
+            scopes,
+            programs,
+            no_consent_required,
+            legal_basis,
+            rate_limit_per_minute,
+            rate_limit_per_day,
+        } => {
+            let created = clients::create_client(
+                pool,
+                NewClient {
+                    name,
+                    organization,
+                    organization_type,
+                    scopes,
+                    allowed_programs: programs,
+                    require_consent: !no_consent_required,
+                    legal_basis,
+                    rate_limit_per_minute,
+                    rate_limit_per_day,
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&created)?);
+        }
+        ClientCommand::List => {
+            for client in clients::list_clients(pool).await? {
+                println!("{}", serde_json::to_string(&client)?);
+            }
+        }
+        ClientCommand::Deactivate { client_id } => {
+            clients::deactivate_client(pool, &client_id).await?;
+            println!("{}", serde_json::json!({"client_id": client_id, "active": false}));
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            let rotated = clients::rotate_secret(pool, &client_id).await?;
+            println!("{}", serde_json::to_string(&rotated)?);
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_key(pool: &PgPool, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Rotate => {
+            let kid = keys::rotate(pool).await?;
+            println!("{}", serde_json::json!({"kid": kid}));
+        }
+    }
+    Ok(())
 }

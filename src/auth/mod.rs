@@ -1,13 +1,22 @@
-//! Authentication and API clients (CONTRACT §3).
-//!
-//! INTERFACE (filled in by the auth work):
-//! - `AuthConfig`, `AuthState::load(pool, config)`: keys from the database (generated on first start).
-//! - `Principal`: the authenticated client, an axum extractor over `AppState` (401/429 on failure).
-//! - `Principal::require(resource, action)`: 403 `insufficient_scope` when the scope is missing.
-//! - `routes()`: `/api/v2/spp/oauth/token` and `/.well-known/jwks.json`.
-//! - `cli`: `openspp client create|list|deactivate|rotate-secret`.
+//! Authentication and API clients (CONTRACT §3): OAuth 2.0 client credentials, EdDSA-signed
+//! JWTs whose keys live in the database, `resource:action` scopes checked on every endpoint, and
+//! per-client rate limits. There is no way to call the API without a valid token.
 
 pub mod cli;
+pub mod clients;
+pub mod endpoint;
+pub mod keys;
+mod principal;
+pub mod rate_limit;
+pub mod scopes;
+pub mod token;
+
+use axum::routing::get;
+use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
 
 /// Settings of the token service, taken from `ServeArgs`.
 #[derive(Clone, Debug)]
@@ -42,18 +51,27 @@ pub struct Principal {
     pub allowed_programs: Vec<String>,
 }
 
-/// Signing keys and settings shared by every request (filled in by the auth work).
+/// Signing keys and settings shared by every request.
 pub struct AuthState {
     pub config: AuthConfig,
+    pub keys: keys::KeyRing,
 }
 
 impl AuthState {
-    pub async fn load(_pool: &sqlx::PgPool, config: AuthConfig) -> anyhow::Result<Self> {
-        Ok(Self { config })
+    pub async fn load(pool: &sqlx::PgPool, config: AuthConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            config,
+            keys: keys::KeyRing::load(pool).await?,
+        })
     }
 }
 
-/// Routes of the token service.
-pub fn routes() -> axum::Router<crate::app::AppState> {
-    axum::Router::new()
+/// The token endpoint, documented in the OpenAPI description (nested under the API base).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(endpoint::token))
+}
+
+/// Public routes outside the API base.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/.well-known/jwks.json", get(endpoint::jwks))
 }

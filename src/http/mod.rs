@@ -5,24 +5,56 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 
+pub mod command;
+pub mod context;
+pub mod group;
 pub mod health;
+pub mod individual;
+pub mod json;
+pub mod metadata;
+pub mod openapi;
+pub mod reference;
+pub mod resource;
+pub mod schema;
+pub mod search;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Where the API lives (CONTRACT §1).
+pub const BASE: &str = "/api/v2/spp";
 
 pub fn router(state: AppState, body_limit: usize) -> Router {
+    let resources = OpenApiRouter::with_openapi(openapi::document())
+        .merge(individual::routes())
+        .merge(group::routes())
+        .merge(crate::auth::api_routes());
+    let (api, document) = OpenApiRouter::new()
+        .nest(BASE, resources)
+        .split_for_parts();
+    let document = openapi::finish(document);
     Router::new()
+        .merge(api)
+        .route(&format!("{BASE}/metadata"), get(metadata::capability_statement))
+        .route(
+            &format!("{BASE}/openapi.json"),
+            get(move || {
+                let document = document.clone();
+                async move { Json(document) }
+            }),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(crate::auth::routes())
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -30,4 +62,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
 
 async fn not_found() -> impl IntoResponse {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
+}
+
+/// A panic is a bug: answer 500 without internals, keep the server up.
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("request handler panicked");
+    ApiError::internal().into_response()
 }

@@ -1,1 +1,63 @@
+//! End-to-end tests: the real `openspp` binary against a fresh PostgreSQL database, spoken to
+//! over HTTP as an integrator would. One server serves the whole run; tests use unique
+//! identifiers so they can run in parallel.
 
+mod support;
+
+mod auth;
+mod errors;
+mod group;
+mod individual;
+mod openapi;
+mod store;
+
+use std::future::Future;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use support::{create_client, init_world, Server, TestDatabase, World, ALL_SCOPES};
+
+/// Wraps an async test for the harness, on a runtime of its own.
+pub fn trial<F, Fut>(name: &str, test: F) -> Trial
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    Trial::test(name, move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Failed::from(e.to_string()))?;
+        runtime.block_on(test());
+        Ok(())
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let database = TestDatabase::create("openspp_e2e");
+    let server = Server::start(&database.url, &[]);
+    let mut scopes = Vec::new();
+    for scope in ALL_SCOPES {
+        scopes.extend(["--scope", scope]);
+    }
+    let admin = create_client(&database.url, &scopes);
+    init_world(World {
+        base: server.base.clone(),
+        database_url: database.url.clone(),
+        admin,
+    });
+
+    let mut trials = Vec::new();
+    trials.extend(auth::trials());
+    trials.extend(errors::trials());
+    trials.extend(individual::trials());
+    trials.extend(group::trials());
+    trials.extend(openapi::trials());
+    trials.extend(store::trials());
+    let conclusion = libtest_mimic::run(&args, trials);
+    // `exit` skips destructors: stop the server and drop the database first.
+    drop(server);
+    drop(database);
+    conclusion.exit();
+}

@@ -1,0 +1,754 @@
+//! A household or other group and its members. The member rules (one current membership per
+//! individual, at most one head) hold inside the group's own stream, so concurrent changes to
+//! one group are serialised by its sequence and can never break them.
+
+use chrono::NaiveDate;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::identifier_change::{ClaimsIdentifiers, IdentifierChange};
+use crate::identifiers::{self, IdentifierEntry};
+use crate::individual::validate_addresses;
+use crate::services::RegistryServices;
+use crate::values::{Address, Code, Identifier};
+use crate::vocabulary::{TargetType, GROUP_MEMBERSHIP_TYPE, GROUP_TYPE, HEAD_ROLE};
+
+/// A member as a client names it; `individual` is the member's stream, resolved by the caller
+/// from an external identifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberSpec {
+    pub individual: String,
+    pub roles: Vec<Code>,
+    pub start_date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupDetails {
+    pub identifiers: Vec<Identifier>,
+    pub active: bool,
+    pub group_type: String,
+    pub name: Option<String>,
+    pub address: Vec<Address>,
+    /// `None` leaves the members as they are.
+    pub members: Option<Vec<MemberSpec>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupCommand {
+    Register(GroupDetails),
+    Replace(GroupDetails),
+    AddMember(MemberSpec),
+    RemoveMember {
+        individual: String,
+        ended_date: Option<NaiveDate>,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GroupEvent {
+    GroupRegistered {
+        group_type: String,
+        name: Option<String>,
+        address: Vec<Address>,
+    },
+    IdentifierAdded {
+        identifier: Identifier,
+    },
+    IdentifierInvalidated {
+        identifier: Identifier,
+    },
+    GroupRenamed {
+        name: Option<String>,
+    },
+    GroupTypeChanged {
+        group_type: String,
+    },
+    GroupAddressChanged {
+        address: Vec<Address>,
+    },
+    GroupDeactivated,
+    GroupReactivated,
+    MemberAdded {
+        individual: String,
+        roles: Vec<Code>,
+        start_date: NaiveDate,
+    },
+    MemberRolesChanged {
+        individual: String,
+        roles: Vec<Code>,
+    },
+    MembershipEnded {
+        individual: String,
+        ended_date: NaiveDate,
+        reason: Option<String>,
+    },
+}
+
+impl DomainEvent for GroupEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::GroupRegistered { .. } => "GroupRegistered",
+            Self::IdentifierAdded { .. } => "IdentifierAdded",
+            Self::IdentifierInvalidated { .. } => "IdentifierInvalidated",
+            Self::GroupRenamed { .. } => "GroupRenamed",
+            Self::GroupTypeChanged { .. } => "GroupTypeChanged",
+            Self::GroupAddressChanged { .. } => "GroupAddressChanged",
+            Self::GroupDeactivated => "GroupDeactivated",
+            Self::GroupReactivated => "GroupReactivated",
+            Self::MemberAdded { .. } => "MemberAdded",
+            Self::MemberRolesChanged { .. } => "MemberRolesChanged",
+            Self::MembershipEnded { .. } => "MembershipEnded",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}
+
+impl ClaimsIdentifiers for GroupEvent {
+    fn identifier_change(&self) -> Option<IdentifierChange<'_>> {
+        match self {
+            Self::IdentifierAdded { identifier } => Some(IdentifierChange::Claimed(identifier)),
+            Self::IdentifierInvalidated { identifier } => {
+                Some(IdentifierChange::Released(identifier))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub individual: String,
+    pub roles: Vec<Code>,
+    pub start_date: NaiveDate,
+    pub ended_date: Option<NaiveDate>,
+    pub end_reason: Option<String>,
+}
+
+impl Member {
+    pub fn is_active(&self) -> bool {
+        self.ended_date.is_none()
+    }
+
+    fn is_head(&self) -> bool {
+        is_head(&self.roles)
+    }
+}
+
+fn is_head(roles: &[Code]) -> bool {
+    roles
+        .iter()
+        .any(|r| r.system == GROUP_MEMBERSHIP_TYPE && r.code == HEAD_ROLE)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub registered: bool,
+    pub identifiers: Vec<IdentifierEntry>,
+    pub group_type: String,
+    pub name: Option<String>,
+    pub address: Vec<Address>,
+    pub active: bool,
+    /// Every membership, ended ones included, in the order they began.
+    pub members: Vec<Member>,
+    pub version: u64,
+}
+
+impl Group {
+    pub fn live_identifiers(&self) -> impl Iterator<Item = &Identifier> {
+        identifiers::live(&self.identifiers)
+    }
+
+    pub fn active_members(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| m.is_active())
+    }
+
+    /// Number of current members.
+    pub fn quantity(&self) -> usize {
+        self.active_members().count()
+    }
+
+    fn current(&self, individual: &str) -> Option<&Member> {
+        self.active_members().find(|m| m.individual == individual)
+    }
+
+    fn add_member(
+        &self,
+        spec: MemberSpec,
+        services: &RegistryServices,
+    ) -> Result<GroupEvent, DomainError> {
+        check_roles(&spec.roles, "role", services)?;
+        if self.current(&spec.individual).is_some() {
+            return Err(DomainError::conflict(
+                Some("entity"),
+                "individual is already a member of this group",
+            ));
+        }
+        if is_head(&spec.roles) && self.active_members().any(Member::is_head) {
+            return Err(DomainError::conflict(Some("role"), "group already has a head"));
+        }
+        Ok(GroupEvent::MemberAdded {
+            individual: spec.individual,
+            roles: spec.roles,
+            start_date: spec.start_date.unwrap_or_else(|| services.clock.today()),
+        })
+    }
+
+    fn remove_member(
+        &self,
+        individual: String,
+        ended_date: Option<NaiveDate>,
+        reason: Option<String>,
+        services: &RegistryServices,
+    ) -> Result<GroupEvent, DomainError> {
+        let member = self
+            .current(&individual)
+            .ok_or_else(|| DomainError::not_found("member"))?;
+        let ended_date = ended_date.unwrap_or_else(|| services.clock.today());
+        if ended_date < member.start_date {
+            return Err(DomainError::invalid(
+                "ended_date",
+                "must not precede the start of the membership",
+            ));
+        }
+        Ok(GroupEvent::MembershipEnded {
+            individual,
+            ended_date,
+            reason,
+        })
+    }
+
+    fn registration(details: GroupDetails, services: &RegistryServices) -> Vec<GroupEvent> {
+        let mut events = vec![GroupEvent::GroupRegistered {
+            group_type: details.group_type,
+            name: details.name,
+            address: details.address,
+        }];
+        events.extend(
+            details
+                .identifiers
+                .into_iter()
+                .map(|identifier| GroupEvent::IdentifierAdded { identifier }),
+        );
+        events.extend(details.members.into_iter().flatten().map(|spec| {
+            GroupEvent::MemberAdded {
+                individual: spec.individual,
+                roles: spec.roles,
+                start_date: spec.start_date.unwrap_or_else(|| services.clock.today()),
+            }
+        }));
+        if !details.active {
+            events.push(GroupEvent::GroupDeactivated);
+        }
+        events
+    }
+
+    fn changes(&self, details: GroupDetails, services: &RegistryServices) -> Vec<GroupEvent> {
+        let (released, claimed) = identifiers::diff(&self.identifiers, &details.identifiers);
+        let mut events: Vec<GroupEvent> = released
+            .into_iter()
+            .map(|identifier| GroupEvent::IdentifierInvalidated { identifier })
+            .chain(
+                claimed
+                    .into_iter()
+                    .map(|identifier| GroupEvent::IdentifierAdded { identifier }),
+            )
+            .collect();
+        if details.name != self.name {
+            events.push(GroupEvent::GroupRenamed { name: details.name });
+        }
+        if details.group_type != self.group_type {
+            events.push(GroupEvent::GroupTypeChanged {
+                group_type: details.group_type,
+            });
+        }
+        if details.address != self.address {
+            events.push(GroupEvent::GroupAddressChanged {
+                address: details.address,
+            });
+        }
+        if let Some(members) = details.members {
+            events.extend(self.member_changes(members, services));
+        }
+        match (self.active, details.active) {
+            (true, false) => events.push(GroupEvent::GroupDeactivated),
+            (false, true) => events.push(GroupEvent::GroupReactivated),
+            _ => {}
+        }
+        events
+    }
+
+    /// Ends, re-roles and adds members to match `wanted`. Ends and role changes that drop the
+    /// head role come before those that give it, so a head can be handed over in one request.
+    fn member_changes(&self, wanted: Vec<MemberSpec>, services: &RegistryServices) -> Vec<GroupEvent> {
+        let today = services.clock.today();
+        let mut ends = Vec::new();
+        let mut demotions = Vec::new();
+        let mut promotions = Vec::new();
+        let mut additions = Vec::new();
+        for member in self.active_members() {
+            if !wanted.iter().any(|w| w.individual == member.individual) {
+                ends.push(GroupEvent::MembershipEnded {
+                    individual: member.individual.clone(),
+                    ended_date: today.max(member.start_date),
+                    reason: None,
+                });
+            }
+        }
+        for spec in wanted {
+            match self.current(&spec.individual) {
+                Some(member) if member.roles != spec.roles => {
+                    let change = GroupEvent::MemberRolesChanged {
+                        individual: spec.individual,
+                        roles: spec.roles.clone(),
+                    };
+                    if is_head(&spec.roles) {
+                        promotions.push(change);
+                    } else {
+                        demotions.push(change);
+                    }
+                }
+                Some(_) => {}
+                None => additions.push(GroupEvent::MemberAdded {
+                    individual: spec.individual,
+                    roles: spec.roles,
+                    start_date: spec.start_date.unwrap_or(today),
+                }),
+            }
+        }
+        ends.into_iter()
+            .chain(demotions)
+            .chain(promotions)
+            .chain(additions)
+            .collect()
+    }
+}
+
+fn check_roles(roles: &[Code], field: &str, services: &RegistryServices) -> Result<(), DomainError> {
+    for role in roles {
+        if role.system != GROUP_MEMBERSHIP_TYPE
+            || !services.vocabulary.has_code(GROUP_MEMBERSHIP_TYPE, &role.code)
+        {
+            return Err(DomainError::invalid(
+                field,
+                format!(
+                    "unknown role {}|{}; use {GROUP_MEMBERSHIP_TYPE}",
+                    role.system, role.code
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate(details: &GroupDetails, services: &RegistryServices) -> Result<(), DomainError> {
+    identifiers::validate(
+        &details.identifiers,
+        TargetType::Group,
+        services.vocabulary.as_ref(),
+    )?;
+    if !services.vocabulary.has_code(GROUP_TYPE, &details.group_type) {
+        return Err(DomainError::invalid(
+            "groupType",
+            "must be household, family, organization or other",
+        ));
+    }
+    validate_addresses(&details.address)?;
+    if let Some(members) = &details.members {
+        let mut heads = 0;
+        for (i, member) in members.iter().enumerate() {
+            check_roles(&member.roles, &format!("member[{i}].role"), services)?;
+            if members[..i]
+                .iter()
+                .any(|earlier| earlier.individual == member.individual)
+            {
+                return Err(DomainError::invalid(
+                    format!("member[{i}].entity"),
+                    "the same individual is listed twice",
+                ));
+            }
+            if is_head(&member.roles) {
+                heads += 1;
+                if heads > 1 {
+                    return Err(DomainError::conflict(
+                        Some(&format!("member[{i}].role")),
+                        "group already has a head",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Aggregate for Group {
+    const TYPE: &'static str = "Group";
+    type Command = GroupCommand;
+    type Event = GroupEvent;
+    type Error = DomainError;
+    type Services = RegistryServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        if !self.registered && !matches!(command, GroupCommand::Register(_)) {
+            return Err(DomainError::not_found("Group"));
+        }
+        let events = match command {
+            GroupCommand::Register(details) => {
+                if self.registered {
+                    return Err(DomainError::AlreadyExists);
+                }
+                validate(&details, services)?;
+                Self::registration(details, services)
+            }
+            GroupCommand::Replace(details) => {
+                validate(&details, services)?;
+                self.changes(details, services)
+            }
+            GroupCommand::AddMember(spec) => vec![self.add_member(spec, services)?],
+            GroupCommand::RemoveMember {
+                individual,
+                ended_date,
+                reason,
+            } => vec![self.remove_member(individual, ended_date, reason, services)?],
+        };
+        for event in events {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        self.version += 1;
+        match event {
+            GroupEvent::GroupRegistered {
+                group_type,
+                name,
+                address,
+            } => {
+                self.registered = true;
+                self.active = true;
+                self.group_type = group_type;
+                self.name = name;
+                self.address = address;
+            }
+            GroupEvent::IdentifierAdded { identifier } => {
+                identifiers::add(&mut self.identifiers, identifier)
+            }
+            GroupEvent::IdentifierInvalidated { identifier } => {
+                identifiers::invalidate(&mut self.identifiers, &identifier)
+            }
+            GroupEvent::GroupRenamed { name } => self.name = name,
+            GroupEvent::GroupTypeChanged { group_type } => self.group_type = group_type,
+            GroupEvent::GroupAddressChanged { address } => self.address = address,
+            GroupEvent::GroupDeactivated => self.active = false,
+            GroupEvent::GroupReactivated => self.active = true,
+            GroupEvent::MemberAdded {
+                individual,
+                roles,
+                start_date,
+            } => self.members.push(Member {
+                individual,
+                roles,
+                start_date,
+                ended_date: None,
+                end_reason: None,
+            }),
+            GroupEvent::MemberRolesChanged { individual, roles } => {
+                if let Some(member) = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.is_active() && m.individual == individual)
+                {
+                    member.roles = roles;
+                }
+            }
+            GroupEvent::MembershipEnded {
+                individual,
+                ended_date,
+                reason,
+            } => {
+                if let Some(member) = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.is_active() && m.individual == individual)
+                {
+                    member.ended_date = Some(ended_date);
+                    member.end_reason = reason;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::testing::{code, date, id, services, today, GROUP_ID, NATIONAL_ID};
+
+    type Given = TestFramework<Group>;
+
+    fn role(code_: &str) -> Vec<Code> {
+        vec![code(GROUP_MEMBERSHIP_TYPE, code_)]
+    }
+
+    fn spec(individual: &str, role_: &str) -> MemberSpec {
+        MemberSpec {
+            individual: individual.into(),
+            roles: role(role_),
+            start_date: Some(date(2024, 1, 1)),
+        }
+    }
+
+    fn details(members: Option<Vec<MemberSpec>>) -> GroupDetails {
+        GroupDetails {
+            identifiers: vec![id(GROUP_ID, "HH1")],
+            active: true,
+            group_type: "household".into(),
+            name: Some("Santos".into()),
+            address: vec![],
+            members,
+        }
+    }
+
+    fn registered(members: Vec<MemberSpec>) -> Vec<GroupEvent> {
+        Group::registration(details(Some(members)), &services())
+    }
+
+    async fn outcome(given: Vec<GroupEvent>, command: GroupCommand) -> Result<Vec<GroupEvent>, DomainError> {
+        Given::with(services())
+            .given(given)
+            .when_async(command)
+            .await
+            .inspect_result()
+    }
+
+    #[tokio::test]
+    async fn registration_records_group_identifiers_and_members() {
+        let events = outcome(vec![], GroupCommand::Register(details(Some(vec![spec("a", "head")]))))
+            .await
+            .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                GroupEvent::GroupRegistered {
+                    group_type: "household".into(),
+                    name: Some("Santos".into()),
+                    address: vec![],
+                },
+                GroupEvent::IdentifierAdded {
+                    identifier: id(GROUP_ID, "HH1"),
+                },
+                GroupEvent::MemberAdded {
+                    individual: "a".into(),
+                    roles: role("head"),
+                    start_date: date(2024, 1, 1),
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn registration_checks_type_identifier_system_roles_and_heads() {
+        let mut d = details(None);
+        d.group_type = "tribe".into();
+        assert!(matches!(
+            outcome(vec![], GroupCommand::Register(d)).await,
+            Err(DomainError::Invalid { field, .. }) if field == "groupType"
+        ));
+        let mut d = details(None);
+        d.identifiers = vec![id(NATIONAL_ID, "1")];
+        assert!(matches!(
+            outcome(vec![], GroupCommand::Register(d)).await,
+            Err(DomainError::Invalid { field, .. }) if field == "identifier[0].system"
+        ));
+        let d = details(Some(vec![spec("a", "chief")]));
+        assert!(matches!(
+            outcome(vec![], GroupCommand::Register(d)).await,
+            Err(DomainError::Invalid { field, .. }) if field == "member[0].role"
+        ));
+        let d = details(Some(vec![spec("a", "head"), spec("b", "head")]));
+        assert!(matches!(
+            outcome(vec![], GroupCommand::Register(d)).await,
+            Err(DomainError::Conflict { .. })
+        ));
+        let d = details(Some(vec![spec("a", "child"), spec("a", "member")]));
+        assert!(matches!(
+            outcome(vec![], GroupCommand::Register(d)).await,
+            Err(DomainError::Invalid { field, .. }) if field == "member[1].entity"
+        ));
+    }
+
+    #[tokio::test]
+    async fn adding_a_member_defaults_the_start_to_today() {
+        let events = outcome(
+            registered(vec![]),
+            GroupCommand::AddMember(MemberSpec {
+                individual: "a".into(),
+                roles: vec![],
+                start_date: None,
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![GroupEvent::MemberAdded {
+                individual: "a".into(),
+                roles: vec![],
+                start_date: today(),
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_head_and_a_second_membership_are_conflicts() {
+        let given = registered(vec![spec("a", "head")]);
+        assert_eq!(
+            outcome(given.clone(), GroupCommand::AddMember(spec("b", "head"))).await,
+            Err(DomainError::conflict(Some("role"), "group already has a head"))
+        );
+        assert!(matches!(
+            outcome(given.clone(), GroupCommand::AddMember(spec("a", "member"))).await,
+            Err(DomainError::Conflict { field: Some(f), .. }) if f == "entity"
+        ));
+        assert!(outcome(given, GroupCommand::AddMember(spec("b", "spouse"))).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_ended_head_frees_the_role_and_the_individual_may_return() {
+        let mut given = registered(vec![spec("a", "head")]);
+        given.push(GroupEvent::MembershipEnded {
+            individual: "a".into(),
+            ended_date: date(2024, 2, 1),
+            reason: None,
+        });
+        assert!(outcome(given.clone(), GroupCommand::AddMember(spec("b", "head"))).await.is_ok());
+        assert!(outcome(given, GroupCommand::AddMember(spec("a", "member"))).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn removing_checks_membership_and_dates() {
+        let given = registered(vec![spec("a", "member")]);
+        let remove = |who: &str, ended: Option<NaiveDate>| GroupCommand::RemoveMember {
+            individual: who.into(),
+            ended_date: ended,
+            reason: Some("moved".into()),
+        };
+        assert_eq!(
+            outcome(given.clone(), remove("b", None)).await,
+            Err(DomainError::not_found("member"))
+        );
+        assert!(matches!(
+            outcome(given.clone(), remove("a", Some(date(2023, 12, 31)))).await,
+            Err(DomainError::Invalid { field, .. }) if field == "ended_date"
+        ));
+        assert_eq!(
+            outcome(given, remove("a", None)).await.unwrap(),
+            vec![GroupEvent::MembershipEnded {
+                individual: "a".into(),
+                ended_date: today(),
+                reason: Some("moved".into()),
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn replace_hands_the_head_over_in_one_command() {
+        let given = registered(vec![spec("a", "head"), spec("b", "spouse")]);
+        let events = outcome(
+            given.clone(),
+            GroupCommand::Replace(details(Some(vec![spec("a", "spouse"), spec("b", "head")]))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                GroupEvent::MemberRolesChanged {
+                    individual: "a".into(),
+                    roles: role("spouse"),
+                },
+                GroupEvent::MemberRolesChanged {
+                    individual: "b".into(),
+                    roles: role("head"),
+                },
+            ]
+        );
+        let mut group = Group::default();
+        for event in given.into_iter().chain(events) {
+            group.apply(event);
+        }
+        assert_eq!(group.active_members().filter(|m| m.is_head()).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn replace_ends_members_left_out_and_keeps_them_when_members_is_absent() {
+        let given = registered(vec![spec("a", "head"), spec("b", "child")]);
+        let events = outcome(
+            given.clone(),
+            GroupCommand::Replace(details(Some(vec![spec("a", "head"), spec("c", "member")]))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                GroupEvent::MembershipEnded {
+                    individual: "b".into(),
+                    ended_date: today(),
+                    reason: None,
+                },
+                GroupEvent::MemberAdded {
+                    individual: "c".into(),
+                    roles: role("member"),
+                    start_date: date(2024, 1, 1),
+                },
+            ]
+        );
+        let mut renamed = details(None);
+        renamed.name = Some("Reyes".into());
+        assert_eq!(
+            outcome(given, GroupCommand::Replace(renamed)).await.unwrap(),
+            vec![GroupEvent::GroupRenamed {
+                name: Some("Reyes".into())
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn commands_on_an_unregistered_group_are_not_found() {
+        assert_eq!(
+            outcome(vec![], GroupCommand::AddMember(spec("a", "member"))).await,
+            Err(DomainError::not_found("Group"))
+        );
+    }
+
+    #[test]
+    fn quantity_counts_current_members_only() {
+        let mut group = Group::default();
+        for event in registered(vec![spec("a", "head"), spec("b", "child")]) {
+            group.apply(event);
+        }
+        group.apply(GroupEvent::MembershipEnded {
+            individual: "b".into(),
+            ended_date: date(2024, 3, 1),
+            reason: None,
+        });
+        assert_eq!(group.quantity(), 1);
+        assert_eq!(group.members.len(), 2);
+        assert_eq!(group.version, 5);
+    }
+}

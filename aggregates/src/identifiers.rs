@@ -1,0 +1,118 @@
+//! The identifier rules both kinds of registrant share: known systems, at most one live
+//! identifier per system, and the events that take one identifier list to another.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::values::Identifier;
+use crate::vocabulary::{TargetType, Vocabulary};
+
+/// The longest identifier value accepted (OpenSPP: 100 characters).
+const MAX_VALUE_LEN: usize = 100;
+
+/// An identifier a registrant holds or held; invalidated ones are kept for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentifierEntry {
+    pub identifier: Identifier,
+    pub live: bool,
+}
+
+pub(crate) fn validate(
+    identifiers: &[Identifier],
+    target: TargetType,
+    vocabulary: &dyn Vocabulary,
+) -> Result<(), DomainError> {
+    if identifiers.is_empty() {
+        return Err(DomainError::invalid(
+            "identifier",
+            "at least one identifier is required",
+        ));
+    }
+    for (i, identifier) in identifiers.iter().enumerate() {
+        let value = identifier.value.trim();
+        if value.is_empty() {
+            return Err(DomainError::invalid(
+                format!("identifier[{i}].value"),
+                "must not be empty",
+            ));
+        }
+        if value.chars().count() > MAX_VALUE_LEN {
+            return Err(DomainError::invalid(
+                format!("identifier[{i}].value"),
+                format!("must be at most {MAX_VALUE_LEN} characters"),
+            ));
+        }
+        let kind = match target {
+            TargetType::Individual => "individuals",
+            TargetType::Group => "groups",
+        };
+        match vocabulary.identifier_system_allowed(&identifier.system, target) {
+            None => {
+                return Err(DomainError::invalid(
+                    format!("identifier[{i}].system"),
+                    "unknown identifier system",
+                ))
+            }
+            Some(false) => {
+                return Err(DomainError::invalid(
+                    format!("identifier[{i}].system"),
+                    format!("this identifier system is not for {kind}"),
+                ))
+            }
+            Some(true) => {}
+        }
+        if identifiers[..i]
+            .iter()
+            .any(|earlier| earlier.system == identifier.system)
+        {
+            return Err(DomainError::invalid(
+                format!("identifier[{i}].system"),
+                "only one live identifier per system",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What to invalidate and what to add to go from the live identifiers to `wanted`.
+pub(crate) fn diff(
+    entries: &[IdentifierEntry],
+    wanted: &[Identifier],
+) -> (Vec<Identifier>, Vec<Identifier>) {
+    let live: Vec<&Identifier> = entries
+        .iter()
+        .filter(|e| e.live)
+        .map(|e| &e.identifier)
+        .collect();
+    let released = live
+        .iter()
+        .filter(|id| !wanted.contains(id))
+        .map(|id| (*id).clone())
+        .collect();
+    let claimed = wanted
+        .iter()
+        .filter(|id| !live.contains(id))
+        .cloned()
+        .collect();
+    (released, claimed)
+}
+
+pub(crate) fn add(entries: &mut Vec<IdentifierEntry>, identifier: Identifier) {
+    match entries.iter_mut().find(|e| e.identifier == identifier) {
+        Some(entry) => entry.live = true,
+        None => entries.push(IdentifierEntry {
+            identifier,
+            live: true,
+        }),
+    }
+}
+
+pub(crate) fn invalidate(entries: &mut [IdentifierEntry], identifier: &Identifier) {
+    if let Some(entry) = entries.iter_mut().find(|e| &e.identifier == identifier) {
+        entry.live = false;
+    }
+}
+
+pub(crate) fn live(entries: &[IdentifierEntry]) -> impl Iterator<Item = &Identifier> {
+    entries.iter().filter(|e| e.live).map(|e| &e.identifier)
+}

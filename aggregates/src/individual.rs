@@ -1,0 +1,612 @@
+//! A person in the registry. Registration and replacement (PUT) are decided here; a
+//! replacement is recorded as the small events of what actually changed, so the history reads
+//! as a story ("name changed", "identifier invalidated") rather than as snapshots.
+
+use chrono::NaiveDate;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::identifier_change::{ClaimsIdentifiers, IdentifierChange};
+use crate::identifiers::{self, IdentifierEntry};
+use crate::services::RegistryServices;
+use crate::values::{Address, Code, ContactPoint, HumanName, Identifier};
+use crate::vocabulary::{TargetType, GENDER};
+
+/// Everything a client states about a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndividualDetails {
+    pub identifiers: Vec<Identifier>,
+    pub active: bool,
+    pub name: HumanName,
+    pub birth_date: Option<NaiveDate>,
+    pub birth_date_estimated: bool,
+    pub gender: Option<Code>,
+    pub telecom: Vec<ContactPoint>,
+    pub address: Vec<Address>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndividualCommand {
+    Register(IndividualDetails),
+    /// A PUT: the aggregate works out what changed.
+    Replace(IndividualDetails),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IndividualEvent {
+    IndividualRegistered {
+        name: HumanName,
+        birth_date: Option<NaiveDate>,
+        birth_date_estimated: bool,
+        gender: Option<Code>,
+        telecom: Vec<ContactPoint>,
+        address: Vec<Address>,
+    },
+    IdentifierAdded {
+        identifier: Identifier,
+    },
+    IdentifierInvalidated {
+        identifier: Identifier,
+    },
+    NameChanged {
+        name: HumanName,
+    },
+    BirthDateChanged {
+        birth_date: Option<NaiveDate>,
+        birth_date_estimated: bool,
+    },
+    GenderChanged {
+        gender: Option<Code>,
+    },
+    TelecomChanged {
+        telecom: Vec<ContactPoint>,
+    },
+    AddressChanged {
+        address: Vec<Address>,
+    },
+    IndividualDeactivated,
+    IndividualReactivated,
+}
+
+impl DomainEvent for IndividualEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::IndividualRegistered { .. } => "IndividualRegistered",
+            Self::IdentifierAdded { .. } => "IdentifierAdded",
+            Self::IdentifierInvalidated { .. } => "IdentifierInvalidated",
+            Self::NameChanged { .. } => "NameChanged",
+            Self::BirthDateChanged { .. } => "BirthDateChanged",
+            Self::GenderChanged { .. } => "GenderChanged",
+            Self::TelecomChanged { .. } => "TelecomChanged",
+            Self::AddressChanged { .. } => "AddressChanged",
+            Self::IndividualDeactivated => "IndividualDeactivated",
+            Self::IndividualReactivated => "IndividualReactivated",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}
+
+impl ClaimsIdentifiers for IndividualEvent {
+    fn identifier_change(&self) -> Option<IdentifierChange<'_>> {
+        match self {
+            Self::IdentifierAdded { identifier } => Some(IdentifierChange::Claimed(identifier)),
+            Self::IdentifierInvalidated { identifier } => {
+                Some(IdentifierChange::Released(identifier))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Individual {
+    pub registered: bool,
+    pub identifiers: Vec<IdentifierEntry>,
+    pub name: HumanName,
+    pub birth_date: Option<NaiveDate>,
+    pub birth_date_estimated: bool,
+    pub gender: Option<Code>,
+    pub telecom: Vec<ContactPoint>,
+    pub address: Vec<Address>,
+    pub active: bool,
+    /// Events applied so far: the stream's sequence number, the resource's version.
+    pub version: u64,
+}
+
+const TELECOM_SYSTEMS: [&str; 5] = ["phone", "email", "fax", "url", "sms"];
+const TELECOM_USES: [&str; 3] = ["home", "work", "mobile"];
+const ADDRESS_TYPES: [&str; 3] = ["physical", "postal", "both"];
+
+impl Individual {
+    pub fn live_identifiers(&self) -> impl Iterator<Item = &Identifier> {
+        identifiers::live(&self.identifiers)
+    }
+
+    fn registration(details: IndividualDetails) -> Vec<IndividualEvent> {
+        let mut events = vec![IndividualEvent::IndividualRegistered {
+            name: details.name,
+            birth_date: details.birth_date,
+            birth_date_estimated: details.birth_date_estimated,
+            gender: details.gender,
+            telecom: details.telecom,
+            address: details.address,
+        }];
+        events.extend(
+            details
+                .identifiers
+                .into_iter()
+                .map(|identifier| IndividualEvent::IdentifierAdded { identifier }),
+        );
+        if !details.active {
+            events.push(IndividualEvent::IndividualDeactivated);
+        }
+        events
+    }
+
+    /// Only what differs; invalidations before additions so a system's identifier can be
+    /// replaced in one request.
+    fn changes(&self, details: IndividualDetails) -> Vec<IndividualEvent> {
+        let (released, claimed) = identifiers::diff(&self.identifiers, &details.identifiers);
+        let mut events: Vec<IndividualEvent> = released
+            .into_iter()
+            .map(|identifier| IndividualEvent::IdentifierInvalidated { identifier })
+            .chain(
+                claimed
+                    .into_iter()
+                    .map(|identifier| IndividualEvent::IdentifierAdded { identifier }),
+            )
+            .collect();
+        if details.name != self.name {
+            events.push(IndividualEvent::NameChanged { name: details.name });
+        }
+        if details.birth_date != self.birth_date
+            || details.birth_date_estimated != self.birth_date_estimated
+        {
+            events.push(IndividualEvent::BirthDateChanged {
+                birth_date: details.birth_date,
+                birth_date_estimated: details.birth_date_estimated,
+            });
+        }
+        if details.gender != self.gender {
+            events.push(IndividualEvent::GenderChanged {
+                gender: details.gender,
+            });
+        }
+        if details.telecom != self.telecom {
+            events.push(IndividualEvent::TelecomChanged {
+                telecom: details.telecom,
+            });
+        }
+        if details.address != self.address {
+            events.push(IndividualEvent::AddressChanged {
+                address: details.address,
+            });
+        }
+        match (self.active, details.active) {
+            (true, false) => events.push(IndividualEvent::IndividualDeactivated),
+            (false, true) => events.push(IndividualEvent::IndividualReactivated),
+            _ => {}
+        }
+        events
+    }
+}
+
+fn validate(details: &IndividualDetails, services: &RegistryServices) -> Result<(), DomainError> {
+    let vocabulary = services.vocabulary.as_ref();
+    identifiers::validate(&details.identifiers, TargetType::Individual, vocabulary)?;
+    let has_text = |part: &Option<String>| part.as_deref().is_some_and(|p| !p.trim().is_empty());
+    if !has_text(&details.name.family) && !has_text(&details.name.given) {
+        return Err(DomainError::invalid(
+            "name",
+            "needs a family or a given name",
+        ));
+    }
+    if let Some(birth_date) = details.birth_date {
+        if birth_date > services.clock.today() {
+            return Err(DomainError::invalid("birthDate", "must not be in the future"));
+        }
+    }
+    if let Some(gender) = &details.gender {
+        if gender.system != GENDER || !vocabulary.has_code(GENDER, &gender.code) {
+            return Err(DomainError::invalid(
+                "gender",
+                format!("unknown code {}|{}; use {GENDER}", gender.system, gender.code),
+            ));
+        }
+    }
+    for (i, contact) in details.telecom.iter().enumerate() {
+        if !TELECOM_SYSTEMS.contains(&contact.system.as_str()) {
+            return Err(DomainError::invalid(
+                format!("telecom[{i}].system"),
+                format!("must be one of {}", TELECOM_SYSTEMS.join(", ")),
+            ));
+        }
+        if contact.value.trim().is_empty() {
+            return Err(DomainError::invalid(
+                format!("telecom[{i}].value"),
+                "must not be empty",
+            ));
+        }
+        if let Some(use_) = &contact.use_ {
+            if !TELECOM_USES.contains(&use_.as_str()) {
+                return Err(DomainError::invalid(
+                    format!("telecom[{i}].use"),
+                    format!("must be one of {}", TELECOM_USES.join(", ")),
+                ));
+            }
+        }
+        if contact.rank == Some(0) {
+            return Err(DomainError::invalid(
+                format!("telecom[{i}].rank"),
+                "must be 1 or more",
+            ));
+        }
+    }
+    validate_addresses(&details.address)
+}
+
+/// Address rules, shared with groups.
+pub(crate) fn validate_addresses(addresses: &[Address]) -> Result<(), DomainError> {
+    for (i, address) in addresses.iter().enumerate() {
+        if let Some(kind) = &address.kind {
+            if !ADDRESS_TYPES.contains(&kind.as_str()) {
+                return Err(DomainError::invalid(
+                    format!("address[{i}].type"),
+                    format!("must be one of {}", ADDRESS_TYPES.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Aggregate for Individual {
+    const TYPE: &'static str = "Individual";
+    type Command = IndividualCommand;
+    type Event = IndividualEvent;
+    type Error = DomainError;
+    type Services = RegistryServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let events = match command {
+            IndividualCommand::Register(details) => {
+                if self.registered {
+                    return Err(DomainError::AlreadyExists);
+                }
+                validate(&details, services)?;
+                Self::registration(details)
+            }
+            IndividualCommand::Replace(details) => {
+                if !self.registered {
+                    return Err(DomainError::not_found("Individual"));
+                }
+                validate(&details, services)?;
+                self.changes(details)
+            }
+        };
+        for event in events {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        self.version += 1;
+        match event {
+            IndividualEvent::IndividualRegistered {
+                name,
+                birth_date,
+                birth_date_estimated,
+                gender,
+                telecom,
+                address,
+            } => {
+                self.registered = true;
+                self.active = true;
+                self.name = name;
+                self.birth_date = birth_date;
+                self.birth_date_estimated = birth_date_estimated;
+                self.gender = gender;
+                self.telecom = telecom;
+                self.address = address;
+            }
+            IndividualEvent::IdentifierAdded { identifier } => {
+                identifiers::add(&mut self.identifiers, identifier)
+            }
+            IndividualEvent::IdentifierInvalidated { identifier } => {
+                identifiers::invalidate(&mut self.identifiers, &identifier)
+            }
+            IndividualEvent::NameChanged { name } => self.name = name,
+            IndividualEvent::BirthDateChanged {
+                birth_date,
+                birth_date_estimated,
+            } => {
+                self.birth_date = birth_date;
+                self.birth_date_estimated = birth_date_estimated;
+            }
+            IndividualEvent::GenderChanged { gender } => self.gender = gender,
+            IndividualEvent::TelecomChanged { telecom } => self.telecom = telecom,
+            IndividualEvent::AddressChanged { address } => self.address = address,
+            IndividualEvent::IndividualDeactivated => self.active = false,
+            IndividualEvent::IndividualReactivated => self.active = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{code, date, id, services, today, NATIONAL_ID, PASSPORT};
+
+    type Given = TestFramework<Individual>;
+
+    fn details() -> IndividualDetails {
+        IndividualDetails {
+            identifiers: vec![id(NATIONAL_ID, "N1")],
+            active: true,
+            name: HumanName {
+                family: Some("Santos".into()),
+                given: Some("Maria".into()),
+                ..Default::default()
+            },
+            birth_date: Some(date(1985, 3, 15)),
+            birth_date_estimated: false,
+            gender: Some(code(GENDER, "2")),
+            telecom: vec![],
+            address: vec![],
+        }
+    }
+
+    fn registered() -> Vec<IndividualEvent> {
+        Individual::registration(details())
+    }
+
+    async fn refused(given: Vec<IndividualEvent>, command: IndividualCommand) -> DomainError {
+        Given::with(services())
+            .given(given)
+            .when_async(command)
+            .await
+            .inspect_result()
+            .expect_err("command must be refused")
+    }
+
+    fn field(error: DomainError) -> String {
+        match error {
+            DomainError::Invalid { field, .. } => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn registration_records_the_person_then_each_identifier() {
+        let mut d = details();
+        d.identifiers.push(id(PASSPORT, "P1"));
+        Given::with(services())
+            .given_no_previous_events()
+            .when_async(IndividualCommand::Register(d.clone()))
+            .await
+            .then_expect_events(vec![
+                IndividualEvent::IndividualRegistered {
+                    name: d.name,
+                    birth_date: d.birth_date,
+                    birth_date_estimated: false,
+                    gender: d.gender,
+                    telecom: vec![],
+                    address: vec![],
+                },
+                IndividualEvent::IdentifierAdded {
+                    identifier: id(NATIONAL_ID, "N1"),
+                },
+                IndividualEvent::IdentifierAdded {
+                    identifier: id(PASSPORT, "P1"),
+                },
+            ]);
+    }
+
+    #[tokio::test]
+    async fn an_inactive_registration_ends_deactivated() {
+        let mut d = details();
+        d.active = false;
+        let events = Given::with(services())
+            .given_no_previous_events()
+            .when_async(IndividualCommand::Register(d))
+            .await
+            .inspect_result()
+            .unwrap();
+        assert_eq!(events.last(), Some(&IndividualEvent::IndividualDeactivated));
+    }
+
+    #[tokio::test]
+    async fn registering_twice_is_refused() {
+        let error = refused(registered(), IndividualCommand::Register(details())).await;
+        assert_eq!(error, DomainError::AlreadyExists);
+    }
+
+    #[tokio::test]
+    async fn replacing_an_unknown_individual_is_not_found() {
+        let error = refused(vec![], IndividualCommand::Replace(details())).await;
+        assert_eq!(error, DomainError::not_found("Individual"));
+    }
+
+    #[tokio::test]
+    async fn birth_date_today_is_accepted_and_tomorrow_refused() {
+        let mut d = details();
+        d.birth_date = Some(today());
+        Given::with(services())
+            .given_no_previous_events()
+            .when_async(IndividualCommand::Register(d.clone()))
+            .await
+            .inspect_result()
+            .unwrap();
+        d.birth_date = today().succ_opt();
+        let error = refused(vec![], IndividualCommand::Register(d)).await;
+        assert_eq!(field(error), "birthDate");
+    }
+
+    #[tokio::test]
+    async fn identifiers_are_checked() {
+        let cases: Vec<(Vec<Identifier>, &str)> = vec![
+            (vec![], "identifier"),
+            (vec![id("urn:unknown", "1")], "identifier[0].system"),
+            (vec![id("urn:openspp:group", "1")], "identifier[0].system"),
+            (vec![id(NATIONAL_ID, "  ")], "identifier[0].value"),
+            (vec![id(NATIONAL_ID, &"9".repeat(101))], "identifier[0].value"),
+            (
+                vec![id(NATIONAL_ID, "1"), id(NATIONAL_ID, "2")],
+                "identifier[1].system",
+            ),
+        ];
+        for (identifiers, expected) in cases {
+            let mut d = details();
+            d.identifiers = identifiers;
+            let error = refused(vec![], IndividualCommand::Register(d)).await;
+            assert_eq!(field(error), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn coded_and_contact_fields_are_checked() {
+        let mut d = details();
+        d.gender = Some(code(GENDER, "5"));
+        assert_eq!(field(refused(vec![], IndividualCommand::Register(d)).await), "gender");
+        let mut d = details();
+        d.gender = Some(code("urn:other", "2"));
+        assert_eq!(field(refused(vec![], IndividualCommand::Register(d)).await), "gender");
+        let mut d = details();
+        d.name = HumanName::default();
+        assert_eq!(field(refused(vec![], IndividualCommand::Register(d)).await), "name");
+        let contact = |system: &str, use_: Option<&str>, rank| ContactPoint {
+            system: system.into(),
+            value: "+63".into(),
+            use_: use_.map(Into::into),
+            rank,
+        };
+        for (contact, expected) in [
+            (contact("pigeon", None, None), "telecom[0].system"),
+            (contact("phone", Some("holiday"), None), "telecom[0].use"),
+            (contact("phone", None, Some(0)), "telecom[0].rank"),
+        ] {
+            let mut d = details();
+            d.telecom = vec![contact];
+            assert_eq!(field(refused(vec![], IndividualCommand::Register(d)).await), expected);
+        }
+        let mut d = details();
+        d.address = vec![Address {
+            kind: Some("imaginary".into()),
+            ..Default::default()
+        }];
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(d)).await),
+            "address[0].type"
+        );
+    }
+
+    #[tokio::test]
+    async fn replace_records_only_what_changed() {
+        let mut d = details();
+        d.name.family = Some("Reyes".into());
+        d.active = false;
+        Given::with(services())
+            .given(registered())
+            .when_async(IndividualCommand::Replace(d.clone()))
+            .await
+            .then_expect_events(vec![
+                IndividualEvent::NameChanged { name: d.name },
+                IndividualEvent::IndividualDeactivated,
+            ]);
+    }
+
+    #[tokio::test]
+    async fn replace_with_the_same_details_records_nothing() {
+        Given::with(services())
+            .given(registered())
+            .when_async(IndividualCommand::Replace(details()))
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn replacing_an_identifier_invalidates_before_adding() {
+        let mut d = details();
+        d.identifiers = vec![id(NATIONAL_ID, "N2")];
+        Given::with(services())
+            .given(registered())
+            .when_async(IndividualCommand::Replace(d))
+            .await
+            .then_expect_events(vec![
+                IndividualEvent::IdentifierInvalidated {
+                    identifier: id(NATIONAL_ID, "N1"),
+                },
+                IndividualEvent::IdentifierAdded {
+                    identifier: id(NATIONAL_ID, "N2"),
+                },
+            ]);
+    }
+
+    #[tokio::test]
+    async fn an_invalidated_identifier_can_be_added_again() {
+        let mut given = registered();
+        given.push(IndividualEvent::IdentifierInvalidated {
+            identifier: id(NATIONAL_ID, "N1"),
+        });
+        given.push(IndividualEvent::IdentifierAdded {
+            identifier: id(NATIONAL_ID, "N2"),
+        });
+        Given::with(services())
+            .given(given)
+            .when_async(IndividualCommand::Replace(details()))
+            .await
+            .then_expect_events(vec![
+                IndividualEvent::IdentifierInvalidated {
+                    identifier: id(NATIONAL_ID, "N2"),
+                },
+                IndividualEvent::IdentifierAdded {
+                    identifier: id(NATIONAL_ID, "N1"),
+                },
+            ]);
+    }
+
+    #[test]
+    fn state_counts_versions_and_keeps_invalidated_identifiers() {
+        let mut individual = Individual::default();
+        for event in registered() {
+            individual.apply(event);
+        }
+        individual.apply(IndividualEvent::IdentifierInvalidated {
+            identifier: id(NATIONAL_ID, "N1"),
+        });
+        assert_eq!(individual.version, 3);
+        assert_eq!(individual.live_identifiers().count(), 0);
+        assert_eq!(individual.identifiers.len(), 1);
+    }
+
+    #[test]
+    fn events_serialise_stably() {
+        let event = IndividualEvent::IdentifierAdded {
+            identifier: id(NATIONAL_ID, "N1"),
+        };
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            json!({"IdentifierAdded": {"identifier": {"system": NATIONAL_ID, "value": "N1"}}})
+        );
+        assert_eq!(
+            serde_json::to_value(IndividualEvent::IndividualDeactivated).unwrap(),
+            json!("IndividualDeactivated")
+        );
+        assert_eq!(event.event_type(), "IdentifierAdded");
+    }
+}

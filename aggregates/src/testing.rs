@@ -1,0 +1,72 @@
+//! A fixed vocabulary and clock for the domain's tests.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+
+use crate::services::{Clock, RegistryServices};
+use crate::values::{Code, Identifier};
+use crate::vocabulary::{TargetType, Vocabulary, GENDER, GROUP_MEMBERSHIP_TYPE, GROUP_TYPE};
+
+pub const NATIONAL_ID: &str = "urn:openspp:vocab:id-type#national_id";
+pub const PASSPORT: &str = "urn:openspp:vocab:id-type#passport";
+pub const GROUP_ID: &str = "urn:openspp:group";
+
+struct FakeVocabulary;
+
+impl Vocabulary for FakeVocabulary {
+    fn has_code(&self, system: &str, code: &str) -> bool {
+        match system {
+            GENDER => ["0", "1", "2", "9"].contains(&code),
+            GROUP_TYPE => ["household", "family", "organization", "other"].contains(&code),
+            GROUP_MEMBERSHIP_TYPE => ["head", "spouse", "child", "member", "other"].contains(&code),
+            _ => false,
+        }
+    }
+
+    fn identifier_system_allowed(&self, uri: &str, target: TargetType) -> Option<bool> {
+        match uri {
+            NATIONAL_ID | PASSPORT => Some(target == TargetType::Individual),
+            "urn:openspp:vocab:id-type#tax_id" => Some(true),
+            GROUP_ID => Some(target == TargetType::Group),
+            _ => None,
+        }
+    }
+}
+
+struct FixedClock;
+
+pub fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 6, 15).unwrap()
+}
+
+impl Clock for FixedClock {
+    fn today(&self) -> NaiveDate {
+        today()
+    }
+}
+
+pub fn services() -> RegistryServices {
+    RegistryServices {
+        vocabulary: Arc::new(FakeVocabulary),
+        clock: Arc::new(FixedClock),
+    }
+}
+
+pub fn id(system: &str, value: &str) -> Identifier {
+    Identifier {
+        system: system.into(),
+        value: value.into(),
+    }
+}
+
+pub fn code(system: &str, code: &str) -> Code {
+    Code {
+        system: system.into(),
+        code: code.into(),
+    }
+}
+
+pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}

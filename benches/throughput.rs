@@ -1,0 +1,173 @@
+//! Throughput of the API on this machine, beside PostgreSQL's own raw insert rate.
+//!
+//! `cargo bench --bench throughput` (options after `--`: `--concurrency 16 --creates 4000
+//! --reads 20000 --seconds 10`). It starts the real server against a fresh database, drives it
+//! over loopback HTTP, runs pgbench with a one-row insert script as the yardstick, and drops the
+//! database. Numbers only; nothing here asserts a speed.
+
+#[allow(dead_code)]
+#[path = "../tests/e2e/support.rs"]
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{create_client, individual_body, path_id, Api, Server, TestDatabase, NATIONAL_ID};
+
+struct Options {
+    concurrency: usize,
+    creates: usize,
+    reads: usize,
+    seconds: u64,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    Options {
+        concurrency: value("--concurrency", 16),
+        creates: value("--creates", 4000),
+        reads: value("--reads", 20000),
+        seconds: value("--seconds", 10) as u64,
+    }
+}
+
+/// Runs `total` requests from `concurrency` workers; returns requests/s and latency percentiles.
+async fn drive<F, Fut>(concurrency: usize, total: usize, request: F) -> (f64, Duration, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u16> + Send,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let request = request.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        return latencies;
+                    }
+                    let t = Instant::now();
+                    let status = request(n).await;
+                    assert!(status < 300, "request {n} answered {status}");
+                    latencies.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    (total as f64 / elapsed.as_secs_f64(), p(0.5), p(0.99))
+}
+
+fn pgbench(database_url: &str, clients: usize, seconds: u64) -> String {
+    support::sql_scalar(
+        database_url,
+        "CREATE TABLE IF NOT EXISTS bench_rows (id bigint GENERATED ALWAYS AS IDENTITY, payload jsonb, metadata jsonb, recorded_at timestamptz)",
+    );
+    let script = std::env::temp_dir().join(format!("openspp-bench-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "INSERT INTO bench_rows (payload, metadata, recorded_at) VALUES ('{\"name\": \"x\"}', '{\"client_id\": \"c\"}', now());\n",
+    )
+    .unwrap();
+    let output = Command::new("pgbench")
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-j",
+            "2",
+            "-c",
+            &clients.to_string(),
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(database_url)
+        .output();
+    let _ = std::fs::remove_file(&script);
+    match output {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("tps") || l.contains("latency average"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(e) => format!("pgbench unavailable: {e}"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let options = options();
+    let database = TestDatabase::create("openspp_bench");
+    let server = Server::start(&database.url, &[("OPENSPP_LOG", "error")]);
+    let credentials = create_client(&database.url, &["--scope", "individual:all"]);
+    let api = Api::new(&server.base).login(&credentials).await;
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    let c = options.concurrency;
+    println!("openspp-es throughput, {c} concurrent clients, loopback, one 2-core machine");
+
+    let create_api = api.clone();
+    let create_prefix = prefix.clone();
+    let (rps, p50, p99) = drive(c, options.creates, move |n| {
+        let api = create_api.clone();
+        let body = individual_body(&format!("{create_prefix}-{n}"));
+        async move { api.post("/api/v2/spp/Individual", body).await.status.as_u16() }
+    })
+    .await;
+    println!("create  POST /Individual      {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests)",
+        rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.creates);
+
+    let read_api = api.clone();
+    let read_prefix = prefix.clone();
+    let creates = options.creates;
+    let (rps, p50, p99) = drive(c, options.reads, move |n| {
+        let api = read_api.clone();
+        let path = format!(
+            "/api/v2/spp/Individual/{}",
+            path_id(NATIONAL_ID, &format!("{read_prefix}-{}", (n * 7919) % creates))
+        );
+        async move { api.get(&path).await.status.as_u16() }
+    })
+    .await;
+    println!("read    GET /Individual/{{id}}  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests)",
+        rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.reads);
+
+    let search_api = api.clone();
+    let (rps, p50, p99) = drive(c, options.reads / 4, move |_| {
+        let api = search_api.clone();
+        async move {
+            api.get("/api/v2/spp/Individual?name=santos&birthdate=ge1980-01-01&_count=20")
+                .await
+                .status
+                .as_u16()
+        }
+    })
+    .await;
+    println!("search  GET /Individual?name  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests over {} rows)",
+        rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.reads / 4, options.creates);
+
+    println!("pgbench one-row insert, {c} clients: {}", pgbench(&database.url, c, options.seconds));
+    drop(server);
+    drop(database);
+}

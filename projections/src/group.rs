@@ -1,0 +1,117 @@
+//! The Group read model and its member list.
+
+use chrono::{DateTime, Utc};
+use openspp_aggregates::{Group, Identifier};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+
+use crate::feed::StoredEvent;
+use crate::fold::fold_streams;
+use crate::runner::ProjectionError;
+use crate::search::{like_contains, push_identifier, push_instants, Comparator, Found, Page, SortKey};
+use crate::view::{self, search_text, ViewRow};
+
+pub type GroupRow = ViewRow<Group>;
+
+#[derive(Debug, Default)]
+pub struct GroupQuery {
+    pub identifier: Option<Identifier>,
+    pub name: Option<String>,
+    pub group_type: Option<String>,
+    pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
+    pub active: Option<bool>,
+    pub sort: Vec<SortKey>,
+}
+
+/// Sortable fields, by their search-parameter name.
+pub const SORT_COLUMNS: [(&str, &str); 3] = [
+    ("name", "name"),
+    ("groupType", "group_type"),
+    ("_lastUpdated", "last_updated"),
+];
+
+pub(crate) async fn project(
+    conn: &mut PgConnection,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    for folded in fold_streams::<Group>(conn, "group_view", events).await? {
+        let state = &folded.state;
+        let state_json = serde_json::to_value(state).map_err(|e| ProjectionError::Undecodable {
+            aggregate_type: "Group".into(),
+            sequence: folded.version,
+            reason: e.to_string(),
+        })?;
+        sqlx::query(
+            "INSERT INTO group_view (aggregate_id, version, state, primary_identifier, name_search, \
+                 name, group_type, quantity, active, created_at, last_updated, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
+                 state = EXCLUDED.state, primary_identifier = EXCLUDED.primary_identifier, \
+                 name_search = EXCLUDED.name_search, name = EXCLUDED.name, \
+                 group_type = EXCLUDED.group_type, quantity = EXCLUDED.quantity, \
+                 active = EXCLUDED.active, last_updated = EXCLUDED.last_updated, \
+                 source = EXCLUDED.source",
+        )
+        .bind(&folded.aggregate_id)
+        .bind(folded.version)
+        .bind(state_json)
+        .bind(state.live_identifiers().next().map(Identifier::key))
+        .bind(search_text(state.name.iter()))
+        .bind(&state.name)
+        .bind(&state.group_type)
+        .bind(state.quantity() as i32)
+        .bind(state.active)
+        .bind(folded.created_at)
+        .bind(folded.last_updated)
+        .bind(&folded.source)
+        .execute(&mut *conn)
+        .await?;
+
+        // The member list is small; rewriting it keeps it an exact image of the state.
+        sqlx::query("DELETE FROM group_members_view WHERE group_id = $1")
+            .bind(&folded.aggregate_id)
+            .execute(&mut *conn)
+            .await?;
+        for (index, member) in state.members.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO group_members_view \
+                 (group_id, individual_id, member_index, roles, start_date, ended_date) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&folded.aggregate_id)
+            .bind(&member.individual)
+            .bind(index as i32)
+            .bind(member.roles.iter().map(|r| r.code.clone()).collect::<Vec<_>>())
+            .bind(member.start_date)
+            .bind(member.ended_date)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<GroupRow>> {
+    view::get(pool, "group_view", aggregate_id).await
+}
+
+fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
+    qb.push(" WHERE true");
+    if let Some(identifier) = &query.identifier {
+        push_identifier(qb, "Group", identifier);
+    }
+    if let Some(name) = &query.name {
+        qb.push(" AND name_search LIKE ")
+            .push_bind(like_contains(name));
+    }
+    if let Some(group_type) = &query.group_type {
+        qb.push(" AND group_type = ").push_bind(group_type.clone());
+    }
+    push_instants(qb, "last_updated", &query.last_updated);
+    if let Some(active) = query.active {
+        qb.push(" AND active = ").push_bind(active);
+    }
+}
+
+pub async fn search(pool: &PgPool, query: &GroupQuery, page: Page) -> sqlx::Result<Found<GroupRow>> {
+    view::search(pool, "group_view", |qb| push_filters(qb, query), &query.sort, page).await
+}

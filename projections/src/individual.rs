@@ -1,0 +1,186 @@
+//! The Individual read model: search by every CONTRACT §4 parameter, single reads, and the
+//! identifier other resources use to reference an individual.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use openspp_aggregates::{Identifier, Individual};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+
+use crate::feed::StoredEvent;
+use crate::fold::fold_streams;
+use crate::runner::ProjectionError;
+use crate::search::{like_contains, push_dates, push_identifier, push_instants, Comparator, Found, Page, SortKey};
+use crate::view::{self, search_text, ViewRow};
+
+pub type IndividualRow = ViewRow<Individual>;
+
+#[derive(Debug, Default)]
+pub struct IndividualQuery {
+    pub identifier: Option<Identifier>,
+    pub name: Option<String>,
+    pub birth_date: Vec<(Comparator, NaiveDate)>,
+    pub gender: Option<String>,
+    pub address: Option<String>,
+    pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
+    pub active: Option<bool>,
+    pub sort: Vec<SortKey>,
+}
+
+/// Sortable fields, by their search-parameter name.
+pub const SORT_COLUMNS: [(&str, &str); 4] = [
+    ("name", "family_name"),
+    ("given", "given_name"),
+    ("birthdate", "birth_date"),
+    ("_lastUpdated", "last_updated"),
+];
+
+pub(crate) async fn project(
+    conn: &mut PgConnection,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    for folded in fold_streams::<Individual>(conn, "individual_view", events).await? {
+        let state = &folded.state;
+        let name = &state.name;
+        let name_search =
+            search_text([&name.family, &name.given, &name.middle, &name.text].into_iter().flatten());
+        let address_search = search_text(state.address.iter().flat_map(|a| {
+            a.line.iter().chain(
+                [&a.text, &a.city, &a.district, &a.state, &a.postal_code, &a.country]
+                    .into_iter()
+                    .flatten(),
+            )
+        }));
+        let primary = state.live_identifiers().next().map(Identifier::key);
+        let state_json = serde_json::to_value(state).map_err(|e| ProjectionError::Undecodable {
+            aggregate_type: "Individual".into(),
+            sequence: folded.version,
+            reason: e.to_string(),
+        })?;
+        sqlx::query(
+            "INSERT INTO individual_view (aggregate_id, version, state, primary_identifier, \
+                 name_search, family_name, given_name, birth_date, gender_code, address_search, \
+                 active, created_at, last_updated, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
+                 state = EXCLUDED.state, primary_identifier = EXCLUDED.primary_identifier, \
+                 name_search = EXCLUDED.name_search, family_name = EXCLUDED.family_name, \
+                 given_name = EXCLUDED.given_name, birth_date = EXCLUDED.birth_date, \
+                 gender_code = EXCLUDED.gender_code, address_search = EXCLUDED.address_search, \
+                 active = EXCLUDED.active, last_updated = EXCLUDED.last_updated, \
+                 source = EXCLUDED.source",
+        )
+        .bind(&folded.aggregate_id)
+        .bind(folded.version)
+        .bind(state_json)
+        .bind(primary)
+        .bind(name_search)
+        .bind(&name.family)
+        .bind(&name.given)
+        .bind(state.birth_date)
+        .bind(state.gender.as_ref().map(|g| g.code.clone()))
+        .bind(address_search)
+        .bind(state.active)
+        .bind(folded.created_at)
+        .bind(folded.last_updated)
+        .bind(&folded.source)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<IndividualRow>> {
+    view::get(pool, "individual_view", aggregate_id).await
+}
+
+fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
+    qb.push(" WHERE true");
+    if let Some(identifier) = &query.identifier {
+        push_identifier(qb, "Individual", identifier);
+    }
+    if let Some(name) = &query.name {
+        qb.push(" AND name_search LIKE ")
+            .push_bind(like_contains(name));
+    }
+    push_dates(qb, "birth_date", &query.birth_date);
+    if let Some(gender) = &query.gender {
+        qb.push(" AND gender_code = ").push_bind(gender.clone());
+    }
+    if let Some(address) = &query.address {
+        qb.push(" AND address_search LIKE ")
+            .push_bind(like_contains(address));
+    }
+    push_instants(qb, "last_updated", &query.last_updated);
+    if let Some(active) = query.active {
+        qb.push(" AND active = ").push_bind(active);
+    }
+}
+
+pub async fn search(
+    pool: &PgPool,
+    query: &IndividualQuery,
+    page: Page,
+) -> sqlx::Result<Found<IndividualRow>> {
+    view::search(
+        pool,
+        "individual_view",
+        |qb| push_filters(qb, query),
+        &query.sort,
+        page,
+    )
+    .await
+}
+
+/// The identifier (`system|value`) by which other resources reference each individual.
+pub async fn primary_identifiers(
+    pool: &PgPool,
+    aggregate_ids: &[String],
+) -> sqlx::Result<HashMap<String, String>> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT aggregate_id, primary_identifier FROM individual_view WHERE aggregate_id = ANY($1)",
+    )
+    .bind(aggregate_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, primary)| primary.map(|p| (id, p)))
+        .collect())
+}
+
+/// An individual's current membership in a group, for `groupMembership`.
+#[derive(Debug, Clone)]
+pub struct GroupMembershipRow {
+    pub group_identifier: String,
+    pub roles: Vec<String>,
+    pub start_date: NaiveDate,
+}
+
+/// Current group memberships of each of `individual_ids`, in one query.
+pub async fn group_memberships(
+    pool: &PgPool,
+    individual_ids: &[String],
+) -> sqlx::Result<HashMap<String, Vec<GroupMembershipRow>>> {
+    let rows = sqlx::query(
+        "SELECT m.individual_id, g.primary_identifier, m.roles, m.start_date \
+         FROM group_members_view m JOIN group_view g ON g.aggregate_id = m.group_id \
+         WHERE m.individual_id = ANY($1) AND m.ended_date IS NULL AND g.primary_identifier IS NOT NULL \
+         ORDER BY m.start_date, g.primary_identifier",
+    )
+    .bind(individual_ids)
+    .fetch_all(pool)
+    .await?;
+    let mut memberships: HashMap<String, Vec<GroupMembershipRow>> = HashMap::new();
+    for row in rows {
+        memberships
+            .entry(row.try_get("individual_id")?)
+            .or_default()
+            .push(GroupMembershipRow {
+                group_identifier: row.try_get("primary_identifier")?,
+                roles: row.try_get("roles")?,
+                start_date: row.try_get("start_date")?,
+            });
+    }
+    Ok(memberships)
+}

@@ -1,0 +1,157 @@
+//! What every search shares: comparison prefixes, paging, sorting, and the result envelope.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use openspp_aggregates::Identifier;
+use sqlx::{Postgres, QueryBuilder};
+
+/// FHIR search prefixes for dates and instants (`eq ne gt lt ge le`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparator {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+}
+
+impl Comparator {
+    /// Splits a prefixed value (`ge1990-01-01`); no prefix means `eq`.
+    pub fn split(value: &str) -> (Self, &str) {
+        let prefixes = [
+            ("eq", Self::Eq),
+            ("ne", Self::Ne),
+            ("gt", Self::Gt),
+            ("lt", Self::Lt),
+            ("ge", Self::Ge),
+            ("le", Self::Le),
+        ];
+        for (prefix, comparator) in prefixes {
+            if let Some(rest) = value.strip_prefix(prefix) {
+                return (comparator, rest);
+            }
+        }
+        (Self::Eq, value)
+    }
+
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Eq => " = ",
+            Self::Ne => " <> ",
+            Self::Gt => " > ",
+            Self::Lt => " < ",
+            Self::Ge => " >= ",
+            Self::Le => " <= ",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    pub count: i64,
+    pub offset: i64,
+}
+
+/// One sort key: a column of the view (chosen by the caller from a fixed list) and a direction.
+#[derive(Clone, Copy, Debug)]
+pub struct SortKey {
+    pub column: &'static str,
+    pub descending: bool,
+}
+
+/// A page of matches and how many matched in all.
+#[derive(Debug)]
+pub struct Found<T> {
+    pub total: i64,
+    pub rows: Vec<T>,
+}
+
+/// Escapes `%`, `_` and `\` so user text is matched literally inside a LIKE pattern.
+pub fn like_contains(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    escaped.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}
+
+/// Restricts to the stream that holds the live identifier (the same table that enforces
+/// uniqueness, so a search by identifier never disagrees with a read by identifier).
+pub(crate) fn push_identifier(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    aggregate_type: &'static str,
+    identifier: &Identifier,
+) {
+    qb.push(" AND aggregate_id IN (SELECT aggregate_id FROM identifier_claims WHERE aggregate_type = ")
+        .push_bind(aggregate_type)
+        .push(" AND system = ")
+        .push_bind(identifier.system.clone())
+        .push(" AND value = ")
+        .push_bind(identifier.value.clone())
+        .push(")");
+}
+
+pub(crate) fn push_dates(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    column: &str,
+    filters: &[(Comparator, NaiveDate)],
+) {
+    for (comparator, date) in filters {
+        qb.push(" AND ")
+            .push(column)
+            .push(comparator.sql())
+            .push_bind(*date);
+    }
+}
+
+pub(crate) fn push_instants(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    column: &str,
+    filters: &[(Comparator, DateTime<Utc>)],
+) {
+    for (comparator, instant) in filters {
+        qb.push(" AND ")
+            .push(column)
+            .push(comparator.sql())
+            .push_bind(*instant);
+    }
+}
+
+/// `ORDER BY` the requested keys, then the row key, so paging is stable.
+pub(crate) fn push_order(qb: &mut QueryBuilder<'_, Postgres>, sort: &[SortKey], page: Page) {
+    qb.push(" ORDER BY ");
+    for key in sort {
+        qb.push(key.column)
+            .push(if key.descending {
+                " DESC NULLS LAST, "
+            } else {
+                " ASC NULLS LAST, "
+            });
+    }
+    qb.push("aggregate_id LIMIT ")
+        .push_bind(page.count)
+        .push(" OFFSET ")
+        .push_bind(page.offset);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_split_and_default_to_eq() {
+        assert_eq!(Comparator::split("ge1990-01-01"), (Comparator::Ge, "1990-01-01"));
+        assert_eq!(Comparator::split("1990-01-01"), (Comparator::Eq, "1990-01-01"));
+        assert_eq!(Comparator::split("ne2000"), (Comparator::Ne, "2000"));
+    }
+
+    #[test]
+    fn like_patterns_match_wildcards_literally() {
+        assert_eq!(like_contains("50%_a\\B"), "%50\\%\\_a\\\\b%");
+    }
+}

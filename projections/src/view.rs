@@ -1,0 +1,86 @@
+//! What the Individual and Group read models share: a row holding the folded aggregate, fetched
+//! by key or by a filtered, sorted, paged search.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use crate::search::{push_order, Found, Page, SortKey};
+
+/// A resource as its read model holds it.
+#[derive(Debug, Clone)]
+pub struct ViewRow<A> {
+    pub aggregate_id: String,
+    /// The stream's sequence number the row reflects (the resource's `versionId`).
+    pub version: i64,
+    pub state: A,
+    pub last_updated: DateTime<Utc>,
+    /// Source system of the latest change.
+    pub source: Option<String>,
+}
+
+const COLUMNS: &str = "aggregate_id, version, state, last_updated, source";
+
+impl<A: DeserializeOwned> ViewRow<A> {
+    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        let state: Value = row.try_get("state")?;
+        Ok(Self {
+            aggregate_id: row.try_get("aggregate_id")?,
+            version: row.try_get("version")?,
+            state: serde_json::from_value(state).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            last_updated: row.try_get("last_updated")?,
+            source: row.try_get("source")?,
+        })
+    }
+}
+
+pub(crate) async fn get<A: DeserializeOwned>(
+    pool: &PgPool,
+    table: &'static str,
+    aggregate_id: &str,
+) -> sqlx::Result<Option<ViewRow<A>>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM {table} WHERE aggregate_id = $1"
+    ))
+    .bind(aggregate_id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(ViewRow::from_row)
+    .transpose()
+}
+
+/// Counts the matches, then fetches one page of them; `filters` appends `WHERE …`.
+pub(crate) async fn search<A: DeserializeOwned>(
+    pool: &PgPool,
+    table: &'static str,
+    filters: impl Fn(&mut QueryBuilder<'_, Postgres>),
+    sort: &[SortKey],
+    page: Page,
+) -> sqlx::Result<Found<ViewRow<A>>> {
+    let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {table}"));
+    filters(&mut count);
+    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+    let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM {table}"));
+    filters(&mut select);
+    push_order(&mut select, sort, page);
+    let rows = select.build().fetch_all(pool).await?;
+    Ok(Found {
+        total,
+        rows: rows
+            .iter()
+            .map(ViewRow::from_row)
+            .collect::<sqlx::Result<_>>()?,
+    })
+}
+
+/// Lower-cased words of a resource's text fields, for `LIKE '%…%'` search on a trigram index.
+pub(crate) fn search_text<'a>(parts: impl IntoIterator<Item = &'a String>) -> String {
+    parts
+        .into_iter()
+        .map(|part| part.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

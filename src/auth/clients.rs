@@ -1,0 +1,246 @@
+//! API clients: created, listed, deactivated and re-keyed by the operator (never over HTTP).
+//! The secret is random, shown once, and stored only as an argon2id hash.
+
+use anyhow::{bail, Context};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::auth::scopes;
+
+/// Legal bases a client may act under without the data subject's consent (GDPR art. 6).
+pub const LEGAL_BASES: [&str; 7] = [
+    "consent",
+    "contract",
+    "legal_obligation",
+    "vital_interest",
+    "public_interest",
+    "public_task",
+    "legitimate_interest",
+];
+
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub name: String,
+    pub organization: String,
+    pub organization_type: String,
+    pub scopes: Vec<String>,
+    pub allowed_programs: Vec<String>,
+    pub require_consent: bool,
+    pub legal_basis: Option<String>,
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_per_day: u32,
+}
+
+/// What the operator is shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedClient {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ClientSummary {
+    pub client_id: String,
+    pub name: String,
+    pub organization: String,
+    pub organization_type: String,
+    pub scopes: Vec<String>,
+    pub allowed_programs: Vec<String>,
+    pub require_consent: bool,
+    pub legal_basis: Option<String>,
+    pub rate_limit_per_minute: i32,
+    pub rate_limit_per_day: i32,
+    pub active: bool,
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buffer);
+    URL_SAFE_NO_PAD.encode(buffer)
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .expect("argon2 hashes any input")
+        .to_string()
+}
+
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn validate(client: &NewClient) -> anyhow::Result<()> {
+    if client.name.trim().is_empty() || client.organization.trim().is_empty() {
+        bail!("--name and --organization must not be empty");
+    }
+    let org_type = &client.organization_type;
+    if org_type.is_empty()
+        || !org_type
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_' || c == '-')
+    {
+        bail!("--organization-type must be a lower-case code such as government, ngo, private, international");
+    }
+    if client.scopes.is_empty() {
+        bail!("give at least one --scope resource:action");
+    }
+    for scope in &client.scopes {
+        scopes::validate(scope).map_err(anyhow::Error::msg)?;
+    }
+    for program in &client.allowed_programs {
+        if !program.contains('|') {
+            bail!("--program `{program}` must be an external identifier SYSTEM|VALUE");
+        }
+    }
+    match (&client.legal_basis, client.require_consent) {
+        (Some(basis), _) if !LEGAL_BASES.contains(&basis.as_str()) => {
+            bail!("--legal-basis must be one of {}", LEGAL_BASES.join(", "))
+        }
+        (None, false) => bail!("--no-consent-required needs --legal-basis"),
+        _ => Ok(()),
+    }
+}
+
+pub async fn create_client(pool: &PgPool, client: NewClient) -> anyhow::Result<CreatedClient> {
+    validate(&client)?;
+    let client_id = format!("client_{}", random_token(16));
+    let client_secret = random_token(32);
+    let hash = tokio::task::spawn_blocking({
+        let secret = client_secret.clone();
+        move || hash_secret(&secret)
+    })
+    .await?;
+    sqlx::query(
+        "INSERT INTO api_clients (client_id, name, organization, organization_type, secret_hash, \
+             scopes, allowed_programs, require_consent, legal_basis, rate_limit_per_minute, \
+             rate_limit_per_day) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&client_id)
+    .bind(client.name.trim())
+    .bind(client.organization.trim())
+    .bind(&client.organization_type)
+    .bind(hash)
+    .bind(&client.scopes)
+    .bind(&client.allowed_programs)
+    .bind(client.require_consent)
+    .bind(&client.legal_basis)
+    .bind(client.rate_limit_per_minute as i32)
+    .bind(client.rate_limit_per_day as i32)
+    .execute(pool)
+    .await
+    .context("cannot store the client")?;
+    Ok(CreatedClient {
+        client_id,
+        client_secret,
+    })
+}
+
+pub async fn list_clients(pool: &PgPool) -> sqlx::Result<Vec<ClientSummary>> {
+    sqlx::query_as(
+        "SELECT client_id, name, organization, organization_type, scopes, allowed_programs, \
+                require_consent, legal_basis, rate_limit_per_minute, rate_limit_per_day, active \
+         FROM api_clients ORDER BY created_at, client_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Deactivates a client; its tokens fail from the next request on (checked per request).
+pub async fn deactivate_client(pool: &PgPool, client_id: &str) -> anyhow::Result<()> {
+    let done = sqlx::query(
+        "UPDATE api_clients SET active = false, deactivated_at = now() \
+         WHERE client_id = $1 AND active",
+    )
+    .bind(client_id)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        bail!("no active client {client_id}");
+    }
+    Ok(())
+}
+
+/// Replaces a client's secret; the old one stops working for new tokens at once.
+pub async fn rotate_secret(pool: &PgPool, client_id: &str) -> anyhow::Result<CreatedClient> {
+    let client_secret = random_token(32);
+    let hash = tokio::task::spawn_blocking({
+        let secret = client_secret.clone();
+        move || hash_secret(&secret)
+    })
+    .await?;
+    let done = sqlx::query("UPDATE api_clients SET secret_hash = $2 WHERE client_id = $1 AND active")
+        .bind(client_id)
+        .bind(hash)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        bail!("no active client {client_id}");
+    }
+    Ok(CreatedClient {
+        client_id: client_id.to_owned(),
+        client_secret,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> NewClient {
+        NewClient {
+            name: "n".into(),
+            organization: "o".into(),
+            organization_type: "ngo".into(),
+            scopes: vec!["individual:read".into()],
+            allowed_programs: vec![],
+            require_consent: true,
+            legal_basis: None,
+            rate_limit_per_minute: 60,
+            rate_limit_per_day: 10_000,
+        }
+    }
+
+    #[test]
+    fn secrets_verify_only_against_their_own_hash() {
+        let hash = hash_secret("s3cret");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_secret("s3cret", &hash));
+        assert!(!verify_secret("s3cret ", &hash));
+        assert!(!verify_secret("s3cret", "not a hash"));
+    }
+
+    #[test]
+    fn client_settings_are_checked() {
+        assert!(validate(&client()).is_ok());
+        let mut c = client();
+        c.require_consent = false;
+        assert!(validate(&c).is_err(), "no consent needs a legal basis");
+        c.legal_basis = Some("public_task".into());
+        assert!(validate(&c).is_ok());
+        c.legal_basis = Some("because".into());
+        assert!(validate(&c).is_err());
+        let mut c = client();
+        c.scopes = vec!["individual:steal".into()];
+        assert!(validate(&c).is_err());
+        let mut c = client();
+        c.allowed_programs = vec!["no-bar".into()];
+        assert!(validate(&c).is_err());
+        let mut c = client();
+        c.organization_type = "Big NGO".into();
+        assert!(validate(&c).is_err());
+    }
+}

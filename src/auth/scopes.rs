@@ -1,0 +1,84 @@
+//! Scopes are `resource:action` (CONTRACT §3); `all` implies every action of its resource.
+
+use crate::auth::Action;
+
+pub const RESOURCES: [&str; 13] = [
+    "individual",
+    "group",
+    "program",
+    "program_membership",
+    "consent",
+    "audit",
+    "cycle",
+    "entitlement",
+    "product",
+    "service_point",
+    "vocabulary",
+    "data",
+    "statistics",
+];
+pub const ACTIONS: [&str; 6] = ["read", "search", "create", "update", "delete", "all"];
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Search => "search",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// Checks a scope's syntax and vocabulary.
+pub fn validate(scope: &str) -> Result<(), String> {
+    let (resource, action) = scope
+        .split_once(':')
+        .ok_or_else(|| format!("scope `{scope}` is not resource:action"))?;
+    if !RESOURCES.contains(&resource) {
+        return Err(format!(
+            "scope `{scope}`: unknown resource; use one of {}",
+            RESOURCES.join(", ")
+        ));
+    }
+    if !ACTIONS.contains(&action) {
+        return Err(format!(
+            "scope `{scope}`: unknown action; use one of {}",
+            ACTIONS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `scopes` let their holder do `action` on `resource`.
+pub fn grants(scopes: &[String], resource: &str, action: Action) -> bool {
+    scopes.iter().any(|scope| {
+        scope
+            .split_once(':')
+            .is_some_and(|(r, a)| r == resource && (a == action.as_str() || a == "all"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_implies_every_action_of_its_resource_only() {
+        let scopes = vec!["individual:all".to_owned(), "group:read".to_owned()];
+        assert!(grants(&scopes, "individual", Action::Delete));
+        assert!(grants(&scopes, "group", Action::Read));
+        assert!(!grants(&scopes, "group", Action::Search));
+        assert!(!grants(&scopes, "program", Action::Read));
+    }
+
+    #[test]
+    fn scopes_are_validated() {
+        assert!(validate("individual:read").is_ok());
+        assert!(validate("program_membership:all").is_ok());
+        assert!(validate("individual").is_err());
+        assert!(validate("wallet:read").is_err());
+        assert!(validate("individual:steal").is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! Running a command from a handler: domain and store errors become API errors, and the write
+//! waits for the read models so the writer's next read reflects it (read-your-writes).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use cqrs_es::Aggregate;
+use openspp_aggregates::{ClaimsIdentifiers, DomainError, RegistryServices};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::store::{CommandMetadata, Committed, StoreError};
+
+/// The version a writer says it is changing (`If-Match`); `None` means "the latest".
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(Self(None));
+        };
+        let text = value.to_str().unwrap_or_default().trim();
+        if text == "*" {
+            return Ok(Self(None));
+        }
+        let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+        // A tag this server never issued cannot be current.
+        tag.parse::<u64>().map(|v| Self(Some(v))).map_err(|_| {
+            ApiError::precondition_failed("If-Match does not name a version of this resource")
+        })
+    }
+}
+
+/// `ETag: "<versionId>"`.
+pub fn etag(version: impl std::fmt::Display) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
+}
+
+/// Runs `command` on stream `aggregate_id` and waits until the read models include it.
+pub async fn execute<A>(
+    state: &AppState,
+    aggregate_id: &str,
+    if_match: IfMatch,
+    command: A::Command,
+    metadata: &CommandMetadata,
+) -> Result<Committed<A>, ApiError>
+where
+    A: Aggregate<Services = RegistryServices, Error = DomainError>,
+    A::Command: Clone,
+    A::Event: ClaimsIdentifiers,
+{
+    let committed = state
+        .store
+        .execute::<A>(aggregate_id, if_match.0, command, &state.services, metadata)
+        .await
+        .map_err(store_error)?;
+    if let Some(position) = committed.position {
+        if state
+            .checkpoints
+            .wait_for(position, state.read_your_writes_timeout)
+            .await
+            .is_err()
+        {
+            // The events are committed (the answer stays 2xx); only the read models lag.
+            tracing::warn!("read models did not catch up with a write in time");
+        }
+    }
+    Ok(committed)
+}
+
+pub fn domain_error(error: DomainError) -> ApiError {
+    match error {
+        DomainError::Invalid { field, message } => ApiError::unprocessable(&field, message),
+        DomainError::Conflict { field, message } => ApiError::conflict(field.as_deref(), message),
+        DomainError::NotFound { what } => ApiError::not_found(&what),
+        DomainError::AlreadyExists => ApiError::conflict(None, "already registered"),
+    }
+}
+
+fn store_error(error: StoreError<DomainError>) -> ApiError {
+    match error {
+        StoreError::Domain(e) => domain_error(e),
+        StoreError::PreconditionFailed { current } => ApiError::precondition_failed(format!(
+            "If-Match names a stale version; the current version is {current}"
+        )),
+        StoreError::Conflict => ApiError::conflict(
+            None,
+            "the resource is being changed concurrently; retry",
+        )
+        .with_header(header::RETRY_AFTER, "1"),
+        StoreError::IdentifierInUse(identifier) => ApiError::conflict(
+            Some("identifier"),
+            format!("identifier {} is already in use", identifier.key()),
+        ),
+        StoreError::Corrupt(reason) => {
+            tracing::error!(%reason, "unreadable event stream");
+            ApiError::internal()
+        }
+        StoreError::Database(e) => e.into(),
+    }
+}

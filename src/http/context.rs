@@ -1,0 +1,81 @@
+//! The source-tracking headers of a write (CONTRACT §6) turned into event metadata.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::http::REQUEST_ID;
+use crate::store::metadata::{client_uri, COLLECTION_METHODS};
+use crate::store::CommandMetadata;
+
+/// Longest accepted value of a provenance header; they are stored with every event.
+const MAX_HEADER_LEN: usize = 256;
+
+/// Provenance of the request, before the client is known.
+pub struct Provenance {
+    request_id: String,
+    source_system: Option<String>,
+    source_reference: Option<String>,
+    collection_method: String,
+}
+
+impl Provenance {
+    /// The metadata every event of this request carries.
+    pub fn metadata(&self, principal: &Principal) -> CommandMetadata {
+        CommandMetadata {
+            client_id: principal.client_id.clone(),
+            source_system: self
+                .source_system
+                .clone()
+                .unwrap_or_else(|| client_uri(&principal.client_id)),
+            source_reference: self.source_reference.clone(),
+            collection_method: self.collection_method.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request(Some(name), "must be visible ASCII"))?
+        .trim();
+    if text.len() > MAX_HEADER_LEN {
+        return Err(ApiError::bad_request(
+            Some(name),
+            format!("must be at most {MAX_HEADER_LEN} characters"),
+        ));
+    }
+    Ok((!text.is_empty()).then(|| text.to_owned()))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Provenance {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let collection_method =
+            header(headers, "x-collection-method")?.unwrap_or_else(|| "api".to_owned());
+        if !COLLECTION_METHODS.contains(&collection_method.as_str()) {
+            return Err(ApiError::bad_request(
+                Some("X-Collection-Method"),
+                format!("must be one of {}", COLLECTION_METHODS.join(", ")),
+            ));
+        }
+        Ok(Self {
+            request_id: headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            source_system: header(headers, "x-source-system")?,
+            source_reference: header(headers, "x-source-reference")?,
+            collection_method,
+        })
+    }
+}

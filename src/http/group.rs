@@ -1,0 +1,471 @@
+//! `/Group`: households and other groups, and their members (CONTRACT §4).
+
+use std::collections::HashMap;
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use chrono::NaiveDate;
+use openspp_aggregates::{Group, GroupCommand, GroupDetails, MemberSpec};
+use openspp_projections::group::{self as view, GroupQuery, GroupRow};
+use openspp_projections::individual::primary_identifiers;
+use openspp_projections::search::SortKey;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::ApiError;
+use crate::http::command::{execute, IfMatch};
+use crate::http::context::Provenance;
+use crate::http::json::ApiJson;
+use crate::http::reference::{parse_reference, resolve};
+use crate::http::resource::{find, reply, written_row};
+use crate::http::schema::{
+    Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference,
+    SearchResult,
+};
+use crate::http::search::{envelope, Params};
+use crate::vocabulary::Vocabularies;
+
+const RESOURCE: &str = "Group";
+const SCOPE: &str = "group";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search, create))
+        .routes(routes!(read, replace))
+        .routes(routes!(add_member))
+        .routes(routes!(remove_member))
+}
+
+/// A household or other group of individuals (OpenSPP `schemas/group.py`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GroupResource {
+    /// Always `Group`.
+    #[serde(rename = "type", default = "resource_type")]
+    pub resource_type: String,
+    pub identifier: Vec<Identifier>,
+    #[serde(default = "active_by_default")]
+    pub active: bool,
+    /// `household`, `family`, `organization` or `other`.
+    #[serde(default = "household")]
+    pub group_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// On create: the first members. On replace: the whole member list (members left out end);
+    /// leave it out to keep the members as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<Vec<GroupMember>>,
+    /// Number of current members (read only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address: Vec<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    /// `Individual/{system}|{value}`.
+    pub entity: Reference,
+    /// Roles from `urn:openspp:vocab:group-membership-type` (`head`, `spouse`, `child`, `member` …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+    /// True once the membership has ended (read only).
+    #[serde(default)]
+    pub inactive: bool,
+}
+
+/// Body of `$add-member`: one member (OpenSPP also accepts `start_date`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub entity: Reference,
+    #[serde(default)]
+    pub role: Option<CodeableConcept>,
+    #[serde(default)]
+    pub period: Option<Period>,
+    #[serde(default)]
+    pub start_date: Option<NaiveDate>,
+}
+
+/// Body of `$remove-member`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveMember {
+    pub entity: Reference,
+    /// Defaults to today.
+    #[serde(default)]
+    pub ended_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+fn resource_type() -> String {
+    RESOURCE.to_owned()
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+fn household() -> String {
+    "household".to_owned()
+}
+
+/// The individual's stream for a member reference; unknown individuals are named at `field`.
+async fn member_stream(state: &AppState, entity: &Reference, field: &str) -> Result<String, ApiError> {
+    let identifier = parse_reference(&entity.reference, "Individual", field)?;
+    resolve(&state.pool, "Individual", &identifier)
+        .await?
+        .ok_or_else(|| ApiError::unprocessable(field, "no such Individual"))
+}
+
+async fn member_spec(
+    state: &AppState,
+    member: GroupMember,
+    field: &str,
+) -> Result<MemberSpec, ApiError> {
+    Ok(MemberSpec {
+        individual: member_stream(state, &member.entity, &format!("{field}.entity")).await?,
+        roles: member.role.map(|r| r.codes()).unwrap_or_default(),
+        start_date: member.period.and_then(|p| p.start),
+    })
+}
+
+impl GroupResource {
+    async fn into_details(self, state: &AppState) -> Result<GroupDetails, ApiError> {
+        if self.resource_type != RESOURCE {
+            return Err(ApiError::unprocessable("type", "must be Group"));
+        }
+        let members = match self.member {
+            None => None,
+            Some(members) => {
+                let mut specs = Vec::with_capacity(members.len());
+                for (index, member) in members.into_iter().enumerate() {
+                    specs.push(member_spec(state, member, &format!("member[{index}]")).await?);
+                }
+                Some(specs)
+            }
+        };
+        Ok(GroupDetails {
+            identifiers: self.identifier.into_iter().map(Into::into).collect(),
+            active: self.active,
+            group_type: self.group_type,
+            name: self.name,
+            address: self.address.into_iter().map(Into::into).collect(),
+            members,
+        })
+    }
+
+    fn render(row: GroupRow, references: &HashMap<String, String>, vocabulary: &Vocabularies) -> Self {
+        let state = row.state;
+        let quantity = state.quantity();
+        Self {
+            resource_type: resource_type(),
+            identifier: state.live_identifiers().map(Into::into).collect(),
+            active: state.active,
+            group_type: state.group_type.clone(),
+            name: state.name.clone(),
+            member: Some(
+                state
+                    .members
+                    .iter()
+                    .filter_map(|m| {
+                        let key = references.get(&m.individual)?;
+                        Some(GroupMember {
+                            entity: Reference {
+                                reference: format!("Individual/{key}"),
+                                display: None,
+                            },
+                            role: (!m.roles.is_empty())
+                                .then(|| CodeableConcept::from_codes(&m.roles, vocabulary)),
+                            period: Some(Period {
+                                start: Some(m.start_date),
+                                end: m.ended_date,
+                            }),
+                            inactive: !m.is_active(),
+                        })
+                    })
+                    .collect(),
+            ),
+            quantity: Some(quantity),
+            address: state.address.iter().map(Into::into).collect(),
+            extension: None,
+            meta: Some(Meta::new(row.version, row.last_updated, row.source)),
+        }
+    }
+}
+
+/// External identifiers of every member of `rows`, in one query.
+async fn member_references(
+    state: &AppState,
+    rows: &[&GroupRow],
+) -> Result<HashMap<String, String>, ApiError> {
+    let ids: Vec<String> = rows
+        .iter()
+        .flat_map(|row| row.state.members.iter().map(|m| m.individual.clone()))
+        .collect();
+    Ok(primary_identifiers(&state.pool, &ids).await?)
+}
+
+async fn respond(state: &AppState, row: GroupRow, status: StatusCode) -> Result<Response, ApiError> {
+    let references = member_references(state, &[&row]).await?;
+    let version = row.version;
+    let first = row.state.live_identifiers().next().map(|i| i.key());
+    let resource = GroupResource::render(row, &references, &state.vocabulary);
+    Ok(reply(status, RESOURCE, version, first, resource))
+}
+
+async fn run(
+    state: &AppState,
+    principal: &Principal,
+    provenance: &Provenance,
+    aggregate_id: &str,
+    if_match: IfMatch,
+    command: GroupCommand,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let committed = execute::<Group>(
+        state,
+        aggregate_id,
+        if_match,
+        command,
+        &provenance.metadata(principal),
+    )
+    .await?;
+    let row = written_row(aggregate_id, view::get(&state.pool, aggregate_id).await?, committed);
+    respond(state, row, status).await
+}
+
+/// Search groups.
+#[utoipa::path(get, path = "/Group", tag = "Group",
+    params(
+        ("identifier" = Option<String>, Query, description = "`system|value`"),
+        ("name" = Option<String>, Query, description = "Part of the name, case-insensitive"),
+        ("groupType" = Option<String>, Query),
+        ("active" = Option<bool>, Query),
+        ("_lastUpdated" = Option<String>, Query, description = "Instant or date with prefix; repeatable"),
+        ("_count" = Option<i64>, Query, description = "1-100, default 20"),
+        ("_offset" = Option<i64>, Query),
+        ("_sort" = Option<String>, Query, description = "name, groupType, _lastUpdated; `-` for descending"),
+    ),
+    responses(
+        (status = 200, body = SearchResult<GroupResource>),
+        (status = 400, body = OperationOutcome),
+    ),
+    security(("bearer" = ["group:search"])))]
+async fn search(
+    State(state): State<AppState>,
+    principal: Principal,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchResult<GroupResource>>, ApiError> {
+    principal.require(SCOPE, Action::Search)?;
+    let mut params = Params::from_uri(&uri)?;
+    let page = params.page()?;
+    let query = GroupQuery {
+        identifier: params.identifier()?,
+        name: params.one("name")?,
+        group_type: params.one("groupType")?,
+        last_updated: params.instants("_lastUpdated")?,
+        active: params.boolean("active")?,
+        sort: params.sort(
+            &view::SORT_COLUMNS,
+            SortKey {
+                column: "last_updated",
+                descending: true,
+            },
+        )?,
+    };
+    params.finish()?;
+    let found = view::search(&state.pool, &query, page).await?;
+    let references = member_references(&state, &found.rows.iter().collect::<Vec<_>>()).await?;
+    Ok(Json(envelope(&uri, page, found, |row| {
+        GroupResource::render(row, &references, &state.vocabulary)
+    })))
+}
+
+/// Register a group, optionally with its first members.
+#[utoipa::path(post, path = "/Group", tag = "Group",
+    request_body = GroupResource,
+    responses(
+        (status = 201, body = GroupResource, description = "Registered; `Location` and `ETag` set"),
+        (status = 409, body = OperationOutcome),
+        (status = 422, body = OperationOutcome),
+    ),
+    security(("bearer" = ["group:create"])))]
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    ApiJson(body): ApiJson<GroupResource>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Create)?;
+    let details = body.into_details(&state).await?;
+    let aggregate_id = uuid::Uuid::now_v7().to_string();
+    run(
+        &state,
+        &principal,
+        &provenance,
+        &aggregate_id,
+        IfMatch(None),
+        GroupCommand::Register(details),
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// Read a group by external identifier.
+#[utoipa::path(get, path = "/Group/{id}", tag = "Group",
+    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    responses(
+        (status = 200, body = GroupResource, description = "With `ETag`"),
+        (status = 404, body = OperationOutcome),
+    ),
+    security(("bearer" = ["group:read"])))]
+async fn read(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Read)?;
+    let aggregate_id = find(&state, RESOURCE, &id).await?;
+    let row = view::get(&state.pool, &aggregate_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
+    respond(&state, row, StatusCode::OK).await
+}
+
+/// Replace a group's data (and, when `member` is given, its member list).
+#[utoipa::path(put, path = "/Group/{id}", tag = "Group",
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
+    ),
+    request_body = GroupResource,
+    responses(
+        (status = 200, body = GroupResource),
+        (status = 404, body = OperationOutcome),
+        (status = 409, body = OperationOutcome),
+        (status = 412, body = OperationOutcome),
+        (status = 422, body = OperationOutcome),
+    ),
+    security(("bearer" = ["group:update"])))]
+async fn replace(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<GroupResource>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Update)?;
+    let aggregate_id = find(&state, RESOURCE, &id).await?;
+    let details = body.into_details(&state).await?;
+    run(
+        &state,
+        &principal,
+        &provenance,
+        &aggregate_id,
+        if_match,
+        GroupCommand::Replace(details),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Add an individual to the group.
+#[utoipa::path(post, path = "/Group/{id}/$add-member", tag = "Group",
+    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    request_body = AddMember,
+    responses(
+        (status = 201, body = GroupResource),
+        (status = 404, body = OperationOutcome),
+        (status = 409, body = OperationOutcome, description = "Already a member, or a second head"),
+        (status = 422, body = OperationOutcome),
+    ),
+    security(("bearer" = ["group:update"])))]
+async fn add_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddMember>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Update)?;
+    let aggregate_id = find(&state, RESOURCE, &id).await?;
+    let spec = member_spec(
+        &state,
+        GroupMember {
+            entity: body.entity,
+            role: body.role,
+            period: Some(Period {
+                start: body.start_date.or(body.period.and_then(|p| p.start)),
+                end: None,
+            }),
+            inactive: false,
+        },
+        "member",
+    )
+    .await
+    .map_err(|e| ApiError { expression: Some("entity".into()), ..e })?;
+    run(
+        &state,
+        &principal,
+        &provenance,
+        &aggregate_id,
+        if_match,
+        GroupCommand::AddMember(spec),
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// End an individual's membership of the group.
+#[utoipa::path(post, path = "/Group/{id}/$remove-member", tag = "Group",
+    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    request_body = RemoveMember,
+    responses(
+        (status = 200, body = GroupResource),
+        (status = 404, body = OperationOutcome, description = "No such group, or not a member"),
+        (status = 422, body = OperationOutcome),
+    ),
+    security(("bearer" = ["group:update"])))]
+async fn remove_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RemoveMember>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Update)?;
+    let aggregate_id = find(&state, RESOURCE, &id).await?;
+    let individual = member_stream(&state, &body.entity, "entity").await?;
+    run(
+        &state,
+        &principal,
+        &provenance,
+        &aggregate_id,
+        if_match,
+        GroupCommand::RemoveMember {
+            individual,
+            ended_date: body.ended_date,
+            reason: body.reason,
+        },
+        StatusCode::OK,
+    )
+    .await
+}

@@ -1,0 +1,321 @@
+//! `/Individual`: register, read, replace and search people (CONTRACT §4).
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use chrono::NaiveDate;
+use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
+use openspp_aggregates::{Individual, IndividualCommand, IndividualDetails};
+use openspp_projections::individual::{self as view, GroupMembershipRow, IndividualQuery, IndividualRow};
+use openspp_projections::search::SortKey;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::ApiError;
+use crate::http::command::{execute, IfMatch};
+use crate::http::context::Provenance;
+use crate::http::json::ApiJson;
+use crate::http::resource::{find, reply, written_row};
+use crate::http::schema::{
+    Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome,
+    Period, Reference, SearchResult,
+};
+use crate::http::search::{envelope, Params};
+use crate::vocabulary::Vocabularies;
+
+const RESOURCE: &str = "Individual";
+const SCOPE: &str = "individual";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search, create))
+        .routes(routes!(read, replace))
+}
+
+/// A person in the registry (OpenSPP `schemas/individual.py`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IndividualResource {
+    /// Always `Individual`.
+    #[serde(rename = "type", default = "resource_type")]
+    pub resource_type: String,
+    /// External identifiers; at least one, at most one per system.
+    pub identifier: Vec<Identifier>,
+    #[serde(default = "active_by_default")]
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<HumanName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub birth_date_estimated: bool,
+    /// ISO 5218 (`urn:iso:std:iso:5218`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telecom: Vec<ContactPoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address: Vec<Address>,
+    /// Current group memberships (read only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_membership: Vec<GroupMembershipRef>,
+    /// Module-specific fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+}
+
+/// A group this individual belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMembershipRef {
+    pub group: Reference,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+}
+
+/// Group roles as codes of the group-membership-type vocabulary.
+pub fn role_codes(roles: &[String]) -> Vec<openspp_aggregates::Code> {
+    roles
+        .iter()
+        .map(|code| openspp_aggregates::Code {
+            system: GROUP_MEMBERSHIP_TYPE.to_owned(),
+            code: code.clone(),
+        })
+        .collect()
+}
+
+fn resource_type() -> String {
+    RESOURCE.to_owned()
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+impl IndividualResource {
+    fn into_details(self) -> Result<IndividualDetails, ApiError> {
+        if self.resource_type != RESOURCE {
+            return Err(ApiError::unprocessable("type", "must be Individual"));
+        }
+        Ok(IndividualDetails {
+            identifiers: self.identifier.into_iter().map(Into::into).collect(),
+            active: self.active,
+            name: self.name.map(Into::into).unwrap_or_default(),
+            birth_date: self.birth_date,
+            birth_date_estimated: self.birth_date_estimated,
+            gender: self.gender.map(|g| g.single("gender")).transpose()?,
+            telecom: self.telecom.into_iter().map(Into::into).collect(),
+            address: self.address.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    fn render(
+        row: IndividualRow,
+        memberships: &[GroupMembershipRow],
+        vocabulary: &Vocabularies,
+    ) -> Self {
+        let state = row.state;
+        Self {
+            resource_type: resource_type(),
+            identifier: state.live_identifiers().map(Into::into).collect(),
+            active: state.active,
+            name: Some((&state.name).into()),
+            birth_date: state.birth_date,
+            birth_date_estimated: state.birth_date_estimated,
+            gender: state
+                .gender
+                .as_ref()
+                .map(|g| CodeableConcept::from_codes([g], vocabulary)),
+            telecom: state.telecom.iter().map(Into::into).collect(),
+            address: state.address.iter().map(Into::into).collect(),
+            group_membership: memberships
+                .iter()
+                .map(|m| GroupMembershipRef {
+                    group: Reference {
+                        reference: format!("Group/{}", m.group_identifier),
+                        display: None,
+                    },
+                    role: (!m.roles.is_empty())
+                        .then(|| CodeableConcept::from_codes(&role_codes(&m.roles), vocabulary)),
+                    period: Some(Period {
+                        start: Some(m.start_date),
+                        end: None,
+                    }),
+                })
+                .collect(),
+            extension: None,
+            meta: Some(Meta::new(row.version, row.last_updated, row.source)),
+        }
+    }
+}
+
+/// Renders one individual with its group memberships, as every single read and write answers.
+async fn respond(
+    state: &AppState,
+    row: IndividualRow,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let memberships = view::group_memberships(&state.pool, std::slice::from_ref(&row.aggregate_id))
+        .await?
+        .remove(&row.aggregate_id)
+        .unwrap_or_default();
+    let version = row.version;
+    let first = row.state.live_identifiers().next().map(|i| i.key());
+    let resource = IndividualResource::render(row, &memberships, &state.vocabulary);
+    Ok(reply(status, RESOURCE, version, first, resource))
+}
+
+/// Search individuals.
+#[utoipa::path(get, path = "/Individual", tag = "Individual",
+    params(
+        ("identifier" = Option<String>, Query, description = "`system|value`"),
+        ("name" = Option<String>, Query, description = "Part of any name, case-insensitive"),
+        ("birthdate" = Option<String>, Query, description = "Date with prefix eq ne gt lt ge le; repeatable"),
+        ("gender" = Option<String>, Query, description = "ISO 5218 code, or `system|code`"),
+        ("address" = Option<String>, Query, description = "Part of any address field"),
+        ("active" = Option<bool>, Query),
+        ("_lastUpdated" = Option<String>, Query, description = "Instant or date with prefix; repeatable"),
+        ("_count" = Option<i64>, Query, description = "1-100, default 20"),
+        ("_offset" = Option<i64>, Query),
+        ("_sort" = Option<String>, Query, description = "name, given, birthdate, _lastUpdated; `-` for descending"),
+    ),
+    responses(
+        (status = 200, body = SearchResult<IndividualResource>),
+        (status = 400, body = OperationOutcome),
+        (status = 401, body = OperationOutcome),
+        (status = 403, body = OperationOutcome),
+    ),
+    security(("bearer" = ["individual:search"])))]
+async fn search(
+    State(state): State<AppState>,
+    principal: Principal,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchResult<IndividualResource>>, ApiError> {
+    principal.require(SCOPE, Action::Search)?;
+    let mut params = Params::from_uri(&uri)?;
+    let page = params.page()?;
+    let query = IndividualQuery {
+        identifier: params.identifier()?,
+        name: params.one("name")?,
+        birth_date: params.dates("birthdate")?,
+        gender: params
+            .one("gender")?
+            .map(|g| g.rsplit('|').next().unwrap_or_default().to_owned()),
+        address: params.one("address")?,
+        last_updated: params.instants("_lastUpdated")?,
+        active: params.boolean("active")?,
+        sort: params.sort(
+            &view::SORT_COLUMNS,
+            SortKey {
+                column: "last_updated",
+                descending: true,
+            },
+        )?,
+    };
+    params.finish()?;
+    let found = view::search(&state.pool, &query, page).await?;
+    let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
+    let mut memberships = view::group_memberships(&state.pool, &ids).await?;
+    Ok(Json(envelope(&uri, page, found, |row| {
+        let mine = memberships.remove(&row.aggregate_id).unwrap_or_default();
+        IndividualResource::render(row, &mine, &state.vocabulary)
+    })))
+}
+
+/// Register an individual.
+#[utoipa::path(post, path = "/Individual", tag = "Individual",
+    request_body = IndividualResource,
+    responses(
+        (status = 201, body = IndividualResource, description = "Registered; `Location` and `ETag` set"),
+        (status = 409, body = OperationOutcome, description = "An identifier is already in use"),
+        (status = 422, body = OperationOutcome),
+    ),
+    security(("bearer" = ["individual:create"])))]
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    ApiJson(body): ApiJson<IndividualResource>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Create)?;
+    let details = body.into_details()?;
+    let aggregate_id = uuid::Uuid::now_v7().to_string();
+    let committed = execute::<Individual>(
+        &state,
+        &aggregate_id,
+        IfMatch(None),
+        IndividualCommand::Register(details),
+        &provenance.metadata(&principal),
+    )
+    .await?;
+    let row = written_row(&aggregate_id, view::get(&state.pool, &aggregate_id).await?, committed);
+    respond(&state, row, StatusCode::CREATED).await
+}
+
+/// Read an individual by external identifier.
+#[utoipa::path(get, path = "/Individual/{id}", tag = "Individual",
+    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    responses(
+        (status = 200, body = IndividualResource, description = "With `ETag`"),
+        (status = 404, body = OperationOutcome),
+    ),
+    security(("bearer" = ["individual:read"])))]
+async fn read(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Read)?;
+    let aggregate_id = find(&state, RESOURCE, &id).await?;
+    let row = view::get(&state.pool, &aggregate_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
+    respond(&state, row, StatusCode::OK).await
+}
+
+/// Replace an individual's data; only what changed is recorded, as specific events.
+#[utoipa::path(put, path = "/Individual/{id}", tag = "Individual",
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
+    ),
+    request_body = IndividualResource,
+    responses(
+        (status = 200, body = IndividualResource),
+        (status = 404, body = OperationOutcome),
+        (status = 409, body = OperationOutcome),
+        (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),
+        (status = 422, body = OperationOutcome),
+    ),
+    security(("bearer" = ["individual:update"])))]
+async fn replace(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<IndividualResource>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Update)?;
+    let aggregate_id = find(&state, RESOURCE, &id).await?;
+    let details = body.into_details()?;
+    let committed = execute::<Individual>(
+        &state,
+        &aggregate_id,
+        if_match,
+        IndividualCommand::Replace(details),
+        &provenance.metadata(&principal),
+    )
+    .await?;
+    let row = written_row(&aggregate_id, view::get(&state.pool, &aggregate_id).await?, committed);
+    respond(&state, row, StatusCode::OK).await
+}

@@ -1,0 +1,97 @@
+//! External identifiers in paths and references: `{system}|{value}`, never an internal id.
+
+use openspp_aggregates::Identifier;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use sqlx::PgPool;
+
+use crate::error::ApiError;
+
+/// Characters escaped when an identifier is put into a URL path segment (`#` above all).
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// Parses `system|value` (already percent-decoded).
+pub fn parse_identifier(text: &str, field: &str) -> Result<Identifier, ApiError> {
+    match text.split_once('|') {
+        Some((system, value)) if !system.is_empty() && !value.is_empty() => Ok(Identifier {
+            system: system.to_owned(),
+            value: value.to_owned(),
+        }),
+        _ => Err(ApiError::bad_request(
+            Some(field),
+            "must be an external identifier `{system}|{value}`",
+        )),
+    }
+}
+
+/// Parses a reference `Individual/{system}|{value}` to an identifier of that resource type.
+pub fn parse_reference(text: &str, resource: &str, field: &str) -> Result<Identifier, ApiError> {
+    let rest = text
+        .strip_prefix(resource)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .ok_or_else(|| {
+            ApiError::unprocessable(field, format!("must reference {resource}/{{system}}|{{value}}"))
+        })?;
+    parse_identifier(rest, field).map_err(|e| ApiError::unprocessable(field, e.diagnostics))
+}
+
+/// `system|value` with the characters a path segment cannot hold escaped.
+pub fn path_segment(identifier_key: &str) -> String {
+    utf8_percent_encode(identifier_key, PATH_SEGMENT).to_string()
+}
+
+/// The stream holding a live identifier, if any.
+pub async fn resolve(
+    pool: &PgPool,
+    aggregate_type: &str,
+    identifier: &Identifier,
+) -> Result<Option<String>, ApiError> {
+    Ok(sqlx::query_scalar(
+        "SELECT aggregate_id FROM identifier_claims \
+         WHERE aggregate_type = $1 AND system = $2 AND value = $3",
+    )
+    .bind(aggregate_type)
+    .bind(&identifier.system)
+    .bind(&identifier.value)
+    .fetch_optional(pool)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_split_at_the_first_bar() {
+        let id = parse_identifier("urn:openspp:vocab:id-type#national_id|A|1", "id").unwrap();
+        assert_eq!(id.system, "urn:openspp:vocab:id-type#national_id");
+        assert_eq!(id.value, "A|1");
+        assert!(parse_identifier("no-bar", "id").is_err());
+        assert!(parse_identifier("|value", "id").is_err());
+    }
+
+    #[test]
+    fn path_segments_escape_hash_and_slash() {
+        assert_eq!(
+            path_segment("urn:openspp:vocab:id-type#national_id|A/1"),
+            "urn:openspp:vocab:id-type%23national_id|A%2F1"
+        );
+    }
+
+    #[test]
+    fn references_must_name_the_resource_type() {
+        assert!(parse_reference("Individual/urn:x|1", "Individual", "entity").is_ok());
+        let error = parse_reference("Group/urn:x|1", "Individual", "entity").unwrap_err();
+        assert_eq!(error.expression.as_deref(), Some("entity"));
+    }
+}

@@ -1,0 +1,279 @@
+//! Search parameters (`_count`, `_offset`, `_sort`, prefixed dates …) and the result envelope.
+//! Unknown parameters are refused: a typo must not silently widen a search.
+
+use axum::http::Uri;
+use chrono::{DateTime, NaiveDate, Utc};
+use openspp_aggregates::Identifier;
+use openspp_projections::search::{Comparator, Found, Page, SortKey};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::http::reference::parse_identifier;
+use crate::http::schema::{SearchLinks, SearchMeta, SearchResult};
+
+pub const DEFAULT_COUNT: i64 = 20;
+pub const MAX_COUNT: i64 = 100;
+
+/// The query string of a search, consumed parameter by parameter.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    /// The decoded query string of a request; a malformed one is a 400.
+    pub fn from_uri(uri: &Uri) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(uri.query().unwrap_or_default())
+            .map(Self)
+            .map_err(|_| ApiError::bad_request(None, "the query string is malformed"))
+    }
+
+    pub fn all(&mut self, name: &str) -> Vec<String> {
+        let (taken, rest) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(key, _)| key == name);
+        self.0 = rest;
+        taken.into_iter().map(|(_, value)| value).collect()
+    }
+
+    pub fn one(&mut self, name: &str) -> Result<Option<String>, ApiError> {
+        let mut values = self.all(name);
+        match values.len() {
+            0 => Ok(None),
+            1 => Ok(values.pop().filter(|v| !v.is_empty())),
+            _ => Err(ApiError::bad_request(Some(name), "may be given only once")),
+        }
+    }
+
+    pub fn integer(&mut self, name: &str, default: i64, range: (i64, i64)) -> Result<i64, ApiError> {
+        let Some(text) = self.one(name)? else {
+            return Ok(default);
+        };
+        text.parse::<i64>()
+            .ok()
+            .filter(|n| (range.0..=range.1).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    Some(name),
+                    format!("must be a whole number from {} to {}", range.0, range.1),
+                )
+            })
+    }
+
+    pub fn page(&mut self) -> Result<Page, ApiError> {
+        Ok(Page {
+            count: self.integer("_count", DEFAULT_COUNT, (1, MAX_COUNT))?,
+            offset: self.integer("_offset", 0, (0, i64::MAX))?,
+        })
+    }
+
+    /// `_sort=name,-birthdate`: fields from `allowed` (parameter name → column).
+    pub fn sort(
+        &mut self,
+        allowed: &[(&str, &'static str)],
+        default: SortKey,
+    ) -> Result<Vec<SortKey>, ApiError> {
+        let Some(text) = self.one("_sort")? else {
+            return Ok(vec![default]);
+        };
+        text.split(',')
+            .map(|field| {
+                let (descending, name) = match field.strip_prefix('-') {
+                    Some(name) => (true, name),
+                    None => (false, field),
+                };
+                allowed
+                    .iter()
+                    .find(|(param, _)| *param == name)
+                    .map(|(_, column)| SortKey {
+                        column,
+                        descending,
+                    })
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = allowed.iter().map(|(p, _)| *p).collect();
+                        ApiError::bad_request(
+                            Some("_sort"),
+                            format!("cannot sort by `{name}`; use {}", names.join(", ")),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    pub fn dates(&mut self, name: &str) -> Result<Vec<(Comparator, NaiveDate)>, ApiError> {
+        self.all(name)
+            .iter()
+            .map(|value| {
+                let (comparator, text) = Comparator::split(value);
+                NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .map(|date| (comparator, date))
+                    .map_err(|_| {
+                        ApiError::bad_request(
+                            Some(name),
+                            "must be a date YYYY-MM-DD with an optional prefix eq, ne, gt, lt, ge or le",
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// Instants (RFC 3339) or dates (taken as midnight UTC), with prefixes.
+    pub fn instants(&mut self, name: &str) -> Result<Vec<(Comparator, DateTime<Utc>)>, ApiError> {
+        self.all(name)
+            .iter()
+            .map(|value| {
+                let (comparator, text) = Comparator::split(value);
+                DateTime::parse_from_rfc3339(text)
+                    .map(|instant| instant.with_timezone(&Utc))
+                    .ok()
+                    .or_else(|| {
+                        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                            .ok()
+                            .and_then(|d| d.and_hms_opt(0, 0, 0))
+                            .map(|d| d.and_utc())
+                    })
+                    .map(|instant| (comparator, instant))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            Some(name),
+                            "must be an RFC 3339 instant or a date, with an optional prefix",
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    pub fn identifier(&mut self) -> Result<Option<Identifier>, ApiError> {
+        self.one("identifier")?
+            .map(|text| parse_identifier(&text, "identifier"))
+            .transpose()
+    }
+
+    pub fn boolean(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.one(name)?.as_deref() {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(ApiError::bad_request(Some(name), "must be true or false")),
+        }
+    }
+
+    /// Refuses whatever parameter nobody consumed.
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self.0.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(ApiError::bad_request(
+                Some(name),
+                format!("unknown search parameter `{name}`"),
+            )),
+        }
+    }
+}
+
+/// Wraps a page in OpenSPP's envelope; `next` is present iff more results exist.
+pub fn envelope<T: ToSchema, R>(
+    uri: &Uri,
+    page: Page,
+    found: Found<R>,
+    render: impl FnMut(R) -> T,
+) -> SearchResult<T> {
+    let data: Vec<T> = found.rows.into_iter().map(render).collect();
+    let link = |offset: i64| {
+        let mut pairs: Vec<(String, String)> = uri
+            .query()
+            .map(|q| {
+                url_pairs(q)
+                    .into_iter()
+                    .filter(|(k, _)| k != "_offset")
+                    .collect()
+            })
+            .unwrap_or_default();
+        pairs.push(("_offset".into(), offset.to_string()));
+        let query = serde_urlencoded_pairs(&pairs);
+        format!("{}?{query}", uri.path())
+    };
+    let next = (page.offset + (data.len() as i64) < found.total && !data.is_empty())
+        .then(|| link(page.offset + page.count));
+    let prev = (page.offset > 0).then(|| link((page.offset - page.count).max(0)));
+    SearchResult {
+        meta: SearchMeta {
+            total: found.total,
+            count: data.len(),
+            offset: page.offset,
+        },
+        links: SearchLinks {
+            self_: uri.to_string(),
+            next,
+            prev,
+        },
+        data,
+    }
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// Re-joins pairs that are still percent-encoded as they came in.
+fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn count_is_bounded_and_unknown_parameters_are_refused() {
+        assert_eq!(params(&[]).page().unwrap().count, DEFAULT_COUNT);
+        assert!(params(&[("_count", "0")]).page().is_err());
+        assert!(params(&[("_count", "101")]).page().is_err());
+        assert_eq!(params(&[("_count", "100")]).page().unwrap().count, 100);
+        let error = params(&[("nmae", "x")]).finish().unwrap_err();
+        assert_eq!(error.expression.as_deref(), Some("nmae"));
+    }
+
+    #[test]
+    fn repeated_date_parameters_combine() {
+        let mut p = params(&[("birthdate", "ge1980-01-01"), ("birthdate", "lt1990-01-01")]);
+        let dates = p.dates("birthdate").unwrap();
+        assert_eq!(dates.len(), 2);
+        assert_eq!(dates[0].0, Comparator::Ge);
+        assert!(params(&[("birthdate", "1980/01/01")]).dates("birthdate").is_err());
+    }
+
+    #[test]
+    fn next_link_only_when_more_results_exist() {
+        let uri: Uri = "/api/v2/spp/Individual?name=ana&_count=2".parse().unwrap();
+        let page = Page { count: 2, offset: 0 };
+        let more = envelope::<String, i32>(&uri, page, Found { total: 3, rows: vec![1, 2] }, |n| n.to_string());
+        assert_eq!(
+            more.links.next.as_deref(),
+            Some("/api/v2/spp/Individual?name=ana&_count=2&_offset=2")
+        );
+        assert!(more.links.prev.is_none());
+        let last = envelope::<String, i32>(&uri, page, Found { total: 2, rows: vec![1, 2] }, |n| n.to_string());
+        assert!(last.links.next.is_none());
+    }
+}

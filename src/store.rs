@@ -1,1 +1,0 @@
-//! The write side: appending events atomically with their invariants.

@@ -1,0 +1,361 @@
+//! Authentication as an attacker and an operator would exercise it: token encodings, forged and
+//! `alg: none` tokens, scopes, deactivation, secret rotation, rate limits, key rotation.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use libtest_mimic::Trial;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::{admin, cli, create_client, sql_scalar, world, Api, Server};
+use crate::trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial("auth::token_by_form_and_basic", token_encodings),
+        trial("auth::bad_credentials_are_invalid_client", bad_credentials),
+        trial("auth::bad_grant_and_scope_requests", bad_requests),
+        trial("auth::no_or_garbage_token_is_401", no_token),
+        trial("auth::alg_none_and_forged_tokens_are_401", forged_tokens),
+        trial("auth::expired_and_wrong_audience_tokens_are_401", expired_tokens),
+        trial("auth::missing_scope_is_403", missing_scope),
+        trial("auth::requested_scope_narrows_the_token", narrowed_scope),
+        trial("auth::deactivated_client_fails_at_once", deactivated),
+        trial("auth::rotated_secret_replaces_the_old", rotated_secret),
+        trial("auth::client_rate_limit_answers_429", client_rate_limit),
+        trial("auth::token_endpoint_rate_limit_per_address", token_rate_limit),
+        trial("auth::jwks_and_key_rotation", key_rotation),
+        trial("auth::client_list_shows_no_secrets", client_list),
+    ]
+}
+
+fn base() -> Api {
+    Api::new(&world().base)
+}
+
+fn scoped(scopes: &[&str]) -> crate::support::Credentials {
+    let mut args = Vec::new();
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    create_client(&world().database_url, &args)
+}
+
+async fn token_encodings() {
+    let credentials = scoped(&["individual:read"]);
+    let api = base();
+    let form = api
+        .http
+        .post(format!("{}/api/v2/spp/oauth/token", api.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", credentials.client_id.as_str()),
+            ("client_secret", credentials.client_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status().as_u16(), 200);
+    assert_eq!(form.headers()["cache-control"], "no-store");
+    let body: Value = form.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "individual:read");
+    assert!(body["expires_in"].as_u64().unwrap() > 0);
+
+    let basic = api
+        .http
+        .post(format!("{}/api/v2/spp/oauth/token", api.base))
+        .header(
+            "authorization",
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("{}:{}", credentials.client_id, credentials.client_secret))
+            ),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status().as_u16(), 200);
+}
+
+async fn bad_credentials() {
+    let credentials = scoped(&["individual:read"]);
+    let api = base();
+    for (id, secret) in [
+        (credentials.client_id.as_str(), "wrong"),
+        ("client_unknown", credentials.client_secret.as_str()),
+    ] {
+        let reply = api
+            .post(
+                "/api/v2/spp/oauth/token",
+                json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret}),
+            )
+            .await;
+        reply.expect(401);
+        assert_eq!(reply.body["error"], "invalid_client");
+        assert_eq!(reply.body["resourceType"], "OperationOutcome");
+        assert!(reply.body["detail"].is_string());
+    }
+}
+
+async fn bad_requests() {
+    let credentials = scoped(&["individual:read"]);
+    let api = base();
+    let ask = |body: Value| {
+        let api = api.clone();
+        async move { api.post("/api/v2/spp/oauth/token", body).await }
+    };
+    let reply = ask(json!({"grant_type": "password", "client_id": credentials.client_id, "client_secret": credentials.client_secret})).await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"], "unsupported_grant_type");
+    let reply = ask(json!({"client_id": credentials.client_id, "client_secret": credentials.client_secret})).await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"], "invalid_request");
+    let reply = ask(json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret, "scope": "individual:read group:all"}))
+    .await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"], "invalid_scope");
+}
+
+async fn no_token() {
+    let reply = base().get("/api/v2/spp/Individual").await;
+    reply.expect(401);
+    assert!(reply.header("www-authenticate").unwrap().starts_with("Bearer"));
+    assert_eq!(reply.body["resourceType"], "OperationOutcome");
+    let mut api = base();
+    api.token = Some("not.a.token".into());
+    let reply = api.get("/api/v2/spp/Individual").await;
+    reply.expect(401);
+    assert!(reply.header("www-authenticate").unwrap().contains("invalid_token"));
+}
+
+fn claims(client_id: &str, audience: &str, exp_offset: i64) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "iss": "urn:openspp:api", "aud": audience, "sub": client_id, "client_id": client_id,
+        "scope": "individual:all", "iat": now, "nbf": now, "exp": now + exp_offset, "jti": "t"
+    })
+}
+
+fn current_kid() -> String {
+    sql_scalar(
+        &world().database_url,
+        "SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+    )
+}
+
+async fn rejected(token: String) {
+    let mut api = base();
+    api.token = Some(token);
+    let reply = api.get("/api/v2/spp/Individual").await;
+    reply.expect(401);
+}
+
+async fn forged_tokens() {
+    let id = world().admin.client_id.clone();
+    let kid = current_kid();
+    let body = URL_SAFE_NO_PAD.encode(claims(&id, "urn:openspp:api:v2", 600).to_string());
+    let none = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "kid": kid}).to_string());
+    rejected(format!("{none}.{body}.")).await;
+
+    // An Ed25519 key of the attacker's own, presented under our key id.
+    let attacker = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let der = ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_der(&attacker).unwrap();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.clone());
+    let forged = encode(
+        &header,
+        &claims(&id, "urn:openspp:api:v2", 600),
+        &EncodingKey::from_ed_der(der.as_bytes()),
+    )
+    .unwrap();
+    rejected(forged).await;
+
+    // HS256 keyed with the published public key (algorithm confusion).
+    let jwks = base().get("/.well-known/jwks.json").await;
+    let x = jwks.body["keys"][0]["x"].as_str().unwrap().to_owned();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid);
+    let confused = encode(
+        &header,
+        &claims(&id, "urn:openspp:api:v2", 600),
+        &EncodingKey::from_secret(&URL_SAFE_NO_PAD.decode(x).unwrap()),
+    )
+    .unwrap();
+    rejected(confused).await;
+}
+
+/// Signs with the server's real key, to show that only the claims are at fault.
+fn signed_by_server(claims: &Value) -> String {
+    let kid = current_kid();
+    let der = sql_scalar(
+        &world().database_url,
+        &format!("SELECT encode(private_der, 'hex') FROM signing_keys WHERE kid = '{kid}'"),
+    );
+    let der: Vec<u8> = (0..der.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&der[i..i + 2], 16).unwrap())
+        .collect();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid);
+    encode(&header, claims, &EncodingKey::from_ed_der(&der)).unwrap()
+}
+
+async fn expired_tokens() {
+    let id = world().admin.client_id.clone();
+    // The control: a well-formed token signed by the server is accepted.
+    let mut api = base();
+    api.token = Some(signed_by_server(&claims(&id, "urn:openspp:api:v2", 600)));
+    api.get("/api/v2/spp/Individual").await.expect(200);
+    rejected(signed_by_server(&claims(&id, "urn:openspp:api:v2", -600))).await;
+    rejected(signed_by_server(&claims(&id, "urn:someone:else", 600))).await;
+    let mut future = claims(&id, "urn:openspp:api:v2", 1200);
+    future["nbf"] = json!(chrono::Utc::now().timestamp() + 600);
+    rejected(signed_by_server(&future)).await;
+}
+
+async fn missing_scope() {
+    let credentials = scoped(&["individual:read"]);
+    let api = base().login(&credentials).await;
+    let reply = api.get("/api/v2/spp/Individual").await;
+    reply.expect(403);
+    let challenge = reply.header("www-authenticate").unwrap();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+    assert!(challenge.contains("individual:search"), "{challenge}");
+    let reply = api.post("/api/v2/spp/Group", json!({})).await;
+    reply.expect(403);
+}
+
+async fn narrowed_scope() {
+    let credentials = scoped(&["individual:all"]);
+    let api = base();
+    let reply = api
+        .post(
+            "/api/v2/spp/oauth/token",
+            json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
+                   "client_secret": credentials.client_secret, "scope": "individual:read"}),
+        )
+        .await;
+    reply.expect(200);
+    let mut narrowed = base();
+    narrowed.token = Some(reply.body["access_token"].as_str().unwrap().to_owned());
+    narrowed.get("/api/v2/spp/Individual").await.expect(403);
+}
+
+async fn deactivated() {
+    let credentials = scoped(&["individual:all"]);
+    let api = base().login(&credentials).await;
+    api.get("/api/v2/spp/Individual").await.expect(200);
+    cli(&world().database_url, &["client", "deactivate", &credentials.client_id]);
+    api.get("/api/v2/spp/Individual").await.expect(401);
+    let reply = base()
+        .post(
+            "/api/v2/spp/oauth/token",
+            json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
+                   "client_secret": credentials.client_secret}),
+        )
+        .await;
+    reply.expect(401);
+}
+
+async fn rotated_secret() {
+    let old = scoped(&["individual:read"]);
+    let printed = cli(&world().database_url, &["client", "rotate-secret", &old.client_id]);
+    let new: Value = serde_json::from_str(printed.trim()).unwrap();
+    let attempt = |secret: String| {
+        let id = old.client_id.clone();
+        async move {
+            base()
+                .post(
+                    "/api/v2/spp/oauth/token",
+                    json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret}),
+                )
+                .await
+                .status
+                .as_u16()
+        }
+    };
+    assert_eq!(attempt(old.client_secret.clone()).await, 401);
+    assert_eq!(attempt(new["client_secret"].as_str().unwrap().to_owned()).await, 200);
+}
+
+async fn client_rate_limit() {
+    let printed = cli(
+        &world().database_url,
+        &[
+            "client", "create", "--name", "limited", "--organization", "O", "--organization-type",
+            "ngo", "--scope", "individual:all", "--no-consent-required", "--legal-basis",
+            "public_task", "--rate-limit-per-minute", "2",
+        ],
+    );
+    let value: Value = serde_json::from_str(printed.trim()).unwrap();
+    let credentials = crate::support::Credentials {
+        client_id: value["client_id"].as_str().unwrap().into(),
+        client_secret: value["client_secret"].as_str().unwrap().into(),
+    };
+    let api = base().login(&credentials).await;
+    let mut limited = None;
+    // Eight requests cannot all fit in windows of two, however the minutes fall.
+    for _ in 0..8 {
+        let reply = api.get("/api/v2/spp/Individual").await;
+        if reply.status.as_u16() == 429 {
+            limited = Some(reply);
+            break;
+        }
+        reply.expect(200);
+    }
+    let reply = limited.expect("the client was rate limited");
+    let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(reply.body["resourceType"], "OperationOutcome");
+}
+
+async fn token_rate_limit() {
+    let server = Server::start(&world().database_url, &[("OPENSPP_TOKEN_RATE_PER_MINUTE", "2")]);
+    let api = Api::new(&server.base);
+    let credentials = world().admin.clone();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let reply = api
+            .send(
+                Method::POST,
+                "/api/v2/spp/oauth/token",
+                Some(json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
+                            "client_secret": credentials.client_secret})),
+                &[],
+            )
+            .await;
+        if reply.status.as_u16() == 429 {
+            assert!(reply.header("retry-after").is_some());
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+async fn key_rotation() {
+    let api = admin().await;
+    let before = base().get("/.well-known/jwks.json").await;
+    before.expect(200);
+    let key = &before.body["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["crv"], "Ed25519");
+    assert!(key.get("d").is_none(), "no private material is published");
+    cli(&world().database_url, &["key", "rotate"]);
+    // A token signed before the rotation keeps working; a new login uses the new key.
+    api.get("/api/v2/spp/Individual").await.expect(200);
+    let fresh = admin().await;
+    fresh.get("/api/v2/spp/Individual").await.expect(200);
+    let after = base().get("/.well-known/jwks.json").await;
+    assert!(after.body["keys"].as_array().unwrap().len() >= 2);
+}
+
+async fn client_list() {
+    let listed = cli(&world().database_url, &["client", "list"]);
+    assert!(listed.contains(&world().admin.client_id));
+    assert!(!listed.contains(&world().admin.client_secret));
+    assert!(!listed.contains("argon2"));
+}

@@ -1,0 +1,158 @@
+//! Concurrency over HTTP: identifier uniqueness under racing creates, no lost updates, If-Match,
+//! and the projector ending with exactly what the log holds.
+
+use futures_free::join_all;
+use libtest_mimic::Trial;
+use serde_json::json;
+
+use crate::support::{admin, individual_body, path_id, register_individual, sql_scalar, unique, world, NATIONAL_ID};
+use crate::trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial("store::sixteen_concurrent_creates_one_identifier_one_wins", racing_creates),
+        trial("store::concurrent_member_adds_lose_nothing", concurrent_adds),
+        trial("store::concurrent_writers_with_one_if_match_one_wins", racing_if_match),
+        trial("store::events_carry_source_tracking_and_hash_chain", provenance),
+    ]
+}
+
+/// A tiny join_all over spawned tasks, so the tests need no futures crate.
+mod futures_free {
+    pub async fn join_all<T: Send + 'static>(
+        futures: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+    ) -> Vec<T> {
+        let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for handle in handles {
+            out.push(handle.await.expect("task finished"));
+        }
+        out
+    }
+}
+
+async fn racing_creates() {
+    let api = admin().await;
+    let id = unique("RACE");
+    let attempts = (0..16).map(|_| {
+        let api = api.clone();
+        let body = individual_body(&id);
+        async move { api.post("/api/v2/spp/Individual", body).await.status.as_u16() }
+    });
+    let statuses = join_all(attempts.collect()).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 15, "{statuses:?}");
+    let search = api
+        .get(&format!("/api/v2/spp/Individual?identifier={}", path_id(NATIONAL_ID, &id)))
+        .await;
+    assert_eq!(search.body["meta"]["total"], 1);
+}
+
+async fn concurrent_adds() {
+    let api = admin().await;
+    let group = unique("CG");
+    api.post(
+        "/api/v2/spp/Group",
+        json!({"identifier": [{"system": "urn:openspp:group", "value": group}], "groupType": "household"}),
+    )
+    .await
+    .expect(201);
+    let path = format!("/api/v2/spp/Group/{}", path_id("urn:openspp:group", &group));
+    let mut people = Vec::new();
+    for _ in 0..10 {
+        let id = unique("CM");
+        register_individual(&api, &id).await;
+        people.push(id);
+    }
+    let adds = people.iter().map(|id| {
+        let api = api.clone();
+        let path = path.clone();
+        let body = json!({"entity": {"reference": format!("Individual/{NATIONAL_ID}|{id}")}});
+        async move { api.post(&format!("{path}/$add-member"), body).await.status.as_u16() }
+    });
+    let statuses = join_all(adds.collect()).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let group = api.get(&path).await;
+    assert_eq!(group.body["quantity"], 10, "no add was lost");
+}
+
+async fn racing_if_match() {
+    let api = admin().await;
+    let id = unique("IFM");
+    let path = register_individual(&api, &id).await;
+    let etag = api.get(&path).await.header("etag").unwrap().to_owned();
+    let writers = (0..8).map(|n| {
+        let api = api.clone();
+        let path = path.clone();
+        let etag = etag.clone();
+        let mut body = individual_body(&id);
+        body["name"]["given"] = json!(format!("Writer{n}"));
+        async move { api.put(&path, body, Some(&etag)).await.status.as_u16() }
+    });
+    let statuses = join_all(writers.collect()).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 7, "{statuses:?}");
+}
+
+async fn provenance() {
+    let api = admin().await;
+    let id = unique("PROV");
+    let reply = api
+        .send(
+            reqwest::Method::POST,
+            "/api/v2/spp/Individual",
+            Some(individual_body(&id)),
+            &[
+                ("X-Source-System", "urn:org:kobo:survey-7"),
+                ("X-Source-Reference", "submission-42"),
+                ("X-Collection-Method", "mobile"),
+                ("X-Request-Id", "req-prov-1"),
+            ],
+        )
+        .await;
+    reply.expect(201);
+    assert_eq!(reply.body["meta"]["source"], "urn:org:kobo:survey-7");
+    let url = &world().database_url;
+    let stream = sql_scalar(
+        url,
+        &format!(
+            "SELECT aggregate_id FROM identifier_claims WHERE value = '{id}'"
+        ),
+    );
+    let metadata = sql_scalar(
+        url,
+        &format!("SELECT metadata::text FROM events WHERE aggregate_id = '{stream}' ORDER BY sequence LIMIT 1"),
+    );
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(metadata["client_id"], world().admin.client_id);
+    assert_eq!(metadata["source_system"], "urn:org:kobo:survey-7");
+    assert_eq!(metadata["source_reference"], "submission-42");
+    assert_eq!(metadata["collection_method"], "mobile");
+    assert_eq!(metadata["request_id"], "req-prov-1");
+    assert!(metadata["recorded_at"].is_string());
+    // Each event links to the previous one's hash.
+    let broken = sql_scalar(
+        url,
+        &format!(
+            "SELECT count(*) FROM events e JOIN events p ON p.aggregate_id = e.aggregate_id \
+             AND p.aggregate_type = e.aggregate_type AND p.sequence = e.sequence - 1 \
+             WHERE e.aggregate_id = '{stream}' AND e.prev_hash IS DISTINCT FROM p.hash"
+        ),
+    );
+    assert_eq!(broken, "0");
+    let first_prev = sql_scalar(
+        url,
+        &format!("SELECT prev_hash IS NULL FROM events WHERE aggregate_id = '{stream}' AND sequence = 1"),
+    );
+    assert_eq!(first_prev, "t");
+    // A bad collection method is refused before anything is written.
+    let bad = api
+        .send(
+            reqwest::Method::POST,
+            "/api/v2/spp/Individual",
+            Some(individual_body(&unique("PROV"))),
+            &[("X-Collection-Method", "telepathy")],
+        )
+        .await;
+    bad.expect(400);
+}

@@ -1,0 +1,326 @@
+//! The test world: one fresh database and one real server process per run, API clients made
+//! with the real CLI, and an HTTP client that speaks to the server as an integrator would.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const NATIONAL_ID: &str = "urn:openspp:vocab:id-type#national_id";
+
+/// A database created for this run and dropped when the run ends.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create(prefix: &str) -> Self {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        psql(&format!("CREATE DATABASE \"{name}\""));
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        psql(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+    }
+}
+
+fn psql(sql: &str) {
+    let status = Command::new("psql")
+        .args([ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+/// Runs SQL against the test database and returns the first column of the first row.
+pub fn sql_scalar(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(output.status.success(), "psql failed: {sql}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A running `openspp serve`.
+pub struct Server {
+    pub base: String,
+    child: Child,
+}
+
+impl Server {
+    pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_openspp"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("DATABASE_URL", database_url)
+            .env("OPENSPP_TOKEN_RATE_PER_MINUTE", "0")
+            .env("OPENSPP_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("server printed its address")
+                .expect("readable stdout");
+            if let Some(address) = line.strip_prefix("openspp listening on ") {
+                break address.to_owned();
+            }
+        };
+        Self { base, child }
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits for it.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("server exits");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `openspp <args>` against `database_url` and returns its stdout.
+pub fn cli(database_url: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("OPENSPP_LOG", "warn")
+        .output()
+        .expect("cli runs");
+    assert!(
+        output.status.success(),
+        "openspp {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// What `openspp client create` printed.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+pub fn create_client(database_url: &str, extra: &[&str]) -> Credentials {
+    let mut args = vec![
+        "client",
+        "create",
+        "--name",
+        "test client",
+        "--organization",
+        "Test Org",
+        "--organization-type",
+        "government",
+        "--no-consent-required",
+        "--legal-basis",
+        "public_task",
+        "--rate-limit-per-minute",
+        "0",
+        "--rate-limit-per-day",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let printed = cli(database_url, &args);
+    let value: Value = serde_json::from_str(printed.trim()).expect("one JSON line");
+    Credentials {
+        client_id: value["client_id"].as_str().unwrap().to_owned(),
+        client_secret: value["client_secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Every scope of the registry core.
+pub const ALL_SCOPES: [&str; 4] = ["individual:all", "group:all", "program:all", "audit:read"];
+
+/// An HTTP client bound to one server and (once logged in) one token.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Fails with the body when the status is not the expected one.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            token: None,
+        }
+    }
+
+    pub async fn token(&self, credentials: &Credentials) -> String {
+        let reply = self
+            .send(
+                Method::POST,
+                "/api/v2/spp/oauth/token",
+                Some(json!({
+                    "grant_type": "client_credentials",
+                    "client_id": credentials.client_id,
+                    "client_secret": credentials.client_secret,
+                })),
+                &[],
+            )
+            .await;
+        reply.expect(200);
+        reply.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn login(&self, credentials: &Credentials) -> Self {
+        let token = self.token(credentials).await;
+        Self {
+            token: Some(token),
+            ..self.clone()
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body read");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body), &[]).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value, if_match: Option<&str>) -> Reply {
+        let headers: Vec<(&str, &str)> = if_match.map(|tag| ("If-Match", tag)).into_iter().collect();
+        self.send(Method::PUT, path, Some(body), &headers).await
+    }
+}
+
+/// The shared server of this run, and an administrator client with every core scope.
+pub struct World {
+    pub base: String,
+    pub database_url: String,
+    pub admin: Credentials,
+}
+
+static WORLD: OnceLock<World> = OnceLock::new();
+
+pub fn init_world(world: World) {
+    let _ = WORLD.set(world);
+}
+
+pub fn world() -> &'static World {
+    WORLD.get().expect("world initialised by main")
+}
+
+/// A logged-in client with every core scope.
+pub async fn admin() -> Api {
+    let world = world();
+    Api::new(&world.base).login(&world.admin).await
+}
+
+/// A fresh unique identifier value, so tests never collide.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// `system|value` escaped for a path segment.
+pub fn path_id(system: &str, value: &str) -> String {
+    format!("{}|{}", system.replace('#', "%23"), value)
+}
+
+pub fn individual_body(national_id: &str) -> Value {
+    json!({
+        "type": "Individual",
+        "identifier": [{"system": NATIONAL_ID, "value": national_id}],
+        "name": {"family": "Santos", "given": "Maria", "middle": "Dela Cruz"},
+        "birthDate": "1985-03-15",
+        "gender": {"coding": [{"system": "urn:iso:std:iso:5218", "code": "2"}]},
+        "telecom": [{"system": "phone", "value": "+639171234567", "use": "mobile", "rank": 1}],
+        "address": [{"type": "physical", "line": ["12 Mabini St"], "city": "Quezon City", "country": "PH"}]
+    })
+}
+
+/// Registers an individual and returns its path (`/api/v2/spp/Individual/...`).
+pub async fn register_individual(api: &Api, national_id: &str) -> String {
+    api.post("/api/v2/spp/Individual", individual_body(national_id))
+        .await
+        .expect(201);
+    format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, national_id))
+}
