@@ -132,7 +132,12 @@ async fn main() {
     let (rps, p50, p99) = drive(c, options.creates, move |n| {
         let api = create_api.clone();
         let body = individual_body(&format!("{create_prefix}-{n}"));
-        async move { api.post("/api/v2/spp/Individual", body).await.status.as_u16() }
+        async move {
+            api.post("/api/v2/spp/Individual", body)
+                .await
+                .status
+                .as_u16()
+        }
     })
     .await;
     println!("create  POST /Individual      {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests)",
@@ -145,7 +150,10 @@ async fn main() {
         let api = read_api.clone();
         let path = format!(
             "/api/v2/spp/Individual/{}",
-            path_id(NATIONAL_ID, &format!("{read_prefix}-{}", (n * 7919) % creates))
+            path_id(
+                NATIONAL_ID,
+                &format!("{read_prefix}-{}", (n * 7919) % creates)
+            )
         );
         async move { api.get(&path).await.status.as_u16() }
     })
@@ -167,7 +175,10 @@ async fn main() {
     println!("search  GET /Individual?name  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests over {} rows)",
         rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.reads / 4, options.creates);
 
-    println!("pgbench one-row insert, {c} clients: {}", pgbench(&database.url, c, options.seconds));
+    println!(
+        "pgbench one-row insert, {c} clients: {}",
+        pgbench(&database.url, c, options.seconds)
+    );
     drop(server);
     drop(database);
 }

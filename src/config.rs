@@ -35,12 +35,20 @@ pub struct ServeArgs {
     #[arg(long, env = "OPENSPP_JWT_ISSUER", default_value = "urn:openspp:api")]
     pub jwt_issuer: String,
     /// `aud` of the tokens this server issues and accepts.
-    #[arg(long, env = "OPENSPP_JWT_AUDIENCE", default_value = "urn:openspp:api:v2")]
+    #[arg(
+        long,
+        env = "OPENSPP_JWT_AUDIENCE",
+        default_value = "urn:openspp:api:v2"
+    )]
     pub jwt_audience: String,
     /// Lifetime of an access token, in seconds (OpenSPP: one day).
     #[arg(long, env = "OPENSPP_TOKEN_LIFETIME_SECS", default_value_t = 86_400)]
     pub token_lifetime_secs: u64,
     /// How long a write waits for the read models to include it before answering (ms).
-    #[arg(long, env = "OPENSPP_READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "OPENSPP_READ_YOUR_WRITES_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
     pub read_your_writes_timeout_ms: u64,
 }

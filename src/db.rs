@@ -41,7 +41,9 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<PgPool> 
 
 /// Whether anything listens on the default PostgreSQL address.
 async fn local_server_answers() -> bool {
-    tokio::net::TcpStream::connect("127.0.0.1:5432").await.is_ok()
+    tokio::net::TcpStream::connect("127.0.0.1:5432")
+        .await
+        .is_ok()
 }
 
 async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {

@@ -21,7 +21,9 @@ pub fn start(data_dir: &Path) -> anyhow::Result<String> {
         std::fs::create_dir_all(&cluster)?;
         if as_root {
             // PostgreSQL refuses to run as root; the cluster belongs to the `postgres` user.
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&cluster))?;
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&cluster))?;
         }
         let mut initdb = command(as_root, &bin.join("initdb"));
         initdb
@@ -100,8 +102,7 @@ fn binaries() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     versions.pop().or_else(|| {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path).find(|dir| dir.join("pg_ctl").exists())
-        })
+        std::env::var_os("PATH")
+            .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("pg_ctl").exists()))
     })
 }

@@ -41,6 +41,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         checkpoints,
         read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
     });
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let app = http::router(state, args.body_limit_bytes);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -57,9 +58,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     // Aborting mid-batch rolls the batch back; the checkpoint was never advanced past it.
     projector.abort();
+    housekeeping.abort();
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Picks up signing keys rotated by other processes, and forgets old rate-limit windows.
+async fn housekeeping(state: AppState) {
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if let Err(error) = state.auth.keys.reload(&state.pool).await {
+            tracing::warn!(%error, "cannot reload signing keys");
+        }
+        if ticks.is_multiple_of(60) {
+            if let Err(error) = crate::auth::rate_limit::prune(&state.pool).await {
+                tracing::warn!(%error, "cannot prune rate counters");
+            }
+        }
+        ticks += 1;
+    }
 }
 
 async fn shutdown_signal() {

@@ -191,7 +191,10 @@ impl Group {
             ));
         }
         if is_head(&spec.roles) && self.active_members().any(Member::is_head) {
-            return Err(DomainError::conflict(Some("role"), "group already has a head"));
+            return Err(DomainError::conflict(
+                Some("role"),
+                "group already has a head",
+            ));
         }
         Ok(GroupEvent::MemberAdded {
             individual: spec.individual,
@@ -236,13 +239,17 @@ impl Group {
                 .into_iter()
                 .map(|identifier| GroupEvent::IdentifierAdded { identifier }),
         );
-        events.extend(details.members.into_iter().flatten().map(|spec| {
-            GroupEvent::MemberAdded {
-                individual: spec.individual,
-                roles: spec.roles,
-                start_date: spec.start_date.unwrap_or_else(|| services.clock.today()),
-            }
-        }));
+        events.extend(
+            details
+                .members
+                .into_iter()
+                .flatten()
+                .map(|spec| GroupEvent::MemberAdded {
+                    individual: spec.individual,
+                    roles: spec.roles,
+                    start_date: spec.start_date.unwrap_or_else(|| services.clock.today()),
+                }),
+        );
         if !details.active {
             events.push(GroupEvent::GroupDeactivated);
         }
@@ -286,7 +293,11 @@ impl Group {
 
     /// Ends, re-roles and adds members to match `wanted`. Ends and role changes that drop the
     /// head role come before those that give it, so a head can be handed over in one request.
-    fn member_changes(&self, wanted: Vec<MemberSpec>, services: &RegistryServices) -> Vec<GroupEvent> {
+    fn member_changes(
+        &self,
+        wanted: Vec<MemberSpec>,
+        services: &RegistryServices,
+    ) -> Vec<GroupEvent> {
         let today = services.clock.today();
         let mut ends = Vec::new();
         let mut demotions = Vec::new();
@@ -330,10 +341,16 @@ impl Group {
     }
 }
 
-fn check_roles(roles: &[Code], field: &str, services: &RegistryServices) -> Result<(), DomainError> {
+fn check_roles(
+    roles: &[Code],
+    field: &str,
+    services: &RegistryServices,
+) -> Result<(), DomainError> {
     for role in roles {
         if role.system != GROUP_MEMBERSHIP_TYPE
-            || !services.vocabulary.has_code(GROUP_MEMBERSHIP_TYPE, &role.code)
+            || !services
+                .vocabulary
+                .has_code(GROUP_MEMBERSHIP_TYPE, &role.code)
         {
             return Err(DomainError::invalid(
                 field,
@@ -353,7 +370,10 @@ fn validate(details: &GroupDetails, services: &RegistryServices) -> Result<(), D
         TargetType::Group,
         services.vocabulary.as_ref(),
     )?;
-    if !services.vocabulary.has_code(GROUP_TYPE, &details.group_type) {
+    if !services
+        .vocabulary
+        .has_code(GROUP_TYPE, &details.group_type)
+    {
         return Err(DomainError::invalid(
             "groupType",
             "must be household, family, organization or other",
@@ -527,7 +547,10 @@ mod tests {
         Group::registration(details(Some(members)), &services())
     }
 
-    async fn outcome(given: Vec<GroupEvent>, command: GroupCommand) -> Result<Vec<GroupEvent>, DomainError> {
+    async fn outcome(
+        given: Vec<GroupEvent>,
+        command: GroupCommand,
+    ) -> Result<Vec<GroupEvent>, DomainError> {
         Given::with(services())
             .given(given)
             .when_async(command)
@@ -537,9 +560,12 @@ mod tests {
 
     #[tokio::test]
     async fn registration_records_group_identifiers_and_members() {
-        let events = outcome(vec![], GroupCommand::Register(details(Some(vec![spec("a", "head")]))))
-            .await
-            .unwrap();
+        let events = outcome(
+            vec![],
+            GroupCommand::Register(details(Some(vec![spec("a", "head")]))),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             events,
             vec![
@@ -618,13 +644,18 @@ mod tests {
         let given = registered(vec![spec("a", "head")]);
         assert_eq!(
             outcome(given.clone(), GroupCommand::AddMember(spec("b", "head"))).await,
-            Err(DomainError::conflict(Some("role"), "group already has a head"))
+            Err(DomainError::conflict(
+                Some("role"),
+                "group already has a head"
+            ))
         );
         assert!(matches!(
             outcome(given.clone(), GroupCommand::AddMember(spec("a", "member"))).await,
             Err(DomainError::Conflict { field: Some(f), .. }) if f == "entity"
         ));
-        assert!(outcome(given, GroupCommand::AddMember(spec("b", "spouse"))).await.is_ok());
+        assert!(outcome(given, GroupCommand::AddMember(spec("b", "spouse")))
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
@@ -635,8 +666,14 @@ mod tests {
             ended_date: date(2024, 2, 1),
             reason: None,
         });
-        assert!(outcome(given.clone(), GroupCommand::AddMember(spec("b", "head"))).await.is_ok());
-        assert!(outcome(given, GroupCommand::AddMember(spec("a", "member"))).await.is_ok());
+        assert!(
+            outcome(given.clone(), GroupCommand::AddMember(spec("b", "head")))
+                .await
+                .is_ok()
+        );
+        assert!(outcome(given, GroupCommand::AddMember(spec("a", "member")))
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
@@ -721,7 +758,9 @@ mod tests {
         let mut renamed = details(None);
         renamed.name = Some("Reyes".into());
         assert_eq!(
-            outcome(given, GroupCommand::Replace(renamed)).await.unwrap(),
+            outcome(given, GroupCommand::Replace(renamed))
+                .await
+                .unwrap(),
             vec![GroupEvent::GroupRenamed {
                 name: Some("Reyes".into())
             }]

@@ -209,14 +209,20 @@ fn validate(details: &IndividualDetails, services: &RegistryServices) -> Result<
     }
     if let Some(birth_date) = details.birth_date {
         if birth_date > services.clock.today() {
-            return Err(DomainError::invalid("birthDate", "must not be in the future"));
+            return Err(DomainError::invalid(
+                "birthDate",
+                "must not be in the future",
+            ));
         }
     }
     if let Some(gender) = &details.gender {
         if gender.system != GENDER || !vocabulary.has_code(GENDER, &gender.code) {
             return Err(DomainError::invalid(
                 "gender",
-                format!("unknown code {}|{}; use {GENDER}", gender.system, gender.code),
+                format!(
+                    "unknown code {}|{}; use {GENDER}",
+                    gender.system, gender.code
+                ),
             ));
         }
     }
@@ -464,7 +470,10 @@ mod tests {
             (vec![id("urn:unknown", "1")], "identifier[0].system"),
             (vec![id("urn:openspp:group", "1")], "identifier[0].system"),
             (vec![id(NATIONAL_ID, "  ")], "identifier[0].value"),
-            (vec![id(NATIONAL_ID, &"9".repeat(101))], "identifier[0].value"),
+            (
+                vec![id(NATIONAL_ID, &"9".repeat(101))],
+                "identifier[0].value",
+            ),
             (
                 vec![id(NATIONAL_ID, "1"), id(NATIONAL_ID, "2")],
                 "identifier[1].system",
@@ -482,13 +491,22 @@ mod tests {
     async fn coded_and_contact_fields_are_checked() {
         let mut d = details();
         d.gender = Some(code(GENDER, "5"));
-        assert_eq!(field(refused(vec![], IndividualCommand::Register(d)).await), "gender");
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(d)).await),
+            "gender"
+        );
         let mut d = details();
         d.gender = Some(code("urn:other", "2"));
-        assert_eq!(field(refused(vec![], IndividualCommand::Register(d)).await), "gender");
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(d)).await),
+            "gender"
+        );
         let mut d = details();
         d.name = HumanName::default();
-        assert_eq!(field(refused(vec![], IndividualCommand::Register(d)).await), "name");
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(d)).await),
+            "name"
+        );
         let contact = |system: &str, use_: Option<&str>, rank| ContactPoint {
             system: system.into(),
             value: "+63".into(),
@@ -502,7 +520,10 @@ mod tests {
         ] {
             let mut d = details();
             d.telecom = vec![contact];
-            assert_eq!(field(refused(vec![], IndividualCommand::Register(d)).await), expected);
+            assert_eq!(
+                field(refused(vec![], IndividualCommand::Register(d)).await),
+                expected
+            );
         }
         let mut d = details();
         d.address = vec![Address {

@@ -5,8 +5,8 @@
 
 pub mod error;
 pub mod group;
-mod identifiers;
 pub mod identifier_change;
+mod identifiers;
 pub mod individual;
 pub mod services;
 pub mod values;

@@ -7,7 +7,9 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use crate::feed::StoredEvent;
 use crate::fold::fold_streams;
 use crate::runner::ProjectionError;
-use crate::search::{like_contains, push_identifier, push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{
+    like_contains, push_identifier, push_instants, Comparator, Found, Page, SortKey,
+};
 use crate::view::{self, search_text, ViewRow};
 
 pub type GroupRow = ViewRow<Group>;
@@ -80,7 +82,13 @@ pub(crate) async fn project(
             .bind(&folded.aggregate_id)
             .bind(&member.individual)
             .bind(index as i32)
-            .bind(member.roles.iter().map(|r| r.code.clone()).collect::<Vec<_>>())
+            .bind(
+                member
+                    .roles
+                    .iter()
+                    .map(|r| r.code.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(member.start_date)
             .bind(member.ended_date)
             .execute(&mut *conn)
@@ -112,6 +120,17 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     }
 }
 
-pub async fn search(pool: &PgPool, query: &GroupQuery, page: Page) -> sqlx::Result<Found<GroupRow>> {
-    view::search(pool, "group_view", |qb| push_filters(qb, query), &query.sort, page).await
+pub async fn search(
+    pool: &PgPool,
+    query: &GroupQuery,
+    page: Page,
+) -> sqlx::Result<Found<GroupRow>> {
+    view::search(
+        pool,
+        "group_view",
+        |qb| push_filters(qb, query),
+        &query.sort,
+        page,
+    )
+    .await
 }

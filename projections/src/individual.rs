@@ -10,7 +10,9 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use crate::feed::StoredEvent;
 use crate::fold::fold_streams;
 use crate::runner::ProjectionError;
-use crate::search::{like_contains, push_dates, push_identifier, push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{
+    like_contains, push_dates, push_identifier, push_instants, Comparator, Found, Page, SortKey,
+};
 use crate::view::{self, search_text, ViewRow};
 
 pub type IndividualRow = ViewRow<Individual>;
@@ -42,13 +44,23 @@ pub(crate) async fn project(
     for folded in fold_streams::<Individual>(conn, "individual_view", events).await? {
         let state = &folded.state;
         let name = &state.name;
-        let name_search =
-            search_text([&name.family, &name.given, &name.middle, &name.text].into_iter().flatten());
+        let name_search = search_text(
+            [&name.family, &name.given, &name.middle, &name.text]
+                .into_iter()
+                .flatten(),
+        );
         let address_search = search_text(state.address.iter().flat_map(|a| {
             a.line.iter().chain(
-                [&a.text, &a.city, &a.district, &a.state, &a.postal_code, &a.country]
-                    .into_iter()
-                    .flatten(),
+                [
+                    &a.text,
+                    &a.city,
+                    &a.district,
+                    &a.state,
+                    &a.postal_code,
+                    &a.country,
+                ]
+                .into_iter()
+                .flatten(),
             )
         }));
         let primary = state.live_identifiers().next().map(Identifier::key);

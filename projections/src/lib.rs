@@ -3,11 +3,11 @@
 
 pub mod checkpoint;
 pub mod feed;
+mod fold;
 pub mod group;
 pub mod individual;
 pub mod runner;
 pub mod search;
-mod fold;
 pub mod view;
 
 pub use checkpoint::CheckpointWatch;

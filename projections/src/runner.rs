@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::checkpoint::{format, load as load_checkpoint, CheckpointWatch};
 use crate::feed::{read_after, FeedPosition, StoredEvent};
-use crate::{group, individual, EVENTS_CHANNEL, CHECKPOINT_CHANNEL, REGISTRY_PROJECTION};
+use crate::{group, individual, CHECKPOINT_CHANNEL, EVENTS_CHANNEL, REGISTRY_PROJECTION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -87,13 +87,15 @@ pub(crate) fn push_identifier(
     aggregate_type: &'static str,
     identifier: &Identifier,
 ) {
-    qb.push(" AND aggregate_id IN (SELECT aggregate_id FROM identifier_claims WHERE aggregate_type = ")
-        .push_bind(aggregate_type)
-        .push(" AND system = ")
-        .push_bind(identifier.system.clone())
-        .push(" AND value = ")
-        .push_bind(identifier.value.clone())
-        .push(")");
+    qb.push(
+        " AND aggregate_id IN (SELECT aggregate_id FROM identifier_claims WHERE aggregate_type = ",
+    )
+    .push_bind(aggregate_type)
+    .push(" AND system = ")
+    .push_bind(identifier.system.clone())
+    .push(" AND value = ")
+    .push_bind(identifier.value.clone())
+    .push(")");
 }
 
 pub(crate) fn push_dates(
@@ -126,12 +128,11 @@ pub(crate) fn push_instants(
 pub(crate) fn push_order(qb: &mut QueryBuilder<'_, Postgres>, sort: &[SortKey], page: Page) {
     qb.push(" ORDER BY ");
     for key in sort {
-        qb.push(key.column)
-            .push(if key.descending {
-                " DESC NULLS LAST, "
-            } else {
-                " ASC NULLS LAST, "
-            });
+        qb.push(key.column).push(if key.descending {
+            " DESC NULLS LAST, "
+        } else {
+            " ASC NULLS LAST, "
+        });
     }
     qb.push("aggregate_id LIMIT ")
         .push_bind(page.count)
@@ -145,8 +146,14 @@ mod tests {
 
     #[test]
     fn prefixes_split_and_default_to_eq() {
-        assert_eq!(Comparator::split("ge1990-01-01"), (Comparator::Ge, "1990-01-01"));
-        assert_eq!(Comparator::split("1990-01-01"), (Comparator::Eq, "1990-01-01"));
+        assert_eq!(
+            Comparator::split("ge1990-01-01"),
+            (Comparator::Ge, "1990-01-01")
+        );
+        assert_eq!(
+            Comparator::split("1990-01-01"),
+            (Comparator::Eq, "1990-01-01")
+        );
         assert_eq!(Comparator::split("ne2000"), (Comparator::Ne, "2000"));
     }
 

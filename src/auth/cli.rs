@@ -87,7 +87,10 @@ pub async fn run(pool: &PgPool, command: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Deactivate { client_id } => {
             clients::deactivate_client(pool, &client_id).await?;
-            println!("{}", serde_json::json!({"client_id": client_id, "active": false}));
+            println!(
+                "{}",
+                serde_json::json!({"client_id": client_id, "active": false})
+            );
         }
         ClientCommand::RotateSecret { client_id } => {
             let rotated = clients::rotate_secret(pool, &client_id).await?;

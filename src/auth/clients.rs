@@ -182,11 +182,12 @@ pub async fn rotate_secret(pool: &PgPool, client_id: &str) -> anyhow::Result<Cre
         move || hash_secret(&secret)
     })
     .await?;
-    let done = sqlx::query("UPDATE api_clients SET secret_hash = $2 WHERE client_id = $1 AND active")
-        .bind(client_id)
-        .bind(hash)
-        .execute(pool)
-        .await?;
+    let done =
+        sqlx::query("UPDATE api_clients SET secret_hash = $2 WHERE client_id = $1 AND active")
+            .bind(client_id)
+            .bind(hash)
+            .execute(pool)
+            .await?;
     if done.rows_affected() == 0 {
         bail!("no active client {client_id}");
     }

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::auth::clients::{hash_secret, verify_secret};
 use crate::auth::rate_limit;
+use crate::auth::scopes::covers;
 use crate::auth::token::Issuer;
 
 /// The token request, in any of its three encodings (JSON, form, HTTP Basic for the
@@ -105,17 +106,23 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     };
     let value = value.to_str().unwrap_or_default();
     let Some((scheme, encoded)) = value.split_once(' ') else {
-        return Err(OAuthError::invalid_request("malformed Authorization header"));
+        return Err(OAuthError::invalid_request(
+            "malformed Authorization header",
+        ));
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_request("use HTTP Basic for client credentials"));
+        return Err(OAuthError::invalid_request(
+            "use HTTP Basic for client credentials",
+        ));
     }
     let decoded = STANDARD
         .decode(encoded.trim())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(OAuthError::invalid_client)?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(OAuthError::invalid_client)?;
     let decode = |text: &str| {
         percent_encoding::percent_decode_str(&text.replace('+', " "))
             .decode_utf8_lossy()
@@ -192,7 +199,10 @@ async fn issue(
             ))
         }
         (Some(credentials), None) => credentials,
-        (None, Some(id)) => (id.clone(), request.client_secret.clone().unwrap_or_default()),
+        (None, Some(id)) => (
+            id.clone(),
+            request.client_secret.clone().unwrap_or_default(),
+        ),
         (None, None) => return Err(OAuthError::invalid_request("client_id is required")),
     };
     match request.grant_type.as_deref() {
@@ -213,7 +223,13 @@ async fn issue(
     .bind(&client_id)
     .fetch_optional(&state.pool)
     .await
-    .map_err(|_| OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again shortly"))?;
+    .map_err(|_| {
+        OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "try again shortly",
+        )
+    })?;
     let (hash, held) = match row {
         Some((hash, held)) => (hash, Some(held)),
         None => (decoy_hash().to_owned(), None),
@@ -230,7 +246,7 @@ async fn issue(
         None => held,
         Some(requested) => {
             let requested: Vec<String> = requested.split_whitespace().map(str::to_owned).collect();
-            if let Some(extra) = requested.iter().find(|s| !held.contains(s)) {
+            if let Some(extra) = requested.iter().find(|s| !covers(&held, s)) {
                 return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_scope",
@@ -241,11 +257,13 @@ async fn issue(
         }
     };
     let config = &state.auth.config;
-    let key = state
-        .auth
-        .keys
-        .signing()
-        .ok_or_else(|| OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "no signing key"))?;
+    let key = state.auth.keys.signing().ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "no signing key",
+        )
+    })?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -265,6 +283,10 @@ async fn issue(
 
 /// The public keys that verify this server's tokens (RFC 7517).
 pub async fn jwks(State(state): State<AppState>) -> Response {
+    // Fresh from the database, so a rotation by another process shows at once.
+    if let Err(error) = state.auth.keys.reload(&state.pool).await {
+        return crate::error::ApiError::from(error).into_response();
+    }
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
         Json(state.auth.keys.jwks()),
@@ -295,11 +317,22 @@ mod tests {
     #[test]
     fn bodies_parse_as_json_or_form() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
-        let form = parse_body(&headers, b"grant_type=client_credentials&client_id=a&scope=x+y").unwrap();
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let form = parse_body(
+            &headers,
+            b"grant_type=client_credentials&client_id=a&scope=x+y",
+        )
+        .unwrap();
         assert_eq!(form.scope.as_deref(), Some("x y"));
         headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        let json = parse_body(&headers, br#"{"grant_type":"client_credentials","client_id":"a"}"#).unwrap();
+        let json = parse_body(
+            &headers,
+            br#"{"grant_type":"client_credentials","client_id":"a"}"#,
+        )
+        .unwrap();
         assert_eq!(json.client_id.as_deref(), Some("a"));
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         assert!(parse_body(&headers, b"x").is_err());

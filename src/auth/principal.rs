@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 
 use crate::app::AppState;
 use crate::auth::rate_limit::check;
-use crate::auth::scopes::grants;
+use crate::auth::scopes::{covers, grants};
 use crate::auth::token::Issuer;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -95,7 +95,10 @@ impl FromRequestParts<AppState> for Principal {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or_else(|| {
-                unauthenticated("Bearer realm=\"openspp\"", "a bearer access token is required")
+                unauthenticated(
+                    "Bearer realm=\"openspp\"",
+                    "a bearer access token is required",
+                )
             })?;
         let config = &state.auth.config;
         let issuer = Issuer {
@@ -124,12 +127,16 @@ impl FromRequestParts<AppState> for Principal {
             row.rate_limit_per_minute,
             row.minute_left,
         )?;
-        check(row.used_day.unwrap_or(0), row.rate_limit_per_day, row.day_left)?;
+        check(
+            row.used_day.unwrap_or(0),
+            row.rate_limit_per_day,
+            row.day_left,
+        )?;
         // The token's scopes, never more than the client holds now.
         let scopes = claims
             .scope
             .split_whitespace()
-            .filter(|s| row.scopes.iter().any(|held| held == s))
+            .filter(|s| covers(&row.scopes, s))
             .map(str::to_owned)
             .collect();
         Ok(Principal {

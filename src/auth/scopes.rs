@@ -53,11 +53,21 @@ pub fn validate(scope: &str) -> Result<(), String> {
 
 /// Whether `scopes` let their holder do `action` on `resource`.
 pub fn grants(scopes: &[String], resource: &str, action: Action) -> bool {
-    scopes.iter().any(|scope| {
-        scope
-            .split_once(':')
-            .is_some_and(|(r, a)| r == resource && (a == action.as_str() || a == "all"))
-    })
+    scopes
+        .iter()
+        .any(|held| implies(held, resource, action.as_str()))
+}
+
+/// Whether holding `held` includes the scope `wanted` (`x:all` includes every `x:…`).
+pub fn covers(held: &[String], wanted: &str) -> bool {
+    wanted
+        .split_once(':')
+        .is_some_and(|(resource, action)| held.iter().any(|h| implies(h, resource, action)))
+}
+
+fn implies(held: &str, resource: &str, action: &str) -> bool {
+    held.split_once(':')
+        .is_some_and(|(r, a)| r == resource && (a == action || a == "all"))
 }
 
 #[cfg(test)]
@@ -71,6 +81,15 @@ mod tests {
         assert!(grants(&scopes, "group", Action::Read));
         assert!(!grants(&scopes, "group", Action::Search));
         assert!(!grants(&scopes, "program", Action::Read));
+    }
+
+    #[test]
+    fn held_scopes_cover_narrower_ones() {
+        let held = vec!["individual:all".to_owned()];
+        assert!(covers(&held, "individual:read"));
+        assert!(covers(&held, "individual:all"));
+        assert!(!covers(&held, "group:read"));
+        assert!(!covers(&["individual:read".to_owned()], "individual:all"));
     }
 
     #[test]

@@ -85,11 +85,10 @@ fn store_error(error: StoreError<DomainError>) -> ApiError {
         StoreError::PreconditionFailed { current } => ApiError::precondition_failed(format!(
             "If-Match names a stale version; the current version is {current}"
         )),
-        StoreError::Conflict => ApiError::conflict(
-            None,
-            "the resource is being changed concurrently; retry",
-        )
-        .with_header(header::RETRY_AFTER, "1"),
+        StoreError::Conflict => {
+            ApiError::conflict(None, "the resource is being changed concurrently; retry")
+                .with_header(header::RETRY_AFTER, "1")
+        }
         StoreError::IdentifierInUse(identifier) => ApiError::conflict(
             Some("identifier"),
             format!("identifier {} is already in use", identifier.key()),

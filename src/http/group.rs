@@ -25,8 +25,7 @@ use crate::http::json::ApiJson;
 use crate::http::reference::{parse_reference, resolve};
 use crate::http::resource::{find, reply, written_row};
 use crate::http::schema::{
-    Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference,
-    SearchResult,
+    Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference, SearchResult,
 };
 use crate::http::search::{envelope, Params};
 use crate::vocabulary::Vocabularies;
@@ -125,7 +124,11 @@ fn household() -> String {
 }
 
 /// The individual's stream for a member reference; unknown individuals are named at `field`.
-async fn member_stream(state: &AppState, entity: &Reference, field: &str) -> Result<String, ApiError> {
+async fn member_stream(
+    state: &AppState,
+    entity: &Reference,
+    field: &str,
+) -> Result<String, ApiError> {
     let identifier = parse_reference(&entity.reference, "Individual", field)?;
     resolve(&state.pool, "Individual", &identifier)
         .await?
@@ -169,7 +172,11 @@ impl GroupResource {
         })
     }
 
-    fn render(row: GroupRow, references: &HashMap<String, String>, vocabulary: &Vocabularies) -> Self {
+    fn render(
+        row: GroupRow,
+        references: &HashMap<String, String>,
+        vocabulary: &Vocabularies,
+    ) -> Self {
         let state = row.state;
         let quantity = state.quantity();
         Self {
@@ -220,7 +227,11 @@ async fn member_references(
     Ok(primary_identifiers(&state.pool, &ids).await?)
 }
 
-async fn respond(state: &AppState, row: GroupRow, status: StatusCode) -> Result<Response, ApiError> {
+async fn respond(
+    state: &AppState,
+    row: GroupRow,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
     let references = member_references(state, &[&row]).await?;
     let version = row.version;
     let first = row.state.live_identifiers().next().map(|i| i.key());
@@ -245,7 +256,11 @@ async fn run(
         &provenance.metadata(principal),
     )
     .await?;
-    let row = written_row(aggregate_id, view::get(&state.pool, aggregate_id).await?, committed);
+    let row = written_row(
+        aggregate_id,
+        view::get(&state.pool, aggregate_id).await?,
+        committed,
+    );
     respond(state, row, status).await
 }
 
@@ -309,9 +324,10 @@ async fn create(
     State(state): State<AppState>,
     principal: Principal,
     provenance: Provenance,
-    ApiJson(body): ApiJson<GroupResource>,
+    body: Result<ApiJson<GroupResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Create)?;
+    let ApiJson(body) = body?;
     let details = body.into_details(&state).await?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
     run(
@@ -368,9 +384,10 @@ async fn replace(
     provenance: Provenance,
     if_match: IfMatch,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<GroupResource>,
+    body: Result<ApiJson<GroupResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
+    let ApiJson(body) = body?;
     let aggregate_id = find(&state, RESOURCE, &id).await?;
     let details = body.into_details(&state).await?;
     run(
@@ -402,9 +419,10 @@ async fn add_member(
     provenance: Provenance,
     if_match: IfMatch,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<AddMember>,
+    body: Result<ApiJson<AddMember>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
+    let ApiJson(body) = body?;
     let aggregate_id = find(&state, RESOURCE, &id).await?;
     let spec = member_spec(
         &state,
@@ -420,7 +438,10 @@ async fn add_member(
         "member",
     )
     .await
-    .map_err(|e| ApiError { expression: Some("entity".into()), ..e })?;
+    .map_err(|e| ApiError {
+        expression: Some("entity".into()),
+        ..e
+    })?;
     run(
         &state,
         &principal,
@@ -449,9 +470,10 @@ async fn remove_member(
     provenance: Provenance,
     if_match: IfMatch,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<RemoveMember>,
+    body: Result<ApiJson<RemoveMember>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
+    let ApiJson(body) = body?;
     let aggregate_id = find(&state, RESOURCE, &id).await?;
     let individual = member_stream(&state, &body.entity, "entity").await?;
     run(

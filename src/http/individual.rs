@@ -7,7 +7,9 @@ use axum::Json;
 use chrono::NaiveDate;
 use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
 use openspp_aggregates::{Individual, IndividualCommand, IndividualDetails};
-use openspp_projections::individual::{self as view, GroupMembershipRow, IndividualQuery, IndividualRow};
+use openspp_projections::individual::{
+    self as view, GroupMembershipRow, IndividualQuery, IndividualRow,
+};
 use openspp_projections::search::SortKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -22,8 +24,8 @@ use crate::http::context::Provenance;
 use crate::http::json::ApiJson;
 use crate::http::resource::{find, reply, written_row};
 use crate::http::schema::{
-    Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome,
-    Period, Reference, SearchResult,
+    Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome, Period,
+    Reference, SearchResult,
 };
 use crate::http::search::{envelope, Params};
 use crate::vocabulary::Vocabularies;
@@ -244,9 +246,10 @@ async fn create(
     State(state): State<AppState>,
     principal: Principal,
     provenance: Provenance,
-    ApiJson(body): ApiJson<IndividualResource>,
+    body: Result<ApiJson<IndividualResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Create)?;
+    let ApiJson(body) = body?;
     let details = body.into_details()?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
     let committed = execute::<Individual>(
@@ -257,7 +260,11 @@ async fn create(
         &provenance.metadata(&principal),
     )
     .await?;
-    let row = written_row(&aggregate_id, view::get(&state.pool, &aggregate_id).await?, committed);
+    let row = written_row(
+        &aggregate_id,
+        view::get(&state.pool, &aggregate_id).await?,
+        committed,
+    );
     respond(&state, row, StatusCode::CREATED).await
 }
 
@@ -303,9 +310,10 @@ async fn replace(
     provenance: Provenance,
     if_match: IfMatch,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<IndividualResource>,
+    body: Result<ApiJson<IndividualResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
+    let ApiJson(body) = body?;
     let aggregate_id = find(&state, RESOURCE, &id).await?;
     let details = body.into_details()?;
     let committed = execute::<Individual>(
@@ -316,6 +324,10 @@ async fn replace(
         &provenance.metadata(&principal),
     )
     .await?;
-    let row = written_row(&aggregate_id, view::get(&state.pool, &aggregate_id).await?, committed);
+    let row = written_row(
+        &aggregate_id,
+        view::get(&state.pool, &aggregate_id).await?,
+        committed,
+    );
     respond(&state, row, StatusCode::OK).await
 }

@@ -34,13 +34,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(individual::routes())
         .merge(group::routes())
         .merge(crate::auth::api_routes());
-    let (api, document) = OpenApiRouter::new()
-        .nest(BASE, resources)
-        .split_for_parts();
+    let (api, document) = OpenApiRouter::new().nest(BASE, resources).split_for_parts();
     let document = openapi::finish(document);
     Router::new()
         .merge(api)
-        .route(&format!("{BASE}/metadata"), get(metadata::capability_statement))
+        .route(
+            &format!("{BASE}/metadata"),
+            get(metadata::capability_statement),
+        )
         .route(
             &format!("{BASE}/openapi.json"),
             get(move || {

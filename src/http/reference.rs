@@ -40,7 +40,10 @@ pub fn parse_reference(text: &str, resource: &str, field: &str) -> Result<Identi
         .strip_prefix(resource)
         .and_then(|rest| rest.strip_prefix('/'))
         .ok_or_else(|| {
-            ApiError::unprocessable(field, format!("must reference {resource}/{{system}}|{{value}}"))
+            ApiError::unprocessable(
+                field,
+                format!("must reference {resource}/{{system}}|{{value}}"),
+            )
         })?;
     parse_identifier(rest, field).map_err(|e| ApiError::unprocessable(field, e.diagnostics))
 }

@@ -113,7 +113,10 @@ impl CodeableConcept {
     pub fn single(&self, field: &str) -> Result<domain::Code, ApiError> {
         match self.codes().as_slice() {
             [code] => Ok(code.clone()),
-            _ => Err(ApiError::unprocessable(field, "must have exactly one coding")),
+            _ => Err(ApiError::unprocessable(
+                field,
+                "must have exactly one coding",
+            )),
         }
     }
 

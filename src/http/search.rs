@@ -46,7 +46,12 @@ impl Params {
         }
     }
 
-    pub fn integer(&mut self, name: &str, default: i64, range: (i64, i64)) -> Result<i64, ApiError> {
+    pub fn integer(
+        &mut self,
+        name: &str,
+        default: i64,
+        range: (i64, i64),
+    ) -> Result<i64, ApiError> {
         let Some(text) = self.one(name)? else {
             return Ok(default);
         };
@@ -86,10 +91,7 @@ impl Params {
                 allowed
                     .iter()
                     .find(|(param, _)| *param == name)
-                    .map(|(_, column)| SortKey {
-                        column,
-                        descending,
-                    })
+                    .map(|(_, column)| SortKey { column, descending })
                     .ok_or_else(|| {
                         let names: Vec<&str> = allowed.iter().map(|(p, _)| *p).collect();
                         ApiError::bad_request(
@@ -260,20 +262,41 @@ mod tests {
         let dates = p.dates("birthdate").unwrap();
         assert_eq!(dates.len(), 2);
         assert_eq!(dates[0].0, Comparator::Ge);
-        assert!(params(&[("birthdate", "1980/01/01")]).dates("birthdate").is_err());
+        assert!(params(&[("birthdate", "1980/01/01")])
+            .dates("birthdate")
+            .is_err());
     }
 
     #[test]
     fn next_link_only_when_more_results_exist() {
         let uri: Uri = "/api/v2/spp/Individual?name=ana&_count=2".parse().unwrap();
-        let page = Page { count: 2, offset: 0 };
-        let more = envelope::<String, i32>(&uri, page, Found { total: 3, rows: vec![1, 2] }, |n| n.to_string());
+        let page = Page {
+            count: 2,
+            offset: 0,
+        };
+        let more = envelope::<String, i32>(
+            &uri,
+            page,
+            Found {
+                total: 3,
+                rows: vec![1, 2],
+            },
+            |n| n.to_string(),
+        );
         assert_eq!(
             more.links.next.as_deref(),
             Some("/api/v2/spp/Individual?name=ana&_count=2&_offset=2")
         );
         assert!(more.links.prev.is_none());
-        let last = envelope::<String, i32>(&uri, page, Found { total: 2, rows: vec![1, 2] }, |n| n.to_string());
+        let last = envelope::<String, i32>(
+            &uri,
+            page,
+            Found {
+                total: 2,
+                rows: vec![1, 2],
+            },
+            |n| n.to_string(),
+        );
         assert!(last.links.next.is_none());
     }
 }

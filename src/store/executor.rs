@@ -95,9 +95,8 @@ impl EventStore {
         for row in rows {
             let sequence: i64 = row.try_get("sequence")?;
             let payload: Value = row.try_get("payload")?;
-            let event: A::Event = serde_json::from_value(payload).map_err(|e| {
-                StoreError::Corrupt(format!("{} event {sequence}: {e}", A::TYPE))
-            })?;
+            let event: A::Event = serde_json::from_value(payload)
+                .map_err(|e| StoreError::Corrupt(format!("{} event {sequence}: {e}", A::TYPE)))?;
             aggregate.apply(event);
             version = sequence as u64;
             last_hash = Some(row.try_get("hash")?);
@@ -218,9 +217,8 @@ impl EventStore {
         );
         for (i, event) in events.iter().enumerate() {
             let sequence = (after_version + 1 + i as u64) as i64;
-            let payload = serde_json::to_value(event).map_err(|e| {
-                AppendError::Database(sqlx::Error::Encode(Box::new(e)))
-            })?;
+            let payload = serde_json::to_value(event)
+                .map_err(|e| AppendError::Database(sqlx::Error::Encode(Box::new(e))))?;
             let event_type = event.event_type();
             let event_version = event.event_version();
             let hash = Link {
@@ -275,7 +273,9 @@ impl EventStore {
         for row in rows {
             let candidate = FeedPosition {
                 tx_id: row.try_get("tx_id").map_err(AppendError::Database)?,
-                position: row.try_get("global_position").map_err(AppendError::Database)?,
+                position: row
+                    .try_get("global_position")
+                    .map_err(AppendError::Database)?,
             };
             position = position.max(candidate);
         }
@@ -304,8 +304,10 @@ where
     A: Aggregate,
     A::Event: ClaimsIdentifiers,
 {
-    let changes: Vec<IdentifierChange<'_>> =
-        events.iter().filter_map(|e| e.identifier_change()).collect();
+    let changes: Vec<IdentifierChange<'_>> = events
+        .iter()
+        .filter_map(|e| e.identifier_change())
+        .collect();
     for change in &changes {
         if let IdentifierChange::Released(identifier) = change {
             sqlx::query(

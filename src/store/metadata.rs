@@ -5,7 +5,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value};
 
 /// How the data reached the registry (OpenSPP `collection_method`).
-pub const COLLECTION_METHODS: [&str; 6] = ["api", "import", "mobile", "manual", "migration", "merge"];
+pub const COLLECTION_METHODS: [&str; 6] =
+    ["api", "import", "mobile", "manual", "migration", "merge"];
 
 #[derive(Clone, Debug)]
 pub struct CommandMetadata {

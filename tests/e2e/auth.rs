@@ -18,13 +18,19 @@ pub fn trials() -> Vec<Trial> {
         trial("auth::bad_grant_and_scope_requests", bad_requests),
         trial("auth::no_or_garbage_token_is_401", no_token),
         trial("auth::alg_none_and_forged_tokens_are_401", forged_tokens),
-        trial("auth::expired_and_wrong_audience_tokens_are_401", expired_tokens),
+        trial(
+            "auth::expired_and_wrong_audience_tokens_are_401",
+            expired_tokens,
+        ),
         trial("auth::missing_scope_is_403", missing_scope),
         trial("auth::requested_scope_narrows_the_token", narrowed_scope),
         trial("auth::deactivated_client_fails_at_once", deactivated),
         trial("auth::rotated_secret_replaces_the_old", rotated_secret),
         trial("auth::client_rate_limit_answers_429", client_rate_limit),
-        trial("auth::token_endpoint_rate_limit_per_address", token_rate_limit),
+        trial(
+            "auth::token_endpoint_rate_limit_per_address",
+            token_rate_limit,
+        ),
         trial("auth::jwks_and_key_rotation", key_rotation),
         trial("auth::client_list_shows_no_secrets", client_list),
     ]
@@ -70,7 +76,10 @@ async fn token_encodings() {
             "authorization",
             format!(
                 "Basic {}",
-                STANDARD.encode(format!("{}:{}", credentials.client_id, credentials.client_secret))
+                STANDARD.encode(format!(
+                    "{}:{}",
+                    credentials.client_id, credentials.client_secret
+                ))
             ),
         )
         .form(&[("grant_type", "client_credentials")])
@@ -110,11 +119,16 @@ async fn bad_requests() {
     let reply = ask(json!({"grant_type": "password", "client_id": credentials.client_id, "client_secret": credentials.client_secret})).await;
     reply.expect(400);
     assert_eq!(reply.body["error"], "unsupported_grant_type");
-    let reply = ask(json!({"client_id": credentials.client_id, "client_secret": credentials.client_secret})).await;
+    let reply = ask(
+        json!({"client_id": credentials.client_id, "client_secret": credentials.client_secret}),
+    )
+    .await;
     reply.expect(400);
     assert_eq!(reply.body["error"], "invalid_request");
-    let reply = ask(json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
-        "client_secret": credentials.client_secret, "scope": "individual:read group:all"}))
+    let reply = ask(
+        json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret, "scope": "individual:read group:all"}),
+    )
     .await;
     reply.expect(400);
     assert_eq!(reply.body["error"], "invalid_scope");
@@ -123,13 +137,19 @@ async fn bad_requests() {
 async fn no_token() {
     let reply = base().get("/api/v2/spp/Individual").await;
     reply.expect(401);
-    assert!(reply.header("www-authenticate").unwrap().starts_with("Bearer"));
+    assert!(reply
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
     assert_eq!(reply.body["resourceType"], "OperationOutcome");
     let mut api = base();
     api.token = Some("not.a.token".into());
     let reply = api.get("/api/v2/spp/Individual").await;
     reply.expect(401);
-    assert!(reply.header("www-authenticate").unwrap().contains("invalid_token"));
+    assert!(reply
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
 }
 
 fn claims(client_id: &str, audience: &str, exp_offset: i64) -> Value {
@@ -249,7 +269,10 @@ async fn deactivated() {
     let credentials = scoped(&["individual:all"]);
     let api = base().login(&credentials).await;
     api.get("/api/v2/spp/Individual").await.expect(200);
-    cli(&world().database_url, &["client", "deactivate", &credentials.client_id]);
+    cli(
+        &world().database_url,
+        &["client", "deactivate", &credentials.client_id],
+    );
     api.get("/api/v2/spp/Individual").await.expect(401);
     let reply = base()
         .post(
@@ -263,7 +286,10 @@ async fn deactivated() {
 
 async fn rotated_secret() {
     let old = scoped(&["individual:read"]);
-    let printed = cli(&world().database_url, &["client", "rotate-secret", &old.client_id]);
+    let printed = cli(
+        &world().database_url,
+        &["client", "rotate-secret", &old.client_id],
+    );
     let new: Value = serde_json::from_str(printed.trim()).unwrap();
     let attempt = |secret: String| {
         let id = old.client_id.clone();
@@ -279,16 +305,31 @@ async fn rotated_secret() {
         }
     };
     assert_eq!(attempt(old.client_secret.clone()).await, 401);
-    assert_eq!(attempt(new["client_secret"].as_str().unwrap().to_owned()).await, 200);
+    assert_eq!(
+        attempt(new["client_secret"].as_str().unwrap().to_owned()).await,
+        200
+    );
 }
 
 async fn client_rate_limit() {
     let printed = cli(
         &world().database_url,
         &[
-            "client", "create", "--name", "limited", "--organization", "O", "--organization-type",
-            "ngo", "--scope", "individual:all", "--no-consent-required", "--legal-basis",
-            "public_task", "--rate-limit-per-minute", "2",
+            "client",
+            "create",
+            "--name",
+            "limited",
+            "--organization",
+            "O",
+            "--organization-type",
+            "ngo",
+            "--scope",
+            "individual:all",
+            "--no-consent-required",
+            "--legal-basis",
+            "public_task",
+            "--rate-limit-per-minute",
+            "2",
         ],
     );
     let value: Value = serde_json::from_str(printed.trim()).unwrap();
@@ -314,7 +355,10 @@ async fn client_rate_limit() {
 }
 
 async fn token_rate_limit() {
-    let server = Server::start(&world().database_url, &[("OPENSPP_TOKEN_RATE_PER_MINUTE", "2")]);
+    let server = Server::start(
+        &world().database_url,
+        &[("OPENSPP_TOKEN_RATE_PER_MINUTE", "2")],
+    );
     let api = Api::new(&server.base);
     let credentials = world().admin.clone();
     let mut statuses = Vec::new();
@@ -323,8 +367,10 @@ async fn token_rate_limit() {
             .send(
                 Method::POST,
                 "/api/v2/spp/oauth/token",
-                Some(json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
-                            "client_secret": credentials.client_secret})),
+                Some(
+                    json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
+                            "client_secret": credentials.client_secret}),
+                ),
                 &[],
             )
             .await;

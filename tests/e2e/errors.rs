@@ -21,7 +21,12 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-async fn raw(method: Method, path: &str, content_type: &str, body: Vec<u8>) -> crate::support::Reply {
+async fn raw(
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> crate::support::Reply {
     let api = admin().await;
     let response = api
         .http
@@ -44,7 +49,13 @@ async fn raw(method: Method, path: &str, content_type: &str, body: Vec<u8>) -> c
 }
 
 async fn malformed_json() {
-    let reply = raw(Method::POST, "/api/v2/spp/Individual", "application/json", b"{\"identifier\": [".to_vec()).await;
+    let reply = raw(
+        Method::POST,
+        "/api/v2/spp/Individual",
+        "application/json",
+        b"{\"identifier\": [".to_vec(),
+    )
+    .await;
     reply.expect(400);
     assert_eq!(reply.body["resourceType"], "OperationOutcome");
     assert!(reply.body["detail"].is_string());
@@ -58,7 +69,9 @@ async fn unknown_field() {
     reply.expect(422);
     assert_eq!(reply.body["issue"][0]["expression"][0], "nickname");
     // Nothing was written: the identifier is still free.
-    let reply = api.post("/api/v2/spp/Individual", individual_body(&unique("UF"))).await;
+    let reply = api
+        .post("/api/v2/spp/Individual", individual_body(&unique("UF")))
+        .await;
     reply.expect(201);
 }
 
@@ -101,7 +114,13 @@ async fn bad_identifier() {
 
 async fn bad_search_parameter() {
     let api = admin().await;
-    for query in ["_count=0", "_count=101", "birthdate=yesterday", "nmae=x", "_sort=password"] {
+    for query in [
+        "_count=0",
+        "_count=101",
+        "birthdate=yesterday",
+        "nmae=x",
+        "_sort=password",
+    ] {
         let reply = api.get(&format!("/api/v2/spp/Individual?{query}")).await;
         assert_eq!(reply.status.as_u16(), 400, "{query}: {}", reply.text);
         assert_eq!(reply.body["resourceType"], "OperationOutcome");
@@ -111,7 +130,12 @@ async fn bad_search_parameter() {
 async fn request_id() {
     let api = admin().await;
     let reply = api
-        .send(Method::GET, "/api/v2/spp/Individual", None, &[("X-Request-Id", "trace-123")])
+        .send(
+            Method::GET,
+            "/api/v2/spp/Individual",
+            None,
+            &[("X-Request-Id", "trace-123")],
+        )
         .await;
     assert_eq!(reply.header("x-request-id"), Some("trace-123"));
     let reply = api.get("/api/v2/spp/Individual").await;

@@ -10,7 +10,10 @@ const GROUP_SYSTEM: &str = "urn:openspp:group";
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        trial("group::create_with_members_and_read_back", create_with_members),
+        trial(
+            "group::create_with_members_and_read_back",
+            create_with_members,
+        ),
         trial("group::add_and_remove_members", add_and_remove),
         trial("group::second_head_is_409", second_head),
         trial("group::member_twice_is_409", member_twice),
@@ -43,7 +46,10 @@ async fn new_group(api: &Api, members: Value) -> (String, String) {
         )
         .await;
     reply.expect(201);
-    (value.clone(), format!("/api/v2/spp/Group/{}", path_id(GROUP_SYSTEM, &value)))
+    (
+        value.clone(),
+        format!("/api/v2/spp/Group/{}", path_id(GROUP_SYSTEM, &value)),
+    )
 }
 
 async fn create_with_members() {
@@ -61,7 +67,10 @@ async fn create_with_members() {
         format!("Individual/{NATIONAL_ID}|{a}")
     );
     assert_eq!(group.body["member"][0]["role"]["coding"][0]["code"], "head");
-    assert_eq!(group.body["member"][0]["role"]["coding"][0]["display"], "Head of Household");
+    assert_eq!(
+        group.body["member"][0]["role"]["coding"][0]["display"],
+        "Head of Household"
+    );
     // The individual shows its membership.
     let individual = api.get(&a_path).await;
     assert_eq!(
@@ -91,7 +100,10 @@ async fn add_and_remove() {
     assert_eq!(removed.body["member"][0]["inactive"], true);
     assert!(removed.body["member"][0]["period"]["end"].is_string());
     let individual = api.get(&a_path).await;
-    assert!(individual.body["groupMembership"].is_null(), "ended memberships are not current");
+    assert!(
+        individual.body["groupMembership"].is_null(),
+        "ended memberships are not current"
+    );
     // Removing again: not a member.
     api.post(
         &format!("{path}/$remove-member"),
@@ -107,10 +119,16 @@ async fn second_head() {
     register_individual(&api, &a).await;
     register_individual(&api, &b).await;
     let (_, path) = new_group(&api, json!([member(&a, "head")])).await;
-    let reply = api.post(&format!("{path}/$add-member"), member(&b, "head")).await;
+    let reply = api
+        .post(&format!("{path}/$add-member"), member(&b, "head"))
+        .await;
     reply.expect(409);
     assert_eq!(reply.body["resourceType"], "OperationOutcome");
-    assert_eq!(api.get(&path).await.body["quantity"], 1, "nothing was written");
+    assert_eq!(
+        api.get(&path).await.body["quantity"],
+        1,
+        "nothing was written"
+    );
 }
 
 async fn member_twice() {
@@ -127,7 +145,10 @@ async fn unknown_member() {
     let api = admin().await;
     let (_, path) = new_group(&api, json!([])).await;
     let reply = api
-        .post(&format!("{path}/$add-member"), member("nobody-at-all", "member"))
+        .post(
+            &format!("{path}/$add-member"),
+            member("nobody-at-all", "member"),
+        )
         .await;
     reply.expect(422);
     assert_eq!(reply.body["issue"][0]["expression"][0], "entity");
@@ -137,7 +158,9 @@ async fn search() {
     let api = admin().await;
     let (value, _) = new_group(&api, json!([])).await;
     let reply = api
-        .get(&format!("/api/v2/spp/Group?name={value}&groupType=household"))
+        .get(&format!(
+            "/api/v2/spp/Group?name={value}&groupType=household"
+        ))
         .await;
     reply.expect(200);
     assert_eq!(reply.body["meta"]["total"], 1);

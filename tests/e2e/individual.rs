@@ -8,16 +8,37 @@ use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        trial("individual::create_then_read_returns_what_was_sent", create_then_read),
-        trial("individual::replace_records_changes_and_bumps_version", replace),
-        trial("individual::stale_if_match_is_412_and_changes_nothing", stale_if_match),
+        trial(
+            "individual::create_then_read_returns_what_was_sent",
+            create_then_read,
+        ),
+        trial(
+            "individual::replace_records_changes_and_bumps_version",
+            replace,
+        ),
+        trial(
+            "individual::stale_if_match_is_412_and_changes_nothing",
+            stale_if_match,
+        ),
         trial("individual::search_by_each_parameter", search_parameters),
         trial("individual::search_pages_with_links", search_paging),
-        trial("individual::future_birth_date_is_422_naming_the_field", future_birth_date),
-        trial("individual::unknown_identifier_system_is_422", unknown_system),
+        trial(
+            "individual::future_birth_date_is_422_naming_the_field",
+            future_birth_date,
+        ),
+        trial(
+            "individual::unknown_identifier_system_is_422",
+            unknown_system,
+        ),
         trial("individual::unknown_gender_code_is_422", unknown_gender),
-        trial("individual::duplicate_identifier_is_409", duplicate_identifier),
-        trial("individual::identifier_moves_after_invalidation", identifier_moves),
+        trial(
+            "individual::duplicate_identifier_is_409",
+            duplicate_identifier,
+        ),
+        trial(
+            "individual::identifier_moves_after_invalidation",
+            identifier_moves,
+        ),
         trial("individual::unknown_individual_is_404", unknown_is_404),
     ]
 }
@@ -25,7 +46,9 @@ pub fn trials() -> Vec<Trial> {
 async fn create_then_read() {
     let api = admin().await;
     let id = unique("CR");
-    let created = api.post("/api/v2/spp/Individual", individual_body(&id)).await;
+    let created = api
+        .post("/api/v2/spp/Individual", individual_body(&id))
+        .await;
     created.expect(201);
     let location = created.header("location").expect("Location").to_owned();
     assert_eq!(
@@ -36,12 +59,18 @@ async fn create_then_read() {
     let body = &created.body;
     assert_eq!(body["type"], "Individual");
     assert_eq!(body["identifier"][0]["value"], id);
-    assert_eq!(body["name"]["family"], "Santos", "names are stored as given");
+    assert_eq!(
+        body["name"]["family"], "Santos",
+        "names are stored as given"
+    );
     assert_eq!(body["birthDate"], "1985-03-15");
     assert_eq!(body["gender"]["coding"][0]["display"], "Female");
     assert_eq!(body["telecom"][0]["use"], "mobile");
     assert_eq!(body["address"][0]["city"], "Quezon City");
-    assert_eq!(etag, format!("\"{}\"", body["meta"]["versionId"].as_str().unwrap()));
+    assert_eq!(
+        etag,
+        format!("\"{}\"", body["meta"]["versionId"].as_str().unwrap())
+    );
     assert!(body["meta"]["source"]
         .as_str()
         .unwrap()
@@ -59,7 +88,11 @@ async fn replace() {
     let id = unique("RP");
     let path = register_individual(&api, &id).await;
     let before = api.get(&path).await;
-    let version: u64 = before.body["meta"]["versionId"].as_str().unwrap().parse().unwrap();
+    let version: u64 = before.body["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
 
     let mut body = individual_body(&id);
     body["name"]["family"] = json!("Reyes");
@@ -70,16 +103,26 @@ async fn replace() {
     assert_eq!(updated.body["name"]["family"], "Reyes");
     assert_eq!(updated.body["birthDate"], "1986-01-02");
     // Two changes, two specific events.
-    let new_version: u64 = updated.body["meta"]["versionId"].as_str().unwrap().parse().unwrap();
+    let new_version: u64 = updated.body["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(new_version, version + 2);
 
     // The same body again changes nothing and writes nothing.
     let again = api.put(&path, body, None).await;
     again.expect(200);
-    assert_eq!(again.body["meta"]["versionId"], updated.body["meta"]["versionId"]);
+    assert_eq!(
+        again.body["meta"]["versionId"],
+        updated.body["meta"]["versionId"]
+    );
 
     let search = api
-        .get(&format!("/api/v2/spp/Individual?identifier={}", path_id(NATIONAL_ID, &id)))
+        .get(&format!(
+            "/api/v2/spp/Individual?identifier={}",
+            path_id(NATIONAL_ID, &id)
+        ))
         .await;
     search.expect(200);
     assert_eq!(search.body["data"][0]["name"]["family"], "Reyes");
@@ -121,21 +164,49 @@ async fn search_parameters() {
         }
     };
     let lower = family.to_lowercase();
-    assert_eq!(hits(format!("name={lower}")).await, 1, "name is case-insensitive");
+    assert_eq!(
+        hits(format!("name={lower}")).await,
+        1,
+        "name is case-insensitive"
+    );
     assert_eq!(hits(format!("name={family}&birthdate=1970-06-01")).await, 1);
-    assert_eq!(hits(format!("name={family}&birthdate=ge1970-06-01&birthdate=le1970-06-01")).await, 1);
-    assert_eq!(hits(format!("name={family}&birthdate=gt1970-06-01")).await, 0);
-    assert_eq!(hits(format!("name={family}&birthdate=ne1970-06-01")).await, 0);
+    assert_eq!(
+        hits(format!(
+            "name={family}&birthdate=ge1970-06-01&birthdate=le1970-06-01"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        hits(format!("name={family}&birthdate=gt1970-06-01")).await,
+        0
+    );
+    assert_eq!(
+        hits(format!("name={family}&birthdate=ne1970-06-01")).await,
+        0
+    );
     assert_eq!(hits(format!("name={family}&gender=1")).await, 1);
     assert_eq!(hits(format!("name={family}&gender=2")).await, 0);
     assert_eq!(hits(format!("address={lower}ville")).await, 1);
-    assert_eq!(hits(format!("identifier={}", path_id(NATIONAL_ID, &id))).await, 1);
-    assert_eq!(hits(format!("name={family}&_lastUpdated=ge2000-01-01")).await, 1);
-    assert_eq!(hits(format!("name={family}&_lastUpdated=lt2000-01-01")).await, 0);
+    assert_eq!(
+        hits(format!("identifier={}", path_id(NATIONAL_ID, &id))).await,
+        1
+    );
+    assert_eq!(
+        hits(format!("name={family}&_lastUpdated=ge2000-01-01")).await,
+        1
+    );
+    assert_eq!(
+        hits(format!("name={family}&_lastUpdated=lt2000-01-01")).await,
+        0
+    );
     assert_eq!(hits(format!("name={family}&active=true")).await, 1);
     let wildcard = api.get("/api/v2/spp/Individual?name=%25%25%25").await;
     wildcard.expect(200);
-    assert_eq!(wildcard.body["meta"]["total"], 0, "LIKE wildcards are matched literally");
+    assert_eq!(
+        wildcard.body["meta"]["total"], 0,
+        "LIKE wildcards are matched literally"
+    );
 }
 
 async fn search_paging() {
@@ -148,24 +219,34 @@ async fn search_paging() {
         api.post("/api/v2/spp/Individual", body).await.expect(201);
     }
     let first = api
-        .get(&format!("/api/v2/spp/Individual?name={family}&_count=2&_sort=given"))
+        .get(&format!(
+            "/api/v2/spp/Individual?name={family}&_count=2&_sort=given"
+        ))
         .await;
     first.expect(200);
     assert_eq!(first.body["meta"]["total"], 5);
     assert_eq!(first.body["meta"]["count"], 2);
     assert_eq!(first.body["data"][0]["name"]["given"], "G0");
     assert!(first.body["links"]["prev"].is_null());
-    let next = first.body["links"]["next"].as_str().expect("next link").to_owned();
+    let next = first.body["links"]["next"]
+        .as_str()
+        .expect("next link")
+        .to_owned();
     let second = api.get(&next).await;
     second.expect(200);
     assert_eq!(second.body["data"][0]["name"]["given"], "G2");
     assert!(second.body["links"]["prev"].is_string());
     let last = api
-        .get(&format!("/api/v2/spp/Individual?name={family}&_count=2&_offset=4&_sort=-given"))
+        .get(&format!(
+            "/api/v2/spp/Individual?name={family}&_count=2&_offset=4&_sort=-given"
+        ))
         .await;
     assert_eq!(last.body["meta"]["count"], 1);
     assert_eq!(last.body["data"][0]["name"]["given"], "G0");
-    assert!(last.body["links"]["next"].is_null(), "no next on the last page");
+    assert!(
+        last.body["links"]["next"].is_null(),
+        "no next on the last page"
+    );
 }
 
 async fn future_birth_date() {
@@ -185,7 +266,10 @@ async fn unknown_system() {
     body["identifier"][0]["system"] = json!("urn:nowhere:unknown");
     let reply = api.post("/api/v2/spp/Individual", body).await;
     reply.expect(422);
-    assert_eq!(reply.body["issue"][0]["expression"][0], "identifier[0].system");
+    assert_eq!(
+        reply.body["issue"][0]["expression"][0],
+        "identifier[0].system"
+    );
 }
 
 async fn unknown_gender() {
@@ -201,7 +285,9 @@ async fn duplicate_identifier() {
     let api = admin().await;
     let id = unique("DUP");
     register_individual(&api, &id).await;
-    let reply = api.post("/api/v2/spp/Individual", individual_body(&id)).await;
+    let reply = api
+        .post("/api/v2/spp/Individual", individual_body(&id))
+        .await;
     reply.expect(409);
     assert_eq!(reply.body["issue"][0]["expression"][0], "identifier");
 }
@@ -218,13 +304,18 @@ async fn identifier_moves() {
     let moved = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &new));
     api.get(&moved).await.expect(200);
     // The released identifier is free for another registrant.
-    api.post("/api/v2/spp/Individual", individual_body(&old)).await.expect(201);
+    api.post("/api/v2/spp/Individual", individual_body(&old))
+        .await
+        .expect(201);
 }
 
 async fn unknown_is_404() {
     let api = admin().await;
     let reply = api
-        .get(&format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, "nobody")))
+        .get(&format!(
+            "/api/v2/spp/Individual/{}",
+            path_id(NATIONAL_ID, "nobody")
+        ))
         .await;
     reply.expect(404);
     assert_eq!(reply.body["resourceType"], "OperationOutcome");

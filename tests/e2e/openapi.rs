@@ -10,7 +10,10 @@ pub fn trials() -> Vec<Trial> {
         trial("openapi::document_covers_every_endpoint", document),
         trial("openapi::metadata_is_public", metadata),
         trial("openapi::health_and_readiness", health),
-        trial("openapi::sigterm_stops_the_server_cleanly", graceful_shutdown),
+        trial(
+            "openapi::sigterm_stops_the_server_cleanly",
+            graceful_shutdown,
+        ),
     ]
 }
 
@@ -37,7 +40,10 @@ async fn document() {
         }
     }
     for schema in ["IndividualResource", "GroupResource", "OperationOutcome"] {
-        assert!(doc["components"]["schemas"][schema].is_object(), "{schema} schema missing");
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} schema missing"
+        );
     }
 }
 

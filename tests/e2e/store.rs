@@ -5,15 +5,29 @@ use futures_free::join_all;
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::support::{admin, individual_body, path_id, register_individual, sql_scalar, unique, world, NATIONAL_ID};
+use crate::support::{
+    admin, individual_body, path_id, register_individual, sql_scalar, unique, world, NATIONAL_ID,
+};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        trial("store::sixteen_concurrent_creates_one_identifier_one_wins", racing_creates),
-        trial("store::concurrent_member_adds_lose_nothing", concurrent_adds),
-        trial("store::concurrent_writers_with_one_if_match_one_wins", racing_if_match),
-        trial("store::events_carry_source_tracking_and_hash_chain", provenance),
+        trial(
+            "store::sixteen_concurrent_creates_one_identifier_one_wins",
+            racing_creates,
+        ),
+        trial(
+            "store::concurrent_member_adds_lose_nothing",
+            concurrent_adds,
+        ),
+        trial(
+            "store::concurrent_writers_with_one_if_match_one_wins",
+            racing_if_match,
+        ),
+        trial(
+            "store::events_carry_source_tracking_and_hash_chain",
+            provenance,
+        ),
     ]
 }
 
@@ -37,13 +51,29 @@ async fn racing_creates() {
     let attempts = (0..16).map(|_| {
         let api = api.clone();
         let body = individual_body(&id);
-        async move { api.post("/api/v2/spp/Individual", body).await.status.as_u16() }
+        async move {
+            api.post("/api/v2/spp/Individual", body)
+                .await
+                .status
+                .as_u16()
+        }
     });
     let statuses = join_all(attempts.collect()).await;
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 15, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        15,
+        "{statuses:?}"
+    );
     let search = api
-        .get(&format!("/api/v2/spp/Individual?identifier={}", path_id(NATIONAL_ID, &id)))
+        .get(&format!(
+            "/api/v2/spp/Individual?identifier={}",
+            path_id(NATIONAL_ID, &id)
+        ))
         .await;
     assert_eq!(search.body["meta"]["total"], 1);
 }
@@ -68,7 +98,12 @@ async fn concurrent_adds() {
         let api = api.clone();
         let path = path.clone();
         let body = json!({"entity": {"reference": format!("Individual/{NATIONAL_ID}|{id}")}});
-        async move { api.post(&format!("{path}/$add-member"), body).await.status.as_u16() }
+        async move {
+            api.post(&format!("{path}/$add-member"), body)
+                .await
+                .status
+                .as_u16()
+        }
     });
     let statuses = join_all(adds.collect()).await;
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
@@ -90,8 +125,16 @@ async fn racing_if_match() {
         async move { api.put(&path, body, Some(&etag)).await.status.as_u16() }
     });
     let statuses = join_all(writers.collect()).await;
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 7, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        7,
+        "{statuses:?}"
+    );
 }
 
 async fn provenance() {
@@ -115,9 +158,7 @@ async fn provenance() {
     let url = &world().database_url;
     let stream = sql_scalar(
         url,
-        &format!(
-            "SELECT aggregate_id FROM identifier_claims WHERE value = '{id}'"
-        ),
+        &format!("SELECT aggregate_id FROM identifier_claims WHERE value = '{id}'"),
     );
     let metadata = sql_scalar(
         url,
@@ -142,7 +183,9 @@ async fn provenance() {
     assert_eq!(broken, "0");
     let first_prev = sql_scalar(
         url,
-        &format!("SELECT prev_hash IS NULL FROM events WHERE aggregate_id = '{stream}' AND sequence = 1"),
+        &format!(
+            "SELECT prev_hash IS NULL FROM events WHERE aggregate_id = '{stream}' AND sequence = 1"
+        ),
     );
     assert_eq!(first_prev, "t");
     // A bad collection method is refused before anything is written.

@@ -29,7 +29,10 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        psql(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+        psql(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
@@ -47,7 +50,11 @@ pub fn sql_scalar(url: &str, sql: &str) -> String {
         .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
         .output()
         .expect("psql runs");
-    assert!(output.status.success(), "psql failed: {sql}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "psql failed: {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
@@ -267,7 +274,8 @@ impl Api {
     }
 
     pub async fn put(&self, path: &str, body: Value, if_match: Option<&str>) -> Reply {
-        let headers: Vec<(&str, &str)> = if_match.map(|tag| ("If-Match", tag)).into_iter().collect();
+        let headers: Vec<(&str, &str)> =
+            if_match.map(|tag| ("If-Match", tag)).into_iter().collect();
         self.send(Method::PUT, path, Some(body), &headers).await
     }
 }
@@ -322,5 +330,8 @@ pub async fn register_individual(api: &Api, national_id: &str) -> String {
     api.post("/api/v2/spp/Individual", individual_body(national_id))
         .await
         .expect(201);
-    format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, national_id))
+    format!(
+        "/api/v2/spp/Individual/{}",
+        path_id(NATIONAL_ID, national_id)
+    )
 }

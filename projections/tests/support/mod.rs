@@ -30,9 +30,12 @@ impl TestDb {
     pub async fn drop(self) {
         self.pool.close().await;
         let mut admin = PgConnection::connect(ADMIN_URL).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     }
 }
