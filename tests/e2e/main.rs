@@ -9,6 +9,7 @@ mod errors;
 mod group;
 mod individual;
 mod openapi;
+mod process;
 mod store;
 
 use std::future::Future;
@@ -55,6 +56,7 @@ fn main() {
     trials.extend(group::trials());
     trials.extend(openapi::trials());
     trials.extend(store::trials());
+    trials.extend(process::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     // `exit` skips destructors: stop the server and drop the database first.
     drop(server);
