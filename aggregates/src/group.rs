@@ -7,10 +7,11 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::consent::Access;
 use crate::error::DomainError;
-use crate::identifier_change::{ClaimsIdentifiers, IdentifierChange};
 use crate::identifiers::{self, IdentifierEntry};
 use crate::individual::validate_addresses;
+use crate::inline_index::{IndexChange, InlineIndex};
 use crate::services::RegistryServices;
 use crate::values::{Address, Code, Identifier};
 use crate::vocabulary::{TargetType, GROUP_MEMBERSHIP_TYPE, GROUP_TYPE, HEAD_ROLE};
@@ -38,12 +39,20 @@ pub struct GroupDetails {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GroupCommand {
     Register(GroupDetails),
-    Replace(GroupDetails),
-    AddMember(MemberSpec),
+    /// Every change to an existing group says who asks, under which consents or legal basis.
+    Replace {
+        details: GroupDetails,
+        access: Access,
+    },
+    AddMember {
+        member: MemberSpec,
+        access: Access,
+    },
     RemoveMember {
         individual: String,
         ended_date: Option<NaiveDate>,
         reason: Option<String>,
+        access: Access,
     },
 }
 
@@ -110,12 +119,14 @@ impl DomainEvent for GroupEvent {
     }
 }
 
-impl ClaimsIdentifiers for GroupEvent {
-    fn identifier_change(&self) -> Option<IdentifierChange<'_>> {
+impl InlineIndex for GroupEvent {
+    fn index_change(&self) -> Option<IndexChange<'_>> {
         match self {
-            Self::IdentifierAdded { identifier } => Some(IdentifierChange::Claimed(identifier)),
+            Self::IdentifierAdded { identifier } => {
+                Some(IndexChange::IdentifierClaimed(identifier))
+            }
             Self::IdentifierInvalidated { identifier } => {
-                Some(IdentifierChange::Released(identifier))
+                Some(IndexChange::IdentifierReleased(identifier))
             }
             _ => None,
         }
@@ -420,8 +431,18 @@ impl Aggregate for Group {
         services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        if !self.registered && !matches!(command, GroupCommand::Register(_)) {
-            return Err(DomainError::not_found("Group"));
+        let today = services.clock.today();
+        let access = match &command {
+            GroupCommand::Register(_) => None,
+            GroupCommand::Replace { access, .. }
+            | GroupCommand::AddMember { access, .. }
+            | GroupCommand::RemoveMember { access, .. } => Some(access),
+        };
+        if let Some(access) = access {
+            if !self.registered {
+                return Err(DomainError::not_found("Group"));
+            }
+            access.permits("group", "Group", today)?;
         }
         let events = match command {
             GroupCommand::Register(details) => {
@@ -431,15 +452,16 @@ impl Aggregate for Group {
                 validate(&details, services)?;
                 Self::registration(details, services)
             }
-            GroupCommand::Replace(details) => {
+            GroupCommand::Replace { details, .. } => {
                 validate(&details, services)?;
                 self.changes(details, services)
             }
-            GroupCommand::AddMember(spec) => vec![self.add_member(spec, services)?],
+            GroupCommand::AddMember { member, .. } => vec![self.add_member(member, services)?],
             GroupCommand::RemoveMember {
                 individual,
                 ended_date,
                 reason,
+                ..
             } => vec![self.remove_member(individual, ended_date, reason, services)?],
         };
         for event in events {
@@ -516,7 +538,7 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::testing::{code, date, id, services, today, GROUP_ID, NATIONAL_ID};
+    use crate::testing::{code, date, full_access, id, services, today, GROUP_ID, NATIONAL_ID};
 
     type Given = TestFramework<Group>;
 
@@ -621,11 +643,14 @@ mod tests {
     async fn adding_a_member_defaults_the_start_to_today() {
         let events = outcome(
             registered(vec![]),
-            GroupCommand::AddMember(MemberSpec {
-                individual: "a".into(),
-                roles: vec![],
-                start_date: None,
-            }),
+            GroupCommand::AddMember {
+                member: MemberSpec {
+                    individual: "a".into(),
+                    roles: vec![],
+                    start_date: None,
+                },
+                access: full_access(),
+            },
         )
         .await
         .unwrap();
@@ -643,19 +668,32 @@ mod tests {
     async fn a_second_head_and_a_second_membership_are_conflicts() {
         let given = registered(vec![spec("a", "head")]);
         assert_eq!(
-            outcome(given.clone(), GroupCommand::AddMember(spec("b", "head"))).await,
+            outcome(
+                given.clone(),
+                GroupCommand::AddMember {
+                    access: full_access(),
+                    member: spec("b", "head")
+                }
+            )
+            .await,
             Err(DomainError::conflict(
                 Some("role"),
                 "group already has a head"
             ))
         );
         assert!(matches!(
-            outcome(given.clone(), GroupCommand::AddMember(spec("a", "member"))).await,
+            outcome(given.clone(), GroupCommand::AddMember { access: full_access(), member: spec("a", "member") }).await,
             Err(DomainError::Conflict { field: Some(f), .. }) if f == "entity"
         ));
-        assert!(outcome(given, GroupCommand::AddMember(spec("b", "spouse")))
-            .await
-            .is_ok());
+        assert!(outcome(
+            given,
+            GroupCommand::AddMember {
+                access: full_access(),
+                member: spec("b", "spouse")
+            }
+        )
+        .await
+        .is_ok());
     }
 
     #[tokio::test]
@@ -666,14 +704,24 @@ mod tests {
             ended_date: date(2024, 2, 1),
             reason: None,
         });
-        assert!(
-            outcome(given.clone(), GroupCommand::AddMember(spec("b", "head")))
-                .await
-                .is_ok()
-        );
-        assert!(outcome(given, GroupCommand::AddMember(spec("a", "member")))
-            .await
-            .is_ok());
+        assert!(outcome(
+            given.clone(),
+            GroupCommand::AddMember {
+                access: full_access(),
+                member: spec("b", "head")
+            }
+        )
+        .await
+        .is_ok());
+        assert!(outcome(
+            given,
+            GroupCommand::AddMember {
+                access: full_access(),
+                member: spec("a", "member")
+            }
+        )
+        .await
+        .is_ok());
     }
 
     #[tokio::test]
@@ -683,6 +731,7 @@ mod tests {
             individual: who.into(),
             ended_date: ended,
             reason: Some("moved".into()),
+            access: full_access(),
         };
         assert_eq!(
             outcome(given.clone(), remove("b", None)).await,
@@ -707,7 +756,10 @@ mod tests {
         let given = registered(vec![spec("a", "head"), spec("b", "spouse")]);
         let events = outcome(
             given.clone(),
-            GroupCommand::Replace(details(Some(vec![spec("a", "spouse"), spec("b", "head")]))),
+            GroupCommand::Replace {
+                details: details(Some(vec![spec("a", "spouse"), spec("b", "head")])),
+                access: full_access(),
+            },
         )
         .await
         .unwrap();
@@ -736,7 +788,10 @@ mod tests {
         let given = registered(vec![spec("a", "head"), spec("b", "child")]);
         let events = outcome(
             given.clone(),
-            GroupCommand::Replace(details(Some(vec![spec("a", "head"), spec("c", "member")]))),
+            GroupCommand::Replace {
+                details: details(Some(vec![spec("a", "head"), spec("c", "member")])),
+                access: full_access(),
+            },
         )
         .await
         .unwrap();
@@ -758,9 +813,15 @@ mod tests {
         let mut renamed = details(None);
         renamed.name = Some("Reyes".into());
         assert_eq!(
-            outcome(given, GroupCommand::Replace(renamed))
-                .await
-                .unwrap(),
+            outcome(
+                given,
+                GroupCommand::Replace {
+                    details: renamed,
+                    access: full_access()
+                }
+            )
+            .await
+            .unwrap(),
             vec![GroupEvent::GroupRenamed {
                 name: Some("Reyes".into())
             }]
@@ -770,7 +831,14 @@ mod tests {
     #[tokio::test]
     async fn commands_on_an_unregistered_group_are_not_found() {
         assert_eq!(
-            outcome(vec![], GroupCommand::AddMember(spec("a", "member"))).await,
+            outcome(
+                vec![],
+                GroupCommand::AddMember {
+                    access: full_access(),
+                    member: spec("a", "member")
+                }
+            )
+            .await,
             Err(DomainError::not_found("Group"))
         );
     }

@@ -7,9 +7,10 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::consent::Access;
 use crate::error::DomainError;
-use crate::identifier_change::{ClaimsIdentifiers, IdentifierChange};
 use crate::identifiers::{self, IdentifierEntry};
+use crate::inline_index::{IndexChange, InlineIndex};
 use crate::services::RegistryServices;
 use crate::values::{Address, Code, ContactPoint, HumanName, Identifier};
 use crate::vocabulary::{TargetType, GENDER};
@@ -30,8 +31,12 @@ pub struct IndividualDetails {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndividualCommand {
     Register(IndividualDetails),
-    /// A PUT: the aggregate works out what changed.
-    Replace(IndividualDetails),
+    /// A PUT: the aggregate works out what changed. `access` says who asks, and under which
+    /// consents or legal basis.
+    Replace {
+        details: IndividualDetails,
+        access: Access,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,12 +97,14 @@ impl DomainEvent for IndividualEvent {
     }
 }
 
-impl ClaimsIdentifiers for IndividualEvent {
-    fn identifier_change(&self) -> Option<IdentifierChange<'_>> {
+impl InlineIndex for IndividualEvent {
+    fn index_change(&self) -> Option<IndexChange<'_>> {
         match self {
-            Self::IdentifierAdded { identifier } => Some(IdentifierChange::Claimed(identifier)),
+            Self::IdentifierAdded { identifier } => {
+                Some(IndexChange::IdentifierClaimed(identifier))
+            }
             Self::IdentifierInvalidated { identifier } => {
-                Some(IdentifierChange::Released(identifier))
+                Some(IndexChange::IdentifierReleased(identifier))
             }
             _ => None,
         }
@@ -293,10 +300,11 @@ impl Aggregate for Individual {
                 validate(&details, services)?;
                 Self::registration(details)
             }
-            IndividualCommand::Replace(details) => {
+            IndividualCommand::Replace { details, access } => {
                 if !self.registered {
                     return Err(DomainError::not_found("Individual"));
                 }
+                access.permits("individual", "Individual", services.clock.today())?;
                 validate(&details, services)?;
                 self.changes(details)
             }
@@ -356,7 +364,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::testing::{code, date, id, services, today, NATIONAL_ID, PASSPORT};
+    use crate::testing::{code, date, full_access, id, services, today, NATIONAL_ID, PASSPORT};
 
     type Given = TestFramework<Individual>;
 
@@ -444,7 +452,14 @@ mod tests {
 
     #[tokio::test]
     async fn replacing_an_unknown_individual_is_not_found() {
-        let error = refused(vec![], IndividualCommand::Replace(details())).await;
+        let error = refused(
+            vec![],
+            IndividualCommand::Replace {
+                details: details(),
+                access: full_access(),
+            },
+        )
+        .await;
         assert_eq!(error, DomainError::not_found("Individual"));
     }
 
@@ -543,7 +558,10 @@ mod tests {
         d.active = false;
         Given::with(services())
             .given(registered())
-            .when_async(IndividualCommand::Replace(d.clone()))
+            .when_async(IndividualCommand::Replace {
+                details: d.clone(),
+                access: full_access(),
+            })
             .await
             .then_expect_events(vec![
                 IndividualEvent::NameChanged { name: d.name },
@@ -555,7 +573,10 @@ mod tests {
     async fn replace_with_the_same_details_records_nothing() {
         Given::with(services())
             .given(registered())
-            .when_async(IndividualCommand::Replace(details()))
+            .when_async(IndividualCommand::Replace {
+                details: details(),
+                access: full_access(),
+            })
             .await
             .then_expect_events(vec![]);
     }
@@ -566,7 +587,10 @@ mod tests {
         d.identifiers = vec![id(NATIONAL_ID, "N2")];
         Given::with(services())
             .given(registered())
-            .when_async(IndividualCommand::Replace(d))
+            .when_async(IndividualCommand::Replace {
+                details: d,
+                access: full_access(),
+            })
             .await
             .then_expect_events(vec![
                 IndividualEvent::IdentifierInvalidated {
@@ -589,7 +613,10 @@ mod tests {
         });
         Given::with(services())
             .given(given)
-            .when_async(IndividualCommand::Replace(details()))
+            .when_async(IndividualCommand::Replace {
+                details: details(),
+                access: full_access(),
+            })
             .await
             .then_expect_events(vec![
                 IndividualEvent::IdentifierInvalidated {
@@ -599,6 +626,66 @@ mod tests {
                     identifier: id(NATIONAL_ID, "N1"),
                 },
             ]);
+    }
+
+    #[tokio::test]
+    async fn an_unconsented_change_is_refused_as_not_found_and_a_consented_one_applies() {
+        use crate::consent::{
+            Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms, RecipientMode,
+        };
+        let ngo = Actor {
+            organization: "Helping Hands".into(),
+            organization_type: "ngo".into(),
+            legal_basis: None,
+        };
+        let mut d = details();
+        d.name.given = Some("Ana".into());
+        let without = Access {
+            actor: ngo.clone(),
+            consents: vec![],
+        };
+        let error = refused(
+            registered(),
+            IndividualCommand::Replace {
+                details: d.clone(),
+                access: without,
+            },
+        )
+        .await;
+        assert_eq!(error, DomainError::not_found("Individual"));
+        let consent = ConsentRecord {
+            consent_id: "c".into(),
+            status: ConsentStatus::Given,
+            terms: ConsentTerms {
+                subject_type: "Individual".into(),
+                subject: "s".into(),
+                recipient_mode: RecipientMode::Category,
+                recipients: vec![],
+                recipient_types: vec!["ngo".into()],
+                scopes: vec![ConsentScope {
+                    resource_type: "individual".into(),
+                    field_access: None,
+                    purpose: "service_delivery".into(),
+                }],
+                legal_basis: "consent".into(),
+                effective_date: date(2024, 1, 1),
+                expiry_date: date(2030, 1, 1),
+                delegation_type: "self".into(),
+                indicated_by: None,
+            },
+        };
+        let with = Access {
+            actor: ngo,
+            consents: vec![consent],
+        };
+        Given::with(services())
+            .given(registered())
+            .when_async(IndividualCommand::Replace {
+                details: d.clone(),
+                access: with,
+            })
+            .await
+            .then_expect_events(vec![IndividualEvent::NameChanged { name: d.name }]);
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! Pure code: no database, no HTTP. Every invariant is checked here, before any event is
 //! written; the event store only appends what an aggregate decided.
 
+pub mod consent;
 pub mod error;
 pub mod group;
-pub mod identifier_change;
 mod identifiers;
 pub mod individual;
+pub mod inline_index;
 pub mod services;
 pub mod values;
 pub mod vocabulary;
@@ -15,11 +16,14 @@ pub mod vocabulary;
 #[cfg(test)]
 mod testing;
 
+pub use consent::{
+    Access, Actor, Consent, ConsentCommand, ConsentEvent, ConsentRecord, ConsentTerms,
+};
 pub use error::DomainError;
 pub use group::{Group, GroupCommand, GroupDetails, GroupEvent, Member, MemberSpec};
-pub use identifier_change::{ClaimsIdentifiers, IdentifierChange};
 pub use identifiers::IdentifierEntry;
 pub use individual::{Individual, IndividualCommand, IndividualDetails, IndividualEvent};
+pub use inline_index::{IndexChange, InlineIndex};
 pub use services::{Clock, RegistryServices, SystemClock};
 pub use values::*;
 pub use vocabulary::{TargetType, Vocabulary};

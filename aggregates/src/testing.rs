@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
+use crate::consent::{Access, Actor};
 use crate::services::{Clock, RegistryServices};
 use crate::values::{Code, Identifier};
 use crate::vocabulary::{TargetType, Vocabulary, GENDER, GROUP_MEMBERSHIP_TYPE, GROUP_TYPE};
@@ -50,6 +51,18 @@ pub fn services() -> RegistryServices {
     RegistryServices {
         vocabulary: Arc::new(FakeVocabulary),
         clock: Arc::new(FixedClock),
+    }
+}
+
+/// A caller acting under a legal basis: no consent needed.
+pub fn full_access() -> Access {
+    Access {
+        actor: Actor {
+            organization: "Ministry".into(),
+            organization_type: "government".into(),
+            legal_basis: Some("public_task".into()),
+        },
+        consents: vec![],
     }
 }
 

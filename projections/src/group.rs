@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use openspp_aggregates::{Group, Identifier};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
+use crate::consent::{push_visible, Visibility};
 use crate::feed::StoredEvent;
 use crate::fold::fold_streams;
 use crate::runner::ProjectionError;
@@ -14,7 +15,7 @@ use crate::view::{self, search_text, ViewRow};
 
 pub type GroupRow = ViewRow<Group>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GroupQuery {
     pub identifier: Option<Identifier>,
     pub name: Option<String>,
@@ -22,6 +23,7 @@ pub struct GroupQuery {
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
     pub active: Option<bool>,
     pub sort: Vec<SortKey>,
+    pub visibility: Visibility,
 }
 
 /// Sortable fields, by their search-parameter name.
@@ -104,6 +106,7 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Group
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     qb.push(" WHERE true");
+    push_visible(qb, &query.visibility, "group");
     if let Some(identifier) = &query.identifier {
         push_identifier(qb, "Group", identifier);
     }

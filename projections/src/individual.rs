@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use openspp_aggregates::{Identifier, Individual};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
+use crate::consent::{push_visible, Visibility};
 use crate::feed::StoredEvent;
 use crate::fold::fold_streams;
 use crate::runner::ProjectionError;
@@ -17,7 +18,7 @@ use crate::view::{self, search_text, ViewRow};
 
 pub type IndividualRow = ViewRow<Individual>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IndividualQuery {
     pub identifier: Option<Identifier>,
     pub name: Option<String>,
@@ -27,6 +28,7 @@ pub struct IndividualQuery {
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
     pub active: Option<bool>,
     pub sort: Vec<SortKey>,
+    pub visibility: Visibility,
 }
 
 /// Sortable fields, by their search-parameter name.
@@ -108,6 +110,7 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Indiv
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
     qb.push(" WHERE true");
+    push_visible(qb, &query.visibility, "individual");
     if let Some(identifier) = &query.identifier {
         push_identifier(qb, "Individual", identifier);
     }

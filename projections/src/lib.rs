@@ -2,6 +2,7 @@
 //! runs against them. Every table here can be dropped and rebuilt by replaying the events.
 
 pub mod checkpoint;
+pub mod consent;
 pub mod feed;
 mod fold;
 pub mod group;

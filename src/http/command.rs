@@ -5,7 +5,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use cqrs_es::Aggregate;
-use openspp_aggregates::{ClaimsIdentifiers, DomainError, RegistryServices};
+use openspp_aggregates::{DomainError, InlineIndex, RegistryServices};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -49,7 +49,7 @@ pub async fn execute<A>(
 where
     A: Aggregate<Services = RegistryServices, Error = DomainError>,
     A::Command: Clone,
-    A::Event: ClaimsIdentifiers,
+    A::Event: InlineIndex,
 {
     let committed = state
         .store
@@ -93,6 +93,9 @@ fn store_error(error: StoreError<DomainError>) -> ApiError {
             Some("identifier"),
             format!("identifier {} is already in use", identifier.key()),
         ),
+        // The consent was withdrawn while the command ran: from now on the subject is unknown
+        // to this client, and the answer says exactly that.
+        StoreError::ConsentLapsed => ApiError::not_found("resource"),
         StoreError::Corrupt(reason) => {
             tracing::error!(%reason, "unreadable event stream");
             ApiError::internal()

@@ -22,8 +22,9 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    /// The metadata every event of this request carries.
-    pub fn metadata(&self, principal: &Principal) -> CommandMetadata {
+    /// The metadata every event of this request carries; `consent_id` is the consent the
+    /// command relies on, if any.
+    pub fn metadata(&self, principal: &Principal, consent_id: Option<String>) -> CommandMetadata {
         CommandMetadata {
             client_id: principal.client_id.clone(),
             source_system: self
@@ -33,6 +34,7 @@ impl Provenance {
             source_reference: self.source_reference.clone(),
             collection_method: self.collection_method.clone(),
             request_id: self.request_id.clone(),
+            consent_id,
         }
     }
 }

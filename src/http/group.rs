@@ -22,8 +22,9 @@ use crate::error::ApiError;
 use crate::http::command::{execute, IfMatch};
 use crate::http::context::Provenance;
 use crate::http::json::ApiJson;
-use crate::http::reference::{parse_reference, resolve};
-use crate::http::resource::{find, reply, written_row};
+use crate::http::access::{find_visible, grants_for, identity_only, Grant};
+use crate::http::reference::parse_reference;
+use crate::http::resource::{reply, written_row};
 use crate::http::schema::{
     Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference, SearchResult,
 };
@@ -123,32 +124,41 @@ fn household() -> String {
     "household".to_owned()
 }
 
-/// The individual's stream for a member reference; unknown individuals are named at `field`.
+/// The individual's stream for a member reference. Individuals the caller may not see are as
+/// unknown as those that do not exist; both are named at `field`.
 async fn member_stream(
     state: &AppState,
+    principal: &Principal,
     entity: &Reference,
     field: &str,
 ) -> Result<String, ApiError> {
     let identifier = parse_reference(&entity.reference, "Individual", field)?;
-    resolve(&state.pool, "Individual", &identifier)
-        .await?
-        .ok_or_else(|| ApiError::unprocessable(field, "no such Individual"))
+    find_visible(state, principal, "Individual", "individual", &identifier.key())
+        .await
+        .map(|visible| visible.stream)
+        .map_err(|_| ApiError::unprocessable(field, "no such Individual"))
 }
 
 async fn member_spec(
     state: &AppState,
+    principal: &Principal,
     member: GroupMember,
     field: &str,
 ) -> Result<MemberSpec, ApiError> {
     Ok(MemberSpec {
-        individual: member_stream(state, &member.entity, &format!("{field}.entity")).await?,
+        individual: member_stream(state, principal, &member.entity, &format!("{field}.entity"))
+            .await?,
         roles: member.role.map(|r| r.codes()).unwrap_or_default(),
         start_date: member.period.and_then(|p| p.start),
     })
 }
 
 impl GroupResource {
-    async fn into_details(self, state: &AppState) -> Result<GroupDetails, ApiError> {
+    async fn into_details(
+        self,
+        state: &AppState,
+        principal: &Principal,
+    ) -> Result<GroupDetails, ApiError> {
         if self.resource_type != RESOURCE {
             return Err(ApiError::unprocessable("type", "must be Group"));
         }
@@ -157,7 +167,9 @@ impl GroupResource {
             Some(members) => {
                 let mut specs = Vec::with_capacity(members.len());
                 for (index, member) in members.into_iter().enumerate() {
-                    specs.push(member_spec(state, member, &format!("member[{index}]")).await?);
+                    specs.push(
+                        member_spec(state, principal, member, &format!("member[{index}]")).await?,
+                    );
                 }
                 Some(specs)
             }
@@ -231,12 +243,13 @@ async fn respond(
     state: &AppState,
     row: GroupRow,
     status: StatusCode,
+    grant: Option<&Grant>,
 ) -> Result<Response, ApiError> {
     let references = member_references(state, &[&row]).await?;
     let version = row.version;
     let first = row.state.live_identifiers().next().map(|i| i.key());
     let resource = GroupResource::render(row, &references, &state.vocabulary);
-    Ok(reply(status, RESOURCE, version, first, resource))
+    Ok(reply(status, RESOURCE, version, first, resource, grant))
 }
 
 async fn run(
@@ -246,6 +259,7 @@ async fn run(
     aggregate_id: &str,
     if_match: IfMatch,
     command: GroupCommand,
+    consent_id: Option<String>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let committed = execute::<Group>(
@@ -253,7 +267,7 @@ async fn run(
         aggregate_id,
         if_match,
         command,
-        &provenance.metadata(principal),
+        &provenance.metadata(principal, consent_id),
     )
     .await?;
     let row = written_row(
@@ -261,7 +275,8 @@ async fn run(
         view::get(&state.pool, aggregate_id).await?,
         committed,
     );
-    respond(state, row, status).await
+    let grants = grants_for(state, principal, SCOPE, std::slice::from_ref(&row.aggregate_id)).await?;
+    respond(state, row, status, grants.get(aggregate_id)).await
 }
 
 /// Search groups.
@@ -285,7 +300,7 @@ async fn search(
     State(state): State<AppState>,
     principal: Principal,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchResult<GroupResource>>, ApiError> {
+) -> Result<Json<SearchResult<serde_json::Value>>, ApiError> {
     principal.require(SCOPE, Action::Search)?;
     let mut params = Params::from_uri(&uri)?;
     let page = params.page()?;
@@ -295,6 +310,7 @@ async fn search(
         group_type: params.one("groupType")?,
         last_updated: params.instants("_lastUpdated")?,
         active: params.boolean("active")?,
+        visibility: principal.visibility(),
         sort: params.sort(
             &view::SORT_COLUMNS,
             SortKey {
@@ -306,8 +322,16 @@ async fn search(
     params.finish()?;
     let found = view::search(&state.pool, &query, page).await?;
     let references = member_references(&state, &found.rows.iter().collect::<Vec<_>>()).await?;
+    let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
+    let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     Ok(Json(envelope(&uri, page, found, |row| {
-        GroupResource::render(row, &references, &state.vocabulary)
+        let grant = grants.get(&row.aggregate_id);
+        let resource = serde_json::to_value(GroupResource::render(row, &references, &state.vocabulary))
+            .unwrap_or_default();
+        match grant {
+            Some(grant) => grant.filter(resource),
+            None => identity_only(resource),
+        }
     })))
 }
 
@@ -328,7 +352,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Create)?;
     let ApiJson(body) = body?;
-    let details = body.into_details(&state).await?;
+    let details = body.into_details(&state, &principal).await?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
     run(
         &state,
@@ -337,6 +361,7 @@ async fn create(
         &aggregate_id,
         IfMatch(None),
         GroupCommand::Register(details),
+        None,
         StatusCode::CREATED,
     )
     .await
@@ -356,11 +381,11 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
-    let aggregate_id = find(&state, RESOURCE, &id).await?;
-    let row = view::get(&state.pool, &aggregate_id)
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let row = view::get(&state.pool, &visible.stream)
         .await?
         .ok_or_else(|| ApiError::not_found(RESOURCE))?;
-    respond(&state, row, StatusCode::OK).await
+    respond(&state, row, StatusCode::OK, Some(&visible.grant)).await
 }
 
 /// Replace a group's data (and, when `member` is given, its member list).
@@ -388,15 +413,19 @@ async fn replace(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
-    let aggregate_id = find(&state, RESOURCE, &id).await?;
-    let details = body.into_details(&state).await?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let details = body.into_details(&state, &principal).await?;
     run(
         &state,
         &principal,
         &provenance,
-        &aggregate_id,
+        &visible.stream,
         if_match,
-        GroupCommand::Replace(details),
+        GroupCommand::Replace {
+            details,
+            access: visible.access,
+        },
+        visible.grant.consent_id(),
         StatusCode::OK,
     )
     .await
@@ -423,9 +452,10 @@ async fn add_member(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
-    let aggregate_id = find(&state, RESOURCE, &id).await?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
     let spec = member_spec(
         &state,
+        &principal,
         GroupMember {
             entity: body.entity,
             role: body.role,
@@ -446,9 +476,13 @@ async fn add_member(
         &state,
         &principal,
         &provenance,
-        &aggregate_id,
+        &visible.stream,
         if_match,
-        GroupCommand::AddMember(spec),
+        GroupCommand::AddMember {
+            member: spec,
+            access: visible.access,
+        },
+        visible.grant.consent_id(),
         StatusCode::CREATED,
     )
     .await
@@ -474,19 +508,21 @@ async fn remove_member(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
-    let aggregate_id = find(&state, RESOURCE, &id).await?;
-    let individual = member_stream(&state, &body.entity, "entity").await?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let individual = member_stream(&state, &principal, &body.entity, "entity").await?;
     run(
         &state,
         &principal,
         &provenance,
-        &aggregate_id,
+        &visible.stream,
         if_match,
         GroupCommand::RemoveMember {
             individual,
             ended_date: body.ended_date,
             reason: body.reason,
+            access: visible.access,
         },
+        visible.grant.consent_id(),
         StatusCode::OK,
     )
     .await

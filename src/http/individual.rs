@@ -22,7 +22,8 @@ use crate::error::ApiError;
 use crate::http::command::{execute, IfMatch};
 use crate::http::context::Provenance;
 use crate::http::json::ApiJson;
-use crate::http::resource::{find, reply, written_row};
+use crate::http::access::{find_visible, grants_for, identity_only, Grant};
+use crate::http::resource::{reply, written_row};
 use crate::http::schema::{
     Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome, Period,
     Reference, SearchResult,
@@ -165,6 +166,7 @@ async fn respond(
     state: &AppState,
     row: IndividualRow,
     status: StatusCode,
+    grant: Option<&Grant>,
 ) -> Result<Response, ApiError> {
     let memberships = view::group_memberships(&state.pool, std::slice::from_ref(&row.aggregate_id))
         .await?
@@ -173,7 +175,31 @@ async fn respond(
     let version = row.version;
     let first = row.state.live_identifiers().next().map(|i| i.key());
     let resource = IndividualResource::render(row, &memberships, &state.vocabulary);
-    Ok(reply(status, RESOURCE, version, first, resource))
+    Ok(reply(status, RESOURCE, version, first, resource, grant))
+}
+
+/// Runs a command and answers with the individual as the caller may now see it.
+async fn run(
+    state: &AppState,
+    principal: &Principal,
+    provenance: &Provenance,
+    aggregate_id: &str,
+    if_match: IfMatch,
+    command: IndividualCommand,
+    consent_id: Option<String>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let committed = execute::<Individual>(
+        state,
+        aggregate_id,
+        if_match,
+        command,
+        &provenance.metadata(principal, consent_id),
+    )
+    .await?;
+    let row = written_row(aggregate_id, view::get(&state.pool, aggregate_id).await?, committed);
+    let grants = grants_for(state, principal, SCOPE, std::slice::from_ref(&row.aggregate_id)).await?;
+    respond(state, row, status, grants.get(aggregate_id)).await
 }
 
 /// Search individuals.
@@ -201,7 +227,7 @@ async fn search(
     State(state): State<AppState>,
     principal: Principal,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchResult<IndividualResource>>, ApiError> {
+) -> Result<Json<SearchResult<serde_json::Value>>, ApiError> {
     principal.require(SCOPE, Action::Search)?;
     let mut params = Params::from_uri(&uri)?;
     let page = params.page()?;
@@ -215,6 +241,7 @@ async fn search(
         address: params.one("address")?,
         last_updated: params.instants("_lastUpdated")?,
         active: params.boolean("active")?,
+        visibility: principal.visibility(),
         sort: params.sort(
             &view::SORT_COLUMNS,
             SortKey {
@@ -227,9 +254,16 @@ async fn search(
     let found = view::search(&state.pool, &query, page).await?;
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
     let mut memberships = view::group_memberships(&state.pool, &ids).await?;
+    let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     Ok(Json(envelope(&uri, page, found, |row| {
         let mine = memberships.remove(&row.aggregate_id).unwrap_or_default();
-        IndividualResource::render(row, &mine, &state.vocabulary)
+        let grant = grants.get(&row.aggregate_id);
+        let resource = serde_json::to_value(IndividualResource::render(row, &mine, &state.vocabulary))
+            .unwrap_or_default();
+        match grant {
+            Some(grant) => grant.filter(resource),
+            None => identity_only(resource),
+        }
     })))
 }
 
@@ -252,20 +286,17 @@ async fn create(
     let ApiJson(body) = body?;
     let details = body.into_details()?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
-    let committed = execute::<Individual>(
+    run(
         &state,
+        &principal,
+        &provenance,
         &aggregate_id,
         IfMatch(None),
         IndividualCommand::Register(details),
-        &provenance.metadata(&principal),
+        None,
+        StatusCode::CREATED,
     )
-    .await?;
-    let row = written_row(
-        &aggregate_id,
-        view::get(&state.pool, &aggregate_id).await?,
-        committed,
-    );
-    respond(&state, row, StatusCode::CREATED).await
+    .await
 }
 
 /// Read an individual by external identifier.
@@ -282,11 +313,11 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
-    let aggregate_id = find(&state, RESOURCE, &id).await?;
-    let row = view::get(&state.pool, &aggregate_id)
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let row = view::get(&state.pool, &visible.stream)
         .await?
         .ok_or_else(|| ApiError::not_found(RESOURCE))?;
-    respond(&state, row, StatusCode::OK).await
+    respond(&state, row, StatusCode::OK, Some(&visible.grant)).await
 }
 
 /// Replace an individual's data; only what changed is recorded, as specific events.
@@ -314,20 +345,20 @@ async fn replace(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
-    let aggregate_id = find(&state, RESOURCE, &id).await?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
     let details = body.into_details()?;
-    let committed = execute::<Individual>(
+    run(
         &state,
-        &aggregate_id,
+        &principal,
+        &provenance,
+        &visible.stream,
         if_match,
-        IndividualCommand::Replace(details),
-        &provenance.metadata(&principal),
+        IndividualCommand::Replace {
+            details,
+            access: visible.access,
+        },
+        visible.grant.consent_id(),
+        StatusCode::OK,
     )
-    .await?;
-    let row = written_row(
-        &aggregate_id,
-        view::get(&state.pool, &aggregate_id).await?,
-        committed,
-    );
-    respond(&state, row, StatusCode::OK).await
+    .await
 }

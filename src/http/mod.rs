@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 use crate::error::ApiError;
 
+pub mod access;
 pub mod command;
 pub mod context;
 pub mod group;

@@ -7,19 +7,10 @@ use axum::Json;
 use openspp_projections::view::ViewRow;
 use serde::Serialize;
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::http::access::{identity_only, Grant};
 use crate::http::command::etag;
-use crate::http::reference::{parse_identifier, path_segment, resolve};
+use crate::http::reference::path_segment;
 use crate::store::Committed;
-
-/// The stream of `resource` holding the live identifier `id` (`system|value`), else 404.
-pub async fn find(state: &AppState, resource: &str, id: &str) -> Result<String, ApiError> {
-    let identifier = parse_identifier(id, "id")?;
-    resolve(&state.pool, resource, &identifier)
-        .await?
-        .ok_or_else(|| ApiError::not_found(resource))
-}
 
 /// The read model's row after a write (read-your-writes has waited for it), or, if the
 /// projector lags beyond the wait, the committed state itself: the write is durable either way.
@@ -40,15 +31,22 @@ pub fn written_row<A>(
     }
 }
 
-/// A single resource with its `ETag`, and on 201 its `Location` (by its first identifier).
+/// A single resource with its `ETag`, consent headers, and on 201 its `Location` (by its first
+/// identifier). Fields the grant does not allow are dropped; without a grant (a consent-requiring
+/// client that just registered someone who has not consented yet) only the identity is shown.
 pub fn reply<T: Serialize>(
     status: StatusCode,
     resource: &str,
     version: i64,
     first_identifier: Option<String>,
     body: T,
+    grant: Option<&Grant>,
 ) -> Response {
-    let mut headers = HeaderMap::new();
+    let body = serde_json::to_value(body).unwrap_or_default();
+    let (body, mut headers) = match grant {
+        Some(grant) => (grant.filter(body), grant.headers()),
+        None => (identity_only(body), HeaderMap::new()),
+    };
     headers.insert(header::ETAG, etag(version));
     if status == StatusCode::CREATED {
         if let Some(location) = first_identifier

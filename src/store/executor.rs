@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
-use openspp_aggregates::{ClaimsIdentifiers, Identifier, IdentifierChange};
+use openspp_aggregates::{ConsentTerms, Identifier, IndexChange, InlineIndex};
 use openspp_projections::FeedPosition;
 use rand::Rng;
 use serde_json::Value;
@@ -46,6 +46,9 @@ pub enum StoreError<E: std::error::Error> {
     /// Another registrant holds this identifier.
     #[error("identifier {} is already in use", .0.key())]
     IdentifierInUse(Identifier),
+    /// The consent the command relied on was withdrawn (or lapsed) before it could commit.
+    #[error("the consent relied on is no longer in force")]
+    ConsentLapsed,
     #[error("stored event cannot be read: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -55,6 +58,7 @@ pub enum StoreError<E: std::error::Error> {
 enum AppendError {
     StreamConflict,
     IdentifierTaken(Identifier),
+    ConsentLapsed,
     Database(sqlx::Error),
 }
 
@@ -125,7 +129,7 @@ impl EventStore {
     where
         A: Aggregate,
         A::Command: Clone,
-        A::Event: ClaimsIdentifiers,
+        A::Event: InlineIndex,
     {
         let mut attempt = 0;
         loop {
@@ -183,6 +187,7 @@ impl EventStore {
                 Err(AppendError::IdentifierTaken(identifier)) => {
                     return Err(StoreError::IdentifierInUse(identifier))
                 }
+                Err(AppendError::ConsentLapsed) => return Err(StoreError::ConsentLapsed),
                 Err(AppendError::Database(e)) => return Err(StoreError::Database(e)),
             }
         }
@@ -200,7 +205,7 @@ impl EventStore {
     ) -> Result<FeedPosition, AppendError>
     where
         A: Aggregate,
-        A::Event: ClaimsIdentifiers,
+        A::Event: InlineIndex,
     {
         let recorded_at = Utc::now().trunc_subsecs(6);
         let metadata_json = metadata.to_json(recorded_at);
@@ -242,6 +247,9 @@ impl EventStore {
         let metadatas = vec![metadata_json; n];
 
         let mut tx = self.pool.begin().await.map_err(AppendError::Database)?;
+        if let Some(consent_id) = &metadata.consent_id {
+            hold_consent(&mut tx, consent_id).await?;
+        }
         let rows = sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
                                  payload, metadata, recorded_at, prev_hash, hash) \
@@ -280,7 +288,7 @@ impl EventStore {
             position = position.max(candidate);
         }
 
-        claim_identifiers::<A>(&mut tx, aggregate_id, events).await?;
+        update_inline_indexes::<A>(&mut tx, aggregate_id, events).await?;
 
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(EVENTS_CHANNEL)
@@ -292,39 +300,63 @@ impl EventStore {
     }
 }
 
-/// Releases first, then claims, so that a command swapping an identifier between two of the
-/// stream's own slots never trips over itself. A claim that finds the row taken waits for the
-/// holder's transaction, then fails: the unique key, not a read, decides (DESIGN invariant 3).
-async fn claim_identifiers<A>(
+/// Locks the consent a command relies on until the command commits, and fails if it is no
+/// longer in force: a concurrent withdrawal (an UPDATE of that row) waits for us, or we see it.
+async fn hold_consent(tx: &mut sqlx::PgConnection, consent_id: &str) -> Result<(), AppendError> {
+    let in_force: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM consent_index WHERE consent_id = $1 AND status IN ('given', 'renewed') \
+         AND effective_date <= (now() AT TIME ZONE 'UTC')::date \
+         AND expiry_date >= (now() AT TIME ZONE 'UTC')::date FOR SHARE",
+    )
+    .bind(consent_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(AppendError::Database)?;
+    in_force.map(|_| ()).ok_or(AppendError::ConsentLapsed)
+}
+
+/// Keeps the indexes that must never be stale in step with the events, in their transaction.
+/// Identifier releases come before claims, so a command swapping an identifier between two of
+/// the stream's own slots never trips over itself. A claim that finds the row taken waits for
+/// the holder's transaction, then fails: the unique key, not a read, decides (invariant 3).
+async fn update_inline_indexes<A>(
     tx: &mut sqlx::PgConnection,
     aggregate_id: &str,
     events: &[A::Event],
 ) -> Result<(), AppendError>
 where
     A: Aggregate,
-    A::Event: ClaimsIdentifiers,
+    A::Event: InlineIndex,
 {
-    let changes: Vec<IdentifierChange<'_>> = events
-        .iter()
-        .filter_map(|e| e.identifier_change())
-        .collect();
+    let changes: Vec<IndexChange<'_>> = events.iter().filter_map(|e| e.index_change()).collect();
     for change in &changes {
-        if let IdentifierChange::Released(identifier) = change {
-            sqlx::query(
-                "DELETE FROM identifier_claims \
-                 WHERE system = $1 AND value = $2 AND aggregate_type = $3 AND aggregate_id = $4",
-            )
-            .bind(&identifier.system)
-            .bind(&identifier.value)
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(AppendError::Database)?;
+        match change {
+            IndexChange::IdentifierReleased(identifier) => {
+                sqlx::query(
+                    "DELETE FROM identifier_claims \
+                     WHERE system = $1 AND value = $2 AND aggregate_type = $3 AND aggregate_id = $4",
+                )
+                .bind(&identifier.system)
+                .bind(&identifier.value)
+                .bind(A::TYPE)
+                .bind(aggregate_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(AppendError::Database)?;
+            }
+            IndexChange::ConsentGiven(terms) => index_consent(tx, aggregate_id, terms).await?,
+            IndexChange::ConsentWithdrawn => {
+                sqlx::query("UPDATE consent_index SET status = 'withdrawn' WHERE consent_id = $1")
+                    .bind(aggregate_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(AppendError::Database)?;
+            }
+            IndexChange::IdentifierClaimed(_) => {}
         }
     }
     for change in &changes {
-        if let IdentifierChange::Claimed(identifier) = change {
+        if let IndexChange::IdentifierClaimed(identifier) = change {
             let claimed = sqlx::query(
                 "INSERT INTO identifier_claims (system, value, aggregate_type, aggregate_id) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -341,6 +373,39 @@ where
             }
         }
     }
+    Ok(())
+}
+
+async fn index_consent(
+    tx: &mut sqlx::PgConnection,
+    consent_id: &str,
+    terms: &ConsentTerms,
+) -> Result<(), AppendError> {
+    let mode = match terms.recipient_mode {
+        openspp_aggregates::consent::RecipientMode::Specific => "specific",
+        openspp_aggregates::consent::RecipientMode::Category => "category",
+    };
+    let resource_types: Vec<&str> = terms.scopes.iter().map(|s| s.resource_type.as_str()).collect();
+    let json = serde_json::to_value(terms)
+        .map_err(|e| AppendError::Database(sqlx::Error::Encode(Box::new(e))))?;
+    sqlx::query(
+        "INSERT INTO consent_index (consent_id, subject_type, subject_id, status, recipient_mode, \
+             recipients, recipient_types, resource_types, effective_date, expiry_date, terms) \
+         VALUES ($1, $2, $3, 'given', $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(consent_id)
+    .bind(&terms.subject_type)
+    .bind(&terms.subject)
+    .bind(mode)
+    .bind(&terms.recipients)
+    .bind(&terms.recipient_types)
+    .bind(&resource_types)
+    .bind(terms.effective_date)
+    .bind(terms.expiry_date)
+    .bind(json)
+    .execute(&mut *tx)
+    .await
+    .map_err(AppendError::Database)?;
     Ok(())
 }
 

@@ -17,6 +17,9 @@ pub struct CommandMetadata {
     pub source_reference: Option<String>,
     pub collection_method: String,
     pub request_id: String,
+    /// The consent the command relies on, if the client needs one: recorded with the events,
+    /// and held in force until they commit.
+    pub consent_id: Option<String>,
 }
 
 impl CommandMetadata {
@@ -34,6 +37,9 @@ impl CommandMetadata {
             self.collection_method.clone().into(),
         );
         map.insert("request_id".into(), self.request_id.clone().into());
+        if let Some(consent) = &self.consent_id {
+            map.insert("consent_id".into(), consent.clone().into());
+        }
         map.insert(
             "recorded_at".into(),
             recorded_at.trunc_subsecs(6).to_rfc3339().into(),

@@ -98,11 +98,17 @@ async fn kill_under_load() {
         "SELECT count(*) FROM individual_view v WHERE v.version <> \
          (SELECT max(sequence) FROM events e WHERE e.aggregate_type = 'Individual' AND e.aggregate_id = v.aggregate_id)",
     );
-    assert_eq!(stale, "0", "every projected row is at its stream's last event");
+    assert_eq!(
+        stale, "0",
+        "every projected row is at its stream's last event"
+    );
     for id in acknowledged.iter().step_by(7) {
-        api.get(&format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, id)))
-            .await
-            .expect(200);
+        api.get(&format!(
+            "/api/v2/spp/Individual/{}",
+            path_id(NATIONAL_ID, id)
+        ))
+        .await
+        .expect(200);
     }
     drop(restarted);
     drop(database);

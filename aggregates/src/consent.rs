@@ -1,0 +1,685 @@
+//! Consent (CONTRACT §5; ISO/IEC TS 27560, W3C DPV): a data subject — an individual, or a group
+//! for its members — lets recipients use their data for purposes, within scopes, for a period.
+//!
+//! A consent is its own stream: its terms are frozen once given, and its life (withdrawn,
+//! renewed) is a story of its own that auditors read. Whether a consent covers an access is
+//! decided here, by `Access::permits`, from the consents the caller passes in; the event store
+//! re-checks in the append transaction that the consents used are still in force, which orders
+//! every write against a concurrent withdrawal.
+
+use chrono::NaiveDate;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::inline_index::{IndexChange, InlineIndex};
+use crate::services::RegistryServices;
+
+pub const RECIPIENT_TYPES: [&str; 9] = [
+    "government",
+    "ngo",
+    "ingo",
+    "un",
+    "private",
+    "research",
+    "international",
+    "academic",
+    "other",
+];
+pub const RESOURCE_TYPES: [&str; 4] = ["individual", "group", "program_membership", "all"];
+pub const PURPOSES: [&str; 5] = [
+    "service_delivery",
+    "eligibility_verification",
+    "analytics",
+    "research",
+    "audit",
+];
+pub const DELEGATION_TYPES: [&str; 5] = ["self", "guardian", "parent", "poa", "representative"];
+pub const LEGAL_BASES: [&str; 7] = [
+    "consent",
+    "contract",
+    "legal_obligation",
+    "vital_interest",
+    "public_interest",
+    "public_task",
+    "legitimate_interest",
+];
+
+/// Fields a consent may name, per resource type (the API's JSON names).
+pub fn consentable_fields(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "individual" => &[
+            "name",
+            "birthDate",
+            "birthDateEstimated",
+            "gender",
+            "telecom",
+            "address",
+            "groupMembership",
+            "active",
+            "extension",
+        ],
+        "group" => &[
+            "name",
+            "groupType",
+            "member",
+            "quantity",
+            "address",
+            "active",
+            "extension",
+        ],
+        "program_membership" => &[
+            "program",
+            "beneficiary",
+            "status",
+            "enrollmentDate",
+            "exitDate",
+            "exitReason",
+        ],
+        _ => &[],
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientMode {
+    /// Named organisations.
+    Specific,
+    /// Organisation types (`government`, `ngo`, …).
+    Category,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentScope {
+    pub resource_type: String,
+    /// `None`: every field of the resource.
+    pub field_access: Option<Vec<String>>,
+    pub purpose: String,
+}
+
+/// What the subject agreed to. Frozen once given: a change is a new consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentTerms {
+    /// `Individual` or `Group`.
+    pub subject_type: String,
+    /// The subject's stream id (never shown; the API shows its external identifier).
+    pub subject: String,
+    pub recipient_mode: RecipientMode,
+    pub recipients: Vec<String>,
+    pub recipient_types: Vec<String>,
+    pub scopes: Vec<ConsentScope>,
+    pub legal_basis: String,
+    pub effective_date: NaiveDate,
+    pub expiry_date: NaiveDate,
+    pub delegation_type: String,
+    /// Who indicated the consent when not the subject (guardian, representative …).
+    pub indicated_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    Given,
+    Renewed,
+    Withdrawn,
+}
+
+/// A consent as the access check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub consent_id: String,
+    pub status: ConsentStatus,
+    pub terms: ConsentTerms,
+}
+
+impl ConsentRecord {
+    /// In force today: given or renewed, and within its period (expiry is evaluated at request
+    /// time, not by a batch job).
+    pub fn in_force(&self, today: NaiveDate) -> bool {
+        matches!(self.status, ConsentStatus::Given | ConsentStatus::Renewed)
+            && self.terms.effective_date <= today
+            && today <= self.terms.expiry_date
+    }
+
+    /// Whether the consent names this recipient: a specific consent by organisation, a
+    /// category consent by organisation type — never one for the other.
+    pub fn names(&self, actor: &Actor) -> bool {
+        match self.terms.recipient_mode {
+            RecipientMode::Specific => self.terms.recipients.contains(&actor.organization),
+            RecipientMode::Category => self
+                .terms
+                .recipient_types
+                .contains(&actor.organization_type),
+        }
+    }
+
+    /// The scope of this consent for `resource_type`, if any.
+    pub fn scope_for(&self, resource_type: &str) -> Option<&ConsentScope> {
+        self.terms
+            .scopes
+            .iter()
+            .find(|s| s.resource_type == resource_type || s.resource_type == "all")
+    }
+}
+
+/// The caller of a command, as far as consent is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub organization: String,
+    pub organization_type: String,
+    /// `None`: the client needs the subject's consent; `Some(basis)`: it acts under that
+    /// legal basis instead (and is still audited).
+    pub legal_basis: Option<String>,
+}
+
+/// Who is acting, and the consents that might let them: those of the subject and of the groups
+/// the subject belongs to (a group consent covers its members).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub actor: Actor,
+    pub consents: Vec<ConsentRecord>,
+}
+
+impl Access {
+    /// The consent that lets the actor use `resource_type` of the subject; `Ok(None)` when a
+    /// legal basis makes consent unnecessary. Refused as "not found", so a caller cannot tell
+    /// an unconsented subject from an unknown one.
+    pub fn permits<'a>(
+        &'a self,
+        resource_type: &'a str,
+        what: &str,
+        today: NaiveDate,
+    ) -> Result<Option<&'a ConsentRecord>, DomainError> {
+        if self.actor.legal_basis.is_some() {
+            return Ok(None);
+        }
+        self.matching(resource_type, today)
+            .next()
+            .map(Some)
+            .ok_or_else(|| DomainError::not_found(what))
+    }
+
+    /// Every consent in force that names the actor and covers `resource_type`.
+    pub fn matching<'a>(
+        &'a self,
+        resource_type: &'a str,
+        today: NaiveDate,
+    ) -> impl Iterator<Item = &'a ConsentRecord> + 'a {
+        self.consents.iter().filter(move |c| {
+            c.in_force(today) && c.names(&self.actor) && c.scope_for(resource_type).is_some()
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsentCommand {
+    Give(ConsentTerms),
+    Withdraw {
+        reason: Option<String>,
+        channel: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConsentEvent {
+    ConsentGiven {
+        terms: ConsentTerms,
+    },
+    ConsentWithdrawn {
+        reason: Option<String>,
+        channel: String,
+    },
+}
+
+impl DomainEvent for ConsentEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::ConsentGiven { .. } => "ConsentGiven",
+            Self::ConsentWithdrawn { .. } => "ConsentWithdrawn",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}
+
+impl InlineIndex for ConsentEvent {
+    fn index_change(&self) -> Option<IndexChange<'_>> {
+        match self {
+            Self::ConsentGiven { terms } => Some(IndexChange::ConsentGiven(terms)),
+            Self::ConsentWithdrawn { .. } => Some(IndexChange::ConsentWithdrawn),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    pub terms: Option<ConsentTerms>,
+    pub status: Option<ConsentStatus>,
+    pub withdrawal_reason: Option<String>,
+    pub version: u64,
+}
+
+fn validate(terms: &ConsentTerms, today: NaiveDate) -> Result<(), DomainError> {
+    match terms.recipient_mode {
+        RecipientMode::Specific => {
+            if terms.recipients.is_empty() {
+                return Err(DomainError::invalid(
+                    "recipients",
+                    "specific mode names at least one organisation",
+                ));
+            }
+            if !terms.recipient_types.is_empty() {
+                return Err(DomainError::invalid(
+                    "recipient_types",
+                    "must be empty in specific mode",
+                ));
+            }
+        }
+        RecipientMode::Category => {
+            if terms.recipient_types.is_empty() {
+                return Err(DomainError::invalid(
+                    "recipient_types",
+                    "category mode names at least one organisation type",
+                ));
+            }
+            if !terms.recipients.is_empty() {
+                return Err(DomainError::invalid(
+                    "recipients",
+                    "must be empty in category mode",
+                ));
+            }
+        }
+    }
+    for (i, kind) in terms.recipient_types.iter().enumerate() {
+        if !RECIPIENT_TYPES.contains(&kind.as_str()) {
+            return Err(DomainError::invalid(
+                format!("recipient_types[{i}]"),
+                format!("must be one of {}", RECIPIENT_TYPES.join(", ")),
+            ));
+        }
+    }
+    if terms.scopes.is_empty() {
+        return Err(DomainError::invalid(
+            "scopes",
+            "at least one scope is required",
+        ));
+    }
+    for (i, scope) in terms.scopes.iter().enumerate() {
+        if !RESOURCE_TYPES.contains(&scope.resource_type.as_str()) {
+            return Err(DomainError::invalid(
+                format!("scopes[{i}].resource_type"),
+                format!("must be one of {}", RESOURCE_TYPES.join(", ")),
+            ));
+        }
+        if let Some(fields) = &scope.field_access {
+            let known = consentable_fields(&scope.resource_type);
+            if let Some(field) = fields.iter().find(|f| !known.contains(&f.as_str())) {
+                return Err(DomainError::invalid(
+                    format!("scopes[{i}].field_access"),
+                    format!("`{field}` is not a field of {}", scope.resource_type),
+                ));
+            }
+        }
+        if !PURPOSES.contains(&scope.purpose.as_str()) {
+            return Err(DomainError::invalid(
+                format!("scopes[{i}].purpose"),
+                format!("must be one of {}", PURPOSES.join(", ")),
+            ));
+        }
+    }
+    if !LEGAL_BASES.contains(&terms.legal_basis.as_str()) {
+        return Err(DomainError::invalid(
+            "legal_basis",
+            format!("must be one of {}", LEGAL_BASES.join(", ")),
+        ));
+    }
+    if terms.expiry_date <= terms.effective_date {
+        return Err(DomainError::invalid(
+            "expiry_date",
+            "must be after effective_date",
+        ));
+    }
+    if terms.expiry_date < today {
+        return Err(DomainError::invalid(
+            "expiry_date",
+            "must not be in the past",
+        ));
+    }
+    if !DELEGATION_TYPES.contains(&terms.delegation_type.as_str()) {
+        return Err(DomainError::invalid(
+            "delegation_type",
+            format!("must be one of {}", DELEGATION_TYPES.join(", ")),
+        ));
+    }
+    if terms.delegation_type != "self" && terms.indicated_by.is_none() {
+        return Err(DomainError::invalid(
+            "indicated_by",
+            "a delegated consent names who indicated it",
+        ));
+    }
+    Ok(())
+}
+
+impl Aggregate for Consent {
+    const TYPE: &'static str = "Consent";
+    type Command = ConsentCommand;
+    type Event = ConsentEvent;
+    type Error = DomainError;
+    type Services = RegistryServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let today = services.clock.today();
+        let event = match command {
+            ConsentCommand::Give(terms) => {
+                if self.terms.is_some() {
+                    return Err(DomainError::AlreadyExists);
+                }
+                validate(&terms, today)?;
+                ConsentEvent::ConsentGiven { terms }
+            }
+            ConsentCommand::Withdraw { reason, channel } => {
+                let record = self
+                    .record("")
+                    .ok_or_else(|| DomainError::not_found("Consent"))?;
+                if !record.in_force(today) {
+                    return Err(DomainError::conflict(
+                        None,
+                        "only a consent in force can be withdrawn",
+                    ));
+                }
+                ConsentEvent::ConsentWithdrawn { reason, channel }
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        self.version += 1;
+        match event {
+            ConsentEvent::ConsentGiven { terms } => {
+                self.terms = Some(terms);
+                self.status = Some(ConsentStatus::Given);
+            }
+            ConsentEvent::ConsentWithdrawn { reason, .. } => {
+                self.status = Some(ConsentStatus::Withdrawn);
+                self.withdrawal_reason = reason;
+            }
+        }
+    }
+}
+
+impl Consent {
+    /// The consent as a record for access checks, once given.
+    pub fn record(&self, consent_id: &str) -> Option<ConsentRecord> {
+        Some(ConsentRecord {
+            consent_id: consent_id.to_owned(),
+            status: self.status?,
+            terms: self.terms.clone()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::testing::{date, services, today};
+
+    fn terms(mode: RecipientMode, recipients: &[&str], types: &[&str]) -> ConsentTerms {
+        ConsentTerms {
+            subject_type: "Individual".into(),
+            subject: "person".into(),
+            recipient_mode: mode,
+            recipients: recipients.iter().map(|s| s.to_string()).collect(),
+            recipient_types: types.iter().map(|s| s.to_string()).collect(),
+            scopes: vec![ConsentScope {
+                resource_type: "individual".into(),
+                field_access: None,
+                purpose: "service_delivery".into(),
+            }],
+            legal_basis: "consent".into(),
+            effective_date: date(2024, 1, 1),
+            expiry_date: date(2025, 1, 1),
+            delegation_type: "self".into(),
+            indicated_by: None,
+        }
+    }
+
+    fn record(terms: ConsentTerms, status: ConsentStatus) -> ConsentRecord {
+        ConsentRecord {
+            consent_id: "c1".into(),
+            status,
+            terms,
+        }
+    }
+
+    fn actor(organization: &str, kind: &str) -> Actor {
+        Actor {
+            organization: organization.into(),
+            organization_type: kind.into(),
+            legal_basis: None,
+        }
+    }
+
+    fn allowed(consents: Vec<ConsentRecord>, who: Actor, resource: &str) -> bool {
+        Access {
+            actor: who,
+            consents,
+        }
+        .permits(resource, "Individual", today())
+        .is_ok()
+    }
+
+    #[test]
+    fn specific_recipients_are_matched_by_organisation() {
+        let c = record(
+            terms(RecipientMode::Specific, &["WFP", "Red Cross"], &[]),
+            ConsentStatus::Given,
+        );
+        assert!(allowed(vec![c.clone()], actor("WFP", "un"), "individual"));
+        assert!(allowed(
+            vec![c.clone()],
+            actor("Red Cross", "ngo"),
+            "individual"
+        ));
+        assert!(!allowed(
+            vec![c],
+            actor("Acme Bank", "private"),
+            "individual"
+        ));
+    }
+
+    #[test]
+    fn categories_are_matched_by_organisation_type() {
+        let c = record(
+            terms(RecipientMode::Category, &[], &["ngo"]),
+            ConsentStatus::Given,
+        );
+        assert!(allowed(
+            vec![c.clone()],
+            actor("Any NGO", "ngo"),
+            "individual"
+        ));
+        assert!(!allowed(
+            vec![c.clone()],
+            actor("Ministry", "government"),
+            "individual"
+        ));
+        assert!(!allowed(vec![c], actor("Acme", "private"), "individual"));
+        let several = record(
+            terms(RecipientMode::Category, &[], &["ngo", "government"]),
+            ConsentStatus::Given,
+        );
+        assert!(allowed(
+            vec![several.clone()],
+            actor("Ministry", "government"),
+            "individual"
+        ));
+        assert!(!allowed(
+            vec![several],
+            actor("Acme", "private"),
+            "individual"
+        ));
+    }
+
+    #[test]
+    fn specific_never_satisfies_category_and_vice_versa() {
+        // An organisation named like a category, and a category named like an organisation.
+        let specific = record(
+            terms(RecipientMode::Specific, &["ngo"], &[]),
+            ConsentStatus::Given,
+        );
+        assert!(!allowed(
+            vec![specific],
+            actor("Other", "ngo"),
+            "individual"
+        ));
+        let category = record(
+            terms(RecipientMode::Category, &[], &["ngo"]),
+            ConsentStatus::Given,
+        );
+        assert!(!allowed(
+            vec![category],
+            actor("ngo", "government"),
+            "individual"
+        ));
+    }
+
+    #[test]
+    fn withdrawn_expired_and_future_consents_do_not_count() {
+        let who = || actor("WFP", "un");
+        let base = || terms(RecipientMode::Specific, &["WFP"], &[]);
+        assert!(!allowed(
+            vec![record(base(), ConsentStatus::Withdrawn)],
+            who(),
+            "individual"
+        ));
+        let mut expired = base();
+        expired.expiry_date = today().pred_opt().unwrap();
+        assert!(!allowed(
+            vec![record(expired, ConsentStatus::Given)],
+            who(),
+            "individual"
+        ));
+        let mut last_day = base();
+        last_day.expiry_date = today();
+        assert!(allowed(
+            vec![record(last_day, ConsentStatus::Given)],
+            who(),
+            "individual"
+        ));
+        let mut future = base();
+        future.effective_date = today().succ_opt().unwrap();
+        assert!(!allowed(
+            vec![record(future, ConsentStatus::Given)],
+            who(),
+            "individual"
+        ));
+        assert!(allowed(
+            vec![record(base(), ConsentStatus::Renewed)],
+            who(),
+            "individual"
+        ));
+    }
+
+    #[test]
+    fn the_scope_must_cover_the_resource_and_no_consent_fails_closed() {
+        let c = record(
+            terms(RecipientMode::Specific, &["WFP"], &[]),
+            ConsentStatus::Given,
+        );
+        assert!(!allowed(vec![c.clone()], actor("WFP", "un"), "group"));
+        let mut all = c.clone();
+        all.terms.scopes[0].resource_type = "all".into();
+        assert!(allowed(vec![all], actor("WFP", "un"), "group"));
+        assert!(!allowed(vec![], actor("WFP", "un"), "individual"));
+        let mut by_law = actor("WFP", "un");
+        by_law.legal_basis = Some("public_task".into());
+        assert!(allowed(vec![], by_law, "individual"));
+    }
+
+    #[tokio::test]
+    async fn terms_are_validated() {
+        let refused = |t: ConsentTerms| async move {
+            match TestFramework::<Consent>::with(services())
+                .given_no_previous_events()
+                .when_async(ConsentCommand::Give(t))
+                .await
+                .inspect_result()
+            {
+                Err(DomainError::Invalid { field, .. }) => field,
+                other => panic!("expected a validation error, got {other:?}"),
+            }
+        };
+        let t = terms(RecipientMode::Specific, &[], &[]);
+        assert_eq!(refused(t).await, "recipients");
+        let t = terms(RecipientMode::Specific, &["WFP"], &["ngo"]);
+        assert_eq!(refused(t).await, "recipient_types");
+        let t = terms(RecipientMode::Category, &["WFP"], &["ngo"]);
+        assert_eq!(refused(t).await, "recipients");
+        let t = terms(RecipientMode::Category, &[], &["pirates"]);
+        assert_eq!(refused(t).await, "recipient_types[0]");
+        let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+        t.expiry_date = t.effective_date;
+        assert_eq!(refused(t).await, "expiry_date");
+        let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+        t.scopes[0].resource_type = "wallet".into();
+        assert_eq!(refused(t).await, "scopes[0].resource_type");
+        let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+        t.scopes[0].field_access = Some(vec!["name".into(), "salary".into()]);
+        assert_eq!(refused(t).await, "scopes[0].field_access");
+        let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+        t.delegation_type = "guardian".into();
+        assert_eq!(refused(t).await, "indicated_by");
+    }
+
+    #[tokio::test]
+    async fn a_consent_is_given_once_and_withdrawn_once() {
+        let given = ConsentEvent::ConsentGiven {
+            terms: terms(RecipientMode::Specific, &["WFP"], &[]),
+        };
+        let withdraw = || ConsentCommand::Withdraw {
+            reason: Some("changed my mind".into()),
+            channel: "api".into(),
+        };
+        TestFramework::<Consent>::with(services())
+            .given(vec![given.clone()])
+            .when_async(withdraw())
+            .await
+            .then_expect_events(vec![ConsentEvent::ConsentWithdrawn {
+                reason: Some("changed my mind".into()),
+                channel: "api".into(),
+            }]);
+        let withdrawn = ConsentEvent::ConsentWithdrawn {
+            reason: None,
+            channel: "api".into(),
+        };
+        let again = TestFramework::<Consent>::with(services())
+            .given(vec![given.clone(), withdrawn])
+            .when_async(withdraw())
+            .await
+            .inspect_result();
+        assert!(matches!(again, Err(DomainError::Conflict { .. })));
+        let twice = TestFramework::<Consent>::with(services())
+            .given(vec![given])
+            .when_async(ConsentCommand::Give(terms(
+                RecipientMode::Specific,
+                &["WFP"],
+                &[],
+            )))
+            .await
+            .inspect_result();
+        assert_eq!(twice, Err(DomainError::AlreadyExists));
+    }
+}

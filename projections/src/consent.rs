@@ -1,0 +1,124 @@
+//! Reading the consent index (kept in step by the event store, inside its transactions): the
+//! one consent filter every read surface goes through, and the consents behind a decision.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use openspp_aggregates::consent::ConsentStatus;
+use openspp_aggregates::ConsentRecord;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+/// Who may see what: everything (a client acting under a legal basis), or only subjects whose
+/// consent names the client's organisation or organisation type.
+#[derive(Debug, Clone)]
+pub enum Visibility {
+    All,
+    Consented {
+        organization: String,
+        organization_type: String,
+        today: NaiveDate,
+    },
+}
+
+/// Restricts a view query to rows the client may see. The same rules as
+/// `ConsentRecord::in_force` and `ConsentRecord::names`, in SQL, so that totals and pages never
+/// count an unconsented row; a group's consent covers its current members.
+pub fn push_visible(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    visibility: &Visibility,
+    resource_type: &'static str,
+) {
+    let Visibility::Consented {
+        organization,
+        organization_type,
+        today,
+    } = visibility
+    else {
+        return;
+    };
+    qb.push(
+        " AND EXISTS (SELECT 1 FROM consent_index c WHERE c.status IN ('given', 'renewed') \
+         AND c.effective_date <= ",
+    )
+    .push_bind(*today)
+    .push(" AND c.expiry_date >= ")
+    .push_bind(*today)
+    .push(" AND ((c.recipient_mode = 'specific' AND ")
+    .push_bind(organization.clone())
+    .push(" = ANY(c.recipients)) OR (c.recipient_mode = 'category' AND ")
+    .push_bind(organization_type.clone())
+    .push(" = ANY(c.recipient_types))) AND (")
+    .push_bind(resource_type)
+    .push(
+        " = ANY(c.resource_types) OR 'all' = ANY(c.resource_types)) \
+         AND (c.subject_id = aggregate_id OR c.subject_id IN (SELECT m.group_id \
+         FROM group_members_view m WHERE m.individual_id = aggregate_id AND m.ended_date IS NULL)))",
+    );
+}
+
+fn status(text: &str) -> ConsentStatus {
+    match text {
+        "given" => ConsentStatus::Given,
+        "renewed" => ConsentStatus::Renewed,
+        _ => ConsentStatus::Withdrawn,
+    }
+}
+
+fn record(row: &sqlx::postgres::PgRow) -> sqlx::Result<ConsentRecord> {
+    let terms: serde_json::Value = row.try_get("terms")?;
+    Ok(ConsentRecord {
+        consent_id: row.try_get("consent_id")?,
+        status: status(row.try_get("status")?),
+        terms: serde_json::from_value(terms).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
+}
+
+/// Every consent that could cover each subject: its own, and (for individuals) those of the
+/// groups it currently belongs to. One query for a whole page.
+pub async fn covering(
+    pool: &PgPool,
+    subject_ids: &[String],
+) -> sqlx::Result<HashMap<String, Vec<ConsentRecord>>> {
+    let rows = sqlx::query(
+        "SELECT s.id AS subject, c.consent_id, c.status, c.terms \
+         FROM unnest($1::text[]) AS s(id) \
+         JOIN consent_index c ON c.subject_id = s.id OR c.subject_id IN \
+             (SELECT m.group_id FROM group_members_view m \
+              WHERE m.individual_id = s.id AND m.ended_date IS NULL) \
+         ORDER BY c.consent_id",
+    )
+    .bind(subject_ids)
+    .fetch_all(pool)
+    .await?;
+    let mut covering: HashMap<String, Vec<ConsentRecord>> = HashMap::new();
+    for row in &rows {
+        covering
+            .entry(row.try_get("subject")?)
+            .or_default()
+            .push(record(row)?);
+    }
+    Ok(covering)
+}
+
+/// One consent by its id.
+pub async fn get(pool: &PgPool, consent_id: &str) -> sqlx::Result<Option<ConsentRecord>> {
+    sqlx::query("SELECT consent_id, status, terms FROM consent_index WHERE consent_id = $1")
+        .bind(consent_id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(record)
+        .transpose()
+}
+
+/// The consents recorded for one subject, newest first.
+pub async fn for_subject(pool: &PgPool, subject_id: &str) -> sqlx::Result<Vec<ConsentRecord>> {
+    let rows = sqlx::query(
+        "SELECT consent_id, status, terms FROM consent_index WHERE subject_id = $1 \
+         ORDER BY effective_date DESC, consent_id",
+    )
+    .bind(subject_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(record).collect()
+}

@@ -1,0 +1,204 @@
+//! The consent filter of the HTTP layer (CONTRACT §5): who may see which subject, which of its
+//! fields, and the headers that say so. Every read surface goes through here; the matching
+//! rules themselves are the domain's (`openspp_aggregates::consent`).
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, HeaderValue};
+use chrono::NaiveDate;
+use openspp_aggregates::{Access, Actor, ConsentRecord};
+use openspp_projections::consent::{self, Visibility};
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::http::reference::{parse_identifier, resolve};
+
+/// Fields every reader gets, whatever the consent's field list.
+const ALWAYS: [&str; 3] = ["type", "identifier", "meta"];
+
+pub fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+impl Principal {
+    /// The caller as the domain's consent rules see it.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            organization: self.organization.clone(),
+            organization_type: self.organization_type.clone(),
+            legal_basis: if self.require_consent {
+                None
+            } else {
+                self.legal_basis.clone()
+            },
+        }
+    }
+
+    pub fn visibility(&self) -> Visibility {
+        if self.require_consent {
+            Visibility::Consented {
+                organization: self.organization.clone(),
+                organization_type: self.organization_type.clone(),
+                today: today(),
+            }
+        } else {
+            Visibility::All
+        }
+    }
+
+    /// The access this caller has to a subject covered by `consents`.
+    pub fn access(&self, consents: Vec<ConsentRecord>) -> Access {
+        Access {
+            actor: self.actor(),
+            consents,
+        }
+    }
+}
+
+/// What a caller may see of one subject.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The consent relied on; `None` under a legal basis.
+    pub consent: Option<ConsentRecord>,
+    /// Top-level fields allowed; `None` = all.
+    pub fields: Option<Vec<String>>,
+    purpose: Option<String>,
+    basis: Option<String>,
+    resource_type: &'static str,
+}
+
+impl Grant {
+    /// The grant `access` gives for `resource_type`, if any: the union of the fields of every
+    /// consent that covers it.
+    pub fn from_access(access: &Access, resource_type: &'static str) -> Option<Self> {
+        if let Some(basis) = &access.actor.legal_basis {
+            return Some(Self {
+                consent: None,
+                fields: None,
+                purpose: None,
+                basis: Some(basis.clone()),
+                resource_type,
+            });
+        }
+        let matching: Vec<&ConsentRecord> = access.matching(resource_type, today()).collect();
+        let first = matching.first()?;
+        let mut fields: Option<Vec<String>> = Some(Vec::new());
+        for consent in &matching {
+            match (&mut fields, consent.scope_for(resource_type).and_then(|s| s.field_access.clone())) {
+                (Some(all), Some(listed)) => {
+                    for field in listed {
+                        if !all.contains(&field) {
+                            all.push(field);
+                        }
+                    }
+                }
+                _ => fields = None,
+            }
+        }
+        Some(Self {
+            purpose: first.scope_for(resource_type).map(|s| s.purpose.clone()),
+            consent: Some((*first).clone()),
+            fields,
+            basis: None,
+            resource_type,
+        })
+    }
+
+    pub fn consent_id(&self) -> Option<String> {
+        self.consent.as_ref().map(|c| c.consent_id.clone())
+    }
+
+    /// Drops every top-level field the grant does not allow.
+    pub fn filter(&self, mut resource: Value) -> Value {
+        if let (Some(allowed), Value::Object(map)) = (&self.fields, &mut resource) {
+            map.retain(|key, _| ALWAYS.contains(&key.as_str()) || allowed.contains(key));
+        }
+        resource
+    }
+
+    /// `X-Consent-Status` and `X-Consent-Scope` for single reads.
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let (status, scope) = match &self.basis {
+            Some(basis) => ("not-required".to_owned(), format!("legal-basis={basis}")),
+            None => (
+                "active".to_owned(),
+                format!(
+                    "{};fields={};purpose={}",
+                    self.resource_type,
+                    self.fields.as_ref().map_or("*".to_owned(), |f| f.join(",")),
+                    self.purpose.clone().unwrap_or_default()
+                ),
+            ),
+        };
+        for (name, value) in [("x-consent-status", status), ("x-consent-scope", scope)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        headers
+    }
+}
+
+/// Only the fields that identify a resource.
+pub fn identity_only(mut resource: Value) -> Value {
+    if let Value::Object(map) = &mut resource {
+        map.retain(|key, _| ALWAYS.contains(&key.as_str()));
+    }
+    resource
+}
+
+/// Finds a subject by external identifier and what the caller may see of it. Unknown and
+/// unconsented give the same 404, and do the same work: the consent lookup runs either way.
+pub async fn find_visible(
+    state: &AppState,
+    principal: &Principal,
+    resource: &str,
+    resource_type: &'static str,
+    id: &str,
+) -> Result<Visible, ApiError> {
+    let identifier = parse_identifier(id, "id")?;
+    let stream = resolve(&state.pool, resource, &identifier).await?;
+    let probe = stream.clone().unwrap_or_default();
+    let mut consents = consent::covering(&state.pool, std::slice::from_ref(&probe)).await?;
+    let access = principal.access(consents.remove(&probe).unwrap_or_default());
+    match (stream, Grant::from_access(&access, resource_type)) {
+        (Some(stream), Some(grant)) => Ok(Visible {
+            stream,
+            grant,
+            access,
+        }),
+        _ => Err(ApiError::not_found(resource)),
+    }
+}
+
+/// A subject the caller may see: its stream, what may be seen, and the access to hand to the
+/// aggregate if the caller changes it.
+pub struct Visible {
+    pub stream: String,
+    pub grant: Grant,
+    pub access: Access,
+}
+
+/// The grants for a page of search results, in one query.
+pub async fn grants_for(
+    state: &AppState,
+    principal: &Principal,
+    resource_type: &'static str,
+    streams: &[String],
+) -> Result<HashMap<String, Grant>, ApiError> {
+    let mut consents = if principal.require_consent {
+        consent::covering(&state.pool, streams).await?
+    } else {
+        HashMap::new()
+    };
+    Ok(streams
+        .iter()
+        .filter_map(|stream| {
+            let access = principal.access(consents.remove(stream).unwrap_or_default());
+            Grant::from_access(&access, resource_type).map(|g| (stream.clone(), g))
+        })
+        .collect())
+}
