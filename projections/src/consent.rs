@@ -122,3 +122,22 @@ pub async fn for_subject(pool: &PgPool, subject_id: &str) -> sqlx::Result<Vec<Co
     .await?;
     rows.iter().map(record).collect()
 }
+
+/// The identifier (`system|value`) by which a consent's subject is referenced.
+pub async fn subject_identifier(
+    pool: &PgPool,
+    subject_type: &str,
+    subject_id: &str,
+) -> sqlx::Result<Option<String>> {
+    let table = match subject_type {
+        "Group" => "group_view",
+        _ => "individual_view",
+    };
+    sqlx::query_scalar(&format!(
+        "SELECT primary_identifier FROM {table} WHERE aggregate_id = $1"
+    ))
+    .bind(subject_id)
+    .fetch_optional(pool)
+    .await
+    .map(Option::flatten)
+}

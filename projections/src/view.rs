@@ -36,7 +36,7 @@ impl<A: DeserializeOwned> ViewRow<A> {
     }
 }
 
-pub(crate) async fn get<A: DeserializeOwned>(
+pub async fn get<A: DeserializeOwned>(
     pool: &PgPool,
     table: &'static str,
     aggregate_id: &str,

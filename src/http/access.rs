@@ -86,7 +86,12 @@ impl Grant {
         let first = matching.first()?;
         let mut fields: Option<Vec<String>> = Some(Vec::new());
         for consent in &matching {
-            match (&mut fields, consent.scope_for(resource_type).and_then(|s| s.field_access.clone())) {
+            match (
+                &mut fields,
+                consent
+                    .scope_for(resource_type)
+                    .and_then(|s| s.field_access.clone()),
+            ) {
                 (Some(all), Some(listed)) => {
                     for field in listed {
                         if !all.contains(&field) {

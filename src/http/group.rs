@@ -19,12 +19,12 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::http::command::{execute, IfMatch};
+use crate::http::access::{find_visible, grants_for, identity_only, Grant};
+use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
 use crate::http::json::ApiJson;
-use crate::http::access::{find_visible, grants_for, identity_only, Grant};
 use crate::http::reference::parse_reference;
-use crate::http::resource::{reply, written_row};
+use crate::http::resource::{self, reply, Write};
 use crate::http::schema::{
     Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference, SearchResult,
 };
@@ -133,10 +133,16 @@ async fn member_stream(
     field: &str,
 ) -> Result<String, ApiError> {
     let identifier = parse_reference(&entity.reference, "Individual", field)?;
-    find_visible(state, principal, "Individual", "individual", &identifier.key())
-        .await
-        .map(|visible| visible.stream)
-        .map_err(|_| ApiError::unprocessable(field, "no such Individual"))
+    find_visible(
+        state,
+        principal,
+        "Individual",
+        "individual",
+        &identifier.key(),
+    )
+    .await
+    .map(|visible| visible.stream)
+    .map_err(|_| ApiError::unprocessable(field, "no such Individual"))
 }
 
 async fn member_spec(
@@ -256,27 +262,12 @@ async fn run(
     state: &AppState,
     principal: &Principal,
     provenance: &Provenance,
-    aggregate_id: &str,
-    if_match: IfMatch,
-    command: GroupCommand,
-    consent_id: Option<String>,
+    write: Write<GroupCommand>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let committed = execute::<Group>(
-        state,
-        aggregate_id,
-        if_match,
-        command,
-        &provenance.metadata(principal, consent_id),
-    )
-    .await?;
-    let row = written_row(
-        aggregate_id,
-        view::get(&state.pool, aggregate_id).await?,
-        committed,
-    );
-    let grants = grants_for(state, principal, SCOPE, std::slice::from_ref(&row.aggregate_id)).await?;
-    respond(state, row, status, grants.get(aggregate_id)).await
+    let (row, grant) =
+        resource::run::<Group>(state, principal, provenance, write, "group_view", SCOPE).await?;
+    respond(state, row, status, grant.as_ref()).await
 }
 
 /// Search groups.
@@ -326,8 +317,9 @@ async fn search(
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     Ok(Json(envelope(&uri, page, found, |row| {
         let grant = grants.get(&row.aggregate_id);
-        let resource = serde_json::to_value(GroupResource::render(row, &references, &state.vocabulary))
-            .unwrap_or_default();
+        let resource =
+            serde_json::to_value(GroupResource::render(row, &references, &state.vocabulary))
+                .unwrap_or_default();
         match grant {
             Some(grant) => grant.filter(resource),
             None => identity_only(resource),
@@ -358,10 +350,12 @@ async fn create(
         &state,
         &principal,
         &provenance,
-        &aggregate_id,
-        IfMatch(None),
-        GroupCommand::Register(details),
-        None,
+        Write {
+            stream: aggregate_id,
+            if_match: IfMatch(None),
+            command: GroupCommand::Register(details),
+            consent_id: None,
+        },
         StatusCode::CREATED,
     )
     .await
@@ -419,13 +413,15 @@ async fn replace(
         &state,
         &principal,
         &provenance,
-        &visible.stream,
-        if_match,
-        GroupCommand::Replace {
-            details,
-            access: visible.access,
+        Write {
+            stream: visible.stream,
+            if_match,
+            command: GroupCommand::Replace {
+                details,
+                access: visible.access,
+            },
+            consent_id: visible.grant.consent_id(),
         },
-        visible.grant.consent_id(),
         StatusCode::OK,
     )
     .await
@@ -476,13 +472,15 @@ async fn add_member(
         &state,
         &principal,
         &provenance,
-        &visible.stream,
-        if_match,
-        GroupCommand::AddMember {
-            member: spec,
-            access: visible.access,
+        Write {
+            stream: visible.stream,
+            if_match,
+            command: GroupCommand::AddMember {
+                member: spec,
+                access: visible.access,
+            },
+            consent_id: visible.grant.consent_id(),
         },
-        visible.grant.consent_id(),
         StatusCode::CREATED,
     )
     .await
@@ -514,15 +512,17 @@ async fn remove_member(
         &state,
         &principal,
         &provenance,
-        &visible.stream,
-        if_match,
-        GroupCommand::RemoveMember {
-            individual,
-            ended_date: body.ended_date,
-            reason: body.reason,
-            access: visible.access,
+        Write {
+            stream: visible.stream,
+            if_match,
+            command: GroupCommand::RemoveMember {
+                individual,
+                ended_date: body.ended_date,
+                reason: body.reason,
+                access: visible.access,
+            },
+            consent_id: visible.grant.consent_id(),
         },
-        visible.grant.consent_id(),
         StatusCode::OK,
     )
     .await

@@ -19,11 +19,11 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::http::command::{execute, IfMatch};
+use crate::http::access::{find_visible, grants_for, identity_only, Grant};
+use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
 use crate::http::json::ApiJson;
-use crate::http::access::{find_visible, grants_for, identity_only, Grant};
-use crate::http::resource::{reply, written_row};
+use crate::http::resource::{self, reply, Write};
 use crate::http::schema::{
     Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome, Period,
     Reference, SearchResult,
@@ -183,23 +183,19 @@ async fn run(
     state: &AppState,
     principal: &Principal,
     provenance: &Provenance,
-    aggregate_id: &str,
-    if_match: IfMatch,
-    command: IndividualCommand,
-    consent_id: Option<String>,
+    write: Write<IndividualCommand>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let committed = execute::<Individual>(
+    let (row, grant) = resource::run::<Individual>(
         state,
-        aggregate_id,
-        if_match,
-        command,
-        &provenance.metadata(principal, consent_id),
+        principal,
+        provenance,
+        write,
+        "individual_view",
+        SCOPE,
     )
     .await?;
-    let row = written_row(aggregate_id, view::get(&state.pool, aggregate_id).await?, committed);
-    let grants = grants_for(state, principal, SCOPE, std::slice::from_ref(&row.aggregate_id)).await?;
-    respond(state, row, status, grants.get(aggregate_id)).await
+    respond(state, row, status, grant.as_ref()).await
 }
 
 /// Search individuals.
@@ -258,8 +254,9 @@ async fn search(
     Ok(Json(envelope(&uri, page, found, |row| {
         let mine = memberships.remove(&row.aggregate_id).unwrap_or_default();
         let grant = grants.get(&row.aggregate_id);
-        let resource = serde_json::to_value(IndividualResource::render(row, &mine, &state.vocabulary))
-            .unwrap_or_default();
+        let resource =
+            serde_json::to_value(IndividualResource::render(row, &mine, &state.vocabulary))
+                .unwrap_or_default();
         match grant {
             Some(grant) => grant.filter(resource),
             None => identity_only(resource),
@@ -290,10 +287,12 @@ async fn create(
         &state,
         &principal,
         &provenance,
-        &aggregate_id,
-        IfMatch(None),
-        IndividualCommand::Register(details),
-        None,
+        Write {
+            stream: aggregate_id,
+            if_match: IfMatch(None),
+            command: IndividualCommand::Register(details),
+            consent_id: None,
+        },
         StatusCode::CREATED,
     )
     .await
@@ -351,13 +350,15 @@ async fn replace(
         &state,
         &principal,
         &provenance,
-        &visible.stream,
-        if_match,
-        IndividualCommand::Replace {
-            details,
-            access: visible.access,
+        Write {
+            stream: visible.stream,
+            if_match,
+            command: IndividualCommand::Replace {
+                details,
+                access: visible.access,
+            },
+            consent_id: visible.grant.consent_id(),
         },
-        visible.grant.consent_id(),
         StatusCode::OK,
     )
     .await

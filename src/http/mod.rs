@@ -14,6 +14,7 @@ use crate::error::ApiError;
 
 pub mod access;
 pub mod command;
+pub mod consent;
 pub mod context;
 pub mod group;
 pub mod health;
@@ -34,6 +35,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let resources = OpenApiRouter::with_openapi(openapi::document())
         .merge(individual::routes())
         .merge(group::routes())
+        .merge(consent::routes())
         .merge(crate::auth::api_routes());
     let (api, document) = OpenApiRouter::new().nest(BASE, resources).split_for_parts();
     let document = openapi::finish(document);

@@ -7,14 +7,71 @@ use axum::Json;
 use openspp_projections::view::ViewRow;
 use serde::Serialize;
 
-use crate::http::access::{identity_only, Grant};
-use crate::http::command::etag;
+use cqrs_es::Aggregate;
+use openspp_aggregates::{DomainError, InlineIndex, RegistryServices};
+use openspp_projections::view;
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::http::access::{grants_for, identity_only, Grant};
+use crate::http::command::{etag, execute, IfMatch};
+use crate::http::context::Provenance;
 use crate::http::reference::path_segment;
 use crate::store::Committed;
 
+/// A command on one stream, as a handler prepared it.
+pub struct Write<C> {
+    pub stream: String,
+    pub if_match: IfMatch,
+    pub command: C,
+    /// The consent the command relies on, if the caller needs one.
+    pub consent_id: Option<String>,
+}
+
+/// Runs a write, then returns the resource as its read model now holds it (read-your-writes has
+/// waited for it) and what the caller may see of it.
+pub async fn run<A>(
+    state: &AppState,
+    principal: &Principal,
+    provenance: &Provenance,
+    write: Write<A::Command>,
+    view_table: &'static str,
+    resource_type: &'static str,
+) -> Result<(ViewRow<A>, Option<Grant>), ApiError>
+where
+    A: Aggregate<Services = RegistryServices, Error = DomainError> + DeserializeOwned,
+    A::Command: Clone,
+    A::Event: InlineIndex,
+{
+    let committed = execute::<A>(
+        state,
+        &write.stream,
+        write.if_match,
+        write.command,
+        &provenance.metadata(principal, write.consent_id),
+    )
+    .await?;
+    let row = written_row(
+        &write.stream,
+        view::get(&state.pool, view_table, &write.stream).await?,
+        committed,
+    );
+    let mut grants = grants_for(
+        state,
+        principal,
+        resource_type,
+        std::slice::from_ref(&row.aggregate_id),
+    )
+    .await?;
+    let grant = grants.remove(&row.aggregate_id);
+    Ok((row, grant))
+}
+
 /// The read model's row after a write (read-your-writes has waited for it), or, if the
 /// projector lags beyond the wait, the committed state itself: the write is durable either way.
-pub fn written_row<A>(
+fn written_row<A>(
     aggregate_id: &str,
     row: Option<ViewRow<A>>,
     committed: Committed<A>,

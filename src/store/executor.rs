@@ -385,7 +385,11 @@ async fn index_consent(
         openspp_aggregates::consent::RecipientMode::Specific => "specific",
         openspp_aggregates::consent::RecipientMode::Category => "category",
     };
-    let resource_types: Vec<&str> = terms.scopes.iter().map(|s| s.resource_type.as_str()).collect();
+    let resource_types: Vec<&str> = terms
+        .scopes
+        .iter()
+        .map(|s| s.resource_type.as_str())
+        .collect();
     let json = serde_json::to_value(terms)
         .map_err(|e| AppendError::Database(sqlx::Error::Encode(Box::new(e))))?;
     sqlx::query(

@@ -7,6 +7,7 @@
 
 mod executor;
 pub mod hash_chain;
+pub mod history;
 pub mod metadata;
 
 pub use executor::{Committed, EventStore, StoreError};

@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod consent;
 mod errors;
 mod group;
 mod individual;
@@ -52,6 +53,7 @@ fn main() {
     let mut trials = Vec::new();
     trials.extend(auth::trials());
     trials.extend(errors::trials());
+    trials.extend(consent::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
     trials.extend(openapi::trials());

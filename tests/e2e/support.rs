@@ -161,7 +161,45 @@ pub fn create_client(database_url: &str, extra: &[&str]) -> Credentials {
 }
 
 /// Every scope of the registry core.
-pub const ALL_SCOPES: [&str; 4] = ["individual:all", "group:all", "program:all", "audit:read"];
+pub const ALL_SCOPES: [&str; 5] = [
+    "individual:all",
+    "group:all",
+    "program:all",
+    "consent:all",
+    "audit:read",
+];
+
+/// A client that needs the data subject's consent (the default for `client create`).
+pub fn consent_client(
+    database_url: &str,
+    organization: &str,
+    organization_type: &str,
+    scopes: &[&str],
+) -> Credentials {
+    let mut args = vec![
+        "client",
+        "create",
+        "--name",
+        "consent-bound client",
+        "--organization",
+        organization,
+        "--organization-type",
+        organization_type,
+        "--rate-limit-per-minute",
+        "0",
+        "--rate-limit-per-day",
+        "0",
+    ];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let printed = cli(database_url, &args);
+    let value: Value = serde_json::from_str(printed.trim()).expect("one JSON line");
+    Credentials {
+        client_id: value["client_id"].as_str().unwrap().to_owned(),
+        client_secret: value["client_secret"].as_str().unwrap().to_owned(),
+    }
+}
 
 /// An HTTP client bound to one server and (once logged in) one token.
 #[derive(Clone)]

@@ -1,0 +1,461 @@
+//! `/Consent` (CONTRACT §5): recording consents, reading them, withdrawing them, and the
+//! receipt and history a data subject or auditor asks for.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
+use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms};
+use openspp_projections::consent as index;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::ApiError;
+use crate::http::access::today;
+use crate::http::command::{execute, IfMatch};
+use crate::http::context::Provenance;
+use crate::http::json::ApiJson;
+use crate::http::reference::{parse_identifier, resolve};
+use crate::http::schema::{OperationOutcome, SearchMeta};
+use crate::store::history;
+use crate::store::metadata::client_uri;
+
+const RESOURCE: &str = "Consent";
+const SCOPE: &str = "consent";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, withdraw_by_delete))
+        .routes(routes!(revoke))
+        .routes(routes!(receipt))
+        .routes(routes!(consent_history))
+}
+
+/// A scope of a consent: which resource, which fields (all when `field_access` is null), why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeBody {
+    /// `individual`, `group`, `program_membership` or `all`.
+    pub resource_type: String,
+    #[serde(default)]
+    pub field_access: Option<Vec<String>>,
+    /// `service_delivery`, `eligibility_verification`, `analytics`, `research` or `audit`.
+    pub purpose: String,
+}
+
+/// Body of `POST /Consent`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentBody {
+    /// `Individual/{system}|{value}` or `Group/{system}|{value}` (a group's consent covers its
+    /// members).
+    pub subject: String,
+    /// `specific` (named organisations) or `category` (organisation types).
+    pub recipient_mode: String,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    #[serde(default)]
+    pub recipient_types: Vec<String>,
+    pub scopes: Vec<ScopeBody>,
+    #[serde(default = "consent_basis")]
+    pub legal_basis: String,
+    /// Defaults to today.
+    #[serde(default)]
+    pub effective_date: Option<NaiveDate>,
+    pub expiry_date: NaiveDate,
+    /// `self`, `guardian`, `parent`, `poa` or `representative`.
+    #[serde(default = "self_delegation")]
+    pub delegation_type: String,
+    /// Who indicated the consent, when not the subject.
+    #[serde(default)]
+    pub indicated_by: Option<String>,
+}
+
+fn consent_basis() -> String {
+    "consent".to_owned()
+}
+
+fn self_delegation() -> String {
+    "self".to_owned()
+}
+
+/// A consent as the API shows it (OpenSPP `GET /Consent/{id}`, with the parties added).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentResource {
+    pub consent_id: String,
+    /// `given`, `renewed`, `withdrawn` or `expired` (evaluated now).
+    pub status: String,
+    pub subject: Option<String>,
+    pub recipient_mode: String,
+    pub recipients: Vec<String>,
+    pub recipient_types: Vec<String>,
+    pub scopes: Vec<ScopeBody>,
+    pub legal_basis: String,
+    pub effective_date: NaiveDate,
+    pub expiry_date: NaiveDate,
+    pub delegation_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indicated_by: Option<String>,
+}
+
+fn mode_name(mode: RecipientMode) -> &'static str {
+    match mode {
+        RecipientMode::Specific => "specific",
+        RecipientMode::Category => "category",
+    }
+}
+
+/// The status a reader sees: expiry is evaluated at request time.
+fn status_now(record: &ConsentRecord) -> &'static str {
+    match record.status {
+        ConsentStatus::Withdrawn => "withdrawn",
+        _ if record.terms.expiry_date < today() => "expired",
+        ConsentStatus::Renewed => "renewed",
+        ConsentStatus::Given => "given",
+    }
+}
+
+async fn render(state: &AppState, record: ConsentRecord) -> Result<ConsentResource, ApiError> {
+    let terms = &record.terms;
+    let subject = index::subject_identifier(&state.pool, &terms.subject_type, &terms.subject)
+        .await?
+        .map(|key| format!("{}/{key}", terms.subject_type));
+    Ok(ConsentResource {
+        consent_id: record.consent_id.clone(),
+        status: status_now(&record).to_owned(),
+        subject,
+        recipient_mode: mode_name(terms.recipient_mode).to_owned(),
+        recipients: terms.recipients.clone(),
+        recipient_types: terms.recipient_types.clone(),
+        scopes: terms
+            .scopes
+            .iter()
+            .map(|s| ScopeBody {
+                resource_type: s.resource_type.clone(),
+                field_access: s.field_access.clone(),
+                purpose: s.purpose.clone(),
+            })
+            .collect(),
+        legal_basis: terms.legal_basis.clone(),
+        effective_date: terms.effective_date,
+        expiry_date: terms.expiry_date,
+        delegation_type: terms.delegation_type.clone(),
+        indicated_by: terms.indicated_by.clone(),
+    })
+}
+
+/// A consent is shown to clients it names, and to clients acting under a legal basis.
+fn may_see(principal: &Principal, record: &ConsentRecord) -> bool {
+    !principal.require_consent || record.names(&principal.actor())
+}
+
+/// The consent `id`, if it exists and the caller may see it; else the one 404.
+async fn find(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<ConsentRecord, ApiError> {
+    let valid = uuid::Uuid::parse_str(id).is_ok();
+    let record = if valid {
+        index::get(&state.pool, id).await?
+    } else {
+        None
+    };
+    record
+        .filter(|r| may_see(principal, r))
+        .ok_or_else(|| ApiError::not_found(RESOURCE))
+}
+
+/// Record a consent given by a data subject (or on their behalf).
+#[utoipa::path(post, path = "/Consent", tag = "Consent",
+    request_body = ConsentBody,
+    responses(
+        (status = 201, body = ConsentResource, description = "Recorded; `Location` set"),
+        (status = 422, body = OperationOutcome, description = "Names the field at fault"),
+    ),
+    security(("bearer" = ["consent:create"])))]
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    body: Result<ApiJson<ConsentBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Create)?;
+    let ApiJson(body) = body?;
+    let (subject_type, key) = body
+        .subject
+        .split_once('/')
+        .filter(|(kind, _)| *kind == "Individual" || *kind == "Group")
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "subject",
+                "must be Individual/{system}|{value} or Group/{system}|{value}",
+            )
+        })?;
+    let identifier = parse_identifier(key, "subject")
+        .map_err(|e| ApiError::unprocessable("subject", e.diagnostics))?;
+    let subject = resolve(&state.pool, subject_type, &identifier)
+        .await?
+        .ok_or_else(|| ApiError::unprocessable("subject", format!("no such {subject_type}")))?;
+    let recipient_mode = match body.recipient_mode.as_str() {
+        "specific" => RecipientMode::Specific,
+        "category" => RecipientMode::Category,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "recipient_mode",
+                "must be specific or category",
+            ))
+        }
+    };
+    let terms = ConsentTerms {
+        subject_type: subject_type.to_owned(),
+        subject,
+        recipient_mode,
+        recipients: body.recipients,
+        recipient_types: body.recipient_types,
+        scopes: body
+            .scopes
+            .into_iter()
+            .map(|s| ConsentScope {
+                resource_type: s.resource_type,
+                field_access: s.field_access,
+                purpose: s.purpose,
+            })
+            .collect(),
+        legal_basis: body.legal_basis,
+        effective_date: body.effective_date.unwrap_or_else(today),
+        expiry_date: body.expiry_date,
+        delegation_type: body.delegation_type,
+        indicated_by: body.indicated_by,
+    };
+    let consent_id = uuid::Uuid::new_v4().to_string();
+    let committed = execute::<Consent>(
+        &state,
+        &consent_id,
+        IfMatch(None),
+        ConsentCommand::Give(terms),
+        &provenance.metadata(&principal, None),
+    )
+    .await?;
+    let record = committed
+        .aggregate
+        .record(&consent_id)
+        .ok_or_else(ApiError::internal)?;
+    let resource = render(&state, record).await?;
+    let location = format!("/api/v2/spp/Consent/{consent_id}");
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, location)],
+        Json(resource),
+    )
+        .into_response())
+}
+
+/// Read a consent.
+#[utoipa::path(get, path = "/Consent/{id}", tag = "Consent",
+    params(("id" = String, Path, description = "The consent's UUID")),
+    responses((status = 200, body = ConsentResource), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["consent:read"])))]
+async fn read(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<ConsentResource>, ApiError> {
+    principal.require(SCOPE, Action::Read)?;
+    let record = find(&state, &principal, &id).await?;
+    Ok(Json(render(&state, record).await?))
+}
+
+/// Body of `$revoke`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn withdraw(
+    state: &AppState,
+    principal: &Principal,
+    provenance: &Provenance,
+    id: &str,
+    reason: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = find(state, principal, id).await?;
+    execute::<Consent>(
+        state,
+        &record.consent_id,
+        IfMatch(None),
+        ConsentCommand::Withdraw {
+            reason,
+            channel: "api".to_owned(),
+        },
+        &provenance.metadata(principal, None),
+    )
+    .await?;
+    Ok(Json(json!({
+        "consent_id": record.consent_id,
+        "status": "withdrawn",
+        "revoked_at": chrono::Utc::now().to_rfc3339(),
+        "message": "consent withdrawn; it no longer allows any access",
+    })))
+}
+
+/// Withdraw a consent; effective for every request that starts after this answers.
+#[utoipa::path(post, path = "/Consent/{id}/$revoke", tag = "Consent",
+    params(("id" = String, Path, description = "The consent's UUID")),
+    request_body = RevokeBody,
+    responses(
+        (status = 200, description = "`status: withdrawn`"),
+        (status = 404, body = OperationOutcome),
+        (status = 409, body = OperationOutcome, description = "Not in force"),
+    ),
+    security(("bearer" = ["consent:update"])))]
+async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    Path(id): Path<String>,
+    body: Result<ApiJson<RevokeBody>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(SCOPE, Action::Update)?;
+    let reason = match body {
+        Ok(ApiJson(body)) => body.reason,
+        Err(error) if error.status == StatusCode::UNSUPPORTED_MEDIA_TYPE => None,
+        Err(error) => return Err(error),
+    };
+    withdraw(&state, &principal, &provenance, &id, reason).await
+}
+
+/// Withdraw a consent (same as `$revoke`).
+#[utoipa::path(delete, path = "/Consent/{id}", tag = "Consent",
+    params(("id" = String, Path, description = "The consent's UUID")),
+    responses((status = 200, description = "`status: withdrawn`"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["consent:delete"])))]
+async fn withdraw_by_delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(SCOPE, Action::Delete)?;
+    withdraw(&state, &principal, &provenance, &id, None).await
+}
+
+/// A consent receipt (ISO/IEC 29184, Kantara Consent Receipt fields).
+#[utoipa::path(get, path = "/Consent/{id}/$receipt", tag = "Consent",
+    params(("id" = String, Path, description = "The consent's UUID")),
+    responses((status = 200, description = "The receipt"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["consent:read"])))]
+async fn receipt(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(SCOPE, Action::Read)?;
+    let record = find(&state, &principal, &id).await?;
+    let events = history::stream(&state.pool, RESOURCE, &record.consent_id).await?;
+    let given = events.first().ok_or_else(ApiError::internal)?;
+    let resource = render(&state, record).await?;
+    Ok(Json(json!({
+        "receipt_id": format!("urn:openspp:consent-receipt:{}:{}", resource.consent_id, events.len()),
+        "version": "ISO/IEC 29184:2020",
+        "consent_id": resource.consent_id,
+        "consent_timestamp": given.recorded_at.to_rfc3339(),
+        "collection_method": given.metadata.get("collection_method"),
+        "data_subject": {"reference": resource.subject},
+        "data_controller": {"recorded_by": given.metadata.get("client_id").and_then(Value::as_str).map(client_uri)},
+        "recipients": {"mode": resource.recipient_mode, "organizations": resource.recipients, "organization_types": resource.recipient_types},
+        "purposes": resource.scopes.iter().map(|s| &s.purpose).collect::<Vec<_>>(),
+        "data_categories": resource.scopes.iter().map(|s| json!({"resource_type": s.resource_type, "fields": s.field_access})).collect::<Vec<_>>(),
+        "legal_basis": resource.legal_basis,
+        "delegation": {"type": resource.delegation_type, "indicated_by": resource.indicated_by},
+        "effective_date": resource.effective_date,
+        "expiry_date": resource.expiry_date,
+        "status": resource.status,
+        "withdrawal_uri": format!("/api/v2/spp/Consent/{}/$revoke", resource.consent_id),
+    })))
+}
+
+/// The consent's life: given, withdrawn …, newest first.
+#[utoipa::path(get, path = "/Consent/{id}/$history", tag = "Consent",
+    params(("id" = String, Path, description = "The consent's UUID")),
+    responses((status = 200, description = "`{consent_id, current_version, history}`"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["consent:read"])))]
+async fn consent_history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(SCOPE, Action::Read)?;
+    let record = find(&state, &principal, &id).await?;
+    let events = history::stream(&state.pool, RESOURCE, &record.consent_id).await?;
+    let entries: Vec<Value> = events
+        .iter()
+        .rev()
+        .map(|e| {
+            let (action, reason) = match e.event_type.as_str() {
+                "ConsentGiven" => ("give", None),
+                _ => ("withdraw", e.payload["ConsentWithdrawn"]["reason"].as_str()),
+            };
+            json!({
+                "version": e.sequence,
+                "action": action,
+                "changed_date": e.recorded_at.to_rfc3339(),
+                "changed_by": e.metadata.get("client_id").and_then(Value::as_str).map(client_uri),
+                "channel": e.metadata.get("collection_method"),
+                "reason": reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "consent_id": record.consent_id,
+        "current_version": events.len(),
+        "history": entries,
+    })))
+}
+
+/// The consents of one subject that the caller may see.
+#[utoipa::path(get, path = "/Consent", tag = "Consent",
+    params(("subject" = String, Query, description = "`Individual/{system}|{value}` or `Group/…`")),
+    responses((status = 200, description = "Search envelope of ConsentResource"), (status = 400, body = OperationOutcome)),
+    security(("bearer" = ["consent:search"])))]
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(SCOPE, Action::Search)?;
+    let mut params = crate::http::search::Params::from_uri(&uri)?;
+    let subject = params
+        .one("subject")?
+        .ok_or_else(|| ApiError::bad_request(Some("subject"), "is required"))?;
+    params.finish()?;
+    let (kind, key) = subject.split_once('/').ok_or_else(|| {
+        ApiError::bad_request(Some("subject"), "must be Individual/{system}|{value}")
+    })?;
+    let identifier = parse_identifier(key, "subject")?;
+    let stream = resolve(&state.pool, kind, &identifier).await?;
+    let records = match stream {
+        Some(stream) => index::for_subject(&state.pool, &stream).await?,
+        None => Vec::new(),
+    };
+    let mut data = Vec::new();
+    for record in records.into_iter().filter(|r| may_see(&principal, r)) {
+        data.push(render(&state, record).await?);
+    }
+    let count = data.len();
+    Ok(Json(json!({
+        "data": data,
+        "meta": SearchMeta { total: count as i64, count, offset: 0 },
+        "links": {"self": uri.to_string()},
+    })))
+}

@@ -1,0 +1,542 @@
+//! Consent end to end (CONTRACT §5): recorded as events, checked before writes, enforced on
+//! every read, and withdrawn for every request that starts after the withdrawal answers.
+
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+use serde_json::{json, Value};
+
+use crate::support::{
+    admin, consent_client, individual_body, path_id, register_individual, sql_scalar, unique,
+    world, Api, NATIONAL_ID,
+};
+use crate::trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "consent::specific_recipient_sees_and_another_org_does_not",
+            specific,
+        ),
+        trial("consent::category_matches_the_type_only", category),
+        trial(
+            "consent::specific_and_category_do_not_stand_in_for_each_other",
+            modes_distinct,
+        ),
+        trial(
+            "consent::withdrawn_and_expired_consents_are_not_found",
+            withdrawn_and_expired,
+        ),
+        trial(
+            "consent::group_consent_covers_members",
+            group_covers_members,
+        ),
+        trial(
+            "consent::unknown_and_unconsented_answer_identically",
+            indistinguishable,
+        ),
+        trial(
+            "consent::search_counts_only_consented_subjects",
+            search_counts,
+        ),
+        trial(
+            "consent::fields_outside_the_consent_are_dropped",
+            field_access,
+        ),
+        trial("consent::writes_need_consent_and_record_it", writes),
+        trial("consent::revoke_is_immediate_for_racing_reads", revoke_race),
+        trial("consent::validation_names_the_field", validation),
+        trial(
+            "consent::receipt_history_and_listing",
+            receipt_history_listing,
+        ),
+    ]
+}
+
+const READER_SCOPES: [&str; 3] = ["individual:all", "group:all", "consent:all"];
+
+async fn client(organization: &str, kind: &str) -> Api {
+    let credentials = consent_client(&world().database_url, organization, kind, &READER_SCOPES);
+    Api::new(&world().base).login(&credentials).await
+}
+
+fn consent_body(subject: &str, mode: &str, recipients: &[&str], types: &[&str]) -> Value {
+    json!({
+        "subject": subject,
+        "recipient_mode": mode,
+        "recipients": recipients,
+        "recipient_types": types,
+        "scopes": [{"resource_type": "individual", "field_access": null, "purpose": "service_delivery"}],
+        "legal_basis": "consent",
+        "expiry_date": "2099-12-31",
+        "delegation_type": "self"
+    })
+}
+
+/// Registers a person and records `body`'s consent for them; returns (path, consent id).
+async fn consented_person(
+    admin: &Api,
+    mode: &str,
+    recipients: &[&str],
+    types: &[&str],
+) -> (String, String) {
+    let id = unique("CS");
+    let path = register_individual(admin, &id).await;
+    let subject = format!("Individual/{NATIONAL_ID}|{id}");
+    let reply = admin
+        .post(
+            "/api/v2/spp/Consent",
+            consent_body(&subject, mode, recipients, types),
+        )
+        .await;
+    reply.expect(201);
+    assert_eq!(reply.body["status"], "given");
+    let consent = reply.body["consent_id"].as_str().unwrap().to_owned();
+    (path, consent)
+}
+
+async fn specific() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, _) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let named = client(&org, "ngo").await;
+    let reply = named.get(&path).await;
+    reply.expect(200);
+    assert_eq!(reply.header("x-consent-status"), Some("active"));
+    assert!(reply
+        .header("x-consent-scope")
+        .unwrap()
+        .starts_with("individual"));
+    client(&unique("Other"), "ngo")
+        .await
+        .get(&path)
+        .await
+        .expect(404);
+}
+
+async fn category() {
+    let admin = admin().await;
+    let (path, _) = consented_person(&admin, "category", &[], &["ngo"]).await;
+    client(&unique("Any NGO"), "ngo")
+        .await
+        .get(&path)
+        .await
+        .expect(200);
+    client(&unique("Ministry"), "government")
+        .await
+        .get(&path)
+        .await
+        .expect(404);
+    client(&unique("Bank"), "private")
+        .await
+        .get(&path)
+        .await
+        .expect(404);
+    let (both, _) = consented_person(&admin, "category", &[], &["ngo", "government"]).await;
+    client(&unique("Ministry"), "government")
+        .await
+        .get(&both)
+        .await
+        .expect(200);
+    client(&unique("Bank"), "private")
+        .await
+        .get(&both)
+        .await
+        .expect(404);
+}
+
+async fn modes_distinct() {
+    let admin = admin().await;
+    // An organisation literally named "ngo" in a specific consent does not admit NGOs …
+    let (path, _) = consented_person(&admin, "specific", &["ngo"], &[]).await;
+    client(&unique("Some NGO"), "ngo")
+        .await
+        .get(&path)
+        .await
+        .expect(404);
+    // … and a category consent does not admit an organisation whose name is the category.
+    let (path, _) = consented_person(&admin, "category", &[], &["ngo"]).await;
+    client("ngo", "government")
+        .await
+        .get(&path)
+        .await
+        .expect(404);
+}
+
+async fn withdrawn_and_expired() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let reader = client(&org, "ngo").await;
+    reader.get(&path).await.expect(200);
+    let revoked = admin
+        .post(
+            &format!("/api/v2/spp/Consent/{consent}/$revoke"),
+            json!({"reason": "asked"}),
+        )
+        .await;
+    revoked.expect(200);
+    assert_eq!(revoked.body["status"], "withdrawn");
+    reader.get(&path).await.expect(404);
+    // Expiry is evaluated at request time: move the expiry into the past behind the server.
+    let (path, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    reader.get(&path).await.expect(200);
+    sql_scalar(
+        &world().database_url,
+        &format!(
+            "UPDATE consent_index SET expiry_date = current_date - 1, \
+             terms = jsonb_set(terms, '{{expiry_date}}', to_jsonb((current_date - 1)::text)) \
+             WHERE consent_id = '{consent}' RETURNING 1"
+        ),
+    );
+    reader.get(&path).await.expect(404);
+    let read = admin.get(&format!("/api/v2/spp/Consent/{consent}")).await;
+    assert_eq!(read.body["status"], "expired");
+}
+
+async fn group_covers_members() {
+    let admin = admin().await;
+    let member = unique("GM");
+    let member_path = register_individual(&admin, &member).await;
+    let group = unique("GC");
+    admin
+        .post(
+            "/api/v2/spp/Group",
+            json!({"identifier": [{"system": "urn:openspp:group", "value": group}], "groupType": "household",
+                   "member": [{"entity": {"reference": format!("Individual/{NATIONAL_ID}|{member}")}}]}),
+        )
+        .await
+        .expect(201);
+    let mut body = consent_body(
+        &format!("Group/urn:openspp:group|{group}"),
+        "category",
+        &[],
+        &["ngo"],
+    );
+    body["scopes"] =
+        json!([{"resource_type": "all", "field_access": null, "purpose": "service_delivery"}]);
+    admin.post("/api/v2/spp/Consent", body).await.expect(201);
+    let ngo = client(&unique("NGO"), "ngo").await;
+    ngo.get(&member_path).await.expect(200);
+    ngo.get(&format!(
+        "/api/v2/spp/Group/{}",
+        path_id("urn:openspp:group", &group)
+    ))
+    .await
+    .expect(200);
+}
+
+async fn indistinguishable() {
+    let admin = admin().await;
+    let id = unique("HID");
+    register_individual(&admin, &id).await;
+    let outsider = client(&unique("Outsider"), "ngo").await;
+    let known = outsider
+        .get(&format!(
+            "/api/v2/spp/Individual/{}",
+            path_id(NATIONAL_ID, &id)
+        ))
+        .await;
+    let unknown = outsider
+        .get(&format!(
+            "/api/v2/spp/Individual/{}",
+            path_id(NATIONAL_ID, &unique("NONE"))
+        ))
+        .await;
+    known.expect(404);
+    unknown.expect(404);
+    assert_eq!(known.text, unknown.text, "same body");
+    let header_names = |r: &crate::support::Reply| {
+        let mut names: Vec<String> = r.headers.keys().map(|k| k.to_string()).collect();
+        names.retain(|n| n != "date");
+        names.sort();
+        names
+    };
+    assert_eq!(header_names(&known), header_names(&unknown), "same headers");
+    // Writes too: refused exactly like an unknown subject, and nothing is written.
+    let stream_events = || {
+        sql_scalar(
+            &world().database_url,
+            &format!(
+                "SELECT count(*) FROM events WHERE aggregate_id = \
+                 (SELECT aggregate_id FROM identifier_claims WHERE value = '{id}')"
+            ),
+        )
+    };
+    let before = stream_events();
+    let reply = outsider
+        .put(
+            &format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &id)),
+            individual_body(&id),
+            None,
+        )
+        .await;
+    reply.expect(404);
+    assert_eq!(reply.text, unknown.text);
+    assert_eq!(stream_events(), before, "nothing was written");
+}
+
+async fn search_counts() {
+    let admin = admin().await;
+    let family = unique("Fam");
+    let org = unique("Org");
+    let mut consented = None;
+    for n in 0..3 {
+        let id = unique("SC");
+        let mut body = individual_body(&id);
+        body["name"]["family"] = json!(family);
+        admin.post("/api/v2/spp/Individual", body).await.expect(201);
+        if n == 1 {
+            let subject = format!("Individual/{NATIONAL_ID}|{id}");
+            admin
+                .post(
+                    "/api/v2/spp/Consent",
+                    consent_body(&subject, "specific", &[&org], &[]),
+                )
+                .await
+                .expect(201);
+            consented = Some(id);
+        }
+    }
+    let reader = client(&org, "ngo").await;
+    let reply = reader
+        .get(&format!("/api/v2/spp/Individual?name={family}"))
+        .await;
+    reply.expect(200);
+    assert_eq!(
+        reply.body["meta"]["total"], 1,
+        "no unconsented subject is counted"
+    );
+    assert_eq!(reply.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        reply.body["data"][0]["identifier"][0]["value"],
+        consented.unwrap()
+    );
+    let all = admin
+        .get(&format!("/api/v2/spp/Individual?name={family}"))
+        .await;
+    assert_eq!(all.body["meta"]["total"], 3);
+}
+
+async fn field_access() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let id = unique("FA");
+    let path = register_individual(&admin, &id).await;
+    let mut body = consent_body(
+        &format!("Individual/{NATIONAL_ID}|{id}"),
+        "specific",
+        &[&org],
+        &[],
+    );
+    body["scopes"][0]["field_access"] = json!(["name"]);
+    admin.post("/api/v2/spp/Consent", body).await.expect(201);
+    let reader = client(&org, "ngo").await;
+    let reply = reader.get(&path).await;
+    reply.expect(200);
+    let keys: Vec<&String> = reply.body.as_object().unwrap().keys().collect();
+    assert!(reply.body["name"].is_object());
+    assert!(
+        reply.body["identifier"].is_array(),
+        "identifier is always kept"
+    );
+    assert!(reply.body.get("birthDate").is_none(), "{keys:?}");
+    assert!(reply.body.get("telecom").is_none(), "{keys:?}");
+    assert!(reply
+        .header("x-consent-scope")
+        .unwrap()
+        .contains("fields=name"));
+}
+
+async fn writes() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let id = path.rsplit('|').next().unwrap().to_owned();
+    let writer = client(&org, "ngo").await;
+    let mut body = individual_body(&id);
+    body["name"]["given"] = json!("Consented");
+    writer.put(&path, body.clone(), None).await.expect(200);
+    let stream = sql_scalar(
+        &world().database_url,
+        &format!("SELECT aggregate_id FROM identifier_claims WHERE value = '{id}'"),
+    );
+    let used = sql_scalar(
+        &world().database_url,
+        &format!("SELECT metadata->>'consent_id' FROM events WHERE aggregate_id = '{stream}' ORDER BY sequence DESC LIMIT 1"),
+    );
+    assert_eq!(used, consent, "the event records the consent it relied on");
+    admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/spp/Consent/{consent}"),
+            None,
+            &[],
+        )
+        .await
+        .expect(200);
+    let count_before = sql_scalar(
+        &world().database_url,
+        &format!("SELECT count(*) FROM events WHERE aggregate_id = '{stream}'"),
+    );
+    body["name"]["given"] = json!("After withdrawal");
+    writer.put(&path, body, None).await.expect(404);
+    let count_after = sql_scalar(
+        &world().database_url,
+        &format!("SELECT count(*) FROM events WHERE aggregate_id = '{stream}'"),
+    );
+    assert_eq!(count_before, count_after, "no event was written");
+}
+
+async fn revoke_race() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let reader = client(&org, "ngo").await;
+    let started = Instant::now();
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let reader = reader.clone();
+            let path = path.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while started.elapsed() < Duration::from_millis(1500) {
+                    let begun = started.elapsed();
+                    let status = reader.get(&path).await.status.as_u16();
+                    seen.push((begun, status));
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    admin
+        .post(&format!("/api/v2/spp/Consent/{consent}/$revoke"), json!({}))
+        .await
+        .expect(200);
+    let acknowledged = started.elapsed();
+    let mut before = 0;
+    for reader in readers {
+        for (begun, status) in reader.await.unwrap() {
+            if begun > acknowledged {
+                assert_eq!(
+                    status, 404,
+                    "a read started {begun:?} after the revoke ({acknowledged:?}) saw the subject"
+                );
+            } else if status == 200 {
+                before += 1;
+            }
+        }
+    }
+    assert!(before > 0, "reads before the revoke were allowed");
+}
+
+async fn validation() {
+    let admin = admin().await;
+    let id = unique("VAL");
+    register_individual(&admin, &id).await;
+    let subject = format!("Individual/{NATIONAL_ID}|{id}");
+    let cases = [
+        (
+            consent_body(&subject, "specific", &[], &["ngo"]),
+            "recipients",
+        ),
+        (
+            consent_body(&subject, "category", &["X"], &["ngo"]),
+            "recipients",
+        ),
+        (
+            consent_body(&subject, "both", &["X"], &[]),
+            "recipient_mode",
+        ),
+        (
+            {
+                let mut b = consent_body(&subject, "specific", &["X"], &[]);
+                b["effective_date"] = json!("2099-12-31");
+                b["expiry_date"] = json!("2099-01-01");
+                b
+            },
+            "expiry_date",
+        ),
+        (
+            {
+                let mut b = consent_body(&subject, "specific", &["X"], &[]);
+                b["scopes"][0]["resource_type"] = json!("wallet");
+                b
+            },
+            "scopes[0].resource_type",
+        ),
+        (
+            {
+                let mut b = consent_body(&subject, "specific", &["X"], &[]);
+                b["scopes"][0]["field_access"] = json!(["salary"]);
+                b
+            },
+            "scopes[0].field_access",
+        ),
+        (
+            consent_body(
+                &format!("Individual/{NATIONAL_ID}|nobody"),
+                "specific",
+                &["X"],
+                &[],
+            ),
+            "subject",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = admin.post("/api/v2/spp/Consent", body).await;
+        reply.expect(422);
+        assert_eq!(
+            reply.body["issue"][0]["expression"][0], field,
+            "{}",
+            reply.text
+        );
+    }
+}
+
+async fn receipt_history_listing() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let id = path.rsplit('|').next().unwrap().to_owned();
+    let receipt = admin
+        .get(&format!("/api/v2/spp/Consent/{consent}/$receipt"))
+        .await;
+    receipt.expect(200);
+    assert_eq!(receipt.body["consent_id"], consent);
+    assert_eq!(
+        receipt.body["data_subject"]["reference"],
+        format!("Individual/{NATIONAL_ID}|{id}")
+    );
+    assert_eq!(receipt.body["purposes"][0], "service_delivery");
+    admin
+        .post(
+            &format!("/api/v2/spp/Consent/{consent}/$revoke"),
+            json!({"reason": "moved away"}),
+        )
+        .await
+        .expect(200);
+    let history = admin
+        .get(&format!("/api/v2/spp/Consent/{consent}/$history"))
+        .await;
+    history.expect(200);
+    assert_eq!(history.body["current_version"], 2);
+    assert_eq!(history.body["history"][0]["action"], "withdraw");
+    assert_eq!(history.body["history"][0]["reason"], "moved away");
+    assert_eq!(history.body["history"][1]["action"], "give");
+    let listed = admin
+        .get(&format!(
+            "/api/v2/spp/Consent?subject=Individual/{}",
+            path_id(NATIONAL_ID, &id)
+        ))
+        .await;
+    listed.expect(200);
+    assert_eq!(listed.body["data"][0]["status"], "withdrawn");
+    // A client the consent does not name cannot see it.
+    client(&unique("Other"), "ngo")
+        .await
+        .get(&format!("/api/v2/spp/Consent/{consent}"))
+        .await
+        .expect(404);
+}
