@@ -219,6 +219,10 @@ pub enum ConsentCommand {
         reason: Option<String>,
         channel: String,
     },
+    /// Extends a consent that is in force or has expired (never a withdrawn one).
+    Renew {
+        expiry_date: NaiveDate,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,6 +234,9 @@ pub enum ConsentEvent {
         reason: Option<String>,
         channel: String,
     },
+    ConsentRenewed {
+        expiry_date: NaiveDate,
+    },
 }
 
 impl DomainEvent for ConsentEvent {
@@ -237,6 +244,7 @@ impl DomainEvent for ConsentEvent {
         match self {
             Self::ConsentGiven { .. } => "ConsentGiven",
             Self::ConsentWithdrawn { .. } => "ConsentWithdrawn",
+            Self::ConsentRenewed { .. } => "ConsentRenewed",
         }
         .to_owned()
     }
@@ -251,6 +259,7 @@ impl InlineIndex for ConsentEvent {
         match self {
             Self::ConsentGiven { terms } => Some(IndexChange::ConsentGiven(terms)),
             Self::ConsentWithdrawn { .. } => Some(IndexChange::ConsentWithdrawn),
+            Self::ConsentRenewed { expiry_date } => Some(IndexChange::ConsentRenewed(*expiry_date)),
         }
     }
 }
@@ -398,6 +407,24 @@ impl Aggregate for Consent {
                 }
                 ConsentEvent::ConsentWithdrawn { reason, channel }
             }
+            ConsentCommand::Renew { expiry_date } => {
+                let record = self
+                    .record("")
+                    .ok_or_else(|| DomainError::not_found("Consent"))?;
+                if record.status == ConsentStatus::Withdrawn {
+                    return Err(DomainError::conflict(
+                        None,
+                        "a withdrawn consent cannot be renewed; record a new one",
+                    ));
+                }
+                if expiry_date <= record.terms.expiry_date || expiry_date < today {
+                    return Err(DomainError::invalid(
+                        "expiry_date",
+                        "must be later than the current expiry and not in the past",
+                    ));
+                }
+                ConsentEvent::ConsentRenewed { expiry_date }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -413,6 +440,12 @@ impl Aggregate for Consent {
             ConsentEvent::ConsentWithdrawn { reason, .. } => {
                 self.status = Some(ConsentStatus::Withdrawn);
                 self.withdrawal_reason = reason;
+            }
+            ConsentEvent::ConsentRenewed { expiry_date } => {
+                self.status = Some(ConsentStatus::Renewed);
+                if let Some(terms) = &mut self.terms {
+                    terms.expiry_date = expiry_date;
+                }
             }
         }
     }
@@ -671,6 +704,27 @@ mod tests {
             .await
             .inspect_result();
         assert!(matches!(again, Err(DomainError::Conflict { .. })));
+        let renewed = TestFramework::<Consent>::with(services())
+            .given(vec![given.clone()])
+            .when_async(ConsentCommand::Renew {
+                expiry_date: date(2026, 1, 1),
+            })
+            .await
+            .inspect_result();
+        assert_eq!(
+            renewed,
+            Ok(vec![ConsentEvent::ConsentRenewed {
+                expiry_date: date(2026, 1, 1)
+            }])
+        );
+        let shorter = TestFramework::<Consent>::with(services())
+            .given(vec![given.clone()])
+            .when_async(ConsentCommand::Renew {
+                expiry_date: date(2024, 12, 1),
+            })
+            .await
+            .inspect_result();
+        assert!(matches!(shorter, Err(DomainError::Invalid { .. })));
         let twice = TestFramework::<Consent>::with(services())
             .given(vec![given])
             .when_async(ConsentCommand::Give(terms(

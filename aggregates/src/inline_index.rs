@@ -3,6 +3,8 @@
 //! without the domain touching a database: no two registrants share a live identifier, and a
 //! withdrawal is visible to the very next request.
 
+use chrono::NaiveDate;
+
 use crate::consent::ConsentTerms;
 use crate::values::Identifier;
 
@@ -11,6 +13,7 @@ pub enum IndexChange<'a> {
     IdentifierReleased(&'a Identifier),
     ConsentGiven(&'a ConsentTerms),
     ConsentWithdrawn,
+    ConsentRenewed(NaiveDate),
 }
 
 pub trait InlineIndex {

@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(read, withdraw_by_delete))
         .routes(routes!(revoke))
+        .routes(routes!(renew))
         .routes(routes!(receipt))
         .routes(routes!(consent_history))
 }
@@ -335,6 +336,51 @@ async fn revoke(
     withdraw(&state, &principal, &provenance, &id, reason).await
 }
 
+/// Body of `$renew`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    pub expiry_date: NaiveDate,
+}
+
+/// Renew a consent that is in force or has expired, to a later expiry date.
+#[utoipa::path(post, path = "/Consent/{id}/$renew", tag = "Consent",
+    params(("id" = String, Path, description = "The consent's UUID")),
+    request_body = RenewBody,
+    responses(
+        (status = 200, body = ConsentResource),
+        (status = 404, body = OperationOutcome),
+        (status = 409, body = OperationOutcome, description = "Withdrawn"),
+        (status = 422, body = OperationOutcome),
+    ),
+    security(("bearer" = ["consent:update"])))]
+async fn renew(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    Path(id): Path<String>,
+    body: Result<ApiJson<RenewBody>, ApiError>,
+) -> Result<Json<ConsentResource>, ApiError> {
+    principal.require(SCOPE, Action::Update)?;
+    let ApiJson(body) = body?;
+    let record = find(&state, &principal, &id).await?;
+    let committed = execute::<Consent>(
+        &state,
+        &record.consent_id,
+        IfMatch(None),
+        ConsentCommand::Renew {
+            expiry_date: body.expiry_date,
+        },
+        &provenance.metadata(&principal, None),
+    )
+    .await?;
+    let record = committed
+        .aggregate
+        .record(&record.consent_id)
+        .ok_or_else(ApiError::internal)?;
+    Ok(Json(render(&state, record).await?))
+}
+
 /// Withdraw a consent (same as `$revoke`).
 #[utoipa::path(delete, path = "/Consent/{id}", tag = "Consent",
     params(("id" = String, Path, description = "The consent's UUID")),
@@ -404,6 +450,7 @@ async fn consent_history(
         .map(|e| {
             let (action, reason) = match e.event_type.as_str() {
                 "ConsentGiven" => ("give", None),
+                "ConsentRenewed" => ("renew", None),
                 _ => ("withdraw", e.payload["ConsentWithdrawn"]["reason"].as_str()),
             };
             json!({

@@ -352,6 +352,18 @@ where
                     .await
                     .map_err(AppendError::Database)?;
             }
+            IndexChange::ConsentRenewed(expiry) => {
+                sqlx::query(
+                    "UPDATE consent_index SET status = 'renewed', expiry_date = $2, \
+                     terms = jsonb_set(terms, '{expiry_date}', to_jsonb($2::text)) \
+                     WHERE consent_id = $1",
+                )
+                .bind(aggregate_id)
+                .bind(expiry)
+                .execute(&mut *tx)
+                .await
+                .map_err(AppendError::Database)?;
+            }
             IndexChange::IdentifierClaimed(_) => {}
         }
     }

@@ -192,6 +192,16 @@ async fn withdrawn_and_expired() {
     reader.get(&path).await.expect(404);
     let read = admin.get(&format!("/api/v2/spp/Consent/{consent}")).await;
     assert_eq!(read.body["status"], "expired");
+    // Renewing an expired consent brings the subject back.
+    let renewed = admin
+        .post(
+            &format!("/api/v2/spp/Consent/{consent}/$renew"),
+            json!({"expiry_date": "2100-01-01"}),
+        )
+        .await;
+    renewed.expect(200);
+    assert_eq!(renewed.body["status"], "renewed");
+    reader.get(&path).await.expect(200);
 }
 
 async fn group_covers_members() {
