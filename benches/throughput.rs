@@ -21,6 +21,8 @@ struct Options {
     creates: usize,
     reads: usize,
     seconds: u64,
+    /// Individuals to register before measuring the consent filter's cost on search (0 = skip).
+    population: usize,
 }
 
 fn options() -> Options {
@@ -37,6 +39,7 @@ fn options() -> Options {
         creates: value("--creates", 4000),
         reads: value("--reads", 20000),
         seconds: value("--seconds", 10) as u64,
+        population: value("--population", 0),
     }
 }
 
@@ -116,12 +119,85 @@ fn pgbench(database_url: &str, clients: usize, seconds: u64) -> String {
     }
 }
 
+/// Fills the registry to `population` individuals (birth dates spread over 70 years), gives
+/// every tenth of them a consent for one NGO, and compares search latency for a client acting
+/// under a legal basis with that NGO's consent-filtered client.
+async fn consent_filter_cost(
+    api: &Api,
+    database_url: &str,
+    prefix: &str,
+    population: usize,
+    c: usize,
+) {
+    let fill_api = api.clone();
+    let fill_prefix = format!("{prefix}-pop");
+    let started = Instant::now();
+    let (rps, _, _) = drive(c * 2, population, move |n| {
+        let api = fill_api.clone();
+        let mut body = individual_body(&format!("{fill_prefix}-{n}"));
+        let year = 1940 + (n % 70);
+        body["birthDate"] =
+            serde_json::json!(format!("{year}-{:02}-{:02}", 1 + n % 12, 1 + n % 28));
+        async move {
+            api.post("/api/v2/spp/Individual", body)
+                .await
+                .status
+                .as_u16()
+        }
+    })
+    .await;
+    println!(
+        "filled {population} individuals in {:.0} s ({rps:.0} creates/s)",
+        started.elapsed().as_secs_f64()
+    );
+    let consent_api = api.clone();
+    let consent_prefix = format!("{prefix}-pop");
+    drive(c, population / 10, move |n| {
+        let api = consent_api.clone();
+        let body = serde_json::json!({
+            "subject": format!("Individual/{NATIONAL_ID}|{consent_prefix}-{}", n * 10),
+            "recipient_mode": "specific", "recipients": ["Bench NGO"],
+            "scopes": [{"resource_type": "individual", "field_access": null, "purpose": "service_delivery"}],
+            "expiry_date": "2099-12-31"
+        });
+        async move { api.post("/api/v2/spp/Consent", body).await.status.as_u16() }
+    })
+    .await;
+    let ngo = support::consent_client(database_url, "Bench NGO", "ngo", &["individual:all"]);
+    let ngo_api = Api::new(&api.base).login(&ngo).await;
+    for (label, query) in [
+        ("name, first page", "name=santos&_count=20"),
+        (
+            "birthdate range",
+            "birthdate=ge1970-01-01&birthdate=lt1971-01-01&_count=20",
+        ),
+    ] {
+        for (who, client) in [("legal basis", api.clone()), ("consent", ngo_api.clone())] {
+            let path = format!("/api/v2/spp/Individual?{query}");
+            let (rps, p50, p99) = drive(c, 400, move |_| {
+                let api = client.clone();
+                let path = path.clone();
+                async move { api.get(&path).await.status.as_u16() }
+            })
+            .await;
+            println!(
+                "search {label:<18} {who:<12} {rps:>7.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({population} individuals)",
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let options = options();
     let database = TestDatabase::create("openspp_bench");
     let server = Server::start(&database.url, &[("OPENSPP_LOG", "error")]);
-    let credentials = create_client(&database.url, &["--scope", "individual:all"]);
+    let credentials = create_client(
+        &database.url,
+        &["--scope", "individual:all", "--scope", "consent:all"],
+    );
     let api = Api::new(&server.base).login(&credentials).await;
     let prefix = uuid::Uuid::new_v4().simple().to_string();
     let c = options.concurrency;
@@ -174,6 +250,10 @@ async fn main() {
     .await;
     println!("search  GET /Individual?name  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests over {} rows)",
         rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.reads / 4, options.creates);
+
+    if options.population > 0 {
+        consent_filter_cost(&api, &database.url, &prefix, options.population, c).await;
+    }
 
     println!(
         "pgbench one-row insert, {c} clients: {}",
