@@ -29,25 +29,48 @@ enum Command {
         #[command(subcommand)]
         command: auth::cli::KeyCommand,
     },
+    /// Drop the read models and rebuild them from the event log.
+    Replay {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        /// Only this projection (there is one: `registry`).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Recompute every stream's hash chain; exits non-zero if any link is broken.
+    Verify {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        /// Every stream (the default; accepted for scripts that say so).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => server::run(args).await,
+        Command::Migrate(database) => db::connect_and_migrate(&database).await.map(|_| ()),
+        Command::Client { database, command } => {
+            auth::cli::run(&db::connect_and_migrate(&database).await?, command).await
+        }
+        Command::Key { database, command } => {
+            auth::cli::run_key(&db::connect_and_migrate(&database).await?, command).await
+        }
+        Command::Replay {
+            database,
+            projection,
+        } => openspp::replay::run(&db::connect_and_migrate(&database).await?, projection).await,
+        Command::Verify { database, all: _ } => {
+            openspp::verify::run(&db::connect_and_migrate(&database).await?).await
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     openspp::telemetry::init();
-    let cli = Cli::parse();
-    let outcome = match cli.command {
-        Command::Serve(args) => server::run(args).await,
-        Command::Migrate(args) => db::connect_and_migrate(&args).await.map(|_| ()),
-        Command::Client { database, command } => match db::connect_and_migrate(&database).await {
-            Ok(pool) => auth::cli::run(&pool, command).await,
-            Err(error) => Err(error),
-        },
-        Command::Key { database, command } => match db::connect_and_migrate(&database).await {
-            Ok(pool) => auth::cli::run_key(&pool, command).await,
-            Err(error) => Err(error),
-        },
-    };
-    match outcome {
+    match run(Cli::parse().command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("openspp: {error:#}");

@@ -22,7 +22,8 @@ pub enum Visibility {
 
 /// Restricts a view query to rows the client may see. The same rules as
 /// `ConsentRecord::in_force` and `ConsentRecord::names`, in SQL, so that totals and pages never
-/// count an unconsented row; a group's consent covers its current members.
+/// count an unconsented row; a group's consent covers its current members. Written as a set of
+/// admitted subjects (one hashed semi-join) rather than a per-row correlated check.
 pub fn push_visible(
     qb: &mut QueryBuilder<'_, Postgres>,
     visibility: &Visibility,
@@ -36,24 +37,27 @@ pub fn push_visible(
     else {
         return;
     };
+    let push_in_force = |qb: &mut QueryBuilder<'_, Postgres>| {
+        qb.push(" c.status IN ('given', 'renewed') AND c.effective_date <= ")
+            .push_bind(*today)
+            .push(" AND c.expiry_date >= ")
+            .push_bind(*today)
+            .push(" AND ((c.recipient_mode = 'specific' AND ")
+            .push_bind(organization.clone())
+            .push(" = ANY(c.recipients)) OR (c.recipient_mode = 'category' AND ")
+            .push_bind(organization_type.clone())
+            .push(" = ANY(c.recipient_types))) AND (")
+            .push_bind(resource_type)
+            .push(" = ANY(c.resource_types) OR 'all' = ANY(c.resource_types))");
+    };
+    qb.push(" AND aggregate_id IN (SELECT c.subject_id FROM consent_index c WHERE");
+    push_in_force(qb);
     qb.push(
-        " AND EXISTS (SELECT 1 FROM consent_index c WHERE c.status IN ('given', 'renewed') \
-         AND c.effective_date <= ",
-    )
-    .push_bind(*today)
-    .push(" AND c.expiry_date >= ")
-    .push_bind(*today)
-    .push(" AND ((c.recipient_mode = 'specific' AND ")
-    .push_bind(organization.clone())
-    .push(" = ANY(c.recipients)) OR (c.recipient_mode = 'category' AND ")
-    .push_bind(organization_type.clone())
-    .push(" = ANY(c.recipient_types))) AND (")
-    .push_bind(resource_type)
-    .push(
-        " = ANY(c.resource_types) OR 'all' = ANY(c.resource_types)) \
-         AND (c.subject_id = aggregate_id OR c.subject_id IN (SELECT m.group_id \
-         FROM group_members_view m WHERE m.individual_id = aggregate_id AND m.ended_date IS NULL)))",
+        " UNION SELECT m.individual_id FROM group_members_view m \
+         JOIN consent_index c ON c.subject_id = m.group_id WHERE m.ended_date IS NULL AND",
     );
+    push_in_force(qb);
+    qb.push(")");
 }
 
 fn status(text: &str) -> ConsentStatus {

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres};
 
 use crate::checkpoint::{format, load as load_checkpoint, CheckpointWatch};
 use crate::feed::{read_after, FeedPosition, StoredEvent};
@@ -53,24 +54,28 @@ pub async fn run(pool: PgPool, watch: CheckpointWatch) {
     }
 }
 
-async fn lead(pool: &PgPool, watch: &CheckpointWatch) -> Result<(), ProjectionError> {
-    // The lock lives as long as this connection: if the process dies, leadership passes on.
-    let mut leadership = pool.acquire().await?;
+/// Takes the projector's leadership if nobody holds it. The lock lives as long as the returned
+/// connection: if the process dies, leadership passes on.
+async fn try_lead(pool: &PgPool) -> Result<Option<PoolConnection<Postgres>>, ProjectionError> {
+    let mut connection = pool.acquire().await?;
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
         .bind(format!("openspp:projector:{REGISTRY_PROJECTION}"))
-        .fetch_one(&mut *leadership)
+        .fetch_one(&mut *connection)
         .await?;
-    if !leader {
-        drop(leadership);
+    Ok(leader.then_some(connection))
+}
+
+async fn lead(pool: &PgPool, watch: &CheckpointWatch) -> Result<(), ProjectionError> {
+    let Some(_leadership) = try_lead(pool).await? else {
         tokio::time::sleep(Duration::from_secs(1)).await;
         return Ok(());
-    }
+    };
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(EVENTS_CHANNEL).await?;
     let mut checkpoint = load_checkpoint(pool).await?;
     loop {
-        let applied = step(pool, &mut checkpoint).await?;
-        if let Some(position) = applied {
+        let applied = step(pool, &mut checkpoint, BATCH).await?;
+        if let Some((position, _)) = applied {
             watch.publish(position);
             continue;
         }
@@ -80,12 +85,55 @@ async fn lead(pool: &PgPool, watch: &CheckpointWatch) -> Result<(), ProjectionEr
     }
 }
 
-/// Applies the next batch, if any; returns the new checkpoint.
+/// Why a rebuild could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("a running server is projecting into these read models; stop it first")]
+    ProjectorRunning,
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+}
+
+/// Drops the registry read models and rebuilds them from the whole event log, in large
+/// batches; `progress` hears how many events each batch applied. Holds the projector's
+/// leadership throughout, so no live projector writes meanwhile.
+pub async fn rebuild(pool: &PgPool, mut progress: impl FnMut(usize)) -> Result<u64, RebuildError> {
+    let _leadership = try_lead(pool)
+        .await?
+        .ok_or(RebuildError::ProjectorRunning)?;
+    let mut tx = pool.begin().await.map_err(ProjectionError::from)?;
+    sqlx::query("TRUNCATE individual_view, group_view, group_members_view")
+        .execute(&mut *tx)
+        .await
+        .map_err(ProjectionError::from)?;
+    sqlx::query(
+        "UPDATE projection_checkpoints SET tx_id = 0, position = 0, events = 0, updated_at = now() \
+         WHERE name = $1",
+    )
+    .bind(REGISTRY_PROJECTION)
+    .execute(&mut *tx)
+    .await
+    .map_err(ProjectionError::from)?;
+    tx.commit().await.map_err(ProjectionError::from)?;
+    let mut checkpoint = FeedPosition::default();
+    let mut applied = 0u64;
+    while let Some((_, count)) = step(pool, &mut checkpoint, REBUILD_BATCH).await? {
+        applied += count as u64;
+        progress(count);
+    }
+    Ok(applied)
+}
+
+/// Events applied per transaction when rebuilding from scratch.
+const REBUILD_BATCH: i64 = 5_000;
+
+/// Applies the next batch, if any; returns the new checkpoint and how many events it applied.
 async fn step(
     pool: &PgPool,
     checkpoint: &mut FeedPosition,
-) -> Result<Option<FeedPosition>, ProjectionError> {
-    let events = read_after(pool, *checkpoint, BATCH).await?;
+    batch: i64,
+) -> Result<Option<(FeedPosition, usize)>, ProjectionError> {
+    let events = read_after(pool, *checkpoint, batch).await?;
     let Some(last) = events.last().map(|e| e.feed) else {
         return Ok(None);
     };
@@ -114,5 +162,5 @@ async fn step(
         .await?;
     tx.commit().await?;
     *checkpoint = last;
-    Ok(Some(last))
+    Ok(Some((last, events.len())))
 }

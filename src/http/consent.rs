@@ -21,11 +21,13 @@ use crate::error::ApiError;
 use crate::http::access::today;
 use crate::http::command::{execute, IfMatch};
 use crate::http::context::Provenance;
+use crate::http::history::{self, versions, Version};
 use crate::http::json::ApiJson;
 use crate::http::reference::{parse_identifier, resolve};
 use crate::http::schema::{OperationOutcome, SearchMeta};
-use crate::store::history;
+use crate::store::history as stored;
 use crate::store::metadata::client_uri;
+use crate::store::verify::Verification;
 
 const RESOURCE: &str = "Consent";
 const SCOPE: &str = "consent";
@@ -38,6 +40,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(renew))
         .routes(routes!(receipt))
         .routes(routes!(consent_history))
+        .routes(routes!(history))
+        .routes(routes!(vread))
+        .routes(routes!(verify))
 }
 
 /// A scope of a consent: which resource, which fields (all when `field_access` is null), why.
@@ -125,11 +130,26 @@ fn status_now(record: &ConsentRecord) -> &'static str {
 }
 
 async fn render(state: &AppState, record: ConsentRecord) -> Result<ConsentResource, ApiError> {
+    let subject = subject_reference(state, &record).await?;
+    Ok(shown(record, subject))
+}
+
+/// `Individual/{system}|{value}` of the consent's subject.
+async fn subject_reference(
+    state: &AppState,
+    record: &ConsentRecord,
+) -> Result<Option<String>, ApiError> {
     let terms = &record.terms;
-    let subject = index::subject_identifier(&state.pool, &terms.subject_type, &terms.subject)
-        .await?
-        .map(|key| format!("{}/{key}", terms.subject_type));
-    Ok(ConsentResource {
+    Ok(
+        index::subject_identifier(&state.pool, &terms.subject_type, &terms.subject)
+            .await?
+            .map(|key| format!("{}/{key}", terms.subject_type)),
+    )
+}
+
+fn shown(record: ConsentRecord, subject: Option<String>) -> ConsentResource {
+    let terms = &record.terms;
+    ConsentResource {
         consent_id: record.consent_id.clone(),
         status: status_now(&record).to_owned(),
         subject,
@@ -150,7 +170,7 @@ async fn render(state: &AppState, record: ConsentRecord) -> Result<ConsentResour
         expiry_date: terms.expiry_date,
         delegation_type: terms.delegation_type.clone(),
         indicated_by: terms.indicated_by.clone(),
-    })
+    }
 }
 
 /// A consent is shown to clients it names, and to clients acting under a legal basis.
@@ -408,7 +428,7 @@ async fn receipt(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(SCOPE, Action::Read)?;
     let record = find(&state, &principal, &id).await?;
-    let events = history::stream(&state.pool, RESOURCE, &record.consent_id).await?;
+    let events = stored::stream(&state.pool, RESOURCE, &record.consent_id).await?;
     let given = events.first().ok_or_else(ApiError::internal)?;
     let resource = render(&state, record).await?;
     Ok(Json(json!({
@@ -443,7 +463,7 @@ async fn consent_history(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(SCOPE, Action::Read)?;
     let record = find(&state, &principal, &id).await?;
-    let events = history::stream(&state.pool, RESOURCE, &record.consent_id).await?;
+    let events = stored::stream(&state.pool, RESOURCE, &record.consent_id).await?;
     let entries: Vec<Value> = events
         .iter()
         .rev()
@@ -505,4 +525,76 @@ async fn list(
         "meta": SearchMeta { total: count as i64, count, offset: 0 },
         "links": {"self": uri.to_string()},
     })))
+}
+
+/// The consent's versions, and the reference to its subject.
+async fn consent_versions(
+    state: &AppState,
+    record: &ConsentRecord,
+) -> Result<(Vec<Version<Consent>>, Option<String>), ApiError> {
+    let versions = versions::<Consent>(state, &record.consent_id).await?;
+    Ok((versions, subject_reference(state, record).await?))
+}
+
+fn render_version(version: &Version<Consent>, consent_id: &str, subject: &Option<String>) -> Value {
+    version
+        .state
+        .record(consent_id)
+        .map(|record| serde_json::to_value(shown(record, subject.clone())).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// The consent's versions as a FHIR history Bundle, with provenance.
+#[utoipa::path(get, path = "/Consent/{id}/_history", tag = "Consent",
+    params(("id" = String, Path), ("_since" = Option<String>, Query), ("_at" = Option<String>, Query),
+           ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query)),
+    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let record = find(&state, &principal, &id).await?;
+    let (versions, subject) = consent_versions(&state, &record).await?;
+    let path = format!("/api/v2/spp/Consent/{}", record.consent_id);
+    Ok(Json(history::bundle(&uri, &path, &versions, |v| {
+        render_version(v, &record.consent_id, &subject)
+    })?))
+}
+
+/// The consent exactly as it was at one version.
+#[utoipa::path(get, path = "/Consent/{id}/_history/{versionId}", tag = "Consent",
+    params(("id" = String, Path), ("versionId" = String, Path)),
+    responses((status = 200, body = ConsentResource), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn vread(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let record = find(&state, &principal, &id).await?;
+    let (versions, subject) = consent_versions(&state, &record).await?;
+    let version = history::at_version(versions, &version, RESOURCE)?;
+    Ok(Json(render_version(&version, &record.consent_id, &subject)))
+}
+
+/// Recomputes the consent's hash chain.
+#[utoipa::path(get, path = "/Consent/{id}/_history/$verify", tag = "Consent",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Verification>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let record = find(&state, &principal, &id).await?;
+    Ok(Json(
+        history::verify_stream(&state, RESOURCE, &record.consent_id).await?,
+    ))
 }

@@ -22,14 +22,18 @@ use crate::error::ApiError;
 use crate::http::access::{find_visible, grants_for, identity_only, Grant};
 use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
+use crate::http::history::{self, Version};
 use crate::http::json::ApiJson;
 use crate::http::reference::parse_reference;
+use crate::http::reference::path_segment;
 use crate::http::resource::{self, reply, Write};
 use crate::http::schema::{
     Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference, SearchResult,
 };
 use crate::http::search::{envelope, Params};
+use crate::store::verify::Verification;
 use crate::vocabulary::Vocabularies;
+use openspp_projections::view::ViewRow;
 
 const RESOURCE: &str = "Group";
 const SCOPE: &str = "group";
@@ -40,6 +44,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(read, replace))
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
+        .routes(routes!(history))
+        .routes(routes!(vread))
+        .routes(routes!(verify))
 }
 
 /// A household or other group of individuals (OpenSPP `schemas/group.py`).
@@ -234,13 +241,12 @@ impl GroupResource {
 }
 
 /// External identifiers of every member of `rows`, in one query.
-async fn member_references(
+async fn member_references<'a>(
     state: &AppState,
-    rows: &[&GroupRow],
+    groups: impl Iterator<Item = &'a Group>,
 ) -> Result<HashMap<String, String>, ApiError> {
-    let ids: Vec<String> = rows
-        .iter()
-        .flat_map(|row| row.state.members.iter().map(|m| m.individual.clone()))
+    let ids: Vec<String> = groups
+        .flat_map(|group| group.members.iter().map(|m| m.individual.clone()))
         .collect();
     Ok(primary_identifiers(&state.pool, &ids).await?)
 }
@@ -251,7 +257,7 @@ async fn respond(
     status: StatusCode,
     grant: Option<&Grant>,
 ) -> Result<Response, ApiError> {
-    let references = member_references(state, &[&row]).await?;
+    let references = member_references(state, std::iter::once(&row.state)).await?;
     let version = row.version;
     let first = row.state.live_identifiers().next().map(|i| i.key());
     let resource = GroupResource::render(row, &references, &state.vocabulary);
@@ -312,7 +318,7 @@ async fn search(
     };
     params.finish()?;
     let found = view::search(&state.pool, &query, page).await?;
-    let references = member_references(&state, &found.rows.iter().collect::<Vec<_>>()).await?;
+    let references = member_references(&state, found.rows.iter().map(|r| &r.state)).await?;
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     Ok(Json(envelope(&uri, page, found, |row| {
@@ -361,9 +367,12 @@ async fn create(
     .await
 }
 
-/// Read a group by external identifier.
+/// Read a group by external identifier; with `_at`, as it was at that instant.
 #[utoipa::path(get, path = "/Group/{id}", tag = "Group",
-    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("_at" = Option<String>, Query, description = "An RFC 3339 instant: the group as it was then"),
+    ),
     responses(
         (status = 200, body = GroupResource, description = "With `ETag`"),
         (status = 404, body = OperationOutcome),
@@ -373,9 +382,26 @@ async fn read(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
+    let mut params = Params::from_uri(&uri)?;
+    let at = params.one("_at")?;
+    params.finish()?;
     let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    if let Some(at) = at {
+        let (versions, references) = group_versions(&state, &visible.stream).await?;
+        let version = history::at_instant(versions, &at, RESOURCE)?;
+        let resource = render_version(&state, &version, &references);
+        return Ok(reply(
+            StatusCode::OK,
+            RESOURCE,
+            version.number(),
+            None,
+            resource,
+            Some(&visible.grant),
+        ));
+    }
     let row = view::get(&state.pool, &visible.stream)
         .await?
         .ok_or_else(|| ApiError::not_found(RESOURCE))?;
@@ -526,4 +552,100 @@ async fn remove_member(
         StatusCode::OK,
     )
     .await
+}
+
+/// The group's versions, with the external identifiers of everyone who was ever a member.
+async fn group_versions(
+    state: &AppState,
+    stream: &str,
+) -> Result<(Vec<Version<Group>>, HashMap<String, String>), ApiError> {
+    let versions = history::versions::<Group>(state, stream).await?;
+    let references =
+        member_references(state, versions.last().map(|v| &v.state).into_iter()).await?;
+    Ok((versions, references))
+}
+
+/// A group as it was at `version`, shown as a read shows it.
+fn render_version(
+    state: &AppState,
+    version: &Version<Group>,
+    references: &HashMap<String, String>,
+) -> GroupResource {
+    let row = ViewRow {
+        aggregate_id: String::new(),
+        version: version.number(),
+        state: version.state.clone(),
+        last_updated: version.event.recorded_at,
+        source: version.source(),
+    };
+    GroupResource::render(row, references, &state.vocabulary)
+}
+
+/// The group's versions, newest first, with what changed and who changed it.
+#[utoipa::path(get, path = "/Group/{id}/_history", tag = "Group",
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("_since" = Option<String>, Query), ("_at" = Option<String>, Query),
+        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
+    ),
+    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let (versions, references) = group_versions(&state, &visible.stream).await?;
+    let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
+    let bundle = history::bundle(&uri, &path, &versions, |v| {
+        visible.grant.filter(
+            serde_json::to_value(render_version(&state, v, &references)).unwrap_or_default(),
+        )
+    })?;
+    Ok(Json(bundle))
+}
+
+/// The group exactly as it was at one version.
+#[utoipa::path(get, path = "/Group/{id}/_history/{versionId}", tag = "Group",
+    params(("id" = String, Path), ("versionId" = String, Path)),
+    responses((status = 200, body = GroupResource), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn vread(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let (versions, references) = group_versions(&state, &visible.stream).await?;
+    let version = history::at_version(versions, &version, RESOURCE)?;
+    let resource = render_version(&state, &version, &references);
+    Ok(reply(
+        StatusCode::OK,
+        RESOURCE,
+        version.number(),
+        None,
+        resource,
+        Some(&visible.grant),
+    ))
+}
+
+/// Recomputes the group's hash chain and names the first broken version, if any.
+#[utoipa::path(get, path = "/Group/{id}/_history/$verify", tag = "Group",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Verification>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    Ok(Json(
+        history::verify_stream(&state, RESOURCE, &visible.stream).await?,
+    ))
 }

@@ -22,14 +22,18 @@ use crate::error::ApiError;
 use crate::http::access::{find_visible, grants_for, identity_only, Grant};
 use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
+use crate::http::history::{self, Version};
 use crate::http::json::ApiJson;
+use crate::http::reference::path_segment;
 use crate::http::resource::{self, reply, Write};
 use crate::http::schema::{
     Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome, Period,
     Reference, SearchResult,
 };
 use crate::http::search::{envelope, Params};
+use crate::store::verify::Verification;
 use crate::vocabulary::Vocabularies;
+use openspp_projections::view::ViewRow;
 
 const RESOURCE: &str = "Individual";
 const SCOPE: &str = "individual";
@@ -38,6 +42,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search, create))
         .routes(routes!(read, replace))
+        .routes(routes!(history))
+        .routes(routes!(vread))
+        .routes(routes!(verify))
 }
 
 /// A person in the registry (OpenSPP `schemas/individual.py`).
@@ -298,9 +305,12 @@ async fn create(
     .await
 }
 
-/// Read an individual by external identifier.
+/// Read an individual by external identifier; with `_at`, as it was at that instant.
 #[utoipa::path(get, path = "/Individual/{id}", tag = "Individual",
-    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("_at" = Option<String>, Query, description = "An RFC 3339 instant: the individual as it was then"),
+    ),
     responses(
         (status = 200, body = IndividualResource, description = "With `ETag`"),
         (status = 404, body = OperationOutcome),
@@ -310,9 +320,26 @@ async fn read(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
+    let mut params = Params::from_uri(&uri)?;
+    let at = params.one("_at")?;
+    params.finish()?;
     let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    if let Some(at) = at {
+        let versions = history::versions::<Individual>(&state, &visible.stream).await?;
+        let version = history::at_instant(versions, &at, RESOURCE)?;
+        let resource = render_version(&state, &version);
+        return Ok(reply(
+            StatusCode::OK,
+            RESOURCE,
+            version.number(),
+            None,
+            resource,
+            Some(&visible.grant),
+        ));
+    }
     let row = view::get(&state.pool, &visible.stream)
         .await?
         .ok_or_else(|| ApiError::not_found(RESOURCE))?;
@@ -362,4 +389,89 @@ async fn replace(
         StatusCode::OK,
     )
     .await
+}
+
+/// An individual as it was at `version`, shown as a read shows it.
+fn render_version(state: &AppState, version: &Version<Individual>) -> IndividualResource {
+    let row = ViewRow {
+        aggregate_id: String::new(),
+        version: version.number(),
+        state: version.state.clone(),
+        last_updated: version.event.recorded_at,
+        source: version.source(),
+    };
+    IndividualResource::render(row, &[], &state.vocabulary)
+}
+
+/// The individual's versions, newest first, with what changed and who changed it.
+#[utoipa::path(get, path = "/Individual/{id}/_history", tag = "Individual",
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("_since" = Option<String>, Query, description = "Only versions recorded at or after this instant"),
+        ("_at" = Option<String>, Query, description = "Only versions recorded up to this instant"),
+        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
+    ),
+    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let versions = history::versions::<Individual>(&state, &visible.stream).await?;
+    let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
+    let bundle = history::bundle(&uri, &path, &versions, |v| {
+        visible
+            .grant
+            .filter(serde_json::to_value(render_version(&state, v)).unwrap_or_default())
+    })?;
+    Ok(Json(bundle))
+}
+
+/// The individual exactly as it was at one version.
+#[utoipa::path(get, path = "/Individual/{id}/_history/{versionId}", tag = "Individual",
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("versionId" = String, Path, description = "A `meta.versionId`"),
+    ),
+    responses((status = 200, body = IndividualResource), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn vread(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let versions = history::versions::<Individual>(&state, &visible.stream).await?;
+    let version = history::at_version(versions, &version, RESOURCE)?;
+    let resource = render_version(&state, &version);
+    Ok(reply(
+        StatusCode::OK,
+        RESOURCE,
+        version.number(),
+        None,
+        resource,
+        Some(&visible.grant),
+    ))
+}
+
+/// Recomputes the individual's hash chain and names the first broken version, if any.
+#[utoipa::path(get, path = "/Individual/{id}/_history/$verify", tag = "Individual",
+    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Verification>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    Ok(Json(
+        history::verify_stream(&state, RESOURCE, &visible.stream).await?,
+    ))
 }

@@ -18,6 +18,7 @@ pub mod consent;
 pub mod context;
 pub mod group;
 pub mod health;
+pub mod history;
 pub mod individual;
 pub mod json;
 pub mod metadata;

@@ -9,6 +9,7 @@ mod executor;
 pub mod hash_chain;
 pub mod history;
 pub mod metadata;
+pub mod verify;
 
 pub use executor::{Committed, EventStore, StoreError};
 pub use metadata::CommandMetadata;

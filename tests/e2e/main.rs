@@ -4,6 +4,7 @@
 
 mod support;
 
+mod audit;
 mod auth;
 mod consent;
 mod errors;
@@ -51,6 +52,7 @@ fn main() {
     });
 
     let mut trials = Vec::new();
+    trials.extend(audit::trials());
     trials.extend(auth::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());

@@ -1,0 +1,232 @@
+//! Provenance for auditors (CONTRACT §6): a resource's versions as a FHIR history Bundle, the
+//! resource as it was at a version or an instant, and the verification of its hash chain.
+//! Versions are folded from the event log with the domain's own `apply`, so a past version is
+//! exactly what a read answered then (cross-resource parts, such as an individual's group
+//! memberships, are not part of the stream and are left out).
+
+use axum::http::Uri;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::http::search::Params;
+use crate::store::history::{self, Recorded};
+use crate::store::metadata::client_uri;
+use crate::store::verify::{verify, Verification};
+
+/// One version of a resource: the state after an event, and the event.
+pub struct Version<A> {
+    pub state: A,
+    pub event: Recorded,
+}
+
+impl<A> Version<A> {
+    pub fn number(&self) -> i64 {
+        self.event.sequence
+    }
+
+    pub fn source(&self) -> Option<String> {
+        self.event.metadata["source_system"]
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+/// Every version of a stream, oldest first.
+pub async fn versions<A: Aggregate + Clone>(
+    state: &AppState,
+    stream: &str,
+) -> Result<Vec<Version<A>>, ApiError> {
+    let events = history::stream(&state.pool, A::TYPE, stream).await?;
+    let mut aggregate = A::default();
+    let mut versions = Vec::with_capacity(events.len());
+    for event in events {
+        let payload: A::Event = serde_json::from_value(event.payload.clone()).map_err(|error| {
+            tracing::error!(%error, sequence = event.sequence, "unreadable stored event");
+            ApiError::internal()
+        })?;
+        aggregate.apply(payload);
+        versions.push(Version {
+            state: aggregate.clone(),
+            event,
+        });
+    }
+    Ok(versions)
+}
+
+/// The version a vread asks for.
+pub fn at_version<A>(
+    versions: Vec<Version<A>>,
+    version: &str,
+    resource: &str,
+) -> Result<Version<A>, ApiError> {
+    let number: i64 = version
+        .parse()
+        .map_err(|_| ApiError::bad_request(Some("versionId"), "must be a version number"))?;
+    versions
+        .into_iter()
+        .find(|v| v.number() == number)
+        .ok_or_else(|| ApiError::not_found(&format!("{resource} version")))
+}
+
+/// The version current at `instant` (`_at`); 404 before the resource existed.
+pub fn at_instant<A>(
+    versions: Vec<Version<A>>,
+    instant: &str,
+    resource: &str,
+) -> Result<Version<A>, ApiError> {
+    let instant = DateTime::parse_from_rfc3339(instant)
+        .map_err(|_| ApiError::bad_request(Some("_at"), "must be an RFC 3339 instant with a zone"))?
+        .with_timezone(&Utc);
+    versions
+        .into_iter()
+        .take_while(|v| v.event.recorded_at <= instant)
+        .last()
+        .ok_or_else(|| ApiError::not_found(resource))
+}
+
+/// `IdentifierAdded` → "Identifier added": event names read as the story they tell.
+pub fn in_words(event_type: &str) -> String {
+    let mut words = String::with_capacity(event_type.len() + 4);
+    for (i, c) in event_type.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push(' ');
+            words.extend(c.to_lowercase());
+        } else {
+            words.push(c);
+        }
+    }
+    words
+}
+
+/// Top-level fields that differ between two renderings (`meta` aside).
+fn changes(before: &Value, after: &Value) -> Vec<Value> {
+    let empty = Map::new();
+    let before = before.as_object().unwrap_or(&empty);
+    let after = after.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|key| key.as_str() != "meta")
+        .filter(|key| before.get(*key) != after.get(*key))
+        .map(|key| {
+            json!({
+                "field": key,
+                "old": before.get(key).cloned().unwrap_or(Value::Null),
+                "new": after.get(key).cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect()
+}
+
+/// Who, from where, how, when, in which request, under which consent.
+fn provenance(event: &Recorded) -> Value {
+    let meta = &event.metadata;
+    json!({
+        "client": meta["client_id"].as_str().map(client_uri),
+        "source_system": meta.get("source_system"),
+        "source_reference": meta.get("source_reference"),
+        "collection_method": meta.get("collection_method"),
+        "request_id": meta.get("request_id"),
+        "consent_id": meta.get("consent_id"),
+        "recorded": event.recorded_at.to_rfc3339(),
+        "hash": hex::encode(&event.hash),
+    })
+}
+
+/// The versions as a FHIR `history` Bundle, newest first, with `_since`, `_at`, `_count`,
+/// `_offset`. `render` shows a version as a read would (consent filter applied).
+pub fn bundle<A>(
+    uri: &Uri,
+    path: &str,
+    versions: &[Version<A>],
+    render: impl Fn(&Version<A>) -> Value,
+) -> Result<Value, ApiError> {
+    let mut params = Params::from_uri(uri)?;
+    let page = params.page()?;
+    let since = params.instants("_since")?;
+    let at = params
+        .one("_at")?
+        .map(|text| {
+            DateTime::parse_from_rfc3339(&text)
+                .map(|i| i.with_timezone(&Utc))
+                .map_err(|_| ApiError::bad_request(Some("_at"), "must be an RFC 3339 instant"))
+        })
+        .transpose()?;
+    params.finish()?;
+    let rendered: Vec<Value> = versions.iter().map(&render).collect();
+    let selected: Vec<usize> = (0..versions.len())
+        .rev()
+        .filter(|&i| {
+            let when = versions[i].event.recorded_at;
+            since.iter().all(|(_, s)| when >= *s) && at.is_none_or(|a| when <= a)
+        })
+        .collect();
+    let total = selected.len() as i64;
+    let entries: Vec<Value> = selected
+        .iter()
+        .skip(page.offset as usize)
+        .take(page.count as usize)
+        .map(|&i| {
+            let version = &versions[i];
+            let before = if i == 0 { Value::Null } else { rendered[i - 1].clone() };
+            json!({
+                "fullUrl": format!("{path}/_history/{}", version.number()),
+                "versionId": version.number().to_string(),
+                "event": {"type": version.event.event_type, "description": in_words(&version.event.event_type)},
+                "changes": changes(&before, &rendered[i]),
+                "provenance": provenance(&version.event),
+                "resource": rendered[i],
+            })
+        })
+        .collect();
+    let shown = entries.len() as i64;
+    let mut links = vec![json!({"relation": "self", "url": uri.to_string()})];
+    if page.offset + shown < total {
+        links.push(json!({"relation": "next", "url": format!("{path}/_history?_count={}&_offset={}", page.count, page.offset + page.count)}));
+    }
+    Ok(json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": total,
+        "link": links,
+        "entry": entries,
+    }))
+}
+
+/// Recomputes the stream's hash chain.
+pub async fn verify_stream(
+    state: &AppState,
+    aggregate_type: &str,
+    stream: &str,
+) -> Result<Verification, ApiError> {
+    let events = history::stream(&state.pool, aggregate_type, stream).await?;
+    Ok(verify(&events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_read_as_words() {
+        assert_eq!(in_words("IdentifierAdded"), "Identifier added");
+        assert_eq!(in_words("IndividualRegistered"), "Individual registered");
+        assert_eq!(in_words("ConsentWithdrawn"), "Consent withdrawn");
+    }
+
+    #[test]
+    fn changes_list_old_and_new_values_except_meta() {
+        let before = json!({"name": {"family": "A"}, "active": true, "meta": {"versionId": "1"}});
+        let after = json!({"name": {"family": "B"}, "active": true, "gender": "2", "meta": {"versionId": "2"}});
+        let diff = changes(&before, &after);
+        assert_eq!(diff.len(), 2);
+        assert_eq!(diff[0]["field"], "gender");
+        assert_eq!(diff[0]["old"], Value::Null);
+        assert_eq!(diff[1]["field"], "name");
+        assert_eq!(diff[1]["new"]["family"], "B");
+    }
+}
