@@ -16,3 +16,6 @@ CREATE TABLE consent_index (
     terms           jsonb   NOT NULL
 );
 CREATE INDEX consent_index_subject ON consent_index (subject_id);
+-- A consent-bound client's searches start from the consents that name it.
+CREATE INDEX consent_index_recipients ON consent_index USING gin (recipients);
+CREATE INDEX consent_index_recipient_types ON consent_index USING gin (recipient_types);

@@ -8,6 +8,7 @@ use openspp_aggregates::RegistryServices;
 use openspp_projections::CheckpointWatch;
 use sqlx::PgPool;
 
+use crate::access_log::AccessLog;
 use crate::auth::AuthState;
 use crate::store::EventStore;
 use crate::vocabulary::Vocabularies;
@@ -18,6 +19,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub pool: PgPool,
     pub auth: AuthState,
+    pub access_log: AccessLog,
     pub store: EventStore,
     /// What the aggregates consult: vocabularies and the clock.
     pub services: RegistryServices,

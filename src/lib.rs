@@ -1,6 +1,7 @@
 //! The openspp server: HTTP API, authentication and the command path to the event store.
 //! Business rules live in `openspp-aggregates`; read models in `openspp-projections`.
 
+pub mod access_log;
 pub mod app;
 pub mod auth;
 pub mod config;

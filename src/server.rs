@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::access_log::AccessLog;
 use crate::app::{AppState, Shared};
 use crate::auth::{AuthConfig, AuthState};
 use crate::config::ServeArgs;
@@ -29,9 +30,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let vocabulary = Arc::new(Vocabularies::load(&pool).await?);
     let checkpoints = CheckpointWatch::start(pool.clone()).await?;
     let projector = tokio::spawn(runner::run(pool.clone(), checkpoints.clone()));
+    let (access_log, access_log_writer) = AccessLog::start(pool.clone());
     let state = AppState::new(Shared {
         pool: pool.clone(),
         auth,
+        access_log,
         store: EventStore::new(pool.clone()),
         services: RegistryServices {
             vocabulary: vocabulary.clone(),
@@ -59,6 +62,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Aborting mid-batch rolls the batch back; the checkpoint was never advanced past it.
     projector.abort();
     housekeeping.abort();
+    let _ = housekeeping.await;
+    // The server's state (and with it the last access-log sender) is gone: let the writer drain.
+    let _ = access_log_writer.await;
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -42,11 +42,11 @@ pub fn push_visible(
             .push_bind(*today)
             .push(" AND c.expiry_date >= ")
             .push_bind(*today)
-            .push(" AND ((c.recipient_mode = 'specific' AND ")
+            .push(" AND ((c.recipient_mode = 'specific' AND c.recipients @> ARRAY[")
             .push_bind(organization.clone())
-            .push(" = ANY(c.recipients)) OR (c.recipient_mode = 'category' AND ")
+            .push("]::text[]) OR (c.recipient_mode = 'category' AND c.recipient_types @> ARRAY[")
             .push_bind(organization_type.clone())
-            .push(" = ANY(c.recipient_types))) AND (")
+            .push("]::text[])) AND (")
             .push_bind(resource_type)
             .push(" = ANY(c.resource_types) OR 'all' = ANY(c.resource_types))");
     };
@@ -83,13 +83,16 @@ pub async fn covering(
     pool: &PgPool,
     subject_ids: &[String],
 ) -> sqlx::Result<HashMap<String, Vec<ConsentRecord>>> {
+    // Two index lookups (own consents, then the groups'), never a scan of all consents.
     let rows = sqlx::query(
-        "SELECT s.id AS subject, c.consent_id, c.status, c.terms \
-         FROM unnest($1::text[]) AS s(id) \
-         JOIN consent_index c ON c.subject_id = s.id OR c.subject_id IN \
-             (SELECT m.group_id FROM group_members_view m \
-              WHERE m.individual_id = s.id AND m.ended_date IS NULL) \
-         ORDER BY c.consent_id",
+        "SELECT subject, consent_id, status, terms FROM ( \
+             SELECT c.subject_id AS subject, c.consent_id, c.status, c.terms \
+             FROM consent_index c WHERE c.subject_id = ANY($1) \
+             UNION ALL \
+             SELECT m.individual_id, c.consent_id, c.status, c.terms \
+             FROM group_members_view m JOIN consent_index c ON c.subject_id = m.group_id \
+             WHERE m.individual_id = ANY($1) AND m.ended_date IS NULL \
+         ) covering ORDER BY consent_id",
     )
     .bind(subject_ids)
     .fetch_all(pool)

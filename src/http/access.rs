@@ -10,9 +10,11 @@ use openspp_aggregates::{Access, Actor, ConsentRecord};
 use openspp_projections::consent::{self, Visibility};
 use serde_json::Value;
 
+use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::http::context::Provenance;
 use crate::http::reference::{parse_identifier, resolve};
 
 /// Fields every reader gets, whatever the consent's field list.
@@ -111,6 +113,10 @@ impl Grant {
         })
     }
 
+    pub fn purpose(&self) -> Option<String> {
+        self.purpose.clone()
+    }
+
     pub fn consent_id(&self) -> Option<String> {
         self.consent.as_ref().map(|c| c.consent_id.clone())
     }
@@ -160,22 +166,39 @@ pub fn identity_only(mut resource: Value) -> Value {
 pub async fn find_visible(
     state: &AppState,
     principal: &Principal,
-    resource: &str,
+    provenance: &Provenance,
+    resource: &'static str,
     resource_type: &'static str,
     id: &str,
 ) -> Result<Visible, ApiError> {
     let identifier = parse_identifier(id, "id")?;
     let stream = resolve(&state.pool, resource, &identifier).await?;
-    let probe = stream.clone().unwrap_or_default();
-    let mut consents = consent::covering(&state.pool, std::slice::from_ref(&probe)).await?;
-    let access = principal.access(consents.remove(&probe).unwrap_or_default());
+    // For a consent-bound caller the consent lookup runs even for an unknown identifier, so
+    // that "unknown" and "not consented" take the same work.
+    let consents = if principal.require_consent {
+        let probe = stream.clone().unwrap_or_default();
+        consent::covering(&state.pool, std::slice::from_ref(&probe))
+            .await?
+            .remove(&probe)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let access = principal.access(consents);
     match (stream, Grant::from_access(&access, resource_type)) {
         (Some(stream), Some(grant)) => Ok(Visible {
             stream,
             grant,
             access,
         }),
-        _ => Err(ApiError::not_found(resource)),
+        _ => {
+            // Refusals are accesses too: the auditor sees who asked for whom.
+            let entry = AccessEntry::new(principal, provenance.request_id(), resource, "lookup")
+                .returned(format!("{resource}/{}", identifier.key()), None)
+                .outcome(404);
+            state.access_log.record(entry).await;
+            Err(ApiError::not_found(resource))
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(renew))
         .routes(routes!(receipt))
         .routes(routes!(consent_history))
+        .routes(routes!(access_summary))
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
@@ -597,4 +598,69 @@ async fn verify(
     Ok(Json(
         history::verify_stream(&state, RESOURCE, &record.consent_id).await?,
     ))
+}
+
+/// How a consent has been used: accesses per client and interaction, and the fields returned.
+#[utoipa::path(get, path = "/Consent/{id}/$access-summary", tag = "Consent",
+    params(("id" = String, Path), ("date_from" = Option<String>, Query), ("date_to" = Option<String>, Query)),
+    responses((status = 200, description = "Summary of the access log for this consent"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["consent:read"])))]
+async fn access_summary(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(SCOPE, Action::Read)?;
+    let record = find(&state, &principal, &id).await?;
+    let mut params = crate::http::search::Params::from_uri(&uri)?;
+    let mut at = params.instants("date_from")?;
+    for bound in &mut at {
+        bound.0 = openspp_projections::search::Comparator::Ge;
+    }
+    for (_, instant) in params.instants("date_to")? {
+        at.push((openspp_projections::search::Comparator::Le, instant));
+    }
+    params.finish()?;
+    let rows = crate::access_log::all(
+        &state.pool,
+        &crate::access_log::AccessQuery {
+            consent_id: Some(record.consent_id.clone()),
+            at,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut by_client: std::collections::BTreeMap<String, (String, usize, String)> =
+        Default::default();
+    let mut by_interaction: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut fields: Vec<String> = Vec::new();
+    let mut all_fields = false;
+    for row in &rows {
+        let entry = by_client
+            .entry(row.client_id.clone())
+            .or_insert_with(|| (row.organization.clone(), 0, String::new()));
+        entry.1 += 1;
+        entry.2 = row.at.to_rfc3339();
+        *by_interaction.entry(row.interaction.clone()).or_default() += 1;
+        match &row.fields {
+            Some(list) => {
+                for field in list {
+                    if !fields.contains(field) {
+                        fields.push(field.clone());
+                    }
+                }
+            }
+            None => all_fields = true,
+        }
+    }
+    Ok(Json(json!({
+        "consent_id": record.consent_id,
+        "total_accesses": rows.len(),
+        "by_client": by_client.into_iter().map(|(client, (organization, accesses, last))| json!({
+            "client": client_uri(&client), "organization": organization, "accesses": accesses, "last_access": last,
+        })).collect::<Vec<_>>(),
+        "by_interaction": by_interaction,
+        "fields_returned": if all_fields { json!("all") } else { json!(fields) },
+    })))
 }

@@ -22,6 +22,10 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
     /// The metadata every event of this request carries; `consent_id` is the consent the
     /// command relies on, if any.
     pub fn metadata(&self, principal: &Principal, consent_id: Option<String>) -> CommandMetadata {

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -136,6 +137,7 @@ fn household() -> String {
 async fn member_stream(
     state: &AppState,
     principal: &Principal,
+    provenance: &Provenance,
     entity: &Reference,
     field: &str,
 ) -> Result<String, ApiError> {
@@ -143,6 +145,7 @@ async fn member_stream(
     find_visible(
         state,
         principal,
+        provenance,
         "Individual",
         "individual",
         &identifier.key(),
@@ -155,12 +158,19 @@ async fn member_stream(
 async fn member_spec(
     state: &AppState,
     principal: &Principal,
+    provenance: &Provenance,
     member: GroupMember,
     field: &str,
 ) -> Result<MemberSpec, ApiError> {
     Ok(MemberSpec {
-        individual: member_stream(state, principal, &member.entity, &format!("{field}.entity"))
-            .await?,
+        individual: member_stream(
+            state,
+            principal,
+            provenance,
+            &member.entity,
+            &format!("{field}.entity"),
+        )
+        .await?,
         roles: member.role.map(|r| r.codes()).unwrap_or_default(),
         start_date: member.period.and_then(|p| p.start),
     })
@@ -171,6 +181,7 @@ impl GroupResource {
         self,
         state: &AppState,
         principal: &Principal,
+        provenance: &Provenance,
     ) -> Result<GroupDetails, ApiError> {
         if self.resource_type != RESOURCE {
             return Err(ApiError::unprocessable("type", "must be Group"));
@@ -181,7 +192,14 @@ impl GroupResource {
                 let mut specs = Vec::with_capacity(members.len());
                 for (index, member) in members.into_iter().enumerate() {
                     specs.push(
-                        member_spec(state, principal, member, &format!("member[{index}]")).await?,
+                        member_spec(
+                            state,
+                            principal,
+                            provenance,
+                            member,
+                            &format!("member[{index}]"),
+                        )
+                        .await?,
                     );
                 }
                 Some(specs)
@@ -271,8 +289,16 @@ async fn run(
     write: Write<GroupCommand>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let (row, grant) =
-        resource::run::<Group>(state, principal, provenance, write, "group_view", SCOPE).await?;
+    let (row, grant) = resource::run::<Group>(
+        state,
+        principal,
+        provenance,
+        write,
+        RESOURCE,
+        "group_view",
+        SCOPE,
+    )
+    .await?;
     respond(state, row, status, grant.as_ref()).await
 }
 
@@ -296,6 +322,7 @@ async fn run(
 async fn search(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<SearchResult<serde_json::Value>>, ApiError> {
     principal.require(SCOPE, Action::Search)?;
@@ -321,6 +348,16 @@ async fn search(
     let references = member_references(&state, found.rows.iter().map(|r| &r.state)).await?;
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
+    let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
+    for row in &found.rows {
+        if let Some(key) = row.state.live_identifiers().next() {
+            entry = entry.returned(
+                format!("{RESOURCE}/{}", key.key()),
+                grants.get(&row.aggregate_id),
+            );
+        }
+    }
+    state.access_log.record(entry).await;
     Ok(Json(envelope(&uri, page, found, |row| {
         let grant = grants.get(&row.aggregate_id);
         let resource =
@@ -350,7 +387,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Create)?;
     let ApiJson(body) = body?;
-    let details = body.into_details(&state, &principal).await?;
+    let details = body.into_details(&state, &principal, &provenance).await?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
     run(
         &state,
@@ -381,6 +418,7 @@ async fn create(
 async fn read(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
@@ -388,7 +426,18 @@ async fn read(
     let mut params = Params::from_uri(&uri)?;
     let at = params.one("_at")?;
     params.finish()?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "read",
+            Some(id.clone()),
+            Some(&visible.grant),
+        )
+        .await;
     if let Some(at) = at {
         let (versions, references) = group_versions(&state, &visible.stream).await?;
         let version = history::at_instant(versions, &at, RESOURCE)?;
@@ -433,8 +482,8 @@ async fn replace(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
-    let details = body.into_details(&state, &principal).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    let details = body.into_details(&state, &principal, &provenance).await?;
     run(
         &state,
         &principal,
@@ -474,10 +523,11 @@ async fn add_member(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
     let spec = member_spec(
         &state,
         &principal,
+        &provenance,
         GroupMember {
             entity: body.entity,
             role: body.role,
@@ -532,8 +582,8 @@ async fn remove_member(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
-    let individual = member_stream(&state, &principal, &body.entity, "entity").await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    let individual = member_stream(&state, &principal, &provenance, &body.entity, "entity").await?;
     run(
         &state,
         &principal,
@@ -593,11 +643,23 @@ fn render_version(
 async fn history(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "history",
+            Some(id.clone()),
+            Some(&visible.grant),
+        )
+        .await;
     let (versions, references) = group_versions(&state, &visible.stream).await?;
     let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
     let bundle = history::bundle(&uri, &path, &versions, |v| {
@@ -616,10 +678,22 @@ async fn history(
 async fn vread(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "vread",
+            Some(id.clone()),
+            Some(&visible.grant),
+        )
+        .await;
     let (versions, references) = group_versions(&state, &visible.stream).await?;
     let version = history::at_version(versions, &version, RESOURCE)?;
     let resource = render_version(&state, &version, &references);
@@ -641,10 +715,22 @@ async fn vread(
 async fn verify(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
     principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "verify",
+            Some(id.clone()),
+            Some(&visible.grant),
+        )
+        .await;
     Ok(Json(
         history::verify_stream(&state, RESOURCE, &visible.stream).await?,
     ))

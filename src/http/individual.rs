@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -198,6 +199,7 @@ async fn run(
         principal,
         provenance,
         write,
+        RESOURCE,
         "individual_view",
         SCOPE,
     )
@@ -229,6 +231,7 @@ async fn run(
 async fn search(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<SearchResult<serde_json::Value>>, ApiError> {
     principal.require(SCOPE, Action::Search)?;
@@ -258,6 +261,16 @@ async fn search(
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
     let mut memberships = view::group_memberships(&state.pool, &ids).await?;
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
+    let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
+    for row in &found.rows {
+        if let Some(key) = row.state.live_identifiers().next() {
+            entry = entry.returned(
+                format!("{RESOURCE}/{}", key.key()),
+                grants.get(&row.aggregate_id),
+            );
+        }
+    }
+    state.access_log.record(entry).await;
     Ok(Json(envelope(&uri, page, found, |row| {
         let mine = memberships.remove(&row.aggregate_id).unwrap_or_default();
         let grant = grants.get(&row.aggregate_id);
@@ -319,6 +332,7 @@ async fn create(
 async fn read(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
@@ -326,7 +340,18 @@ async fn read(
     let mut params = Params::from_uri(&uri)?;
     let at = params.one("_at")?;
     params.finish()?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "read",
+            Some(id.clone()),
+            Some(&visible.grant),
+        )
+        .await;
     if let Some(at) = at {
         let versions = history::versions::<Individual>(&state, &visible.stream).await?;
         let version = history::at_instant(versions, &at, RESOURCE)?;
@@ -371,7 +396,7 @@ async fn replace(
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
     let details = body.into_details()?;
     run(
         &state,
@@ -416,11 +441,23 @@ fn render_version(state: &AppState, version: &Version<Individual>) -> Individual
 async fn history(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "history",
+            Some(id.clone()),
+            Some(&visible.grant),
+        )
+        .await;
     let versions = history::versions::<Individual>(&state, &visible.stream).await?;
     let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
     let bundle = history::bundle(&uri, &path, &versions, |v| {
@@ -442,10 +479,22 @@ async fn history(
 async fn vread(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "vread",
+            Some(id.clone()),
+            Some(&visible.grant),
+        )
+        .await;
     let versions = history::versions::<Individual>(&state, &visible.stream).await?;
     let version = history::at_version(versions, &version, RESOURCE)?;
     let resource = render_version(&state, &version);
@@ -467,10 +516,22 @@ async fn vread(
 async fn verify(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
     principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, RESOURCE, SCOPE, &id).await?;
+    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "verify",
+            Some(id.clone()),
+            Some(&visible.grant),
+        )
+        .await;
     Ok(Json(
         history::verify_stream(&state, RESOURCE, &visible.stream).await?,
     ))

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 pub mod access;
+pub mod audit_event;
 pub mod command;
 pub mod consent;
 pub mod context;
@@ -37,6 +38,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(individual::routes())
         .merge(group::routes())
         .merge(consent::routes())
+        .merge(audit_event::routes())
         .merge(crate::auth::api_routes());
     let (api, document) = OpenApiRouter::new().nest(BASE, resources).split_for_parts();
     let document = openapi::finish(document);

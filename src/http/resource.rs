@@ -37,11 +37,12 @@ pub async fn run<A>(
     principal: &Principal,
     provenance: &Provenance,
     write: Write<A::Command>,
+    resource: &'static str,
     view_table: &'static str,
     resource_type: &'static str,
 ) -> Result<(ViewRow<A>, Option<Grant>), ApiError>
 where
-    A: Aggregate<Services = RegistryServices, Error = DomainError> + DeserializeOwned,
+    A: Aggregate<Services = RegistryServices, Error = DomainError> + DeserializeOwned + Subject,
     A::Command: Clone,
     A::Event: InlineIndex,
 {
@@ -66,7 +67,35 @@ where
     )
     .await?;
     let grant = grants.remove(&row.aggregate_id);
+    state
+        .access_log
+        .one(
+            principal,
+            provenance.request_id(),
+            resource,
+            "write",
+            row.state.key(),
+            grant.as_ref(),
+        )
+        .await;
     Ok((row, grant))
+}
+
+/// A resource that other records reference by its first live identifier.
+pub trait Subject {
+    fn key(&self) -> Option<String>;
+}
+
+impl Subject for openspp_aggregates::Individual {
+    fn key(&self) -> Option<String> {
+        self.live_identifiers().next().map(|i| i.key())
+    }
+}
+
+impl Subject for openspp_aggregates::Group {
+    fn key(&self) -> Option<String> {
+        self.live_identifiers().next().map(|i| i.key())
+    }
 }
 
 /// The read model's row after a write (read-your-writes has waited for it), or, if the

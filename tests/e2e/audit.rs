@@ -7,8 +7,8 @@ use libtest_mimic::Trial;
 use serde_json::json;
 
 use crate::support::{
-    admin, cli, create_client, individual_body, register_individual, sql_scalar, unique, world,
-    Api, Server, TestDatabase, ALL_SCOPES, NATIONAL_ID,
+    admin, cli, consent_client, create_client, individual_body, register_individual, sql_scalar,
+    unique, world, Api, Server, TestDatabase, ALL_SCOPES, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -19,6 +19,8 @@ pub fn trials() -> Vec<Trial> {
         trial("audit::tampering_is_reported_by_verify", tampering),
         trial("audit::replay_rebuilds_identical_read_models", replay),
         trial("audit::history_needs_audit_scope", scope),
+        trial("audit::every_access_is_logged_and_searchable", access_log),
+        trial("audit::access_log_is_append_only", append_only),
     ]
 }
 
@@ -249,4 +251,133 @@ async fn scope() {
     api.get(&format!("{path}/_history/$verify"))
         .await
         .expect(403);
+}
+
+/// Polls the AuditEvent search until `expected` entries match (the log is written in batches).
+async fn audit_events(api: &Api, query: &str, expected: usize) -> serde_json::Value {
+    for _ in 0..50 {
+        let reply = api.get(&format!("/api/v2/spp/AuditEvent?{query}")).await;
+        reply.expect(200);
+        if reply.body["data"].as_array().unwrap().len() >= expected {
+            return reply.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {expected} audit events for {query}");
+}
+
+async fn access_log() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let id = unique("LOG");
+    let path = register_individual(&admin, &id).await;
+    let subject = format!("Individual/{NATIONAL_ID}|{id}");
+    let mut body = json!({
+        "subject": subject, "recipient_mode": "specific", "recipients": [org],
+        "scopes": [{"resource_type": "individual", "field_access": ["name"], "purpose": "eligibility_verification"}],
+        "expiry_date": "2099-01-01"
+    });
+    let consent = admin.post("/api/v2/spp/Consent", body.take()).await;
+    consent.expect(201);
+    let consent_id = consent.body["consent_id"].as_str().unwrap().to_owned();
+    let credentials = consent_client(&world().database_url, &org, "ngo", &["individual:all"]);
+    let reader = Api::new(&world().base).login(&credentials).await;
+    reader.get(&path).await.expect(200);
+    reader
+        .get(&format!("/api/v2/spp/Individual?identifier={NATIONAL_ID}|{id}").replace('#', "%23"))
+        .await
+        .expect(200);
+    let stranger = unique("NOBODY");
+    reader
+        .get(&format!(
+            "/api/v2/spp/Individual/{}",
+            crate::support::path_id(NATIONAL_ID, &stranger)
+        ))
+        .await
+        .expect(404);
+
+    let query = format!("client={}", credentials.client_id);
+    let events = audit_events(&admin, &query, 3).await;
+    let entries = events["data"].as_array().unwrap();
+    let read = entries
+        .iter()
+        .find(|e| e["subtype"] == "read")
+        .expect("the read is logged");
+    assert_eq!(read["entity"][0]["what"]["reference"], subject);
+    assert_eq!(read["consent"][0], consent_id);
+    assert_eq!(read["purposeOfUse"], "eligibility_verification");
+    assert_eq!(read["fieldsReturned"][0], "name");
+    assert_eq!(read["outcome"], "200");
+    assert!(
+        entries.iter().any(|e| e["subtype"] == "search"),
+        "searches are logged"
+    );
+    let refused = entries
+        .iter()
+        .find(|e| e["outcome"] == "404")
+        .expect("refusals are logged");
+    assert!(refused["entity"][0]["what"]["reference"]
+        .as_str()
+        .unwrap()
+        .contains(&stranger));
+    // By subject.
+    let by_subject = audit_events(
+        &admin,
+        &format!("subject={}", subject.replace('#', "%23")),
+        2,
+    )
+    .await;
+    assert!(by_subject["meta"]["total"].as_i64().unwrap() >= 2);
+    // The consent's own summary.
+    let summary = admin
+        .get(&format!("/api/v2/spp/Consent/{consent_id}/$access-summary"))
+        .await;
+    summary.expect(200);
+    assert!(summary.body["total_accesses"].as_i64().unwrap() >= 2);
+    assert_eq!(
+        summary.body["by_client"][0]["client"],
+        format!("urn:openspp:api-client:{}", credentials.client_id)
+    );
+    assert_eq!(summary.body["fields_returned"][0], "name");
+    // A consent-bound client sees only its own accesses.
+    let own = reader_with_audit(&org).await;
+    let mine = own
+        .get(&format!(
+            "/api/v2/spp/AuditEvent?client={}",
+            world().admin.client_id
+        ))
+        .await;
+    mine.expect(200);
+    assert_eq!(mine.body["meta"]["total"], 0);
+}
+
+async fn reader_with_audit(org: &str) -> Api {
+    let credentials = consent_client(&world().database_url, org, "ngo", &["audit:read"]);
+    Api::new(&world().base).login(&credentials).await
+}
+
+async fn append_only() {
+    let output = std::process::Command::new("psql")
+        .args([
+            world().database_url.as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            "UPDATE access_log SET outcome = 200",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("append-only"));
+    let output = std::process::Command::new("psql")
+        .args([
+            world().database_url.as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            "DELETE FROM access_log",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
 }

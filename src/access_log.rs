@@ -1,0 +1,252 @@
+//! The access log (CONTRACT §6): one row per access to registrant data, reads and searches
+//! included. Handlers hand entries to a background writer that inserts them in batches, so a
+//! read pays a channel send instead of a database round trip; a graceful shutdown drains the
+//! queue. A hard crash can lose the entries of the last batch interval (~50 ms), never more.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use crate::auth::Principal;
+use crate::http::access::Grant;
+
+/// One access.
+#[derive(Debug, Clone)]
+pub struct AccessEntry {
+    pub at: DateTime<Utc>,
+    pub client_id: String,
+    pub organization: String,
+    pub resource_type: &'static str,
+    /// `read`, `search`, `create`, `update`, `vread`, `history`, `lookup` …
+    pub interaction: &'static str,
+    /// External references of what was touched or returned (`Individual/{system}|{value}`).
+    pub subjects: Vec<String>,
+    pub consent_ids: Vec<String>,
+    pub purpose: Option<String>,
+    /// Fields returned; `None` = all.
+    pub fields: Option<Vec<String>>,
+    pub outcome: u16,
+    pub request_id: String,
+}
+
+impl AccessEntry {
+    pub fn new(
+        principal: &Principal,
+        request_id: &str,
+        resource_type: &'static str,
+        interaction: &'static str,
+    ) -> Self {
+        Self {
+            at: Utc::now(),
+            client_id: principal.client_id.clone(),
+            organization: principal.organization.clone(),
+            resource_type,
+            interaction,
+            subjects: Vec::new(),
+            consent_ids: Vec::new(),
+            purpose: None,
+            fields: None,
+            outcome: 200,
+            request_id: request_id.to_owned(),
+        }
+    }
+
+    /// Records one subject returned under `grant`.
+    pub fn returned(mut self, subject: String, grant: Option<&Grant>) -> Self {
+        self.subjects.push(subject);
+        if let Some(grant) = grant {
+            if let Some(consent) = grant.consent_id() {
+                if !self.consent_ids.contains(&consent) {
+                    self.consent_ids.push(consent);
+                }
+            }
+            if self.purpose.is_none() {
+                self.purpose = grant.purpose();
+            }
+            if let Some(fields) = &grant.fields {
+                let all = self.fields.get_or_insert_with(Vec::new);
+                for field in fields {
+                    if !all.contains(field) {
+                        all.push(field.clone());
+                    }
+                }
+            }
+        }
+        self
+    }
+
+    pub fn outcome(mut self, status: u16) -> Self {
+        self.outcome = status;
+        self
+    }
+}
+
+/// Where handlers send entries.
+#[derive(Clone)]
+pub struct AccessLog {
+    sender: mpsc::Sender<AccessEntry>,
+}
+
+/// Entries queued before senders wait for the writer (backpressure, never loss).
+const QUEUE: usize = 10_000;
+/// Entries per insert, at most.
+const BATCH: usize = 500;
+
+impl AccessLog {
+    /// Starts the writer; it ends once every `AccessLog` clone is dropped and the queue is empty.
+    pub fn start(pool: PgPool) -> (Self, tokio::task::JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let writer = tokio::spawn(write(pool, receiver));
+        (Self { sender }, writer)
+    }
+
+    /// Logs one subject returned to the caller.
+    pub async fn one(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        resource: &'static str,
+        interaction: &'static str,
+        subject: Option<String>,
+        grant: Option<&Grant>,
+    ) {
+        let mut entry = AccessEntry::new(principal, request_id, resource, interaction);
+        if let Some(key) = subject {
+            entry = entry.returned(format!("{resource}/{key}"), grant);
+        }
+        self.record(entry).await;
+    }
+
+    pub async fn record(&self, entry: AccessEntry) {
+        if self.sender.send(entry).await.is_err() {
+            tracing::error!("access log writer has stopped; an access was not logged");
+        }
+    }
+}
+
+async fn write(pool: PgPool, mut receiver: mpsc::Receiver<AccessEntry>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        // A short pause lets concurrent requests join the batch.
+        if batch.len() < BATCH {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while batch.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut attempt = 0;
+        while let Err(error) = insert(&pool, &batch).await {
+            attempt += 1;
+            tracing::error!(%error, attempt, "cannot write the access log; retrying");
+            tokio::time::sleep(Duration::from_millis(200 * attempt.min(25))).await;
+        }
+        batch.clear();
+    }
+}
+
+async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
+    let mut qb = sqlx::QueryBuilder::new(
+        "INSERT INTO access_log (at, client_id, organization, resource_type, interaction, \
+         subjects, consent_ids, purpose, fields, outcome, request_id) ",
+    );
+    qb.push_values(batch, |mut row, e| {
+        row.push_bind(e.at)
+            .push_bind(&e.client_id)
+            .push_bind(&e.organization)
+            .push_bind(e.resource_type)
+            .push_bind(e.interaction)
+            .push_bind(&e.subjects)
+            .push_bind(&e.consent_ids)
+            .push_bind(&e.purpose)
+            .push_bind(&e.fields)
+            .push_bind(e.outcome as i16)
+            .push_bind(&e.request_id);
+    });
+    qb.build().execute(pool).await.map(|_| ())
+}
+
+/// A search of the access log.
+#[derive(Debug, Default)]
+pub struct AccessQuery {
+    pub client_id: Option<String>,
+    /// `Individual/{system}|{value}`.
+    pub subject: Option<String>,
+    pub consent_id: Option<String>,
+    pub at: Vec<(openspp_projections::search::Comparator, DateTime<Utc>)>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct AccessRow {
+    pub at: DateTime<Utc>,
+    pub client_id: String,
+    pub organization: String,
+    pub resource_type: String,
+    pub interaction: String,
+    pub subjects: Vec<String>,
+    pub consent_ids: Vec<String>,
+    pub purpose: Option<String>,
+    pub fields: Option<Vec<String>>,
+    pub outcome: i16,
+    pub request_id: String,
+}
+
+fn push_filters(qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, query: &AccessQuery) {
+    qb.push(" WHERE true");
+    if let Some(client) = &query.client_id {
+        qb.push(" AND client_id = ").push_bind(client.clone());
+    }
+    if let Some(subject) = &query.subject {
+        qb.push(" AND ")
+            .push_bind(subject.clone())
+            .push(" = ANY(subjects)");
+    }
+    if let Some(consent) = &query.consent_id {
+        qb.push(" AND ")
+            .push_bind(consent.clone())
+            .push(" = ANY(consent_ids)");
+    }
+    for (comparator, instant) in &query.at {
+        qb.push(" AND at")
+            .push(comparator.sql())
+            .push_bind(*instant);
+    }
+}
+
+/// Matching entries, newest first, and how many matched.
+pub async fn search(
+    pool: &PgPool,
+    query: &AccessQuery,
+    page: openspp_projections::search::Page,
+) -> sqlx::Result<(i64, Vec<AccessRow>)> {
+    let mut count = sqlx::QueryBuilder::new("SELECT count(*) FROM access_log");
+    push_filters(&mut count, query);
+    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+    let mut select = sqlx::QueryBuilder::new(
+        "SELECT at, client_id, organization, resource_type, interaction, subjects, consent_ids, \
+         purpose, fields, outcome, request_id FROM access_log",
+    );
+    push_filters(&mut select, query);
+    select
+        .push(" ORDER BY at DESC, id DESC LIMIT ")
+        .push_bind(page.count)
+        .push(" OFFSET ")
+        .push_bind(page.offset);
+    let rows = select.build_query_as().fetch_all(pool).await?;
+    Ok((total, rows))
+}
+
+/// Every entry of a query (for summaries), oldest first.
+pub async fn all(pool: &PgPool, query: &AccessQuery) -> sqlx::Result<Vec<AccessRow>> {
+    let mut select = sqlx::QueryBuilder::new(
+        "SELECT at, client_id, organization, resource_type, interaction, subjects, consent_ids, \
+         purpose, fields, outcome, request_id FROM access_log",
+    );
+    push_filters(&mut select, query);
+    select.push(" ORDER BY at, id");
+    select.build_query_as().fetch_all(pool).await
+}
