@@ -9,6 +9,8 @@ pub mod group;
 mod identifiers;
 pub mod individual;
 pub mod inline_index;
+pub mod program;
+pub mod program_membership;
 pub mod services;
 pub mod values;
 pub mod vocabulary;
@@ -24,6 +26,10 @@ pub use group::{Group, GroupCommand, GroupDetails, GroupEvent, Member, MemberSpe
 pub use identifiers::IdentifierEntry;
 pub use individual::{Individual, IndividualCommand, IndividualDetails, IndividualEvent};
 pub use inline_index::{IndexChange, InlineIndex};
+pub use program::{Program, ProgramCommand, ProgramDetails, ProgramEvent, ProgramStatus};
+pub use program_membership::{
+    MembershipCommand, MembershipEvent, MembershipStatus, ProgramFacts, ProgramMembership,
+};
 pub use services::{Clock, RegistryServices, SystemClock};
 pub use values::*;
 pub use vocabulary::{TargetType, Vocabulary};

@@ -29,6 +29,17 @@ pub fn push_visible(
     visibility: &Visibility,
     resource_type: &'static str,
 ) {
+    push_visible_by(qb, visibility, resource_type, "aggregate_id");
+}
+
+/// As `push_visible`, for rows whose subject is in `subject_column` (a membership's
+/// beneficiary, say).
+pub fn push_visible_by(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    visibility: &Visibility,
+    resource_type: &'static str,
+    subject_column: &'static str,
+) {
     let Visibility::Consented {
         organization,
         organization_type,
@@ -50,7 +61,9 @@ pub fn push_visible(
             .push_bind(resource_type)
             .push(" = ANY(c.resource_types) OR 'all' = ANY(c.resource_types))");
     };
-    qb.push(" AND aggregate_id IN (SELECT c.subject_id FROM consent_index c WHERE");
+    qb.push(" AND ")
+        .push(subject_column)
+        .push(" IN (SELECT c.subject_id FROM consent_index c WHERE");
     push_in_force(qb);
     qb.push(
         " UNION SELECT m.individual_id FROM group_members_view m \

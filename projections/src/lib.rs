@@ -7,6 +7,8 @@ pub mod feed;
 mod fold;
 pub mod group;
 pub mod individual;
+pub mod membership;
+pub mod program;
 pub mod runner;
 pub mod search;
 pub mod view;

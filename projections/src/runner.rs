@@ -11,7 +11,9 @@ use sqlx::{PgConnection, PgPool, Postgres};
 
 use crate::checkpoint::{format, load as load_checkpoint, CheckpointWatch};
 use crate::feed::{read_after, FeedPosition, StoredEvent};
-use crate::{group, individual, CHECKPOINT_CHANNEL, EVENTS_CHANNEL, REGISTRY_PROJECTION};
+use crate::{
+    group, individual, membership, program, CHECKPOINT_CHANNEL, EVENTS_CHANNEL, REGISTRY_PROJECTION,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -37,6 +39,8 @@ pub async fn apply_batch(
 ) -> Result<(), ProjectionError> {
     individual::project(conn, events).await?;
     group::project(conn, events).await?;
+    program::project(conn, events).await?;
+    membership::project(conn, events).await?;
     Ok(())
 }
 
@@ -102,10 +106,12 @@ pub async fn rebuild(pool: &PgPool, mut progress: impl FnMut(usize)) -> Result<u
         .await?
         .ok_or(RebuildError::ProjectorRunning)?;
     let mut tx = pool.begin().await.map_err(ProjectionError::from)?;
-    sqlx::query("TRUNCATE individual_view, group_view, group_members_view")
-        .execute(&mut *tx)
-        .await
-        .map_err(ProjectionError::from)?;
+    sqlx::query(
+        "TRUNCATE individual_view, group_view, group_members_view, program_view, membership_view",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(ProjectionError::from)?;
     sqlx::query(
         "UPDATE projection_checkpoints SET tx_id = 0, position = 0, events = 0, updated_at = now() \
          WHERE name = $1",

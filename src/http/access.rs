@@ -113,6 +113,17 @@ impl Grant {
         })
     }
 
+    /// For resources that are not about a data subject (programs): everything, no consent.
+    pub fn not_personal(resource_type: &'static str) -> Self {
+        Self {
+            consent: None,
+            fields: None,
+            purpose: None,
+            basis: None,
+            resource_type,
+        }
+    }
+
     pub fn purpose(&self) -> Option<String> {
         self.purpose.clone()
     }
@@ -132,6 +143,9 @@ impl Grant {
     /// `X-Consent-Status` and `X-Consent-Scope` for single reads.
     pub fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
+        if self.basis.is_none() && self.consent.is_none() {
+            return headers;
+        }
         let (status, scope) = match &self.basis {
             Some(basis) => ("not-required".to_owned(), format!("legal-basis={basis}")),
             None => (

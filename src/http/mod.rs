@@ -24,6 +24,8 @@ pub mod individual;
 pub mod json;
 pub mod metadata;
 pub mod openapi;
+pub mod program;
+pub mod program_membership;
 pub mod reference;
 pub mod resource;
 pub mod schema;
@@ -39,6 +41,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(group::routes())
         .merge(consent::routes())
         .merge(audit_event::routes())
+        .merge(program::routes())
+        .merge(program_membership::routes())
         .merge(crate::auth::api_routes());
     let (api, document) = OpenApiRouter::new().nest(BASE, resources).split_for_parts();
     let document = openapi::finish(document);

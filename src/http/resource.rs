@@ -54,7 +54,7 @@ where
         &provenance.metadata(principal, write.consent_id),
     )
     .await?;
-    let row = written_row(
+    let row = fresh_or_committed(
         &write.stream,
         view::get(&state.pool, view_table, &write.stream).await?,
         committed,
@@ -100,7 +100,7 @@ impl Subject for openspp_aggregates::Group {
 
 /// The read model's row after a write (read-your-writes has waited for it), or, if the
 /// projector lags beyond the wait, the committed state itself: the write is durable either way.
-fn written_row<A>(
+pub fn fresh_or_committed<A>(
     aggregate_id: &str,
     row: Option<ViewRow<A>>,
     committed: Committed<A>,

@@ -12,6 +12,7 @@ mod group;
 mod individual;
 mod openapi;
 mod process;
+mod program;
 mod store;
 
 use std::future::Future;
@@ -61,6 +62,7 @@ fn main() {
     trials.extend(openapi::trials());
     trials.extend(store::trials());
     trials.extend(process::trials());
+    trials.extend(program::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     // `exit` skips destructors: stop the server and drop the database first.
     drop(server);

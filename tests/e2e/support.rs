@@ -161,10 +161,11 @@ pub fn create_client(database_url: &str, extra: &[&str]) -> Credentials {
 }
 
 /// Every scope of the registry core.
-pub const ALL_SCOPES: [&str; 5] = [
+pub const ALL_SCOPES: [&str; 6] = [
     "individual:all",
     "group:all",
     "program:all",
+    "program_membership:all",
     "consent:all",
     "audit:read",
 ];

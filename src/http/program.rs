@@ -1,0 +1,300 @@
+//! `/Program` (CONTRACT §4; **beyond OpenSPP**, programs are created and changed here by
+//! operators with `program:create` / `program:update`).
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use openspp_aggregates::program::TargetType;
+use openspp_aggregates::{Program, ProgramCommand, ProgramDetails, ProgramStatus};
+use openspp_projections::program::{self as view, ProgramQuery, ProgramRow};
+use openspp_projections::search::SortKey;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::ApiError;
+use crate::http::access::Grant;
+use crate::http::command::{execute, IfMatch};
+use crate::http::context::Provenance;
+use crate::http::json::ApiJson;
+use crate::http::reference::{parse_identifier, resolve};
+use crate::http::schema::{
+    CodeableConcept, Identifier, Meta, OperationOutcome, Period, SearchResult,
+};
+use crate::http::search::{envelope, Params};
+use crate::vocabulary::Vocabularies;
+
+pub const RESOURCE: &str = "Program";
+const SCOPE: &str = "program";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search, create))
+        .routes(routes!(read, replace))
+}
+
+/// A program (OpenSPP `schemas/program.py`, with `currency` and `status` added).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProgramResource {
+    #[serde(rename = "type", default = "resource_type")]
+    pub resource_type: String,
+    /// The operator's identifiers; `urn:openspp:program|{name-with-hyphens}` is always added.
+    #[serde(default)]
+    pub identifier: Vec<Identifier>,
+    /// True while the program is active (read only; use `status`).
+    #[serde(default)]
+    pub active: bool,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `urn:openspp:vocab:program-type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program_type: Option<CodeableConcept>,
+    /// `individual` or `group`.
+    pub target_type: String,
+    /// ISO 4217 currency of the program's benefits.
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eligibility_criteria: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+    /// `active`, `ended` or `archived`.
+    #[serde(default = "active_status")]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+}
+
+fn resource_type() -> String {
+    RESOURCE.to_owned()
+}
+
+fn active_status() -> String {
+    "active".to_owned()
+}
+
+pub fn target_name(target: Option<TargetType>) -> &'static str {
+    match target {
+        Some(TargetType::Individual) => "individual",
+        _ => "group",
+    }
+}
+
+fn status_name(status: Option<ProgramStatus>) -> &'static str {
+    match status {
+        Some(ProgramStatus::Ended) => "ended",
+        Some(ProgramStatus::Archived) => "archived",
+        _ => "active",
+    }
+}
+
+impl ProgramResource {
+    fn into_details(self) -> Result<ProgramDetails, ApiError> {
+        if self.resource_type != RESOURCE {
+            return Err(ApiError::unprocessable("type", "must be Program"));
+        }
+        let target_type = match self.target_type.as_str() {
+            "individual" => TargetType::Individual,
+            "group" => TargetType::Group,
+            _ => {
+                return Err(ApiError::unprocessable(
+                    "targetType",
+                    "must be individual or group",
+                ))
+            }
+        };
+        let status = match self.status.as_str() {
+            "active" => ProgramStatus::Active,
+            "ended" => ProgramStatus::Ended,
+            "archived" => ProgramStatus::Archived,
+            _ => {
+                return Err(ApiError::unprocessable(
+                    "status",
+                    "must be active, ended or archived",
+                ))
+            }
+        };
+        Ok(ProgramDetails {
+            identifiers: self.identifier.into_iter().map(Into::into).collect(),
+            name: self.name,
+            description: self.description,
+            program_type: self
+                .program_type
+                .map(|c| c.single("programType"))
+                .transpose()?,
+            target_type,
+            currency: self.currency,
+            eligibility_criteria: self.eligibility_criteria,
+            start_date: self.period.and_then(|p| p.start),
+            status,
+        })
+    }
+
+    fn render(row: ProgramRow, vocabulary: &Vocabularies) -> Self {
+        let state = row.state;
+        Self {
+            resource_type: resource_type(),
+            identifier: state.live_identifiers().map(Into::into).collect(),
+            active: state.is_active(),
+            name: state.name.clone(),
+            description: state.description.clone(),
+            program_type: state
+                .program_type
+                .as_ref()
+                .map(|c| CodeableConcept::from_codes([c], vocabulary)),
+            target_type: target_name(state.target_type).to_owned(),
+            currency: state.currency.clone(),
+            eligibility_criteria: state.eligibility_criteria.clone(),
+            period: (state.start_date.is_some() || state.end_date.is_some()).then_some(Period {
+                start: state.start_date,
+                end: state.end_date,
+            }),
+            status: status_name(state.status).to_owned(),
+            meta: Some(Meta::new(row.version, row.last_updated, row.source)),
+        }
+    }
+}
+
+/// A program the caller may see: clients limited to some programs see only those.
+pub async fn find(state: &AppState, principal: &Principal, key: &str) -> Result<String, ApiError> {
+    let identifier = parse_identifier(key, "id")?;
+    let stream = resolve(&state.pool, RESOURCE, &identifier)
+        .await?
+        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
+    if !principal.allowed_programs.is_empty()
+        && !view::is_among(&state.pool, &stream, &principal.allowed_programs).await?
+    {
+        return Err(ApiError::not_found(RESOURCE));
+    }
+    Ok(stream)
+}
+
+async fn respond(state: &AppState, stream: &str, status: StatusCode) -> Result<Response, ApiError> {
+    let row = view::get(&state.pool, stream)
+        .await?
+        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
+    let version = row.version;
+    let first = row.state.live_identifiers().next().map(|i| i.key());
+    let resource = ProgramResource::render(row, &state.vocabulary);
+    Ok(crate::http::resource::reply(
+        status,
+        RESOURCE,
+        version,
+        first,
+        resource,
+        Some(&Grant::not_personal(SCOPE)),
+    ))
+}
+
+/// Search programs (clients limited to some programs see only those).
+#[utoipa::path(get, path = "/Program", tag = "Program",
+    params(
+        ("name" = Option<String>, Query), ("status" = Option<String>, Query),
+        ("targetType" = Option<String>, Query), ("_lastUpdated" = Option<String>, Query),
+        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query), ("_sort" = Option<String>, Query),
+    ),
+    responses((status = 200, body = SearchResult<ProgramResource>), (status = 400, body = OperationOutcome)),
+    security(("bearer" = ["program:search"])))]
+async fn search(
+    State(state): State<AppState>,
+    principal: Principal,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchResult<ProgramResource>>, ApiError> {
+    principal.require(SCOPE, Action::Search)?;
+    let mut params = Params::from_uri(&uri)?;
+    let page = params.page()?;
+    let query = ProgramQuery {
+        name: params.one("name")?,
+        status: params.one("status")?,
+        target_type: params.one("targetType")?,
+        last_updated: params.instants("_lastUpdated")?,
+        allowed: (!principal.allowed_programs.is_empty())
+            .then(|| principal.allowed_programs.clone()),
+        sort: params.sort(
+            &view::SORT_COLUMNS,
+            SortKey {
+                column: "name",
+                descending: false,
+            },
+        )?,
+    };
+    params.finish()?;
+    let found = view::search(&state.pool, &query, page).await?;
+    Ok(Json(envelope(&uri, page, found, |row| {
+        ProgramResource::render(row, &state.vocabulary)
+    })))
+}
+
+/// Create a program (operators).
+#[utoipa::path(post, path = "/Program", tag = "Program", request_body = ProgramResource,
+    responses((status = 201, body = ProgramResource), (status = 409, body = OperationOutcome), (status = 422, body = OperationOutcome)),
+    security(("bearer" = ["program:create"])))]
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    body: Result<ApiJson<ProgramResource>, ApiError>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Create)?;
+    let ApiJson(body) = body?;
+    let details = body.into_details()?;
+    let stream = uuid::Uuid::now_v7().to_string();
+    execute::<Program>(
+        &state,
+        &stream,
+        IfMatch(None),
+        ProgramCommand::Create(details),
+        &provenance.metadata(&principal, None),
+    )
+    .await?;
+    respond(&state, &stream, StatusCode::CREATED).await
+}
+
+/// Read a program by any of its identifiers (the name alias included).
+#[utoipa::path(get, path = "/Program/{id}", tag = "Program",
+    params(("id" = String, Path, description = "`system|value`, e.g. `urn:openspp:program|cash-transfer`")),
+    responses((status = 200, body = ProgramResource), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["program:read"])))]
+async fn read(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Read)?;
+    let stream = find(&state, &principal, &id).await?;
+    respond(&state, &stream, StatusCode::OK).await
+}
+
+/// Change a program: rename, describe, target type, currency, end, archive.
+#[utoipa::path(put, path = "/Program/{id}", tag = "Program", request_body = ProgramResource,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = ProgramResource), (status = 404, body = OperationOutcome),
+              (status = 412, body = OperationOutcome), (status = 422, body = OperationOutcome)),
+    security(("bearer" = ["program:update"])))]
+async fn replace(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    body: Result<ApiJson<ProgramResource>, ApiError>,
+) -> Result<Response, ApiError> {
+    principal.require(SCOPE, Action::Update)?;
+    let ApiJson(body) = body?;
+    let stream = find(&state, &principal, &id).await?;
+    let details = body.into_details()?;
+    execute::<Program>(
+        &state,
+        &stream,
+        if_match,
+        ProgramCommand::Replace(details),
+        &provenance.metadata(&principal, None),
+    )
+    .await?;
+    respond(&state, &stream, StatusCode::OK).await
+}
