@@ -21,12 +21,8 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<PgPool> 
         None if local_server_answers().await => DEFAULT_DATABASE_URL.to_owned(),
         None => crate::embedded::start(&args.data_dir)?,
     };
-    // Searches are built per request and their selectivity depends on the values (a consent
-    // filter naming one organisation, a date range): plan each with its values rather than
-    // letting PostgreSQL settle on a generic plan after five runs (measured 7x slower).
     let options = PgConnectOptions::from_str(&url)
         .context("DATABASE_URL is not a PostgreSQL URL")?
-        .options([("plan_cache_mode", "force_custom_plan")])
         .log_statements(tracing::log::LevelFilter::Debug)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
     create_database_if_missing(&options).await?;

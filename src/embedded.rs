@@ -55,6 +55,18 @@ pub fn start(data_dir: &Path) -> anyhow::Result<String> {
     Ok(format!("postgres://postgres@127.0.0.1:{PORT}/openspp"))
 }
 
+/// Stops the private cluster (fast shutdown: sessions end, data is safe).
+pub fn stop(data_dir: &Path) -> anyhow::Result<()> {
+    let bin = binaries().context("no PostgreSQL installation found (looked for pg_ctl)")?;
+    let cluster = data_dir.canonicalize()?.join("pg");
+    let mut pg_ctl = command(is_root(), &bin.join("pg_ctl"));
+    pg_ctl
+        .arg("-D")
+        .arg(&cluster)
+        .args(["-m", "fast", "-w", "stop"]);
+    run(&mut pg_ctl).context("pg_ctl stop failed")
+}
+
 fn command(as_root: bool, program: &Path) -> Command {
     if as_root {
         let mut command = Command::new("runuser");

@@ -14,10 +14,47 @@ use crate::support::{
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
-    vec![trial(
-        "process::kill_9_under_load_loses_nothing_and_projector_resumes",
-        kill_under_load,
-    )]
+    vec![
+        trial(
+            "process::kill_9_under_load_loses_nothing_and_projector_resumes",
+            kill_under_load,
+        ),
+        trial(
+            "process::private_cluster_starts_where_no_server_answers",
+            private_cluster,
+        ),
+    ]
+}
+
+/// The embedded default: a private PostgreSQL cluster under the data folder, initialised on
+/// first use, reused after, and good enough to migrate into.
+async fn private_cluster() {
+    let dir = std::env::temp_dir().join(format!(
+        "openspp-embedded-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = openspp::embedded::start(&dir).expect("a private cluster starts");
+    assert!(url.contains(&openspp::embedded::PORT.to_string()));
+    // Starting again finds it running.
+    assert_eq!(openspp::embedded::start(&dir).unwrap(), url);
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env("OPENSPP_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert_eq!(
+        sql_scalar(&url, "SELECT count(*) > 0 FROM vocabulary_codes"),
+        "t"
+    );
+    openspp::embedded::stop(&dir).expect("the private cluster stops");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 async fn kill_under_load() {
