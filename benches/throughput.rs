@@ -49,6 +49,20 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = u16> + Send,
 {
+    drive_any(concurrency, total, request, 0).await
+}
+
+/// As `drive`, where every answer must be `expected` (0: any 2xx).
+async fn drive_any<F, Fut>(
+    concurrency: usize,
+    total: usize,
+    request: F,
+    expected: u16,
+) -> (f64, Duration, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u16> + Send,
+{
     let request = Arc::new(request);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -65,7 +79,11 @@ where
                     }
                     let t = Instant::now();
                     let status = request(n).await;
-                    assert!(status < 300, "request {n} answered {status}");
+                    if expected == 0 {
+                        assert!(status < 300, "request {n} answered {status}");
+                    } else {
+                        assert_eq!(status, expected, "request {n}");
+                    }
                     latencies.push(t.elapsed());
                 }
             })
@@ -116,6 +134,76 @@ fn pgbench(database_url: &str, clients: usize, seconds: u64) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         Err(e) => format!("pgbench unavailable: {e}"),
+    }
+}
+
+/// Enrols `count` of the registered individuals in one program, `c` at a time.
+async fn enrolment(api: &Api, _database_url: &str, prefix: &str, count: usize, c: usize) {
+    let program = format!("Bench program {prefix}");
+    let reply = api
+        .post(
+            "/api/v2/spp/Program",
+            serde_json::json!({"name": program, "targetType": "individual", "currency": "PHP"}),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let alias = format!(
+        "urn:openspp:program|{}",
+        program.to_lowercase().replace(' ', "-")
+    );
+    let enrol_api = api.clone();
+    let enrol_prefix = prefix.to_owned();
+    let (rps, p50, p99) = drive(c, count, move |n| {
+        let api = enrol_api.clone();
+        let body = serde_json::json!({
+            "program": {"reference": format!("Program/{alias}")},
+            "beneficiary": {"reference": format!("Individual/{NATIONAL_ID}|{enrol_prefix}-{n}")},
+            "status": "enrolled"
+        });
+        async move {
+            api.post("/api/v2/spp/ProgramMembership", body)
+                .await
+                .status
+                .as_u16()
+        }
+    })
+    .await;
+    println!(
+        "enrol   POST /ProgramMembership {rps:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({count} requests)",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+}
+
+/// For a consent-bound client, reading someone who exists without consent must cost what
+/// reading an unknown identifier costs: both latency distributions side by side.
+async fn not_found_timing(api: &Api, database_url: &str, prefix: &str, c: usize) {
+    let ngo = support::consent_client(database_url, "Timing NGO", "ngo", &["individual:all"]);
+    let ngo_api = Api::new(&api.base).login(&ngo).await;
+    for (label, existing) in [("unconsented", true), ("unknown", false)] {
+        let reader = ngo_api.clone();
+        let prefix = prefix.to_owned();
+        let (rps, p50, p99) = drive_any(
+            c,
+            2000,
+            move |n| {
+                let api = reader.clone();
+                let value = if existing {
+                    format!("{prefix}-{}", n % 1000)
+                } else {
+                    format!("{prefix}-missing-{n}")
+                };
+                let path = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &value));
+                async move { api.get(&path).await.status.as_u16() }
+            },
+            404,
+        )
+        .await;
+        println!(
+            "404     GET {label:<12} (consent-bound client) {rps:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
     }
 }
 
@@ -196,7 +284,16 @@ async fn main() {
     let server = Server::start(&database.url, &[("OPENSPP_LOG", "error")]);
     let credentials = create_client(
         &database.url,
-        &["--scope", "individual:all", "--scope", "consent:all"],
+        &[
+            "--scope",
+            "individual:all",
+            "--scope",
+            "consent:all",
+            "--scope",
+            "program:all",
+            "--scope",
+            "program_membership:all",
+        ],
     );
     let api = Api::new(&server.base).login(&credentials).await;
     let prefix = uuid::Uuid::new_v4().simple().to_string();
@@ -250,6 +347,9 @@ async fn main() {
     .await;
     println!("search  GET /Individual?name  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests over {} rows)",
         rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.reads / 4, options.creates);
+
+    enrolment(&api, &database.url, &prefix, options.creates.min(2000), c).await;
+    not_found_timing(&api, &database.url, &prefix, c).await;
 
     if options.population > 0 {
         consent_filter_cost(&api, &database.url, &prefix, options.population, c).await;

@@ -24,6 +24,9 @@ pub enum ClientCommand {
         /// Limit the client to this program (`SYSTEM|VALUE`); repeat for more.
         #[arg(long = "program")]
         programs: Vec<String>,
+        /// Limit the client to this field of a resource (`individual:name`); repeat for more.
+        #[arg(long = "field")]
+        fields: Vec<String>,
         /// Act under a legal basis other than the data subject's consent.
         #[arg(long, requires = "legal_basis")]
         no_consent_required: bool,
@@ -58,6 +61,7 @@ pub async fn run(pool: &PgPool, command: ClientCommand) -> anyhow::Result<()> {
             organization_type,
             scopes,
             programs,
+            fields,
             no_consent_required,
             legal_basis,
             rate_limit_per_minute,
@@ -71,6 +75,7 @@ pub async fn run(pool: &PgPool, command: ClientCommand) -> anyhow::Result<()> {
                     organization_type,
                     scopes,
                     allowed_programs: programs,
+                    field_filter: fields,
                     require_consent: !no_consent_required,
                     legal_basis,
                     rate_limit_per_minute,

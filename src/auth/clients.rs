@@ -30,6 +30,8 @@ pub struct NewClient {
     pub organization_type: String,
     pub scopes: Vec<String>,
     pub allowed_programs: Vec<String>,
+    /// `resource:field` entries the client is limited to.
+    pub field_filter: Vec<String>,
     pub require_consent: bool,
     pub legal_basis: Option<String>,
     pub rate_limit_per_minute: u32,
@@ -100,6 +102,14 @@ fn validate(client: &NewClient) -> anyhow::Result<()> {
     for scope in &client.scopes {
         scopes::validate(scope).map_err(anyhow::Error::msg)?;
     }
+    for entry in &client.field_filter {
+        let known = entry.split_once(':').is_some_and(|(resource, field)| {
+            openspp_aggregates::consent::consentable_fields(resource).contains(&field)
+        });
+        if !known {
+            bail!("--field `{entry}` must be RESOURCE:FIELD, e.g. individual:name");
+        }
+    }
     for program in &client.allowed_programs {
         if !program.contains('|') {
             bail!("--program `{program}` must be an external identifier SYSTEM|VALUE");
@@ -125,9 +135,9 @@ pub async fn create_client(pool: &PgPool, client: NewClient) -> anyhow::Result<C
     .await?;
     sqlx::query(
         "INSERT INTO api_clients (client_id, name, organization, organization_type, secret_hash, \
-             scopes, allowed_programs, require_consent, legal_basis, rate_limit_per_minute, \
-             rate_limit_per_day) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             scopes, allowed_programs, field_filter, require_consent, legal_basis, \
+             rate_limit_per_minute, rate_limit_per_day) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&client_id)
     .bind(client.name.trim())
@@ -136,6 +146,7 @@ pub async fn create_client(pool: &PgPool, client: NewClient) -> anyhow::Result<C
     .bind(hash)
     .bind(&client.scopes)
     .bind(&client.allowed_programs)
+    .bind(&client.field_filter)
     .bind(client.require_consent)
     .bind(&client.legal_basis)
     .bind(client.rate_limit_per_minute as i32)
@@ -208,6 +219,7 @@ mod tests {
             organization_type: "ngo".into(),
             scopes: vec!["individual:read".into()],
             allowed_programs: vec![],
+            field_filter: vec![],
             require_consent: true,
             legal_basis: None,
             rate_limit_per_minute: 60,
@@ -240,6 +252,11 @@ mod tests {
         let mut c = client();
         c.allowed_programs = vec!["no-bar".into()];
         assert!(validate(&c).is_err());
+        let mut c = client();
+        c.field_filter = vec!["individual:salary".into()];
+        assert!(validate(&c).is_err());
+        c.field_filter = vec!["individual:name".into()];
+        assert!(validate(&c).is_ok());
         let mut c = client();
         c.organization_type = "Big NGO".into();
         assert!(validate(&c).is_err());

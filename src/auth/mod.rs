@@ -49,6 +49,8 @@ pub struct Principal {
     pub legal_basis: Option<String>,
     /// `system|value` of the programs this client is limited to; empty = all.
     pub allowed_programs: Vec<String>,
+    /// `resource:field` entries this client is limited to; none for a resource = all its fields.
+    pub field_filter: Vec<String>,
 }
 
 /// Signing keys and settings shared by every request.

@@ -50,6 +50,7 @@ struct ClientRow {
     organization_type: String,
     scopes: Vec<String>,
     allowed_programs: Vec<String>,
+    field_filter: Vec<String>,
     require_consent: bool,
     legal_basis: Option<String>,
     rate_limit_per_minute: i32,
@@ -75,7 +76,7 @@ WITH client AS (
     ON CONFLICT (key, window_start) DO UPDATE SET used = rate_counters.used + 1
     RETURNING used
 )
-SELECT organization, organization_type, scopes, allowed_programs, require_consent, legal_basis,
+SELECT organization, organization_type, scopes, allowed_programs, field_filter, require_consent, legal_basis,
        rate_limit_per_minute, rate_limit_per_day,
        (SELECT used FROM minute) AS used_minute, (SELECT used FROM day) AS used_day,
        ceil(extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now()))::int AS minute_left,
@@ -147,6 +148,7 @@ impl FromRequestParts<AppState> for Principal {
             require_consent: row.require_consent,
             legal_basis: row.legal_basis,
             allowed_programs: row.allowed_programs,
+            field_filter: row.field_filter,
         })
     }
 }

@@ -50,6 +50,28 @@ impl Principal {
         }
     }
 
+    /// What the caller may see of a subject it has `access` to: the consent's fields, narrowed
+    /// by the client's own field filter.
+    pub fn grant(&self, access: &Access, resource_type: &'static str) -> Option<Grant> {
+        let mut grant = Grant::from_access(access, resource_type)?;
+        let prefix = format!("{resource_type}:");
+        let limited: Vec<String> = self
+            .field_filter
+            .iter()
+            .filter_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        if !limited.is_empty() {
+            grant.fields = Some(match grant.fields.take() {
+                Some(consented) => consented
+                    .into_iter()
+                    .filter(|f| limited.contains(f))
+                    .collect(),
+                None => limited,
+            });
+        }
+        Some(grant)
+    }
+
     /// The access this caller has to a subject covered by `consents`.
     pub fn access(&self, consents: Vec<ConsentRecord>) -> Access {
         Access {
@@ -199,7 +221,7 @@ pub async fn find_visible(
         Vec::new()
     };
     let access = principal.access(consents);
-    match (stream, Grant::from_access(&access, resource_type)) {
+    match (stream, principal.grant(&access, resource_type)) {
         (Some(stream), Some(grant)) => Ok(Visible {
             stream,
             grant,
@@ -240,7 +262,9 @@ pub async fn grants_for(
         .iter()
         .filter_map(|stream| {
             let access = principal.access(consents.remove(stream).unwrap_or_default());
-            Grant::from_access(&access, resource_type).map(|g| (stream.clone(), g))
+            principal
+                .grant(&access, resource_type)
+                .map(|g| (stream.clone(), g))
         })
         .collect())
 }

@@ -20,13 +20,18 @@ use crate::error::ApiError;
 use crate::http::access::Grant;
 use crate::http::command::{execute, IfMatch};
 use crate::http::context::Provenance;
+use crate::http::history::{self, Version};
 use crate::http::json::ApiJson;
+use crate::http::reference::path_segment;
 use crate::http::reference::{parse_identifier, resolve};
+use crate::http::resource::reply;
 use crate::http::schema::{
     CodeableConcept, Identifier, Meta, OperationOutcome, Period, SearchResult,
 };
 use crate::http::search::{envelope, Params};
+use crate::store::verify::Verification;
 use crate::vocabulary::Vocabularies;
+use openspp_projections::view::ViewRow;
 
 pub const RESOURCE: &str = "Program";
 const SCOPE: &str = "program";
@@ -35,6 +40,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search, create))
         .routes(routes!(read, replace))
+        .routes(routes!(history))
+        .routes(routes!(vread))
+        .routes(routes!(verify))
 }
 
 /// A program (OpenSPP `schemas/program.py`, with `currency` and `status` added).
@@ -297,4 +305,78 @@ async fn replace(
     )
     .await?;
     respond(&state, &stream, StatusCode::OK).await
+}
+
+fn render_version(state: &AppState, version: &Version<Program>) -> ProgramResource {
+    let row = ViewRow {
+        aggregate_id: String::new(),
+        version: version.number(),
+        state: version.state.clone(),
+        last_updated: version.event.recorded_at,
+        source: version.source(),
+    };
+    ProgramResource::render(row, &state.vocabulary)
+}
+
+/// The program's versions, newest first, with what changed and who changed it.
+#[utoipa::path(get, path = "/Program/{id}/_history", tag = "Program",
+    params(("id" = String, Path), ("_since" = Option<String>, Query), ("_at" = Option<String>, Query),
+           ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query)),
+    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let stream = find(&state, &principal, &id).await?;
+    let versions = history::versions::<Program>(&state, &stream).await?;
+    let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
+    Ok(Json(history::bundle(&uri, &path, &versions, |v| {
+        serde_json::to_value(render_version(&state, v)).unwrap_or_default()
+    })?))
+}
+
+/// The program exactly as it was at one version.
+#[utoipa::path(get, path = "/Program/{id}/_history/{versionId}", tag = "Program",
+    params(("id" = String, Path), ("versionId" = String, Path)),
+    responses((status = 200, body = ProgramResource), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn vread(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let stream = find(&state, &principal, &id).await?;
+    let versions = history::versions::<Program>(&state, &stream).await?;
+    let version = history::at_version(versions, &version, RESOURCE)?;
+    let resource = render_version(&state, &version);
+    Ok(reply(
+        StatusCode::OK,
+        RESOURCE,
+        version.number(),
+        None,
+        resource,
+        Some(&Grant::not_personal(SCOPE)),
+    ))
+}
+
+/// Recomputes the program's hash chain.
+#[utoipa::path(get, path = "/Program/{id}/_history/$verify", tag = "Program",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Verification>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let stream = find(&state, &principal, &id).await?;
+    Ok(Json(
+        history::verify_stream(&state, RESOURCE, &stream).await?,
+    ))
 }

@@ -29,14 +29,17 @@ use crate::error::ApiError;
 use crate::http::access::{find_visible, grants_for, identity_only, Grant};
 use crate::http::command::{execute, IfMatch};
 use crate::http::context::Provenance;
+use crate::http::history::{self, Version};
 use crate::http::json::ApiJson;
 use crate::http::program as program_http;
+use crate::http::reference::path_segment;
 use crate::http::reference::{parse_identifier, parse_reference, resolve};
 use crate::http::resource::{fresh_or_committed, reply};
 use crate::http::schema::{
     CodeableConcept, Identifier, Meta, OperationOutcome, Reference, SearchResult,
 };
 use crate::http::search::{envelope, Params};
+use crate::store::verify::Verification;
 use crate::vocabulary::Vocabularies;
 
 const RESOURCE: &str = "ProgramMembership";
@@ -51,6 +54,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search, enrol))
         .routes(routes!(read, change))
+        .routes(routes!(membership_history))
+        .routes(routes!(membership_vread))
+        .routes(routes!(membership_verify))
 }
 
 /// A beneficiary's membership of a program (OpenSPP `schemas/program_membership.py`).
@@ -175,7 +181,7 @@ async fn find(
     if !program_allowed(state, principal, &row.state.program).await? {
         return Err(not_found());
     }
-    let grant = Grant::from_access(&access, SCOPE).ok_or_else(not_found)?;
+    let grant = principal.grant(&access, SCOPE).ok_or_else(not_found)?;
     Ok((row, grant, access))
 }
 
@@ -267,7 +273,9 @@ async fn enrol(
         format!("{program_stream}/{}", visible.stream).as_bytes(),
     )
     .to_string();
-    let consent_id = Grant::from_access(&visible.access, SCOPE).and_then(|g| g.consent_id());
+    let consent_id = principal
+        .grant(&visible.access, SCOPE)
+        .and_then(|g| g.consent_id());
     let committed = execute::<ProgramMembership>(
         &state,
         &stream,
@@ -514,4 +522,109 @@ async fn search(
             None => identity_only(resource),
         }
     })))
+}
+
+/// The membership's versions, with the references its rendering needs.
+async fn membership_versions(
+    state: &AppState,
+    stream: &str,
+) -> Result<(Vec<Version<ProgramMembership>>, HashMap<String, String>), ApiError> {
+    let versions = history::versions::<ProgramMembership>(state, stream).await?;
+    let streams: Vec<String> = versions
+        .last()
+        .map(|v| vec![v.state.program.clone(), v.state.beneficiary.clone()])
+        .unwrap_or_default();
+    Ok((versions, view::references(&state.pool, &streams).await?))
+}
+
+fn render_version(
+    state: &AppState,
+    version: &Version<ProgramMembership>,
+    references: &HashMap<String, String>,
+) -> MembershipResource {
+    let row = openspp_projections::view::ViewRow {
+        aggregate_id: String::new(),
+        version: version.number(),
+        state: version.state.clone(),
+        last_updated: version.event.recorded_at,
+        source: version.source(),
+    };
+    render(row, references, &state.vocabulary)
+}
+
+/// The membership's versions (every status change), newest first, with provenance.
+#[utoipa::path(get, path = "/ProgramMembership/{id}/_history", tag = "ProgramMembership",
+    params(("id" = String, Path), ("_since" = Option<String>, Query), ("_at" = Option<String>, Query),
+           ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query)),
+    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn membership_history(
+    State(state): State<AppState>,
+    principal: Principal,
+    provenance: Provenance,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let (row, grant, _) = find(&state, &principal, &id).await?;
+    state
+        .access_log
+        .one(
+            &principal,
+            provenance.request_id(),
+            RESOURCE,
+            "history",
+            Some(id.clone()),
+            Some(&grant),
+        )
+        .await;
+    let (versions, references) = membership_versions(&state, &row.aggregate_id).await?;
+    let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
+    Ok(Json(history::bundle(&uri, &path, &versions, |v| {
+        grant.filter(
+            serde_json::to_value(render_version(&state, v, &references)).unwrap_or_default(),
+        )
+    })?))
+}
+
+/// The membership exactly as it was at one version.
+#[utoipa::path(get, path = "/ProgramMembership/{id}/_history/{versionId}", tag = "ProgramMembership",
+    params(("id" = String, Path), ("versionId" = String, Path)),
+    responses((status = 200, body = MembershipResource), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn membership_vread(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let (row, grant, _) = find(&state, &principal, &id).await?;
+    let (versions, references) = membership_versions(&state, &row.aggregate_id).await?;
+    let version = history::at_version(versions, &version, RESOURCE)?;
+    let resource = render_version(&state, &version, &references);
+    Ok(reply(
+        StatusCode::OK,
+        RESOURCE,
+        version.number(),
+        None,
+        resource,
+        Some(&grant),
+    ))
+}
+
+/// Recomputes the membership's hash chain.
+#[utoipa::path(get, path = "/ProgramMembership/{id}/_history/$verify", tag = "ProgramMembership",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["audit:read"])))]
+async fn membership_verify(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Verification>, ApiError> {
+    principal.require("audit", Action::Read)?;
+    let (row, _, _) = find(&state, &principal, &id).await?;
+    Ok(Json(
+        history::verify_stream(&state, RESOURCE, &row.aggregate_id).await?,
+    ))
 }

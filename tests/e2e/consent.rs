@@ -44,6 +44,10 @@ pub fn trials() -> Vec<Trial> {
             field_access,
         ),
         trial("consent::writes_need_consent_and_record_it", writes),
+        trial(
+            "consent::client_field_filter_narrows_further",
+            client_field_filter,
+        ),
         trial("consent::revoke_is_immediate_for_racing_reads", revoke_race),
         trial("consent::validation_names_the_field", validation),
         trial(
@@ -549,4 +553,71 @@ async fn receipt_history_listing() {
         .get(&format!("/api/v2/spp/Consent/{consent}"))
         .await
         .expect(404);
+}
+
+async fn client_field_filter() {
+    let admin = admin().await;
+    let id = unique("CFF");
+    let path = register_individual(&admin, &id).await;
+    // A legal-basis client limited to names and birth dates.
+    let credentials = crate::support::create_client(
+        &world().database_url,
+        &[
+            "--scope",
+            "individual:all",
+            "--field",
+            "individual:name",
+            "--field",
+            "individual:birthDate",
+        ],
+    );
+    let limited = Api::new(&world().base).login(&credentials).await;
+    let reply = limited.get(&path).await;
+    reply.expect(200);
+    assert!(reply.body["name"].is_object());
+    assert!(reply.body["birthDate"].is_string());
+    assert!(reply.body.get("gender").is_none());
+    assert!(reply.body.get("telecom").is_none());
+    assert!(reply.body["identifier"].is_array());
+    // With a consent listing only `name`, a consent-bound client limited to birth dates sees neither.
+    let org = unique("Org");
+    let mut body = consent_body(
+        &format!("Individual/{NATIONAL_ID}|{id}"),
+        "specific",
+        &[&org],
+        &[],
+    );
+    body["scopes"][0]["field_access"] = json!(["name", "gender"]);
+    admin.post("/api/v2/spp/Consent", body).await.expect(201);
+    let printed = crate::support::cli(
+        &world().database_url,
+        &[
+            "client",
+            "create",
+            "--name",
+            "narrow",
+            "--organization",
+            &org,
+            "--organization-type",
+            "ngo",
+            "--scope",
+            "individual:all",
+            "--field",
+            "individual:gender",
+            "--rate-limit-per-minute",
+            "0",
+            "--rate-limit-per-day",
+            "0",
+        ],
+    );
+    let value: Value = serde_json::from_str(printed.trim()).unwrap();
+    let narrow = crate::support::Credentials {
+        client_id: value["client_id"].as_str().unwrap().to_owned(),
+        client_secret: value["client_secret"].as_str().unwrap().to_owned(),
+    };
+    let narrow = Api::new(&world().base).login(&narrow).await;
+    let reply = narrow.get(&path).await;
+    reply.expect(200);
+    assert!(reply.body["gender"].is_object(), "{}", reply.text);
+    assert!(reply.body.get("name").is_none(), "{}", reply.text);
 }

@@ -20,6 +20,7 @@ pub fn trials() -> Vec<Trial> {
             concurrent_enrolment,
         ),
         trial("program::enrolment_rules", enrolment_rules),
+        trial("program::program_and_membership_histories", histories),
         trial(
             "program::allowed_programs_isolate_clients",
             allowed_programs,
@@ -436,4 +437,52 @@ async fn membership_consent() {
     ngo.get(&path).await.expect(404);
     body["status"] = json!("enrolled");
     ngo.put(&path, body, None).await.expect(404);
+}
+
+/// Program and membership histories tell who changed what, like every other resource's.
+async fn histories() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let person = unique("PH");
+    register_individual(&api, &person).await;
+    let created = enrol(&api, &program, &person, "enrolled").await;
+    created.expect(201);
+    let path = created.header("location").unwrap().to_owned();
+    let body = change_body(&api, &path, "paused").await;
+    api.put(&path, body, None).await.expect(200);
+    let bundle = api.get(&format!("{path}/_history")).await;
+    bundle.expect(200);
+    assert_eq!(bundle.body["total"], 3);
+    assert_eq!(
+        bundle.body["entry"][0]["event"]["type"],
+        "MembershipStatusChanged"
+    );
+    assert_eq!(bundle.body["entry"][0]["changes"][0]["field"], "status");
+    assert_eq!(bundle.body["entry"][0]["changes"][0]["old"], "enrolled");
+    assert_eq!(bundle.body["entry"][0]["changes"][0]["new"], "paused");
+    let first = api.get(&format!("{path}/_history/2")).await;
+    first.expect(200);
+    assert_eq!(first.body["status"], "enrolled");
+    assert_eq!(
+        api.get(&format!("{path}/_history/$verify")).await.body["valid"],
+        true
+    );
+    let program_history = api
+        .get(&format!("/api/v2/spp/Program/{program}/_history"))
+        .await;
+    program_history.expect(200);
+    assert_eq!(
+        program_history.body["entry"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["event"]["type"],
+        "ProgramCreated"
+    );
+    assert_eq!(
+        api.get(&format!("/api/v2/spp/Program/{program}/_history/$verify"))
+            .await
+            .body["valid"],
+        true
+    );
 }
