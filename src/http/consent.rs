@@ -281,19 +281,33 @@ async fn create(
         .into_response())
 }
 
-/// Read a consent.
+/// Read a consent; with `_at`, as it was at that instant.
 #[utoipa::path(get, path = "/Consent/{id}", tag = "Consent",
-    params(("id" = String, Path, description = "The consent's UUID")),
+    params(
+        ("id" = String, Path, description = "The consent's UUID"),
+        ("_at" = Option<String>, Query, description = "An RFC 3339 instant"),
+    ),
     responses((status = 200, body = ConsentResource), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:read"])))]
 async fn read(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<ConsentResource>, ApiError> {
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
     principal.require(SCOPE, Action::Read)?;
+    let mut params = crate::http::search::Params::from_uri(&uri)?;
+    let at = params.one("_at")?;
+    params.finish()?;
     let record = find(&state, &principal, &id).await?;
-    Ok(Json(render(&state, record).await?))
+    if let Some(at) = at {
+        let (versions, subject) = consent_versions(&state, &record).await?;
+        let version = history::at_instant(versions, &at, RESOURCE)?;
+        return Ok(Json(render_version(&version, &record.consent_id, &subject)));
+    }
+    Ok(Json(
+        serde_json::to_value(render(&state, record).await?).unwrap_or_default(),
+    ))
 }
 
 /// Body of `$revoke`.

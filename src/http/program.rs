@@ -263,18 +263,40 @@ async fn create(
     respond(&state, &stream, StatusCode::CREATED).await
 }
 
-/// Read a program by any of its identifiers (the name alias included).
+/// Read a program by any of its identifiers (the name alias included); with `_at`, as it was
+/// at that instant.
 #[utoipa::path(get, path = "/Program/{id}", tag = "Program",
-    params(("id" = String, Path, description = "`system|value`, e.g. `urn:openspp:program|cash-transfer`")),
+    params(
+        ("id" = String, Path, description = "`system|value`, e.g. `urn:openspp:program|cash-transfer`"),
+        ("_at" = Option<String>, Query, description = "An RFC 3339 instant"),
+    ),
     responses((status = 200, body = ProgramResource), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["program:read"])))]
 async fn read(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
+    let mut params = Params::from_uri(&uri)?;
+    let at = params.one("_at")?;
+    params.finish()?;
     let stream = find(&state, &principal, &id).await?;
+    if let Some(at) = at {
+        let versions = history::versions::<Program>(&state, &stream).await?;
+        let version = history::at_instant(versions, &at, RESOURCE)?;
+        let resource = render_version(&state, &version);
+        let grant = Grant::not_personal(SCOPE);
+        return Ok(reply(
+            StatusCode::OK,
+            RESOURCE,
+            version.number(),
+            None,
+            resource,
+            Some(&grant),
+        ));
+    }
     respond(&state, &stream, StatusCode::OK).await
 }
 

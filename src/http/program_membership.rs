@@ -332,9 +332,12 @@ async fn enrol(
     respond(&state, row, StatusCode::CREATED, grant.as_ref()).await
 }
 
-/// Read a membership by its identifier.
+/// Read a membership by its identifier; with `_at`, as it was at that instant.
 #[utoipa::path(get, path = "/ProgramMembership/{id}", tag = "ProgramMembership",
-    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("_at" = Option<String>, Query, description = "An RFC 3339 instant"),
+    ),
     responses((status = 200, body = MembershipResource), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["program_membership:read"])))]
 async fn read(
@@ -342,8 +345,12 @@ async fn read(
     principal: Principal,
     provenance: Provenance,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
+    let mut params = Params::from_uri(&uri)?;
+    let at = params.one("_at")?;
+    params.finish()?;
     let (row, grant, _) = find(&state, &principal, &id).await?;
     state
         .access_log
@@ -356,6 +363,19 @@ async fn read(
             Some(&grant),
         )
         .await;
+    if let Some(at) = at {
+        let (versions, references) = membership_versions(&state, &row.aggregate_id).await?;
+        let version = history::at_instant(versions, &at, RESOURCE)?;
+        let resource = render_version(&state, &version, &references);
+        return Ok(reply(
+            StatusCode::OK,
+            RESOURCE,
+            version.number(),
+            None,
+            resource,
+            Some(&grant),
+        ));
+    }
     respond(&state, row, StatusCode::OK, Some(&grant)).await
 }
 

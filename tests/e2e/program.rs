@@ -463,6 +463,24 @@ async fn histories() {
     let first = api.get(&format!("{path}/_history/2")).await;
     first.expect(200);
     assert_eq!(first.body["status"], "enrolled");
+    let recorded = bundle.body["entry"][1]["provenance"]["recorded"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let at = api
+        .get(&format!(
+            "{path}?_at={}",
+            recorded.replace('+', "%2B").replace(':', "%3A")
+        ))
+        .await;
+    at.expect(200);
+    assert_eq!(
+        at.body["status"], "enrolled",
+        "as it was when enrolled ({recorded})"
+    );
+    api.get(&format!("{path}?_at=2000-01-01T00:00:00Z"))
+        .await
+        .expect(404);
     assert_eq!(
         api.get(&format!("{path}/_history/$verify")).await.body["valid"],
         true
