@@ -167,6 +167,8 @@ pub async fn primary_identifiers(
 /// An individual's current membership in a group, for `groupMembership`.
 #[derive(Debug, Clone)]
 pub struct GroupMembershipRow {
+    /// The group's stream (for the consent filter; never shown).
+    pub group_id: String,
     pub group_identifier: String,
     pub roles: Vec<String>,
     pub start_date: NaiveDate,
@@ -178,7 +180,7 @@ pub async fn group_memberships(
     individual_ids: &[String],
 ) -> sqlx::Result<HashMap<String, Vec<GroupMembershipRow>>> {
     let rows = sqlx::query(
-        "SELECT m.individual_id, g.primary_identifier, m.roles, m.start_date \
+        "SELECT m.individual_id, m.group_id, g.primary_identifier, m.roles, m.start_date \
          FROM group_members_view m JOIN group_view g ON g.aggregate_id = m.group_id \
          WHERE m.individual_id = ANY($1) AND m.ended_date IS NULL AND g.primary_identifier IS NOT NULL \
          ORDER BY m.start_date, g.primary_identifier",
@@ -192,6 +194,7 @@ pub async fn group_memberships(
             .entry(row.try_get("individual_id")?)
             .or_default()
             .push(GroupMembershipRow {
+                group_id: row.try_get("group_id")?,
                 group_identifier: row.try_get("primary_identifier")?,
                 roles: row.try_get("roles")?,
                 start_date: row.try_get("start_date")?,

@@ -169,17 +169,41 @@ impl IndividualResource {
     }
 }
 
+/// Current group memberships of `ids`, keeping for a consent-bound caller only the groups it
+/// may see itself: a household's identifier is the household's data.
+async fn visible_memberships(
+    state: &AppState,
+    principal: &Principal,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<GroupMembershipRow>>, ApiError> {
+    let mut memberships = view::group_memberships(&state.pool, ids).await?;
+    if principal.require_consent {
+        let groups: Vec<String> = memberships
+            .values()
+            .flatten()
+            .map(|m| m.group_id.clone())
+            .collect();
+        let visible = grants_for(state, principal, "group", &groups).await?;
+        for rows in memberships.values_mut() {
+            rows.retain(|m| visible.contains_key(&m.group_id));
+        }
+    }
+    Ok(memberships)
+}
+
 /// Renders one individual with its group memberships, as every single read and write answers.
 async fn respond(
     state: &AppState,
+    principal: &Principal,
     row: IndividualRow,
     status: StatusCode,
     grant: Option<&Grant>,
 ) -> Result<Response, ApiError> {
-    let memberships = view::group_memberships(&state.pool, std::slice::from_ref(&row.aggregate_id))
-        .await?
-        .remove(&row.aggregate_id)
-        .unwrap_or_default();
+    let memberships =
+        visible_memberships(state, principal, std::slice::from_ref(&row.aggregate_id))
+            .await?
+            .remove(&row.aggregate_id)
+            .unwrap_or_default();
     let version = row.version;
     let first = row.state.live_identifiers().next().map(|i| i.key());
     let resource = IndividualResource::render(row, &memberships, &state.vocabulary);
@@ -204,7 +228,7 @@ async fn run(
         SCOPE,
     )
     .await?;
-    respond(state, row, status, grant.as_ref()).await
+    respond(state, principal, row, status, grant.as_ref()).await
 }
 
 /// Search individuals.
@@ -259,7 +283,7 @@ async fn search(
     params.finish()?;
     let found = view::search(&state.pool, &query, page).await?;
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
-    let mut memberships = view::group_memberships(&state.pool, &ids).await?;
+    let mut memberships = visible_memberships(&state, &principal, &ids).await?;
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
     for row in &found.rows {
@@ -368,7 +392,14 @@ async fn read(
     let row = view::get(&state.pool, &visible.stream)
         .await?
         .ok_or_else(|| ApiError::not_found(RESOURCE))?;
-    respond(&state, row, StatusCode::OK, Some(&visible.grant)).await
+    respond(
+        &state,
+        &principal,
+        row,
+        StatusCode::OK,
+        Some(&visible.grant),
+    )
+    .await
 }
 
 /// Replace an individual's data; only what changed is recorded, as specific events.

@@ -32,6 +32,10 @@ pub fn trials() -> Vec<Trial> {
             group_covers_members,
         ),
         trial(
+            "consent::unconsented_groups_stay_hidden_on_members",
+            hidden_groups,
+        ),
+        trial(
             "consent::unknown_and_unconsented_answer_identically",
             indistinguishable,
         ),
@@ -620,4 +624,42 @@ async fn client_field_filter() {
     reply.expect(200);
     assert!(reply.body["gender"].is_object(), "{}", reply.text);
     assert!(reply.body.get("name").is_none(), "{}", reply.text);
+}
+
+async fn hidden_groups() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, _) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let id = path.rsplit('|').next().unwrap().to_owned();
+    let group = unique("HG");
+    admin
+        .post(
+            "/api/v2/spp/Group",
+            json!({"identifier": [{"system": "urn:openspp:group", "value": group}], "groupType": "household",
+                   "member": [{"entity": {"reference": format!("Individual/{NATIONAL_ID}|{id}")}}]}),
+        )
+        .await
+        .expect(201);
+    assert!(admin.get(&path).await.body["groupMembership"].is_array());
+    let reader = client(&org, "ngo").await;
+    let reply = reader.get(&path).await;
+    reply.expect(200);
+    assert!(
+        reply.body.get("groupMembership").is_none(),
+        "the household was not consented: {}",
+        reply.text
+    );
+    let mut body = consent_body(
+        &format!("Group/urn:openspp:group|{group}"),
+        "specific",
+        &[&org],
+        &[],
+    );
+    body["scopes"][0]["resource_type"] = json!("group");
+    admin.post("/api/v2/spp/Consent", body).await.expect(201);
+    let reply = reader.get(&path).await;
+    assert_eq!(
+        reply.body["groupMembership"][0]["group"]["reference"],
+        format!("Group/urn:openspp:group|{group}")
+    );
 }
