@@ -11,6 +11,9 @@ use sqlx::{PgConnection, Row};
 use crate::feed::StoredEvent;
 use crate::runner::ProjectionError;
 
+/// Rows per multi-row upsert: well under PostgreSQL's 65,535 bind parameters.
+pub(crate) const UPSERT_CHUNK: usize = 2_000;
+
 /// A stream's state after the batch, with what the read models keep beside it.
 pub(crate) struct Folded<A> {
     pub aggregate_id: String,

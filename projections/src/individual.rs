@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::consent::{push_visible, Visibility};
 use crate::feed::StoredEvent;
-use crate::fold::fold_streams;
+use crate::fold::{fold_streams, Folded, UPSERT_CHUNK};
 use crate::runner::ProjectionError;
 use crate::search::{
     like_contains, push_dates, push_identifier, push_instants, Comparator, Found, Page, SortKey,
@@ -39,10 +39,20 @@ pub const SORT_COLUMNS: [(&str, &str); 4] = [
     ("_lastUpdated", "last_updated"),
 ];
 
+/// One read-model row, computed from a folded stream.
+struct ViewLine {
+    folded: Folded<Individual>,
+    state_json: serde_json::Value,
+    primary: Option<String>,
+    name_search: String,
+    address_search: String,
+}
+
 pub(crate) async fn project(
     conn: &mut PgConnection,
     events: &[StoredEvent],
 ) -> Result<(), ProjectionError> {
+    let mut rows = Vec::new();
     for folded in fold_streams::<Individual>(conn, "individual_view", events).await? {
         let state = &folded.state;
         let name = &state.name;
@@ -71,35 +81,48 @@ pub(crate) async fn project(
             sequence: folded.version,
             reason: e.to_string(),
         })?;
-        sqlx::query(
+        rows.push(ViewLine {
+            folded,
+            state_json,
+            primary,
+            name_search,
+            address_search,
+        });
+    }
+    // One statement per chunk (a replay batch touches thousands of streams).
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        let mut qb = QueryBuilder::new(
             "INSERT INTO individual_view (aggregate_id, version, state, primary_identifier, \
                  name_search, family_name, given_name, birth_date, gender_code, address_search, \
-                 active, created_at, last_updated, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
+                 active, created_at, last_updated, source) ",
+        );
+        qb.push_values(chunk, |mut b, row| {
+            let state = &row.folded.state;
+            b.push_bind(&row.folded.aggregate_id)
+                .push_bind(row.folded.version)
+                .push_bind(&row.state_json)
+                .push_bind(&row.primary)
+                .push_bind(&row.name_search)
+                .push_bind(&state.name.family)
+                .push_bind(&state.name.given)
+                .push_bind(state.birth_date)
+                .push_bind(state.gender.as_ref().map(|g| g.code.clone()))
+                .push_bind(&row.address_search)
+                .push_bind(state.active)
+                .push_bind(row.folded.created_at)
+                .push_bind(row.folded.last_updated)
+                .push_bind(&row.folded.source);
+        });
+        qb.push(
+            " ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
                  state = EXCLUDED.state, primary_identifier = EXCLUDED.primary_identifier, \
                  name_search = EXCLUDED.name_search, family_name = EXCLUDED.family_name, \
                  given_name = EXCLUDED.given_name, birth_date = EXCLUDED.birth_date, \
                  gender_code = EXCLUDED.gender_code, address_search = EXCLUDED.address_search, \
                  active = EXCLUDED.active, last_updated = EXCLUDED.last_updated, \
                  source = EXCLUDED.source",
-        )
-        .bind(&folded.aggregate_id)
-        .bind(folded.version)
-        .bind(state_json)
-        .bind(primary)
-        .bind(name_search)
-        .bind(&name.family)
-        .bind(&name.given)
-        .bind(state.birth_date)
-        .bind(state.gender.as_ref().map(|g| g.code.clone()))
-        .bind(address_search)
-        .bind(state.active)
-        .bind(folded.created_at)
-        .bind(folded.last_updated)
-        .bind(&folded.source)
-        .execute(&mut *conn)
-        .await?;
+        );
+        qb.build().persistent(false).execute(&mut *conn).await?;
     }
     Ok(())
 }

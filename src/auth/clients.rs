@@ -11,17 +11,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::auth::scopes;
-
-/// Legal bases a client may act under without the data subject's consent (GDPR art. 6).
-pub const LEGAL_BASES: [&str; 7] = [
-    "consent",
-    "contract",
-    "legal_obligation",
-    "vital_interest",
-    "public_interest",
-    "public_task",
-    "legitimate_interest",
-];
+use openspp_aggregates::consent::LEGAL_BASES;
 
 #[derive(Debug, Clone)]
 pub struct NewClient {
