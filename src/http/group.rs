@@ -23,10 +23,10 @@ use crate::error::ApiError;
 use crate::http::access::{find_visible, grants_for, identity_only, Grant};
 use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
-use crate::http::history::{self, Version};
+use crate::http::history::Version;
 use crate::http::json::ApiJson;
 use crate::http::reference::parse_reference;
-use crate::http::reference::path_segment;
+use crate::http::registrant::{self, Registrant};
 use crate::http::resource::{self, reply, Write};
 use crate::http::schema::{
     Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference, SearchResult,
@@ -426,6 +426,9 @@ async fn read(
     let mut params = Params::from_uri(&uri)?;
     let at = params.one("_at")?;
     params.finish()?;
+    if let Some(at) = at {
+        return registrant::at::<Group>(&state, &principal, &provenance, &id, &at).await;
+    }
     let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
     state
         .access_log
@@ -438,19 +441,6 @@ async fn read(
             Some(&visible.grant),
         )
         .await;
-    if let Some(at) = at {
-        let (versions, references) = group_versions(&state, &visible.stream).await?;
-        let version = history::at_instant(versions, &at, RESOURCE)?;
-        let resource = render_version(&state, &version, &references);
-        return Ok(reply(
-            StatusCode::OK,
-            RESOURCE,
-            version.number(),
-            None,
-            resource,
-            Some(&visible.grant),
-        ));
-    }
     let row = view::get(&state.pool, &visible.stream)
         .await?
         .ok_or_else(|| ApiError::not_found(RESOURCE))?;
@@ -604,31 +594,34 @@ async fn remove_member(
     .await
 }
 
-/// The group's versions, with the external identifiers of everyone who was ever a member.
-async fn group_versions(
-    state: &AppState,
-    stream: &str,
-) -> Result<(Vec<Version<Group>>, HashMap<String, String>), ApiError> {
-    let versions = history::versions::<Group>(state, stream).await?;
-    let references =
-        member_references(state, versions.last().map(|v| &v.state).into_iter()).await?;
-    Ok((versions, references))
-}
+impl Registrant for Group {
+    const RESOURCE: &'static str = RESOURCE;
+    const SCOPE: &'static str = SCOPE;
+    type Rendered = GroupResource;
+    /// The external identifiers of everyone who was ever a member.
+    type Context = HashMap<String, String>;
 
-/// A group as it was at `version`, shown as a read shows it.
-fn render_version(
-    state: &AppState,
-    version: &Version<Group>,
-    references: &HashMap<String, String>,
-) -> GroupResource {
-    let row = ViewRow {
-        aggregate_id: String::new(),
-        version: version.number(),
-        state: version.state.clone(),
-        last_updated: version.event.recorded_at,
-        source: version.source(),
-    };
-    GroupResource::render(row, references, &state.vocabulary)
+    fn context<'a>(
+        state: &'a AppState,
+        versions: &'a [Version<Self>],
+    ) -> impl std::future::Future<Output = Result<Self::Context, ApiError>> + Send + 'a {
+        member_references(state, versions.last().map(|v| &v.state).into_iter())
+    }
+
+    fn render(
+        state: &AppState,
+        references: &HashMap<String, String>,
+        version: &Version<Self>,
+    ) -> GroupResource {
+        let row = ViewRow {
+            aggregate_id: String::new(),
+            version: version.number(),
+            state: version.state.clone(),
+            last_updated: version.event.recorded_at,
+            source: version.source(),
+        };
+        GroupResource::render(row, references, &state.vocabulary)
+    }
 }
 
 /// The group's versions, newest first, with what changed and who changed it.
@@ -647,27 +640,7 @@ async fn history(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "history",
-            Some(id.clone()),
-            Some(&visible.grant),
-        )
-        .await;
-    let (versions, references) = group_versions(&state, &visible.stream).await?;
-    let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
-    let bundle = history::bundle(&uri, &path, &versions, |v| {
-        visible.grant.filter(
-            serde_json::to_value(render_version(&state, v, &references)).unwrap_or_default(),
-        )
-    })?;
-    Ok(Json(bundle))
+    registrant::history::<Group>(&state, &principal, &provenance, &id, &uri).await
 }
 
 /// The group exactly as it was at one version.
@@ -681,30 +654,7 @@ async fn vread(
     provenance: Provenance,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "vread",
-            Some(id.clone()),
-            Some(&visible.grant),
-        )
-        .await;
-    let (versions, references) = group_versions(&state, &visible.stream).await?;
-    let version = history::at_version(versions, &version, RESOURCE)?;
-    let resource = render_version(&state, &version, &references);
-    Ok(reply(
-        StatusCode::OK,
-        RESOURCE,
-        version.number(),
-        None,
-        resource,
-        Some(&visible.grant),
-    ))
+    registrant::vread::<Group>(&state, &principal, &provenance, &id, &version).await
 }
 
 /// Recomputes the group's hash chain and names the first broken version, if any.
@@ -718,20 +668,5 @@ async fn verify(
     provenance: Provenance,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "verify",
-            Some(id.clone()),
-            Some(&visible.grant),
-        )
-        .await;
-    Ok(Json(
-        history::verify_stream(&state, RESOURCE, &visible.stream).await?,
-    ))
+    registrant::verify::<Group>(&state, &principal, &provenance, &id).await
 }

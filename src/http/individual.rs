@@ -23,9 +23,9 @@ use crate::error::ApiError;
 use crate::http::access::{find_visible, grants_for, identity_only, Grant};
 use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
-use crate::http::history::{self, Version};
+use crate::http::history::Version;
 use crate::http::json::ApiJson;
-use crate::http::reference::path_segment;
+use crate::http::registrant::{self, Registrant};
 use crate::http::resource::{self, reply, Write};
 use crate::http::schema::{
     Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome, Period,
@@ -364,6 +364,9 @@ async fn read(
     let mut params = Params::from_uri(&uri)?;
     let at = params.one("_at")?;
     params.finish()?;
+    if let Some(at) = at {
+        return registrant::at::<Individual>(&state, &principal, &provenance, &id, &at).await;
+    }
     let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
     state
         .access_log
@@ -376,19 +379,6 @@ async fn read(
             Some(&visible.grant),
         )
         .await;
-    if let Some(at) = at {
-        let versions = history::versions::<Individual>(&state, &visible.stream).await?;
-        let version = history::at_instant(versions, &at, RESOURCE)?;
-        let resource = render_version(&state, &version);
-        return Ok(reply(
-            StatusCode::OK,
-            RESOURCE,
-            version.number(),
-            None,
-            resource,
-            Some(&visible.grant),
-        ));
-    }
     let row = view::get(&state.pool, &visible.stream)
         .await?
         .ok_or_else(|| ApiError::not_found(RESOURCE))?;
@@ -447,16 +437,30 @@ async fn replace(
     .await
 }
 
-/// An individual as it was at `version`, shown as a read shows it.
-fn render_version(state: &AppState, version: &Version<Individual>) -> IndividualResource {
-    let row = ViewRow {
-        aggregate_id: String::new(),
-        version: version.number(),
-        state: version.state.clone(),
-        last_updated: version.event.recorded_at,
-        source: version.source(),
-    };
-    IndividualResource::render(row, &[], &state.vocabulary)
+impl Registrant for Individual {
+    const RESOURCE: &'static str = RESOURCE;
+    const SCOPE: &'static str = SCOPE;
+    type Rendered = IndividualResource;
+    type Context = ();
+
+    fn context<'a>(
+        _state: &'a AppState,
+        _versions: &'a [Version<Self>],
+    ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + 'a {
+        std::future::ready(Ok(()))
+    }
+
+    /// As a read shows it; group memberships live in other streams and are left out.
+    fn render(state: &AppState, _context: &(), version: &Version<Self>) -> IndividualResource {
+        let row = ViewRow {
+            aggregate_id: String::new(),
+            version: version.number(),
+            state: version.state.clone(),
+            last_updated: version.event.recorded_at,
+            source: version.source(),
+        };
+        IndividualResource::render(row, &[], &state.vocabulary)
+    }
 }
 
 /// The individual's versions, newest first, with what changed and who changed it.
@@ -476,27 +480,7 @@ async fn history(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "history",
-            Some(id.clone()),
-            Some(&visible.grant),
-        )
-        .await;
-    let versions = history::versions::<Individual>(&state, &visible.stream).await?;
-    let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
-    let bundle = history::bundle(&uri, &path, &versions, |v| {
-        visible
-            .grant
-            .filter(serde_json::to_value(render_version(&state, v)).unwrap_or_default())
-    })?;
-    Ok(Json(bundle))
+    registrant::history::<Individual>(&state, &principal, &provenance, &id, &uri).await
 }
 
 /// The individual exactly as it was at one version.
@@ -513,30 +497,7 @@ async fn vread(
     provenance: Provenance,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "vread",
-            Some(id.clone()),
-            Some(&visible.grant),
-        )
-        .await;
-    let versions = history::versions::<Individual>(&state, &visible.stream).await?;
-    let version = history::at_version(versions, &version, RESOURCE)?;
-    let resource = render_version(&state, &version);
-    Ok(reply(
-        StatusCode::OK,
-        RESOURCE,
-        version.number(),
-        None,
-        resource,
-        Some(&visible.grant),
-    ))
+    registrant::vread::<Individual>(&state, &principal, &provenance, &id, &version).await
 }
 
 /// Recomputes the individual's hash chain and names the first broken version, if any.
@@ -550,20 +511,5 @@ async fn verify(
     provenance: Provenance,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "verify",
-            Some(id.clone()),
-            Some(&visible.grant),
-        )
-        .await;
-    Ok(Json(
-        history::verify_stream(&state, RESOURCE, &visible.stream).await?,
-    ))
+    registrant::verify::<Individual>(&state, &principal, &provenance, &id).await
 }

@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod program;
 pub mod program_membership;
 pub mod reference;
+pub mod registrant;
 pub mod resource;
 pub mod schema;
 pub mod search;
