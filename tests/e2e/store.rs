@@ -28,6 +28,10 @@ pub fn trials() -> Vec<Trial> {
             "store::events_carry_source_tracking_and_hash_chain",
             provenance,
         ),
+        trial(
+            "store::postgres_es_reads_the_same_streams",
+            postgres_es_compatible,
+        ),
     ]
 }
 
@@ -198,4 +202,39 @@ async fn provenance() {
         )
         .await;
     bad.expect(400);
+}
+
+/// The event table keeps postgres-es's shape: its repository, driven by cqrs-es's persisted
+/// event store, folds a stream to the same state the server answers with.
+async fn postgres_es_compatible() {
+    use cqrs_es::persist::PersistedEventStore;
+    use cqrs_es::EventStore;
+    let api = admin().await;
+    let id = unique("PGES");
+    let path = register_individual(&api, &id).await;
+    let mut body = individual_body(&id);
+    body["name"]["given"] = json!("Compatible");
+    api.put(&path, body, None).await.expect(200);
+    let read = api.get(&path).await;
+    let url = &world().database_url;
+    let stream = sql_scalar(
+        url,
+        &format!("SELECT aggregate_id FROM identifier_claims WHERE value = '{id}'"),
+    );
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let store = PersistedEventStore::<_, openspp_aggregates::Individual>::new_event_store(
+        postgres_es::PostgresEventRepository::new(pool.clone()),
+    );
+    let context = store
+        .load_aggregate(&stream)
+        .await
+        .expect("postgres-es loads the stream");
+    let individual = context.aggregate;
+    assert_eq!(individual.name.given.as_deref(), Some("Compatible"));
+    assert_eq!(
+        individual.version.to_string(),
+        read.body["meta"]["versionId"].as_str().unwrap()
+    );
+    assert_eq!(context.current_sequence as u64, individual.version);
+    pool.close().await;
 }
