@@ -75,26 +75,29 @@ pub(crate) async fn project(
             .bind(&folded.aggregate_id)
             .execute(&mut *conn)
             .await?;
-        for (index, member) in state.members.iter().enumerate() {
-            sqlx::query(
+        if !state.members.is_empty() {
+            let mut qb = QueryBuilder::new(
                 "INSERT INTO group_members_view \
-                 (group_id, individual_id, member_index, roles, start_date, ended_date) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&folded.aggregate_id)
-            .bind(&member.individual)
-            .bind(index as i32)
-            .bind(
-                member
-                    .roles
-                    .iter()
-                    .map(|r| r.code.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(member.start_date)
-            .bind(member.ended_date)
-            .execute(&mut *conn)
-            .await?;
+                 (group_id, individual_id, member_index, roles, start_date, ended_date) ",
+            );
+            qb.push_values(
+                state.members.iter().enumerate(),
+                |mut row, (index, member)| {
+                    row.push_bind(&folded.aggregate_id)
+                        .push_bind(&member.individual)
+                        .push_bind(index as i32)
+                        .push_bind(
+                            member
+                                .roles
+                                .iter()
+                                .map(|r| r.code.clone())
+                                .collect::<Vec<_>>(),
+                        )
+                        .push_bind(member.start_date)
+                        .push_bind(member.ended_date);
+                },
+            );
+            qb.build().persistent(false).execute(&mut *conn).await?;
         }
     }
     Ok(())
