@@ -296,9 +296,7 @@ async fn read(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(SCOPE, Action::Read)?;
-    let mut params = crate::http::search::Params::from_uri(&uri)?;
-    let at = params.one("_at")?;
-    params.finish()?;
+    let at = crate::http::search::Params::at_only(&uri)?;
     let record = find(&state, &principal, &id).await?;
     if let Some(at) = at {
         let (versions, subject) = consent_versions(&state, &record).await?;

@@ -361,9 +361,7 @@ async fn read(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
-    let mut params = Params::from_uri(&uri)?;
-    let at = params.one("_at")?;
-    params.finish()?;
+    let at = Params::at_only(&uri)?;
     if let Some(at) = at {
         return registrant::at::<Individual>(&state, &principal, &provenance, &id, &at).await;
     }

@@ -279,9 +279,7 @@ async fn read(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
-    let mut params = Params::from_uri(&uri)?;
-    let at = params.one("_at")?;
-    params.finish()?;
+    let at = Params::at_only(&uri)?;
     let stream = find(&state, &principal, &id).await?;
     if let Some(at) = at {
         let versions = history::versions::<Program>(&state, &stream).await?;

@@ -348,9 +348,7 @@ async fn read(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Read)?;
-    let mut params = Params::from_uri(&uri)?;
-    let at = params.one("_at")?;
-    params.finish()?;
+    let at = Params::at_only(&uri)?;
     let (row, grant, _) = find(&state, &principal, &id).await?;
     state
         .access_log

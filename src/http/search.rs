@@ -29,6 +29,14 @@ impl Params {
             .map_err(|_| ApiError::bad_request(None, "the query string is malformed"))
     }
 
+    /// `_at` of a single read, the only parameter a single read takes.
+    pub fn at_only(uri: &Uri) -> Result<Option<String>, ApiError> {
+        let mut params = Self::from_uri(uri)?;
+        let at = params.one("_at")?;
+        params.finish()?;
+        Ok(at)
+    }
+
     pub fn all(&mut self, name: &str) -> Vec<String> {
         let (taken, rest) = std::mem::take(&mut self.0)
             .into_iter()
