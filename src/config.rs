@@ -13,6 +13,9 @@ pub struct DatabaseArgs {
     /// Folder for the private PostgreSQL cluster used when no server answers.
     #[arg(long, env = "OPENSPP_DATA_DIR", default_value = "./data")]
     pub data_dir: std::path::PathBuf,
+    /// Port of that private cluster (loopback only).
+    #[arg(long, env = "OPENSPP_EMBEDDED_PORT", default_value_t = crate::embedded::DEFAULT_PORT)]
+    pub embedded_port: u16,
     /// Connections in the pool.
     #[arg(long, env = "OPENSPP_DB_POOL_SIZE", default_value_t = 32)]
     pub pool_size: u32,

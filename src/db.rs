@@ -19,7 +19,7 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<PgPool> 
     let url = match &args.database_url {
         Some(url) => url.clone(),
         None if local_server_answers().await => DEFAULT_DATABASE_URL.to_owned(),
-        None => crate::embedded::start(&args.data_dir)?,
+        None => crate::embedded::start(&args.data_dir, args.embedded_port)?,
     };
     let options = PgConnectOptions::from_str(&url)
         .context("DATABASE_URL is not a PostgreSQL URL")?

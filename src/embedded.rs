@@ -7,11 +7,11 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-/// Port of the private cluster (loopback only).
-pub const PORT: u16 = 54329;
+/// Default port of the private cluster (loopback only).
+pub const DEFAULT_PORT: u16 = 54329;
 
-/// Starts (initialising on first use) the private cluster and returns its URL.
-pub fn start(data_dir: &Path) -> anyhow::Result<String> {
+/// Starts (initialising on first use) the private cluster on `port` and returns its URL.
+pub fn start(data_dir: &Path, port: u16) -> anyhow::Result<String> {
     let bin = binaries().context("no PostgreSQL installation found (looked for pg_ctl)")?;
     std::fs::create_dir_all(data_dir)?;
     let data_dir = data_dir.canonicalize()?;
@@ -43,16 +43,16 @@ pub fn start(data_dir: &Path) -> anyhow::Result<String> {
             .arg(&cluster)
             .arg("-o")
             .arg(format!(
-                "-p {PORT} -c listen_addresses=127.0.0.1 -k {}",
+                "-p {port} -c listen_addresses=127.0.0.1 -k {}",
                 cluster.display()
             ))
             .arg("-l")
             .arg(cluster.join("server.log"))
             .args(["-w", "start"]);
         run(&mut pg_ctl).context("pg_ctl start failed")?;
-        tracing::info!(port = PORT, "started the private PostgreSQL cluster");
+        tracing::info!(port, "started the private PostgreSQL cluster");
     }
-    Ok(format!("postgres://postgres@127.0.0.1:{PORT}/openspp"))
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/openspp"))
 }
 
 /// Stops the private cluster (fast shutdown: sessions end, data is safe).

@@ -34,10 +34,16 @@ async fn private_cluster() {
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let url = openspp::embedded::start(&dir).expect("a private cluster starts");
-    assert!(url.contains(&openspp::embedded::PORT.to_string()));
+    // A port nobody uses right now, so a leftover cluster elsewhere cannot interfere.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = openspp::embedded::start(&dir, port).expect("a private cluster starts");
+    assert!(url.contains(&format!(":{port}/")));
     // Starting again finds it running.
-    assert_eq!(openspp::embedded::start(&dir).unwrap(), url);
+    assert_eq!(openspp::embedded::start(&dir, port).unwrap(), url);
     let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
         .arg("migrate")
         .env("DATABASE_URL", &url)
