@@ -7,6 +7,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::consent::Access;
 use crate::error::DomainError;
 use crate::identifiers::{self, IdentifierEntry};
@@ -207,10 +208,14 @@ impl Group {
                 "group already has a head",
             ));
         }
+        let today = services.clock.today();
+        if let Some(start) = spec.start_date {
+            bounds::past_date("period.start", start, today)?;
+        }
         Ok(GroupEvent::MemberAdded {
             individual: spec.individual,
             roles: spec.roles,
-            start_date: spec.start_date.unwrap_or_else(|| services.clock.today()),
+            start_date: spec.start_date.unwrap_or(today),
         })
     }
 
@@ -224,7 +229,10 @@ impl Group {
         let member = self
             .current(&individual)
             .ok_or_else(|| DomainError::not_found("member"))?;
-        let ended_date = ended_date.unwrap_or_else(|| services.clock.today());
+        let today = services.clock.today();
+        let ended_date = ended_date.unwrap_or(today);
+        bounds::past_date("ended_date", ended_date, today)?;
+        bounds::optional_text("reason", reason.as_deref(), bounds::LONG_TEXT)?;
         if ended_date < member.start_date {
             return Err(DomainError::invalid(
                 "ended_date",
@@ -390,11 +398,16 @@ fn validate(details: &GroupDetails, services: &RegistryServices) -> Result<(), D
             "must be household, family, organization or other",
         ));
     }
+    bounds::optional_text("name", details.name.as_deref(), bounds::SHORT_TEXT)?;
     validate_addresses(&details.address)?;
     if let Some(members) = &details.members {
         let mut heads = 0;
         for (i, member) in members.iter().enumerate() {
             check_roles(&member.roles, &format!("member[{i}].role"), services)?;
+            if let Some(start) = member.start_date {
+                let field = format!("member[{i}].period.start");
+                bounds::past_date(&field, start, services.clock.today())?;
+            }
             if members[..i]
                 .iter()
                 .any(|earlier| earlier.individual == member.individual)

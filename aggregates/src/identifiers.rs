@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::error::DomainError;
 use crate::values::Identifier;
 use crate::vocabulary::{TargetType, Vocabulary};
@@ -36,6 +37,15 @@ pub(crate) fn validate(
                 "must not be empty",
             ));
         }
+        // `A1` and `A1 ` would otherwise be two people; refuse rather than silently trim, so
+        // the value stored is the value the source system sent.
+        if value.len() != identifier.value.len() {
+            return Err(DomainError::invalid(
+                format!("identifier[{i}].value"),
+                "must not start or end with whitespace",
+            ));
+        }
+        bounds::text(&format!("identifier[{i}].value"), value, usize::MAX)?;
         if value.chars().count() > MAX_VALUE_LEN {
             return Err(DomainError::invalid(
                 format!("identifier[{i}].value"),

@@ -7,6 +7,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::consent::Access;
 use crate::error::DomainError;
 use crate::identifiers::{self, IdentifierEntry};
@@ -214,13 +215,23 @@ fn validate(details: &IndividualDetails, services: &RegistryServices) -> Result<
             "needs a family or a given name",
         ));
     }
+    let name = &details.name;
+    for (part, value) in [
+        ("family", &name.family),
+        ("given", &name.given),
+        ("middle", &name.middle),
+        ("prefix", &name.prefix),
+        ("suffix", &name.suffix),
+        ("text", &name.text),
+    ] {
+        bounds::optional_text(
+            &format!("name.{part}"),
+            value.as_deref(),
+            bounds::SHORT_TEXT,
+        )?;
+    }
     if let Some(birth_date) = details.birth_date {
-        if birth_date > services.clock.today() {
-            return Err(DomainError::invalid(
-                "birthDate",
-                "must not be in the future",
-            ));
-        }
+        bounds::past_date("birthDate", birth_date, services.clock.today())?;
     }
     if let Some(gender) = &details.gender {
         if gender.system != GENDER || !vocabulary.has_code(GENDER, &gender.code) {
@@ -246,6 +257,11 @@ fn validate(details: &IndividualDetails, services: &RegistryServices) -> Result<
                 "must not be empty",
             ));
         }
+        bounds::text(
+            &format!("telecom[{i}].value"),
+            &contact.value,
+            bounds::LONG_TEXT,
+        )?;
         if let Some(use_) = &contact.use_ {
             if !TELECOM_USES.contains(&use_.as_str()) {
                 return Err(DomainError::invalid(
@@ -274,6 +290,20 @@ pub(crate) fn validate_addresses(addresses: &[Address]) -> Result<(), DomainErro
                     format!("must be one of {}", ADDRESS_TYPES.join(", ")),
                 ));
             }
+        }
+        for (part, value) in [
+            ("text", &address.text),
+            ("city", &address.city),
+            ("district", &address.district),
+            ("state", &address.state),
+            ("postalCode", &address.postal_code),
+            ("country", &address.country),
+        ] {
+            let field = format!("address[{i}].{part}");
+            bounds::optional_text(&field, value.as_deref(), bounds::LONG_TEXT)?;
+        }
+        for (j, line) in address.line.iter().enumerate() {
+            bounds::text(&format!("address[{i}].line[{j}]"), line, bounds::LONG_TEXT)?;
         }
     }
     Ok(())

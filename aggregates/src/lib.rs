@@ -3,6 +3,7 @@
 //! Pure code: no database, no HTTP. Every invariant is checked here, before any event is
 //! written; the event store only appends what an aggregate decided.
 
+pub mod bounds;
 pub mod consent;
 pub mod error;
 pub mod group;

@@ -217,19 +217,25 @@ async fn issue(
         None => return Err(OAuthError::invalid_request("grant_type is required")),
     }
 
-    let row: Option<(String, Vec<String>)> = sqlx::query_as(
-        "SELECT secret_hash, scopes FROM api_clients WHERE client_id = $1 AND active",
-    )
-    .bind(&client_id)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|_| {
-        OAuthError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "try again shortly",
+    // No stored client id holds NUL (PostgreSQL text cannot): such an id is simply unknown,
+    // and is answered like any other unknown client rather than as a database fault.
+    let row: Option<(String, Vec<String>)> = if client_id.contains('\0') {
+        None
+    } else {
+        sqlx::query_as(
+            "SELECT secret_hash, scopes FROM api_clients WHERE client_id = $1 AND active",
         )
-    })?;
+        .bind(&client_id)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(|_| {
+            OAuthError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again shortly",
+            )
+        })?
+    };
     let (hash, held) = match row {
         Some((hash, held)) => (hash, Some(held)),
         None => (decoy_hash().to_owned(), None),

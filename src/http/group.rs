@@ -190,7 +190,12 @@ impl GroupResource {
             None => None,
             Some(members) => {
                 let mut specs = Vec::with_capacity(members.len());
-                for (index, member) in members.into_iter().enumerate() {
+                // A read lists ended memberships too (inactive, with an end); sending a read
+                // back must not revive them, so only current entries say who is in the group.
+                let current = members.into_iter().enumerate().filter(|(_, member)| {
+                    !member.inactive && member.period.as_ref().and_then(|p| p.end).is_none()
+                });
+                for (index, member) in current {
                     specs.push(
                         member_spec(
                             state,

@@ -47,6 +47,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// Parses a body, telling syntax errors (400) from shape errors (422 at a field path).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -64,6 +65,57 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .end()
         .map_err(|e| ApiError::bad_request(None, format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// PostgreSQL text cannot hold NUL, so a string carrying one could never be stored: it is
+/// refused here, at its field, before any rule or write sees it. The escape is the only way
+/// JSON can carry NUL; the costly walk runs only for bodies that contain it.
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    const ESCAPE: &[u8] = b"\\u0000";
+    if !bytes.windows(ESCAPE.len()).any(|w| w == ESCAPE) {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(()); // broken JSON: the parse reports it
+    };
+    match nul_path(&value, String::new()) {
+        Some(path) => Err(ApiError::unprocessable(
+            &path,
+            "must not contain the NUL character",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Where the first string (or key) holding NUL sits, as a JSON path (`name.family`, `line[0]`).
+fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+    let at = |path: &str| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(|| at(&path)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{path}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let child = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(at(&path))
+            } else {
+                nul_path(item, child)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// The path of the field at fault; for a missing field serde reports the parent's path, so
@@ -126,5 +178,16 @@ mod tests {
         assert_eq!(error.expression.as_deref(), Some("name.given"));
         let error = parse::<Body>(br#"{"name": {"given": "A"}} trailing"#).unwrap_err();
         assert_eq!(error.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn nul_characters_are_422_at_their_field() {
+        let error = parse::<Body>(br#"{"name": {"given": "a\u0000b"}}"#).unwrap_err();
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.expression.as_deref(), Some("name.given"));
+        let error = parse::<Vec<String>>(br#"["ok", "\u0000"]"#).unwrap_err();
+        assert_eq!(error.expression.as_deref(), Some("[1]"));
+        // An escaped backslash followed by "u0000" is ordinary text.
+        assert!(parse::<Body>(br#"{"name": {"given": "a\\u0000b"}}"#).is_ok());
     }
 }

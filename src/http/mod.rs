@@ -24,6 +24,7 @@ pub mod individual;
 pub mod json;
 pub mod metadata;
 pub mod openapi;
+pub mod outcome;
 pub mod program;
 pub mod program_membership;
 pub mod reference;
@@ -66,6 +67,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response(
+            outcome::framework_errors_as_outcomes,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -23,10 +23,14 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
 /// Parses `system|value` (already percent-decoded).
 pub fn parse_identifier(text: &str, field: &str) -> Result<Identifier, ApiError> {
     match text.split_once('|') {
-        Some((system, value)) if !system.is_empty() && !value.is_empty() => Ok(Identifier {
-            system: system.to_owned(),
-            value: value.to_owned(),
-        }),
+        Some((system, value))
+            if !system.is_empty() && !value.is_empty() && !text.contains('\0') =>
+        {
+            Ok(Identifier {
+                system: system.to_owned(),
+                value: value.to_owned(),
+            })
+        }
         _ => Err(ApiError::bad_request(
             Some(field),
             "must be an external identifier `{system}|{value}`",

@@ -24,9 +24,20 @@ impl Params {
 
     /// The decoded query string of a request; a malformed one is a 400.
     pub fn from_uri(uri: &Uri) -> Result<Self, ApiError> {
-        serde_urlencoded::from_str(uri.query().unwrap_or_default())
-            .map(Self)
-            .map_err(|_| ApiError::bad_request(None, "the query string is malformed"))
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(uri.query().unwrap_or_default())
+                .map_err(|_| ApiError::bad_request(None, "the query string is malformed"))?;
+        // No stored text can hold NUL, so no value with one can match anything: refuse it as
+        // the malformed parameter it is rather than let the database reject the query.
+        let holds_nul =
+            |(name, value): &&(String, String)| name.contains('\0') || value.contains('\0');
+        if let Some((name, _)) = pairs.iter().find(holds_nul) {
+            return Err(ApiError::bad_request(
+                Some(name),
+                "must not contain the NUL character",
+            ));
+        }
+        Ok(Self(pairs))
     }
 
     /// `_at` of a single read, the only parameter a single read takes.

@@ -2,9 +2,9 @@
 
 use libtest_mimic::Trial;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::support::{admin, individual_body, unique};
+use crate::support::{admin, individual_body, path_id, unique, Api, NATIONAL_ID};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
@@ -18,6 +18,18 @@ pub fn trials() -> Vec<Trial> {
         trial("errors::bad_search_parameter_is_400", bad_search_parameter),
         trial("errors::request_id_is_echoed_or_generated", request_id),
         trial("errors::unknown_route_is_404_outcome", unknown_route),
+        trial(
+            "errors::nul_characters_are_refused_at_their_field",
+            nul_characters,
+        ),
+        trial(
+            "errors::framework_rejections_are_outcomes",
+            framework_rejections,
+        ),
+        trial(
+            "errors::values_no_read_model_can_hold_are_refused",
+            unstorable_values,
+        ),
     ]
 }
 
@@ -147,4 +159,148 @@ async fn unknown_route() {
     let reply = api.get("/api/v2/spp/Nothing").await;
     reply.expect(404);
     assert_eq!(reply.body["resourceType"], "OperationOutcome");
+}
+
+/// A body, a query, a path and a token request each carrying NUL: PostgreSQL text cannot hold
+/// it, so each is refused at its field instead of failing in the database.
+async fn nul_characters() {
+    let api = admin().await;
+    let mut body = individual_body(&unique("NUL"));
+    body["name"]["family"] = json!("a\u{0}b");
+    let reply = api.post("/api/v2/spp/Individual", body).await;
+    reply.expect(422);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "name.family");
+
+    let reply = api.get("/api/v2/spp/Individual?name=a%00b").await;
+    reply.expect(400);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "name");
+    let reply = api.get("/api/v2/spp/Group?groupType=a%00b").await;
+    reply.expect(400);
+
+    for path in [
+        "/api/v2/spp/Individual/urn:x|a%00b",
+        "/api/v2/spp/Group/urn:x|a%00b",
+    ] {
+        let reply = api.get(path).await;
+        assert_eq!(reply.status.as_u16(), 400, "{path}: {}", reply.text);
+        assert_eq!(reply.body["resourceType"], "OperationOutcome");
+    }
+
+    let anonymous = Api::new(&api.base);
+    let reply = anonymous
+        .post(
+            "/api/v2/spp/oauth/token",
+            json!({"grant_type": "client_credentials", "client_id": "a\u{0}b", "client_secret": "x"}),
+        )
+        .await;
+    reply.expect(401);
+    assert_eq!(reply.body["error"], "invalid_client");
+}
+
+/// Answers the framework gives before any handler runs still speak OperationOutcome.
+async fn framework_rejections() {
+    let api = admin().await;
+    for (method, path) in [
+        (Method::DELETE, "/api/v2/spp/Individual".to_owned()),
+        (
+            Method::PATCH,
+            format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, "X")),
+        ),
+    ] {
+        let reply = api.send(method.clone(), &path, None, &[]).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            405,
+            "{method} {path}: {}",
+            reply.text
+        );
+        assert_eq!(reply.body["resourceType"], "OperationOutcome");
+        assert_eq!(reply.body["issue"][0]["code"], "not-supported");
+        assert!(reply.header("x-request-id").is_some());
+    }
+
+    let reply = api.get("/api/v2/spp/Individual/%FF%FE").await;
+    reply.expect(400);
+    assert_eq!(reply.body["resourceType"], "OperationOutcome");
+    assert!(reply.body["detail"].is_string());
+
+    let response = api
+        .http
+        .post(format!("{}/api/v2/spp/oauth/token", api.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+}
+
+/// Values the read models could not store (a year PostgreSQL cannot hold, a name longer than a
+/// B-tree entry) are refused before an event exists: one such event would stop every read model.
+async fn unstorable_values() {
+    let api = admin().await;
+    let cases = [
+        ("birthDate", json!("-5000-01-01"), "birthDate"),
+        ("birthDate", json!("+10000-01-01"), "birthDate"),
+        ("name", json!({"family": "x".repeat(8000)}), "name.family"),
+        ("name", json!({"given": "é".repeat(201)}), "name.given"),
+        (
+            "address",
+            json!([{"line": ["y".repeat(5000)]}]),
+            "address[0].line[0]",
+        ),
+    ];
+    for (field, value, expression) in cases {
+        let mut body = individual_body(&unique("BOUND"));
+        body[field] = value;
+        let reply = api.post("/api/v2/spp/Individual", body).await;
+        assert_eq!(reply.status.as_u16(), 422, "{expression}: {}", reply.text);
+        assert_eq!(reply.body["issue"][0]["expression"][0], expression);
+    }
+    let mut body = individual_body(&unique("BOUND"));
+    body["identifier"][0]["value"] = json!(" padded ");
+    let reply = api.post("/api/v2/spp/Individual", body).await;
+    reply.expect(422);
+    assert_eq!(
+        reply.body["issue"][0]["expression"][0],
+        "identifier[0].value"
+    );
+
+    let member_id = unique("BOUNDM");
+    crate::support::register_individual(&api, &member_id).await;
+    let group = |name: Value, start: &str| {
+        json!({
+            "type": "Group",
+            "identifier": [{"system": "urn:openspp:group", "value": unique("BOUNDG")}],
+            "groupType": "household",
+            "name": name,
+            "member": [{
+                "entity": {"reference": format!("Individual/{NATIONAL_ID}|{member_id}")},
+                "period": {"start": start}
+            }]
+        })
+    };
+    let reply = api
+        .post(
+            "/api/v2/spp/Group",
+            group(json!("n".repeat(5000)), "2020-01-01"),
+        )
+        .await;
+    reply.expect(422);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "name");
+    let reply = api
+        .post("/api/v2/spp/Group", group(json!("Bounds"), "-5000-01-01"))
+        .await;
+    reply.expect(422);
+    assert_eq!(
+        reply.body["issue"][0]["expression"][0],
+        "member[0].period.start"
+    );
+
+    // The read models kept following the log: a write now is read back at once.
+    let id = unique("BOUNDOK");
+    let path = crate::support::register_individual(&api, &id).await;
+    api.get(&path).await.expect(200);
 }

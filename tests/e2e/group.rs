@@ -20,6 +20,10 @@ pub fn trials() -> Vec<Trial> {
         trial("group::unknown_member_is_422", unknown_member),
         trial("group::search_by_name_and_type", search),
         trial("group::replace_swaps_the_head", swap_head),
+        trial(
+            "group::a_read_sent_back_keeps_ended_members_ended",
+            read_sent_back,
+        ),
     ]
 }
 
@@ -193,4 +197,42 @@ async fn swap_head() {
     assert_eq!(reply.body["name"], "Renamed");
     assert_eq!(reply.body["member"][1]["role"]["coding"][0]["code"], "head");
     assert_eq!(reply.body["quantity"], 2);
+}
+
+/// GET then PUT of the same body changes nothing: the ended memberships a read lists (inactive,
+/// with an end) are history, not members to bring back, and the one who left and came back is
+/// not "listed twice".
+async fn read_sent_back() {
+    let api = admin().await;
+    let (a, b) = (unique("RB"), unique("RB"));
+    register_individual(&api, &a).await;
+    let b_path = register_individual(&api, &b).await;
+    let (_, path) = new_group(&api, json!([member(&a, "head"), member(&b, "child")])).await;
+    let leave = json!({"entity": {"reference": format!("Individual/{NATIONAL_ID}|{b}")}});
+    api.post(&format!("{path}/$remove-member"), leave.clone())
+        .await
+        .expect(200);
+    let read = api.get(&path).await;
+    read.expect(200);
+    let etag = read.header("etag").unwrap().to_owned();
+    let replaced = api.put(&path, read.body.clone(), Some(&etag)).await;
+    replaced.expect(200);
+    assert_eq!(
+        replaced.header("etag"),
+        Some(etag.as_str()),
+        "nothing changed"
+    );
+    assert_eq!(replaced.body["quantity"], 1);
+    assert!(api.get(&b_path).await.body["groupMembership"].is_null());
+
+    // Back again, then a read sent back lists b twice (ended, current): still one member b.
+    api.post(&format!("{path}/$add-member"), member(&b, "child"))
+        .await
+        .expect(201);
+    let read = api.get(&path).await;
+    let etag = read.header("etag").unwrap().to_owned();
+    let replaced = api.put(&path, read.body.clone(), Some(&etag)).await;
+    replaced.expect(200);
+    assert_eq!(replaced.header("etag"), Some(etag.as_str()));
+    assert_eq!(replaced.body["quantity"], 2);
 }

@@ -1,0 +1,105 @@
+//! What every stored value must fit. An event the domain accepts must also be storable and
+//! indexable by every read model: one value the projector cannot write (a year PostgreSQL
+//! cannot hold, a name longer than a B-tree entry) would stop the feed for every resource.
+//! So the bounds are checked here, before any event exists, not discovered by the projector.
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::error::DomainError;
+
+/// Names, group names and other short, indexed text. 200 characters of up to four bytes each
+/// keep a composite (family, given) index entry under PostgreSQL's B-tree limit of 2,704 bytes.
+pub const SHORT_TEXT: usize = 200;
+/// Free text that is searched by trigram but never held in a B-tree (addresses, reasons).
+pub const LONG_TEXT: usize = 1000;
+
+/// Dates are calendar dates of years 1 to 9999 (`YYYY-MM-DD`), which every consumer of the
+/// API (and PostgreSQL) can represent.
+pub fn date(field: &str, value: NaiveDate) -> Result<(), DomainError> {
+    if (1..=9999).contains(&value.year()) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            "must be a date between 0001-01-01 and 9999-12-31",
+        ))
+    }
+}
+
+/// A date that records something that has happened: not after `today`.
+pub fn past_date(field: &str, value: NaiveDate, today: NaiveDate) -> Result<(), DomainError> {
+    date(field, value)?;
+    if value > today {
+        return Err(DomainError::invalid(field, "must not be in the future"));
+    }
+    Ok(())
+}
+
+/// Text of at most `max` characters, without NUL (which PostgreSQL text cannot hold).
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), DomainError> {
+    if value.contains('\0') {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain the NUL character",
+        ));
+    }
+    if value.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// As `text`, for an optional value.
+pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<(), DomainError> {
+    value.map_or(Ok(()), |value| text(field, value, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(year: i32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(year, 1, 1).unwrap()
+    }
+
+    #[test]
+    fn dates_outside_years_1_to_9999_are_refused_naming_the_field() {
+        assert!(date("birthDate", day(1)).is_ok());
+        assert!(date("birthDate", day(9999)).is_ok());
+        for year in [0, -5000, 10000, 200000] {
+            assert_eq!(
+                date("birthDate", day(year)).unwrap_err(),
+                DomainError::invalid(
+                    "birthDate",
+                    "must be a date between 0001-01-01 and 9999-12-31"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn past_dates_may_be_today_but_not_tomorrow() {
+        let today = day(2024);
+        assert!(past_date("start", today, today).is_ok());
+        assert_eq!(
+            past_date("start", today.succ_opt().unwrap(), today).unwrap_err(),
+            DomainError::invalid("start", "must not be in the future")
+        );
+        assert!(past_date("start", day(-1), today).is_err());
+    }
+
+    #[test]
+    fn text_is_bounded_by_characters_and_refuses_nul() {
+        assert!(text("name", &"é".repeat(SHORT_TEXT), SHORT_TEXT).is_ok());
+        assert_eq!(
+            text("name", &"a".repeat(SHORT_TEXT + 1), SHORT_TEXT).unwrap_err(),
+            DomainError::invalid("name", "must be at most 200 characters")
+        );
+        assert!(text("name", "a\0b", SHORT_TEXT).is_err());
+        assert!(optional_text("name", None, 1).is_ok());
+        assert!(optional_text("name", Some("ab"), 1).is_err());
+    }
+}
