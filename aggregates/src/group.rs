@@ -765,6 +765,96 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn membership_dates_are_past_dates_and_reasons_bounded() {
+        let given = registered(vec![spec("a", "member")]);
+        let remove = |ended: Option<NaiveDate>, reason: &str| GroupCommand::RemoveMember {
+            individual: "a".into(),
+            ended_date: ended,
+            reason: Some(reason.into()),
+            access: full_access(),
+        };
+        assert!(matches!(
+            outcome(given.clone(), remove(today().succ_opt(), "moved")).await,
+            Err(DomainError::Invalid { field, .. }) if field == "ended_date"
+        ));
+        assert!(matches!(
+            outcome(given.clone(), remove(None, &"r".repeat(crate::bounds::LONG_TEXT + 1))).await,
+            Err(DomainError::Invalid { field, .. }) if field == "reason"
+        ));
+        let mut future = spec("b", "member");
+        future.start_date = today().succ_opt();
+        let add = GroupCommand::AddMember {
+            member: future.clone(),
+            access: full_access(),
+        };
+        assert!(matches!(
+            outcome(given.clone(), add).await,
+            Err(DomainError::Invalid { field, .. }) if field == "period.start"
+        ));
+        assert!(matches!(
+            outcome(vec![], GroupCommand::Register(details(Some(vec![future])))).await,
+            Err(DomainError::Invalid { field, .. }) if field == "member[0].period.start"
+        ));
+    }
+
+    #[tokio::test]
+    async fn replace_records_type_name_address_and_activity_changes() {
+        let mut d = details(None);
+        d.group_type = "family".into();
+        d.name = Some("Santos-Reyes".into());
+        d.address = vec![Address {
+            city: Some("Davao".into()),
+            ..Default::default()
+        }];
+        d.active = false;
+        let events = outcome(
+            registered(vec![]),
+            GroupCommand::Replace {
+                details: d.clone(),
+                access: full_access(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                GroupEvent::GroupRenamed {
+                    name: d.name.clone()
+                },
+                GroupEvent::GroupTypeChanged {
+                    group_type: "family".into()
+                },
+                GroupEvent::GroupAddressChanged {
+                    address: d.address.clone()
+                },
+                GroupEvent::GroupDeactivated,
+            ]
+        );
+        let mut given = registered(vec![]);
+        given.extend(events);
+        d.active = true;
+        assert_eq!(
+            outcome(
+                given,
+                GroupCommand::Replace {
+                    details: d,
+                    access: full_access(),
+                },
+            )
+            .await
+            .unwrap(),
+            vec![GroupEvent::GroupReactivated]
+        );
+        let mut long = details(None);
+        long.name = Some("n".repeat(crate::bounds::SHORT_TEXT + 1));
+        assert!(matches!(
+            outcome(vec![], GroupCommand::Register(long)).await,
+            Err(DomainError::Invalid { field, .. }) if field == "name"
+        ));
+    }
+
+    #[tokio::test]
     async fn replace_hands_the_head_over_in_one_command() {
         let given = registered(vec![spec("a", "head"), spec("b", "spouse")]);
         let events = outcome(

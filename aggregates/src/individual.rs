@@ -612,6 +612,86 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_changed_detail_is_its_own_event() {
+        let mut d = details();
+        d.birth_date = Some(date(1985, 1, 1));
+        d.birth_date_estimated = true;
+        d.gender = Some(code(GENDER, "1"));
+        d.telecom = vec![ContactPoint {
+            system: "phone".into(),
+            value: "+63 917 000 0000".into(),
+            use_: Some("mobile".into()),
+            rank: Some(1),
+        }];
+        d.address = vec![Address {
+            city: Some("Cebu".into()),
+            ..Default::default()
+        }];
+        Given::with(services())
+            .given(registered())
+            .when_async(IndividualCommand::Replace {
+                details: d.clone(),
+                access: full_access(),
+            })
+            .await
+            .then_expect_events(vec![
+                IndividualEvent::BirthDateChanged {
+                    birth_date: d.birth_date,
+                    birth_date_estimated: true,
+                },
+                IndividualEvent::GenderChanged { gender: d.gender },
+                IndividualEvent::TelecomChanged { telecom: d.telecom },
+                IndividualEvent::AddressChanged { address: d.address },
+            ]);
+    }
+
+    #[tokio::test]
+    async fn a_deactivated_individual_is_reactivated_by_replace() {
+        let mut given = registered();
+        given.push(IndividualEvent::IndividualDeactivated);
+        Given::with(services())
+            .given(given)
+            .when_async(IndividualCommand::Replace {
+                details: details(),
+                access: full_access(),
+            })
+            .await
+            .then_expect_events(vec![IndividualEvent::IndividualReactivated]);
+    }
+
+    #[tokio::test]
+    async fn replace_checks_the_same_rules_as_registration() {
+        let replace = |d: IndividualDetails| IndividualCommand::Replace {
+            details: d,
+            access: full_access(),
+        };
+        let mut d = details();
+        d.birth_date = today().succ_opt();
+        assert_eq!(field(refused(registered(), replace(d)).await), "birthDate");
+        let mut d = details();
+        d.birth_date = NaiveDate::from_ymd_opt(-5000, 1, 1);
+        assert_eq!(field(refused(registered(), replace(d)).await), "birthDate");
+        let mut d = details();
+        d.name.family = Some("x".repeat(crate::bounds::SHORT_TEXT + 1));
+        assert_eq!(
+            field(refused(registered(), replace(d)).await),
+            "name.family"
+        );
+        let mut d = details();
+        d.gender = Some(code(GENDER, "7"));
+        assert_eq!(field(refused(registered(), replace(d)).await), "gender");
+        let mut d = details();
+        d.address = vec![Address {
+            line: vec!["y".repeat(crate::bounds::LONG_TEXT + 1)],
+            ..Default::default()
+        }];
+        assert_eq!(
+            field(refused(registered(), replace(d)).await),
+            "address[0].line[0]"
+        );
+    }
+
+    #[tokio::test]
     async fn replacing_an_identifier_invalidates_before_adding() {
         let mut d = details();
         d.identifiers = vec![id(NATIONAL_ID, "N2")];

@@ -20,6 +20,7 @@ pub fn trials() -> Vec<Trial> {
         trial("group::unknown_member_is_422", unknown_member),
         trial("group::search_by_name_and_type", search),
         trial("group::replace_swaps_the_head", swap_head),
+        trial("group::unknown_group_type_and_role_are_422", unknown_codes),
         trial(
             "group::a_read_sent_back_keeps_ended_members_ended",
             read_sent_back,
@@ -235,4 +236,36 @@ async fn read_sent_back() {
     replaced.expect(200);
     assert_eq!(replaced.header("etag"), Some(etag.as_str()));
     assert_eq!(replaced.body["quantity"], 2);
+}
+
+/// Group types and member roles come from the seeded vocabularies, not from the domain's guess.
+async fn unknown_codes() {
+    let api = admin().await;
+    let a = unique("UC");
+    register_individual(&api, &a).await;
+    let body = |group_type: &str, member: Value| {
+        json!({
+            "type": "Group",
+            "identifier": [{"system": GROUP_SYSTEM, "value": unique("UCG")}],
+            "groupType": group_type,
+            "name": "Codes",
+            "member": [member],
+        })
+    };
+    let reply = api
+        .post("/api/v2/spp/Group", body("tribe", member(&a, "member")))
+        .await;
+    reply.expect(422);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "groupType");
+    let reply = api
+        .post("/api/v2/spp/Group", body("household", member(&a, "chief")))
+        .await;
+    reply.expect(422);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "member[0].role");
+    let (_, path) = new_group(&api, json!([])).await;
+    let reply = api
+        .post(&format!("{path}/$add-member"), member(&a, "landlord"))
+        .await;
+    reply.expect(422);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "role");
 }
