@@ -161,7 +161,14 @@ fn decoy_hash() -> &'static str {
 
 /// Issue an access token (OAuth 2.0 client credentials).
 #[utoipa::path(post, path = "/oauth/token", tag = "Authentication",
-    request_body(content = TokenRequest, description = "JSON or form; credentials may instead come by HTTP Basic"),
+    request_body(
+        description = "JSON or form; the client credentials may instead come by HTTP Basic",
+        content(
+            (TokenRequest = "application/json"),
+            (TokenRequest = "application/x-www-form-urlencoded")
+        )
+    ),
+    security((), ("client_basic" = [])),
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope"),
@@ -288,6 +295,8 @@ async fn issue(
 }
 
 /// The public keys that verify this server's tokens (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "Authentication",
+    responses((status = 200, description = "JSON Web Key Set (RFC 7517) of the token-signing keys")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     // Fresh from the database, so a rotation by another process shows at once.
     if let Err(error) = state.auth.keys.reload(&state.pool).await {

@@ -11,8 +11,6 @@ pub mod rate_limit;
 pub mod scopes;
 pub mod token;
 
-use axum::routing::get;
-use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -74,6 +72,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 }
 
 /// Public routes outside the API base.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/.well-known/jwks.json", get(endpoint::jwks))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(endpoint::jwks))
 }

@@ -5,6 +5,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 /// Resources, interactions and search parameters offered.
+#[utoipa::path(get, path = "/metadata", tag = "Metadata",
+    responses((status = 200, description = "CapabilityStatement: resources, interactions, search parameters")))]
 pub async fn capability_statement() -> Json<Value> {
     let search_common = ["_lastUpdated", "_count", "_offset", "_sort"];
     let params = |names: &[&str]| -> Vec<Value> {

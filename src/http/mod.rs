@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -45,15 +46,21 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(audit_event::routes())
         .merge(program::routes())
         .merge(program_membership::routes())
-        .merge(crate::auth::api_routes());
-    let (api, document) = OpenApiRouter::new().nest(BASE, resources).split_for_parts();
-    let document = openapi::finish(document);
+        .merge(crate::auth::api_routes())
+        .routes(routes!(metadata::capability_statement));
+    let public = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .merge(crate::auth::routes());
+    // Every route is registered through the OpenAPI router, so none can go undocumented; the
+    // document itself is the one route that cannot describe itself by annotation.
+    let (api, document) = OpenApiRouter::new()
+        .nest(BASE, resources)
+        .merge(public)
+        .split_for_parts();
+    let document = openapi::finish(document, &format!("{BASE}/openapi.json"));
     Router::new()
         .merge(api)
-        .route(
-            &format!("{BASE}/metadata"),
-            get(metadata::capability_statement),
-        )
         .route(
             &format!("{BASE}/openapi.json"),
             get(move || {
@@ -61,9 +68,6 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                 async move { Json(document) }
             }),
         )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .merge(crate::auth::routes())
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))

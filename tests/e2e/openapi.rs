@@ -23,22 +23,70 @@ async fn document() {
     reply.expect(200);
     let doc = &reply.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for (path, methods) in [
-        ("/api/v2/spp/Individual", &["get", "post"][..]),
-        ("/api/v2/spp/Individual/{id}", &["get", "put"][..]),
-        ("/api/v2/spp/Group", &["get", "post"][..]),
-        ("/api/v2/spp/Group/{id}", &["get", "put"][..]),
-        ("/api/v2/spp/Group/{id}/$add-member", &["post"][..]),
-        ("/api/v2/spp/Group/{id}/$remove-member", &["post"][..]),
-        ("/api/v2/spp/oauth/token", &["post"][..]),
+    let base = "/api/v2/spp";
+    let mut expected: Vec<(String, &str)> = Vec::new();
+    for resource in ["Individual", "Group", "Program", "ProgramMembership"] {
+        expected.push((format!("{base}/{resource}"), "get"));
+        expected.push((format!("{base}/{resource}"), "post"));
+        expected.push((format!("{base}/{resource}/{{id}}"), "get"));
+        expected.push((format!("{base}/{resource}/{{id}}"), "put"));
+    }
+    for resource in [
+        "Individual",
+        "Group",
+        "Program",
+        "ProgramMembership",
+        "Consent",
     ] {
-        for method in methods {
-            assert!(
-                doc["paths"][path][method].is_object(),
-                "{method} {path} missing from the OpenAPI document"
-            );
+        for tail in ["_history", "_history/$verify", "_history/{versionId}"] {
+            expected.push((format!("{base}/{resource}/{{id}}/{tail}"), "get"));
         }
     }
+    for (path, method) in [
+        ("/Group/{id}/$add-member", "post"),
+        ("/Group/{id}/$remove-member", "post"),
+        ("/Consent", "get"),
+        ("/Consent", "post"),
+        ("/Consent/{id}", "get"),
+        ("/Consent/{id}", "delete"),
+        ("/Consent/{id}/$revoke", "post"),
+        ("/Consent/{id}/$renew", "post"),
+        ("/Consent/{id}/$receipt", "get"),
+        ("/Consent/{id}/$history", "get"),
+        ("/Consent/{id}/$access-summary", "get"),
+        ("/AuditEvent", "get"),
+        ("/oauth/token", "post"),
+        ("/metadata", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        expected.push((format!("{base}{path}"), method));
+    }
+    for path in ["/.well-known/jwks.json", "/healthz", "/readyz"] {
+        expected.push((path.to_owned(), "get"));
+    }
+    for (path, method) in &expected {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    // And nothing is documented that the server does not answer.
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(documented, expected.len(), "documented operations");
+    // The token endpoint takes JSON, a form, or HTTP Basic credentials.
+    let token = &doc["paths"][format!("{base}/oauth/token")]["post"];
+    for media in ["application/json", "application/x-www-form-urlencoded"] {
+        assert!(
+            token["requestBody"]["content"][media].is_object(),
+            "{media}"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["client_basic"].is_object());
     for schema in ["IndividualResource", "GroupResource", "OperationOutcome"] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
