@@ -45,6 +45,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
     });
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let key_changes = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            crate::auth::keys::follow_changes(&state.pool, &state.auth.keys).await
+        })
+    };
     let app = http::router(state, args.body_limit_bytes);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -62,7 +68,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Aborting mid-batch rolls the batch back; the checkpoint was never advanced past it.
     projector.abort();
     housekeeping.abort();
+    key_changes.abort();
     let _ = housekeeping.await;
+    let _ = key_changes.await;
     // The server's state (and with it the last access-log sender) is gone: let the writer drain.
     let _ = access_log_writer.await;
     pool.close().await;
@@ -70,20 +78,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Picks up signing keys rotated by other processes, and forgets old rate-limit windows.
+/// Forgets old rate-limit windows, hourly.
 async fn housekeeping(state: AppState) {
-    let mut ticks: u64 = 0;
     loop {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        if let Err(error) = state.auth.keys.reload(&state.pool).await {
-            tracing::warn!(%error, "cannot reload signing keys");
+        if let Err(error) = crate::auth::rate_limit::prune(&state.pool).await {
+            tracing::warn!(%error, "cannot prune rate counters");
         }
-        if ticks.is_multiple_of(60) {
-            if let Err(error) = crate::auth::rate_limit::prune(&state.pool).await {
-                tracing::warn!(%error, "cannot prune rate counters");
-            }
-        }
-        ticks += 1;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 }
 

@@ -51,6 +51,8 @@ pub enum ClientCommand {
 pub enum KeyCommand {
     /// Make a new token-signing key the signing key; older keys keep verifying.
     Rotate,
+    /// Withdraw a key: tokens it signed stop working at once on every server.
+    Retire { kid: String },
 }
 
 pub async fn run(pool: &PgPool, command: ClientCommand) -> anyhow::Result<()> {
@@ -110,6 +112,10 @@ pub async fn run_key(pool: &PgPool, command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Rotate => {
             let kid = keys::rotate(pool).await?;
             println!("{}", serde_json::json!({"kid": kid}));
+        }
+        KeyCommand::Retire { kid } => {
+            keys::retire(pool, &kid).await?;
+            println!("{}", serde_json::json!({"kid": kid, "retired": true}));
         }
     }
     Ok(())

@@ -298,10 +298,8 @@ async fn issue(
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "Authentication",
     responses((status = 200, description = "JSON Web Key Set (RFC 7517) of the token-signing keys")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    // Fresh from the database, so a rotation by another process shows at once.
-    if let Err(error) = state.auth.keys.reload(&state.pool).await {
-        return crate::error::ApiError::from(error).into_response();
-    }
+    // The ring follows every rotation as it is announced (`keys::follow_changes`), so this
+    // public endpoint costs no database round trip.
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
         Json(state.auth.keys.jwks()),

@@ -1,5 +1,7 @@
 //! Ed25519 token-signing keys, kept in the database so every server process signs and verifies
-//! with the same ones. Generated on first start; rotated with `openspp key rotate`.
+//! with the same ones. Generated on first start; rotated with `openspp key rotate` and withdrawn
+//! with `openspp key retire`. Each change is announced on `KEYS_CHANNEL`, so every process
+//! takes it at once: a retired key must stop verifying everywhere, not within a polling period.
 
 use std::sync::RwLock;
 
@@ -10,6 +12,9 @@ use ed25519_dalek::SigningKey;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+
+/// Where key changes are announced (`LISTEN`/`NOTIFY`).
+pub const KEYS_CHANNEL: &str = "openspp_signing_keys";
 
 /// One key pair. The private half never leaves this struct except to sign.
 pub struct KeyPair {
@@ -131,8 +136,72 @@ impl KeyRing {
 pub async fn rotate(pool: &PgPool) -> anyhow::Result<String> {
     let mut tx = pool.begin().await?;
     let kid = insert_new(&mut tx).await?;
+    announce(&mut tx).await?;
     tx.commit().await?;
     Ok(kid)
+}
+
+/// Withdraws a key (say, one that leaked): tokens it signed stop verifying at once. The newest
+/// key cannot be retired, as there would be nothing left to sign with: rotate first.
+pub async fn retire(pool: &PgPool, kid: &str) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('openspp:signing-keys'))")
+        .execute(&mut *tx)
+        .await?;
+    let active: Vec<String> = sqlx::query_scalar(
+        "SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    match active.iter().position(|k| k == kid) {
+        None => anyhow::bail!("no active signing key {kid}"),
+        Some(0) => anyhow::bail!("{kid} is the signing key; run `openspp key rotate` first"),
+        Some(_) => {}
+    }
+    sqlx::query("UPDATE signing_keys SET retired_at = now() WHERE kid = $1")
+        .bind(kid)
+        .execute(&mut *tx)
+        .await?;
+    announce(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn announce(tx: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(KEYS_CHANNEL)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// Keeps `ring` equal to the database's active keys for as long as the server runs: reloads on
+/// every announcement, and after every (re)connection, when announcements may have been missed.
+pub async fn follow_changes(pool: &PgPool, ring: &KeyRing) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for signing-key changes; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(KEYS_CHANNEL).await {
+            tracing::warn!(%error, "cannot listen for signing-key changes; retrying");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            if let Err(error) = ring.reload(pool).await {
+                tracing::warn!(%error, "cannot reload signing keys");
+            }
+            if let Err(error) = listener.recv().await {
+                tracing::warn!(%error, "signing-key notifications interrupted; reconnecting");
+                break;
+            }
+        }
+    }
 }
 
 async fn insert_new(tx: &mut sqlx::PgConnection) -> anyhow::Result<String> {

@@ -382,21 +382,81 @@ async fn token_rate_limit() {
     assert!(statuses.contains(&429), "{statuses:?}");
 }
 
+/// The key id a token was signed with.
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits (at most ten seconds) until the server has taken a key change announced by the CLI.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server never saw {what}");
+}
+
+/// Rotation and retirement, on a server of its own: retiring a key invalidates every token it
+/// signed, which the shared server's other tests must not see.
 async fn key_rotation() {
-    let api = admin().await;
-    let before = base().get("/.well-known/jwks.json").await;
+    let database = crate::support::TestDatabase::create("openspp_e2e_keys");
+    let server = Server::start(&database.url, &[]);
+    let client = create_client(&database.url, &["--scope", "individual:all"]);
+    let public = Api::new(&server.base);
+    let before = public.get("/.well-known/jwks.json").await;
     before.expect(200);
     let key = &before.body["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["crv"], "Ed25519");
     assert!(key.get("d").is_none(), "no private material is published");
-    cli(&world().database_url, &["key", "rotate"]);
-    // A token signed before the rotation keeps working; a new login uses the new key.
-    api.get("/api/v2/spp/Individual").await.expect(200);
-    let fresh = admin().await;
+    let first = kids(&before.body);
+    assert_eq!(first.len(), 1);
+    let old = public.login(&client).await;
+    assert_eq!(kid_of(old.token.as_ref().unwrap()), first[0]);
+
+    let rotated: Value = serde_json::from_str(&cli(&database.url, &["key", "rotate"])).unwrap();
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    until("the rotation", async || {
+        kids(&public.get("/.well-known/jwks.json").await.body).contains(&new_kid)
+    })
+    .await;
+    // New logins sign with the new key; tokens of the old one keep working.
+    let fresh = public.login(&client).await;
+    assert_eq!(kid_of(fresh.token.as_ref().unwrap()), new_kid);
+    old.get("/api/v2/spp/Individual").await.expect(200);
+
+    // The signing key cannot be retired; an older one can, and its tokens fail everywhere.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args(["key", "retire", &new_kid])
+        .env("DATABASE_URL", &database.url)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    cli(&database.url, &["key", "retire", &first[0]]);
+    until("the retirement", async || {
+        old.get("/api/v2/spp/Individual").await.status.as_u16() == 401
+    })
+    .await;
     fresh.get("/api/v2/spp/Individual").await.expect(200);
-    let after = base().get("/.well-known/jwks.json").await;
-    assert!(after.body["keys"].as_array().unwrap().len() >= 2);
+    assert_eq!(
+        kids(&public.get("/.well-known/jwks.json").await.body),
+        vec![new_kid]
+    );
+    drop(server);
+    drop(database);
 }
 
 async fn client_list() {
