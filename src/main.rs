@@ -7,6 +7,8 @@ use openspp::{auth, config, db, server};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: openspp::telemetry::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -69,8 +71,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    openspp::telemetry::init();
-    match run(Cli::parse().command).await {
+    let cli = Cli::parse();
+    openspp::telemetry::init(&cli.log);
+    match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("openspp: {error:#}");

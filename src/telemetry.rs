@@ -3,15 +3,36 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
-    let filter = EnvFilter::try_from_env("OPENSPP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("OPENSPP_LOG_FORMAT").is_ok_and(|v| v == "json");
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logging settings, shared by every command.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LogArgs {
+    /// Log filter (`info`, `warn`, `openspp=debug,sqlx=warn`, …).
+    #[arg(
+        long = "log",
+        env = "OPENSPP_LOG",
+        default_value = "info",
+        global = true
+    )]
+    pub filter: String,
+    /// `text` for people, `json` for log collectors.
+    #[arg(long, env = "OPENSPP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+pub fn init(args: &LogArgs) {
+    let filter = EnvFilter::try_new(&args.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }

@@ -30,13 +30,14 @@ pub enum ClientCommand {
         /// Act under a legal basis other than the data subject's consent.
         #[arg(long, requires = "legal_basis")]
         no_consent_required: bool,
-        #[arg(long)]
+        /// The GDPR article 6 basis the client acts under (with --no-consent-required).
+        #[arg(long, requires = "no_consent_required")]
         legal_basis: Option<String>,
         /// Requests per minute (0 = unlimited).
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = rate_limit())]
         rate_limit_per_minute: u32,
         /// Requests per day (0 = unlimited).
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = rate_limit())]
         rate_limit_per_day: u32,
     },
     /// List clients (no secrets).
@@ -45,6 +46,11 @@ pub enum ClientCommand {
     Deactivate { client_id: String },
     /// Replace a client's secret; prints the new one once.
     RotateSecret { client_id: String },
+}
+
+/// Limits are stored as PostgreSQL integers.
+fn rate_limit() -> clap::builder::RangedU64ValueParser<u32> {
+    clap::builder::RangedU64ValueParser::new().range(0..=i32::MAX as u64)
 }
 
 #[derive(clap::Subcommand, Debug)]

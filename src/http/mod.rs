@@ -78,6 +78,29 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
+}
+
+/// The longest caller-supplied request id kept; it is stored with every event and log entry.
+const MAX_REQUEST_ID: usize = 128;
+
+/// A caller's `X-Request-Id` is echoed and recorded as given, so it must be a short, printable
+/// token; anything else is replaced by a fresh id rather than refused (it is a tracing aid).
+async fn drop_unusable_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let usable = |value: &axum::http::HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID
+            && bytes.iter().all(|b| b.is_ascii_graphic())
+    };
+    if request
+        .headers()
+        .get(REQUEST_ID)
+        .is_some_and(|v| !usable(v))
+    {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -32,6 +32,10 @@ pub fn trials() -> Vec<Trial> {
             token_rate_limit,
         ),
         trial("auth::jwks_and_key_rotation", key_rotation),
+        trial(
+            "auth::client_create_refuses_inconsistent_flags",
+            inconsistent_flags,
+        ),
         trial("auth::client_list_shows_no_secrets", client_list),
     ]
 }
@@ -464,4 +468,36 @@ async fn client_list() {
     assert!(listed.contains(&world().admin.client_id));
     assert!(!listed.contains(&world().admin.client_secret));
     assert!(!listed.contains("argon2"));
+}
+
+/// The operator hears about a mistake in the command line as a usage error (exit status 2,
+/// raised before any connection), not as a database failure.
+async fn inconsistent_flags() {
+    for extra in [
+        &["--legal-basis", "public_task"][..],
+        &["--rate-limit-per-minute", "4294967295"][..],
+        &["--rate-limit-per-day", "-1"][..],
+    ] {
+        let mut args = vec![
+            "client",
+            "create",
+            "--name",
+            "Flags",
+            "--organization",
+            "Org",
+            "--organization-type",
+            "ngo",
+            "--scope",
+            "individual:read",
+        ];
+        args.extend(extra);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
+            .args(&args)
+            .env("DATABASE_URL", &world().database_url)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{extra:?} is a usage error");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("database"), "{stderr}");
+    }
 }

@@ -152,6 +152,20 @@ async fn request_id() {
     assert_eq!(reply.header("x-request-id"), Some("trace-123"));
     let reply = api.get("/api/v2/spp/Individual").await;
     assert!(reply.header("x-request-id").is_some_and(|v| !v.is_empty()));
+    // An id too long (or with spaces) to record is replaced, not echoed.
+    for unusable in ["x".repeat(6000), "two words".to_owned()] {
+        let reply = api
+            .send(
+                Method::GET,
+                "/api/v2/spp/Individual",
+                None,
+                &[("X-Request-Id", &unusable)],
+            )
+            .await;
+        reply.expect(200);
+        let echoed = reply.header("x-request-id").unwrap();
+        assert!(!echoed.is_empty() && echoed != unusable && echoed.len() <= 128);
+    }
 }
 
 async fn unknown_route() {
