@@ -8,7 +8,7 @@ use libtest_mimic::Trial;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{admin, cli, create_client, sql_scalar, world, Api, Server};
+use crate::support::{cli, create_client, sql_scalar, world, Api, Server};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
