@@ -69,3 +69,66 @@ async fn concurrent_appends_are_each_read_exactly_once() {
     assert_eq!(sorted, stored, "an event was skipped");
     db.drop().await;
 }
+
+async fn append(executor: &mut sqlx::PgConnection, stream: &str) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata, recorded_at, prev_hash, hash) \
+         VALUES ('Test', $1, 1, 'Tested', '1.0', '{}', '{}', now(), NULL, '\\x00')",
+    )
+    .bind(stream)
+    .execute(executor)
+    .await
+    .unwrap();
+}
+
+async fn streams_read(pool: &sqlx::PgPool) -> Vec<String> {
+    read_after(pool, FeedPosition::default(), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.aggregate_id)
+        .collect()
+}
+
+/// A transaction of this database that began before a later one committed holds the feed back
+/// until it ends, and then its event comes first: nothing is skipped.
+#[tokio::test]
+async fn an_older_running_transaction_holds_the_feed_back_until_it_ends() {
+    let db = TestDb::create().await;
+    let mut early = db.pool.begin().await.unwrap();
+    let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *early)
+        .await
+        .unwrap();
+    let mut late = db.pool.acquire().await.unwrap();
+    append(&mut late, "late").await;
+    assert!(
+        streams_read(&db.pool).await.is_empty(),
+        "read past a running transaction"
+    );
+    append(&mut early, "early").await;
+    early.commit().await.unwrap();
+    assert_eq!(streams_read(&db.pool).await, ["early", "late"]);
+    db.drop().await;
+}
+
+/// Transactions of other databases in the cluster cannot append here, so a long one there
+/// (another application, another test run) does not hold this feed back.
+#[tokio::test]
+async fn a_transaction_in_another_database_does_not_hold_the_feed_back() {
+    let db = TestDb::create().await;
+    let other = TestDb::create().await;
+    let mut elsewhere = other.pool.begin().await.unwrap();
+    let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *elsewhere)
+        .await
+        .unwrap();
+    let mut here = db.pool.acquire().await.unwrap();
+    append(&mut here, "here").await;
+    assert_eq!(streams_read(&db.pool).await, ["here"]);
+    elsewhere.rollback().await.unwrap();
+    drop(here);
+    db.drop().await;
+    other.drop().await;
+}
