@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use chrono::NaiveDate;
-use openspp_aggregates::program::TargetType;
+use openspp_aggregates::program::{is_namespace_uri, TargetType};
 use openspp_aggregates::{
     Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, ProgramFacts,
     ProgramMembership,
@@ -93,19 +93,25 @@ fn draft() -> String {
     "draft".to_owned()
 }
 
+const STATUSES: &str = "must be draft, enrolled, paused, exited, not_eligible or duplicated";
+
 fn parse_status(text: &str) -> Result<MembershipStatus, ApiError> {
-    MembershipStatus::parse(text).ok_or_else(|| {
-        ApiError::unprocessable(
-            "status",
-            "must be draft, enrolled, paused, exited, not_eligible or duplicated",
-        )
-    })
+    MembershipStatus::parse(text).ok_or_else(|| ApiError::unprocessable("status", STATUSES))
 }
 
 fn exit_reason(
     concept: Option<CodeableConcept>,
 ) -> Result<Option<openspp_aggregates::Code>, ApiError> {
     concept.map(|c| c.single("exitReason")).transpose()
+}
+
+/// `Individual/…` or `Group/…`: the kind of beneficiary, its resource name and the identifier.
+fn split_beneficiary(reference: &str) -> Option<(TargetType, &'static str, &str)> {
+    match reference.split_once('/')? {
+        ("Individual", rest) => Some((TargetType::Individual, "Individual", rest)),
+        ("Group", rest) => Some((TargetType::Group, "Group", rest)),
+        _ => None,
+    }
 }
 
 fn render(
@@ -234,16 +240,9 @@ async fn enrol(
     let program = programs::get(&state.pool, &program_stream)
         .await?
         .ok_or_else(|| ApiError::unprocessable("program", "no such Program"))?;
-    let (kind, kind_name) = match body.beneficiary.reference.split_once('/') {
-        Some(("Individual", _)) => (TargetType::Individual, "Individual"),
-        Some(("Group", _)) => (TargetType::Group, "Group"),
-        _ => {
-            return Err(ApiError::unprocessable(
-                "beneficiary",
-                "must reference Individual/… or Group/…",
-            ))
-        }
-    };
+    let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
+        ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
+    })?;
     let beneficiary_key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
     let scope = if kind == TargetType::Individual {
         "individual"
@@ -445,7 +444,8 @@ async fn change(
     respond(&state, row, StatusCode::OK, Some(&grant)).await
 }
 
-/// Search memberships by program, beneficiary, status and `_lastUpdated`.
+/// Search memberships by program, beneficiary, status and `_lastUpdated`. A malformed value
+/// is a 400 naming the parameter, never an empty result.
 #[utoipa::path(get, path = "/ProgramMembership", tag = "ProgramMembership",
     params(
         ("program" = Option<String>, Query, description = "`Program/{system}|{value}` or `{system}|{value}`"),
@@ -469,9 +469,15 @@ async fn search(
         Some(text) => {
             let key = text.strip_prefix("Program/").unwrap_or(&text);
             let identifier = parse_identifier(key, "program")?;
+            if !is_namespace_uri(&identifier.system) {
+                return Err(ApiError::bad_request(
+                    Some("program"),
+                    "must be Program/{system}|{value} or {system}|{value}",
+                ));
+            }
             // An unknown program matches nothing, as does a program outside the allowed ones.
             Some(
-                resolve(&state.pool, "Program", &identifier)
+                program_http::resolve_program(&state.pool, identifier)
                     .await?
                     .unwrap_or_default(),
             )
@@ -480,21 +486,31 @@ async fn search(
     let beneficiary = match params.one("beneficiary")? {
         None => None,
         Some(text) => {
-            let (kind, key) = text.split_once('/').ok_or_else(|| {
-                ApiError::bad_request(Some("beneficiary"), "must be Individual/… or Group/…")
+            let (_, kind_name, key) = split_beneficiary(&text).ok_or_else(|| {
+                ApiError::bad_request(
+                    Some("beneficiary"),
+                    "must be Individual/{system}|{value} or Group/{system}|{value}",
+                )
             })?;
             let identifier = parse_identifier(key, "beneficiary")?;
             Some(
-                resolve(&state.pool, kind, &identifier)
+                resolve(&state.pool, kind_name, &identifier)
                     .await?
                     .unwrap_or_default(),
             )
         }
     };
+    let status = params.one("status")?;
+    if status
+        .as_deref()
+        .is_some_and(|s| MembershipStatus::parse(s).is_none())
+    {
+        return Err(ApiError::bad_request(Some("status"), STATUSES));
+    }
     let query = MembershipQuery {
         program,
         beneficiary,
-        status: params.one("status")?,
+        status,
         last_updated: params.instants("_lastUpdated")?,
         allowed_programs: (!principal.allowed_programs.is_empty())
             .then(|| principal.allowed_programs.clone()),

@@ -5,7 +5,7 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::support::{
-    admin, consent_client, create_client, path_id, register_individual, unique, world, Api,
+    admin, consent_client, create_client, path_id, register_individual, unique, world, Api, Reply,
     NATIONAL_ID,
 };
 use crate::trial;
@@ -28,6 +28,24 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "program::membership_consent_and_if_match",
             membership_consent,
+        ),
+        trial(
+            "program::program_type_and_fixed_target_type",
+            program_type_and_target_type,
+        ),
+        trial(
+            "program::malformed_search_values_are_400",
+            malformed_search_values,
+        ),
+        trial("program::alias_ignores_case", alias_ignores_case),
+        trial(
+            "program::program_fields_not_dropped",
+            program_fields_not_dropped,
+        ),
+        trial("program::last_updated_searches", last_updated_searches),
+        trial(
+            "program::program_events_carry_source_tracking",
+            program_source_tracking,
         ),
     ]
 }
@@ -57,6 +75,26 @@ async fn enrol(api: &Api, program: &str, national_id: &str, status: &str) -> cra
                "status": status}),
     )
     .await
+}
+
+/// A newly registered person's national id.
+async fn new_person(api: &Api, prefix: &str) -> String {
+    let national_id = unique(prefix);
+    register_individual(api, &national_id).await;
+    national_id
+}
+
+/// The path of the membership a 201 created.
+fn created_path(reply: &Reply) -> String {
+    reply.expect(201);
+    reply.header("location").unwrap().to_owned()
+}
+
+/// The field an OperationOutcome names.
+fn expression(reply: &Reply) -> &str {
+    reply.body["issue"][0]["expression"][0]
+        .as_str()
+        .unwrap_or_default()
 }
 
 async fn programs() {
@@ -502,5 +540,245 @@ async fn histories() {
             .await
             .body["valid"],
         true
+    );
+}
+
+const PROGRAMS: &str = "/api/v2/spp/Program";
+const MEMBERSHIPS: &str = "/api/v2/spp/ProgramMembership";
+
+/// `urn:openspp:program|{name-with-hyphens}`.
+fn alias_of(name: &str) -> String {
+    format!(
+        "urn:openspp:program|{}",
+        name.to_lowercase().replace(' ', "-")
+    )
+}
+
+/// `programType` is always shown (OpenSPP's default when none was given); the target type
+/// cannot change, since every membership was checked against it.
+async fn program_type_and_target_type() {
+    let api = admin().await;
+    let name = format!("Untyped {}", unique("U"));
+    let created = api
+        .post(
+            PROGRAMS,
+            json!({"name": name, "targetType": "individual", "currency": "PHP"}),
+        )
+        .await;
+    created.expect(201);
+    assert_eq!(
+        created.body["programType"],
+        json!({"coding": [{"system": "urn:openspp:vocab:program-type",
+                           "code": "social-protection", "display": "Social protection"}]})
+    );
+    let mut unknown = program_body(&format!("Typed {}", unique("T")), "individual");
+    unknown["programType"] =
+        json!({"coding": [{"system": "urn:openspp:vocab:program-type", "code": "lottery"}]});
+    let refused = api.post(PROGRAMS, unknown).await;
+    refused.expect(422);
+    assert_eq!(expression(&refused), "programType");
+    let path = format!("{PROGRAMS}/{}", alias_of(&name));
+    let person = new_person(&api, "TT").await;
+    enrol(&api, &alias_of(&name), &person, "enrolled")
+        .await
+        .expect(201);
+    let switched = api.put(&path, program_body(&name, "group"), None).await;
+    switched.expect(409);
+    assert_eq!(expression(&switched), "targetType");
+    let read = api.get(&path).await;
+    assert_eq!(read.body["targetType"], "individual");
+    assert_eq!(read.body["meta"]["versionId"], "2", "nothing was written");
+    api.put(&path, program_body(&name, "individual"), None)
+        .await
+        .expect(200);
+}
+
+/// A malformed search value is a 400 naming the parameter, never an empty result.
+async fn malformed_search_values() {
+    let api = admin().await;
+    for (url, parameter) in [
+        (format!("{PROGRAMS}?status=bogus"), "status"),
+        (format!("{PROGRAMS}?targetType=cats"), "targetType"),
+        (format!("{MEMBERSHIPS}?status=bogus"), "status"),
+        (format!("{MEMBERSHIPS}?beneficiary=Foo/x|y"), "beneficiary"),
+        (
+            format!("{MEMBERSHIPS}?beneficiary=Individual/x"),
+            "beneficiary",
+        ),
+        (format!("{MEMBERSHIPS}?program=Foo/x|y"), "program"),
+    ] {
+        let reply = api.get(&url).await;
+        reply.expect(400);
+        assert_eq!(reply.body["resourceType"], "OperationOutcome");
+        assert_eq!(expression(&reply), parameter, "{url}");
+    }
+    for url in [
+        format!("{PROGRAMS}?status=archived&targetType=group"),
+        format!("{MEMBERSHIPS}?status=not_eligible"),
+        format!("{MEMBERSHIPS}?program=urn:openspp:program|no-such-program"),
+    ] {
+        api.get(&url).await.expect(200);
+    }
+}
+
+/// OpenSPP matches program names whatever their case: so does the name alias.
+async fn alias_ignores_case() {
+    let api = admin().await;
+    let (name, alias) = new_program(&api, "individual").await;
+    let shouted = format!(
+        "urn:openspp:program|{}",
+        name.to_uppercase().replace(' ', "-")
+    );
+    let read = api.get(&format!("{PROGRAMS}/{shouted}")).await;
+    read.expect(200);
+    assert_eq!(read.body["name"], name);
+    let person = new_person(&api, "AC").await;
+    let path = created_path(&enrol(&api, &shouted, &person, "enrolled").await);
+    let found = api
+        .get(&format!("{MEMBERSHIPS}?program=Program/{shouted}"))
+        .await;
+    assert_eq!(found.body["meta"]["total"], 1);
+    assert_eq!(
+        found.body["data"][0]["program"]["reference"],
+        format!("Program/{alias}")
+    );
+    assert!(path.contains("urn:openspp:program-membership|"));
+}
+
+/// Every field of a program sent is honoured or refused with a 422 naming it, never dropped.
+async fn program_fields_not_dropped() {
+    let api = admin().await;
+    let mut active_with_end = program_body(&format!("Ends {}", unique("E")), "individual");
+    active_with_end["period"] = json!({"start": "2024-01-01", "end": "2024-06-30"});
+    let refused = api.post(PROGRAMS, active_with_end.clone()).await;
+    refused.expect(422);
+    assert_eq!(expression(&refused), "period.end");
+    let mut ended = active_with_end;
+    ended["status"] = json!("ended");
+    let created = api.post(PROGRAMS, ended.clone()).await;
+    created.expect(201);
+    assert_eq!(
+        created.body["period"],
+        json!({"start": "2024-01-01", "end": "2024-06-30"})
+    );
+    assert_eq!(created.body["status"], "ended");
+    let path = format!("{PROGRAMS}/{}", alias_of(ended["name"].as_str().unwrap()));
+    let mut moved = ended.clone();
+    moved["period"]["end"] = json!("2024-07-01");
+    let reply = api.put(&path, moved, None).await;
+    reply.expect(422);
+    assert_eq!(expression(&reply), "period.end");
+    let mut restarted = ended.clone();
+    restarted["period"]["start"] = json!("2024-02-01");
+    let reply = api.put(&path, restarted, None).await;
+    reply.expect(200);
+    assert_eq!(reply.body["period"]["start"], "2024-02-01");
+    let mut contradiction = program_body(&format!("Contradiction {}", unique("C")), "individual");
+    contradiction["active"] = json!(false);
+    let reply = api.post(PROGRAMS, contradiction).await;
+    reply.expect(422);
+    assert_eq!(expression(&reply), "active");
+}
+
+/// `_lastUpdated` narrows program and membership searches.
+async fn last_updated_searches() {
+    let api = admin().await;
+    let (name, program) = new_program(&api, "individual").await;
+    let word = name.rsplit(' ').next().unwrap();
+    let person = new_person(&api, "LU").await;
+    let membership = enrol(&api, &program, &person, "enrolled").await;
+    membership.expect(201);
+    let encode = |instant: &Value| {
+        instant
+            .as_str()
+            .unwrap()
+            .replace(':', "%3A")
+            .replace('+', "%2B")
+    };
+    let program_updated =
+        encode(&api.get(&format!("{PROGRAMS}/{program}")).await.body["meta"]["lastUpdated"]);
+    let membership_updated = encode(&membership.body["meta"]["lastUpdated"]);
+    for (search, expected) in [
+        (
+            format!("{PROGRAMS}?name={word}&_lastUpdated=ge{program_updated}"),
+            1,
+        ),
+        (
+            format!("{PROGRAMS}?name={word}&_lastUpdated=gt{program_updated}"),
+            0,
+        ),
+        (
+            format!("{PROGRAMS}?name={word}&_lastUpdated=lt2000-01-01"),
+            0,
+        ),
+        (
+            format!("{MEMBERSHIPS}?program={program}&_lastUpdated=ge{membership_updated}"),
+            1,
+        ),
+        (
+            format!("{MEMBERSHIPS}?program={program}&_lastUpdated=gt{membership_updated}"),
+            0,
+        ),
+        (
+            format!("{MEMBERSHIPS}?program={program}&_lastUpdated=le{membership_updated}"),
+            1,
+        ),
+    ] {
+        let found = api.get(&search).await;
+        found.expect(200);
+        assert_eq!(found.body["meta"]["total"], expected, "{search}");
+    }
+    api.get(&format!("{PROGRAMS}?_lastUpdated=yesterday"))
+        .await
+        .expect(400);
+}
+
+/// Program events carry the source tracking of the request that caused them.
+async fn program_source_tracking() {
+    let api = admin().await;
+    let name = format!("Tracked {}", unique("S"));
+    api.send(
+        reqwest::Method::POST,
+        PROGRAMS,
+        Some(program_body(&name, "individual")),
+        &[
+            ("X-Source-System", "urn:org:dswd:program-office"),
+            ("X-Source-Reference", "memo-12"),
+        ],
+    )
+    .await
+    .expect(201);
+    let path = format!("{PROGRAMS}/{}", alias_of(&name));
+    let mut body = program_body(&name, "individual");
+    body["currency"] = json!("USD");
+    api.send(
+        reqwest::Method::PUT,
+        &path,
+        Some(body),
+        &[("X-Source-Reference", "memo-13")],
+    )
+    .await
+    .expect(200);
+    let bundle = api.get(&format!("{path}/_history")).await;
+    bundle.expect(200);
+    let entries = bundle.body["entry"].as_array().unwrap();
+    let created = entries.last().unwrap();
+    assert_eq!(created["event"]["type"], "ProgramCreated");
+    assert_eq!(
+        created["provenance"]["source_system"],
+        "urn:org:dswd:program-office"
+    );
+    assert_eq!(created["provenance"]["source_reference"], "memo-12");
+    assert_eq!(
+        created["provenance"]["client"],
+        format!("urn:openspp:api-client:{}", world().admin.client_id)
+    );
+    let changed = &entries[0];
+    assert_eq!(changed["event"]["type"], "CurrencyChanged");
+    assert_eq!(changed["provenance"]["source_reference"], "memo-13");
+    assert_eq!(
+        changed["provenance"]["source_system"],
+        format!("urn:openspp:api-client:{}", world().admin.client_id),
+        "without X-Source-System, the client is the source"
     );
 }
