@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::DomainError;
 use crate::identifiers::{self, IdentifierEntry};
 use crate::inline_index::{IndexChange, InlineIndex};
+use crate::program_membership::IDENTIFIER_SYSTEM as MEMBERSHIP_SYSTEM;
 use crate::services::RegistryServices;
 use crate::values::{Code, Identifier};
 use crate::vocabulary::TargetType as IdentifierTarget;
@@ -301,16 +302,17 @@ fn validate(
                 "must be a namespace URI (urn:…, http://… or https://…)",
             ));
         }
-        // Programs and registrants share one identifier namespace: a program must not take
-        // (or probe for) a registrant's identifier.
-        if services
-            .vocabulary
-            .identifier_system_allowed(&identifier.system, IdentifierTarget::Individual)
-            .is_some()
+        // Programs, registrants and memberships share one identifier namespace: a program
+        // must not take (or probe for) a registrant's or a membership's identifier.
+        if identifier.system == MEMBERSHIP_SYSTEM
+            || services
+                .vocabulary
+                .identifier_system_allowed(&identifier.system, IdentifierTarget::Individual)
+                .is_some()
         {
             return Err(DomainError::invalid(
                 system,
-                "names registrants, not programs",
+                "names registrants or memberships, not programs",
             ));
         }
         if identifier.value.trim().is_empty() {
@@ -816,9 +818,16 @@ mod tests {
             refused(|d| d.identifiers = vec![id("httpfoo", "x")]).await,
             "identifier[0].system"
         );
-        // A program cannot take a registrant's identifier.
+        // A program cannot take a registrant's or a membership's identifier.
         assert_eq!(
             refused(|d| d.identifiers = vec![id(NATIONAL_ID, "P1")]).await,
+            "identifier[0].system"
+        );
+        assert_eq!(
+            refused(
+                |d| d.identifiers = vec![id(crate::program_membership::IDENTIFIER_SYSTEM, "m1")]
+            )
+            .await,
             "identifier[0].system"
         );
         assert_eq!(
