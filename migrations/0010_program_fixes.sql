@@ -13,3 +13,17 @@ INSERT INTO vocabulary_codes (namespace_uri, code, display, uri, target_type, se
     ('urn:openspp:vocab:exit-reason', 'program_ended', 'The program ended', 'urn:openspp:vocab:exit-reason#program_ended', 'both', 7),
     ('urn:openspp:vocab:exit-reason', 'other', 'Other', 'urn:openspp:vocab:exit-reason#other', 'both', 8);
 
+-- A client's allowed programs are the programs themselves (their streams), no longer the
+-- `system|value` strings given at creation: a name alias moves with a rename, so a string
+-- would lose the program and find whichever program takes the old name next. An entry that
+-- names no program is kept as it was: it matches no stream, so the client stays limited.
+COMMENT ON COLUMN api_clients.allowed_programs IS
+    'Streams of the programs the client is limited to (internal; never shown); empty = all';
+UPDATE api_clients SET allowed_programs = ARRAY(
+    SELECT coalesce(
+        (SELECT c.aggregate_id FROM identifier_claims c
+         WHERE c.aggregate_type = 'Program' AND c.system || '|' || c.value = entry.program),
+        entry.program)
+    FROM unnest(allowed_programs) WITH ORDINALITY AS entry(program, position)
+    ORDER BY entry.position)
+WHERE cardinality(allowed_programs) > 0;

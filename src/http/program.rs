@@ -194,18 +194,19 @@ pub async fn resolve_program(
     resolve(pool, RESOURCE, &lookup_key(identifier)).await
 }
 
+/// Whether the caller may use the program `stream`: a client limited to some programs (bound
+/// to the programs themselves when it was created) uses only those.
+pub fn allowed(principal: &Principal, stream: &str) -> bool {
+    principal.allowed_programs.is_empty() || principal.allowed_programs.iter().any(|p| p == stream)
+}
+
 /// A program the caller may see: clients limited to some programs see only those.
 pub async fn find(state: &AppState, principal: &Principal, key: &str) -> Result<String, ApiError> {
     let identifier = parse_identifier(key, "id")?;
-    let stream = resolve_program(&state.pool, identifier)
+    resolve_program(&state.pool, identifier)
         .await?
-        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
-    if !principal.allowed_programs.is_empty()
-        && !view::is_among(&state.pool, &stream, &principal.allowed_programs).await?
-    {
-        return Err(ApiError::not_found(RESOURCE));
-    }
-    Ok(stream)
+        .filter(|stream| allowed(principal, stream))
+        .ok_or_else(|| ApiError::not_found(RESOURCE))
 }
 
 async fn respond(state: &AppState, stream: &str, status: StatusCode) -> Result<Response, ApiError> {

@@ -167,16 +167,6 @@ fn render(
     }
 }
 
-/// Whether the caller's allowed programs (if any) include this program stream.
-async fn program_allowed(
-    state: &AppState,
-    principal: &Principal,
-    program: &str,
-) -> Result<bool, ApiError> {
-    Ok(principal.allowed_programs.is_empty()
-        || programs::is_among(&state.pool, program, &principal.allowed_programs).await?)
-}
-
 /// The membership `id` and what the caller may see of it; anything else is the one 404.
 async fn find(
     state: &AppState,
@@ -204,7 +194,7 @@ async fn find(
     let access = principal.access(consents);
     let not_found = || ApiError::not_found(RESOURCE);
     let row = row.ok_or_else(not_found)?;
-    if !program_allowed(state, principal, &row.state.program).await? {
+    if !program_http::allowed(principal, &row.state.program) {
         return Err(not_found());
     }
     let grant = principal.grant(&access, SCOPE).ok_or_else(not_found)?;

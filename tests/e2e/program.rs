@@ -5,8 +5,8 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::support::{
-    admin, consent_client, create_client, path_id, register_individual, sql_scalar, unique, world,
-    Api, Reply, NATIONAL_ID,
+    admin, cli, consent_client, create_client, path_id, register_individual, sql_scalar, unique,
+    world, Api, Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -36,6 +36,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "program::membership_identifiers_stay_in_their_system",
             membership_identifiers,
+        ),
+        trial(
+            "program::allowed_programs_follow_renames",
+            allowed_programs_follow_renames,
         ),
         trial("program::put_resolves_references", put_resolves_references),
         trial("program::exit_reasons", exit_reasons),
@@ -779,6 +783,87 @@ async fn membership_identifiers() {
     renamed.expect(422);
     assert_eq!(expression(&renamed), "identifier");
     assert_eq!(api.get(&by_person).await.body["meta"]["total"], 1);
+}
+
+/// A client limited to a program is bound to the program itself: a rename keeps it, and the
+/// next program to take the old name is not its program.
+async fn allowed_programs_follow_renames() {
+    let api = admin().await;
+    let name = format!("Bound {}", unique("B"));
+    api.post(PROGRAMS, program_body(&name, "individual"))
+        .await
+        .expect(201);
+    let old_alias = alias_of(&name);
+    // Named as the operator typed it: the alias matches whatever the case and spacing.
+    let credentials = create_client(
+        &world().database_url,
+        &[
+            "--scope",
+            "program:all",
+            "--scope",
+            "program_membership:all",
+            "--program",
+            &format!("urn:openspp:program|{name}"),
+        ],
+    );
+    let limited = Api::new(&world().base).login(&credentials).await;
+    let stream = program_stream(&old_alias);
+    let renamed = format!("Renamed {}", unique("R"));
+    api.put(
+        &format!("{PROGRAMS}/{old_alias}"),
+        program_body(&renamed, "individual"),
+        None,
+    )
+    .await
+    .expect(200);
+    let new_alias = alias_of(&renamed);
+    api.post(PROGRAMS, program_body(&name, "individual"))
+        .await
+        .expect(201);
+    sees_only(&limited, &new_alias, &old_alias).await;
+    let person = new_person(&api, "BR").await;
+    let newcomer = enrol(&limited, &old_alias, &person, "enrolled").await;
+    newcomer.expect(422);
+    assert_eq!(expression(&newcomer), "program");
+    enrol(&limited, &new_alias, &person, "enrolled")
+        .await
+        .expect(201);
+    // The operator sees the program by its identifiers, never by its stream.
+    let listing = cli(&world().database_url, &["client", "list"]);
+    assert!(!listing.contains(&stream), "no internal id in {listing}");
+    let entry: Value = listing
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|c| c["client_id"] == credentials.client_id.as_str())
+        .unwrap();
+    assert_eq!(entry["allowed_programs"], json!([[new_alias]]));
+    // An unknown program is refused when the client is created.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args([
+            "client",
+            "create",
+            "--name",
+            "n",
+            "--organization",
+            "o",
+            "--organization-type",
+            "ngo",
+            "--scope",
+            "program:read",
+            "--program",
+            "urn:openspp:program|no-such-program-anywhere",
+        ])
+        .env("DATABASE_URL", &world().database_url)
+        .env("OPENSPP_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("urn:openspp:program|no-such-program-anywhere")
+            && stderr.contains("no program has this identifier"),
+        "{stderr}"
+    );
 }
 
 /// A change names the membership's program and beneficiary by any of their identifiers.
