@@ -9,7 +9,7 @@ use crate::values::Identifier;
 use crate::vocabulary::{TargetType, Vocabulary};
 
 /// The longest identifier value accepted (OpenSPP: 100 characters).
-const MAX_VALUE_LEN: usize = 100;
+pub(crate) const MAX_VALUE_LEN: usize = 100;
 
 /// An identifier a registrant holds or held; invalidated ones are kept for the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,10 +10,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::consent::Access;
 use crate::error::DomainError;
+use crate::identifiers::MAX_VALUE_LEN;
 use crate::inline_index::{IndexChange, InlineIndex};
 use crate::program::TargetType;
 use crate::services::RegistryServices;
 use crate::values::{Code, Identifier};
+use crate::vocabulary::Vocabulary;
+
+/// The only system of membership identifiers, minted or chosen by the client. Registrants,
+/// programs and memberships share one identifier namespace; a membership identifier in any
+/// other system could take a registrant's or a program's identifier (and a 409 would tell a
+/// consent-bound client that it exists).
+pub const IDENTIFIER_SYSTEM: &str = "urn:openspp:program-membership";
+/// Why a membership exited.
+pub const EXIT_REASON: &str = "urn:openspp:vocab:exit-reason";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,6 +82,38 @@ impl MembershipStatus {
     }
 }
 
+/// Why a membership exited: a code from the exit-reason vocabulary, a text (OpenSPP records a
+/// free-text reason), or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitReason {
+    pub code: Option<Code>,
+    pub text: Option<String>,
+}
+
+impl ExitReason {
+    fn validate(&self, vocabulary: &dyn Vocabulary) -> Result<(), DomainError> {
+        match &self.code {
+            Some(code)
+                if code.system != EXIT_REASON || !vocabulary.has_code(EXIT_REASON, &code.code) =>
+            {
+                Err(DomainError::invalid(
+                    "exitReason",
+                    format!(
+                        "unknown code {}|{}; use {EXIT_REASON}",
+                        code.system, code.code
+                    ),
+                ))
+            }
+            Some(_) => Ok(()),
+            None if matches!(self.text.as_deref(), Some(text) if !text.trim().is_empty()) => Ok(()),
+            None => Err(DomainError::invalid(
+                "exitReason",
+                format!("needs a code from {EXIT_REASON} or a text"),
+            )),
+        }
+    }
+}
+
 /// The program as enrolment needs to see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramFacts {
@@ -92,10 +134,13 @@ pub enum MembershipCommand {
         enrollment_date: Option<NaiveDate>,
         access: Access,
     },
+    /// A status change. The dates and the reason, when given, are recorded if this change is
+    /// the one that sets them (first enrolment, exit) and must otherwise be the recorded ones.
     ChangeStatus {
         status: MembershipStatus,
+        enrollment_date: Option<NaiveDate>,
         exit_date: Option<NaiveDate>,
-        exit_reason: Option<Code>,
+        exit_reason: Option<ExitReason>,
         access: Access,
     },
 }
@@ -119,6 +164,8 @@ pub enum MembershipEvent {
         enrollment_date: Option<NaiveDate>,
         exit_date: Option<NaiveDate>,
         exit_reason: Option<Code>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_reason_text: Option<String>,
     },
 }
 
@@ -158,24 +205,57 @@ pub struct ProgramMembership {
     pub enrollment_date: Option<NaiveDate>,
     pub exit_date: Option<NaiveDate>,
     pub exit_reason: Option<Code>,
+    #[serde(default)]
+    pub exit_reason_text: Option<String>,
     pub version: u64,
 }
 
+/// What a status change says besides the status.
+struct Given {
+    enrollment_date: Option<NaiveDate>,
+    exit_date: Option<NaiveDate>,
+    exit_reason: Option<ExitReason>,
+}
+
+fn validate_identifier(identifier: &Identifier) -> Result<(), DomainError> {
+    if identifier.system != IDENTIFIER_SYSTEM {
+        return Err(DomainError::invalid(
+            "identifier[0].system",
+            format!(
+                "a membership's identifier is in {IDENTIFIER_SYSTEM}; registrant and program \
+                 identifiers name those"
+            ),
+        ));
+    }
+    let value = identifier.value.trim();
+    if value.is_empty() || value.chars().count() > MAX_VALUE_LEN {
+        return Err(DomainError::invalid(
+            "identifier[0].value",
+            format!("must be 1 to {MAX_VALUE_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
 impl ProgramMembership {
+    fn exit_reason(&self) -> Option<ExitReason> {
+        (self.exit_reason.is_some() || self.exit_reason_text.is_some()).then(|| ExitReason {
+            code: self.exit_reason.clone(),
+            text: self.exit_reason_text.clone(),
+        })
+    }
+
     fn change(
         &self,
         to: MembershipStatus,
-        exit_date: Option<NaiveDate>,
-        exit_reason: Option<Code>,
+        given: Given,
+        vocabulary: &dyn Vocabulary,
         today: NaiveDate,
     ) -> Result<Option<MembershipEvent>, DomainError> {
         let from = self
             .status
             .ok_or_else(|| DomainError::not_found("ProgramMembership"))?;
-        if from == to {
-            return Ok(None);
-        }
-        if !from.next().contains(&to) {
+        if from != to && !from.next().contains(&to) {
             let allowed: Vec<&str> = from.next().iter().map(|s| s.as_str()).collect();
             return Err(DomainError::conflict(
                 Some("status"),
@@ -187,25 +267,66 @@ impl ProgramMembership {
                 ),
             ));
         }
-        if to == MembershipStatus::Exited {
-            if exit_reason.is_none() {
-                return Err(DomainError::invalid("exitReason", "an exit needs a reason"));
+        let first_enrolment = to == MembershipStatus::Enrolled && self.enrollment_date.is_none();
+        let enrollment_date = if first_enrolment {
+            Some(given.enrollment_date.unwrap_or(today))
+        } else {
+            self.enrollment_date
+        };
+        if given.enrollment_date.is_some() && given.enrollment_date != enrollment_date {
+            return Err(DomainError::invalid(
+                "enrollmentDate",
+                match self.enrollment_date {
+                    Some(first) => format!("set when first enrolled ({first}) and never changed"),
+                    None => "only an enrolled membership has an enrolment date".to_owned(),
+                },
+            ));
+        }
+        let exiting = to == MembershipStatus::Exited && from != MembershipStatus::Exited;
+        let mut exit = None;
+        if exiting {
+            let reason = given
+                .exit_reason
+                .ok_or_else(|| DomainError::invalid("exitReason", "an exit needs a reason"))?;
+            reason.validate(vocabulary)?;
+            let date = given
+                .exit_date
+                .ok_or_else(|| DomainError::invalid("exitDate", "an exit needs a date"))?;
+            if let Some(enrolled) = enrollment_date.filter(|enrolled| date < *enrolled) {
+                return Err(DomainError::invalid(
+                    "exitDate",
+                    format!("must not be before the enrolment date {enrolled}"),
+                ));
             }
-            if exit_date.is_none() {
-                return Err(DomainError::invalid("exitDate", "an exit needs a date"));
+            exit = Some((date, reason));
+        } else {
+            if given.exit_date.is_some() && given.exit_date != self.exit_date {
+                return Err(DomainError::invalid(
+                    "exitDate",
+                    "recorded only by the change to exited",
+                ));
+            }
+            if given.exit_reason.is_some() && given.exit_reason != self.exit_reason() {
+                return Err(DomainError::invalid(
+                    "exitReason",
+                    "recorded only by the change to exited",
+                ));
             }
         }
+        if from == to {
+            return Ok(None);
+        }
+        let (exit_date, exit_reason, exit_reason_text) = match exit {
+            Some((date, reason)) => (Some(date), reason.code, reason.text),
+            None => (None, None, None),
+        };
         Ok(Some(MembershipEvent::MembershipStatusChanged {
             from,
             to,
-            enrollment_date: (to == MembershipStatus::Enrolled && self.enrollment_date.is_none())
-                .then_some(today),
-            exit_date: (to == MembershipStatus::Exited)
-                .then_some(exit_date)
-                .flatten(),
-            exit_reason: (to == MembershipStatus::Exited)
-                .then_some(exit_reason)
-                .flatten(),
+            enrollment_date: enrollment_date.filter(|_| first_enrolment),
+            exit_date,
+            exit_reason,
+            exit_reason_text,
         }))
     }
 }
@@ -235,6 +356,7 @@ impl Aggregate for ProgramMembership {
                 access,
             } => {
                 access.permits("program_membership", "beneficiary", today)?;
+                validate_identifier(&identifier)?;
                 if self.status.is_some() {
                     return Err(DomainError::conflict(
                         Some("beneficiary"),
@@ -262,6 +384,12 @@ impl Aggregate for ProgramMembership {
                         "a new membership is draft, enrolled or not_eligible",
                     ));
                 }
+                if enrollment_date.is_some() && status != MembershipStatus::Enrolled {
+                    return Err(DomainError::invalid(
+                        "enrollmentDate",
+                        "only an enrolled membership has an enrolment date",
+                    ));
+                }
                 vec![
                     MembershipEvent::MembershipRecorded {
                         program: program.stream,
@@ -276,6 +404,7 @@ impl Aggregate for ProgramMembership {
             }
             MembershipCommand::ChangeStatus {
                 status,
+                enrollment_date,
                 exit_date,
                 exit_reason,
                 access,
@@ -284,7 +413,12 @@ impl Aggregate for ProgramMembership {
                     return Err(DomainError::not_found("ProgramMembership"));
                 }
                 access.permits("program_membership", "ProgramMembership", today)?;
-                self.change(status, exit_date, exit_reason, today)?
+                let given = Given {
+                    enrollment_date,
+                    exit_date,
+                    exit_reason,
+                };
+                self.change(status, given, services.vocabulary.as_ref(), today)?
                     .into_iter()
                     .collect()
             }
@@ -317,6 +451,7 @@ impl Aggregate for ProgramMembership {
                 enrollment_date,
                 exit_date,
                 exit_reason,
+                exit_reason_text,
                 ..
             } => {
                 self.status = Some(to);
@@ -326,6 +461,7 @@ impl Aggregate for ProgramMembership {
                 if to == MembershipStatus::Exited {
                     self.exit_date = exit_date;
                     self.exit_reason = exit_reason;
+                    self.exit_reason_text = exit_reason_text;
                 }
             }
         }
@@ -337,6 +473,9 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
+    use crate::consent::{
+        Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms, RecipientMode,
+    };
     use crate::testing::{code, date, full_access, services, today};
 
     fn recorded(status: MembershipStatus) -> Vec<MembershipEvent> {
@@ -349,35 +488,84 @@ mod tests {
         }]
     }
 
-    async fn change(
-        from: MembershipStatus,
-        to: MembershipStatus,
-    ) -> Result<Vec<MembershipEvent>, DomainError> {
-        // Reach `from` the way a real membership would have.
+    fn reason(code_value: &str) -> ExitReason {
+        ExitReason {
+            code: Some(code(EXIT_REASON, code_value)),
+            text: None,
+        }
+    }
+
+    /// `from`, reached the way a real membership would have.
+    fn reached(from: MembershipStatus) -> Vec<MembershipEvent> {
         let mut given = recorded(if from.initial() {
             from
         } else {
             MembershipStatus::Enrolled
         });
         if !from.initial() {
+            let exited = from == MembershipStatus::Exited;
             given.push(MembershipEvent::MembershipStatusChanged {
                 from: MembershipStatus::Enrolled,
                 to: from,
                 enrollment_date: None,
-                exit_date: (from == MembershipStatus::Exited).then(|| date(2024, 2, 1)),
-                exit_reason: None,
+                exit_date: exited.then(|| date(2024, 2, 1)),
+                exit_reason: exited.then(|| code(EXIT_REASON, "moved")),
+                exit_reason_text: None,
             });
         }
+        given
+    }
+
+    fn status_change(to: MembershipStatus, access: Access) -> MembershipCommand {
+        MembershipCommand::ChangeStatus {
+            status: to,
+            enrollment_date: None,
+            exit_date: None,
+            exit_reason: None,
+            access,
+        }
+    }
+
+    /// `from` → `to`, saying what an exit needs when it is one.
+    async fn change(
+        from: MembershipStatus,
+        to: MembershipStatus,
+    ) -> Result<Vec<MembershipEvent>, DomainError> {
+        let mut command = status_change(to, full_access());
+        if let MembershipCommand::ChangeStatus {
+            exit_date,
+            exit_reason,
+            ..
+        } = &mut command
+        {
+            if to == MembershipStatus::Exited && from != to {
+                *exit_date = Some(date(2024, 3, 1));
+                *exit_reason = Some(reason("moved"));
+            }
+        }
         TestFramework::<ProgramMembership>::with(services())
-            .given(given)
-            .when_async(MembershipCommand::ChangeStatus {
-                status: to,
-                exit_date: Some(date(2024, 3, 1)),
-                exit_reason: Some(code("urn:openspp:vocab:exit-reason", "moved")),
-                access: full_access(),
-            })
+            .given(reached(from))
+            .when_async(command)
             .await
             .inspect_result()
+    }
+
+    async fn run(
+        given: Vec<MembershipEvent>,
+        command: MembershipCommand,
+    ) -> Result<Vec<MembershipEvent>, DomainError> {
+        TestFramework::<ProgramMembership>::with(services())
+            .given(given)
+            .when_async(command)
+            .await
+            .inspect_result()
+    }
+
+    fn refused_field(outcome: Result<Vec<MembershipEvent>, DomainError>) -> String {
+        match outcome {
+            Err(DomainError::Invalid { field, .. }) => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -393,9 +581,14 @@ mod tests {
                         "{from:?} → {to:?} must be allowed: {outcome:?}"
                     );
                 } else {
+                    let allowed: Vec<&str> = from.next().iter().map(|s| s.as_str()).collect();
                     match outcome {
-                        Err(DomainError::Conflict { message, .. }) => {
-                            assert!(message.contains("allowed:"), "{message}")
+                        Err(DomainError::Conflict { field, message }) => {
+                            assert_eq!(field.as_deref(), Some("status"));
+                            assert!(
+                                message.ends_with(&format!("allowed: {}", allowed.join(", "))),
+                                "{message}"
+                            );
                         }
                         other => panic!("{from:?} → {to:?} must be refused, got {other:?}"),
                     }
@@ -423,24 +616,163 @@ mod tests {
                 ..
             }
         ));
-        let no_reason = TestFramework::<ProgramMembership>::with(services())
-            .given(recorded(MembershipStatus::Enrolled))
-            .when_async(MembershipCommand::ChangeStatus {
-                status: MembershipStatus::Exited,
+        let exit = |exit_date, exit_reason| MembershipCommand::ChangeStatus {
+            status: MembershipStatus::Exited,
+            enrollment_date: None,
+            exit_date,
+            exit_reason,
+            access: full_access(),
+        };
+        let enrolled = recorded(MembershipStatus::Enrolled);
+        let no_reason = run(enrolled.clone(), exit(Some(date(2024, 3, 1)), None)).await;
+        assert_eq!(refused_field(no_reason), "exitReason");
+        let no_date = run(enrolled.clone(), exit(None, Some(reason("moved")))).await;
+        assert_eq!(refused_field(no_date), "exitDate");
+        // Enrolled on 2024-01-01: an exit cannot come first.
+        let too_early = run(
+            enrolled.clone(),
+            exit(Some(date(2023, 12, 31)), Some(reason("moved"))),
+        )
+        .await;
+        assert_eq!(refused_field(too_early), "exitDate");
+        let on_the_day = run(
+            enrolled,
+            exit(Some(date(2024, 1, 1)), Some(reason("moved"))),
+        )
+        .await;
+        assert!(on_the_day.is_ok(), "{on_the_day:?}");
+    }
+
+    #[tokio::test]
+    async fn a_given_enrollment_date_is_the_first_one_and_is_kept() {
+        let enrol_on = |status, enrollment_date| MembershipCommand::ChangeStatus {
+            status,
+            enrollment_date,
+            exit_date: None,
+            exit_reason: None,
+            access: full_access(),
+        };
+        // First enrolment: the given date is recorded.
+        let first = run(
+            recorded(MembershipStatus::Draft),
+            enrol_on(MembershipStatus::Enrolled, Some(date(2024, 5, 2))),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            &first[0],
+            MembershipEvent::MembershipStatusChanged { enrollment_date: Some(d), .. } if *d == date(2024, 5, 2)
+        ));
+        // Later, the recorded date may be repeated but not changed.
+        let paused = reached(MembershipStatus::Paused);
+        assert!(run(
+            paused.clone(),
+            enrol_on(MembershipStatus::Enrolled, Some(date(2024, 1, 1)))
+        )
+        .await
+        .is_ok());
+        let moved = run(
+            paused,
+            enrol_on(MembershipStatus::Enrolled, Some(date(2024, 5, 2))),
+        )
+        .await;
+        assert_eq!(refused_field(moved), "enrollmentDate");
+        // Never enrolled: no enrolment date to give.
+        let draft = run(
+            recorded(MembershipStatus::Draft),
+            enrol_on(MembershipStatus::Duplicated, Some(date(2024, 5, 2))),
+        )
+        .await;
+        assert_eq!(refused_field(draft), "enrollmentDate");
+    }
+
+    #[tokio::test]
+    async fn exit_reasons_come_from_the_vocabulary_or_are_text() {
+        let exit = |exit_reason| MembershipCommand::ChangeStatus {
+            status: MembershipStatus::Exited,
+            enrollment_date: None,
+            exit_date: Some(date(2024, 3, 1)),
+            exit_reason: Some(exit_reason),
+            access: full_access(),
+        };
+        let enrolled = recorded(MembershipStatus::Enrolled);
+        let unknown = run(enrolled.clone(), exit(reason("abducted-by-aliens"))).await;
+        assert_eq!(refused_field(unknown), "exitReason");
+        let other_system = ExitReason {
+            code: Some(code("urn:iso:std:iso:5218", "1")),
+            text: None,
+        };
+        assert_eq!(
+            refused_field(run(enrolled.clone(), exit(other_system)).await),
+            "exitReason"
+        );
+        let blank = ExitReason {
+            code: None,
+            text: Some("  ".into()),
+        };
+        assert_eq!(
+            refused_field(run(enrolled.clone(), exit(blank)).await),
+            "exitReason"
+        );
+        let text_only = ExitReason {
+            code: None,
+            text: Some("Moved abroad".into()),
+        };
+        assert_eq!(
+            run(enrolled, exit(text_only)).await,
+            Ok(vec![MembershipEvent::MembershipStatusChanged {
+                from: MembershipStatus::Enrolled,
+                to: MembershipStatus::Exited,
+                enrollment_date: None,
                 exit_date: Some(date(2024, 3, 1)),
                 exit_reason: None,
-                access: full_access(),
-            })
-            .await
-            .inspect_result();
-        assert!(
-            matches!(no_reason, Err(DomainError::Invalid { field, .. }) if field == "exitReason")
+                exit_reason_text: Some("Moved abroad".into()),
+            }])
         );
     }
 
     #[tokio::test]
-    async fn enrolment_checks_target_type_program_state_and_duplicates() {
-        let enrol = |target: TargetType, active: bool| MembershipCommand::Enrol {
+    async fn a_recorded_exit_is_not_rewritten_by_later_changes() {
+        let to_not_eligible = |exit_date, exit_reason| MembershipCommand::ChangeStatus {
+            status: MembershipStatus::NotEligible,
+            enrollment_date: None,
+            exit_date,
+            exit_reason,
+            access: full_access(),
+        };
+        let exited = reached(MembershipStatus::Exited);
+        // The recorded exit, sent back as read, is fine.
+        assert!(run(
+            exited.clone(),
+            to_not_eligible(Some(date(2024, 2, 1)), Some(reason("moved")))
+        )
+        .await
+        .is_ok());
+        let other_date = run(
+            exited.clone(),
+            to_not_eligible(Some(date(2024, 2, 2)), None),
+        )
+        .await;
+        assert_eq!(refused_field(other_date), "exitDate");
+        let other_reason = run(exited, to_not_eligible(None, Some(reason("graduated")))).await;
+        assert_eq!(refused_field(other_reason), "exitReason");
+        // An exit date on a membership that never exited is refused, not dropped.
+        let paused = run(
+            recorded(MembershipStatus::Enrolled),
+            MembershipCommand::ChangeStatus {
+                status: MembershipStatus::Paused,
+                enrollment_date: None,
+                exit_date: Some(date(2024, 3, 1)),
+                exit_reason: None,
+                access: full_access(),
+            },
+        )
+        .await;
+        assert_eq!(refused_field(paused), "exitDate");
+    }
+
+    fn enrol(target: TargetType, active: bool) -> MembershipCommand {
+        MembershipCommand::Enrol {
             program: ProgramFacts {
                 stream: "p".into(),
                 target_type: target,
@@ -449,37 +781,148 @@ mod tests {
             beneficiary: "b".into(),
             beneficiary_type: TargetType::Individual,
             identifier: Identifier {
-                system: "urn:openspp:program-membership".into(),
+                system: IDENTIFIER_SYSTEM.into(),
                 value: "m1".into(),
             },
             status: MembershipStatus::Enrolled,
             enrollment_date: None,
             access: full_access(),
-        };
-        let ok = TestFramework::<ProgramMembership>::with(services())
-            .given_no_previous_events()
-            .when_async(enrol(TargetType::Individual, true))
+        }
+    }
+
+    #[tokio::test]
+    async fn enrolment_checks_target_type_program_state_and_duplicates() {
+        let ok = run(vec![], enrol(TargetType::Individual, true))
             .await
-            .inspect_result()
             .unwrap();
         assert_eq!(ok.len(), 2);
-        let wrong_target = TestFramework::<ProgramMembership>::with(services())
-            .given_no_previous_events()
-            .when_async(enrol(TargetType::Group, true))
-            .await
-            .inspect_result();
+        let wrong_target = run(vec![], enrol(TargetType::Group, true)).await;
         assert!(matches!(wrong_target, Err(DomainError::Invalid { .. })));
-        let ended = TestFramework::<ProgramMembership>::with(services())
-            .given_no_previous_events()
-            .when_async(enrol(TargetType::Individual, false))
-            .await
-            .inspect_result();
+        let ended = run(vec![], enrol(TargetType::Individual, false)).await;
         assert!(matches!(ended, Err(DomainError::Conflict { .. })));
-        let twice = TestFramework::<ProgramMembership>::with(services())
-            .given(ok)
-            .when_async(enrol(TargetType::Individual, true))
-            .await
-            .inspect_result();
+        let twice = run(ok, enrol(TargetType::Individual, true)).await;
         assert!(matches!(twice, Err(DomainError::Conflict { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_membership_identifier_is_a_membership_identifier() {
+        let with = |system: &str, value: &str| {
+            let mut command = enrol(TargetType::Individual, true);
+            if let MembershipCommand::Enrol { identifier, .. } = &mut command {
+                *identifier = Identifier {
+                    system: system.into(),
+                    value: value.into(),
+                };
+            }
+            command
+        };
+        for system in [
+            "urn:openspp:vocab:id-type#national_id",
+            crate::program::NAME_ALIAS_SYSTEM,
+            "",
+        ] {
+            let outcome = run(vec![], with(system, "P1")).await;
+            assert_eq!(refused_field(outcome), "identifier[0].system", "{system}");
+        }
+        for value in ["", "   ", &"x".repeat(101)] {
+            let outcome = run(vec![], with(IDENTIFIER_SYSTEM, value)).await;
+            assert_eq!(refused_field(outcome), "identifier[0].value");
+        }
+        assert!(run(vec![], with(IDENTIFIER_SYSTEM, "4Ps-2024-HH001"))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn enrolment_records_only_what_its_status_has() {
+        let mut draft = enrol(TargetType::Individual, true);
+        if let MembershipCommand::Enrol {
+            status,
+            enrollment_date,
+            ..
+        } = &mut draft
+        {
+            *status = MembershipStatus::Draft;
+            *enrollment_date = Some(date(2024, 1, 1));
+        }
+        assert_eq!(refused_field(run(vec![], draft).await), "enrollmentDate");
+        let mut dated = enrol(TargetType::Individual, true);
+        if let MembershipCommand::Enrol {
+            enrollment_date, ..
+        } = &mut dated
+        {
+            *enrollment_date = Some(date(2023, 9, 1));
+        }
+        assert!(matches!(
+            &run(vec![], dated).await.unwrap()[0],
+            MembershipEvent::MembershipRecorded { enrollment_date: Some(d), .. } if *d == date(2023, 9, 1)
+        ));
+    }
+
+    /// A consent-bound caller (no legal basis) holding a consent for `resource_type`.
+    fn consented(resource_type: &str) -> Access {
+        Access {
+            actor: Actor {
+                organization: "WFP".into(),
+                organization_type: "international".into(),
+                legal_basis: None,
+            },
+            consents: vec![ConsentRecord {
+                consent_id: "c1".into(),
+                status: ConsentStatus::Given,
+                terms: ConsentTerms {
+                    subject_type: "Individual".into(),
+                    subject: "b".into(),
+                    recipient_mode: RecipientMode::Specific,
+                    recipients: vec!["WFP".into()],
+                    recipient_types: vec![],
+                    scopes: vec![ConsentScope {
+                        resource_type: resource_type.into(),
+                        field_access: None,
+                        purpose: "service_delivery".into(),
+                    }],
+                    legal_basis: "consent".into(),
+                    effective_date: date(2024, 1, 1),
+                    expiry_date: date(2025, 1, 1),
+                    delegation_type: "self".into(),
+                    indicated_by: None,
+                },
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn enrolment_and_changes_need_a_consent_covering_program_membership() {
+        let enrol_as = |access: Access| {
+            let mut command = enrol(TargetType::Individual, true);
+            if let MembershipCommand::Enrol { access: a, .. } = &mut command {
+                *a = access;
+            }
+            command
+        };
+        let not_found = Err(DomainError::not_found("beneficiary"));
+        let mut nobody = consented("program_membership");
+        nobody.consents.clear();
+        assert_eq!(run(vec![], enrol_as(nobody.clone())).await, not_found);
+        // A consent for the person's record is not one for their memberships.
+        assert_eq!(
+            run(vec![], enrol_as(consented("individual"))).await,
+            not_found
+        );
+        assert!(run(vec![], enrol_as(consented("program_membership")))
+            .await
+            .is_ok());
+
+        let enrolled = recorded(MembershipStatus::Enrolled);
+        let hidden = Err(DomainError::not_found("ProgramMembership"));
+        let pause = |access| status_change(MembershipStatus::Paused, access);
+        assert_eq!(run(enrolled.clone(), pause(nobody)).await, hidden);
+        assert_eq!(
+            run(enrolled.clone(), pause(consented("individual"))).await,
+            hidden
+        );
+        assert!(run(enrolled, pause(consented("program_membership")))
+            .await
+            .is_ok());
     }
 }

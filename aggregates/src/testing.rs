@@ -5,6 +5,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use crate::consent::{Access, Actor};
+use crate::program::PROGRAM_TYPE;
+use crate::program_membership::EXIT_REASON;
 use crate::services::{Clock, RegistryServices};
 use crate::values::{Code, Identifier};
 use crate::vocabulary::{TargetType, Vocabulary, GENDER, GROUP_MEMBERSHIP_TYPE, GROUP_TYPE};
@@ -21,6 +23,8 @@ impl Vocabulary for FakeVocabulary {
             GENDER => ["0", "1", "2", "9"].contains(&code),
             GROUP_TYPE => ["household", "family", "organization", "other"].contains(&code),
             GROUP_MEMBERSHIP_TYPE => ["head", "spouse", "child", "member", "other"].contains(&code),
+            PROGRAM_TYPE => ["social-protection", "cash-transfer"].contains(&code),
+            EXIT_REASON => ["graduated", "moved"].contains(&code),
             _ => false,
         }
     }

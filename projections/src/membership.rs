@@ -21,7 +21,7 @@ pub struct MembershipQuery {
     pub beneficiary: Option<String>,
     pub status: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
-    /// `system|value` identifiers of the programs the caller is limited to; `None` = all.
+    /// Streams of the programs the caller is limited to; `None` = all.
     pub allowed_programs: Option<Vec<String>>,
     pub visibility: Visibility,
     pub sort: Vec<SortKey>,
@@ -94,7 +94,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
         qb.push(" AND status = ").push_bind(status.clone());
     }
     if let Some(allowed) = &query.allowed_programs {
-        qb.push(" AND program_id IN (SELECT aggregate_id FROM program_view WHERE identifiers && ")
+        qb.push(" AND program_id = ANY(")
             .push_bind(allowed.clone())
             .push(")");
     }

@@ -18,7 +18,7 @@ pub struct ProgramQuery {
     pub status: Option<String>,
     pub target_type: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
-    /// `system|value` identifiers the caller is limited to; `None` = every program.
+    /// Streams of the programs the caller is limited to; `None` = every program.
     pub allowed: Option<Vec<String>>,
     pub sort: Vec<SortKey>,
 }
@@ -81,17 +81,6 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Progr
     view::get(pool, "program_view", aggregate_id).await
 }
 
-/// Whether a program holds one of `allowed` among its live identifiers.
-pub async fn is_among(pool: &PgPool, aggregate_id: &str, allowed: &[String]) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM program_view WHERE aggregate_id = $1 AND identifiers && $2)",
-    )
-    .bind(aggregate_id)
-    .bind(allowed)
-    .fetch_one(pool)
-    .await
-}
-
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProgramQuery) {
     qb.push(" WHERE true");
     if let Some(name) = &query.name {
@@ -105,7 +94,9 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProgramQuery) {
         qb.push(" AND target_type = ").push_bind(target.clone());
     }
     if let Some(allowed) = &query.allowed {
-        qb.push(" AND identifiers && ").push_bind(allowed.clone());
+        qb.push(" AND aggregate_id = ANY(")
+            .push_bind(allowed.clone())
+            .push(")");
     }
     push_instants(qb, "last_updated", &query.last_updated);
 }

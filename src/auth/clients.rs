@@ -1,6 +1,8 @@
 //! API clients: created, listed, deactivated and re-keyed by the operator (never over HTTP).
 //! The secret is random, shown once, and stored only as an argon2id hash.
 
+use std::collections::HashMap;
+
 use anyhow::{bail, Context};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -11,6 +13,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::auth::scopes;
+use crate::http::program::resolve_program;
+use crate::http::reference::parse_identifier;
 use openspp_aggregates::consent::LEGAL_BASES;
 
 #[derive(Debug, Clone)]
@@ -19,6 +23,7 @@ pub struct NewClient {
     pub organization: String,
     pub organization_type: String,
     pub scopes: Vec<String>,
+    /// `SYSTEM|VALUE` of each program the client is limited to.
     pub allowed_programs: Vec<String>,
     /// `resource:field` entries the client is limited to.
     pub field_filter: Vec<String>,
@@ -42,7 +47,9 @@ pub struct ClientSummary {
     pub organization: String,
     pub organization_type: String,
     pub scopes: Vec<String>,
-    pub allowed_programs: Vec<String>,
+    /// Each allowed program by its current identifiers (`system|value`), never by stream.
+    #[sqlx(skip)]
+    pub allowed_programs: Vec<Vec<String>>,
     pub require_consent: bool,
     pub legal_basis: Option<String>,
     pub rate_limit_per_minute: i32,
@@ -101,7 +108,7 @@ fn validate(client: &NewClient) -> anyhow::Result<()> {
         }
     }
     for program in &client.allowed_programs {
-        if !program.contains('|') {
+        if parse_identifier(program, "program").is_err() {
             bail!("--program `{program}` must be an external identifier SYSTEM|VALUE");
         }
     }
@@ -114,8 +121,24 @@ fn validate(client: &NewClient) -> anyhow::Result<()> {
     }
 }
 
+/// The streams of the programs given as `SYSTEM|VALUE`: a client is bound to the programs
+/// themselves, so that a rename (which moves the name alias) neither takes a program away from
+/// it nor hands it the next program to take the old name.
+async fn resolve_programs(pool: &PgPool, programs: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut streams = Vec::with_capacity(programs.len());
+    for program in programs {
+        let identifier = parse_identifier(program, "program")?;
+        match resolve_program(pool, identifier).await? {
+            Some(stream) => streams.push(stream),
+            None => bail!("--program `{program}`: no program has this identifier"),
+        }
+    }
+    Ok(streams)
+}
+
 pub async fn create_client(pool: &PgPool, client: NewClient) -> anyhow::Result<CreatedClient> {
     validate(&client)?;
+    let allowed_programs = resolve_programs(pool, &client.allowed_programs).await?;
     let client_id = format!("client_{}", random_token(16));
     let client_secret = random_token(32);
     let hash = tokio::task::spawn_blocking({
@@ -135,7 +158,7 @@ pub async fn create_client(pool: &PgPool, client: NewClient) -> anyhow::Result<C
     .bind(&client.organization_type)
     .bind(hash)
     .bind(&client.scopes)
-    .bind(&client.allowed_programs)
+    .bind(&allowed_programs)
     .bind(&client.field_filter)
     .bind(client.require_consent)
     .bind(&client.legal_basis)
@@ -150,14 +173,48 @@ pub async fn create_client(pool: &PgPool, client: NewClient) -> anyhow::Result<C
     })
 }
 
+#[derive(sqlx::FromRow)]
+struct ListedClient {
+    #[sqlx(flatten)]
+    summary: ClientSummary,
+    program_streams: Vec<String>,
+}
+
 pub async fn list_clients(pool: &PgPool) -> sqlx::Result<Vec<ClientSummary>> {
-    sqlx::query_as(
-        "SELECT client_id, name, organization, organization_type, scopes, allowed_programs, \
-                require_consent, legal_basis, rate_limit_per_minute, rate_limit_per_day, active \
+    let rows: Vec<ListedClient> = sqlx::query_as(
+        "SELECT client_id, name, organization, organization_type, scopes, \
+                allowed_programs AS program_streams, require_consent, legal_basis, \
+                rate_limit_per_minute, rate_limit_per_day, active \
          FROM api_clients ORDER BY created_at, client_id",
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    let streams: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.program_streams.iter().cloned())
+        .collect();
+    let claims: Vec<(String, String)> = sqlx::query_as(
+        "SELECT aggregate_id, system || '|' || value FROM identifier_claims \
+         WHERE aggregate_type = 'Program' AND aggregate_id = ANY($1) ORDER BY system, value",
+    )
+    .bind(streams)
+    .fetch_all(pool)
+    .await?;
+    let mut identifiers: HashMap<String, Vec<String>> = HashMap::new();
+    for (stream, identifier) in claims {
+        identifiers.entry(stream).or_default().push(identifier);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| ClientSummary {
+            allowed_programs: row
+                .program_streams
+                .iter()
+                .map(|stream| identifiers.get(stream).cloned().unwrap_or_default())
+                .collect(),
+            ..row.summary
+        })
+        .collect())
 }
 
 /// Deactivates a client; its tokens fail from the next request on (checked per request).

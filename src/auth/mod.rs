@@ -45,7 +45,8 @@ pub struct Principal {
     pub scopes: Vec<String>,
     pub require_consent: bool,
     pub legal_basis: Option<String>,
-    /// `system|value` of the programs this client is limited to; empty = all.
+    /// Streams of the programs this client is limited to (resolved when it was created, so a
+    /// rename does not move them; internal, never shown); empty = all.
     pub allowed_programs: Vec<String>,
     /// `resource:field` entries this client is limited to; none for a resource = all its fields.
     pub field_filter: Vec<String>,

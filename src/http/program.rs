@@ -5,11 +5,14 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use openspp_aggregates::program::TargetType;
-use openspp_aggregates::{Program, ProgramCommand, ProgramDetails, ProgramStatus};
+use openspp_aggregates::program::{lookup_key, TargetType};
+use openspp_aggregates::{
+    Identifier as DomainIdentifier, Program, ProgramCommand, ProgramDetails, ProgramStatus,
+};
 use openspp_projections::program::{self as view, ProgramQuery, ProgramRow};
 use openspp_projections::search::SortKey;
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -54,13 +57,13 @@ pub struct ProgramResource {
     /// The operator's identifiers; `urn:openspp:program|{name-with-hyphens}` is always added.
     #[serde(default)]
     pub identifier: Vec<Identifier>,
-    /// True while the program is active (read only; use `status`).
-    #[serde(default)]
-    pub active: bool,
+    /// True while the program is active (read only; use `status`; if sent, it must agree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// `urn:openspp:vocab:program-type`.
+    /// `urn:openspp:vocab:program-type`; `social-protection` (OpenSPP's default) when not sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program_type: Option<CodeableConcept>,
     /// `individual` or `group`.
@@ -69,6 +72,7 @@ pub struct ProgramResource {
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eligibility_criteria: Option<String>,
+    /// `end` only on an ended program: when it ended (today if not sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period: Option<Period>,
     /// `active`, `ended` or `archived`.
@@ -86,10 +90,18 @@ fn active_status() -> String {
     "active".to_owned()
 }
 
-pub fn target_name(target: Option<TargetType>) -> &'static str {
+fn target_name(target: Option<TargetType>) -> &'static str {
     match target {
         Some(TargetType::Individual) => "individual",
         _ => "group",
+    }
+}
+
+fn parse_target(text: &str) -> Option<TargetType> {
+    match text {
+        "individual" => Some(TargetType::Individual),
+        "group" => Some(TargetType::Group),
+        _ => None,
     }
 }
 
@@ -101,32 +113,37 @@ fn status_name(status: Option<ProgramStatus>) -> &'static str {
     }
 }
 
+fn parse_status(text: &str) -> Option<ProgramStatus> {
+    match text {
+        "active" => Some(ProgramStatus::Active),
+        "ended" => Some(ProgramStatus::Ended),
+        "archived" => Some(ProgramStatus::Archived),
+        _ => None,
+    }
+}
+
+const TARGETS: &str = "must be individual or group";
+const STATUSES: &str = "must be active, ended or archived";
+
 impl ProgramResource {
     fn into_details(self) -> Result<ProgramDetails, ApiError> {
         if self.resource_type != RESOURCE {
             return Err(ApiError::unprocessable("type", "must be Program"));
         }
-        let target_type = match self.target_type.as_str() {
-            "individual" => TargetType::Individual,
-            "group" => TargetType::Group,
-            _ => {
-                return Err(ApiError::unprocessable(
-                    "targetType",
-                    "must be individual or group",
-                ))
-            }
-        };
-        let status = match self.status.as_str() {
-            "active" => ProgramStatus::Active,
-            "ended" => ProgramStatus::Ended,
-            "archived" => ProgramStatus::Archived,
-            _ => {
-                return Err(ApiError::unprocessable(
-                    "status",
-                    "must be active, ended or archived",
-                ))
-            }
-        };
+        let target_type = parse_target(&self.target_type)
+            .ok_or_else(|| ApiError::unprocessable("targetType", TARGETS))?;
+        let status = parse_status(&self.status)
+            .ok_or_else(|| ApiError::unprocessable("status", STATUSES))?;
+        if self
+            .active
+            .is_some_and(|active| active != (status == ProgramStatus::Active))
+        {
+            return Err(ApiError::unprocessable(
+                "active",
+                "is read only and must agree with status",
+            ));
+        }
+        let period = self.period.unwrap_or_default();
         Ok(ProgramDetails {
             identifiers: self.identifier.into_iter().map(Into::into).collect(),
             name: self.name,
@@ -138,7 +155,8 @@ impl ProgramResource {
             target_type,
             currency: self.currency,
             eligibility_criteria: self.eligibility_criteria,
-            start_date: self.period.and_then(|p| p.start),
+            start_date: period.start,
+            end_date: period.end,
             status,
         })
     }
@@ -148,13 +166,13 @@ impl ProgramResource {
         Self {
             resource_type: resource_type(),
             identifier: state.live_identifiers().map(Into::into).collect(),
-            active: state.is_active(),
+            active: Some(state.is_active()),
             name: state.name.clone(),
             description: state.description.clone(),
-            program_type: state
-                .program_type
-                .as_ref()
-                .map(|c| CodeableConcept::from_codes([c], vocabulary)),
+            program_type: Some(CodeableConcept::from_codes(
+                [&state.program_type()],
+                vocabulary,
+            )),
             target_type: target_name(state.target_type).to_owned(),
             currency: state.currency.clone(),
             eligibility_criteria: state.eligibility_criteria.clone(),
@@ -168,18 +186,27 @@ impl ProgramResource {
     }
 }
 
+/// The program an identifier names, the name alias matched whatever its case.
+pub async fn resolve_program(
+    pool: &PgPool,
+    identifier: DomainIdentifier,
+) -> Result<Option<String>, ApiError> {
+    resolve(pool, RESOURCE, &lookup_key(identifier)).await
+}
+
+/// Whether the caller may use the program `stream`: a client limited to some programs (bound
+/// to the programs themselves when it was created) uses only those.
+pub fn allowed(principal: &Principal, stream: &str) -> bool {
+    principal.allowed_programs.is_empty() || principal.allowed_programs.iter().any(|p| p == stream)
+}
+
 /// A program the caller may see: clients limited to some programs see only those.
 pub async fn find(state: &AppState, principal: &Principal, key: &str) -> Result<String, ApiError> {
     let identifier = parse_identifier(key, "id")?;
-    let stream = resolve(&state.pool, RESOURCE, &identifier)
+    resolve_program(&state.pool, identifier)
         .await?
-        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
-    if !principal.allowed_programs.is_empty()
-        && !view::is_among(&state.pool, &stream, &principal.allowed_programs).await?
-    {
-        return Err(ApiError::not_found(RESOURCE));
-    }
-    Ok(stream)
+        .filter(|stream| allowed(principal, stream))
+        .ok_or_else(|| ApiError::not_found(RESOURCE))
 }
 
 async fn respond(state: &AppState, stream: &str, status: StatusCode) -> Result<Response, ApiError> {
@@ -216,10 +243,21 @@ async fn search(
     principal.require(SCOPE, Action::Search)?;
     let mut params = Params::from_uri(&uri)?;
     let page = params.page()?;
+    let status = params.one("status")?;
+    if status.as_deref().is_some_and(|s| parse_status(s).is_none()) {
+        return Err(ApiError::bad_request(Some("status"), STATUSES));
+    }
+    let target_type = params.one("targetType")?;
+    if target_type
+        .as_deref()
+        .is_some_and(|t| parse_target(t).is_none())
+    {
+        return Err(ApiError::bad_request(Some("targetType"), TARGETS));
+    }
     let query = ProgramQuery {
         name: params.one("name")?,
-        status: params.one("status")?,
-        target_type: params.one("targetType")?,
+        status,
+        target_type,
         last_updated: params.instants("_lastUpdated")?,
         allowed: (!principal.allowed_programs.is_empty())
             .then(|| principal.allowed_programs.clone()),

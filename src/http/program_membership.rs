@@ -1,6 +1,7 @@
 //! `/ProgramMembership` (CONTRACT §4): enrolment and its state machine. Reads and writes go
-//! through the consent filter (on the beneficiary, for `program_membership`) and the client's
-//! allowed programs; whatever the caller may not see answers as unknown.
+//! through the consent filter (on the beneficiary, for `program_membership`: a consent for the
+//! person's record is not one for their memberships) and the client's allowed programs;
+//! whatever the caller may not see answers as unknown.
 
 use std::collections::HashMap;
 
@@ -9,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use chrono::NaiveDate;
-use openspp_aggregates::program::TargetType;
+use openspp_aggregates::program::{is_namespace_uri, TargetType};
+use openspp_aggregates::program_membership::{ExitReason, IDENTIFIER_SYSTEM};
 use openspp_aggregates::{
     Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, ProgramFacts,
     ProgramMembership,
@@ -44,8 +46,6 @@ use crate::vocabulary::Vocabularies;
 
 const RESOURCE: &str = "ProgramMembership";
 const SCOPE: &str = "program_membership";
-/// The system of identifiers the server mints for memberships enrolled without one.
-pub const MINTED_SYSTEM: &str = "urn:openspp:program-membership";
 /// Namespace of the membership stream ids derived from (program, beneficiary).
 const STREAM_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6f70_656e_7370_702d_6d65_6d62_6572_7331);
@@ -65,7 +65,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct MembershipResource {
     #[serde(rename = "type", default = "resource_type")]
     pub resource_type: String,
-    /// Minted in `urn:openspp:program-membership` when none is given on enrolment.
+    /// At most one, in `urn:openspp:program-membership`: chosen by the client, or minted when
+    /// none is given on enrolment. It never changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier>,
     /// `Program/{system}|{value}`.
@@ -75,10 +76,14 @@ pub struct MembershipResource {
     /// `draft`, `enrolled`, `paused`, `exited`, `not_eligible` or `duplicated`.
     #[serde(default = "draft")]
     pub status: String,
+    /// Set by the first enrolment (today unless given) and never changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrollment_date: Option<NaiveDate>,
+    /// Given with the change to `exited`, not before the enrolment date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_date: Option<NaiveDate>,
+    /// Given with the change to `exited`: a code of `urn:openspp:vocab:exit-reason`, a text,
+    /// or both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_reason: Option<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,19 +98,38 @@ fn draft() -> String {
     "draft".to_owned()
 }
 
+const STATUSES: &str = "must be draft, enrolled, paused, exited, not_eligible or duplicated";
+
 fn parse_status(text: &str) -> Result<MembershipStatus, ApiError> {
-    MembershipStatus::parse(text).ok_or_else(|| {
-        ApiError::unprocessable(
-            "status",
-            "must be draft, enrolled, paused, exited, not_eligible or duplicated",
-        )
-    })
+    MembershipStatus::parse(text).ok_or_else(|| ApiError::unprocessable("status", STATUSES))
 }
 
-fn exit_reason(
-    concept: Option<CodeableConcept>,
-) -> Result<Option<openspp_aggregates::Code>, ApiError> {
-    concept.map(|c| c.single("exitReason")).transpose()
+fn exit_reason(concept: Option<CodeableConcept>) -> Result<Option<ExitReason>, ApiError> {
+    concept
+        .map(|concept| match concept.codes().as_slice() {
+            [_, _, ..] => Err(ApiError::unprocessable(
+                "exitReason",
+                "must have at most one coding",
+            )),
+            codes => Ok(ExitReason {
+                code: codes.first().cloned(),
+                text: concept.text,
+            }),
+        })
+        .transpose()
+}
+
+fn unknown_beneficiary(kind_name: &str) -> ApiError {
+    ApiError::unprocessable("beneficiary", format!("no such {kind_name}"))
+}
+
+/// `Individual/…` or `Group/…`: the kind of beneficiary, its resource name and the identifier.
+fn split_beneficiary(reference: &str) -> Option<(TargetType, &'static str, &str)> {
+    match reference.split_once('/')? {
+        ("Individual", rest) => Some((TargetType::Individual, "Individual", rest)),
+        ("Group", rest) => Some((TargetType::Group, "Group", rest)),
+        _ => None,
+    }
 }
 
 fn render(
@@ -133,22 +157,14 @@ fn render(
         status: state.status.map_or("draft", |s| s.as_str()).to_owned(),
         enrollment_date: state.enrollment_date,
         exit_date: state.exit_date,
-        exit_reason: state
-            .exit_reason
-            .as_ref()
-            .map(|c| CodeableConcept::from_codes([c], vocabulary)),
+        exit_reason: (state.exit_reason.is_some() || state.exit_reason_text.is_some()).then(|| {
+            CodeableConcept {
+                text: state.exit_reason_text.clone(),
+                ..CodeableConcept::from_codes(&state.exit_reason, vocabulary)
+            }
+        }),
         meta: Some(Meta::new(row.version, row.last_updated, row.source)),
     }
-}
-
-/// Whether the caller's allowed programs (if any) include this program stream.
-async fn program_allowed(
-    state: &AppState,
-    principal: &Principal,
-    program: &str,
-) -> Result<bool, ApiError> {
-    Ok(principal.allowed_programs.is_empty()
-        || programs::is_among(&state.pool, program, &principal.allowed_programs).await?)
 }
 
 /// The membership `id` and what the caller may see of it; anything else is the one 404.
@@ -178,7 +194,7 @@ async fn find(
     let access = principal.access(consents);
     let not_found = || ApiError::not_found(RESOURCE);
     let row = row.ok_or_else(not_found)?;
-    if !program_allowed(state, principal, &row.state.program).await? {
+    if !program_http::allowed(principal, &row.state.program) {
         return Err(not_found());
     }
     let grant = principal.grant(&access, SCOPE).ok_or_else(not_found)?;
@@ -227,6 +243,23 @@ async fn enrol(
     if body.resource_type != RESOURCE {
         return Err(ApiError::unprocessable("type", "must be ProgramMembership"));
     }
+    if body.identifier.len() > 1 {
+        return Err(ApiError::unprocessable(
+            "identifier[1]",
+            "a membership has one identifier",
+        ));
+    }
+    if body.exit_date.is_some() || body.exit_reason.is_some() {
+        let field = if body.exit_date.is_some() {
+            "exitDate"
+        } else {
+            "exitReason"
+        };
+        return Err(ApiError::unprocessable(
+            field,
+            "a new membership has not exited; record the exit with a change to exited",
+        ));
+    }
     let program_key = parse_reference(&body.program.reference, "Program", "program")?;
     let program_stream = program_http::find(&state, &principal, &program_key.key())
         .await
@@ -234,36 +267,25 @@ async fn enrol(
     let program = programs::get(&state.pool, &program_stream)
         .await?
         .ok_or_else(|| ApiError::unprocessable("program", "no such Program"))?;
-    let (kind, kind_name) = match body.beneficiary.reference.split_once('/') {
-        Some(("Individual", _)) => (TargetType::Individual, "Individual"),
-        Some(("Group", _)) => (TargetType::Group, "Group"),
-        _ => {
-            return Err(ApiError::unprocessable(
-                "beneficiary",
-                "must reference Individual/… or Group/…",
-            ))
-        }
-    };
+    let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
+        ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
+    })?;
     let beneficiary_key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-    let scope = if kind == TargetType::Individual {
-        "individual"
-    } else {
-        "group"
-    };
+    // What enrolment needs is a consent for memberships, not for the person's record.
     let visible = find_visible(
         &state,
         &principal,
         &provenance,
         kind_name,
-        scope,
+        SCOPE,
         &beneficiary_key.key(),
     )
     .await
-    .map_err(|_| ApiError::unprocessable("beneficiary", format!("no such {kind_name}")))?;
+    .map_err(|_| unknown_beneficiary(kind_name))?;
     let identifier: DomainIdentifier = match body.identifier.into_iter().next() {
         Some(given) => given.into(),
         None => DomainIdentifier {
-            system: MINTED_SYSTEM.to_owned(),
+            system: IDENTIFIER_SYSTEM.to_owned(),
             value: uuid::Uuid::new_v4().to_string(),
         },
     };
@@ -297,9 +319,10 @@ async fn enrol(
     )
     .await
     .map_err(|e| {
-        // A racing enrolment that lost finds the membership already there.
+        // The aggregate's own consent check refused (or the consent was withdrawn meanwhile):
+        // the same answer as for a beneficiary that does not exist.
         if e.status == StatusCode::NOT_FOUND {
-            ApiError::unprocessable("beneficiary", "no such beneficiary")
+            unknown_beneficiary(kind_name)
         } else {
             e
         }
@@ -398,24 +421,7 @@ async fn change(
     principal.require(SCOPE, Action::Update)?;
     let ApiJson(body) = body?;
     let (row, grant, access) = find(&state, &principal, &id).await?;
-    let references = view::references(
-        &state.pool,
-        &[row.state.program.clone(), row.state.beneficiary.clone()],
-    )
-    .await?;
-    let current = render(row.clone(), &references, &state.vocabulary);
-    if body.program.reference != current.program.reference {
-        return Err(ApiError::unprocessable(
-            "program",
-            "a membership cannot move to another program",
-        ));
-    }
-    if body.beneficiary.reference != current.beneficiary.reference {
-        return Err(ApiError::unprocessable(
-            "beneficiary",
-            "a membership cannot move to another beneficiary",
-        ));
-    }
+    check_unmoved(&state, &row, &body).await?;
     let stream = row.aggregate_id.clone();
     let committed = execute::<ProgramMembership>(
         &state,
@@ -423,6 +429,7 @@ async fn change(
         if_match,
         MembershipCommand::ChangeStatus {
             status: parse_status(&body.status)?,
+            enrollment_date: body.enrollment_date,
             exit_date: body.exit_date,
             exit_reason: exit_reason(body.exit_reason)?,
             access,
@@ -445,7 +452,57 @@ async fn change(
     respond(&state, row, StatusCode::OK, Some(&grant)).await
 }
 
-/// Search memberships by program, beneficiary, status and `_lastUpdated`.
+/// Refuses a change that names another identifier, program or beneficiary than the
+/// membership's own. References are compared by what they resolve to, so any identifier of
+/// the program or the beneficiary (the name alias, `%23` for `#`) names it.
+async fn check_unmoved(
+    state: &AppState,
+    row: &MembershipRow,
+    body: &MembershipResource,
+) -> Result<(), ApiError> {
+    let own = row.state.identifier.as_ref();
+    let same_identifier = match body.identifier.as_slice() {
+        [] => true,
+        [given] => own == Some(&DomainIdentifier::from(given.clone())),
+        _ => false,
+    };
+    if !same_identifier {
+        return Err(ApiError::unprocessable(
+            "identifier",
+            "a membership's identifier never changes",
+        ));
+    }
+    let program = parse_reference(&body.program.reference, "Program", "program")?;
+    if program_http::resolve_program(&state.pool, program)
+        .await?
+        .as_ref()
+        != Some(&row.state.program)
+    {
+        return Err(ApiError::unprocessable(
+            "program",
+            "a membership cannot move to another program",
+        ));
+    }
+    let moved = ApiError::unprocessable(
+        "beneficiary",
+        "a membership cannot move to another beneficiary",
+    );
+    let (kind, kind_name, _) =
+        split_beneficiary(&body.beneficiary.reference).ok_or_else(|| moved.clone())?;
+    let beneficiary = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
+    if Some(kind) != row.state.beneficiary_type
+        || resolve(&state.pool, kind_name, &beneficiary)
+            .await?
+            .as_ref()
+            != Some(&row.state.beneficiary)
+    {
+        return Err(moved);
+    }
+    Ok(())
+}
+
+/// Search memberships by program, beneficiary, status and `_lastUpdated`. A malformed value
+/// is a 400 naming the parameter, never an empty result.
 #[utoipa::path(get, path = "/ProgramMembership", tag = "ProgramMembership",
     params(
         ("program" = Option<String>, Query, description = "`Program/{system}|{value}` or `{system}|{value}`"),
@@ -469,9 +526,15 @@ async fn search(
         Some(text) => {
             let key = text.strip_prefix("Program/").unwrap_or(&text);
             let identifier = parse_identifier(key, "program")?;
+            if !is_namespace_uri(&identifier.system) {
+                return Err(ApiError::bad_request(
+                    Some("program"),
+                    "must be Program/{system}|{value} or {system}|{value}",
+                ));
+            }
             // An unknown program matches nothing, as does a program outside the allowed ones.
             Some(
-                resolve(&state.pool, "Program", &identifier)
+                program_http::resolve_program(&state.pool, identifier)
                     .await?
                     .unwrap_or_default(),
             )
@@ -480,21 +543,31 @@ async fn search(
     let beneficiary = match params.one("beneficiary")? {
         None => None,
         Some(text) => {
-            let (kind, key) = text.split_once('/').ok_or_else(|| {
-                ApiError::bad_request(Some("beneficiary"), "must be Individual/… or Group/…")
+            let (_, kind_name, key) = split_beneficiary(&text).ok_or_else(|| {
+                ApiError::bad_request(
+                    Some("beneficiary"),
+                    "must be Individual/{system}|{value} or Group/{system}|{value}",
+                )
             })?;
             let identifier = parse_identifier(key, "beneficiary")?;
             Some(
-                resolve(&state.pool, kind, &identifier)
+                resolve(&state.pool, kind_name, &identifier)
                     .await?
                     .unwrap_or_default(),
             )
         }
     };
+    let status = params.one("status")?;
+    if status
+        .as_deref()
+        .is_some_and(|s| MembershipStatus::parse(s).is_none())
+    {
+        return Err(ApiError::bad_request(Some("status"), STATUSES));
+    }
     let query = MembershipQuery {
         program,
         beneficiary,
-        status: params.one("status")?,
+        status,
         last_updated: params.instants("_lastUpdated")?,
         allowed_programs: (!principal.allowed_programs.is_empty())
             .then(|| principal.allowed_programs.clone()),

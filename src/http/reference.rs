@@ -1,7 +1,7 @@
 //! External identifiers in paths and references: `{system}|{value}`, never an internal id.
 
 use openspp_aggregates::Identifier;
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use sqlx::PgPool;
 
 use crate::error::ApiError;
@@ -38,7 +38,8 @@ pub fn parse_identifier(text: &str, field: &str) -> Result<Identifier, ApiError>
     }
 }
 
-/// Parses a reference `Individual/{system}|{value}` to an identifier of that resource type.
+/// Parses a reference `Individual/{system}|{value}` to an identifier of that resource type. The
+/// identifier may be percent-encoded as in a path (`%23` for `#`): both forms name one resource.
 pub fn parse_reference(text: &str, resource: &str, field: &str) -> Result<Identifier, ApiError> {
     let rest = text
         .strip_prefix(resource)
@@ -49,7 +50,10 @@ pub fn parse_reference(text: &str, resource: &str, field: &str) -> Result<Identi
                 format!("must reference {resource}/{{system}}|{{value}}"),
             )
         })?;
-    parse_identifier(rest, field).map_err(|e| ApiError::unprocessable(field, e.diagnostics))
+    let decoded = percent_decode_str(rest)
+        .decode_utf8()
+        .map_err(|_| ApiError::unprocessable(field, "is not UTF-8 once percent-decoded"))?;
+    parse_identifier(&decoded, field).map_err(|e| ApiError::unprocessable(field, e.diagnostics))
 }
 
 /// `system|value` with the characters a path segment cannot hold escaped.
@@ -100,5 +104,13 @@ mod tests {
         assert!(parse_reference("Individual/urn:x|1", "Individual", "entity").is_ok());
         let error = parse_reference("Group/urn:x|1", "Individual", "entity").unwrap_err();
         assert_eq!(error.expression.as_deref(), Some("entity"));
+        let encoded = parse_reference(
+            "Individual/urn:openspp:vocab:id-type%23national_id%7CA1",
+            "Individual",
+            "entity",
+        )
+        .unwrap();
+        assert_eq!(encoded.system, "urn:openspp:vocab:id-type#national_id");
+        assert_eq!(encoded.value, "A1");
     }
 }
