@@ -8,6 +8,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::error::DomainError;
 use crate::identifiers::{self, IdentifierEntry};
 use crate::inline_index::{IndexChange, InlineIndex};
@@ -291,6 +292,19 @@ fn validate(
 ) -> Result<(), DomainError> {
     if details.name.trim().is_empty() {
         return Err(DomainError::invalid("name", "must not be empty"));
+    }
+    // The name becomes an identifier (the alias): bounded like any indexed text.
+    bounds::text("name", &details.name, bounds::SHORT_TEXT)?;
+    bounds::optional_text(
+        "description",
+        details.description.as_deref(),
+        bounds::LONG_TEXT,
+    )?;
+    for (field, date) in [
+        ("period.start", details.start_date),
+        ("period.end", details.end_date),
+    ] {
+        date.map_or(Ok(()), |date| bounds::date(field, date))?;
     }
     let alias = name_alias(&details.name);
     for (i, identifier) in details.identifiers.iter().enumerate() {
@@ -597,6 +611,19 @@ mod tests {
             }) => field,
             other => panic!("expected a refusal naming a field, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn names_texts_and_dates_are_bounded() {
+        let long = details(&"n".repeat(crate::bounds::SHORT_TEXT + 1));
+        let refused = run(vec![], ProgramCommand::Create(long)).await;
+        assert!(matches!(refused, Err(DomainError::Invalid { field, .. }) if field == "name"));
+        let mut early = details("Cash Transfer");
+        early.start_date = NaiveDate::from_ymd_opt(-1, 1, 1);
+        let refused = run(vec![], ProgramCommand::Create(early)).await;
+        assert!(
+            matches!(refused, Err(DomainError::Invalid { field, .. }) if field == "period.start")
+        );
     }
 
     #[tokio::test]

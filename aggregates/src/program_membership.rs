@@ -8,6 +8,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::consent::Access;
 use crate::error::DomainError;
 use crate::identifiers::MAX_VALUE_LEN;
@@ -92,6 +93,7 @@ pub struct ExitReason {
 
 impl ExitReason {
     fn validate(&self, vocabulary: &dyn Vocabulary) -> Result<(), DomainError> {
+        bounds::optional_text("exitReason.text", self.text.as_deref(), bounds::LONG_TEXT)?;
         match &self.code {
             Some(code)
                 if code.system != EXIT_REASON || !vocabulary.has_code(EXIT_REASON, &code.code) =>
@@ -266,6 +268,12 @@ impl ProgramMembership {
                     allowed.join(", ")
                 ),
             ));
+        }
+        for (field, date) in [
+            ("enrollmentDate", given.enrollment_date),
+            ("exitDate", given.exit_date),
+        ] {
+            date.map_or(Ok(()), |date| bounds::date(field, date))?;
         }
         let first_enrolment = to == MembershipStatus::Enrolled && self.enrollment_date.is_none();
         let enrollment_date = if first_enrolment {
@@ -728,6 +736,31 @@ mod tests {
                 exit_reason: None,
                 exit_reason_text: Some("Moved abroad".into()),
             }])
+        );
+    }
+
+    #[tokio::test]
+    async fn dates_and_reason_texts_are_bounded() {
+        let exit = |exit_date, text: String| MembershipCommand::ChangeStatus {
+            status: MembershipStatus::Exited,
+            enrollment_date: None,
+            exit_date: Some(exit_date),
+            exit_reason: Some(ExitReason {
+                code: None,
+                text: Some(text),
+            }),
+            access: full_access(),
+        };
+        let enrolled = recorded(MembershipStatus::Enrolled);
+        let far = NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap();
+        assert_eq!(
+            refused_field(run(enrolled.clone(), exit(far, "Moved".into())).await),
+            "exitDate"
+        );
+        let long = "m".repeat(crate::bounds::LONG_TEXT + 1);
+        assert_eq!(
+            refused_field(run(enrolled, exit(date(2024, 3, 1), long)).await),
+            "exitReason.text"
         );
     }
 
