@@ -154,17 +154,8 @@ async fn tampering() {
     assert_eq!(broken.body["valid"], false);
     assert_eq!(broken.body["first_broken_version"], 1);
     // The CLI finds it too, and says so with its exit status.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
-        .args(["verify", "--all"])
-        .env("DATABASE_URL", url)
-        .env("OPENSPP_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        !output.status.success(),
-        "verify must fail on a broken chain"
-    );
-    let report = String::from_utf8_lossy(&output.stdout);
+    let (passed, report) = verify_all(url);
+    assert!(!passed, "verify must fail on a broken chain");
     assert!(report.contains(&stream), "{report}");
     // Repair it, so the shared database verifies again for other tests.
     sql_scalar(
@@ -178,6 +169,72 @@ async fn tampering() {
         api.get(&format!("{path}/_history/$verify")).await.body["valid"],
         true
     );
+    // The recording time drives `_at`, `_since` and the provenance: moving it in its column
+    // (the hash covers the metadata's copy) is a break too, named by its version.
+    let recorded = |sequence: u8| {
+        sql_scalar(
+            url,
+            &format!(
+                "SELECT recorded_at FROM events WHERE aggregate_id = '{stream}' AND sequence = {sequence}"
+            ),
+        )
+    };
+    let original = recorded(2);
+    sql_scalar(
+        url,
+        &format!(
+            "UPDATE events SET recorded_at = recorded_at - interval '3 days' \
+             WHERE aggregate_id = '{stream}' AND sequence = 2 RETURNING 1"
+        ),
+    );
+    assert_ne!(recorded(2), original);
+    let moved = api.get(&format!("{path}/_history/$verify")).await;
+    moved.expect(200);
+    assert_eq!(moved.body["valid"], false);
+    assert_eq!(moved.body["first_broken_version"], 2);
+    assert!(
+        moved.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recorded time"),
+        "{}",
+        moved.text
+    );
+    let (passed, report) = verify_all(url);
+    assert!(!passed, "verify must fail on a moved time");
+    let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    let named = report["broken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["stream"] == stream.as_str())
+        .expect("the CLI names the stream");
+    assert_eq!(named["first_broken_version"], 2);
+    sql_scalar(
+        url,
+        &format!(
+            "UPDATE events SET recorded_at = '{original}' \
+             WHERE aggregate_id = '{stream}' AND sequence = 2 RETURNING 1"
+        ),
+    );
+    assert_eq!(
+        api.get(&format!("{path}/_history/$verify")).await.body["valid"],
+        true
+    );
+}
+
+/// `openspp verify --all`: whether it passed, and its report.
+fn verify_all(url: &str) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args(["verify", "--all"])
+        .env("DATABASE_URL", url)
+        .env("OPENSPP_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 /// Rows of the registry read models, in a canonical order, as text.
