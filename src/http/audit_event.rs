@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
 use crate::http::schema::OperationOutcome;
-use crate::http::search::Params;
+use crate::http::search::{page_link, Params};
 use crate::store::metadata::client_uri;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -81,14 +81,8 @@ async fn search(
     }
     let (total, rows) = search_log(&state.pool, &query, page).await?;
     let count = rows.len();
-    let next = (page.offset + (count as i64) < total).then(|| {
-        format!(
-            "{}?_count={}&_offset={}",
-            uri.path(),
-            page.count,
-            page.offset + page.count
-        )
-    });
+    let next =
+        (page.offset + (count as i64) < total).then(|| page_link(&uri, page.offset + page.count));
     Ok(Json(json!({
         "data": rows.iter().map(audit_event).collect::<Vec<_>>(),
         "meta": {"total": total, "count": count, "offset": page.offset},

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::http::search::Params;
+use crate::http::search::{page_link, Params};
 use crate::store::history::{self, Recorded};
 use crate::store::metadata::client_uri;
 use crate::store::verify::{verify, Verification};
@@ -186,7 +186,7 @@ pub fn bundle<A>(
     let shown = entries.len() as i64;
     let mut links = vec![json!({"relation": "self", "url": uri.to_string()})];
     if page.offset + shown < total {
-        links.push(json!({"relation": "next", "url": format!("{path}/_history?_count={}&_offset={}", page.count, page.offset + page.count)}));
+        links.push(json!({"relation": "next", "url": page_link(uri, page.offset + page.count)}));
     }
     Ok(json!({
         "resourceType": "Bundle",

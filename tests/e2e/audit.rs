@@ -7,8 +7,9 @@ use libtest_mimic::Trial;
 use serde_json::json;
 
 use crate::support::{
-    admin, cli, consent_client, create_client, individual_body, register_individual, sql_scalar,
-    unique, world, Api, Server, TestDatabase, ALL_SCOPES, NATIONAL_ID,
+    admin, audit_events, cli, consent_client, create_client, individual_body, query_instant,
+    register_individual, sql_scalar, unique, world, Api, Server, TestDatabase, ALL_SCOPES,
+    NATIONAL_ID,
 };
 use crate::trial;
 
@@ -103,7 +104,7 @@ async fn point_in_time() {
     let at = api
         .get(&format!(
             "{path}?_at={}",
-            urlencode(&before_change.to_rfc3339())
+            query_instant(&before_change.to_rfc3339())
         ))
         .await;
     at.expect(200);
@@ -111,7 +112,7 @@ async fn point_in_time() {
     let now = api
         .get(&format!(
             "{path}?_at={}",
-            urlencode(&chrono::Utc::now().to_rfc3339())
+            query_instant(&chrono::Utc::now().to_rfc3339())
         ))
         .await;
     assert_eq!(now.body["name"]["given"], "Later");
@@ -119,10 +120,6 @@ async fn point_in_time() {
         .await
         .expect(404);
     api.get(&format!("{path}?_at=yesterday")).await.expect(400);
-}
-
-fn urlencode(text: &str) -> String {
-    text.replace('+', "%2B").replace(':', "%3A")
 }
 
 async fn tampering() {
@@ -308,19 +305,6 @@ async fn scope() {
     api.get(&format!("{path}/_history/$verify"))
         .await
         .expect(403);
-}
-
-/// Polls the AuditEvent search until `expected` entries match (the log is written in batches).
-async fn audit_events(api: &Api, query: &str, expected: usize) -> serde_json::Value {
-    for _ in 0..50 {
-        let reply = api.get(&format!("/api/v2/spp/AuditEvent?{query}")).await;
-        reply.expect(200);
-        if reply.body["data"].as_array().unwrap().len() >= expected {
-            return reply.body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fewer than {expected} audit events for {query}");
 }
 
 async fn access_log() {

@@ -4,11 +4,13 @@
 
 mod support;
 
+mod access_log;
 mod audit;
 mod auth;
 mod consent;
 mod errors;
 mod group;
+mod history;
 mod individual;
 mod openapi;
 mod process;
@@ -53,12 +55,14 @@ fn main() {
     });
 
     let mut trials = Vec::new();
+    trials.extend(access_log::trials());
     trials.extend(audit::trials());
     trials.extend(auth::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
+    trials.extend(history::trials());
     trials.extend(openapi::trials());
     trials.extend(store::trials());
     trials.extend(process::trials());
