@@ -573,7 +573,7 @@ async fn history(
     let record = find(&state, &principal, &id).await?;
     let (versions, subject) = consent_versions(&state, &record).await?;
     let path = format!("/api/v2/spp/Consent/{}", record.consent_id);
-    Ok(Json(history::bundle(&uri, &path, &versions, |v| {
+    Ok(Json(history::bundle(&uri, &path, &versions, None, |v| {
         render_version(v, &record.consent_id, &subject)
     })?))
 }

@@ -598,11 +598,13 @@ async fn membership_history(
         .await;
     let (versions, references) = membership_versions(&state, &row.aggregate_id).await?;
     let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
-    Ok(Json(history::bundle(&uri, &path, &versions, |v| {
-        grant.filter(
-            serde_json::to_value(render_version(&state, v, &references)).unwrap_or_default(),
-        )
-    })?))
+    Ok(Json(history::bundle(
+        &uri,
+        &path,
+        &versions,
+        Some(&grant),
+        |v| serde_json::to_value(render_version(&state, v, &references)).unwrap_or_default(),
+    )?))
 }
 
 /// The membership exactly as it was at one version.

@@ -85,13 +85,13 @@ pub async fn history<R: Registrant>(
     principal.require("audit", Action::Read)?;
     let loaded = load::<R>(state, principal, provenance, id, "history").await?;
     let path = format!("/api/v2/spp/{}/{}", R::RESOURCE, path_segment(id));
-    let bundle = history::bundle(uri, &path, &loaded.versions, |v| {
-        let rendered = R::render(state, &loaded.context, v);
-        loaded
-            .visible
-            .grant
-            .filter(serde_json::to_value(rendered).unwrap_or_default())
-    })?;
+    let bundle = history::bundle(
+        uri,
+        &path,
+        &loaded.versions,
+        Some(&loaded.visible.grant),
+        |v| serde_json::to_value(R::render(state, &loaded.context, v)).unwrap_or_default(),
+    )?;
     Ok(Json(bundle))
 }
 
