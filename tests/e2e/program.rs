@@ -39,7 +39,7 @@ fn program_body(name: &str, target: &str) -> Value {
 }
 
 /// Creates a program and returns its alias path id (`urn:openspp:program|slug`).
-async fn new_program(api: &Api, target: &str) -> (String, String) {
+pub(crate) async fn new_program(api: &Api, target: &str) -> (String, String) {
     let name = format!("Program {}", unique("P"));
     let reply = api
         .post("/api/v2/spp/Program", program_body(&name, target))
@@ -49,7 +49,12 @@ async fn new_program(api: &Api, target: &str) -> (String, String) {
     (name, format!("urn:openspp:program|{slug}"))
 }
 
-async fn enrol(api: &Api, program: &str, national_id: &str, status: &str) -> crate::support::Reply {
+pub(crate) async fn enrol(
+    api: &Api,
+    program: &str,
+    national_id: &str,
+    status: &str,
+) -> crate::support::Reply {
     api.post(
         "/api/v2/spp/ProgramMembership",
         json!({"program": {"reference": format!("Program/{program}")},
