@@ -29,6 +29,7 @@ pub fn trials() -> Vec<Trial> {
             "access_log::subject_search_finds_accesses_by_any_identifier",
             any_identifier,
         ),
+        trial("access_log::consent_reads_are_logged", consent_reads),
     ]
 }
 
@@ -235,4 +236,71 @@ async fn any_identifier() {
     let member_reference = format!("Individual/{NATIONAL_ID}|{id}");
     assert!(entities(&logged[&ids[2]]).contains(&member_reference));
     assert!(entities(&logged[&ids[3]]).contains(&member_reference));
+}
+
+async fn consent_reads() {
+    let admin = admin().await;
+    let (credentials, reader) = client(&["consent:read", "consent:search", "audit:read"]).await;
+    let id = unique("CRL");
+    register_individual(&admin, &id).await;
+    let subject = format!("Individual/{NATIONAL_ID}|{id}");
+    let given = admin
+        .post(
+            "/api/v2/spp/Consent",
+            json!({"subject": subject, "recipient_mode": "category", "recipient_types": ["ngo"],
+                   "expiry_date": "2099-01-01",
+                   "scopes": [{"resource_type": "individual", "field_access": null, "purpose": "research"}]}),
+        )
+        .await;
+    given.expect(201);
+    let consent = given.body["consent_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v2/spp/Consent/{consent}");
+    let requests = [
+        (path.clone(), 200, "read"),
+        (format!("{path}?_at=2000-01-01T00:00:00Z"), 404, "read"),
+        (
+            format!(
+                "/api/v2/spp/Consent?subject=Individual/{}",
+                path_id(NATIONAL_ID, &id)
+            ),
+            200,
+            "search",
+        ),
+        (format!("{path}/$receipt"), 200, "receipt"),
+        (format!("{path}/$history"), 200, "history"),
+        (format!("{path}/_history"), 200, "history"),
+        (format!("{path}/_history/1"), 200, "vread"),
+        (format!("{path}/_history/7"), 404, "vread"),
+        (format!("{path}/_history/$verify"), 200, "verify"),
+    ];
+    let mut ids = Vec::new();
+    for (path, status, _) in &requests {
+        let request_id = unique("req");
+        assert_eq!(get_as(&reader, path, &request_id).await, *status, "{path}");
+        ids.push(request_id);
+    }
+    let logged = by_request(&admin, &credentials, requests.len()).await;
+    for ((path, status, interaction), request_id) in requests.iter().zip(&ids) {
+        let entry = logged
+            .get(request_id)
+            .unwrap_or_else(|| panic!("{path} is logged"));
+        assert_eq!(entry["resource"], "Consent", "{path}");
+        assert_eq!(entry["subtype"], *interaction, "{path}");
+        assert_eq!(entry["outcome"], status.to_string(), "{path}");
+        let named = entities(entry);
+        assert!(named.contains(&format!("Consent/{consent}")), "{path}");
+        assert!(named.contains(&subject), "{path}: the subject is named");
+    }
+    // An auditor asking about the person finds who read their consent.
+    let about = audit_events(
+        &admin,
+        &format!(
+            "client={}&subject=Individual/{}&_count=100",
+            credentials.client_id,
+            path_id(NATIONAL_ID, &id)
+        ),
+        requests.len(),
+    )
+    .await;
+    assert_eq!(about["meta"]["total"], requests.len());
 }
