@@ -169,7 +169,7 @@ async fn reach(api: &Api, program: &str, status: &str) -> String {
     path
 }
 
-async fn change_body(api: &Api, path: &str, status: &str) -> Value {
+pub(crate) async fn change_body(api: &Api, path: &str, status: &str) -> Value {
     let current = api.get(path).await;
     let mut body = current.body.clone();
     body.as_object_mut().unwrap().remove("meta");
