@@ -12,6 +12,7 @@ mod errors;
 mod group;
 mod history;
 mod individual;
+mod internal_ids;
 mod openapi;
 mod process;
 mod program;
@@ -63,6 +64,7 @@ fn main() {
     trials.extend(individual::trials());
     trials.extend(group::trials());
     trials.extend(history::trials());
+    trials.extend(internal_ids::trials());
     trials.extend(openapi::trials());
     trials.extend(store::trials());
     trials.extend(process::trials());
