@@ -259,6 +259,25 @@ pub struct Visible {
     pub access: Access,
 }
 
+impl Visible {
+    /// The access-log entry of a request that found this subject as `id`, before its outcome
+    /// is known.
+    pub fn entry(
+        &self,
+        principal: &Principal,
+        provenance: &Provenance,
+        resource: &'static str,
+        interaction: &'static str,
+        id: &str,
+    ) -> AccessEntry {
+        AccessEntry::new(principal, provenance.request_id(), resource, interaction).returned(
+            format!("{resource}/{id}"),
+            Some(&self.stream),
+            Some(&self.grant),
+        )
+    }
+}
+
 /// The grants for a page of search results, in one query.
 pub async fn grants_for(
     state: &AppState,

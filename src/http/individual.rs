@@ -392,11 +392,7 @@ async fn read(
         return registrant::at::<Individual>(&state, &principal, &provenance, &id, &at).await;
     }
     let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    let log = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "read").returned(
-        format!("{RESOURCE}/{id}"),
-        Some(&visible.stream),
-        Some(&visible.grant),
-    );
+    let log = visible.entry(&principal, &provenance, RESOURCE, "read", &id);
     // The identifier is claimed when its event commits; the read model may still lag.
     let Some(row) = view::get(&state.pool, &visible.stream).await? else {
         state.access_log.record(log.outcome(404)).await;

@@ -10,7 +10,6 @@ use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -44,21 +43,6 @@ pub trait Registrant: Aggregate + Clone + Send + Sync + 'static {
     fn mentioned(context: &Self::Context, grant: &Grant) -> Vec<(String, String)>;
 }
 
-/// The access-log entry of one request about `id`, before its outcome is known.
-fn entry<R: Registrant>(
-    principal: &Principal,
-    provenance: &Provenance,
-    id: &str,
-    visible: &Visible,
-    interaction: &'static str,
-) -> AccessEntry {
-    AccessEntry::new(principal, provenance.request_id(), R::RESOURCE, interaction).returned(
-        format!("{}/{id}", R::RESOURCE),
-        Some(&visible.stream),
-        Some(&visible.grant),
-    )
-}
-
 /// Answers a request about the subject `id` with `answer` over its versions, then logs the
 /// access with the outcome the request really has (a missing version, an instant before the
 /// subject existed or a malformed parameter is not a 200) and the subjects the answer names.
@@ -84,7 +68,8 @@ async fn answered<R: Registrant, T>(
         }
         Err(error) => (Err(error), Vec::new()),
     };
-    let log = entry::<R>(principal, provenance, id, &visible, interaction)
+    let log = visible
+        .entry(principal, provenance, R::RESOURCE, interaction, id)
         .mentioning(mentioned)
         .outcome_of(&result);
     state.access_log.record(log).await;
@@ -191,7 +176,9 @@ pub async fn verify<R: Registrant>(
     principal.require("audit", Action::Read)?;
     let visible = find_visible(state, principal, provenance, R::RESOURCE, R::SCOPE, id).await?;
     let result = history::verify_stream(state, R::RESOURCE, &visible.stream).await;
-    let log = entry::<R>(principal, provenance, id, &visible, "verify").outcome_of(&result);
+    let log = visible
+        .entry(principal, provenance, R::RESOURCE, "verify", id)
+        .outcome_of(&result);
     state.access_log.record(log).await;
     result.map(Json)
 }

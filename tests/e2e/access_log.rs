@@ -52,6 +52,35 @@ async fn get_as(api: &Api, path: &str, request_id: &str) -> u16 {
         .as_u16()
 }
 
+/// Sends each `(path, status, interaction)` as `client`, each with its own request id, and
+/// returns their access-log entries in order, having checked each was logged with the status
+/// the request answered and the interaction it was.
+async fn logged_requests(
+    admin: &Api,
+    (credentials, api): &(Credentials, Api),
+    requests: &[(String, u16, &str)],
+) -> Vec<Value> {
+    let mut ids = Vec::new();
+    for (path, status, _) in requests {
+        let request_id = unique("req");
+        assert_eq!(get_as(api, path, &request_id).await, *status, "{path}");
+        ids.push(request_id);
+    }
+    let mut logged = by_request(admin, credentials, requests.len()).await;
+    requests
+        .iter()
+        .zip(&ids)
+        .map(|((path, status, interaction), request_id)| {
+            let entry = logged
+                .remove(request_id)
+                .unwrap_or_else(|| panic!("{path} is logged"));
+            assert_eq!(entry["outcome"], status.to_string(), "{path}");
+            assert_eq!(entry["subtype"], *interaction, "{path}");
+            entry
+        })
+        .collect()
+}
+
 /// Every logged access of `client`, by request id.
 async fn by_request(admin: &Api, client: &Credentials, expected: usize) -> HashMap<String, Value> {
     let query = format!("client={}&_count=100", client.client_id);
@@ -123,8 +152,7 @@ async fn next_links_keep_filters() {
 
 async fn outcomes() {
     let admin = admin().await;
-    let (credentials, auditor) =
-        client(&["individual:read", "program_membership:read", "audit:read"]).await;
+    let auditor = client(&["individual:read", "program_membership:read", "audit:read"]).await;
     let id = unique("OUT");
     let path = register_individual(&admin, &id).await;
     let (_, program) = new_program(&admin, "individual").await;
@@ -150,20 +178,7 @@ async fn outcomes() {
         ),
         (format!("{membership}/_history?_since=soon"), 400, "history"),
     ];
-    let mut ids = Vec::new();
-    for (path, status, _) in &requests {
-        let request_id = unique("req");
-        assert_eq!(get_as(&auditor, path, &request_id).await, *status, "{path}");
-        ids.push(request_id);
-    }
-    let logged = by_request(&admin, &credentials, requests.len()).await;
-    for ((path, status, interaction), request_id) in requests.iter().zip(&ids) {
-        let entry = logged
-            .get(request_id)
-            .unwrap_or_else(|| panic!("{path} is logged"));
-        assert_eq!(entry["outcome"], status.to_string(), "{path}");
-        assert_eq!(entry["subtype"], *interaction, "{path}");
-    }
+    logged_requests(&admin, &auditor, &requests).await;
 }
 
 async fn any_identifier() {
@@ -240,7 +255,7 @@ async fn any_identifier() {
 
 async fn consent_reads() {
     let admin = admin().await;
-    let (credentials, reader) = client(&["consent:read", "consent:search", "audit:read"]).await;
+    let reader = client(&["consent:read", "consent:search", "audit:read"]).await;
     let id = unique("CRL");
     register_individual(&admin, &id).await;
     let subject = format!("Individual/{NATIONAL_ID}|{id}");
@@ -273,20 +288,9 @@ async fn consent_reads() {
         (format!("{path}/_history/7"), 404, "vread"),
         (format!("{path}/_history/$verify"), 200, "verify"),
     ];
-    let mut ids = Vec::new();
-    for (path, status, _) in &requests {
-        let request_id = unique("req");
-        assert_eq!(get_as(&reader, path, &request_id).await, *status, "{path}");
-        ids.push(request_id);
-    }
-    let logged = by_request(&admin, &credentials, requests.len()).await;
-    for ((path, status, interaction), request_id) in requests.iter().zip(&ids) {
-        let entry = logged
-            .get(request_id)
-            .unwrap_or_else(|| panic!("{path} is logged"));
+    let entries = logged_requests(&admin, &reader, &requests).await;
+    for ((path, _, _), entry) in requests.iter().zip(&entries) {
         assert_eq!(entry["resource"], "Consent", "{path}");
-        assert_eq!(entry["subtype"], *interaction, "{path}");
-        assert_eq!(entry["outcome"], status.to_string(), "{path}");
         let named = entities(entry);
         assert!(named.contains(&format!("Consent/{consent}")), "{path}");
         assert!(named.contains(&subject), "{path}: the subject is named");
@@ -296,7 +300,7 @@ async fn consent_reads() {
         &admin,
         &format!(
             "client={}&subject=Individual/{}&_count=100",
-            credentials.client_id,
+            reader.0.client_id,
             path_id(NATIONAL_ID, &id)
         ),
         requests.len(),
