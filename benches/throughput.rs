@@ -1,9 +1,10 @@
 //! Throughput of the API on this machine, beside PostgreSQL's own raw insert rate.
 //!
 //! `cargo bench --bench throughput` (options after `--`: `--concurrency 16 --creates 4000
-//! --reads 20000 --seconds 10`). It starts the real server against a fresh database, drives it
-//! over loopback HTTP, runs pgbench with a one-row insert script as the yardstick, and drops the
-//! database. Numbers only; nothing here asserts a speed.
+//! --reads 20000 --seconds 10 --overhead-reads 3000 --overhead-rounds 3`). It starts the real
+//! server against a fresh database, drives it over loopback HTTP, runs pgbench with a one-row
+//! insert script as the yardstick, and drops the database. Numbers only; nothing here asserts a
+//! speed.
 
 #[allow(dead_code)]
 #[path = "../tests/e2e/support.rs"]
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openspp::access_log::{AccessEntry, AccessLog};
 use support::{create_client, individual_body, path_id, Api, Server, TestDatabase, NATIONAL_ID};
 
 struct Options {
@@ -23,6 +25,9 @@ struct Options {
     seconds: u64,
     /// Individuals to register before measuring the consent filter's cost on search (0 = skip).
     population: usize,
+    /// Reads per side and round of the access log's A/B (0 = skip).
+    overhead_reads: usize,
+    overhead_rounds: usize,
 }
 
 fn options() -> Options {
@@ -40,11 +45,16 @@ fn options() -> Options {
         reads: value("--reads", 20000),
         seconds: value("--seconds", 10) as u64,
         population: value("--population", 0),
+        overhead_reads: value("--overhead-reads", 3000),
+        overhead_rounds: value("--overhead-rounds", 3),
     }
 }
 
+/// Requests/s, p50 and p99 latency of one run.
+type Measured = (f64, Duration, Duration);
+
 /// Runs `total` requests from `concurrency` workers; returns requests/s and latency percentiles.
-async fn drive<F, Fut>(concurrency: usize, total: usize, request: F) -> (f64, Duration, Duration)
+async fn drive<F, Fut>(concurrency: usize, total: usize, request: F) -> Measured
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = u16> + Send,
@@ -53,12 +63,7 @@ where
 }
 
 /// As `drive`, where every answer must be `expected` (0: any 2xx).
-async fn drive_any<F, Fut>(
-    concurrency: usize,
-    total: usize,
-    request: F,
-    expected: u16,
-) -> (f64, Duration, Duration)
+async fn drive_any<F, Fut>(concurrency: usize, total: usize, request: F, expected: u16) -> Measured
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = u16> + Send,
@@ -277,6 +282,141 @@ async fn consent_filter_cost(
     }
 }
 
+/// Rows in the access log.
+fn logged_rows(database_url: &str) -> u64 {
+    support::sql_scalar(database_url, "SELECT count(*) FROM access_log")
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the server's background writer has stored `rows` access-log rows.
+async fn drained(database_url: &str, rows: u64) {
+    while logged_rows(database_url) < rows {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the access log costs a read. The server has no switch that turns audit logging off (it
+/// would be a compliance hole), so the comparison is made here, in the bench's own throwaway
+/// database: the same reads at the same concurrency, once with the log stored as in
+/// production, once with a BEFORE INSERT trigger that discards its rows. The "discarded" side
+/// still queues each entry and sends the batched INSERT, so the difference is the cost of
+/// storing the rows (heap, four GIN/B-tree indexes, WAL, commit); the per-entry queueing cost
+/// is measured on its own below. Sides alternate, several rounds, to spread drift.
+async fn access_log_overhead(
+    api: &Api,
+    database_url: &str,
+    prefix: &str,
+    creates: usize,
+    c: usize,
+    reads: usize,
+    rounds: usize,
+) {
+    support::sql_scalar(
+        database_url,
+        "CREATE FUNCTION bench_discard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+    );
+    let mut sides: [(&str, Vec<Measured>); 2] = [("stored", Vec::new()), ("discarded", Vec::new())];
+    for round in 0..rounds {
+        for side in [round % 2, 1 - round % 2] {
+            let discard = side == 1;
+            if discard {
+                support::sql_scalar(
+                    database_url,
+                    "CREATE TRIGGER bench_discard BEFORE INSERT ON access_log \
+                     FOR EACH ROW EXECUTE FUNCTION bench_discard()",
+                );
+            }
+            let before = logged_rows(database_url);
+            let reader = api.clone();
+            let prefix = prefix.to_owned();
+            let measured = drive(c, reads, move |n| {
+                let api = reader.clone();
+                let path = format!(
+                    "/api/v2/spp/Individual/{}",
+                    path_id(
+                        NATIONAL_ID,
+                        &format!("{prefix}-{}", (n * 7919 + round) % creates)
+                    )
+                );
+                async move { api.get(&path).await.status.as_u16() }
+            })
+            .await;
+            if discard {
+                // Let the writer flush this side's entries into the trigger before removing it.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                support::sql_scalar(database_url, "DROP TRIGGER bench_discard ON access_log");
+                assert_eq!(
+                    logged_rows(database_url),
+                    before,
+                    "the discarded side stored nothing"
+                );
+            } else {
+                drained(database_url, before + reads as u64).await;
+            }
+            sides[side].1.push(measured);
+        }
+    }
+    let median = |runs: &mut Vec<Measured>| {
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        runs[runs.len() / 2]
+    };
+    let mut medians = Vec::new();
+    for (label, runs) in &mut sides {
+        let (rps, p50, p99) = median(runs);
+        println!(
+            "audit   GET /Individual/{{id}} log {label:<9} {rps:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  (median of {rounds} x {reads}; {:.0}-{:.0} req/s)",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            runs[0].0,
+            runs[runs.len() - 1].0
+        );
+        medians.push((rps, p50));
+    }
+    println!(
+        "audit   storing the access log costs {:.1} % of read throughput, {:+.2} ms at p50",
+        (1.0 - medians[0].0 / medians[1].0) * 100.0,
+        (medians[0].1.as_secs_f64() - medians[1].1.as_secs_f64()) * 1e3
+    );
+    access_log_entry_cost(database_url, 5000).await;
+}
+
+/// The access log by itself, in this process: what handing one entry to the background writer
+/// costs the request (a channel send), and how many entries per second the writer stores.
+async fn access_log_entry_cost(database_url: &str, entries: usize) {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let before = logged_rows(database_url);
+    let (log, writer) = AccessLog::start(pool);
+    let started = Instant::now();
+    for n in 0..entries {
+        log.record(AccessEntry {
+            at: chrono::Utc::now(),
+            client_id: "bench".into(),
+            organization: "Bench".into(),
+            resource_type: "Individual",
+            interaction: "read",
+            subjects: vec![format!("Individual/{NATIONAL_ID}|bench-{n}")],
+            streams: vec![uuid::Uuid::now_v7().to_string()],
+            consent_ids: Vec::new(),
+            purpose: None,
+            fields: None,
+            outcome: 200,
+            request_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await;
+    }
+    let queued = started.elapsed();
+    drop(log);
+    writer.await.unwrap();
+    let stored = started.elapsed();
+    assert_eq!(logged_rows(database_url), before + entries as u64);
+    println!(
+        "audit   access-log entry: {:.2} µs to queue (the request's share), {:.0} entries/s stored by the writer ({entries} entries)",
+        queued.as_secs_f64() * 1e6 / entries as f64,
+        entries as f64 / stored.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let options = options();
@@ -347,6 +487,19 @@ async fn main() {
     .await;
     println!("search  GET /Individual?name  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests over {} rows)",
         rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.reads / 4, options.creates);
+
+    if options.overhead_reads > 0 {
+        access_log_overhead(
+            &api,
+            &database.url,
+            &prefix,
+            options.creates,
+            c,
+            options.overhead_reads,
+            options.overhead_rounds.max(1),
+        )
+        .await;
+    }
 
     enrolment(&api, &database.url, &prefix, options.creates.min(2000), c).await;
     not_found_timing(&api, &database.url, &prefix, c).await;

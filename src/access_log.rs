@@ -10,7 +10,9 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use crate::auth::Principal;
+use crate::error::ApiError;
 use crate::http::access::Grant;
+use crate::http::reference::{parse_identifier, resolve};
 
 /// One access.
 #[derive(Debug, Clone)]
@@ -23,6 +25,9 @@ pub struct AccessEntry {
     pub interaction: &'static str,
     /// External references of what was touched or returned (`Individual/{system}|{value}`).
     pub subjects: Vec<String>,
+    /// The streams behind `subjects`, kept in a column that is never returned: a search by any
+    /// identifier of a subject finds every access to it, whichever identifier that access used.
+    pub streams: Vec<String>,
     pub consent_ids: Vec<String>,
     pub purpose: Option<String>,
     /// Fields returned; `None` = all.
@@ -45,6 +50,7 @@ impl AccessEntry {
             resource_type,
             interaction,
             subjects: Vec::new(),
+            streams: Vec::new(),
             consent_ids: Vec::new(),
             purpose: None,
             fields: None,
@@ -53,9 +59,15 @@ impl AccessEntry {
         }
     }
 
-    /// Records one subject returned under `grant`.
-    pub fn returned(mut self, subject: String, grant: Option<&Grant>) -> Self {
+    /// Records one subject returned under `grant`, with its stream when it exists.
+    pub fn returned(
+        mut self,
+        subject: String,
+        stream: Option<&str>,
+        grant: Option<&Grant>,
+    ) -> Self {
         self.subjects.push(subject);
+        self.streams.extend(stream.map(str::to_owned));
         if let Some(grant) = grant {
             if let Some(consent) = grant.consent_id() {
                 if !self.consent_ids.contains(&consent) {
@@ -77,9 +89,28 @@ impl AccessEntry {
         self
     }
 
+    /// Records subjects that the answer names inside another resource (a group's members, a
+    /// membership's beneficiary): `(reference, stream)` pairs.
+    pub fn mentioning(mut self, mentioned: impl IntoIterator<Item = (String, String)>) -> Self {
+        for (subject, stream) in mentioned {
+            self.subjects.push(subject);
+            self.streams.push(stream);
+        }
+        self
+    }
+
     pub fn outcome(mut self, status: u16) -> Self {
         self.outcome = status;
         self
+    }
+
+    /// The status the request really answers with.
+    pub fn outcome_of<T>(self, result: &Result<T, ApiError>) -> Self {
+        let status = match result {
+            Ok(_) => 200,
+            Err(error) => error.status.as_u16(),
+        };
+        self.outcome(status)
     }
 }
 
@@ -102,19 +133,19 @@ impl AccessLog {
         (Self { sender }, writer)
     }
 
-    /// Logs one subject returned to the caller.
+    /// Logs one subject, `(key, stream)`, returned to the caller.
     pub async fn one(
         &self,
         principal: &Principal,
         request_id: &str,
         resource: &'static str,
         interaction: &'static str,
-        subject: Option<String>,
+        subject: Option<(String, &str)>,
         grant: Option<&Grant>,
     ) {
         let mut entry = AccessEntry::new(principal, request_id, resource, interaction);
-        if let Some(key) = subject {
-            entry = entry.returned(format!("{resource}/{key}"), grant);
+        if let Some((key, stream)) = subject {
+            entry = entry.returned(format!("{resource}/{key}"), Some(stream), grant);
         }
         self.record(entry).await;
     }
@@ -152,7 +183,7 @@ async fn write(pool: PgPool, mut receiver: mpsc::Receiver<AccessEntry>) {
 async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
     let mut qb = sqlx::QueryBuilder::new(
         "INSERT INTO access_log (at, client_id, organization, resource_type, interaction, \
-         subjects, consent_ids, purpose, fields, outcome, request_id) ",
+         subjects, subject_streams, consent_ids, purpose, fields, outcome, request_id) ",
     );
     qb.push_values(batch, |mut row, e| {
         row.push_bind(e.at)
@@ -161,6 +192,7 @@ async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
             .push_bind(e.resource_type)
             .push_bind(e.interaction)
             .push_bind(&e.subjects)
+            .push_bind(&e.streams)
             .push_bind(&e.consent_ids)
             .push_bind(&e.purpose)
             .push_bind(&e.fields)
@@ -174,10 +206,31 @@ async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
 #[derive(Debug, Default)]
 pub struct AccessQuery {
     pub client_id: Option<String>,
-    /// `Individual/{system}|{value}`.
-    pub subject: Option<String>,
+    pub subject: Option<SubjectQuery>,
     pub consent_id: Option<String>,
     pub at: Vec<(openspp_projections::search::Comparator, DateTime<Utc>)>,
+}
+
+/// A subject searched for: its reference as given, and the stream it names today.
+#[derive(Debug)]
+pub struct SubjectQuery {
+    reference: String,
+    stream: Option<String>,
+}
+
+impl SubjectQuery {
+    /// Resolves `Individual/{system}|{value}` (or `Group/…`, `ProgramMembership/…`) through the
+    /// live identifiers to its stream, so that accesses made through any of the subject's
+    /// identifiers match. Entries that name the reference itself match too (refused lookups of
+    /// unknown identifiers, and identifiers no longer live).
+    pub async fn resolve(pool: &PgPool, reference: String) -> Result<Self, ApiError> {
+        let (kind, key) = reference.split_once('/').ok_or_else(|| {
+            ApiError::bad_request(Some("subject"), "must be {Resource}/{system}|{value}")
+        })?;
+        let identifier = parse_identifier(key, "subject")?;
+        let stream = resolve(pool, kind, &identifier).await?;
+        Ok(Self { reference, stream })
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -201,9 +254,15 @@ fn push_filters(qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, query: &AccessQ
         qb.push(" AND client_id = ").push_bind(client.clone());
     }
     if let Some(subject) = &query.subject {
-        qb.push(" AND ")
-            .push_bind(subject.clone())
-            .push(" = ANY(subjects)");
+        qb.push(" AND (subjects @> ARRAY[")
+            .push_bind(subject.reference.clone())
+            .push("]");
+        if let Some(stream) = &subject.stream {
+            qb.push(" OR subject_streams @> ARRAY[")
+                .push_bind(stream.clone())
+                .push("]");
+        }
+        qb.push(")");
     }
     if let Some(consent) = &query.consent_id {
         qb.push(" AND ")

@@ -154,6 +154,15 @@ impl Grant {
         self.consent.as_ref().map(|c| c.consent_id.clone())
     }
 
+    /// Whether the grant lets the caller see the top-level `field`.
+    pub fn allows(&self, field: &str) -> bool {
+        ALWAYS.contains(&field)
+            || self
+                .fields
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|f| f == field))
+    }
+
     /// Drops every top-level field the grant does not allow.
     pub fn filter(&self, mut resource: Value) -> Value {
         if let (Some(allowed), Value::Object(map)) = (&self.fields, &mut resource) {
@@ -227,10 +236,14 @@ pub async fn find_visible(
             grant,
             access,
         }),
-        _ => {
+        (stream, _) => {
             // Refusals are accesses too: the auditor sees who asked for whom.
             let entry = AccessEntry::new(principal, provenance.request_id(), resource, "lookup")
-                .returned(format!("{resource}/{}", identifier.key()), None)
+                .returned(
+                    format!("{resource}/{}", identifier.key()),
+                    stream.as_deref(),
+                    None,
+                )
                 .outcome(404);
             state.access_log.record(entry).await;
             Err(ApiError::not_found(resource))
@@ -244,6 +257,25 @@ pub struct Visible {
     pub stream: String,
     pub grant: Grant,
     pub access: Access,
+}
+
+impl Visible {
+    /// The access-log entry of a request that found this subject as `id`, before its outcome
+    /// is known.
+    pub fn entry(
+        &self,
+        principal: &Principal,
+        provenance: &Provenance,
+        resource: &'static str,
+        interaction: &'static str,
+        id: &str,
+    ) -> AccessEntry {
+        AccessEntry::new(principal, provenance.request_id(), resource, interaction).returned(
+            format!("{resource}/{id}"),
+            Some(&self.stream),
+            Some(&self.grant),
+        )
+    }
 }
 
 /// The grants for a page of search results, in one query.

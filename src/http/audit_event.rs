@@ -7,12 +7,12 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::access_log::{search as search_log, AccessQuery, AccessRow};
+use crate::access_log::{search as search_log, AccessQuery, AccessRow, SubjectQuery};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
 use crate::http::schema::OperationOutcome;
-use crate::http::search::Params;
+use crate::http::search::{page_link, Params};
 use crate::store::metadata::client_uri;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -51,7 +51,7 @@ pub fn audit_event(row: &AccessRow) -> Value {
 #[utoipa::path(get, path = "/AuditEvent", tag = "Audit",
     params(
         ("client" = Option<String>, Query, description = "A client id, or `urn:openspp:api-client:{id}`"),
-        ("subject" = Option<String>, Query, description = "`Individual/{system}|{value}` or `Group/…`"),
+        ("subject" = Option<String>, Query, description = "`Individual/{system}|{value}`, `Group/…` or `ProgramMembership/…`: every access to that subject, whichever of its identifiers was used"),
         ("date" = Option<String>, Query, description = "Instant or date with prefix; repeatable"),
         ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
     ),
@@ -65,30 +65,31 @@ async fn search(
     principal.require("audit", Action::Read)?;
     let mut params = Params::from_uri(&uri)?;
     let page = params.page()?;
-    let mut query = AccessQuery {
-        client_id: params.one("client")?.map(|c| {
-            c.strip_prefix("urn:openspp:api-client:")
-                .map(str::to_owned)
-                .unwrap_or(c)
-        }),
-        subject: params.one("subject")?,
-        consent_id: None,
-        at: params.instants("date")?,
-    };
+    let client_id = params.one("client")?.map(|c| {
+        c.strip_prefix("urn:openspp:api-client:")
+            .map(str::to_owned)
+            .unwrap_or(c)
+    });
+    let subject = params.one("subject")?;
+    let at = params.instants("date")?;
     params.finish()?;
+    let subject = match subject {
+        Some(reference) => Some(SubjectQuery::resolve(&state.pool, reference).await?),
+        None => None,
+    };
+    let mut query = AccessQuery {
+        client_id,
+        subject,
+        consent_id: None,
+        at,
+    };
     if principal.require_consent {
         query.client_id = Some(principal.client_id.clone());
     }
     let (total, rows) = search_log(&state.pool, &query, page).await?;
     let count = rows.len();
-    let next = (page.offset + (count as i64) < total).then(|| {
-        format!(
-            "{}?_count={}&_offset={}",
-            uri.path(),
-            page.count,
-            page.offset + page.count
-        )
-    });
+    let next =
+        (page.offset + (count as i64) < total).then(|| page_link(&uri, page.offset + page.count));
     Ok(Json(json!({
         "data": rows.iter().map(audit_event).collect::<Vec<_>>(),
         "meta": {"total": total, "count": count, "offset": page.offset},

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -292,20 +293,26 @@ async fn create(
 async fn read(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(SCOPE, Action::Read)?;
     let at = crate::http::search::Params::at_only(&uri)?;
     let record = find(&state, &principal, &id).await?;
-    if let Some(at) = at {
-        let (versions, subject) = consent_versions(&state, &record).await?;
-        let version = history::at_instant(versions, &at, RESOURCE)?;
-        return Ok(Json(render_version(&version, &record.consent_id, &subject)));
+    let result = async {
+        if let Some(at) = at {
+            let (versions, subject) = consent_versions(&state, &record).await?;
+            let version = history::at_instant(versions, &at, RESOURCE)?;
+            return Ok(Json(render_version(&version, &record.consent_id, &subject)));
+        }
+        Ok(Json(
+            serde_json::to_value(render(&state, record.clone()).await?).unwrap_or_default(),
+        ))
     }
-    Ok(Json(
-        serde_json::to_value(render(&state, record).await?).unwrap_or_default(),
-    ))
+    .await;
+    logged(&state, &principal, &provenance, "read", &record, &result).await;
+    result
 }
 
 /// Body of `$revoke`.
@@ -437,13 +444,20 @@ async fn withdraw_by_delete(
 async fn receipt(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(SCOPE, Action::Read)?;
     let record = find(&state, &principal, &id).await?;
+    let result = receipt_of(&state, record.clone()).await;
+    logged(&state, &principal, &provenance, "receipt", &record, &result).await;
+    result
+}
+
+async fn receipt_of(state: &AppState, record: ConsentRecord) -> Result<Json<Value>, ApiError> {
     let events = stored::stream(&state.pool, RESOURCE, &record.consent_id).await?;
     let given = events.first().ok_or_else(ApiError::internal)?;
-    let resource = render(&state, record).await?;
+    let resource = render(state, record).await?;
     Ok(Json(json!({
         "receipt_id": format!("urn:openspp:consent-receipt:{}:{}", resource.consent_id, events.len()),
         "version": "ISO/IEC 29184:2020",
@@ -472,10 +486,17 @@ async fn receipt(
 async fn consent_history(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(SCOPE, Action::Read)?;
     let record = find(&state, &principal, &id).await?;
+    let result = story(&state, &record).await;
+    logged(&state, &principal, &provenance, "history", &record, &result).await;
+    result
+}
+
+async fn story(state: &AppState, record: &ConsentRecord) -> Result<Json<Value>, ApiError> {
     let events = stored::stream(&state.pool, RESOURCE, &record.consent_id).await?;
     let entries: Vec<Value> = events
         .iter()
@@ -511,6 +532,7 @@ async fn consent_history(
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(SCOPE, Action::Search)?;
@@ -524,14 +546,24 @@ async fn list(
     })?;
     let identifier = parse_identifier(key, "subject")?;
     let stream = resolve(&state.pool, kind, &identifier).await?;
-    let records = match stream {
-        Some(stream) => index::for_subject(&state.pool, &stream).await?,
+    let records = match &stream {
+        Some(stream) => index::for_subject(&state.pool, stream).await?,
         None => Vec::new(),
     };
+    let mut log = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
     let mut data = Vec::new();
     for record in records.into_iter().filter(|r| may_see(&principal, r)) {
+        log = log.returned(
+            format!("{RESOURCE}/{}", record.consent_id),
+            Some(&record.consent_id),
+            None,
+        );
         data.push(render(&state, record).await?);
     }
+    if !data.is_empty() {
+        log = log.mentioning(stream.map(|stream| (subject.clone(), stream)));
+    }
+    state.access_log.record(log).await;
     let count = data.len();
     Ok(Json(json!({
         "data": data,
@@ -547,6 +579,28 @@ async fn consent_versions(
 ) -> Result<(Vec<Version<Consent>>, Option<String>), ApiError> {
     let versions = versions::<Consent>(state, &record.consent_id).await?;
     Ok((versions, subject_reference(state, record).await?))
+}
+
+/// Logs a request about `record` with the outcome it really had. A consent reveals who its
+/// data subject is, so the entry names the subject too, and a subject search finds it.
+async fn logged<T>(
+    state: &AppState,
+    principal: &Principal,
+    provenance: &Provenance,
+    interaction: &'static str,
+    record: &ConsentRecord,
+    result: &Result<T, ApiError>,
+) {
+    let subject = subject_reference(state, record).await.ok().flatten();
+    let entry = AccessEntry::new(principal, provenance.request_id(), RESOURCE, interaction)
+        .returned(
+            format!("{RESOURCE}/{}", record.consent_id),
+            Some(&record.consent_id),
+            None,
+        )
+        .mentioning(subject.map(|s| (s, record.terms.subject.clone())))
+        .outcome_of(result);
+    state.access_log.record(entry).await;
 }
 
 fn render_version(version: &Version<Consent>, consent_id: &str, subject: &Option<String>) -> Value {
@@ -566,16 +620,22 @@ fn render_version(version: &Version<Consent>, consent_id: &str, subject: &Option
 async fn history(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("audit", Action::Read)?;
     let record = find(&state, &principal, &id).await?;
-    let (versions, subject) = consent_versions(&state, &record).await?;
-    let path = format!("/api/v2/spp/Consent/{}", record.consent_id);
-    Ok(Json(history::bundle(&uri, &path, &versions, |v| {
-        render_version(v, &record.consent_id, &subject)
-    })?))
+    let result = async {
+        let (versions, subject) = consent_versions(&state, &record).await?;
+        let path = format!("/api/v2/spp/Consent/{}", record.consent_id);
+        history::bundle(&uri, &path, &versions, None, |v| {
+            render_version(v, &record.consent_id, &subject)
+        })
+    }
+    .await;
+    logged(&state, &principal, &provenance, "history", &record, &result).await;
+    result.map(Json)
 }
 
 /// The consent exactly as it was at one version.
@@ -586,13 +646,19 @@ async fn history(
 async fn vread(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("audit", Action::Read)?;
     let record = find(&state, &principal, &id).await?;
-    let (versions, subject) = consent_versions(&state, &record).await?;
-    let version = history::at_version(versions, &version, RESOURCE)?;
-    Ok(Json(render_version(&version, &record.consent_id, &subject)))
+    let result = async {
+        let (versions, subject) = consent_versions(&state, &record).await?;
+        let version = history::at_version(versions, &version, RESOURCE)?;
+        Ok(Json(render_version(&version, &record.consent_id, &subject)))
+    }
+    .await;
+    logged(&state, &principal, &provenance, "vread", &record, &result).await;
+    result
 }
 
 /// Recomputes the consent's hash chain.
@@ -603,13 +669,14 @@ async fn vread(
 async fn verify(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
     principal.require("audit", Action::Read)?;
     let record = find(&state, &principal, &id).await?;
-    Ok(Json(
-        history::verify_stream(&state, RESOURCE, &record.consent_id).await?,
-    ))
+    let result = history::verify_stream(&state, RESOURCE, &record.consent_id).await;
+    logged(&state, &principal, &provenance, "verify", &record, &result).await;
+    result.map(Json)
 }
 
 /// How a consent has been used: accesses per client and interaction, and the fields returned.

@@ -274,13 +274,38 @@ async fn member_references<'a>(
     Ok(primary_identifiers(&state.pool, &ids).await?)
 }
 
+/// The members a rendering names, as `(reference, stream)` for the access log.
+fn mentioned_members<'a>(
+    members: impl Iterator<Item = &'a String>,
+    references: &HashMap<String, String>,
+    grant: Option<&Grant>,
+) -> Vec<(String, String)> {
+    if !grant.is_some_and(|g| g.allows("member")) {
+        return Vec::new();
+    }
+    members
+        .filter_map(|stream| {
+            let key = references.get(stream)?;
+            Some((format!("Individual/{key}"), stream.clone()))
+        })
+        .collect()
+}
+
+/// Renders one group as every single read and write answers; a read's access-log entry
+/// (`log`) is recorded with the members the answer names.
 async fn respond(
     state: &AppState,
     row: GroupRow,
     status: StatusCode,
     grant: Option<&Grant>,
+    log: Option<AccessEntry>,
 ) -> Result<Response, ApiError> {
     let references = member_references(state, std::iter::once(&row.state)).await?;
+    if let Some(log) = log {
+        let members = row.state.members.iter().map(|m| &m.individual);
+        let entry = log.mentioning(mentioned_members(members, &references, grant));
+        state.access_log.record(entry).await;
+    }
     let version = row.version;
     let first = row.state.live_identifiers().next().map(|i| i.key());
     let resource = GroupResource::render(row, &references, &state.vocabulary);
@@ -304,7 +329,7 @@ async fn run(
         SCOPE,
     )
     .await?;
-    respond(state, row, status, grant.as_ref()).await
+    respond(state, row, status, grant.as_ref(), None).await
 }
 
 /// Search groups.
@@ -355,12 +380,16 @@ async fn search(
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
     for row in &found.rows {
+        let grant = grants.get(&row.aggregate_id);
         if let Some(key) = row.state.live_identifiers().next() {
             entry = entry.returned(
                 format!("{RESOURCE}/{}", key.key()),
-                grants.get(&row.aggregate_id),
+                Some(&row.aggregate_id),
+                grant,
             );
         }
+        let members = row.state.members.iter().map(|m| &m.individual);
+        entry = entry.mentioning(mentioned_members(members, &references, grant));
     }
     state.access_log.record(entry).await;
     Ok(Json(envelope(&uri, page, found, |row| {
@@ -433,21 +462,13 @@ async fn read(
         return registrant::at::<Group>(&state, &principal, &provenance, &id, &at).await;
     }
     let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "read",
-            Some(id.clone()),
-            Some(&visible.grant),
-        )
-        .await;
-    let row = view::get(&state.pool, &visible.stream)
-        .await?
-        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
-    respond(&state, row, StatusCode::OK, Some(&visible.grant)).await
+    let log = visible.entry(&principal, &provenance, RESOURCE, "read", &id);
+    // The identifier is claimed when its event commits; the read model may still lag.
+    let Some(row) = view::get(&state.pool, &visible.stream).await? else {
+        state.access_log.record(log.outcome(404)).await;
+        return Err(ApiError::not_found(RESOURCE));
+    };
+    respond(&state, row, StatusCode::OK, Some(&visible.grant), Some(log)).await
 }
 
 /// Replace a group's data (and, when `member` is given, its member list).
@@ -609,6 +630,10 @@ impl Registrant for Group {
         versions: &'a [Version<Self>],
     ) -> impl std::future::Future<Output = Result<Self::Context, ApiError>> + Send + 'a {
         member_references(state, versions.last().map(|v| &v.state).into_iter())
+    }
+
+    fn mentioned(references: &HashMap<String, String>, grant: &Grant) -> Vec<(String, String)> {
+        mentioned_members(references.keys(), references, Some(grant))
     }
 
     fn render(

@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::http::search::Params;
+use crate::http::access::Grant;
+use crate::http::search::{page_link, Params};
 use crate::store::history::{self, Recorded};
 use crate::store::metadata::client_uri;
 use crate::store::verify::{verify, Verification};
@@ -138,11 +139,15 @@ fn provenance(event: &Recorded) -> Value {
 }
 
 /// The versions as a FHIR `history` Bundle, newest first, with `_since`, `_at`, `_count`,
-/// `_offset`. `render` shows a version as a read would (consent filter applied).
+/// `_offset`. `render` shows a version as a read would; `grant`, if given, is applied to every
+/// version before the changes are computed, so hidden fields appear neither in the resources
+/// nor in `changes`. Under a field-limited grant a version that changed only hidden fields is
+/// left out: its event's name alone ("Birth date changed") would tell what the consent hides.
 pub fn bundle<A>(
     uri: &Uri,
     path: &str,
     versions: &[Version<A>],
+    grant: Option<&Grant>,
     render: impl Fn(&Version<A>) -> Value,
 ) -> Result<Value, ApiError> {
     let mut params = Params::from_uri(uri)?;
@@ -157,13 +162,31 @@ pub fn bundle<A>(
         })
         .transpose()?;
     params.finish()?;
-    let rendered: Vec<Value> = versions.iter().map(&render).collect();
+    let rendered: Vec<Value> = versions
+        .iter()
+        .map(|v| match grant {
+            Some(grant) => grant.filter(render(v)),
+            None => render(v),
+        })
+        .collect();
+    let changed: Vec<Vec<Value>> = (0..versions.len())
+        .map(|i| {
+            let before = if i == 0 {
+                &Value::Null
+            } else {
+                &rendered[i - 1]
+            };
+            changes(before, &rendered[i])
+        })
+        .collect();
+    let limited = grant.is_some_and(|g| g.fields.is_some());
     let selected: Vec<usize> = (0..versions.len())
         .rev()
         .filter(|&i| {
             let when = versions[i].event.recorded_at;
             since.iter().all(|(_, s)| when >= *s) && at.is_none_or(|a| when <= a)
         })
+        .filter(|&i| !(limited && changed[i].is_empty()))
         .collect();
     let total = selected.len() as i64;
     let entries: Vec<Value> = selected
@@ -172,12 +195,11 @@ pub fn bundle<A>(
         .take(page.count as usize)
         .map(|&i| {
             let version = &versions[i];
-            let before = if i == 0 { Value::Null } else { rendered[i - 1].clone() };
             json!({
                 "fullUrl": format!("{path}/_history/{}", version.number()),
                 "versionId": version.number().to_string(),
                 "event": {"type": version.event.event_type, "description": in_words(&version.event.event_type)},
-                "changes": changes(&before, &rendered[i]),
+                "changes": changed[i],
                 "provenance": provenance(&version.event),
                 "resource": rendered[i],
             })
@@ -186,7 +208,7 @@ pub fn bundle<A>(
     let shown = entries.len() as i64;
     let mut links = vec![json!({"relation": "self", "url": uri.to_string()})];
     if page.offset + shown < total {
-        links.push(json!({"relation": "next", "url": format!("{path}/_history?_count={}&_offset={}", page.count, page.offset + page.count)}));
+        links.push(json!({"relation": "next", "url": page_link(uri, page.offset + page.count)}));
     }
     Ok(json!({
         "resourceType": "Bundle",

@@ -191,19 +191,40 @@ async fn visible_memberships(
     Ok(memberships)
 }
 
-/// Renders one individual with its group memberships, as every single read and write answers.
+/// The groups a rendering names in `groupMembership`, as `(reference, stream)` for the access
+/// log.
+fn mentioned_groups(
+    memberships: &[GroupMembershipRow],
+    grant: Option<&Grant>,
+) -> Vec<(String, String)> {
+    if !grant.is_some_and(|g| g.allows("groupMembership")) {
+        return Vec::new();
+    }
+    memberships
+        .iter()
+        .map(|m| (format!("Group/{}", m.group_identifier), m.group_id.clone()))
+        .collect()
+}
+
+/// Renders one individual with its group memberships, as every single read and write answers;
+/// a read's access-log entry (`log`) is recorded with the groups the answer names.
 async fn respond(
     state: &AppState,
     principal: &Principal,
     row: IndividualRow,
     status: StatusCode,
     grant: Option<&Grant>,
+    log: Option<AccessEntry>,
 ) -> Result<Response, ApiError> {
     let memberships =
         visible_memberships(state, principal, std::slice::from_ref(&row.aggregate_id))
             .await?
             .remove(&row.aggregate_id)
             .unwrap_or_default();
+    if let Some(log) = log {
+        let entry = log.mentioning(mentioned_groups(&memberships, grant));
+        state.access_log.record(entry).await;
+    }
     let version = row.version;
     let first = row.state.live_identifiers().next().map(|i| i.key());
     let resource = IndividualResource::render(row, &memberships, &state.vocabulary);
@@ -228,7 +249,7 @@ async fn run(
         SCOPE,
     )
     .await?;
-    respond(state, principal, row, status, grant.as_ref()).await
+    respond(state, principal, row, status, grant.as_ref(), None).await
 }
 
 /// Search individuals.
@@ -287,11 +308,16 @@ async fn search(
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
     for row in &found.rows {
+        let grant = grants.get(&row.aggregate_id);
         if let Some(key) = row.state.live_identifiers().next() {
             entry = entry.returned(
                 format!("{RESOURCE}/{}", key.key()),
-                grants.get(&row.aggregate_id),
+                Some(&row.aggregate_id),
+                grant,
             );
+        }
+        if let Some(groups) = memberships.get(&row.aggregate_id) {
+            entry = entry.mentioning(mentioned_groups(groups, grant));
         }
     }
     state.access_log.record(entry).await;
@@ -366,26 +392,19 @@ async fn read(
         return registrant::at::<Individual>(&state, &principal, &provenance, &id, &at).await;
     }
     let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "read",
-            Some(id.clone()),
-            Some(&visible.grant),
-        )
-        .await;
-    let row = view::get(&state.pool, &visible.stream)
-        .await?
-        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
+    let log = visible.entry(&principal, &provenance, RESOURCE, "read", &id);
+    // The identifier is claimed when its event commits; the read model may still lag.
+    let Some(row) = view::get(&state.pool, &visible.stream).await? else {
+        state.access_log.record(log.outcome(404)).await;
+        return Err(ApiError::not_found(RESOURCE));
+    };
     respond(
         &state,
         &principal,
         row,
         StatusCode::OK,
         Some(&visible.grant),
+        Some(log),
     )
     .await
 }
@@ -446,6 +465,11 @@ impl Registrant for Individual {
         _versions: &'a [Version<Self>],
     ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + 'a {
         std::future::ready(Ok(()))
+    }
+
+    /// Past versions name no other subject: group memberships live in other streams.
+    fn mentioned(_context: &(), _grant: &Grant) -> Vec<(String, String)> {
+        Vec::new()
     }
 
     /// As a read shows it; group memberships live in other streams and are left out.

@@ -392,7 +392,7 @@ async fn history(
     let stream = find(&state, &principal, &id).await?;
     let versions = history::versions::<Program>(&state, &stream).await?;
     let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
-    Ok(Json(history::bundle(&uri, &path, &versions, |v| {
+    Ok(Json(history::bundle(&uri, &path, &versions, None, |v| {
         serde_json::to_value(render_version(&state, v)).unwrap_or_default()
     })?))
 }

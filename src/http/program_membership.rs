@@ -201,17 +201,58 @@ async fn find(
     Ok((row, grant, access))
 }
 
+/// The beneficiary a rendering names, as `(reference, stream)` for the access log.
+fn mentioned_beneficiary(
+    membership: &ProgramMembership,
+    references: &HashMap<String, String>,
+    grant: Option<&Grant>,
+) -> Vec<(String, String)> {
+    let kind = match membership.beneficiary_type {
+        Some(TargetType::Group) => "Group",
+        _ => "Individual",
+    };
+    references
+        .get(&membership.beneficiary)
+        .filter(|_| grant.is_some_and(|g| g.allows("beneficiary")))
+        .map(|key| (format!("{kind}/{key}"), membership.beneficiary.clone()))
+        .into_iter()
+        .collect()
+}
+
+/// The access-log entry of a request about membership `id`, before its outcome is known.
+fn access_entry(
+    principal: &Principal,
+    provenance: &Provenance,
+    interaction: &'static str,
+    id: &str,
+    stream: &str,
+    grant: &Grant,
+) -> AccessEntry {
+    AccessEntry::new(principal, provenance.request_id(), RESOURCE, interaction).returned(
+        format!("{RESOURCE}/{id}"),
+        Some(stream),
+        Some(grant),
+    )
+}
+
+/// Renders one membership as reads and writes answer; `log`, if given, is recorded with the
+/// beneficiary the answer names.
 async fn respond(
     state: &AppState,
     row: MembershipRow,
     status: StatusCode,
     grant: Option<&Grant>,
+    log: Option<AccessEntry>,
 ) -> Result<Response, ApiError> {
     let references = view::references(
         &state.pool,
         &[row.state.program.clone(), row.state.beneficiary.clone()],
     )
     .await?;
+    if let Some(log) = log {
+        let entry = log.mentioning(mentioned_beneficiary(&row.state, &references, grant));
+        state.access_log.record(entry).await;
+    }
     let version = row.version;
     let first = row.state.identifier.as_ref().map(|i| i.key());
     Ok(reply(
@@ -336,23 +377,19 @@ async fn enrol(
     )
     .await?;
     let grant = grants.get(&row.state.beneficiary).cloned();
-    state
-        .access_log
-        .record(
-            AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "write").returned(
-                format!(
-                    "{RESOURCE}/{}",
-                    row.state
-                        .identifier
-                        .as_ref()
-                        .map(|i| i.key())
-                        .unwrap_or_default()
-                ),
-                grant.as_ref(),
-            ),
-        )
-        .await;
-    respond(&state, row, StatusCode::CREATED, grant.as_ref()).await
+    let log = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "write").returned(
+        format!(
+            "{RESOURCE}/{}",
+            row.state
+                .identifier
+                .as_ref()
+                .map(|i| i.key())
+                .unwrap_or_default()
+        ),
+        Some(&row.aggregate_id),
+        grant.as_ref(),
+    );
+    respond(&state, row, StatusCode::CREATED, grant.as_ref(), Some(log)).await
 }
 
 /// Read a membership by its identifier; with `_at`, as it was at that instant.
@@ -373,31 +410,21 @@ async fn read(
     principal.require(SCOPE, Action::Read)?;
     let at = Params::at_only(&uri)?;
     let (row, grant, _) = find(&state, &principal, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "read",
-            Some(id.clone()),
-            Some(&grant),
-        )
-        .await;
+    let log = access_entry(
+        &principal,
+        &provenance,
+        "read",
+        &id,
+        &row.aggregate_id,
+        &grant,
+    );
     if let Some(at) = at {
-        let (versions, references) = membership_versions(&state, &row.aggregate_id).await?;
-        let version = history::at_instant(versions, &at, RESOURCE)?;
-        let resource = render_version(&state, &version, &references);
-        return Ok(reply(
-            StatusCode::OK,
-            RESOURCE,
-            version.number(),
-            None,
-            resource,
-            Some(&grant),
-        ));
+        return past(&state, log, &row, &grant, |versions| {
+            history::at_instant(versions, &at, RESOURCE)
+        })
+        .await;
     }
-    respond(&state, row, StatusCode::OK, Some(&grant)).await
+    respond(&state, row, StatusCode::OK, Some(&grant), Some(log)).await
 }
 
 /// Change a membership's status along the state machine (impossible moves are 409, naming the
@@ -438,18 +465,8 @@ async fn change(
     )
     .await?;
     let row = fresh_or_committed(&stream, view::get(&state.pool, &stream).await?, committed);
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "write",
-            Some(id.clone()),
-            Some(&grant),
-        )
-        .await;
-    respond(&state, row, StatusCode::OK, Some(&grant)).await
+    let log = access_entry(&principal, &provenance, "write", &id, &stream, &grant);
+    respond(&state, row, StatusCode::OK, Some(&grant), Some(log)).await
 }
 
 /// Refuses a change that names another identifier, program or beneficiary than the
@@ -596,12 +613,15 @@ async fn search(
     let grants = grants_for(&state, &principal, SCOPE, &beneficiaries).await?;
     let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
     for row in &found.rows {
+        let grant = grants.get(&row.state.beneficiary);
         if let Some(identifier) = &row.state.identifier {
             entry = entry.returned(
                 format!("{RESOURCE}/{}", identifier.key()),
-                grants.get(&row.state.beneficiary),
+                Some(&row.aggregate_id),
+                grant,
             );
         }
+        entry = entry.mentioning(mentioned_beneficiary(&row.state, &references, grant));
     }
     state.access_log.record(entry).await;
     Ok(Json(envelope(&uri, page, found, |row| {
@@ -658,24 +678,24 @@ async fn membership_history(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require("audit", Action::Read)?;
     let (row, grant, _) = find(&state, &principal, &id).await?;
-    state
-        .access_log
-        .one(
-            &principal,
-            provenance.request_id(),
-            RESOURCE,
-            "history",
-            Some(id.clone()),
-            Some(&grant),
-        )
-        .await;
+    let log = access_entry(
+        &principal,
+        &provenance,
+        "history",
+        &id,
+        &row.aggregate_id,
+        &grant,
+    );
     let (versions, references) = membership_versions(&state, &row.aggregate_id).await?;
     let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
-    Ok(Json(history::bundle(&uri, &path, &versions, |v| {
-        grant.filter(
-            serde_json::to_value(render_version(&state, v, &references)).unwrap_or_default(),
-        )
-    })?))
+    let result = history::bundle(&uri, &path, &versions, Some(&grant), |v| {
+        serde_json::to_value(render_version(&state, v, &references)).unwrap_or_default()
+    });
+    let log = log
+        .mentioning(mentioned_beneficiary(&row.state, &references, Some(&grant)))
+        .outcome_of(&result);
+    state.access_log.record(log).await;
+    Ok(Json(result?))
 }
 
 /// The membership exactly as it was at one version.
@@ -686,21 +706,51 @@ async fn membership_history(
 async fn membership_vread(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     principal.require("audit", Action::Read)?;
     let (row, grant, _) = find(&state, &principal, &id).await?;
-    let (versions, references) = membership_versions(&state, &row.aggregate_id).await?;
-    let version = history::at_version(versions, &version, RESOURCE)?;
-    let resource = render_version(&state, &version, &references);
-    Ok(reply(
-        StatusCode::OK,
-        RESOURCE,
-        version.number(),
-        None,
-        resource,
-        Some(&grant),
-    ))
+    let log = access_entry(
+        &principal,
+        &provenance,
+        "vread",
+        &id,
+        &row.aggregate_id,
+        &grant,
+    );
+    past(&state, log, &row, &grant, |versions| {
+        history::at_version(versions, &version, RESOURCE)
+    })
+    .await
+}
+
+/// The past version `pick` chooses, answered as a read answered then; `log` is recorded with
+/// the beneficiary named and the outcome the request really has.
+async fn past(
+    state: &AppState,
+    log: AccessEntry,
+    row: &MembershipRow,
+    grant: &Grant,
+    pick: impl FnOnce(Vec<Version<ProgramMembership>>) -> Result<Version<ProgramMembership>, ApiError>,
+) -> Result<Response, ApiError> {
+    let (versions, references) = membership_versions(state, &row.aggregate_id).await?;
+    let result = pick(versions).map(|version| {
+        let resource = render_version(state, &version, &references);
+        reply(
+            StatusCode::OK,
+            RESOURCE,
+            version.number(),
+            None,
+            resource,
+            Some(grant),
+        )
+    });
+    let log = log
+        .mentioning(mentioned_beneficiary(&row.state, &references, Some(grant)))
+        .outcome_of(&result);
+    state.access_log.record(log).await;
+    result
 }
 
 /// Recomputes the membership's hash chain.
@@ -711,11 +761,20 @@ async fn membership_vread(
 async fn membership_verify(
     State(state): State<AppState>,
     principal: Principal,
+    provenance: Provenance,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
     principal.require("audit", Action::Read)?;
-    let (row, _, _) = find(&state, &principal, &id).await?;
-    Ok(Json(
-        history::verify_stream(&state, RESOURCE, &row.aggregate_id).await?,
-    ))
+    let (row, grant, _) = find(&state, &principal, &id).await?;
+    let result = history::verify_stream(&state, RESOURCE, &row.aggregate_id).await;
+    let log = access_entry(
+        &principal,
+        &provenance,
+        "verify",
+        &id,
+        &row.aggregate_id,
+        &grant,
+    );
+    state.access_log.record(log.outcome_of(&result)).await;
+    Ok(Json(result?))
 }

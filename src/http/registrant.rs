@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::http::access::{find_visible, Visible};
+use crate::http::access::{find_visible, Grant, Visible};
 use crate::http::context::Provenance;
 use crate::http::history::{self, Version};
 use crate::http::reference::path_segment;
@@ -37,41 +37,43 @@ pub trait Registrant: Aggregate + Clone + Send + Sync + 'static {
 
     fn render(state: &AppState, context: &Self::Context, version: &Version<Self>)
         -> Self::Rendered;
+
+    /// Other subjects the rendered versions name, as `(reference, stream)`, for the access
+    /// log; only those the grant lets the caller see.
+    fn mentioned(context: &Self::Context, grant: &Grant) -> Vec<(String, String)>;
 }
 
-/// A subject the caller may see, with its versions.
-struct Loaded<R: Registrant> {
-    visible: Visible,
-    versions: Vec<Version<R>>,
-    context: R::Context,
-}
-
-async fn load<R: Registrant>(
+/// Answers a request about the subject `id` with `answer` over its versions, then logs the
+/// access with the outcome the request really has (a missing version, an instant before the
+/// subject existed or a malformed parameter is not a 200) and the subjects the answer names.
+async fn answered<R: Registrant, T>(
     state: &AppState,
     principal: &Principal,
     provenance: &Provenance,
     id: &str,
     interaction: &'static str,
-) -> Result<Loaded<R>, ApiError> {
+    answer: impl FnOnce(&Visible, Vec<Version<R>>, &R::Context) -> Result<T, ApiError> + Send,
+) -> Result<T, ApiError> {
     let visible = find_visible(state, principal, provenance, R::RESOURCE, R::SCOPE, id).await?;
-    state
-        .access_log
-        .one(
-            principal,
-            provenance.request_id(),
-            R::RESOURCE,
-            interaction,
-            Some(id.to_owned()),
-            Some(&visible.grant),
-        )
-        .await;
-    let versions = history::versions::<R>(state, &visible.stream).await?;
-    let context = R::context(state, &versions).await?;
-    Ok(Loaded {
-        visible,
-        versions,
-        context,
-    })
+    let loaded = async {
+        let versions = history::versions::<R>(state, &visible.stream).await?;
+        let context = R::context(state, &versions).await?;
+        Ok::<_, ApiError>((versions, context))
+    }
+    .await;
+    let (result, mentioned) = match loaded {
+        Ok((versions, context)) => {
+            let mentioned = R::mentioned(&context, &visible.grant);
+            (answer(&visible, versions, &context), mentioned)
+        }
+        Err(error) => (Err(error), Vec::new()),
+    };
+    let log = visible
+        .entry(principal, provenance, R::RESOURCE, interaction, id)
+        .mentioning(mentioned)
+        .outcome_of(&result);
+    state.access_log.record(log).await;
+    result
 }
 
 /// `GET /{R}/{id}/_history`.
@@ -83,16 +85,21 @@ pub async fn history<R: Registrant>(
     uri: &Uri,
 ) -> Result<Json<Value>, ApiError> {
     principal.require("audit", Action::Read)?;
-    let loaded = load::<R>(state, principal, provenance, id, "history").await?;
     let path = format!("/api/v2/spp/{}/{}", R::RESOURCE, path_segment(id));
-    let bundle = history::bundle(uri, &path, &loaded.versions, |v| {
-        let rendered = R::render(state, &loaded.context, v);
-        loaded
-            .visible
-            .grant
-            .filter(serde_json::to_value(rendered).unwrap_or_default())
-    })?;
-    Ok(Json(bundle))
+    answered::<R, _>(
+        state,
+        principal,
+        provenance,
+        id,
+        "history",
+        |visible, versions, context| {
+            history::bundle(uri, &path, &versions, Some(&visible.grant), |v| {
+                serde_json::to_value(R::render(state, context, v)).unwrap_or_default()
+            })
+        },
+    )
+    .await
+    .map(Json)
 }
 
 /// `GET /{R}/{id}/_history/{versionId}`.
@@ -104,17 +111,18 @@ pub async fn vread<R: Registrant>(
     version: &str,
 ) -> Result<Response, ApiError> {
     principal.require("audit", Action::Read)?;
-    let loaded = load::<R>(state, principal, provenance, id, "vread").await?;
-    let version = history::at_version(loaded.versions, version, R::RESOURCE)?;
-    let rendered = R::render(state, &loaded.context, &version);
-    Ok(reply(
-        StatusCode::OK,
-        R::RESOURCE,
-        version.number(),
-        None,
-        rendered,
-        Some(&loaded.visible.grant),
-    ))
+    answered::<R, _>(
+        state,
+        principal,
+        provenance,
+        id,
+        "vread",
+        |visible, versions, context| {
+            let version = history::at_version(versions, version, R::RESOURCE)?;
+            Ok(past(state, context, &version, &visible.grant))
+        },
+    )
+    .await
 }
 
 /// `GET /{R}/{id}?_at=…`: the resource as it was at an instant (the caller checked the read
@@ -126,20 +134,39 @@ pub async fn at<R: Registrant>(
     id: &str,
     instant: &str,
 ) -> Result<Response, ApiError> {
-    let loaded = load::<R>(state, principal, provenance, id, "read").await?;
-    let version = history::at_instant(loaded.versions, instant, R::RESOURCE)?;
-    let rendered = R::render(state, &loaded.context, &version);
-    Ok(reply(
+    answered::<R, _>(
+        state,
+        principal,
+        provenance,
+        id,
+        "read",
+        |visible, versions, context| {
+            let version = history::at_instant(versions, instant, R::RESOURCE)?;
+            Ok(past(state, context, &version, &visible.grant))
+        },
+    )
+    .await
+}
+
+/// A past version, answered as a read answered then.
+fn past<R: Registrant>(
+    state: &AppState,
+    context: &R::Context,
+    version: &Version<R>,
+    grant: &Grant,
+) -> Response {
+    reply(
         StatusCode::OK,
         R::RESOURCE,
         version.number(),
         None,
-        rendered,
-        Some(&loaded.visible.grant),
-    ))
+        R::render(state, context, version),
+        Some(grant),
+    )
 }
 
-/// `GET /{R}/{id}/_history/$verify`.
+/// `GET /{R}/{id}/_history/$verify`. The chain is checked on the stored events, not on the
+/// folded versions, so that a payload edited beyond reading is reported, not a fault.
 pub async fn verify<R: Registrant>(
     state: &AppState,
     principal: &Principal,
@@ -148,7 +175,10 @@ pub async fn verify<R: Registrant>(
 ) -> Result<Json<Verification>, ApiError> {
     principal.require("audit", Action::Read)?;
     let visible = find_visible(state, principal, provenance, R::RESOURCE, R::SCOPE, id).await?;
-    Ok(Json(
-        history::verify_stream(state, R::RESOURCE, &visible.stream).await?,
-    ))
+    let result = history::verify_stream(state, R::RESOURCE, &visible.stream).await;
+    let log = visible
+        .entry(principal, provenance, R::RESOURCE, "verify", id)
+        .outcome_of(&result);
+    state.access_log.record(log).await;
+    result.map(Json)
 }

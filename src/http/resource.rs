@@ -74,7 +74,7 @@ where
             provenance.request_id(),
             resource,
             "write",
-            row.state.key(),
+            row.state.key().map(|key| (key, row.aggregate_id.as_str())),
             grant.as_ref(),
         )
         .await;

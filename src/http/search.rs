@@ -200,20 +200,7 @@ pub fn envelope<T: ToSchema, R>(
     render: impl FnMut(R) -> T,
 ) -> SearchResult<T> {
     let data: Vec<T> = found.rows.into_iter().map(render).collect();
-    let link = |offset: i64| {
-        let mut pairs: Vec<(String, String)> = uri
-            .query()
-            .map(|q| {
-                url_pairs(q)
-                    .into_iter()
-                    .filter(|(k, _)| k != "_offset")
-                    .collect()
-            })
-            .unwrap_or_default();
-        pairs.push(("_offset".into(), offset.to_string()));
-        let query = serde_urlencoded_pairs(&pairs);
-        format!("{}?{query}", uri.path())
-    };
+    let link = |offset: i64| page_link(uri, offset);
     let next = (page.offset + (data.len() as i64) < found.total && !data.is_empty())
         .then(|| link(page.offset + page.count));
     let prev = (page.offset > 0).then(|| link((page.offset - page.count).max(0)));
@@ -230,6 +217,23 @@ pub fn envelope<T: ToSchema, R>(
         },
         data,
     }
+}
+
+/// The request's own URL at another `_offset`: every other parameter (filters, `_count`,
+/// `_sort`) is carried as it came, so following the link continues the same search.
+pub fn page_link(uri: &Uri, offset: i64) -> String {
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            url_pairs(q)
+                .into_iter()
+                .filter(|(k, _)| k != "_offset")
+                .collect()
+        })
+        .unwrap_or_default();
+    pairs.push(("_offset".into(), offset.to_string()));
+    let query = serde_urlencoded_pairs(&pairs);
+    format!("{}?{query}", uri.path())
 }
 
 fn url_pairs(query: &str) -> Vec<(String, String)> {

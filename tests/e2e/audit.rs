@@ -6,9 +6,11 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 use serde_json::json;
 
+use crate::program::{change_body, enrol, new_program};
 use crate::support::{
-    admin, cli, consent_client, create_client, individual_body, register_individual, sql_scalar,
-    unique, world, Api, Server, TestDatabase, ALL_SCOPES, NATIONAL_ID,
+    admin, audit_events, cli, consent_client, create_client, individual_body, query_instant,
+    register_individual, sql_scalar, unique, world, Api, Server, TestDatabase, ALL_SCOPES,
+    NATIONAL_ID,
 };
 use crate::trial;
 
@@ -103,7 +105,7 @@ async fn point_in_time() {
     let at = api
         .get(&format!(
             "{path}?_at={}",
-            urlencode(&before_change.to_rfc3339())
+            query_instant(&before_change.to_rfc3339())
         ))
         .await;
     at.expect(200);
@@ -111,7 +113,7 @@ async fn point_in_time() {
     let now = api
         .get(&format!(
             "{path}?_at={}",
-            urlencode(&chrono::Utc::now().to_rfc3339())
+            query_instant(&chrono::Utc::now().to_rfc3339())
         ))
         .await;
     assert_eq!(now.body["name"]["given"], "Later");
@@ -119,10 +121,6 @@ async fn point_in_time() {
         .await
         .expect(404);
     api.get(&format!("{path}?_at=yesterday")).await.expect(400);
-}
-
-fn urlencode(text: &str) -> String {
-    text.replace('+', "%2B").replace(':', "%3A")
 }
 
 async fn tampering() {
@@ -154,17 +152,8 @@ async fn tampering() {
     assert_eq!(broken.body["valid"], false);
     assert_eq!(broken.body["first_broken_version"], 1);
     // The CLI finds it too, and says so with its exit status.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
-        .args(["verify", "--all"])
-        .env("DATABASE_URL", url)
-        .env("OPENSPP_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        !output.status.success(),
-        "verify must fail on a broken chain"
-    );
-    let report = String::from_utf8_lossy(&output.stdout);
+    let (passed, report) = verify_all(url);
+    assert!(!passed, "verify must fail on a broken chain");
     assert!(report.contains(&stream), "{report}");
     // Repair it, so the shared database verifies again for other tests.
     sql_scalar(
@@ -178,16 +167,92 @@ async fn tampering() {
         api.get(&format!("{path}/_history/$verify")).await.body["valid"],
         true
     );
+    // The recording time drives `_at`, `_since` and the provenance: moving it in its column
+    // (the hash covers the metadata's copy) is a break too, named by its version.
+    let recorded = |sequence: u8| {
+        sql_scalar(
+            url,
+            &format!(
+                "SELECT recorded_at FROM events WHERE aggregate_id = '{stream}' AND sequence = {sequence}"
+            ),
+        )
+    };
+    let original = recorded(2);
+    sql_scalar(
+        url,
+        &format!(
+            "UPDATE events SET recorded_at = recorded_at - interval '3 days' \
+             WHERE aggregate_id = '{stream}' AND sequence = 2 RETURNING 1"
+        ),
+    );
+    assert_ne!(recorded(2), original);
+    let moved = api.get(&format!("{path}/_history/$verify")).await;
+    moved.expect(200);
+    assert_eq!(moved.body["valid"], false);
+    assert_eq!(moved.body["first_broken_version"], 2);
+    assert!(
+        moved.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recorded time"),
+        "{}",
+        moved.text
+    );
+    let (passed, report) = verify_all(url);
+    assert!(!passed, "verify must fail on a moved time");
+    let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    let named = report["broken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["stream"] == stream.as_str())
+        .expect("the CLI names the stream");
+    assert_eq!(named["first_broken_version"], 2);
+    sql_scalar(
+        url,
+        &format!(
+            "UPDATE events SET recorded_at = '{original}' \
+             WHERE aggregate_id = '{stream}' AND sequence = 2 RETURNING 1"
+        ),
+    );
+    assert_eq!(
+        api.get(&format!("{path}/_history/$verify")).await.body["valid"],
+        true
+    );
 }
 
-/// Rows of the registry read models, in a canonical order, as text.
+/// `openspp verify --all`: whether it passed, and its report.
+fn verify_all(url: &str) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args(["verify", "--all"])
+        .env("DATABASE_URL", url)
+        .env("OPENSPP_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// Every table and view of the database but the projector's checkpoint (whose `updated_at`
+/// tells when it last moved), each as `name md5` over its rows in a canonical order: read
+/// models added later are compared without anyone having to list them here.
 fn snapshot(url: &str) -> String {
     sql_scalar(
         url,
-        "SELECT md5(coalesce((SELECT string_agg(t::text, '|' ORDER BY aggregate_id) FROM individual_view t), '')) \
-         || md5(coalesce((SELECT string_agg(t::text, '|' ORDER BY aggregate_id) FROM group_view t), '')) \
-         || md5(coalesce((SELECT string_agg(t::text, '|' ORDER BY group_id, member_index) FROM group_members_view t), ''))",
+        "SELECT string_agg(table_name || ' ' || md5(query_to_xml(\
+           format('SELECT t.* FROM %I t ORDER BY t::text', table_name), true, false, '')::text), \
+           E'\\n' ORDER BY table_name) \
+         FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name <> 'projection_checkpoints'",
     )
+}
+
+fn rows(url: &str, table: &str) -> u64 {
+    sql_scalar(url, &format!("SELECT count(*) FROM {table}"))
+        .parse()
+        .unwrap()
 }
 
 async fn replay() {
@@ -200,6 +265,7 @@ async fn replay() {
     let credentials = create_client(&database.url, &scopes);
     let api = Api::new(&server.base).login(&credentials).await;
     let mut members = Vec::new();
+    let mut people = Vec::new();
     for n in 0..12 {
         let id = unique("RPL");
         let path = register_individual(&api, &id).await;
@@ -209,6 +275,7 @@ async fn replay() {
             api.put(&path, body, None).await.expect(200);
         }
         members.push(json!({"entity": {"reference": format!("Individual/{NATIONAL_ID}|{id}")}}));
+        people.push(id);
     }
     api.post(
         "/api/v2/spp/Group",
@@ -217,7 +284,43 @@ async fn replay() {
     )
     .await
     .expect(201);
-    let live = snapshot(&database.url);
+    // Programs, memberships along the state machine, and consents given, renewed, withdrawn.
+    let (_, first) = new_program(&api, "individual").await;
+    let (_, second) = new_program(&api, "individual").await;
+    for (n, person) in people.iter().enumerate().take(8) {
+        let program = if n % 2 == 0 { &first } else { &second };
+        let status = if n % 3 == 0 { "draft" } else { "enrolled" };
+        let enrolled = enrol(&api, program, person, status).await;
+        enrolled.expect(201);
+        if n % 4 == 1 {
+            let path = enrolled.header("location").unwrap().to_owned();
+            let body = change_body(&api, &path, "paused").await;
+            api.put(&path, body, None).await.expect(200);
+        }
+    }
+    for (n, person) in people.iter().enumerate().take(3) {
+        let given = api
+            .post(
+                "/api/v2/spp/Consent",
+                json!({"subject": format!("Individual/{NATIONAL_ID}|{person}"), "recipient_mode": "category",
+                       "recipient_types": ["ngo"], "expiry_date": "2090-01-01",
+                       "scopes": [{"resource_type": "all", "field_access": null, "purpose": "research"}]}),
+            )
+            .await;
+        given.expect(201);
+        let consent = format!(
+            "/api/v2/spp/Consent/{}",
+            given.body["consent_id"].as_str().unwrap()
+        );
+        let (action, body) = match n {
+            0 => ("$renew", json!({"expiry_date": "2095-01-01"})),
+            1 => ("$revoke", json!({})),
+            _ => continue,
+        };
+        api.post(&format!("{consent}/{action}"), body)
+            .await
+            .expect(200);
+    }
     // Replay refuses while a server is projecting …
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
         .arg("replay")
@@ -226,7 +329,24 @@ async fn replay() {
         .output()
         .unwrap();
     assert!(!refused.status.success());
-    drop(server);
+    // A graceful stop drains the access log, so nothing moves after the live snapshot.
+    assert!(server.terminate().success());
+    for table in [
+        "individual_view",
+        "group_view",
+        "group_members_view",
+        "program_view",
+        "membership_view",
+        "membership_counts",
+        "consent_index",
+    ] {
+        assert!(
+            rows(&database.url, table) > 0,
+            "{table} has rows to compare"
+        );
+    }
+    let live = snapshot(&database.url);
+    assert!(live.contains("membership_counts "), "{live}");
     // … and rebuilds the very same rows once it is stopped.
     let printed = cli(&database.url, &["replay"]);
     let report: serde_json::Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
@@ -251,19 +371,6 @@ async fn scope() {
     api.get(&format!("{path}/_history/$verify"))
         .await
         .expect(403);
-}
-
-/// Polls the AuditEvent search until `expected` entries match (the log is written in batches).
-async fn audit_events(api: &Api, query: &str, expected: usize) -> serde_json::Value {
-    for _ in 0..50 {
-        let reply = api.get(&format!("/api/v2/spp/AuditEvent?{query}")).await;
-        reply.expect(200);
-        if reply.body["data"].as_array().unwrap().len() >= expected {
-            return reply.body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fewer than {expected} audit events for {query}");
 }
 
 async fn access_log() {

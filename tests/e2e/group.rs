@@ -32,11 +32,11 @@ fn role(code: &str) -> Value {
     json!({"coding": [{"system": "urn:openspp:vocab:group-membership-type", "code": code}]})
 }
 
-fn member(national_id: &str, code: &str) -> Value {
+pub(crate) fn member(national_id: &str, code: &str) -> Value {
     json!({"entity": {"reference": format!("Individual/{NATIONAL_ID}|{national_id}")}, "role": role(code)})
 }
 
-async fn new_group(api: &Api, members: Value) -> (String, String) {
+pub(crate) async fn new_group(api: &Api, members: Value) -> (String, String) {
     let value = unique("HH");
     let reply = api
         .post(

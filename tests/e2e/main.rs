@@ -4,12 +4,15 @@
 
 mod support;
 
+mod access_log;
 mod audit;
 mod auth;
 mod consent;
 mod errors;
 mod group;
+mod history;
 mod individual;
+mod internal_ids;
 mod openapi;
 mod process;
 mod program;
@@ -53,12 +56,15 @@ fn main() {
     });
 
     let mut trials = Vec::new();
+    trials.extend(access_log::trials());
     trials.extend(audit::trials());
     trials.extend(auth::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
+    trials.extend(history::trials());
+    trials.extend(internal_ids::trials());
     trials.extend(openapi::trials());
     trials.extend(store::trials());
     trials.extend(process::trials());

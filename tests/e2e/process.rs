@@ -145,13 +145,27 @@ async fn kill_under_load() {
         stale, "0",
         "every projected row is at its stream's last event"
     );
-    for id in acknowledged.iter().step_by(7) {
-        api.get(&format!(
-            "/api/v2/spp/Individual/{}",
-            path_id(NATIONAL_ID, id)
-        ))
-        .await
-        .expect(200);
+    // Every acknowledged write is readable, not a sample: 8 readers share the list.
+    let readers: Vec<_> = (0..8)
+        .map(|n| {
+            let api = api.clone();
+            let ids: Vec<String> = acknowledged.iter().skip(n).step_by(8).cloned().collect();
+            tokio::spawn(async move {
+                for id in ids {
+                    let reply = api
+                        .get(&format!(
+                            "/api/v2/spp/Individual/{}",
+                            path_id(NATIONAL_ID, &id)
+                        ))
+                        .await;
+                    assert_eq!(reply.status.as_u16(), 200, "acknowledged {id} is readable");
+                    assert_eq!(reply.body["identifier"][0]["value"], id.as_str());
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.await.expect("every acknowledged write is readable");
     }
     drop(restarted);
     drop(database);

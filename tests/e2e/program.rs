@@ -79,7 +79,7 @@ fn program_body(name: &str, target: &str) -> Value {
 }
 
 /// Creates a program and returns its alias path id (`urn:openspp:program|slug`).
-async fn new_program(api: &Api, target: &str) -> (String, String) {
+pub(crate) async fn new_program(api: &Api, target: &str) -> (String, String) {
     let name = format!("Program {}", unique("P"));
     let reply = api
         .post("/api/v2/spp/Program", program_body(&name, target))
@@ -102,7 +102,7 @@ fn membership_body(program: &str, national_id: &str, status: &str) -> Value {
            "status": status})
 }
 
-async fn enrol(api: &Api, program: &str, national_id: &str, status: &str) -> Reply {
+pub(crate) async fn enrol(api: &Api, program: &str, national_id: &str, status: &str) -> Reply {
     api.post(
         "/api/v2/spp/ProgramMembership",
         membership_body(program, national_id, status),
@@ -231,7 +231,7 @@ async fn reach(api: &Api, program: &str, status: &str) -> String {
     path
 }
 
-async fn change_body(api: &Api, path: &str, status: &str) -> Value {
+pub(crate) async fn change_body(api: &Api, path: &str, status: &str) -> Value {
     let current = api.get(path).await;
     let mut body = current.body.clone();
     body.as_object_mut().unwrap().remove("meta");

@@ -347,6 +347,25 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Polls `GET /AuditEvent?{query}` until at least `expected` entries match (the access log is
+/// written in batches, a few milliseconds after the request).
+pub async fn audit_events(api: &Api, query: &str, expected: usize) -> Value {
+    for _ in 0..50 {
+        let reply = api.get(&format!("/api/v2/spp/AuditEvent?{query}")).await;
+        reply.expect(200);
+        if reply.body["meta"]["total"].as_u64().unwrap() as usize >= expected {
+            return reply.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {expected} audit events for {query}");
+}
+
+/// An RFC 3339 instant escaped for a query string (`+` and `:`).
+pub fn query_instant(instant: &str) -> String {
+    instant.replace('+', "%2B").replace(':', "%3A")
+}
+
 /// `system|value` escaped for a path segment.
 pub fn path_id(system: &str, value: &str) -> String {
     format!("{}|{}", system.replace('#', "%23"), value)
