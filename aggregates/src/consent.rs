@@ -399,12 +399,15 @@ impl Aggregate for Consent {
                 let record = self
                     .record("")
                     .ok_or_else(|| DomainError::not_found("Consent"))?;
-                if !record.in_force(today) {
+                // Before it takes effect and after it expires too: the subject can always
+                // take a consent back, only never twice.
+                if record.status == ConsentStatus::Withdrawn {
                     return Err(DomainError::conflict(
                         None,
-                        "only a consent in force can be withdrawn",
+                        "the consent is already withdrawn",
                     ));
                 }
+
                 ConsentEvent::ConsentWithdrawn { reason, channel }
             }
             ConsentCommand::Renew { expiry_date } => {
@@ -640,6 +643,42 @@ mod tests {
         let mut by_law = actor("WFP", "un");
         by_law.legal_basis = Some("public_task".into());
         assert!(allowed(vec![], by_law, "individual"));
+    }
+
+    #[tokio::test]
+    async fn a_consent_can_be_withdrawn_before_it_takes_effect_and_after_it_expires() {
+        let withdraw = || ConsentCommand::Withdraw {
+            reason: None,
+            channel: "api".into(),
+        };
+        let withdrawn = vec![ConsentEvent::ConsentWithdrawn {
+            reason: None,
+            channel: "api".into(),
+        }];
+        let future = (today().succ_opt().unwrap(), date(2030, 1, 1));
+        let expired = (date(2023, 1, 1), today().pred_opt().unwrap());
+        for (effective_date, expiry_date) in [future, expired] {
+            let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+            t.effective_date = effective_date;
+            t.expiry_date = expiry_date;
+            TestFramework::<Consent>::with(services())
+                .given(vec![ConsentEvent::ConsentGiven { terms: t }])
+                .when_async(withdraw())
+                .await
+                .then_expect_events(withdrawn.clone());
+        }
+        TestFramework::<Consent>::with(services())
+            .given(vec![
+                ConsentEvent::ConsentGiven {
+                    terms: terms(RecipientMode::Specific, &["WFP"], &[]),
+                },
+                ConsentEvent::ConsentRenewed {
+                    expiry_date: date(2026, 1, 1),
+                },
+            ])
+            .when_async(withdraw())
+            .await
+            .then_expect_events(withdrawn);
     }
 
     #[tokio::test]

@@ -58,6 +58,18 @@ pub fn trials() -> Vec<Trial> {
             "consent::receipt_history_and_listing",
             receipt_history_listing,
         ),
+        trial(
+            "consent::only_the_controller_records_and_renews_consents",
+            controller_only,
+        ),
+        trial(
+            "consent::a_consent_bound_client_withdraws_only_consents_naming_it",
+            recipient_withdrawal,
+        ),
+        trial(
+            "consent::a_future_consent_is_not_yet_valid_and_can_be_withdrawn",
+            future_consent,
+        ),
     ]
 }
 
@@ -662,4 +674,182 @@ async fn hidden_groups() {
         reply.body["groupMembership"][0]["group"]["reference"],
         format!("Group/urn:openspp:group|{group}")
     );
+}
+
+async fn controller_only() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let id = unique("CTL");
+    let path = register_individual(&admin, &id).await;
+    let (_, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let recipient = client(&org, "ngo").await;
+    // Recording: refused before any lookup, so an unknown and an existing subject look alike.
+    let existing = recipient
+        .post(
+            "/api/v2/spp/Consent",
+            consent_body(
+                &format!("Individual/{NATIONAL_ID}|{id}"),
+                "specific",
+                &[&org],
+                &[],
+            ),
+        )
+        .await;
+    existing.expect(403);
+    assert_eq!(existing.body["resourceType"], "OperationOutcome");
+    assert_eq!(existing.body["issue"][0]["code"], "forbidden");
+    let unknown = recipient
+        .post(
+            "/api/v2/spp/Consent",
+            consent_body(
+                &format!("Individual/{NATIONAL_ID}|{}", unique("NONE")),
+                "specific",
+                &[&org],
+                &[],
+            ),
+        )
+        .await;
+    assert_eq!(unknown.status, existing.status);
+    assert_eq!(unknown.text, existing.text);
+    // Renewing the consent that names it: refused too.
+    recipient
+        .post(
+            &format!("/api/v2/spp/Consent/{consent}/$renew"),
+            json!({"expiry_date": "2100-01-01"}),
+        )
+        .await
+        .expect(403);
+    let recorded = |sql: String| sql_scalar(&world().database_url, &sql);
+    assert_eq!(
+        recorded(format!(
+            "SELECT count(*) FROM events WHERE aggregate_type = 'Consent' \
+             AND payload -> 'ConsentGiven' -> 'terms' ->> 'subject' = \
+             (SELECT aggregate_id FROM identifier_claims WHERE value = '{id}')"
+        )),
+        "0",
+        "no consent was recorded for the subject"
+    );
+    assert_eq!(
+        recorded(format!(
+            "SELECT count(*) FROM events WHERE aggregate_id = '{consent}'"
+        )),
+        "1",
+        "the consent was not renewed"
+    );
+    recipient.get(&path).await.expect(404);
+    // The controller (a legal-basis client) still records and renews.
+    admin
+        .post(
+            &format!("/api/v2/spp/Consent/{consent}/$renew"),
+            json!({"expiry_date": "2100-01-01"}),
+        )
+        .await
+        .expect(200);
+}
+
+async fn recipient_withdrawal() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, mine) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let (_, others) = consented_person(&admin, "specific", &[&unique("Other")], &[]).await;
+    let recipient = client(&org, "ngo").await;
+    // A consent that does not name the client is as unknown to it as a consent that does not
+    // exist, for withdrawal too, and stays in force.
+    for method in [reqwest::Method::DELETE, reqwest::Method::POST] {
+        let suffix = if method == reqwest::Method::POST {
+            "/$revoke"
+        } else {
+            ""
+        };
+        let body = (method == reqwest::Method::POST).then(|| json!({}));
+        let refused = recipient
+            .send(
+                method.clone(),
+                &format!("/api/v2/spp/Consent/{others}{suffix}"),
+                body.clone(),
+                &[],
+            )
+            .await;
+        refused.expect(404);
+        let unknown = recipient
+            .send(
+                method,
+                &format!("/api/v2/spp/Consent/{}{suffix}", uuid::Uuid::new_v4()),
+                body,
+                &[],
+            )
+            .await;
+        assert_eq!(refused.text, unknown.text);
+    }
+    let still = admin.get(&format!("/api/v2/spp/Consent/{others}")).await;
+    assert_eq!(still.body["status"], "given");
+    // The consent that names it: the client may give up its own access.
+    recipient
+        .post(&format!("/api/v2/spp/Consent/{mine}/$revoke"), json!({}))
+        .await
+        .expect(200);
+    recipient.get(&path).await.expect(404);
+}
+
+async fn future_consent() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let id = unique("FUT");
+    let path = register_individual(&admin, &id).await;
+    let mut body = consent_body(
+        &format!("Individual/{NATIONAL_ID}|{id}"),
+        "specific",
+        &[&org],
+        &[],
+    );
+    body["effective_date"] = json!("2099-01-01");
+    let mut given = Vec::new();
+    for _ in 0..2 {
+        let reply = admin.post("/api/v2/spp/Consent", body.clone()).await;
+        reply.expect(201);
+        assert_eq!(reply.body["status"], "given");
+        assert_eq!(reply.body["is_valid"], false);
+        given.push(reply.body["consent_id"].as_str().unwrap().to_owned());
+    }
+    let receipt = admin
+        .get(&format!("/api/v2/spp/Consent/{}/$receipt", given[0]))
+        .await;
+    assert_eq!(receipt.body["status"], "given");
+    assert_eq!(receipt.body["is_valid"], false);
+    client(&org, "ngo").await.get(&path).await.expect(404);
+    // The subject can take it back before it ever takes effect, by either route.
+    let revoked = admin
+        .post(
+            &format!("/api/v2/spp/Consent/{}/$revoke", given[0]),
+            json!({"reason": "changed my mind"}),
+        )
+        .await;
+    revoked.expect(200);
+    assert_eq!(revoked.body["status"], "withdrawn");
+    admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/spp/Consent/{}", given[1]),
+            None,
+            &[],
+        )
+        .await
+        .expect(200);
+    let read = admin
+        .get(&format!("/api/v2/spp/Consent/{}", given[1]))
+        .await;
+    assert_eq!(read.body["status"], "withdrawn");
+    assert_eq!(read.body["is_valid"], false);
+    // Twice is still a conflict.
+    admin
+        .post(
+            &format!("/api/v2/spp/Consent/{}/$revoke", given[0]),
+            json!({}),
+        )
+        .await
+        .expect(409);
+    // A consent in force says so.
+    let (_, current) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let read = admin.get(&format!("/api/v2/spp/Consent/{current}")).await;
+    assert_eq!(read.body["is_valid"], true);
 }
