@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::support::{
     admin, consent_client, individual_body, path_id, register_individual, sql_scalar, unique,
-    world, Api, NATIONAL_ID,
+    world, Api, HeldTransaction, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -70,7 +70,22 @@ pub fn trials() -> Vec<Trial> {
             "consent::a_future_consent_is_not_yet_valid_and_can_be_withdrawn",
             future_consent,
         ),
+        trial(
+            "consent::a_write_whose_consent_lapses_before_commit_is_not_found",
+            lapsed_mid_write,
+        ),
     ]
+}
+
+/// Events in the stream of the registrant holding identifier `value`.
+pub fn events_of(value: &str) -> String {
+    sql_scalar(
+        &world().database_url,
+        &format!(
+            "SELECT count(*) FROM events WHERE aggregate_id = \
+             (SELECT aggregate_id FROM identifier_claims WHERE value = '{value}')"
+        ),
+    )
 }
 
 const READER_SCOPES: [&str; 3] = ["individual:all", "group:all", "consent:all"];
@@ -284,16 +299,7 @@ async fn indistinguishable() {
     };
     assert_eq!(header_names(&known), header_names(&unknown), "same headers");
     // Writes too: refused exactly like an unknown subject, and nothing is written.
-    let stream_events = || {
-        sql_scalar(
-            &world().database_url,
-            &format!(
-                "SELECT count(*) FROM events WHERE aggregate_id = \
-                 (SELECT aggregate_id FROM identifier_claims WHERE value = '{id}')"
-            ),
-        )
-    };
-    let before = stream_events();
+    let before = events_of(&id);
     let reply = outsider
         .put(
             &format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &id)),
@@ -303,7 +309,7 @@ async fn indistinguishable() {
         .await;
     reply.expect(404);
     assert_eq!(reply.text, unknown.text);
-    assert_eq!(stream_events(), before, "nothing was written");
+    assert_eq!(events_of(&id), before, "nothing was written");
 }
 
 async fn search_counts() {
@@ -852,4 +858,48 @@ async fn future_consent() {
     let (_, current) = consented_person(&admin, "specific", &[&org], &[]).await;
     let read = admin.get(&format!("/api/v2/spp/Consent/{current}")).await;
     assert_eq!(read.body["is_valid"], true);
+}
+
+async fn lapsed_mid_write() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let id = path.rsplit('|').next().unwrap().to_owned();
+    let writer = client(&org, "ngo").await;
+    let unknown = writer
+        .put(
+            &format!(
+                "/api/v2/spp/Individual/{}",
+                path_id(NATIONAL_ID, &unique("NONE"))
+            ),
+            individual_body(&id),
+            None,
+        )
+        .await;
+    unknown.expect(404);
+    let before = events_of(&id);
+    // The withdrawal's transaction holds the consent's row while the write reaches its append.
+    let held = HeldTransaction::begin(
+        &world().database_url,
+        &format!("SELECT 1 FROM consent_index WHERE consent_id = '{consent}' FOR UPDATE;"),
+    )
+    .await;
+    let mut body = individual_body(&id);
+    body["name"]["given"] = json!("Raced");
+    let write = tokio::spawn({
+        let writer = writer.clone();
+        let path = path.clone();
+        async move { writer.put(&path, body, None).await }
+    });
+    held.wait_until_blocking().await;
+    held.commit_with(&format!(
+        "UPDATE consent_index SET status = 'withdrawn' WHERE consent_id = '{consent}';"
+    ));
+    let reply = write.await.unwrap();
+    reply.expect(404);
+    assert_eq!(
+        reply.text, unknown.text,
+        "the answer for an unknown subject"
+    );
+    assert_eq!(events_of(&id), before, "no event was written");
 }
