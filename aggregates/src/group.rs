@@ -128,6 +128,8 @@ impl InlineIndex for GroupEvent {
             Self::IdentifierInvalidated { identifier } => {
                 Some(IndexChange::IdentifierReleased(identifier))
             }
+            Self::MemberAdded { individual, .. } => Some(IndexChange::MemberJoined(individual)),
+            Self::MembershipEnded { individual, .. } => Some(IndexChange::MemberLeft(individual)),
             _ => None,
         }
     }
@@ -841,6 +843,28 @@ mod tests {
             .await,
             Err(DomainError::not_found("Group"))
         );
+    }
+
+    #[test]
+    fn member_events_maintain_the_membership_index() {
+        let added = GroupEvent::MemberAdded {
+            individual: "a".into(),
+            roles: vec![],
+            start_date: today(),
+        };
+        assert!(matches!(
+            added.index_change(),
+            Some(IndexChange::MemberJoined("a"))
+        ));
+        let ended = GroupEvent::MembershipEnded {
+            individual: "a".into(),
+            ended_date: today(),
+            reason: None,
+        };
+        assert!(matches!(
+            ended.index_change(),
+            Some(IndexChange::MemberLeft("a"))
+        ));
     }
 
     #[test]

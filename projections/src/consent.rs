@@ -22,8 +22,9 @@ pub enum Visibility {
 
 /// Restricts a view query to rows the client may see. The same rules as
 /// `ConsentRecord::in_force` and `ConsentRecord::names`, in SQL, so that totals and pages never
-/// count an unconsented row; a group's consent covers its current members. Written as a set of
-/// admitted subjects (one hashed semi-join) rather than a per-row correlated check.
+/// count an unconsented row; a group's consent covers its current members (read from the
+/// membership index, which is as current as the consent index). Written as a set of admitted
+/// subjects (one hashed semi-join) rather than a per-row correlated check.
 pub fn push_visible(
     qb: &mut QueryBuilder<'_, Postgres>,
     visibility: &Visibility,
@@ -66,8 +67,8 @@ pub fn push_visible_by(
         .push(" IN (SELECT c.subject_id FROM consent_index c WHERE");
     push_in_force(qb);
     qb.push(
-        " UNION SELECT m.individual_id FROM group_members_view m \
-         JOIN consent_index c ON c.subject_id = m.group_id WHERE m.ended_date IS NULL AND",
+        " UNION SELECT m.individual_id FROM group_membership_index m \
+         JOIN consent_index c ON c.subject_id = m.group_id WHERE",
     );
     push_in_force(qb);
     qb.push(")");
@@ -91,7 +92,8 @@ fn record(row: &sqlx::postgres::PgRow) -> sqlx::Result<ConsentRecord> {
 }
 
 /// Every consent that could cover each subject: its own, and (for individuals) those of the
-/// groups it currently belongs to. One query for a whole page.
+/// groups it currently belongs to (by the membership index, kept in the append transaction).
+/// One query for a whole page.
 pub async fn covering(
     pool: &PgPool,
     subject_ids: &[String],
@@ -103,8 +105,8 @@ pub async fn covering(
              FROM consent_index c WHERE c.subject_id = ANY($1) \
              UNION ALL \
              SELECT m.individual_id, c.consent_id, c.status, c.terms \
-             FROM group_members_view m JOIN consent_index c ON c.subject_id = m.group_id \
-             WHERE m.individual_id = ANY($1) AND m.ended_date IS NULL \
+             FROM group_membership_index m JOIN consent_index c ON c.subject_id = m.group_id \
+             WHERE m.individual_id = ANY($1) \
          ) covering ORDER BY consent_id",
     )
     .bind(subject_ids)

@@ -88,14 +88,15 @@ pub fn events_of(value: &str) -> String {
     )
 }
 
-const READER_SCOPES: [&str; 3] = ["individual:all", "group:all", "consent:all"];
+pub const READER_SCOPES: [&str; 3] = ["individual:all", "group:all", "consent:all"];
 
-async fn client(organization: &str, kind: &str) -> Api {
+/// A logged-in client of `organization` (of type `kind`) that needs the subjects' consent.
+pub async fn client(organization: &str, kind: &str) -> Api {
     let credentials = consent_client(&world().database_url, organization, kind, &READER_SCOPES);
     Api::new(&world().base).login(&credentials).await
 }
 
-fn consent_body(subject: &str, mode: &str, recipients: &[&str], types: &[&str]) -> Value {
+pub fn consent_body(subject: &str, mode: &str, recipients: &[&str], types: &[&str]) -> Value {
     json!({
         "subject": subject,
         "recipient_mode": mode,
@@ -109,7 +110,7 @@ fn consent_body(subject: &str, mode: &str, recipients: &[&str], types: &[&str]) 
 }
 
 /// Registers a person and records `body`'s consent for them; returns (path, consent id).
-async fn consented_person(
+pub async fn consented_person(
     admin: &Api,
     mode: &str,
     recipients: &[&str],

@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod auth;
 mod consent;
+mod consent_groups;
 mod errors;
 mod group;
 mod individual;
@@ -57,6 +58,7 @@ fn main() {
     trials.extend(auth::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());
+    trials.extend(consent_groups::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
     trials.extend(openapi::trials());

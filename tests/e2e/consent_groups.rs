@@ -1,0 +1,175 @@
+//! A household's consent and its members (CONTRACT §5): it covers exactly the current members,
+//! as consistently as the consent itself.
+
+use libtest_mimic::Trial;
+use serde_json::{json, Value};
+
+use crate::consent::{client, consent_body, events_of};
+use crate::support::{
+    admin, individual_body, path_id, register_individual, sql_scalar, unique, world, Api,
+    HeldTransaction, NATIONAL_ID,
+};
+use crate::trial;
+
+const GROUP_SYSTEM: &str = "urn:openspp:group";
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "consent_groups::ended_members_are_no_longer_covered_even_if_the_read_model_lags",
+            ended_members,
+        ),
+        trial(
+            "consent_groups::a_member_removed_while_a_write_waits_is_not_written",
+            removed_mid_write,
+        ),
+    ]
+}
+
+fn reference(national_id: &str) -> String {
+    format!("Individual/{NATIONAL_ID}|{national_id}")
+}
+
+/// Registers a household with `members`; returns its identifier value and path.
+async fn household(admin: &Api, members: &[&str]) -> (String, String) {
+    let value = unique("HHC");
+    let members: Vec<Value> = members
+        .iter()
+        .map(|m| json!({"entity": {"reference": reference(m)}}))
+        .collect();
+    admin
+        .post(
+            "/api/v2/spp/Group",
+            json!({"identifier": [{"system": GROUP_SYSTEM, "value": value}], "groupType": "household",
+                   "name": "Household", "member": members}),
+        )
+        .await
+        .expect(201);
+    let path = format!("/api/v2/spp/Group/{}", path_id(GROUP_SYSTEM, &value));
+    (value, path)
+}
+
+/// Records the household's consent for `organization`, over `resource_type`.
+async fn household_consent(admin: &Api, value: &str, organization: &str, resource_type: &str) {
+    let mut body = consent_body(
+        &format!("Group/{GROUP_SYSTEM}|{value}"),
+        "specific",
+        &[organization],
+        &[],
+    );
+    body["scopes"][0]["resource_type"] = json!(resource_type);
+    admin.post("/api/v2/spp/Consent", body).await.expect(201);
+}
+
+async fn remove(admin: &Api, group_path: &str, national_id: &str) {
+    admin
+        .post(
+            &format!("{group_path}/$remove-member"),
+            json!({"entity": {"reference": reference(national_id)}}),
+        )
+        .await
+        .expect(200);
+}
+
+async fn ended_members() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let [m, n] = [unique("EMM"), unique("EMN")];
+    let m_path = register_individual(&admin, &m).await;
+    let n_path = register_individual(&admin, &n).await;
+    let (value, path) = household(&admin, &[&m]).await;
+    household_consent(&admin, &value, &org, "all").await;
+    let reader = client(&org, "ngo").await;
+    reader.get(&m_path).await.expect(200);
+    remove(&admin, &path, &m).await;
+    reader.get(&m_path).await.expect(404);
+    let search = reader
+        .get(&format!(
+            "/api/v2/spp/Individual?identifier={}",
+            path_id(NATIONAL_ID, &m)
+        ))
+        .await;
+    assert_eq!(search.body["meta"]["total"], 0);
+    // Coverage does not wait for the projector: make the member read model lag behind the
+    // log, as a slow projector would, and the answers stay those of the log.
+    let stream = |id: &str| {
+        sql_scalar(
+            &world().database_url,
+            &format!("SELECT aggregate_id FROM identifier_claims WHERE value = '{id}'"),
+        )
+    };
+    let group = stream(&value);
+    sql_scalar(
+        &world().database_url,
+        &format!(
+            "UPDATE group_members_view SET ended_date = NULL \
+             WHERE group_id = '{group}' AND individual_id = '{}' RETURNING 1",
+            stream(&m)
+        ),
+    );
+    reader.get(&m_path).await.expect(404);
+    admin
+        .post(
+            &format!("{path}/$add-member"),
+            json!({"entity": {"reference": reference(&n)}}),
+        )
+        .await
+        .expect(201);
+    sql_scalar(
+        &world().database_url,
+        &format!(
+            "DELETE FROM group_members_view \
+             WHERE group_id = '{group}' AND individual_id = '{}' RETURNING 1",
+            stream(&n)
+        ),
+    );
+    reader.get(&n_path).await.expect(200);
+}
+
+async fn removed_mid_write() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let m = unique("RMW");
+    let m_path = register_individual(&admin, &m).await;
+    let (value, _) = household(&admin, &[&m]).await;
+    household_consent(&admin, &value, &org, "all").await;
+    let writer = client(&org, "ngo").await;
+    let unknown = writer
+        .put(
+            &format!(
+                "/api/v2/spp/Individual/{}",
+                path_id(NATIONAL_ID, &unique("NONE"))
+            ),
+            individual_body(&m),
+            None,
+        )
+        .await;
+    let before = events_of(&m);
+    let membership = format!(
+        "group_id = (SELECT aggregate_id FROM identifier_claims WHERE value = '{value}') \
+         AND individual_id = (SELECT aggregate_id FROM identifier_claims WHERE value = '{m}')"
+    );
+    // The removal's transaction holds the membership while the write reaches its append.
+    let held = HeldTransaction::begin(
+        &world().database_url,
+        &format!("SELECT 1 FROM group_membership_index WHERE {membership} FOR UPDATE;"),
+    )
+    .await;
+    let mut body = individual_body(&m);
+    body["name"]["given"] = json!("Raced");
+    let write = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.put(&m_path, body, None).await }
+    });
+    held.wait_until_blocking().await;
+    held.commit_with(&format!(
+        "DELETE FROM group_membership_index WHERE {membership};"
+    ));
+    let reply = write.await.unwrap();
+    reply.expect(404);
+    assert_eq!(
+        reply.text, unknown.text,
+        "the answer for an unknown subject"
+    );
+    assert_eq!(events_of(&m), before, "no event was written");
+}
