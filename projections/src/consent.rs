@@ -122,6 +122,17 @@ pub async fn covering(
     Ok(covering)
 }
 
+/// The current members of a group (streams), by the membership index.
+pub async fn current_members(pool: &PgPool, group_id: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT individual_id FROM group_membership_index WHERE group_id = $1 \
+         ORDER BY individual_id",
+    )
+    .bind(group_id)
+    .fetch_all(pool)
+    .await
+}
+
 /// One consent by its id.
 pub async fn get(pool: &PgPool, consent_id: &str) -> sqlx::Result<Option<ConsentRecord>> {
     sqlx::query("SELECT consent_id, status, terms FROM consent_index WHERE consent_id = $1")

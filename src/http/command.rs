@@ -74,6 +74,7 @@ pub fn domain_error(error: DomainError) -> ApiError {
     match error {
         DomainError::Invalid { field, message } => ApiError::unprocessable(&field, message),
         DomainError::Conflict { field, message } => ApiError::conflict(field.as_deref(), message),
+        DomainError::Forbidden { field, message } => ApiError::forbidden(Some(&field), message),
         DomainError::NotFound { what } => ApiError::not_found(&what),
         DomainError::AlreadyExists => ApiError::conflict(None, "already registered"),
     }

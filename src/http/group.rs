@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::Json;
 use chrono::NaiveDate;
 use openspp_aggregates::{Group, GroupCommand, GroupDetails, MemberSpec};
+use openspp_projections::consent;
 use openspp_projections::group::{self as view, GroupQuery, GroupRow};
 use openspp_projections::individual::primary_identifiers;
 use openspp_projections::search::SortKey;
@@ -20,7 +21,7 @@ use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::http::access::{find_visible, grants_for, identity_only, Grant};
+use crate::http::access::{find_visible, grants_for, identity_only, Grant, Stated};
 use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
 use crate::http::history::Version;
@@ -445,7 +446,8 @@ async fn read(
     respond(&state, row, StatusCode::OK, Some(&visible.grant)).await
 }
 
-/// Replace a group's data (and, when `member` is given, its member list).
+/// Replace a group's data (and, when `member` is given, its member list). Fields the client may
+/// not see must be left out, and stay as they are; so do members it may not read.
 #[utoipa::path(put, path = "/Group/{id}", tag = "Group",
     params(
         ("id" = String, Path, description = "`system|value`, URL-encoded"),
@@ -454,6 +456,7 @@ async fn read(
     request_body = GroupResource,
     responses(
         (status = 200, body = GroupResource),
+        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see"),
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome),
         (status = 412, body = OperationOutcome),
@@ -466,12 +469,18 @@ async fn replace(
     provenance: Provenance,
     if_match: IfMatch,
     Path(id): Path<String>,
-    body: Result<ApiJson<GroupResource>, ApiError>,
+    body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
-    let ApiJson(body) = body?;
+    let Stated { body, fields } = body?;
     let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
     let details = body.into_details(&state, &principal, &provenance).await?;
+    let member_consents = if principal.require_consent {
+        let members = consent::current_members(&state.pool, &visible.stream).await?;
+        consent::covering(&state.pool, &members).await?
+    } else {
+        HashMap::new()
+    };
     run(
         &state,
         &principal,
@@ -481,7 +490,9 @@ async fn replace(
             if_match,
             command: GroupCommand::Replace {
                 details,
+                stated: fields,
                 access: visible.access,
+                member_consents,
             },
             consent_id: visible.grant.consent_id(),
         },

@@ -1,5 +1,6 @@
 //! A household's consent and its members (CONTRACT §5): it covers exactly the current members,
-//! as consistently as the consent itself.
+//! as consistently as the consent itself; and writes to a group need a consent covering the
+//! group.
 
 use libtest_mimic::Trial;
 use serde_json::{json, Value};
@@ -22,6 +23,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "consent_groups::a_member_removed_while_a_write_waits_is_not_written",
             removed_mid_write,
+        ),
+        trial(
+            "consent_groups::group_writes_without_a_group_consent_are_not_found",
+            unconsented_group_writes,
         ),
     ]
 }
@@ -69,6 +74,28 @@ async fn remove(admin: &Api, group_path: &str, national_id: &str) {
         )
         .await
         .expect(200);
+}
+
+/// The member references a rendered group lists.
+fn listed(group: &Value) -> Vec<String> {
+    let mut refs: Vec<String> = group["member"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| m["entity"]["reference"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    refs.sort();
+    refs
+}
+
+/// The identifier values a consent-bound client may read as Individuals.
+fn sorted(ids: &[&str]) -> Vec<String> {
+    let mut refs: Vec<String> = ids.iter().map(|id| reference(id)).collect();
+    refs.sort();
+    refs
 }
 
 async fn ended_members() {
@@ -172,4 +199,56 @@ async fn removed_mid_write() {
         "the answer for an unknown subject"
     );
     assert_eq!(events_of(&m), before, "no event was written");
+}
+
+async fn unconsented_group_writes() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let [a, b] = [unique("UGA"), unique("UGB")];
+    for id in [&a, &b] {
+        register_individual(&admin, id).await;
+        admin
+            .post(
+                "/api/v2/spp/Consent",
+                consent_body(&reference(id), "specific", &[&org], &[]),
+            )
+            .await
+            .expect(201);
+    }
+    let (value, path) = household(&admin, &[&a]).await;
+    // The household's consent covers its members as individuals, not the group itself.
+    household_consent(&admin, &value, &org, "individual").await;
+    let writer = client(&org, "ngo").await;
+    let unknown_path = format!(
+        "/api/v2/spp/Group/{}",
+        path_id(GROUP_SYSTEM, &unique("NONE"))
+    );
+    let body = json!({"identifier": [{"system": GROUP_SYSTEM, "value": value}], "name": "Renamed"});
+    let add = json!({"entity": {"reference": reference(&b)}});
+    let remove = json!({"entity": {"reference": reference(&a)}});
+    let before = events_of(&value);
+    for (suffix, body, put) in [
+        ("", body, true),
+        ("/$add-member", add, false),
+        ("/$remove-member", remove, false),
+    ] {
+        let send = |target: String, body: Value| {
+            let writer = writer.clone();
+            async move {
+                if put {
+                    writer.put(&target, body, None).await
+                } else {
+                    writer.post(&target, body).await
+                }
+            }
+        };
+        let refused = send(format!("{path}{suffix}"), body.clone()).await;
+        refused.expect(404);
+        let unknown = send(format!("{unknown_path}{suffix}"), body).await;
+        assert_eq!(refused.text, unknown.text, "{suffix}");
+    }
+    assert_eq!(events_of(&value), before, "nothing was written");
+    let group = admin.get(&path).await.body;
+    assert_eq!(group["name"], "Household");
+    assert_eq!(listed(&group), sorted(&[&a]));
 }

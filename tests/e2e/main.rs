@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod auth;
 mod consent;
+mod consent_fields;
 mod consent_groups;
 mod errors;
 mod group;
@@ -58,6 +59,7 @@ fn main() {
     trials.extend(auth::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());
+    trials.extend(consent_fields::trials());
     trials.extend(consent_groups::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
