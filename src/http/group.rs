@@ -259,24 +259,34 @@ impl GroupResource {
     }
 }
 
-/// External identifiers of every member of `rows`, in one query.
+/// External identifiers of the members of `groups` the caller may read, in one query; members
+/// without one are not listed. A consent-bound caller sees only members it could read as
+/// Individuals (an ended member is no longer covered by the household's consent), just as an
+/// individual's `groupMembership` lists only groups it may see.
 async fn member_references<'a>(
     state: &AppState,
+    principal: &Principal,
     groups: impl Iterator<Item = &'a Group>,
 ) -> Result<HashMap<String, String>, ApiError> {
     let ids: Vec<String> = groups
         .flat_map(|group| group.members.iter().map(|m| m.individual.clone()))
         .collect();
-    Ok(primary_identifiers(&state.pool, &ids).await?)
+    let mut references = primary_identifiers(&state.pool, &ids).await?;
+    if principal.require_consent {
+        let readable = grants_for(state, principal, "individual", &ids).await?;
+        references.retain(|individual, _| readable.contains_key(individual));
+    }
+    Ok(references)
 }
 
 async fn respond(
     state: &AppState,
+    principal: &Principal,
     row: GroupRow,
     status: StatusCode,
     grant: Option<&Grant>,
 ) -> Result<Response, ApiError> {
-    let references = member_references(state, std::iter::once(&row.state)).await?;
+    let references = member_references(state, principal, std::iter::once(&row.state)).await?;
     let version = row.version;
     let first = row.state.live_identifiers().next().map(|i| i.key());
     let resource = GroupResource::render(row, &references, &state.vocabulary);
@@ -300,7 +310,7 @@ async fn run(
         SCOPE,
     )
     .await?;
-    respond(state, row, status, grant.as_ref()).await
+    respond(state, principal, row, status, grant.as_ref()).await
 }
 
 /// Search groups.
@@ -346,7 +356,8 @@ async fn search(
     };
     params.finish()?;
     let found = view::search(&state.pool, &query, page).await?;
-    let references = member_references(&state, found.rows.iter().map(|r| &r.state)).await?;
+    let references =
+        member_references(&state, &principal, found.rows.iter().map(|r| &r.state)).await?;
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
@@ -443,7 +454,14 @@ async fn read(
     let row = view::get(&state.pool, &visible.stream)
         .await?
         .ok_or_else(|| ApiError::not_found(RESOURCE))?;
-    respond(&state, row, StatusCode::OK, Some(&visible.grant)).await
+    respond(
+        &state,
+        &principal,
+        row,
+        StatusCode::OK,
+        Some(&visible.grant),
+    )
+    .await
 }
 
 /// Replace a group's data (and, when `member` is given, its member list). Fields the client may
@@ -607,14 +625,20 @@ impl Registrant for Group {
     const RESOURCE: &'static str = RESOURCE;
     const SCOPE: &'static str = SCOPE;
     type Rendered = GroupResource;
-    /// The external identifiers of everyone who was ever a member.
+    /// The external identifiers of everyone who was ever a member, as far as the caller may
+    /// read them.
     type Context = HashMap<String, String>;
 
     fn context<'a>(
         state: &'a AppState,
+        principal: &'a Principal,
         versions: &'a [Version<Self>],
     ) -> impl std::future::Future<Output = Result<Self::Context, ApiError>> + Send + 'a {
-        member_references(state, versions.last().map(|v| &v.state).into_iter())
+        member_references(
+            state,
+            principal,
+            versions.last().map(|v| &v.state).into_iter(),
+        )
     }
 
     fn render(

@@ -446,6 +446,7 @@ impl Registrant for Individual {
 
     fn context<'a>(
         _state: &'a AppState,
+        _principal: &'a Principal,
         _versions: &'a [Version<Self>],
     ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + 'a {
         std::future::ready(Ok(()))

@@ -1,14 +1,14 @@
 //! A household's consent and its members (CONTRACT §5): it covers exactly the current members,
-//! as consistently as the consent itself; and writes to a group need a consent covering the
-//! group.
+//! as consistently as the consent itself; member lists show only members the client may read;
+//! and writes to a group need a consent covering the group.
 
 use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::consent::{client, consent_body, events_of};
 use crate::support::{
-    admin, individual_body, path_id, register_individual, sql_scalar, unique, world, Api,
-    HeldTransaction, NATIONAL_ID,
+    admin, consent_client, individual_body, path_id, register_individual, sql_scalar, unique,
+    world, Api, HeldTransaction, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -16,6 +16,10 @@ const GROUP_SYSTEM: &str = "urn:openspp:group";
 
 pub fn trials() -> Vec<Trial> {
     vec![
+        trial(
+            "consent_groups::member_lists_show_only_members_the_client_may_read",
+            member_lists,
+        ),
         trial(
             "consent_groups::ended_members_are_no_longer_covered_even_if_the_read_model_lags",
             ended_members,
@@ -96,6 +100,80 @@ fn sorted(ids: &[&str]) -> Vec<String> {
     let mut refs: Vec<String> = ids.iter().map(|id| reference(id)).collect();
     refs.sort();
     refs
+}
+
+async fn member_lists() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let [a, b, c] = [unique("MLA"), unique("MLB"), unique("MLC")];
+    for id in [&a, &b, &c] {
+        register_individual(&admin, id).await;
+    }
+    // A household consent over everything covers its current members, not those who left.
+    let (value, path) = household(&admin, &[&a, &b]).await;
+    household_consent(&admin, &value, &org, "all").await;
+    remove(&admin, &path, &b).await;
+    admin
+        .post(
+            &format!("{path}/$add-member"),
+            json!({"entity": {"reference": reference(&c)}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        listed(&admin.get(&path).await.body),
+        sorted(&[&a, &b, &c]),
+        "the controller sees the whole household history"
+    );
+    let credentials = consent_client(
+        &world().database_url,
+        &org,
+        "ngo",
+        &["individual:all", "group:all", "audit:read"],
+    );
+    let reader = Api::new(&world().base).login(&credentials).await;
+    let read = reader.get(&path).await;
+    read.expect(200);
+    assert_eq!(listed(&read.body), sorted(&[&a, &c]), "{}", read.text);
+    reader
+        .get(&format!(
+            "/api/v2/spp/Individual/{}",
+            path_id(NATIONAL_ID, &b)
+        ))
+        .await
+        .expect(404);
+    let found = reader
+        .get(&format!(
+            "/api/v2/spp/Group?identifier={}",
+            path_id(GROUP_SYSTEM, &value)
+        ))
+        .await;
+    assert_eq!(listed(&found.body["data"][0]), sorted(&[&a, &c]));
+    let history = reader.get(&format!("{path}/_history")).await;
+    history.expect(200);
+    for entry in history.body["entry"].as_array().unwrap() {
+        let shown = listed(&entry["resource"]);
+        assert!(
+            !shown.contains(&reference(&b)),
+            "a past member is not shown in history: {entry}"
+        );
+    }
+    // A consent over the group alone shows only members the client may read otherwise.
+    let [d, e] = [unique("MLD"), unique("MLE")];
+    register_individual(&admin, &d).await;
+    register_individual(&admin, &e).await;
+    admin
+        .post(
+            "/api/v2/spp/Consent",
+            consent_body(&reference(&e), "specific", &[&org], &[]),
+        )
+        .await
+        .expect(201);
+    let (value, path) = household(&admin, &[&d, &e]).await;
+    household_consent(&admin, &value, &org, "group").await;
+    assert_eq!(listed(&reader.get(&path).await.body), sorted(&[&e]));
+    // The household size is the group's own data, shown under the group's consent.
+    assert_eq!(reader.get(&path).await.body["quantity"], 2);
 }
 
 async fn ended_members() {
