@@ -23,3 +23,23 @@ FROM (
     ORDER BY aggregate_id, individual, sequence DESC
 ) latest
 WHERE event_type = 'MemberAdded';
+
+-- The fields of each resource type a consent shows, as the domain decides them
+-- (`ConsentRecord::scope_for`: the first scope naming the type, or `all`): a JSON array, or JSON
+-- null for every field; a type no scope covers is absent. A search that filters or sorts on a
+-- field admits only subjects whose consent shows that field, so it can never probe hidden values.
+CREATE FUNCTION consent_field_access(terms jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(jsonb_object_agg(kind.resource_type, scope.fields), '{}'::jsonb)
+    FROM unnest(ARRAY['individual', 'group', 'program_membership']) AS kind(resource_type)
+    CROSS JOIN LATERAL (
+        SELECT coalesce(s.scope -> 'field_access', 'null'::jsonb) AS fields
+        FROM jsonb_array_elements(terms -> 'scopes') WITH ORDINALITY AS s(scope, n)
+        WHERE s.scope ->> 'resource_type' IN (kind.resource_type, 'all')
+        ORDER BY s.n
+        LIMIT 1
+    ) scope
+$$;
+
+ALTER TABLE consent_index
+    ADD COLUMN field_access jsonb GENERATED ALWAYS AS (consent_field_access(terms)) STORED;

@@ -21,16 +21,29 @@ pub enum Visibility {
 }
 
 /// Restricts a view query to rows the client may see. The same rules as
-/// `ConsentRecord::in_force` and `ConsentRecord::names`, in SQL, so that totals and pages never
-/// count an unconsented row; a group's consent covers its current members (read from the
-/// membership index, which is as current as the consent index). Written as a set of admitted
-/// subjects (one hashed semi-join) rather than a per-row correlated check.
+/// `ConsentRecord::covers`, in SQL, so that totals and pages never count an unconsented row; a
+/// group's consent covers its current members (read from the membership index, which is as
+/// current as the consent index). Written as a set of admitted subjects (one hashed semi-join)
+/// rather than a per-row correlated check.
+///
+/// `fields` are the fields the query filters or sorts on: each narrows the set to subjects
+/// with a consent that shows that field, so that a search can never probe a value its client
+/// may not see (a count that changes with a hidden birth date would reveal it).
 pub fn push_visible(
     qb: &mut QueryBuilder<'_, Postgres>,
     visibility: &Visibility,
     resource_type: &'static str,
+    fields: impl IntoIterator<Item = &'static str>,
 ) {
-    push_visible_by(qb, visibility, resource_type, "aggregate_id");
+    let mut fields: Vec<&'static str> = fields.into_iter().collect();
+    fields.sort_unstable();
+    fields.dedup();
+    if fields.is_empty() {
+        push_admitted(qb, visibility, resource_type, "aggregate_id", None);
+    }
+    for field in fields {
+        push_admitted(qb, visibility, resource_type, "aggregate_id", Some(field));
+    }
 }
 
 /// As `push_visible`, for rows whose subject is in `subject_column` (a membership's
@@ -40,6 +53,18 @@ pub fn push_visible_by(
     visibility: &Visibility,
     resource_type: &'static str,
     subject_column: &'static str,
+) {
+    push_admitted(qb, visibility, resource_type, subject_column, None);
+}
+
+/// One semi-join: `subject_column` among the subjects whose consents admit the client to
+/// `resource_type` (and show `field`, if given).
+fn push_admitted(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    visibility: &Visibility,
+    resource_type: &'static str,
+    subject_column: &'static str,
+    field: Option<&'static str>,
 ) {
     let Visibility::Consented {
         organization,
@@ -61,6 +86,16 @@ pub fn push_visible_by(
             .push("]::text[])) AND (")
             .push_bind(resource_type)
             .push(" = ANY(c.resource_types) OR 'all' = ANY(c.resource_types))");
+        if let Some(field) = field {
+            // `consent_field_access` (migration 0011) follows `ConsentRecord::scope_for`.
+            qb.push(" AND (c.field_access -> ")
+                .push_bind(resource_type)
+                .push(" = 'null'::jsonb OR c.field_access -> ")
+                .push_bind(resource_type)
+                .push(" ? ")
+                .push_bind(field)
+                .push(")");
+        }
     };
     qb.push(" AND ")
         .push(subject_column)

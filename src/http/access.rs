@@ -60,6 +60,29 @@ impl Principal {
         Grant::from_access(access, resource_type)
     }
 
+    /// Refuses a search that filters or sorts on a field the client's own field filter hides
+    /// (`fields`: parameter and field). Fields a consent hides are handled by the search itself,
+    /// which admits only subjects whose consent shows them.
+    pub fn may_search_on(
+        &self,
+        resource_type: &str,
+        fields: &[(&'static str, &'static str)],
+    ) -> Result<(), ApiError> {
+        let Some(allowed) = self.actor().filtered_fields(resource_type) else {
+            return Ok(());
+        };
+        match fields
+            .iter()
+            .find(|(_, field)| !allowed.iter().any(|a| a == field))
+        {
+            Some((parameter, field)) => Err(ApiError::forbidden(
+                Some(parameter),
+                format!("this client may not see `{field}`, so it may not search or sort by it"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The access this caller has to a subject covered by `consents`.
     pub fn access(&self, consents: Vec<ConsentRecord>) -> Access {
         Access {

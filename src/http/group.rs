@@ -355,6 +355,7 @@ async fn search(
         )?,
     };
     params.finish()?;
+    principal.may_search_on(SCOPE, &query.fields())?;
     let found = view::search(&state.pool, &query, page).await?;
     let references =
         member_references(&state, &principal, found.rows.iter().map(|r| &r.state)).await?;

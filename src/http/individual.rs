@@ -281,6 +281,7 @@ async fn search(
         )?,
     };
     params.finish()?;
+    principal.may_search_on(SCOPE, &query.fields())?;
     let found = view::search(&state.pool, &query, page).await?;
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
     let mut memberships = visible_memberships(&state, &principal, &ids).await?;

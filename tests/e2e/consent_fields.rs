@@ -1,11 +1,13 @@
 //! Fields a client may not see (outside its consent's `field_access` or its own field filter)
-//! cannot be changed by its writes (CONTRACT §5).
+//! can neither be changed by its writes nor probed by its searches (CONTRACT §5).
 
 use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::consent::{client, consent_body, events_of};
-use crate::support::{admin, path_id, register_individual, unique, Api, NATIONAL_ID};
+use crate::support::{
+    admin, create_client, path_id, register_individual, unique, world, Api, NATIONAL_ID,
+};
 use crate::trial;
 
 const GROUP_SYSTEM: &str = "urn:openspp:group";
@@ -19,6 +21,14 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "consent_fields::a_name_only_group_put_keeps_the_group_as_it_is",
             name_only_group_put,
+        ),
+        trial(
+            "consent_fields::searches_cannot_probe_fields_the_consent_hides",
+            search_oracle,
+        ),
+        trial(
+            "consent_fields::searches_on_fields_the_client_filter_hides_are_refused",
+            search_client_filter,
         ),
     ]
 }
@@ -139,4 +149,127 @@ async fn name_only_group_put() {
         assert_eq!(refused.body["issue"][0]["expression"][0], field);
     }
     assert_eq!(admin.get(&path).await.body["member"], full.body["member"]);
+}
+
+/// `meta.total` of a search by `reader`.
+async fn total(reader: &Api, query: &str) -> Value {
+    let reply = reader.get(query).await;
+    reply.expect(200);
+    reply.body["meta"]["total"].clone()
+}
+
+async fn search_oracle() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (name_only, _) = person_showing(&admin, &org, json!(["name"])).await;
+    let (with_birth, _) = person_showing(&admin, &org, json!(["name", "birthDate"])).await;
+    let reader = client(&org, "ngo").await;
+    let by_id = |id: &str| {
+        format!(
+            "/api/v2/spp/Individual?identifier={}",
+            path_id(NATIONAL_ID, id)
+        )
+    };
+    assert_eq!(total(&reader, &by_id(&name_only)).await, 1);
+    assert_eq!(
+        total(&reader, &format!("{}&name=santos", by_id(&name_only))).await,
+        1
+    );
+    // The true and a false birth date answer alike: the field is not shown, so not searched.
+    for condition in [
+        "birthdate=eq1985-03-15",
+        "birthdate=eq1985-03-16",
+        "birthdate=ne1985-03-16",
+        "gender=2",
+        "gender=1",
+        "address=mabini",
+        "address=nowhere",
+        "active=true",
+        "_sort=birthdate",
+        "_sort=-birthdate",
+    ] {
+        assert_eq!(
+            total(&reader, &format!("{}&{condition}", by_id(&name_only))).await,
+            0,
+            "{condition}"
+        );
+    }
+    // Where the consent shows the birth date, it is searched as usual.
+    let with = by_id(&with_birth);
+    assert_eq!(
+        total(&reader, &format!("{with}&birthdate=eq1985-03-15")).await,
+        1
+    );
+    assert_eq!(
+        total(&reader, &format!("{with}&birthdate=eq1985-03-16")).await,
+        0
+    );
+    assert_eq!(total(&reader, &format!("{with}&gender=2")).await, 0);
+    // Groups: a name-only group consent does not let the group type be probed.
+    let value = unique("HHS");
+    admin
+        .post(
+            "/api/v2/spp/Group",
+            json!({"identifier": [{"system": GROUP_SYSTEM, "value": value}], "groupType": "household", "name": "Probe"}),
+        )
+        .await
+        .expect(201);
+    let mut consent = consent_body(
+        &format!("Group/{GROUP_SYSTEM}|{value}"),
+        "specific",
+        &[&org],
+        &[],
+    );
+    consent["scopes"] = json!([{"resource_type": "group", "field_access": ["name"], "purpose": "service_delivery"}]);
+    admin.post("/api/v2/spp/Consent", consent).await.expect(201);
+    let group = format!(
+        "/api/v2/spp/Group?identifier={}",
+        path_id(GROUP_SYSTEM, &value)
+    );
+    assert_eq!(total(&reader, &format!("{group}&name=probe")).await, 1);
+    for condition in ["groupType=household", "groupType=family", "_sort=groupType"] {
+        assert_eq!(
+            total(&reader, &format!("{group}&{condition}")).await,
+            0,
+            "{condition}"
+        );
+    }
+}
+
+async fn search_client_filter() {
+    let credentials = create_client(
+        &world().database_url,
+        &[
+            "--scope",
+            "individual:all",
+            "--scope",
+            "group:all",
+            "--field",
+            "individual:name",
+            "--field",
+            "group:name",
+        ],
+    );
+    let limited = Api::new(&world().base).login(&credentials).await;
+    limited
+        .get("/api/v2/spp/Individual?name=santos&_sort=name")
+        .await
+        .expect(200);
+    for (query, parameter) in [
+        ("/api/v2/spp/Individual?birthdate=ge1980-01-01", "birthdate"),
+        ("/api/v2/spp/Individual?gender=2", "gender"),
+        (
+            "/api/v2/spp/Individual?name=santos&_sort=-birthdate",
+            "_sort",
+        ),
+        ("/api/v2/spp/Group?groupType=household", "groupType"),
+    ] {
+        let refused = limited.get(query).await;
+        refused.expect(403);
+        assert_eq!(
+            refused.body["issue"][0]["expression"][0], parameter,
+            "{}",
+            refused.text
+        );
+    }
 }
