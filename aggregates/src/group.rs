@@ -605,7 +605,8 @@ mod tests {
     use super::*;
     use crate::consent::Actor;
     use crate::testing::{
-        code, date, full_access, id, ngo, ngo_consent, services, today, GROUP_ID, NATIONAL_ID,
+        code, date, every_field, full_access, id, ngo, ngo_consent, services, today, GROUP_ID,
+        NATIONAL_ID,
     };
 
     type Given = TestFramework<Group>;
@@ -633,19 +634,8 @@ mod tests {
         }
     }
 
-    /// Every field a full PUT body states.
     fn everything() -> Vec<String> {
-        [
-            "type",
-            "identifier",
-            "active",
-            "groupType",
-            "name",
-            "member",
-            "address",
-        ]
-        .map(String::from)
-        .to_vec()
+        every_field("group")
     }
 
     fn registered(members: Vec<MemberSpec>) -> Vec<GroupEvent> {

@@ -393,7 +393,8 @@ mod tests {
 
     use super::*;
     use crate::testing::{
-        code, date, full_access, id, ngo, ngo_consent, services, today, NATIONAL_ID, PASSPORT,
+        code, date, every_field, full_access, id, ngo, ngo_consent, services, today, NATIONAL_ID,
+        PASSPORT,
     };
 
     type Given = TestFramework<Individual>;
@@ -415,21 +416,8 @@ mod tests {
         }
     }
 
-    /// Every field a full PUT body states.
     fn everything() -> Vec<String> {
-        [
-            "type",
-            "identifier",
-            "active",
-            "name",
-            "birthDate",
-            "birthDateEstimated",
-            "gender",
-            "telecom",
-            "address",
-        ]
-        .map(String::from)
-        .to_vec()
+        every_field("individual")
     }
 
     fn registered() -> Vec<IndividualEvent> {
@@ -682,19 +670,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_unconsented_change_is_refused_as_not_found_and_a_consented_one_applies() {
-        use crate::consent::{
-            Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms, RecipientMode,
-        };
-        let ngo = Actor {
-            organization: "Helping Hands".into(),
-            organization_type: "ngo".into(),
-            legal_basis: None,
-            field_filter: vec![],
-        };
         let mut d = details();
         d.name.given = Some("Ana".into());
         let without = Access {
-            actor: ngo.clone(),
+            actor: ngo(),
             consents: vec![],
         };
         let error = refused(
@@ -707,30 +686,9 @@ mod tests {
         )
         .await;
         assert_eq!(error, DomainError::not_found("Individual"));
-        let consent = ConsentRecord {
-            consent_id: "c".into(),
-            status: ConsentStatus::Given,
-            terms: ConsentTerms {
-                subject_type: "Individual".into(),
-                subject: "s".into(),
-                recipient_mode: RecipientMode::Category,
-                recipients: vec![],
-                recipient_types: vec!["ngo".into()],
-                scopes: vec![ConsentScope {
-                    resource_type: "individual".into(),
-                    field_access: None,
-                    purpose: "service_delivery".into(),
-                }],
-                legal_basis: "consent".into(),
-                effective_date: date(2024, 1, 1),
-                expiry_date: date(2030, 1, 1),
-                delegation_type: "self".into(),
-                indicated_by: None,
-            },
-        };
         let with = Access {
-            actor: ngo,
-            consents: vec![consent],
+            actor: ngo(),
+            consents: vec![ngo_consent("s", "individual", None)],
         };
         Given::with(services())
             .given(registered())

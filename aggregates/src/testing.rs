@@ -5,7 +5,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use crate::consent::{
-    Access, Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms, RecipientMode,
+    consentable_fields, Access, Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms,
+    RecipientMode,
 };
 use crate::services::{Clock, RegistryServices};
 use crate::values::{Code, Identifier};
@@ -67,6 +68,15 @@ pub fn full_access() -> Access {
         },
         consents: vec![],
     }
+}
+
+/// Every field a full PUT body of `resource_type` states.
+pub fn every_field(resource_type: &str) -> Vec<String> {
+    ["type", "identifier"]
+        .iter()
+        .chain(consentable_fields(resource_type))
+        .map(|field| field.to_string())
+        .collect()
 }
 
 /// An NGO that acts under the data subject's consent.

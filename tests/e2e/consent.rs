@@ -866,41 +866,63 @@ async fn lapsed_mid_write() {
     let org = unique("Org");
     let (path, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
     let id = path.rsplit('|').next().unwrap().to_owned();
-    let writer = client(&org, "ngo").await;
+    // The withdrawal's transaction holds the consent's row while the write reaches its append.
+    write_lapsing_under(
+        &client(&org, "ngo").await,
+        &id,
+        &format!("SELECT 1 FROM consent_index WHERE consent_id = '{consent}' FOR UPDATE;"),
+        &format!("UPDATE consent_index SET status = 'withdrawn' WHERE consent_id = '{consent}';"),
+    )
+    .await;
+}
+
+/// Fires a PUT of the person `id` by `writer` while a transaction holds `lock` (a row lock the
+/// write's append needs), waits until the write waits for it, then runs `change` in that
+/// transaction and commits: the write must answer exactly as for an unknown subject, and write
+/// nothing.
+pub async fn write_lapsing_under(writer: &Api, id: &str, lock: &str, change: &str) {
     let unknown = writer
         .put(
             &format!(
                 "/api/v2/spp/Individual/{}",
                 path_id(NATIONAL_ID, &unique("NONE"))
             ),
-            individual_body(&id),
+            individual_body(id),
             None,
         )
         .await;
     unknown.expect(404);
-    let before = events_of(&id);
-    // The withdrawal's transaction holds the consent's row while the write reaches its append.
-    let held = HeldTransaction::begin(
-        &world().database_url,
-        &format!("SELECT 1 FROM consent_index WHERE consent_id = '{consent}' FOR UPDATE;"),
-    )
-    .await;
-    let mut body = individual_body(&id);
+    let before = events_of(id);
+    let held = HeldTransaction::begin(&world().database_url, lock).await;
+    let mut body = individual_body(id);
     body["name"]["given"] = json!("Raced");
     let write = tokio::spawn({
         let writer = writer.clone();
-        let path = path.clone();
+        let path = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, id));
         async move { writer.put(&path, body, None).await }
     });
     held.wait_until_blocking().await;
-    held.commit_with(&format!(
-        "UPDATE consent_index SET status = 'withdrawn' WHERE consent_id = '{consent}';"
-    ));
+    held.commit_with(change);
     let reply = write.await.unwrap();
     reply.expect(404);
     assert_eq!(
         reply.text, unknown.text,
         "the answer for an unknown subject"
     );
-    assert_eq!(events_of(&id), before, "no event was written");
+    assert_eq!(events_of(id), before, "no event was written");
+}
+
+/// Records a consent of `subject` (`Individual/…` or `Group/…`) for `organization` over
+/// `resource_type`, showing `fields` (null: every field).
+pub async fn give_consent(
+    admin: &Api,
+    subject: &str,
+    organization: &str,
+    resource_type: &str,
+    fields: Value,
+) {
+    let mut body = consent_body(subject, "specific", &[organization], &[]);
+    body["scopes"][0]["resource_type"] = json!(resource_type);
+    body["scopes"][0]["field_access"] = fields;
+    admin.post("/api/v2/spp/Consent", body).await.expect(201);
 }

@@ -4,7 +4,7 @@
 use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
-use crate::consent::{client, consent_body, events_of};
+use crate::consent::{client, events_of, give_consent};
 use crate::support::{
     admin, create_client, path_id, register_individual, unique, world, Api, NATIONAL_ID,
 };
@@ -38,15 +38,15 @@ pub fn trials() -> Vec<Trial> {
 async fn person_showing(admin: &Api, organization: &str, fields: Value) -> (String, String) {
     let id = unique("CF");
     let path = register_individual(admin, &id).await;
-    let mut body = consent_body(
-        &format!("Individual/{NATIONAL_ID}|{id}"),
-        "specific",
-        &[organization],
-        &[],
-    );
-    body["scopes"][0]["field_access"] = fields;
-    admin.post("/api/v2/spp/Consent", body).await.expect(201);
+    let subject = format!("Individual/{NATIONAL_ID}|{id}");
+    give_consent(admin, &subject, organization, "individual", fields).await;
     (id, path)
+}
+
+/// Records a consent of the group `value` for `organization` that shows only its name.
+async fn group_showing_name(admin: &Api, value: &str, organization: &str) {
+    let subject = format!("Group/{GROUP_SYSTEM}|{value}");
+    give_consent(admin, &subject, organization, "group", json!(["name"])).await;
 }
 
 /// What a read answered, as a body to send back.
@@ -116,14 +116,7 @@ async fn name_only_group_put() {
         )
         .await
         .expect(201);
-    let mut consent = consent_body(
-        &format!("Group/{GROUP_SYSTEM}|{value}"),
-        "specific",
-        &[&org],
-        &[],
-    );
-    consent["scopes"] = json!([{"resource_type": "group", "field_access": ["name"], "purpose": "service_delivery"}]);
-    admin.post("/api/v2/spp/Consent", consent).await.expect(201);
+    group_showing_name(&admin, &value, &org).await;
     let writer = client(&org, "ngo").await;
     let read = writer.get(&path).await;
     read.expect(200);
@@ -214,14 +207,7 @@ async fn search_oracle() {
         )
         .await
         .expect(201);
-    let mut consent = consent_body(
-        &format!("Group/{GROUP_SYSTEM}|{value}"),
-        "specific",
-        &[&org],
-        &[],
-    );
-    consent["scopes"] = json!([{"resource_type": "group", "field_access": ["name"], "purpose": "service_delivery"}]);
-    admin.post("/api/v2/spp/Consent", consent).await.expect(201);
+    group_showing_name(&admin, &value, &org).await;
     let group = format!(
         "/api/v2/spp/Group?identifier={}",
         path_id(GROUP_SYSTEM, &value)

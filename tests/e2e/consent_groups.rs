@@ -5,10 +5,10 @@
 use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
-use crate::consent::{client, consent_body, events_of};
+use crate::consent::{client, consent_body, events_of, give_consent, write_lapsing_under};
 use crate::support::{
-    admin, consent_client, individual_body, path_id, register_individual, sql_scalar, unique,
-    world, Api, HeldTransaction, NATIONAL_ID,
+    admin, consent_client, path_id, register_individual, sql_scalar, unique, world, Api,
+    NATIONAL_ID,
 };
 use crate::trial;
 
@@ -60,14 +60,8 @@ async fn household(admin: &Api, members: &[&str]) -> (String, String) {
 
 /// Records the household's consent for `organization`, over `resource_type`.
 async fn household_consent(admin: &Api, value: &str, organization: &str, resource_type: &str) {
-    let mut body = consent_body(
-        &format!("Group/{GROUP_SYSTEM}|{value}"),
-        "specific",
-        &[organization],
-        &[],
-    );
-    body["scopes"][0]["resource_type"] = json!(resource_type);
-    admin.post("/api/v2/spp/Consent", body).await.expect(201);
+    let subject = format!("Group/{GROUP_SYSTEM}|{value}");
+    give_consent(admin, &subject, organization, resource_type, Value::Null).await;
 }
 
 async fn remove(admin: &Api, group_path: &str, national_id: &str) {
@@ -235,48 +229,21 @@ async fn removed_mid_write() {
     let admin = admin().await;
     let org = unique("Org");
     let m = unique("RMW");
-    let m_path = register_individual(&admin, &m).await;
+    register_individual(&admin, &m).await;
     let (value, _) = household(&admin, &[&m]).await;
     household_consent(&admin, &value, &org, "all").await;
-    let writer = client(&org, "ngo").await;
-    let unknown = writer
-        .put(
-            &format!(
-                "/api/v2/spp/Individual/{}",
-                path_id(NATIONAL_ID, &unique("NONE"))
-            ),
-            individual_body(&m),
-            None,
-        )
-        .await;
-    let before = events_of(&m);
     let membership = format!(
         "group_id = (SELECT aggregate_id FROM identifier_claims WHERE value = '{value}') \
          AND individual_id = (SELECT aggregate_id FROM identifier_claims WHERE value = '{m}')"
     );
     // The removal's transaction holds the membership while the write reaches its append.
-    let held = HeldTransaction::begin(
-        &world().database_url,
+    write_lapsing_under(
+        &client(&org, "ngo").await,
+        &m,
         &format!("SELECT 1 FROM group_membership_index WHERE {membership} FOR UPDATE;"),
+        &format!("DELETE FROM group_membership_index WHERE {membership};"),
     )
     .await;
-    let mut body = individual_body(&m);
-    body["name"]["given"] = json!("Raced");
-    let write = tokio::spawn({
-        let writer = writer.clone();
-        async move { writer.put(&m_path, body, None).await }
-    });
-    held.wait_until_blocking().await;
-    held.commit_with(&format!(
-        "DELETE FROM group_membership_index WHERE {membership};"
-    ));
-    let reply = write.await.unwrap();
-    reply.expect(404);
-    assert_eq!(
-        reply.text, unknown.text,
-        "the answer for an unknown subject"
-    );
-    assert_eq!(events_of(&m), before, "no event was written");
 }
 
 async fn unconsented_group_writes() {
