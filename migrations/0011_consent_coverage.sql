@@ -43,3 +43,10 @@ $$;
 
 ALTER TABLE consent_index
     ADD COLUMN field_access jsonb GENERATED ALWAYS AS (consent_field_access(terms)) STORED;
+
+-- The planner cannot see into field_access by itself: it took the field condition to drop ~99%
+-- of the consents and chose one index probe per consent over the hashed semi-join, 3x slower
+-- with 10 000 consents. Statistics on the expressions the filter uses give it the real share.
+CREATE STATISTICS consent_index_individual_fields ON (field_access -> 'individual')
+    FROM consent_index;
+CREATE STATISTICS consent_index_group_fields ON (field_access -> 'group') FROM consent_index;
