@@ -51,6 +51,11 @@ impl ApiError {
         )
     }
 
+    /// 403: the client is known but may not do this; `field` names what it may not touch.
+    pub fn forbidden(field: Option<&str>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message).at(field)
+    }
+
     pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message).at(field)
     }

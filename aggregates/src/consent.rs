@@ -154,6 +154,11 @@ impl ConsentRecord {
         }
     }
 
+    /// Whether this consent lets `actor` use `resource_type` today.
+    pub fn covers(&self, actor: &Actor, resource_type: &str, today: NaiveDate) -> bool {
+        self.in_force(today) && self.names(actor) && self.scope_for(resource_type).is_some()
+    }
+
     /// The scope of this consent for `resource_type`, if any.
     pub fn scope_for(&self, resource_type: &str) -> Option<&ConsentScope> {
         self.terms
@@ -171,6 +176,36 @@ pub struct Actor {
     /// `None`: the client needs the subject's consent; `Some(basis)`: it acts under that
     /// legal basis instead (and is still audited).
     pub legal_basis: Option<String>,
+    /// The client's own field filter (`resource:field`; none for a resource = all its fields),
+    /// which narrows whatever a consent or legal basis allows.
+    pub field_filter: Vec<String>,
+}
+
+impl Actor {
+    /// The fields of `resource_type` the client's own filter allows; `None` when it has none.
+    pub fn filtered_fields(&self, resource_type: &str) -> Option<Vec<String>> {
+        let prefix = format!("{resource_type}:");
+        let listed: Vec<String> = self
+            .field_filter
+            .iter()
+            .filter_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        (!listed.is_empty()).then_some(listed)
+    }
+
+    /// Whether the actor may use `resource_type` of a subject covered by `consents`: under a
+    /// legal basis always, else only under a consent in force that names it and the resource.
+    pub fn may_use(
+        &self,
+        consents: &[ConsentRecord],
+        resource_type: &str,
+        today: NaiveDate,
+    ) -> bool {
+        self.legal_basis.is_some()
+            || consents
+                .iter()
+                .any(|c| c.covers(self, resource_type, today))
+    }
 }
 
 /// Who is acting, and the consents that might let them: those of the subject and of the groups
@@ -206,9 +241,69 @@ impl Access {
         resource_type: &'a str,
         today: NaiveDate,
     ) -> impl Iterator<Item = &'a ConsentRecord> + 'a {
-        self.consents.iter().filter(move |c| {
-            c.in_force(today) && c.names(&self.actor) && c.scope_for(resource_type).is_some()
-        })
+        self.consents
+            .iter()
+            .filter(move |c| c.covers(&self.actor, resource_type, today))
+    }
+
+    /// The fields of `resource_type` the actor may see: the union of the field lists of every
+    /// consent that covers it (all fields under a legal basis), narrowed by the client's own
+    /// field filter; `None` = every field. `type`, `identifier` and `meta` are always visible
+    /// and are not listed.
+    pub fn fields(&self, resource_type: &str, today: NaiveDate) -> Option<Vec<String>> {
+        let mut fields: Option<Vec<String>> = None;
+        if self.actor.legal_basis.is_none() {
+            let mut union = Some(Vec::new());
+            for consent in self.matching(resource_type, today) {
+                let listed = consent
+                    .scope_for(resource_type)
+                    .and_then(|s| s.field_access.as_ref());
+                match (&mut union, listed) {
+                    (Some(all), Some(listed)) => {
+                        for field in listed {
+                            if !all.contains(field) {
+                                all.push(field.clone());
+                            }
+                        }
+                    }
+                    _ => union = None,
+                }
+            }
+            fields = union;
+        }
+        match (fields, self.actor.filtered_fields(resource_type)) {
+            (Some(allowed), Some(filter)) => {
+                Some(allowed.into_iter().filter(|f| filter.contains(f)).collect())
+            }
+            (None, filter) => filter,
+            (allowed, None) => allowed,
+        }
+    }
+
+    /// The fields of `resource_type` a replacement by the actor leaves as they are, because the
+    /// actor cannot see them. A replacement that states one of them is refused — always,
+    /// whatever the hidden value, so that the refusal tells nothing about it.
+    pub fn hidden_fields(
+        &self,
+        resource_type: &str,
+        stated: &[String],
+        today: NaiveDate,
+    ) -> Result<Vec<&'static str>, DomainError> {
+        let Some(visible) = self.fields(resource_type, today) else {
+            return Ok(Vec::new());
+        };
+        let hidden: Vec<&'static str> = consentable_fields(resource_type)
+            .iter()
+            .copied()
+            .filter(|field| !visible.iter().any(|v| v == field))
+            .collect();
+        match stated.iter().find(|s| hidden.contains(&s.as_str())) {
+            Some(field) => Err(DomainError::forbidden(
+                field,
+                "this client may not see this field, so it may not change it; leave it out",
+            )),
+            None => Ok(hidden),
+        }
     }
 }
 
@@ -399,10 +494,12 @@ impl Aggregate for Consent {
                 let record = self
                     .record("")
                     .ok_or_else(|| DomainError::not_found("Consent"))?;
-                if !record.in_force(today) {
+                // Before it takes effect and after it expires too: the subject can always
+                // take a consent back, only never twice.
+                if record.status == ConsentStatus::Withdrawn {
                     return Err(DomainError::conflict(
                         None,
-                        "only a consent in force can be withdrawn",
+                        "the consent is already withdrawn",
                     ));
                 }
                 ConsentEvent::ConsentWithdrawn { reason, channel }
@@ -502,6 +599,7 @@ mod tests {
             organization: organization.into(),
             organization_type: kind.into(),
             legal_basis: None,
+            field_filter: vec![],
         }
     }
 
@@ -640,6 +738,98 @@ mod tests {
         let mut by_law = actor("WFP", "un");
         by_law.legal_basis = Some("public_task".into());
         assert!(allowed(vec![], by_law, "individual"));
+    }
+
+    #[test]
+    fn visible_fields_are_the_union_of_the_consents_narrowed_by_the_client_filter() {
+        let limited = |fields: Option<&[&str]>| {
+            let mut c = record(
+                terms(RecipientMode::Specific, &["WFP"], &[]),
+                ConsentStatus::Given,
+            );
+            c.terms.scopes[0].field_access =
+                fields.map(|f| f.iter().map(|s| s.to_string()).collect());
+            c
+        };
+        let names = |fields: Option<Vec<String>>| {
+            fields.map(|mut f| {
+                f.sort();
+                f.join(",")
+            })
+        };
+        let access = |consents, filter: &[&str]| Access {
+            actor: Actor {
+                field_filter: filter.iter().map(|s| s.to_string()).collect(),
+                ..actor("WFP", "un")
+            },
+            consents,
+        };
+        let two = vec![limited(Some(&["name"])), limited(Some(&["gender", "name"]))];
+        assert_eq!(
+            names(access(two.clone(), &[]).fields("individual", today())),
+            Some("gender,name".into())
+        );
+        assert_eq!(
+            names(access(two, &["individual:gender", "group:name"]).fields("individual", today())),
+            Some("gender".into())
+        );
+        let all = vec![limited(Some(&["name"])), limited(None)];
+        assert_eq!(access(all.clone(), &[]).fields("individual", today()), None);
+        assert_eq!(
+            names(access(all, &["individual:address"]).fields("individual", today())),
+            Some("address".into())
+        );
+        // A consent that does not cover the access shows nothing.
+        let mut withdrawn = limited(None);
+        withdrawn.status = ConsentStatus::Withdrawn;
+        assert_eq!(
+            access(vec![withdrawn], &[]).fields("individual", today()),
+            Some(vec![])
+        );
+        // A legal basis shows everything the client's own filter allows.
+        let mut by_law = access(vec![], &["individual:name"]);
+        by_law.actor.legal_basis = Some("public_task".into());
+        assert_eq!(
+            names(by_law.fields("individual", today())),
+            Some("name".into())
+        );
+        assert_eq!(by_law.fields("group", today()), None);
+    }
+
+    #[tokio::test]
+    async fn a_consent_can_be_withdrawn_before_it_takes_effect_and_after_it_expires() {
+        let withdraw = || ConsentCommand::Withdraw {
+            reason: None,
+            channel: "api".into(),
+        };
+        let withdrawn = vec![ConsentEvent::ConsentWithdrawn {
+            reason: None,
+            channel: "api".into(),
+        }];
+        let future = (today().succ_opt().unwrap(), date(2030, 1, 1));
+        let expired = (date(2023, 1, 1), today().pred_opt().unwrap());
+        for (effective_date, expiry_date) in [future, expired] {
+            let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+            t.effective_date = effective_date;
+            t.expiry_date = expiry_date;
+            TestFramework::<Consent>::with(services())
+                .given(vec![ConsentEvent::ConsentGiven { terms: t }])
+                .when_async(withdraw())
+                .await
+                .then_expect_events(withdrawn.clone());
+        }
+        TestFramework::<Consent>::with(services())
+            .given(vec![
+                ConsentEvent::ConsentGiven {
+                    terms: terms(RecipientMode::Specific, &["WFP"], &[]),
+                },
+                ConsentEvent::ConsentRenewed {
+                    expiry_date: date(2026, 1, 1),
+                },
+            ])
+            .when_async(withdraw())
+            .await
+            .then_expect_events(withdrawn);
     }
 
     #[tokio::test]

@@ -12,6 +12,9 @@ pub enum DomainError {
         field: Option<String>,
         message: String,
     },
+    /// The caller may not state this field (HTTP 403), though it may see the resource.
+    #[error("{field}: {message}")]
+    Forbidden { field: String, message: String },
     /// The command addresses something that does not exist (HTTP 404).
     #[error("{what} not found")]
     NotFound { what: String },
@@ -31,6 +34,13 @@ impl DomainError {
     pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
         Self::Conflict {
             field: field.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            field: field.into(),
             message: message.into(),
         }
     }

@@ -2,13 +2,15 @@
 //! individual, at most one head) hold inside the group's own stream, so concurrent changes to
 //! one group are serialised by its sequence and can never break them.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::bounds;
-use crate::consent::Access;
+use crate::consent::{Access, ConsentRecord};
 use crate::error::DomainError;
 use crate::identifiers::{self, IdentifierEntry};
 use crate::individual::validate_addresses;
@@ -41,9 +43,15 @@ pub struct GroupDetails {
 pub enum GroupCommand {
     Register(GroupDetails),
     /// Every change to an existing group says who asks, under which consents or legal basis.
+    /// A replacement also names the fields its body `stated` (as for individuals, fields the
+    /// caller cannot see stay as they are), and carries the consents covering each current
+    /// member: members the caller may not read are not in the list it saw, so its list does
+    /// not end them.
     Replace {
         details: GroupDetails,
+        stated: Vec<String>,
         access: Access,
+        member_consents: HashMap<String, Vec<ConsentRecord>>,
     },
     AddMember {
         member: MemberSpec,
@@ -129,6 +137,8 @@ impl InlineIndex for GroupEvent {
             Self::IdentifierInvalidated { identifier } => {
                 Some(IndexChange::IdentifierReleased(identifier))
             }
+            Self::MemberAdded { individual, .. } => Some(IndexChange::MemberJoined(individual)),
+            Self::MembershipEnded { individual, .. } => Some(IndexChange::MemberLeft(individual)),
             _ => None,
         }
     }
@@ -275,7 +285,28 @@ impl Group {
         events
     }
 
-    fn changes(&self, details: GroupDetails, services: &RegistryServices) -> Vec<GroupEvent> {
+    /// `details` with the fields the caller cannot see taken from the current state.
+    fn keeping(&self, hidden: &[&str], mut details: GroupDetails) -> GroupDetails {
+        for field in hidden {
+            match *field {
+                "name" => details.name = self.name.clone(),
+                "groupType" => details.group_type = self.group_type.clone(),
+                "address" => details.address = self.address.clone(),
+                "active" => details.active = self.active,
+                "member" => details.members = None,
+                // `quantity` is computed; extensions are not held in this stream.
+                _ => {}
+            }
+        }
+        details
+    }
+
+    fn changes(
+        &self,
+        details: GroupDetails,
+        unseen: &[&str],
+        services: &RegistryServices,
+    ) -> Result<Vec<GroupEvent>, DomainError> {
         let (released, claimed) = identifiers::diff(&self.identifiers, &details.identifiers);
         let mut events: Vec<GroupEvent> = released
             .into_iter()
@@ -300,29 +331,43 @@ impl Group {
             });
         }
         if let Some(members) = details.members {
-            events.extend(self.member_changes(members, services));
+            events.extend(self.member_changes(members, unseen, services)?);
         }
         match (self.active, details.active) {
             (true, false) => events.push(GroupEvent::GroupDeactivated),
             (false, true) => events.push(GroupEvent::GroupReactivated),
             _ => {}
         }
-        events
+        Ok(events)
     }
 
-    /// Ends, re-roles and adds members to match `wanted`. Ends and role changes that drop the
-    /// head role come before those that give it, so a head can be handed over in one request.
+    /// Ends, re-roles and adds members to match `wanted`; the `unseen` members (whom the
+    /// caller may not read) stay as they are. Ends and role changes that drop the head role
+    /// come before those that give it, so a head can be handed over in one request.
     fn member_changes(
         &self,
         wanted: Vec<MemberSpec>,
+        unseen: &[&str],
         services: &RegistryServices,
-    ) -> Vec<GroupEvent> {
+    ) -> Result<Vec<GroupEvent>, DomainError> {
+        let kept = |m: &Member| {
+            unseen.contains(&m.individual.as_str())
+                && !wanted.iter().any(|w| w.individual == m.individual)
+        };
+        if wanted.iter().any(|w| is_head(&w.roles))
+            && self.active_members().any(|m| kept(m) && m.is_head())
+        {
+            return Err(DomainError::conflict(
+                Some("member"),
+                "group already has a head",
+            ));
+        }
         let today = services.clock.today();
         let mut ends = Vec::new();
         let mut demotions = Vec::new();
         let mut promotions = Vec::new();
         let mut additions = Vec::new();
-        for member in self.active_members() {
+        for member in self.active_members().filter(|m| !kept(m)) {
             if !wanted.iter().any(|w| w.individual == member.individual) {
                 ends.push(GroupEvent::MembershipEnded {
                     individual: member.individual.clone(),
@@ -352,11 +397,12 @@ impl Group {
                 }),
             }
         }
-        ends.into_iter()
+        Ok(ends
+            .into_iter()
             .chain(demotions)
             .chain(promotions)
             .chain(additions)
-            .collect()
+            .collect())
     }
 }
 
@@ -465,9 +511,28 @@ impl Aggregate for Group {
                 validate(&details, services)?;
                 Self::registration(details, services)
             }
-            GroupCommand::Replace { details, .. } => {
+            GroupCommand::Replace {
+                details,
+                stated,
+                access,
+                member_consents,
+            } => {
+                let hidden = access.hidden_fields("group", &stated, today)?;
+                let details = self.keeping(&hidden, details);
                 validate(&details, services)?;
-                self.changes(details, services)
+                let unseen: Vec<&str> = self
+                    .active_members()
+                    .filter(|m| {
+                        let consents = member_consents.get(&m.individual);
+                        !access.actor.may_use(
+                            consents.map_or(&[], Vec::as_slice),
+                            "individual",
+                            today,
+                        )
+                    })
+                    .map(|m| m.individual.as_str())
+                    .collect();
+                self.changes(details, &unseen, services)?
             }
             GroupCommand::AddMember { member, .. } => vec![self.add_member(member, services)?],
             GroupCommand::RemoveMember {
@@ -551,7 +616,11 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::testing::{code, date, full_access, id, services, today, GROUP_ID, NATIONAL_ID};
+    use crate::consent::Actor;
+    use crate::testing::{
+        code, date, every_field, full_access, id, ngo, ngo_consent, services, today, GROUP_ID,
+        NATIONAL_ID,
+    };
 
     type Given = TestFramework<Group>;
 
@@ -576,6 +645,10 @@ mod tests {
             address: vec![],
             members,
         }
+    }
+
+    fn everything() -> Vec<String> {
+        every_field("group")
     }
 
     fn registered(members: Vec<MemberSpec>) -> Vec<GroupEvent> {
@@ -861,7 +934,9 @@ mod tests {
             given.clone(),
             GroupCommand::Replace {
                 details: details(Some(vec![spec("a", "spouse"), spec("b", "head")])),
+                stated: everything(),
                 access: full_access(),
+                member_consents: HashMap::new(),
             },
         )
         .await
@@ -893,7 +968,9 @@ mod tests {
             given.clone(),
             GroupCommand::Replace {
                 details: details(Some(vec![spec("a", "head"), spec("c", "member")])),
+                stated: everything(),
                 access: full_access(),
+                member_consents: HashMap::new(),
             },
         )
         .await
@@ -920,7 +997,9 @@ mod tests {
                 given,
                 GroupCommand::Replace {
                     details: renamed,
-                    access: full_access()
+                    stated: everything(),
+                    access: full_access(),
+                    member_consents: HashMap::new(),
                 }
             )
             .await
@@ -944,6 +1023,159 @@ mod tests {
             .await,
             Err(DomainError::not_found("Group"))
         );
+    }
+
+    /// The NGO under `consents`.
+    fn ngo_with(consents: Vec<ConsentRecord>) -> Access {
+        Access {
+            actor: ngo(),
+            consents,
+        }
+    }
+
+    /// Every command on an existing group, by `access`.
+    fn changes_by(access: &Access) -> Vec<GroupCommand> {
+        vec![
+            GroupCommand::Replace {
+                details: details(Some(vec![spec("a", "head")])),
+                stated: everything(),
+                access: access.clone(),
+                member_consents: HashMap::new(),
+            },
+            GroupCommand::AddMember {
+                member: spec("b", "member"),
+                access: access.clone(),
+            },
+            GroupCommand::RemoveMember {
+                individual: "a".into(),
+                ended_date: None,
+                reason: None,
+                access: access.clone(),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_change_needs_a_consent_covering_the_group_and_fails_as_not_found() {
+        let given = registered(vec![spec("a", "head")]);
+        let mut expired = ngo_consent("g", "group", None);
+        expired.terms.expiry_date = date(2024, 6, 14);
+        let mut other_org = ngo();
+        other_org.organization_type = "private".into();
+        let refused = [
+            ngo_with(vec![]),
+            ngo_with(vec![ngo_consent("g", "individual", None)]),
+            ngo_with(vec![expired]),
+            Access {
+                actor: other_org,
+                consents: vec![ngo_consent("g", "group", None)],
+            },
+        ];
+        for access in &refused {
+            for command in changes_by(access) {
+                assert_eq!(
+                    outcome(given.clone(), command).await,
+                    Err(DomainError::not_found("Group")),
+                    "{access:?}"
+                );
+            }
+        }
+        for consent in [
+            ngo_consent("g", "group", None),
+            ngo_consent("g", "all", None),
+        ] {
+            for command in changes_by(&ngo_with(vec![consent.clone()])) {
+                assert!(outcome(given.clone(), command).await.is_ok());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_field_limited_replace_keeps_the_group_fields_it_cannot_see() {
+        let given = registered(vec![spec("a", "head")]);
+        let access = ngo_with(vec![ngo_consent("g", "group", Some(&["name"]))]);
+        let mut d = details(None);
+        d.name = Some("Reyes".into());
+        d.group_type = "other".into();
+        d.active = false;
+        let replace = |stated: &[&str]| GroupCommand::Replace {
+            details: d.clone(),
+            stated: stated.iter().map(|s| s.to_string()).collect(),
+            access: access.clone(),
+            member_consents: HashMap::new(),
+        };
+        assert_eq!(
+            outcome(given.clone(), replace(&["type", "identifier", "name"])).await,
+            Ok(vec![GroupEvent::GroupRenamed {
+                name: Some("Reyes".into())
+            }])
+        );
+        for hidden in ["groupType", "member", "active"] {
+            assert!(matches!(
+                outcome(given.clone(), replace(&["identifier", "name", hidden])).await,
+                Err(DomainError::Forbidden { field, .. }) if field == hidden
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replace_keeps_the_members_its_author_may_not_read() {
+        // The NGO sees the group, and of its members only `a` (whose own consent it has).
+        let given = registered(vec![spec("a", "spouse"), spec("b", "child")]);
+        let access = ngo_with(vec![ngo_consent("g", "group", None)]);
+        let member_consents =
+            HashMap::from([("a".to_owned(), vec![ngo_consent("a", "individual", None)])]);
+        let replace = |members: Vec<MemberSpec>| GroupCommand::Replace {
+            details: details(Some(members)),
+            stated: everything(),
+            access: access.clone(),
+            member_consents: member_consents.clone(),
+        };
+        assert_eq!(
+            outcome(given.clone(), replace(vec![])).await.unwrap(),
+            vec![GroupEvent::MembershipEnded {
+                individual: "a".into(),
+                ended_date: today(),
+                reason: None,
+            }]
+        );
+        // A legal basis reads everyone, so its list is the whole list.
+        let mut by_law = replace(vec![]);
+        if let GroupCommand::Replace { access, .. } = &mut by_law {
+            access.actor = Actor {
+                legal_basis: Some("public_task".into()),
+                ..ngo()
+            };
+        }
+        assert_eq!(outcome(given, by_law).await.unwrap().len(), 2);
+        // An unseen head is still the head.
+        let given = registered(vec![spec("a", "spouse"), spec("b", "head")]);
+        assert!(matches!(
+            outcome(given, replace(vec![spec("a", "head")])).await,
+            Err(DomainError::Conflict { field: Some(f), .. }) if f == "member"
+        ));
+    }
+
+    #[test]
+    fn member_events_maintain_the_membership_index() {
+        let added = GroupEvent::MemberAdded {
+            individual: "a".into(),
+            roles: vec![],
+            start_date: today(),
+        };
+        assert!(matches!(
+            added.index_change(),
+            Some(IndexChange::MemberJoined("a"))
+        ));
+        let ended = GroupEvent::MembershipEnded {
+            individual: "a".into(),
+            ended_date: today(),
+            reason: None,
+        };
+        assert!(matches!(
+            ended.index_change(),
+            Some(IndexChange::MemberLeft("a"))
+        ));
     }
 
     #[test]

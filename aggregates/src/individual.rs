@@ -32,10 +32,12 @@ pub struct IndividualDetails {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndividualCommand {
     Register(IndividualDetails),
-    /// A PUT: the aggregate works out what changed. `access` says who asks, and under which
-    /// consents or legal basis.
+    /// A PUT: the aggregate works out what changed. `stated` names the fields the body gave
+    /// (absent ones are cleared, unless the caller may not see them: those stay as they are);
+    /// `access` says who asks, and under which consents or legal basis.
     Replace {
         details: IndividualDetails,
+        stated: Vec<String>,
         access: Access,
     },
 }
@@ -155,6 +157,25 @@ impl Individual {
             events.push(IndividualEvent::IndividualDeactivated);
         }
         events
+    }
+
+    /// `details` with the fields the caller cannot see taken from the current state: a
+    /// replacement changes only what its author can see.
+    fn keeping(&self, hidden: &[&str], mut details: IndividualDetails) -> IndividualDetails {
+        for field in hidden {
+            match *field {
+                "name" => details.name = self.name.clone(),
+                "birthDate" => details.birth_date = self.birth_date,
+                "birthDateEstimated" => details.birth_date_estimated = self.birth_date_estimated,
+                "gender" => details.gender = self.gender.clone(),
+                "telecom" => details.telecom = self.telecom.clone(),
+                "address" => details.address = self.address.clone(),
+                "active" => details.active = self.active,
+                // Group memberships and extensions are not held in this stream.
+                _ => {}
+            }
+        }
+        details
     }
 
     /// Only what differs; invalidations before additions so a system's identifier can be
@@ -330,11 +351,18 @@ impl Aggregate for Individual {
                 validate(&details, services)?;
                 Self::registration(details)
             }
-            IndividualCommand::Replace { details, access } => {
+            IndividualCommand::Replace {
+                details,
+                stated,
+                access,
+            } => {
                 if !self.registered {
                     return Err(DomainError::not_found("Individual"));
                 }
-                access.permits("individual", "Individual", services.clock.today())?;
+                let today = services.clock.today();
+                access.permits("individual", "Individual", today)?;
+                let hidden = access.hidden_fields("individual", &stated, today)?;
+                let details = self.keeping(&hidden, details);
                 validate(&details, services)?;
                 self.changes(details)
             }
@@ -394,7 +422,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::testing::{code, date, full_access, id, services, today, NATIONAL_ID, PASSPORT};
+    use crate::testing::{
+        code, date, every_field, full_access, id, ngo, ngo_consent, services, today, NATIONAL_ID,
+        PASSPORT,
+    };
 
     type Given = TestFramework<Individual>;
 
@@ -413,6 +444,10 @@ mod tests {
             telecom: vec![],
             address: vec![],
         }
+    }
+
+    fn everything() -> Vec<String> {
+        every_field("individual")
     }
 
     fn registered() -> Vec<IndividualEvent> {
@@ -486,6 +521,7 @@ mod tests {
             vec![],
             IndividualCommand::Replace {
                 details: details(),
+                stated: everything(),
                 access: full_access(),
             },
         )
@@ -590,6 +626,7 @@ mod tests {
             .given(registered())
             .when_async(IndividualCommand::Replace {
                 details: d.clone(),
+                stated: everything(),
                 access: full_access(),
             })
             .await
@@ -605,6 +642,7 @@ mod tests {
             .given(registered())
             .when_async(IndividualCommand::Replace {
                 details: details(),
+                stated: everything(),
                 access: full_access(),
             })
             .await
@@ -699,6 +737,7 @@ mod tests {
             .given(registered())
             .when_async(IndividualCommand::Replace {
                 details: d,
+                stated: everything(),
                 access: full_access(),
             })
             .await
@@ -725,6 +764,7 @@ mod tests {
             .given(given)
             .when_async(IndividualCommand::Replace {
                 details: details(),
+                stated: everything(),
                 access: full_access(),
             })
             .await
@@ -740,62 +780,118 @@ mod tests {
 
     #[tokio::test]
     async fn an_unconsented_change_is_refused_as_not_found_and_a_consented_one_applies() {
-        use crate::consent::{
-            Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms, RecipientMode,
-        };
-        let ngo = Actor {
-            organization: "Helping Hands".into(),
-            organization_type: "ngo".into(),
-            legal_basis: None,
-        };
         let mut d = details();
         d.name.given = Some("Ana".into());
         let without = Access {
-            actor: ngo.clone(),
+            actor: ngo(),
             consents: vec![],
         };
         let error = refused(
             registered(),
             IndividualCommand::Replace {
                 details: d.clone(),
+                stated: everything(),
                 access: without,
             },
         )
         .await;
         assert_eq!(error, DomainError::not_found("Individual"));
-        let consent = ConsentRecord {
-            consent_id: "c".into(),
-            status: ConsentStatus::Given,
-            terms: ConsentTerms {
-                subject_type: "Individual".into(),
-                subject: "s".into(),
-                recipient_mode: RecipientMode::Category,
-                recipients: vec![],
-                recipient_types: vec!["ngo".into()],
-                scopes: vec![ConsentScope {
-                    resource_type: "individual".into(),
-                    field_access: None,
-                    purpose: "service_delivery".into(),
-                }],
-                legal_basis: "consent".into(),
-                effective_date: date(2024, 1, 1),
-                expiry_date: date(2030, 1, 1),
-                delegation_type: "self".into(),
-                indicated_by: None,
-            },
-        };
         let with = Access {
-            actor: ngo,
-            consents: vec![consent],
+            actor: ngo(),
+            consents: vec![ngo_consent("s", "individual", None)],
         };
         Given::with(services())
             .given(registered())
             .when_async(IndividualCommand::Replace {
                 details: d.clone(),
+                stated: everything(),
                 access: with,
             })
             .await
             .then_expect_events(vec![IndividualEvent::NameChanged { name: d.name }]);
+    }
+
+    /// A PUT body as a client that sees only the name would send it: the identity and the name.
+    fn name_only_body() -> (IndividualDetails, Vec<String>) {
+        let mut d = details();
+        d.name.given = Some("Ana".into());
+        d.birth_date = None;
+        d.gender = None;
+        d.active = true;
+        (d, ["type", "identifier", "name"].map(String::from).to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_field_limited_replace_keeps_the_fields_it_cannot_see() {
+        let mut given = registered();
+        given.push(IndividualEvent::IndividualDeactivated);
+        given.push(IndividualEvent::AddressChanged {
+            address: vec![Address {
+                city: Some("Quezon City".into()),
+                ..Default::default()
+            }],
+        });
+        let (d, stated) = name_only_body();
+        let by_consent = Access {
+            actor: ngo(),
+            consents: vec![ngo_consent("s", "individual", Some(&["name"]))],
+        };
+        let mut by_filter = full_access();
+        by_filter.actor.field_filter = vec!["individual:name".into(), "group:name".into()];
+        for access in [by_consent, by_filter] {
+            Given::with(services())
+                .given(given.clone())
+                .when_async(IndividualCommand::Replace {
+                    details: d.clone(),
+                    stated: stated.clone(),
+                    access,
+                })
+                .await
+                .then_expect_events(vec![IndividualEvent::NameChanged {
+                    name: d.name.clone(),
+                }]);
+        }
+    }
+
+    #[tokio::test]
+    async fn stating_a_field_the_caller_cannot_see_is_forbidden_whatever_its_value() {
+        let access = Access {
+            actor: ngo(),
+            consents: vec![ngo_consent("s", "individual", Some(&["name", "gender"]))],
+        };
+        // The stored value and another value are refused alike: the answer is no oracle.
+        for birth_date in [details().birth_date, Some(date(1990, 1, 1)), None] {
+            let (mut d, mut stated) = name_only_body();
+            d.birth_date = birth_date;
+            stated.push("birthDate".into());
+            let error = refused(
+                registered(),
+                IndividualCommand::Replace {
+                    details: d,
+                    stated,
+                    access: access.clone(),
+                },
+            )
+            .await;
+            assert!(
+                matches!(&error, DomainError::Forbidden { field, .. } if field == "birthDate"),
+                "{error:?}"
+            );
+        }
+        // A field the consent shows may be cleared by leaving it out.
+        let (d, stated) = name_only_body();
+        Given::with(services())
+            .given(registered())
+            .when_async(IndividualCommand::Replace {
+                details: d.clone(),
+                stated,
+                access,
+            })
+            .await
+            .then_expect_events(vec![
+                IndividualEvent::NameChanged { name: d.name },
+                IndividualEvent::GenderChanged { gender: None },
+            ]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What an event changes in the indexes kept inside the append transaction. The event store
 //! maintains them from exactly this, so that rules spanning streams hold under concurrency
-//! without the domain touching a database: no two registrants share a live identifier, and a
-//! withdrawal is visible to the very next request.
+//! without the domain touching a database: no two registrants share a live identifier, a
+//! withdrawal is visible to the very next request, and so is a member leaving a household (whose
+//! consent then no longer covers them).
 
 use chrono::NaiveDate;
 
@@ -14,6 +15,10 @@ pub enum IndexChange<'a> {
     ConsentGiven(&'a ConsentTerms),
     ConsentWithdrawn,
     ConsentRenewed(NaiveDate),
+    /// An individual (by stream) became a current member of the group being appended to.
+    MemberJoined(&'a str),
+    /// An individual's current membership of that group ended.
+    MemberLeft(&'a str),
 }
 
 pub trait InlineIndex {

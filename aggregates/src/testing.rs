@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use crate::consent::{Access, Actor};
+use crate::consent::{
+    consentable_fields, Access, Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms,
+    RecipientMode,
+};
 use crate::program::PROGRAM_TYPE;
 use crate::program_membership::EXIT_REASON;
 use crate::services::{Clock, RegistryServices};
@@ -65,8 +68,53 @@ pub fn full_access() -> Access {
             organization: "Ministry".into(),
             organization_type: "government".into(),
             legal_basis: Some("public_task".into()),
+            field_filter: vec![],
         },
         consents: vec![],
+    }
+}
+
+/// Every field a full PUT body of `resource_type` states.
+pub fn every_field(resource_type: &str) -> Vec<String> {
+    ["type", "identifier"]
+        .iter()
+        .chain(consentable_fields(resource_type))
+        .map(|field| field.to_string())
+        .collect()
+}
+
+/// An NGO that acts under the data subject's consent.
+pub fn ngo() -> Actor {
+    Actor {
+        organization: "Helping Hands".into(),
+        organization_type: "ngo".into(),
+        legal_basis: None,
+        field_filter: vec![],
+    }
+}
+
+/// A consent in force that names `ngo()` for `resource_type`, limited to `fields` if given.
+pub fn ngo_consent(subject: &str, resource_type: &str, fields: Option<&[&str]>) -> ConsentRecord {
+    ConsentRecord {
+        consent_id: format!("consent-of-{subject}"),
+        status: ConsentStatus::Given,
+        terms: ConsentTerms {
+            subject_type: "Individual".into(),
+            subject: subject.into(),
+            recipient_mode: RecipientMode::Category,
+            recipients: vec![],
+            recipient_types: vec!["ngo".into()],
+            scopes: vec![ConsentScope {
+                resource_type: resource_type.into(),
+                field_access: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
+                purpose: "service_delivery".into(),
+            }],
+            legal_basis: "consent".into(),
+            effective_date: date(2024, 1, 1),
+            expiry_date: date(2030, 1, 1),
+            delegation_type: "self".into(),
+            indicated_by: None,
+        },
     }
 }
 

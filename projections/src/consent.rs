@@ -21,15 +21,29 @@ pub enum Visibility {
 }
 
 /// Restricts a view query to rows the client may see. The same rules as
-/// `ConsentRecord::in_force` and `ConsentRecord::names`, in SQL, so that totals and pages never
-/// count an unconsented row; a group's consent covers its current members. Written as a set of
-/// admitted subjects (one hashed semi-join) rather than a per-row correlated check.
+/// `ConsentRecord::covers`, in SQL, so that totals and pages never count an unconsented row; a
+/// group's consent covers its current members (read from the membership index, which is as
+/// current as the consent index). Written as a set of admitted subjects (one hashed semi-join)
+/// rather than a per-row correlated check.
+///
+/// `fields` are the fields the query filters or sorts on: each narrows the set to subjects
+/// with a consent that shows that field, so that a search can never probe a value its client
+/// may not see (a count that changes with a hidden birth date would reveal it).
 pub fn push_visible(
     qb: &mut QueryBuilder<'_, Postgres>,
     visibility: &Visibility,
     resource_type: &'static str,
+    fields: impl IntoIterator<Item = &'static str>,
 ) {
-    push_visible_by(qb, visibility, resource_type, "aggregate_id");
+    let mut fields: Vec<&'static str> = fields.into_iter().collect();
+    fields.sort_unstable();
+    fields.dedup();
+    if fields.is_empty() {
+        push_admitted(qb, visibility, resource_type, "aggregate_id", None);
+    }
+    for field in fields {
+        push_admitted(qb, visibility, resource_type, "aggregate_id", Some(field));
+    }
 }
 
 /// As `push_visible`, for rows whose subject is in `subject_column` (a membership's
@@ -39,6 +53,18 @@ pub fn push_visible_by(
     visibility: &Visibility,
     resource_type: &'static str,
     subject_column: &'static str,
+) {
+    push_admitted(qb, visibility, resource_type, subject_column, None);
+}
+
+/// One semi-join: `subject_column` among the subjects whose consents admit the client to
+/// `resource_type` (and show `field`, if given).
+fn push_admitted(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    visibility: &Visibility,
+    resource_type: &'static str,
+    subject_column: &'static str,
+    field: Option<&'static str>,
 ) {
     let Visibility::Consented {
         organization,
@@ -60,14 +86,24 @@ pub fn push_visible_by(
             .push("]::text[])) AND (")
             .push_bind(resource_type)
             .push(" = ANY(c.resource_types) OR 'all' = ANY(c.resource_types))");
+        if let Some(field) = field {
+            // `consent_field_access` (migration 0011) follows `ConsentRecord::scope_for`.
+            qb.push(" AND (c.field_access -> ")
+                .push_bind(resource_type)
+                .push(" = 'null'::jsonb OR c.field_access -> ")
+                .push_bind(resource_type)
+                .push(" ? ")
+                .push_bind(field)
+                .push(")");
+        }
     };
     qb.push(" AND ")
         .push(subject_column)
         .push(" IN (SELECT c.subject_id FROM consent_index c WHERE");
     push_in_force(qb);
     qb.push(
-        " UNION SELECT m.individual_id FROM group_members_view m \
-         JOIN consent_index c ON c.subject_id = m.group_id WHERE m.ended_date IS NULL AND",
+        " UNION SELECT m.individual_id FROM group_membership_index m \
+         JOIN consent_index c ON c.subject_id = m.group_id WHERE",
     );
     push_in_force(qb);
     qb.push(")");
@@ -91,7 +127,8 @@ fn record(row: &sqlx::postgres::PgRow) -> sqlx::Result<ConsentRecord> {
 }
 
 /// Every consent that could cover each subject: its own, and (for individuals) those of the
-/// groups it currently belongs to. One query for a whole page.
+/// groups it currently belongs to (by the membership index, kept in the append transaction).
+/// One query for a whole page.
 pub async fn covering(
     pool: &PgPool,
     subject_ids: &[String],
@@ -103,8 +140,8 @@ pub async fn covering(
              FROM consent_index c WHERE c.subject_id = ANY($1) \
              UNION ALL \
              SELECT m.individual_id, c.consent_id, c.status, c.terms \
-             FROM group_members_view m JOIN consent_index c ON c.subject_id = m.group_id \
-             WHERE m.individual_id = ANY($1) AND m.ended_date IS NULL \
+             FROM group_membership_index m JOIN consent_index c ON c.subject_id = m.group_id \
+             WHERE m.individual_id = ANY($1) \
          ) covering ORDER BY consent_id",
     )
     .bind(subject_ids)
@@ -118,6 +155,17 @@ pub async fn covering(
             .push(record(row)?);
     }
     Ok(covering)
+}
+
+/// The current members of a group (streams), by the membership index.
+pub async fn current_members(pool: &PgPool, group_id: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT individual_id FROM group_membership_index WHERE group_id = $1 \
+         ORDER BY individual_id",
+    )
+    .bind(group_id)
+    .fetch_all(pool)
+    .await
 }
 
 /// One consent by its id.

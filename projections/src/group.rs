@@ -33,6 +33,31 @@ pub const SORT_COLUMNS: [(&str, &str); 3] = [
     ("_lastUpdated", "last_updated"),
 ];
 
+impl GroupQuery {
+    /// The fields this search filters or sorts on, with the parameter that names each (see
+    /// `IndividualQuery::fields`).
+    pub fn fields(&self) -> Vec<(&'static str, &'static str)> {
+        let mut fields = Vec::new();
+        if self.name.is_some() {
+            fields.push(("name", "name"));
+        }
+        if self.group_type.is_some() {
+            fields.push(("groupType", "groupType"));
+        }
+        if self.active.is_some() {
+            fields.push(("active", "active"));
+        }
+        for key in &self.sort {
+            match key.column {
+                "name" => fields.push(("_sort", "name")),
+                "group_type" => fields.push(("_sort", "groupType")),
+                _ => {}
+            }
+        }
+        fields
+    }
+}
+
 pub(crate) async fn project(
     conn: &mut PgConnection,
     events: &[StoredEvent],
@@ -109,7 +134,8 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Group
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     qb.push(" WHERE true");
-    push_visible(qb, &query.visibility, "group");
+    let fields = query.fields().into_iter().map(|(_, field)| field);
+    push_visible(qb, &query.visibility, "group", fields);
     if let Some(identifier) = &query.identifier {
         push_identifier(qb, "Group", identifier);
     }

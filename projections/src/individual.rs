@@ -39,6 +39,37 @@ pub const SORT_COLUMNS: [(&str, &str); 4] = [
     ("_lastUpdated", "last_updated"),
 ];
 
+impl IndividualQuery {
+    /// The fields this search filters or sorts on, with the parameter that names each. The
+    /// identifier and `meta` (`_lastUpdated`) are visible to every reader and not listed.
+    pub fn fields(&self) -> Vec<(&'static str, &'static str)> {
+        let mut fields = Vec::new();
+        if self.name.is_some() {
+            fields.push(("name", "name"));
+        }
+        if !self.birth_date.is_empty() {
+            fields.push(("birthdate", "birthDate"));
+        }
+        if self.gender.is_some() {
+            fields.push(("gender", "gender"));
+        }
+        if self.address.is_some() {
+            fields.push(("address", "address"));
+        }
+        if self.active.is_some() {
+            fields.push(("active", "active"));
+        }
+        for key in &self.sort {
+            match key.column {
+                "family_name" | "given_name" => fields.push(("_sort", "name")),
+                "birth_date" => fields.push(("_sort", "birthDate")),
+                _ => {}
+            }
+        }
+        fields
+    }
+}
+
 /// One read-model row, computed from a folded stream.
 struct ViewLine {
     folded: Folded<Individual>,
@@ -133,7 +164,8 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Indiv
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
     qb.push(" WHERE true");
-    push_visible(qb, &query.visibility, "individual");
+    let fields = query.fields().into_iter().map(|(_, field)| field);
+    push_visible(qb, &query.visibility, "individual", fields);
     if let Some(identifier) = &query.identifier {
         push_identifier(qb, "Individual", identifier);
     }

@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::NaiveDate;
 use openspp_aggregates::{Access, Actor, ConsentRecord};
 use openspp_projections::consent::{self, Visibility};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::access_log::AccessEntry;
@@ -15,6 +17,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::context::Provenance;
+use crate::http::json::{parse, ApiJson};
 use crate::http::reference::{parse_identifier, resolve};
 
 /// Fields every reader gets, whatever the consent's field list.
@@ -35,6 +38,7 @@ impl Principal {
             } else {
                 self.legal_basis.clone()
             },
+            field_filter: self.field_filter.clone(),
         }
     }
 
@@ -53,23 +57,30 @@ impl Principal {
     /// What the caller may see of a subject it has `access` to: the consent's fields, narrowed
     /// by the client's own field filter.
     pub fn grant(&self, access: &Access, resource_type: &'static str) -> Option<Grant> {
-        let mut grant = Grant::from_access(access, resource_type)?;
-        let prefix = format!("{resource_type}:");
-        let limited: Vec<String> = self
-            .field_filter
+        Grant::from_access(access, resource_type)
+    }
+
+    /// Refuses a search that filters or sorts on a field the client's own field filter hides
+    /// (`fields`: parameter and field). Fields a consent hides are handled by the search itself,
+    /// which admits only subjects whose consent shows them.
+    pub fn may_search_on(
+        &self,
+        resource_type: &str,
+        fields: &[(&'static str, &'static str)],
+    ) -> Result<(), ApiError> {
+        let Some(allowed) = self.actor().filtered_fields(resource_type) else {
+            return Ok(());
+        };
+        match fields
             .iter()
-            .filter_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
-            .collect();
-        if !limited.is_empty() {
-            grant.fields = Some(match grant.fields.take() {
-                Some(consented) => consented
-                    .into_iter()
-                    .filter(|f| limited.contains(f))
-                    .collect(),
-                None => limited,
-            });
+            .find(|(_, field)| !allowed.iter().any(|a| a == field))
+        {
+            Some((parameter, field)) => Err(ApiError::forbidden(
+                Some(parameter),
+                format!("this client may not see `{field}`, so it may not search or sort by it"),
+            )),
+            None => Ok(()),
         }
-        Some(grant)
     }
 
     /// The access this caller has to a subject covered by `consents`.
@@ -94,41 +105,23 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// The grant `access` gives for `resource_type`, if any: the union of the fields of every
-    /// consent that covers it.
+    /// The grant `access` gives for `resource_type`, if any: the fields the domain says the
+    /// caller may see (`Access::fields`), and the first consent that covers it.
     pub fn from_access(access: &Access, resource_type: &'static str) -> Option<Self> {
+        let fields = access.fields(resource_type, today());
         if let Some(basis) = &access.actor.legal_basis {
             return Some(Self {
                 consent: None,
-                fields: None,
+                fields,
                 purpose: None,
                 basis: Some(basis.clone()),
                 resource_type,
             });
         }
-        let matching: Vec<&ConsentRecord> = access.matching(resource_type, today()).collect();
-        let first = matching.first()?;
-        let mut fields: Option<Vec<String>> = Some(Vec::new());
-        for consent in &matching {
-            match (
-                &mut fields,
-                consent
-                    .scope_for(resource_type)
-                    .and_then(|s| s.field_access.clone()),
-            ) {
-                (Some(all), Some(listed)) => {
-                    for field in listed {
-                        if !all.contains(&field) {
-                            all.push(field);
-                        }
-                    }
-                }
-                _ => fields = None,
-            }
-        }
+        let first = access.matching(resource_type, today()).next()?;
         Some(Self {
             purpose: first.scope_for(resource_type).map(|s| s.purpose.clone()),
-            consent: Some((*first).clone()),
+            consent: Some(first.clone()),
             fields,
             basis: None,
             resource_type,
@@ -195,6 +188,32 @@ impl Grant {
             }
         }
         headers
+    }
+}
+
+/// A replacement body, and the top-level fields it states. A client that may not see a field
+/// leaves it out, and the aggregate then keeps it as it is; it cannot tell "left out" from
+/// "cleared" without knowing which fields the body named.
+pub struct Stated<T> {
+    pub body: T,
+    pub fields: Vec<String>,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Stated<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let ApiJson(value) = ApiJson::<Value>::from_request(request, state).await?;
+        let fields = match &value {
+            Value::Object(map) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        // Parsed again from the bytes, so shape errors name their field exactly as elsewhere.
+        let bytes = serde_json::to_vec(&value).map_err(|_| ApiError::internal())?;
+        Ok(Self {
+            body: parse(&bytes)?,
+            fields,
+        })
     }
 }
 

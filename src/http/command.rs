@@ -55,7 +55,7 @@ where
         .store
         .execute::<A>(aggregate_id, if_match.0, command, &state.services, metadata)
         .await
-        .map_err(store_error)?;
+        .map_err(|error| store_error(error, A::TYPE))?;
     if let Some(position) = committed.position {
         if state
             .checkpoints
@@ -74,12 +74,14 @@ pub fn domain_error(error: DomainError) -> ApiError {
     match error {
         DomainError::Invalid { field, message } => ApiError::unprocessable(&field, message),
         DomainError::Conflict { field, message } => ApiError::conflict(field.as_deref(), message),
+        DomainError::Forbidden { field, message } => ApiError::forbidden(Some(&field), message),
         DomainError::NotFound { what } => ApiError::not_found(&what),
         DomainError::AlreadyExists => ApiError::conflict(None, "already registered"),
     }
 }
 
-fn store_error(error: StoreError<DomainError>) -> ApiError {
+/// `resource` is the aggregate's type, which is also the resource's name in not-found answers.
+fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
     match error {
         StoreError::Domain(e) => domain_error(e),
         StoreError::PreconditionFailed { current } => ApiError::precondition_failed(format!(
@@ -94,8 +96,8 @@ fn store_error(error: StoreError<DomainError>) -> ApiError {
             format!("identifier {} is already in use", identifier.key()),
         ),
         // The consent was withdrawn while the command ran: from now on the subject is unknown
-        // to this client, and the answer says exactly that.
-        StoreError::ConsentLapsed => ApiError::not_found("resource"),
+        // to this client, and the answer is exactly the one for an unknown subject.
+        StoreError::ConsentLapsed => ApiError::not_found(resource),
         StoreError::Corrupt(reason) => {
             tracing::error!(%reason, "unreadable event stream");
             ApiError::internal()

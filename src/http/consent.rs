@@ -101,6 +101,10 @@ pub struct ConsentResource {
     pub consent_id: String,
     /// `given`, `renewed`, `withdrawn` or `expired` (evaluated now).
     pub status: String,
+    /// Whether the consent allows access today (OpenSPP's `is_valid`): given or renewed, and
+    /// between its effective and expiry dates. A consent given for a later start is `given`
+    /// but not yet valid.
+    pub is_valid: bool,
     pub subject: Option<String>,
     pub recipient_mode: String,
     pub recipients: Vec<String>,
@@ -154,6 +158,7 @@ fn shown(record: ConsentRecord, subject: Option<String>) -> ConsentResource {
     ConsentResource {
         consent_id: record.consent_id.clone(),
         status: status_now(&record).to_owned(),
+        is_valid: record.in_force(today()),
         subject,
         recipient_mode: mode_name(terms.recipient_mode).to_owned(),
         recipients: terms.recipients.clone(),
@@ -173,6 +178,20 @@ fn shown(record: ConsentRecord, subject: Option<String>) -> ConsentResource {
         delegation_type: terms.delegation_type.clone(),
         indicated_by: terms.indicated_by.clone(),
     }
+}
+
+/// Recording and renewing consents is an act of the data controller: a client that itself needs
+/// the subjects' consent may not record one for itself, nor extend it, nor probe with it which
+/// subjects exist. Refused before anything is looked up.
+fn require_controller(principal: &Principal) -> Result<(), ApiError> {
+    if principal.require_consent {
+        return Err(ApiError::forbidden(
+            None,
+            "insufficient authority: only a client acting under a legal basis (the data \
+             controller's) may record or renew consents",
+        ));
+    }
+    Ok(())
 }
 
 /// A consent is shown to clients it names, and to clients acting under a legal basis.
@@ -202,6 +221,7 @@ async fn find(
     request_body = ConsentBody,
     responses(
         (status = 201, body = ConsentResource, description = "Recorded; `Location` set"),
+        (status = 403, body = OperationOutcome, description = "The client needs consent itself, so it is not the controller"),
         (status = 422, body = OperationOutcome, description = "Names the field at fault"),
     ),
     security(("bearer" = ["consent:create"])))]
@@ -212,6 +232,7 @@ async fn create(
     body: Result<ApiJson<ConsentBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Create)?;
+    require_controller(&principal)?;
     let ApiJson(body) = body?;
     let (subject_type, key) = body
         .subject
@@ -350,14 +371,16 @@ async fn withdraw(
     })))
 }
 
-/// Withdraw a consent; effective for every request that starts after this answers.
+/// Withdraw a consent (given or renewed, even before it takes effect); effective for every
+/// request that starts after this answers. A client that needs consent may withdraw only
+/// consents that name it.
 #[utoipa::path(post, path = "/Consent/{id}/$revoke", tag = "Consent",
     params(("id" = String, Path, description = "The consent's UUID")),
     request_body = RevokeBody,
     responses(
         (status = 200, description = "`status: withdrawn`"),
         (status = 404, body = OperationOutcome),
-        (status = 409, body = OperationOutcome, description = "Not in force"),
+        (status = 409, body = OperationOutcome, description = "Already withdrawn"),
     ),
     security(("bearer" = ["consent:update"])))]
 async fn revoke(
@@ -389,6 +412,7 @@ pub struct RenewBody {
     request_body = RenewBody,
     responses(
         (status = 200, body = ConsentResource),
+        (status = 403, body = OperationOutcome, description = "The client needs consent itself, so it is not the controller"),
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome, description = "Withdrawn"),
         (status = 422, body = OperationOutcome),
@@ -402,6 +426,7 @@ async fn renew(
     body: Result<ApiJson<RenewBody>, ApiError>,
 ) -> Result<Json<ConsentResource>, ApiError> {
     principal.require(SCOPE, Action::Update)?;
+    require_controller(&principal)?;
     let ApiJson(body) = body?;
     let record = find(&state, &principal, &id).await?;
     let committed = execute::<Consent>(
@@ -474,6 +499,7 @@ async fn receipt_of(state: &AppState, record: ConsentRecord) -> Result<Json<Valu
         "effective_date": resource.effective_date,
         "expiry_date": resource.expiry_date,
         "status": resource.status,
+        "is_valid": resource.is_valid,
         "withdrawal_uri": format!("/api/v2/spp/Consent/{}/$revoke", resource.consent_id),
     })))
 }

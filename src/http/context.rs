@@ -39,6 +39,7 @@ impl Provenance {
             collection_method: self.collection_method.clone(),
             request_id: self.request_id.clone(),
             consent_id,
+            consent_subject: None,
         }
     }
 }

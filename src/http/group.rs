@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::Json;
 use chrono::NaiveDate;
 use openspp_aggregates::{Group, GroupCommand, GroupDetails, MemberSpec};
+use openspp_projections::consent;
 use openspp_projections::group::{self as view, GroupQuery, GroupRow};
 use openspp_projections::individual::primary_identifiers;
 use openspp_projections::search::SortKey;
@@ -20,7 +21,7 @@ use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::http::access::{find_visible, grants_for, identity_only, Grant};
+use crate::http::access::{find_visible, grants_for, identity_only, Grant, Stated};
 use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
 use crate::http::history::Version;
@@ -263,15 +264,24 @@ impl GroupResource {
     }
 }
 
-/// External identifiers of every member of `rows`, in one query.
+/// External identifiers of the members of `groups` the caller may read, in one query; members
+/// without one are not listed. A consent-bound caller sees only members it could read as
+/// Individuals (an ended member is no longer covered by the household's consent), just as an
+/// individual's `groupMembership` lists only groups it may see.
 async fn member_references<'a>(
     state: &AppState,
+    principal: &Principal,
     groups: impl Iterator<Item = &'a Group>,
 ) -> Result<HashMap<String, String>, ApiError> {
     let ids: Vec<String> = groups
         .flat_map(|group| group.members.iter().map(|m| m.individual.clone()))
         .collect();
-    Ok(primary_identifiers(&state.pool, &ids).await?)
+    let mut references = primary_identifiers(&state.pool, &ids).await?;
+    if principal.require_consent {
+        let readable = grants_for(state, principal, "individual", &ids).await?;
+        references.retain(|individual, _| readable.contains_key(individual));
+    }
+    Ok(references)
 }
 
 /// The members a rendering names, as `(reference, stream)` for the access log.
@@ -295,12 +305,13 @@ fn mentioned_members<'a>(
 /// (`log`) is recorded with the members the answer names.
 async fn respond(
     state: &AppState,
+    principal: &Principal,
     row: GroupRow,
     status: StatusCode,
     grant: Option<&Grant>,
     log: Option<AccessEntry>,
 ) -> Result<Response, ApiError> {
-    let references = member_references(state, std::iter::once(&row.state)).await?;
+    let references = member_references(state, principal, std::iter::once(&row.state)).await?;
     if let Some(log) = log {
         let members = row.state.members.iter().map(|m| &m.individual);
         let entry = log.mentioning(mentioned_members(members, &references, grant));
@@ -329,7 +340,7 @@ async fn run(
         SCOPE,
     )
     .await?;
-    respond(state, row, status, grant.as_ref(), None).await
+    respond(state, principal, row, status, grant.as_ref(), None).await
 }
 
 /// Search groups.
@@ -374,8 +385,10 @@ async fn search(
         )?,
     };
     params.finish()?;
+    principal.may_search_on(SCOPE, &query.fields())?;
     let found = view::search(&state.pool, &query, page).await?;
-    let references = member_references(&state, found.rows.iter().map(|r| &r.state)).await?;
+    let references =
+        member_references(&state, &principal, found.rows.iter().map(|r| &r.state)).await?;
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
     let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
     let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
@@ -468,10 +481,19 @@ async fn read(
         state.access_log.record(log.outcome(404)).await;
         return Err(ApiError::not_found(RESOURCE));
     };
-    respond(&state, row, StatusCode::OK, Some(&visible.grant), Some(log)).await
+    respond(
+        &state,
+        &principal,
+        row,
+        StatusCode::OK,
+        Some(&visible.grant),
+        Some(log),
+    )
+    .await
 }
 
-/// Replace a group's data (and, when `member` is given, its member list).
+/// Replace a group's data (and, when `member` is given, its member list). Fields the client may
+/// not see must be left out, and stay as they are; so do members it may not read.
 #[utoipa::path(put, path = "/Group/{id}", tag = "Group",
     params(
         ("id" = String, Path, description = "`system|value`, URL-encoded"),
@@ -480,6 +502,7 @@ async fn read(
     request_body = GroupResource,
     responses(
         (status = 200, body = GroupResource),
+        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see"),
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome),
         (status = 412, body = OperationOutcome),
@@ -492,12 +515,18 @@ async fn replace(
     provenance: Provenance,
     if_match: IfMatch,
     Path(id): Path<String>,
-    body: Result<ApiJson<GroupResource>, ApiError>,
+    body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
-    let ApiJson(body) = body?;
+    let Stated { body, fields } = body?;
     let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
     let details = body.into_details(&state, &principal, &provenance).await?;
+    let member_consents = if principal.require_consent {
+        let members = consent::current_members(&state.pool, &visible.stream).await?;
+        consent::covering(&state.pool, &members).await?
+    } else {
+        HashMap::new()
+    };
     run(
         &state,
         &principal,
@@ -507,7 +536,9 @@ async fn replace(
             if_match,
             command: GroupCommand::Replace {
                 details,
+                stated: fields,
                 access: visible.access,
+                member_consents,
             },
             consent_id: visible.grant.consent_id(),
         },
@@ -622,14 +653,20 @@ impl Registrant for Group {
     const RESOURCE: &'static str = RESOURCE;
     const SCOPE: &'static str = SCOPE;
     type Rendered = GroupResource;
-    /// The external identifiers of everyone who was ever a member.
+    /// The external identifiers of everyone who was ever a member, as far as the caller may
+    /// read them.
     type Context = HashMap<String, String>;
 
     fn context<'a>(
         state: &'a AppState,
+        principal: &'a Principal,
         versions: &'a [Version<Self>],
     ) -> impl std::future::Future<Output = Result<Self::Context, ApiError>> + Send + 'a {
-        member_references(state, versions.last().map(|v| &v.state).into_iter())
+        member_references(
+            state,
+            principal,
+            versions.last().map(|v| &v.state).into_iter(),
+        )
     }
 
     fn mentioned(references: &HashMap<String, String>, grant: &Grant) -> Vec<(String, String)> {

@@ -20,7 +20,7 @@ use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::http::access::{find_visible, grants_for, identity_only, Grant};
+use crate::http::access::{find_visible, grants_for, identity_only, Grant, Stated};
 use crate::http::command::IfMatch;
 use crate::http::context::Provenance;
 use crate::http::history::Version;
@@ -302,6 +302,7 @@ async fn search(
         )?,
     };
     params.finish()?;
+    principal.may_search_on(SCOPE, &query.fields())?;
     let found = view::search(&state.pool, &query, page).await?;
     let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
     let mut memberships = visible_memberships(&state, &principal, &ids).await?;
@@ -409,7 +410,8 @@ async fn read(
     .await
 }
 
-/// Replace an individual's data; only what changed is recorded, as specific events.
+/// Replace an individual's data; only what changed is recorded, as specific events. Fields the
+/// client may not see must be left out, and stay as they are.
 #[utoipa::path(put, path = "/Individual/{id}", tag = "Individual",
     params(
         ("id" = String, Path, description = "`system|value`, URL-encoded"),
@@ -418,6 +420,7 @@ async fn read(
     request_body = IndividualResource,
     responses(
         (status = 200, body = IndividualResource),
+        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see"),
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome),
         (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),
@@ -430,10 +433,10 @@ async fn replace(
     provenance: Provenance,
     if_match: IfMatch,
     Path(id): Path<String>,
-    body: Result<ApiJson<IndividualResource>, ApiError>,
+    body: Result<Stated<IndividualResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Update)?;
-    let ApiJson(body) = body?;
+    let Stated { body, fields } = body?;
     let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
     let details = body.into_details()?;
     run(
@@ -445,6 +448,7 @@ async fn replace(
             if_match,
             command: IndividualCommand::Replace {
                 details,
+                stated: fields,
                 access: visible.access,
             },
             consent_id: visible.grant.consent_id(),
@@ -462,6 +466,7 @@ impl Registrant for Individual {
 
     fn context<'a>(
         _state: &'a AppState,
+        _principal: &'a Principal,
         _versions: &'a [Version<Self>],
     ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + 'a {
         std::future::ready(Ok(()))

@@ -339,6 +339,9 @@ async fn enrol(
     let consent_id = principal
         .grant(&visible.access, SCOPE)
         .and_then(|g| g.consent_id());
+    let metadata = provenance
+        .metadata(&principal, consent_id)
+        .relied_on_for(&visible.stream);
     let committed = execute::<ProgramMembership>(
         &state,
         &stream,
@@ -356,7 +359,7 @@ async fn enrol(
             enrollment_date: body.enrollment_date,
             access: visible.access,
         },
-        &provenance.metadata(&principal, consent_id),
+        &metadata,
     )
     .await
     .map_err(|e| {
@@ -461,7 +464,9 @@ async fn change(
             exit_reason: exit_reason(body.exit_reason)?,
             access,
         },
-        &provenance.metadata(&principal, grant.consent_id()),
+        &provenance
+            .metadata(&principal, grant.consent_id())
+            .relied_on_for(&row.state.beneficiary),
     )
     .await?;
     let row = fresh_or_committed(&stream, view::get(&state.pool, &stream).await?, committed);

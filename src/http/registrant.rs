@@ -27,11 +27,13 @@ pub trait Registrant: Aggregate + Clone + Send + Sync + 'static {
     /// The consent scope's resource type: `individual`, `group`.
     const SCOPE: &'static str;
     type Rendered: Serialize;
-    /// What rendering needs beyond the state (member references …), loaded once per request.
+    /// What rendering needs beyond the state (member references …), loaded once per request
+    /// and limited to what the caller may see.
     type Context: Send + Sync;
 
     fn context<'a>(
         state: &'a AppState,
+        principal: &'a Principal,
         versions: &'a [Version<Self>],
     ) -> impl Future<Output = Result<Self::Context, ApiError>> + Send + 'a;
 
@@ -57,7 +59,7 @@ async fn answered<R: Registrant, T>(
     let visible = find_visible(state, principal, provenance, R::RESOURCE, R::SCOPE, id).await?;
     let loaded = async {
         let versions = history::versions::<R>(state, &visible.stream).await?;
-        let context = R::context(state, &versions).await?;
+        let context = R::context(state, principal, &versions).await?;
         Ok::<_, ApiError>((versions, context))
     }
     .await;

@@ -51,7 +51,9 @@ where
         &write.stream,
         write.if_match,
         write.command,
-        &provenance.metadata(principal, write.consent_id),
+        &provenance
+            .metadata(principal, write.consent_id)
+            .relied_on_for(&write.stream),
     )
     .await?;
     let row = fresh_or_committed(

@@ -248,7 +248,7 @@ impl EventStore {
 
         let mut tx = self.pool.begin().await.map_err(AppendError::Database)?;
         if let Some(consent_id) = &metadata.consent_id {
-            hold_consent(&mut tx, consent_id).await?;
+            hold_consent(&mut tx, consent_id, metadata.consent_subject.as_deref()).await?;
         }
         let rows = sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
@@ -302,9 +302,16 @@ impl EventStore {
 
 /// Locks the consent a command relies on until the command commits, and fails if it is no
 /// longer in force: a concurrent withdrawal (an UPDATE of that row) waits for us, or we see it.
-async fn hold_consent(tx: &mut sqlx::PgConnection, consent_id: &str) -> Result<(), AppendError> {
-    let in_force: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM consent_index WHERE consent_id = $1 AND status IN ('given', 'renewed') \
+/// When it is a household's consent relied on for a member (`subject`), the membership is
+/// held the same way: a concurrent removal (a DELETE of that row) waits for us, or we see it.
+async fn hold_consent(
+    tx: &mut sqlx::PgConnection,
+    consent_id: &str,
+    subject: Option<&str>,
+) -> Result<(), AppendError> {
+    let consent_subject: Option<String> = sqlx::query_scalar(
+        "SELECT subject_id FROM consent_index WHERE consent_id = $1 \
+         AND status IN ('given', 'renewed') \
          AND effective_date <= (now() AT TIME ZONE 'UTC')::date \
          AND expiry_date >= (now() AT TIME ZONE 'UTC')::date FOR SHARE",
     )
@@ -312,7 +319,20 @@ async fn hold_consent(tx: &mut sqlx::PgConnection, consent_id: &str) -> Result<(
     .fetch_optional(&mut *tx)
     .await
     .map_err(AppendError::Database)?;
-    in_force.map(|_| ()).ok_or(AppendError::ConsentLapsed)
+    let consent_subject = consent_subject.ok_or(AppendError::ConsentLapsed)?;
+    let Some(subject) = subject.filter(|s| *s != consent_subject) else {
+        return Ok(());
+    };
+    let member: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM group_membership_index WHERE group_id = $1 AND individual_id = $2 \
+         FOR SHARE",
+    )
+    .bind(&consent_subject)
+    .bind(subject)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(AppendError::Database)?;
+    member.map(|_| ()).ok_or(AppendError::ConsentLapsed)
 }
 
 /// Keeps the indexes that must never be stale in step with the events, in their transaction.
@@ -360,6 +380,27 @@ where
                 )
                 .bind(aggregate_id)
                 .bind(expiry)
+                .execute(&mut *tx)
+                .await
+                .map_err(AppendError::Database)?;
+            }
+            IndexChange::MemberJoined(individual) => {
+                sqlx::query(
+                    "INSERT INTO group_membership_index (group_id, individual_id) \
+                     VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(aggregate_id)
+                .bind(individual)
+                .execute(&mut *tx)
+                .await
+                .map_err(AppendError::Database)?;
+            }
+            IndexChange::MemberLeft(individual) => {
+                sqlx::query(
+                    "DELETE FROM group_membership_index WHERE group_id = $1 AND individual_id = $2",
+                )
+                .bind(aggregate_id)
+                .bind(individual)
                 .execute(&mut *tx)
                 .await
                 .map_err(AppendError::Database)?;

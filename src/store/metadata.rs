@@ -20,9 +20,18 @@ pub struct CommandMetadata {
     /// The consent the command relies on, if the client needs one: recorded with the events,
     /// and held in force until they commit.
     pub consent_id: Option<String>,
+    /// The subject (stream) that consent is relied on for. When the consent is a household's,
+    /// the subject's membership is held until the events commit too. Not stored.
+    pub consent_subject: Option<String>,
 }
 
 impl CommandMetadata {
+    /// Names the subject the consent is relied on for (see `consent_subject`).
+    pub fn relied_on_for(mut self, subject: &str) -> Self {
+        self.consent_subject = Some(subject.to_owned());
+        self
+    }
+
     /// The metadata object stored with each event. `recorded_at` is truncated to microseconds,
     /// PostgreSQL's precision, so that the hash computed now is the hash recomputed from storage.
     pub fn to_json(&self, recorded_at: DateTime<Utc>) -> Value {

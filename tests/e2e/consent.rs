@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::support::{
     admin, consent_client, individual_body, path_id, register_individual, sql_scalar, unique,
-    world, Api, NATIONAL_ID,
+    world, Api, HeldTransaction, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -58,17 +58,45 @@ pub fn trials() -> Vec<Trial> {
             "consent::receipt_history_and_listing",
             receipt_history_listing,
         ),
+        trial(
+            "consent::only_the_controller_records_and_renews_consents",
+            controller_only,
+        ),
+        trial(
+            "consent::a_consent_bound_client_withdraws_only_consents_naming_it",
+            recipient_withdrawal,
+        ),
+        trial(
+            "consent::a_future_consent_is_not_yet_valid_and_can_be_withdrawn",
+            future_consent,
+        ),
+        trial(
+            "consent::a_write_whose_consent_lapses_before_commit_is_not_found",
+            lapsed_mid_write,
+        ),
     ]
 }
 
-const READER_SCOPES: [&str; 3] = ["individual:all", "group:all", "consent:all"];
+/// Events in the stream of the registrant holding identifier `value`.
+pub fn events_of(value: &str) -> String {
+    sql_scalar(
+        &world().database_url,
+        &format!(
+            "SELECT count(*) FROM events WHERE aggregate_id = \
+             (SELECT aggregate_id FROM identifier_claims WHERE value = '{value}')"
+        ),
+    )
+}
 
-async fn client(organization: &str, kind: &str) -> Api {
+pub const READER_SCOPES: [&str; 3] = ["individual:all", "group:all", "consent:all"];
+
+/// A logged-in client of `organization` (of type `kind`) that needs the subjects' consent.
+pub async fn client(organization: &str, kind: &str) -> Api {
     let credentials = consent_client(&world().database_url, organization, kind, &READER_SCOPES);
     Api::new(&world().base).login(&credentials).await
 }
 
-fn consent_body(subject: &str, mode: &str, recipients: &[&str], types: &[&str]) -> Value {
+pub fn consent_body(subject: &str, mode: &str, recipients: &[&str], types: &[&str]) -> Value {
     json!({
         "subject": subject,
         "recipient_mode": mode,
@@ -82,7 +110,7 @@ fn consent_body(subject: &str, mode: &str, recipients: &[&str], types: &[&str]) 
 }
 
 /// Registers a person and records `body`'s consent for them; returns (path, consent id).
-async fn consented_person(
+pub async fn consented_person(
     admin: &Api,
     mode: &str,
     recipients: &[&str],
@@ -272,16 +300,7 @@ async fn indistinguishable() {
     };
     assert_eq!(header_names(&known), header_names(&unknown), "same headers");
     // Writes too: refused exactly like an unknown subject, and nothing is written.
-    let stream_events = || {
-        sql_scalar(
-            &world().database_url,
-            &format!(
-                "SELECT count(*) FROM events WHERE aggregate_id = \
-                 (SELECT aggregate_id FROM identifier_claims WHERE value = '{id}')"
-            ),
-        )
-    };
-    let before = stream_events();
+    let before = events_of(&id);
     let reply = outsider
         .put(
             &format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &id)),
@@ -291,7 +310,7 @@ async fn indistinguishable() {
         .await;
     reply.expect(404);
     assert_eq!(reply.text, unknown.text);
-    assert_eq!(stream_events(), before, "nothing was written");
+    assert_eq!(events_of(&id), before, "nothing was written");
 }
 
 async fn search_counts() {
@@ -662,4 +681,248 @@ async fn hidden_groups() {
         reply.body["groupMembership"][0]["group"]["reference"],
         format!("Group/urn:openspp:group|{group}")
     );
+}
+
+async fn controller_only() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let id = unique("CTL");
+    let path = register_individual(&admin, &id).await;
+    let (_, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let recipient = client(&org, "ngo").await;
+    // Recording: refused before any lookup, so an unknown and an existing subject look alike.
+    let existing = recipient
+        .post(
+            "/api/v2/spp/Consent",
+            consent_body(
+                &format!("Individual/{NATIONAL_ID}|{id}"),
+                "specific",
+                &[&org],
+                &[],
+            ),
+        )
+        .await;
+    existing.expect(403);
+    assert_eq!(existing.body["resourceType"], "OperationOutcome");
+    assert_eq!(existing.body["issue"][0]["code"], "forbidden");
+    let unknown = recipient
+        .post(
+            "/api/v2/spp/Consent",
+            consent_body(
+                &format!("Individual/{NATIONAL_ID}|{}", unique("NONE")),
+                "specific",
+                &[&org],
+                &[],
+            ),
+        )
+        .await;
+    assert_eq!(unknown.status, existing.status);
+    assert_eq!(unknown.text, existing.text);
+    // Renewing the consent that names it: refused too.
+    recipient
+        .post(
+            &format!("/api/v2/spp/Consent/{consent}/$renew"),
+            json!({"expiry_date": "2100-01-01"}),
+        )
+        .await
+        .expect(403);
+    let recorded = |sql: String| sql_scalar(&world().database_url, &sql);
+    assert_eq!(
+        recorded(format!(
+            "SELECT count(*) FROM events WHERE aggregate_type = 'Consent' \
+             AND payload -> 'ConsentGiven' -> 'terms' ->> 'subject' = \
+             (SELECT aggregate_id FROM identifier_claims WHERE value = '{id}')"
+        )),
+        "0",
+        "no consent was recorded for the subject"
+    );
+    assert_eq!(
+        recorded(format!(
+            "SELECT count(*) FROM events WHERE aggregate_id = '{consent}'"
+        )),
+        "1",
+        "the consent was not renewed"
+    );
+    recipient.get(&path).await.expect(404);
+    // The controller (a legal-basis client) still records and renews.
+    admin
+        .post(
+            &format!("/api/v2/spp/Consent/{consent}/$renew"),
+            json!({"expiry_date": "2100-01-01"}),
+        )
+        .await
+        .expect(200);
+}
+
+async fn recipient_withdrawal() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, mine) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let (_, others) = consented_person(&admin, "specific", &[&unique("Other")], &[]).await;
+    let recipient = client(&org, "ngo").await;
+    // A consent that does not name the client is as unknown to it as a consent that does not
+    // exist, for withdrawal too, and stays in force.
+    for method in [reqwest::Method::DELETE, reqwest::Method::POST] {
+        let suffix = if method == reqwest::Method::POST {
+            "/$revoke"
+        } else {
+            ""
+        };
+        let body = (method == reqwest::Method::POST).then(|| json!({}));
+        let refused = recipient
+            .send(
+                method.clone(),
+                &format!("/api/v2/spp/Consent/{others}{suffix}"),
+                body.clone(),
+                &[],
+            )
+            .await;
+        refused.expect(404);
+        let unknown = recipient
+            .send(
+                method,
+                &format!("/api/v2/spp/Consent/{}{suffix}", uuid::Uuid::new_v4()),
+                body,
+                &[],
+            )
+            .await;
+        assert_eq!(refused.text, unknown.text);
+    }
+    let still = admin.get(&format!("/api/v2/spp/Consent/{others}")).await;
+    assert_eq!(still.body["status"], "given");
+    // The consent that names it: the client may give up its own access.
+    recipient
+        .post(&format!("/api/v2/spp/Consent/{mine}/$revoke"), json!({}))
+        .await
+        .expect(200);
+    recipient.get(&path).await.expect(404);
+}
+
+async fn future_consent() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let id = unique("FUT");
+    let path = register_individual(&admin, &id).await;
+    let mut body = consent_body(
+        &format!("Individual/{NATIONAL_ID}|{id}"),
+        "specific",
+        &[&org],
+        &[],
+    );
+    body["effective_date"] = json!("2099-01-01");
+    let mut given = Vec::new();
+    for _ in 0..2 {
+        let reply = admin.post("/api/v2/spp/Consent", body.clone()).await;
+        reply.expect(201);
+        assert_eq!(reply.body["status"], "given");
+        assert_eq!(reply.body["is_valid"], false);
+        given.push(reply.body["consent_id"].as_str().unwrap().to_owned());
+    }
+    let receipt = admin
+        .get(&format!("/api/v2/spp/Consent/{}/$receipt", given[0]))
+        .await;
+    assert_eq!(receipt.body["status"], "given");
+    assert_eq!(receipt.body["is_valid"], false);
+    client(&org, "ngo").await.get(&path).await.expect(404);
+    // The subject can take it back before it ever takes effect, by either route.
+    let revoked = admin
+        .post(
+            &format!("/api/v2/spp/Consent/{}/$revoke", given[0]),
+            json!({"reason": "changed my mind"}),
+        )
+        .await;
+    revoked.expect(200);
+    assert_eq!(revoked.body["status"], "withdrawn");
+    admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/spp/Consent/{}", given[1]),
+            None,
+            &[],
+        )
+        .await
+        .expect(200);
+    let read = admin
+        .get(&format!("/api/v2/spp/Consent/{}", given[1]))
+        .await;
+    assert_eq!(read.body["status"], "withdrawn");
+    assert_eq!(read.body["is_valid"], false);
+    // Twice is still a conflict.
+    admin
+        .post(
+            &format!("/api/v2/spp/Consent/{}/$revoke", given[0]),
+            json!({}),
+        )
+        .await
+        .expect(409);
+    // A consent in force says so.
+    let (_, current) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let read = admin.get(&format!("/api/v2/spp/Consent/{current}")).await;
+    assert_eq!(read.body["is_valid"], true);
+}
+
+async fn lapsed_mid_write() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let (path, consent) = consented_person(&admin, "specific", &[&org], &[]).await;
+    let id = path.rsplit('|').next().unwrap().to_owned();
+    // The withdrawal's transaction holds the consent's row while the write reaches its append.
+    write_lapsing_under(
+        &client(&org, "ngo").await,
+        &id,
+        &format!("SELECT 1 FROM consent_index WHERE consent_id = '{consent}' FOR UPDATE;"),
+        &format!("UPDATE consent_index SET status = 'withdrawn' WHERE consent_id = '{consent}';"),
+    )
+    .await;
+}
+
+/// Fires a PUT of the person `id` by `writer` while a transaction holds `lock` (a row lock the
+/// write's append needs), waits until the write waits for it, then runs `change` in that
+/// transaction and commits: the write must answer exactly as for an unknown subject, and write
+/// nothing.
+pub async fn write_lapsing_under(writer: &Api, id: &str, lock: &str, change: &str) {
+    let unknown = writer
+        .put(
+            &format!(
+                "/api/v2/spp/Individual/{}",
+                path_id(NATIONAL_ID, &unique("NONE"))
+            ),
+            individual_body(id),
+            None,
+        )
+        .await;
+    unknown.expect(404);
+    let before = events_of(id);
+    let held = HeldTransaction::begin(&world().database_url, lock).await;
+    let mut body = individual_body(id);
+    body["name"]["given"] = json!("Raced");
+    let write = tokio::spawn({
+        let writer = writer.clone();
+        let path = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, id));
+        async move { writer.put(&path, body, None).await }
+    });
+    held.wait_until_blocking().await;
+    held.commit_with(change);
+    let reply = write.await.unwrap();
+    reply.expect(404);
+    assert_eq!(
+        reply.text, unknown.text,
+        "the answer for an unknown subject"
+    );
+    assert_eq!(events_of(id), before, "no event was written");
+}
+
+/// Records a consent of `subject` (`Individual/…` or `Group/…`) for `organization` over
+/// `resource_type`, showing `fields` (null: every field).
+pub async fn give_consent(
+    admin: &Api,
+    subject: &str,
+    organization: &str,
+    resource_type: &str,
+    fields: Value,
+) {
+    let mut body = consent_body(subject, "specific", &[organization], &[]);
+    body["scopes"][0]["resource_type"] = json!(resource_type);
+    body["scopes"][0]["field_access"] = fields;
+    admin.post("/api/v2/spp/Consent", body).await.expect(201);
 }

@@ -8,6 +8,8 @@ mod access_log;
 mod audit;
 mod auth;
 mod consent;
+mod consent_fields;
+mod consent_groups;
 mod errors;
 mod group;
 mod history;
@@ -61,6 +63,8 @@ fn main() {
     trials.extend(auth::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());
+    trials.extend(consent_fields::trials());
+    trials.extend(consent_groups::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
     trials.extend(history::trials());

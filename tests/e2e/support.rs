@@ -1,7 +1,7 @@
 //! The test world: one fresh database and one real server process per run, API clients made
 //! with the real CLI, and an HTTP client that speaks to the server as an integrator would.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -56,6 +56,83 @@ pub fn sql_scalar(url: &str, sql: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A transaction held open in a `psql` session, to order a request against it
+/// deterministically: take a row lock, fire the request, wait until it waits for that lock,
+/// then change the row and commit.
+pub struct HeldTransaction {
+    url: String,
+    name: String,
+    child: Child,
+}
+
+impl HeldTransaction {
+    /// Opens a transaction on `url`, runs `sql` in it, and returns once it holds what `sql` took.
+    pub async fn begin(url: &str, sql: &str) -> Self {
+        let name = format!("held_{}", uuid::Uuid::new_v4().simple());
+        let mut child = Command::new("psql")
+            .args([url, "-v", "ON_ERROR_STOP=1", "-q"])
+            .env("PGAPPNAME", &name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("psql runs");
+        let stdin = child.stdin.as_mut().expect("psql stdin");
+        writeln!(stdin, "BEGIN; {sql}").expect("psql takes input");
+        stdin.flush().expect("psql takes input");
+        let held = Self {
+            url: url.to_owned(),
+            name,
+            child,
+        };
+        held.wait_until(&format!(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = '{}' AND state = 'idle in transaction'",
+            held.name
+        ))
+        .await;
+        held
+    }
+
+    /// Returns once another session waits for a lock this transaction holds.
+    pub async fn wait_until_blocking(&self) {
+        self.wait_until(&format!(
+            "SELECT count(*) FROM pg_stat_activity waiting, pg_stat_activity holder \
+             WHERE holder.application_name = '{}' \
+             AND holder.pid = ANY(pg_blocking_pids(waiting.pid))",
+            self.name
+        ))
+        .await;
+    }
+
+    /// Runs `sql` in the transaction and commits it.
+    pub fn commit_with(mut self, sql: &str) {
+        let mut stdin = self.child.stdin.take().expect("psql stdin");
+        writeln!(stdin, "{sql} COMMIT;").expect("psql takes input");
+        drop(stdin);
+        let status = self.child.wait().expect("psql exits");
+        assert!(status.success(), "psql failed: {sql}");
+    }
+
+    /// Polls `count_sql` until it counts something (a guard, not a timing: it only bounds a
+    /// hang).
+    async fn wait_until(&self, count_sql: &str) {
+        for _ in 0..3000 {
+            if sql_scalar(&self.url, count_sql) != "0" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never happened: {count_sql}");
+    }
+}
+
+impl Drop for HeldTransaction {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A running `openspp serve`.
