@@ -885,6 +885,8 @@ mod tests {
             GroupCommand::Replace {
                 details: d.clone(),
                 access: full_access(),
+                stated: everything(),
+                member_consents: HashMap::new(),
             },
         )
         .await
@@ -913,6 +915,8 @@ mod tests {
                 GroupCommand::Replace {
                     details: d,
                     access: full_access(),
+                    stated: everything(),
+                    member_consents: HashMap::new(),
                 },
             )
             .await

@@ -670,6 +670,7 @@ mod tests {
             .when_async(IndividualCommand::Replace {
                 details: d.clone(),
                 access: full_access(),
+                stated: everything(),
             })
             .await
             .then_expect_events(vec![
@@ -692,6 +693,7 @@ mod tests {
             .when_async(IndividualCommand::Replace {
                 details: details(),
                 access: full_access(),
+                stated: everything(),
             })
             .await
             .then_expect_events(vec![IndividualEvent::IndividualReactivated]);
@@ -702,6 +704,7 @@ mod tests {
         let replace = |d: IndividualDetails| IndividualCommand::Replace {
             details: d,
             access: full_access(),
+            stated: everything(),
         };
         let mut d = details();
         d.birth_date = today().succ_opt();

@@ -481,10 +481,7 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::consent::{
-        Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms, RecipientMode,
-    };
-    use crate::testing::{code, date, full_access, services, today};
+    use crate::testing::{code, date, full_access, ngo, ngo_consent, services, today};
 
     fn recorded(status: MembershipStatus) -> Vec<MembershipEvent> {
         vec![MembershipEvent::MembershipRecorded {
@@ -895,32 +892,8 @@ mod tests {
     /// A consent-bound caller (no legal basis) holding a consent for `resource_type`.
     fn consented(resource_type: &str) -> Access {
         Access {
-            actor: Actor {
-                organization: "WFP".into(),
-                organization_type: "international".into(),
-                legal_basis: None,
-            },
-            consents: vec![ConsentRecord {
-                consent_id: "c1".into(),
-                status: ConsentStatus::Given,
-                terms: ConsentTerms {
-                    subject_type: "Individual".into(),
-                    subject: "b".into(),
-                    recipient_mode: RecipientMode::Specific,
-                    recipients: vec!["WFP".into()],
-                    recipient_types: vec![],
-                    scopes: vec![ConsentScope {
-                        resource_type: resource_type.into(),
-                        field_access: None,
-                        purpose: "service_delivery".into(),
-                    }],
-                    legal_basis: "consent".into(),
-                    effective_date: date(2024, 1, 1),
-                    expiry_date: date(2025, 1, 1),
-                    delegation_type: "self".into(),
-                    indicated_by: None,
-                },
-            }],
+            actor: ngo(),
+            consents: vec![ngo_consent("b", resource_type, None)],
         }
     }
 
