@@ -215,9 +215,26 @@ async fn consent_history() {
     assert_eq!(version_ids(&bundle.body), ["3", "2", "1"]);
     let entries = bundle.body["entry"].as_array().unwrap();
     assert_eq!(entries[0]["event"]["type"], "ConsentWithdrawn");
-    assert_eq!(entries[0]["changes"][0]["field"], "status");
-    assert_eq!(entries[0]["changes"][0]["old"], "renewed");
-    assert_eq!(entries[0]["changes"][0]["new"], "withdrawn");
+    // A withdrawal changes the status, and with it whether the consent is in force.
+    let withdrawal: Vec<(String, Value, Value)> = entries[0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap().to_owned(),
+                c["old"].clone(),
+                c["new"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        withdrawal,
+        [
+            ("is_valid".to_owned(), json!(true), json!(false)),
+            ("status".to_owned(), json!("renewed"), json!("withdrawn")),
+        ]
+    );
     assert_eq!(entries[1]["event"]["type"], "ConsentRenewed");
     assert!(entries[1]["changes"]
         .as_array()
