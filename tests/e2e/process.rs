@@ -23,7 +23,30 @@ pub fn trials() -> Vec<Trial> {
             "process::private_cluster_starts_where_no_server_answers",
             private_cluster,
         ),
+        trial(
+            "process::a_missing_database_is_created_and_migrated",
+            missing_database,
+        ),
     ]
+}
+
+/// The first command on a fresh machine: the database named by the URL does not exist yet;
+/// the server creates it and applies every migration (twice is harmless).
+async fn missing_database() {
+    let name = format!("openspp_e2e_fresh_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let exists = format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'");
+    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+    assert_eq!(sql_scalar(admin, &exists), "0");
+    for _ in 0..2 {
+        crate::support::cli(&url, &["migrate"]);
+    }
+    assert_eq!(sql_scalar(admin, &exists), "1");
+    assert_eq!(
+        sql_scalar(&url, "SELECT count(*) FROM _sqlx_migrations WHERE success"),
+        openspp::db::MIGRATOR.iter().count().to_string()
+    );
+    sql_scalar(admin, &format!("DROP DATABASE \"{name}\" WITH (FORCE)"));
 }
 
 /// The embedded default: a private PostgreSQL cluster under the data folder, initialised on
