@@ -436,6 +436,11 @@ async fn create(
     let ApiJson(body) = body?;
     let details = body.into_details(&state, &principal, &provenance).await?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
+    let subject = details
+        .identifiers
+        .first()
+        .map(|i| i.key())
+        .unwrap_or_default();
     run(
         &state,
         &principal,
@@ -445,6 +450,7 @@ async fn create(
             if_match: IfMatch(None),
             command: GroupCommand::Register(details),
             consent_id: None,
+            subject,
         },
         StatusCode::CREATED,
     )
@@ -541,6 +547,7 @@ async fn replace(
                 member_consents,
             },
             consent_id: visible.grant.consent_id(),
+            subject: id,
         },
         StatusCode::OK,
     )
@@ -601,6 +608,7 @@ async fn add_member(
                 access: visible.access,
             },
             consent_id: visible.grant.consent_id(),
+            subject: id,
         },
         StatusCode::CREATED,
     )
@@ -643,6 +651,7 @@ async fn remove_member(
                 access: visible.access,
             },
             consent_id: visible.grant.consent_id(),
+            subject: id,
         },
         StatusCode::OK,
     )

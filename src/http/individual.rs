@@ -354,6 +354,11 @@ async fn create(
     let ApiJson(body) = body?;
     let details = body.into_details()?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
+    let subject = details
+        .identifiers
+        .first()
+        .map(|i| i.key())
+        .unwrap_or_default();
     run(
         &state,
         &principal,
@@ -363,6 +368,7 @@ async fn create(
             if_match: IfMatch(None),
             command: IndividualCommand::Register(details),
             consent_id: None,
+            subject,
         },
         StatusCode::CREATED,
     )
@@ -452,6 +458,7 @@ async fn replace(
                 access: visible.access,
             },
             consent_id: visible.grant.consent_id(),
+            subject: id,
         },
         StatusCode::OK,
     )

@@ -453,7 +453,8 @@ async fn change(
     let (row, grant, access) = find(&state, &principal, &id).await?;
     check_unmoved(&state, &row, &body).await?;
     let stream = row.aggregate_id.clone();
-    let committed = execute::<ProgramMembership>(
+    let log = access_entry(&principal, &provenance, "write", &id, &stream, &grant);
+    let executed = execute::<ProgramMembership>(
         &state,
         &stream,
         if_match,
@@ -468,9 +469,19 @@ async fn change(
             .metadata(&principal, grant.consent_id())
             .relied_on_for(&row.state.beneficiary),
     )
-    .await?;
+    .await;
+    let committed = match executed {
+        Ok(committed) => committed,
+        Err(error) => {
+            // A refused change (an impossible transition, a stale version) is an access too.
+            state
+                .access_log
+                .record(log.outcome(error.status.as_u16()))
+                .await;
+            return Err(error);
+        }
+    };
     let row = fresh_or_committed(&stream, view::get(&state.pool, &stream).await?, committed);
-    let log = access_entry(&principal, &provenance, "write", &id, &stream, &grant);
     respond(&state, row, StatusCode::OK, Some(&grant), Some(log)).await
 }
 

@@ -12,6 +12,7 @@ use openspp_aggregates::{DomainError, InlineIndex, RegistryServices};
 use openspp_projections::view;
 use serde::de::DeserializeOwned;
 
+use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -28,6 +29,9 @@ pub struct Write<C> {
     pub command: C,
     /// The consent the command relies on, if the caller needs one.
     pub consent_id: Option<String>,
+    /// The subject as the request named it (`system|value`: the path's id for a change, the
+    /// first identifier of the body for a registration), for the access log of a refused write.
+    pub subject: String,
 }
 
 /// Runs a write, then returns the resource as its read model now holds it (read-your-writes has
@@ -46,7 +50,7 @@ where
     A::Command: Clone,
     A::Event: InlineIndex,
 {
-    let committed = execute::<A>(
+    let executed = execute::<A>(
         state,
         &write.stream,
         write.if_match,
@@ -55,7 +59,23 @@ where
             .metadata(principal, write.consent_id)
             .relied_on_for(&write.stream),
     )
-    .await?;
+    .await;
+    let committed = match executed {
+        Ok(committed) => committed,
+        Err(error) => {
+            // A refused write touched the subject too (a stale version, a rule, an identifier
+            // another registrant holds): the auditor sees who tried what, and how it ended.
+            let entry = AccessEntry::new(principal, provenance.request_id(), resource, "write")
+                .returned(
+                    format!("{resource}/{}", write.subject),
+                    Some(&write.stream),
+                    None,
+                )
+                .outcome(error.status.as_u16());
+            state.access_log.record(entry).await;
+            return Err(error);
+        }
+    };
     let row = fresh_or_committed(
         &write.stream,
         view::get(&state.pool, view_table, &write.stream).await?,

@@ -30,6 +30,10 @@ pub fn trials() -> Vec<Trial> {
             any_identifier,
         ),
         trial("access_log::consent_reads_are_logged", consent_reads),
+        trial(
+            "access_log::refused_writes_are_logged_with_their_outcome",
+            refused_writes,
+        ),
     ]
 }
 
@@ -307,4 +311,68 @@ async fn consent_reads() {
     )
     .await;
     assert_eq!(about["meta"]["total"], requests.len());
+}
+
+/// Writes that fail still touched a subject (a stale version, a taken identifier, an
+/// impossible transition): each is logged as a write with the status it answered.
+async fn refused_writes() {
+    let admin = admin().await;
+    let writer = client(&["individual:all", "program:read", "program_membership:all"]).await;
+    let (credentials, api) = &writer;
+    let id = unique("REF");
+    let path = register_individual(&admin, &id).await;
+    let (_, program) = new_program(&admin, "individual").await;
+    let enrolled = enrol(&admin, &program, &id, "enrolled").await;
+    enrolled.expect(201);
+    let membership = enrolled.header("location").unwrap().to_owned();
+    let mut membership_body = admin.get(&membership).await.body;
+    membership_body["status"] = json!("draft");
+
+    let attempts = [
+        (
+            Method::PUT,
+            path.clone(),
+            individual_body(&id),
+            "\"1\"",
+            412,
+        ),
+        (
+            Method::POST,
+            "/api/v2/spp/Individual".to_owned(),
+            individual_body(&id),
+            "",
+            409,
+        ),
+        (Method::PUT, membership.clone(), membership_body, "", 409),
+    ];
+    let mut ids = Vec::new();
+    for (method, target, body, if_match, status) in attempts.iter().cloned() {
+        let request_id = unique("req");
+        let mut headers = vec![("X-Request-Id", request_id.as_str())];
+        if !if_match.is_empty() {
+            headers.push(("If-Match", if_match));
+        }
+        let reply = api.send(method, &target, Some(body), &headers).await;
+        assert_eq!(reply.status.as_u16(), status, "{target}: {}", reply.text);
+        ids.push(request_id);
+    }
+    let mut logged = by_request(&admin, credentials, attempts.len()).await;
+    let subjects = [
+        format!("Individual/{NATIONAL_ID}|{id}"),
+        format!("Individual/{NATIONAL_ID}|{id}"),
+        format!(
+            "ProgramMembership/{}",
+            membership.rsplit('/').next().unwrap()
+        ),
+    ];
+    for ((attempt, request_id), subject) in attempts.iter().zip(&ids).zip(subjects) {
+        let entry = logged
+            .remove(request_id)
+            .unwrap_or_else(|| panic!("{} {} is logged", attempt.0, attempt.1));
+        assert_eq!(entry["outcome"], attempt.4.to_string());
+        assert_eq!(entry["subtype"], "write");
+        let named = entities(&entry);
+        let decoded = subject.replace("%23", "#").replace("%7C", "|");
+        assert!(named.contains(&decoded), "{named:?} names {decoded}");
+    }
 }
