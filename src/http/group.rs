@@ -475,25 +475,26 @@ async fn read(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Read)?;
-    let at = Params::at_only(&uri)?;
-    if let Some(at) = at {
-        return registrant::at::<Group>(&state, &principal, &provenance, &id, &at).await;
-    }
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    let log = visible.entry(&principal, &provenance, RESOURCE, "read", &id);
-    // The identifier is claimed when its event commits; the read model may still lag.
-    let Some(row) = view::get(&state.pool, &visible.stream).await? else {
-        state.access_log.record(log.outcome(404)).await;
-        return Err(ApiError::not_found(RESOURCE));
-    };
-    respond(
+    registrant::read::<Group, _, _>(
         &state,
         &principal,
-        row,
-        StatusCode::OK,
-        Some(&visible.grant),
-        Some(log),
+        &provenance,
+        &id,
+        &uri,
+        |row, grant, log| {
+            let (state, principal) = (&state, &principal);
+            async move {
+                respond(
+                    state,
+                    principal,
+                    row,
+                    StatusCode::OK,
+                    Some(&grant),
+                    Some(log),
+                )
+                .await
+            }
+        },
     )
     .await
 }
@@ -661,6 +662,7 @@ async fn remove_member(
 impl Registrant for Group {
     const RESOURCE: &'static str = RESOURCE;
     const SCOPE: &'static str = SCOPE;
+    const VIEW: &'static str = "group_view";
     type Rendered = GroupResource;
     /// The external identifiers of everyone who was ever a member, as far as the caller may
     /// read them.

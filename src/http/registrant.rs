@@ -10,6 +10,10 @@ use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::Value;
 
+use openspp_projections::view::{self, ViewRow};
+use serde::de::DeserializeOwned;
+
+use crate::access_log::AccessEntry;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -18,6 +22,7 @@ use crate::http::context::Provenance;
 use crate::http::history::{self, Version};
 use crate::http::reference::path_segment;
 use crate::http::resource::reply;
+use crate::http::search::Params;
 use crate::store::verify::Verification;
 
 /// A resource about a data subject, read back version by version.
@@ -26,6 +31,8 @@ pub trait Registrant: Aggregate + Clone + Send + Sync + 'static {
     const RESOURCE: &'static str;
     /// The consent scope's resource type: `individual`, `group`.
     const SCOPE: &'static str;
+    /// The read model holding the current version: `individual_view`, `group_view`.
+    const VIEW: &'static str;
     type Rendered: Serialize;
     /// What rendering needs beyond the state (member references …), loaded once per request
     /// and limited to what the caller may see.
@@ -43,6 +50,35 @@ pub trait Registrant: Aggregate + Clone + Send + Sync + 'static {
     /// Other subjects the rendered versions name, as `(reference, stream)`, for the access
     /// log; only those the grant lets the caller see.
     fn mentioned(context: &Self::Context, grant: &Grant) -> Vec<(String, String)>;
+}
+
+/// `GET /{R}/{id}`: the subject as its read model holds it now, or with `_at` as it was then.
+/// `respond` renders the row under the caller's grant and records the access entry.
+pub async fn read<R, F, Fut>(
+    state: &AppState,
+    principal: &Principal,
+    provenance: &Provenance,
+    id: &str,
+    uri: &Uri,
+    respond: F,
+) -> Result<Response, ApiError>
+where
+    R: Registrant + DeserializeOwned,
+    F: FnOnce(ViewRow<R>, Grant, AccessEntry) -> Fut,
+    Fut: Future<Output = Result<Response, ApiError>>,
+{
+    principal.require(R::SCOPE, Action::Read)?;
+    if let Some(instant) = Params::at_only(uri)? {
+        return at::<R>(state, principal, provenance, id, &instant).await;
+    }
+    let visible = find_visible(state, principal, provenance, R::RESOURCE, R::SCOPE, id).await?;
+    let log = visible.entry(principal, provenance, R::RESOURCE, "read", id);
+    // The identifier is claimed when its event commits; the read model may still lag.
+    let Some(row) = view::get(&state.pool, R::VIEW, &visible.stream).await? else {
+        state.access_log.record(log.outcome(404)).await;
+        return Err(ApiError::not_found(R::RESOURCE));
+    };
+    respond(row, visible.grant, log).await
 }
 
 /// Answers a request about the subject `id` with `answer` over its versions, then logs the
