@@ -414,6 +414,7 @@ async fn access_log_entry_cost(database_url: &str, entries: usize) {
             organization: "Bench".into(),
             resource_type: "Individual",
             interaction: "read",
+            action: "R",
             subjects: vec![format!("Individual/{NATIONAL_ID}|bench-{n}")],
             streams: vec![uuid::Uuid::now_v7().to_string()],
             consent_ids: Vec::new(),

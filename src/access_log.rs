@@ -10,9 +10,15 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::http::access::Grant;
-use crate::http::reference::{parse_identifier, resolve};
+
+/// What a subject was shown under: the consent relied on and its purpose, and the fields shown
+/// (`None`: all of them).
+#[derive(Debug, Clone, Default)]
+pub struct Disclosure {
+    pub consent_id: Option<String>,
+    pub purpose: Option<String>,
+    pub fields: Option<Vec<String>>,
+}
 
 /// One access.
 #[derive(Debug, Clone)]
@@ -21,8 +27,10 @@ pub struct AccessEntry {
     pub client_id: String,
     pub organization: String,
     pub resource_type: &'static str,
-    /// `read`, `search`, `create`, `update`, `vread`, `history`, `lookup` …
+    /// `read`, `search`, `write`, `vread`, `history`, `verify`, `receipt` … (AuditEvent `subtype`).
     pub interaction: &'static str,
+    /// FHIR AuditEvent action: `C`, `R`, `U`, `D` or `E`.
+    pub action: &'static str,
     /// External references of what was touched or returned (`Individual/{system}|{value}`).
     pub subjects: Vec<String>,
     /// The streams behind `subjects`, kept in a column that is never returned: a search by any
@@ -42,6 +50,7 @@ impl AccessEntry {
         request_id: &str,
         resource_type: &'static str,
         interaction: &'static str,
+        action: &'static str,
     ) -> Self {
         Self {
             at: Utc::now(),
@@ -49,6 +58,7 @@ impl AccessEntry {
             organization: principal.organization.clone(),
             resource_type,
             interaction,
+            action,
             subjects: Vec::new(),
             streams: Vec::new(),
             consent_ids: Vec::new(),
@@ -59,58 +69,44 @@ impl AccessEntry {
         }
     }
 
-    /// Records one subject returned under `grant`, with its stream when it exists.
-    pub fn returned(
-        mut self,
-        subject: String,
-        stream: Option<&str>,
-        grant: Option<&Grant>,
-    ) -> Self {
-        self.subjects.push(subject);
-        self.streams.extend(stream.map(str::to_owned));
-        if let Some(grant) = grant {
-            if let Some(consent) = grant.consent_id() {
-                if !self.consent_ids.contains(&consent) {
-                    self.consent_ids.push(consent);
-                }
+    /// Records one subject returned (or touched), with its stream when it exists, and what it
+    /// was shown under.
+    pub fn returned(&mut self, subject: String, stream: Option<&str>, shown: Option<&Disclosure>) {
+        if !self.subjects.contains(&subject) {
+            self.subjects.push(subject);
+        }
+        if let Some(stream) = stream {
+            if !self.streams.iter().any(|s| s == stream) {
+                self.streams.push(stream.to_owned());
             }
-            if self.purpose.is_none() {
-                self.purpose = grant.purpose();
+        }
+        let Some(shown) = shown else {
+            return;
+        };
+        if let Some(consent) = &shown.consent_id {
+            if !self.consent_ids.contains(consent) {
+                self.consent_ids.push(consent.clone());
             }
-            if let Some(fields) = &grant.fields {
-                let all = self.fields.get_or_insert_with(Vec::new);
-                for field in fields {
-                    if !all.contains(field) {
-                        all.push(field.clone());
-                    }
+        }
+        if self.purpose.is_none() {
+            self.purpose.clone_from(&shown.purpose);
+        }
+        if let Some(fields) = &shown.fields {
+            let all = self.fields.get_or_insert_with(Vec::new);
+            for field in fields {
+                if !all.contains(field) {
+                    all.push(field.clone());
                 }
             }
         }
-        self
     }
 
     /// Records subjects that the answer names inside another resource (a group's members, a
     /// membership's beneficiary): `(reference, stream)` pairs.
-    pub fn mentioning(mut self, mentioned: impl IntoIterator<Item = (String, String)>) -> Self {
+    pub fn mentioning(&mut self, mentioned: impl IntoIterator<Item = (String, String)>) {
         for (subject, stream) in mentioned {
-            self.subjects.push(subject);
-            self.streams.push(stream);
+            self.returned(subject, Some(&stream), None);
         }
-        self
-    }
-
-    pub fn outcome(mut self, status: u16) -> Self {
-        self.outcome = status;
-        self
-    }
-
-    /// The status the request really answers with.
-    pub fn outcome_of<T>(self, result: &Result<T, ApiError>) -> Self {
-        let status = match result {
-            Ok(_) => 200,
-            Err(error) => error.status.as_u16(),
-        };
-        self.outcome(status)
     }
 }
 
@@ -131,23 +127,6 @@ impl AccessLog {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let writer = tokio::spawn(write(pool, receiver));
         (Self { sender }, writer)
-    }
-
-    /// Logs one subject, `(key, stream)`, returned to the caller.
-    pub async fn one(
-        &self,
-        principal: &Principal,
-        request_id: &str,
-        resource: &'static str,
-        interaction: &'static str,
-        subject: Option<(String, &str)>,
-        grant: Option<&Grant>,
-    ) {
-        let mut entry = AccessEntry::new(principal, request_id, resource, interaction);
-        if let Some((key, stream)) = subject {
-            entry = entry.returned(format!("{resource}/{key}"), Some(stream), grant);
-        }
-        self.record(entry).await;
     }
 
     pub async fn record(&self, entry: AccessEntry) {
@@ -182,7 +161,7 @@ async fn write(pool: PgPool, mut receiver: mpsc::Receiver<AccessEntry>) {
 
 async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
     let mut qb = sqlx::QueryBuilder::new(
-        "INSERT INTO access_log (at, client_id, organization, resource_type, interaction, \
+        "INSERT INTO access_log (at, client_id, organization, resource_type, interaction, action, \
          subjects, subject_streams, consent_ids, purpose, fields, outcome, request_id) ",
     );
     qb.push_values(batch, |mut row, e| {
@@ -191,6 +170,7 @@ async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
             .push_bind(&e.organization)
             .push_bind(e.resource_type)
             .push_bind(e.interaction)
+            .push_bind(e.action)
             .push_bind(&e.subjects)
             .push_bind(&e.streams)
             .push_bind(&e.consent_ids)
@@ -219,17 +199,10 @@ pub struct SubjectQuery {
 }
 
 impl SubjectQuery {
-    /// Resolves `Individual/{system}|{value}` (or `Group/…`, `ProgramMembership/…`) through the
-    /// live identifiers to its stream, so that accesses made through any of the subject's
-    /// identifiers match. Entries that name the reference itself match too (refused lookups of
-    /// unknown identifiers, and identifiers no longer live).
-    pub async fn resolve(pool: &PgPool, reference: String) -> Result<Self, ApiError> {
-        let (kind, key) = reference.split_once('/').ok_or_else(|| {
-            ApiError::bad_request(Some("subject"), "must be {Resource}/{system}|{value}")
-        })?;
-        let identifier = parse_identifier(key, "subject")?;
-        let stream = resolve(pool, kind, &identifier).await?;
-        Ok(Self { reference, stream })
+    /// Entries that name `reference` itself, or (when given) any of the subject's identifiers
+    /// through its `stream`.
+    pub fn new(reference: String, stream: Option<String>) -> Self {
+        Self { reference, stream }
     }
 }
 
@@ -240,6 +213,7 @@ pub struct AccessRow {
     pub organization: String,
     pub resource_type: String,
     pub interaction: String,
+    pub action: String,
     pub subjects: Vec<String>,
     pub consent_ids: Vec<String>,
     pub purpose: Option<String>,
@@ -286,7 +260,7 @@ pub async fn search(
     push_filters(&mut count, query);
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
     let mut select = sqlx::QueryBuilder::new(
-        "SELECT at, client_id, organization, resource_type, interaction, subjects, consent_ids, \
+        "SELECT at, client_id, organization, resource_type, interaction, action, subjects, consent_ids, \
          purpose, fields, outcome, request_id FROM access_log",
     );
     push_filters(&mut select, query);
@@ -302,7 +276,7 @@ pub async fn search(
 /// Every entry of a query (for summaries), oldest first.
 pub async fn all(pool: &PgPool, query: &AccessQuery) -> sqlx::Result<Vec<AccessRow>> {
     let mut select = sqlx::QueryBuilder::new(
-        "SELECT at, client_id, organization, resource_type, interaction, subjects, consent_ids, \
+        "SELECT at, client_id, organization, resource_type, interaction, action, subjects, consent_ids, \
          purpose, fields, outcome, request_id FROM access_log",
     );
     push_filters(&mut select, query);

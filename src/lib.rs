@@ -2,6 +2,7 @@
 //! Business rules live in `openspp-aggregates`; read models in `openspp-projections`.
 
 pub mod access_log;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod embedded;
 pub mod error;
 pub mod http;
 pub mod replay;
+pub mod resource;
 pub mod server;
 pub mod store;
 pub mod telemetry;

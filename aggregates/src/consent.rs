@@ -90,6 +90,8 @@ pub enum RecipientMode {
     Category,
 }
 
+crate::wire_names!(RecipientMode { Specific => "specific", Category => "category" });
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentScope {
     pub resource_type: String,

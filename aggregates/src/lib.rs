@@ -15,6 +15,7 @@ pub mod program_membership;
 pub mod services;
 pub mod values;
 pub mod vocabulary;
+mod wire;
 
 #[cfg(test)]
 mod testing;

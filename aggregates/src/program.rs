@@ -39,6 +39,9 @@ pub enum ProgramStatus {
     Archived,
 }
 
+crate::wire_names!(TargetType { Individual => "individual", Group => "group" });
+crate::wire_names!(ProgramStatus { Active => "active", Ended => "ended", Archived => "archived" });
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProgramDetails {
     /// Identifiers the operator gives; the name alias is added by the program itself.

@@ -37,31 +37,16 @@ pub enum MembershipStatus {
     Duplicated,
 }
 
+crate::wire_names!(MembershipStatus {
+    Draft => "draft",
+    Enrolled => "enrolled",
+    Paused => "paused",
+    Exited => "exited",
+    NotEligible => "not_eligible",
+    Duplicated => "duplicated",
+});
+
 impl MembershipStatus {
-    pub const ALL: [Self; 6] = [
-        Self::Draft,
-        Self::Enrolled,
-        Self::Paused,
-        Self::Exited,
-        Self::NotEligible,
-        Self::Duplicated,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Enrolled => "enrolled",
-            Self::Paused => "paused",
-            Self::Exited => "exited",
-            Self::NotEligible => "not_eligible",
-            Self::Duplicated => "duplicated",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     /// Where a membership may go from here (OpenSPP `spp.program.membership` actions): pause
     /// only from enrolled, resume only from paused, exit from enrolled or paused, back to draft
     /// only from duplicated or not eligible, never enrolled again once exited or duplicated.
@@ -575,8 +560,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_transition_is_allowed_or_refused_as_the_table_says() {
-        for from in MembershipStatus::ALL {
-            for to in MembershipStatus::ALL {
+        for &from in MembershipStatus::ALL {
+            for &to in MembershipStatus::ALL {
                 let outcome = change(from, to).await;
                 if from == to {
                     assert_eq!(outcome, Ok(vec![]), "{from:?} → {to:?} is a no-op");

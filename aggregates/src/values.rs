@@ -16,6 +16,36 @@ impl Identifier {
     }
 }
 
+/// Why a text is not an identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAnIdentifier;
+
+impl std::fmt::Display for NotAnIdentifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("must be an external identifier `{system}|{value}`")
+    }
+}
+
+impl std::str::FromStr for Identifier {
+    type Err = NotAnIdentifier;
+
+    /// `system|value` (already percent-decoded), split at the first bar: values may hold bars,
+    /// systems (namespace URIs) may not. Neither part may be empty or hold NUL.
+    fn from_str(text: &str) -> Result<Self, NotAnIdentifier> {
+        match text.split_once('|') {
+            Some((system, value))
+                if !system.is_empty() && !value.is_empty() && !text.contains('\0') =>
+            {
+                Ok(Self {
+                    system: system.to_owned(),
+                    value: value.to_owned(),
+                })
+            }
+            _ => Err(NotAnIdentifier),
+        }
+    }
+}
+
 /// A code from a vocabulary (ADR-009).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Code {

@@ -12,9 +12,9 @@ use rand::RngCore;
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::api::reference::parse_identifier;
 use crate::auth::scopes;
-use crate::http::program::resolve_program;
-use crate::http::reference::parse_identifier;
+use crate::store::claims::resolve_program;
 use openspp_aggregates::consent::LEGAL_BASES;
 
 #[derive(Debug, Clone)]

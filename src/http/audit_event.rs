@@ -1,31 +1,26 @@
 //! `GET /AuditEvent`: the access log, searched by client, subject and time (scope `audit:read`).
-//! A client that itself needs consent sees only its own accesses.
+//! A client that itself needs consent, or is limited to some programs, sees only its own
+//! accesses: other clients' use of the registry is not its to see.
 
-use axum::extract::{OriginalUri, State};
+use axum::extract::OriginalUri;
 use axum::Json;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access_log::{search as search_log, AccessQuery, AccessRow, SubjectQuery};
+use crate::api::params::{page_link, Params};
+use crate::api::reference::parse_identifier;
+use crate::api::schema::OperationOutcome;
 use crate::app::AppState;
-use crate::auth::{Action, Principal};
+use crate::auth::Action;
 use crate::error::ApiError;
-use crate::http::schema::OperationOutcome;
-use crate::http::search::{page_link, Params};
+use crate::resource::{grants_for, Call, Interaction};
+use crate::store::claims;
 use crate::store::metadata::client_uri;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(search))
-}
-
-/// FHIR's action codes: create, read, update, execute (search).
-fn action(interaction: &str) -> &'static str {
-    match interaction {
-        "write" => "U",
-        "search" => "E",
-        _ => "R",
-    }
 }
 
 /// An access as a FHIR-shaped AuditEvent.
@@ -35,7 +30,7 @@ pub fn audit_event(row: &AccessRow) -> Value {
         "recorded": row.at.to_rfc3339(),
         "type": {"code": "rest"},
         "subtype": row.interaction,
-        "action": action(&row.interaction),
+        "action": row.action,
         "outcome": row.outcome.to_string(),
         "agent": {"who": client_uri(&row.client_id), "organization": row.organization},
         "source": {"requestId": row.request_id},
@@ -57,12 +52,9 @@ pub fn audit_event(row: &AccessRow) -> Value {
     ),
     responses((status = 200, description = "Search envelope of AuditEvent"), (status = 400, body = OperationOutcome)),
     security(("bearer" = ["audit:read"])))]
-async fn search(
-    State(state): State<AppState>,
-    principal: Principal,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<Value>, ApiError> {
-    principal.require("audit", Action::Read)?;
+async fn search(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<Value>, ApiError> {
+    call.open("audit", Action::Read, "AuditEvent", Interaction::SEARCH)?;
+    let principal = &call.principal;
     let mut params = Params::from_uri(&uri)?;
     let page = params.page()?;
     let client_id = params.one("client")?.map(|c| {
@@ -74,7 +66,7 @@ async fn search(
     let at = params.instants("date")?;
     params.finish()?;
     let subject = match subject {
-        Some(reference) => Some(SubjectQuery::resolve(&state.pool, reference).await?),
+        Some(reference) => Some(subject_query(&call, reference).await?),
         None => None,
     };
     let mut query = AccessQuery {
@@ -83,10 +75,10 @@ async fn search(
         consent_id: None,
         at,
     };
-    if principal.require_consent {
+    if principal.require_consent || !principal.allowed_programs.is_empty() {
         query.client_id = Some(principal.client_id.clone());
     }
-    let (total, rows) = search_log(&state.pool, &query, page).await?;
+    let (total, rows) = search_log(&call.state.pool, &query, page).await?;
     let count = rows.len();
     let next =
         (page.offset + (count as i64) < total).then(|| page_link(&uri, page.offset + page.count));
@@ -95,4 +87,39 @@ async fn search(
         "meta": {"total": total, "count": count, "offset": page.offset},
         "links": {"self": uri.to_string(), "next": next},
     })))
+}
+
+/// The subject an auditor asks about: `Individual/{system}|{value}` (or `Group/…`,
+/// `ProgramMembership/…`) resolved through the live identifiers to its stream, so that accesses
+/// made through any of its identifiers match; entries naming the reference itself match too
+/// (refused lookups of unknown identifiers, identifiers no longer live).
+///
+/// For a caller that needs consent, only a subject it may see now is resolved: otherwise a
+/// second identifier of someone it may not see would link to its accesses through the first,
+/// telling it that both name one person. It then matches the reference text only.
+async fn subject_query(call: &Call, reference: String) -> Result<SubjectQuery, ApiError> {
+    let (kind, key) = reference.split_once('/').ok_or_else(|| {
+        ApiError::bad_request(Some("subject"), "must be {Resource}/{system}|{value}")
+    })?;
+    let identifier = parse_identifier(key, "subject")?;
+    let mut stream = claims::resolve(&call.state.pool, kind, &identifier).await?;
+    if call.principal.require_consent {
+        if let Some(found) = stream.take() {
+            let scope = match kind {
+                "Individual" => "individual",
+                "Group" => "group",
+                // A membership's consent is its beneficiary's: matched by text only.
+                _ => "",
+            };
+            let visible = if scope.is_empty() {
+                false
+            } else {
+                grants_for(call, scope, std::slice::from_ref(&found))
+                    .await?
+                    .contains_key(&found)
+            };
+            stream = visible.then_some(found);
+        }
+    }
+    Ok(SubjectQuery::new(reference, stream))
 }

@@ -1,34 +1,34 @@
 //! `/Consent` (CONTRACT §5): recording consents, reading them, withdrawing them, and the
 //! receipt and history a data subject or auditor asks for.
 
-use axum::extract::{OriginalUri, Path, State};
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
 use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
 use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms};
 use openspp_projections::consent as index;
+use openspp_projections::search::Comparator;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::access_log::AccessEntry;
+use crate::access_log::{self, AccessQuery};
+use crate::api::json::ApiJson;
+use crate::api::params::Params;
+use crate::api::reference::parse_identifier;
+use crate::api::schema::{OperationOutcome, SearchMeta};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::http::access::today;
-use crate::http::command::{execute, IfMatch};
-use crate::http::context::Provenance;
-use crate::http::history::{self, versions, Version};
-use crate::http::json::ApiJson;
-use crate::http::reference::{parse_identifier, resolve};
-use crate::http::schema::{OperationOutcome, SearchMeta};
+use crate::resource::{self, today, Answer, Call, Grant, Interaction, Located, Resource, Snapshot};
+use crate::store::claims;
 use crate::store::history as stored;
 use crate::store::metadata::client_uri;
-use crate::store::verify::Verification;
 
 const RESOURCE: &str = "Consent";
 const SCOPE: &str = "consent";
@@ -118,13 +118,6 @@ pub struct ConsentResource {
     pub indicated_by: Option<String>,
 }
 
-fn mode_name(mode: RecipientMode) -> &'static str {
-    match mode {
-        RecipientMode::Specific => "specific",
-        RecipientMode::Category => "category",
-    }
-}
-
 /// The status a reader sees: expiry is evaluated at request time.
 fn status_now(record: &ConsentRecord) -> &'static str {
     match record.status {
@@ -135,24 +128,6 @@ fn status_now(record: &ConsentRecord) -> &'static str {
     }
 }
 
-async fn render(state: &AppState, record: ConsentRecord) -> Result<ConsentResource, ApiError> {
-    let subject = subject_reference(state, &record).await?;
-    Ok(shown(record, subject))
-}
-
-/// `Individual/{system}|{value}` of the consent's subject.
-async fn subject_reference(
-    state: &AppState,
-    record: &ConsentRecord,
-) -> Result<Option<String>, ApiError> {
-    let terms = &record.terms;
-    Ok(
-        index::subject_identifier(&state.pool, &terms.subject_type, &terms.subject)
-            .await?
-            .map(|key| format!("{}/{key}", terms.subject_type)),
-    )
-}
-
 fn shown(record: ConsentRecord, subject: Option<String>) -> ConsentResource {
     let terms = &record.terms;
     ConsentResource {
@@ -160,7 +135,7 @@ fn shown(record: ConsentRecord, subject: Option<String>) -> ConsentResource {
         status: status_now(&record).to_owned(),
         is_valid: record.in_force(today()),
         subject,
-        recipient_mode: mode_name(terms.recipient_mode).to_owned(),
+        recipient_mode: terms.recipient_mode.as_str().to_owned(),
         recipients: terms.recipients.clone(),
         recipient_types: terms.recipient_types.clone(),
         scopes: terms
@@ -199,21 +174,107 @@ fn may_see(principal: &Principal, record: &ConsentRecord) -> bool {
     !principal.require_consent || record.names(&principal.actor())
 }
 
-/// The consent `id`, if it exists and the caller may see it; else the one 404.
-async fn find(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> Result<ConsentRecord, ApiError> {
-    let valid = uuid::Uuid::parse_str(id).is_ok();
-    let record = if valid {
-        index::get(&state.pool, id).await?
-    } else {
-        None
-    };
-    record
-        .filter(|r| may_see(principal, r))
-        .ok_or_else(|| ApiError::not_found(RESOURCE))
+/// What rendering consents needs besides their states.
+#[derive(Default)]
+pub struct Context {
+    /// The reference (`Individual/{system}|{value}`) of each consent's subject, by its stream.
+    subjects: HashMap<String, String>,
+    /// Each consent as the server enforces it now (the consent index, kept in the append
+    /// transaction), by id: a current read shows what applies today, a past version what its
+    /// events said then.
+    in_force: HashMap<String, ConsentRecord>,
+}
+
+impl Context {
+    async fn subjects(call: &Call, snapshots: &[&Snapshot<Consent>]) -> Result<Self, ApiError> {
+        let mut context = Self::default();
+        for terms in snapshots.iter().filter_map(|s| s.state.terms.as_ref()) {
+            let pool = &call.state.pool;
+            if let Some(key) =
+                index::subject_identifier(pool, &terms.subject_type, &terms.subject).await?
+            {
+                let reference = format!("{}/{key}", terms.subject_type);
+                context.subjects.insert(terms.subject.clone(), reference);
+            }
+        }
+        Ok(context)
+    }
+}
+
+impl Resource for Consent {
+    const SCOPE: &'static str = SCOPE;
+    const VIEW: Option<&'static str> = None;
+    /// A consent is shown whole to whoever may see it (`may_see`), never field by field.
+    const PERSONAL: bool = false;
+    type Rendered = Option<ConsentResource>;
+    type Context = Context;
+
+    /// By its UUID, if the caller may see it; else the one 404. A consent reveals who its data
+    /// subject is, so the access log names the subject too, and a subject search finds who
+    /// read their consent.
+    async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        let pool = &call.state.pool;
+        let record = match uuid::Uuid::parse_str(id) {
+            Ok(_) => index::get(pool, id).await?,
+            Err(_) => None,
+        };
+        let subject = format!("{RESOURCE}/{id}");
+        let Some(record) = record.filter(|r| may_see(&call.principal, r)) else {
+            call.audit.not_found(subject, None);
+            return Err(ApiError::not_found(RESOURCE));
+        };
+        call.audit.returned(subject, Some(&record.consent_id), None);
+        let terms = &record.terms;
+        if let Some(key) =
+            index::subject_identifier(pool, &terms.subject_type, &terms.subject).await?
+        {
+            let reference = format!("{}/{key}", terms.subject_type);
+            call.audit.mentioning([(reference, terms.subject.clone())]);
+        }
+        Ok(Located {
+            stream: record.consent_id.clone(),
+            consent_subject: record.consent_id.clone(),
+            grant: Grant::not_personal(SCOPE),
+            access: call.principal.access(Vec::new()),
+            current: None,
+        })
+    }
+
+    async fn context(call: &Call, snapshots: &[&Snapshot<Self>]) -> Result<Context, ApiError> {
+        let mut context = Context::subjects(call, snapshots).await?;
+        for snapshot in snapshots {
+            if let Some(record) = index::get(&call.state.pool, &snapshot.aggregate_id).await? {
+                context.in_force.insert(record.consent_id.clone(), record);
+            }
+        }
+        Ok(context)
+    }
+
+    async fn past_context(call: &Call, latest: &Snapshot<Self>) -> Result<Context, ApiError> {
+        Context::subjects(call, &[latest]).await
+    }
+
+    fn render(_call: &Call, context: &Context, row: &Snapshot<Self>) -> Option<ConsentResource> {
+        let record = match context.in_force.get(&row.aggregate_id) {
+            Some(record) => record.clone(),
+            None => row.state.record(&row.aggregate_id)?,
+        };
+        let subject = context.subjects.get(&record.terms.subject).cloned();
+        Some(shown(record, subject))
+    }
+
+    /// The subject is named by `locate`, for every access to a consent.
+    fn mentioned(
+        _context: &Context,
+        _row: &Snapshot<Self>,
+        _grant: &Grant,
+    ) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn key(stream: &str, _state: &Self) -> Option<String> {
+        Some(stream.to_owned())
+    }
 }
 
 /// Record a consent given by a data subject (or on their behalf).
@@ -226,13 +287,11 @@ async fn find(
     ),
     security(("bearer" = ["consent:create"])))]
 async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     body: Result<ApiJson<ConsentBody>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Create)?;
-    require_controller(&principal)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
+    require_controller(&call.principal)?;
     let ApiJson(body) = body?;
     let (subject_type, key) = body
         .subject
@@ -246,19 +305,13 @@ async fn create(
         })?;
     let identifier = parse_identifier(key, "subject")
         .map_err(|e| ApiError::unprocessable("subject", e.diagnostics))?;
-    let subject = resolve(&state.pool, subject_type, &identifier)
+    let subject = claims::resolve(&call.state.pool, subject_type, &identifier)
         .await?
         .ok_or_else(|| ApiError::unprocessable("subject", format!("no such {subject_type}")))?;
-    let recipient_mode = match body.recipient_mode.as_str() {
-        "specific" => RecipientMode::Specific,
-        "category" => RecipientMode::Category,
-        _ => {
-            return Err(ApiError::unprocessable(
-                "recipient_mode",
-                "must be specific or category",
-            ))
-        }
-    };
+    call.audit
+        .mentioning([(body.subject.clone(), subject.clone())]);
+    let recipient_mode = RecipientMode::parse(&body.recipient_mode)
+        .ok_or_else(|| ApiError::unprocessable("recipient_mode", RecipientMode::expected()))?;
     let terms = ConsentTerms {
         subject_type: subject_type.to_owned(),
         subject,
@@ -280,27 +333,7 @@ async fn create(
         delegation_type: body.delegation_type,
         indicated_by: body.indicated_by,
     };
-    let consent_id = uuid::Uuid::new_v4().to_string();
-    let committed = execute::<Consent>(
-        &state,
-        &consent_id,
-        IfMatch(None),
-        ConsentCommand::Give(terms),
-        &provenance.metadata(&principal, None),
-    )
-    .await?;
-    let record = committed
-        .aggregate
-        .record(&consent_id)
-        .ok_or_else(ApiError::internal)?;
-    let resource = render(&state, record).await?;
-    let location = format!("/api/v2/spp/Consent/{consent_id}");
-    Ok((
-        StatusCode::CREATED,
-        [(axum::http::header::LOCATION, location)],
-        Json(resource),
-    )
-        .into_response())
+    resource::create::<Consent>(&call, None, ConsentCommand::Give(terms)).await
 }
 
 /// Read a consent; with `_at`, as it was at that instant.
@@ -312,28 +345,11 @@ async fn create(
     responses((status = 200, body = ConsentResource), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:read"])))]
 async fn read(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<Value>, ApiError> {
-    principal.require(SCOPE, Action::Read)?;
-    let at = crate::http::search::Params::at_only(&uri)?;
-    let record = find(&state, &principal, &id).await?;
-    let result = async {
-        if let Some(at) = at {
-            let (versions, subject) = consent_versions(&state, &record).await?;
-            let version = history::at_instant(versions, &at, RESOURCE)?;
-            return Ok(Json(render_version(&version, &record.consent_id, &subject)));
-        }
-        Ok(Json(
-            serde_json::to_value(render(&state, record.clone()).await?).unwrap_or_default(),
-        ))
-    }
-    .await;
-    logged(&state, &principal, &provenance, "read", &record, &result).await;
-    result
+) -> Result<Answer, ApiError> {
+    resource::read::<Consent>(&call, &id, &uri).await
 }
 
 /// Body of `$revoke`.
@@ -344,27 +360,16 @@ pub struct RevokeBody {
     pub reason: Option<String>,
 }
 
-async fn withdraw(
-    state: &AppState,
-    principal: &Principal,
-    provenance: &Provenance,
-    id: &str,
-    reason: Option<String>,
-) -> Result<Json<Value>, ApiError> {
-    let record = find(state, principal, id).await?;
-    execute::<Consent>(
-        state,
-        &record.consent_id,
-        IfMatch(None),
-        ConsentCommand::Withdraw {
-            reason,
-            channel: "api".to_owned(),
-        },
-        &provenance.metadata(principal, None),
-    )
-    .await?;
+async fn withdraw(call: &Call, id: &str, reason: Option<String>) -> Result<Json<Value>, ApiError> {
+    let target = Consent::locate(call, id).await?;
+    let consent_id = target.stream.clone();
+    let write = target.change(None, |_| ConsentCommand::Withdraw {
+        reason,
+        channel: "api".to_owned(),
+    });
+    resource::execute(call, write).await?;
     Ok(Json(json!({
-        "consent_id": record.consent_id,
+        "consent_id": consent_id,
         "status": "withdrawn",
         "revoked_at": chrono::Utc::now().to_rfc3339(),
         "message": "consent withdrawn; it no longer allows any access",
@@ -384,19 +389,17 @@ async fn withdraw(
     ),
     security(("bearer" = ["consent:update"])))]
 async fn revoke(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     Path(id): Path<String>,
     body: Result<ApiJson<RevokeBody>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(SCOPE, Action::Update)?;
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let reason = match body {
         Ok(ApiJson(body)) => body.reason,
         Err(error) if error.status == StatusCode::UNSUPPORTED_MEDIA_TYPE => None,
         Err(error) => return Err(error),
     };
-    withdraw(&state, &principal, &provenance, &id, reason).await
+    withdraw(&call, &id, reason).await
 }
 
 /// Body of `$renew`.
@@ -419,31 +422,18 @@ pub struct RenewBody {
     ),
     security(("bearer" = ["consent:update"])))]
 async fn renew(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     Path(id): Path<String>,
     body: Result<ApiJson<RenewBody>, ApiError>,
-) -> Result<Json<ConsentResource>, ApiError> {
-    principal.require(SCOPE, Action::Update)?;
-    require_controller(&principal)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
+    require_controller(&call.principal)?;
     let ApiJson(body) = body?;
-    let record = find(&state, &principal, &id).await?;
-    let committed = execute::<Consent>(
-        &state,
-        &record.consent_id,
-        IfMatch(None),
-        ConsentCommand::Renew {
-            expiry_date: body.expiry_date,
-        },
-        &provenance.metadata(&principal, None),
-    )
-    .await?;
-    let record = committed
-        .aggregate
-        .record(&record.consent_id)
-        .ok_or_else(ApiError::internal)?;
-    Ok(Json(render(&state, record).await?))
+    let target = Consent::locate(&call, &id).await?;
+    let write = target.change(None, |_| ConsentCommand::Renew {
+        expiry_date: body.expiry_date,
+    });
+    resource::commit(&call, write).await
 }
 
 /// Withdraw a consent (same as `$revoke`).
@@ -451,14 +441,19 @@ async fn renew(
     params(("id" = String, Path, description = "The consent's UUID")),
     responses((status = 200, description = "`status: withdrawn`"), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:delete"])))]
-async fn withdraw_by_delete(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    principal.require(SCOPE, Action::Delete)?;
-    withdraw(&state, &principal, &provenance, &id, None).await
+async fn withdraw_by_delete(call: Call, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    call.open(SCOPE, Action::Delete, RESOURCE, Interaction::DELETE)?;
+    withdraw(&call, &id, None).await
+}
+
+/// The consent `id` as it now is, and what rendering it needs.
+async fn current(call: &Call, id: &str) -> Result<(Snapshot<Consent>, Context), ApiError> {
+    let located = Consent::locate(call, id).await?;
+    let snapshot = Consent::current(call, &located.stream)
+        .await?
+        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
+    let context = Consent::context(call, &[&snapshot]).await?;
+    Ok((snapshot, context))
 }
 
 /// A consent receipt (ISO/IEC 29184, Kantara Consent Receipt fields).
@@ -466,23 +461,17 @@ async fn withdraw_by_delete(
     params(("id" = String, Path, description = "The consent's UUID")),
     responses((status = 200, description = "The receipt"), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:read"])))]
-async fn receipt(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    principal.require(SCOPE, Action::Read)?;
-    let record = find(&state, &principal, &id).await?;
-    let result = receipt_of(&state, record.clone()).await;
-    logged(&state, &principal, &provenance, "receipt", &record, &result).await;
-    result
-}
-
-async fn receipt_of(state: &AppState, record: ConsentRecord) -> Result<Json<Value>, ApiError> {
-    let events = stored::stream(&state.pool, RESOURCE, &record.consent_id).await?;
+async fn receipt(call: Call, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    call.open(
+        SCOPE,
+        Action::Read,
+        RESOURCE,
+        Interaction::new("receipt", "R"),
+    )?;
+    let (snapshot, context) = current(&call, &id).await?;
+    let resource = Consent::render(&call, &context, &snapshot).ok_or_else(ApiError::internal)?;
+    let events = stored::stream(&call.state.pool, RESOURCE, &snapshot.aggregate_id).await?;
     let given = events.first().ok_or_else(ApiError::internal)?;
-    let resource = render(state, record).await?;
     Ok(Json(json!({
         "receipt_id": format!("urn:openspp:consent-receipt:{}:{}", resource.consent_id, events.len()),
         "version": "ISO/IEC 29184:2020",
@@ -509,21 +498,10 @@ async fn receipt_of(state: &AppState, record: ConsentRecord) -> Result<Json<Valu
     params(("id" = String, Path, description = "The consent's UUID")),
     responses((status = 200, description = "`{consent_id, current_version, history}`"), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:read"])))]
-async fn consent_history(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    principal.require(SCOPE, Action::Read)?;
-    let record = find(&state, &principal, &id).await?;
-    let result = story(&state, &record).await;
-    logged(&state, &principal, &provenance, "history", &record, &result).await;
-    result
-}
-
-async fn story(state: &AppState, record: &ConsentRecord) -> Result<Json<Value>, ApiError> {
-    let events = stored::stream(&state.pool, RESOURCE, &record.consent_id).await?;
+async fn consent_history(call: Call, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    call.open(SCOPE, Action::Read, RESOURCE, Interaction::HISTORY)?;
+    let (snapshot, _) = current(&call, &id).await?;
+    let events = stored::stream(&call.state.pool, RESOURCE, &snapshot.aggregate_id).await?;
     let entries: Vec<Value> = events
         .iter()
         .rev()
@@ -544,7 +522,7 @@ async fn story(state: &AppState, record: &ConsentRecord) -> Result<Json<Value>, 
         })
         .collect();
     Ok(Json(json!({
-        "consent_id": record.consent_id,
+        "consent_id": snapshot.aggregate_id,
         "current_version": events.len(),
         "history": entries,
     })))
@@ -555,14 +533,9 @@ async fn story(state: &AppState, record: &ConsentRecord) -> Result<Json<Value>, 
     params(("subject" = String, Query, description = "`Individual/{system}|{value}` or `Group/…`")),
     responses((status = 200, description = "Search envelope of ConsentResource"), (status = 400, body = OperationOutcome)),
     security(("bearer" = ["consent:search"])))]
-async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<Value>, ApiError> {
-    principal.require(SCOPE, Action::Search)?;
-    let mut params = crate::http::search::Params::from_uri(&uri)?;
+async fn list(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<Value>, ApiError> {
+    call.open(SCOPE, Action::Search, RESOURCE, Interaction::SEARCH)?;
+    let mut params = Params::from_uri(&uri)?;
     let subject = params
         .one("subject")?
         .ok_or_else(|| ApiError::bad_request(Some("subject"), "is required"))?;
@@ -571,25 +544,28 @@ async fn list(
         ApiError::bad_request(Some("subject"), "must be Individual/{system}|{value}")
     })?;
     let identifier = parse_identifier(key, "subject")?;
-    let stream = resolve(&state.pool, kind, &identifier).await?;
+    let pool = &call.state.pool;
+    let stream = claims::resolve(pool, kind, &identifier).await?;
     let records = match &stream {
-        Some(stream) => index::for_subject(&state.pool, stream).await?,
+        Some(stream) => index::for_subject(pool, stream).await?,
         None => Vec::new(),
     };
-    let mut log = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
     let mut data = Vec::new();
-    for record in records.into_iter().filter(|r| may_see(&principal, r)) {
-        log = log.returned(
+    for record in records.into_iter().filter(|r| may_see(&call.principal, r)) {
+        call.audit.returned(
             format!("{RESOURCE}/{}", record.consent_id),
             Some(&record.consent_id),
             None,
         );
-        data.push(render(&state, record).await?);
+        let reference =
+            index::subject_identifier(pool, &record.terms.subject_type, &record.terms.subject)
+                .await?
+                .map(|key| format!("{}/{key}", record.terms.subject_type));
+        data.push(shown(record, reference));
     }
-    if !data.is_empty() {
-        log = log.mentioning(stream.map(|stream| (subject.clone(), stream)));
+    if let Some(stream) = stream.filter(|_| !data.is_empty()) {
+        call.audit.mentioning([(subject.clone(), stream)]);
     }
-    state.access_log.record(log).await;
     let count = data.len();
     Ok(Json(json!({
         "data": data,
@@ -598,147 +574,46 @@ async fn list(
     })))
 }
 
-/// The consent's versions, and the reference to its subject.
-async fn consent_versions(
-    state: &AppState,
-    record: &ConsentRecord,
-) -> Result<(Vec<Version<Consent>>, Option<String>), ApiError> {
-    let versions = versions::<Consent>(state, &record.consent_id).await?;
-    Ok((versions, subject_reference(state, record).await?))
-}
-
-/// Logs a request about `record` with the outcome it really had. A consent reveals who its
-/// data subject is, so the entry names the subject too, and a subject search finds it.
-async fn logged<T>(
-    state: &AppState,
-    principal: &Principal,
-    provenance: &Provenance,
-    interaction: &'static str,
-    record: &ConsentRecord,
-    result: &Result<T, ApiError>,
-) {
-    let subject = subject_reference(state, record).await.ok().flatten();
-    let entry = AccessEntry::new(principal, provenance.request_id(), RESOURCE, interaction)
-        .returned(
-            format!("{RESOURCE}/{}", record.consent_id),
-            Some(&record.consent_id),
-            None,
-        )
-        .mentioning(subject.map(|s| (s, record.terms.subject.clone())))
-        .outcome_of(result);
-    state.access_log.record(entry).await;
-}
-
-fn render_version(version: &Version<Consent>, consent_id: &str, subject: &Option<String>) -> Value {
-    version
-        .state
-        .record(consent_id)
-        .map(|record| serde_json::to_value(shown(record, subject.clone())).unwrap_or_default())
-        .unwrap_or_default()
-}
-
-/// The consent's versions as a FHIR history Bundle, with provenance.
-#[utoipa::path(get, path = "/Consent/{id}/_history", tag = "Consent",
-    params(("id" = String, Path), ("_since" = Option<String>, Query), ("_at" = Option<String>, Query),
-           ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query)),
-    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn history(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<Value>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let record = find(&state, &principal, &id).await?;
-    let result = async {
-        let (versions, subject) = consent_versions(&state, &record).await?;
-        let path = format!("/api/v2/spp/Consent/{}", record.consent_id);
-        history::bundle(&uri, &path, &versions, None, |v| {
-            render_version(v, &record.consent_id, &subject)
-        })
-    }
-    .await;
-    logged(&state, &principal, &provenance, "history", &record, &result).await;
-    result.map(Json)
-}
-
-/// The consent exactly as it was at one version.
-#[utoipa::path(get, path = "/Consent/{id}/_history/{versionId}", tag = "Consent",
-    params(("id" = String, Path), ("versionId" = String, Path)),
-    responses((status = 200, body = ConsentResource), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn vread(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path((id, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let record = find(&state, &principal, &id).await?;
-    let result = async {
-        let (versions, subject) = consent_versions(&state, &record).await?;
-        let version = history::at_version(versions, &version, RESOURCE)?;
-        Ok(Json(render_version(&version, &record.consent_id, &subject)))
-    }
-    .await;
-    logged(&state, &principal, &provenance, "vread", &record, &result).await;
-    result
-}
-
-/// Recomputes the consent's hash chain.
-#[utoipa::path(get, path = "/Consent/{id}/_history/$verify", tag = "Consent",
-    params(("id" = String, Path)),
-    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn verify(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-) -> Result<Json<Verification>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let record = find(&state, &principal, &id).await?;
-    let result = history::verify_stream(&state, RESOURCE, &record.consent_id).await;
-    logged(&state, &principal, &provenance, "verify", &record, &result).await;
-    result.map(Json)
-}
-
 /// How a consent has been used: accesses per client and interaction, and the fields returned.
+/// A client that itself needs consent sees only its own accesses: other recipients' use of a
+/// consent (who they are, how often they looked) is theirs.
 #[utoipa::path(get, path = "/Consent/{id}/$access-summary", tag = "Consent",
     params(("id" = String, Path), ("date_from" = Option<String>, Query), ("date_to" = Option<String>, Query)),
     responses((status = 200, description = "Summary of the access log for this consent"), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:read"])))]
 async fn access_summary(
-    State(state): State<AppState>,
-    principal: Principal,
+    call: Call,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(SCOPE, Action::Read)?;
-    let record = find(&state, &principal, &id).await?;
-    let mut params = crate::http::search::Params::from_uri(&uri)?;
+    call.open(
+        SCOPE,
+        Action::Read,
+        RESOURCE,
+        Interaction::new("access-summary", "R"),
+    )?;
+    let located = Consent::locate(&call, &id).await?;
+    let mut params = Params::from_uri(&uri)?;
     let mut at = params.instants("date_from")?;
     for bound in &mut at {
-        bound.0 = openspp_projections::search::Comparator::Ge;
+        bound.0 = Comparator::Ge;
     }
     for (_, instant) in params.instants("date_to")? {
-        at.push((openspp_projections::search::Comparator::Le, instant));
+        at.push((Comparator::Le, instant));
     }
     params.finish()?;
-    let rows = crate::access_log::all(
-        &state.pool,
-        &crate::access_log::AccessQuery {
-            consent_id: Some(record.consent_id.clone()),
-            at,
-            ..Default::default()
-        },
-    )
-    .await?;
-    let mut by_client: std::collections::BTreeMap<String, (String, usize, String)> =
-        Default::default();
-    let mut by_interaction: std::collections::BTreeMap<String, usize> = Default::default();
+    let query = AccessQuery {
+        consent_id: Some(located.stream.clone()),
+        client_id: call
+            .principal
+            .require_consent
+            .then(|| call.principal.client_id.clone()),
+        at,
+        ..Default::default()
+    };
+    let rows = access_log::all(&call.state.pool, &query).await?;
+    let mut by_client: BTreeMap<String, (String, usize, String)> = BTreeMap::new();
+    let mut by_interaction: BTreeMap<String, usize> = BTreeMap::new();
     let mut fields: Vec<String> = Vec::new();
     let mut all_fields = false;
     for row in &rows {
@@ -760,7 +635,7 @@ async fn access_summary(
         }
     }
     Ok(Json(json!({
-        "consent_id": record.consent_id,
+        "consent_id": located.stream,
         "total_accesses": rows.len(),
         "by_client": by_client.into_iter().map(|(client, (organization, accesses, last))| json!({
             "client": client_uri(&client), "organization": organization, "accesses": accesses, "last_access": last,
@@ -769,3 +644,12 @@ async fn access_summary(
         "fields_returned": if all_fields { json!("all") } else { json!(fields) },
     })))
 }
+
+crate::http::audit_routes!(
+    Consent,
+    "Consent",
+    "The consent's UUID",
+    "/Consent/{id}/_history",
+    "/Consent/{id}/_history/{versionId}",
+    "/Consent/{id}/_history/$verify"
+);

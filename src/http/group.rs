@@ -2,40 +2,37 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::extract::{OriginalUri, Path};
 use axum::Json;
 use chrono::NaiveDate;
 use openspp_aggregates::{Group, GroupCommand, GroupDetails, MemberSpec};
 use openspp_projections::consent;
-use openspp_projections::group::{self as view, GroupQuery, GroupRow};
+use openspp_projections::group::{self as view, GroupQuery};
 use openspp_projections::individual::primary_identifiers;
-use openspp_projections::search::SortKey;
+use openspp_projections::search::{Found, Page, SortKey};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::access_log::AccessEntry;
-use crate::app::AppState;
-use crate::auth::{Action, Principal};
-use crate::error::ApiError;
-use crate::http::access::{find_visible, grants_for, identity_only, Grant, Stated};
-use crate::http::command::IfMatch;
-use crate::http::context::Provenance;
-use crate::http::history::Version;
-use crate::http::json::ApiJson;
-use crate::http::reference::parse_reference;
-use crate::http::registrant::{self, Registrant};
-use crate::http::resource::{self, reply, Write};
-use crate::http::schema::{
+use crate::api::json::ApiJson;
+use crate::api::params::Params;
+use crate::api::preconditions::IfMatch;
+use crate::api::reference::parse_reference;
+use crate::api::schema::{
     Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference, SearchResult,
 };
-use crate::http::search::{envelope, Params};
-use crate::store::verify::Verification;
+use crate::api::stated::Stated;
+use crate::app::AppState;
+use crate::auth::Action;
+use crate::error::ApiError;
+use crate::resource::{
+    self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
+    Searchable, Snapshot,
+};
 use crate::vocabulary::Vocabularies;
-use openspp_projections::view::ViewRow;
+use openspp_aggregates::Individual;
 
 const RESOURCE: &str = "Group";
 const SCOPE: &str = "group";
@@ -135,55 +132,28 @@ fn household() -> String {
 
 /// The individual's stream for a member reference. Individuals the caller may not see are as
 /// unknown as those that do not exist; both are named at `field`.
-async fn member_stream(
-    state: &AppState,
-    principal: &Principal,
-    provenance: &Provenance,
-    entity: &Reference,
-    field: &str,
-) -> Result<String, ApiError> {
+async fn member_stream(call: &Call, entity: &Reference, field: &str) -> Result<String, ApiError> {
     let identifier = parse_reference(&entity.reference, "Individual", field)?;
-    find_visible(
-        state,
-        principal,
-        provenance,
-        "Individual",
-        "individual",
-        &identifier.key(),
-    )
-    .await
-    .map(|visible| visible.stream)
-    .map_err(|_| ApiError::unprocessable(field, "no such Individual"))
+    Individual::locate(call, &identifier.key())
+        .await
+        .map(|located| located.stream)
+        .map_err(|_| ApiError::unprocessable(field, "no such Individual"))
 }
 
 async fn member_spec(
-    state: &AppState,
-    principal: &Principal,
-    provenance: &Provenance,
+    call: &Call,
     member: GroupMember,
     field: &str,
 ) -> Result<MemberSpec, ApiError> {
     Ok(MemberSpec {
-        individual: member_stream(
-            state,
-            principal,
-            provenance,
-            &member.entity,
-            &format!("{field}.entity"),
-        )
-        .await?,
+        individual: member_stream(call, &member.entity, &format!("{field}.entity")).await?,
         roles: member.role.map(|r| r.codes()).unwrap_or_default(),
         start_date: member.period.and_then(|p| p.start),
     })
 }
 
 impl GroupResource {
-    async fn into_details(
-        self,
-        state: &AppState,
-        principal: &Principal,
-        provenance: &Provenance,
-    ) -> Result<GroupDetails, ApiError> {
+    async fn into_details(self, call: &Call) -> Result<GroupDetails, ApiError> {
         if self.resource_type != RESOURCE {
             return Err(ApiError::unprocessable("type", "must be Group"));
         }
@@ -197,16 +167,7 @@ impl GroupResource {
                     !member.inactive && member.period.as_ref().and_then(|p| p.end).is_none()
                 });
                 for (index, member) in current {
-                    specs.push(
-                        member_spec(
-                            state,
-                            principal,
-                            provenance,
-                            member,
-                            &format!("member[{index}]"),
-                        )
-                        .await?,
-                    );
+                    specs.push(member_spec(call, member, &format!("member[{index}]")).await?);
                 }
                 Some(specs)
             }
@@ -222,11 +183,11 @@ impl GroupResource {
     }
 
     fn render(
-        row: GroupRow,
+        row: &Snapshot<Group>,
         references: &HashMap<String, String>,
         vocabulary: &Vocabularies,
     ) -> Self {
-        let state = row.state;
+        let state = &row.state;
         let quantity = state.quantity();
         Self {
             resource_type: resource_type(),
@@ -259,88 +220,101 @@ impl GroupResource {
             quantity: Some(quantity),
             address: state.address.iter().map(Into::into).collect(),
             extension: None,
-            meta: Some(Meta::new(row.version, row.last_updated, row.source)),
+            meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
         }
     }
 }
 
-/// External identifiers of the members of `groups` the caller may read, in one query; members
-/// without one are not listed. A consent-bound caller sees only members it could read as
-/// Individuals (an ended member is no longer covered by the household's consent), just as an
-/// individual's `groupMembership` lists only groups it may see.
-async fn member_references<'a>(
-    state: &AppState,
-    principal: &Principal,
-    groups: impl Iterator<Item = &'a Group>,
-) -> Result<HashMap<String, String>, ApiError> {
-    let ids: Vec<String> = groups
-        .flat_map(|group| group.members.iter().map(|m| m.individual.clone()))
-        .collect();
-    let mut references = primary_identifiers(&state.pool, &ids).await?;
-    if principal.require_consent {
-        let readable = grants_for(state, principal, "individual", &ids).await?;
-        references.retain(|individual, _| readable.contains_key(individual));
+/// The external identifiers of members (individual streams) the caller may read.
+type MemberReferences = HashMap<String, String>;
+
+impl Resource for Group {
+    const SCOPE: &'static str = SCOPE;
+    const VIEW: Option<&'static str> = Some("group_view");
+    type Rendered = GroupResource;
+    type Context = MemberReferences;
+
+    async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        locate_registrant(call, id).await
     }
-    Ok(references)
+
+    /// External identifiers of everyone who is or was a member, in one query; members without
+    /// one are not listed. A consent-bound caller sees only members it could read as
+    /// Individuals (an ended member is no longer covered by the household's consent), just as an
+    /// individual's `groupMembership` lists only groups it may see.
+    async fn context(
+        call: &Call,
+        snapshots: &[&Snapshot<Self>],
+    ) -> Result<MemberReferences, ApiError> {
+        let ids: Vec<String> = snapshots
+            .iter()
+            .flat_map(|s| s.state.members.iter().map(|m| m.individual.clone()))
+            .collect();
+        let mut references = primary_identifiers(&call.state.pool, &ids).await?;
+        if call.principal.require_consent {
+            let readable = grants_for(call, "individual", &ids).await?;
+            references.retain(|individual, _| readable.contains_key(individual));
+        }
+        Ok(references)
+    }
+
+    fn render(call: &Call, references: &MemberReferences, row: &Snapshot<Self>) -> GroupResource {
+        GroupResource::render(row, references, &call.state.vocabulary)
+    }
+
+    /// The members `member` names.
+    fn mentioned(
+        references: &MemberReferences,
+        row: &Snapshot<Self>,
+        grant: &Grant,
+    ) -> Vec<(String, String)> {
+        if !grant.allows("member") {
+            return Vec::new();
+        }
+        row.state
+            .members
+            .iter()
+            .filter_map(|m| {
+                let key = references.get(&m.individual)?;
+                Some((format!("Individual/{key}"), m.individual.clone()))
+            })
+            .collect()
+    }
+
+    fn key(_stream: &str, state: &Self) -> Option<String> {
+        state.live_identifiers().next().map(|i| i.key())
+    }
 }
 
-/// The members a rendering names, as `(reference, stream)` for the access log.
-fn mentioned_members<'a>(
-    members: impl Iterator<Item = &'a String>,
-    references: &HashMap<String, String>,
-    grant: Option<&Grant>,
-) -> Vec<(String, String)> {
-    if !grant.is_some_and(|g| g.allows("member")) {
-        return Vec::new();
-    }
-    members
-        .filter_map(|stream| {
-            let key = references.get(stream)?;
-            Some((format!("Individual/{key}"), stream.clone()))
+impl Searchable for Group {
+    type Query = GroupQuery;
+
+    async fn query(call: &Call, params: &mut Params) -> Result<GroupQuery, ApiError> {
+        Ok(GroupQuery {
+            identifier: params.identifier()?,
+            name: params.one("name")?,
+            group_type: params.one("groupType")?,
+            last_updated: params.instants("_lastUpdated")?,
+            active: params.boolean("active")?,
+            visibility: call.principal.visibility(),
+            sort: params.sort(
+                &view::SORT_COLUMNS,
+                SortKey {
+                    column: "last_updated",
+                    descending: true,
+                },
+            )?,
         })
-        .collect()
-}
-
-/// Renders one group as every single read and write answers; a read's access-log entry
-/// (`log`) is recorded with the members the answer names.
-async fn respond(
-    state: &AppState,
-    principal: &Principal,
-    row: GroupRow,
-    status: StatusCode,
-    grant: Option<&Grant>,
-    log: Option<AccessEntry>,
-) -> Result<Response, ApiError> {
-    let references = member_references(state, principal, std::iter::once(&row.state)).await?;
-    if let Some(log) = log {
-        let members = row.state.members.iter().map(|m| &m.individual);
-        let entry = log.mentioning(mentioned_members(members, &references, grant));
-        state.access_log.record(entry).await;
     }
-    let version = row.version;
-    let first = row.state.live_identifiers().next().map(|i| i.key());
-    let resource = GroupResource::render(row, &references, &state.vocabulary);
-    Ok(reply(status, RESOURCE, version, first, resource, grant))
-}
 
-async fn run(
-    state: &AppState,
-    principal: &Principal,
-    provenance: &Provenance,
-    write: Write<GroupCommand>,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    let (row, grant) = resource::run::<Group>(
-        state,
-        principal,
-        provenance,
-        write,
-        RESOURCE,
-        "group_view",
-        SCOPE,
-    )
-    .await?;
-    respond(state, principal, row, status, grant.as_ref(), None).await
+    async fn find(
+        call: &Call,
+        query: &GroupQuery,
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        call.principal.may_search_on(SCOPE, &query.fields())?;
+        Ok(view::search(&call.state.pool, query, page).await?)
+    }
 }
 
 /// Search groups.
@@ -361,60 +335,10 @@ async fn run(
     ),
     security(("bearer" = ["group:search"])))]
 async fn search(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchResult<serde_json::Value>>, ApiError> {
-    principal.require(SCOPE, Action::Search)?;
-    let mut params = Params::from_uri(&uri)?;
-    let page = params.page()?;
-    let query = GroupQuery {
-        identifier: params.identifier()?,
-        name: params.one("name")?,
-        group_type: params.one("groupType")?,
-        last_updated: params.instants("_lastUpdated")?,
-        active: params.boolean("active")?,
-        visibility: principal.visibility(),
-        sort: params.sort(
-            &view::SORT_COLUMNS,
-            SortKey {
-                column: "last_updated",
-                descending: true,
-            },
-        )?,
-    };
-    params.finish()?;
-    principal.may_search_on(SCOPE, &query.fields())?;
-    let found = view::search(&state.pool, &query, page).await?;
-    let references =
-        member_references(&state, &principal, found.rows.iter().map(|r| &r.state)).await?;
-    let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
-    let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
-    let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
-    for row in &found.rows {
-        let grant = grants.get(&row.aggregate_id);
-        if let Some(key) = row.state.live_identifiers().next() {
-            entry = entry.returned(
-                format!("{RESOURCE}/{}", key.key()),
-                Some(&row.aggregate_id),
-                grant,
-            );
-        }
-        let members = row.state.members.iter().map(|m| &m.individual);
-        entry = entry.mentioning(mentioned_members(members, &references, grant));
-    }
-    state.access_log.record(entry).await;
-    Ok(Json(envelope(&uri, page, found, |row| {
-        let grant = grants.get(&row.aggregate_id);
-        let resource =
-            serde_json::to_value(GroupResource::render(row, &references, &state.vocabulary))
-                .unwrap_or_default();
-        match grant {
-            Some(grant) => grant.filter(resource),
-            None => identity_only(resource),
-        }
-    })))
+) -> Result<Json<SearchResult<Value>>, ApiError> {
+    resource::search::<Group>(&call, &uri).await.map(Json)
 }
 
 /// Register a group, optionally with its first members.
@@ -427,34 +351,14 @@ async fn search(
     ),
     security(("bearer" = ["group:create"])))]
 async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     body: Result<ApiJson<GroupResource>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Create)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     let ApiJson(body) = body?;
-    let details = body.into_details(&state, &principal, &provenance).await?;
-    let aggregate_id = uuid::Uuid::now_v7().to_string();
-    let subject = details
-        .identifiers
-        .first()
-        .map(|i| i.key())
-        .unwrap_or_default();
-    run(
-        &state,
-        &principal,
-        &provenance,
-        Write {
-            stream: aggregate_id,
-            if_match: IfMatch(None),
-            command: GroupCommand::Register(details),
-            consent_id: None,
-            subject,
-        },
-        StatusCode::CREATED,
-    )
-    .await
+    let details = body.into_details(&call).await?;
+    let subject = details.identifiers.first().map(|i| i.key());
+    resource::create::<Group>(&call, subject, GroupCommand::Register(details)).await
 }
 
 /// Read a group by external identifier; with `_at`, as it was at that instant.
@@ -469,34 +373,11 @@ async fn create(
     ),
     security(("bearer" = ["group:read"])))]
 async fn read(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
-) -> Result<Response, ApiError> {
-    registrant::read::<Group, _, _>(
-        &state,
-        &principal,
-        &provenance,
-        &id,
-        &uri,
-        |row, grant, log| {
-            let (state, principal) = (&state, &principal);
-            async move {
-                respond(
-                    state,
-                    principal,
-                    row,
-                    StatusCode::OK,
-                    Some(&grant),
-                    Some(log),
-                )
-                .await
-            }
-        },
-    )
-    .await
+) -> Result<Answer, ApiError> {
+    resource::read::<Group>(&call, &id, &uri).await
 }
 
 /// Replace a group's data (and, when `member` is given, its member list). Fields the client may
@@ -517,42 +398,29 @@ async fn read(
     ),
     security(("bearer" = ["group:update"])))]
 async fn replace(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
     body: Result<Stated<GroupResource>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Update)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let Stated { body, fields } = body?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    let details = body.into_details(&state, &principal, &provenance).await?;
-    let member_consents = if principal.require_consent {
-        let members = consent::current_members(&state.pool, &visible.stream).await?;
-        consent::covering(&state.pool, &members).await?
+    let target = Group::locate(&call, &id).await?;
+    let details = body.into_details(&call).await?;
+    let member_consents = if call.principal.require_consent {
+        let pool = &call.state.pool;
+        let members = consent::current_members(pool, &target.stream).await?;
+        consent::covering(pool, &members).await?
     } else {
         HashMap::new()
     };
-    run(
-        &state,
-        &principal,
-        &provenance,
-        Write {
-            stream: visible.stream,
-            if_match,
-            command: GroupCommand::Replace {
-                details,
-                stated: fields,
-                access: visible.access,
-                member_consents,
-            },
-            consent_id: visible.grant.consent_id(),
-            subject: id,
-        },
-        StatusCode::OK,
-    )
-    .await
+    let write = target.change(if_match.0, |access| GroupCommand::Replace {
+        details,
+        stated: fields,
+        access,
+        member_consents,
+    });
+    resource::commit(&call, write).await
 }
 
 /// Add an individual to the group.
@@ -567,53 +435,32 @@ async fn replace(
     ),
     security(("bearer" = ["group:update"])))]
 async fn add_member(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
     body: Result<ApiJson<AddMember>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Update)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let ApiJson(body) = body?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    let spec = member_spec(
-        &state,
-        &principal,
-        &provenance,
-        GroupMember {
-            entity: body.entity,
-            role: body.role,
-            period: Some(Period {
-                start: body.start_date.or(body.period.and_then(|p| p.start)),
-                end: None,
-            }),
-            inactive: false,
-        },
-        "member",
-    )
-    .await
-    .map_err(|e| ApiError {
-        expression: Some("entity".into()),
-        ..e
-    })?;
-    run(
-        &state,
-        &principal,
-        &provenance,
-        Write {
-            stream: visible.stream,
-            if_match,
-            command: GroupCommand::AddMember {
-                member: spec,
-                access: visible.access,
-            },
-            consent_id: visible.grant.consent_id(),
-            subject: id,
-        },
-        StatusCode::CREATED,
-    )
-    .await
+    let target = Group::locate(&call, &id).await?;
+    let member = GroupMember {
+        entity: body.entity,
+        role: body.role,
+        period: Some(Period {
+            start: body.start_date.or(body.period.and_then(|p| p.start)),
+            end: None,
+        }),
+        inactive: false,
+    };
+    let member = member_spec(&call, member, "member")
+        .await
+        .map_err(|e| e.at(Some("entity")))?;
+    let mut write = target.change(if_match.0, |access| GroupCommand::AddMember {
+        member,
+        access,
+    });
+    write.status = axum::http::StatusCode::CREATED;
+    resource::commit(&call, write).await
 }
 
 /// End an individual's membership of the group.
@@ -627,122 +474,29 @@ async fn add_member(
     ),
     security(("bearer" = ["group:update"])))]
 async fn remove_member(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
     body: Result<ApiJson<RemoveMember>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Update)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let ApiJson(body) = body?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
-    let individual = member_stream(&state, &principal, &provenance, &body.entity, "entity").await?;
-    run(
-        &state,
-        &principal,
-        &provenance,
-        Write {
-            stream: visible.stream,
-            if_match,
-            command: GroupCommand::RemoveMember {
-                individual,
-                ended_date: body.ended_date,
-                reason: body.reason,
-                access: visible.access,
-            },
-            consent_id: visible.grant.consent_id(),
-            subject: id,
-        },
-        StatusCode::OK,
-    )
-    .await
+    let target = Group::locate(&call, &id).await?;
+    let individual = member_stream(&call, &body.entity, "entity").await?;
+    let write = target.change(if_match.0, |access| GroupCommand::RemoveMember {
+        individual,
+        ended_date: body.ended_date,
+        reason: body.reason,
+        access,
+    });
+    resource::commit(&call, write).await
 }
 
-impl Registrant for Group {
-    const RESOURCE: &'static str = RESOURCE;
-    const SCOPE: &'static str = SCOPE;
-    const VIEW: &'static str = "group_view";
-    type Rendered = GroupResource;
-    /// The external identifiers of everyone who was ever a member, as far as the caller may
-    /// read them.
-    type Context = HashMap<String, String>;
-
-    fn context<'a>(
-        state: &'a AppState,
-        principal: &'a Principal,
-        versions: &'a [Version<Self>],
-    ) -> impl std::future::Future<Output = Result<Self::Context, ApiError>> + Send + 'a {
-        member_references(
-            state,
-            principal,
-            versions.last().map(|v| &v.state).into_iter(),
-        )
-    }
-
-    fn mentioned(references: &HashMap<String, String>, grant: &Grant) -> Vec<(String, String)> {
-        mentioned_members(references.keys(), references, Some(grant))
-    }
-
-    fn render(
-        state: &AppState,
-        references: &HashMap<String, String>,
-        version: &Version<Self>,
-    ) -> GroupResource {
-        let row = ViewRow {
-            aggregate_id: String::new(),
-            version: version.number(),
-            state: version.state.clone(),
-            last_updated: version.event.recorded_at,
-            source: version.source(),
-        };
-        GroupResource::render(row, references, &state.vocabulary)
-    }
-}
-
-/// The group's versions, newest first, with what changed and who changed it.
-#[utoipa::path(get, path = "/Group/{id}/_history", tag = "Group",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("_since" = Option<String>, Query), ("_at" = Option<String>, Query),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
-    ),
-    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn history(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    registrant::history::<Group>(&state, &principal, &provenance, &id, &uri).await
-}
-
-/// The group exactly as it was at one version.
-#[utoipa::path(get, path = "/Group/{id}/_history/{versionId}", tag = "Group",
-    params(("id" = String, Path), ("versionId" = String, Path)),
-    responses((status = 200, body = GroupResource), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn vread(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path((id, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    registrant::vread::<Group>(&state, &principal, &provenance, &id, &version).await
-}
-
-/// Recomputes the group's hash chain and names the first broken version, if any.
-#[utoipa::path(get, path = "/Group/{id}/_history/$verify", tag = "Group",
-    params(("id" = String, Path)),
-    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn verify(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-) -> Result<Json<Verification>, ApiError> {
-    registrant::verify::<Group>(&state, &principal, &provenance, &id).await
-}
+crate::http::audit_routes!(
+    Group,
+    "Group",
+    "`system|value`, URL-encoded",
+    "/Group/{id}/_history",
+    "/Group/{id}/_history/{versionId}",
+    "/Group/{id}/_history/$verify"
+);

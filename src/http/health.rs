@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "Operations",
     responses(
         (status = 200, description = "The database answers"),
-        (status = 503, description = "The database does not answer", body = crate::http::schema::OperationOutcome)))]
+        (status = 503, description = "The database does not answer", body = crate::api::schema::OperationOutcome)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     sqlx::query("SELECT 1")
         .execute(&state.pool)

@@ -1,40 +1,36 @@
 //! `/Individual`: register, read, replace and search people (CONTRACT §4).
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use std::collections::HashMap;
+
+use axum::extract::{OriginalUri, Path};
 use axum::Json;
 use chrono::NaiveDate;
 use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
 use openspp_aggregates::{Individual, IndividualCommand, IndividualDetails};
-use openspp_projections::individual::{
-    self as view, GroupMembershipRow, IndividualQuery, IndividualRow,
-};
-use openspp_projections::search::SortKey;
+use openspp_projections::individual::{self as view, GroupMembershipRow, IndividualQuery};
+use openspp_projections::search::{Found, Page, SortKey};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::access_log::AccessEntry;
-use crate::app::AppState;
-use crate::auth::{Action, Principal};
-use crate::error::ApiError;
-use crate::http::access::{find_visible, grants_for, identity_only, Grant, Stated};
-use crate::http::command::IfMatch;
-use crate::http::context::Provenance;
-use crate::http::history::Version;
-use crate::http::json::ApiJson;
-use crate::http::registrant::{self, Registrant};
-use crate::http::resource::{self, reply, Write};
-use crate::http::schema::{
+use crate::api::json::ApiJson;
+use crate::api::params::Params;
+use crate::api::preconditions::IfMatch;
+use crate::api::schema::{
     Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome, Period,
     Reference, SearchResult,
 };
-use crate::http::search::{envelope, Params};
-use crate::store::verify::Verification;
+use crate::api::stated::Stated;
+use crate::app::AppState;
+use crate::auth::Action;
+use crate::error::ApiError;
+use crate::resource::{
+    self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
+    Searchable, Snapshot,
+};
 use crate::vocabulary::Vocabularies;
-use openspp_projections::view::ViewRow;
 
 const RESOURCE: &str = "Individual";
 const SCOPE: &str = "individual";
@@ -130,11 +126,11 @@ impl IndividualResource {
     }
 
     fn render(
-        row: IndividualRow,
+        row: &Snapshot<Individual>,
         memberships: &[GroupMembershipRow],
         vocabulary: &Vocabularies,
     ) -> Self {
-        let state = row.state;
+        let state = &row.state;
         Self {
             resource_type: resource_type(),
             identifier: state.live_identifiers().map(Into::into).collect(),
@@ -164,92 +160,111 @@ impl IndividualResource {
                 })
                 .collect(),
             extension: None,
-            meta: Some(Meta::new(row.version, row.last_updated, row.source)),
+            meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
         }
     }
 }
 
-/// Current group memberships of `ids`, keeping for a consent-bound caller only the groups it
-/// may see itself: a household's identifier is the household's data.
-async fn visible_memberships(
-    state: &AppState,
-    principal: &Principal,
-    ids: &[String],
-) -> Result<std::collections::HashMap<String, Vec<GroupMembershipRow>>, ApiError> {
-    let mut memberships = view::group_memberships(&state.pool, ids).await?;
-    if principal.require_consent {
-        let groups: Vec<String> = memberships
-            .values()
-            .flatten()
-            .map(|m| m.group_id.clone())
-            .collect();
-        let visible = grants_for(state, principal, "group", &groups).await?;
-        for rows in memberships.values_mut() {
-            rows.retain(|m| visible.contains_key(&m.group_id));
+/// An individual's current group memberships, by individual stream.
+type Memberships = HashMap<String, Vec<GroupMembershipRow>>;
+
+impl Resource for Individual {
+    const SCOPE: &'static str = SCOPE;
+    const VIEW: Option<&'static str> = Some("individual_view");
+    type Rendered = IndividualResource;
+    type Context = Memberships;
+
+    async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        locate_registrant(call, id).await
+    }
+
+    /// Current group memberships, keeping for a consent-bound caller only the groups it may
+    /// see itself: a household's identifier is the household's data.
+    async fn context(call: &Call, snapshots: &[&Snapshot<Self>]) -> Result<Memberships, ApiError> {
+        let ids: Vec<String> = snapshots.iter().map(|s| s.aggregate_id.clone()).collect();
+        let mut memberships = view::group_memberships(&call.state.pool, &ids).await?;
+        if call.principal.require_consent {
+            let groups: Vec<String> = memberships
+                .values()
+                .flatten()
+                .map(|m| m.group_id.clone())
+                .collect();
+            let visible = grants_for(call, "group", &groups).await?;
+            for rows in memberships.values_mut() {
+                rows.retain(|m| visible.contains_key(&m.group_id));
+            }
         }
+        Ok(memberships)
     }
-    Ok(memberships)
-}
 
-/// The groups a rendering names in `groupMembership`, as `(reference, stream)` for the access
-/// log.
-fn mentioned_groups(
-    memberships: &[GroupMembershipRow],
-    grant: Option<&Grant>,
-) -> Vec<(String, String)> {
-    if !grant.is_some_and(|g| g.allows("groupMembership")) {
-        return Vec::new();
+    /// Group memberships live in other streams: a past version shows none.
+    async fn past_context(_call: &Call, _latest: &Snapshot<Self>) -> Result<Memberships, ApiError> {
+        Ok(Memberships::new())
     }
-    memberships
-        .iter()
-        .map(|m| (format!("Group/{}", m.group_identifier), m.group_id.clone()))
-        .collect()
-}
 
-/// Renders one individual with its group memberships, as every single read and write answers;
-/// a read's access-log entry (`log`) is recorded with the groups the answer names.
-async fn respond(
-    state: &AppState,
-    principal: &Principal,
-    row: IndividualRow,
-    status: StatusCode,
-    grant: Option<&Grant>,
-    log: Option<AccessEntry>,
-) -> Result<Response, ApiError> {
-    let memberships =
-        visible_memberships(state, principal, std::slice::from_ref(&row.aggregate_id))
-            .await?
-            .remove(&row.aggregate_id)
+    fn render(call: &Call, memberships: &Memberships, row: &Snapshot<Self>) -> IndividualResource {
+        let mine = memberships
+            .get(&row.aggregate_id)
+            .map(Vec::as_slice)
             .unwrap_or_default();
-    if let Some(log) = log {
-        let entry = log.mentioning(mentioned_groups(&memberships, grant));
-        state.access_log.record(entry).await;
+        IndividualResource::render(row, mine, &call.state.vocabulary)
     }
-    let version = row.version;
-    let first = row.state.live_identifiers().next().map(|i| i.key());
-    let resource = IndividualResource::render(row, &memberships, &state.vocabulary);
-    Ok(reply(status, RESOURCE, version, first, resource, grant))
+
+    /// The groups `groupMembership` names.
+    fn mentioned(
+        memberships: &Memberships,
+        row: &Snapshot<Self>,
+        grant: &Grant,
+    ) -> Vec<(String, String)> {
+        if !grant.allows("groupMembership") {
+            return Vec::new();
+        }
+        memberships
+            .get(&row.aggregate_id)
+            .into_iter()
+            .flatten()
+            .map(|m| (format!("Group/{}", m.group_identifier), m.group_id.clone()))
+            .collect()
+    }
+
+    fn key(_stream: &str, state: &Self) -> Option<String> {
+        state.live_identifiers().next().map(|i| i.key())
+    }
 }
 
-/// Runs a command and answers with the individual as the caller may now see it.
-async fn run(
-    state: &AppState,
-    principal: &Principal,
-    provenance: &Provenance,
-    write: Write<IndividualCommand>,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    let (row, grant) = resource::run::<Individual>(
-        state,
-        principal,
-        provenance,
-        write,
-        RESOURCE,
-        "individual_view",
-        SCOPE,
-    )
-    .await?;
-    respond(state, principal, row, status, grant.as_ref(), None).await
+impl Searchable for Individual {
+    type Query = IndividualQuery;
+
+    async fn query(call: &Call, params: &mut Params) -> Result<IndividualQuery, ApiError> {
+        Ok(IndividualQuery {
+            identifier: params.identifier()?,
+            name: params.one("name")?,
+            birth_date: params.dates("birthdate")?,
+            gender: params
+                .one("gender")?
+                .map(|g| g.rsplit('|').next().unwrap_or_default().to_owned()),
+            address: params.one("address")?,
+            last_updated: params.instants("_lastUpdated")?,
+            active: params.boolean("active")?,
+            visibility: call.principal.visibility(),
+            sort: params.sort(
+                &view::SORT_COLUMNS,
+                SortKey {
+                    column: "last_updated",
+                    descending: true,
+                },
+            )?,
+        })
+    }
+
+    async fn find(
+        call: &Call,
+        query: &IndividualQuery,
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        call.principal.may_search_on(SCOPE, &query.fields())?;
+        Ok(view::search(&call.state.pool, query, page).await?)
+    }
 }
 
 /// Search individuals.
@@ -274,65 +289,10 @@ async fn run(
     ),
     security(("bearer" = ["individual:search"])))]
 async fn search(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchResult<serde_json::Value>>, ApiError> {
-    principal.require(SCOPE, Action::Search)?;
-    let mut params = Params::from_uri(&uri)?;
-    let page = params.page()?;
-    let query = IndividualQuery {
-        identifier: params.identifier()?,
-        name: params.one("name")?,
-        birth_date: params.dates("birthdate")?,
-        gender: params
-            .one("gender")?
-            .map(|g| g.rsplit('|').next().unwrap_or_default().to_owned()),
-        address: params.one("address")?,
-        last_updated: params.instants("_lastUpdated")?,
-        active: params.boolean("active")?,
-        visibility: principal.visibility(),
-        sort: params.sort(
-            &view::SORT_COLUMNS,
-            SortKey {
-                column: "last_updated",
-                descending: true,
-            },
-        )?,
-    };
-    params.finish()?;
-    principal.may_search_on(SCOPE, &query.fields())?;
-    let found = view::search(&state.pool, &query, page).await?;
-    let ids: Vec<String> = found.rows.iter().map(|r| r.aggregate_id.clone()).collect();
-    let mut memberships = visible_memberships(&state, &principal, &ids).await?;
-    let grants = grants_for(&state, &principal, SCOPE, &ids).await?;
-    let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
-    for row in &found.rows {
-        let grant = grants.get(&row.aggregate_id);
-        if let Some(key) = row.state.live_identifiers().next() {
-            entry = entry.returned(
-                format!("{RESOURCE}/{}", key.key()),
-                Some(&row.aggregate_id),
-                grant,
-            );
-        }
-        if let Some(groups) = memberships.get(&row.aggregate_id) {
-            entry = entry.mentioning(mentioned_groups(groups, grant));
-        }
-    }
-    state.access_log.record(entry).await;
-    Ok(Json(envelope(&uri, page, found, |row| {
-        let mine = memberships.remove(&row.aggregate_id).unwrap_or_default();
-        let grant = grants.get(&row.aggregate_id);
-        let resource =
-            serde_json::to_value(IndividualResource::render(row, &mine, &state.vocabulary))
-                .unwrap_or_default();
-        match grant {
-            Some(grant) => grant.filter(resource),
-            None => identity_only(resource),
-        }
-    })))
+) -> Result<Json<SearchResult<Value>>, ApiError> {
+    resource::search::<Individual>(&call, &uri).await.map(Json)
 }
 
 /// Register an individual.
@@ -345,34 +305,14 @@ async fn search(
     ),
     security(("bearer" = ["individual:create"])))]
 async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     body: Result<ApiJson<IndividualResource>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Create)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     let ApiJson(body) = body?;
     let details = body.into_details()?;
-    let aggregate_id = uuid::Uuid::now_v7().to_string();
-    let subject = details
-        .identifiers
-        .first()
-        .map(|i| i.key())
-        .unwrap_or_default();
-    run(
-        &state,
-        &principal,
-        &provenance,
-        Write {
-            stream: aggregate_id,
-            if_match: IfMatch(None),
-            command: IndividualCommand::Register(details),
-            consent_id: None,
-            subject,
-        },
-        StatusCode::CREATED,
-    )
-    .await
+    let subject = details.identifiers.first().map(|i| i.key());
+    resource::create::<Individual>(&call, subject, IndividualCommand::Register(details)).await
 }
 
 /// Read an individual by external identifier; with `_at`, as it was at that instant.
@@ -387,34 +327,11 @@ async fn create(
     ),
     security(("bearer" = ["individual:read"])))]
 async fn read(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
-) -> Result<Response, ApiError> {
-    registrant::read::<Individual, _, _>(
-        &state,
-        &principal,
-        &provenance,
-        &id,
-        &uri,
-        |row, grant, log| {
-            let (state, principal) = (&state, &principal);
-            async move {
-                respond(
-                    state,
-                    principal,
-                    row,
-                    StatusCode::OK,
-                    Some(&grant),
-                    Some(log),
-                )
-                .await
-            }
-        },
-    )
-    .await
+) -> Result<Answer, ApiError> {
+    resource::read::<Individual>(&call, &id, &uri).await
 }
 
 /// Replace an individual's data; only what changed is recorded, as specific events. Fields the
@@ -435,117 +352,28 @@ async fn read(
     ),
     security(("bearer" = ["individual:update"])))]
 async fn replace(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
     body: Result<Stated<IndividualResource>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Update)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let Stated { body, fields } = body?;
-    let visible = find_visible(&state, &principal, &provenance, RESOURCE, SCOPE, &id).await?;
+    let target = Individual::locate(&call, &id).await?;
     let details = body.into_details()?;
-    run(
-        &state,
-        &principal,
-        &provenance,
-        Write {
-            stream: visible.stream,
-            if_match,
-            command: IndividualCommand::Replace {
-                details,
-                stated: fields,
-                access: visible.access,
-            },
-            consent_id: visible.grant.consent_id(),
-            subject: id,
-        },
-        StatusCode::OK,
-    )
-    .await
+    let write = target.change(if_match.0, |access| IndividualCommand::Replace {
+        details,
+        stated: fields,
+        access,
+    });
+    resource::commit(&call, write).await
 }
 
-impl Registrant for Individual {
-    const RESOURCE: &'static str = RESOURCE;
-    const SCOPE: &'static str = SCOPE;
-    const VIEW: &'static str = "individual_view";
-    type Rendered = IndividualResource;
-    type Context = ();
-
-    fn context<'a>(
-        _state: &'a AppState,
-        _principal: &'a Principal,
-        _versions: &'a [Version<Self>],
-    ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + 'a {
-        std::future::ready(Ok(()))
-    }
-
-    /// Past versions name no other subject: group memberships live in other streams.
-    fn mentioned(_context: &(), _grant: &Grant) -> Vec<(String, String)> {
-        Vec::new()
-    }
-
-    /// As a read shows it; group memberships live in other streams and are left out.
-    fn render(state: &AppState, _context: &(), version: &Version<Self>) -> IndividualResource {
-        let row = ViewRow {
-            aggregate_id: String::new(),
-            version: version.number(),
-            state: version.state.clone(),
-            last_updated: version.event.recorded_at,
-            source: version.source(),
-        };
-        IndividualResource::render(row, &[], &state.vocabulary)
-    }
-}
-
-/// The individual's versions, newest first, with what changed and who changed it.
-#[utoipa::path(get, path = "/Individual/{id}/_history", tag = "Individual",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("_since" = Option<String>, Query, description = "Only versions recorded at or after this instant"),
-        ("_at" = Option<String>, Query, description = "Only versions recorded up to this instant"),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
-    ),
-    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn history(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    registrant::history::<Individual>(&state, &principal, &provenance, &id, &uri).await
-}
-
-/// The individual exactly as it was at one version.
-#[utoipa::path(get, path = "/Individual/{id}/_history/{versionId}", tag = "Individual",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("versionId" = String, Path, description = "A `meta.versionId`"),
-    ),
-    responses((status = 200, body = IndividualResource), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn vread(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path((id, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    registrant::vread::<Individual>(&state, &principal, &provenance, &id, &version).await
-}
-
-/// Recomputes the individual's hash chain and names the first broken version, if any.
-#[utoipa::path(get, path = "/Individual/{id}/_history/$verify", tag = "Individual",
-    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
-    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn verify(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-) -> Result<Json<Verification>, ApiError> {
-    registrant::verify::<Individual>(&state, &principal, &provenance, &id).await
-}
+crate::http::audit_routes!(
+    Individual,
+    "Individual",
+    "`system|value`, URL-encoded",
+    "/Individual/{id}/_history",
+    "/Individual/{id}/_history/{versionId}",
+    "/Individual/{id}/_history/$verify"
+);

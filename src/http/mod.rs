@@ -2,7 +2,7 @@
 //! and queries; no business rule lives here.
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,30 +13,22 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::error::ApiError;
 
-pub mod access;
+mod audit_routes;
+pub(crate) use audit_routes::audit_routes;
+
 pub mod audit_event;
-pub mod command;
 pub mod consent;
-pub mod context;
 pub mod group;
 pub mod health;
-pub mod history;
 pub mod individual;
-pub mod json;
 pub mod metadata;
 pub mod openapi;
 pub mod outcome;
 pub mod program;
 pub mod program_membership;
-pub mod reference;
-pub mod registrant;
-pub mod resource;
-pub mod schema;
-pub mod search;
 
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Where the API lives (CONTRACT §1).
-pub const BASE: &str = "/api/v2/spp";
+pub use crate::api::provenance::REQUEST_ID;
+pub use crate::api::BASE;
 
 pub fn router(state: AppState, body_limit: usize) -> Router {
     let resources = OpenApiRouter::with_openapi(openapi::document())
@@ -69,12 +61,18 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             }),
         )
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(
             outcome::framework_errors_as_outcomes,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        // Outside the panic guard, so an access that ended in a panic is logged as the 500 it
+        // answered.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::resource::record_accesses,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -7,7 +7,7 @@ use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::Response;
 use utoipa::OpenApi;
 
-use crate::http::schema::OperationOutcome;
+use crate::api::schema::OperationOutcome;
 
 #[derive(OpenApi)]
 #[openapi(

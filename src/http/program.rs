@@ -1,40 +1,33 @@
 //! `/Program` (CONTRACT §4; **beyond OpenSPP**, programs are created and changed here by
 //! operators with `program:create` / `program:update`).
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::program::{lookup_key, TargetType};
-use openspp_aggregates::{
-    Identifier as DomainIdentifier, Program, ProgramCommand, ProgramDetails, ProgramStatus,
-};
-use openspp_projections::program::{self as view, ProgramQuery, ProgramRow};
-use openspp_projections::search::SortKey;
+use openspp_aggregates::program::TargetType;
+use openspp_aggregates::{Program, ProgramCommand, ProgramDetails, ProgramStatus};
+use openspp_projections::program::{self as view, ProgramQuery};
+use openspp_projections::search::{Found, Page, SortKey};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::json::ApiJson;
+use crate::api::params::Params;
+use crate::api::preconditions::IfMatch;
+use crate::api::reference::parse_identifier;
+use crate::api::schema::{
+    CodeableConcept, Identifier, Meta, OperationOutcome, Period, SearchResult,
+};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::http::access::Grant;
-use crate::http::command::{execute, IfMatch};
-use crate::http::context::Provenance;
-use crate::http::history::{self, Version};
-use crate::http::json::ApiJson;
-use crate::http::reference::path_segment;
-use crate::http::reference::{parse_identifier, resolve};
-use crate::http::resource::reply;
-use crate::http::schema::{
-    CodeableConcept, Identifier, Meta, OperationOutcome, Period, SearchResult,
+use crate::resource::{
+    self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
 };
-use crate::http::search::{envelope, Params};
-use crate::store::verify::Verification;
+use crate::store::claims::resolve_program;
 use crate::vocabulary::Vocabularies;
-use openspp_projections::view::ViewRow;
 
 pub const RESOURCE: &str = "Program";
 const SCOPE: &str = "program";
@@ -90,50 +83,15 @@ fn active_status() -> String {
     "active".to_owned()
 }
 
-fn target_name(target: Option<TargetType>) -> &'static str {
-    match target {
-        Some(TargetType::Individual) => "individual",
-        _ => "group",
-    }
-}
-
-fn parse_target(text: &str) -> Option<TargetType> {
-    match text {
-        "individual" => Some(TargetType::Individual),
-        "group" => Some(TargetType::Group),
-        _ => None,
-    }
-}
-
-fn status_name(status: Option<ProgramStatus>) -> &'static str {
-    match status {
-        Some(ProgramStatus::Ended) => "ended",
-        Some(ProgramStatus::Archived) => "archived",
-        _ => "active",
-    }
-}
-
-fn parse_status(text: &str) -> Option<ProgramStatus> {
-    match text {
-        "active" => Some(ProgramStatus::Active),
-        "ended" => Some(ProgramStatus::Ended),
-        "archived" => Some(ProgramStatus::Archived),
-        _ => None,
-    }
-}
-
-const TARGETS: &str = "must be individual or group";
-const STATUSES: &str = "must be active, ended or archived";
-
 impl ProgramResource {
     fn into_details(self) -> Result<ProgramDetails, ApiError> {
         if self.resource_type != RESOURCE {
             return Err(ApiError::unprocessable("type", "must be Program"));
         }
-        let target_type = parse_target(&self.target_type)
-            .ok_or_else(|| ApiError::unprocessable("targetType", TARGETS))?;
-        let status = parse_status(&self.status)
-            .ok_or_else(|| ApiError::unprocessable("status", STATUSES))?;
+        let target_type = TargetType::parse(&self.target_type)
+            .ok_or_else(|| ApiError::unprocessable("targetType", TargetType::expected()))?;
+        let status = ProgramStatus::parse(&self.status)
+            .ok_or_else(|| ApiError::unprocessable("status", ProgramStatus::expected()))?;
         if self
             .active
             .is_some_and(|active| active != (status == ProgramStatus::Active))
@@ -161,8 +119,8 @@ impl ProgramResource {
         })
     }
 
-    fn render(row: ProgramRow, vocabulary: &Vocabularies) -> Self {
-        let state = row.state;
+    fn render(row: &Snapshot<Program>, vocabulary: &Vocabularies) -> Self {
+        let state = &row.state;
         Self {
             resource_type: resource_type(),
             identifier: state.live_identifiers().map(Into::into).collect(),
@@ -173,25 +131,25 @@ impl ProgramResource {
                 [&state.program_type()],
                 vocabulary,
             )),
-            target_type: target_name(state.target_type).to_owned(),
+            target_type: state
+                .target_type
+                .unwrap_or(TargetType::Group)
+                .as_str()
+                .to_owned(),
             currency: state.currency.clone(),
             eligibility_criteria: state.eligibility_criteria.clone(),
             period: (state.start_date.is_some() || state.end_date.is_some()).then_some(Period {
                 start: state.start_date,
                 end: state.end_date,
             }),
-            status: status_name(state.status).to_owned(),
-            meta: Some(Meta::new(row.version, row.last_updated, row.source)),
+            status: state
+                .status
+                .unwrap_or(ProgramStatus::Active)
+                .as_str()
+                .to_owned(),
+            meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
         }
     }
-}
-
-/// The program an identifier names, the name alias matched whatever its case.
-pub async fn resolve_program(
-    pool: &PgPool,
-    identifier: DomainIdentifier,
-) -> Result<Option<String>, ApiError> {
-    resolve(pool, RESOURCE, &lookup_key(identifier)).await
 }
 
 /// Whether the caller may use the program `stream`: a client limited to some programs (bound
@@ -200,30 +158,101 @@ pub fn allowed(principal: &Principal, stream: &str) -> bool {
     principal.allowed_programs.is_empty() || principal.allowed_programs.iter().any(|p| p == stream)
 }
 
-/// A program the caller may see: clients limited to some programs see only those.
-pub async fn find(state: &AppState, principal: &Principal, key: &str) -> Result<String, ApiError> {
-    let identifier = parse_identifier(key, "id")?;
-    resolve_program(&state.pool, identifier)
-        .await?
-        .filter(|stream| allowed(principal, stream))
-        .ok_or_else(|| ApiError::not_found(RESOURCE))
+impl Resource for Program {
+    const SCOPE: &'static str = SCOPE;
+    const VIEW: Option<&'static str> = Some("program_view");
+    const PERSONAL: bool = false;
+    type Rendered = ProgramResource;
+    type Context = ();
+
+    /// By any of its identifiers, the name alias matched whatever its case; a client limited
+    /// to some programs finds only those.
+    async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        let identifier = parse_identifier(id, "id")?;
+        let subject = format!("{RESOURCE}/{}", identifier.key());
+        let stream = resolve_program(&call.state.pool, identifier)
+            .await?
+            .filter(|stream| allowed(&call.principal, stream));
+        let Some(stream) = stream else {
+            call.audit.not_found(subject, None);
+            return Err(ApiError::not_found(RESOURCE));
+        };
+        call.audit.returned(subject, Some(&stream), None);
+        Ok(Located {
+            consent_subject: stream.clone(),
+            stream,
+            grant: Grant::not_personal(SCOPE),
+            access: call.principal.access(Vec::new()),
+            current: None,
+        })
+    }
+
+    async fn context(_call: &Call, _snapshots: &[&Snapshot<Self>]) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn render(call: &Call, _context: &(), row: &Snapshot<Self>) -> ProgramResource {
+        ProgramResource::render(row, &call.state.vocabulary)
+    }
+
+    fn mentioned(_context: &(), _row: &Snapshot<Self>, _grant: &Grant) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn key(_stream: &str, state: &Self) -> Option<String> {
+        state.live_identifiers().next().map(|i| i.key())
+    }
 }
 
-async fn respond(state: &AppState, stream: &str, status: StatusCode) -> Result<Response, ApiError> {
-    let row = view::get(&state.pool, stream)
-        .await?
-        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
-    let version = row.version;
-    let first = row.state.live_identifiers().next().map(|i| i.key());
-    let resource = ProgramResource::render(row, &state.vocabulary);
-    Ok(crate::http::resource::reply(
-        status,
-        RESOURCE,
-        version,
-        first,
-        resource,
-        Some(&Grant::not_personal(SCOPE)),
-    ))
+impl Searchable for Program {
+    type Query = ProgramQuery;
+
+    async fn query(call: &Call, params: &mut Params) -> Result<ProgramQuery, ApiError> {
+        let status = params.one("status")?;
+        if status
+            .as_deref()
+            .is_some_and(|s| ProgramStatus::parse(s).is_none())
+        {
+            return Err(ApiError::bad_request(
+                Some("status"),
+                ProgramStatus::expected(),
+            ));
+        }
+        let target_type = params.one("targetType")?;
+        if target_type
+            .as_deref()
+            .is_some_and(|t| TargetType::parse(t).is_none())
+        {
+            return Err(ApiError::bad_request(
+                Some("targetType"),
+                TargetType::expected(),
+            ));
+        }
+        let principal = &call.principal;
+        Ok(ProgramQuery {
+            name: params.one("name")?,
+            status,
+            target_type,
+            last_updated: params.instants("_lastUpdated")?,
+            allowed: (!principal.allowed_programs.is_empty())
+                .then(|| principal.allowed_programs.clone()),
+            sort: params.sort(
+                &view::SORT_COLUMNS,
+                SortKey {
+                    column: "name",
+                    descending: false,
+                },
+            )?,
+        })
+    }
+
+    async fn find(
+        call: &Call,
+        query: &ProgramQuery,
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        Ok(view::search(&call.state.pool, query, page).await?)
+    }
 }
 
 /// Search programs (clients limited to some programs see only those).
@@ -236,44 +265,10 @@ async fn respond(state: &AppState, stream: &str, status: StatusCode) -> Result<R
     responses((status = 200, body = SearchResult<ProgramResource>), (status = 400, body = OperationOutcome)),
     security(("bearer" = ["program:search"])))]
 async fn search(
-    State(state): State<AppState>,
-    principal: Principal,
+    call: Call,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchResult<ProgramResource>>, ApiError> {
-    principal.require(SCOPE, Action::Search)?;
-    let mut params = Params::from_uri(&uri)?;
-    let page = params.page()?;
-    let status = params.one("status")?;
-    if status.as_deref().is_some_and(|s| parse_status(s).is_none()) {
-        return Err(ApiError::bad_request(Some("status"), STATUSES));
-    }
-    let target_type = params.one("targetType")?;
-    if target_type
-        .as_deref()
-        .is_some_and(|t| parse_target(t).is_none())
-    {
-        return Err(ApiError::bad_request(Some("targetType"), TARGETS));
-    }
-    let query = ProgramQuery {
-        name: params.one("name")?,
-        status,
-        target_type,
-        last_updated: params.instants("_lastUpdated")?,
-        allowed: (!principal.allowed_programs.is_empty())
-            .then(|| principal.allowed_programs.clone()),
-        sort: params.sort(
-            &view::SORT_COLUMNS,
-            SortKey {
-                column: "name",
-                descending: false,
-            },
-        )?,
-    };
-    params.finish()?;
-    let found = view::search(&state.pool, &query, page).await?;
-    Ok(Json(envelope(&uri, page, found, |row| {
-        ProgramResource::render(row, &state.vocabulary)
-    })))
+) -> Result<Json<SearchResult<Value>>, ApiError> {
+    resource::search::<Program>(&call, &uri).await.map(Json)
 }
 
 /// Create a program (operators).
@@ -281,24 +276,13 @@ async fn search(
     responses((status = 201, body = ProgramResource), (status = 409, body = OperationOutcome), (status = 422, body = OperationOutcome)),
     security(("bearer" = ["program:create"])))]
 async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     body: Result<ApiJson<ProgramResource>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Create)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     let ApiJson(body) = body?;
     let details = body.into_details()?;
-    let stream = uuid::Uuid::now_v7().to_string();
-    execute::<Program>(
-        &state,
-        &stream,
-        IfMatch(None),
-        ProgramCommand::Create(details),
-        &provenance.metadata(&principal, None),
-    )
-    .await?;
-    respond(&state, &stream, StatusCode::CREATED).await
+    resource::create::<Program>(&call, None, ProgramCommand::Create(details)).await
 }
 
 /// Read a program by any of its identifiers (the name alias included); with `_at`, as it was
@@ -311,29 +295,11 @@ async fn create(
     responses((status = 200, body = ProgramResource), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["program:read"])))]
 async fn read(
-    State(state): State<AppState>,
-    principal: Principal,
+    call: Call,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Read)?;
-    let at = Params::at_only(&uri)?;
-    let stream = find(&state, &principal, &id).await?;
-    if let Some(at) = at {
-        let versions = history::versions::<Program>(&state, &stream).await?;
-        let version = history::at_instant(versions, &at, RESOURCE)?;
-        let resource = render_version(&state, &version);
-        let grant = Grant::not_personal(SCOPE);
-        return Ok(reply(
-            StatusCode::OK,
-            RESOURCE,
-            version.number(),
-            None,
-            resource,
-            Some(&grant),
-        ));
-    }
-    respond(&state, &stream, StatusCode::OK).await
+) -> Result<Answer, ApiError> {
+    resource::read::<Program>(&call, &id, &uri).await
 }
 
 /// Change a program: rename, describe, target type, currency, end, archive.
@@ -343,98 +309,24 @@ async fn read(
               (status = 412, body = OperationOutcome), (status = 422, body = OperationOutcome)),
     security(("bearer" = ["program:update"])))]
 async fn replace(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
     body: Result<ApiJson<ProgramResource>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Update)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let ApiJson(body) = body?;
-    let stream = find(&state, &principal, &id).await?;
+    let target = Program::locate(&call, &id).await?;
     let details = body.into_details()?;
-    execute::<Program>(
-        &state,
-        &stream,
-        if_match,
-        ProgramCommand::Replace(details),
-        &provenance.metadata(&principal, None),
-    )
-    .await?;
-    respond(&state, &stream, StatusCode::OK).await
+    let write = target.change(if_match.0, |_| ProgramCommand::Replace(details));
+    resource::commit(&call, write).await
 }
 
-fn render_version(state: &AppState, version: &Version<Program>) -> ProgramResource {
-    let row = ViewRow {
-        aggregate_id: String::new(),
-        version: version.number(),
-        state: version.state.clone(),
-        last_updated: version.event.recorded_at,
-        source: version.source(),
-    };
-    ProgramResource::render(row, &state.vocabulary)
-}
-
-/// The program's versions, newest first, with what changed and who changed it.
-#[utoipa::path(get, path = "/Program/{id}/_history", tag = "Program",
-    params(("id" = String, Path), ("_since" = Option<String>, Query), ("_at" = Option<String>, Query),
-           ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query)),
-    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn history(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let stream = find(&state, &principal, &id).await?;
-    let versions = history::versions::<Program>(&state, &stream).await?;
-    let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
-    Ok(Json(history::bundle(&uri, &path, &versions, None, |v| {
-        serde_json::to_value(render_version(&state, v)).unwrap_or_default()
-    })?))
-}
-
-/// The program exactly as it was at one version.
-#[utoipa::path(get, path = "/Program/{id}/_history/{versionId}", tag = "Program",
-    params(("id" = String, Path), ("versionId" = String, Path)),
-    responses((status = 200, body = ProgramResource), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn vread(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path((id, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let stream = find(&state, &principal, &id).await?;
-    let versions = history::versions::<Program>(&state, &stream).await?;
-    let version = history::at_version(versions, &version, RESOURCE)?;
-    let resource = render_version(&state, &version);
-    Ok(reply(
-        StatusCode::OK,
-        RESOURCE,
-        version.number(),
-        None,
-        resource,
-        Some(&Grant::not_personal(SCOPE)),
-    ))
-}
-
-/// Recomputes the program's hash chain.
-#[utoipa::path(get, path = "/Program/{id}/_history/$verify", tag = "Program",
-    params(("id" = String, Path)),
-    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn verify(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<Verification>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let stream = find(&state, &principal, &id).await?;
-    Ok(Json(
-        history::verify_stream(&state, RESOURCE, &stream).await?,
-    ))
-}
+crate::http::audit_routes!(
+    Program,
+    "Program",
+    "`system|value`, URL-encoded",
+    "/Program/{id}/_history",
+    "/Program/{id}/_history/{versionId}",
+    "/Program/{id}/_history/$verify"
+);

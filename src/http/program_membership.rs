@@ -5,43 +5,41 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
-use axum::response::Response;
 use axum::Json;
 use chrono::NaiveDate;
 use openspp_aggregates::program::{is_namespace_uri, TargetType};
 use openspp_aggregates::program_membership::{ExitReason, IDENTIFIER_SYSTEM};
 use openspp_aggregates::{
-    Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, ProgramFacts,
+    Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, Program, ProgramFacts,
     ProgramMembership,
 };
-use openspp_projections::membership::{self as view, MembershipQuery, MembershipRow};
-use openspp_projections::program as programs;
-use openspp_projections::search::SortKey;
+use openspp_projections::consent;
+use openspp_projections::membership::{self as view, MembershipQuery};
+use openspp_projections::search::{Found, Page, SortKey};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::access_log::AccessEntry;
-use crate::app::AppState;
-use crate::auth::{Action, Principal};
-use crate::error::ApiError;
-use crate::http::access::{find_visible, grants_for, identity_only, Grant};
-use crate::http::command::{execute, IfMatch};
-use crate::http::context::Provenance;
-use crate::http::history::{self, Version};
-use crate::http::json::ApiJson;
-use crate::http::program as program_http;
-use crate::http::reference::path_segment;
-use crate::http::reference::{parse_identifier, parse_reference, resolve};
-use crate::http::resource::{fresh_or_committed, reply};
-use crate::http::schema::{
+use crate::api::json::ApiJson;
+use crate::api::params::Params;
+use crate::api::preconditions::IfMatch;
+use crate::api::reference::{parse_identifier, parse_reference};
+use crate::api::schema::{
     CodeableConcept, Identifier, Meta, OperationOutcome, Reference, SearchResult,
 };
-use crate::http::search::{envelope, Params};
-use crate::store::verify::Verification;
+use crate::app::AppState;
+use crate::auth::Action;
+use crate::error::ApiError;
+use crate::http::program::allowed;
+use crate::resource::{
+    self, find_subject, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
+    Write,
+};
+use crate::store::claims::{self, resolve_program};
 use crate::vocabulary::Vocabularies;
 
 const RESOURCE: &str = "ProgramMembership";
@@ -54,9 +52,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search, enrol))
         .routes(routes!(read, change))
-        .routes(routes!(membership_history))
-        .routes(routes!(membership_vread))
-        .routes(routes!(membership_verify))
+        .routes(routes!(history))
+        .routes(routes!(vread))
+        .routes(routes!(verify))
 }
 
 /// A beneficiary's membership of a program (OpenSPP `schemas/program_membership.py`).
@@ -98,10 +96,227 @@ fn draft() -> String {
     "draft".to_owned()
 }
 
-const STATUSES: &str = "must be draft, enrolled, paused, exited, not_eligible or duplicated";
+/// `Individual/…` or `Group/…`: the kind of beneficiary, its resource name and the identifier.
+fn split_beneficiary(reference: &str) -> Option<(TargetType, &'static str, &str)> {
+    match reference.split_once('/')? {
+        ("Individual", rest) => Some((TargetType::Individual, "Individual", rest)),
+        ("Group", rest) => Some((TargetType::Group, "Group", rest)),
+        _ => None,
+    }
+}
+
+fn kind_name(membership: &ProgramMembership) -> &'static str {
+    match membership.beneficiary_type {
+        Some(TargetType::Group) => "Group",
+        _ => "Individual",
+    }
+}
+
+fn render(
+    row: &Snapshot<ProgramMembership>,
+    references: &References,
+    vocabulary: &Vocabularies,
+) -> MembershipResource {
+    let state = &row.state;
+    let reference = |prefix: &str, stream: &str| Reference {
+        reference: format!(
+            "{prefix}/{}",
+            references.get(stream).cloned().unwrap_or_default()
+        ),
+        display: None,
+    };
+    MembershipResource {
+        resource_type: resource_type(),
+        identifier: state.identifier.iter().map(Into::into).collect(),
+        program: reference("Program", &state.program),
+        beneficiary: reference(kind_name(state), &state.beneficiary),
+        status: state.status.map_or("draft", |s| s.as_str()).to_owned(),
+        enrollment_date: state.enrollment_date,
+        exit_date: state.exit_date,
+        exit_reason: (state.exit_reason.is_some() || state.exit_reason_text.is_some()).then(|| {
+            CodeableConcept {
+                text: state.exit_reason_text.clone(),
+                ..CodeableConcept::from_codes(&state.exit_reason, vocabulary)
+            }
+        }),
+        meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
+    }
+}
+
+/// `system|value` of the programs and beneficiaries memberships name, by stream.
+type References = HashMap<String, String>;
+
+impl Resource for ProgramMembership {
+    const SCOPE: &'static str = SCOPE;
+    const VIEW: Option<&'static str> = Some("membership_view");
+    type Rendered = MembershipResource;
+    type Context = References;
+
+    /// By its identifier; visible only under a consent of its beneficiary covering memberships,
+    /// and only in the caller's allowed programs. The consent lookup runs for an unknown
+    /// identifier too, so that unknown and not visible take the same work.
+    async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        let identifier = parse_identifier(id, "id")?;
+        let pool = &call.state.pool;
+        let stream = claims::resolve(pool, RESOURCE, &identifier).await?;
+        let row = match &stream {
+            Some(stream) => view::get(pool, stream).await?,
+            None => None,
+        };
+        let beneficiary = row
+            .as_ref()
+            .map(|r| r.state.beneficiary.clone())
+            .unwrap_or_default();
+        let consents = if call.principal.require_consent {
+            consent::covering(pool, std::slice::from_ref(&beneficiary))
+                .await?
+                .remove(&beneficiary)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let access = call.principal.access(consents);
+        let grant = Grant::from_access(&access, SCOPE);
+        let subject = format!("{RESOURCE}/{}", identifier.key());
+        match (row, grant) {
+            (Some(row), Some(grant)) if allowed(&call.principal, &row.state.program) => {
+                call.audit
+                    .returned(subject, Some(&row.aggregate_id), Some(&grant.disclosure()));
+                Ok(Located {
+                    stream: row.aggregate_id.clone(),
+                    consent_subject: beneficiary,
+                    grant,
+                    access,
+                    current: Some(row),
+                })
+            }
+            _ => {
+                call.audit.not_found(subject, stream.as_deref());
+                Err(ApiError::not_found(RESOURCE))
+            }
+        }
+    }
+
+    async fn context(call: &Call, snapshots: &[&Snapshot<Self>]) -> Result<References, ApiError> {
+        let streams: Vec<String> = snapshots
+            .iter()
+            .flat_map(|s| [s.state.program.clone(), s.state.beneficiary.clone()])
+            .collect();
+        Ok(view::references(&call.state.pool, &streams).await?)
+    }
+
+    fn render(call: &Call, references: &References, row: &Snapshot<Self>) -> MembershipResource {
+        render(row, references, &call.state.vocabulary)
+    }
+
+    /// The beneficiary the rendering names.
+    fn mentioned(
+        references: &References,
+        row: &Snapshot<Self>,
+        grant: &Grant,
+    ) -> Vec<(String, String)> {
+        let state = &row.state;
+        references
+            .get(&state.beneficiary)
+            .filter(|_| grant.allows("beneficiary"))
+            .map(|key| {
+                (
+                    format!("{}/{key}", kind_name(state)),
+                    state.beneficiary.clone(),
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+
+    fn key(_stream: &str, state: &Self) -> Option<String> {
+        state.identifier.as_ref().map(|i| i.key())
+    }
+
+    fn consent_subject<'a>(_stream: &'a str, state: &'a Self) -> &'a str {
+        &state.beneficiary
+    }
+}
+
+impl Searchable for ProgramMembership {
+    type Query = MembershipQuery;
+
+    /// A malformed value is a 400 naming the parameter, never an empty result.
+    async fn query(call: &Call, params: &mut Params) -> Result<MembershipQuery, ApiError> {
+        let pool = &call.state.pool;
+        let program = match params.one("program")? {
+            None => None,
+            Some(text) => {
+                let key = text.strip_prefix("Program/").unwrap_or(&text);
+                let identifier = parse_identifier(key, "program")?;
+                if !is_namespace_uri(&identifier.system) {
+                    return Err(ApiError::bad_request(
+                        Some("program"),
+                        "must be Program/{system}|{value} or {system}|{value}",
+                    ));
+                }
+                // An unknown program matches nothing, as does one outside the allowed ones.
+                Some(resolve_program(pool, identifier).await?.unwrap_or_default())
+            }
+        };
+        let beneficiary = match params.one("beneficiary")? {
+            None => None,
+            Some(text) => {
+                let (_, kind_name, key) = split_beneficiary(&text).ok_or_else(|| {
+                    ApiError::bad_request(
+                        Some("beneficiary"),
+                        "must be Individual/{system}|{value} or Group/{system}|{value}",
+                    )
+                })?;
+                let identifier = parse_identifier(key, "beneficiary")?;
+                Some(
+                    claims::resolve(pool, kind_name, &identifier)
+                        .await?
+                        .unwrap_or_default(),
+                )
+            }
+        };
+        let status = params.one("status")?;
+        if status
+            .as_deref()
+            .is_some_and(|s| MembershipStatus::parse(s).is_none())
+        {
+            return Err(ApiError::bad_request(
+                Some("status"),
+                MembershipStatus::expected(),
+            ));
+        }
+        let principal = &call.principal;
+        Ok(MembershipQuery {
+            program,
+            beneficiary,
+            status,
+            last_updated: params.instants("_lastUpdated")?,
+            allowed_programs: (!principal.allowed_programs.is_empty())
+                .then(|| principal.allowed_programs.clone()),
+            visibility: principal.visibility(),
+            sort: params.sort(
+                &view::SORT_COLUMNS,
+                SortKey {
+                    column: "last_updated",
+                    descending: true,
+                },
+            )?,
+        })
+    }
+
+    async fn find(
+        call: &Call,
+        query: &MembershipQuery,
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        Ok(view::search(&call.state.pool, query, page).await?)
+    }
+}
 
 fn parse_status(text: &str) -> Result<MembershipStatus, ApiError> {
-    MembershipStatus::parse(text).ok_or_else(|| ApiError::unprocessable("status", STATUSES))
+    MembershipStatus::parse(text)
+        .ok_or_else(|| ApiError::unprocessable("status", MembershipStatus::expected()))
 }
 
 fn exit_reason(concept: Option<CodeableConcept>) -> Result<Option<ExitReason>, ApiError> {
@@ -123,146 +338,23 @@ fn unknown_beneficiary(kind_name: &str) -> ApiError {
     ApiError::unprocessable("beneficiary", format!("no such {kind_name}"))
 }
 
-/// `Individual/…` or `Group/…`: the kind of beneficiary, its resource name and the identifier.
-fn split_beneficiary(reference: &str) -> Option<(TargetType, &'static str, &str)> {
-    match reference.split_once('/')? {
-        ("Individual", rest) => Some((TargetType::Individual, "Individual", rest)),
-        ("Group", rest) => Some((TargetType::Group, "Group", rest)),
-        _ => None,
-    }
-}
-
-fn render(
-    row: MembershipRow,
-    references: &HashMap<String, String>,
-    vocabulary: &Vocabularies,
-) -> MembershipResource {
-    let state = row.state;
-    let kind = match state.beneficiary_type {
-        Some(TargetType::Group) => "Group",
-        _ => "Individual",
-    };
-    let reference = |prefix: &str, stream: &str| Reference {
-        reference: format!(
-            "{prefix}/{}",
-            references.get(stream).cloned().unwrap_or_default()
-        ),
-        display: None,
-    };
-    MembershipResource {
-        resource_type: resource_type(),
-        identifier: state.identifier.iter().map(Into::into).collect(),
-        program: reference("Program", &state.program),
-        beneficiary: reference(kind, &state.beneficiary),
-        status: state.status.map_or("draft", |s| s.as_str()).to_owned(),
-        enrollment_date: state.enrollment_date,
-        exit_date: state.exit_date,
-        exit_reason: (state.exit_reason.is_some() || state.exit_reason_text.is_some()).then(|| {
-            CodeableConcept {
-                text: state.exit_reason_text.clone(),
-                ..CodeableConcept::from_codes(&state.exit_reason, vocabulary)
-            }
-        }),
-        meta: Some(Meta::new(row.version, row.last_updated, row.source)),
-    }
-}
-
-/// The membership `id` and what the caller may see of it; anything else is the one 404.
-async fn find(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> Result<(MembershipRow, Grant, openspp_aggregates::Access), ApiError> {
-    let identifier = parse_identifier(id, "id")?;
-    let stream = resolve(&state.pool, RESOURCE, &identifier).await?;
-    let row = match &stream {
-        Some(stream) => view::get(&state.pool, stream).await?,
-        None => None,
-    };
-    let beneficiary = row
-        .as_ref()
-        .map(|r| r.state.beneficiary.clone())
-        .unwrap_or_default();
-    let consents = if principal.require_consent {
-        openspp_projections::consent::covering(&state.pool, std::slice::from_ref(&beneficiary))
-            .await?
-            .remove(&beneficiary)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let access = principal.access(consents);
-    let not_found = || ApiError::not_found(RESOURCE);
-    let row = row.ok_or_else(not_found)?;
-    if !program_http::allowed(principal, &row.state.program) {
-        return Err(not_found());
-    }
-    let grant = principal.grant(&access, SCOPE).ok_or_else(not_found)?;
-    Ok((row, grant, access))
-}
-
-/// The beneficiary a rendering names, as `(reference, stream)` for the access log.
-fn mentioned_beneficiary(
-    membership: &ProgramMembership,
-    references: &HashMap<String, String>,
-    grant: Option<&Grant>,
-) -> Vec<(String, String)> {
-    let kind = match membership.beneficiary_type {
-        Some(TargetType::Group) => "Group",
-        _ => "Individual",
-    };
-    references
-        .get(&membership.beneficiary)
-        .filter(|_| grant.is_some_and(|g| g.allows("beneficiary")))
-        .map(|key| (format!("{kind}/{key}"), membership.beneficiary.clone()))
-        .into_iter()
-        .collect()
-}
-
-/// The access-log entry of a request about membership `id`, before its outcome is known.
-fn access_entry(
-    principal: &Principal,
-    provenance: &Provenance,
-    interaction: &'static str,
-    id: &str,
-    stream: &str,
-    grant: &Grant,
-) -> AccessEntry {
-    AccessEntry::new(principal, provenance.request_id(), RESOURCE, interaction).returned(
-        format!("{RESOURCE}/{id}"),
-        Some(stream),
-        Some(grant),
-    )
-}
-
-/// Renders one membership as reads and writes answer; `log`, if given, is recorded with the
-/// beneficiary the answer names.
-async fn respond(
-    state: &AppState,
-    row: MembershipRow,
-    status: StatusCode,
-    grant: Option<&Grant>,
-    log: Option<AccessEntry>,
-) -> Result<Response, ApiError> {
-    let references = view::references(
-        &state.pool,
-        &[row.state.program.clone(), row.state.beneficiary.clone()],
-    )
-    .await?;
-    if let Some(log) = log {
-        let entry = log.mentioning(mentioned_beneficiary(&row.state, &references, grant));
-        state.access_log.record(entry).await;
-    }
-    let version = row.version;
-    let first = row.state.identifier.as_ref().map(|i| i.key());
-    Ok(reply(
-        status,
-        RESOURCE,
-        version,
-        first,
-        render(row, &references, &state.vocabulary),
-        grant,
-    ))
+/// Search memberships by program, beneficiary, status and `_lastUpdated`.
+#[utoipa::path(get, path = "/ProgramMembership", tag = "ProgramMembership",
+    params(
+        ("program" = Option<String>, Query, description = "`Program/{system}|{value}` or `{system}|{value}`"),
+        ("beneficiary" = Option<String>, Query, description = "`Individual/…` or `Group/…`"),
+        ("status" = Option<String>, Query), ("_lastUpdated" = Option<String>, Query),
+        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query), ("_sort" = Option<String>, Query),
+    ),
+    responses((status = 200, body = SearchResult<MembershipResource>), (status = 400, body = OperationOutcome)),
+    security(("bearer" = ["program_membership:search"])))]
+async fn search(
+    call: Call,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchResult<Value>>, ApiError> {
+    resource::search::<ProgramMembership>(&call, &uri)
+        .await
+        .map(Json)
 }
 
 /// Enrol a beneficiary in a program: one membership per beneficiary and program.
@@ -274,12 +366,10 @@ async fn respond(
     ),
     security(("bearer" = ["program_membership:create"])))]
 async fn enrol(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     body: Result<ApiJson<MembershipResource>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Create)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     let ApiJson(body) = body?;
     if body.resource_type != RESOURCE {
         return Err(ApiError::unprocessable("type", "must be ProgramMembership"));
@@ -302,27 +392,22 @@ async fn enrol(
         ));
     }
     let program_key = parse_reference(&body.program.reference, "Program", "program")?;
-    let program_stream = program_http::find(&state, &principal, &program_key.key())
+    let no_program = || ApiError::unprocessable("program", "no such Program");
+    let program = Program::locate(&call, &program_key.key())
         .await
-        .map_err(|_| ApiError::unprocessable("program", "no such Program"))?;
-    let program = programs::get(&state.pool, &program_stream)
+        .map_err(|_| no_program())?;
+    let program_state = Program::current(&call, &program.stream)
         .await?
-        .ok_or_else(|| ApiError::unprocessable("program", "no such Program"))?;
+        .ok_or_else(no_program)?
+        .state;
     let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
         ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
     })?;
     let beneficiary_key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
     // What enrolment needs is a consent for memberships, not for the person's record.
-    let visible = find_visible(
-        &state,
-        &principal,
-        &provenance,
-        kind_name,
-        SCOPE,
-        &beneficiary_key.key(),
-    )
-    .await
-    .map_err(|_| unknown_beneficiary(kind_name))?;
+    let beneficiary = find_subject(&call, kind_name, SCOPE, &beneficiary_key.key())
+        .await
+        .map_err(|_| unknown_beneficiary(kind_name))?;
     let identifier: DomainIdentifier = match body.identifier.into_iter().next() {
         Some(given) => given.into(),
         None => DomainIdentifier {
@@ -333,66 +418,40 @@ async fn enrol(
     let status = parse_status(&body.status)?;
     let stream = uuid::Uuid::new_v5(
         &STREAM_NAMESPACE,
-        format!("{program_stream}/{}", visible.stream).as_bytes(),
+        format!("{}/{}", program.stream, beneficiary.stream).as_bytes(),
     )
     .to_string();
-    let consent_id = principal
-        .grant(&visible.access, SCOPE)
-        .and_then(|g| g.consent_id());
-    let metadata = provenance
-        .metadata(&principal, consent_id)
-        .relied_on_for(&visible.stream);
-    let committed = execute::<ProgramMembership>(
-        &state,
-        &stream,
-        IfMatch(None),
-        MembershipCommand::Enrol {
+    let write = Write::<ProgramMembership> {
+        stream,
+        if_match: None,
+        consent: beneficiary
+            .grant
+            .consent_id()
+            .map(|consent| (consent, beneficiary.stream.clone())),
+        command: MembershipCommand::Enrol {
             program: ProgramFacts {
-                stream: program_stream,
-                target_type: program.state.target_type.unwrap_or(TargetType::Group),
-                active: program.state.is_active(),
+                stream: program.stream,
+                target_type: program_state.target_type.unwrap_or(TargetType::Group),
+                active: program_state.is_active(),
             },
-            beneficiary: visible.stream,
+            beneficiary: beneficiary.stream,
             beneficiary_type: kind,
             identifier,
             status,
             enrollment_date: body.enrollment_date,
-            access: visible.access,
+            access: beneficiary.access,
         },
-        &metadata,
-    )
-    .await
-    .map_err(|e| {
-        // The aggregate's own consent check refused (or the consent was withdrawn meanwhile):
-        // the same answer as for a beneficiary that does not exist.
+        status: StatusCode::CREATED,
+    };
+    // The aggregate's own consent check refused (or the consent was withdrawn meanwhile): the
+    // same answer as for a beneficiary that does not exist.
+    resource::commit(&call, write).await.map_err(|e| {
         if e.status == StatusCode::NOT_FOUND {
             unknown_beneficiary(kind_name)
         } else {
             e
         }
-    })?;
-    let row = fresh_or_committed(&stream, view::get(&state.pool, &stream).await?, committed);
-    let grants = grants_for(
-        &state,
-        &principal,
-        SCOPE,
-        std::slice::from_ref(&row.state.beneficiary),
-    )
-    .await?;
-    let grant = grants.get(&row.state.beneficiary).cloned();
-    let log = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "write").returned(
-        format!(
-            "{RESOURCE}/{}",
-            row.state
-                .identifier
-                .as_ref()
-                .map(|i| i.key())
-                .unwrap_or_default()
-        ),
-        Some(&row.aggregate_id),
-        grant.as_ref(),
-    );
-    respond(&state, row, StatusCode::CREATED, grant.as_ref(), Some(log)).await
+    })
 }
 
 /// Read a membership by its identifier; with `_at`, as it was at that instant.
@@ -404,30 +463,11 @@ async fn enrol(
     responses((status = 200, body = MembershipResource), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["program_membership:read"])))]
 async fn read(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Read)?;
-    let at = Params::at_only(&uri)?;
-    let (row, grant, _) = find(&state, &principal, &id).await?;
-    let log = access_entry(
-        &principal,
-        &provenance,
-        "read",
-        &id,
-        &row.aggregate_id,
-        &grant,
-    );
-    if let Some(at) = at {
-        return past(&state, log, &row, &grant, |versions| {
-            history::at_instant(versions, &at, RESOURCE)
-        })
-        .await;
-    }
-    respond(&state, row, StatusCode::OK, Some(&grant), Some(log)).await
+) -> Result<Answer, ApiError> {
+    resource::read::<ProgramMembership>(&call, &id, &uri).await
 }
 
 /// Change a membership's status along the state machine (impossible moves are 409, naming the
@@ -441,62 +481,41 @@ async fn read(
     ),
     security(("bearer" = ["program_membership:update"])))]
 async fn change(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
+    call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
     body: Result<ApiJson<MembershipResource>, ApiError>,
-) -> Result<Response, ApiError> {
-    principal.require(SCOPE, Action::Update)?;
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let ApiJson(body) = body?;
-    let (row, grant, access) = find(&state, &principal, &id).await?;
-    check_unmoved(&state, &row, &body).await?;
-    let stream = row.aggregate_id.clone();
-    let log = access_entry(&principal, &provenance, "write", &id, &stream, &grant);
-    let executed = execute::<ProgramMembership>(
-        &state,
-        &stream,
-        if_match,
-        MembershipCommand::ChangeStatus {
-            status: parse_status(&body.status)?,
-            enrollment_date: body.enrollment_date,
-            exit_date: body.exit_date,
-            exit_reason: exit_reason(body.exit_reason)?,
-            access,
-        },
-        &provenance
-            .metadata(&principal, grant.consent_id())
-            .relied_on_for(&row.state.beneficiary),
-    )
-    .await;
-    let committed = match executed {
-        Ok(committed) => committed,
-        Err(error) => {
-            // A refused change (an impossible transition, a stale version) is an access too.
-            state
-                .access_log
-                .record(log.outcome(error.status.as_u16()))
-                .await;
-            return Err(error);
-        }
-    };
-    let row = fresh_or_committed(&stream, view::get(&state.pool, &stream).await?, committed);
-    respond(&state, row, StatusCode::OK, Some(&grant), Some(log)).await
+    let target = ProgramMembership::locate(&call, &id).await?;
+    if let Some(current) = &target.current {
+        check_unmoved(&call, &current.state, &body).await?;
+    }
+    let status = parse_status(&body.status)?;
+    let exit_reason = exit_reason(body.exit_reason)?;
+    let write = target.change(if_match.0, |access| MembershipCommand::ChangeStatus {
+        status,
+        enrollment_date: body.enrollment_date,
+        exit_date: body.exit_date,
+        exit_reason,
+        access,
+    });
+    resource::commit(&call, write).await
 }
 
 /// Refuses a change that names another identifier, program or beneficiary than the
 /// membership's own. References are compared by what they resolve to, so any identifier of
 /// the program or the beneficiary (the name alias, `%23` for `#`) names it.
 async fn check_unmoved(
-    state: &AppState,
-    row: &MembershipRow,
+    call: &Call,
+    own: &ProgramMembership,
     body: &MembershipResource,
 ) -> Result<(), ApiError> {
-    let own = row.state.identifier.as_ref();
+    let pool = &call.state.pool;
     let same_identifier = match body.identifier.as_slice() {
         [] => true,
-        [given] => own == Some(&DomainIdentifier::from(given.clone())),
+        [given] => own.identifier.as_ref() == Some(&DomainIdentifier::from(given.clone())),
         _ => false,
     };
     if !same_identifier {
@@ -506,11 +525,7 @@ async fn check_unmoved(
         ));
     }
     let program = parse_reference(&body.program.reference, "Program", "program")?;
-    if program_http::resolve_program(&state.pool, program)
-        .await?
-        .as_ref()
-        != Some(&row.state.program)
-    {
+    if resolve_program(pool, program).await?.as_ref() != Some(&own.program) {
         return Err(ApiError::unprocessable(
             "program",
             "a membership cannot move to another program",
@@ -523,274 +538,22 @@ async fn check_unmoved(
     let (kind, kind_name, _) =
         split_beneficiary(&body.beneficiary.reference).ok_or_else(|| moved.clone())?;
     let beneficiary = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-    if Some(kind) != row.state.beneficiary_type
-        || resolve(&state.pool, kind_name, &beneficiary)
+    if Some(kind) != own.beneficiary_type
+        || claims::resolve(pool, kind_name, &beneficiary)
             .await?
             .as_ref()
-            != Some(&row.state.beneficiary)
+            != Some(&own.beneficiary)
     {
         return Err(moved);
     }
     Ok(())
 }
 
-/// Search memberships by program, beneficiary, status and `_lastUpdated`. A malformed value
-/// is a 400 naming the parameter, never an empty result.
-#[utoipa::path(get, path = "/ProgramMembership", tag = "ProgramMembership",
-    params(
-        ("program" = Option<String>, Query, description = "`Program/{system}|{value}` or `{system}|{value}`"),
-        ("beneficiary" = Option<String>, Query, description = "`Individual/…` or `Group/…`"),
-        ("status" = Option<String>, Query), ("_lastUpdated" = Option<String>, Query),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query), ("_sort" = Option<String>, Query),
-    ),
-    responses((status = 200, body = SearchResult<MembershipResource>), (status = 400, body = OperationOutcome)),
-    security(("bearer" = ["program_membership:search"])))]
-async fn search(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchResult<serde_json::Value>>, ApiError> {
-    principal.require(SCOPE, Action::Search)?;
-    let mut params = Params::from_uri(&uri)?;
-    let page = params.page()?;
-    let program = match params.one("program")? {
-        None => None,
-        Some(text) => {
-            let key = text.strip_prefix("Program/").unwrap_or(&text);
-            let identifier = parse_identifier(key, "program")?;
-            if !is_namespace_uri(&identifier.system) {
-                return Err(ApiError::bad_request(
-                    Some("program"),
-                    "must be Program/{system}|{value} or {system}|{value}",
-                ));
-            }
-            // An unknown program matches nothing, as does a program outside the allowed ones.
-            Some(
-                program_http::resolve_program(&state.pool, identifier)
-                    .await?
-                    .unwrap_or_default(),
-            )
-        }
-    };
-    let beneficiary = match params.one("beneficiary")? {
-        None => None,
-        Some(text) => {
-            let (_, kind_name, key) = split_beneficiary(&text).ok_or_else(|| {
-                ApiError::bad_request(
-                    Some("beneficiary"),
-                    "must be Individual/{system}|{value} or Group/{system}|{value}",
-                )
-            })?;
-            let identifier = parse_identifier(key, "beneficiary")?;
-            Some(
-                resolve(&state.pool, kind_name, &identifier)
-                    .await?
-                    .unwrap_or_default(),
-            )
-        }
-    };
-    let status = params.one("status")?;
-    if status
-        .as_deref()
-        .is_some_and(|s| MembershipStatus::parse(s).is_none())
-    {
-        return Err(ApiError::bad_request(Some("status"), STATUSES));
-    }
-    let query = MembershipQuery {
-        program,
-        beneficiary,
-        status,
-        last_updated: params.instants("_lastUpdated")?,
-        allowed_programs: (!principal.allowed_programs.is_empty())
-            .then(|| principal.allowed_programs.clone()),
-        visibility: principal.visibility(),
-        sort: params.sort(
-            &view::SORT_COLUMNS,
-            SortKey {
-                column: "last_updated",
-                descending: true,
-            },
-        )?,
-    };
-    params.finish()?;
-    let found = view::search(&state.pool, &query, page).await?;
-    let mut streams: Vec<String> = Vec::new();
-    for row in &found.rows {
-        streams.push(row.state.program.clone());
-        streams.push(row.state.beneficiary.clone());
-    }
-    let references = view::references(&state.pool, &streams).await?;
-    let beneficiaries: Vec<String> = found
-        .rows
-        .iter()
-        .map(|r| r.state.beneficiary.clone())
-        .collect();
-    let grants = grants_for(&state, &principal, SCOPE, &beneficiaries).await?;
-    let mut entry = AccessEntry::new(&principal, provenance.request_id(), RESOURCE, "search");
-    for row in &found.rows {
-        let grant = grants.get(&row.state.beneficiary);
-        if let Some(identifier) = &row.state.identifier {
-            entry = entry.returned(
-                format!("{RESOURCE}/{}", identifier.key()),
-                Some(&row.aggregate_id),
-                grant,
-            );
-        }
-        entry = entry.mentioning(mentioned_beneficiary(&row.state, &references, grant));
-    }
-    state.access_log.record(entry).await;
-    Ok(Json(envelope(&uri, page, found, |row| {
-        let grant = grants.get(&row.state.beneficiary);
-        let resource =
-            serde_json::to_value(render(row, &references, &state.vocabulary)).unwrap_or_default();
-        match grant {
-            Some(grant) => grant.filter(resource),
-            None => identity_only(resource),
-        }
-    })))
-}
-
-/// The membership's versions, with the references its rendering needs.
-async fn membership_versions(
-    state: &AppState,
-    stream: &str,
-) -> Result<(Vec<Version<ProgramMembership>>, HashMap<String, String>), ApiError> {
-    let versions = history::versions::<ProgramMembership>(state, stream).await?;
-    let streams: Vec<String> = versions
-        .last()
-        .map(|v| vec![v.state.program.clone(), v.state.beneficiary.clone()])
-        .unwrap_or_default();
-    Ok((versions, view::references(&state.pool, &streams).await?))
-}
-
-fn render_version(
-    state: &AppState,
-    version: &Version<ProgramMembership>,
-    references: &HashMap<String, String>,
-) -> MembershipResource {
-    let row = openspp_projections::view::ViewRow {
-        aggregate_id: String::new(),
-        version: version.number(),
-        state: version.state.clone(),
-        last_updated: version.event.recorded_at,
-        source: version.source(),
-    };
-    render(row, references, &state.vocabulary)
-}
-
-/// The membership's versions (every status change), newest first, with provenance.
-#[utoipa::path(get, path = "/ProgramMembership/{id}/_history", tag = "ProgramMembership",
-    params(("id" = String, Path), ("_since" = Option<String>, Query), ("_at" = Option<String>, Query),
-           ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query)),
-    responses((status = 200, description = "FHIR Bundle of type history"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn membership_history(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let (row, grant, _) = find(&state, &principal, &id).await?;
-    let log = access_entry(
-        &principal,
-        &provenance,
-        "history",
-        &id,
-        &row.aggregate_id,
-        &grant,
-    );
-    let (versions, references) = membership_versions(&state, &row.aggregate_id).await?;
-    let path = format!("/api/v2/spp/{RESOURCE}/{}", path_segment(&id));
-    let result = history::bundle(&uri, &path, &versions, Some(&grant), |v| {
-        serde_json::to_value(render_version(&state, v, &references)).unwrap_or_default()
-    });
-    let log = log
-        .mentioning(mentioned_beneficiary(&row.state, &references, Some(&grant)))
-        .outcome_of(&result);
-    state.access_log.record(log).await;
-    Ok(Json(result?))
-}
-
-/// The membership exactly as it was at one version.
-#[utoipa::path(get, path = "/ProgramMembership/{id}/_history/{versionId}", tag = "ProgramMembership",
-    params(("id" = String, Path), ("versionId" = String, Path)),
-    responses((status = 200, body = MembershipResource), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn membership_vread(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path((id, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let (row, grant, _) = find(&state, &principal, &id).await?;
-    let log = access_entry(
-        &principal,
-        &provenance,
-        "vread",
-        &id,
-        &row.aggregate_id,
-        &grant,
-    );
-    past(&state, log, &row, &grant, |versions| {
-        history::at_version(versions, &version, RESOURCE)
-    })
-    .await
-}
-
-/// The past version `pick` chooses, answered as a read answered then; `log` is recorded with
-/// the beneficiary named and the outcome the request really has.
-async fn past(
-    state: &AppState,
-    log: AccessEntry,
-    row: &MembershipRow,
-    grant: &Grant,
-    pick: impl FnOnce(Vec<Version<ProgramMembership>>) -> Result<Version<ProgramMembership>, ApiError>,
-) -> Result<Response, ApiError> {
-    let (versions, references) = membership_versions(state, &row.aggregate_id).await?;
-    let result = pick(versions).map(|version| {
-        let resource = render_version(state, &version, &references);
-        reply(
-            StatusCode::OK,
-            RESOURCE,
-            version.number(),
-            None,
-            resource,
-            Some(grant),
-        )
-    });
-    let log = log
-        .mentioning(mentioned_beneficiary(&row.state, &references, Some(grant)))
-        .outcome_of(&result);
-    state.access_log.record(log).await;
-    result
-}
-
-/// Recomputes the membership's hash chain.
-#[utoipa::path(get, path = "/ProgramMembership/{id}/_history/$verify", tag = "ProgramMembership",
-    params(("id" = String, Path)),
-    responses((status = 200, description = "`{valid, versions, first_broken_version?}`"), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["audit:read"])))]
-async fn membership_verify(
-    State(state): State<AppState>,
-    principal: Principal,
-    provenance: Provenance,
-    Path(id): Path<String>,
-) -> Result<Json<Verification>, ApiError> {
-    principal.require("audit", Action::Read)?;
-    let (row, grant, _) = find(&state, &principal, &id).await?;
-    let result = history::verify_stream(&state, RESOURCE, &row.aggregate_id).await;
-    let log = access_entry(
-        &principal,
-        &provenance,
-        "verify",
-        &id,
-        &row.aggregate_id,
-        &grant,
-    );
-    state.access_log.record(log.outcome_of(&result)).await;
-    Ok(Json(result?))
-}
+crate::http::audit_routes!(
+    ProgramMembership,
+    "ProgramMembership",
+    "`system|value`, URL-encoded",
+    "/ProgramMembership/{id}/_history",
+    "/ProgramMembership/{id}/_history/{versionId}",
+    "/ProgramMembership/{id}/_history/$verify"
+);

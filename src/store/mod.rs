@@ -5,6 +5,7 @@
 //! transaction because postgres-es offers no hook into it (stack.md §2.10) and has no global
 //! position, expected version or retry.
 
+pub mod claims;
 mod executor;
 pub mod hash_chain;
 pub mod history;

@@ -2,7 +2,6 @@
 
 use openspp_aggregates::Identifier;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
-use sqlx::PgPool;
 
 use crate::error::ApiError;
 
@@ -20,22 +19,12 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'}');
 
-/// Parses `system|value` (already percent-decoded).
+/// Parses `system|value` (already percent-decoded); a 400 naming `field` if it is not one.
 pub fn parse_identifier(text: &str, field: &str) -> Result<Identifier, ApiError> {
-    match text.split_once('|') {
-        Some((system, value))
-            if !system.is_empty() && !value.is_empty() && !text.contains('\0') =>
-        {
-            Ok(Identifier {
-                system: system.to_owned(),
-                value: value.to_owned(),
-            })
-        }
-        _ => Err(ApiError::bad_request(
-            Some(field),
-            "must be an external identifier `{system}|{value}`",
-        )),
-    }
+    text.parse()
+        .map_err(|e: openspp_aggregates::NotAnIdentifier| {
+            ApiError::bad_request(Some(field), e.to_string())
+        })
 }
 
 /// Parses a reference `Individual/{system}|{value}` to an identifier of that resource type. The
@@ -59,23 +48,6 @@ pub fn parse_reference(text: &str, resource: &str, field: &str) -> Result<Identi
 /// `system|value` with the characters a path segment cannot hold escaped.
 pub fn path_segment(identifier_key: &str) -> String {
     utf8_percent_encode(identifier_key, PATH_SEGMENT).to_string()
-}
-
-/// The stream holding a live identifier, if any.
-pub async fn resolve(
-    pool: &PgPool,
-    aggregate_type: &str,
-    identifier: &Identifier,
-) -> Result<Option<String>, ApiError> {
-    Ok(sqlx::query_scalar(
-        "SELECT aggregate_id FROM identifier_claims \
-         WHERE aggregate_type = $1 AND system = $2 AND value = $3",
-    )
-    .bind(aggregate_type)
-    .bind(&identifier.system)
-    .bind(&identifier.value)
-    .fetch_optional(pool)
-    .await?)
 }
 
 #[cfg(test)]

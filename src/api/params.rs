@@ -7,9 +7,9 @@ use openspp_aggregates::Identifier;
 use openspp_projections::search::{Comparator, Found, Page, SortKey};
 use utoipa::ToSchema;
 
+use crate::api::reference::parse_identifier;
+use crate::api::schema::{SearchLinks, SearchMeta, SearchResult};
 use crate::error::ApiError;
-use crate::http::reference::parse_identifier;
-use crate::http::schema::{SearchLinks, SearchMeta, SearchResult};
 
 pub const DEFAULT_COUNT: i64 = 20;
 pub const MAX_COUNT: i64 = 100;

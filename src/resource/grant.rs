@@ -1,24 +1,16 @@
-//! The consent filter of the HTTP layer (CONTRACT §5): who may see which subject, which of its
-//! fields, and the headers that say so. Every read surface goes through here; the matching
-//! rules themselves are the domain's (`openspp_aggregates::consent`).
+//! What a caller may see of a subject (CONTRACT §5): the consent filter every surface applies,
+//! and the headers that say which applied. The matching rules themselves are the domain's
+//! (`openspp_aggregates::consent`); this turns their answer into what a response shows.
 
-use std::collections::HashMap;
-
-use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::NaiveDate;
 use openspp_aggregates::{Access, Actor, ConsentRecord};
-use openspp_projections::consent::{self, Visibility};
-use serde::de::DeserializeOwned;
+use openspp_projections::consent::Visibility;
 use serde_json::Value;
 
-use crate::access_log::AccessEntry;
-use crate::app::AppState;
+use crate::access_log::Disclosure;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::http::context::Provenance;
-use crate::http::json::{parse, ApiJson};
-use crate::http::reference::{parse_identifier, resolve};
 
 /// Fields every reader gets, whatever the consent's field list.
 const ALWAYS: [&str; 3] = ["type", "identifier", "meta"];
@@ -42,6 +34,7 @@ impl Principal {
         }
     }
 
+    /// Which rows a search may count and return for this caller.
     pub fn visibility(&self) -> Visibility {
         if self.require_consent {
             Visibility::Consented {
@@ -52,12 +45,6 @@ impl Principal {
         } else {
             Visibility::All
         }
-    }
-
-    /// What the caller may see of a subject it has `access` to: the consent's fields, narrowed
-    /// by the client's own field filter.
-    pub fn grant(&self, access: &Access, resource_type: &'static str) -> Option<Grant> {
-        Grant::from_access(access, resource_type)
     }
 
     /// Refuses a search that filters or sorts on a field the client's own field filter hides
@@ -128,7 +115,8 @@ impl Grant {
         })
     }
 
-    /// For resources that are not about a data subject (programs): everything, no consent.
+    /// For what is not about a data subject (programs, consents themselves): everything, no
+    /// consent, no consent headers.
     pub fn not_personal(resource_type: &'static str) -> Self {
         Self {
             consent: None,
@@ -139,12 +127,17 @@ impl Grant {
         }
     }
 
-    pub fn purpose(&self) -> Option<String> {
-        self.purpose.clone()
-    }
-
     pub fn consent_id(&self) -> Option<String> {
         self.consent.as_ref().map(|c| c.consent_id.clone())
+    }
+
+    /// What the access log records of this grant.
+    pub fn disclosure(&self) -> Disclosure {
+        Disclosure {
+            consent_id: self.consent_id(),
+            purpose: self.purpose.clone(),
+            fields: self.fields.clone(),
+        }
     }
 
     /// Whether the grant lets the caller see the top-level `field`.
@@ -191,32 +184,6 @@ impl Grant {
     }
 }
 
-/// A replacement body, and the top-level fields it states. A client that may not see a field
-/// leaves it out, and the aggregate then keeps it as it is; it cannot tell "left out" from
-/// "cleared" without knowing which fields the body named.
-pub struct Stated<T> {
-    pub body: T,
-    pub fields: Vec<String>,
-}
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Stated<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let ApiJson(value) = ApiJson::<Value>::from_request(request, state).await?;
-        let fields = match &value {
-            Value::Object(map) => map.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        // Parsed again from the bytes, so shape errors name their field exactly as elsewhere.
-        let bytes = serde_json::to_vec(&value).map_err(|_| ApiError::internal())?;
-        Ok(Self {
-            body: parse(&bytes)?,
-            fields,
-        })
-    }
-}
-
 /// Only the fields that identify a resource.
 pub fn identity_only(mut resource: Value) -> Value {
     if let Value::Object(map) = &mut resource {
@@ -225,97 +192,10 @@ pub fn identity_only(mut resource: Value) -> Value {
     resource
 }
 
-/// Finds a subject by external identifier and what the caller may see of it. Unknown and
-/// unconsented give the same 404, and do the same work: the consent lookup runs either way.
-pub async fn find_visible(
-    state: &AppState,
-    principal: &Principal,
-    provenance: &Provenance,
-    resource: &'static str,
-    resource_type: &'static str,
-    id: &str,
-) -> Result<Visible, ApiError> {
-    let identifier = parse_identifier(id, "id")?;
-    let stream = resolve(&state.pool, resource, &identifier).await?;
-    // For a consent-bound caller the consent lookup runs even for an unknown identifier, so
-    // that "unknown" and "not consented" take the same work.
-    let consents = if principal.require_consent {
-        let probe = stream.clone().unwrap_or_default();
-        consent::covering(&state.pool, std::slice::from_ref(&probe))
-            .await?
-            .remove(&probe)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let access = principal.access(consents);
-    match (stream, principal.grant(&access, resource_type)) {
-        (Some(stream), Some(grant)) => Ok(Visible {
-            stream,
-            grant,
-            access,
-        }),
-        (stream, _) => {
-            // Refusals are accesses too: the auditor sees who asked for whom.
-            let entry = AccessEntry::new(principal, provenance.request_id(), resource, "lookup")
-                .returned(
-                    format!("{resource}/{}", identifier.key()),
-                    stream.as_deref(),
-                    None,
-                )
-                .outcome(404);
-            state.access_log.record(entry).await;
-            Err(ApiError::not_found(resource))
-        }
+/// A rendering as `grant` lets the caller see it; without a grant, its identity only.
+pub fn shown(resource: Value, grant: Option<&Grant>) -> Value {
+    match grant {
+        Some(grant) => grant.filter(resource),
+        None => identity_only(resource),
     }
-}
-
-/// A subject the caller may see: its stream, what may be seen, and the access to hand to the
-/// aggregate if the caller changes it.
-pub struct Visible {
-    pub stream: String,
-    pub grant: Grant,
-    pub access: Access,
-}
-
-impl Visible {
-    /// The access-log entry of a request that found this subject as `id`, before its outcome
-    /// is known.
-    pub fn entry(
-        &self,
-        principal: &Principal,
-        provenance: &Provenance,
-        resource: &'static str,
-        interaction: &'static str,
-        id: &str,
-    ) -> AccessEntry {
-        AccessEntry::new(principal, provenance.request_id(), resource, interaction).returned(
-            format!("{resource}/{id}"),
-            Some(&self.stream),
-            Some(&self.grant),
-        )
-    }
-}
-
-/// The grants for a page of search results, in one query.
-pub async fn grants_for(
-    state: &AppState,
-    principal: &Principal,
-    resource_type: &'static str,
-    streams: &[String],
-) -> Result<HashMap<String, Grant>, ApiError> {
-    let mut consents = if principal.require_consent {
-        consent::covering(&state.pool, streams).await?
-    } else {
-        HashMap::new()
-    };
-    Ok(streams
-        .iter()
-        .filter_map(|stream| {
-            let access = principal.access(consents.remove(stream).unwrap_or_default());
-            principal
-                .grant(&access, resource_type)
-                .map(|g| (stream.clone(), g))
-        })
-        .collect())
 }

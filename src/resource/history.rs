@@ -7,12 +7,13 @@
 use axum::http::Uri;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use openspp_projections::view::ViewRow;
 use serde_json::{json, Map, Value};
 
+use crate::api::params::{page_link, Params};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::http::access::Grant;
-use crate::http::search::{page_link, Params};
+use crate::resource::grant::Grant;
 use crate::store::history::{self, Recorded};
 use crate::store::metadata::client_uri;
 use crate::store::verify::{verify, Verification};
@@ -26,6 +27,20 @@ pub struct Version<A> {
 impl<A> Version<A> {
     pub fn number(&self) -> i64 {
         self.event.sequence
+    }
+
+    /// This version as a snapshot of `stream`, to render as a read answered then.
+    pub fn snapshot(&self, stream: &str) -> ViewRow<A>
+    where
+        A: Clone,
+    {
+        ViewRow {
+            aggregate_id: stream.to_owned(),
+            version: self.event.sequence,
+            last_updated: self.event.recorded_at,
+            source: self.source(),
+            state: self.state.clone(),
+        }
     }
 
     pub fn source(&self) -> Option<String> {

@@ -2,13 +2,15 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::http::REQUEST_ID;
 use crate::store::metadata::{client_uri, COLLECTION_METHODS};
 use crate::store::CommandMetadata;
+
+/// The request id every response carries and every event and access records.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest accepted value of a provenance header; they are stored with every event.
 const MAX_HEADER_LEN: usize = 256;

@@ -1,0 +1,15 @@
+//! The API's wire format, below every surface that speaks it: the resource shapes and their
+//! building blocks (OpenSPP's schemas), request bodies, query parameters and the search
+//! envelope, external identifiers in paths and references, the provenance headers of a
+//! request, and its preconditions.
+
+pub mod json;
+pub mod params;
+pub mod preconditions;
+pub mod provenance;
+pub mod reference;
+pub mod schema;
+pub mod stated;
+
+/// Where the API lives (CONTRACT §1).
+pub const BASE: &str = "/api/v2/spp";

@@ -1,0 +1,81 @@
+//! The auditor's routes every resource has (CONTRACT §6) — its history, one version, and the
+//! verification of its hash chain — stamped out per resource, because the OpenAPI description
+//! needs one concrete, annotated handler per route. Their bodies are one call each into the
+//! resource layer, which checks the `audit:read` scope and logs the access.
+
+/// `audit_routes!(Resource, "Tag", "id description", "/R/{id}/_history",
+/// "/R/{id}/_history/{versionId}", "/R/{id}/_history/$verify")` defines the handlers `history`,
+/// `vread` and `verify` in the calling module.
+macro_rules! audit_routes {
+    ($resource:ty, $tag:literal, $id:literal, $history:literal, $vread:literal, $verify:literal) => {
+        /// The versions, newest first: each with its event, what changed, and who changed it,
+        /// from where, in which request, under which consent.
+        #[utoipa::path(get, path = $history, tag = $tag,
+            params(
+                ("id" = String, Path, description = $id),
+                ("_since" = Option<String>, Query, description = "Only versions recorded at or after this instant"),
+                ("_at" = Option<String>, Query, description = "Only versions recorded up to this instant"),
+                ("_count" = Option<i64>, Query, description = "1-100, default 20"),
+                ("_offset" = Option<i64>, Query),
+            ),
+            responses(
+                (status = 200, description = "FHIR Bundle of type history"),
+                (status = 400, body = crate::api::schema::OperationOutcome),
+                (status = 401, body = crate::api::schema::OperationOutcome),
+                (status = 403, body = crate::api::schema::OperationOutcome),
+                (status = 404, body = crate::api::schema::OperationOutcome),
+            ),
+            security(("bearer" = ["audit:read"])))]
+        async fn history(
+            call: crate::resource::Call,
+            axum::extract::Path(id): axum::extract::Path<String>,
+            axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+        ) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+            crate::resource::history::<$resource>(&call, &id, &uri)
+                .await
+                .map(axum::Json)
+        }
+
+        /// The resource exactly as it was at one version.
+        #[utoipa::path(get, path = $vread, tag = $tag,
+            params(
+                ("id" = String, Path, description = $id),
+                ("versionId" = String, Path, description = "A `meta.versionId`"),
+            ),
+            responses(
+                (status = 200, description = "The resource as it was, with its `ETag`"),
+                (status = 400, body = crate::api::schema::OperationOutcome),
+                (status = 401, body = crate::api::schema::OperationOutcome),
+                (status = 403, body = crate::api::schema::OperationOutcome),
+                (status = 404, body = crate::api::schema::OperationOutcome),
+            ),
+            security(("bearer" = ["audit:read"])))]
+        async fn vread(
+            call: crate::resource::Call,
+            axum::extract::Path((id, version)): axum::extract::Path<(String, String)>,
+        ) -> Result<crate::resource::Answer, crate::error::ApiError> {
+            crate::resource::vread::<$resource>(&call, &id, &version).await
+        }
+
+        /// Recomputes the hash chain and names the first broken version, if any.
+        #[utoipa::path(get, path = $verify, tag = $tag,
+            params(("id" = String, Path, description = $id)),
+            responses(
+                (status = 200, description = "`{valid, versions, first_broken_version?}`"),
+                (status = 401, body = crate::api::schema::OperationOutcome),
+                (status = 403, body = crate::api::schema::OperationOutcome),
+                (status = 404, body = crate::api::schema::OperationOutcome),
+            ),
+            security(("bearer" = ["audit:read"])))]
+        async fn verify(
+            call: crate::resource::Call,
+            axum::extract::Path(id): axum::extract::Path<String>,
+        ) -> Result<axum::Json<crate::store::verify::Verification>, crate::error::ApiError> {
+            crate::resource::verify::<$resource>(&call, &id)
+                .await
+                .map(axum::Json)
+        }
+    };
+}
+
+pub(crate) use audit_routes;

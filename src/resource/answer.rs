@@ -1,0 +1,84 @@
+//! A resource as one answer shows it: the rendering filtered by the caller's grant, with the
+//! version (`ETag`), the consent headers, and on creation its `Location`.
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+use crate::api::preconditions::etag;
+use crate::api::reference::path_segment;
+use crate::api::BASE;
+use crate::error::ApiError;
+use crate::resource::call::Call;
+use crate::resource::grant::{shown, Grant};
+use crate::resource::traits::{Resource, Snapshot};
+
+/// One resource answered: what the caller may see of it, and the headers that go with it.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (self.status, self.headers, Json(self.body)).into_response()
+    }
+}
+
+/// Renders `snapshot` under `grant` (identity only without one), names in the access log the
+/// other subjects the answer shows, and sets `ETag` (and `Location` on 201).
+pub async fn show<R: Resource>(
+    call: &Call,
+    status: StatusCode,
+    snapshot: &Snapshot<R>,
+    grant: Option<&Grant>,
+) -> Result<Answer, ApiError> {
+    let context = R::context(call, &[snapshot]).await?;
+    if let Some(grant) = grant {
+        call.audit
+            .mentioning(R::mentioned(&context, snapshot, grant));
+    }
+    Ok(answer::<R>(
+        status,
+        snapshot,
+        rendered(call, &context, snapshot, grant),
+        grant,
+    ))
+}
+
+/// The rendering of `snapshot` as `grant` lets the caller see it.
+pub fn rendered<R: Resource>(
+    call: &Call,
+    context: &R::Context,
+    snapshot: &Snapshot<R>,
+    grant: Option<&Grant>,
+) -> Value {
+    let body = serde_json::to_value(R::render(call, context, snapshot)).unwrap_or_default();
+    shown(body, grant)
+}
+
+/// An already rendered body with the headers of `snapshot`.
+pub fn answer<R: Resource>(
+    status: StatusCode,
+    snapshot: &Snapshot<R>,
+    body: Value,
+    grant: Option<&Grant>,
+) -> Answer {
+    let mut headers = grant.map(Grant::headers).unwrap_or_default();
+    headers.insert(header::ETAG, etag(snapshot.version));
+    if status == StatusCode::CREATED {
+        if let Some(location) = R::key(&snapshot.aggregate_id, &snapshot.state)
+            .map(|key| format!("{BASE}/{}/{}", R::TYPE, path_segment(&key)))
+            .and_then(|l| l.parse().ok())
+        {
+            headers.insert(header::LOCATION, location);
+        }
+    }
+    Answer {
+        status,
+        body,
+        headers,
+    }
+}

@@ -1,0 +1,57 @@
+//! One request as the application layer sees it (DESIGN's CommandContext): the server's state,
+//! the client behind the token, the request's provenance, and the access-log entry it builds.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use crate::api::provenance::Provenance;
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::ApiError;
+use crate::resource::audit::{Audit, Interaction};
+
+pub struct Call {
+    pub state: AppState,
+    pub principal: Principal,
+    pub provenance: Provenance,
+    pub audit: Audit,
+}
+
+impl Call {
+    /// Starts an access: 403 unless a scope grants `action` on `scope`, then opens the access-log
+    /// entry of `resource`, so that everything after — a subject not found, a refused write, a
+    /// malformed parameter — is logged with the answer it got.
+    pub fn open(
+        &self,
+        scope: &str,
+        action: Action,
+        resource: &'static str,
+        interaction: Interaction,
+    ) -> Result<(), ApiError> {
+        self.principal.require(scope, action)?;
+        self.audit.open(
+            &self.principal,
+            self.provenance.request_id(),
+            resource,
+            interaction,
+        );
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let provenance = Provenance::from_request_parts(parts, state).await?;
+        // Outside the HTTP stack (tests, tools) there is no recorder, and nothing is logged.
+        let audit = parts.extensions.get::<Audit>().cloned().unwrap_or_default();
+        Ok(Self {
+            state: state.clone(),
+            principal,
+            provenance,
+            audit,
+        })
+    }
+}

@@ -1,0 +1,29 @@
+//! The application layer: what every surface (REST now; GraphQL, `$batch` and DCI next) does with a
+//! resource, written once, below HTTP.
+//!
+//! A request becomes a [`Call`] (who is asking, from where, and the access-log entry it builds).
+//! A [`Resource`] says only what differs per resource: how a subject is located and who may see
+//! it, how it is rendered, and which other subjects a rendering names. The operations — read,
+//! `_at`, history, one version, `$verify`, the end of every search, and commands with their
+//! answers — are generic over it, and each checks its scope itself, so a handler cannot forget.
+//!
+//! Dependencies point one way: `http/` → `resource/` → `store/`, `projections/`, `aggregates/`.
+
+mod answer;
+mod audit;
+mod call;
+mod grant;
+pub mod history;
+mod locate;
+mod ops;
+mod traits;
+mod write;
+
+pub use answer::{show, Answer};
+pub use audit::{record_accesses, Audit, Interaction};
+pub use call::Call;
+pub use grant::{identity_only, shown, today, Grant};
+pub use locate::{find_subject, grants_for, locate_registrant, Located, Subject};
+pub use ops::{at, history, page, read, search, verify, vread, Searchable};
+pub use traits::{reference_of, Resource, Snapshot};
+pub use write::{commit, create, domain_error, execute, Write};

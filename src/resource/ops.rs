@@ -1,0 +1,174 @@
+//! The operations every resource shares, written once: read, the resource at an instant, its
+//! history, one past version, the verification of its hash chain, and the end of every search.
+//! Each checks its scope and opens the request's access-log entry before anything else.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use axum::http::{StatusCode, Uri};
+use openspp_projections::search::{Found, Page};
+use serde_json::Value;
+
+use crate::api::params::{envelope, Params};
+use crate::api::reference::path_segment;
+use crate::api::schema::SearchResult;
+use crate::api::BASE;
+use crate::auth::Action;
+use crate::error::ApiError;
+use crate::resource::answer::{answer, rendered, show, Answer};
+use crate::resource::audit::Interaction;
+use crate::resource::call::Call;
+use crate::resource::grant::Grant;
+use crate::resource::history::{self, Version};
+use crate::resource::locate::Located;
+use crate::resource::traits::{reference_of, Resource, Snapshot};
+use crate::store::verify::Verification;
+
+/// The scope auditors' operations need.
+const AUDIT: &str = "audit";
+
+/// `GET /{R}/{id}`: the resource as it is now, or with `_at` as it was then.
+pub async fn read<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Answer, ApiError> {
+    call.open(R::SCOPE, Action::Read, R::TYPE, Interaction::READ)?;
+    if let Some(instant) = Params::at_only(uri)? {
+        return at::<R>(call, id, &instant).await;
+    }
+    let located = R::locate(call, id).await?;
+    let snapshot = match located.current {
+        Some(snapshot) => snapshot,
+        // The identifier is claimed when its event commits; the read model may still lag.
+        None => R::current(call, &located.stream)
+            .await?
+            .ok_or_else(|| ApiError::not_found(R::TYPE))?,
+    };
+    show(call, StatusCode::OK, &snapshot, Some(&located.grant)).await
+}
+
+/// `GET /{R}/{id}?_at=…`: the version current at an instant (the caller opened the access).
+pub async fn at<R: Resource>(call: &Call, id: &str, instant: &str) -> Result<Answer, ApiError> {
+    let (located, versions, context) = located_versions::<R>(call, id).await?;
+    let version = history::at_instant(versions, instant, R::TYPE)?;
+    Ok(past::<R>(call, &located, &context, version))
+}
+
+/// `GET /{R}/{id}/_history`: every version, newest first, with what changed and who changed it.
+pub async fn history<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Value, ApiError> {
+    call.open(AUDIT, Action::Read, R::TYPE, Interaction::HISTORY)?;
+    let (located, versions, context) = located_versions::<R>(call, id).await?;
+    let path = format!("{BASE}/{}/{}", R::TYPE, path_segment(id));
+    history::bundle(uri, &path, &versions, Some(&located.grant), |version| {
+        let snapshot = version.snapshot(&located.stream);
+        serde_json::to_value(R::render(call, &context, &snapshot)).unwrap_or_default()
+    })
+}
+
+/// `GET /{R}/{id}/_history/{versionId}`: the resource exactly as it was at one version.
+pub async fn vread<R: Resource>(call: &Call, id: &str, version: &str) -> Result<Answer, ApiError> {
+    call.open(AUDIT, Action::Read, R::TYPE, Interaction::VREAD)?;
+    let (located, versions, context) = located_versions::<R>(call, id).await?;
+    let version = history::at_version(versions, version, R::TYPE)?;
+    Ok(past::<R>(call, &located, &context, version))
+}
+
+/// `GET /{R}/{id}/_history/$verify`. The chain is checked on the stored events, not on folded
+/// versions, so that a payload edited beyond reading is reported, not a fault.
+pub async fn verify<R: Resource>(call: &Call, id: &str) -> Result<Verification, ApiError> {
+    call.open(AUDIT, Action::Read, R::TYPE, Interaction::VERIFY)?;
+    let located = R::locate(call, id).await?;
+    history::verify_stream(&call.state, R::TYPE, &located.stream).await
+}
+
+/// The subject `id`, its versions, and what rendering them needs; the access log names the
+/// subjects the versions mention.
+async fn located_versions<R: Resource>(
+    call: &Call,
+    id: &str,
+) -> Result<(Located<R>, Vec<Version<R>>, R::Context), ApiError> {
+    let located = R::locate(call, id).await?;
+    let versions = history::versions::<R>(&call.state, &located.stream).await?;
+    let context = match versions.last() {
+        Some(latest) => {
+            let latest = latest.snapshot(&located.stream);
+            let context = R::past_context(call, &latest).await?;
+            call.audit
+                .mentioning(R::mentioned(&context, &latest, &located.grant));
+            context
+        }
+        None => R::Context::default(),
+    };
+    Ok((located, versions, context))
+}
+
+/// A past version, answered as a read answered then.
+fn past<R: Resource>(
+    call: &Call,
+    located: &Located<R>,
+    context: &R::Context,
+    version: Version<R>,
+) -> Answer {
+    let snapshot = version.snapshot(&located.stream);
+    let body = rendered(call, context, &snapshot, Some(&located.grant));
+    answer::<R>(StatusCode::OK, &snapshot, body, Some(&located.grant))
+}
+
+/// The end of every search: what the caller may see of each row, the rendering, the access-log
+/// entry naming every subject returned and mentioned, and the envelope.
+pub async fn page<R: Resource>(
+    call: &Call,
+    uri: &Uri,
+    page: Page,
+    found: Found<Snapshot<R>>,
+) -> Result<SearchResult<Value>, ApiError> {
+    let rows: Vec<&Snapshot<R>> = found.rows.iter().collect();
+    let grants: HashMap<String, Grant> = R::grants(call, &rows).await?;
+    let context = R::context(call, &rows).await?;
+    for row in &rows {
+        let grant = grants.get(&row.aggregate_id);
+        if let Some(reference) = reference_of(&row.aggregate_id, &row.state) {
+            call.audit.returned(
+                reference,
+                Some(&row.aggregate_id),
+                grant.map(Grant::disclosure).as_ref(),
+            );
+        }
+        if let Some(grant) = grant {
+            call.audit.mentioning(R::mentioned(&context, row, grant));
+        }
+    }
+    Ok(envelope(uri, page, found, |row| {
+        rendered(call, &context, &row, grants.get(&row.aggregate_id))
+    }))
+}
+
+/// A resource with a search: how its query parameters become a read-model query, and the page
+/// that query finds. The scope check, paging, unknown parameters, consent and the access log
+/// are [`search`]'s.
+pub trait Searchable: Resource {
+    type Query: Send + Sync;
+
+    /// Takes the parameters this resource accepts (`_count` and `_offset` are taken already).
+    fn query(
+        call: &Call,
+        params: &mut Params,
+    ) -> impl Future<Output = Result<Self::Query, ApiError>> + Send;
+
+    fn find(
+        call: &Call,
+        query: &Self::Query,
+        page: Page,
+    ) -> impl Future<Output = Result<Found<Snapshot<Self>>, ApiError>> + Send;
+}
+
+/// `GET /{R}?…`: a search, answered in OpenSPP's envelope.
+pub async fn search<R: Searchable>(
+    call: &Call,
+    uri: &Uri,
+) -> Result<SearchResult<Value>, ApiError> {
+    call.open(R::SCOPE, Action::Search, R::TYPE, Interaction::SEARCH)?;
+    let mut params = Params::from_uri(uri)?;
+    let paging = params.page()?;
+    let query = R::query(call, &mut params).await?;
+    params.finish()?;
+    let found = R::find(call, &query, paging).await?;
+    page::<R>(call, uri, paging, found).await
+}

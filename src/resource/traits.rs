@@ -1,0 +1,140 @@
+//! What differs from one resource to the next, and only that.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use cqrs_es::Aggregate;
+use openspp_aggregates::{DomainError, InlineIndex, RegistryServices};
+use openspp_projections::view::{self, ViewRow};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::resource::call::Call;
+use crate::resource::grant::Grant;
+use crate::resource::locate::{grants_for, Located};
+
+/// A resource as of one version: its state, which version that is, when and from where it last
+/// changed. The read model's row, a past version from the log, and a command's result all take
+/// this shape, so they render through one path.
+pub type Snapshot<R> = ViewRow<R>;
+
+/// A resource the API serves: an aggregate located by external identifier and rendered under what
+/// the caller may see. `Self::TYPE` is the resource's name (`Individual`, `ProgramMembership`).
+pub trait Resource:
+    Aggregate<
+        Services = RegistryServices,
+        Error = DomainError,
+        Command: Clone + Send + Sync,
+        Event: InlineIndex,
+    > + Clone
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The scope's resource (`individual`), which is also the consent's resource type.
+    const SCOPE: &'static str;
+    /// The read model holding the current version; `None` when it is folded from the log.
+    const VIEW: Option<&'static str>;
+    /// Whether the resource is a data subject's data, seen under consent (programs are not).
+    const PERSONAL: bool = true;
+
+    type Rendered: Serialize;
+    /// What rendering needs beyond the states themselves (the references of members, of a
+    /// membership's program and beneficiary …), loaded once for a whole page, and limited to
+    /// what the caller may see.
+    type Context: Default + Send + Sync;
+
+    /// Finds `id` (as a path names it) and what the caller may see of it; anything the caller
+    /// may not see is the one not-found answer. Records the subject in the access log either way.
+    fn locate(
+        call: &Call,
+        id: &str,
+    ) -> impl Future<Output = Result<Located<Self>, ApiError>> + Send;
+
+    /// The current version of a located stream.
+    fn current(
+        call: &Call,
+        stream: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot<Self>>, ApiError>> + Send {
+        async move {
+            match Self::VIEW {
+                Some(table) => Ok(view::get(&call.state.pool, table, stream).await?),
+                None => Ok(
+                    crate::resource::history::versions::<Self>(&call.state, stream)
+                        .await?
+                        .pop()
+                        .map(|v| v.snapshot(stream)),
+                ),
+            }
+        }
+    }
+
+    fn context(
+        call: &Call,
+        snapshots: &[&Snapshot<Self>],
+    ) -> impl Future<Output = Result<Self::Context, ApiError>> + Send;
+
+    /// What rendering past versions needs: by default what the current one needs. A resource
+    /// whose rendering joins other streams' current data (an individual's groups) shows none of
+    /// it in the past, where it would not be what a read answered then.
+    fn past_context(
+        call: &Call,
+        latest: &Snapshot<Self>,
+    ) -> impl Future<Output = Result<Self::Context, ApiError>> + Send {
+        async move { Self::context(call, &[latest]).await }
+    }
+
+    fn render(call: &Call, context: &Self::Context, snapshot: &Snapshot<Self>) -> Self::Rendered;
+
+    /// Other subjects a rendering of `snapshot` names, as `(reference, stream)` for the access
+    /// log; only those `grant` lets the caller see.
+    fn mentioned(
+        context: &Self::Context,
+        snapshot: &Snapshot<Self>,
+        grant: &Grant,
+    ) -> Vec<(String, String)>;
+
+    /// The identifier (`system|value`) the resource is referenced by: `Location`, the log.
+    fn key(stream: &str, state: &Self) -> Option<String>;
+
+    /// The stream whose consents decide what a caller sees of `state`: its own, or (for a
+    /// membership) its beneficiary's.
+    fn consent_subject<'a>(stream: &'a str, _state: &'a Self) -> &'a str {
+        stream
+    }
+
+    /// What the caller may see of each of `snapshots`, by stream; one absent is not visible.
+    fn grants(
+        call: &Call,
+        snapshots: &[&Snapshot<Self>],
+    ) -> impl Future<Output = Result<HashMap<String, Grant>, ApiError>> + Send {
+        async move {
+            if !Self::PERSONAL {
+                return Ok(snapshots
+                    .iter()
+                    .map(|s| (s.aggregate_id.clone(), Grant::not_personal(Self::SCOPE)))
+                    .collect());
+            }
+            let subjects: Vec<String> = snapshots
+                .iter()
+                .map(|s| Self::consent_subject(&s.aggregate_id, &s.state).to_owned())
+                .collect();
+            let by_subject = grants_for(call, Self::SCOPE, &subjects).await?;
+            Ok(snapshots
+                .iter()
+                .zip(&subjects)
+                .filter_map(|(s, subject)| {
+                    let grant = by_subject.get(subject)?;
+                    Some((s.aggregate_id.clone(), grant.clone()))
+                })
+                .collect())
+        }
+    }
+}
+
+/// `{Resource}/{system}|{value}`: how the API and the access log name a resource.
+pub fn reference_of<R: Resource>(stream: &str, state: &R) -> Option<String> {
+    R::key(stream, state).map(|key| format!("{}/{key}", R::TYPE))
+}

@@ -1,0 +1,170 @@
+//! Commands: run one against a stream, and answer with the resource as the caller may now see
+//! it. Domain and store failures become API errors here, in one place.
+
+use axum::http::{header, StatusCode};
+use openspp_aggregates::DomainError;
+use openspp_projections::view::ViewRow;
+
+use crate::error::ApiError;
+use crate::resource::answer::{answer, show, Answer};
+use crate::resource::call::Call;
+use crate::resource::grant::identity_only;
+use crate::resource::traits::{reference_of, Resource, Snapshot};
+use crate::store::{Committed, StoreError};
+
+/// A command on one stream, as an operation prepared it.
+pub struct Write<R: Resource> {
+    pub stream: String,
+    /// The version the writer says it is changing (`If-Match`); `None`: the latest.
+    pub if_match: Option<u64>,
+    pub command: R::Command,
+    /// The consent the command relies on, and the subject (stream) it is relied on for; the
+    /// store holds it in force until the events commit.
+    pub consent: Option<(String, String)>,
+    /// 201 for a creation, 200 for a change.
+    pub status: StatusCode,
+}
+
+/// Runs `write` and answers with the resource as it now is, shown as the caller may see it.
+///
+/// A 2xx means the events are committed, and nothing after the commit can turn it into a
+/// failure: if what follows (the caller's grant, the references a rendering needs) cannot be
+/// read, the answer is the committed version with its identity only.
+pub async fn commit<R: Resource>(call: &Call, write: Write<R>) -> Result<Answer, ApiError> {
+    let status = write.status;
+    let snapshot = execute(call, write).await?;
+    match shown_after(call, status, &snapshot).await {
+        Ok(answer) => Ok(answer),
+        Err(error) => {
+            tracing::warn!(%error, "a committed write is answered with its identity only");
+            let bare = R::render(call, &R::Context::default(), &snapshot);
+            let body = serde_json::to_value(bare).unwrap_or_default();
+            Ok(answer::<R>(status, &snapshot, identity_only(body), None))
+        }
+    }
+}
+
+/// Runs `write`; once it returns Ok the events are committed, and the snapshot is the state
+/// they produced.
+pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapshot<R>, ApiError> {
+    let state = &call.state;
+    let mut metadata = call
+        .provenance
+        .metadata(&call.principal, write.consent.as_ref().map(|c| c.0.clone()));
+    if let Some((_, subject)) = &write.consent {
+        metadata = metadata.relied_on_for(subject);
+    }
+    let committed = state
+        .store
+        .execute::<R>(
+            &write.stream,
+            write.if_match,
+            write.command,
+            &state.services,
+            &metadata,
+        )
+        .await
+        .map_err(|error| store_error(error, R::TYPE))?;
+    if let Some(position) = committed.position {
+        if state
+            .checkpoints
+            .wait_for(position, state.read_your_writes_timeout)
+            .await
+            .is_err()
+        {
+            // The events are committed (the answer stays 2xx); only the read models lag.
+            tracing::warn!("read models did not catch up with a write in time");
+        }
+    }
+    Ok(match R::current(call, &write.stream).await {
+        Ok(Some(row)) if row.version as u64 >= committed.version => row,
+        _ => as_committed(&write.stream, committed),
+    })
+}
+
+/// Creates a resource in a new stream: `subject` is how the request named it (its first
+/// identifier), recorded in the access log before the command runs, so a refused creation
+/// names what was attempted.
+pub async fn create<R: Resource>(
+    call: &Call,
+    subject: Option<String>,
+    command: R::Command,
+) -> Result<Answer, ApiError> {
+    if let Some(subject) = subject {
+        call.audit
+            .returned(format!("{}/{subject}", R::TYPE), None, None);
+    }
+    let write = Write::<R> {
+        stream: uuid::Uuid::now_v7().to_string(),
+        if_match: None,
+        command,
+        consent: None,
+        status: StatusCode::CREATED,
+    };
+    commit(call, write).await
+}
+
+/// The committed write as the caller may see it now, noted in the access log.
+async fn shown_after<R: Resource>(
+    call: &Call,
+    status: StatusCode,
+    snapshot: &Snapshot<R>,
+) -> Result<Answer, ApiError> {
+    let mut grants = R::grants(call, &[snapshot]).await?;
+    let grant = grants.remove(&snapshot.aggregate_id);
+    if let Some(reference) = reference_of(&snapshot.aggregate_id, &snapshot.state) {
+        call.audit.returned(
+            reference,
+            Some(&snapshot.aggregate_id),
+            grant.as_ref().map(|g| g.disclosure()).as_ref(),
+        );
+    }
+    show(call, status, snapshot, grant.as_ref()).await
+}
+
+/// The state a command produced, as a snapshot (when the read model has not caught up yet).
+fn as_committed<R>(stream: &str, committed: Committed<R>) -> Snapshot<R> {
+    ViewRow {
+        aggregate_id: stream.to_owned(),
+        version: committed.version as i64,
+        state: committed.aggregate,
+        last_updated: chrono::Utc::now(),
+        source: None,
+    }
+}
+
+pub fn domain_error(error: DomainError) -> ApiError {
+    match error {
+        DomainError::Invalid { field, message } => ApiError::unprocessable(&field, message),
+        DomainError::Conflict { field, message } => ApiError::conflict(field.as_deref(), message),
+        DomainError::Forbidden { field, message } => ApiError::forbidden(Some(&field), message),
+        DomainError::NotFound { what } => ApiError::not_found(&what),
+        DomainError::AlreadyExists => ApiError::conflict(None, "already registered"),
+    }
+}
+
+/// `resource` names the resource in not-found answers.
+fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
+    match error {
+        StoreError::Domain(e) => domain_error(e),
+        StoreError::PreconditionFailed { current } => ApiError::precondition_failed(format!(
+            "If-Match names a stale version; the current version is {current}"
+        )),
+        StoreError::Conflict => {
+            ApiError::conflict(None, "the resource is being changed concurrently; retry")
+                .with_header(header::RETRY_AFTER, "1")
+        }
+        StoreError::IdentifierInUse(identifier) => ApiError::conflict(
+            Some("identifier"),
+            format!("identifier {} is already in use", identifier.key()),
+        ),
+        // The consent was withdrawn while the command ran: from now on the subject is unknown
+        // to this client, and the answer is exactly the one for an unknown subject.
+        StoreError::ConsentLapsed => ApiError::not_found(resource),
+        StoreError::Corrupt(reason) => {
+            tracing::error!(%reason, "unreadable event stream");
+            ApiError::internal()
+        }
+        StoreError::Database(e) => e.into(),
+    }
+}

@@ -1,0 +1,37 @@
+//! Reading the identifier claims the append transaction writes (`identifier_claims`): which
+//! stream holds a live `system|value`. The claims are as current as the events themselves, so a
+//! lookup never answers from a lagging read model.
+
+use openspp_aggregates::Identifier;
+use sqlx::PgPool;
+
+/// The stream of `aggregate_type` holding a live identifier, if any.
+pub async fn resolve(
+    pool: &PgPool,
+    aggregate_type: &str,
+    identifier: &Identifier,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT aggregate_id FROM identifier_claims \
+         WHERE aggregate_type = $1 AND system = $2 AND value = $3",
+    )
+    .bind(aggregate_type)
+    .bind(&identifier.system)
+    .bind(&identifier.value)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The program an identifier names, its name alias matched whatever the case
+/// (`urn:openspp:program|Cash-Transfer` finds `…|cash-transfer`).
+pub async fn resolve_program(
+    pool: &PgPool,
+    identifier: Identifier,
+) -> sqlx::Result<Option<String>> {
+    resolve(
+        pool,
+        "Program",
+        &openspp_aggregates::program::lookup_key(identifier),
+    )
+    .await
+}
