@@ -9,8 +9,6 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::auth::Principal;
-
 /// What a subject was shown under: the consent relied on and its purpose, and the fields shown
 /// (`None`: all of them).
 #[derive(Debug, Clone, Default)]
@@ -45,8 +43,10 @@ pub struct AccessEntry {
 }
 
 impl AccessEntry {
+    /// An access by the API client `client_id` acting for `organization`.
     pub fn new(
-        principal: &Principal,
+        client_id: &str,
+        organization: &str,
         request_id: &str,
         resource_type: &'static str,
         interaction: &'static str,
@@ -54,8 +54,8 @@ impl AccessEntry {
     ) -> Self {
         Self {
             at: Utc::now(),
-            client_id: principal.client_id.clone(),
-            organization: principal.organization.clone(),
+            client_id: client_id.to_owned(),
+            organization: organization.to_owned(),
             resource_type,
             interaction,
             action,

@@ -4,7 +4,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName};
 
-use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::store::metadata::{client_uri, COLLECTION_METHODS};
 use crate::store::CommandMetadata;
@@ -28,15 +27,15 @@ impl Provenance {
         &self.request_id
     }
 
-    /// The metadata every event of this request carries; `consent_id` is the consent the
-    /// command relies on, if any.
-    pub fn metadata(&self, principal: &Principal, consent_id: Option<String>) -> CommandMetadata {
+    /// The metadata every event of this request by `client_id` carries; `consent_id` is the
+    /// consent the command relies on, if any.
+    pub fn metadata(&self, client_id: &str, consent_id: Option<String>) -> CommandMetadata {
         CommandMetadata {
-            client_id: principal.client_id.clone(),
+            client_id: client_id.to_owned(),
             source_system: self
                 .source_system
                 .clone()
-                .unwrap_or_else(|| client_uri(&principal.client_id)),
+                .unwrap_or_else(|| client_uri(client_id)),
             source_reference: self.source_reference.clone(),
             collection_method: self.collection_method.clone(),
             request_id: self.request_id.clone(),

@@ -67,7 +67,8 @@ impl Audit {
         let mut entry = self.entry();
         if entry.is_none() {
             *entry = Some(AccessEntry::new(
-                principal,
+                &principal.client_id,
+                &principal.organization,
                 request_id,
                 resource,
                 interaction.name,

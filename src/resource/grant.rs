@@ -8,9 +8,14 @@ use openspp_aggregates::{Access, Actor, ConsentRecord};
 use openspp_projections::consent::Visibility;
 use serde_json::Value;
 
+use std::collections::HashMap;
+
+use openspp_projections::consent;
+
 use crate::access_log::Disclosure;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::resource::call::Call;
 
 /// Fields every reader gets, whatever the consent's field list.
 const ALWAYS: [&str; 3] = ["type", "identifier", "meta"];
@@ -198,4 +203,27 @@ pub fn shown(resource: Value, grant: Option<&Grant>) -> Value {
         Some(grant) => grant.filter(resource),
         None => identity_only(resource),
     }
+}
+
+/// The grants for a page of subjects (streams), in one query: what the caller may see of each
+/// as `resource_type`. A subject absent from the answer is not visible to the caller.
+pub async fn grants_for(
+    call: &Call,
+    resource_type: &'static str,
+    subjects: &[String],
+) -> Result<HashMap<String, Grant>, ApiError> {
+    let principal = &call.principal;
+    let consents = if principal.require_consent {
+        consent::covering(&call.state.pool, subjects).await?
+    } else {
+        HashMap::new()
+    };
+    Ok(subjects
+        .iter()
+        .filter_map(|subject| {
+            // A page may name one subject twice (two memberships of one beneficiary).
+            let access = principal.access(consents.get(subject).cloned().unwrap_or_default());
+            Grant::from_access(&access, resource_type).map(|g| (subject.clone(), g))
+        })
+        .collect())
 }

@@ -1,8 +1,5 @@
 //! Finding a subject by external identifier, and what the caller may see of it.
 
-use std::collections::HashMap;
-
-use axum::http::StatusCode;
 use openspp_aggregates::Access;
 use openspp_projections::consent;
 
@@ -10,43 +7,8 @@ use crate::api::reference::parse_identifier;
 use crate::error::ApiError;
 use crate::resource::call::Call;
 use crate::resource::grant::Grant;
-use crate::resource::traits::{Resource, Snapshot};
-use crate::resource::write::Write;
+use crate::resource::traits::{Located, Resource};
 use crate::store::claims;
-
-/// A subject the caller may see: its stream, what may be seen of it, the access to hand to the
-/// aggregate if the caller changes it, and its current version when locating had to read it.
-pub struct Located<R> {
-    pub stream: String,
-    pub grant: Grant,
-    pub access: Access,
-    /// The stream whose consent the grant comes from: the subject's own, or (for a membership)
-    /// its beneficiary's.
-    pub consent_subject: String,
-    pub current: Option<Snapshot<R>>,
-}
-
-impl<R: Resource> Located<R> {
-    /// A change of this subject: `command` is given the caller's access (the aggregate decides
-    /// with it), and the write relies on the consent the grant came from.
-    pub fn change(
-        self,
-        if_match: Option<u64>,
-        command: impl FnOnce(Access) -> R::Command,
-    ) -> Write<R> {
-        let consent = self
-            .grant
-            .consent_id()
-            .map(|consent| (consent, self.consent_subject));
-        Write {
-            stream: self.stream,
-            if_match,
-            command: command(self.access),
-            consent,
-            status: StatusCode::OK,
-        }
-    }
-}
 
 /// A data subject the caller may see: its stream, what it may see of it as the resource
 /// type it asked for, and the access to hand to an aggregate.
@@ -109,27 +71,4 @@ pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Loc
         access: subject.access,
         current: None,
     })
-}
-
-/// The grants for a page of subjects (streams), in one query: what the caller may see of each
-/// as `resource_type`. A subject absent from the answer is not visible to the caller.
-pub async fn grants_for(
-    call: &Call,
-    resource_type: &'static str,
-    subjects: &[String],
-) -> Result<HashMap<String, Grant>, ApiError> {
-    let principal = &call.principal;
-    let consents = if principal.require_consent {
-        consent::covering(&call.state.pool, subjects).await?
-    } else {
-        HashMap::new()
-    };
-    Ok(subjects
-        .iter()
-        .filter_map(|subject| {
-            // A page may name one subject twice (two memberships of one beneficiary).
-            let access = principal.access(consents.get(subject).cloned().unwrap_or_default());
-            Grant::from_access(&access, resource_type).map(|g| (subject.clone(), g))
-        })
-        .collect())
 }

@@ -20,8 +20,7 @@ use crate::resource::audit::Interaction;
 use crate::resource::call::Call;
 use crate::resource::grant::Grant;
 use crate::resource::history::{self, Version};
-use crate::resource::locate::Located;
-use crate::resource::traits::{reference_of, Resource, Snapshot};
+use crate::resource::traits::{reference_of, Located, Resource, Snapshot};
 use crate::store::verify::Verification;
 
 /// The scope auditors' operations need.

@@ -1,18 +1,19 @@
-//! What differs from one resource to the next, and only that.
+//! What differs from one resource to the next, and the values the operations hand each other:
+//! a located subject, a snapshot to render, a write to commit.
 
 use std::collections::HashMap;
 use std::future::Future;
 
+use axum::http::StatusCode;
 use cqrs_es::Aggregate;
-use openspp_aggregates::{DomainError, InlineIndex, RegistryServices};
+use openspp_aggregates::{Access, DomainError, InlineIndex, RegistryServices};
 use openspp_projections::view::{self, ViewRow};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::resource::call::Call;
-use crate::resource::grant::Grant;
-use crate::resource::locate::{grants_for, Located};
+use crate::resource::grant::{grants_for, Grant};
 
 /// A resource as of one version: its state, which version that is, when and from where it last
 /// changed. The read model's row, a past version from the log, and a command's result all take
@@ -137,4 +138,51 @@ pub trait Resource:
 /// `{Resource}/{system}|{value}`: how the API and the access log name a resource.
 pub fn reference_of<R: Resource>(stream: &str, state: &R) -> Option<String> {
     R::key(stream, state).map(|key| format!("{}/{key}", R::TYPE))
+}
+
+/// A subject the caller may see: its stream, what may be seen of it, the access to hand to the
+/// aggregate if the caller changes it, and its current version when locating had to read it.
+pub struct Located<R> {
+    pub stream: String,
+    pub grant: Grant,
+    pub access: Access,
+    /// The stream whose consent the grant comes from: the subject's own, or (for a membership)
+    /// its beneficiary's.
+    pub consent_subject: String,
+    pub current: Option<Snapshot<R>>,
+}
+
+impl<R: Resource> Located<R> {
+    /// A change of this subject: `command` is given the caller's access (the aggregate decides
+    /// with it), and the write relies on the consent the grant came from.
+    pub fn change(
+        self,
+        if_match: Option<u64>,
+        command: impl FnOnce(Access) -> R::Command,
+    ) -> Write<R> {
+        let consent = self
+            .grant
+            .consent_id()
+            .map(|consent| (consent, self.consent_subject));
+        Write {
+            stream: self.stream,
+            if_match,
+            command: command(self.access),
+            consent,
+            status: StatusCode::OK,
+        }
+    }
+}
+
+/// A command on one stream, as an operation prepared it.
+pub struct Write<R: Resource> {
+    pub stream: String,
+    /// The version the writer says it is changing (`If-Match`); `None`: the latest.
+    pub if_match: Option<u64>,
+    pub command: R::Command,
+    /// The consent the command relies on, and the subject (stream) it is relied on for; the
+    /// store holds it in force until the events commit.
+    pub consent: Option<(String, String)>,
+    /// 201 for a creation, 200 for a change.
+    pub status: StatusCode,
 }

@@ -9,21 +9,8 @@ use crate::error::ApiError;
 use crate::resource::answer::{answer, show, Answer};
 use crate::resource::call::Call;
 use crate::resource::grant::identity_only;
-use crate::resource::traits::{reference_of, Resource, Snapshot};
+use crate::resource::traits::{reference_of, Resource, Snapshot, Write};
 use crate::store::{Committed, StoreError};
-
-/// A command on one stream, as an operation prepared it.
-pub struct Write<R: Resource> {
-    pub stream: String,
-    /// The version the writer says it is changing (`If-Match`); `None`: the latest.
-    pub if_match: Option<u64>,
-    pub command: R::Command,
-    /// The consent the command relies on, and the subject (stream) it is relied on for; the
-    /// store holds it in force until the events commit.
-    pub consent: Option<(String, String)>,
-    /// 201 for a creation, 200 for a change.
-    pub status: StatusCode,
-}
 
 /// Runs `write` and answers with the resource as it now is, shown as the caller may see it.
 ///
@@ -48,9 +35,10 @@ pub async fn commit<R: Resource>(call: &Call, write: Write<R>) -> Result<Answer,
 /// they produced.
 pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapshot<R>, ApiError> {
     let state = &call.state;
-    let mut metadata = call
-        .provenance
-        .metadata(&call.principal, write.consent.as_ref().map(|c| c.0.clone()));
+    let mut metadata = call.provenance.metadata(
+        &call.principal.client_id,
+        write.consent.as_ref().map(|c| c.0.clone()),
+    );
     if let Some((_, subject)) = &write.consent {
         metadata = metadata.relied_on_for(subject);
     }
