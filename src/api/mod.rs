@@ -3,9 +3,14 @@
 //! envelope, external identifiers in paths and references, the provenance headers of a
 //! request, and its preconditions.
 
+pub mod consent;
+pub mod group;
+pub mod individual;
 pub mod json;
+pub mod membership;
 pub mod params;
 pub mod preconditions;
+pub mod program;
 pub mod provenance;
 pub mod reference;
 pub mod schema;

@@ -1,23 +1,24 @@
 //! `/Consent` (CONTRACT §5): recording consents, reading them, withdrawing them, and the
 //! receipt and history a data subject or auditor asks for.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::NaiveDate;
-use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
+use openspp_aggregates::consent::{ConsentScope, RecipientMode};
 use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms};
 use openspp_projections::consent as index;
 use openspp_projections::search::Comparator;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access_log::{self, AccessQuery};
+use crate::api::consent::{
+    shown, AccessSummary, ConsentBody, ConsentLife, ConsentResource, Receipt, RenewBody,
+    RevokeBody, Withdrawal,
+};
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::reference::parse_identifier;
@@ -28,7 +29,6 @@ use crate::error::ApiError;
 use crate::resource::{self, today, Answer, Call, Grant, Interaction, Located, Resource, Snapshot};
 use crate::store::claims;
 use crate::store::history as stored;
-use crate::store::metadata::client_uri;
 
 const RESOURCE: &str = "Consent";
 const SCOPE: &str = "consent";
@@ -45,114 +45,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
-}
-
-/// A scope of a consent: which resource, which fields (all when `field_access` is null), why.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScopeBody {
-    /// `individual`, `group`, `program_membership` or `all`.
-    pub resource_type: String,
-    #[serde(default)]
-    pub field_access: Option<Vec<String>>,
-    /// `service_delivery`, `eligibility_verification`, `analytics`, `research` or `audit`.
-    pub purpose: String,
-}
-
-/// Body of `POST /Consent`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConsentBody {
-    /// `Individual/{system}|{value}` or `Group/{system}|{value}` (a group's consent covers its
-    /// members).
-    pub subject: String,
-    /// `specific` (named organisations) or `category` (organisation types).
-    pub recipient_mode: String,
-    #[serde(default)]
-    pub recipients: Vec<String>,
-    #[serde(default)]
-    pub recipient_types: Vec<String>,
-    pub scopes: Vec<ScopeBody>,
-    #[serde(default = "consent_basis")]
-    pub legal_basis: String,
-    /// Defaults to today.
-    #[serde(default)]
-    pub effective_date: Option<NaiveDate>,
-    pub expiry_date: NaiveDate,
-    /// `self`, `guardian`, `parent`, `poa` or `representative`.
-    #[serde(default = "self_delegation")]
-    pub delegation_type: String,
-    /// Who indicated the consent, when not the subject.
-    #[serde(default)]
-    pub indicated_by: Option<String>,
-}
-
-fn consent_basis() -> String {
-    "consent".to_owned()
-}
-
-fn self_delegation() -> String {
-    "self".to_owned()
-}
-
-/// A consent as the API shows it (OpenSPP `GET /Consent/{id}`, with the parties added).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConsentResource {
-    pub consent_id: String,
-    /// `given`, `renewed`, `withdrawn` or `expired` (evaluated now).
-    pub status: String,
-    /// Whether the consent allows access today (OpenSPP's `is_valid`): given or renewed, and
-    /// between its effective and expiry dates. A consent given for a later start is `given`
-    /// but not yet valid.
-    pub is_valid: bool,
-    pub subject: Option<String>,
-    pub recipient_mode: String,
-    pub recipients: Vec<String>,
-    pub recipient_types: Vec<String>,
-    pub scopes: Vec<ScopeBody>,
-    pub legal_basis: String,
-    pub effective_date: NaiveDate,
-    pub expiry_date: NaiveDate,
-    pub delegation_type: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub indicated_by: Option<String>,
-}
-
-/// The status a reader sees: expiry is evaluated at request time.
-fn status_now(record: &ConsentRecord) -> &'static str {
-    match record.status {
-        ConsentStatus::Withdrawn => "withdrawn",
-        _ if record.terms.expiry_date < today() => "expired",
-        ConsentStatus::Renewed => "renewed",
-        ConsentStatus::Given => "given",
-    }
-}
-
-fn shown(record: ConsentRecord, subject: Option<String>) -> ConsentResource {
-    let terms = &record.terms;
-    ConsentResource {
-        consent_id: record.consent_id.clone(),
-        status: status_now(&record).to_owned(),
-        is_valid: record.in_force(today()),
-        subject,
-        recipient_mode: terms.recipient_mode.as_str().to_owned(),
-        recipients: terms.recipients.clone(),
-        recipient_types: terms.recipient_types.clone(),
-        scopes: terms
-            .scopes
-            .iter()
-            .map(|s| ScopeBody {
-                resource_type: s.resource_type.clone(),
-                field_access: s.field_access.clone(),
-                purpose: s.purpose.clone(),
-            })
-            .collect(),
-        legal_basis: terms.legal_basis.clone(),
-        effective_date: terms.effective_date,
-        expiry_date: terms.expiry_date,
-        delegation_type: terms.delegation_type.clone(),
-        indicated_by: terms.indicated_by.clone(),
-    }
 }
 
 /// Recording and renewing consents is an act of the data controller: a client that itself needs
@@ -336,31 +228,11 @@ async fn create(
     resource::create::<Consent>(&call, None, ConsentCommand::Give(terms)).await
 }
 
-/// Read a consent; with `_at`, as it was at that instant.
-#[utoipa::path(get, path = "/Consent/{id}", tag = "Consent",
-    params(
-        ("id" = String, Path, description = "The consent's UUID"),
-        ("_at" = Option<String>, Query, description = "An RFC 3339 instant"),
-    ),
-    responses((status = 200, body = ConsentResource), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["consent:read"])))]
-async fn read(
-    call: Call,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Answer, ApiError> {
-    resource::read::<Consent>(&call, &id, &uri).await
-}
-
-/// Body of `$revoke`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeBody {
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-async fn withdraw(call: &Call, id: &str, reason: Option<String>) -> Result<Json<Value>, ApiError> {
+async fn withdraw(
+    call: &Call,
+    id: &str,
+    reason: Option<String>,
+) -> Result<Json<Withdrawal>, ApiError> {
     let target = Consent::locate(call, id).await?;
     let consent_id = target.stream.clone();
     let write = target.change(None, |_| ConsentCommand::Withdraw {
@@ -368,12 +240,7 @@ async fn withdraw(call: &Call, id: &str, reason: Option<String>) -> Result<Json<
         channel: "api".to_owned(),
     });
     resource::execute(call, write).await?;
-    Ok(Json(json!({
-        "consent_id": consent_id,
-        "status": "withdrawn",
-        "revoked_at": chrono::Utc::now().to_rfc3339(),
-        "message": "consent withdrawn; it no longer allows any access",
-    })))
+    Ok(Json(Withdrawal::of(consent_id)))
 }
 
 /// Withdraw a consent (given or renewed, even before it takes effect); effective for every
@@ -383,7 +250,7 @@ async fn withdraw(call: &Call, id: &str, reason: Option<String>) -> Result<Json<
     params(("id" = String, Path, description = "The consent's UUID")),
     request_body = RevokeBody,
     responses(
-        (status = 200, description = "`status: withdrawn`"),
+        (status = 200, body = Withdrawal),
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome, description = "Already withdrawn"),
     ),
@@ -392,7 +259,7 @@ async fn revoke(
     call: Call,
     Path(id): Path<String>,
     body: Result<ApiJson<RevokeBody>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Withdrawal>, ApiError> {
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let reason = match body {
         Ok(ApiJson(body)) => body.reason,
@@ -400,13 +267,6 @@ async fn revoke(
         Err(error) => return Err(error),
     };
     withdraw(&call, &id, reason).await
-}
-
-/// Body of `$renew`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenewBody {
-    pub expiry_date: NaiveDate,
 }
 
 /// Renew a consent that is in force or has expired, to a later expiry date.
@@ -439,9 +299,12 @@ async fn renew(
 /// Withdraw a consent (same as `$revoke`).
 #[utoipa::path(delete, path = "/Consent/{id}", tag = "Consent",
     params(("id" = String, Path, description = "The consent's UUID")),
-    responses((status = 200, description = "`status: withdrawn`"), (status = 404, body = OperationOutcome)),
+    responses((status = 200, body = Withdrawal), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:delete"])))]
-async fn withdraw_by_delete(call: Call, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn withdraw_by_delete(
+    call: Call,
+    Path(id): Path<String>,
+) -> Result<Json<Withdrawal>, ApiError> {
     call.open(SCOPE, Action::Delete, RESOURCE, Interaction::DELETE)?;
     withdraw(&call, &id, None).await
 }
@@ -459,9 +322,9 @@ async fn current(call: &Call, id: &str) -> Result<(Snapshot<Consent>, Context), 
 /// A consent receipt (ISO/IEC 29184, Kantara Consent Receipt fields).
 #[utoipa::path(get, path = "/Consent/{id}/$receipt", tag = "Consent",
     params(("id" = String, Path, description = "The consent's UUID")),
-    responses((status = 200, description = "The receipt"), (status = 404, body = OperationOutcome)),
+    responses((status = 200, body = Receipt), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:read"])))]
-async fn receipt(call: Call, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn receipt(call: Call, Path(id): Path<String>) -> Result<Json<Receipt>, ApiError> {
     call.open(
         SCOPE,
         Action::Read,
@@ -469,63 +332,26 @@ async fn receipt(call: Call, Path(id): Path<String>) -> Result<Json<Value>, ApiE
         Interaction::new("receipt", "R"),
     )?;
     let (snapshot, context) = current(&call, &id).await?;
-    let resource = Consent::render(&call, &context, &snapshot).ok_or_else(ApiError::internal)?;
+    let consent = Consent::render(&call, &context, &snapshot).ok_or_else(ApiError::internal)?;
     let events = stored::stream(&call.state.pool, RESOURCE, &snapshot.aggregate_id).await?;
-    let given = events.first().ok_or_else(ApiError::internal)?;
-    Ok(Json(json!({
-        "receipt_id": format!("urn:openspp:consent-receipt:{}:{}", resource.consent_id, events.len()),
-        "version": "ISO/IEC 29184:2020",
-        "consent_id": resource.consent_id,
-        "consent_timestamp": given.recorded_at.to_rfc3339(),
-        "collection_method": given.metadata.get("collection_method"),
-        "data_subject": {"reference": resource.subject},
-        "data_controller": {"recorded_by": given.metadata.get("client_id").and_then(Value::as_str).map(client_uri)},
-        "recipients": {"mode": resource.recipient_mode, "organizations": resource.recipients, "organization_types": resource.recipient_types},
-        "purposes": resource.scopes.iter().map(|s| &s.purpose).collect::<Vec<_>>(),
-        "data_categories": resource.scopes.iter().map(|s| json!({"resource_type": s.resource_type, "fields": s.field_access})).collect::<Vec<_>>(),
-        "legal_basis": resource.legal_basis,
-        "delegation": {"type": resource.delegation_type, "indicated_by": resource.indicated_by},
-        "effective_date": resource.effective_date,
-        "expiry_date": resource.expiry_date,
-        "status": resource.status,
-        "is_valid": resource.is_valid,
-        "withdrawal_uri": format!("/api/v2/spp/Consent/{}/$revoke", resource.consent_id),
-    })))
+    Receipt::of(consent, &events)
+        .map(Json)
+        .ok_or_else(ApiError::internal)
 }
 
 /// The consent's life: given, withdrawn …, newest first.
 #[utoipa::path(get, path = "/Consent/{id}/$history", tag = "Consent",
     params(("id" = String, Path, description = "The consent's UUID")),
-    responses((status = 200, description = "`{consent_id, current_version, history}`"), (status = 404, body = OperationOutcome)),
+    responses((status = 200, body = ConsentLife), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:read"])))]
-async fn consent_history(call: Call, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn consent_history(
+    call: Call,
+    Path(id): Path<String>,
+) -> Result<Json<ConsentLife>, ApiError> {
     call.open(SCOPE, Action::Read, RESOURCE, Interaction::HISTORY)?;
     let (snapshot, _) = current(&call, &id).await?;
     let events = stored::stream(&call.state.pool, RESOURCE, &snapshot.aggregate_id).await?;
-    let entries: Vec<Value> = events
-        .iter()
-        .rev()
-        .map(|e| {
-            let (action, reason) = match e.event_type.as_str() {
-                "ConsentGiven" => ("give", None),
-                "ConsentRenewed" => ("renew", None),
-                _ => ("withdraw", e.payload["ConsentWithdrawn"]["reason"].as_str()),
-            };
-            json!({
-                "version": e.sequence,
-                "action": action,
-                "changed_date": e.recorded_at.to_rfc3339(),
-                "changed_by": e.metadata.get("client_id").and_then(Value::as_str).map(client_uri),
-                "channel": e.metadata.get("collection_method"),
-                "reason": reason,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "consent_id": snapshot.aggregate_id,
-        "current_version": events.len(),
-        "history": entries,
-    })))
+    Ok(Json(ConsentLife::of(snapshot.aggregate_id, &events)))
 }
 
 /// The consents of one subject that the caller may see.
@@ -579,13 +405,13 @@ async fn list(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<Value>, 
 /// consent (who they are, how often they looked) is theirs.
 #[utoipa::path(get, path = "/Consent/{id}/$access-summary", tag = "Consent",
     params(("id" = String, Path), ("date_from" = Option<String>, Query), ("date_to" = Option<String>, Query)),
-    responses((status = 200, description = "Summary of the access log for this consent"), (status = 404, body = OperationOutcome)),
+    responses((status = 200, body = AccessSummary), (status = 404, body = OperationOutcome)),
     security(("bearer" = ["consent:read"])))]
 async fn access_summary(
     call: Call,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AccessSummary>, ApiError> {
     call.open(
         SCOPE,
         Action::Read,
@@ -612,43 +438,16 @@ async fn access_summary(
         ..Default::default()
     };
     let rows = access_log::all(&call.state.pool, &query).await?;
-    let mut by_client: BTreeMap<String, (String, usize, String)> = BTreeMap::new();
-    let mut by_interaction: BTreeMap<String, usize> = BTreeMap::new();
-    let mut fields: Vec<String> = Vec::new();
-    let mut all_fields = false;
-    for row in &rows {
-        let entry = by_client
-            .entry(row.client_id.clone())
-            .or_insert_with(|| (row.organization.clone(), 0, String::new()));
-        entry.1 += 1;
-        entry.2 = row.at.to_rfc3339();
-        *by_interaction.entry(row.interaction.clone()).or_default() += 1;
-        match &row.fields {
-            Some(list) => {
-                for field in list {
-                    if !fields.contains(field) {
-                        fields.push(field.clone());
-                    }
-                }
-            }
-            None => all_fields = true,
-        }
-    }
-    Ok(Json(json!({
-        "consent_id": located.stream,
-        "total_accesses": rows.len(),
-        "by_client": by_client.into_iter().map(|(client, (organization, accesses, last))| json!({
-            "client": client_uri(&client), "organization": organization, "accesses": accesses, "last_access": last,
-        })).collect::<Vec<_>>(),
-        "by_interaction": by_interaction,
-        "fields_returned": if all_fields { json!("all") } else { json!(fields) },
-    })))
+    Ok(Json(AccessSummary::of(located.stream, &rows)))
 }
 
-crate::http::audit_routes!(
+crate::http::read_routes!(
     Consent,
+    ConsentResource,
     "Consent",
     "The consent's UUID",
+    "/Consent/{id}",
+    "consent:read",
     "/Consent/{id}/_history",
     "/Consent/{id}/_history/{versionId}",
     "/Consent/{id}/_history/$verify"

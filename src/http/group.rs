@@ -4,25 +4,21 @@ use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use chrono::NaiveDate;
 use openspp_aggregates::{Group, GroupCommand, GroupDetails, MemberSpec};
 use openspp_projections::consent;
 use openspp_projections::group::{self as view, GroupQuery};
 use openspp_projections::individual::primary_identifiers;
 use openspp_projections::search::{Found, Page, SortKey};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::group::{AddMember, GroupMember, GroupResource, RemoveMember};
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::reference::parse_reference;
-use crate::api::schema::{
-    Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference, SearchResult,
-};
+use crate::api::schema::{OperationOutcome, Period, Reference, SearchResult};
 use crate::api::stated::Stated;
 use crate::app::AppState;
 use crate::auth::Action;
@@ -31,7 +27,6 @@ use crate::resource::{
     self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
     Searchable, Snapshot,
 };
-use crate::vocabulary::Vocabularies;
 use openspp_aggregates::Individual;
 
 const RESOURCE: &str = "Group";
@@ -46,88 +41,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
-}
-
-/// A household or other group of individuals (OpenSPP `schemas/group.py`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct GroupResource {
-    /// Always `Group`.
-    #[serde(rename = "type", default = "resource_type")]
-    pub resource_type: String,
-    pub identifier: Vec<Identifier>,
-    #[serde(default = "active_by_default")]
-    pub active: bool,
-    /// `household`, `family`, `organization` or `other`.
-    #[serde(default = "household")]
-    pub group_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// On create: the first members. On replace: the whole member list (members left out end);
-    /// leave it out to keep the members as they are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub member: Option<Vec<GroupMember>>,
-    /// Number of current members (read only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<usize>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub address: Vec<Address>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Meta>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GroupMember {
-    /// `Individual/{system}|{value}`.
-    pub entity: Reference,
-    /// Roles from `urn:openspp:vocab:group-membership-type` (`head`, `spouse`, `child`, `member` …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<CodeableConcept>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period: Option<Period>,
-    /// True once the membership has ended (read only).
-    #[serde(default)]
-    pub inactive: bool,
-}
-
-/// Body of `$add-member`: one member (OpenSPP also accepts `start_date`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddMember {
-    pub entity: Reference,
-    #[serde(default)]
-    pub role: Option<CodeableConcept>,
-    #[serde(default)]
-    pub period: Option<Period>,
-    #[serde(default)]
-    pub start_date: Option<NaiveDate>,
-}
-
-/// Body of `$remove-member`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RemoveMember {
-    pub entity: Reference,
-    /// Defaults to today.
-    #[serde(default)]
-    pub ended_date: Option<NaiveDate>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-fn resource_type() -> String {
-    RESOURCE.to_owned()
-}
-
-fn active_by_default() -> bool {
-    true
-}
-
-fn household() -> String {
-    "household".to_owned()
 }
 
 /// The individual's stream for a member reference. Individuals the caller may not see are as
@@ -152,77 +65,35 @@ async fn member_spec(
     })
 }
 
-impl GroupResource {
-    async fn into_details(self, call: &Call) -> Result<GroupDetails, ApiError> {
-        if self.resource_type != RESOURCE {
-            return Err(ApiError::unprocessable("type", "must be Group"));
-        }
-        let members = match self.member {
-            None => None,
-            Some(members) => {
-                let mut specs = Vec::with_capacity(members.len());
-                // A read lists ended memberships too (inactive, with an end); sending a read
-                // back must not revive them, so only current entries say who is in the group.
-                let current = members.into_iter().enumerate().filter(|(_, member)| {
-                    !member.inactive && member.period.as_ref().and_then(|p| p.end).is_none()
-                });
-                for (index, member) in current {
-                    specs.push(member_spec(call, member, &format!("member[{index}]")).await?);
-                }
-                Some(specs)
+/// The domain's view of a group body: member references are resolved to the individuals
+/// the caller may see.
+async fn details(body: GroupResource, call: &Call) -> Result<GroupDetails, ApiError> {
+    if body.resource_type != RESOURCE {
+        return Err(ApiError::unprocessable("type", "must be Group"));
+    }
+    let members = match body.member {
+        None => None,
+        Some(members) => {
+            let mut specs = Vec::with_capacity(members.len());
+            // A read lists ended memberships too (inactive, with an end); sending a read
+            // back must not revive them, so only current entries say who is in the group.
+            let current = members.into_iter().enumerate().filter(|(_, member)| {
+                !member.inactive && member.period.as_ref().and_then(|p| p.end).is_none()
+            });
+            for (index, member) in current {
+                specs.push(member_spec(call, member, &format!("member[{index}]")).await?);
             }
-        };
-        Ok(GroupDetails {
-            identifiers: self.identifier.into_iter().map(Into::into).collect(),
-            active: self.active,
-            group_type: self.group_type,
-            name: self.name,
-            address: self.address.into_iter().map(Into::into).collect(),
-            members,
-        })
-    }
-
-    fn render(
-        row: &Snapshot<Group>,
-        references: &HashMap<String, String>,
-        vocabulary: &Vocabularies,
-    ) -> Self {
-        let state = &row.state;
-        let quantity = state.quantity();
-        Self {
-            resource_type: resource_type(),
-            identifier: state.live_identifiers().map(Into::into).collect(),
-            active: state.active,
-            group_type: state.group_type.clone(),
-            name: state.name.clone(),
-            member: Some(
-                state
-                    .members
-                    .iter()
-                    .filter_map(|m| {
-                        let key = references.get(&m.individual)?;
-                        Some(GroupMember {
-                            entity: Reference {
-                                reference: format!("Individual/{key}"),
-                                display: None,
-                            },
-                            role: (!m.roles.is_empty())
-                                .then(|| CodeableConcept::from_codes(&m.roles, vocabulary)),
-                            period: Some(Period {
-                                start: Some(m.start_date),
-                                end: m.ended_date,
-                            }),
-                            inactive: !m.is_active(),
-                        })
-                    })
-                    .collect(),
-            ),
-            quantity: Some(quantity),
-            address: state.address.iter().map(Into::into).collect(),
-            extension: None,
-            meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
+            Some(specs)
         }
-    }
+    };
+    Ok(GroupDetails {
+        identifiers: body.identifier.into_iter().map(Into::into).collect(),
+        active: body.active,
+        group_type: body.group_type,
+        name: body.name,
+        address: body.address.into_iter().map(Into::into).collect(),
+        members,
+    })
 }
 
 /// The external identifiers of members (individual streams) the caller may read.
@@ -356,28 +227,9 @@ async fn create(
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     let ApiJson(body) = body?;
-    let details = body.into_details(&call).await?;
+    let details = details(body, &call).await?;
     let subject = details.identifiers.first().map(|i| i.key());
     resource::create::<Group>(&call, subject, GroupCommand::Register(details)).await
-}
-
-/// Read a group by external identifier; with `_at`, as it was at that instant.
-#[utoipa::path(get, path = "/Group/{id}", tag = "Group",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("_at" = Option<String>, Query, description = "An RFC 3339 instant: the group as it was then"),
-    ),
-    responses(
-        (status = 200, body = GroupResource, description = "With `ETag`"),
-        (status = 404, body = OperationOutcome),
-    ),
-    security(("bearer" = ["group:read"])))]
-async fn read(
-    call: Call,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Answer, ApiError> {
-    resource::read::<Group>(&call, &id, &uri).await
 }
 
 /// Replace a group's data (and, when `member` is given, its member list). Fields the client may
@@ -406,7 +258,7 @@ async fn replace(
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let Stated { body, fields } = body?;
     let target = Group::locate(&call, &id).await?;
-    let details = body.into_details(&call).await?;
+    let details = details(body, &call).await?;
     let member_consents = if call.principal.require_consent {
         let pool = &call.state.pool;
         let members = consent::current_members(pool, &target.stream).await?;
@@ -492,10 +344,13 @@ async fn remove_member(
     resource::commit(&call, write).await
 }
 
-crate::http::audit_routes!(
+crate::http::read_routes!(
     Group,
+    GroupResource,
     "Group",
     "`system|value`, URL-encoded",
+    "/Group/{id}",
+    "group:read",
     "/Group/{id}/_history",
     "/Group/{id}/_history/{versionId}",
     "/Group/{id}/_history/$verify"

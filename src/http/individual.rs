@@ -4,24 +4,18 @@ use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use chrono::NaiveDate;
-use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
-use openspp_aggregates::{Individual, IndividualCommand, IndividualDetails};
+use openspp_aggregates::{Individual, IndividualCommand};
 use openspp_projections::individual::{self as view, GroupMembershipRow, IndividualQuery};
 use openspp_projections::search::{Found, Page, SortKey};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::individual::IndividualResource;
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
-use crate::api::schema::{
-    Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, OperationOutcome, Period,
-    Reference, SearchResult,
-};
+use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::stated::Stated;
 use crate::app::AppState;
 use crate::auth::Action;
@@ -30,7 +24,6 @@ use crate::resource::{
     self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
     Searchable, Snapshot,
 };
-use crate::vocabulary::Vocabularies;
 
 const RESOURCE: &str = "Individual";
 const SCOPE: &str = "individual";
@@ -42,127 +35,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
-}
-
-/// A person in the registry (OpenSPP `schemas/individual.py`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct IndividualResource {
-    /// Always `Individual`.
-    #[serde(rename = "type", default = "resource_type")]
-    pub resource_type: String,
-    /// External identifiers; at least one, at most one per system.
-    pub identifier: Vec<Identifier>,
-    #[serde(default = "active_by_default")]
-    pub active: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<HumanName>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub birth_date: Option<NaiveDate>,
-    #[serde(default)]
-    pub birth_date_estimated: bool,
-    /// ISO 5218 (`urn:iso:std:iso:5218`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gender: Option<CodeableConcept>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub telecom: Vec<ContactPoint>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub address: Vec<Address>,
-    /// Current group memberships (read only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub group_membership: Vec<GroupMembershipRef>,
-    /// Module-specific fields.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Meta>,
-}
-
-/// A group this individual belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GroupMembershipRef {
-    pub group: Reference,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<CodeableConcept>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period: Option<Period>,
-}
-
-/// Group roles as codes of the group-membership-type vocabulary.
-pub fn role_codes(roles: &[String]) -> Vec<openspp_aggregates::Code> {
-    roles
-        .iter()
-        .map(|code| openspp_aggregates::Code {
-            system: GROUP_MEMBERSHIP_TYPE.to_owned(),
-            code: code.clone(),
-        })
-        .collect()
-}
-
-fn resource_type() -> String {
-    RESOURCE.to_owned()
-}
-
-fn active_by_default() -> bool {
-    true
-}
-
-impl IndividualResource {
-    fn into_details(self) -> Result<IndividualDetails, ApiError> {
-        if self.resource_type != RESOURCE {
-            return Err(ApiError::unprocessable("type", "must be Individual"));
-        }
-        Ok(IndividualDetails {
-            identifiers: self.identifier.into_iter().map(Into::into).collect(),
-            active: self.active,
-            name: self.name.map(Into::into).unwrap_or_default(),
-            birth_date: self.birth_date,
-            birth_date_estimated: self.birth_date_estimated,
-            gender: self.gender.map(|g| g.single("gender")).transpose()?,
-            telecom: self.telecom.into_iter().map(Into::into).collect(),
-            address: self.address.into_iter().map(Into::into).collect(),
-        })
-    }
-
-    fn render(
-        row: &Snapshot<Individual>,
-        memberships: &[GroupMembershipRow],
-        vocabulary: &Vocabularies,
-    ) -> Self {
-        let state = &row.state;
-        Self {
-            resource_type: resource_type(),
-            identifier: state.live_identifiers().map(Into::into).collect(),
-            active: state.active,
-            name: Some((&state.name).into()),
-            birth_date: state.birth_date,
-            birth_date_estimated: state.birth_date_estimated,
-            gender: state
-                .gender
-                .as_ref()
-                .map(|g| CodeableConcept::from_codes([g], vocabulary)),
-            telecom: state.telecom.iter().map(Into::into).collect(),
-            address: state.address.iter().map(Into::into).collect(),
-            group_membership: memberships
-                .iter()
-                .map(|m| GroupMembershipRef {
-                    group: Reference {
-                        reference: format!("Group/{}", m.group_identifier),
-                        display: None,
-                    },
-                    role: (!m.roles.is_empty())
-                        .then(|| CodeableConcept::from_codes(&role_codes(&m.roles), vocabulary)),
-                    period: Some(Period {
-                        start: Some(m.start_date),
-                        end: None,
-                    }),
-                })
-                .collect(),
-            extension: None,
-            meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
-        }
-    }
 }
 
 /// An individual's current group memberships, by individual stream.
@@ -315,25 +187,6 @@ async fn create(
     resource::create::<Individual>(&call, subject, IndividualCommand::Register(details)).await
 }
 
-/// Read an individual by external identifier; with `_at`, as it was at that instant.
-#[utoipa::path(get, path = "/Individual/{id}", tag = "Individual",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("_at" = Option<String>, Query, description = "An RFC 3339 instant: the individual as it was then"),
-    ),
-    responses(
-        (status = 200, body = IndividualResource, description = "With `ETag`"),
-        (status = 404, body = OperationOutcome),
-    ),
-    security(("bearer" = ["individual:read"])))]
-async fn read(
-    call: Call,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Answer, ApiError> {
-    resource::read::<Individual>(&call, &id, &uri).await
-}
-
 /// Replace an individual's data; only what changed is recorded, as specific events. Fields the
 /// client may not see must be left out, and stay as they are.
 #[utoipa::path(put, path = "/Individual/{id}", tag = "Individual",
@@ -369,10 +222,13 @@ async fn replace(
     resource::commit(&call, write).await
 }
 
-crate::http::audit_routes!(
+crate::http::read_routes!(
     Individual,
+    IndividualResource,
     "Individual",
     "`system|value`, URL-encoded",
+    "/Individual/{id}",
+    "individual:read",
     "/Individual/{id}/_history",
     "/Individual/{id}/_history/{versionId}",
     "/Individual/{id}/_history/$verify"

@@ -13,8 +13,8 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::error::ApiError;
 
-mod audit_routes;
-pub(crate) use audit_routes::audit_routes;
+mod read_routes;
+pub(crate) use read_routes::read_routes;
 
 pub mod audit_event;
 pub mod consent;

@@ -8,9 +8,8 @@ use std::collections::HashMap;
 use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::NaiveDate;
 use openspp_aggregates::program::{is_namespace_uri, TargetType};
-use openspp_aggregates::program_membership::{ExitReason, IDENTIFIER_SYSTEM};
+use openspp_aggregates::program_membership::IDENTIFIER_SYSTEM;
 use openspp_aggregates::{
     Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, Program, ProgramFacts,
     ProgramMembership,
@@ -18,19 +17,18 @@ use openspp_aggregates::{
 use openspp_projections::consent;
 use openspp_projections::membership::{self as view, MembershipQuery};
 use openspp_projections::search::{Found, Page, SortKey};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::json::ApiJson;
+use crate::api::membership::{
+    exit_reason, kind_name, parse_status, render, split_beneficiary, MembershipResource,
+};
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::reference::{parse_identifier, parse_reference};
-use crate::api::schema::{
-    CodeableConcept, Identifier, Meta, OperationOutcome, Reference, SearchResult,
-};
+use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
@@ -40,7 +38,6 @@ use crate::resource::{
     Write,
 };
 use crate::store::claims::{self, resolve_program};
-use crate::vocabulary::Vocabularies;
 
 const RESOURCE: &str = "ProgramMembership";
 const SCOPE: &str = "program_membership";
@@ -55,92 +52,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
-}
-
-/// A beneficiary's membership of a program (OpenSPP `schemas/program_membership.py`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct MembershipResource {
-    #[serde(rename = "type", default = "resource_type")]
-    pub resource_type: String,
-    /// At most one, in `urn:openspp:program-membership`: chosen by the client, or minted when
-    /// none is given on enrolment. It never changes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub identifier: Vec<Identifier>,
-    /// `Program/{system}|{value}`.
-    pub program: Reference,
-    /// `Individual/…` or `Group/…`, as the program's target type says.
-    pub beneficiary: Reference,
-    /// `draft`, `enrolled`, `paused`, `exited`, `not_eligible` or `duplicated`.
-    #[serde(default = "draft")]
-    pub status: String,
-    /// Set by the first enrolment (today unless given) and never changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrollment_date: Option<NaiveDate>,
-    /// Given with the change to `exited`, not before the enrolment date.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_date: Option<NaiveDate>,
-    /// Given with the change to `exited`: a code of `urn:openspp:vocab:exit-reason`, a text,
-    /// or both.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_reason: Option<CodeableConcept>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Meta>,
-}
-
-fn resource_type() -> String {
-    RESOURCE.to_owned()
-}
-
-fn draft() -> String {
-    "draft".to_owned()
-}
-
-/// `Individual/…` or `Group/…`: the kind of beneficiary, its resource name and the identifier.
-fn split_beneficiary(reference: &str) -> Option<(TargetType, &'static str, &str)> {
-    match reference.split_once('/')? {
-        ("Individual", rest) => Some((TargetType::Individual, "Individual", rest)),
-        ("Group", rest) => Some((TargetType::Group, "Group", rest)),
-        _ => None,
-    }
-}
-
-fn kind_name(membership: &ProgramMembership) -> &'static str {
-    match membership.beneficiary_type {
-        Some(TargetType::Group) => "Group",
-        _ => "Individual",
-    }
-}
-
-fn render(
-    row: &Snapshot<ProgramMembership>,
-    references: &References,
-    vocabulary: &Vocabularies,
-) -> MembershipResource {
-    let state = &row.state;
-    let reference = |prefix: &str, stream: &str| Reference {
-        reference: format!(
-            "{prefix}/{}",
-            references.get(stream).cloned().unwrap_or_default()
-        ),
-        display: None,
-    };
-    MembershipResource {
-        resource_type: resource_type(),
-        identifier: state.identifier.iter().map(Into::into).collect(),
-        program: reference("Program", &state.program),
-        beneficiary: reference(kind_name(state), &state.beneficiary),
-        status: state.status.map_or("draft", |s| s.as_str()).to_owned(),
-        enrollment_date: state.enrollment_date,
-        exit_date: state.exit_date,
-        exit_reason: (state.exit_reason.is_some() || state.exit_reason_text.is_some()).then(|| {
-            CodeableConcept {
-                text: state.exit_reason_text.clone(),
-                ..CodeableConcept::from_codes(&state.exit_reason, vocabulary)
-            }
-        }),
-        meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
-    }
 }
 
 /// `system|value` of the programs and beneficiaries memberships name, by stream.
@@ -314,26 +225,6 @@ impl Searchable for ProgramMembership {
     }
 }
 
-fn parse_status(text: &str) -> Result<MembershipStatus, ApiError> {
-    MembershipStatus::parse(text)
-        .ok_or_else(|| ApiError::unprocessable("status", MembershipStatus::expected()))
-}
-
-fn exit_reason(concept: Option<CodeableConcept>) -> Result<Option<ExitReason>, ApiError> {
-    concept
-        .map(|concept| match concept.codes().as_slice() {
-            [_, _, ..] => Err(ApiError::unprocessable(
-                "exitReason",
-                "must have at most one coding",
-            )),
-            codes => Ok(ExitReason {
-                code: codes.first().cloned(),
-                text: concept.text,
-            }),
-        })
-        .transpose()
-}
-
 fn unknown_beneficiary(kind_name: &str) -> ApiError {
     ApiError::unprocessable("beneficiary", format!("no such {kind_name}"))
 }
@@ -454,22 +345,6 @@ async fn enrol(
     })
 }
 
-/// Read a membership by its identifier; with `_at`, as it was at that instant.
-#[utoipa::path(get, path = "/ProgramMembership/{id}", tag = "ProgramMembership",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("_at" = Option<String>, Query, description = "An RFC 3339 instant"),
-    ),
-    responses((status = 200, body = MembershipResource), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["program_membership:read"])))]
-async fn read(
-    call: Call,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Answer, ApiError> {
-    resource::read::<ProgramMembership>(&call, &id, &uri).await
-}
-
 /// Change a membership's status along the state machine (impossible moves are 409, naming the
 /// allowed ones). `program` and `beneficiary`, if sent, must be the membership's own.
 #[utoipa::path(put, path = "/ProgramMembership/{id}", tag = "ProgramMembership", request_body = MembershipResource,
@@ -549,10 +424,13 @@ async fn check_unmoved(
     Ok(())
 }
 
-crate::http::audit_routes!(
+crate::http::read_routes!(
     ProgramMembership,
+    MembershipResource,
     "ProgramMembership",
     "`system|value`, URL-encoded",
+    "/ProgramMembership/{id}",
+    "program_membership:read",
     "/ProgramMembership/{id}/_history",
     "/ProgramMembership/{id}/_history/{versionId}",
     "/ProgramMembership/{id}/_history/$verify"

@@ -1,13 +1,39 @@
-//! The auditor's routes every resource has (CONTRACT §6) — its history, one version, and the
-//! verification of its hash chain — stamped out per resource, because the OpenAPI description
-//! needs one concrete, annotated handler per route. Their bodies are one call each into the
-//! resource layer, which checks the `audit:read` scope and logs the access.
+//! The routes every resource has — its single read (with `_at`), and the auditor's history, one
+//! version, and the verification of its hash chain (CONTRACT §4, §6) — stamped out per
+//! resource, because the OpenAPI description needs one concrete, annotated handler per route.
+//! Their bodies are one call each into the resource layer, which checks the scope and logs the
+//! access.
 
-/// `audit_routes!(Resource, "Tag", "id description", "/R/{id}/_history",
-/// "/R/{id}/_history/{versionId}", "/R/{id}/_history/$verify")` defines the handlers `history`,
-/// `vread` and `verify` in the calling module.
-macro_rules! audit_routes {
-    ($resource:ty, $tag:literal, $id:literal, $history:literal, $vread:literal, $verify:literal) => {
+/// ```text
+/// read_routes!(Resource, RenderedBody, "Tag", "id description", "/R/{id}", "r:read",
+///     "/R/{id}/_history", "/R/{id}/_history/{versionId}", "/R/{id}/_history/$verify");
+/// ```
+/// defines the handlers `read`, `history`, `vread` and `verify` in the calling module.
+macro_rules! read_routes {
+    ($resource:ty, $body:ty, $tag:literal, $id:literal, $read:literal, $scope:literal,
+     $history:literal, $vread:literal, $verify:literal) => {
+        /// The resource as it is now, with its `ETag`; with `_at`, as it was at that instant.
+        #[utoipa::path(get, path = $read, tag = $tag,
+            params(
+                ("id" = String, Path, description = $id),
+                ("_at" = Option<String>, Query, description = "An RFC 3339 instant: the resource as it was then"),
+            ),
+            responses(
+                (status = 200, body = $body, description = "With `ETag`"),
+                (status = 400, body = crate::api::schema::OperationOutcome),
+                (status = 401, body = crate::api::schema::OperationOutcome),
+                (status = 403, body = crate::api::schema::OperationOutcome),
+                (status = 404, body = crate::api::schema::OperationOutcome),
+            ),
+            security(("bearer" = [$scope])))]
+        async fn read(
+            call: crate::resource::Call,
+            axum::extract::Path(id): axum::extract::Path<String>,
+            axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+        ) -> Result<crate::resource::Answer, crate::error::ApiError> {
+            crate::resource::read::<$resource>(&call, &id, &uri).await
+        }
+
         /// The versions, newest first: each with its event, what changed, and who changed it,
         /// from where, in which request, under which consent.
         #[utoipa::path(get, path = $history, tag = $tag,
@@ -78,4 +104,4 @@ macro_rules! audit_routes {
     };
 }
 
-pub(crate) use audit_routes;
+pub(crate) use read_routes;

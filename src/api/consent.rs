@@ -1,0 +1,390 @@
+//! Consents as the API records and shows them (OpenSPP `GET /Consent/{id}`, with the parties
+//! added), and the bodies of their operations.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use openspp_aggregates::consent::ConsentStatus;
+use openspp_aggregates::ConsentRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::access_log::AccessRow;
+use crate::api::BASE;
+use crate::resource::today;
+use crate::store::history::Recorded;
+use crate::store::metadata::client_uri;
+
+/// A scope of a consent: which resource, which fields (all when `field_access` is null), why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeBody {
+    /// `individual`, `group`, `program_membership` or `all`.
+    pub resource_type: String,
+    #[serde(default)]
+    pub field_access: Option<Vec<String>>,
+    /// `service_delivery`, `eligibility_verification`, `analytics`, `research` or `audit`.
+    pub purpose: String,
+}
+
+/// Body of `POST /Consent`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentBody {
+    /// `Individual/{system}|{value}` or `Group/{system}|{value}` (a group's consent covers its
+    /// members).
+    pub subject: String,
+    /// `specific` (named organisations) or `category` (organisation types).
+    pub recipient_mode: String,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    #[serde(default)]
+    pub recipient_types: Vec<String>,
+    pub scopes: Vec<ScopeBody>,
+    #[serde(default = "consent_basis")]
+    pub legal_basis: String,
+    /// Defaults to today.
+    #[serde(default)]
+    pub effective_date: Option<NaiveDate>,
+    pub expiry_date: NaiveDate,
+    /// `self`, `guardian`, `parent`, `poa` or `representative`.
+    #[serde(default = "self_delegation")]
+    pub delegation_type: String,
+    /// Who indicated the consent, when not the subject.
+    #[serde(default)]
+    pub indicated_by: Option<String>,
+}
+
+fn consent_basis() -> String {
+    "consent".to_owned()
+}
+
+fn self_delegation() -> String {
+    "self".to_owned()
+}
+
+/// A consent as the API shows it (OpenSPP `GET /Consent/{id}`, with the parties added).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentResource {
+    pub consent_id: String,
+    /// `given`, `renewed`, `withdrawn` or `expired` (evaluated now).
+    pub status: String,
+    /// Whether the consent allows access today (OpenSPP's `is_valid`): given or renewed, and
+    /// between its effective and expiry dates. A consent given for a later start is `given`
+    /// but not yet valid.
+    pub is_valid: bool,
+    pub subject: Option<String>,
+    pub recipient_mode: String,
+    pub recipients: Vec<String>,
+    pub recipient_types: Vec<String>,
+    pub scopes: Vec<ScopeBody>,
+    pub legal_basis: String,
+    pub effective_date: NaiveDate,
+    pub expiry_date: NaiveDate,
+    pub delegation_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indicated_by: Option<String>,
+}
+
+/// The status a reader sees: expiry is evaluated at request time.
+pub fn status_now(record: &ConsentRecord) -> &'static str {
+    match record.status {
+        ConsentStatus::Withdrawn => "withdrawn",
+        _ if record.terms.expiry_date < today() => "expired",
+        ConsentStatus::Renewed => "renewed",
+        ConsentStatus::Given => "given",
+    }
+}
+
+pub fn shown(record: ConsentRecord, subject: Option<String>) -> ConsentResource {
+    let terms = &record.terms;
+    ConsentResource {
+        consent_id: record.consent_id.clone(),
+        status: status_now(&record).to_owned(),
+        is_valid: record.in_force(today()),
+        subject,
+        recipient_mode: terms.recipient_mode.as_str().to_owned(),
+        recipients: terms.recipients.clone(),
+        recipient_types: terms.recipient_types.clone(),
+        scopes: terms
+            .scopes
+            .iter()
+            .map(|s| ScopeBody {
+                resource_type: s.resource_type.clone(),
+                field_access: s.field_access.clone(),
+                purpose: s.purpose.clone(),
+            })
+            .collect(),
+        legal_basis: terms.legal_basis.clone(),
+        effective_date: terms.effective_date,
+        expiry_date: terms.expiry_date,
+        delegation_type: terms.delegation_type.clone(),
+        indicated_by: terms.indicated_by.clone(),
+    }
+}
+
+/// Body of `$revoke`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Body of `$renew`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    pub expiry_date: NaiveDate,
+}
+
+/// The answer to `$revoke` and `DELETE`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Withdrawal {
+    pub consent_id: String,
+    /// Always `withdrawn`.
+    pub status: &'static str,
+    pub revoked_at: String,
+    pub message: &'static str,
+}
+
+impl Withdrawal {
+    pub fn of(consent_id: String) -> Self {
+        Self {
+            consent_id,
+            status: "withdrawn",
+            revoked_at: chrono::Utc::now().to_rfc3339(),
+            message: "consent withdrawn; it no longer allows any access",
+        }
+    }
+}
+
+/// A consent receipt (ISO/IEC 29184:2020, with the Kantara Consent Receipt's fields).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Receipt {
+    /// Names the consent and its version: a new version is a new receipt.
+    pub receipt_id: String,
+    pub version: &'static str,
+    pub consent_id: String,
+    pub consent_timestamp: String,
+    pub collection_method: Option<String>,
+    pub data_subject: ReceiptSubject,
+    pub data_controller: ReceiptController,
+    pub recipients: ReceiptRecipients,
+    pub purposes: Vec<String>,
+    pub data_categories: Vec<ReceiptCategory>,
+    pub legal_basis: String,
+    pub delegation: ReceiptDelegation,
+    pub effective_date: NaiveDate,
+    pub expiry_date: NaiveDate,
+    pub status: String,
+    pub is_valid: bool,
+    pub withdrawal_uri: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptSubject {
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptController {
+    /// The API client that recorded the consent.
+    pub recorded_by: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptRecipients {
+    pub mode: String,
+    pub organizations: Vec<String>,
+    pub organization_types: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptCategory {
+    pub resource_type: String,
+    pub fields: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptDelegation {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub indicated_by: Option<String>,
+}
+
+/// A metadata string of a stored event.
+fn meta(event: &Recorded, key: &str) -> Option<String> {
+    event
+        .metadata
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+impl Receipt {
+    /// The receipt of `consent` as shown now, from its stored events (the first records who
+    /// took it, when and how).
+    pub fn of(consent: ConsentResource, events: &[Recorded]) -> Option<Self> {
+        let given = events.first()?;
+        Some(Self {
+            receipt_id: format!(
+                "urn:openspp:consent-receipt:{}:{}",
+                consent.consent_id,
+                events.len()
+            ),
+            version: "ISO/IEC 29184:2020",
+            consent_timestamp: given.recorded_at.to_rfc3339(),
+            collection_method: meta(given, "collection_method"),
+            data_subject: ReceiptSubject {
+                reference: consent.subject,
+            },
+            data_controller: ReceiptController {
+                recorded_by: meta(given, "client_id").map(|c| client_uri(&c)),
+            },
+            recipients: ReceiptRecipients {
+                mode: consent.recipient_mode,
+                organizations: consent.recipients,
+                organization_types: consent.recipient_types,
+            },
+            purposes: consent.scopes.iter().map(|s| s.purpose.clone()).collect(),
+            data_categories: consent
+                .scopes
+                .into_iter()
+                .map(|s| ReceiptCategory {
+                    resource_type: s.resource_type,
+                    fields: s.field_access,
+                })
+                .collect(),
+            legal_basis: consent.legal_basis,
+            delegation: ReceiptDelegation {
+                kind: consent.delegation_type,
+                indicated_by: consent.indicated_by,
+            },
+            effective_date: consent.effective_date,
+            expiry_date: consent.expiry_date,
+            status: consent.status,
+            is_valid: consent.is_valid,
+            withdrawal_uri: format!("{BASE}/Consent/{}/$revoke", consent.consent_id),
+            consent_id: consent.consent_id,
+        })
+    }
+}
+
+/// A consent's life (`$history`): given, renewed, withdrawn, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentLife {
+    pub consent_id: String,
+    pub current_version: usize,
+    pub history: Vec<ConsentChange>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentChange {
+    pub version: i64,
+    /// `give`, `renew` or `withdraw`.
+    pub action: &'static str,
+    pub changed_date: String,
+    pub changed_by: Option<String>,
+    pub channel: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl ConsentLife {
+    pub fn of(consent_id: String, events: &[Recorded]) -> Self {
+        let history = events
+            .iter()
+            .rev()
+            .map(|e| {
+                let (action, reason) = match e.event_type.as_str() {
+                    "ConsentGiven" => ("give", None),
+                    "ConsentRenewed" => ("renew", None),
+                    _ => (
+                        "withdraw",
+                        e.payload["ConsentWithdrawn"]["reason"]
+                            .as_str()
+                            .map(str::to_owned),
+                    ),
+                };
+                ConsentChange {
+                    version: e.sequence,
+                    action,
+                    changed_date: e.recorded_at.to_rfc3339(),
+                    changed_by: meta(e, "client_id").map(|c| client_uri(&c)),
+                    channel: meta(e, "collection_method"),
+                    reason,
+                }
+            })
+            .collect();
+        Self {
+            consent_id,
+            current_version: events.len(),
+            history,
+        }
+    }
+}
+
+/// How a consent has been used (`$access-summary`): accesses per client and interaction, and
+/// the fields returned.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessSummary {
+    pub consent_id: String,
+    pub total_accesses: usize,
+    pub by_client: Vec<ClientAccesses>,
+    pub by_interaction: BTreeMap<String, usize>,
+    /// `"all"`, or the fields returned.
+    #[schema(value_type = Object)]
+    pub fields_returned: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientAccesses {
+    pub client: String,
+    pub organization: String,
+    pub accesses: usize,
+    pub last_access: String,
+}
+
+impl AccessSummary {
+    /// The summary of `rows`, the accesses under `consent_id` (oldest first).
+    pub fn of(consent_id: String, rows: &[AccessRow]) -> Self {
+        let mut by_client: BTreeMap<&str, ClientAccesses> = BTreeMap::new();
+        let mut by_interaction: BTreeMap<String, usize> = BTreeMap::new();
+        let mut fields: Vec<String> = Vec::new();
+        let mut all_fields = false;
+        for row in rows {
+            let client = by_client
+                .entry(&row.client_id)
+                .or_insert_with(|| ClientAccesses {
+                    client: client_uri(&row.client_id),
+                    organization: row.organization.clone(),
+                    accesses: 0,
+                    last_access: String::new(),
+                });
+            client.accesses += 1;
+            client.last_access = row.at.to_rfc3339();
+            *by_interaction.entry(row.interaction.clone()).or_default() += 1;
+            match &row.fields {
+                Some(list) => {
+                    for field in list {
+                        if !fields.contains(field) {
+                            fields.push(field.clone());
+                        }
+                    }
+                }
+                None => all_fields = true,
+            }
+        }
+        Self {
+            consent_id,
+            total_accesses: rows.len(),
+            by_client: by_client.into_values().collect(),
+            by_interaction,
+            fields_returned: if all_fields {
+                serde_json::json!("all")
+            } else {
+                serde_json::json!(fields)
+            },
+        }
+    }
+}

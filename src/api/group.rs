@@ -1,0 +1,141 @@
+//! The Group resource as the API reads and writes it (OpenSPP `schemas/group.py`), its member
+//! operations' bodies, and its rendering from the domain.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use openspp_aggregates::Group;
+use openspp_projections::view::ViewRow;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::schema::{Address, CodeableConcept, Identifier, Meta, Period, Reference};
+use crate::vocabulary::Vocabularies;
+
+const RESOURCE: &str = "Group";
+
+/// A household or other group of individuals (OpenSPP `schemas/group.py`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GroupResource {
+    /// Always `Group`.
+    #[serde(rename = "type", default = "resource_type")]
+    pub resource_type: String,
+    pub identifier: Vec<Identifier>,
+    #[serde(default = "active_by_default")]
+    pub active: bool,
+    /// `household`, `family`, `organization` or `other`.
+    #[serde(default = "household")]
+    pub group_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// On create: the first members. On replace: the whole member list (members left out end);
+    /// leave it out to keep the members as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<Vec<GroupMember>>,
+    /// Number of current members (read only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address: Vec<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    /// `Individual/{system}|{value}`.
+    pub entity: Reference,
+    /// Roles from `urn:openspp:vocab:group-membership-type` (`head`, `spouse`, `child`, `member` …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+    /// True once the membership has ended (read only).
+    #[serde(default)]
+    pub inactive: bool,
+}
+
+/// Body of `$add-member`: one member (OpenSPP also accepts `start_date`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub entity: Reference,
+    #[serde(default)]
+    pub role: Option<CodeableConcept>,
+    #[serde(default)]
+    pub period: Option<Period>,
+    #[serde(default)]
+    pub start_date: Option<NaiveDate>,
+}
+
+/// Body of `$remove-member`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveMember {
+    pub entity: Reference,
+    /// Defaults to today.
+    #[serde(default)]
+    pub ended_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+fn resource_type() -> String {
+    RESOURCE.to_owned()
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+fn household() -> String {
+    "household".to_owned()
+}
+
+impl GroupResource {
+    pub fn render(
+        row: &ViewRow<Group>,
+        references: &HashMap<String, String>,
+        vocabulary: &Vocabularies,
+    ) -> Self {
+        let state = &row.state;
+        let quantity = state.quantity();
+        Self {
+            resource_type: resource_type(),
+            identifier: state.live_identifiers().map(Into::into).collect(),
+            active: state.active,
+            group_type: state.group_type.clone(),
+            name: state.name.clone(),
+            member: Some(
+                state
+                    .members
+                    .iter()
+                    .filter_map(|m| {
+                        let key = references.get(&m.individual)?;
+                        Some(GroupMember {
+                            entity: Reference {
+                                reference: format!("Individual/{key}"),
+                                display: None,
+                            },
+                            role: (!m.roles.is_empty())
+                                .then(|| CodeableConcept::from_codes(&m.roles, vocabulary)),
+                            period: Some(Period {
+                                start: Some(m.start_date),
+                                end: m.ended_date,
+                            }),
+                            inactive: !m.is_active(),
+                        })
+                    })
+                    .collect(),
+            ),
+            quantity: Some(quantity),
+            address: state.address.iter().map(Into::into).collect(),
+            extension: None,
+            meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
+        }
+    }
+}

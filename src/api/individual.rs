@@ -1,0 +1,139 @@
+//! The Individual resource as the API reads and writes it (OpenSPP `schemas/individual.py`), and
+//! its conversions to and from the domain.
+
+use chrono::NaiveDate;
+use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
+use openspp_aggregates::{Individual, IndividualDetails};
+use openspp_projections::individual::GroupMembershipRow;
+use openspp_projections::view::ViewRow;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::schema::{
+    Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, Period, Reference,
+};
+use crate::error::ApiError;
+use crate::vocabulary::Vocabularies;
+
+const RESOURCE: &str = "Individual";
+
+/// A person in the registry (OpenSPP `schemas/individual.py`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IndividualResource {
+    /// Always `Individual`.
+    #[serde(rename = "type", default = "resource_type")]
+    pub resource_type: String,
+    /// External identifiers; at least one, at most one per system.
+    pub identifier: Vec<Identifier>,
+    #[serde(default = "active_by_default")]
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<HumanName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub birth_date_estimated: bool,
+    /// ISO 5218 (`urn:iso:std:iso:5218`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telecom: Vec<ContactPoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address: Vec<Address>,
+    /// Current group memberships (read only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_membership: Vec<GroupMembershipRef>,
+    /// Module-specific fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+}
+
+/// A group this individual belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMembershipRef {
+    pub group: Reference,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+}
+
+/// Group roles as codes of the group-membership-type vocabulary.
+pub fn role_codes(roles: &[String]) -> Vec<openspp_aggregates::Code> {
+    roles
+        .iter()
+        .map(|code| openspp_aggregates::Code {
+            system: GROUP_MEMBERSHIP_TYPE.to_owned(),
+            code: code.clone(),
+        })
+        .collect()
+}
+
+fn resource_type() -> String {
+    RESOURCE.to_owned()
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+impl IndividualResource {
+    pub fn into_details(self) -> Result<IndividualDetails, ApiError> {
+        if self.resource_type != RESOURCE {
+            return Err(ApiError::unprocessable("type", "must be Individual"));
+        }
+        Ok(IndividualDetails {
+            identifiers: self.identifier.into_iter().map(Into::into).collect(),
+            active: self.active,
+            name: self.name.map(Into::into).unwrap_or_default(),
+            birth_date: self.birth_date,
+            birth_date_estimated: self.birth_date_estimated,
+            gender: self.gender.map(|g| g.single("gender")).transpose()?,
+            telecom: self.telecom.into_iter().map(Into::into).collect(),
+            address: self.address.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    pub fn render(
+        row: &ViewRow<Individual>,
+        memberships: &[GroupMembershipRow],
+        vocabulary: &Vocabularies,
+    ) -> Self {
+        let state = &row.state;
+        Self {
+            resource_type: resource_type(),
+            identifier: state.live_identifiers().map(Into::into).collect(),
+            active: state.active,
+            name: Some((&state.name).into()),
+            birth_date: state.birth_date,
+            birth_date_estimated: state.birth_date_estimated,
+            gender: state
+                .gender
+                .as_ref()
+                .map(|g| CodeableConcept::from_codes([g], vocabulary)),
+            telecom: state.telecom.iter().map(Into::into).collect(),
+            address: state.address.iter().map(Into::into).collect(),
+            group_membership: memberships
+                .iter()
+                .map(|m| GroupMembershipRef {
+                    group: Reference {
+                        reference: format!("Group/{}", m.group_identifier),
+                        display: None,
+                    },
+                    role: (!m.roles.is_empty())
+                        .then(|| CodeableConcept::from_codes(&role_codes(&m.roles), vocabulary)),
+                    period: Some(Period {
+                        start: Some(m.start_date),
+                        end: None,
+                    }),
+                })
+                .collect(),
+            extension: None,
+            meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
+        }
+    }
+}
