@@ -9,6 +9,7 @@ pub mod db;
 pub mod embedded;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod replay;
 pub mod server;
 pub mod store;

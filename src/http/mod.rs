@@ -51,6 +51,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let public = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(crate::metrics::metrics))
         .merge(crate::auth::routes());
     // Every route is registered through the OpenAPI router, so none can go undocumented; the
     // document itself is the one route that cannot describe itself by annotation.
@@ -75,6 +76,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             outcome::framework_errors_as_outcomes,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
