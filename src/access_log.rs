@@ -129,6 +129,11 @@ impl AccessLog {
         (Self { sender }, writer)
     }
 
+    /// Entries waiting for the writer (for `/metrics`).
+    pub fn queued(&self) -> usize {
+        QUEUE - self.sender.capacity()
+    }
+
     pub async fn record(&self, entry: AccessEntry) {
         if self.sender.send(entry).await.is_err() {
             tracing::error!("access log writer has stopped; an access was not logged");

@@ -4,13 +4,17 @@ use std::net::SocketAddr;
 
 /// Where the database is. Without `DATABASE_URL` the server uses the local PostgreSQL on
 /// 127.0.0.1:5432 (database `openspp`, created if missing), and where none answers it starts a
-/// private cluster under `<data-dir>/pg`.
+/// private cluster under `<data-dir>/pg` (and stops it when it stops).
 #[derive(clap::Args, Clone, Debug)]
 pub struct DatabaseArgs {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Folder for the private PostgreSQL cluster used when no server answers.
+    /// Port of the local PostgreSQL tried when DATABASE_URL is unset (libpq's PGPORT).
+    #[arg(long, env = "PGPORT", default_value_t = 5432)]
+    pub pg_port: u16,
+    /// Folder for the private PostgreSQL cluster used when no server answers (and for the
+    /// generated key-encryption key).
     #[arg(long, env = "OPENSPP_DATA_DIR", default_value = "./data")]
     pub data_dir: std::path::PathBuf,
     /// Port of that private cluster (loopback only).
@@ -25,9 +29,15 @@ pub struct DatabaseArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub key_encryption: crate::auth::key_sealing::KeyEncryptionArgs,
     /// Address to listen on.
     #[arg(long, env = "OPENSPP_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
+    /// Address that serves `GET /metrics` without a token (Prometheus); keep it private. On the
+    /// API port, `/metrics` needs a token with the scope `metrics:read`.
+    #[arg(long, env = "OPENSPP_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, env = "OPENSPP_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,

@@ -9,17 +9,45 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::config::DatabaseArgs;
 
-/// The database used when no `DATABASE_URL` is given.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/openspp";
-
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// A migrated database, and the private cluster this process started for it, if it did: the
+/// cluster stops when this is dropped (after the pool closes, in `close`).
+pub struct Database {
+    pub pool: PgPool,
+    cluster: Option<crate::embedded::Cluster>,
+}
+
+impl Database {
+    /// Closes the pool, then stops the private cluster if this process started it.
+    pub async fn close(mut self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+        }
+    }
+}
+
 /// Connects (creating the database if it does not exist yet) and applies every migration.
-pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<PgPool> {
+/// Without `DATABASE_URL`: the local server on 127.0.0.1:`--pg-port` if one answers, else the
+/// private cluster under the data folder.
+pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<Database> {
+    let mut cluster = None;
     let url = match &args.database_url {
         Some(url) => url.clone(),
-        None if local_server_answers().await => DEFAULT_DATABASE_URL.to_owned(),
-        None => crate::embedded::start(&args.data_dir, args.embedded_port)?,
+        None if local_server_answers(args.pg_port).await => {
+            format!("postgres://postgres@127.0.0.1:{}/openspp", args.pg_port)
+        }
+        None => {
+            let data_dir = args.data_dir.clone();
+            let port = args.embedded_port;
+            let started =
+                tokio::task::spawn_blocking(move || crate::embedded::start(&data_dir, port))
+                    .await??;
+            let url = started.url.clone();
+            cluster = Some(started);
+            url
+        }
     };
     let options = PgConnectOptions::from_str(&url)
         .context("DATABASE_URL is not a PostgreSQL URL")?
@@ -36,12 +64,12 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<PgPool> 
         .run(&pool)
         .await
         .context("applying migrations failed")?;
-    Ok(pool)
+    Ok(Database { pool, cluster })
 }
 
-/// Whether anything listens on the default PostgreSQL address.
-async fn local_server_answers() -> bool {
-    tokio::net::TcpStream::connect("127.0.0.1:5432")
+/// Whether anything listens on the local PostgreSQL address.
+async fn local_server_answers(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_ok()
 }

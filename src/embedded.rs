@@ -1,6 +1,7 @@
 //! The embedded default: where no PostgreSQL server answers and no `DATABASE_URL` is set, but
 //! PostgreSQL is installed, the server runs a private cluster under `<data-dir>/pg`, so a fresh
-//! machine needs nothing but the package.
+//! machine needs nothing but the package. What a command started it stops when the command ends
+//! (`Cluster`'s drop); a cluster that was already running is left as it was.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,8 +11,34 @@ use anyhow::{bail, Context};
 /// Default port of the private cluster (loopback only).
 pub const DEFAULT_PORT: u16 = 54329;
 
-/// Starts (initialising on first use) the private cluster on `port` and returns its URL.
-pub fn start(data_dir: &Path, port: u16) -> anyhow::Result<String> {
+/// The private cluster, as this process found it.
+#[derive(Debug)]
+pub struct Cluster {
+    pub url: String,
+    data_dir: PathBuf,
+    started_here: bool,
+}
+
+impl Cluster {
+    /// Whether this process started it (and so stops it when done with it).
+    pub fn started_here(&self) -> bool {
+        self.started_here
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.started_here {
+            match stop(&self.data_dir) {
+                Ok(()) => tracing::info!("stopped the private PostgreSQL cluster"),
+                Err(error) => tracing::warn!(%error, "cannot stop the private PostgreSQL cluster"),
+            }
+        }
+    }
+}
+
+/// Starts (initialising on first use) the private cluster on `port`, unless it is running.
+pub fn start(data_dir: &Path, port: u16) -> anyhow::Result<Cluster> {
     let bin = binaries().context("no PostgreSQL installation found (looked for pg_ctl)")?;
     std::fs::create_dir_all(data_dir)?;
     let data_dir = data_dir.canonicalize()?;
@@ -52,7 +79,11 @@ pub fn start(data_dir: &Path, port: u16) -> anyhow::Result<String> {
         run(&mut pg_ctl).context("pg_ctl start failed")?;
         tracing::info!(port, "started the private PostgreSQL cluster");
     }
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/openspp"))
+    Ok(Cluster {
+        url: format!("postgres://postgres@127.0.0.1:{port}/openspp"),
+        data_dir,
+        started_here: !running,
+    })
 }
 
 /// Stops the private cluster (fast shutdown: sessions end, data is safe).

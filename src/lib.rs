@@ -10,6 +10,7 @@ pub mod db;
 pub mod embedded;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod replay;
 pub mod resource;
 pub mod server;

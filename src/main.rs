@@ -28,6 +28,8 @@ enum Command {
     Key {
         #[command(flatten)]
         database: config::DatabaseArgs,
+        #[command(flatten)]
+        key_encryption: auth::key_sealing::KeyEncryptionArgs,
         #[command(subcommand)]
         command: auth::cli::KeyCommand,
     },
@@ -50,21 +52,44 @@ enum Command {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    // Each command closes its database when done, which stops a private cluster it started.
     match command {
         Command::Serve(args) => server::run(args).await,
-        Command::Migrate(database) => db::connect_and_migrate(&database).await.map(|_| ()),
-        Command::Client { database, command } => {
-            auth::cli::run(&db::connect_and_migrate(&database).await?, command).await
+        Command::Migrate(database) => {
+            db::connect_and_migrate(&database).await?.close().await;
+            Ok(())
         }
-        Command::Key { database, command } => {
-            auth::cli::run_key(&db::connect_and_migrate(&database).await?, command).await
+        Command::Client { database, command } => {
+            let db = db::connect_and_migrate(&database).await?;
+            let done = auth::cli::run(&db.pool, command).await;
+            db.close().await;
+            done
+        }
+        Command::Key {
+            database,
+            key_encryption,
+            command,
+        } => {
+            let db = db::connect_and_migrate(&database).await?;
+            let done =
+                auth::cli::run_key(&db.pool, command, &key_encryption, &database.data_dir).await;
+            db.close().await;
+            done
         }
         Command::Replay {
             database,
             projection,
-        } => openspp::replay::run(&db::connect_and_migrate(&database).await?, projection).await,
+        } => {
+            let db = db::connect_and_migrate(&database).await?;
+            let done = openspp::replay::run(&db.pool, projection).await;
+            db.close().await;
+            done
+        }
         Command::Verify { database, all: _ } => {
-            openspp::verify::run(&db::connect_and_migrate(&database).await?).await
+            let db = db::connect_and_migrate(&database).await?;
+            let done = openspp::verify::run(&db.pool).await;
+            db.close().await;
+            done
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `openspp serve`: migrate, start the projector, serve HTTP until SIGTERM/SIGINT.
+//! `openspp serve`: migrate, start the projector, serve HTTP until SIGTERM/SIGINT, then stop
+//! what it started (the private PostgreSQL cluster included, if it started one).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use anyhow::Context;
 
 use crate::access_log::AccessLog;
 use crate::app::{AppState, Shared};
+use crate::auth::key_sealing::IfMissing;
 use crate::auth::{AuthConfig, AuthState};
 use crate::config::ServeArgs;
 use crate::store::EventStore;
@@ -16,7 +18,11 @@ use openspp_aggregates::{RegistryServices, SystemClock};
 use openspp_projections::{runner, CheckpointWatch};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let pool = db::connect_and_migrate(&args.database).await?;
+    let database = db::connect_and_migrate(&args.database).await?;
+    let pool = database.pool.clone();
+    let kek = args
+        .key_encryption
+        .load(&args.database.data_dir, IfMissing::Generate)?;
     let auth = AuthState::load(
         &pool,
         AuthConfig {
@@ -25,8 +31,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             token_lifetime_secs: args.token_lifetime_secs,
             token_rate_per_minute: args.token_rate_per_minute,
         },
+        kek,
     )
     .await?;
+    crate::metrics::install()?;
     let vocabulary = Arc::new(Vocabularies::load(&pool).await?);
     let checkpoints = CheckpointWatch::start(pool.clone()).await?;
     let projector = tokio::spawn(runner::run(pool.clone(), checkpoints.clone()));
@@ -44,13 +52,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         checkpoints,
         read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
     });
-    let housekeeping = tokio::spawn(housekeeping(state.clone()));
-    let key_changes = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            crate::auth::keys::follow_changes(&state.pool, &state.auth.keys).await
-        })
-    };
+    // Tasks that hold the state; each is ended before the access-log writer is drained.
+    let mut tasks = vec![
+        tokio::spawn(housekeeping(state.clone())),
+        tokio::spawn(crate::auth::changes::follow(state.clone())),
+    ];
+    // Serve once changes are heard (so the first requests are already cached), but not later
+    // than a few seconds: until then requests read clients from the database, which is correct.
+    for _ in 0..500 {
+        if state.auth.caches.live() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if let Some(bind) = args.metrics_bind {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} for metrics"))?;
+        let local = listener.local_addr()?;
+        println!("openspp metrics on http://{local}");
+        tracing::info!(%local, "serving metrics");
+        let router = crate::metrics::private_router(state.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the metrics server stopped");
+            }
+        }));
+    }
     let app = http::router(state, args.body_limit_bytes);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -67,13 +95,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     // Aborting mid-batch rolls the batch back; the checkpoint was never advanced past it.
     projector.abort();
-    housekeeping.abort();
-    key_changes.abort();
-    let _ = housekeeping.await;
-    let _ = key_changes.await;
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
     // The server's state (and with it the last access-log sender) is gone: let the writer drain.
     let _ = access_log_writer.await;
-    pool.close().await;
+    database.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -84,6 +114,7 @@ async fn housekeeping(state: AppState) {
         if let Err(error) = crate::auth::rate_limit::prune(&state.pool).await {
             tracing::warn!(%error, "cannot prune rate counters");
         }
+        state.auth.limiter.prune();
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 }

@@ -93,25 +93,9 @@ fn validate(client: &NewClient) -> anyhow::Result<()> {
     {
         bail!("--organization-type must be a lower-case code such as government, ngo, private, international");
     }
-    if client.scopes.is_empty() {
-        bail!("give at least one --scope resource:action");
-    }
-    for scope in &client.scopes {
-        scopes::validate(scope).map_err(anyhow::Error::msg)?;
-    }
-    for entry in &client.field_filter {
-        let known = entry.split_once(':').is_some_and(|(resource, field)| {
-            openspp_aggregates::consent::consentable_fields(resource).contains(&field)
-        });
-        if !known {
-            bail!("--field `{entry}` must be RESOURCE:FIELD, e.g. individual:name");
-        }
-    }
-    for program in &client.allowed_programs {
-        if parse_identifier(program, "program").is_err() {
-            bail!("--program `{program}` must be an external identifier SYSTEM|VALUE");
-        }
-    }
+    validate_scopes(&client.scopes)?;
+    validate_fields(&client.field_filter)?;
+    validate_programs(&client.allowed_programs)?;
     match (&client.legal_basis, client.require_consent) {
         (Some(basis), _) if !LEGAL_BASES.contains(&basis.as_str()) => {
             bail!("--legal-basis must be one of {}", LEGAL_BASES.join(", "))
@@ -119,6 +103,37 @@ fn validate(client: &NewClient) -> anyhow::Result<()> {
         (None, false) => bail!("--no-consent-required needs --legal-basis"),
         _ => Ok(()),
     }
+}
+
+fn validate_scopes(given: &[String]) -> anyhow::Result<()> {
+    if given.is_empty() {
+        bail!("give at least one --scope resource:action");
+    }
+    for scope in given {
+        scopes::validate(scope).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+fn validate_fields(given: &[String]) -> anyhow::Result<()> {
+    for entry in given {
+        let known = entry.split_once(':').is_some_and(|(resource, field)| {
+            openspp_aggregates::consent::consentable_fields(resource).contains(&field)
+        });
+        if !known {
+            bail!("--field `{entry}` must be RESOURCE:FIELD, e.g. individual:name");
+        }
+    }
+    Ok(())
+}
+
+fn validate_programs(given: &[String]) -> anyhow::Result<()> {
+    for program in given {
+        if parse_identifier(program, "program").is_err() {
+            bail!("--program `{program}` must be an external identifier SYSTEM|VALUE");
+        }
+    }
+    Ok(())
 }
 
 /// The streams of the programs given as `SYSTEM|VALUE`: a client is bound to the programs
@@ -217,7 +232,61 @@ pub async fn list_clients(pool: &PgPool) -> sqlx::Result<Vec<ClientSummary>> {
         .collect())
 }
 
-/// Deactivates a client; its tokens fail from the next request on (checked per request).
+/// What `client update` changes; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChanges {
+    pub scopes: Option<Vec<String>>,
+    /// `SYSTEM|VALUE` of each program; `Some(vec![])` lifts the limit.
+    pub allowed_programs: Option<Vec<String>>,
+    /// `Some(vec![])` lifts the field limits.
+    pub field_filter: Option<Vec<String>>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub rate_limit_per_day: Option<u32>,
+}
+
+/// Changes an active client's grants or limits. Tokens already issued keep their scopes only as
+/// far as the client still holds them (checked per request), so a narrowing takes effect at once.
+pub async fn update_client(
+    pool: &PgPool,
+    client_id: &str,
+    changes: ClientChanges,
+) -> anyhow::Result<()> {
+    if let Some(scopes) = &changes.scopes {
+        validate_scopes(scopes)?;
+    }
+    if let Some(fields) = &changes.field_filter {
+        validate_fields(fields)?;
+    }
+    let programs = match &changes.allowed_programs {
+        Some(programs) => {
+            validate_programs(programs)?;
+            Some(resolve_programs(pool, programs).await?)
+        }
+        None => None,
+    };
+    let done = sqlx::query(
+        "UPDATE api_clients SET scopes = COALESCE($2, scopes), \
+             allowed_programs = COALESCE($3, allowed_programs), \
+             field_filter = COALESCE($4, field_filter), \
+             rate_limit_per_minute = COALESCE($5, rate_limit_per_minute), \
+             rate_limit_per_day = COALESCE($6, rate_limit_per_day) \
+         WHERE client_id = $1 AND active",
+    )
+    .bind(client_id)
+    .bind(&changes.scopes)
+    .bind(&programs)
+    .bind(&changes.field_filter)
+    .bind(changes.rate_limit_per_minute.map(|n| n as i32))
+    .bind(changes.rate_limit_per_day.map(|n| n as i32))
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        bail!("no active client {client_id}");
+    }
+    Ok(())
+}
+
+/// Deactivates a client; its tokens fail from the next request on.
 pub async fn deactivate_client(pool: &PgPool, client_id: &str) -> anyhow::Result<()> {
     let done = sqlx::query(
         "UPDATE api_clients SET active = false, deactivated_at = now() \
@@ -232,7 +301,8 @@ pub async fn deactivate_client(pool: &PgPool, client_id: &str) -> anyhow::Result
     Ok(())
 }
 
-/// Replaces a client's secret; the old one stops working for new tokens at once.
+/// Replaces a client's secret. The old secret stops working at once, and so does every token
+/// issued under it: tokens carry the secret version they were issued under.
 pub async fn rotate_secret(pool: &PgPool, client_id: &str) -> anyhow::Result<CreatedClient> {
     let client_secret = random_token(32);
     let hash = tokio::task::spawn_blocking({
@@ -240,12 +310,14 @@ pub async fn rotate_secret(pool: &PgPool, client_id: &str) -> anyhow::Result<Cre
         move || hash_secret(&secret)
     })
     .await?;
-    let done =
-        sqlx::query("UPDATE api_clients SET secret_hash = $2 WHERE client_id = $1 AND active")
-            .bind(client_id)
-            .bind(hash)
-            .execute(pool)
-            .await?;
+    let done = sqlx::query(
+        "UPDATE api_clients SET secret_hash = $2, secret_version = secret_version + 1 \
+             WHERE client_id = $1 AND active",
+    )
+    .bind(client_id)
+    .bind(hash)
+    .execute(pool)
+    .await?;
     if done.rows_affected() == 0 {
         bail!("no active client {client_id}");
     }

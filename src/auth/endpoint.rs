@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::auth::clients::{hash_secret, verify_secret};
 use crate::auth::rate_limit;
-use crate::auth::scopes::covers;
+use crate::auth::scopes::{self, covers};
 use crate::auth::token::Issuer;
 
 /// The token request, in any of its three encodings (JSON, form, HTTP Basic for the
@@ -181,10 +181,12 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let limit = state.auth.config.token_rate_per_minute;
-    if let Err(error) =
-        rate_limit::per_minute(&state.pool, &format!("addr:{}", peer.ip()), limit).await
-    {
+    let limits = rate_limit::Limits {
+        per_minute: state.auth.config.token_rate_per_minute,
+        per_day: 0,
+    };
+    let key = format!("addr:{}", peer.ip());
+    if let Err(error) = state.auth.limiter.admit(&state.pool, &key, limits).await {
         return error.into_response();
     }
     match issue(&state, &headers, &body).await {
@@ -226,11 +228,12 @@ async fn issue(
 
     // No stored client id holds NUL (PostgreSQL text cannot): such an id is simply unknown,
     // and is answered like any other unknown client rather than as a database fault.
-    let row: Option<(String, Vec<String>)> = if client_id.contains('\0') {
+    let row: Option<(String, Vec<String>, i32)> = if client_id.contains('\0') {
         None
     } else {
         sqlx::query_as(
-            "SELECT secret_hash, scopes FROM api_clients WHERE client_id = $1 AND active",
+            "SELECT secret_hash, scopes, secret_version FROM api_clients \
+             WHERE client_id = $1 AND active",
         )
         .bind(&client_id)
         .fetch_optional(&state.pool)
@@ -243,9 +246,9 @@ async fn issue(
             )
         })?
     };
-    let (hash, held) = match row {
-        Some((hash, held)) => (hash, Some(held)),
-        None => (decoy_hash().to_owned(), None),
+    let (hash, held, secret_version) = match row {
+        Some((hash, held, version)) => (hash, Some(held), version),
+        None => (decoy_hash().to_owned(), None, 0),
     };
     let verified = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
         .await
@@ -259,6 +262,14 @@ async fn issue(
         None => held,
         Some(requested) => {
             let requested: Vec<String> = requested.split_whitespace().map(str::to_owned).collect();
+            // `x:all` covers `x:anything` by its wording; only real scopes are granted.
+            if let Some(unknown) = requested.iter().find_map(|s| scopes::validate(s).err()) {
+                return Err(OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    unknown,
+                ));
+            }
             if let Some(extra) = requested.iter().find(|s| !covers(&held, s)) {
                 return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,
@@ -287,7 +298,7 @@ async fn issue(
         lifetime_secs: config.token_lifetime_secs,
     };
     Ok(TokenResponse {
-        access_token: issuer.issue(&key, &client_id, &scopes, now),
+        access_token: issuer.issue(&key, &client_id, &scopes, secret_version, now),
         token_type: "Bearer".to_owned(),
         expires_in: config.token_lifetime_secs,
         scope: scopes.join(" "),

@@ -2,9 +2,12 @@
 //! JWTs whose keys live in the database, `resource:action` scopes checked on every endpoint, and
 //! per-client rate limits. There is no way to call the API without a valid token.
 
+pub mod cache;
+pub mod changes;
 pub mod cli;
 pub mod clients;
 pub mod endpoint;
+pub mod key_sealing;
 pub mod keys;
 mod principal;
 pub mod rate_limit;
@@ -36,7 +39,7 @@ pub enum Action {
     Delete,
 }
 
-/// The client behind a request's bearer token, checked against the database on every request.
+/// The client behind a request's bearer token, as it stands now (see `principal`).
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub client_id: String,
@@ -52,17 +55,26 @@ pub struct Principal {
     pub field_filter: Vec<String>,
 }
 
-/// Signing keys and settings shared by every request.
+/// Signing keys, caches, rate-limit budgets and settings shared by every request.
 pub struct AuthState {
     pub config: AuthConfig,
     pub keys: keys::KeyRing,
+    /// Clients and verified tokens; trusted only while `changes::follow` is listening.
+    pub caches: cache::AuthCaches,
+    pub limiter: rate_limit::Limiter,
 }
 
 impl AuthState {
-    pub async fn load(pool: &sqlx::PgPool, config: AuthConfig) -> anyhow::Result<Self> {
+    pub async fn load(
+        pool: &sqlx::PgPool,
+        config: AuthConfig,
+        kek: key_sealing::KeyEncryptionKey,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             config,
-            keys: keys::KeyRing::load(pool).await?,
+            keys: keys::KeyRing::load(pool, kek).await?,
+            caches: cache::AuthCaches::default(),
+            limiter: rate_limit::Limiter::default(),
         })
     }
 }

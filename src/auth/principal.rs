@@ -1,15 +1,19 @@
-//! Who is calling: the bearer token is verified, then ONE database round trip confirms the
-//! client is still active (a deactivated client's tokens fail at once) and counts the request
-//! against its rate limits.
+//! Who is calling: the bearer token is verified (once per process: verified tokens are cached),
+//! the client it names is looked up (cached, dropped from the cache when it changes, see
+//! `cache`), and the request is counted against the client's rate limits (in memory, leased
+//! from a shared count, see `rate_limit`). In the common case no database round trip is made.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
+use std::sync::Arc;
+
 use crate::app::AppState;
-use crate::auth::rate_limit::check;
+use crate::auth::cache::{ClientRecord, VerifiedToken};
+use crate::auth::rate_limit::Limits;
 use crate::auth::scopes::{covers, grants};
-use crate::auth::token::Issuer;
+use crate::auth::token::{Issuer, LEEWAY_SECS};
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
 
@@ -44,44 +48,95 @@ impl Principal {
     }
 }
 
+/// The client row, and whether the token's key is still active: one statement, used when the
+/// client is not cached, and for every request while the caches cannot be trusted (then the
+/// key ring may be stale too, so the key is checked here).
+const CLIENT: &str =
+    "SELECT organization, organization_type, scopes, allowed_programs, field_filter, \
+        require_consent, legal_basis, rate_limit_per_minute, rate_limit_per_day, active, \
+        secret_version, \
+        EXISTS (SELECT 1 FROM signing_keys WHERE kid = $2 AND retired_at IS NULL) AS key_active \
+    FROM api_clients WHERE client_id = $1";
+
 #[derive(sqlx::FromRow)]
 struct ClientRow {
-    organization: String,
-    organization_type: String,
-    scopes: Vec<String>,
-    allowed_programs: Vec<String>,
-    field_filter: Vec<String>,
-    require_consent: bool,
-    legal_basis: Option<String>,
-    rate_limit_per_minute: i32,
-    rate_limit_per_day: i32,
-    used_minute: Option<i32>,
-    used_day: Option<i32>,
-    minute_left: i32,
-    day_left: i32,
+    #[sqlx(flatten)]
+    client: ClientRecord,
+    key_active: bool,
 }
 
-/// The client row and both counters in one statement; counters only for active clients.
-const CLIENT_AND_COUNT: &str = "
-WITH client AS (
-    SELECT * FROM api_clients WHERE client_id = $1 AND active
-), minute AS (
-    INSERT INTO rate_counters (key, window_start, used)
-    SELECT 'm:' || client_id, date_trunc('minute', now()), 1 FROM client WHERE rate_limit_per_minute > 0
-    ON CONFLICT (key, window_start) DO UPDATE SET used = rate_counters.used + 1
-    RETURNING used
-), day AS (
-    INSERT INTO rate_counters (key, window_start, used)
-    SELECT 'd:' || client_id, date_trunc('day', now()), 1 FROM client WHERE rate_limit_per_day > 0
-    ON CONFLICT (key, window_start) DO UPDATE SET used = rate_counters.used + 1
-    RETURNING used
-)
-SELECT organization, organization_type, scopes, allowed_programs, field_filter, require_consent, legal_basis,
-       rate_limit_per_minute, rate_limit_per_day,
-       (SELECT used FROM minute) AS used_minute, (SELECT used FROM day) AS used_day,
-       ceil(extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now()))::int AS minute_left,
-       ceil(extract(epoch FROM date_trunc('day', now()) + interval '1 day' - now()))::int AS day_left
-FROM client";
+/// The client named by a verified token, from the cache or else the database.
+async fn client(
+    state: &AppState,
+    client_id: &str,
+    kid: &str,
+) -> Result<Option<Arc<ClientRecord>>, ApiError> {
+    let caches = &state.auth.caches;
+    let live = caches.live();
+    if live {
+        if let Some(cached) = caches.clients.get(client_id) {
+            return Ok(cached);
+        }
+    }
+    let epoch = caches.clients.epoch();
+    let row: Option<ClientRow> = sqlx::query_as(CLIENT)
+        .bind(client_id)
+        .bind(kid)
+        .fetch_optional(&state.pool)
+        .await?;
+    match row {
+        Some(row) if !row.key_active => Ok(None),
+        row => {
+            let client = row.map(|row| Arc::new(row.client));
+            if live {
+                caches.clients.insert(epoch, client_id, client.clone());
+            }
+            Ok(client)
+        }
+    }
+}
+
+/// Verifies the token's signature and claims, unless this process already has.
+fn verified(state: &AppState, token: &str) -> Result<Arc<VerifiedToken>, ApiError> {
+    let auth = &state.auth;
+    let now = unix_now();
+    let live = auth.caches.live();
+    if live {
+        if let Some(hit) = auth.caches.tokens.get(token) {
+            if now <= hit.valid_until {
+                return Ok(hit);
+            }
+        }
+    }
+    let epoch = auth.caches.tokens.epoch();
+    let config = &auth.config;
+    let issuer = Issuer {
+        issuer: &config.issuer,
+        audience: &config.audience,
+        lifetime_secs: config.token_lifetime_secs,
+    };
+    // Rotations reach the key ring as they are announced, so an unknown key id is simply
+    // invalid: an unauthenticated caller cannot make the server query the database.
+    let (claims, kid) = issuer
+        .verify(&auth.keys, token)
+        .map_err(|_| invalid_token())?;
+    let verified = Arc::new(VerifiedToken {
+        valid_until: claims.exp.saturating_add(LEEWAY_SECS),
+        claims,
+        kid,
+    });
+    if live {
+        auth.caches.tokens.insert(epoch, token, verified.clone());
+    }
+    Ok(verified)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
@@ -101,48 +156,35 @@ impl FromRequestParts<AppState> for Principal {
                     "a bearer access token is required",
                 )
             })?;
-        let config = &state.auth.config;
-        let issuer = Issuer {
-            issuer: &config.issuer,
-            audience: &config.audience,
-            lifetime_secs: config.token_lifetime_secs,
-        };
-        // Rotations reach the key ring as they are announced, so an unknown key id is simply
-        // invalid: an unauthenticated caller cannot make the server query the database.
-        let claims = issuer
-            .verify(&state.auth.keys, token)
-            .map_err(|_| invalid_token())?;
-        let row: ClientRow = sqlx::query_as(CLIENT_AND_COUNT)
-            .bind(&claims.client_id)
-            .fetch_optional(&state.pool)
+        let token = verified(state, token)?;
+        let claims = &token.claims;
+        // Deactivated, or its secret rotated since the token was issued: the token is dead.
+        let client = client(state, &claims.client_id, &token.kid)
             .await?
+            .filter(|c| c.active && c.secret_version == claims.secret_version)
             .ok_or_else(invalid_token)?;
-        check(
-            row.used_minute.unwrap_or(0),
-            row.rate_limit_per_minute,
-            row.minute_left,
-        )?;
-        check(
-            row.used_day.unwrap_or(0),
-            row.rate_limit_per_day,
-            row.day_left,
-        )?;
+        let limits = Limits::new(client.rate_limit_per_minute, client.rate_limit_per_day);
+        state
+            .auth
+            .limiter
+            .admit(&state.pool, &claims.client_id, limits)
+            .await?;
         // The token's scopes, never more than the client holds now.
         let scopes = claims
             .scope
             .split_whitespace()
-            .filter(|s| covers(&row.scopes, s))
+            .filter(|s| covers(&client.scopes, s))
             .map(str::to_owned)
             .collect();
         Ok(Principal {
-            client_id: claims.client_id,
-            organization: row.organization,
-            organization_type: row.organization_type,
+            client_id: claims.client_id.clone(),
+            organization: client.organization.clone(),
+            organization_type: client.organization_type.clone(),
             scopes,
-            require_consent: row.require_consent,
-            legal_basis: row.legal_basis,
-            allowed_programs: row.allowed_programs,
-            field_filter: row.field_filter,
+            require_consent: client.require_consent,
+            legal_basis: client.legal_basis.clone(),
+            allowed_programs: client.allowed_programs.clone(),
+            field_filter: client.field_filter.clone(),
         })
     }
 }

@@ -2,7 +2,9 @@
 
 use crate::auth::Action;
 
-pub const RESOURCES: [&str; 13] = [
+/// CONTRACT §3's resources (the core's and the extensions'), and `metrics` for `GET /metrics`
+/// on the API port (beyond the contract, which names no operator scope).
+pub const RESOURCES: [&str; 16] = [
     "individual",
     "group",
     "program",
@@ -16,6 +18,9 @@ pub const RESOURCES: [&str; 13] = [
     "vocabulary",
     "data",
     "statistics",
+    "aggregation",
+    "dci",
+    "metrics",
 ];
 pub const ACTIONS: [&str; 6] = ["read", "search", "create", "update", "delete", "all"];
 
@@ -99,5 +104,10 @@ mod tests {
         assert!(validate("individual").is_err());
         assert!(validate("wallet:read").is_err());
         assert!(validate("individual:steal").is_err());
+        assert!(validate("individual:bogus").is_err());
+        assert!(validate("dci:search").is_ok());
+        assert!(validate("aggregation:read").is_ok());
+        assert!(validate("individual:read:extra").is_err());
+        assert!(validate("").is_err());
     }
 }

@@ -20,6 +20,10 @@ pub struct Claims {
     pub nbf: u64,
     pub exp: u64,
     pub jti: String,
+    /// The client's secret version when the token was issued: rotating the secret makes every
+    /// earlier token fail. Absent (0) in tokens issued before versions existed.
+    #[serde(default)]
+    pub secret_version: i32,
 }
 
 /// Why a presented token was refused; the client only ever sees "invalid_token".
@@ -33,6 +37,9 @@ pub enum Rejected {
     Invalid(jsonwebtoken::errors::Error),
 }
 
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 5;
+
 pub struct Issuer<'a> {
     pub issuer: &'a str,
     pub audience: &'a str,
@@ -40,7 +47,15 @@ pub struct Issuer<'a> {
 }
 
 impl Issuer<'_> {
-    pub fn issue(&self, key: &KeyPair, client_id: &str, scopes: &[String], now: u64) -> String {
+    /// Signs a token; `key` must be one `KeyRing::signing` handed out (it has its private half).
+    pub fn issue(
+        &self,
+        key: &KeyPair,
+        client_id: &str,
+        scopes: &[String],
+        secret_version: i32,
+        now: u64,
+    ) -> String {
         let claims = Claims {
             iss: self.issuer.to_owned(),
             aud: self.audience.to_owned(),
@@ -51,14 +66,19 @@ impl Issuer<'_> {
             nbf: now,
             exp: now + self.lifetime_secs,
             jti: uuid::Uuid::new_v4().to_string(),
+            secret_version,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
-        encode(&header, &claims, key.encoding()).expect("an Ed25519 key always signs")
+        let private = key
+            .encoding()
+            .expect("signing keys have their private half");
+        encode(&header, &claims, private).expect("an Ed25519 key always signs")
     }
 
-    /// Verifies signature, algorithm, issuer, audience, expiry and not-before.
-    pub fn verify(&self, keys: &KeyRing, token: &str) -> Result<Claims, Rejected> {
+    /// Verifies signature, algorithm, issuer, audience, expiry and not-before; returns the
+    /// claims and the id of the key that signed them.
+    pub fn verify(&self, keys: &KeyRing, token: &str) -> Result<(Claims, String), Rejected> {
         let header = decode_header(token).map_err(|_| Rejected::Malformed)?;
         let kid = header.kid.ok_or(Rejected::UnknownKey)?;
         let key = keys.find(&kid).ok_or(Rejected::UnknownKey)?;
@@ -66,11 +86,11 @@ impl Issuer<'_> {
         validation.set_issuer(&[self.issuer]);
         validation.set_audience(&[self.audience]);
         validation.validate_nbf = true;
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         validation.required_spec_claims =
             HashSet::from(["exp", "nbf", "iss", "aud", "sub"].map(str::to_owned));
         decode::<Claims>(token, key.decoding(), &validation)
-            .map(|data| data.claims)
+            .map(|data| (data.claims, kid))
             .map_err(Rejected::Invalid)
     }
 }
@@ -108,8 +128,9 @@ mod tests {
     #[test]
     fn a_token_it_issued_verifies_with_its_claims() {
         let key = ephemeral("k1");
-        let token = issuer().issue(&key, "client_a", &["individual:read".into()], now());
-        let claims = issuer().verify(&ring(key), &token).unwrap();
+        let token = issuer().issue(&key, "client_a", &["individual:read".into()], 0, now());
+        let (claims, kid) = issuer().verify(&ring(key), &token).unwrap();
+        assert_eq!(kid, "k1");
         assert_eq!(claims.client_id, "client_a");
         assert_eq!(claims.scope, "individual:read");
     }
@@ -117,11 +138,11 @@ mod tests {
     #[test]
     fn expired_and_not_yet_valid_tokens_fail() {
         let key = ephemeral("k1");
-        let old = issuer().issue(&key, "c", &[], now() - 7200);
+        let old = issuer().issue(&key, "c", &[], 0, now() - 7200);
         let keys = ring(key);
         assert!(issuer().verify(&keys, &old).is_err());
         let key = ephemeral("k2");
-        let future = issuer().issue(&key, "c", &[], NOW.max(now() + 600));
+        let future = issuer().issue(&key, "c", &[], 0, NOW.max(now() + 600));
         assert!(issuer().verify(&ring(key), &future).is_err());
     }
 
@@ -130,19 +151,19 @@ mod tests {
         let key = ephemeral("k1");
         let mut other = issuer();
         other.audience = "urn:elsewhere";
-        let token = other.issue(&key, "c", &[], now());
+        let token = other.issue(&key, "c", &[], 0, now());
         assert!(issuer().verify(&ring(key), &token).is_err());
         let key = ephemeral("k1");
         let mut other = issuer();
         other.issuer = "urn:evil";
-        let token = other.issue(&key, "c", &[], now());
+        let token = other.issue(&key, "c", &[], 0, now());
         assert!(issuer().verify(&ring(key), &token).is_err());
     }
 
     #[test]
     fn tokens_signed_by_another_key_fail() {
         let ours = ephemeral("k1");
-        let forged = issuer().issue(&ephemeral("k1"), "c", &[], now());
+        let forged = issuer().issue(&ephemeral("k1"), "c", &[], 0, now());
         assert!(issuer().verify(&ring(ours), &forged).is_err());
     }
 
@@ -167,7 +188,7 @@ mod tests {
     #[test]
     fn a_tampered_payload_fails() {
         let key = ephemeral("k1");
-        let token = issuer().issue(&key, "c", &["individual:read".into()], now());
+        let token = issuer().issue(&key, "c", &["individual:read".into()], 0, now());
         let parts: Vec<&str> = token.split('.').collect();
         let mut claims: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();

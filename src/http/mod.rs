@@ -43,6 +43,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let public = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(crate::metrics::metrics))
         .merge(crate::auth::routes());
     // Every route is registered through the OpenAPI router, so none can go undocumented; the
     // document itself is the one route that cannot describe itself by annotation.
@@ -73,6 +74,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             state,
             crate::resource::record_accesses,
         ))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -8,7 +8,9 @@ use libtest_mimic::Trial;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{cli, create_client, sql_scalar, world, Api, Server};
+use openspp::auth::key_sealing::KeyEncryptionKey;
+
+use crate::support::{cli, create_client, sql_scalar, world, Api, Server, TEST_KEK};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
@@ -37,6 +39,26 @@ pub fn trials() -> Vec<Trial> {
             inconsistent_flags,
         ),
         trial("auth::client_list_shows_no_secrets", client_list),
+        trial(
+            "auth::scopes_that_do_not_exist_are_invalid_scope",
+            unknown_scopes,
+        ),
+        trial(
+            "auth::the_database_holds_no_usable_private_key",
+            sealed_keys,
+        ),
+        trial(
+            "auth::plaintext_keys_are_sealed_at_start_and_keep_verifying",
+            plaintext_keys_sealed,
+        ),
+        trial(
+            "auth::key_encryption_key_generated_checked_and_reencrypted",
+            key_encryption_key_lifecycle,
+        ),
+        trial(
+            "auth::cached_requests_make_no_auth_round_trip",
+            no_auth_round_trip,
+        ),
     ]
 }
 
@@ -212,20 +234,35 @@ async fn forged_tokens() {
     rejected(confused).await;
 }
 
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The server's signing key, opened with the key-encryption key the tests give the servers.
+fn server_key(database_url: &str, kid: &str) -> Vec<u8> {
+    let sealed = sql_scalar(
+        database_url,
+        &format!("SELECT encode(private_sealed, 'hex') FROM signing_keys WHERE kid = '{kid}'"),
+    );
+    KeyEncryptionKey::parse(TEST_KEK, "test")
+        .unwrap()
+        .open(kid, &unhex(&sealed))
+        .expect("the test key-encryption key opens the server's keys")
+}
+
+fn sign(kid: &str, der: &[u8], claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    encode(&header, claims, &EncodingKey::from_ed_der(der)).unwrap()
+}
+
 /// Signs with the server's real key, to show that only the claims are at fault.
 fn signed_by_server(claims: &Value) -> String {
     let kid = current_kid();
-    let der = sql_scalar(
-        &world().database_url,
-        &format!("SELECT encode(private_der, 'hex') FROM signing_keys WHERE kid = '{kid}'"),
-    );
-    let der: Vec<u8> = (0..der.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&der[i..i + 2], 16).unwrap())
-        .collect();
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(kid);
-    encode(&header, claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    sign(&kid, &server_key(&world().database_url, &kid), claims)
 }
 
 async fn expired_tokens() {
@@ -288,8 +325,12 @@ async fn deactivated() {
     reply.expect(401);
 }
 
+/// A rotation kills the old secret and, at once, every token issued under it; tokens of the
+/// new secret work.
 async fn rotated_secret() {
-    let old = scoped(&["individual:read"]);
+    let old = scoped(&["individual:all"]);
+    let before = base().login(&old).await;
+    before.get("/api/v2/spp/Individual").await.expect(200);
     let printed = cli(
         &world().database_url,
         &["client", "rotate-secret", &old.client_id],
@@ -308,11 +349,24 @@ async fn rotated_secret() {
                 .as_u16()
         }
     };
+    let reply = before.get("/api/v2/spp/Individual").await;
+    reply.expect(401);
+    assert!(reply
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
     assert_eq!(attempt(old.client_secret.clone()).await, 401);
     assert_eq!(
         attempt(new["client_secret"].as_str().unwrap().to_owned()).await,
         200
     );
+    let after = base()
+        .login(&crate::support::Credentials {
+            client_id: old.client_id.clone(),
+            client_secret: new["client_secret"].as_str().unwrap().to_owned(),
+        })
+        .await;
+    after.get("/api/v2/spp/Individual").await.expect(200);
 }
 
 async fn client_rate_limit() {
@@ -402,17 +456,6 @@ fn kids(jwks: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Waits (at most ten seconds) until the server has taken a key change announced by the CLI.
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the server never saw {what}");
-}
-
 /// Rotation and retirement, on a server of its own: retiring a key invalidates every token it
 /// signed, which the shared server's other tests must not see.
 async fn key_rotation() {
@@ -431,12 +474,10 @@ async fn key_rotation() {
     let old = public.login(&client).await;
     assert_eq!(kid_of(old.token.as_ref().unwrap()), first[0]);
 
+    // The CLI returns once every server has taken the change: no waiting here.
     let rotated: Value = serde_json::from_str(&cli(&database.url, &["key", "rotate"])).unwrap();
     let new_kid = rotated["kid"].as_str().unwrap().to_owned();
-    until("the rotation", async || {
-        kids(&public.get("/.well-known/jwks.json").await.body).contains(&new_kid)
-    })
-    .await;
+    assert!(kids(&public.get("/.well-known/jwks.json").await.body).contains(&new_kid));
     // New logins sign with the new key; tokens of the old one keep working.
     let fresh = public.login(&client).await;
     assert_eq!(kid_of(fresh.token.as_ref().unwrap()), new_kid);
@@ -450,10 +491,7 @@ async fn key_rotation() {
         .unwrap();
     assert!(!refused.status.success());
     cli(&database.url, &["key", "retire", &first[0]]);
-    until("the retirement", async || {
-        old.get("/api/v2/spp/Individual").await.status.as_u16() == 401
-    })
-    .await;
+    old.get("/api/v2/spp/Individual").await.expect(401);
     fresh.get("/api/v2/spp/Individual").await.expect(200);
     assert_eq!(
         kids(&public.get("/.well-known/jwks.json").await.body),
@@ -500,4 +538,341 @@ async fn inconsistent_flags() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("database"), "{stderr}");
     }
+}
+
+/// What `openspp client create` printed.
+fn credentials(printed: &str) -> crate::support::Credentials {
+    let value: Value = serde_json::from_str(printed.trim()).unwrap();
+    crate::support::Credentials {
+        client_id: value["client_id"].as_str().unwrap().into(),
+        client_secret: value["client_secret"].as_str().unwrap().into(),
+    }
+}
+
+/// `x:all` covers any `x:…` by its wording, but only scopes that exist are granted.
+async fn unknown_scopes() {
+    let credentials = scoped(&["individual:all", "dci:search", "aggregation:read"]);
+    let ask = |scope: &'static str| {
+        let credentials = credentials.clone();
+        async move {
+            base()
+                .post(
+                    "/api/v2/spp/oauth/token",
+                    json!({"grant_type": "client_credentials", "client_id": credentials.client_id,
+                           "client_secret": credentials.client_secret, "scope": scope}),
+                )
+                .await
+        }
+    };
+    for scope in [
+        "individual:bogus",
+        "individual:read individual:bogus",
+        "bogus",
+        "individual:read:all",
+        "individual:",
+    ] {
+        let reply = ask(scope).await;
+        reply.expect(400);
+        assert_eq!(reply.body["error"], "invalid_scope", "{scope}");
+        assert_eq!(reply.body["resourceType"], "OperationOutcome");
+    }
+    let granted = ask("individual:read dci:search").await;
+    granted.expect(200);
+    assert_eq!(granted.body["scope"], "individual:read dci:search");
+}
+
+/// What the database holds cannot sign: no plaintext column is filled, the sealed bytes do not
+/// contain the private key, and only the key-encryption key opens them.
+async fn sealed_keys() {
+    let url = &world().database_url;
+    assert_eq!(
+        sql_scalar(
+            url,
+            "SELECT count(*) FROM signing_keys WHERE private_der IS NOT NULL"
+        ),
+        "0"
+    );
+    let kid = current_kid();
+    let der = server_key(url, &kid);
+    let private: ed25519_dalek::SigningKey =
+        ed25519_dalek::pkcs8::DecodePrivateKey::from_pkcs8_der(&der).unwrap();
+    let seed = hex::encode(private.to_bytes());
+    let row = sql_scalar(
+        url,
+        &format!("SELECT lower(t::text) FROM signing_keys t WHERE kid = '{kid}'"),
+    );
+    assert!(
+        !row.contains(&seed),
+        "the private key is stored in the clear"
+    );
+    let sealed = sql_scalar(
+        url,
+        &format!("SELECT encode(private_sealed, 'hex') FROM signing_keys WHERE kid = '{kid}'"),
+    );
+    let other =
+        KeyEncryptionKey::parse("b3BlbnNwcC1lMmUtb3RoZXIta2V5LWVuY3J5cHRpb24=", "t").unwrap();
+    assert!(other.open(&kid, &unhex(&sealed)).is_none());
+    // The opened key is the one that signs: a token it signs is accepted.
+    let mut api = base();
+    api.token = Some(signed_by_server(&claims(
+        &world().admin.client_id,
+        "urn:openspp:api:v2",
+        600,
+    )));
+    api.get("/api/v2/spp/Individual").await.expect(200);
+}
+
+/// A database from before sealing: its plaintext key is sealed by the first server to start,
+/// and tokens it signed keep working (no new key is made, no client logs in again).
+async fn plaintext_keys_sealed() {
+    let database = crate::support::TestDatabase::create("openspp_e2e_legacy_keys");
+    cli(&database.url, &["migrate"]);
+    let legacy = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let der = ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_der(&legacy).unwrap();
+    let public = legacy.verifying_key().to_bytes();
+    sql_scalar(
+        &database.url,
+        &format!(
+            "INSERT INTO signing_keys (kid, algorithm, private_der, public_key) \
+             VALUES ('legacy', 'EdDSA', decode('{}', 'hex'), decode('{}', 'hex')) RETURNING 1",
+            hex::encode(der.as_bytes()),
+            hex::encode(public)
+        ),
+    );
+    let server = Server::start(&database.url, &[]);
+    assert_eq!(
+        sql_scalar(
+            &database.url,
+            "SELECT private_der IS NULL AND private_sealed IS NOT NULL AND sealed_with IS NOT NULL \
+             FROM signing_keys WHERE kid = 'legacy'"
+        ),
+        "t"
+    );
+    assert_eq!(
+        sql_scalar(&database.url, "SELECT count(*) FROM signing_keys"),
+        "1"
+    );
+    let row = sql_scalar(&database.url, "SELECT lower(t::text) FROM signing_keys t");
+    assert!(!row.contains(&hex::encode([42u8; 32])));
+    let client = create_client(&database.url, &["--scope", "individual:all"]);
+    let mut api = Api::new(&server.base);
+    api.token = Some(sign(
+        "legacy",
+        der.as_bytes(),
+        &claims(&client.client_id, "urn:openspp:api:v2", 600),
+    ));
+    api.get("/api/v2/spp/Individual").await.expect(200);
+    // New tokens are signed with the (now sealed) legacy key.
+    let fresh = Api::new(&server.base).login(&client).await;
+    assert_eq!(kid_of(fresh.token.as_ref().unwrap()), "legacy");
+    drop(server);
+    drop(database);
+}
+
+/// Runs `openspp serve` with `env` (and no test key-encryption key unless given), waits for it to
+/// exit or to listen; returns the server if it listened, and what it wrote on stderr.
+fn serve_with(
+    database_url: &str,
+    env: &[(&str, &str)],
+    stderr_file: &std::path::Path,
+) -> Option<Server> {
+    let mut command = Server::command();
+    command
+        .env_remove("OPENSPP_KEY_ENCRYPTION_KEY")
+        .env("DATABASE_URL", database_url)
+        .stderr(std::fs::File::create(stderr_file).unwrap());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Server::try_spawn(command)
+}
+
+/// No key supplied: one is generated in the data folder, with a warning, and used again on the
+/// next start. A wrong key fails the start clearly, with nothing changed. `key reencrypt` moves
+/// the keys under a new key-encryption key, and tokens issued before keep working.
+async fn key_encryption_key_lifecycle() {
+    let database = crate::support::TestDatabase::create("openspp_e2e_kek");
+    let dir = std::env::temp_dir().join(format!("openspp-kek-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("stderr.log");
+    let data = dir.display().to_string();
+    let env = [("OPENSPP_DATA_DIR", data.as_str()), ("OPENSPP_LOG", "warn")];
+
+    let server = serve_with(&database.url, &env, &log).expect("starts with a generated key");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        stderr.contains("no key-encryption key was supplied"),
+        "{stderr}"
+    );
+    let file = dir.join("key-encryption.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let generated = std::fs::read_to_string(&file).unwrap();
+    let client = create_client(&database.url, &["--scope", "individual:all"]);
+    let api = Api::new(&server.base).login(&client).await;
+    assert!(server.terminate().success());
+
+    // The same folder: the same key, no warning, the keys open.
+    let server = serve_with(&database.url, &env, &log).expect("starts again");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("generated"));
+    let api = Api {
+        base: server.base.clone(),
+        ..api
+    };
+    api.get("/api/v2/spp/Individual").await.expect(200);
+    assert!(server.terminate().success());
+
+    // A wrong key: a clear refusal at start, no panic, no new key.
+    let keys_before = sql_scalar(&database.url, "SELECT count(*) FROM signing_keys");
+    let wrong = [
+        ("OPENSPP_DATA_DIR", data.as_str()),
+        (
+            "OPENSPP_KEY_ENCRYPTION_KEY",
+            "b3BlbnNwcC1lMmUtb3RoZXIta2V5LWVuY3J5cHRpb24=",
+        ),
+    ];
+    assert!(
+        serve_with(&database.url, &wrong, &log).is_none(),
+        "a wrong key must not start"
+    );
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        stderr.contains("sealed with key-encryption key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        sql_scalar(&database.url, "SELECT count(*) FROM signing_keys"),
+        keys_before
+    );
+    // Nor can the CLI mint a key under it.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args(["key", "rotate"])
+        .env("DATABASE_URL", &database.url)
+        .env("OPENSPP_DATA_DIR", &data)
+        .env("OPENSPP_KEY_ENCRYPTION_KEY", wrong[1].1)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+
+    // Re-seal under a new key (made by the command), then serve with it.
+    let new_file = dir.join("new.key");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args(["key", "reencrypt", "--new-key-file"])
+        .arg(&new_file)
+        .env("DATABASE_URL", &database.url)
+        .env("OPENSPP_DATA_DIR", &data)
+        .env_remove("OPENSPP_KEY_ENCRYPTION_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["created"], true);
+    assert_eq!(printed["resealed"], 1);
+    assert_ne!(std::fs::read_to_string(&new_file).unwrap(), generated);
+    // The old key no longer opens them; the new one does, and old tokens still verify.
+    assert!(serve_with(&database.url, &env, &log).is_none());
+    let new_env = [
+        ("OPENSPP_DATA_DIR", data.as_str()),
+        (
+            "OPENSPP_KEY_ENCRYPTION_KEY_FILE",
+            new_file.to_str().unwrap(),
+        ),
+    ];
+    let server = serve_with(&database.url, &new_env, &log).expect("starts with the new key");
+    let api = Api {
+        base: server.base.clone(),
+        ..api
+    };
+    api.get("/api/v2/spp/Individual").await.expect(200);
+    drop(server);
+    drop(database);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With the client, its key and its budget in memory, a request does not touch the tables
+/// behind them: with all three locked by another transaction, requests are still answered.
+/// And a limited client's requests lease budget in slices rather than writing per request.
+async fn no_auth_round_trip() {
+    let database = crate::support::TestDatabase::create("openspp_e2e_auth_cache");
+    let server = Server::start(&database.url, &[]);
+    let unlimited = create_client(&database.url, &["--scope", "individual:all"]);
+    let limited = credentials(&cli(
+        &database.url,
+        &[
+            "client",
+            "create",
+            "--name",
+            "limited",
+            "--organization",
+            "O",
+            "--organization-type",
+            "ngo",
+            "--scope",
+            "individual:all",
+            "--no-consent-required",
+            "--legal-basis",
+            "public_task",
+            "--rate-limit-per-minute",
+            "10000",
+            "--rate-limit-per-day",
+            "1000000",
+        ],
+    ));
+    let mut apis = Vec::new();
+    for credentials in [&unlimited, &limited] {
+        let api = Api::new(&server.base).login(credentials).await;
+        api.get("/api/v2/spp/Individual").await.expect(200);
+        apis.push(api);
+    }
+    let held = crate::support::HeldTransaction::begin(
+        &database.url,
+        "LOCK TABLE api_clients, signing_keys, rate_counters IN ACCESS EXCLUSIVE MODE;",
+    )
+    .await;
+    for api in &apis {
+        for _ in 0..25 {
+            let reply = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                api.get("/api/v2/spp/Individual"),
+            )
+            .await
+            .expect("answered without waiting for the auth tables");
+            reply.expect(200);
+        }
+    }
+    drop(held);
+    // 26 requests: one slice (1 % of the limit) per window, not a row bump per request.
+    let leased = sql_scalar(
+        &database.url,
+        &format!(
+            "SELECT string_agg(used::text, ',' ORDER BY key) FROM rate_counters \
+             WHERE key IN ('m:{0}', 'd:{0}')",
+            limited.client_id
+        ),
+    );
+    assert!(
+        ["10000,100", "10000,200"].contains(&leased.as_str()),
+        "day,minute leases: {leased}"
+    );
+    assert_eq!(
+        sql_scalar(
+            &database.url,
+            &format!(
+                "SELECT count(*) FROM rate_counters WHERE key LIKE '%{}'",
+                unlimited.client_id
+            )
+        ),
+        "0",
+        "an unlimited client costs nothing"
+    );
+    drop(server);
+    drop(database);
 }

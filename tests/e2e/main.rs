@@ -15,6 +15,7 @@ mod group;
 mod history;
 mod individual;
 mod internal_ids;
+mod metrics;
 mod openapi;
 mod process;
 mod program;
@@ -69,6 +70,7 @@ fn main() {
     trials.extend(group::trials());
     trials.extend(history::trials());
     trials.extend(internal_ids::trials());
+    trials.extend(metrics::trials());
     trials.extend(openapi::trials());
     trials.extend(store::trials());
     trials.extend(process::trials());

@@ -61,7 +61,7 @@ async fn document() {
     ] {
         expected.push((format!("{base}{path}"), method));
     }
-    for path in ["/.well-known/jwks.json", "/healthz", "/readyz"] {
+    for path in ["/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"] {
         expected.push((path.to_owned(), "get"));
     }
     for (path, method) in &expected {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 
 use crate::support::{
-    create_client, individual_body, path_id, sql_scalar, Api, Server, TestDatabase, ALL_SCOPES,
-    NATIONAL_ID,
+    cli, create_client, individual_body, path_id, sql_scalar, world, Api, Server, TestDatabase,
+    ALL_SCOPES, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -26,6 +26,22 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "process::a_missing_database_is_created_and_migrated",
             missing_database,
+        ),
+        trial(
+            "process::serve_stops_the_cluster_it_started_and_only_that",
+            embedded_stops_with_the_server,
+        ),
+        trial(
+            "process::client_changes_reach_every_process_on_the_next_request",
+            client_changes_reach_every_process,
+        ),
+        trial(
+            "process::a_lost_listener_never_serves_a_revoked_client",
+            lost_listener_fails_safe,
+        ),
+        trial(
+            "process::rate_limits_are_shared_by_every_process",
+            shared_rate_limits,
         ),
     ]
 }
@@ -63,10 +79,15 @@ async fn private_cluster() {
         .local_addr()
         .unwrap()
         .port();
-    let url = openspp::embedded::start(&dir, port).expect("a private cluster starts");
+    let cluster = openspp::embedded::start(&dir, port).expect("a private cluster starts");
+    assert!(cluster.started_here());
+    let url = cluster.url.clone();
     assert!(url.contains(&format!(":{port}/")));
-    // Starting again finds it running.
-    assert_eq!(openspp::embedded::start(&dir, port).unwrap(), url);
+    // Starting again finds it running, and leaves it running when done with it.
+    let again = openspp::embedded::start(&dir, port).unwrap();
+    assert_eq!(again.url, url);
+    assert!(!again.started_here());
+    drop(again);
     let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_openspp"))
         .arg("migrate")
         .env("DATABASE_URL", &url)
@@ -82,8 +103,248 @@ async fn private_cluster() {
         sql_scalar(&url, "SELECT count(*) > 0 FROM vocabulary_codes"),
         "t"
     );
-    openspp::embedded::stop(&dir).expect("the private cluster stops");
+    drop(cluster); // stops what this test started
+    assert!(!answers(port), "the private cluster stopped");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn answers(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// `serve` with no DATABASE_URL and nothing on the local PostgreSQL port (PGPORT points at a
+/// free one): it starts the private cluster and stops it on SIGTERM. Started with the cluster
+/// already running, it leaves it running.
+async fn embedded_stops_with_the_server() {
+    let dir = std::env::temp_dir().join(format!(
+        "openspp-embedded-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let serve = || {
+        let mut command = Server::command();
+        command
+            .env_remove("DATABASE_URL")
+            .env("PGPORT", free_port().to_string())
+            .env("OPENSPP_DATA_DIR", &dir)
+            .env("OPENSPP_EMBEDDED_PORT", port.to_string());
+        Server::spawn(command)
+    };
+    let server = serve();
+    assert!(answers(port), "the server started the private cluster");
+    Api::new(&server.base).get("/readyz").await.expect(200);
+    assert!(server.terminate().success());
+    assert!(!answers(port), "the cluster it started stopped with it");
+    assert!(!dir.join("pg/postmaster.pid").exists());
+
+    let running = openspp::embedded::start(&dir, port).unwrap();
+    assert!(running.started_here());
+    let server = serve();
+    Api::new(&server.base).get("/readyz").await.expect(200);
+    assert!(server.terminate().success());
+    assert!(answers(port), "a cluster that was running is left running");
+    drop(running);
+    assert!(!answers(port));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two server processes on one database, both with the client cached: every change the CLI
+/// makes — fields, scopes, secret, deactivation — holds on both from the very next request.
+async fn client_changes_reach_every_process() {
+    let url = &world().database_url;
+    let other = Server::start(url, &[]);
+    let admin = crate::support::admin().await;
+    let id = crate::support::unique("two-processes");
+    let path = crate::support::register_individual(&admin, &id).await;
+    let credentials = create_client(url, &["--scope", "individual:all"]);
+    let token = Api::new(&world().base).token(&credentials).await;
+    let on = |base: &str| Api {
+        token: Some(token.clone()),
+        ..Api::new(base)
+    };
+    let servers = [on(&world().base), on(&other.base)];
+    for api in &servers {
+        let reply = api.get(&path).await;
+        reply.expect(200);
+        assert!(reply.body["birthDate"].is_string());
+    }
+    let client = credentials.client_id.as_str();
+
+    cli(
+        url,
+        &["client", "update", client, "--field", "individual:name"],
+    );
+    for api in &servers {
+        let reply = api.get(&path).await;
+        reply.expect(200);
+        assert!(
+            reply.body["birthDate"].is_null(),
+            "the field limit holds at once"
+        );
+        assert!(reply.body["name"].is_object());
+    }
+    cli(
+        url,
+        &["client", "update", client, "--scope", "individual:search"],
+    );
+    for api in &servers {
+        api.get(&path).await.expect(403);
+    }
+    cli(
+        url,
+        &[
+            "client",
+            "update",
+            client,
+            "--scope",
+            "individual:all",
+            "--all-fields",
+        ],
+    );
+    for api in &servers {
+        let reply = api.get(&path).await;
+        reply.expect(200);
+        assert!(reply.body["birthDate"].is_string());
+    }
+
+    let rotated: serde_json::Value =
+        serde_json::from_str(&cli(url, &["client", "rotate-secret", client])).unwrap();
+    for api in &servers {
+        api.get(&path).await.expect(401);
+    }
+    let renewed = crate::support::Credentials {
+        client_id: credentials.client_id.clone(),
+        client_secret: rotated["client_secret"].as_str().unwrap().to_owned(),
+    };
+    let token = Api::new(&other.base).token(&renewed).await;
+    let servers = servers.map(|api| Api {
+        token: Some(token.clone()),
+        ..api
+    });
+    for api in &servers {
+        api.get(&path).await.expect(200);
+    }
+
+    cli(url, &["client", "deactivate", client]);
+    for api in &servers {
+        api.get(&path).await.expect(401);
+    }
+    drop(other);
+}
+
+/// A change whose announcement this server never heard (the trigger is switched off for it, as
+/// if the notification were lost with the connection): once the listening connection is lost,
+/// the server stops trusting its cache and reads the client again, so the revoked client fails.
+async fn lost_listener_fails_safe() {
+    let database = TestDatabase::create("openspp_e2e_listener");
+    let server = Server::start(&database.url, &[]);
+    let credentials = create_client(&database.url, &["--scope", "individual:all"]);
+    let api = Api::new(&server.base).login(&credentials).await;
+    api.get("/api/v2/spp/Individual").await.expect(200);
+    sql_scalar(
+        &database.url,
+        &format!(
+            "BEGIN; ALTER TABLE api_clients DISABLE TRIGGER api_clients_announce;              UPDATE api_clients SET active = false WHERE client_id = '{}';              ALTER TABLE api_clients ENABLE TRIGGER api_clients_announce; COMMIT; SELECT 1",
+            credentials.client_id
+        ),
+    );
+    // Unannounced, the change is not seen: the client is served from memory.
+    api.get("/api/v2/spp/Individual").await.expect(200);
+    sql_scalar(
+        &database.url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity          WHERE datname = current_database() AND application_name LIKE 'openspp-cache:%'",
+    );
+    let mut refused = false;
+    for _ in 0..100 {
+        match api.get("/api/v2/spp/Individual").await.status.as_u16() {
+            401 => {
+                refused = true;
+                break;
+            }
+            200 => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        refused,
+        "the revoked client is refused once the listener is lost"
+    );
+    // And it stays refused after the listener is back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    api.get("/api/v2/spp/Individual").await.expect(401);
+    drop(server);
+    drop(database);
+}
+
+/// A limit of three a minute, spread over two processes: three requests in a minute in all,
+/// not three per process.
+async fn shared_rate_limits() {
+    let url = &world().database_url;
+    let other = Server::start(url, &[]);
+    for _attempt in 0..3 {
+        let printed = cli(
+            url,
+            &[
+                "client",
+                "create",
+                "--name",
+                "shared limit",
+                "--organization",
+                "O",
+                "--organization-type",
+                "ngo",
+                "--scope",
+                "individual:all",
+                "--no-consent-required",
+                "--legal-basis",
+                "public_task",
+                "--rate-limit-per-minute",
+                "3",
+            ],
+        );
+        let value: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+        let credentials = crate::support::Credentials {
+            client_id: value["client_id"].as_str().unwrap().into(),
+            client_secret: value["client_secret"].as_str().unwrap().into(),
+        };
+        let token = Api::new(&world().base).token(&credentials).await;
+        let minute = "SELECT date_trunc('minute', now())";
+        let started = sql_scalar(url, minute);
+        let mut admitted = 0;
+        for n in 0..10 {
+            let base = if n % 2 == 0 {
+                &world().base
+            } else {
+                &other.base
+            };
+            let api = Api {
+                token: Some(token.clone()),
+                ..Api::new(base)
+            };
+            match api.get("/api/v2/spp/Individual").await.status.as_u16() {
+                200 => admitted += 1,
+                429 => {}
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        if sql_scalar(url, minute) == started {
+            assert_eq!(admitted, 3, "three in the minute, across both processes");
+            drop(other);
+            return;
+        }
+        // The minute turned during the run; try again within one.
+    }
+    panic!("never ran within one minute");
 }
 
 async fn kill_under_load() {

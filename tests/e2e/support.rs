@@ -10,6 +10,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The key-encryption key every test server and CLI run is given (base64 of 32 bytes), so that
+/// tests can open the sealed signing keys and no key file is generated in the work tree.
+pub const TEST_KEK: &str = "b3BlbnNwcC1lMmUtdGVzdC1rZXktZW5jcnlwdGlvbiE=";
 pub const NATIONAL_ID: &str = "urn:openspp:vocab:id-type#national_id";
 
 /// A database created for this run and dropped when the run ends.
@@ -138,35 +141,65 @@ impl Drop for HeldTransaction {
 /// A running `openspp serve`.
 pub struct Server {
     pub base: String,
+    /// The private metrics address, when the server was given one.
+    pub metrics: Option<String>,
     child: Child,
 }
 
 impl Server {
     pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_openspp"));
+        let mut command = Self::command();
         command
-            .args(["serve", "--bind", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
-            .env("OPENSPP_TOKEN_RATE_PER_MINUTE", "0")
-            .env("OPENSPP_LOG", "warn")
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("server starts");
+        Self::spawn(command)
+    }
+
+    /// `openspp serve` on a free port, with the test settings; the caller adds the database.
+    pub fn command() -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_openspp"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("OPENSPP_KEY_ENCRYPTION_KEY", TEST_KEK)
+            .env("OPENSPP_TOKEN_RATE_PER_MINUTE", "0")
+            .env("OPENSPP_LOG", "warn");
+        command
+    }
+
+    /// Starts `command` and waits for the address it prints.
+    pub fn spawn(command: Command) -> Self {
+        Self::try_spawn(command).expect("server printed its address")
+    }
+
+    /// Starts `command`; `None` if it exits without listening (then it has been waited for).
+    pub fn try_spawn(mut command: Command) -> Option<Self> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("server starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut metrics = None;
         let base = loop {
-            let line = lines
-                .next()
-                .expect("server printed its address")
-                .expect("readable stdout");
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                return None;
+            };
+            if let Some(address) = line.strip_prefix("openspp metrics on ") {
+                metrics = Some(address.to_owned());
+            }
             if let Some(address) = line.strip_prefix("openspp listening on ") {
                 break address.to_owned();
             }
         };
-        Self { base, child }
+        Some(Self {
+            base,
+            metrics,
+            child,
+        })
     }
 
     /// Asks the server to stop (SIGTERM) and waits for it.
@@ -192,6 +225,7 @@ pub fn cli(database_url: &str, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_openspp"))
         .args(args)
         .env("DATABASE_URL", database_url)
+        .env("OPENSPP_KEY_ENCRYPTION_KEY", TEST_KEK)
         .env("OPENSPP_LOG", "warn")
         .output()
         .expect("cli runs");
