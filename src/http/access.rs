@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::context::Provenance;
-use crate::http::json::{parse, ApiJson};
+use crate::http::json::{json_bytes, parse};
 use crate::http::reference::{parse_identifier, resolve};
 
 /// Fields every reader gets, whatever the consent's field list.
@@ -81,6 +81,23 @@ impl Principal {
             )),
             None => Ok(()),
         }
+    }
+
+    /// Registering a person or a group, like recording a consent, is the data controller's
+    /// act: a client that itself acts under the subjects' consent gets 403, decided before
+    /// anything is looked up, so that no answer depends on whether an identifier is taken
+    /// (which would tell it of people it may not see). `act` says what was refused.
+    pub fn require_controller(&self, act: &str) -> Result<(), ApiError> {
+        if self.require_consent {
+            return Err(ApiError::forbidden(
+                None,
+                format!(
+                    "insufficient authority: only a client acting under a legal basis (the data \
+                     controller's) may {act}"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The access this caller has to a subject covered by `consents`.
@@ -202,18 +219,42 @@ pub struct Stated<T> {
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Stated<T> {
     type Rejection = ApiError;
 
+    /// The body is parsed from the bytes as sent, exactly as `POST` parses it (a duplicate key
+    /// is refused, shape errors name their field); the top-level keys are read from the same
+    /// bytes, never through a `Value`, which would keep the last of two duplicate keys.
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let ApiJson(value) = ApiJson::<Value>::from_request(request, state).await?;
-        let fields = match &value {
-            Value::Object(map) => map.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        // Parsed again from the bytes, so shape errors name their field exactly as elsewhere.
-        let bytes = serde_json::to_vec(&value).map_err(|_| ApiError::internal())?;
-        Ok(Self {
-            body: parse(&bytes)?,
-            fields,
-        })
+        let bytes = json_bytes(request, state).await?;
+        let body = parse(&bytes)?;
+        let TopLevelKeys(fields) = parse(&bytes)?;
+        Ok(Self { body, fields })
+    }
+}
+
+/// The keys of a JSON object, its values skipped. A replacement body must be an object: which
+/// fields it states is what decides what it changes.
+struct TopLevelKeys(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for TopLevelKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopLevelKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<TopLevelKeys, M::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(TopLevelKeys(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
     }
 }
 

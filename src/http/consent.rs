@@ -284,7 +284,7 @@ async fn create(
     let committed = execute::<Consent>(
         &state,
         &consent_id,
-        IfMatch(None),
+        IfMatch::LATEST,
         ConsentCommand::Give(terms),
         &provenance.metadata(&principal, None),
     )
@@ -355,7 +355,7 @@ async fn withdraw(
     execute::<Consent>(
         state,
         &record.consent_id,
-        IfMatch(None),
+        IfMatch::LATEST,
         ConsentCommand::Withdraw {
             reason,
             channel: "api".to_owned(),
@@ -432,7 +432,7 @@ async fn renew(
     let committed = execute::<Consent>(
         &state,
         &record.consent_id,
-        IfMatch(None),
+        IfMatch::LATEST,
         ConsentCommand::Renew {
             expiry_date: body.expiry_date,
         },

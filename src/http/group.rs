@@ -422,6 +422,7 @@ async fn search(
     request_body = GroupResource,
     responses(
         (status = 201, body = GroupResource, description = "Registered; `Location` and `ETag` set"),
+        (status = 403, body = OperationOutcome, description = "The client acts under consent: registering is the data controller's act"),
         (status = 409, body = OperationOutcome),
         (status = 422, body = OperationOutcome),
     ),
@@ -433,6 +434,7 @@ async fn create(
     body: Result<ApiJson<GroupResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Create)?;
+    principal.require_controller("register groups")?;
     let ApiJson(body) = body?;
     let details = body.into_details(&state, &principal, &provenance).await?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
@@ -447,7 +449,7 @@ async fn create(
         &provenance,
         Write {
             stream: aggregate_id,
-            if_match: IfMatch(None),
+            if_match: IfMatch::LATEST,
             command: GroupCommand::Register(details),
             consent_id: None,
             subject,

@@ -5,14 +5,13 @@
 //! memberships, are not part of the stream and are left out).
 
 use axum::http::Uri;
-use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::http::access::Grant;
-use crate::http::search::{page_link, Params};
+use crate::http::search::{self, page_link, Params};
 use crate::store::history::{self, Recorded};
 use crate::store::metadata::client_uri;
 use crate::store::verify::{verify, Verification};
@@ -78,9 +77,7 @@ pub fn at_instant<A>(
     instant: &str,
     resource: &str,
 ) -> Result<Version<A>, ApiError> {
-    let instant = DateTime::parse_from_rfc3339(instant)
-        .map_err(|_| ApiError::bad_request(Some("_at"), "must be an RFC 3339 instant with a zone"))?
-        .with_timezone(&Utc);
+    let instant = search::instant("_at", instant, false)?;
     versions
         .into_iter()
         .take_while(|v| v.event.recorded_at <= instant)
@@ -153,14 +150,7 @@ pub fn bundle<A>(
     let mut params = Params::from_uri(uri)?;
     let page = params.page()?;
     let since = params.instants("_since")?;
-    let at = params
-        .one("_at")?
-        .map(|text| {
-            DateTime::parse_from_rfc3339(&text)
-                .map(|i| i.with_timezone(&Utc))
-                .map_err(|_| ApiError::bad_request(Some("_at"), "must be an RFC 3339 instant"))
-        })
-        .transpose()?;
+    let at = params.instant("_at")?;
     params.finish()?;
     let rendered: Vec<Value> = versions
         .iter()

@@ -340,6 +340,7 @@ async fn search(
     request_body = IndividualResource,
     responses(
         (status = 201, body = IndividualResource, description = "Registered; `Location` and `ETag` set"),
+        (status = 403, body = OperationOutcome, description = "The client acts under consent: registering is the data controller's act"),
         (status = 409, body = OperationOutcome, description = "An identifier is already in use"),
         (status = 422, body = OperationOutcome),
     ),
@@ -351,6 +352,7 @@ async fn create(
     body: Result<ApiJson<IndividualResource>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE, Action::Create)?;
+    principal.require_controller("register individuals")?;
     let ApiJson(body) = body?;
     let details = body.into_details()?;
     let aggregate_id = uuid::Uuid::now_v7().to_string();
@@ -365,7 +367,7 @@ async fn create(
         &provenance,
         Write {
             stream: aggregate_id,
-            if_match: IfMatch(None),
+            if_match: IfMatch::LATEST,
             command: IndividualCommand::Register(details),
             consent_id: None,
             subject,
@@ -427,7 +429,7 @@ async fn read(
     request_body = IndividualResource,
     responses(
         (status = 200, body = IndividualResource),
-        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see"),
+        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see, or changes identifiers under consent"),
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome),
         (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),

@@ -293,7 +293,7 @@ async fn create(
     execute::<Program>(
         &state,
         &stream,
-        IfMatch(None),
+        IfMatch::LATEST,
         ProgramCommand::Create(details),
         &provenance.metadata(&principal, None),
     )

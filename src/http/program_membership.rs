@@ -345,7 +345,7 @@ async fn enrol(
     let committed = execute::<ProgramMembership>(
         &state,
         &stream,
-        IfMatch(None),
+        IfMatch::LATEST,
         MembershipCommand::Enrol {
             program: ProgramFacts {
                 stream: program_stream,
