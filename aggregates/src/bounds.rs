@@ -30,6 +30,8 @@ pub mod items {
     /// A group's members as one request lists them (create, replace); larger groups grow by
     /// `$add-member`.
     pub const MEMBERS: usize = 500;
+    /// The groups listed with a person (read only: a body that sends a read back carries them).
+    pub const GROUPS: usize = 100;
     /// The codings of one coded value.
     pub const CODINGS: usize = 10;
     /// A consent's named recipient organisations.

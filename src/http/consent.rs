@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
+use openspp_aggregates::bounds::items;
 use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
-use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms};
+use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms, Date};
 use openspp_projections::consent as index;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -25,7 +26,7 @@ use crate::http::context::Provenance;
 use crate::http::history::{self, versions, Version};
 use crate::http::json::ApiJson;
 use crate::http::reference::{parse_identifier, resolve};
-use crate::http::schema::{OperationOutcome, SearchMeta};
+use crate::http::schema::{at_most, optional_at_most, OperationOutcome, SearchMeta};
 use crate::store::history as stored;
 use crate::store::metadata::client_uri;
 use crate::store::verify::Verification;
@@ -53,7 +54,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct ScopeBody {
     /// `individual`, `group`, `program_membership` or `all`.
     pub resource_type: String,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "optional_at_most::<_, _, { items::FIELDS }>"
+    )]
+    #[schema(max_items = 20)]
     pub field_access: Option<Vec<String>>,
     /// `service_delivery`, `eligibility_verification`, `analytics`, `research` or `audit`.
     pub purpose: String,
@@ -68,17 +73,26 @@ pub struct ConsentBody {
     pub subject: String,
     /// `specific` (named organisations) or `category` (organisation types).
     pub recipient_mode: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most::<_, _, { items::RECIPIENTS }>")]
+    #[schema(max_items = 50)]
     pub recipients: Vec<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "at_most::<_, _, { items::RECIPIENT_TYPES }>"
+    )]
+    #[schema(max_items = 9)]
     pub recipient_types: Vec<String>,
+    #[serde(deserialize_with = "at_most::<_, _, { items::SCOPES }>")]
+    #[schema(max_items = 20)]
     pub scopes: Vec<ScopeBody>,
     #[serde(default = "consent_basis")]
     pub legal_basis: String,
     /// Defaults to today.
     #[serde(default)]
-    pub effective_date: Option<NaiveDate>,
-    pub expiry_date: NaiveDate,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub effective_date: Option<Date>,
+    #[schema(value_type = String, format = Date)]
+    pub expiry_date: Date,
     /// `self`, `guardian`, `parent`, `poa` or `representative`.
     #[serde(default = "self_delegation")]
     pub delegation_type: String,
@@ -275,8 +289,8 @@ async fn create(
             })
             .collect(),
         legal_basis: body.legal_basis,
-        effective_date: body.effective_date.unwrap_or_else(today),
-        expiry_date: body.expiry_date,
+        effective_date: body.effective_date.map_or_else(today, Date::get),
+        expiry_date: body.expiry_date.get(),
         delegation_type: body.delegation_type,
         indicated_by: body.indicated_by,
     };
@@ -403,7 +417,8 @@ async fn revoke(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
-    pub expiry_date: NaiveDate,
+    #[schema(value_type = String, format = Date)]
+    pub expiry_date: Date,
 }
 
 /// Renew a consent that is in force or has expired, to a later expiry date.
@@ -434,7 +449,7 @@ async fn renew(
         &record.consent_id,
         IfMatch::LATEST,
         ConsentCommand::Renew {
-            expiry_date: body.expiry_date,
+            expiry_date: body.expiry_date.get(),
         },
         &provenance.metadata(&principal, None),
     )

@@ -1,13 +1,13 @@
 //! `/Group`: households and other groups, and their members (CONTRACT §4).
 
+use openspp_aggregates::bounds::items;
 use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use chrono::NaiveDate;
-use openspp_aggregates::{Group, GroupCommand, GroupDetails, MemberSpec};
+use openspp_aggregates::{Date, Group, GroupCommand, GroupDetails, MemberSpec};
 use openspp_projections::consent;
 use openspp_projections::group::{self as view, GroupQuery, GroupRow};
 use openspp_projections::individual::primary_identifiers;
@@ -30,7 +30,8 @@ use crate::http::reference::parse_reference;
 use crate::http::registrant::{self, Registrant};
 use crate::http::resource::{self, reply, Write};
 use crate::http::schema::{
-    Address, CodeableConcept, Identifier, Meta, OperationOutcome, Period, Reference, SearchResult,
+    at_most, optional_at_most, Address, CodeableConcept, Identifier, Meta, OperationOutcome,
+    Period, Reference, SearchResult,
 };
 use crate::http::search::{envelope, Params};
 use crate::store::verify::Verification;
@@ -58,6 +59,8 @@ pub struct GroupResource {
     /// Always `Group`.
     #[serde(rename = "type", default = "resource_type")]
     pub resource_type: String,
+    #[serde(deserialize_with = "at_most::<_, _, { items::IDENTIFIERS }>")]
+    #[schema(max_items = 20)]
     pub identifier: Vec<Identifier>,
     #[serde(default = "active_by_default")]
     pub active: bool,
@@ -68,12 +71,22 @@ pub struct GroupResource {
     pub name: Option<String>,
     /// On create: the first members. On replace: the whole member list (members left out end);
     /// leave it out to keep the members as they are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_at_most::<_, _, { items::MEMBERS }>"
+    )]
+    #[schema(max_items = 500)]
     pub member: Option<Vec<GroupMember>>,
     /// Number of current members (read only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<usize>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "at_most::<_, _, { items::ADDRESSES }>"
+    )]
+    #[schema(max_items = 10)]
     pub address: Vec<Address>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<serde_json::Value>,
@@ -106,7 +119,8 @@ pub struct AddMember {
     #[serde(default)]
     pub period: Option<Period>,
     #[serde(default)]
-    pub start_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub start_date: Option<Date>,
 }
 
 /// Body of `$remove-member`.
@@ -116,7 +130,8 @@ pub struct RemoveMember {
     pub entity: Reference,
     /// Defaults to today.
     #[serde(default)]
-    pub ended_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub ended_date: Option<Date>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -173,7 +188,7 @@ async fn member_spec(
         )
         .await?,
         roles: member.role.map(|r| r.codes()).unwrap_or_default(),
-        start_date: member.period.and_then(|p| p.start),
+        start_date: member.period.and_then(|p| p.start()),
     })
 }
 
@@ -247,10 +262,7 @@ impl GroupResource {
                             },
                             role: (!m.roles.is_empty())
                                 .then(|| CodeableConcept::from_codes(&m.roles, vocabulary)),
-                            period: Some(Period {
-                                start: Some(m.start_date),
-                                end: m.ended_date,
-                            }),
+                            period: Some(Period::stored(Some(m.start_date), m.ended_date)),
                             inactive: !m.is_active(),
                         })
                     })
@@ -649,7 +661,7 @@ async fn remove_member(
             if_match,
             command: GroupCommand::RemoveMember {
                 individual,
-                ended_date: body.ended_date,
+                ended_date: body.ended_date.map(Date::get),
                 reason: body.reason,
                 access: visible.access,
             },

@@ -5,6 +5,7 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use openspp_aggregates::bounds::items;
 use openspp_aggregates::program::{lookup_key, TargetType};
 use openspp_aggregates::{
     Identifier as DomainIdentifier, Program, ProgramCommand, ProgramDetails, ProgramStatus,
@@ -29,7 +30,7 @@ use crate::http::reference::path_segment;
 use crate::http::reference::{parse_identifier, resolve};
 use crate::http::resource::reply;
 use crate::http::schema::{
-    CodeableConcept, Identifier, Meta, OperationOutcome, Period, SearchResult,
+    at_most, CodeableConcept, Identifier, Meta, OperationOutcome, Period, SearchResult,
 };
 use crate::http::search::{envelope, Params};
 use crate::store::verify::Verification;
@@ -55,7 +56,8 @@ pub struct ProgramResource {
     #[serde(rename = "type", default = "resource_type")]
     pub resource_type: String,
     /// The operator's identifiers; `urn:openspp:program|{name-with-hyphens}` is always added.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most::<_, _, { items::IDENTIFIERS }>")]
+    #[schema(max_items = 20)]
     pub identifier: Vec<Identifier>,
     /// True while the program is active (read only; use `status`; if sent, it must agree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,8 +157,8 @@ impl ProgramResource {
             target_type,
             currency: self.currency,
             eligibility_criteria: self.eligibility_criteria,
-            start_date: period.start,
-            end_date: period.end,
+            start_date: period.start(),
+            end_date: period.end(),
             status,
         })
     }
@@ -176,10 +178,8 @@ impl ProgramResource {
             target_type: target_name(state.target_type).to_owned(),
             currency: state.currency.clone(),
             eligibility_criteria: state.eligibility_criteria.clone(),
-            period: (state.start_date.is_some() || state.end_date.is_some()).then_some(Period {
-                start: state.start_date,
-                end: state.end_date,
-            }),
+            period: (state.start_date.is_some() || state.end_date.is_some())
+                .then_some(Period::stored(state.start_date, state.end_date)),
             status: status_name(state.status).to_owned(),
             meta: Some(Meta::new(row.version, row.last_updated, row.source)),
         }

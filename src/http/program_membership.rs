@@ -9,11 +9,10 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use chrono::NaiveDate;
 use openspp_aggregates::program::{is_namespace_uri, TargetType};
 use openspp_aggregates::program_membership::{ExitReason, IDENTIFIER_SYSTEM};
 use openspp_aggregates::{
-    Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, ProgramFacts,
+    Date, Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, ProgramFacts,
     ProgramMembership,
 };
 use openspp_projections::membership::{self as view, MembershipQuery, MembershipRow};
@@ -68,6 +67,7 @@ pub struct MembershipResource {
     /// At most one, in `urn:openspp:program-membership`: chosen by the client, or minted when
     /// none is given on enrolment. It never changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 1)]
     pub identifier: Vec<Identifier>,
     /// `Program/{system}|{value}`.
     pub program: Reference,
@@ -78,10 +78,12 @@ pub struct MembershipResource {
     pub status: String,
     /// Set by the first enrolment (today unless given) and never changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrollment_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub enrollment_date: Option<Date>,
     /// Given with the change to `exited`, not before the enrolment date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub exit_date: Option<Date>,
     /// Given with the change to `exited`: a code of `urn:openspp:vocab:exit-reason`, a text,
     /// or both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,8 +157,8 @@ fn render(
         program: reference("Program", &state.program),
         beneficiary: reference(kind, &state.beneficiary),
         status: state.status.map_or("draft", |s| s.as_str()).to_owned(),
-        enrollment_date: state.enrollment_date,
-        exit_date: state.exit_date,
+        enrollment_date: state.enrollment_date.map(Date::stored),
+        exit_date: state.exit_date.map(Date::stored),
         exit_reason: (state.exit_reason.is_some() || state.exit_reason_text.is_some()).then(|| {
             CodeableConcept {
                 text: state.exit_reason_text.clone(),
@@ -356,7 +358,7 @@ async fn enrol(
             beneficiary_type: kind,
             identifier,
             status,
-            enrollment_date: body.enrollment_date,
+            enrollment_date: body.enrollment_date.map(Date::get),
             access: visible.access,
         },
         &metadata,
@@ -460,8 +462,8 @@ async fn change(
         if_match,
         MembershipCommand::ChangeStatus {
             status: parse_status(&body.status)?,
-            enrollment_date: body.enrollment_date,
-            exit_date: body.exit_date,
+            enrollment_date: body.enrollment_date.map(Date::get),
+            exit_date: body.exit_date.map(Date::get),
             exit_reason: exit_reason(body.exit_reason)?,
             access,
         },
