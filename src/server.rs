@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 
 use crate::access_log::AccessLog;
 use crate::app::{AppState, Shared};
@@ -56,6 +57,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let local = listener.local_addr()?;
+    // Requests hyper cannot parse get OperationOutcome answers too (`early_errors`). The no-op
+    // tap is what gives a wrapped listener axum's `ConnectInfo<SocketAddr>`.
+    let listener = http::early_errors::OutcomeListener(listener).tap_io(|_| {});
     // Tests and operators read this line to learn the port when binding to :0.
     println!("openspp listening on http://{local}");
     tracing::info!(%local, "listening");

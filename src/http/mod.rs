@@ -18,6 +18,7 @@ pub mod audit_event;
 pub mod command;
 pub mod consent;
 pub mod context;
+pub mod early_errors;
 pub mod group;
 pub mod health;
 pub mod history;
@@ -74,6 +75,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .layer(axum::middleware::map_response(
             outcome::framework_errors_as_outcomes,
         ))
+        .layer(axum::middleware::from_fn(early_errors::refuse_long_uri))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
