@@ -10,6 +10,7 @@ use crate::access_log::AccessLog;
 use crate::app::{AppState, Shared};
 use crate::auth::{AuthConfig, AuthState};
 use crate::config::ServeArgs;
+use crate::http::clash_alert::ClashAlerts;
 use crate::store::EventStore;
 use crate::vocabulary::Vocabularies;
 use crate::{db, http};
@@ -44,6 +45,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         vocabulary,
         checkpoints,
         read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
+        clash_alerts: ClashAlerts {
+            threshold: args.identifier_clash_alert_threshold,
+            window_secs: args.identifier_clash_alert_window_secs,
+        },
     });
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let key_changes = {

@@ -9,6 +9,7 @@ use openspp_aggregates::{DomainError, InlineIndex, RegistryServices};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::http::clash_alert;
 use crate::store::{CommandMetadata, Committed, StoreError};
 
 /// The version a writer says it is changing (`If-Match`): a version, "the latest" (no header,
@@ -104,11 +105,14 @@ where
     A::Event: InlineIndex,
 {
     let expected = if_match.version()?;
-    let committed = state
+    let executed = state
         .store
         .execute::<A>(aggregate_id, expected, command, &state.services, metadata)
-        .await
-        .map_err(|error| store_error(error, A::TYPE))?;
+        .await;
+    if let Err(StoreError::IdentifierInUse(_)) = &executed {
+        clash_alert::count(state, &metadata.client_id, &metadata.request_id, A::TYPE).await;
+    }
+    let committed = executed.map_err(|error| store_error(error, A::TYPE))?;
     if let Some(position) = committed.position {
         if state
             .checkpoints

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 
 pub mod access;
 pub mod audit_event;
+pub mod clash_alert;
 pub mod command;
 pub mod consent;
 pub mod context;
