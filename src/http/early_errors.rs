@@ -80,10 +80,17 @@ impl<I> OutcomeIo<I> {
     }
 }
 
+/// hyper's automatic answers are a status line and two or three short headers.
+const MAX_AUTOMATIC_HEAD: usize = 256;
+
 /// hyper's automatic answer to a request it cannot parse, and what the body should say. Only
 /// such answers match: a status line of 400, 414 or 431, `content-length: 0`, and nothing after
 /// the header block. (The router's own 4xx answers always carry an OperationOutcome body.)
 fn automatic_error(written: &[u8]) -> Option<(StatusCode, &'static str, &'static str)> {
+    // Cheap tests first: this runs on every write of every connection.
+    if written.len() > MAX_AUTOMATIC_HEAD || !written.starts_with(b"HTTP/1.1 4") {
+        return None;
+    }
     let text = std::str::from_utf8(written).ok()?;
     let head = text.strip_suffix("\r\n\r\n")?;
     if head.contains("\r\n\r\n") {
