@@ -129,11 +129,21 @@ impl std::fmt::Display for Date {
 impl FromStr for Date {
     type Err = DateError;
 
-    /// `YYYY-MM-DD`. Text that is a date only outside the bound (`-4714-01-01`,
-    /// `+12345-01-01`, `0000-01-01`) says so, rather than "malformed".
+    /// Exactly `YYYY-MM-DD` (`1985-3-5` is not). Text that is a date only outside the bound
+    /// (`-4714-01-01`, `+12345-01-01`, `0000-01-01`) says so, rather than "malformed".
     fn from_str(text: &str) -> Result<Self, DateError> {
         let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| DateError::Malformed)?;
-        Self::new(date)
+        let date = Self::new(date)?;
+        let shaped = text.len() == 10
+            && text.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                _ => b.is_ascii_digit(),
+            });
+        if shaped {
+            Ok(date)
+        } else {
+            Err(DateError::Malformed)
+        }
     }
 }
 
