@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use crate::access_log::AccessLog;
 use crate::auth::AuthState;
+use crate::resource::clash_alert::ClashAlerts;
 use crate::store::EventStore;
 use crate::vocabulary::Vocabularies;
 
@@ -28,6 +29,8 @@ pub struct Shared {
     pub checkpoints: CheckpointWatch,
     /// How long a write waits for the read models to include its events.
     pub read_your_writes_timeout: Duration,
+    /// When repeated identifier clashes raise an alert.
+    pub clash_alerts: ClashAlerts,
 }
 
 impl AppState {

@@ -64,4 +64,20 @@ pub struct ServeArgs {
         default_value_t = 5_000
     )]
     pub read_your_writes_timeout_ms: u64,
+    /// Identifier clashes (409) by one client that raise an alert in the log and the access
+    /// log, per window (0 = never).
+    #[arg(
+        long,
+        env = "OPENSPP_IDENTIFIER_CLASH_ALERT_THRESHOLD",
+        default_value_t = 5
+    )]
+    pub identifier_clash_alert_threshold: u32,
+    /// The window those clashes are counted in, in seconds (at most a day).
+    #[arg(
+        long,
+        env = "OPENSPP_IDENTIFIER_CLASH_ALERT_WINDOW_SECS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u32).range(1..=86_400)
+    )]
+    pub identifier_clash_alert_window_secs: u32,
 }

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 
 use crate::access_log::AccessLog;
 use crate::app::{AppState, Shared};
 use crate::auth::key_sealing::IfMissing;
 use crate::auth::{AuthConfig, AuthState};
 use crate::config::ServeArgs;
+use crate::resource::clash_alert::ClashAlerts;
 use crate::store::EventStore;
 use crate::vocabulary::Vocabularies;
 use crate::{db, http};
@@ -51,6 +53,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         vocabulary,
         checkpoints,
         read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
+        clash_alerts: ClashAlerts {
+            threshold: args.identifier_clash_alert_threshold,
+            window_secs: args.identifier_clash_alert_window_secs,
+        },
     });
     // Tasks that hold the state; each is ended before the access-log writer is drained.
     let mut tasks = vec![
@@ -84,6 +90,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let local = listener.local_addr()?;
+    // Requests hyper cannot parse get OperationOutcome answers too (`early_errors`). The no-op
+    // tap is what gives a wrapped listener axum's `ConnectInfo<SocketAddr>`.
+    let listener = http::early_errors::OutcomeListener(listener).tap_io(|_| {});
+    let shutdown = shutdown_signal();
     // Tests and operators read this line to learn the port when binding to :0.
     println!("openspp listening on http://{local}");
     tracing::info!(%local, "listening");
@@ -91,7 +101,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(shutdown)
     .await?;
     // Aborting mid-batch rolls the batch back; the checkpoint was never advanced past it.
     projector.abort();
@@ -119,18 +129,27 @@ async fn housekeeping(state: AppState) {
     }
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// SIGTERM or SIGINT. The handlers are installed when this is called, not when the future is
+/// first polled: a signal that arrives before its handler exists kills the process outright,
+/// and axum polls the shutdown future only from a task of its own, some time after serving
+/// has begun (seen: a SIGTERM right after the first answered request killed the server).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let received = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = received(terminate) => {},
+            _ = received(interrupt) => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = terminate => {},
+        tracing::info!("shutdown requested; finishing requests in flight");
     }
-    tracing::info!("shutdown requested; finishing requests in flight");
 }

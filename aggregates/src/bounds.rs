@@ -3,9 +3,10 @@
 //! cannot hold, a name longer than a B-tree entry) would stop the feed for every resource.
 //! So the bounds are checked here, before any event exists, not discovered by the projector.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 
 use crate::error::DomainError;
+use crate::values::Date;
 
 /// Names, group names and other short, indexed text. 200 characters of up to four bytes each
 /// keep a composite (family, given) index entry under PostgreSQL's B-tree limit of 2,704 bytes.
@@ -13,17 +14,54 @@ pub const SHORT_TEXT: usize = 200;
 /// Free text that is searched by trigram but never held in a B-tree (addresses, reasons).
 pub const LONG_TEXT: usize = 1000;
 
-/// Dates are calendar dates of years 1 to 9999 (`YYYY-MM-DD`), which every consumer of the
-/// API (and PostgreSQL) can represent.
-pub fn date(field: &str, value: NaiveDate) -> Result<(), DomainError> {
-    if (1..=9999).contains(&value.year()) {
-        Ok(())
-    } else {
-        Err(DomainError::invalid(
+/// The most entries a list in a request may hold, per list. Every list a client sends is
+/// bounded, so that one request costs a bounded amount of work (a group's members are each
+/// looked up) and of storage in every event and read model; the HTTP layer refuses a longer
+/// list while parsing, naming it, and shows each bound as `maxItems` in the OpenAPI document.
+pub mod items {
+    /// A registrant's or program's identifiers (one per identifier system).
+    pub const IDENTIFIERS: usize = 20;
+    /// A person's phone numbers, e-mail addresses and other contact points.
+    pub const TELECOM: usize = 20;
+    /// A registrant's addresses.
+    pub const ADDRESSES: usize = 10;
+    /// The lines of one address.
+    pub const ADDRESS_LINES: usize = 10;
+    /// A group's members as one request lists them (create, replace); larger groups grow by
+    /// `$add-member`.
+    pub const MEMBERS: usize = 500;
+    /// The groups listed with a person (read only: a body that sends a read back carries them).
+    pub const GROUPS: usize = 100;
+    /// The codings of one coded value.
+    pub const CODINGS: usize = 10;
+    /// A consent's named recipient organisations.
+    pub const RECIPIENTS: usize = 50;
+    /// A consent's recipient organisation types (there are nine).
+    pub const RECIPIENT_TYPES: usize = 9;
+    /// A consent's scopes (resource type and purpose pairs: four resource types, five purposes).
+    pub const SCOPES: usize = 20;
+    /// The fields one consent scope names (no resource has more than nine consentable fields).
+    pub const FIELDS: usize = 20;
+}
+
+/// A list of at most `max` entries.
+pub fn items(field: &str, len: usize, max: usize) -> Result<(), DomainError> {
+    if len > max {
+        return Err(DomainError::invalid(
             field,
-            "must be a date between 0001-01-01 and 9999-12-31",
-        ))
+            format!("must have at most {max} entries"),
+        ));
     }
+    Ok(())
+}
+
+/// Dates are calendar dates of years 1 to 9999 (`YYYY-MM-DD`), which every consumer of the
+/// API (and PostgreSQL) can represent: the bound of `values::Date`, checked again here for
+/// commands that did not come through a parsed body.
+pub fn date(field: &str, value: NaiveDate) -> Result<(), DomainError> {
+    Date::new(value)
+        .map(|_| ())
+        .map_err(|error| DomainError::invalid(field, error.to_string()))
 }
 
 /// A date that records something that has happened: not after `today`.

@@ -12,6 +12,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::error::DomainError;
 use crate::inline_index::{IndexChange, InlineIndex};
 use crate::services::RegistryServices;
@@ -195,6 +196,11 @@ impl Actor {
         (!listed.is_empty()).then_some(listed)
     }
 
+    /// Whether the actor acts under the subjects' consent (no legal basis of its own).
+    pub fn needs_consent(&self) -> bool {
+        self.legal_basis.is_none()
+    }
+
     /// Whether the actor may use `resource_type` of a subject covered by `consents`: under a
     /// legal basis always, else only under a consent in force that names it and the resource.
     pub fn may_use(
@@ -370,6 +376,13 @@ pub struct Consent {
 }
 
 fn validate(terms: &ConsentTerms, today: NaiveDate) -> Result<(), DomainError> {
+    use bounds::items;
+    bounds::items("recipients", terms.recipients.len(), items::RECIPIENTS)?;
+    let types = terms.recipient_types.len();
+    bounds::items("recipient_types", types, items::RECIPIENT_TYPES)?;
+    bounds::items("scopes", terms.scopes.len(), items::SCOPES)?;
+    bounds::date("effective_date", terms.effective_date)?;
+    bounds::date("expiry_date", terms.expiry_date)?;
     match terms.recipient_mode {
         RecipientMode::Specific => {
             if terms.recipients.is_empty() {
@@ -422,6 +435,8 @@ fn validate(terms: &ConsentTerms, today: NaiveDate) -> Result<(), DomainError> {
             ));
         }
         if let Some(fields) = &scope.field_access {
+            let field = format!("scopes[{i}].field_access");
+            bounds::items(&field, fields.len(), items::FIELDS)?;
             let known = consentable_fields(&scope.resource_type);
             if let Some(field) = fields.iter().find(|f| !known.contains(&f.as_str())) {
                 return Err(DomainError::invalid(
@@ -516,6 +531,7 @@ impl Aggregate for Consent {
                         "a withdrawn consent cannot be renewed; record a new one",
                     ));
                 }
+                bounds::date("expiry_date", expiry_date)?;
                 if expiry_date <= record.terms.expiry_date || expiry_date < today {
                     return Err(DomainError::invalid(
                         "expiry_date",
@@ -867,6 +883,43 @@ mod tests {
         let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
         t.delegation_type = "guardian".into();
         assert_eq!(refused(t).await, "indicated_by");
+    }
+
+    #[tokio::test]
+    async fn dates_and_lists_are_bounded() {
+        let refused = |t: ConsentTerms| async move {
+            match TestFramework::<Consent>::with(services())
+                .given_no_previous_events()
+                .when_async(ConsentCommand::Give(t))
+                .await
+                .inspect_result()
+            {
+                Err(DomainError::Invalid { field, .. }) => field,
+                other => panic!("expected a validation error, got {other:?}"),
+            }
+        };
+        let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+        t.effective_date = NaiveDate::from_ymd_opt(-4714, 11, 24).unwrap();
+        assert_eq!(refused(t).await, "effective_date");
+        let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+        t.expiry_date = NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap();
+        assert_eq!(refused(t).await, "expiry_date");
+        let many = vec!["WFP"; crate::bounds::items::RECIPIENTS + 1];
+        assert_eq!(
+            refused(terms(RecipientMode::Specific, &many, &[])).await,
+            "recipients"
+        );
+        let many = vec!["ngo"; crate::bounds::items::RECIPIENT_TYPES + 1];
+        assert_eq!(
+            refused(terms(RecipientMode::Category, &[], &many)).await,
+            "recipient_types"
+        );
+        let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+        t.scopes = vec![t.scopes[0].clone(); crate::bounds::items::SCOPES + 1];
+        assert_eq!(refused(t).await, "scopes");
+        let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+        t.scopes[0].field_access = Some(vec!["name".into(); crate::bounds::items::FIELDS + 1]);
+        assert_eq!(refused(t).await, "scopes[0].field_access");
     }
 
     #[tokio::test]

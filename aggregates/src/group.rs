@@ -447,6 +447,7 @@ fn validate(details: &GroupDetails, services: &RegistryServices) -> Result<(), D
     bounds::optional_text("name", details.name.as_deref(), bounds::SHORT_TEXT)?;
     validate_addresses(&details.address)?;
     if let Some(members) = &details.members {
+        bounds::items("member", members.len(), bounds::items::MEMBERS)?;
         let mut heads = 0;
         for (i, member) in members.iter().enumerate() {
             check_roles(&member.roles, &format!("member[{i}].role"), services)?;
@@ -517,6 +518,7 @@ impl Aggregate for Group {
                 access,
                 member_consents,
             } => {
+                identifiers::check_authority(&access, &self.identifiers, &details.identifiers)?;
                 let hidden = access.hidden_fields("group", &stated, today)?;
                 let details = self.keeping(&hidden, details);
                 validate(&details, services)?;
@@ -1157,6 +1159,50 @@ mod tests {
         assert!(matches!(
             outcome(given, replace(vec![spec("a", "head")])).await,
             Err(DomainError::Conflict { field: Some(f), .. }) if f == "member"
+        ));
+    }
+
+    #[tokio::test]
+    async fn only_a_legal_basis_changes_a_groups_identifiers() {
+        let given = registered(vec![spec("a", "head")]);
+        let replace = |identifiers: Vec<Identifier>, access: Access| {
+            let mut d = details(None);
+            d.identifiers = identifiers;
+            GroupCommand::Replace {
+                details: d,
+                stated: everything(),
+                access,
+                member_consents: HashMap::new(),
+            }
+        };
+        let consented = ngo_with(vec![ngo_consent("g", "group", None)]);
+        for identifiers in [vec![id(GROUP_ID, "HH2")], vec![]] {
+            assert!(matches!(
+                outcome(given.clone(), replace(identifiers, consented.clone())).await,
+                Err(DomainError::Forbidden { field, .. }) if field == "identifier"
+            ));
+        }
+        assert_eq!(
+            outcome(given.clone(), replace(vec![id(GROUP_ID, "HH1")], consented)).await,
+            Ok(vec![])
+        );
+        assert_eq!(
+            outcome(given, replace(vec![id(GROUP_ID, "HH2")], full_access()))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registration_lists_at_most_the_bounded_number_of_members() {
+        let members = (0..=crate::bounds::items::MEMBERS)
+            .map(|i| spec(&format!("m{i}"), "member"))
+            .collect();
+        assert!(matches!(
+            outcome(vec![], GroupCommand::Register(details(Some(members)))).await,
+            Err(DomainError::Invalid { field, .. }) if field == "member"
         ));
     }
 

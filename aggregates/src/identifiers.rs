@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bounds;
+use crate::consent::Access;
 use crate::error::DomainError;
 use crate::values::Identifier;
 use crate::vocabulary::{TargetType, Vocabulary};
@@ -29,6 +30,7 @@ pub(crate) fn validate(
             "at least one identifier is required",
         ));
     }
+    bounds::items("identifier", identifiers.len(), bounds::items::IDENTIFIERS)?;
     for (i, identifier) in identifiers.iter().enumerate() {
         let value = identifier.value.trim();
         if value.is_empty() {
@@ -82,6 +84,31 @@ pub(crate) fn validate(
         }
     }
     Ok(())
+}
+
+/// Identifiers are the data controller's to write (README, "Consent"). A client acting under
+/// the subjects' consent may change what a consent lets it see, but never which identifiers a
+/// registrant holds: removing or replacing one would free it for an impostor, and adding one
+/// would tell, by a clash, whether an unconsented person holds it. So a change by such a
+/// client whose identifier list differs from the live one is refused, whatever the consent's
+/// field list says; clients acting under a legal basis (who may see every registrant) may.
+pub(crate) fn check_authority(
+    access: &Access,
+    entries: &[IdentifierEntry],
+    wanted: &[Identifier],
+) -> Result<(), DomainError> {
+    if !access.actor.needs_consent() {
+        return Ok(());
+    }
+    let (released, claimed) = diff(entries, wanted);
+    if released.is_empty() && claimed.is_empty() {
+        return Ok(());
+    }
+    Err(DomainError::forbidden(
+        "identifier",
+        "only the data controller (a client acting under a legal basis) may add, remove or \
+         replace identifiers; send the identifiers as they are",
+    ))
 }
 
 /// What to invalidate and what to add to go from the live identifiers to `wanted`.

@@ -265,6 +265,7 @@ fn validate(details: &IndividualDetails, services: &RegistryServices) -> Result<
             ));
         }
     }
+    bounds::items("telecom", details.telecom.len(), bounds::items::TELECOM)?;
     for (i, contact) in details.telecom.iter().enumerate() {
         if !TELECOM_SYSTEMS.contains(&contact.system.as_str()) {
             return Err(DomainError::invalid(
@@ -303,6 +304,7 @@ fn validate(details: &IndividualDetails, services: &RegistryServices) -> Result<
 
 /// Address rules, shared with groups.
 pub(crate) fn validate_addresses(addresses: &[Address]) -> Result<(), DomainError> {
+    bounds::items("address", addresses.len(), bounds::items::ADDRESSES)?;
     for (i, address) in addresses.iter().enumerate() {
         if let Some(kind) = &address.kind {
             if !ADDRESS_TYPES.contains(&kind.as_str()) {
@@ -323,6 +325,8 @@ pub(crate) fn validate_addresses(addresses: &[Address]) -> Result<(), DomainErro
             let field = format!("address[{i}].{part}");
             bounds::optional_text(&field, value.as_deref(), bounds::LONG_TEXT)?;
         }
+        let lines = format!("address[{i}].line");
+        bounds::items(&lines, address.line.len(), bounds::items::ADDRESS_LINES)?;
         for (j, line) in address.line.iter().enumerate() {
             bounds::text(&format!("address[{i}].line[{j}]"), line, bounds::LONG_TEXT)?;
         }
@@ -361,6 +365,7 @@ impl Aggregate for Individual {
                 }
                 let today = services.clock.today();
                 access.permits("individual", "Individual", today)?;
+                identifiers::check_authority(&access, &self.identifiers, &details.identifiers)?;
                 let hidden = access.hidden_fields("individual", &stated, today)?;
                 let details = self.keeping(&hidden, details);
                 validate(&details, services)?;
@@ -895,6 +900,115 @@ mod tests {
                 IndividualEvent::NameChanged { name: d.name },
                 IndividualEvent::GenderChanged { gender: None },
             ]);
+    }
+
+    #[tokio::test]
+    async fn a_consent_bound_client_cannot_add_remove_or_replace_identifiers() {
+        // Even a consent that shows every field: identifiers are the controller's to write.
+        let access = Access {
+            actor: ngo(),
+            consents: vec![ngo_consent("s", "individual", None)],
+        };
+        let mut given = registered();
+        given.push(IndividualEvent::IdentifierAdded {
+            identifier: id(PASSPORT, "P1"),
+        });
+        let both = vec![id(NATIONAL_ID, "N1"), id(PASSPORT, "P1")];
+        for wanted in [
+            vec![id(NATIONAL_ID, "N1")],                     // removed
+            vec![id(NATIONAL_ID, "N2"), id(PASSPORT, "P1")], // replaced
+            [
+                both.clone(),
+                vec![id("urn:openspp:vocab:id-type#tax_id", "T1")],
+            ]
+            .concat(), // added
+            vec![],
+        ] {
+            let mut d = details();
+            d.identifiers = wanted;
+            let error = refused(
+                given.clone(),
+                IndividualCommand::Replace {
+                    details: d,
+                    stated: everything(),
+                    access: access.clone(),
+                },
+            )
+            .await;
+            assert!(
+                matches!(&error, DomainError::Forbidden { field, .. } if field == "identifier"),
+                "{error:?}"
+            );
+        }
+        // The same identifiers, in another order, change nothing and are accepted.
+        let mut d = details();
+        d.identifiers = both.into_iter().rev().collect();
+        d.name.given = Some("Ana".into());
+        Given::with(services())
+            .given(given.clone())
+            .when_async(IndividualCommand::Replace {
+                details: d.clone(),
+                stated: everything(),
+                access,
+            })
+            .await
+            .then_expect_events(vec![IndividualEvent::NameChanged { name: d.name }]);
+        // An unconsented client learns nothing more: still the not-found answer.
+        let mut d = details();
+        d.identifiers = vec![id(NATIONAL_ID, "N2")];
+        let unconsented = Access {
+            actor: ngo(),
+            consents: vec![],
+        };
+        let error = refused(
+            given,
+            IndividualCommand::Replace {
+                details: d,
+                stated: everything(),
+                access: unconsented,
+            },
+        )
+        .await;
+        assert_eq!(error, DomainError::not_found("Individual"));
+    }
+
+    #[tokio::test]
+    async fn lists_are_bounded() {
+        let contact = ContactPoint {
+            system: "phone".into(),
+            value: "+63".into(),
+            use_: None,
+            rank: None,
+        };
+        let mut d = details();
+        d.telecom = vec![contact; crate::bounds::items::TELECOM + 1];
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(d)).await),
+            "telecom"
+        );
+        let mut d = details();
+        d.address = vec![Address::default(); crate::bounds::items::ADDRESSES + 1];
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(d)).await),
+            "address"
+        );
+        let mut d = details();
+        d.address = vec![Address {
+            line: vec!["l".into(); crate::bounds::items::ADDRESS_LINES + 1],
+            ..Default::default()
+        }];
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(d)).await),
+            "address[0].line"
+        );
+        let mut d = details();
+        d.identifiers = (0..=crate::bounds::items::IDENTIFIERS)
+            .map(|i| id(&format!("urn:x:{i}"), "1"))
+            .collect();
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(d)).await),
+            "identifier"
+        );
     }
 
     #[test]

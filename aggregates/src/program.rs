@@ -309,6 +309,11 @@ fn validate(
     ] {
         date.map_or(Ok(()), |date| bounds::date(field, date))?;
     }
+    bounds::items(
+        "identifier",
+        details.identifiers.len(),
+        bounds::items::IDENTIFIERS,
+    )?;
     let alias = name_alias(&details.name);
     for (i, identifier) in details.identifiers.iter().enumerate() {
         let system = format!("identifier[{i}].system");

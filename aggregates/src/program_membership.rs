@@ -350,6 +350,9 @@ impl Aggregate for ProgramMembership {
             } => {
                 access.permits("program_membership", "beneficiary", today)?;
                 validate_identifier(&identifier)?;
+                if let Some(date) = enrollment_date {
+                    bounds::date("enrollmentDate", date)?;
+                }
                 if self.status.is_some() {
                     return Err(DomainError::conflict(
                         Some("beneficiary"),

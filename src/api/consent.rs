@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+use openspp_aggregates::bounds::items;
 use openspp_aggregates::consent::ConsentStatus;
-use openspp_aggregates::ConsentRecord;
+use openspp_aggregates::{ConsentRecord, Date};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access_log::AccessRow;
+use crate::api::schema::{at_most, optional_at_most};
 use crate::api::BASE;
-use crate::resource::today;
 use crate::store::history::Recorded;
 use crate::store::metadata::client_uri;
 
@@ -21,7 +22,11 @@ use crate::store::metadata::client_uri;
 pub struct ScopeBody {
     /// `individual`, `group`, `program_membership` or `all`.
     pub resource_type: String,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "optional_at_most::<_, _, { items::FIELDS }>"
+    )]
+    #[schema(max_items = 20)]
     pub field_access: Option<Vec<String>>,
     /// `service_delivery`, `eligibility_verification`, `analytics`, `research` or `audit`.
     pub purpose: String,
@@ -36,17 +41,26 @@ pub struct ConsentBody {
     pub subject: String,
     /// `specific` (named organisations) or `category` (organisation types).
     pub recipient_mode: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most::<_, _, { items::RECIPIENTS }>")]
+    #[schema(max_items = 50)]
     pub recipients: Vec<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "at_most::<_, _, { items::RECIPIENT_TYPES }>"
+    )]
+    #[schema(max_items = 9)]
     pub recipient_types: Vec<String>,
+    #[serde(deserialize_with = "at_most::<_, _, { items::SCOPES }>")]
+    #[schema(max_items = 20)]
     pub scopes: Vec<ScopeBody>,
     #[serde(default = "consent_basis")]
     pub legal_basis: String,
     /// Defaults to today.
     #[serde(default)]
-    pub effective_date: Option<NaiveDate>,
-    pub expiry_date: NaiveDate,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub effective_date: Option<Date>,
+    #[schema(value_type = String, format = Date)]
+    pub expiry_date: Date,
     /// `self`, `guardian`, `parent`, `poa` or `representative`.
     #[serde(default = "self_delegation")]
     pub delegation_type: String,
@@ -87,21 +101,22 @@ pub struct ConsentResource {
 }
 
 /// The status a reader sees: expiry is evaluated at request time.
-pub fn status_now(record: &ConsentRecord) -> &'static str {
+pub fn status_now(record: &ConsentRecord, today: NaiveDate) -> &'static str {
     match record.status {
         ConsentStatus::Withdrawn => "withdrawn",
-        _ if record.terms.expiry_date < today() => "expired",
+        _ if record.terms.expiry_date < today => "expired",
         ConsentStatus::Renewed => "renewed",
         ConsentStatus::Given => "given",
     }
 }
 
-pub fn shown(record: ConsentRecord, subject: Option<String>) -> ConsentResource {
+/// The consent as shown `today` (its status and validity are evaluated then).
+pub fn shown(record: ConsentRecord, subject: Option<String>, today: NaiveDate) -> ConsentResource {
     let terms = &record.terms;
     ConsentResource {
         consent_id: record.consent_id.clone(),
-        status: status_now(&record).to_owned(),
-        is_valid: record.in_force(today()),
+        status: status_now(&record, today).to_owned(),
+        is_valid: record.in_force(today),
         subject,
         recipient_mode: terms.recipient_mode.as_str().to_owned(),
         recipients: terms.recipients.clone(),
@@ -135,7 +150,8 @@ pub struct RevokeBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
-    pub expiry_date: NaiveDate,
+    #[schema(value_type = String, format = Date)]
+    pub expiry_date: Date,
 }
 
 /// The answer to `$revoke` and `DELETE`.

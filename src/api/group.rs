@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
-use openspp_aggregates::Group;
+use openspp_aggregates::bounds::items;
+use openspp_aggregates::{Date, Group};
 use openspp_projections::view::ViewRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::schema::{Address, CodeableConcept, Identifier, Meta, Period, Reference};
+use crate::api::schema::{
+    at_most, optional_at_most, Address, CodeableConcept, Identifier, Meta, Period, Reference,
+};
 use crate::vocabulary::Vocabularies;
 
 const RESOURCE: &str = "Group";
@@ -21,6 +23,8 @@ pub struct GroupResource {
     /// Always `Group`.
     #[serde(rename = "type", default = "resource_type")]
     pub resource_type: String,
+    #[serde(deserialize_with = "at_most::<_, _, { items::IDENTIFIERS }>")]
+    #[schema(max_items = 20)]
     pub identifier: Vec<Identifier>,
     #[serde(default = "active_by_default")]
     pub active: bool,
@@ -31,12 +35,22 @@ pub struct GroupResource {
     pub name: Option<String>,
     /// On create: the first members. On replace: the whole member list (members left out end);
     /// leave it out to keep the members as they are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_at_most::<_, _, { items::MEMBERS }>"
+    )]
+    #[schema(max_items = 500)]
     pub member: Option<Vec<GroupMember>>,
     /// Number of current members (read only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<usize>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "at_most::<_, _, { items::ADDRESSES }>"
+    )]
+    #[schema(max_items = 10)]
     pub address: Vec<Address>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<serde_json::Value>,
@@ -69,7 +83,8 @@ pub struct AddMember {
     #[serde(default)]
     pub period: Option<Period>,
     #[serde(default)]
-    pub start_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub start_date: Option<Date>,
 }
 
 /// Body of `$remove-member`.
@@ -79,7 +94,8 @@ pub struct RemoveMember {
     pub entity: Reference,
     /// Defaults to today.
     #[serde(default)]
-    pub ended_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub ended_date: Option<Date>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -123,10 +139,7 @@ impl GroupResource {
                             },
                             role: (!m.roles.is_empty())
                                 .then(|| CodeableConcept::from_codes(&m.roles, vocabulary)),
-                            period: Some(Period {
-                                start: Some(m.start_date),
-                                end: m.ended_date,
-                            }),
+                            period: Some(Period::stored(Some(m.start_date), m.ended_date)),
                             inactive: !m.is_active(),
                         })
                     })

@@ -1,16 +1,16 @@
 //! The Individual resource as the API reads and writes it (OpenSPP `schemas/individual.py`), and
 //! its conversions to and from the domain.
 
-use chrono::NaiveDate;
+use openspp_aggregates::bounds::items;
 use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
-use openspp_aggregates::{Individual, IndividualDetails};
+use openspp_aggregates::{Date, Individual, IndividualDetails};
 use openspp_projections::individual::GroupMembershipRow;
 use openspp_projections::view::ViewRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::schema::{
-    Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, Period, Reference,
+    at_most, Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, Period, Reference,
 };
 use crate::error::ApiError;
 use crate::vocabulary::Vocabularies;
@@ -25,24 +25,42 @@ pub struct IndividualResource {
     #[serde(rename = "type", default = "resource_type")]
     pub resource_type: String,
     /// External identifiers; at least one, at most one per system.
+    #[serde(deserialize_with = "at_most::<_, _, { items::IDENTIFIERS }>")]
+    #[schema(max_items = 20)]
     pub identifier: Vec<Identifier>,
     #[serde(default = "active_by_default")]
     pub active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<HumanName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub birth_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub birth_date: Option<Date>,
     #[serde(default)]
     pub birth_date_estimated: bool,
     /// ISO 5218 (`urn:iso:std:iso:5218`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gender: Option<CodeableConcept>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "at_most::<_, _, { items::TELECOM }>"
+    )]
+    #[schema(max_items = 20)]
     pub telecom: Vec<ContactPoint>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "at_most::<_, _, { items::ADDRESSES }>"
+    )]
+    #[schema(max_items = 10)]
     pub address: Vec<Address>,
     /// Current group memberships (read only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "at_most::<_, _, { items::GROUPS }>"
+    )]
+    #[schema(max_items = 100)]
     pub group_membership: Vec<GroupMembershipRef>,
     /// Module-specific fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,7 +108,7 @@ impl IndividualResource {
             identifiers: self.identifier.into_iter().map(Into::into).collect(),
             active: self.active,
             name: self.name.map(Into::into).unwrap_or_default(),
-            birth_date: self.birth_date,
+            birth_date: self.birth_date.map(Date::get),
             birth_date_estimated: self.birth_date_estimated,
             gender: self.gender.map(|g| g.single("gender")).transpose()?,
             telecom: self.telecom.into_iter().map(Into::into).collect(),
@@ -109,7 +127,7 @@ impl IndividualResource {
             identifier: state.live_identifiers().map(Into::into).collect(),
             active: state.active,
             name: Some((&state.name).into()),
-            birth_date: state.birth_date,
+            birth_date: state.birth_date.map(Date::stored),
             birth_date_estimated: state.birth_date_estimated,
             gender: state
                 .gender
@@ -126,10 +144,7 @@ impl IndividualResource {
                     },
                     role: (!m.roles.is_empty())
                         .then(|| CodeableConcept::from_codes(&role_codes(&m.roles), vocabulary)),
-                    period: Some(Period {
-                        start: Some(m.start_date),
-                        end: None,
-                    }),
+                    period: Some(Period::stored(Some(m.start_date), None)),
                 })
                 .collect(),
             extension: None,

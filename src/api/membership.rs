@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
 use openspp_aggregates::program::TargetType;
 use openspp_aggregates::program_membership::ExitReason;
-use openspp_aggregates::{MembershipStatus, ProgramMembership};
+use openspp_aggregates::{Date, MembershipStatus, ProgramMembership};
 use openspp_projections::view::ViewRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -26,6 +25,7 @@ pub struct MembershipResource {
     /// At most one, in `urn:openspp:program-membership`: chosen by the client, or minted when
     /// none is given on enrolment. It never changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 1)]
     pub identifier: Vec<Identifier>,
     /// `Program/{system}|{value}`.
     pub program: Reference,
@@ -36,10 +36,12 @@ pub struct MembershipResource {
     pub status: String,
     /// Set by the first enrolment (today unless given) and never changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrollment_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub enrollment_date: Option<Date>,
     /// Given with the change to `exited`, not before the enrolment date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_date: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub exit_date: Option<Date>,
     /// Given with the change to `exited`: a code of `urn:openspp:vocab:exit-reason`, a text,
     /// or both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,8 +93,8 @@ pub fn render(
         program: reference("Program", &state.program),
         beneficiary: reference(kind_name(state), &state.beneficiary),
         status: state.status.map_or("draft", |s| s.as_str()).to_owned(),
-        enrollment_date: state.enrollment_date,
-        exit_date: state.exit_date,
+        enrollment_date: state.enrollment_date.map(Date::stored),
+        exit_date: state.exit_date.map(Date::stored),
         exit_reason: (state.exit_reason.is_some() || state.exit_reason_text.is_some()).then(|| {
             CodeableConcept {
                 text: state.exit_reason_text.clone(),

@@ -14,6 +14,8 @@ pub mod program;
 pub mod provenance;
 pub mod reference;
 pub mod schema;
+#[cfg(test)]
+mod schema_tests;
 pub mod stated;
 
 /// Where the API lives (CONTRACT §1).

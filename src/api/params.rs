@@ -2,8 +2,8 @@
 //! Unknown parameters are refused: a typo must not silently widen a search.
 
 use axum::http::Uri;
-use chrono::{DateTime, NaiveDate, Utc};
-use openspp_aggregates::Identifier;
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use openspp_aggregates::{Date, DateError, Identifier};
 use openspp_projections::search::{Comparator, Found, Page, SortKey};
 use utoipa::ToSchema;
 
@@ -24,9 +24,7 @@ impl Params {
 
     /// The decoded query string of a request; a malformed one is a 400.
     pub fn from_uri(uri: &Uri) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(uri.query().unwrap_or_default())
-                .map_err(|_| ApiError::bad_request(None, "the query string is malformed"))?;
+        let pairs = decode_query(uri.query().unwrap_or_default())?;
         // No stored text can hold NUL, so no value with one can match anything: refuse it as
         // the malformed parameter it is rather than let the database reject the query.
         let holds_nul =
@@ -122,19 +120,19 @@ impl Params {
             .collect()
     }
 
+    /// Dates (`YYYY-MM-DD`, years 1 to 9999: `Date`), with prefixes.
     pub fn dates(&mut self, name: &str) -> Result<Vec<(Comparator, NaiveDate)>, ApiError> {
         self.all(name)
             .iter()
             .map(|value| {
                 let (comparator, text) = Comparator::split(value);
-                NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                    .map(|date| (comparator, date))
-                    .map_err(|_| {
-                        ApiError::bad_request(
-                            Some(name),
-                            "must be a date YYYY-MM-DD with an optional prefix eq, ne, gt, lt, ge or le",
-                        )
-                    })
+                let date = text.parse::<Date>().map_err(|error| {
+                    ApiError::bad_request(
+                        Some(name),
+                        format!("{error}, with an optional prefix eq, ne, gt, lt, ge or le"),
+                    )
+                })?;
+                Ok((comparator, date.get()))
             })
             .collect()
     }
@@ -145,24 +143,22 @@ impl Params {
             .iter()
             .map(|value| {
                 let (comparator, text) = Comparator::split(value);
-                DateTime::parse_from_rfc3339(text)
-                    .map(|instant| instant.with_timezone(&Utc))
-                    .ok()
-                    .or_else(|| {
-                        NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                            .ok()
-                            .and_then(|d| d.and_hms_opt(0, 0, 0))
-                            .map(|d| d.and_utc())
-                    })
-                    .map(|instant| (comparator, instant))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            Some(name),
-                            "must be an RFC 3339 instant or a date, with an optional prefix",
-                        )
-                    })
+                let instant = instant(name, text, true).map_err(|error| {
+                    ApiError::bad_request(
+                        Some(name),
+                        format!("{}, with an optional prefix", error.diagnostics),
+                    )
+                })?;
+                Ok((comparator, instant))
             })
             .collect()
+    }
+
+    /// One instant without prefix (`_at`): RFC 3339 with a zone.
+    pub fn instant(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.one(name)?
+            .map(|text| instant(name, &text, false))
+            .transpose()
     }
 
     pub fn identifier(&mut self) -> Result<Option<Identifier>, ApiError> {
@@ -190,6 +186,61 @@ impl Params {
             )),
         }
     }
+}
+
+/// An RFC 3339 instant (or, where `dates` allows, a date taken as midnight UTC), of the years
+/// `Date` bounds: any other year is refused here, naming the parameter, rather than by the
+/// database the search would hand it to.
+pub fn instant(name: &str, text: &str, dates: bool) -> Result<DateTime<Utc>, ApiError> {
+    let expected = if dates {
+        "must be an RFC 3339 instant or a date YYYY-MM-DD"
+    } else {
+        "must be an RFC 3339 instant with a zone"
+    };
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map(|instant| instant.with_timezone(&Utc))
+        .map_err(|_| ApiError::bad_request(Some(name), expected));
+    let instant = match parsed {
+        Err(_) if dates => match text.parse::<Date>() {
+            Ok(date) => Ok(date.get().and_time(NaiveTime::MIN).and_utc()),
+            Err(DateError::OutOfRange) => Err(DateError::OutOfRange),
+            Err(DateError::Malformed) => return parsed,
+        },
+        Err(error) => return Err(error),
+        Ok(instant) => Date::new(instant.date_naive()).map(|_| instant),
+    };
+    instant.map_err(|error| ApiError::bad_request(Some(name), error.to_string()))
+}
+
+/// `application/x-www-form-urlencoded` pairs, decoded strictly: `+` is a space, `%XX` a byte,
+/// and the bytes must be UTF-8. The usual decoders replace invalid UTF-8 with U+FFFD, which
+/// would search for text nobody sent; here it is a 400 naming the parameter (or `query` when
+/// the name itself is not UTF-8).
+fn decode_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |text: &str| {
+        let spaced = text.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|decoded| decoded.into_owned())
+            .ok()
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = decode(name).ok_or_else(|| {
+                ApiError::bad_request(
+                    Some("query"),
+                    "a parameter name is not UTF-8 once percent-decoded",
+                )
+            })?;
+            let value = decode(value).ok_or_else(|| {
+                ApiError::bad_request(Some(&name), "must be UTF-8 once percent-decoded")
+            })?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// Wraps a page in OpenSPP's envelope; `next` is present iff more results exist.
@@ -288,6 +339,57 @@ mod tests {
         assert!(params(&[("birthdate", "1980/01/01")])
             .dates("birthdate")
             .is_err());
+    }
+
+    #[test]
+    fn dates_and_instants_outside_years_1_to_9999_are_400_naming_the_parameter() {
+        for value in ["-4714-01-01", "0000-06-01", "ge+10000-01-01"] {
+            let error = params(&[("birthdate", value)])
+                .dates("birthdate")
+                .unwrap_err();
+            assert_eq!(error.status.as_u16(), 400);
+            assert_eq!(error.expression.as_deref(), Some("birthdate"));
+            assert!(error
+                .diagnostics
+                .contains("between 0001-01-01 and 9999-12-31"));
+        }
+        for value in [
+            "-4714-01-01",
+            "lt0000-01-01T00:00:00Z",
+            "9999-12-31T23:00:00-05:00",
+        ] {
+            let error = params(&[("date", value)]).instants("date").unwrap_err();
+            assert_eq!(error.expression.as_deref(), Some("date"), "{value}");
+            assert!(error.diagnostics.contains("between"), "{value}");
+        }
+        assert!(params(&[("date", "ge0001-01-01")]).instants("date").is_ok());
+        assert!(params(&[("date", "9999-12-31T23:59:59Z")])
+            .instants("date")
+            .is_ok());
+        let error = params(&[("_at", "2024-01-01")]).instant("_at").unwrap_err();
+        assert_eq!(error.expression.as_deref(), Some("_at"));
+        let error = params(&[("_at", "0000-01-01T00:00:00Z")])
+            .instant("_at")
+            .unwrap_err();
+        assert!(error.diagnostics.contains("between"));
+    }
+
+    #[test]
+    fn query_strings_decode_strictly() {
+        let pairs = decode_query("name=Mar%C3%ADa+Santos&_count=2&&flag").unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("name".to_owned(), "María Santos".to_owned()),
+                ("_count".to_owned(), "2".to_owned()),
+                ("flag".to_owned(), String::new()),
+            ]
+        );
+        let error = decode_query("_count=1&name=%C3%28").unwrap_err();
+        assert_eq!(error.status.as_u16(), 400);
+        assert_eq!(error.expression.as_deref(), Some("name"));
+        let error = decode_query("na%FFme=x").unwrap_err();
+        assert_eq!(error.expression.as_deref(), Some("query"));
     }
 
     #[test]

@@ -7,29 +7,123 @@ use axum::http::{header, HeaderValue};
 
 use crate::error::ApiError;
 
-/// The version a writer says it is changing (`If-Match`); `None` means "the latest".
-pub struct IfMatch(pub Option<u64>);
+/// The version a writer says it is changing (`If-Match`): a version, "the latest" (no header,
+/// or `*`), or a header that is not an entity tag at all.
+///
+/// A malformed header is a 400 naming it, not a 412: it is a broken request, not a stale one.
+/// It is answered only when the command runs, so that authentication, scope and the path and
+/// body are judged first, whatever the header says; and a precondition is only ever judged
+/// on a request that is otherwise valid.
+pub struct IfMatch(Result<Option<u64>, ApiError>);
+
+/// The version a well-formed entity tag this server never issued stands for: no stream
+/// reaches it, so the precondition fails as it should.
+const NEVER_ISSUED: u64 = u64::MAX;
+
+impl IfMatch {
+    /// "The latest version": for writes that take no `If-Match` (creations, operations).
+    pub const LATEST: Self = Self(Ok(None));
+
+    /// The version asked for; `None` = the latest.
+    pub fn version(self) -> Result<Option<u64>, ApiError> {
+        self.0
+    }
+
+    /// Reads `If-Match` (RFC 9110 §13.1.1): `*`, or one entity tag — `"<versionId>"` as `ETag`
+    /// sends it, weak (`W/"3"`) or bare (`3`) too. A well-formed tag this server never issued
+    /// (`"abc"`) is a precondition that fails (412); an empty header, a list of tags or text
+    /// that is no entity tag is malformed (400).
+    pub fn parse(value: Option<&HeaderValue>) -> Self {
+        let Some(value) = value else {
+            return Self::LATEST;
+        };
+        let malformed = || {
+            ApiError::bad_request(
+                Some("If-Match"),
+                "must be * or one entity tag as ETag sent it (\"<versionId>\")",
+            )
+        };
+        let text = value.to_str().map(str::trim).unwrap_or_default();
+        if text == "*" {
+            return Self::LATEST;
+        }
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let tag = text.strip_prefix("W/").unwrap_or(text);
+        let quoted = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+        match quoted {
+            Some(opaque) if digits(opaque) => {
+                Self(opaque.parse().map(Some).map_err(|_| malformed()))
+            }
+            // `etagc` of RFC 9110: visible ASCII but `"`; a comma would make it a list.
+            Some(opaque)
+                if opaque
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b',') =>
+            {
+                Self(Ok(Some(NEVER_ISSUED)))
+            }
+            None if digits(tag) && tag.len() == text.len() => {
+                Self(tag.parse().map(Some).map_err(|_| malformed()))
+            }
+            _ => Self(Err(malformed())),
+        }
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
-    type Rejection = ApiError;
+    type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(header::IF_MATCH) else {
-            return Ok(Self(None));
-        };
-        let text = value.to_str().unwrap_or_default().trim();
-        if text == "*" {
-            return Ok(Self(None));
-        }
-        let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-        // A tag this server never issued cannot be current.
-        tag.parse::<u64>().map(|v| Self(Some(v))).map_err(|_| {
-            ApiError::precondition_failed("If-Match does not name a version of this resource")
-        })
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(Self::parse(parts.headers.get(header::IF_MATCH)))
     }
 }
 
 /// `ETag: "<versionId>"`.
 pub fn etag(version: impl std::fmt::Display) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<Option<u64>, u16> {
+        IfMatch::parse(Some(&HeaderValue::from_str(text).unwrap()))
+            .version()
+            .map_err(|e| {
+                assert_eq!(e.expression.as_deref(), Some("If-Match"));
+                e.status.as_u16()
+            })
+    }
+
+    #[test]
+    fn if_match_names_a_version_or_the_latest() {
+        assert_eq!(IfMatch::parse(None).version().unwrap(), None);
+        assert_eq!(parsed("*"), Ok(None));
+        assert_eq!(parsed("\"3\""), Ok(Some(3)));
+        assert_eq!(parsed("W/\"3\""), Ok(Some(3)));
+        assert_eq!(parsed("3"), Ok(Some(3)));
+        // Well formed, never issued: a precondition that fails, not a broken request.
+        assert_eq!(parsed("\"abc\""), Ok(Some(NEVER_ISSUED)));
+    }
+
+    #[test]
+    fn an_empty_or_malformed_if_match_is_a_400_naming_the_header() {
+        for text in [
+            "",
+            "  ",
+            "abc",
+            "-1",
+            "+3",
+            "\"3",
+            "\"1\", \"2\"",
+            "W/3",
+            "\"a b\"",
+        ] {
+            assert_eq!(parsed(text), Err(400), "{text:?}");
+        }
+    }
 }

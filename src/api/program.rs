@@ -1,13 +1,14 @@
 //! The Program resource as the API reads and writes it (OpenSPP `schemas/program.py`, with
 //! `currency` and `status` added), and its conversions to and from the domain.
 
+use openspp_aggregates::bounds::items;
 use openspp_aggregates::program::TargetType;
 use openspp_aggregates::{Program, ProgramDetails, ProgramStatus};
 use openspp_projections::view::ViewRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::schema::{CodeableConcept, Identifier, Meta, Period};
+use crate::api::schema::{at_most, CodeableConcept, Identifier, Meta, Period};
 use crate::error::ApiError;
 use crate::vocabulary::Vocabularies;
 
@@ -20,7 +21,8 @@ pub struct ProgramResource {
     #[serde(rename = "type", default = "resource_type")]
     pub resource_type: String,
     /// The operator's identifiers; `urn:openspp:program|{name-with-hyphens}` is always added.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most::<_, _, { items::IDENTIFIERS }>")]
+    #[schema(max_items = 20)]
     pub identifier: Vec<Identifier>,
     /// True while the program is active (read only; use `status`; if sent, it must agree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,8 +87,8 @@ impl ProgramResource {
             target_type,
             currency: self.currency,
             eligibility_criteria: self.eligibility_criteria,
-            start_date: period.start,
-            end_date: period.end,
+            start_date: period.start(),
+            end_date: period.end(),
             status,
         })
     }
@@ -110,10 +112,8 @@ impl ProgramResource {
                 .to_owned(),
             currency: state.currency.clone(),
             eligibility_criteria: state.eligibility_criteria.clone(),
-            period: (state.start_date.is_some() || state.end_date.is_some()).then_some(Period {
-                start: state.start_date,
-                end: state.end_date,
-            }),
+            period: (state.start_date.is_some() || state.end_date.is_some())
+                .then_some(Period::stored(state.start_date, state.end_date)),
             status: state
                 .status
                 .unwrap_or(ProgramStatus::Active)

@@ -62,6 +62,25 @@ fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, Api
     Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
+/// `X-Source-System`. The API client URIs (`urn:openspp:api-client:…`) are the server's to
+/// write: `meta.source` and every event's provenance name the client that really wrote, so no
+/// client may claim another's (or its own) URI as its source system. URNs compare their `urn`
+/// and namespace parts case-insensitively (RFC 8141), and so does this check.
+fn source_system(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let value = header(headers, "x-source-system")?;
+    let reserved = client_uri("");
+    if value.as_deref().is_some_and(|v| {
+        v.get(..reserved.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(&reserved))
+    }) {
+        return Err(ApiError::bad_request(
+            Some("X-Source-System"),
+            format!("{reserved}… names API clients and is written by the server only; name the source system"),
+        ));
+    }
+    Ok(value)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Provenance {
     type Rejection = ApiError;
 
@@ -81,7 +100,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Provenance {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned(),
-            source_system: header(headers, "x-source-system")?,
+            source_system: source_system(headers)?,
             source_reference: header(headers, "x-source-reference")?,
             collection_method,
         })

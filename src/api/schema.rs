@@ -2,8 +2,10 @@
 //! reads and writes. The domain has its own types; the conversions live here, at the edge.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use openspp_aggregates as domain;
-use serde::{Deserialize, Serialize};
+use openspp_aggregates::bounds::items;
+use openspp_aggregates::{self as domain, Date};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -91,7 +93,8 @@ pub struct Coding {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeableConcept {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most::<_, _, { items::CODINGS }>")]
+    #[schema(max_items = 10)]
     pub coding: Vec<Coding>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -182,7 +185,12 @@ pub struct Address {
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "at_most::<_, _, { items::ADDRESS_LINES }>"
+    )]
+    #[schema(max_items = 10)]
     pub line: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
@@ -231,9 +239,78 @@ impl From<&domain::Address> for Address {
 #[serde(deny_unknown_fields)]
 pub struct Period {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub start: Option<Date>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub end: Option<Date>,
+}
+
+impl Period {
+    /// A period as the domain stored it.
+    pub fn stored(start: Option<NaiveDate>, end: Option<NaiveDate>) -> Self {
+        Self {
+            start: start.map(Date::stored),
+            end: end.map(Date::stored),
+        }
+    }
+
+    pub fn start(&self) -> Option<NaiveDate> {
+        self.start.map(Date::get)
+    }
+
+    pub fn end(&self) -> Option<NaiveDate> {
+        self.end.map(Date::get)
+    }
+}
+
+/// A list a client sends, refused (422 naming it) past `MAX` entries while it is parsed, before
+/// any entry is acted on. `MAX` is one of the domain's `bounds::items`; the field's
+/// `#[schema(max_items = …)]` shows the same number, which a test holds equal.
+pub fn at_most<'de, D, T, const MAX: usize>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Limited::<T, MAX>::deserialize(deserializer).map(|list| list.0)
+}
+
+/// `at_most` for a list that may be left out or null.
+pub fn optional_at_most<'de, D, T, const MAX: usize>(
+    deserializer: D,
+) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<Limited<T, MAX>>::deserialize(deserializer).map(|list| list.map(|l| l.0))
+}
+
+struct Limited<T, const MAX: usize>(Vec<T>);
+
+impl<'de, T: Deserialize<'de>, const MAX: usize> Deserialize<'de> for Limited<T, MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries<T, const MAX: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const MAX: usize> Visitor<'de> for Entries<T, MAX> {
+            type Value = Limited<T, MAX>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a list of at most {MAX} entries")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX));
+                while let Some(entry) = seq.next_element()? {
+                    if entries.len() == MAX {
+                        return Err(de::Error::custom(format!(
+                            "must have at most {MAX} entries"
+                        )));
+                    }
+                    entries.push(entry);
+                }
+                Ok(Limited(entries))
+            }
+        }
+        deserializer.deserialize_seq(Entries(std::marker::PhantomData))
+    }
 }
 
 /// A reference to another resource by external identifier: `Individual/{system}|{value}`.

@@ -7,7 +7,7 @@ use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
 use axum::Json;
 use openspp_aggregates::consent::{ConsentScope, RecipientMode};
-use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms};
+use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms, Date};
 use openspp_projections::consent as index;
 use openspp_projections::search::Comparator;
 use serde_json::{json, Value};
@@ -21,6 +21,7 @@ use crate::api::consent::{
 };
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
+use crate::api::preconditions::IfMatch;
 use crate::api::reference::parse_identifier;
 use crate::api::schema::{OperationOutcome, SearchMeta};
 use crate::app::AppState;
@@ -45,20 +46,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
-}
-
-/// Recording and renewing consents is an act of the data controller: a client that itself needs
-/// the subjects' consent may not record one for itself, nor extend it, nor probe with it which
-/// subjects exist. Refused before anything is looked up.
-fn require_controller(principal: &Principal) -> Result<(), ApiError> {
-    if principal.require_consent {
-        return Err(ApiError::forbidden(
-            None,
-            "insufficient authority: only a client acting under a legal basis (the data \
-             controller's) may record or renew consents",
-        ));
-    }
-    Ok(())
 }
 
 /// A consent is shown to clients it names, and to clients acting under a legal basis.
@@ -152,7 +139,7 @@ impl Resource for Consent {
             None => row.state.record(&row.aggregate_id)?,
         };
         let subject = context.subjects.get(&record.terms.subject).cloned();
-        Some(shown(record, subject))
+        Some(shown(record, subject, today()))
     }
 
     /// The subject is named by `locate`, for every access to a consent.
@@ -183,7 +170,8 @@ async fn create(
     body: Result<ApiJson<ConsentBody>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
-    require_controller(&call.principal)?;
+    call.principal
+        .require_controller("record or renew consents")?;
     let ApiJson(body) = body?;
     let (subject_type, key) = body
         .subject
@@ -220,8 +208,8 @@ async fn create(
             })
             .collect(),
         legal_basis: body.legal_basis,
-        effective_date: body.effective_date.unwrap_or_else(today),
-        expiry_date: body.expiry_date,
+        effective_date: body.effective_date.map_or_else(today, Date::get),
+        expiry_date: body.expiry_date.get(),
         delegation_type: body.delegation_type,
         indicated_by: body.indicated_by,
     };
@@ -235,7 +223,7 @@ async fn withdraw(
 ) -> Result<Json<Withdrawal>, ApiError> {
     let target = Consent::locate(call, id).await?;
     let consent_id = target.stream.clone();
-    let write = target.change(None, |_| ConsentCommand::Withdraw {
+    let write = target.change(IfMatch::LATEST, |_| ConsentCommand::Withdraw {
         reason,
         channel: "api".to_owned(),
     });
@@ -287,11 +275,12 @@ async fn renew(
     body: Result<ApiJson<RenewBody>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    require_controller(&call.principal)?;
+    call.principal
+        .require_controller("record or renew consents")?;
     let ApiJson(body) = body?;
     let target = Consent::locate(&call, &id).await?;
-    let write = target.change(None, |_| ConsentCommand::Renew {
-        expiry_date: body.expiry_date,
+    let write = target.change(IfMatch::LATEST, |_| ConsentCommand::Renew {
+        expiry_date: body.expiry_date.get(),
     });
     resource::commit(&call, write).await
 }
@@ -387,7 +376,7 @@ async fn list(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<Value>, 
             index::subject_identifier(pool, &record.terms.subject_type, &record.terms.subject)
                 .await?
                 .map(|key| format!("{}/{key}", record.terms.subject_type));
-        data.push(shown(record, reference));
+        data.push(shown(record, reference, today()));
     }
     if let Some(stream) = stream.filter(|_| !data.is_empty()) {
         call.audit.mentioning([(subject.clone(), stream)]);

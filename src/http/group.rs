@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::{Group, GroupCommand, GroupDetails, MemberSpec};
+use openspp_aggregates::{Date, Group, GroupCommand, GroupDetails, MemberSpec};
 use openspp_projections::consent;
 use openspp_projections::group::{self as view, GroupQuery};
 use openspp_projections::individual::primary_identifiers;
@@ -61,7 +61,7 @@ async fn member_spec(
     Ok(MemberSpec {
         individual: member_stream(call, &member.entity, &format!("{field}.entity")).await?,
         roles: member.role.map(|r| r.codes()).unwrap_or_default(),
-        start_date: member.period.and_then(|p| p.start),
+        start_date: member.period.and_then(|p| p.start()),
     })
 }
 
@@ -217,6 +217,7 @@ async fn search(
     request_body = GroupResource,
     responses(
         (status = 201, body = GroupResource, description = "Registered; `Location` and `ETag` set"),
+        (status = 403, body = OperationOutcome, description = "The client acts under consent: registering is the data controller's act"),
         (status = 409, body = OperationOutcome),
         (status = 422, body = OperationOutcome),
     ),
@@ -226,6 +227,7 @@ async fn create(
     body: Result<ApiJson<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
+    call.principal.require_controller("register groups")?;
     let ApiJson(body) = body?;
     let details = details(body, &call).await?;
     let subject = details.identifiers.first().map(|i| i.key());
@@ -266,7 +268,7 @@ async fn replace(
     } else {
         HashMap::new()
     };
-    let write = target.change(if_match.0, |access| GroupCommand::Replace {
+    let write = target.change(if_match, |access| GroupCommand::Replace {
         details,
         stated: fields,
         access,
@@ -307,7 +309,7 @@ async fn add_member(
     let member = member_spec(&call, member, "member")
         .await
         .map_err(|e| e.at(Some("entity")))?;
-    let mut write = target.change(if_match.0, |access| GroupCommand::AddMember {
+    let mut write = target.change(if_match, |access| GroupCommand::AddMember {
         member,
         access,
     });
@@ -335,9 +337,9 @@ async fn remove_member(
     let ApiJson(body) = body?;
     let target = Group::locate(&call, &id).await?;
     let individual = member_stream(&call, &body.entity, "entity").await?;
-    let write = target.change(if_match.0, |access| GroupCommand::RemoveMember {
+    let write = target.change(if_match, |access| GroupCommand::RemoveMember {
         individual,
-        ended_date: body.ended_date,
+        ended_date: body.ended_date.map(Date::get),
         reason: body.reason,
         access,
     });

@@ -172,6 +172,7 @@ async fn search(
     request_body = IndividualResource,
     responses(
         (status = 201, body = IndividualResource, description = "Registered; `Location` and `ETag` set"),
+        (status = 403, body = OperationOutcome, description = "The client acts under consent: registering is the data controller's act"),
         (status = 409, body = OperationOutcome, description = "An identifier is already in use"),
         (status = 422, body = OperationOutcome),
     ),
@@ -181,6 +182,7 @@ async fn create(
     body: Result<ApiJson<IndividualResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
+    call.principal.require_controller("register individuals")?;
     let ApiJson(body) = body?;
     let details = body.into_details()?;
     let subject = details.identifiers.first().map(|i| i.key());
@@ -197,7 +199,7 @@ async fn create(
     request_body = IndividualResource,
     responses(
         (status = 200, body = IndividualResource),
-        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see"),
+        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see, or changes identifiers under consent"),
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome),
         (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),
@@ -214,7 +216,7 @@ async fn replace(
     let Stated { body, fields } = body?;
     let target = Individual::locate(&call, &id).await?;
     let details = body.into_details()?;
-    let write = target.change(if_match.0, |access| IndividualCommand::Replace {
+    let write = target.change(if_match, |access| IndividualCommand::Replace {
         details,
         stated: fields,
         access,

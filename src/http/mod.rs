@@ -18,6 +18,7 @@ pub(crate) use read_routes::read_routes;
 
 pub mod audit_event;
 pub mod consent;
+pub mod early_errors;
 pub mod group;
 pub mod health;
 pub mod individual;
@@ -67,6 +68,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .layer(axum::middleware::map_response(
             outcome::framework_errors_as_outcomes,
         ))
+        .layer(axum::middleware::from_fn(early_errors::refuse_long_uri))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         // Outside the panic guard, so an access that ended in a panic is logged as the 500 it
         // answered.

@@ -186,7 +186,7 @@ async fn replace(
     let ApiJson(body) = body?;
     let target = Program::locate(&call, &id).await?;
     let details = body.into_details()?;
-    let write = target.change(if_match.0, |_| ProgramCommand::Replace(details));
+    let write = target.change(if_match, |_| ProgramCommand::Replace(details));
     resource::commit(&call, write).await
 }
 

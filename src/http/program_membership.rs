@@ -11,8 +11,8 @@ use axum::Json;
 use openspp_aggregates::program::{is_namespace_uri, TargetType};
 use openspp_aggregates::program_membership::IDENTIFIER_SYSTEM;
 use openspp_aggregates::{
-    Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, Program, ProgramFacts,
-    ProgramMembership,
+    Date, Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, Program,
+    ProgramFacts, ProgramMembership,
 };
 use openspp_projections::consent;
 use openspp_projections::membership::{self as view, MembershipQuery};
@@ -314,7 +314,7 @@ async fn enrol(
     .to_string();
     let write = Write::<ProgramMembership> {
         stream,
-        if_match: None,
+        if_match: IfMatch::LATEST,
         consent: beneficiary
             .grant
             .consent_id()
@@ -329,7 +329,7 @@ async fn enrol(
             beneficiary_type: kind,
             identifier,
             status,
-            enrollment_date: body.enrollment_date,
+            enrollment_date: body.enrollment_date.map(Date::get),
             access: beneficiary.access,
         },
         status: StatusCode::CREATED,
@@ -369,10 +369,10 @@ async fn change(
     }
     let status = parse_status(&body.status)?;
     let exit_reason = exit_reason(body.exit_reason)?;
-    let write = target.change(if_match.0, |access| MembershipCommand::ChangeStatus {
+    let write = target.change(if_match, |access| MembershipCommand::ChangeStatus {
         status,
-        enrollment_date: body.enrollment_date,
-        exit_date: body.exit_date,
+        enrollment_date: body.enrollment_date.map(Date::get),
+        exit_date: body.exit_date.map(Date::get),
         exit_reason,
         access,
     });

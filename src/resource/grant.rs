@@ -75,6 +75,23 @@ impl Principal {
         }
     }
 
+    /// Registering a person or a group, like recording a consent, is the data controller's
+    /// act: a client that itself acts under the subjects' consent gets 403, decided before
+    /// anything is looked up, so that no answer depends on whether an identifier is taken
+    /// (which would tell it of people it may not see). `act` says what was refused.
+    pub fn require_controller(&self, act: &str) -> Result<(), ApiError> {
+        if self.require_consent {
+            return Err(ApiError::forbidden(
+                None,
+                format!(
+                    "insufficient authority: only a client acting under a legal basis (the data \
+                     controller's) may {act}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The access this caller has to a subject covered by `consents`.
     pub fn access(&self, consents: Vec<ConsentRecord>) -> Access {
         Access {

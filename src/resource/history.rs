@@ -5,12 +5,11 @@
 //! memberships, are not part of the stream and are left out).
 
 use axum::http::Uri;
-use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use openspp_projections::view::ViewRow;
 use serde_json::{json, Map, Value};
 
-use crate::api::params::{page_link, Params};
+use crate::api::params::{self, page_link, Params};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::resource::grant::Grant;
@@ -93,9 +92,7 @@ pub fn at_instant<A>(
     instant: &str,
     resource: &str,
 ) -> Result<Version<A>, ApiError> {
-    let instant = DateTime::parse_from_rfc3339(instant)
-        .map_err(|_| ApiError::bad_request(Some("_at"), "must be an RFC 3339 instant with a zone"))?
-        .with_timezone(&Utc);
+    let instant = params::instant("_at", instant, false)?;
     versions
         .into_iter()
         .take_while(|v| v.event.recorded_at <= instant)
@@ -168,14 +165,7 @@ pub fn bundle<A>(
     let mut params = Params::from_uri(uri)?;
     let page = params.page()?;
     let since = params.instants("_since")?;
-    let at = params
-        .one("_at")?
-        .map(|text| {
-            DateTime::parse_from_rfc3339(&text)
-                .map(|i| i.with_timezone(&Utc))
-                .map_err(|_| ApiError::bad_request(Some("_at"), "must be an RFC 3339 instant"))
-        })
-        .transpose()?;
+    let at = params.instant("_at")?;
     params.finish()?;
     let rendered: Vec<Value> = versions
         .iter()

@@ -12,6 +12,7 @@
 mod answer;
 mod audit;
 mod call;
+pub mod clash_alert;
 mod grant;
 pub mod history;
 mod locate;

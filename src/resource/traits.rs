@@ -11,6 +11,7 @@ use openspp_projections::view::{self, ViewRow};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::api::preconditions::IfMatch;
 use crate::error::ApiError;
 use crate::resource::call::Call;
 use crate::resource::grant::{grants_for, Grant};
@@ -155,11 +156,7 @@ pub struct Located<R> {
 impl<R: Resource> Located<R> {
     /// A change of this subject: `command` is given the caller's access (the aggregate decides
     /// with it), and the write relies on the consent the grant came from.
-    pub fn change(
-        self,
-        if_match: Option<u64>,
-        command: impl FnOnce(Access) -> R::Command,
-    ) -> Write<R> {
+    pub fn change(self, if_match: IfMatch, command: impl FnOnce(Access) -> R::Command) -> Write<R> {
         let consent = self
             .grant
             .consent_id()
@@ -177,8 +174,8 @@ impl<R: Resource> Located<R> {
 /// A command on one stream, as an operation prepared it.
 pub struct Write<R: Resource> {
     pub stream: String,
-    /// The version the writer says it is changing (`If-Match`); `None`: the latest.
-    pub if_match: Option<u64>,
+    /// The version the writer says it is changing (`If-Match`).
+    pub if_match: IfMatch,
     pub command: R::Command,
     /// The consent the command relies on, and the subject (stream) it is relied on for; the
     /// store holds it in force until the events commit.

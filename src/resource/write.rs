@@ -5,9 +5,11 @@ use axum::http::{header, StatusCode};
 use openspp_aggregates::DomainError;
 use openspp_projections::view::ViewRow;
 
+use crate::api::preconditions::IfMatch;
 use crate::error::ApiError;
 use crate::resource::answer::{answer, show, Answer};
 use crate::resource::call::Call;
+use crate::resource::clash_alert;
 use crate::resource::grant::identity_only;
 use crate::resource::traits::{reference_of, Resource, Snapshot, Write};
 use crate::store::{Committed, StoreError};
@@ -42,17 +44,22 @@ pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapsh
     if let Some((_, subject)) = &write.consent {
         metadata = metadata.relied_on_for(subject);
     }
-    let committed = state
+    // A malformed If-Match is answered here, once the path and the body have been judged.
+    let expected = write.if_match.version()?;
+    let executed = state
         .store
         .execute::<R>(
             &write.stream,
-            write.if_match,
+            expected,
             write.command,
             &state.services,
             &metadata,
         )
-        .await
-        .map_err(|error| store_error(error, R::TYPE))?;
+        .await;
+    if let Err(StoreError::IdentifierInUse(_)) = &executed {
+        clash_alert::count(state, &metadata.client_id, &metadata.request_id, R::TYPE).await;
+    }
+    let committed = executed.map_err(|error| store_error(error, R::TYPE))?;
     if let Some(position) = committed.position {
         if state
             .checkpoints
@@ -84,7 +91,7 @@ pub async fn create<R: Resource>(
     }
     let write = Write::<R> {
         stream: uuid::Uuid::now_v7().to_string(),
-        if_match: None,
+        if_match: IfMatch::LATEST,
         command,
         consent: None,
         status: StatusCode::CREATED,

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::consent::{client, events_of, give_consent};
 use crate::support::{
-    admin, create_client, path_id, register_individual, unique, world, Api, NATIONAL_ID,
+    admin, as_body, create_client, path_id, register_individual, unique, world, Api, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -47,13 +47,6 @@ async fn person_showing(admin: &Api, organization: &str, fields: Value) -> (Stri
 async fn group_showing_name(admin: &Api, value: &str, organization: &str) {
     let subject = format!("Group/{GROUP_SYSTEM}|{value}");
     give_consent(admin, &subject, organization, "group", json!(["name"])).await;
-}
-
-/// What a read answered, as a body to send back.
-fn as_body(read: &Value) -> Value {
-    let mut body = read.clone();
-    body.as_object_mut().unwrap().remove("meta");
-    body
 }
 
 async fn name_only_individual_put() {

@@ -49,15 +49,7 @@ async fn raw(
         .send()
         .await
         .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    crate::support::Reply {
-        status,
-        headers,
-        body: serde_json::from_str(&text).unwrap_or_default(),
-        text,
-    }
+    crate::support::Reply::of(response).await
 }
 
 async fn malformed_json() {

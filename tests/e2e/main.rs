@@ -13,7 +13,9 @@ mod consent_groups;
 mod errors;
 mod group;
 mod history;
+mod identity;
 mod individual;
+mod input_bounds;
 mod internal_ids;
 mod metrics;
 mod openapi;
@@ -69,6 +71,8 @@ fn main() {
     trials.extend(individual::trials());
     trials.extend(group::trials());
     trials.extend(history::trials());
+    trials.extend(identity::trials());
+    trials.extend(input_bounds::trials());
     trials.extend(internal_ids::trials());
     trials.extend(metrics::trials());
     trials.extend(openapi::trials());

@@ -148,10 +148,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_logging(database_url, env, Stdio::inherit())
+    }
+
+    /// As `start`, with the server's log (stderr) sent to `log`.
+    pub fn start_logging(database_url: &str, env: &[(&str, &str)], log: impl Into<Stdio>) -> Self {
         let mut command = Self::command();
-        command
-            .env("DATABASE_URL", database_url)
-            .stderr(Stdio::inherit());
+        command.env("DATABASE_URL", database_url).stderr(log);
         for (key, value) in env {
             command.env(key, value);
         }
@@ -331,6 +334,20 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A response, read whole.
+    pub async fn of(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body read");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -402,17 +419,29 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("request sent");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body read");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
+        Reply::of(request.send().await.expect("request sent")).await
+    }
+
+    /// Sends `body` exactly as given (JSON a `Value` cannot hold, such as duplicate keys).
+    pub async fn send_text(
+        &self,
+        method: Method,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::of(request.send().await.expect("request sent")).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -492,6 +521,13 @@ pub fn individual_body(national_id: &str) -> Value {
         "telecom": [{"system": "phone", "value": "+639171234567", "use": "mobile", "rank": 1}],
         "address": [{"type": "physical", "line": ["12 Mabini St"], "city": "Quezon City", "country": "PH"}]
     })
+}
+
+/// What a read answered, as a body to send back (without its read-only `meta`).
+pub fn as_body(read: &Value) -> Value {
+    let mut body = read.clone();
+    body.as_object_mut().unwrap().remove("meta");
+    body
 }
 
 /// Registers an individual and returns its path (`/api/v2/spp/Individual/...`).
