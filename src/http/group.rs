@@ -218,6 +218,7 @@ impl GroupResource {
             name: self.name,
             address: self.address.into_iter().map(Into::into).collect(),
             members,
+            extension: self.extension,
         })
     }
 
