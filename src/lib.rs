@@ -4,10 +4,12 @@
 pub mod access_log;
 pub mod app;
 pub mod auth;
+pub mod catalog_sync;
 pub mod config;
 pub mod db;
 pub mod embedded;
 pub mod error;
+pub mod extensions;
 pub mod http;
 pub mod replay;
 pub mod server;

@@ -8,9 +8,9 @@ use anyhow::Context;
 use crate::access_log::AccessLog;
 use crate::app::{AppState, Shared};
 use crate::auth::{AuthConfig, AuthState};
+use crate::catalog_sync::{self, Catalogs};
 use crate::config::ServeArgs;
 use crate::store::EventStore;
-use crate::vocabulary::Vocabularies;
 use crate::{db, http};
 use openspp_aggregates::{RegistryServices, SystemClock};
 use openspp_projections::{runner, CheckpointWatch};
@@ -27,7 +27,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let vocabulary = Arc::new(Vocabularies::load(&pool).await?);
+    let catalogs = Catalogs::load(&pool).await?;
     let checkpoints = CheckpointWatch::start(pool.clone()).await?;
     let projector = tokio::spawn(runner::run(pool.clone(), checkpoints.clone()));
     let (access_log, access_log_writer) = AccessLog::start(pool.clone());
@@ -37,10 +37,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         access_log,
         store: EventStore::new(pool.clone()),
         services: RegistryServices {
-            vocabulary: vocabulary.clone(),
+            vocabulary: catalogs.vocabulary.clone(),
+            extensions: catalogs.extensions.clone(),
             clock: Arc::new(SystemClock),
         },
-        vocabulary,
+        vocabulary: catalogs.vocabulary.clone(),
+        extensions: catalogs.extensions.clone(),
         checkpoints,
         read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
     });
@@ -51,6 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             crate::auth::keys::follow_changes(&state.pool, &state.auth.keys).await
         })
     };
+    let catalog_changes = tokio::spawn(catalog_sync::follow(pool.clone(), catalogs));
     let app = http::router(state, args.body_limit_bytes);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -69,6 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     projector.abort();
     housekeeping.abort();
     key_changes.abort();
+    catalog_changes.abort();
     let _ = housekeeping.await;
     let _ = key_changes.await;
     // The server's state (and with it the last access-log sender) is gone: let the writer drain.
