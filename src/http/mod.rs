@@ -33,6 +33,7 @@ pub mod registrant;
 pub mod resource;
 pub mod schema;
 pub mod search;
+pub mod vocabulary;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Where the API lives (CONTRACT §1).
@@ -46,6 +47,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(audit_event::routes())
         .merge(program::routes())
         .merge(program_membership::routes())
+        .merge(vocabulary::routes())
         .merge(crate::auth::api_routes())
         .routes(routes!(metadata::capability_statement));
     let public = OpenApiRouter::new()
