@@ -8,6 +8,7 @@ pub mod catalog_sync;
 pub mod config;
 pub mod db;
 pub mod embedded;
+pub mod operator;
 pub mod error;
 pub mod extensions;
 pub mod http;

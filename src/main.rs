@@ -31,6 +31,20 @@ enum Command {
         #[command(subcommand)]
         command: auth::cli::KeyCommand,
     },
+    /// Manage vocabularies and identifier systems (every running server sees a change at once).
+    Vocabulary {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        #[command(subcommand)]
+        command: openspp::operator::vocabulary::VocabularyCommandArgs,
+    },
+    /// Manage extension fields: the JSON Schemas `extension.<uri>` data must satisfy.
+    Extension {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        #[command(subcommand)]
+        command: openspp::operator::extension::ExtensionCommandArgs,
+    },
     /// Drop the read models and rebuild them from the event log.
     Replay {
         #[command(flatten)]
@@ -58,6 +72,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Key { database, command } => {
             auth::cli::run_key(&db::connect_and_migrate(&database).await?, command).await
+        }
+        Command::Vocabulary { database, command } => {
+            openspp::operator::vocabulary::run(&db::connect_and_migrate(&database).await?, command)
+                .await
+        }
+        Command::Extension { database, command } => {
+            openspp::operator::extension::run(&db::connect_and_migrate(&database).await?, command)
+                .await
         }
         Command::Replay {
             database,
