@@ -4,7 +4,7 @@
 //! is registered and valid; `/metadata` lists it. Swapped whole by `catalog_sync`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -14,6 +14,8 @@ use openspp_aggregates::{
 };
 use serde_json::Value;
 use sqlx::{PgConnection, Row};
+
+use crate::catalog_sync::Current;
 
 /// Compiles schemas with the `jsonschema` crate, offline: without its network and file
 /// features, a remote `$ref` cannot be fetched and is refused when the schema is registered.
@@ -167,28 +169,22 @@ fn join(path: &str, property: &str) -> String {
 
 /// The current extension catalog of this process.
 pub struct Extensions {
-    current: RwLock<Arc<ExtensionCatalog>>,
+    current: Current<ExtensionCatalog>,
 }
 
 impl Extensions {
     pub fn new(catalog: ExtensionCatalog) -> Self {
         Self {
-            current: RwLock::new(Arc::new(catalog)),
+            current: Current::new(catalog),
         }
     }
 
     pub fn catalog(&self) -> Arc<ExtensionCatalog> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.get()
     }
 
     pub fn replace(&self, catalog: ExtensionCatalog) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(catalog);
+        self.current.replace(catalog);
     }
 }
 

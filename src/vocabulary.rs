@@ -8,7 +8,7 @@
 //! catalog: readers take the current one (`catalog()`), never a half-updated one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use openspp_aggregates::{
@@ -16,6 +16,8 @@ use openspp_aggregates::{
     VocabularyEvent, VocabularyHeader, VocabularyState,
 };
 use sqlx::{PgConnection, Row};
+
+use crate::catalog_sync::Current;
 
 pub use openspp_aggregates::vocabulary::ID_TYPE;
 
@@ -212,28 +214,22 @@ impl VocabularyCatalog for Catalog {
 
 /// The current catalog of this process.
 pub struct Vocabularies {
-    current: RwLock<Arc<Catalog>>,
+    current: Current<Catalog>,
 }
 
 impl Vocabularies {
     pub fn new(catalog: Catalog) -> Self {
         Self {
-            current: RwLock::new(Arc::new(catalog)),
+            current: Current::new(catalog),
         }
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.get()
     }
 
     pub fn replace(&self, catalog: Catalog) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(catalog);
+        self.current.replace(catalog);
     }
 
     /// The human-readable text of a code, for `CodeableConcept.coding[].display`; deprecated

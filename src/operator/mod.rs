@@ -144,11 +144,11 @@ where
         ),
     };
     if let Some(reach) = &reach {
-        if reach.confirmed < reach.servers {
+        if reach.confirmed < reach.running {
             eprintln!(
                 "openspp: recorded; {} of {} running servers confirmed within {} s \
                  (the others load it when they next hear of a change or restart)",
-                reach.confirmed, reach.servers, args.wait_secs
+                reach.confirmed, reach.running, args.wait_secs
             );
         }
     }
