@@ -22,7 +22,32 @@ pub fn trials() -> Vec<Trial> {
             registered,
         ),
         trial("extension::a_bad_registration_is_refused", bad_registration),
+        trial("extension::groups_carry_their_extensions", groups),
     ]
+}
+
+/// `openspp extension add` with `extra` arguments.
+fn register(
+    name: &str,
+    uri: &str,
+    resource: &str,
+    schema: &str,
+    extra: &[&str],
+) -> Result<Value, String> {
+    let mut args = vec![
+        "extension",
+        "add",
+        "--name",
+        name,
+        "--uri",
+        uri,
+        "--resource",
+        resource,
+        "--schema",
+        schema,
+    ];
+    args.extend_from_slice(extra);
+    operator(&args)
 }
 
 fn with_extension(national_id: &str, extension: Value) -> Value {
@@ -77,23 +102,16 @@ async fn registered() {
     let key = format!("farmer{}", uuid::Uuid::new_v4().simple());
     let uri = format!("urn:openspp:extension:{key}");
     let schema = temp_file("farmer.json", FARMER_SCHEMA);
-    let added = operator(&[
-        "extension",
-        "add",
-        "--name",
+    let added = register(
         &key,
-        "--uri",
         &uri,
-        "--resource",
         "Individual",
-        "--schema",
         &schema,
-        "--actor",
-        "integrator",
-    ])
+        &["--actor", "integrator"],
+    )
     .expect("registered");
     assert_eq!(added["changed"], true);
-    assert_eq!(added["servers"]["confirmed"], added["servers"]["servers"]);
+    assert_eq!(added["servers"]["confirmed"], added["servers"]["running"]);
 
     // Validated at once by the running server, the path named.
     let invalid = api
@@ -215,19 +233,7 @@ async fn registered() {
     assert_eq!(listed["fields"], json!(["crops", "farm_size"]));
 
     // Registering the same again changes nothing; retiring stops new data at once.
-    let again = operator(&[
-        "extension",
-        "add",
-        "--name",
-        &key,
-        "--uri",
-        &uri,
-        "--resource",
-        "Individual",
-        "--schema",
-        &schema,
-    ])
-    .expect("idempotent");
+    let again = register(&key, &uri, "Individual", &schema, &[]).expect("idempotent");
     assert_eq!(again["changed"], false);
     operator(&["extension", "retire", "--uri", &uri]).expect("retired");
     let retired = api
@@ -261,36 +267,51 @@ async fn bad_registration() {
         (r#"{"type": "object""#, "line"),
     ] {
         let file = temp_file("schema.json", schema);
-        let error = operator(&[
-            "extension",
-            "add",
-            "--name",
-            "bad",
-            "--uri",
-            &uri,
-            "--resource",
-            "Individual",
-            "--schema",
-            &file,
-        ])
-        .expect_err("refused");
+        let error = register("bad", &uri, "Individual", &file, &[]).expect_err("refused");
         assert!(error.contains(complaint), "{schema}: {error}");
     }
     let file = temp_file("schema.json", r#"{"type": "object"}"#);
-    let error = operator(&[
-        "extension",
-        "add",
-        "--name",
-        "bad",
-        "--uri",
-        &uri,
-        "--resource",
-        "Program",
-        "--schema",
-        &file,
-    ])
-    .expect_err("refused");
+    let error = register("bad", &uri, "Program", &file, &[]).expect_err("refused");
     assert!(error.contains("--resource"), "{error}");
     let error = operator(&["extension", "retire", "--uri", &uri]).expect_err("unknown");
     assert!(error.contains("not found"), "{error}");
+}
+
+async fn groups() {
+    let api = admin().await;
+    let uri = format!(
+        "urn:openspp:extension:dwelling-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let schema = temp_file(
+        "dwelling.json",
+        r#"{"type": "object", "properties": {"rooms": {"type": "integer", "minimum": 1}}}"#,
+    );
+    register("dwelling", &uri, "Group", &schema, &[]).expect("registered");
+    let group = |rooms: Value| {
+        json!({"type": "Group", "identifier": [{"system": "urn:openspp:group", "value": unique("G")}],
+               "groupType": "household", "name": "Dwelling", "extension": {uri.clone(): {"rooms": rooms}}})
+    };
+    let refused = api.post("/api/v2/spp/Group", group(json!(0))).await;
+    refused.expect(422);
+    assert_eq!(expression(&refused), format!("extension.{uri}.rooms"));
+    api.post("/api/v2/spp/Group", group(json!(3)))
+        .await
+        .expect(201);
+    let state = sql_scalar(
+        &world().database_url,
+        &format!(
+            "SELECT state->'extension'->'{uri}'->>'rooms' FROM group_view \
+             WHERE state->'extension' ? '{uri}'"
+        ),
+    );
+    assert_eq!(state, "3");
+    // Registered for groups only.
+    let person = api
+        .post(
+            "/api/v2/spp/Individual",
+            with_extension(&unique("EXT"), json!({uri.clone(): {"rooms": 2}})),
+        )
+        .await;
+    person.expect(422);
 }
