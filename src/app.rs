@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use crate::access_log::AccessLog;
 use crate::auth::AuthState;
+use crate::extensions::Extensions;
 use crate::resource::clash_alert::ClashAlerts;
 use crate::store::EventStore;
 use crate::vocabulary::Vocabularies;
@@ -22,9 +23,11 @@ pub struct Shared {
     pub auth: AuthState,
     pub access_log: AccessLog,
     pub store: EventStore,
-    /// What the aggregates consult: vocabularies and the clock.
+    /// What the aggregates consult: vocabularies, extensions and the clock.
     pub services: RegistryServices,
     pub vocabulary: Arc<Vocabularies>,
+    /// The registered extensions (`/metadata` lists them).
+    pub extensions: Arc<Extensions>,
     /// Follows the projector, for read-your-writes.
     pub checkpoints: CheckpointWatch,
     /// How long a write waits for the read models to include its events.

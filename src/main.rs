@@ -33,6 +33,20 @@ enum Command {
         #[command(subcommand)]
         command: auth::cli::KeyCommand,
     },
+    /// Manage vocabularies and identifier systems (every running server sees a change at once).
+    Vocabulary {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        #[command(subcommand)]
+        command: openspp::operator::vocabulary::VocabularyCommandArgs,
+    },
+    /// Manage extension fields: the JSON Schemas `extension.<uri>` data must satisfy.
+    Extension {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        #[command(subcommand)]
+        command: openspp::operator::extension::ExtensionCommandArgs,
+    },
     /// Drop the read models and rebuild them from the event log.
     Replay {
         #[command(flatten)]
@@ -73,6 +87,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let db = db::connect_and_migrate(&database).await?;
             let done =
                 auth::cli::run_key(&db.pool, command, &key_encryption, &database.data_dir).await;
+            db.close().await;
+            done
+        }
+        Command::Vocabulary { database, command } => {
+            let db = db::connect_and_migrate(&database).await?;
+            let done = openspp::operator::vocabulary::run(&db.pool, command).await;
+            db.close().await;
+            done
+        }
+        Command::Extension { database, command } => {
+            let db = db::connect_and_migrate(&database).await?;
+            let done = openspp::operator::extension::run(&db.pool, command).await;
             db.close().await;
             done
         }

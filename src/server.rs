@@ -11,10 +11,10 @@ use crate::access_log::AccessLog;
 use crate::app::{AppState, Shared};
 use crate::auth::key_sealing::IfMissing;
 use crate::auth::{AuthConfig, AuthState};
+use crate::catalog_sync::{self, Catalogs};
 use crate::config::ServeArgs;
 use crate::resource::clash_alert::ClashAlerts;
 use crate::store::EventStore;
-use crate::vocabulary::Vocabularies;
 use crate::{db, http};
 use openspp_aggregates::{RegistryServices, SystemClock};
 use openspp_projections::{runner, CheckpointWatch};
@@ -37,7 +37,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     crate::metrics::install()?;
-    let vocabulary = Arc::new(Vocabularies::load(&pool).await?);
+    let catalogs = Catalogs::load(&pool).await?;
     let checkpoints = CheckpointWatch::start(pool.clone()).await?;
     let projector = tokio::spawn(runner::run(pool.clone(), checkpoints.clone()));
     let (access_log, access_log_writer) = AccessLog::start(pool.clone());
@@ -47,10 +47,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         access_log,
         store: EventStore::new(pool.clone()),
         services: RegistryServices {
-            vocabulary: vocabulary.clone(),
+            vocabulary: catalogs.vocabulary.clone(),
+            extensions: catalogs.extensions.clone(),
             clock: Arc::new(SystemClock),
         },
-        vocabulary,
+        vocabulary: catalogs.vocabulary.clone(),
+        extensions: catalogs.extensions.clone(),
         checkpoints,
         read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
         clash_alerts: ClashAlerts {
@@ -62,6 +64,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut tasks = vec![
         tokio::spawn(housekeeping(state.clone())),
         tokio::spawn(crate::auth::changes::follow(state.clone())),
+        tokio::spawn(catalog_sync::follow(pool.clone(), catalogs)),
     ];
     // Serve once changes are heard (so the first requests are already cached), but not later
     // than a few seconds: until then requests read clients from the database, which is correct.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::bounds;
 use crate::consent::{Access, ConsentRecord};
 use crate::error::DomainError;
+use crate::extension::{self, ExtendedResource, ExtensionData};
 use crate::identifiers::{self, IdentifierEntry};
 use crate::individual::validate_addresses;
 use crate::inline_index::{IndexChange, InlineIndex};
@@ -37,6 +38,8 @@ pub struct GroupDetails {
     pub address: Vec<Address>,
     /// `None` leaves the members as they are.
     pub members: Option<Vec<MemberSpec>>,
+    /// The body's `extension` as sent: checked against the registered extensions.
+    pub extension: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +106,14 @@ pub enum GroupEvent {
         ended_date: NaiveDate,
         reason: Option<String>,
     },
+    /// The data of one registered extension, as it now is.
+    ExtensionRecorded {
+        url: String,
+        value: serde_json::Value,
+    },
+    ExtensionRemoved {
+        url: String,
+    },
 }
 
 impl DomainEvent for GroupEvent {
@@ -119,6 +130,8 @@ impl DomainEvent for GroupEvent {
             Self::MemberAdded { .. } => "MemberAdded",
             Self::MemberRolesChanged { .. } => "MemberRolesChanged",
             Self::MembershipEnded { .. } => "MembershipEnded",
+            Self::ExtensionRecorded { .. } => "ExtensionRecorded",
+            Self::ExtensionRemoved { .. } => "ExtensionRemoved",
         }
         .to_owned()
     }
@@ -179,6 +192,9 @@ pub struct Group {
     pub active: bool,
     /// Every membership, ended ones included, in the order they began.
     pub members: Vec<Member>,
+    /// Registered extension data, by extension URI.
+    #[serde(default, skip_serializing_if = "ExtensionData::is_empty")]
+    pub extension: ExtensionData,
     pub version: u64,
 }
 
@@ -285,6 +301,22 @@ impl Group {
         events
     }
 
+    /// One event per extension the body changes (see `extension::stated_changes`).
+    fn extension_changes(
+        &self,
+        details: &GroupDetails,
+        services: &RegistryServices,
+    ) -> Result<Vec<GroupEvent>, DomainError> {
+        extension::change_events(
+            ExtendedResource::Group,
+            details.extension.as_ref(),
+            &self.extension,
+            services.extensions.as_ref(),
+            |url, value| GroupEvent::ExtensionRecorded { url, value },
+            |url| GroupEvent::ExtensionRemoved { url },
+        )
+    }
+
     /// `details` with the fields the caller cannot see taken from the current state.
     fn keeping(&self, hidden: &[&str], mut details: GroupDetails) -> GroupDetails {
         for field in hidden {
@@ -294,7 +326,8 @@ impl Group {
                 "address" => details.address = self.address.clone(),
                 "active" => details.active = self.active,
                 "member" => details.members = None,
-                // `quantity` is computed; extensions are not held in this stream.
+                // `quantity` is computed; extensions a body leaves out are kept whoever asks
+                // (`extension_changes`).
                 _ => {}
             }
         }
@@ -510,7 +543,10 @@ impl Aggregate for Group {
                     return Err(DomainError::AlreadyExists);
                 }
                 validate(&details, services)?;
-                Self::registration(details, services)
+                let extensions = self.extension_changes(&details, services)?;
+                let mut events = Self::registration(details, services);
+                events.extend(extensions);
+                events
             }
             GroupCommand::Replace {
                 details,
@@ -534,7 +570,10 @@ impl Aggregate for Group {
                     })
                     .map(|m| m.individual.as_str())
                     .collect();
-                self.changes(details, &unseen, services)?
+                let extensions = self.extension_changes(&details, services)?;
+                let mut events = self.changes(details, &unseen, services)?;
+                events.extend(extensions);
+                events
             }
             GroupCommand::AddMember { member, .. } => vec![self.add_member(member, services)?],
             GroupCommand::RemoveMember {
@@ -609,6 +648,12 @@ impl Aggregate for Group {
                     member.end_reason = reason;
                 }
             }
+            GroupEvent::ExtensionRecorded { url, value } => {
+                extension::apply(&mut self.extension, url, Some(value))
+            }
+            GroupEvent::ExtensionRemoved { url } => {
+                extension::apply(&mut self.extension, url, None)
+            }
         }
     }
 }
@@ -646,6 +691,7 @@ mod tests {
             name: Some("Santos".into()),
             address: vec![],
             members,
+            extension: None,
         }
     }
 

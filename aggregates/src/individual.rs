@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::bounds;
 use crate::consent::Access;
 use crate::error::DomainError;
+use crate::extension::{self, ExtendedResource, ExtensionData};
 use crate::identifiers::{self, IdentifierEntry};
 use crate::inline_index::{IndexChange, InlineIndex};
 use crate::services::RegistryServices;
@@ -27,6 +28,8 @@ pub struct IndividualDetails {
     pub gender: Option<Code>,
     pub telecom: Vec<ContactPoint>,
     pub address: Vec<Address>,
+    /// The body's `extension` as sent: checked against the registered extensions.
+    pub extension: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +79,14 @@ pub enum IndividualEvent {
     },
     IndividualDeactivated,
     IndividualReactivated,
+    /// The data of one registered extension, as it now is.
+    ExtensionRecorded {
+        url: String,
+        value: serde_json::Value,
+    },
+    ExtensionRemoved {
+        url: String,
+    },
 }
 
 impl DomainEvent for IndividualEvent {
@@ -91,6 +102,8 @@ impl DomainEvent for IndividualEvent {
             Self::AddressChanged { .. } => "AddressChanged",
             Self::IndividualDeactivated => "IndividualDeactivated",
             Self::IndividualReactivated => "IndividualReactivated",
+            Self::ExtensionRecorded { .. } => "ExtensionRecorded",
+            Self::ExtensionRemoved { .. } => "ExtensionRemoved",
         }
         .to_owned()
     }
@@ -125,6 +138,9 @@ pub struct Individual {
     pub telecom: Vec<ContactPoint>,
     pub address: Vec<Address>,
     pub active: bool,
+    /// Registered extension data, by extension URI.
+    #[serde(default, skip_serializing_if = "ExtensionData::is_empty")]
+    pub extension: ExtensionData,
     /// Events applied so far: the stream's sequence number, the resource's version.
     pub version: u64,
 }
@@ -159,6 +175,22 @@ impl Individual {
         events
     }
 
+    /// One event per extension the body changes (see `extension::stated_changes`).
+    fn extension_changes(
+        &self,
+        details: &IndividualDetails,
+        services: &RegistryServices,
+    ) -> Result<Vec<IndividualEvent>, DomainError> {
+        extension::change_events(
+            ExtendedResource::Individual,
+            details.extension.as_ref(),
+            &self.extension,
+            services.extensions.as_ref(),
+            |url, value| IndividualEvent::ExtensionRecorded { url, value },
+            |url| IndividualEvent::ExtensionRemoved { url },
+        )
+    }
+
     /// `details` with the fields the caller cannot see taken from the current state: a
     /// replacement changes only what its author can see.
     fn keeping(&self, hidden: &[&str], mut details: IndividualDetails) -> IndividualDetails {
@@ -171,7 +203,8 @@ impl Individual {
                 "telecom" => details.telecom = self.telecom.clone(),
                 "address" => details.address = self.address.clone(),
                 "active" => details.active = self.active,
-                // Group memberships and extensions are not held in this stream.
+                // Group memberships are not held in this stream; extensions a body leaves
+                // out are kept whoever asks (`extension_changes`).
                 _ => {}
             }
         }
@@ -353,7 +386,10 @@ impl Aggregate for Individual {
                     return Err(DomainError::AlreadyExists);
                 }
                 validate(&details, services)?;
-                Self::registration(details)
+                let extensions = self.extension_changes(&details, services)?;
+                let mut events = Self::registration(details);
+                events.extend(extensions);
+                events
             }
             IndividualCommand::Replace {
                 details,
@@ -369,7 +405,10 @@ impl Aggregate for Individual {
                 let hidden = access.hidden_fields("individual", &stated, today)?;
                 let details = self.keeping(&hidden, details);
                 validate(&details, services)?;
-                self.changes(details)
+                let extensions = self.extension_changes(&details, services)?;
+                let mut events = self.changes(details);
+                events.extend(extensions);
+                events
             }
         };
         for event in events {
@@ -417,6 +456,12 @@ impl Aggregate for Individual {
             IndividualEvent::AddressChanged { address } => self.address = address,
             IndividualEvent::IndividualDeactivated => self.active = false,
             IndividualEvent::IndividualReactivated => self.active = true,
+            IndividualEvent::ExtensionRecorded { url, value } => {
+                extension::apply(&mut self.extension, url, Some(value))
+            }
+            IndividualEvent::ExtensionRemoved { url } => {
+                extension::apply(&mut self.extension, url, None)
+            }
         }
     }
 }
@@ -448,6 +493,7 @@ mod tests {
             gender: Some(code(GENDER, "2")),
             telecom: vec![],
             address: vec![],
+            extension: None,
         }
     }
 
@@ -1009,6 +1055,57 @@ mod tests {
             field(refused(vec![], IndividualCommand::Register(d)).await),
             "identifier"
         );
+    }
+
+    #[tokio::test]
+    async fn extension_data_is_checked_recorded_kept_and_removed() {
+        use crate::testing::FARMER;
+        let mut d = details();
+        d.extension = Some(json!({"farmer": {"farm_size": 3}}));
+        let events = Given::with(services())
+            .given_no_previous_events()
+            .when_async(IndividualCommand::Register(d.clone()))
+            .await
+            .inspect_result()
+            .unwrap();
+        let recorded = IndividualEvent::ExtensionRecorded {
+            url: FARMER.into(),
+            value: json!({"farm_size": 3}),
+        };
+        assert_eq!(events.last(), Some(&recorded));
+        let mut state = Individual::default();
+        events.iter().cloned().for_each(|e| state.apply(e));
+        assert_eq!(state.extension[FARMER], json!({"farm_size": 3}));
+
+        let mut unregistered = details();
+        unregistered.extension = Some(json!({"urn:x:unknown": {"a": 1}}));
+        let error = refused(vec![], IndividualCommand::Register(unregistered)).await;
+        assert_eq!(field(error), "extension.urn:x:unknown");
+        let mut invalid = details();
+        invalid.extension = Some(json!({FARMER: {"farm_size": "big"}}));
+        let error = refused(vec![], IndividualCommand::Register(invalid)).await;
+        assert_eq!(field(error), format!("extension.{FARMER}.farm_size"));
+
+        let replace = |extension: Option<serde_json::Value>| IndividualCommand::Replace {
+            details: IndividualDetails {
+                extension,
+                ..details()
+            },
+            stated: everything(),
+            access: full_access(),
+        };
+        Given::with(services())
+            .given(events.clone())
+            .when_async(replace(None))
+            .await
+            .then_expect_events(vec![]);
+        Given::with(services())
+            .given(events)
+            .when_async(replace(Some(json!({FARMER: null}))))
+            .await
+            .then_expect_events(vec![IndividualEvent::ExtensionRemoved {
+                url: FARMER.into(),
+            }]);
     }
 
     #[test]

@@ -6,10 +6,13 @@
 pub mod bounds;
 pub mod consent;
 pub mod error;
+pub mod extension;
+pub mod extension_registry;
 pub mod group;
 mod identifiers;
 pub mod individual;
 pub mod inline_index;
+pub mod managed_vocabulary;
 pub mod program;
 pub mod program_membership;
 pub mod services;
@@ -24,10 +27,18 @@ pub use consent::{
     Access, Actor, Consent, ConsentCommand, ConsentEvent, ConsentRecord, ConsentTerms,
 };
 pub use error::DomainError;
+pub use extension::{ExtendedResource, ExtensionData, ExtensionSchemas, SchemaViolation};
+pub use extension_registry::{
+    ExtensionCommand, ExtensionDefinition, ExtensionEvent, ExtensionRegistration, SchemaCompiler,
+};
 pub use group::{Group, GroupCommand, GroupDetails, GroupEvent, Member, MemberSpec};
 pub use identifiers::IdentifierEntry;
 pub use individual::{Individual, IndividualCommand, IndividualDetails, IndividualEvent};
 pub use inline_index::{IndexChange, InlineIndex};
+pub use managed_vocabulary::{
+    CodeDefinition, CodeInput, CodeTarget, HeaderInput, ManagedVocabulary, VocabularyCatalog,
+    VocabularyCommand, VocabularyEvent, VocabularyHeader, VocabularyState,
+};
 pub use program::{Program, ProgramCommand, ProgramDetails, ProgramEvent, ProgramStatus};
 pub use program_membership::{
     MembershipCommand, MembershipEvent, MembershipStatus, ProgramFacts, ProgramMembership,

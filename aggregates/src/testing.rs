@@ -8,6 +8,7 @@ use crate::consent::{
     consentable_fields, Access, Actor, ConsentRecord, ConsentScope, ConsentStatus, ConsentTerms,
     RecipientMode,
 };
+use crate::extension::{ExtendedResource, ExtensionSchemas, SchemaViolation};
 use crate::program::PROGRAM_TYPE;
 use crate::program_membership::EXIT_REASON;
 use crate::services::{Clock, RegistryServices};
@@ -42,6 +43,28 @@ impl Vocabulary for FakeVocabulary {
     }
 }
 
+/// The one registered extension of the domain's tests: a farmer's `farm_size`, a number.
+pub const FARMER: &str = "urn:openspp:extension:farmer";
+
+pub struct FakeExtensions;
+
+impl ExtensionSchemas for FakeExtensions {
+    fn resolve(&self, resource: ExtendedResource, key: &str) -> Option<String> {
+        (resource == ExtendedResource::Individual && (key == FARMER || key == "farmer"))
+            .then(|| FARMER.to_owned())
+    }
+
+    fn check(&self, _uri: &str, data: &serde_json::Value) -> Result<(), SchemaViolation> {
+        match data.get("farm_size") {
+            Some(size) if !size.is_number() => Err(SchemaViolation {
+                path: "farm_size".into(),
+                message: "must be a number".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 struct FixedClock;
 
 pub fn today() -> NaiveDate {
@@ -57,6 +80,7 @@ impl Clock for FixedClock {
 pub fn services() -> RegistryServices {
     RegistryServices {
         vocabulary: Arc::new(FakeVocabulary),
+        extensions: Arc::new(FakeExtensions),
         clock: Arc::new(FixedClock),
     }
 }

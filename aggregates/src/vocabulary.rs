@@ -1,10 +1,12 @@
 //! The vocabularies coded values must come from. The domain asks; the server answers from
-//! the seeded tables.
+//! the seeded vocabularies with the operators' recorded changes over them (`managed_vocabulary`).
 
 /// ISO 5218 sex/gender codes.
 pub const GENDER: &str = "urn:iso:std:iso:5218";
 pub const GROUP_TYPE: &str = "urn:openspp:vocab:group-type";
 pub const GROUP_MEMBERSHIP_TYPE: &str = "urn:openspp:vocab:group-membership-type";
+/// The vocabulary whose codes name identifier systems (ADR-007): a code's URI is a system.
+pub const ID_TYPE: &str = "urn:openspp:vocab:id-type";
 /// The role of which a group may have at most one current holder.
 pub const HEAD_ROLE: &str = "head";
 

@@ -113,6 +113,7 @@ impl IndividualResource {
             gender: self.gender.map(|g| g.single("gender")).transpose()?,
             telecom: self.telecom.into_iter().map(Into::into).collect(),
             address: self.address.into_iter().map(Into::into).collect(),
+            extension: self.extension,
         })
     }
 

@@ -134,7 +134,7 @@ impl CodeableConcept {
                 .map(|c| Coding {
                     system: c.system.clone(),
                     code: c.code.clone(),
-                    display: vocabulary.display(&c.system, &c.code).map(str::to_owned),
+                    display: vocabulary.display(&c.system, &c.code),
                 })
                 .collect(),
             text: None,

@@ -93,6 +93,7 @@ async fn details(body: GroupResource, call: &Call) -> Result<GroupDetails, ApiEr
         name: body.name,
         address: body.address.into_iter().map(Into::into).collect(),
         members,
+        extension: body.extension,
     })
 }
 

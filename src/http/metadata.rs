@@ -1,13 +1,36 @@
 //! `GET /metadata`: the capability statement (public), so integrators can discover what this
-//! server offers before they have a token.
+//! server offers before they have a token, including the extensions registered now.
 
+use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
+
+use crate::app::AppState;
+
+/// The extensions in force, as OpenSPP's `ApiMetadata.extensions` lists them (`url`, `module`,
+/// `applies_to`, `fields`), with the JSON Schema their data must satisfy.
+fn extensions(state: &AppState) -> Vec<Value> {
+    state
+        .extensions
+        .catalog()
+        .active()
+        .map(|e| {
+            json!({
+                "url": e.uri,
+                "name": e.definition.name,
+                "module": e.definition.name,
+                "applies_to": e.definition.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "fields": e.fields(),
+                "schema": e.definition.schema,
+            })
+        })
+        .collect()
+}
 
 /// Resources, interactions and search parameters offered.
 #[utoipa::path(get, path = "/metadata", tag = "Metadata",
     responses((status = 200, description = "CapabilityStatement: resources, interactions, search parameters")))]
-pub async fn capability_statement() -> Json<Value> {
+pub async fn capability_statement(State(state): State<AppState>) -> Json<Value> {
     let search_common = ["_lastUpdated", "_count", "_offset", "_sort"];
     let params = |names: &[&str]| -> Vec<Value> {
         names
@@ -45,8 +68,15 @@ pub async fn capability_statement() -> Json<Value> {
                     "conditionalUpdate": true,
                     "searchParam": params(&["identifier", "name", "groupType", "active"]),
                     "operation": [{"name": "add-member"}, {"name": "remove-member"}]
+                },
+                {
+                    "type": "Vocabulary",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchParam": [{"name": "domain"}, {"name": "include_deprecated"},
+                                    {"name": "parent_code"}, {"name": "_count"}, {"name": "_offset"}]
                 }
             ]
-        }]
+        }],
+        "extensions": extensions(&state)
     }))
 }

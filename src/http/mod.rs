@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod outcome;
 pub mod program;
 pub mod program_membership;
+pub mod vocabulary;
 
 pub use crate::api::provenance::REQUEST_ID;
 pub use crate::api::BASE;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(audit_event::routes())
         .merge(program::routes())
         .merge(program_membership::routes())
+        .merge(vocabulary::routes())
         .merge(crate::auth::api_routes())
         .routes(routes!(metadata::capability_statement));
     let public = OpenApiRouter::new()

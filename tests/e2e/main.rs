@@ -11,6 +11,7 @@ mod consent;
 mod consent_fields;
 mod consent_groups;
 mod errors;
+mod extension;
 mod group;
 mod history;
 mod identity;
@@ -22,6 +23,7 @@ mod openapi;
 mod process;
 mod program;
 mod store;
+mod vocabulary;
 
 use std::future::Future;
 
@@ -79,6 +81,8 @@ fn main() {
     trials.extend(store::trials());
     trials.extend(process::trials());
     trials.extend(program::trials());
+    trials.extend(vocabulary::trials());
+    trials.extend(extension::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     // `exit` skips destructors: stop the server and drop the database first.
     drop(server);
