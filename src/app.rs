@@ -10,8 +10,8 @@ use sqlx::PgPool;
 
 use crate::access_log::AccessLog;
 use crate::auth::AuthState;
+use crate::config::ClashAlerts;
 use crate::extensions::Extensions;
-use crate::resource::clash_alert::ClashAlerts;
 use crate::store::EventStore;
 use crate::vocabulary::Vocabularies;
 
@@ -20,7 +20,7 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub pool: PgPool,
-    pub auth: AuthState,
+    pub auth: Arc<AuthState>,
     pub access_log: AccessLog,
     pub store: EventStore,
     /// What the aggregates consult: vocabularies, extensions and the clock.
@@ -46,5 +46,12 @@ impl Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+/// Authentication reaches its own state, not the whole application's.
+impl axum::extract::FromRef<AppState> for Arc<AuthState> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
     }
 }

@@ -81,3 +81,11 @@ pub struct ServeArgs {
     )]
     pub identifier_clash_alert_window_secs: u32,
 }
+
+/// When to alert: `threshold` clashes by one client within one window of `window_secs`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClashAlerts {
+    /// 0 = never alert.
+    pub threshold: u32,
+    pub window_secs: u32,
+}

@@ -12,8 +12,8 @@ use crate::app::{AppState, Shared};
 use crate::auth::key_sealing::IfMissing;
 use crate::auth::{AuthConfig, AuthState};
 use crate::catalog_sync::{self, Catalogs};
+use crate::config::ClashAlerts;
 use crate::config::ServeArgs;
-use crate::resource::clash_alert::ClashAlerts;
 use crate::store::EventStore;
 use crate::{db, http};
 use openspp_aggregates::{RegistryServices, SystemClock};
@@ -43,7 +43,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (access_log, access_log_writer) = AccessLog::start(pool.clone());
     let state = AppState::new(Shared {
         pool: pool.clone(),
-        auth,
+        auth: Arc::new(auth),
         access_log,
         store: EventStore::new(pool.clone()),
         services: RegistryServices {
@@ -63,7 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Tasks that hold the state; each is ended before the access-log writer is drained.
     let mut tasks = vec![
         tokio::spawn(housekeeping(state.clone())),
-        tokio::spawn(crate::auth::changes::follow(state.clone())),
+        tokio::spawn(crate::auth::changes::follow(state.auth.clone())),
         tokio::spawn(catalog_sync::follow(pool.clone(), catalogs)),
     ];
     // Serve once changes are heard (so the first requests are already cached), but not later

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
-use crate::app::AppState;
+use std::sync::Arc;
+
 use crate::auth::keys::KEYS_CHANNEL;
+use crate::auth::AuthState;
 
 /// Announced by a trigger on `api_clients`; the payload is the client id.
 pub const CLIENTS_CHANNEL: &str = "openspp_api_clients";
@@ -29,9 +31,9 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Keeps this process's key ring and caches equal to the database for as long as it runs.
 /// Never returns; on any loss it marks the caches stale, reconnects, reloads and goes live again.
-pub async fn follow(state: AppState) {
+pub async fn follow(auth: Arc<AuthState>) {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let options = (*state.pool.connect_options())
+    let options = (*auth.pool.connect_options())
         .clone()
         .application_name(&format!("{LISTENER_PREFIX}{id}"));
     // A pool of one, only so that the listener can reconnect; no timeouts apply to it.
@@ -40,9 +42,8 @@ pub async fn follow(state: AppState) {
         .max_lifetime(None)
         .idle_timeout(None)
         .connect_lazy_with(options);
-    let auth = &state.auth;
     loop {
-        let Err(error) = listen(&state, &pool, &id).await;
+        let Err(error) = listen(&auth, &pool, &id).await;
         auth.caches.go_stale();
         tracing::warn!(%error, "not hearing client and key changes; reading them from the database until reconnected");
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -51,11 +52,10 @@ pub async fn follow(state: AppState) {
 
 /// One listening connection's life: returns (why) when it is lost.
 async fn listen(
-    state: &AppState,
+    auth: &AuthState,
     pool: &PgPool,
     id: &str,
 ) -> anyhow::Result<std::convert::Infallible> {
-    let auth = &state.auth;
     let mut listener = PgListener::connect_with(pool).await?;
     // A lost connection is reported at once (not silently re-established), so that the caches
     // are never trusted across the gap.
@@ -64,7 +64,7 @@ async fn listen(
         .listen_all([KEYS_CHANNEL, CLIENTS_CHANNEL, PING_CHANNEL])
         .await?;
     // Anything announced before now is either in what these reads see or will be heard.
-    auth.keys.reload(&state.pool).await?;
+    auth.keys.reload(&auth.pool).await?;
     auth.caches.go_live();
     loop {
         let Some(notification) = listener.try_recv().await? else {
@@ -73,7 +73,7 @@ async fn listen(
         match notification.channel() {
             CLIENTS_CHANNEL => auth.caches.client_changed(notification.payload()),
             KEYS_CHANNEL => {
-                auth.keys.reload(&state.pool).await?;
+                auth.keys.reload(&auth.pool).await?;
                 auth.caches.keys_changed();
             }
             PING_CHANNEL => {

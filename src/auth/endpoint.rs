@@ -2,7 +2,7 @@
 //! `/.well-known/jwks.json`.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::clients::{hash_secret, verify_secret};
 use crate::auth::rate_limit;
 use crate::auth::scopes::{self, covers};
 use crate::auth::token::Issuer;
+use crate::auth::AuthState;
 
 /// The token request, in any of its three encodings (JSON, form, HTTP Basic for the
 /// credentials). Unknown parameters are ignored, as RFC 6749 §3.2 requires.
@@ -176,27 +176,27 @@ fn decoy_hash() -> &'static str {
         (status = 429, description = "Too many token requests from this address"),
     ))]
 pub async fn token(
-    State(state): State<AppState>,
+    State(auth): State<Arc<AuthState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let limits = rate_limit::Limits {
-        per_minute: state.auth.config.token_rate_per_minute,
+        per_minute: auth.config.token_rate_per_minute,
         per_day: 0,
     };
     let key = format!("addr:{}", peer.ip());
-    if let Err(error) = state.auth.limiter.admit(&state.pool, &key, limits).await {
+    if let Err(error) = auth.limiter.admit(&auth.pool, &key, limits).await {
         return error.into_response();
     }
-    match issue(&state, &headers, &body).await {
+    match issue(&auth, &headers, &body).await {
         Ok(response) => (StatusCode::OK, no_store(), Json(response)).into_response(),
         Err(error) => error.into_response(),
     }
 }
 
 async fn issue(
-    state: &AppState,
+    auth: &AuthState,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
@@ -236,7 +236,7 @@ async fn issue(
              WHERE client_id = $1 AND active",
         )
         .bind(&client_id)
-        .fetch_optional(&state.pool)
+        .fetch_optional(&auth.pool)
         .await
         .map_err(|_| {
             OAuthError::new(
@@ -280,8 +280,8 @@ async fn issue(
             requested
         }
     };
-    let config = &state.auth.config;
-    let key = state.auth.keys.signing().ok_or_else(|| {
+    let config = &auth.config;
+    let key = auth.keys.signing().ok_or_else(|| {
         OAuthError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
@@ -308,12 +308,12 @@ async fn issue(
 /// The public keys that verify this server's tokens (RFC 7517).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "Authentication",
     responses((status = 200, description = "JSON Web Key Set (RFC 7517) of the token-signing keys")))]
-pub async fn jwks(State(state): State<AppState>) -> Response {
+pub async fn jwks(State(auth): State<Arc<AuthState>>) -> Response {
     // The ring follows every rotation as it is announced (`keys::follow_changes`), so this
     // public endpoint costs no database round trip.
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.auth.keys.jwks()),
+        Json(auth.keys.jwks()),
     )
         .into_response()
 }

@@ -17,8 +17,6 @@ pub mod token;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
-
 /// Settings of the token service, taken from `ServeArgs`.
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
@@ -55,8 +53,11 @@ pub struct Principal {
     pub field_filter: Vec<String>,
 }
 
-/// Signing keys, caches, rate-limit budgets and settings shared by every request.
+/// Signing keys, caches, rate-limit budgets and settings shared by every request, with the
+/// database they are kept in. Every surface reaches it through `FromRef`, so authentication
+/// depends on nothing above it.
 pub struct AuthState {
+    pub pool: sqlx::PgPool,
     pub config: AuthConfig,
     pub keys: keys::KeyRing,
     /// Clients and verified tokens; trusted only while `changes::follow` is listening.
@@ -71,6 +72,7 @@ impl AuthState {
         kek: key_sealing::KeyEncryptionKey,
     ) -> anyhow::Result<Self> {
         Ok(Self {
+            pool: pool.clone(),
             config,
             keys: keys::KeyRing::load(pool, kek).await?,
             caches: cache::AuthCaches::default(),
@@ -80,11 +82,19 @@ impl AuthState {
 }
 
 /// The token endpoint, documented in the OpenAPI description (nested under the API base).
-pub fn api_routes() -> OpenApiRouter<AppState> {
+pub fn api_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    std::sync::Arc<AuthState>: axum::extract::FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(endpoint::token))
 }
 
 /// Public routes outside the API base.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    std::sync::Arc<AuthState>: axum::extract::FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(endpoint::jwks))
 }

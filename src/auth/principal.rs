@@ -3,18 +3,17 @@
 //! `cache`), and the request is counted against the client's rate limits (in memory, leased
 //! from a shared count, see `rate_limit`). In the common case no database round trip is made.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use std::sync::Arc;
 
-use crate::app::AppState;
 use crate::auth::cache::{ClientRecord, VerifiedToken};
 use crate::auth::rate_limit::Limits;
 use crate::auth::scopes::{covers, grants};
 use crate::auth::token::{Issuer, LEEWAY_SECS};
-use crate::auth::{Action, Principal};
+use crate::auth::{Action, AuthState, Principal};
 use crate::error::ApiError;
 
 fn unauthenticated(challenge: &str, message: &str) -> ApiError {
@@ -67,11 +66,11 @@ struct ClientRow {
 
 /// The client named by a verified token, from the cache or else the database.
 async fn client(
-    state: &AppState,
+    auth: &AuthState,
     client_id: &str,
     kid: &str,
 ) -> Result<Option<Arc<ClientRecord>>, ApiError> {
-    let caches = &state.auth.caches;
+    let caches = &auth.caches;
     let live = caches.live();
     if live {
         if let Some(cached) = caches.clients.get(client_id) {
@@ -82,7 +81,7 @@ async fn client(
     let row: Option<ClientRow> = sqlx::query_as(CLIENT)
         .bind(client_id)
         .bind(kid)
-        .fetch_optional(&state.pool)
+        .fetch_optional(&auth.pool)
         .await?;
     match row {
         Some(row) if !row.key_active => Ok(None),
@@ -97,8 +96,7 @@ async fn client(
 }
 
 /// Verifies the token's signature and claims, unless this process already has.
-fn verified(state: &AppState, token: &str) -> Result<Arc<VerifiedToken>, ApiError> {
-    let auth = &state.auth;
+fn verified(auth: &AuthState, token: &str) -> Result<Arc<VerifiedToken>, ApiError> {
     let now = unix_now();
     let live = auth.caches.live();
     if live {
@@ -138,10 +136,15 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-impl FromRequestParts<AppState> for Principal {
+impl<S> FromRequestParts<S> for Principal
+where
+    S: Send + Sync,
+    Arc<AuthState>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let auth = Arc::<AuthState>::from_ref(state);
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -156,18 +159,16 @@ impl FromRequestParts<AppState> for Principal {
                     "a bearer access token is required",
                 )
             })?;
-        let token = verified(state, token)?;
+        let token = verified(&auth, token)?;
         let claims = &token.claims;
         // Deactivated, or its secret rotated since the token was issued: the token is dead.
-        let client = client(state, &claims.client_id, &token.kid)
+        let client = client(&auth, &claims.client_id, &token.kid)
             .await?
             .filter(|c| c.active && c.secret_version == claims.secret_version)
             .ok_or_else(invalid_token)?;
         let limits = Limits::new(client.rate_limit_per_minute, client.rate_limit_per_day);
-        state
-            .auth
-            .limiter
-            .admit(&state.pool, &claims.client_id, limits)
+        auth.limiter
+            .admit(&auth.pool, &claims.client_id, limits)
             .await?;
         // The token's scopes, never more than the client holds now.
         let scopes = claims

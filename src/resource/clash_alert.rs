@@ -12,17 +12,10 @@ use chrono::Utc;
 
 use crate::access_log::AccessEntry;
 use crate::app::AppState;
+pub use crate::config::ClashAlerts;
 
 /// The access-log interaction of an alert (shown as the AuditEvent `subtype`).
 pub const INTERACTION: &str = "identifier-clash-alert";
-
-/// When to alert: `threshold` clashes by one client within one window of `window_secs`.
-#[derive(Debug, Clone, Copy)]
-pub struct ClashAlerts {
-    /// 0 = never alert.
-    pub threshold: u32,
-    pub window_secs: u32,
-}
 
 /// Counts one identifier clash of `client_id` (in a write on `resource_type`); on the clash
 /// that reaches the threshold, raises the alert. A failure to count is logged, never turned
