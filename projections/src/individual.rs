@@ -8,6 +8,7 @@ use openspp_aggregates::{Identifier, Individual};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::consent::{push_visible, Visibility};
+use crate::extension::ExtensionFilter;
 use crate::feed::StoredEvent;
 use crate::fold::{fold_streams, Folded, UPSERT_CHUNK};
 use crate::runner::ProjectionError;
@@ -27,6 +28,8 @@ pub struct IndividualQuery {
     pub address: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
     pub active: Option<bool>,
+    /// Properties of extension data (`extension.farmer.farm_size=3`).
+    pub extension: Vec<ExtensionFilter>,
     pub sort: Vec<SortKey>,
     pub visibility: Visibility,
 }
@@ -42,8 +45,8 @@ pub const SORT_COLUMNS: [(&str, &str); 4] = [
 impl IndividualQuery {
     /// The fields this search filters or sorts on, with the parameter that names each. The
     /// identifier and `meta` (`_lastUpdated`) are visible to every reader and not listed.
-    pub fn fields(&self) -> Vec<(&'static str, &'static str)> {
-        let mut fields = Vec::new();
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let mut fields: Vec<(&str, &str)> = Vec::new();
         if self.name.is_some() {
             fields.push(("name", "name"));
         }
@@ -66,7 +69,15 @@ impl IndividualQuery {
                 _ => {}
             }
         }
+        let extension = self
+            .extension
+            .iter()
+            .map(|filter| (filter.parameter.clone(), filter.field()));
         fields
+            .into_iter()
+            .map(|(parameter, field)| (parameter.to_owned(), field.to_owned()))
+            .chain(extension)
+            .collect()
     }
 }
 
@@ -184,6 +195,9 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
     if let Some(active) = query.active {
         qb.push(" AND active = ").push_bind(active);
+    }
+    for filter in &query.extension {
+        filter.push(qb);
     }
 }
 

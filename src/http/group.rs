@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::{Date, Group, GroupCommand, GroupDetails, MemberSpec};
+use openspp_aggregates::{Date, ExtendedResource, Group, GroupCommand, GroupDetails, MemberSpec};
 use openspp_projections::consent;
 use openspp_projections::group::{self as view, GroupQuery};
 use openspp_projections::individual::primary_identifiers;
@@ -23,6 +23,7 @@ use crate::api::stated::Stated;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
+use crate::extensions::Shown;
 use crate::resource::{
     self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
     Searchable, Snapshot,
@@ -31,6 +32,7 @@ use openspp_aggregates::Individual;
 
 const RESOURCE: &str = "Group";
 const SCOPE: &str = "group";
+const EXTENDED: ExtendedResource = ExtendedResource::Group;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -103,6 +105,7 @@ type MemberReferences = HashMap<String, String>;
 impl Resource for Group {
     const SCOPE: &'static str = SCOPE;
     const VIEW: Option<&'static str> = Some("group_view");
+    const EXTENDED: Option<ExtendedResource> = Some(EXTENDED);
     type Rendered = GroupResource;
     type Context = MemberReferences;
 
@@ -131,7 +134,14 @@ impl Resource for Group {
     }
 
     fn render(call: &Call, references: &MemberReferences, row: &Snapshot<Self>) -> GroupResource {
-        GroupResource::render(row, references, &call.state.vocabulary)
+        GroupResource::render(
+            row,
+            references,
+            &call.state.vocabulary,
+            call.state
+                .extensions
+                .shown(EXTENDED, &row.state.extension, call.shown_extensions()),
+        )
     }
 
     /// The members `member` names.
@@ -168,6 +178,10 @@ impl Searchable for Group {
             group_type: params.one("groupType")?,
             last_updated: params.instants("_lastUpdated")?,
             active: params.boolean("active")?,
+            extension: call
+                .state
+                .extensions
+                .filters(EXTENDED, &params.prefixed("extension."))?,
             visibility: call.principal.visibility(),
             sort: params.sort(
                 &view::SORT_COLUMNS,
@@ -225,11 +239,18 @@ async fn search(
     security(("bearer" = ["group:create"])))]
 async fn create(
     call: Call,
-    body: Result<ApiJson<GroupResource>, ApiError>,
+    OriginalUri(uri): OriginalUri,
+    body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     call.principal.require_controller("register groups")?;
-    let ApiJson(body) = body?;
+    let Stated { body, fields } = body?;
+    let stated = call
+        .state
+        .extensions
+        .stated(EXTENDED, body.extension.as_ref());
+    call.principal.may_register(SCOPE, &fields, &stated)?;
+    resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
     let details = details(body, &call).await?;
     let subject = details.identifiers.first().map(|i| i.key());
     resource::create::<Group>(&call, subject, GroupCommand::Register(details)).await
@@ -256,10 +277,16 @@ async fn replace(
     call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
     body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let Stated { body, fields } = body?;
+    let stated = call
+        .state
+        .extensions
+        .stated(EXTENDED, body.extension.as_ref());
+    resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
     let target = Group::locate(&call, &id).await?;
     let details = details(body, &call).await?;
     let member_consents = if call.principal.require_consent {
