@@ -80,8 +80,12 @@ pub enum Shown {
 }
 
 impl Shown {
-    /// The extensions a write's body stated (`Extensions::stated`), which its answer shows.
+    /// The extensions a write's body stated (`Extensions::stated`), which its answer shows;
+    /// a body that states none is answered without `extension`, as a read would be.
     pub fn stated(stated: &[(String, String)]) -> Self {
+        if stated.is_empty() {
+            return Self::None;
+        }
         Self::Only(stated.iter().map(|(_, uri)| uri.clone()).collect())
     }
 

@@ -19,7 +19,7 @@ use crate::view::{self, search_text, ViewRow};
 
 pub type IndividualRow = ViewRow<Individual>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct IndividualQuery {
     pub identifier: Option<Identifier>,
     pub name: Option<String>,
@@ -214,6 +214,35 @@ pub async fn search(
         page,
     )
     .await
+}
+
+/// The plans PostgreSQL chooses for the two statements `search` runs (the count, then the
+/// page), planned with this query's values as `search` plans them: so that a test can hold a
+/// search parameter to its index at a realistic size.
+pub async fn plans(
+    pool: &PgPool,
+    query: &IndividualQuery,
+    page: Page,
+) -> sqlx::Result<Vec<String>> {
+    let mut plans = Vec::with_capacity(2);
+    for page_statement in [false, true] {
+        let mut qb = QueryBuilder::new(if page_statement {
+            "EXPLAIN SELECT aggregate_id, version, state FROM individual_view"
+        } else {
+            "EXPLAIN SELECT count(*) FROM individual_view"
+        });
+        push_filters(&mut qb, query);
+        if page_statement {
+            crate::search::push_order(&mut qb, &query.sort, page);
+        }
+        let lines: Vec<String> = qb
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_all(pool)
+            .await?;
+        plans.push(lines.join("\n"));
+    }
+    Ok(plans)
 }
 
 /// The identifier (`system|value`) by which other resources reference each individual.
