@@ -214,6 +214,8 @@ impl Searchable for Group {
         ("_count" = Option<i64>, Query, description = "1-100, default 20"),
         ("_offset" = Option<i64>, Query),
         ("_sort" = Option<String>, Query, description = "name, groupType, _lastUpdated; `-` for descending"),
+        ("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show in each result; none by default (as OpenSPP)"),
+        ("extension.{key}.{property}" = Option<String>, Query, description = "A property an extension's schema marks `x-openspp-searchable` equals this value (a list property: holds it); repeatable; `/metadata` lists them"),
     ),
     responses(
         (status = 200, body = SearchResult<GroupResource>),
@@ -229,10 +231,11 @@ async fn search(
 
 /// Register a group, optionally with its first members.
 #[utoipa::path(post, path = "/Group", tag = "Group",
+    params(("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote")),
     request_body = GroupResource,
     responses(
         (status = 201, body = GroupResource, description = "Registered; `Location` and `ETag` set"),
-        (status = 403, body = OperationOutcome, description = "The client acts under consent: registering is the data controller's act"),
+        (status = 403, body = OperationOutcome, description = "The client acts under consent (registering is the data controller's act), or the body states a field or extension its field filter hides"),
         (status = 409, body = OperationOutcome),
         (status = 422, body = OperationOutcome),
     ),
@@ -262,6 +265,7 @@ async fn create(
     params(
         ("id" = String, Path, description = "`system|value`, URL-encoded"),
         ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
+        ("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote"),
     ),
     request_body = GroupResource,
     responses(

@@ -183,7 +183,7 @@ async fn every_answer() {
     let (rooms, rooms_uri) = extension_of(
         "dwelling",
         "Group",
-        r#"{"type": "object", "properties": {"rooms": {"type": "integer"}}}"#,
+        r#"{"type": "object", "properties": {"rooms": {"type": "integer", "x-openspp-searchable": true}}}"#,
     );
     let group = unique("EXG");
     let created = api
@@ -201,6 +201,17 @@ async fn every_answer() {
     let read = api.get(&format!("{group_path}?_extensions=*")).await;
     assert_eq!(read.body["extension"], shown);
     assert!(api.get(&group_path).await.body.get("extension").is_none());
+    let search = |rooms_value: u32| {
+        format!(
+            "/api/v2/spp/Group?identifier={}&extension.{rooms}.rooms={rooms_value}&_extensions=*",
+            path_id("urn:openspp:group", &group)
+        )
+    };
+    let found = api.get(&search(3)).await;
+    found.expect(200);
+    assert_eq!(found.body["meta"]["total"], 1);
+    assert_eq!(found.body["data"][0]["extension"], shown);
+    assert_eq!(api.get(&search(4)).await.body["meta"]["total"], 0);
 }
 
 /// Records, as the administrator, a consent of the individual `value` for `organization`
