@@ -388,6 +388,9 @@ impl Extensions {
         data: &ExtensionData,
         shown: &Shown,
     ) -> Option<Value> {
+        if *shown == Shown::None {
+            return None;
+        }
         self.catalog().render(resource, data, shown)
     }
 
@@ -467,28 +470,82 @@ mod tests {
 
     use super::*;
 
-    fn catalog(schema: Value) -> Extensions {
-        let uri = "urn:openspp:extension:farmer".to_owned();
-        let searchable = searchable_properties(&schema).unwrap();
-        let mut entries = BTreeMap::new();
-        entries.insert(
-            uri.clone(),
-            Registered {
-                uri,
-                validator: Some(jsonschema::validator_for(&schema).unwrap()),
-                definition: ExtensionDefinition {
-                    name: "farmer".into(),
-                    resources: BTreeSet::from([ExtendedResource::Individual]),
-                    schema,
-                },
-                active: true,
-                changed_at: Utc::now(),
-                changed_by: None,
-                version: 1,
-                searchable,
+    /// One extension of Individuals, in force.
+    fn registered(uri: &str, schema: Value) -> Registered {
+        Registered {
+            uri: uri.to_owned(),
+            validator: Some(jsonschema::validator_for(&schema).unwrap()),
+            searchable: searchable_properties(&schema).unwrap(),
+            definition: ExtensionDefinition {
+                name: "farmer".into(),
+                resources: BTreeSet::from([ExtendedResource::Individual]),
+                schema,
             },
+            active: true,
+            changed_at: Utc::now(),
+            changed_by: None,
+            version: 1,
+        }
+    }
+
+    fn of(registrations: Vec<Registered>) -> ExtensionCatalog {
+        ExtensionCatalog {
+            entries: registrations
+                .into_iter()
+                .map(|r| (r.uri.clone(), r))
+                .collect(),
+        }
+    }
+
+    fn catalog(schema: Value) -> Extensions {
+        Extensions::new(of(vec![registered("urn:openspp:extension:farmer", schema)]))
+    }
+
+    #[test]
+    fn data_is_shown_under_its_short_key_unless_another_extension_shares_it() {
+        let schema = json!({"type": "object", "properties": {
+            "size": {"type": "integer", "x-openspp-searchable": true}}});
+        let ours = "urn:gov:ke:extension:farmer";
+        let data = ExtensionData::from([(ours.to_owned(), json!({"size": 2}))]);
+        let alone = of(vec![registered(ours, schema.clone())]);
+        let individual = ExtendedResource::Individual;
+        assert_eq!(
+            alone.render(individual, &data, &Shown::All),
+            Some(json!({"farmer": {"url": ours, "size": 2}}))
         );
-        Extensions::new(ExtensionCatalog { entries })
+        assert_eq!(alone.render(individual, &data, &Shown::None), None);
+        assert_eq!(
+            alone.render(ExtendedResource::Group, &data, &Shown::All),
+            Some(json!({}))
+        );
+        assert_eq!(
+            alone.search_parameters(individual),
+            vec!["extension.farmer.size".to_owned()]
+        );
+        let shared = of(vec![
+            registered(ours, schema.clone()),
+            registered("urn:openspp:extension:farmer", schema),
+        ]);
+        assert_eq!(
+            shared.render(individual, &data, &Shown::All),
+            Some(json!({ours: {"url": ours, "size": 2}}))
+        );
+        // By URI, not by the key they share.
+        assert!(shared.choose(individual, ours).is_ok());
+        let filter = shared
+            .filter(individual, &format!("extension.{ours}.size"), "2")
+            .unwrap();
+        assert_eq!(
+            (filter.uri.as_str(), filter.value.clone()),
+            (ours, json!(2))
+        );
+        assert!(shared
+            .filter(individual, "extension.farmer.size", "2")
+            .is_err());
+        assert_eq!(
+            alone.choose(individual, "farmer,nosuch"),
+            Err("nosuch".to_owned())
+        );
     }
 
     fn farmer() -> Extensions {
