@@ -12,7 +12,7 @@
 //! server already sees the new identifier system.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -30,30 +30,6 @@ pub const LOADED_CHANNEL: &str = "openspp_catalog_loaded";
 const FOLLOWER_LOCK: (i32, i32) = (0x4F53_5050, 1);
 /// The longest payload PostgreSQL notifies.
 const MAX_PAYLOAD: usize = 7999;
-
-/// A catalog as of its last load: readers take the current one whole (an `Arc`, cheap to
-/// clone), and a reload swaps in the next; nobody ever sees a half-updated catalog.
-pub struct Current<T>(RwLock<Arc<T>>);
-
-impl<T> Current<T> {
-    pub fn new(value: T) -> Self {
-        Self(RwLock::new(Arc::new(value)))
-    }
-
-    pub fn get(&self) -> Arc<T> {
-        self.0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    pub fn replace(&self, value: T) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(value);
-    }
-}
 
 /// The catalogs a server holds.
 #[derive(Clone)]

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod catalog_sync;
 pub mod config;
+pub mod current;
 pub mod db;
 pub mod embedded;
 pub mod error;

@@ -17,7 +17,7 @@ use openspp_aggregates::{
 };
 use sqlx::{PgConnection, Row};
 
-use crate::catalog_sync::Current;
+use crate::current::Current;
 
 pub use openspp_aggregates::vocabulary::ID_TYPE;
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bounds;
 use crate::error::DomainError;
+use crate::extension::{ExtendedResource, ExtensionSchemas};
 use crate::inline_index::{IndexChange, InlineIndex};
 use crate::services::RegistryServices;
 
@@ -47,7 +48,51 @@ pub const LEGAL_BASES: [&str; 7] = [
     "legitimate_interest",
 ];
 
-/// Fields a consent may name, per resource type (the API's JSON names).
+/// All of a registrant's extension data, as a consent's `field_access` or a client's field filter
+/// names it; one extension is `extension.<uri>` (`extension_field`). A list naming `extension`
+/// shows every extension; one naming `extension.<uri>` shows that extension only.
+pub const EXTENSION: &str = "extension";
+
+/// The field name of one extension's data (`extension.urn:openspp:extension:farmer`).
+pub fn extension_field(uri: &str) -> String {
+    format!("{EXTENSION}.{uri}")
+}
+
+/// The extension a field name names (`extension.<name>` → `<name>`), if it names one.
+pub fn named_extension(field: &str) -> Option<&str> {
+    field
+        .strip_prefix(EXTENSION)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .filter(|name| !name.is_empty())
+}
+
+/// Whether a field list shows `field`: it names the field, or the field is one extension's
+/// data and the list names all of it (`extension`).
+pub fn shows(listed: &[String], field: &str) -> bool {
+    listed.iter().any(|l| l == field)
+        || (named_extension(field).is_some() && listed.iter().any(|l| l == EXTENSION))
+}
+
+/// Whether a field list shows any extension data at all.
+pub fn shows_any_extension(listed: &[String]) -> bool {
+    listed
+        .iter()
+        .any(|l| l == EXTENSION || named_extension(l).is_some())
+}
+
+/// What two field lists both show (`extension` and `extension.<uri>` give `extension.<uri>`).
+fn both_show(first: &[String], second: &[String]) -> Vec<String> {
+    let mut shown: Vec<String> = Vec::new();
+    for field in first.iter().chain(second) {
+        if shows(first, field) && shows(second, field) && !shown.contains(field) {
+            shown.push(field.clone());
+        }
+    }
+    shown
+}
+
+/// Fields a consent may name, per resource type (the API's JSON names); `extension` may also
+/// be narrowed to one registered extension (`extension.<uri>`).
 pub fn consentable_fields(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
         "individual" => &[
@@ -280,9 +325,7 @@ impl Access {
             fields = union;
         }
         match (fields, self.actor.filtered_fields(resource_type)) {
-            (Some(allowed), Some(filter)) => {
-                Some(allowed.into_iter().filter(|f| filter.contains(f)).collect())
-            }
+            (Some(allowed), Some(filter)) => Some(both_show(&allowed, &filter)),
             (None, filter) => filter,
             (allowed, None) => allowed,
         }
@@ -300,10 +343,15 @@ impl Access {
         let Some(visible) = self.fields(resource_type, today) else {
             return Ok(Vec::new());
         };
+        // `extension` is hidden only when no extension is shown; which extensions a body may
+        // state is checked per extension (`sees`).
         let hidden: Vec<&'static str> = consentable_fields(resource_type)
             .iter()
             .copied()
-            .filter(|field| !visible.iter().any(|v| v == field))
+            .filter(|&field| match field {
+                EXTENSION => !shows_any_extension(&visible),
+                _ => !visible.iter().any(|v| v == field),
+            })
             .collect();
         match stated.iter().find(|s| hidden.contains(&s.as_str())) {
             Some(field) => Err(DomainError::forbidden(
@@ -313,6 +361,59 @@ impl Access {
             None => Ok(hidden),
         }
     }
+}
+
+impl Access {
+    /// Whether the actor may see `field` of `resource_type` (one extension's data included:
+    /// `extension.<uri>`).
+    pub fn sees(&self, resource_type: &str, field: &str, today: NaiveDate) -> bool {
+        self.fields(resource_type, today)
+            .is_none_or(|visible| shows(&visible, field))
+    }
+}
+
+/// The extensions a consent scope's field list names (`extension.farmer`), as the registered
+/// URIs they resolve to for the scope's resource type (`extension.urn:openspp:extension:farmer`),
+/// so that a consent keeps naming the same data whatever short names are registered later.
+/// (A scope for `all` resource types lists no fields, so it names no extension either.)
+fn canonical_extension_fields(
+    mut terms: ConsentTerms,
+    extensions: &dyn ExtensionSchemas,
+) -> Result<ConsentTerms, DomainError> {
+    for (i, scope) in terms.scopes.iter_mut().enumerate() {
+        let Some(fields) = &mut scope.field_access else {
+            continue;
+        };
+        let resources: &[ExtendedResource] = match scope.resource_type.as_str() {
+            "individual" => &[ExtendedResource::Individual],
+            "group" => &[ExtendedResource::Group],
+            _ => &[],
+        };
+        let mut canonical: Vec<String> = Vec::with_capacity(fields.len());
+        for field in fields.iter() {
+            let field = match named_extension(field) {
+                None => field.clone(),
+                Some(name) => {
+                    let uri = resources
+                        .iter()
+                        .find_map(|&resource| extensions.resolve(resource, name))
+                        .ok_or_else(|| {
+                            DomainError::invalid(
+                                format!("scopes[{i}].field_access"),
+                                format!(
+                                    "`{field}` names no extension registered for {}",
+                                    scope.resource_type
+                                ),
+                            )
+                        })?;
+                    extension_field(&uri)
+                }
+            };
+            canonical.push(field);
+        }
+        *fields = canonical;
+    }
+    Ok(terms)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -438,7 +539,11 @@ fn validate(terms: &ConsentTerms, today: NaiveDate) -> Result<(), DomainError> {
             let field = format!("scopes[{i}].field_access");
             bounds::items(&field, fields.len(), items::FIELDS)?;
             let known = consentable_fields(&scope.resource_type);
-            if let Some(field) = fields.iter().find(|f| !known.contains(&f.as_str())) {
+            let is_known = |field: &str| {
+                known.contains(&field)
+                    || (named_extension(field).is_some() && known.contains(&EXTENSION))
+            };
+            if let Some(field) = fields.iter().find(|f| !is_known(f)) {
                 return Err(DomainError::invalid(
                     format!("scopes[{i}].field_access"),
                     format!("`{field}` is not a field of {}", scope.resource_type),
@@ -504,6 +609,7 @@ impl Aggregate for Consent {
                 if self.terms.is_some() {
                     return Err(DomainError::AlreadyExists);
                 }
+                let terms = canonical_extension_fields(terms, services.extensions.as_ref())?;
                 validate(&terms, today)?;
                 ConsentEvent::ConsentGiven { terms }
             }
@@ -582,7 +688,7 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::testing::{date, services, today};
+    use crate::testing::{date, services, today, FARMER};
 
     fn terms(mode: RecipientMode, recipients: &[&str], types: &[&str]) -> ConsentTerms {
         ConsentTerms {
@@ -812,6 +918,89 @@ mod tests {
             Some("name".into())
         );
         assert_eq!(by_law.fields("group", today()), None);
+    }
+
+    #[test]
+    fn extension_data_is_shown_whole_or_one_extension_at_a_time() {
+        let farmer = extension_field(FARMER);
+        let fisher = extension_field("urn:openspp:extension:fisher");
+        let listed = |fields: &[&str]| fields.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(shows(&listed(&["extension"]), &farmer));
+        assert!(shows(&listed(&["name", &farmer]), &farmer));
+        assert!(!shows(&listed(&["name", &farmer]), &fisher));
+        assert!(!shows(&listed(&[&farmer]), "extension"), "one is not all");
+        assert!(!shows(&listed(&["name"]), &farmer));
+        // A consent showing all extensions, a client filter showing one: that one.
+        let mut c = record(
+            terms(RecipientMode::Specific, &["WFP"], &[]),
+            ConsentStatus::Given,
+        );
+        c.terms.scopes[0].field_access = Some(listed(&["name", "extension"]));
+        let access = Access {
+            actor: Actor {
+                field_filter: vec![format!("individual:{farmer}"), "individual:name".into()],
+                ..actor("WFP", "un")
+            },
+            consents: vec![c.clone()],
+        };
+        let mut visible = access.fields("individual", today()).unwrap();
+        visible.sort();
+        assert_eq!(visible, listed(&[&farmer, "name"]));
+        assert!(access.sees("individual", &farmer, today()));
+        assert!(!access.sees("individual", &fisher, today()));
+        // A body may state `extension` when it shows one extension (which ones it states is
+        // checked per extension); not when it shows none.
+        assert!(access
+            .hidden_fields("individual", &listed(&["name", "extension"]), today())
+            .is_ok());
+        c.terms.scopes[0].field_access = Some(listed(&["name"]));
+        let name_only = Access {
+            actor: actor("WFP", "un"),
+            consents: vec![c],
+        };
+        assert!(matches!(
+            name_only.hidden_fields("individual", &listed(&["extension"]), today()),
+            Err(DomainError::Forbidden { field, .. }) if field == "extension"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_consent_names_extensions_by_their_registered_uri() {
+        let given = |fields: &[&str], resource_type: &str| {
+            let mut t = terms(RecipientMode::Specific, &["WFP"], &[]);
+            t.scopes[0].resource_type = resource_type.into();
+            t.scopes[0].field_access = Some(fields.iter().map(|s| s.to_string()).collect());
+            t
+        };
+        let farmer = extension_field(FARMER);
+        TestFramework::<Consent>::with(services())
+            .given_no_previous_events()
+            .when_async(ConsentCommand::Give(given(
+                &["name", "extension.farmer", "extension"],
+                "individual",
+            )))
+            .await
+            .then_expect_events(vec![ConsentEvent::ConsentGiven {
+                terms: given(&["name", &farmer, "extension"], "individual"),
+            }]);
+        for (fields, resource_type) in [
+            (&["extension.farmer"][..], "all"),
+            (&["extension.fisher"][..], "individual"),
+            (&["extension.farmer"][..], "group"),
+            (&["extension"][..], "program_membership"),
+            (&["extension."][..], "individual"),
+        ] {
+            let error = TestFramework::<Consent>::with(services())
+                .given_no_previous_events()
+                .when_async(ConsentCommand::Give(given(fields, resource_type)))
+                .await
+                .inspect_result()
+                .expect_err("refused");
+            assert!(
+                matches!(&error, DomainError::Invalid { field, .. } if field == "scopes[0].field_access"),
+                "{fields:?}: {error:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -50,6 +50,15 @@ pub struct SchemaViolation {
     pub message: String,
 }
 
+/// The most bytes one extension's data may take, as compact JSON: it is stored in an event and
+/// in a read model's row, and read back whole on every read.
+pub const MAX_BYTES: usize = 16 * 1024;
+/// How deeply one extension's data may nest objects and lists (the extension's own object is
+/// level 1).
+pub const MAX_DEPTH: usize = 8;
+/// The most entries a list inside extension data may hold when its schema sets no `maxItems`.
+pub const DEFAULT_MAX_ITEMS: usize = 100;
+
 /// The registered extensions, as the server holds them.
 pub trait ExtensionSchemas: Send + Sync {
     /// The registered URI that `key` names for `resource`: the URI itself or, as OpenSPP
@@ -58,17 +67,111 @@ pub trait ExtensionSchemas: Send + Sync {
     fn resolve(&self, resource: ExtendedResource, key: &str) -> Option<String>;
     /// Checks `data` against the schema registered for `uri`.
     fn check(&self, uri: &str, data: &Value) -> Result<(), SchemaViolation>;
+    /// The JSON Schema registered for `uri`, if any (its lists' `maxItems` bound the data).
+    fn schema(&self, uri: &str) -> Option<Value>;
+}
+
+/// The schema of `key`'s value inside an object described by `schema`.
+fn property_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value> {
+    let schema = schema?;
+    schema
+        .get("properties")
+        .and_then(|p| p.get(key))
+        .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()))
+}
+
+/// The schema of entry `index` of a list described by `schema`.
+fn item_schema(schema: Option<&Value>, index: usize) -> Option<&Value> {
+    let schema = schema?;
+    schema
+        .get("prefixItems")
+        .and_then(|p| p.get(index))
+        .or_else(|| schema.get("items").filter(|s| s.is_object()))
+}
+
+/// Checks that `value` (at `path`, `depth` levels deep) nests at most `MAX_DEPTH` levels, that
+/// each list holds at most its schema's `maxItems` (else `DEFAULT_MAX_ITEMS`) entries, and that
+/// no text holds NUL (which no stored JSON can carry).
+fn bounded(
+    path: &str,
+    value: &Value,
+    schema: Option<&Value>,
+    depth: usize,
+) -> Result<(), DomainError> {
+    let too_deep = || {
+        DomainError::invalid(
+            path,
+            format!("nests more than {MAX_DEPTH} levels of objects and lists"),
+        )
+    };
+    match value {
+        Value::Object(map) => {
+            if depth > MAX_DEPTH {
+                return Err(too_deep());
+            }
+            for (key, value) in map {
+                let path = format!("{path}.{key}");
+                if key.contains('\0') {
+                    return Err(DomainError::invalid(
+                        path,
+                        "must not contain the NUL character",
+                    ));
+                }
+                bounded(&path, value, property_schema(schema, key), depth + 1)?;
+            }
+        }
+        Value::Array(items) => {
+            if depth > MAX_DEPTH {
+                return Err(too_deep());
+            }
+            let max = schema
+                .and_then(|s| s.get("maxItems"))
+                .and_then(Value::as_u64)
+                .map_or(DEFAULT_MAX_ITEMS, |max| {
+                    usize::try_from(max).unwrap_or(usize::MAX)
+                });
+            crate::bounds::items(path, items.len(), max)?;
+            for (index, item) in items.iter().enumerate() {
+                let path = format!("{path}[{index}]");
+                bounded(&path, item, item_schema(schema, index), depth + 1)?;
+            }
+        }
+        Value::String(text) if text.contains('\0') => {
+            return Err(DomainError::invalid(
+                path,
+                "must not contain the NUL character",
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The bounds of one extension's data (`object`, recorded under `uri`): its size, its depth,
+/// its lists. Checked before the schema, so that no validator walks an unbounded document.
+fn within_bounds(uri: &str, object: &Value, schema: Option<&Value>) -> Result<(), DomainError> {
+    let field = format!("extension.{uri}");
+    let size = serde_json::to_vec(object).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_BYTES {
+        return Err(DomainError::invalid(
+            field,
+            format!("is {size} bytes as JSON; extension data may take at most {MAX_BYTES}"),
+        ));
+    }
+    bounded(&field, object, schema, 1)
 }
 
 /// What a body's `extension` changes: each URI with its new data, or `None` to remove what is
 /// recorded under it. A URI the body leaves out keeps its data (OpenSPP reads show extensions
 /// only when asked, so a read-modify-write that never saw them must not erase them); `null`
-/// removes one.
+/// removes one. `visible` says whether the writer may see an extension (by URI): stating one
+/// it may not see is refused whatever the value, as for any hidden field.
 pub fn stated_changes(
     resource: ExtendedResource,
     extension: Option<&Value>,
     current: &ExtensionData,
     schemas: &dyn ExtensionSchemas,
+    visible: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<(String, Option<Value>)>, DomainError> {
     let Some(extension) = extension else {
         return Ok(Vec::new());
@@ -93,6 +196,12 @@ pub fn stated_changes(
                 ))
             }
         };
+        if !visible(&uri) {
+            return Err(DomainError::forbidden(
+                field,
+                "this client may not see this extension, so it may not change it; leave it out",
+            ));
+        }
         let data = match value {
             Value::Null => None,
             Value::Object(object) => {
@@ -110,6 +219,7 @@ pub fn stated_changes(
                     }
                 }
                 let object = Value::Object(object);
+                within_bounds(&uri, &object, schemas.schema(&uri).as_ref())?;
                 schemas.check(&uri, &object).map_err(|violation| {
                     let field = match violation.path.as_str() {
                         "" => format!("extension.{uri}"),
@@ -140,16 +250,19 @@ pub fn change_events<E>(
     extension: Option<&Value>,
     current: &ExtensionData,
     schemas: &dyn ExtensionSchemas,
+    visible: &dyn Fn(&str) -> bool,
     recorded: impl Fn(String, Value) -> E,
     removed: impl Fn(String) -> E,
 ) -> Result<Vec<E>, DomainError> {
-    Ok(stated_changes(resource, extension, current, schemas)?
-        .into_iter()
-        .map(|(url, value)| match value {
-            Some(value) => recorded(url, value),
-            None => removed(url),
-        })
-        .collect())
+    Ok(
+        stated_changes(resource, extension, current, schemas, visible)?
+            .into_iter()
+            .map(|(url, value)| match value {
+                Some(value) => recorded(url, value),
+                None => removed(url),
+            })
+            .collect(),
+    )
 }
 
 /// Applies one recorded change to a registrant's extension data.
@@ -180,6 +293,7 @@ mod tests {
             Some(&body),
             current,
             &FakeExtensions,
+            &|_| true,
         )
     }
 
@@ -235,6 +349,70 @@ mod tests {
     }
 
     #[test]
+    fn extension_data_is_bounded_in_size_depth_and_lists() {
+        let current = ExtensionData::new();
+        let deep = (0..MAX_DEPTH).fold(json!(1), |inner, _| json!({"a": inner}));
+        assert_eq!(
+            field(changes(
+                json!({FARMER: {"farm_size": 1, "deep": deep}}),
+                &current
+            )),
+            format!("extension.{FARMER}.deep{}", ".a".repeat(MAX_DEPTH - 1))
+        );
+        let shallow = (0..MAX_DEPTH - 2).fold(json!(1), |inner, _| json!({"a": inner}));
+        assert!(changes(json!({FARMER: {"farm_size": 1, "deep": shallow}}), &current).is_ok());
+        // `plots` is bounded by its schema's `maxItems`, other lists by the default.
+        assert_eq!(
+            field(changes(
+                json!({FARMER: {"farm_size": 1, "plots": [1, 2, 3, 4]}}),
+                &current
+            )),
+            format!("extension.{FARMER}.plots")
+        );
+        let many: Vec<u32> = (0..=DEFAULT_MAX_ITEMS as u32).collect();
+        assert_eq!(
+            field(changes(
+                json!({FARMER: {"farm_size": 1, "tags": many}}),
+                &current
+            )),
+            format!("extension.{FARMER}.tags")
+        );
+        let enough: Vec<u32> = (0..DEFAULT_MAX_ITEMS as u32).collect();
+        assert!(changes(json!({FARMER: {"farm_size": 1, "tags": enough}}), &current).is_ok());
+        let big = "x".repeat(MAX_BYTES);
+        assert_eq!(
+            field(changes(
+                json!({FARMER: {"farm_size": 1, "note": big}}),
+                &current
+            )),
+            format!("extension.{FARMER}")
+        );
+        assert_eq!(
+            field(changes(
+                json!({FARMER: {"farm_size": 1, "tags": ["a\0"]}}),
+                &current
+            )),
+            format!("extension.{FARMER}.tags[0]")
+        );
+    }
+
+    #[test]
+    fn an_extension_the_writer_may_not_see_is_refused_by_the_name_it_was_sent_under() {
+        let current = ExtensionData::new();
+        let hidden = stated_changes(
+            ExtendedResource::Individual,
+            Some(&json!({"farmer": {"farm_size": 3}})),
+            &current,
+            &FakeExtensions,
+            &|uri| uri != FARMER,
+        );
+        assert!(
+            matches!(&hidden, Err(DomainError::Forbidden { field, .. }) if field == "extension.farmer"),
+            "{hidden:?}"
+        );
+    }
+
+    #[test]
     fn only_what_differs_is_a_change_and_null_removes() {
         let mut current = ExtensionData::new();
         current.insert(FARMER.to_owned(), json!({"farm_size": 3}));
@@ -250,7 +428,8 @@ mod tests {
             ExtendedResource::Individual,
             None,
             &current,
-            &FakeExtensions
+            &FakeExtensions,
+            &|_| true
         )
         .unwrap()
         .is_empty());

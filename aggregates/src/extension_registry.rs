@@ -26,6 +26,75 @@ pub struct ExtensionDefinition {
     pub schema: Value,
 }
 
+/// The annotation that makes a top-level property of an extension's schema a search parameter
+/// of the resources it extends (`"farm_size": {"type": "number", "x-openspp-searchable": true}`
+/// → `GET /Individual?extension.farmer.farm_size=3`). JSON Schema ignores `x-` keywords.
+pub const SEARCHABLE: &str = "x-openspp-searchable";
+
+/// What one value of a searchable property is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKind {
+    Text,
+    Integer,
+    Number,
+    Boolean,
+}
+
+/// A property an extension's schema marks searchable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchableProperty {
+    pub name: String,
+    pub kind: SearchKind,
+    /// A list of such values: a search matches a registrant whose list holds the value.
+    pub list: bool,
+}
+
+fn search_kind(schema: &Value) -> Option<SearchKind> {
+    match schema.get("type")?.as_str()? {
+        "string" => Some(SearchKind::Text),
+        "integer" => Some(SearchKind::Integer),
+        "number" => Some(SearchKind::Number),
+        "boolean" => Some(SearchKind::Boolean),
+        _ => None,
+    }
+}
+
+/// The top-level properties `schema` marks searchable (`SEARCHABLE`). A property so marked
+/// must be matchable by one value: a string, integer, number or boolean, or a list of one of
+/// them; the marker itself is `true` or `false`.
+pub fn searchable_properties(schema: &Value) -> Result<Vec<SearchableProperty>, String> {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(Vec::new());
+    };
+    let mut searchable = Vec::new();
+    for (name, property) in properties {
+        match property.get(SEARCHABLE) {
+            None | Some(Value::Bool(false)) => continue,
+            Some(Value::Bool(true)) => {}
+            Some(_) => return Err(format!("`{SEARCHABLE}` of `{name}` must be true or false")),
+        }
+        let (kind, list) = match search_kind(property) {
+            Some(kind) => (Some(kind), false),
+            None if property.get("type").and_then(Value::as_str) == Some("array") => {
+                (property.get("items").and_then(search_kind), true)
+            }
+            None => (None, false),
+        };
+        let kind = kind.ok_or_else(|| {
+            format!(
+                "`{name}` is marked `{SEARCHABLE}` but is not a string, integer, number or \
+                 boolean, nor a list of one of them (say which with `type`)"
+            )
+        })?;
+        searchable.push(SearchableProperty {
+            name: name.clone(),
+            kind,
+            list,
+        });
+    }
+    Ok(searchable)
+}
+
 /// Whether a document is a JSON Schema the server can apply (the server compiles it with a
 /// JSON Schema implementation; the domain stays free of one).
 pub trait SchemaCompiler: Send + Sync {
@@ -151,6 +220,9 @@ fn validate(
     }
     compiler
         .compile(&definition.schema)
+        .map_err(|reason| DomainError::invalid("schema", reason))?;
+    searchable_properties(&definition.schema)
+        .map(|_| ())
         .map_err(|reason| DomainError::invalid("schema", reason))
 }
 
@@ -250,11 +322,44 @@ mod tests {
             .then_expect_error(DomainError::not_found(format!("Extension {URI}")));
     }
 
+    #[test]
+    fn searchable_properties_are_scalars_or_lists_of_them() {
+        let schema = json!({"type": "object", "properties": {
+            "farm_size": {"type": "number", SEARCHABLE: true},
+            "crops": {"type": "array", "items": {"type": "string"}, SEARCHABLE: true},
+            "organic": {"type": "boolean", SEARCHABLE: false},
+            "notes": {"type": "string"}
+        }});
+        assert_eq!(
+            searchable_properties(&schema).unwrap(),
+            vec![
+                SearchableProperty {
+                    name: "crops".into(),
+                    kind: SearchKind::Text,
+                    list: true
+                },
+                SearchableProperty {
+                    name: "farm_size".into(),
+                    kind: SearchKind::Number,
+                    list: false
+                },
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn bad_registrations_name_the_option() {
         let cases = [
             (json!({"type": "string"}), "schema"),
             (json!({"type": "object", "properties": 1}), "schema"),
+            (
+                json!({"type": "object", "properties": {"plots": {"type": "object", SEARCHABLE: true}}}),
+                "schema",
+            ),
+            (
+                json!({"type": "object", "properties": {"size": {"type": "number", SEARCHABLE: "yes"}}}),
+                "schema",
+            ),
         ];
         for (schema, expected) in cases {
             let error = given()

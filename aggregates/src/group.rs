@@ -10,7 +10,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::bounds;
-use crate::consent::{Access, ConsentRecord};
+use crate::consent::{extension_field, Access, ConsentRecord};
 use crate::error::DomainError;
 use crate::extension::{self, ExtendedResource, ExtensionData};
 use crate::identifiers::{self, IdentifierEntry};
@@ -306,12 +306,14 @@ impl Group {
         &self,
         details: &GroupDetails,
         services: &RegistryServices,
+        visible: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<GroupEvent>, DomainError> {
         extension::change_events(
             ExtendedResource::Group,
             details.extension.as_ref(),
             &self.extension,
             services.extensions.as_ref(),
+            visible,
             |url, value| GroupEvent::ExtensionRecorded { url, value },
             |url| GroupEvent::ExtensionRemoved { url },
         )
@@ -543,7 +545,7 @@ impl Aggregate for Group {
                     return Err(DomainError::AlreadyExists);
                 }
                 validate(&details, services)?;
-                let extensions = self.extension_changes(&details, services)?;
+                let extensions = self.extension_changes(&details, services, &|_| true)?;
                 let mut events = Self::registration(details, services);
                 events.extend(extensions);
                 events
@@ -570,7 +572,8 @@ impl Aggregate for Group {
                     })
                     .map(|m| m.individual.as_str())
                     .collect();
-                let extensions = self.extension_changes(&details, services)?;
+                let visible = |uri: &str| access.sees("group", &extension_field(uri), today);
+                let extensions = self.extension_changes(&details, services, &visible)?;
                 let mut events = self.changes(details, &unseen, services)?;
                 events.extend(extensions);
                 events

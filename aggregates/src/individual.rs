@@ -8,7 +8,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::bounds;
-use crate::consent::Access;
+use crate::consent::{extension_field, Access};
 use crate::error::DomainError;
 use crate::extension::{self, ExtendedResource, ExtensionData};
 use crate::identifiers::{self, IdentifierEntry};
@@ -180,12 +180,14 @@ impl Individual {
         &self,
         details: &IndividualDetails,
         services: &RegistryServices,
+        visible: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<IndividualEvent>, DomainError> {
         extension::change_events(
             ExtendedResource::Individual,
             details.extension.as_ref(),
             &self.extension,
             services.extensions.as_ref(),
+            visible,
             |url, value| IndividualEvent::ExtensionRecorded { url, value },
             |url| IndividualEvent::ExtensionRemoved { url },
         )
@@ -386,7 +388,7 @@ impl Aggregate for Individual {
                     return Err(DomainError::AlreadyExists);
                 }
                 validate(&details, services)?;
-                let extensions = self.extension_changes(&details, services)?;
+                let extensions = self.extension_changes(&details, services, &|_| true)?;
                 let mut events = Self::registration(details);
                 events.extend(extensions);
                 events
@@ -405,7 +407,8 @@ impl Aggregate for Individual {
                 let hidden = access.hidden_fields("individual", &stated, today)?;
                 let details = self.keeping(&hidden, details);
                 validate(&details, services)?;
-                let extensions = self.extension_changes(&details, services)?;
+                let visible = |uri: &str| access.sees("individual", &extension_field(uri), today);
+                let extensions = self.extension_changes(&details, services, &visible)?;
                 let mut events = self.changes(details);
                 events.extend(extensions);
                 events
@@ -946,6 +949,59 @@ mod tests {
                 IndividualEvent::NameChanged { name: d.name },
                 IndividualEvent::GenderChanged { gender: None },
             ]);
+    }
+
+    #[tokio::test]
+    async fn an_extension_the_caller_cannot_see_cannot_be_stated() {
+        use crate::testing::FARMER;
+        let farmer = crate::consent::extension_field(FARMER);
+        let with_farm = |size: i64| {
+            let (mut d, mut stated) = name_only_body();
+            d.extension = Some(json!({"farmer": {"farm_size": size}}));
+            stated.push("extension".into());
+            (d, stated)
+        };
+        let sees = |fields: &[&str]| Access {
+            actor: ngo(),
+            consents: vec![ngo_consent("s", "individual", Some(fields))],
+        };
+        for access in [sees(&["name"]), sees(&["name", "extension.urn:x:other"])] {
+            let (d, stated) = with_farm(3);
+            let error = refused(
+                registered(),
+                IndividualCommand::Replace {
+                    details: d,
+                    stated,
+                    access,
+                },
+            )
+            .await;
+            assert!(
+                matches!(&error, DomainError::Forbidden { field, .. } if field.starts_with("extension")),
+                "{error:?}"
+            );
+        }
+        for access in [
+            sees(&["name", "extension"]),
+            sees(&["name", farmer.as_str()]),
+        ] {
+            let (d, stated) = with_farm(3);
+            Given::with(services())
+                .given(registered())
+                .when_async(IndividualCommand::Replace {
+                    details: d.clone(),
+                    stated,
+                    access,
+                })
+                .await
+                .then_expect_events(vec![
+                    IndividualEvent::NameChanged { name: d.name },
+                    IndividualEvent::ExtensionRecorded {
+                        url: FARMER.into(),
+                        value: json!({"farm_size": 3}),
+                    },
+                ]);
+        }
     }
 
     #[tokio::test]

@@ -29,7 +29,8 @@ pub use consent::{
 pub use error::DomainError;
 pub use extension::{ExtendedResource, ExtensionData, ExtensionSchemas, SchemaViolation};
 pub use extension_registry::{
-    ExtensionCommand, ExtensionDefinition, ExtensionEvent, ExtensionRegistration, SchemaCompiler,
+    searchable_properties, ExtensionCommand, ExtensionDefinition, ExtensionEvent,
+    ExtensionRegistration, SchemaCompiler, SearchKind, SearchableProperty, SEARCHABLE,
 };
 pub use group::{Group, GroupCommand, GroupDetails, GroupEvent, Member, MemberSpec};
 pub use identifiers::IdentifierEntry;

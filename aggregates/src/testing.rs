@@ -63,6 +63,16 @@ impl ExtensionSchemas for FakeExtensions {
             _ => Ok(()),
         }
     }
+
+    /// `plots` is bounded by its schema (3), any other list by the server's default.
+    fn schema(&self, uri: &str) -> Option<serde_json::Value> {
+        (uri == FARMER).then(|| {
+            serde_json::json!({"type": "object", "properties": {
+                "farm_size": {"type": "number"},
+                "plots": {"type": "array", "maxItems": 3}
+            }})
+        })
+    }
 }
 
 struct FixedClock;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use openspp_aggregates::consent::ConsentStatus;
+use openspp_aggregates::consent::{named_extension, ConsentStatus, EXTENSION};
 use openspp_aggregates::ConsentRecord;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
@@ -33,9 +33,9 @@ pub fn push_visible(
     qb: &mut QueryBuilder<'_, Postgres>,
     visibility: &Visibility,
     resource_type: &'static str,
-    fields: impl IntoIterator<Item = &'static str>,
+    fields: impl IntoIterator<Item = String>,
 ) {
-    let mut fields: Vec<&'static str> = fields.into_iter().collect();
+    let mut fields: Vec<String> = fields.into_iter().collect();
     fields.sort_unstable();
     fields.dedup();
     if fields.is_empty() {
@@ -64,7 +64,7 @@ fn push_admitted(
     visibility: &Visibility,
     resource_type: &'static str,
     subject_column: &'static str,
-    field: Option<&'static str>,
+    field: Option<String>,
 ) {
     let Visibility::Consented {
         organization,
@@ -86,15 +86,20 @@ fn push_admitted(
             .push("]::text[])) AND (")
             .push_bind(resource_type)
             .push(" = ANY(c.resource_types) OR 'all' = ANY(c.resource_types))");
-        if let Some(field) = field {
+        if let Some(field) = &field {
             // `consent_field_access` (migration 0011) follows `ConsentRecord::scope_for`.
             qb.push(" AND (c.field_access -> ")
                 .push_bind(resource_type)
                 .push(" = 'null'::jsonb OR c.field_access -> ")
-                .push_bind(resource_type)
-                .push(" ? ")
-                .push_bind(field)
-                .push(")");
+                .push_bind(resource_type);
+            if named_extension(field).is_some() {
+                // One extension's data is shown by its own name or by `extension` (`shows`).
+                qb.push(" ?| ")
+                    .push_bind(vec![field.clone(), EXTENSION.to_owned()]);
+            } else {
+                qb.push(" ? ").push_bind(field.clone());
+            }
+            qb.push(")");
         }
     };
     qb.push(" AND ")

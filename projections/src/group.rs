@@ -5,6 +5,7 @@ use openspp_aggregates::{Group, Identifier};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
 use crate::consent::{push_visible, Visibility};
+use crate::extension::ExtensionFilter;
 use crate::feed::StoredEvent;
 use crate::fold::fold_streams;
 use crate::runner::ProjectionError;
@@ -22,6 +23,8 @@ pub struct GroupQuery {
     pub group_type: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
     pub active: Option<bool>,
+    /// Properties of extension data (`extension.dwelling.rooms=3`).
+    pub extension: Vec<ExtensionFilter>,
     pub sort: Vec<SortKey>,
     pub visibility: Visibility,
 }
@@ -36,8 +39,8 @@ pub const SORT_COLUMNS: [(&str, &str); 3] = [
 impl GroupQuery {
     /// The fields this search filters or sorts on, with the parameter that names each (see
     /// `IndividualQuery::fields`).
-    pub fn fields(&self) -> Vec<(&'static str, &'static str)> {
-        let mut fields = Vec::new();
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let mut fields: Vec<(&str, &str)> = Vec::new();
         if self.name.is_some() {
             fields.push(("name", "name"));
         }
@@ -54,7 +57,15 @@ impl GroupQuery {
                 _ => {}
             }
         }
+        let extension = self
+            .extension
+            .iter()
+            .map(|filter| (filter.parameter.clone(), filter.field()));
         fields
+            .into_iter()
+            .map(|(parameter, field)| (parameter.to_owned(), field.to_owned()))
+            .chain(extension)
+            .collect()
     }
 }
 
@@ -149,6 +160,9 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
     if let Some(active) = query.active {
         qb.push(" AND active = ").push_bind(active);
+    }
+    for filter in &query.extension {
+        filter.push(qb);
     }
 }
 

@@ -8,6 +8,7 @@ use openspp_aggregates::{Identifier, Individual};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::consent::{push_visible, Visibility};
+use crate::extension::ExtensionFilter;
 use crate::feed::StoredEvent;
 use crate::fold::{fold_streams, Folded, UPSERT_CHUNK};
 use crate::runner::ProjectionError;
@@ -18,7 +19,7 @@ use crate::view::{self, search_text, ViewRow};
 
 pub type IndividualRow = ViewRow<Individual>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct IndividualQuery {
     pub identifier: Option<Identifier>,
     pub name: Option<String>,
@@ -27,6 +28,8 @@ pub struct IndividualQuery {
     pub address: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
     pub active: Option<bool>,
+    /// Properties of extension data (`extension.farmer.farm_size=3`).
+    pub extension: Vec<ExtensionFilter>,
     pub sort: Vec<SortKey>,
     pub visibility: Visibility,
 }
@@ -42,8 +45,8 @@ pub const SORT_COLUMNS: [(&str, &str); 4] = [
 impl IndividualQuery {
     /// The fields this search filters or sorts on, with the parameter that names each. The
     /// identifier and `meta` (`_lastUpdated`) are visible to every reader and not listed.
-    pub fn fields(&self) -> Vec<(&'static str, &'static str)> {
-        let mut fields = Vec::new();
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let mut fields: Vec<(&str, &str)> = Vec::new();
         if self.name.is_some() {
             fields.push(("name", "name"));
         }
@@ -66,7 +69,15 @@ impl IndividualQuery {
                 _ => {}
             }
         }
+        let extension = self
+            .extension
+            .iter()
+            .map(|filter| (filter.parameter.clone(), filter.field()));
         fields
+            .into_iter()
+            .map(|(parameter, field)| (parameter.to_owned(), field.to_owned()))
+            .chain(extension)
+            .collect()
     }
 }
 
@@ -185,6 +196,9 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
     if let Some(active) = query.active {
         qb.push(" AND active = ").push_bind(active);
     }
+    for filter in &query.extension {
+        filter.push(qb);
+    }
 }
 
 pub async fn search(
@@ -200,6 +214,35 @@ pub async fn search(
         page,
     )
     .await
+}
+
+/// The plans PostgreSQL chooses for the two statements `search` runs (the count, then the
+/// page), planned with this query's values as `search` plans them: so that a test can hold a
+/// search parameter to its index at a realistic size.
+pub async fn plans(
+    pool: &PgPool,
+    query: &IndividualQuery,
+    page: Page,
+) -> sqlx::Result<Vec<String>> {
+    let mut plans = Vec::with_capacity(2);
+    for page_statement in [false, true] {
+        let mut qb = QueryBuilder::new(if page_statement {
+            "EXPLAIN SELECT aggregate_id, version, state FROM individual_view"
+        } else {
+            "EXPLAIN SELECT count(*) FROM individual_view"
+        });
+        push_filters(&mut qb, query);
+        if page_statement {
+            crate::search::push_order(&mut qb, &query.sort, page);
+        }
+        let lines: Vec<String> = qb
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_all(pool)
+            .await?;
+        plans.push(lines.join("\n"));
+    }
+    Ok(plans)
 }
 
 /// The identifier (`system|value`) by which other resources reference each individual.

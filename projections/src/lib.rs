@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod consent;
+pub mod extension;
 pub mod feed;
 mod fold;
 pub mod group;

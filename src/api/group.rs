@@ -52,6 +52,7 @@ pub struct GroupResource {
     )]
     #[schema(max_items = 10)]
     pub address: Vec<Address>,
+    /// Registered extension data, as for Individual (`_extensions` on reads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,10 +114,12 @@ fn household() -> String {
 }
 
 impl GroupResource {
+    /// `extension` is the extension data as the request asked to see it (`_extensions`).
     pub fn render(
         row: &ViewRow<Group>,
         references: &HashMap<String, String>,
         vocabulary: &Vocabularies,
+        extension: Option<serde_json::Value>,
     ) -> Self {
         let state = &row.state;
         let quantity = state.quantity();
@@ -147,7 +150,7 @@ impl GroupResource {
             ),
             quantity: Some(quantity),
             address: state.address.iter().map(Into::into).collect(),
-            extension: None,
+            extension,
             meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
         }
     }

@@ -62,7 +62,9 @@ pub struct IndividualResource {
     )]
     #[schema(max_items = 100)]
     pub group_membership: Vec<GroupMembershipRef>,
-    /// Module-specific fields.
+    /// Registered extension data, by extension URI or short key (`{"farmer": {"farm_size":
+    /// 3}}`). Reads show it only when asked (`_extensions`), each extension under its short key
+    /// with its `url` (OpenSPP's shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,10 +119,12 @@ impl IndividualResource {
         })
     }
 
+    /// `extension` is the extension data as the request asked to see it (`_extensions`).
     pub fn render(
         row: &ViewRow<Individual>,
         memberships: &[GroupMembershipRow],
         vocabulary: &Vocabularies,
+        extension: Option<serde_json::Value>,
     ) -> Self {
         let state = &row.state;
         Self {
@@ -148,7 +152,7 @@ impl IndividualResource {
                     period: Some(Period::stored(Some(m.start_date), None)),
                 })
                 .collect(),
-            extension: None,
+            extension,
             meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
         }
     }

@@ -38,12 +38,18 @@ impl Params {
         Ok(Self(pairs))
     }
 
-    /// `_at` of a single read, the only parameter a single read takes.
-    pub fn at_only(uri: &Uri) -> Result<Option<String>, ApiError> {
-        let mut params = Self::from_uri(uri)?;
-        let at = params.one("_at")?;
-        params.finish()?;
-        Ok(at)
+    /// Every parameter whose name starts with `prefix` (`extension.`), as `(name, value)`,
+    /// in the order given; a parameter given empty is left out, as `one` leaves it out.
+    pub fn prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
+        let (taken, rest) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(key, _)| key.starts_with(prefix));
+        self.0 = rest;
+        let taken: Vec<(String, String)> = taken;
+        taken
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .collect()
     }
 
     pub fn all(&mut self, name: &str) -> Vec<String> {

@@ -14,8 +14,10 @@ use sqlx::PgPool;
 
 use crate::api::reference::parse_identifier;
 use crate::auth::scopes;
+use crate::extensions::{ExtensionCatalog, Extensions};
 use crate::store::claims::resolve_program;
-use openspp_aggregates::consent::LEGAL_BASES;
+use openspp_aggregates::consent::{self, LEGAL_BASES};
+use openspp_aggregates::{ExtendedResource, ExtensionSchemas};
 
 #[derive(Debug, Clone)]
 pub struct NewClient {
@@ -118,13 +120,47 @@ fn validate_scopes(given: &[String]) -> anyhow::Result<()> {
 fn validate_fields(given: &[String]) -> anyhow::Result<()> {
     for entry in given {
         let known = entry.split_once(':').is_some_and(|(resource, field)| {
-            openspp_aggregates::consent::consentable_fields(resource).contains(&field)
+            let fields = consent::consentable_fields(resource);
+            fields.contains(&field)
+                || (consent::named_extension(field).is_some()
+                    && fields.contains(&consent::EXTENSION))
         });
         if !known {
-            bail!("--field `{entry}` must be RESOURCE:FIELD, e.g. individual:name");
+            bail!(
+                "--field `{entry}` must be RESOURCE:FIELD, e.g. individual:name or \
+                 individual:extension.farmer"
+            );
         }
     }
     Ok(())
+}
+
+/// The field filter as it is stored: one extension named by its registered URI
+/// (`individual:extension.urn:openspp:extension:farmer`), as consents name it, whatever name
+/// the operator gave (`individual:extension.farmer`).
+async fn canonical_fields(pool: &PgPool, given: &[String]) -> anyhow::Result<Vec<String>> {
+    if !given.iter().any(|entry| entry.contains(":extension.")) {
+        return Ok(given.to_vec());
+    }
+    let mut conn = pool.acquire().await?;
+    let extensions = Extensions::new(ExtensionCatalog::load(&mut conn).await?);
+    given
+        .iter()
+        .map(|entry| {
+            let Some((resource, field)) = entry.split_once(':') else {
+                return Ok(entry.clone());
+            };
+            let Some(name) = consent::named_extension(field) else {
+                return Ok(entry.clone());
+            };
+            let uri = ExtendedResource::parse(resource)
+                .and_then(|resource| extensions.resolve(resource, name))
+                .with_context(|| {
+                    format!("--field `{entry}`: no extension `{name}` is registered for {resource}")
+                })?;
+            Ok(format!("{resource}:{}", consent::extension_field(&uri)))
+        })
+        .collect()
 }
 
 fn validate_programs(given: &[String]) -> anyhow::Result<()> {
@@ -153,6 +189,7 @@ async fn resolve_programs(pool: &PgPool, programs: &[String]) -> anyhow::Result<
 
 pub async fn create_client(pool: &PgPool, client: NewClient) -> anyhow::Result<CreatedClient> {
     validate(&client)?;
+    let field_filter = canonical_fields(pool, &client.field_filter).await?;
     let allowed_programs = resolve_programs(pool, &client.allowed_programs).await?;
     let client_id = format!("client_{}", random_token(16));
     let client_secret = random_token(32);
@@ -174,7 +211,7 @@ pub async fn create_client(pool: &PgPool, client: NewClient) -> anyhow::Result<C
     .bind(hash)
     .bind(&client.scopes)
     .bind(&allowed_programs)
-    .bind(&client.field_filter)
+    .bind(&field_filter)
     .bind(client.require_consent)
     .bind(&client.legal_basis)
     .bind(client.rate_limit_per_minute as i32)
@@ -254,9 +291,13 @@ pub async fn update_client(
     if let Some(scopes) = &changes.scopes {
         validate_scopes(scopes)?;
     }
-    if let Some(fields) = &changes.field_filter {
-        validate_fields(fields)?;
-    }
+    let field_filter = match &changes.field_filter {
+        Some(fields) => {
+            validate_fields(fields)?;
+            Some(canonical_fields(pool, fields).await?)
+        }
+        None => None,
+    };
     let programs = match &changes.allowed_programs {
         Some(programs) => {
             validate_programs(programs)?;
@@ -275,7 +316,7 @@ pub async fn update_client(
     .bind(client_id)
     .bind(&changes.scopes)
     .bind(&programs)
-    .bind(&changes.field_filter)
+    .bind(&field_filter)
     .bind(changes.rate_limit_per_minute.map(|n| n as i32))
     .bind(changes.rate_limit_per_day.map(|n| n as i32))
     .execute(pool)

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::{Date, Group, GroupCommand, GroupDetails, MemberSpec};
+use openspp_aggregates::{Date, ExtendedResource, Group, GroupCommand, GroupDetails, MemberSpec};
 use openspp_projections::consent;
 use openspp_projections::group::{self as view, GroupQuery};
 use openspp_projections::individual::primary_identifiers;
@@ -23,6 +23,7 @@ use crate::api::stated::Stated;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
+use crate::extensions::Shown;
 use crate::resource::{
     self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
     Searchable, Snapshot,
@@ -31,6 +32,7 @@ use openspp_aggregates::Individual;
 
 const RESOURCE: &str = "Group";
 const SCOPE: &str = "group";
+const EXTENDED: ExtendedResource = ExtendedResource::Group;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -103,6 +105,7 @@ type MemberReferences = HashMap<String, String>;
 impl Resource for Group {
     const SCOPE: &'static str = SCOPE;
     const VIEW: Option<&'static str> = Some("group_view");
+    const EXTENDED: Option<ExtendedResource> = Some(EXTENDED);
     type Rendered = GroupResource;
     type Context = MemberReferences;
 
@@ -131,7 +134,14 @@ impl Resource for Group {
     }
 
     fn render(call: &Call, references: &MemberReferences, row: &Snapshot<Self>) -> GroupResource {
-        GroupResource::render(row, references, &call.state.vocabulary)
+        GroupResource::render(
+            row,
+            references,
+            &call.state.vocabulary,
+            call.state
+                .extensions
+                .shown(EXTENDED, &row.state.extension, call.shown_extensions()),
+        )
     }
 
     /// The members `member` names.
@@ -168,6 +178,10 @@ impl Searchable for Group {
             group_type: params.one("groupType")?,
             last_updated: params.instants("_lastUpdated")?,
             active: params.boolean("active")?,
+            extension: call
+                .state
+                .extensions
+                .filters(EXTENDED, &params.prefixed("extension."))?,
             visibility: call.principal.visibility(),
             sort: params.sort(
                 &view::SORT_COLUMNS,
@@ -200,6 +214,8 @@ impl Searchable for Group {
         ("_count" = Option<i64>, Query, description = "1-100, default 20"),
         ("_offset" = Option<i64>, Query),
         ("_sort" = Option<String>, Query, description = "name, groupType, _lastUpdated; `-` for descending"),
+        ("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show in each result; none by default (as OpenSPP)"),
+        ("extension.{key}.{property}" = Option<String>, Query, description = "A property an extension's schema marks `x-openspp-searchable` equals this value (a list property: holds it); repeatable; `/metadata` lists them"),
     ),
     responses(
         (status = 200, body = SearchResult<GroupResource>),
@@ -215,21 +231,29 @@ async fn search(
 
 /// Register a group, optionally with its first members.
 #[utoipa::path(post, path = "/Group", tag = "Group",
+    params(("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote")),
     request_body = GroupResource,
     responses(
         (status = 201, body = GroupResource, description = "Registered; `Location` and `ETag` set"),
-        (status = 403, body = OperationOutcome, description = "The client acts under consent: registering is the data controller's act"),
+        (status = 403, body = OperationOutcome, description = "The client acts under consent (registering is the data controller's act), or the body states a field or extension its field filter hides"),
         (status = 409, body = OperationOutcome),
         (status = 422, body = OperationOutcome),
     ),
     security(("bearer" = ["group:create"])))]
 async fn create(
     call: Call,
-    body: Result<ApiJson<GroupResource>, ApiError>,
+    OriginalUri(uri): OriginalUri,
+    body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     call.principal.require_controller("register groups")?;
-    let ApiJson(body) = body?;
+    let Stated { body, fields } = body?;
+    let stated = call
+        .state
+        .extensions
+        .stated(EXTENDED, body.extension.as_ref());
+    call.principal.may_register(SCOPE, &fields, &stated)?;
+    resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
     let details = details(body, &call).await?;
     let subject = details.identifiers.first().map(|i| i.key());
     resource::create::<Group>(&call, subject, GroupCommand::Register(details)).await
@@ -241,6 +265,7 @@ async fn create(
     params(
         ("id" = String, Path, description = "`system|value`, URL-encoded"),
         ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
+        ("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote"),
     ),
     request_body = GroupResource,
     responses(
@@ -256,10 +281,16 @@ async fn replace(
     call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
     body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let Stated { body, fields } = body?;
+    let stated = call
+        .state
+        .extensions
+        .stated(EXTENDED, body.extension.as_ref());
+    resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
     let target = Group::locate(&call, &id).await?;
     let details = details(body, &call).await?;
     let member_consents = if call.principal.require_consent {

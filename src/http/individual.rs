@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::{Individual, IndividualCommand};
+use openspp_aggregates::{ExtendedResource, Individual, IndividualCommand};
 use openspp_projections::individual::{self as view, GroupMembershipRow, IndividualQuery};
 use openspp_projections::search::{Found, Page, SortKey};
 use serde_json::Value;
@@ -12,7 +12,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::individual::IndividualResource;
-use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, SearchResult};
@@ -20,6 +19,7 @@ use crate::api::stated::Stated;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
+use crate::extensions::Shown;
 use crate::resource::{
     self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
     Searchable, Snapshot,
@@ -27,6 +27,7 @@ use crate::resource::{
 
 const RESOURCE: &str = "Individual";
 const SCOPE: &str = "individual";
+const EXTENDED: ExtendedResource = ExtendedResource::Individual;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,6 +44,7 @@ type Memberships = HashMap<String, Vec<GroupMembershipRow>>;
 impl Resource for Individual {
     const SCOPE: &'static str = SCOPE;
     const VIEW: Option<&'static str> = Some("individual_view");
+    const EXTENDED: Option<ExtendedResource> = Some(EXTENDED);
     type Rendered = IndividualResource;
     type Context = Memberships;
 
@@ -79,7 +81,14 @@ impl Resource for Individual {
             .get(&row.aggregate_id)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        IndividualResource::render(row, mine, &call.state.vocabulary)
+        IndividualResource::render(
+            row,
+            mine,
+            &call.state.vocabulary,
+            call.state
+                .extensions
+                .shown(EXTENDED, &row.state.extension, call.shown_extensions()),
+        )
     }
 
     /// The groups `groupMembership` names.
@@ -118,6 +127,10 @@ impl Searchable for Individual {
             address: params.one("address")?,
             last_updated: params.instants("_lastUpdated")?,
             active: params.boolean("active")?,
+            extension: call
+                .state
+                .extensions
+                .filters(EXTENDED, &params.prefixed("extension."))?,
             visibility: call.principal.visibility(),
             sort: params.sort(
                 &view::SORT_COLUMNS,
@@ -152,6 +165,8 @@ impl Searchable for Individual {
         ("_count" = Option<i64>, Query, description = "1-100, default 20"),
         ("_offset" = Option<i64>, Query),
         ("_sort" = Option<String>, Query, description = "name, given, birthdate, _lastUpdated; `-` for descending"),
+        ("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show in each result; none by default (as OpenSPP)"),
+        ("extension.{key}.{property}" = Option<String>, Query, description = "A property an extension's schema marks `x-openspp-searchable` equals this value (a list property: holds it); repeatable; `/metadata` lists them"),
     ),
     responses(
         (status = 200, body = SearchResult<IndividualResource>),
@@ -169,21 +184,29 @@ async fn search(
 
 /// Register an individual.
 #[utoipa::path(post, path = "/Individual", tag = "Individual",
+    params(("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote")),
     request_body = IndividualResource,
     responses(
         (status = 201, body = IndividualResource, description = "Registered; `Location` and `ETag` set"),
-        (status = 403, body = OperationOutcome, description = "The client acts under consent: registering is the data controller's act"),
+        (status = 403, body = OperationOutcome, description = "The client acts under consent (registering is the data controller's act), or the body states a field or extension its field filter hides"),
         (status = 409, body = OperationOutcome, description = "An identifier is already in use"),
         (status = 422, body = OperationOutcome),
     ),
     security(("bearer" = ["individual:create"])))]
 async fn create(
     call: Call,
-    body: Result<ApiJson<IndividualResource>, ApiError>,
+    OriginalUri(uri): OriginalUri,
+    body: Result<Stated<IndividualResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     call.principal.require_controller("register individuals")?;
-    let ApiJson(body) = body?;
+    let Stated { body, fields } = body?;
+    let stated = call
+        .state
+        .extensions
+        .stated(EXTENDED, body.extension.as_ref());
+    call.principal.may_register(SCOPE, &fields, &stated)?;
+    resource::answer_extensions::<Individual>(&call, &uri, Shown::stated(&stated))?;
     let details = body.into_details()?;
     let subject = details.identifiers.first().map(|i| i.key());
     resource::create::<Individual>(&call, subject, IndividualCommand::Register(details)).await
@@ -195,6 +218,7 @@ async fn create(
     params(
         ("id" = String, Path, description = "`system|value`, URL-encoded"),
         ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
+        ("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote"),
     ),
     request_body = IndividualResource,
     responses(
@@ -210,10 +234,16 @@ async fn replace(
     call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
     body: Result<Stated<IndividualResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let Stated { body, fields } = body?;
+    let stated = call
+        .state
+        .extensions
+        .stated(EXTENDED, body.extension.as_ref());
+    resource::answer_extensions::<Individual>(&call, &uri, Shown::stated(&stated))?;
     let target = Individual::locate(&call, &id).await?;
     let details = body.into_details()?;
     let write = target.change(if_match, |access| IndividualCommand::Replace {

@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::Json;
+use openspp_aggregates::ExtendedResource;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
@@ -21,6 +22,7 @@ fn extensions(state: &AppState) -> Vec<Value> {
                 "module": e.definition.name,
                 "applies_to": e.definition.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
                 "fields": e.fields(),
+                "searchable": e.searchable.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
                 "schema": e.definition.schema,
             })
         })
@@ -38,6 +40,20 @@ pub async fn capability_statement(State(state): State<AppState>) -> Json<Value> 
             .chain(search_common.iter())
             .map(|name| json!({"name": name}))
             .collect()
+    };
+    // A registrant's search also takes `_extensions`, and each property its extensions mark
+    // searchable (`extension.farmer.farm_size`).
+    let catalog = state.extensions.catalog();
+    let extended = |names: &[&str], resource: ExtendedResource| -> Vec<Value> {
+        let mut all = params(names);
+        all.push(json!({"name": "_extensions"}));
+        all.extend(
+            catalog
+                .search_parameters(resource)
+                .into_iter()
+                .map(|name| json!({"name": name})),
+        );
+        all
     };
     Json(json!({
         "resourceType": "CapabilityStatement",
@@ -59,14 +75,14 @@ pub async fn capability_statement(State(state): State<AppState>) -> Json<Value> 
                     "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}, {"code": "update"}],
                     "versioning": "versioned-update",
                     "conditionalUpdate": true,
-                    "searchParam": params(&["identifier", "name", "birthdate", "gender", "address", "active"])
+                    "searchParam": extended(&["identifier", "name", "birthdate", "gender", "address", "active"], ExtendedResource::Individual)
                 },
                 {
                     "type": "Group",
                     "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}, {"code": "update"}],
                     "versioning": "versioned-update",
                     "conditionalUpdate": true,
-                    "searchParam": params(&["identifier", "name", "groupType", "active"]),
+                    "searchParam": extended(&["identifier", "name", "groupType", "active"], ExtendedResource::Group),
                     "operation": [{"name": "add-member"}, {"name": "remove-member"}]
                 },
                 {

@@ -17,6 +17,7 @@ macro_rules! read_routes {
             params(
                 ("id" = String, Path, description = $id),
                 ("_at" = Option<String>, Query, description = "An RFC 3339 instant: the resource as it was then"),
+                ("_extensions" = Option<String>, Query, description = "Where the resource has extensions: `*`, or the URIs or names of those to show; none by default"),
             ),
             responses(
                 (status = 200, body = $body, description = "With `ETag`"),
@@ -43,6 +44,7 @@ macro_rules! read_routes {
                 ("_at" = Option<String>, Query, description = "Only versions recorded up to this instant"),
                 ("_count" = Option<i64>, Query, description = "1-100, default 20"),
                 ("_offset" = Option<i64>, Query),
+                ("_extensions" = Option<String>, Query, description = "Where the resource has extensions: `*` (the default here) or the URIs or names of those to show"),
             ),
             responses(
                 (status = 200, description = "FHIR Bundle of type history"),
@@ -67,6 +69,7 @@ macro_rules! read_routes {
             params(
                 ("id" = String, Path, description = $id),
                 ("versionId" = String, Path, description = "A `meta.versionId`"),
+                ("_extensions" = Option<String>, Query, description = "Where the resource has extensions: `*`, or the URIs or names of those to show; none by default"),
             ),
             responses(
                 (status = 200, description = "The resource as it was, with its `ETag`"),
@@ -79,8 +82,9 @@ macro_rules! read_routes {
         async fn vread(
             call: crate::resource::Call,
             axum::extract::Path((id, version)): axum::extract::Path<(String, String)>,
+            axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
         ) -> Result<crate::resource::Answer, crate::error::ApiError> {
-            crate::resource::vread::<$resource>(&call, &id, &version).await
+            crate::resource::vread::<$resource>(&call, &id, &version, &uri).await
         }
 
         /// Recomputes the hash chain and names the first broken version, if any.

@@ -1,6 +1,8 @@
 //! One request as the application layer sees it (DESIGN's CommandContext): the server's state,
 //! the client behind the token, the request's provenance, and the access-log entry it builds.
 
+use std::sync::OnceLock;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
@@ -8,6 +10,7 @@ use crate::api::provenance::Provenance;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::extensions::Shown;
 use crate::resource::audit::{Audit, Interaction};
 
 pub struct Call {
@@ -15,6 +18,9 @@ pub struct Call {
     pub principal: Principal,
     pub provenance: Provenance,
     pub audit: Audit,
+    /// Which extensions this request's answers show (`_extensions`), once the operation has
+    /// read the parameter; none until then, as OpenSPP.
+    extensions: OnceLock<Shown>,
 }
 
 impl Call {
@@ -37,6 +43,17 @@ impl Call {
         );
         Ok(())
     }
+
+    /// Notes which extensions this request's answers show; the first choice stands.
+    pub fn show_extensions(&self, shown: Shown) {
+        let _ = self.extensions.set(shown);
+    }
+
+    /// Which extensions this request's answers show.
+    pub fn shown_extensions(&self) -> &Shown {
+        const NONE: &Shown = &Shown::None;
+        self.extensions.get().unwrap_or(NONE)
+    }
 }
 
 impl FromRequestParts<AppState> for Call {
@@ -52,6 +69,7 @@ impl FromRequestParts<AppState> for Call {
             principal,
             provenance,
             audit,
+            extensions: OnceLock::new(),
         })
     }
 }

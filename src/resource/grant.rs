@@ -4,6 +4,7 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::NaiveDate;
+use openspp_aggregates::consent::{extension_field, shows, shows_any_extension, EXTENSION};
 use openspp_aggregates::{Access, Actor, ConsentRecord};
 use openspp_projections::consent::Visibility;
 use serde_json::Value;
@@ -58,18 +59,42 @@ impl Principal {
     pub fn may_search_on(
         &self,
         resource_type: &str,
-        fields: &[(&'static str, &'static str)],
+        fields: &[(String, String)],
     ) -> Result<(), ApiError> {
         let Some(allowed) = self.actor().filtered_fields(resource_type) else {
             return Ok(());
         };
-        match fields
-            .iter()
-            .find(|(_, field)| !allowed.iter().any(|a| a == field))
-        {
+        match fields.iter().find(|(_, field)| !shows(&allowed, field)) {
             Some((parameter, field)) => Err(ApiError::forbidden(
                 Some(parameter),
                 format!("this client may not see `{field}`, so it may not search or sort by it"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a registration whose body states a field the client's own field filter hides
+    /// (`stated`: the body's top-level fields; `extensions`: each extension it states, as the
+    /// key it was sent under and its URI), as a replacement is refused: a client may not write
+    /// what it may not read back. A registration is the data controller's, so no consent
+    /// narrows it further.
+    pub fn may_register(
+        &self,
+        resource_type: &str,
+        stated: &[String],
+        extensions: &[(String, String)],
+    ) -> Result<(), ApiError> {
+        let access = self.access(Vec::new());
+        access
+            .hidden_fields(resource_type, stated, today())
+            .map_err(crate::resource::domain_error)?;
+        match extensions
+            .iter()
+            .find(|(_, uri)| !access.sees(resource_type, &extension_field(uri), today()))
+        {
+            Some((key, _)) => Err(ApiError::forbidden(
+                Some(&format!("{EXTENSION}.{key}")),
+                "this client may not see this extension, so it may not write it; leave it out",
             )),
             None => Ok(()),
         }
@@ -162,19 +187,32 @@ impl Grant {
         }
     }
 
-    /// Whether the grant lets the caller see the top-level `field`.
+    /// Whether the grant lets the caller see `field` (a top-level field, or one extension's
+    /// data: `extension.<uri>`).
     pub fn allows(&self, field: &str) -> bool {
         ALWAYS.contains(&field)
             || self
                 .fields
                 .as_ref()
-                .is_none_or(|allowed| allowed.iter().any(|f| f == field))
+                .is_none_or(|allowed| shows(allowed, field))
     }
 
-    /// Drops every top-level field the grant does not allow.
+    /// Drops every field the grant does not allow: top-level fields, and within `extension`
+    /// each extension (named by its `url`) the grant does not show.
     pub fn filter(&self, mut resource: Value) -> Value {
         if let (Some(allowed), Value::Object(map)) = (&self.fields, &mut resource) {
-            map.retain(|key, _| ALWAYS.contains(&key.as_str()) || allowed.contains(key));
+            map.retain(|key, _| {
+                ALWAYS.contains(&key.as_str())
+                    || allowed.contains(key)
+                    || (key == EXTENSION && shows_any_extension(allowed))
+            });
+            if let Some(Value::Object(extensions)) = map.get_mut(EXTENSION) {
+                extensions.retain(|_, data| {
+                    data.get("url")
+                        .and_then(Value::as_str)
+                        .is_some_and(|uri| shows(allowed, &extension_field(uri)))
+                });
+            }
         }
         resource
     }

@@ -151,18 +151,18 @@ fn provenance(event: &Recorded) -> Value {
 }
 
 /// The versions as a FHIR `history` Bundle, newest first, with `_since`, `_at`, `_count`,
-/// `_offset`. `render` shows a version as a read would; `grant`, if given, is applied to every
+/// `_offset` (taken from `params`, the query of `uri` less what the caller took). `render` shows a version as a read would; `grant`, if given, is applied to every
 /// version before the changes are computed, so hidden fields appear neither in the resources
 /// nor in `changes`. Under a field-limited grant a version that changed only hidden fields is
 /// left out: its event's name alone ("Birth date changed") would tell what the consent hides.
 pub fn bundle<A>(
     uri: &Uri,
+    mut params: Params,
     path: &str,
     versions: &[Version<A>],
     grant: Option<&Grant>,
     render: impl Fn(&Version<A>) -> Value,
 ) -> Result<Value, ApiError> {
-    let mut params = Params::from_uri(uri)?;
     let page = params.page()?;
     let since = params.instants("_since")?;
     let at = params.instant("_at")?;

@@ -15,6 +15,7 @@ use crate::api::schema::SearchResult;
 use crate::api::BASE;
 use crate::auth::Action;
 use crate::error::ApiError;
+use crate::extensions::Shown;
 use crate::resource::answer::{answer, rendered, show, Answer};
 use crate::resource::audit::Interaction;
 use crate::resource::call::Call;
@@ -26,10 +27,57 @@ use crate::store::verify::Verification;
 /// The scope auditors' operations need.
 const AUDIT: &str = "audit";
 
+/// Takes `_extensions` of a resource that has extensions and notes on the call which
+/// extensions its answers show (`default` without the parameter). For other resources the
+/// parameter is left to be refused as unknown.
+fn choose_extensions<R: Resource>(
+    call: &Call,
+    params: &mut Params,
+    default: Shown,
+) -> Result<(), ApiError> {
+    let Some(resource) = R::EXTENDED else {
+        return Ok(());
+    };
+    let shown = match params.one("_extensions")? {
+        None => default,
+        Some(names) => call
+            .state
+            .extensions
+            .catalog()
+            .choose(resource, &names)
+            .map_err(|name| {
+                ApiError::bad_request(
+                    Some("_extensions"),
+                    format!(
+                        "`{name}` is not an extension registered for {}; use `*`, or URIs or \
+                         names /metadata lists",
+                        R::TYPE
+                    ),
+                )
+            })?,
+    };
+    call.show_extensions(shown);
+    Ok(())
+}
+
+/// Which extensions the answer to a write shows: those `_extensions` of its URI names, else
+/// `stated` (the extensions its body wrote). Other query parameters of a write are ignored.
+pub fn answer_extensions<R: Resource>(
+    call: &Call,
+    uri: &Uri,
+    stated: Shown,
+) -> Result<(), ApiError> {
+    choose_extensions::<R>(call, &mut Params::from_uri(uri)?, stated)
+}
+
 /// `GET /{R}/{id}`: the resource as it is now, or with `_at` as it was then.
 pub async fn read<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Answer, ApiError> {
     call.open(R::SCOPE, Action::Read, R::TYPE, Interaction::READ)?;
-    if let Some(instant) = Params::at_only(uri)? {
+    let mut params = Params::from_uri(uri)?;
+    let instant = params.one("_at")?;
+    choose_extensions::<R>(call, &mut params, Shown::None)?;
+    params.finish()?;
+    if let Some(instant) = instant {
         return at::<R>(call, id, &instant).await;
     }
     let located = R::locate(call, id).await?;
@@ -51,19 +99,38 @@ pub async fn at<R: Resource>(call: &Call, id: &str, instant: &str) -> Result<Ans
 }
 
 /// `GET /{R}/{id}/_history`: every version, newest first, with what changed and who changed it.
+/// Its job is to show every change, so versions show every extension unless `_extensions`
+/// narrows them.
 pub async fn history<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Value, ApiError> {
     call.open(AUDIT, Action::Read, R::TYPE, Interaction::HISTORY)?;
+    let mut params = Params::from_uri(uri)?;
+    choose_extensions::<R>(call, &mut params, Shown::All)?;
     let (located, versions, context) = located_versions::<R>(call, id).await?;
     let path = format!("{BASE}/{}/{}", R::TYPE, path_segment(id));
-    history::bundle(uri, &path, &versions, Some(&located.grant), |version| {
-        let snapshot = version.snapshot(&located.stream);
-        serde_json::to_value(R::render(call, &context, &snapshot)).unwrap_or_default()
-    })
+    history::bundle(
+        uri,
+        params,
+        &path,
+        &versions,
+        Some(&located.grant),
+        |version| {
+            let snapshot = version.snapshot(&located.stream);
+            serde_json::to_value(R::render(call, &context, &snapshot)).unwrap_or_default()
+        },
+    )
 }
 
 /// `GET /{R}/{id}/_history/{versionId}`: the resource exactly as it was at one version.
-pub async fn vread<R: Resource>(call: &Call, id: &str, version: &str) -> Result<Answer, ApiError> {
+pub async fn vread<R: Resource>(
+    call: &Call,
+    id: &str,
+    version: &str,
+    uri: &Uri,
+) -> Result<Answer, ApiError> {
     call.open(AUDIT, Action::Read, R::TYPE, Interaction::VREAD)?;
+    let mut params = Params::from_uri(uri)?;
+    choose_extensions::<R>(call, &mut params, Shown::None)?;
+    params.finish()?;
     let (located, versions, context) = located_versions::<R>(call, id).await?;
     let version = history::at_version(versions, version, R::TYPE)?;
     Ok(past::<R>(call, &located, &context, version))
@@ -166,6 +233,7 @@ pub async fn search<R: Searchable>(
     call.open(R::SCOPE, Action::Search, R::TYPE, Interaction::SEARCH)?;
     let mut params = Params::from_uri(uri)?;
     let paging = params.page()?;
+    choose_extensions::<R>(call, &mut params, Shown::None)?;
     let query = R::query(call, &mut params).await?;
     params.finish()?;
     let found = R::find(call, &query, paging).await?;

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use axum::http::StatusCode;
 use cqrs_es::Aggregate;
-use openspp_aggregates::{Access, DomainError, InlineIndex, RegistryServices};
+use openspp_aggregates::{Access, DomainError, ExtendedResource, InlineIndex, RegistryServices};
 use openspp_projections::view::{self, ViewRow};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,6 +41,9 @@ pub trait Resource:
     const VIEW: Option<&'static str>;
     /// Whether the resource is a data subject's data, seen under consent (programs are not).
     const PERSONAL: bool = true;
+    /// Whether it carries registered extension data, and as which resource; its reads then
+    /// take `_extensions`.
+    const EXTENDED: Option<ExtendedResource> = None;
 
     type Rendered: Serialize;
     /// What rendering needs beyond the states themselves (the references of members, of a

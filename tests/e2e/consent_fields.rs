@@ -127,6 +127,7 @@ async fn name_only_group_put() {
         ("member", json!([])),
         ("groupType", json!("family")),
         ("active", json!(false)),
+        ("extension", json!({})),
     ] {
         let mut stating = body.clone();
         stating[field] = value;

@@ -23,11 +23,15 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial("extension::a_bad_registration_is_refused", bad_registration),
         trial("extension::groups_carry_their_extensions", groups),
+        trial(
+            "extension::extension_data_is_bounded_in_size_depth_and_lists",
+            bounded,
+        ),
     ]
 }
 
 /// `openspp extension add` with `extra` arguments.
-fn register(
+pub fn register(
     name: &str,
     uri: &str,
     resource: &str,
@@ -50,13 +54,13 @@ fn register(
     operator(&args)
 }
 
-fn with_extension(national_id: &str, extension: Value) -> Value {
+pub fn with_extension(national_id: &str, extension: Value) -> Value {
     let mut body = individual_body(national_id);
     body["extension"] = extension;
     body
 }
 
-fn expression(reply: &crate::support::Reply) -> String {
+pub fn expression(reply: &crate::support::Reply) -> String {
     reply.body["issue"][0]["expression"][0]
         .as_str()
         .unwrap_or_default()
@@ -314,4 +318,61 @@ async fn groups() {
         )
         .await;
     person.expect(422);
+}
+
+async fn bounded() {
+    let api = admin().await;
+    let key = format!("survey{}", uuid::Uuid::new_v4().simple());
+    let uri = format!("urn:openspp:extension:{key}");
+    let schema = temp_file(
+        "survey.json",
+        r#"{"type": "object", "properties": {"plots": {"type": "array", "maxItems": 3}}}"#,
+    );
+    register(&key, &uri, "Individual", &schema, &[]).expect("registered");
+    let refused = |data: Value| {
+        let api = api.clone();
+        let key = key.clone();
+        async move {
+            let reply = api
+                .post(
+                    "/api/v2/spp/Individual",
+                    with_extension(&unique("EXB"), json!({key: data})),
+                )
+                .await;
+            reply.expect(422);
+            expression(&reply)
+        }
+    };
+    // A list is bounded by its schema's `maxItems`, else by the server's default (100).
+    assert_eq!(
+        refused(json!({"plots": [1, 2, 3, 4]})).await,
+        format!("extension.{uri}.plots")
+    );
+    let many: Vec<u32> = (0..101).collect();
+    assert_eq!(
+        refused(json!({"tags": many})).await,
+        format!("extension.{uri}.tags")
+    );
+    // Nesting deeper than 8 levels, and more than 16 KiB.
+    let deep = (0..8).fold(json!("leaf"), |inner, _| json!({"a": inner}));
+    assert_eq!(
+        refused(json!({"deep": deep})).await,
+        format!("extension.{uri}.deep{}", ".a".repeat(7))
+    );
+    assert_eq!(
+        refused(json!({"note": "x".repeat(16 * 1024)})).await,
+        format!("extension.{uri}")
+    );
+    // Within the bounds, accepted.
+    let fine = (0..6).fold(json!("leaf"), |inner, _| json!({"a": inner}));
+    let enough: Vec<u32> = (0..100).collect();
+    api.post(
+        "/api/v2/spp/Individual",
+        with_extension(
+            &unique("EXB"),
+            json!({key.clone(): {"plots": [1, 2, 3], "tags": enough, "deep": fine}}),
+        ),
+    )
+    .await
+    .expect(201);
 }

@@ -12,6 +12,8 @@ mod consent_fields;
 mod consent_groups;
 mod errors;
 mod extension;
+mod extension_fields;
+mod extension_search;
 mod group;
 mod history;
 mod identity;
@@ -83,6 +85,8 @@ fn main() {
     trials.extend(program::trials());
     trials.extend(vocabulary::trials());
     trials.extend(extension::trials());
+    trials.extend(extension_fields::trials());
+    trials.extend(extension_search::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     // `exit` skips destructors: stop the server and drop the database first.
     drop(server);
