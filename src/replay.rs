@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use openspp_projections::runner::rebuild;
+use openspp_projections::rebuild::rebuild;
 use openspp_projections::REGISTRY_PROJECTION;
 use sqlx::PgPool;
 

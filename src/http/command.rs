@@ -1,15 +1,15 @@
-//! Running a command from a handler: domain and store errors become API errors, and the write
-//! waits for the read models so the writer's next read reflects it (read-your-writes).
+//! Running a command from a handler: domain and store errors become API errors. The store
+//! writes every read model in the append itself, so once a write returns, the writer's next
+//! read (and everyone else's) reflects it: there is nothing to wait for.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
-use cqrs_es::Aggregate;
-use openspp_aggregates::{DomainError, InlineIndex, RegistryServices};
+use openspp_aggregates::{DomainError, RegistryServices};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::store::{CommandMetadata, Committed, StoreError};
+use crate::store::{CommandMetadata, Committed, StoreError, Stored};
 
 /// The version a writer says it is changing (`If-Match`); `None` means "the latest".
 pub struct IfMatch(pub Option<u64>);
@@ -38,7 +38,7 @@ pub fn etag(version: impl std::fmt::Display) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
 }
 
-/// Runs `command` on stream `aggregate_id` and waits until the read models include it.
+/// Runs `command` on stream `aggregate_id`; every read model includes it once this returns.
 pub async fn execute<A>(
     state: &AppState,
     aggregate_id: &str,
@@ -47,27 +47,13 @@ pub async fn execute<A>(
     metadata: &CommandMetadata,
 ) -> Result<Committed<A>, ApiError>
 where
-    A: Aggregate<Services = RegistryServices, Error = DomainError>,
-    A::Command: Clone,
-    A::Event: InlineIndex,
+    A: Stored<Services = RegistryServices, Error = DomainError>,
 {
-    let committed = state
+    state
         .store
         .execute::<A>(aggregate_id, if_match.0, command, &state.services, metadata)
         .await
-        .map_err(|error| store_error(error, A::TYPE))?;
-    if let Some(position) = committed.position {
-        if state
-            .checkpoints
-            .wait_for(position, state.read_your_writes_timeout)
-            .await
-            .is_err()
-        {
-            // The events are committed (the answer stays 2xx); only the read models lag.
-            tracing::warn!("read models did not catch up with a write in time");
-        }
-    }
-    Ok(committed)
+        .map_err(|error| store_error(error, A::TYPE))
 }
 
 pub fn domain_error(error: DomainError) -> ApiError {
@@ -98,6 +84,18 @@ fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
         // The consent was withdrawn while the command ran: from now on the subject is unknown
         // to this client, and the answer is exactly the one for an unknown subject.
         StoreError::ConsentLapsed => ApiError::not_found(resource),
+        StoreError::Unavailable(error) => {
+            tracing::warn!(%error, "database unavailable; nothing was written");
+            ApiError::unavailable("the database is unavailable; nothing was written, retry")
+                .with_header(header::RETRY_AFTER, "1")
+        }
+        StoreError::OutcomeUnknown => {
+            tracing::error!("connection lost while committing; the outcome is unknown");
+            ApiError::unavailable(
+                "the connection to the database was lost while this write was committing: it \
+                 may have been recorded; read the resource before sending it again",
+            )
+        }
         StoreError::Corrupt(reason) => {
             tracing::error!(%reason, "unreadable event stream");
             ApiError::internal()

@@ -7,8 +7,7 @@ use axum::Json;
 use openspp_projections::view::ViewRow;
 use serde::Serialize;
 
-use cqrs_es::Aggregate;
-use openspp_aggregates::{DomainError, InlineIndex, RegistryServices};
+use openspp_aggregates::{DomainError, RegistryServices};
 use openspp_projections::view;
 use serde::de::DeserializeOwned;
 
@@ -20,7 +19,7 @@ use crate::http::access::{grants_for, identity_only, Grant};
 use crate::http::command::{etag, execute, IfMatch};
 use crate::http::context::Provenance;
 use crate::http::reference::path_segment;
-use crate::store::Committed;
+use crate::store::{Committed, Stored};
 
 /// A command on one stream, as a handler prepared it.
 pub struct Write<C> {
@@ -46,9 +45,7 @@ pub async fn run<A>(
     resource_type: &'static str,
 ) -> Result<(ViewRow<A>, Option<Grant>), ApiError>
 where
-    A: Aggregate<Services = RegistryServices, Error = DomainError> + DeserializeOwned + Subject,
-    A::Command: Clone,
-    A::Event: InlineIndex,
+    A: Stored<Services = RegistryServices, Error = DomainError> + DeserializeOwned + Subject,
 {
     let executed = execute::<A>(
         state,
