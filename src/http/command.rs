@@ -103,3 +103,28 @@ fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
         StoreError::Database(e) => e.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_database_is_503_with_retry_after_and_an_unknown_outcome_is_not_a_retry() {
+        let unavailable = store_error(
+            StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+            "Individual",
+        );
+        assert_eq!(unavailable.status.as_u16(), 503);
+        assert!(unavailable
+            .headers
+            .iter()
+            .any(|(name, value)| name == header::RETRY_AFTER && value == "1"));
+        let unknown = store_error(StoreError::OutcomeUnknown, "Individual");
+        assert_eq!(unknown.status.as_u16(), 503);
+        assert!(
+            unknown.headers.is_empty(),
+            "no automatic retry of a write that may be recorded"
+        );
+        assert!(unknown.diagnostics.contains("may have been recorded"));
+    }
+}

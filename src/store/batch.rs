@@ -239,11 +239,20 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
         }
         push_append(&mut statement, &events, recorded_at);
         inline.push_into(&mut statement);
+        // A connection that cannot be had means nothing was sent; once one is had, a broken
+        // connection may have taken a commit with it (`settle`).
+        let mut connection = self
+            .store
+            .pool
+            .acquire()
+            .await
+            .map_err(StoreError::Unavailable)?;
         let written = statement
             .finish("SELECT max(tx), max(global_position) FROM appended")
             .build_query_as::<(i64, i64)>()
-            .fetch_one(&self.store.pool)
+            .fetch_one(&mut *connection)
             .await;
+        drop(connection);
         let error = match written {
             Ok((tx_id, position)) => {
                 self.store.signal.poke();
