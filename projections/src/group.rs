@@ -9,9 +9,7 @@ use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::rows::{recorded, state_json, ReadModel, Rows};
-use crate::search::{
-    like_contains, push_identifier, push_instants, Comparator, Found, Page, SortKey,
-};
+use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
 
@@ -215,7 +213,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     let fields = query.fields().into_iter().map(|(_, field)| field);
     push_visible(qb, &query.visibility, "group", fields);
     if let Some(identifier) = &query.identifier {
-        push_identifier(qb, "Group", identifier);
+        crate::identifier_claims::push_holder(qb, "Group", identifier);
     }
     if let Some(name) = &query.name {
         qb.push(" AND name_search LIKE ")

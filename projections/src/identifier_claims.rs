@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use openspp_aggregates::Identifier;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::statement::{after, map, Statement, Unnest};
 
@@ -17,6 +17,8 @@ pub struct Claims {
     /// Per `(system, value)`: who held it before the append (if an event released it) and who
     /// holds it after (if the last event claimed it).
     changes: HashMap<(String, String), Change>,
+    /// An identifier two streams of the append both claim.
+    clash: Option<Identifier>,
 }
 
 struct Change {
@@ -33,10 +35,22 @@ struct Holder {
 
 impl Claims {
     pub fn claim(&mut self, aggregate_type: &str, aggregate_id: &str, identifier: &Identifier) {
-        self.change(identifier, None).after = Some(Holder {
+        let holder = Holder {
             aggregate_type: aggregate_type.to_owned(),
             aggregate_id: aggregate_id.to_owned(),
-        });
+        };
+        let change = self.change(identifier, None);
+        let clashes = change.after.as_ref().is_some_and(|held| *held != holder);
+        change.after = Some(holder);
+        if clashes && self.clash.is_none() {
+            self.clash = Some(identifier.clone());
+        }
+    }
+
+    /// An identifier two streams of this append both claim: the append must be refused, as
+    /// the second claim would be if the two were appended one after the other.
+    pub fn clash(&self) -> Option<&Identifier> {
+        self.clash.as_ref()
     }
 
     pub fn release(&mut self, aggregate_type: &str, aggregate_id: &str, identifier: &Identifier) {
@@ -172,6 +186,24 @@ impl Claims {
             });
         }
     }
+}
+
+/// Restricts to the stream that holds the live identifier (the same table that enforces
+/// uniqueness, so a search by identifier never disagrees with a read by identifier).
+pub(crate) fn push_holder(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    aggregate_type: &'static str,
+    identifier: &Identifier,
+) {
+    qb.push(
+        " AND aggregate_id IN (SELECT aggregate_id FROM identifier_claims WHERE aggregate_type = ",
+    )
+    .push_bind(aggregate_type)
+    .push(" AND system = ")
+    .push_bind(identifier.system.clone())
+    .push(" AND value = ")
+    .push_bind(identifier.value.clone())
+    .push(")");
 }
 
 /// The stream of `aggregate_type` holding `identifier`, if any.

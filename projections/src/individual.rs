@@ -12,9 +12,7 @@ use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::rows::{recorded, state_json, ReadModel, Rows};
-use crate::search::{
-    like_contains, push_dates, push_identifier, push_instants, Comparator, Found, Page, SortKey,
-};
+use crate::search::{like_contains, push_dates, push_instants, Comparator, Found, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
 
@@ -221,7 +219,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
     let fields = query.fields().into_iter().map(|(_, field)| field);
     push_visible(qb, &query.visibility, "individual", fields);
     if let Some(identifier) = &query.identifier {
-        push_identifier(qb, "Individual", identifier);
+        crate::identifier_claims::push_holder(qb, "Individual", identifier);
     }
     if let Some(name) = &query.name {
         qb.push(" AND name_search LIKE ")

@@ -55,6 +55,11 @@ impl Inline {
         A::project(aggregate_id, fold, &mut self.rows)
     }
 
+    /// An identifier two streams of the append both claim.
+    pub fn clash(&self) -> Option<&Identifier> {
+        self.claims.clash()
+    }
+
     /// The identifiers the append claims (to name the one another stream holds).
     pub fn claimed(&self) -> Vec<&Identifier> {
         self.claims.claimed()

@@ -38,6 +38,7 @@ use openspp_projections::events::{push_append, NewEvent};
 use openspp_projections::identifier_claims;
 use openspp_projections::inline::Inline;
 use openspp_projections::statement::{map, Statement, Unnest};
+use openspp_projections::view::ViewRow;
 use openspp_projections::{FeedPosition, Fold};
 use serde_json::Value;
 
@@ -86,6 +87,19 @@ pub struct Committed<A> {
     pub last_updated: DateTime<Utc>,
     /// The source system of the stream's latest event (`meta.source`).
     pub source: Option<String>,
+}
+
+impl<A> From<Committed<A>> for ViewRow<A> {
+    /// The resource as its read model now holds it (the same row, without reading it back).
+    fn from(committed: Committed<A>) -> Self {
+        ViewRow {
+            aggregate_id: committed.aggregate_id,
+            version: committed.version as i64,
+            state: committed.aggregate,
+            last_updated: committed.last_updated,
+            source: committed.source,
+        }
+    }
 }
 
 impl Receipt {
@@ -219,6 +233,9 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
         }
         if events.is_empty() {
             return Ok(receipt(streams, recorded_at, None));
+        }
+        if let Some(identifier) = inline.clash() {
+            return Err(StoreError::IdentifierInUse(identifier.clone()));
         }
         let holds: Vec<(&str, Option<&str>)> = commands
             .iter()
