@@ -1,6 +1,8 @@
-//! Replay speed, and the batch append it is filled with:
+//! Replay speed, and the write paths of the store beneath the HTTP layer:
 //! `cargo bench --bench replay -- --events 250000,1000000`.
 //!
+//! First the store's single-command path alone (`EventStore::execute`, a registration per
+//! command, 16 at a time for 10 s: what one POST costs the database, HTTP aside).
 //! Fills a fresh database through the store's batch append path (1,000 registrations per
 //! batch: an `IndividualRegistered` and an `IdentifierAdded` each, hash-chained, with their
 //! identifier claims and read-model rows, one statement per batch), measures pgbench's
@@ -107,6 +109,56 @@ async fn fill(store: &EventStore, services: &Arc<RegistryServices>, from: usize,
     }
 }
 
+/// Registrations through `EventStore::execute`, `concurrency` at a time, for `seconds`.
+async fn single_commands(
+    store: &EventStore,
+    services: &Arc<RegistryServices>,
+    concurrency: usize,
+    seconds: u64,
+) -> f64 {
+    let started = Instant::now();
+    let deadline = started + std::time::Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (store, services) = (store.clone(), services.clone());
+            tokio::spawn(async move {
+                let metadata = CommandMetadata {
+                    client_id: "bench".into(),
+                    source_system: "urn:openspp:bench".into(),
+                    source_reference: None,
+                    collection_method: "api".into(),
+                    request_id: "bench-single".into(),
+                    consent_id: None,
+                    consent_subject: None,
+                };
+                let mut done = 0usize;
+                while Instant::now() < deadline {
+                    let stream = uuid::Uuid::now_v7().to_string();
+                    let mut details = person(done);
+                    details.identifiers[0].value = format!("S{worker}-{done}");
+                    store
+                        .execute::<Individual>(
+                            &stream,
+                            None,
+                            IndividualCommand::Register(details),
+                            &services,
+                            &metadata,
+                        )
+                        .await
+                        .expect("a valid registration");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        done += task.await.unwrap();
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
 fn pgbench(database_url: &str) -> f64 {
     sql_scalar(
         database_url,
@@ -172,6 +224,16 @@ async fn main() {
     let store = EventStore::new(pool.clone());
     let tps = pgbench(&database.url);
     println!("pgbench one-row insert, 16 clients: {tps:.0} tps");
+    let single = single_commands(&store, &services, 16, 10).await;
+    println!(
+        "store execute (one registration per command, 16 at a time): {single:.0} commands/s \
+         ({:.2}x pgbench)",
+        single / tps
+    );
+    sql_scalar(
+        &database.url,
+        "TRUNCATE events, identifier_claims, individual_view",
+    );
     let mut people = 0;
     for events in sizes {
         let target = events / 2;

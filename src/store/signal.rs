@@ -4,16 +4,22 @@
 //! for a notifying transaction's commit and holds it through the WAL flush, so notifying
 //! appends flush one at a time and lose group commit. Appends therefore only poke this signal
 //! after they commit; one task per process sends a single `NOTIFY` for every poke since its
-//! last one, in a statement of its own. A process that dies between a commit and that
+//! last one, in a statement of its own, at most one every `SPACING` (so a write load costs a
+//! notification per 10 ms, not one per append). A process that dies between a commit and that
 //! notification costs the followers their idle re-check interval, never an event: the feed
 //! itself is the truth, the notification only a wake-up.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use super::EVENTS_CHANNEL;
+
+/// The shortest time between two notifications from one process: what a follower may wait
+/// beyond a commit to hear of it, and what bounds the notifications a write load causes.
+const SPACING: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 pub(crate) struct FeedSignal {
@@ -60,5 +66,6 @@ async fn send(inner: Arc<Inner>) {
         {
             tracing::warn!(%error, "cannot notify the feed's followers; they will look by themselves");
         }
+        tokio::time::sleep(SPACING).await;
     }
 }
