@@ -75,14 +75,13 @@ async fn lead(pool: &PgPool, watch: &CheckpointWatch) -> Result<(), ProjectionEr
     let mut held_back_wait = Duration::from_millis(5);
     loop {
         let page = read_page(pool, checkpoint, PAGE).await?;
-        let full = page.events.len() as i64 == PAGE;
         if let Some(last) = page.events.last().map(|e| e.feed) {
             advance(pool, &mut checkpoint, last, page.events.len()).await?;
             watch.publish(last);
-            if full {
+            if page.events.len() as i64 == PAGE {
+                // Catching up: the next page at once.
                 continue;
             }
-            tokio::time::sleep(MIN_INTERVAL).await;
         }
         if page.held_back {
             tokio::time::sleep(held_back_wait).await;
@@ -90,11 +89,14 @@ async fn lead(pool: &PgPool, watch: &CheckpointWatch) -> Result<(), ProjectionEr
             continue;
         }
         held_back_wait = Duration::from_millis(5);
-        if page.events.is_empty() {
-            let _ = tokio::time::timeout(IDLE_CHECK, listener.recv()).await;
-            // One read answers every notification received meanwhile.
-            while listener.next_buffered().is_some() {}
+        if !page.events.is_empty() {
+            tokio::time::sleep(MIN_INTERVAL).await;
         }
+        // Everything committed before this read is in it; what commits later notifies, and
+        // notifications received meanwhile are buffered, so waiting loses nothing.
+        let _ = tokio::time::timeout(IDLE_CHECK, listener.recv()).await;
+        // One read answers every notification received meanwhile.
+        while listener.next_buffered().is_some() {}
     }
 }
 
