@@ -6,7 +6,7 @@ use futures_util::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
 
-use openspp_projections::events::scan_streams;
+use openspp_projections::events::{scan_streams, StreamRange};
 
 use crate::store::verify::Chain;
 
@@ -20,7 +20,7 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<()> {
             .expect("a valid template"),
     );
     let mut connection = pool.acquire().await?;
-    let mut rows = scan_streams(&mut connection);
+    let mut rows = scan_streams(&mut connection, &StreamRange::default());
     let mut current: Option<(String, String)> = None;
     let mut chain = Chain::default();
     let mut stream_broken = false;

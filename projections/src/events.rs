@@ -102,16 +102,48 @@ pub async fn stream(
         .collect()
 }
 
-const SCAN: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM events ORDER BY aggregate_type, aggregate_id, sequence"
-);
+/// A range of streams, by `(aggregate_type, aggregate_id)`: from `from` (inclusive) to `to`
+/// (exclusive), open where `None`. Every event of a stream is in the range of its stream, so
+/// ranges can be folded apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamRange {
+    pub from: Option<(String, String)>,
+    pub to: Option<(String, String)>,
+}
 
-/// The whole log, stream after stream, each oldest first: what a rebuild folds. Streamed, so
-/// memory holds one stream's state at a time however long the log is.
-pub fn scan_streams(conn: &mut PgConnection) -> BoxStream<'_, sqlx::Result<StoredEvent>> {
-    sqlx::query(SCAN)
+/// The log (or a range of its streams), stream after stream, each oldest first: what a
+/// rebuild folds and what verification walks. One range scan of the primary key; streamed,
+/// so memory holds one stream at a time however long the log is.
+pub fn scan_streams<'c>(
+    conn: &'c mut PgConnection,
+    range: &StreamRange,
+) -> BoxStream<'c, sqlx::Result<StoredEvent>> {
+    macro_rules! scan {
+        ($range:literal) => {
+            concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE ",
+                $range,
+                " ORDER BY aggregate_type, aggregate_id, sequence"
+            )
+        };
+    }
+    let sql = match (&range.from, &range.to) {
+        (None, None) => scan!("true"),
+        (Some(_), None) => scan!("(aggregate_type, aggregate_id) >= ($1, $2)"),
+        (None, Some(_)) => scan!("(aggregate_type, aggregate_id) < ($1, $2)"),
+        (Some(_), Some(_)) => scan!(
+            "(aggregate_type, aggregate_id) >= ($1, $2) AND (aggregate_type, aggregate_id) < ($3, $4)"
+        ),
+    };
+    let mut query = sqlx::query(sql);
+    for (aggregate_type, aggregate_id) in [&range.from, &range.to].into_iter().flatten() {
+        query = query
+            .bind(aggregate_type.clone())
+            .bind(aggregate_id.clone());
+    }
+    query
         .fetch(conn)
         .map(|row| row.and_then(|row| StoredEvent::from_row(&row)))
         .boxed()
