@@ -241,21 +241,7 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
             .iter()
             .filter_map(|m| Some((m.consent_id.as_deref()?, m.consent_subject.as_deref())))
             .collect();
-        let mut statement = Statement::new();
-        if !holds.is_empty() {
-            // Every write of the statement waits for the holds (`guard_with`), so a consent is
-            // held as it stood before the batch, whatever the batch writes to it.
-            statement.part("held", |qb, _| {
-                qb.push("SELECT hold_consent(consent, subject) FROM ");
-                Unnest::new(qb)
-                    .column("consent", "text", map(&holds, |h| h.0))
-                    .column("subject", "text", map(&holds, |h| h.1))
-                    .finish("h");
-            });
-            statement.guard_with("held");
-        }
-        push_append(&mut statement, &events, recorded_at);
-        inline.push_into(&mut statement);
+        let mut statement = append_statement(&holds, &events, &inline, recorded_at);
         // A connection that cannot be had means nothing was sent; once one is had, a broken
         // connection may have taken a commit with it (`settle`).
         let mut connection = self
@@ -265,7 +251,6 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
             .await
             .map_err(StoreError::Unavailable)?;
         let written = statement
-            .finish("SELECT max(tx), max(global_position) FROM appended")
             .build_query_as::<(i64, i64)>()
             .fetch_one(&mut *connection)
             .await;
@@ -383,6 +368,32 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
         }
         None
     }
+}
+
+/// The one statement of a commit: the holds on the consents relied on (which every write waits
+/// for, so a consent is held as it stood before the batch, whatever the batch writes to it),
+/// the events, and what they change in the indexes and read models. It answers with the
+/// batch's place in the feed.
+fn append_statement<'a>(
+    holds: &'a [(&'a str, Option<&'a str>)],
+    events: &'a [NewEvent],
+    inline: &'a Inline,
+    recorded_at: DateTime<Utc>,
+) -> sqlx::QueryBuilder<'a, sqlx::Postgres> {
+    let mut statement = Statement::new();
+    if !holds.is_empty() {
+        statement.part("held", |qb, _| {
+            qb.push("SELECT hold_consent(consent, subject) FROM ");
+            Unnest::new(qb)
+                .column("consent", "text", map(holds, |h| h.0))
+                .column("subject", "text", map(holds, |h| h.1))
+                .finish("h");
+        });
+        statement.guard_with("held");
+    }
+    push_append(&mut statement, events, recorded_at);
+    inline.push_into(&mut statement);
+    statement.finish("SELECT max(tx), max(global_position) FROM appended")
 }
 
 /// Every stream of a committed batch, as it now stands.
