@@ -1,64 +1,267 @@
-//! Replay speed: `cargo bench --bench replay -- --events 1000000`.
+//! Replay speed, and the write paths of the store beneath the HTTP layer:
+//! `cargo bench --bench replay -- --events 250000,1000000`.
 //!
-//! Fills a fresh database with synthetic registrations (an `IndividualRegistered` and an
-//! `IdentifierAdded` per person, in the stored format), then runs `openspp replay`, which drops
-//! the read models and rebuilds them from the log, and prints its report (events/s). The
-//! database is dropped afterwards.
+//! First the store's single-command path alone (`EventStore::execute`, a registration per
+//! command, 16 at a time for 10 s: what one POST costs the database, HTTP aside).
+//! Fills a fresh database through the store's batch append path (1,000 registrations per
+//! batch: an `IndividualRegistered` and an `IdentifierAdded` each, hash-chained, with their
+//! identifier claims and read-model rows, one statement per batch), measures pgbench's
+//! one-row insert beside it as the yardstick of this machine at this moment, then at each
+//! size of `--events` runs `openspp replay` (which drops the read models and rebuilds them
+//! from the log) and checks that the rebuilt tables are exactly what the appends wrote.
+//! Prints events/s for the fill and each replay, and the ratio to pgbench. The database is
+//! dropped afterwards. Numbers only; nothing here asserts a speed.
 
 #[allow(dead_code)]
 #[path = "../tests/e2e/support.rs"]
 mod support;
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
-use support::{cli, sql_scalar, TestDatabase};
+use chrono::{Duration, NaiveDate};
+use openspp::store::{CommandMetadata, EventStore};
+use openspp_aggregates::{
+    Code, DomainError, HumanName, Identifier, Individual, IndividualCommand, IndividualDetails,
+    RegistryServices, SystemClock,
+};
+use support::{cli, sql_scalar, TestDatabase, NATIONAL_ID};
 
-fn main() {
+/// Registrations per batch (two events each).
+const BATCH: usize = 1_000;
+/// Batches committed at once while filling.
+const FILLERS: usize = 2;
+
+fn sizes() -> Vec<usize> {
     let args: Vec<String> = std::env::args().collect();
-    let events: usize = args
-        .iter()
+    args.iter()
         .position(|a| a == "--events")
         .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000_000])
+}
+
+fn person(n: usize) -> IndividualDetails {
+    IndividualDetails {
+        identifiers: vec![Identifier {
+            system: NATIONAL_ID.into(),
+            value: format!("N{n}"),
+        }],
+        active: true,
+        name: HumanName {
+            family: Some(format!("Family{}", n % 5000)),
+            given: Some(format!("Given{n}")),
+            ..HumanName::default()
+        },
+        birth_date: NaiveDate::from_ymd_opt(1940, 1, 1)
+            .map(|d| d + Duration::days((n % 25_000) as i64)),
+        birth_date_estimated: false,
+        extension: None,
+        gender: Some(Code {
+            system: "urn:iso:std:iso:5218".into(),
+            code: (1 + n % 2).to_string(),
+        }),
+        telecom: Vec::new(),
+        address: Vec::new(),
+    }
+}
+
+/// Registers people `from..to` in batches of `BATCH`, `FILLERS` batches at a time.
+async fn fill(store: &EventStore, services: &Arc<RegistryServices>, from: usize, to: usize) {
+    let metadata = CommandMetadata {
+        client_id: "bench".into(),
+        source_system: "urn:openspp:bench".into(),
+        source_reference: None,
+        collection_method: "migration".into(),
+        request_id: "bench-replay".into(),
+        consent_id: None,
+        consent_subject: None,
+    };
+    let starts: Vec<usize> = (from..to).step_by(BATCH).collect();
+    for group in starts.chunks(FILLERS) {
+        let tasks: Vec<_> = group
+            .iter()
+            .map(|&start| {
+                let (store, services, metadata) =
+                    (store.clone(), services.clone(), metadata.clone());
+                tokio::spawn(async move {
+                    let mut batch = store.batch::<DomainError>();
+                    for n in start..(start + BATCH).min(to) {
+                        let stream = uuid::Uuid::now_v7().to_string();
+                        batch
+                            .decide::<Individual>(
+                                &stream,
+                                None,
+                                IndividualCommand::Register(person(n)),
+                                &services,
+                                &metadata,
+                            )
+                            .await
+                            .expect("a valid registration");
+                    }
+                    batch.commit().await.expect("the batch commits");
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// Registrations through `EventStore::execute`, `concurrency` at a time, for `seconds`.
+async fn single_commands(
+    store: &EventStore,
+    services: &Arc<RegistryServices>,
+    concurrency: usize,
+    seconds: u64,
+) -> f64 {
+    let started = Instant::now();
+    let deadline = started + std::time::Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (store, services) = (store.clone(), services.clone());
+            tokio::spawn(async move {
+                let metadata = CommandMetadata {
+                    client_id: "bench".into(),
+                    source_system: "urn:openspp:bench".into(),
+                    source_reference: None,
+                    collection_method: "api".into(),
+                    request_id: "bench-single".into(),
+                    consent_id: None,
+                    consent_subject: None,
+                };
+                let mut done = 0usize;
+                while Instant::now() < deadline {
+                    let stream = uuid::Uuid::now_v7().to_string();
+                    let mut details = person(done);
+                    details.identifiers[0].value = format!("S{worker}-{done}");
+                    store
+                        .execute::<Individual>(
+                            &stream,
+                            None,
+                            IndividualCommand::Register(details),
+                            &services,
+                            &metadata,
+                        )
+                        .await
+                        .expect("a valid registration");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        done += task.await.unwrap();
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+fn pgbench(database_url: &str) -> f64 {
+    sql_scalar(
+        database_url,
+        "CREATE TABLE IF NOT EXISTS bench_rows (id bigint GENERATED ALWAYS AS IDENTITY, \
+         payload jsonb, metadata jsonb, recorded_at timestamptz)",
+    );
+    let script = std::env::temp_dir().join(format!("openspp-replay-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "INSERT INTO bench_rows (payload, metadata, recorded_at) \
+         VALUES ('{\"name\": \"x\"}', '{\"client_id\": \"c\"}', now());\n",
+    )
+    .unwrap();
+    let output = Command::new("pgbench")
+        .args([
+            "-n", "-M", "prepared", "-j", "2", "-c", "16", "-T", "10", "-f",
+        ])
+        .arg(&script)
+        .arg(database_url)
+        .output()
+        .expect("pgbench runs");
+    let _ = std::fs::remove_file(&script);
+    sql_scalar(database_url, "DROP TABLE bench_rows");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let people = events / 2;
+        .unwrap_or(f64::NAN)
+}
+
+/// A digest of every table a replay rebuilds, in a canonical order.
+fn digest(url: &str) -> String {
+    openspp_projections::rows::TABLES
+        .iter()
+        .map(|table| {
+            sql_scalar(
+                url,
+                &format!(
+                    "SELECT count(*) || ':' || coalesce(md5(string_agg(md5(t::text), '' \
+                     ORDER BY t::text)), '-') FROM {table} t"
+                ),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let sizes = sizes();
     let database = TestDatabase::create("openspp_bench_replay");
     cli(&database.url, &["migrate"]);
-    let started = Instant::now();
-    let fill = format!(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-             payload, metadata, recorded_at, prev_hash, hash) \
-         SELECT 'Individual', 'p' || i, s.sequence, s.event_type, '1.0', \
-             CASE s.sequence \
-               WHEN 1 THEN jsonb_build_object('IndividualRegistered', jsonb_build_object( \
-                 'name', jsonb_build_object('family', 'Family' || (i % 5000), 'given', 'Given' || i), \
-                 'birth_date', (date '1940-01-01' + (i % 25000))::text, 'birth_date_estimated', false, \
-                 'gender', jsonb_build_object('system', 'urn:iso:std:iso:5218', 'code', (1 + i % 2)::text), \
-                 'telecom', '[]'::jsonb, 'address', '[]'::jsonb)) \
-               ELSE jsonb_build_object('IdentifierAdded', jsonb_build_object('identifier', \
-                 jsonb_build_object('system', 'urn:openspp:vocab:id-type#national_id', 'value', 'N' || i))) \
-             END, \
-             jsonb_build_object('client_id', 'bench', 'source_system', 'bench', 'collection_method', 'migration', \
-                 'request_id', 'bench', 'recorded_at', now()::text), \
-             now(), NULL, '\\x00' \
-         FROM generate_series(1, {people}) i, \
-              (VALUES (1, 'IndividualRegistered'), (2, 'IdentifierAdded')) AS s(sequence, event_type) \
-         ORDER BY i, s.sequence"
-    );
-    let status = Command::new("psql")
-        .args([database.url.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &fill])
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "filling the log failed");
-    let stored = sql_scalar(&database.url, "SELECT count(*) FROM events");
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let catalogs = openspp::catalog_sync::Catalogs::load(&pool).await.unwrap();
+    let services = Arc::new(RegistryServices {
+        vocabulary: catalogs.vocabulary.clone(),
+        extensions: catalogs.extensions.clone(),
+        clock: Arc::new(SystemClock),
+    });
+    let store = EventStore::new(pool.clone());
+    let tps = pgbench(&database.url);
+    println!("pgbench one-row insert, 16 clients: {tps:.0} tps");
+    let single = single_commands(&store, &services, 16, 10).await;
     println!(
-        "filled {stored} events ({people} people) in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "store execute (one registration per command, 16 at a time): {single:.0} commands/s \
+         ({:.2}x pgbench)",
+        single / tps
     );
-    let report = cli(&database.url, &["replay"]);
-    println!("replay: {}", report.trim());
-    let projected = sql_scalar(&database.url, "SELECT count(*) FROM individual_view");
-    println!("individual_view rows after replay: {projected}");
+    sql_scalar(
+        &database.url,
+        "TRUNCATE events, identifier_claims, individual_view",
+    );
+    let mut people = 0;
+    for events in sizes {
+        let target = events / 2;
+        let started = Instant::now();
+        fill(&store, &services, people, target).await;
+        let filled = (target - people) * 2;
+        let rate = filled as f64 / started.elapsed().as_secs_f64();
+        people = target;
+        println!(
+            "batch append: {filled} events in {:.1} s = {rate:.0} events/s ({:.2}x pgbench)",
+            started.elapsed().as_secs_f64(),
+            rate / tps
+        );
+        sql_scalar(&database.url, "VACUUM ANALYZE events");
+        let before = digest(&database.url);
+        let report = cli(&database.url, &["replay"]);
+        let report: serde_json::Value =
+            serde_json::from_str(report.lines().last().unwrap_or_default()).unwrap();
+        let rate = report["events_per_second"].as_f64().unwrap_or(f64::NAN);
+        let identical = digest(&database.url) == before;
+        println!(
+            "replay at {} events: {rate:.0} events/s in {} s ({:.2}x pgbench's one-row insert); \
+             rebuilt tables identical to the appends': {identical}",
+            report["events"],
+            report["seconds"],
+            rate / tps
+        );
+        assert!(identical, "replay rebuilt different tables");
+    }
+    pool.close().await;
     drop(database);
 }

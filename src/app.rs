@@ -2,10 +2,8 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
 
 use openspp_aggregates::RegistryServices;
-use openspp_projections::CheckpointWatch;
 use sqlx::PgPool;
 
 use crate::access_log::AccessLog;
@@ -28,10 +26,6 @@ pub struct Shared {
     pub vocabulary: Arc<Vocabularies>,
     /// The registered extensions (`/metadata` lists them).
     pub extensions: Arc<Extensions>,
-    /// Follows the projector, for read-your-writes.
-    pub checkpoints: CheckpointWatch,
-    /// How long a write waits for the read models to include its events.
-    pub read_your_writes_timeout: Duration,
     /// When repeated identifier clashes raise an alert.
     pub clash_alerts: ClashAlerts,
 }

@@ -57,13 +57,6 @@ pub struct ServeArgs {
     /// Lifetime of an access token, in seconds (OpenSPP: one day).
     #[arg(long, env = "OPENSPP_TOKEN_LIFETIME_SECS", default_value_t = 86_400)]
     pub token_lifetime_secs: u64,
-    /// How long a write waits for the read models to include it before answering (ms).
-    #[arg(
-        long,
-        env = "OPENSPP_READ_YOUR_WRITES_TIMEOUT_MS",
-        default_value_t = 5_000
-    )]
-    pub read_your_writes_timeout_ms: u64,
     /// Identifier clashes (409) by one client that raise an alert in the log and the access
     /// log, per window (0 = never).
     #[arg(

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use openspp_projections::runner::rebuild;
+use openspp_projections::rebuild::rebuild;
 use openspp_projections::REGISTRY_PROJECTION;
 use sqlx::PgPool;
 
@@ -24,16 +24,20 @@ pub async fn run(pool: &PgPool, projection: Option<String>) -> anyhow::Result<()
             .expect("a valid template"),
     );
     let started = Instant::now();
-    let applied = rebuild(pool, |n| bar.inc(n as u64)).await?;
+    let rebuilt = rebuild(pool, |n| bar.inc(n as u64)).await?;
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
+    let millis = |d: std::time::Duration| (d.as_secs_f64() * 1000.0).round() / 1000.0;
     println!(
         "{}",
         serde_json::json!({
             "projection": REGISTRY_PROJECTION,
-            "events": applied,
+            "events": rebuilt.events,
+            "streams": rebuilt.streams,
             "seconds": (seconds * 1000.0).round() / 1000.0,
-            "events_per_second": (applied as f64 / seconds.max(1e-9)).round(),
+            "load_seconds": millis(rebuilt.load),
+            "index_seconds": millis(rebuilt.indexes),
+            "events_per_second": (rebuilt.events as f64 / seconds.max(1e-9)).round(),
         })
     );
     Ok(())

@@ -39,7 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::metrics::install()?;
     let catalogs = Catalogs::load(&pool).await?;
     let checkpoints = CheckpointWatch::start(pool.clone()).await?;
-    let projector = tokio::spawn(runner::run(pool.clone(), checkpoints.clone()));
+    let projector = tokio::spawn(runner::run(pool.clone(), checkpoints));
     let (access_log, access_log_writer) = AccessLog::start(pool.clone());
     let state = AppState::new(Shared {
         pool: pool.clone(),
@@ -53,8 +53,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         vocabulary: catalogs.vocabulary.clone(),
         extensions: catalogs.extensions.clone(),
-        checkpoints,
-        read_your_writes_timeout: Duration::from_millis(args.read_your_writes_timeout_ms),
         clash_alerts: ClashAlerts {
             threshold: args.identifier_clash_alert_threshold,
             window_secs: args.identifier_clash_alert_window_secs,

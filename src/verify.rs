@@ -6,7 +6,8 @@ use futures_util::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
 
-use crate::store::history::{Recorded, COLUMNS};
+use openspp_projections::events::{scan_streams, StreamRange};
+
 use crate::store::verify::Chain;
 
 pub async fn run(pool: &PgPool) -> anyhow::Result<()> {
@@ -18,9 +19,8 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}")
             .expect("a valid template"),
     );
-    let query =
-        format!("SELECT {COLUMNS} FROM events ORDER BY aggregate_type, aggregate_id, sequence");
-    let mut rows = sqlx::query_as::<_, Recorded>(&query).fetch(pool);
+    let mut connection = pool.acquire().await?;
+    let mut rows = scan_streams(&mut connection, &StreamRange::default());
     let mut current: Option<(String, String)> = None;
     let mut chain = Chain::default();
     let mut stream_broken = false;

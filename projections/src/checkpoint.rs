@@ -1,8 +1,10 @@
-//! Read-your-writes: a writer waits until the projector's checkpoint has passed its events.
+//! Following the feed follower's checkpoint: whoever must wait until the registry's cursor has
+//! passed a position (a delivery that follows the feed, a test) waits here. Writes do not:
+//! the read models are written in the append itself.
 //!
-//! Every server process follows the checkpoint through `LISTEN` (the projector may run in
-//! another process) and re-reads the table while anyone waits, so a missed notification
-//! costs a poll interval, never a wrong answer.
+//! Every server process follows the checkpoint through `LISTEN` (the follower may run in
+//! another process) and, while anyone waits, re-reads the table once a second, so a missed
+//! notification costs at most that, never a wrong answer; nobody waiting, nothing is read.
 
 use std::time::Duration;
 
@@ -53,7 +55,7 @@ impl CheckpointWatch {
         *self.current.borrow()
     }
 
-    /// Waits until the read models include everything up to `position`.
+    /// Waits until the checkpoint has passed `position`.
     pub async fn wait_for(
         &self,
         position: FeedPosition,
@@ -65,7 +67,11 @@ impl CheckpointWatch {
             if *receiver.borrow_and_update() >= position {
                 return Ok(());
             }
-            let poll = tokio::time::sleep(Duration::from_millis(25));
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(NotCaughtUp);
+            }
+            let poll = tokio::time::sleep_until(deadline.min(now + Duration::from_secs(1)));
             tokio::select! {
                 _ = receiver.changed() => {}
                 _ = poll => {
@@ -73,13 +79,6 @@ impl CheckpointWatch {
                         self.publish(stored);
                     }
                 }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return if *receiver.borrow() >= position {
-                    Ok(())
-                } else {
-                    Err(NotCaughtUp)
-                };
             }
         }
     }

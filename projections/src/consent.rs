@@ -1,12 +1,130 @@
-//! Reading the consent index (kept in step by the event store, inside its transactions): the
-//! one consent filter every read surface goes through, and the consents behind a decision.
+//! The consent index: one row per consent, written from the consent's state inside the append
+//! statement of each consent event (so a withdrawal is visible to the very next request of
+//! every process), and read by the one consent filter every read surface goes through, and for
+//! the consents behind a decision. "In force" and "covers" are SQL functions (migration 0013)
+//! shared with the append's hold on a consent a write relies on.
 
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use openspp_aggregates::consent::{named_extension, ConsentStatus, EXTENSION};
-use openspp_aggregates::ConsentRecord;
+use cqrs_es::Aggregate;
+use openspp_aggregates::consent::{named_extension, ConsentStatus, RecipientMode, EXTENSION};
+use openspp_aggregates::{Consent, ConsentRecord};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use crate::error::{ProjectionError, Undecodable};
+use crate::events::Fold;
+use crate::rows::{ReadModel, Rows};
+use crate::statement::{map, text_array_literal, Statement, Unnest};
+
+/// The `consent_index` row of one consent. Its terms are frozen once given, but for the expiry
+/// date a renewal moves; status and expiry follow the state.
+pub(crate) struct Line {
+    consent_id: String,
+    subject_type: String,
+    subject_id: String,
+    status: &'static str,
+    recipient_mode: &'static str,
+    /// `text[]` columns as array literals (see `text_array_literal`).
+    recipients: String,
+    recipient_types: String,
+    resource_types: String,
+    effective_date: NaiveDate,
+    expiry_date: NaiveDate,
+    terms: String,
+}
+
+impl ReadModel for Consent {
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError> {
+        let (Some(terms), Some(status)) = (&fold.state.terms, fold.state.status) else {
+            // Not given (yet): nothing to index.
+            return Ok(());
+        };
+        let json = serde_json::to_string(terms).map_err(|e| Undecodable {
+            aggregate_type: Self::TYPE.to_owned(),
+            sequence: fold.version as i64,
+            reason: format!("terms cannot be stored: {e}"),
+        })?;
+        rows.consents.push(Line {
+            consent_id: aggregate_id.to_owned(),
+            subject_type: terms.subject_type.clone(),
+            subject_id: terms.subject.clone(),
+            status: status_name(status),
+            recipient_mode: match terms.recipient_mode {
+                RecipientMode::Specific => "specific",
+                RecipientMode::Category => "category",
+            },
+            recipients: text_array_literal(terms.recipients.iter().map(String::as_str)),
+            recipient_types: text_array_literal(terms.recipient_types.iter().map(String::as_str)),
+            resource_types: text_array_literal(
+                terms.scopes.iter().map(|s| s.resource_type.as_str()),
+            ),
+            effective_date: terms.effective_date,
+            expiry_date: terms.expiry_date,
+            terms: json,
+        });
+        Ok(())
+    }
+}
+
+/// Writes `lines` (one per consent) as one upsert. A write relying on one of these consents
+/// holds its row `FOR SHARE`: the update waits for that write, or that write sees it.
+pub(crate) fn push_upsert<'a>(statement: &mut Statement<'a>, lines: &'a [Line]) {
+    if lines.is_empty() {
+        return;
+    }
+    statement.part("consent_rows", |qb, guard| {
+        qb.push(
+            "INSERT INTO consent_index (consent_id, subject_type, subject_id, status, \
+                 recipient_mode, recipients, recipient_types, resource_types, effective_date, \
+                 expiry_date, terms) \
+             SELECT consent_id, subject_type, subject_id, status, recipient_mode, \
+                 recipients::text[], recipient_types::text[], resource_types::text[], \
+                 effective_date, expiry_date, terms::jsonb FROM ",
+        );
+        Unnest::new(qb)
+            .column("consent_id", "text", map(lines, |l| l.consent_id.as_str()))
+            .column(
+                "subject_type",
+                "text",
+                map(lines, |l| l.subject_type.as_str()),
+            )
+            .column("subject_id", "text", map(lines, |l| l.subject_id.as_str()))
+            .column("status", "text", map(lines, |l| l.status))
+            .column("recipient_mode", "text", map(lines, |l| l.recipient_mode))
+            .column("recipients", "text", map(lines, |l| l.recipients.as_str()))
+            .column(
+                "recipient_types",
+                "text",
+                map(lines, |l| l.recipient_types.as_str()),
+            )
+            .column(
+                "resource_types",
+                "text",
+                map(lines, |l| l.resource_types.as_str()),
+            )
+            .column("effective_date", "date", map(lines, |l| l.effective_date))
+            .column("expiry_date", "date", map(lines, |l| l.expiry_date))
+            .column("terms", "text", map(lines, |l| l.terms.as_str()))
+            .finish("u");
+        qb.push(" WHERE ").push(guard).push(
+            " ON CONFLICT (consent_id) DO UPDATE SET status = EXCLUDED.status, \
+                 expiry_date = EXCLUDED.expiry_date, terms = EXCLUDED.terms",
+        );
+    });
+}
+
+fn status_name(status: ConsentStatus) -> &'static str {
+    match status {
+        ConsentStatus::Given => "given",
+        ConsentStatus::Renewed => "renewed",
+        ConsentStatus::Withdrawn => "withdrawn",
+    }
+}
 
 /// Who may see what: everything (a client acting under a legal basis), or only subjects whose
 /// consent names the client's organisation or organisation type.
@@ -21,7 +139,7 @@ pub enum Visibility {
 }
 
 /// Restricts a view query to rows the client may see. The same rules as
-/// `ConsentRecord::covers`, in SQL, so that totals and pages never count an unconsented row; a
+/// `ConsentRecord::covers`, in SQL (`consent_covers`, migration 0013), so that totals and pages never count an unconsented row; a
 /// group's consent covers its current members (read from the membership index, which is as
 /// current as the consent index). Written as a set of admitted subjects (one hashed semi-join)
 /// rather than a per-row correlated check.
@@ -75,17 +193,15 @@ fn push_admitted(
         return;
     };
     let push_in_force = |qb: &mut QueryBuilder<'_, Postgres>| {
-        qb.push(" c.status IN ('given', 'renewed') AND c.effective_date <= ")
-            .push_bind(*today)
-            .push(" AND c.expiry_date >= ")
-            .push_bind(*today)
-            .push(" AND ((c.recipient_mode = 'specific' AND c.recipients @> ARRAY[")
+        qb.push(" consent_covers(c, ")
             .push_bind(organization.clone())
-            .push("]::text[]) OR (c.recipient_mode = 'category' AND c.recipient_types @> ARRAY[")
+            .push(", ")
             .push_bind(organization_type.clone())
-            .push("]::text[])) AND (")
+            .push(", ")
             .push_bind(resource_type)
-            .push(" = ANY(c.resource_types) OR 'all' = ANY(c.resource_types))");
+            .push(", ")
+            .push_bind(*today)
+            .push(")");
         if let Some(field) = &field {
             // `consent_field_access` (migration 0011) follows `ConsentRecord::scope_for`.
             qb.push(" AND (c.field_access -> ")
@@ -162,16 +278,7 @@ pub async fn covering(
     Ok(covering)
 }
 
-/// The current members of a group (streams), by the membership index.
-pub async fn current_members(pool: &PgPool, group_id: &str) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT individual_id FROM group_membership_index WHERE group_id = $1 \
-         ORDER BY individual_id",
-    )
-    .bind(group_id)
-    .fetch_all(pool)
-    .await
-}
+pub use crate::membership_index::current_members;
 
 /// One consent by its id.
 pub async fn get(pool: &PgPool, consent_id: &str) -> sqlx::Result<Option<ConsentRecord>> {

@@ -1,4 +1,8 @@
-//! The global event feed, read without ever skipping a late-committing transaction.
+//! The global event feed, read without ever skipping a late-committing transaction: the public
+//! reader every follower of the log uses (the registry's checkpoint today; GraphQL
+//! subscriptions and DCI notifications next, DESIGN invariant 8). A follower keeps a durable
+//! `FeedPosition`, reads pages after it with `read_page`, and sleeps on `EVENTS_CHANNEL`, which
+//! every process notifies after its appends commit.
 //!
 //! `global_position` is taken at INSERT time, so a higher position can commit before a lower
 //! one (stack.md §2.8). Readers therefore order by `(tx_id, global_position)` and take only
@@ -8,14 +12,13 @@
 //!
 //! The horizon is computed per database. `pg_snapshot_xmin` alone would be the oldest running
 //! transaction of the whole cluster, so one long transaction in any other database (a batch
-//! job, another application, a parallel test run) would hold every projection back and break
-//! read-your-writes. Only sessions of this database can append here, so the horizon is the
-//! oldest transaction id among them (see `horizon`).
+//! job, another application, a parallel test run) would hold every follower back. Only sessions
+//! of this database can append here, so the horizon is the oldest transaction id among them
+//! (see `horizon`).
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
+
+use crate::events::{event_columns, StoredEvent};
 
 /// A point in the feed. Ordered as the feed is: by transaction, then by position.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,87 +27,77 @@ pub struct FeedPosition {
     pub position: i64,
 }
 
-/// One event as stored, with its place in the feed.
-#[derive(Clone, Debug)]
-pub struct StoredEvent {
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub payload: Value,
-    pub metadata: Value,
-    pub recorded_at: DateTime<Utc>,
-    pub feed: FeedPosition,
-}
+/// One page of the feed: the events after a position, in feed order. Ordered and filtered on
+/// the `xid8` column itself, so the `events_feed` index `(tx_id, global_position)` serves it as
+/// an index range scan that stops after `$3` rows: no sort, and a page costs the same at any
+/// length of the log (a test holds the plan at millions of events). The horizon is applied by
+/// the reader, not here, so that a page also tells whether committed events wait behind it.
+pub const PAGE_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE (events.tx_id, events.global_position) > ($1::text::xid8, $2) \
+     ORDER BY events.tx_id, events.global_position LIMIT $3"
+);
 
-impl StoredEvent {
-    /// The metadata value under `key`, if it is a string.
-    pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata.get(key).and_then(Value::as_str)
-    }
-
-    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
-        Ok(Self {
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-            recorded_at: row.try_get("recorded_at")?,
-            feed: FeedPosition {
-                tx_id: row.try_get("tx_id")?,
-                position: row.try_get("global_position")?,
-            },
-        })
-    }
+/// Events after a position, in feed order, all below the horizon.
+#[derive(Debug, Default)]
+pub struct FeedPage {
+    pub events: Vec<StoredEvent>,
+    /// Events of transactions at or above the horizon were seen: they are committed (or being
+    /// committed) but an older transaction of this database may still append before them. A
+    /// follower should look again shortly; no notification will say when that older one ends.
+    pub held_back: bool,
 }
 
 /// Up to `limit` events after `after`, in feed order, all below the horizon. Takes a pool,
-/// not a transaction: the horizon is only sound when each of its steps sees a fresh snapshot.
+/// not a transaction: the horizon is only sound when the page is read in a later snapshot.
 pub async fn read_after(
     pool: &PgPool,
     after: FeedPosition,
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
+    Ok(read_page(pool, after, limit).await?.events)
+}
+
+/// As `read_after`, and whether events wait above the horizon.
+pub async fn read_page(pool: &PgPool, after: FeedPosition, limit: i64) -> sqlx::Result<FeedPage> {
     let horizon = horizon(pool).await?;
-    let rows = sqlx::query(
-        "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
-                metadata, recorded_at, tx_id::text::bigint AS tx_id, global_position \
-         FROM events \
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-           AND tx_id < $4::text::xid8 \
-         ORDER BY tx_id, global_position \
-         LIMIT $3",
-    )
-    .bind(after.tx_id.to_string())
-    .bind(after.position)
-    .bind(limit)
-    .bind(horizon.to_string())
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(StoredEvent::from_row).collect()
+    let rows = sqlx::query(PAGE_SQL)
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    let mut page = FeedPage::default();
+    for row in &rows {
+        let event = StoredEvent::from_row(row)?;
+        // The page is in transaction order: everything after the first event at or above the
+        // horizon is above it too.
+        if event.feed.tx_id >= horizon {
+            page.held_back = true;
+            break;
+        }
+        page.events.push(event);
+    }
+    Ok(page)
 }
 
 /// The id below which every transaction that could append to this database's events has
-/// ended, taken in two statements, each with its own snapshot, before the events are read:
+/// ended, taken in one statement before the events are read (in a later one):
 ///
-/// 1. `bound`: the xmax of a snapshot. A transaction with a smaller id had its id before this.
-/// 2. the ids of this database's sessions (and prepared transactions) still running. A
+/// 1. `bound`: the xmax of the statement's snapshot, taken when the statement starts. A
+///    transaction with a smaller id had its id before then.
+/// 2. the ids of this database's sessions (and prepared transactions) still running, read
+///    from shared memory while the statement executes, so after `bound` was fixed. A
 ///    transaction with an id below `bound` is either among them, or has ended, and then the
 ///    later snapshot of the events read sees its commit.
 ///
 /// Sessions hidden by privileges could be appenders we cannot see: then the cluster-wide
 /// `pg_snapshot_xmin`, always safe, is used instead.
 async fn horizon(pool: &PgPool) -> sqlx::Result<i64> {
-    let bound: i64 =
-        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-            .fetch_one(pool)
-            .await?;
-    let (running, hidden, cluster_xmin): (Vec<i64>, bool, i64) = sqlx::query_as(
+    let (bound, running, hidden, cluster_xmin): (i64, Vec<i64>, bool, i64) = sqlx::query_as(
         "SELECT \
+           pg_snapshot_xmax(pg_current_snapshot())::text::bigint, \
            ARRAY(SELECT backend_xid::text::bigint FROM pg_stat_activity \
                  WHERE datname = current_database() AND backend_xid IS NOT NULL \
                  UNION ALL \

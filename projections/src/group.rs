@@ -1,17 +1,17 @@
 //! The Group read model and its member list.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use cqrs_es::Aggregate;
 use openspp_aggregates::{Group, Identifier};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::consent::{push_visible, Visibility};
+use crate::error::ProjectionError;
+use crate::events::Fold;
 use crate::extension::ExtensionFilter;
-use crate::feed::StoredEvent;
-use crate::fold::fold_streams;
-use crate::runner::ProjectionError;
-use crate::search::{
-    like_contains, push_identifier, push_instants, Comparator, Found, Page, SortKey,
-};
+use crate::rows::{recorded, state_json, ReadModel, Rows};
+use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
+use crate::statement::{map, text_array_literal, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
 
 pub type GroupRow = ViewRow<Group>;
@@ -69,74 +69,150 @@ impl GroupQuery {
     }
 }
 
-pub(crate) async fn project(
-    conn: &mut PgConnection,
-    events: &[StoredEvent],
-) -> Result<(), ProjectionError> {
-    for folded in fold_streams::<Group>(conn, "group_view", events).await? {
-        let state = &folded.state;
-        let state_json = serde_json::to_value(state).map_err(|e| ProjectionError::Undecodable {
-            aggregate_type: "Group".into(),
-            sequence: folded.version,
-            reason: e.to_string(),
-        })?;
-        sqlx::query(
-            "INSERT INTO group_view (aggregate_id, version, state, primary_identifier, name_search, \
-                 name, group_type, quantity, active, created_at, last_updated, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
+/// The `group_view` row of one stream, with its `group_members_view` rows.
+pub(crate) struct Line {
+    aggregate_id: String,
+    version: i64,
+    state: String,
+    primary: Option<String>,
+    name_search: String,
+    name: Option<String>,
+    group_type: String,
+    quantity: i32,
+    active: bool,
+    created_at: DateTime<Utc>,
+    last_updated: DateTime<Utc>,
+    source: Option<String>,
+    members: Vec<MemberLine>,
+}
+
+/// A member as `group_members_view` lists it: by its place in the group's member list, which
+/// only ever grows (a member who leaves keeps their place, with an end date).
+pub(crate) struct MemberLine {
+    individual_id: String,
+    /// `text[]` as an array literal (see `text_array_literal`).
+    roles: String,
+    start_date: NaiveDate,
+    ended_date: Option<NaiveDate>,
+}
+
+impl ReadModel for Group {
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError> {
+        let state = &fold.state;
+        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
+        rows.groups.push(Line {
+            aggregate_id: aggregate_id.to_owned(),
+            version: fold.version as i64,
+            state: state_json(Self::TYPE, fold)?,
+            primary: state.live_identifiers().next().map(Identifier::key),
+            name_search: search_text(state.name.iter()),
+            name: state.name.clone(),
+            group_type: state.group_type.clone(),
+            quantity: state.quantity() as i32,
+            active: state.active,
+            created_at,
+            last_updated,
+            source: fold.source.clone(),
+            members: state
+                .members
+                .iter()
+                .map(|member| MemberLine {
+                    individual_id: member.individual.clone(),
+                    roles: text_array_literal(member.roles.iter().map(|r| r.code.as_str())),
+                    start_date: member.start_date,
+                    ended_date: member.ended_date,
+                })
+                .collect(),
+        });
+        Ok(())
+    }
+}
+
+/// Writes `lines` (one per stream) as one upsert of the groups and one of their members, the
+/// member list kept an exact image of the state: rows past its end are removed, rows that did
+/// not change are not rewritten.
+pub(crate) fn push_upsert<'a>(statement: &mut Statement<'a>, lines: &'a [Line]) {
+    if lines.is_empty() {
+        return;
+    }
+    statement.part("group_rows", |qb, guard| {
+        qb.push(
+            "INSERT INTO group_view (aggregate_id, version, state, primary_identifier, \
+                 name_search, name, group_type, quantity, active, created_at, last_updated, source) \
+             SELECT aggregate_id, version, state::jsonb, primary_identifier, name_search, name, \
+                 group_type, quantity, active, created_at, last_updated, source FROM ",
+        );
+        Unnest::new(qb)
+            .column("aggregate_id", "text", map(lines, |l| l.aggregate_id.as_str()))
+            .column("version", "bigint", map(lines, |l| l.version))
+            .column("state", "text", map(lines, |l| l.state.as_str()))
+            .column("primary_identifier", "text", map(lines, |l| l.primary.as_deref()))
+            .column("name_search", "text", map(lines, |l| l.name_search.as_str()))
+            .column("name", "text", map(lines, |l| l.name.as_deref()))
+            .column("group_type", "text", map(lines, |l| l.group_type.as_str()))
+            .column("quantity", "integer", map(lines, |l| l.quantity))
+            .column("active", "boolean", map(lines, |l| l.active))
+            .column("created_at", "timestamptz", map(lines, |l| l.created_at))
+            .column("last_updated", "timestamptz", map(lines, |l| l.last_updated))
+            .column("source", "text", map(lines, |l| l.source.as_deref()))
+            .finish("u");
+        qb.push(" WHERE ").push(guard).push(
+            " ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
                  state = EXCLUDED.state, primary_identifier = EXCLUDED.primary_identifier, \
                  name_search = EXCLUDED.name_search, name = EXCLUDED.name, \
                  group_type = EXCLUDED.group_type, quantity = EXCLUDED.quantity, \
                  active = EXCLUDED.active, last_updated = EXCLUDED.last_updated, \
                  source = EXCLUDED.source",
-        )
-        .bind(&folded.aggregate_id)
-        .bind(folded.version)
-        .bind(state_json)
-        .bind(state.live_identifiers().next().map(Identifier::key))
-        .bind(search_text(state.name.iter()))
-        .bind(&state.name)
-        .bind(&state.group_type)
-        .bind(state.quantity() as i32)
-        .bind(state.active)
-        .bind(folded.created_at)
-        .bind(folded.last_updated)
-        .bind(&folded.source)
-        .execute(&mut *conn)
-        .await?;
-
-        // The member list is small; rewriting it keeps it an exact image of the state.
-        sqlx::query("DELETE FROM group_members_view WHERE group_id = $1")
-            .bind(&folded.aggregate_id)
-            .execute(&mut *conn)
-            .await?;
-        if !state.members.is_empty() {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO group_members_view \
-                 (group_id, individual_id, member_index, roles, start_date, ended_date) ",
-            );
-            qb.push_values(
-                state.members.iter().enumerate(),
-                |mut row, (index, member)| {
-                    row.push_bind(&folded.aggregate_id)
-                        .push_bind(&member.individual)
-                        .push_bind(index as i32)
-                        .push_bind(
-                            member
-                                .roles
-                                .iter()
-                                .map(|r| r.code.clone())
-                                .collect::<Vec<_>>(),
-                        )
-                        .push_bind(member.start_date)
-                        .push_bind(member.ended_date);
-                },
-            );
-            qb.build().persistent(false).execute(&mut *conn).await?;
-        }
+        );
+    });
+    statement.part("group_members_past_end", |qb, guard| {
+        qb.push("DELETE FROM group_members_view m USING ");
+        Unnest::new(qb)
+            .column("group_id", "text", map(lines, |l| l.aggregate_id.as_str()))
+            .column("members", "integer", map(lines, |l| l.members.len() as i32))
+            .finish("g");
+        qb.push(" WHERE m.group_id = g.group_id AND m.member_index >= g.members AND ")
+            .push(guard);
+    });
+    let members: Vec<(&'a str, i32, &'a MemberLine)> = lines
+        .iter()
+        .flat_map(|line| {
+            line.members
+                .iter()
+                .enumerate()
+                .map(move |(index, member)| (line.aggregate_id.as_str(), index as i32, member))
+        })
+        .collect();
+    if members.is_empty() {
+        return;
     }
-    Ok(())
+    statement.part("group_member_rows", |qb, guard| {
+        qb.push(
+            "INSERT INTO group_members_view AS m \
+                 (group_id, individual_id, member_index, roles, start_date, ended_date) \
+             SELECT group_id, individual_id, member_index, roles::text[], start_date, ended_date \
+             FROM ",
+        );
+        Unnest::new(qb)
+            .column("group_id", "text", map(&members, |m| m.0))
+            .column("individual_id", "text", map(&members, |m| m.2.individual_id.as_str()))
+            .column("member_index", "integer", map(&members, |m| m.1))
+            .column("roles", "text", map(&members, |m| m.2.roles.as_str()))
+            .column("start_date", "date", map(&members, |m| m.2.start_date))
+            .column("ended_date", "date", map(&members, |m| m.2.ended_date))
+            .finish("u");
+        qb.push(" WHERE ").push(guard).push(
+            " ON CONFLICT (group_id, member_index) DO UPDATE SET \
+                 individual_id = EXCLUDED.individual_id, roles = EXCLUDED.roles, \
+                 start_date = EXCLUDED.start_date, ended_date = EXCLUDED.ended_date \
+             WHERE (m.individual_id, m.roles, m.start_date, m.ended_date) IS DISTINCT FROM \
+                 (EXCLUDED.individual_id, EXCLUDED.roles, EXCLUDED.start_date, EXCLUDED.ended_date)",
+        );
+    });
 }
 
 pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<GroupRow>> {
@@ -148,7 +224,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     let fields = query.fields().into_iter().map(|(_, field)| field);
     push_visible(qb, &query.visibility, "group", fields);
     if let Some(identifier) = &query.identifier {
-        push_identifier(qb, "Group", identifier);
+        crate::identifier_claims::push_holder(qb, "Group", identifier);
     }
     if let Some(name) = &query.name {
         qb.push(" AND name_search LIKE ")

@@ -4,17 +4,17 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use cqrs_es::Aggregate;
 use openspp_aggregates::{Identifier, Individual};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::consent::{push_visible, Visibility};
+use crate::error::ProjectionError;
+use crate::events::Fold;
 use crate::extension::ExtensionFilter;
-use crate::feed::StoredEvent;
-use crate::fold::{fold_streams, Folded, UPSERT_CHUNK};
-use crate::runner::ProjectionError;
-use crate::search::{
-    like_contains, push_dates, push_identifier, push_instants, Comparator, Found, Page, SortKey,
-};
+use crate::rows::{recorded, state_json, ReadModel, Rows};
+use crate::search::{like_contains, push_dates, push_instants, Comparator, Found, Page, SortKey};
+use crate::statement::{map, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
 
 pub type IndividualRow = ViewRow<Individual>;
@@ -81,22 +81,31 @@ impl IndividualQuery {
     }
 }
 
-/// One read-model row, computed from a folded stream.
-struct ViewLine {
-    folded: Folded<Individual>,
-    state_json: serde_json::Value,
+/// The `individual_view` row of one stream.
+pub(crate) struct Line {
+    aggregate_id: String,
+    version: i64,
+    state: String,
     primary: Option<String>,
     name_search: String,
+    family_name: Option<String>,
+    given_name: Option<String>,
+    birth_date: Option<NaiveDate>,
+    gender_code: Option<String>,
     address_search: String,
+    active: bool,
+    created_at: DateTime<Utc>,
+    last_updated: DateTime<Utc>,
+    source: Option<String>,
 }
 
-pub(crate) async fn project(
-    conn: &mut PgConnection,
-    events: &[StoredEvent],
-) -> Result<(), ProjectionError> {
-    let mut rows = Vec::new();
-    for folded in fold_streams::<Individual>(conn, "individual_view", events).await? {
-        let state = &folded.state;
+impl ReadModel for Individual {
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError> {
+        let state = &fold.state;
         let name = &state.name;
         let name_search = search_text(
             [&name.family, &name.given, &name.middle, &name.text]
@@ -117,45 +126,90 @@ pub(crate) async fn project(
                 .flatten(),
             )
         }));
-        let primary = state.live_identifiers().next().map(Identifier::key);
-        let state_json = serde_json::to_value(state).map_err(|e| ProjectionError::Undecodable {
-            aggregate_type: "Individual".into(),
-            sequence: folded.version,
-            reason: e.to_string(),
-        })?;
-        rows.push(ViewLine {
-            folded,
-            state_json,
-            primary,
+        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
+        rows.individuals.push(Line {
+            aggregate_id: aggregate_id.to_owned(),
+            version: fold.version as i64,
+            state: state_json(Self::TYPE, fold)?,
+            primary: state.live_identifiers().next().map(Identifier::key),
             name_search,
+            family_name: name.family.clone(),
+            given_name: name.given.clone(),
+            birth_date: state.birth_date,
+            gender_code: state.gender.as_ref().map(|g| g.code.clone()),
             address_search,
+            active: state.active,
+            created_at,
+            last_updated,
+            source: fold.source.clone(),
         });
+        Ok(())
     }
-    // One statement per chunk (a replay batch touches thousands of streams).
-    for chunk in rows.chunks(UPSERT_CHUNK) {
-        let mut qb = QueryBuilder::new(
+}
+
+/// Writes `lines` (one per stream) as one upsert.
+pub(crate) fn push_upsert<'a>(statement: &mut Statement<'a>, lines: &'a [Line]) {
+    if lines.is_empty() {
+        return;
+    }
+    statement.part("individual_rows", |qb, guard| {
+        qb.push(
             "INSERT INTO individual_view (aggregate_id, version, state, primary_identifier, \
                  name_search, family_name, given_name, birth_date, gender_code, address_search, \
-                 active, created_at, last_updated, source) ",
+                 active, created_at, last_updated, source) \
+             SELECT aggregate_id, version, state::jsonb, primary_identifier, name_search, \
+                 family_name, given_name, birth_date, gender_code, address_search, active, \
+                 created_at, last_updated, source FROM ",
         );
-        qb.push_values(chunk, |mut b, row| {
-            let state = &row.folded.state;
-            b.push_bind(&row.folded.aggregate_id)
-                .push_bind(row.folded.version)
-                .push_bind(&row.state_json)
-                .push_bind(&row.primary)
-                .push_bind(&row.name_search)
-                .push_bind(&state.name.family)
-                .push_bind(&state.name.given)
-                .push_bind(state.birth_date)
-                .push_bind(state.gender.as_ref().map(|g| g.code.clone()))
-                .push_bind(&row.address_search)
-                .push_bind(state.active)
-                .push_bind(row.folded.created_at)
-                .push_bind(row.folded.last_updated)
-                .push_bind(&row.folded.source);
-        });
-        qb.push(
+        Unnest::new(qb)
+            .column(
+                "aggregate_id",
+                "text",
+                map(lines, |l| l.aggregate_id.as_str()),
+            )
+            .column("version", "bigint", map(lines, |l| l.version))
+            .column("state", "text", map(lines, |l| l.state.as_str()))
+            .column(
+                "primary_identifier",
+                "text",
+                map(lines, |l| l.primary.as_deref()),
+            )
+            .column(
+                "name_search",
+                "text",
+                map(lines, |l| l.name_search.as_str()),
+            )
+            .column(
+                "family_name",
+                "text",
+                map(lines, |l| l.family_name.as_deref()),
+            )
+            .column(
+                "given_name",
+                "text",
+                map(lines, |l| l.given_name.as_deref()),
+            )
+            .column("birth_date", "date", map(lines, |l| l.birth_date))
+            .column(
+                "gender_code",
+                "text",
+                map(lines, |l| l.gender_code.as_deref()),
+            )
+            .column(
+                "address_search",
+                "text",
+                map(lines, |l| l.address_search.as_str()),
+            )
+            .column("active", "boolean", map(lines, |l| l.active))
+            .column("created_at", "timestamptz", map(lines, |l| l.created_at))
+            .column(
+                "last_updated",
+                "timestamptz",
+                map(lines, |l| l.last_updated),
+            )
+            .column("source", "text", map(lines, |l| l.source.as_deref()))
+            .finish("u");
+        qb.push(" WHERE ").push(guard).push(
             " ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
                  state = EXCLUDED.state, primary_identifier = EXCLUDED.primary_identifier, \
                  name_search = EXCLUDED.name_search, family_name = EXCLUDED.family_name, \
@@ -164,9 +218,7 @@ pub(crate) async fn project(
                  active = EXCLUDED.active, last_updated = EXCLUDED.last_updated, \
                  source = EXCLUDED.source",
         );
-        qb.build().persistent(false).execute(&mut *conn).await?;
-    }
-    Ok(())
+    });
 }
 
 pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<IndividualRow>> {
@@ -178,7 +230,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
     let fields = query.fields().into_iter().map(|(_, field)| field);
     push_visible(qb, &query.visibility, "individual", fields);
     if let Some(identifier) = &query.identifier {
-        push_identifier(qb, "Individual", identifier);
+        crate::identifier_claims::push_holder(qb, "Individual", identifier);
     }
     if let Some(name) = &query.name {
         qb.push(" AND name_search LIKE ")

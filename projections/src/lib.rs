@@ -1,25 +1,37 @@
-//! Read models of the registry, built only from the event feed, and the queries the server
-//! runs against them. Every table here can be dropped and rebuilt by replaying the events.
+//! Read models of the registry and the queries the server runs against them, the event log's
+//! readers and its one fold, and the gap-free feed. Every read model is written inside the
+//! append statement of the events that change it (`inline.rs`), from the state those events
+//! produced, by the same function a rebuild from the log uses (`rows.rs`).
 
 pub mod checkpoint;
 pub mod consent;
+pub mod error;
+pub mod events;
 pub mod extension;
 pub mod feed;
-mod fold;
 pub mod group;
+pub mod identifier_claims;
 pub mod individual;
+pub mod inline;
 pub mod membership;
+pub mod membership_index;
 pub mod program;
+pub mod rebuild;
+pub mod rows;
 pub mod runner;
 pub mod search;
+pub mod statement;
 pub mod view;
 
 pub use checkpoint::CheckpointWatch;
-pub use feed::{FeedPosition, StoredEvent};
+pub use error::{ProjectionError, RebuildError, Undecodable};
+pub use events::{Fold, StoredEvent};
+pub use feed::FeedPosition;
 
-/// The name of the projector that maintains the registry read models.
+/// The name of the registry's feed cursor (`projection_checkpoints`).
 pub const REGISTRY_PROJECTION: &str = "registry";
-/// Notified by every append transaction on commit; wakes the projector.
+/// Notified after appends commit (by every process, see the server's store); wakes whatever
+/// follows the feed.
 pub const EVENTS_CHANNEL: &str = "openspp_events";
-/// Notified (payload `tx_id:position`) each time a projector commits a batch.
+/// Notified (payload `tx_id:position`) each time the feed follower moves its checkpoint.
 pub const CHECKPOINT_CHANNEL: &str = "openspp_checkpoint";

@@ -3,14 +3,16 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use openspp_aggregates::ProgramMembership;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::consent::{push_visible_by, Visibility};
-use crate::feed::StoredEvent;
-use crate::fold::fold_streams;
-use crate::runner::ProjectionError;
+use crate::error::ProjectionError;
+use crate::events::Fold;
+use crate::rows::{recorded, state_json, ReadModel, Rows};
 use crate::search::{push_instants, Comparator, Found, Page, SortKey};
+use crate::statement::{map, Statement, Unnest};
 use crate::view::{self, ViewRow};
 
 pub type MembershipRow = ViewRow<ProgramMembership>;
@@ -30,45 +32,103 @@ pub struct MembershipQuery {
 pub const SORT_COLUMNS: [(&str, &str); 2] =
     [("status", "status"), ("_lastUpdated", "last_updated")];
 
-pub(crate) async fn project(
-    conn: &mut PgConnection,
-    events: &[StoredEvent],
-) -> Result<(), ProjectionError> {
-    for folded in fold_streams::<ProgramMembership>(conn, "membership_view", events).await? {
-        let state = &folded.state;
-        let state_json = serde_json::to_value(state).map_err(|e| ProjectionError::Undecodable {
-            aggregate_type: "ProgramMembership".into(),
-            sequence: folded.version,
-            reason: e.to_string(),
-        })?;
-        let beneficiary_type = match state.beneficiary_type {
-            Some(openspp_aggregates::program::TargetType::Group) => "Group",
-            _ => "Individual",
-        };
-        sqlx::query(
+/// The `membership_view` row of one stream.
+pub(crate) struct Line {
+    aggregate_id: String,
+    version: i64,
+    state: String,
+    primary: Option<String>,
+    program_id: String,
+    beneficiary_id: String,
+    beneficiary_type: &'static str,
+    status: &'static str,
+    created_at: DateTime<Utc>,
+    last_updated: DateTime<Utc>,
+    source: Option<String>,
+}
+
+impl ReadModel for ProgramMembership {
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError> {
+        let state = &fold.state;
+        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
+        rows.memberships.push(Line {
+            aggregate_id: aggregate_id.to_owned(),
+            version: fold.version as i64,
+            state: state_json(Self::TYPE, fold)?,
+            primary: state.identifier.as_ref().map(|i| i.key()),
+            program_id: state.program.clone(),
+            beneficiary_id: state.beneficiary.clone(),
+            beneficiary_type: match state.beneficiary_type {
+                Some(openspp_aggregates::program::TargetType::Group) => "Group",
+                _ => "Individual",
+            },
+            status: state.status.map(|s| s.as_str()).unwrap_or("draft"),
+            created_at,
+            last_updated,
+            source: fold.source.clone(),
+        });
+        Ok(())
+    }
+}
+
+/// Writes `lines` (one per stream) as one upsert. A membership never moves to another program
+/// or beneficiary, so those columns are written once.
+pub(crate) fn push_upsert<'a>(statement: &mut Statement<'a>, lines: &'a [Line]) {
+    if lines.is_empty() {
+        return;
+    }
+    statement.part("membership_rows", |qb, guard| {
+        qb.push(
             "INSERT INTO membership_view (aggregate_id, version, state, primary_identifier, \
-                 program_id, beneficiary_id, beneficiary_type, status, created_at, last_updated, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
+                 program_id, beneficiary_id, beneficiary_type, status, created_at, last_updated, \
+                 source) \
+             SELECT aggregate_id, version, state::jsonb, primary_identifier, program_id, \
+                 beneficiary_id, beneficiary_type, status, created_at, last_updated, source FROM ",
+        );
+        Unnest::new(qb)
+            .column(
+                "aggregate_id",
+                "text",
+                map(lines, |l| l.aggregate_id.as_str()),
+            )
+            .column("version", "bigint", map(lines, |l| l.version))
+            .column("state", "text", map(lines, |l| l.state.as_str()))
+            .column(
+                "primary_identifier",
+                "text",
+                map(lines, |l| l.primary.as_deref()),
+            )
+            .column("program_id", "text", map(lines, |l| l.program_id.as_str()))
+            .column(
+                "beneficiary_id",
+                "text",
+                map(lines, |l| l.beneficiary_id.as_str()),
+            )
+            .column(
+                "beneficiary_type",
+                "text",
+                map(lines, |l| l.beneficiary_type),
+            )
+            .column("status", "text", map(lines, |l| l.status))
+            .column("created_at", "timestamptz", map(lines, |l| l.created_at))
+            .column(
+                "last_updated",
+                "timestamptz",
+                map(lines, |l| l.last_updated),
+            )
+            .column("source", "text", map(lines, |l| l.source.as_deref()))
+            .finish("u");
+        qb.push(" WHERE ").push(guard).push(
+            " ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
                  state = EXCLUDED.state, primary_identifier = EXCLUDED.primary_identifier, \
                  status = EXCLUDED.status, last_updated = EXCLUDED.last_updated, \
                  source = EXCLUDED.source",
-        )
-        .bind(&folded.aggregate_id)
-        .bind(folded.version)
-        .bind(state_json)
-        .bind(state.identifier.as_ref().map(|i| i.key()))
-        .bind(&state.program)
-        .bind(&state.beneficiary)
-        .bind(beneficiary_type)
-        .bind(state.status.map(|s| s.as_str()).unwrap_or("draft"))
-        .bind(folded.created_at)
-        .bind(folded.last_updated)
-        .bind(&folded.source)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+        );
+    });
 }
 
 pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<MembershipRow>> {

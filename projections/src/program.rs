@@ -1,13 +1,15 @@
 //! The Program read model: search by name, status, target type and `_lastUpdated`.
 
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use openspp_aggregates::{Identifier, Program};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use crate::feed::StoredEvent;
-use crate::fold::fold_streams;
-use crate::runner::ProjectionError;
+use crate::error::ProjectionError;
+use crate::events::Fold;
+use crate::rows::{recorded, state_json, ReadModel, Rows};
 use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
+use crate::statement::{map, text_array_literal, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
 
 pub type ProgramRow = ViewRow<Program>;
@@ -33,48 +35,109 @@ fn status_name(program: &Program) -> &'static str {
     }
 }
 
-pub(crate) async fn project(
-    conn: &mut PgConnection,
-    events: &[StoredEvent],
-) -> Result<(), ProjectionError> {
-    for folded in fold_streams::<Program>(conn, "program_view", events).await? {
-        let state = &folded.state;
-        let state_json = serde_json::to_value(state).map_err(|e| ProjectionError::Undecodable {
-            aggregate_type: "Program".into(),
-            sequence: folded.version,
-            reason: e.to_string(),
-        })?;
+/// The `program_view` row of one stream.
+pub(crate) struct Line {
+    aggregate_id: String,
+    version: i64,
+    state: String,
+    primary: Option<String>,
+    /// `text[]` as an array literal (see `text_array_literal`).
+    identifiers: String,
+    name_search: String,
+    name: String,
+    status: &'static str,
+    target_type: &'static str,
+    created_at: DateTime<Utc>,
+    last_updated: DateTime<Utc>,
+    source: Option<String>,
+}
+
+impl ReadModel for Program {
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError> {
+        let state = &fold.state;
         let identifiers: Vec<String> = state.live_identifiers().map(Identifier::key).collect();
-        let target = match state.target_type {
-            Some(openspp_aggregates::program::TargetType::Individual) => "individual",
-            _ => "group",
-        };
-        sqlx::query(
-            "INSERT INTO program_view (aggregate_id, version, state, primary_identifier, identifiers, \
-                 name_search, name, status, target_type, created_at, last_updated, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
+        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
+        rows.programs.push(Line {
+            aggregate_id: aggregate_id.to_owned(),
+            version: fold.version as i64,
+            state: state_json(Self::TYPE, fold)?,
+            primary: identifiers.first().cloned(),
+            identifiers: text_array_literal(identifiers.iter().map(String::as_str)),
+            name_search: search_text([&state.name]),
+            name: state.name.clone(),
+            status: status_name(state),
+            target_type: match state.target_type {
+                Some(openspp_aggregates::program::TargetType::Individual) => "individual",
+                _ => "group",
+            },
+            created_at,
+            last_updated,
+            source: fold.source.clone(),
+        });
+        Ok(())
+    }
+}
+
+/// Writes `lines` (one per stream) as one upsert.
+pub(crate) fn push_upsert<'a>(statement: &mut Statement<'a>, lines: &'a [Line]) {
+    if lines.is_empty() {
+        return;
+    }
+    statement.part("program_rows", |qb, guard| {
+        qb.push(
+            "INSERT INTO program_view (aggregate_id, version, state, primary_identifier, \
+                 identifiers, name_search, name, status, target_type, created_at, last_updated, \
+                 source) \
+             SELECT aggregate_id, version, state::jsonb, primary_identifier, identifiers::text[], \
+                 name_search, name, status, target_type, created_at, last_updated, source FROM ",
+        );
+        Unnest::new(qb)
+            .column(
+                "aggregate_id",
+                "text",
+                map(lines, |l| l.aggregate_id.as_str()),
+            )
+            .column("version", "bigint", map(lines, |l| l.version))
+            .column("state", "text", map(lines, |l| l.state.as_str()))
+            .column(
+                "primary_identifier",
+                "text",
+                map(lines, |l| l.primary.as_deref()),
+            )
+            .column(
+                "identifiers",
+                "text",
+                map(lines, |l| l.identifiers.as_str()),
+            )
+            .column(
+                "name_search",
+                "text",
+                map(lines, |l| l.name_search.as_str()),
+            )
+            .column("name", "text", map(lines, |l| l.name.as_str()))
+            .column("status", "text", map(lines, |l| l.status))
+            .column("target_type", "text", map(lines, |l| l.target_type))
+            .column("created_at", "timestamptz", map(lines, |l| l.created_at))
+            .column(
+                "last_updated",
+                "timestamptz",
+                map(lines, |l| l.last_updated),
+            )
+            .column("source", "text", map(lines, |l| l.source.as_deref()))
+            .finish("u");
+        qb.push(" WHERE ").push(guard).push(
+            " ON CONFLICT (aggregate_id) DO UPDATE SET version = EXCLUDED.version, \
                  state = EXCLUDED.state, primary_identifier = EXCLUDED.primary_identifier, \
                  identifiers = EXCLUDED.identifiers, name_search = EXCLUDED.name_search, \
-                 name = EXCLUDED.name, status = EXCLUDED.status, target_type = EXCLUDED.target_type, \
-                 last_updated = EXCLUDED.last_updated, source = EXCLUDED.source",
-        )
-        .bind(&folded.aggregate_id)
-        .bind(folded.version)
-        .bind(state_json)
-        .bind(identifiers.first())
-        .bind(&identifiers)
-        .bind(search_text([&state.name]))
-        .bind(&state.name)
-        .bind(status_name(state))
-        .bind(target)
-        .bind(folded.created_at)
-        .bind(folded.last_updated)
-        .bind(&folded.source)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+                 name = EXCLUDED.name, status = EXCLUDED.status, \
+                 target_type = EXCLUDED.target_type, last_updated = EXCLUDED.last_updated, \
+                 source = EXCLUDED.source",
+        );
+    });
 }
 
 pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<ProgramRow>> {

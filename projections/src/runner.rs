@@ -1,55 +1,47 @@
-//! The projector: follows the feed from its checkpoint and applies each batch to the read
-//! models and the checkpoint in ONE transaction, so a crash anywhere loses nothing and applies
-//! nothing twice. One process leads (a session advisory lock); the others stand by, so any
-//! number of server processes can run against one database.
+//! The registry's feed follower: a durable cursor on the gap-free feed. The read models are
+//! written by the appends themselves (see `inline.rs`), so nothing here builds them; what the
+//! follower keeps is the checkpoint (`projection_checkpoints`, name `registry`): how far the
+//! feed has been read in commit order, and how many events that is. That is the cursor the
+//! deliveries that follow the feed (GraphQL subscriptions, DCI notifications, DESIGN
+//! invariant 8) extend, and what an operator reads as the feed's lag.
+//!
+//! Each page moves the checkpoint in one transaction, which fails if another follower moved it,
+//! so a crash anywhere loses nothing and counts nothing twice. One process leads (a session
+//! advisory lock); the others stand by, so any number of server processes can run against one
+//! database, and a rebuild (which takes the same lock) cannot run beside a live server.
+//!
+//! Idle, the follower sleeps on `EVENTS_CHANNEL`, which every process notifies after its
+//! appends commit; it looks again by itself only when events wait behind an older running
+//! transaction (which no notification announces the end of), and every `IDLE_CHECK` in case a
+//! notification was lost (a process that died between a commit and its notification).
 
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgPool, Postgres};
 
 use crate::checkpoint::{format, load as load_checkpoint, CheckpointWatch};
-use crate::feed::{read_after, FeedPosition, StoredEvent};
-use crate::{
-    group, individual, membership, program, CHECKPOINT_CHANNEL, EVENTS_CHANNEL, REGISTRY_PROJECTION,
-};
+use crate::error::ProjectionError;
+use crate::feed::{read_page, FeedPosition};
+use crate::{CHECKPOINT_CHANNEL, EVENTS_CHANNEL, REGISTRY_PROJECTION};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error("event {aggregate_type} {sequence} cannot be read: {reason}")]
-    Undecodable {
-        aggregate_type: String,
-        sequence: i64,
-        reason: String,
-    },
-    #[error("another projector moved the checkpoint")]
-    CheckpointMoved,
-}
-
-/// Events applied per transaction.
-const BATCH: i64 = 500;
-
-/// Applies one batch of events to every registry read model.
-pub async fn apply_batch(
-    conn: &mut PgConnection,
-    events: &[StoredEvent],
-) -> Result<(), ProjectionError> {
-    individual::project(conn, events).await?;
-    group::project(conn, events).await?;
-    program::project(conn, events).await?;
-    membership::project(conn, events).await?;
-    Ok(())
-}
+/// Events read per page.
+const PAGE: i64 = 5_000;
+/// The longest an idle follower sleeps without a notification.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// The shortest time between two checkpoint commits while the feed trickles in: under a write
+/// load every append notifies, and a commit per notification would double the commits.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// How long to wait, at most, for events held back behind an older transaction.
+const HELD_BACK_MAX: Duration = Duration::from_secs(1);
 
 /// Runs forever: waits for leadership, then follows the feed.
 pub async fn run(pool: PgPool, watch: CheckpointWatch) {
     loop {
         match lead(&pool, &watch).await {
             Ok(()) => {}
-            Err(error) => tracing::error!(%error, "projector stopped; restarting"),
+            Err(error) => tracing::error!(%error, "feed follower stopped; restarting"),
         }
         if pool.is_closed() {
             return;
@@ -58,9 +50,11 @@ pub async fn run(pool: PgPool, watch: CheckpointWatch) {
     }
 }
 
-/// Takes the projector's leadership if nobody holds it. The lock lives as long as the returned
+/// Takes the feed's leadership if nobody holds it. The lock lives as long as the returned
 /// connection: if the process dies, leadership passes on.
-async fn try_lead(pool: &PgPool) -> Result<Option<PoolConnection<Postgres>>, ProjectionError> {
+pub(crate) async fn try_lead(
+    pool: &PgPool,
+) -> Result<Option<PoolConnection<Postgres>>, ProjectionError> {
     let mut connection = pool.acquire().await?;
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
         .bind(format!("openspp:projector:{REGISTRY_PROJECTION}"))
@@ -71,102 +65,76 @@ async fn try_lead(pool: &PgPool) -> Result<Option<PoolConnection<Postgres>>, Pro
 
 async fn lead(pool: &PgPool, watch: &CheckpointWatch) -> Result<(), ProjectionError> {
     let Some(_leadership) = try_lead(pool).await? else {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Stand by; the leader's death frees the lock.
+        tokio::time::sleep(IDLE_CHECK).await;
         return Ok(());
     };
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(EVENTS_CHANNEL).await?;
     let mut checkpoint = load_checkpoint(pool).await?;
+    let mut held_back_wait = Duration::from_millis(5);
     loop {
-        let applied = step(pool, &mut checkpoint, BATCH).await?;
-        if let Some((position, _)) = applied {
-            watch.publish(position);
+        let page = read_page(pool, checkpoint, PAGE).await?;
+        if let Some(last) = page.events.last().map(|e| e.feed) {
+            advance(pool, &mut checkpoint, last, page.events.len()).await?;
+            watch.publish(last);
+            if page.events.len() as i64 == PAGE {
+                // Catching up: the next page at once.
+                continue;
+            }
+        }
+        if page.held_back {
+            tokio::time::sleep(held_back_wait).await;
+            held_back_wait = (held_back_wait * 2).min(HELD_BACK_MAX);
             continue;
         }
-        // Caught up with what is visible. New commits notify; the timeout covers events held
-        // back by an older transaction that was still running when we read.
-        let _ = tokio::time::timeout(Duration::from_millis(50), listener.recv()).await;
+        held_back_wait = Duration::from_millis(5);
+        if !page.events.is_empty() {
+            tokio::time::sleep(MIN_INTERVAL).await;
+        }
+        // Everything committed before this read is in it; what commits later notifies, and
+        // notifications received meanwhile are buffered, so waiting loses nothing.
+        let _ = tokio::time::timeout(IDLE_CHECK, listener.recv()).await;
+        // One read answers every notification received meanwhile.
+        while listener.next_buffered().is_some() {}
     }
 }
 
-/// Why a rebuild could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum RebuildError {
-    #[error("a running server is projecting into these read models; stop it first")]
-    ProjectorRunning,
-    #[error(transparent)]
-    Projection(#[from] ProjectionError),
-}
-
-/// Drops the registry read models and rebuilds them from the whole event log, in large
-/// batches; `progress` hears how many events each batch applied. Holds the projector's
-/// leadership throughout, so no live projector writes meanwhile.
-pub async fn rebuild(pool: &PgPool, mut progress: impl FnMut(usize)) -> Result<u64, RebuildError> {
-    let _leadership = try_lead(pool)
-        .await?
-        .ok_or(RebuildError::ProjectorRunning)?;
-    let mut tx = pool.begin().await.map_err(ProjectionError::from)?;
-    sqlx::query(
-        "TRUNCATE individual_view, group_view, group_members_view, program_view, membership_view",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(ProjectionError::from)?;
-    sqlx::query(
-        "UPDATE projection_checkpoints SET tx_id = 0, position = 0, events = 0, updated_at = now() \
-         WHERE name = $1",
-    )
-    .bind(REGISTRY_PROJECTION)
-    .execute(&mut *tx)
-    .await
-    .map_err(ProjectionError::from)?;
-    tx.commit().await.map_err(ProjectionError::from)?;
-    let mut checkpoint = FeedPosition::default();
-    let mut applied = 0u64;
-    while let Some((_, count)) = step(pool, &mut checkpoint, REBUILD_BATCH).await? {
-        applied += count as u64;
-        progress(count);
-    }
-    Ok(applied)
-}
-
-/// Events applied per transaction when rebuilding from scratch.
-const REBUILD_BATCH: i64 = 5_000;
-
-/// Applies the next batch, if any; returns the new checkpoint and how many events it applied.
-async fn step(
+/// Moves the checkpoint from `checkpoint` to `last`, `count` events on, and tells every
+/// process (the `CheckpointWatch`es), in one statement.
+///
+/// Committed without waiting for the WAL flush (`synchronous_commit` off for this transaction
+/// only): a crash of PostgreSQL may take the last moves back, and then the row as a whole
+/// (position and count together) is an earlier one, from which the follower reads on with no
+/// gap and no double count; a delivery following the feed sees those events again, which
+/// at-least-once allows (DESIGN invariant 8). What it saves is a durable commit per page.
+async fn advance(
     pool: &PgPool,
     checkpoint: &mut FeedPosition,
-    batch: i64,
-) -> Result<Option<(FeedPosition, usize)>, ProjectionError> {
-    let events = read_after(pool, *checkpoint, batch).await?;
-    let Some(last) = events.last().map(|e| e.feed) else {
-        return Ok(None);
-    };
-    let mut tx = pool.begin().await?;
-    apply_batch(&mut tx, &events).await?;
-    let moved = sqlx::query(
-        "UPDATE projection_checkpoints \
-         SET tx_id = $2, position = $3, events = events + $4, updated_at = now() \
-         WHERE name = $1 AND tx_id = $5 AND position = $6",
+    last: FeedPosition,
+    count: usize,
+) -> Result<(), ProjectionError> {
+    let moved: i64 = sqlx::query_scalar(
+        "WITH moved AS (\
+             UPDATE projection_checkpoints \
+             SET tx_id = $2, position = $3, events = events + $4, updated_at = now() \
+             WHERE name = $1 AND tx_id = $5 AND position = $6 RETURNING 1) \
+         SELECT (SELECT count(*) FROM moved) \
+         FROM (SELECT set_config('synchronous_commit', 'off', true), pg_notify($7, $8)) AS side",
     )
     .bind(REGISTRY_PROJECTION)
     .bind(last.tx_id)
     .bind(last.position)
-    .bind(events.len() as i64)
+    .bind(count as i64)
     .bind(checkpoint.tx_id)
     .bind(checkpoint.position)
-    .execute(&mut *tx)
+    .bind(CHECKPOINT_CHANNEL)
+    .bind(format(last))
+    .fetch_one(pool)
     .await?;
-    if moved.rows_affected() != 1 {
+    if moved != 1 {
         return Err(ProjectionError::CheckpointMoved);
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHECKPOINT_CHANNEL)
-        .bind(format(last))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
     *checkpoint = last;
-    Ok(Some((last, events.len())))
+    Ok(())
 }

@@ -1,7 +1,6 @@
 //! What every search shares: comparison prefixes, paging, sorting, and the result envelope.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use openspp_aggregates::Identifier;
 use sqlx::{Postgres, QueryBuilder};
 
 /// FHIR search prefixes for dates and instants (`eq ne gt lt ge le`).
@@ -78,24 +77,6 @@ pub fn like_contains(text: &str) -> String {
     }
     escaped.push('%');
     escaped
-}
-
-/// Restricts to the stream that holds the live identifier (the same table that enforces
-/// uniqueness, so a search by identifier never disagrees with a read by identifier).
-pub(crate) fn push_identifier(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    aggregate_type: &'static str,
-    identifier: &Identifier,
-) {
-    qb.push(
-        " AND aggregate_id IN (SELECT aggregate_id FROM identifier_claims WHERE aggregate_type = ",
-    )
-    .push_bind(aggregate_type)
-    .push(" AND system = ")
-    .push_bind(identifier.system.clone())
-    .push(" AND value = ")
-    .push_bind(identifier.value.clone())
-    .push(")");
 }
 
 pub(crate) fn push_dates(

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use openspp_projections::feed::read_after;
+use openspp_projections::feed::{read_after, read_page};
 use openspp_projections::FeedPosition;
 use support::TestDb;
 
@@ -107,6 +107,13 @@ async fn an_older_running_transaction_holds_the_feed_back_until_it_ends() {
         streams_read(&db.pool).await.is_empty(),
         "read past a running transaction"
     );
+    let page = read_page(&db.pool, FeedPosition::default(), 100)
+        .await
+        .unwrap();
+    assert!(
+        page.held_back,
+        "the page says an event waits behind the horizon"
+    );
     append(&mut early, "early").await;
     early.commit().await.unwrap();
     assert_eq!(streams_read(&db.pool).await, ["early", "late"]);
@@ -131,4 +138,90 @@ async fn a_transaction_in_another_database_does_not_hold_the_feed_back() {
     drop(here);
     db.drop().await;
     other.drop().await;
+}
+
+/// Events in the feed's shape at scale: `n` events, four per transaction id, spread over
+/// 100,000 streams, inserted in one statement (so the ids are written, not taken).
+async fn fill(pool: &sqlx::PgPool, n: i64) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata, recorded_at, prev_hash, hash, tx_id) \
+         SELECT 'Test', 's' || (i % 100000), i / 100000 + 1, 'Tested', '1.0', '{}', '{}', \
+             now(), NULL, '\\x00', (1000 + i / 4)::text::xid8 \
+         FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE events").execute(pool).await.unwrap();
+}
+
+/// Every node type in an `EXPLAIN (FORMAT JSON)` plan, with the index each scan uses.
+fn nodes(plan: &serde_json::Value, into: &mut Vec<String>) {
+    if let Some(node) = plan.get("Node Type").and_then(|n| n.as_str()) {
+        let index = plan.get("Index Name").and_then(|i| i.as_str());
+        into.push(match index {
+            Some(index) => format!("{node} using {index}"),
+            None => node.to_owned(),
+        });
+    }
+    for child in plan
+        .get("Plans")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
+        nodes(child, into);
+    }
+}
+
+/// The feed's page query, as the code runs it, is an index range scan of `events_feed` that
+/// stops after a page, with no sort: at the start, the middle and the end of a log of three
+/// million events, planned with the values (custom plan) and without them (the generic plan
+/// a prepared statement falls back to).
+#[tokio::test]
+async fn a_feed_page_is_an_index_scan_without_a_sort_at_millions_of_events() {
+    let db = TestDb::create().await;
+    fill(&db.pool, 3_000_000).await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    sqlx::query(&format!(
+        "PREPARE feed_page(text, bigint, bigint) AS {}",
+        openspp_projections::feed::PAGE_SQL
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        sqlx::query(&format!("SET plan_cache_mode = {mode}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        for (tx_id, position) in [
+            (0_i64, 0_i64),
+            (1000 + 375_000, 1_500_000),
+            (1000 + 749_999, 2_999_990),
+        ] {
+            let explained: serde_json::Value = sqlx::query_scalar(&format!(
+                "EXPLAIN (FORMAT JSON) EXECUTE feed_page('{tx_id}', {position}, 5000)"
+            ))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            let mut found = Vec::new();
+            nodes(&explained[0]["Plan"], &mut found);
+            assert!(
+                found.iter().any(|n| n == "Index Scan using events_feed"),
+                "{mode} at {tx_id}:{position}: {found:?}"
+            );
+            assert!(
+                !found
+                    .iter()
+                    .any(|n| n.contains("Sort") || n.contains("Seq Scan")),
+                "{mode} at {tx_id}:{position}: {found:?}"
+            );
+        }
+    }
+    drop(conn);
+    db.drop().await;
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use cqrs_es::Aggregate;
-use openspp_aggregates::{DomainError, InlineIndex};
+use openspp_aggregates::DomainError;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::catalog_sync;
-use crate::store::{CommandMetadata, EventStore, StoreError};
+use crate::store::{CommandMetadata, EventStore, StoreError, Stored};
 
 pub mod extension;
 pub mod vocabulary;
@@ -115,9 +115,7 @@ pub async fn record<A>(
     describe: impl Fn(DomainError) -> anyhow::Error,
 ) -> anyhow::Result<Recorded>
 where
-    A: Aggregate<Error = DomainError>,
-    A::Command: Clone,
-    A::Event: InlineIndex,
+    A: Stored + Aggregate<Error = DomainError>,
 {
     let metadata = args.metadata(collection_method)?;
     // Listen before committing, so no server's confirmation can be missed.

@@ -54,21 +54,20 @@ pub async fn versions<A: Aggregate + Clone>(
     state: &AppState,
     stream: &str,
 ) -> Result<Vec<Version<A>>, ApiError> {
-    let events = history::stream(&state.pool, A::TYPE, stream).await?;
-    let mut aggregate = A::default();
-    let mut versions = Vec::with_capacity(events.len());
-    for event in events {
-        let payload: A::Event = serde_json::from_value(event.payload.clone()).map_err(|error| {
-            tracing::error!(%error, sequence = event.sequence, "unreadable stored event");
-            ApiError::internal()
-        })?;
-        aggregate.apply(payload);
-        versions.push(Version {
-            state: aggregate.clone(),
-            event,
-        });
-    }
-    Ok(versions)
+    let versions =
+        history::versions::<A>(&state.pool, stream)
+            .await
+            .map_err(|error| match error {
+                history::VersionsError::Database(error) => ApiError::from(error),
+                history::VersionsError::Undecodable(error) => {
+                    tracing::error!(%error, "unreadable stored event");
+                    ApiError::internal()
+                }
+            })?;
+    Ok(versions
+        .into_iter()
+        .map(|(state, event)| Version { state, event })
+        .collect())
 }
 
 /// The version a vread asks for.

@@ -15,6 +15,7 @@ use crate::api::preconditions::IfMatch;
 use crate::error::ApiError;
 use crate::resource::call::Call;
 use crate::resource::grant::{grants_for, Grant};
+use crate::store::Stored;
 
 /// A resource as of one version: its state, which version that is, when and from where it last
 /// changed. The read model's row, a past version from the log, and a command's result all take
@@ -29,7 +30,8 @@ pub trait Resource:
         Error = DomainError,
         Command: Clone + Send + Sync,
         Event: InlineIndex,
-    > + Clone
+    > + Stored
+    + Clone
     + DeserializeOwned
     + Send
     + Sync

@@ -3,7 +3,6 @@
 
 use axum::http::{header, StatusCode};
 use openspp_aggregates::DomainError;
-use openspp_projections::view::ViewRow;
 
 use crate::api::preconditions::IfMatch;
 use crate::error::ApiError;
@@ -12,7 +11,7 @@ use crate::resource::call::Call;
 use crate::resource::clash_alert;
 use crate::resource::grant::identity_only;
 use crate::resource::traits::{reference_of, Resource, Snapshot, Write};
-use crate::store::{Committed, StoreError};
+use crate::store::StoreError;
 
 /// Runs `write` and answers with the resource as it now is, shown as the caller may see it.
 ///
@@ -33,8 +32,9 @@ pub async fn commit<R: Resource>(call: &Call, write: Write<R>) -> Result<Answer,
     }
 }
 
-/// Runs `write`; once it returns Ok the events are committed, and the snapshot is the state
-/// they produced.
+/// Runs `write`; once it returns Ok the events are committed, with every read model they
+/// change (one statement, one commit), and the snapshot is the state they produced: nothing is
+/// read back.
 pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapshot<R>, ApiError> {
     let state = &call.state;
     let mut metadata = call.provenance.metadata(
@@ -60,21 +60,7 @@ pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapsh
         clash_alert::count(state, &metadata.client_id, &metadata.request_id, R::TYPE).await;
     }
     let committed = executed.map_err(|error| store_error(error, R::TYPE))?;
-    if let Some(position) = committed.position {
-        if state
-            .checkpoints
-            .wait_for(position, state.read_your_writes_timeout)
-            .await
-            .is_err()
-        {
-            // The events are committed (the answer stays 2xx); only the read models lag.
-            tracing::warn!("read models did not catch up with a write in time");
-        }
-    }
-    Ok(match R::current(call, &write.stream).await {
-        Ok(Some(row)) if row.version as u64 >= committed.version => row,
-        _ => as_committed(&write.stream, committed),
-    })
+    Ok(committed.into())
 }
 
 /// Creates a resource in a new stream: `subject` is how the request named it (its first
@@ -117,17 +103,6 @@ async fn shown_after<R: Resource>(
     show(call, status, snapshot, grant.as_ref()).await
 }
 
-/// The state a command produced, as a snapshot (when the read model has not caught up yet).
-fn as_committed<R>(stream: &str, committed: Committed<R>) -> Snapshot<R> {
-    ViewRow {
-        aggregate_id: stream.to_owned(),
-        version: committed.version as i64,
-        state: committed.aggregate,
-        last_updated: chrono::Utc::now(),
-        source: None,
-    }
-}
-
 pub fn domain_error(error: DomainError) -> ApiError {
     match error {
         DomainError::Invalid { field, message } => ApiError::unprocessable(&field, message),
@@ -156,6 +131,18 @@ fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
         // The consent was withdrawn while the command ran: from now on the subject is unknown
         // to this client, and the answer is exactly the one for an unknown subject.
         StoreError::ConsentLapsed => ApiError::not_found(resource),
+        StoreError::Unavailable(error) => {
+            tracing::warn!(%error, "database unavailable; nothing was written");
+            ApiError::unavailable("the database is unavailable; nothing was written, retry")
+                .with_header(header::RETRY_AFTER, "1")
+        }
+        StoreError::OutcomeUnknown => {
+            tracing::error!("connection lost while committing; the outcome is unknown");
+            ApiError::unavailable(
+                "the connection to the database was lost while this write was committing: it \
+                 may have been recorded; read the resource before sending it again",
+            )
+        }
         StoreError::Corrupt(reason) => {
             tracing::error!(%reason, "unreadable event stream");
             ApiError::internal()

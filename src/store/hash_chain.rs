@@ -5,7 +5,8 @@
 //! rebuilt from what the database returns, never from bytes we sent, because jsonb normalises
 //! its text (stack.md §1.3); serde_json's default map is sorted, which makes it canonical.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// What a link covers, as stored.
@@ -20,25 +21,67 @@ pub struct Link<'a> {
     pub prev_hash: Option<&'a [u8]>,
 }
 
+/// The hashed document: its fields in alphabetical order, as a sorted map would write them,
+/// borrowing the payload and metadata rather than copying them into a new tree.
+#[derive(Serialize)]
+struct Document<'a> {
+    aggregate_id: &'a str,
+    aggregate_type: &'a str,
+    event_type: &'a str,
+    event_version: &'a str,
+    metadata: &'a Value,
+    payload: &'a Value,
+    prev_hash: Option<String>,
+    sequence: i64,
+}
+
 impl Link<'_> {
     pub fn hash(&self) -> Vec<u8> {
-        let document = json!({
-            "aggregate_type": self.aggregate_type,
-            "aggregate_id": self.aggregate_id,
-            "sequence": self.sequence,
-            "event_type": self.event_type,
-            "event_version": self.event_version,
-            "payload": self.payload,
-            "metadata": self.metadata,
-            "prev_hash": self.prev_hash.map(hex::encode),
-        });
-        Sha256::digest(document.to_string().as_bytes()).to_vec()
+        let document = Document {
+            aggregate_id: self.aggregate_id,
+            aggregate_type: self.aggregate_type,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            metadata: self.metadata,
+            payload: self.payload,
+            prev_hash: self.prev_hash.map(hex::encode),
+            sequence: self.sequence,
+        };
+        let text = serde_json::to_vec(&document).expect("JSON values always serialize");
+        Sha256::digest(&text).to_vec()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// The document as the chain has always been hashed: a `json!` object, whose keys a
+    /// sorted map orders. Every stored hash was made this way; the borrowed document must
+    /// write the very same bytes.
+    #[test]
+    fn the_document_is_the_sorted_object_of_the_first_hashes() {
+        let payload = json!({"NameChanged": {"given": "Ana", "family": null}});
+        let metadata = json!({"client_id": "c", "recorded_at": "2026-01-01T00:00:00+00:00"});
+        let prev = [7u8; 32];
+        let link = link(&payload, &metadata, Some(&prev));
+        let original = json!({
+            "aggregate_type": link.aggregate_type,
+            "aggregate_id": link.aggregate_id,
+            "sequence": link.sequence,
+            "event_type": link.event_type,
+            "event_version": link.event_version,
+            "payload": link.payload,
+            "metadata": link.metadata,
+            "prev_hash": link.prev_hash.map(hex::encode),
+        });
+        assert_eq!(
+            link.hash(),
+            Sha256::digest(original.to_string().as_bytes()).to_vec()
+        );
+    }
 
     fn link<'a>(payload: &'a Value, metadata: &'a Value, prev: Option<&'a [u8]>) -> Link<'a> {
         Link {

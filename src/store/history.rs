@@ -1,25 +1,12 @@
 //! A stream's events as stored, for histories, point-in-time reads, receipts and verification.
+//! The row type, its reader and the fold are the event log's own (`openspp_projections::events`):
+//! one owner for the log, whoever reads it.
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
+use cqrs_es::Aggregate;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Recorded {
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub payload: Value,
-    pub metadata: Value,
-    pub recorded_at: DateTime<Utc>,
-    pub prev_hash: Option<Vec<u8>>,
-    pub hash: Vec<u8>,
-}
-
-pub const COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                           payload, metadata, recorded_at, prev_hash, hash";
+pub use openspp_projections::events::{StoredEvent as Recorded, COLUMNS};
+pub use openspp_projections::Undecodable;
 
 /// Every event of one stream, oldest first.
 pub async fn stream(
@@ -27,11 +14,23 @@ pub async fn stream(
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> sqlx::Result<Vec<Recorded>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
-    ))
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .fetch_all(pool)
-    .await
+    openspp_projections::events::stream(pool, aggregate_type, aggregate_id).await
+}
+
+/// Every version of a stream, oldest first: the state after each event (folded with the
+/// domain's own `apply`, like every other reader of the log), with the event.
+pub async fn versions<A: Aggregate + Clone>(
+    pool: &PgPool,
+    aggregate_id: &str,
+) -> Result<Vec<(A, Recorded)>, VersionsError> {
+    let events = stream(pool, A::TYPE, aggregate_id).await?;
+    Ok(openspp_projections::events::versions(events)?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VersionsError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Undecodable(#[from] Undecodable),
 }

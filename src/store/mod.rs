@@ -1,17 +1,87 @@
-//! The write side: load a stream, let the aggregate decide, append its events atomically with
-//! everything that must never be stale (identifier claims, hash chain), and tell the projector.
+//! The write side: load a stream, let the aggregate decide, and append its events in ONE
+//! statement with everything kept with them: identifier claims, hash chain, the consent and
+//! membership indexes, and every read model row the write changes (so a write is read back
+//! by anyone, in any process, as soon as it is acknowledged). Then wake the feed's followers.
 //!
-//! cqrs-es supplies the `Aggregate`/`EventSink` contract; this module owns the append
-//! transaction because postgres-es offers no hook into it (stack.md §2.10) and has no global
+//! cqrs-es supplies the `Aggregate`/`EventSink` contract; this module owns the append because
+//! postgres-es offers no hook into its transaction (stack.md §2.10) and has no global
 //! position, expected version or retry.
 
+mod batch;
 pub mod claims;
+mod error;
 mod executor;
 pub mod hash_chain;
 pub mod history;
 pub mod metadata;
+mod signal;
 pub mod verify;
 
-pub use executor::{Committed, EventStore, StoreError};
+pub use batch::{Batch, Committed, Receipt};
+pub use error::StoreError;
+pub use executor::EventStore;
 pub use metadata::CommandMetadata;
 pub use openspp_projections::EVENTS_CHANNEL;
+
+use cqrs_es::Aggregate;
+use openspp_aggregates::{
+    Consent, ConsentCommand, Group, GroupCommand, Individual, IndividualCommand, InlineIndex,
+    MembershipCommand, Program, ProgramCommand, ProgramMembership,
+};
+use openspp_projections::rows::ReadModel;
+
+/// An aggregate the store can keep: its events say what they change in the inline indexes,
+/// its state says what its read models show, and its commands say whether they start a stream.
+pub trait Stored:
+    ReadModel + Aggregate<Event: InlineIndex, Command: Clone + Send + Sync> + Clone + 'static
+{
+    /// Whether `command` starts a stream (a registration, a creation). The store then decides
+    /// it on the empty state without reading the stream, and reads the stream after all only if
+    /// the state refuses it or the stream turns out to exist: the answer is the same either way,
+    /// the common case costs one read less.
+    fn starts_stream(command: &Self::Command) -> bool;
+}
+
+impl Stored for Individual {
+    fn starts_stream(command: &IndividualCommand) -> bool {
+        matches!(command, IndividualCommand::Register(_))
+    }
+}
+
+impl Stored for Group {
+    fn starts_stream(command: &GroupCommand) -> bool {
+        matches!(command, GroupCommand::Register(_))
+    }
+}
+
+impl Stored for Program {
+    fn starts_stream(command: &ProgramCommand) -> bool {
+        matches!(command, ProgramCommand::Create(_))
+    }
+}
+
+impl Stored for ProgramMembership {
+    fn starts_stream(command: &MembershipCommand) -> bool {
+        matches!(command, MembershipCommand::Enrol { .. })
+    }
+}
+
+/// An import or a new code may meet a vocabulary that exists or not: always read the stream.
+impl Stored for openspp_aggregates::managed_vocabulary::ManagedVocabulary {
+    fn starts_stream(_: &Self::Command) -> bool {
+        false
+    }
+}
+
+/// A registration may change an extension already registered: always read the stream.
+impl Stored for openspp_aggregates::extension_registry::ExtensionRegistration {
+    fn starts_stream(_: &Self::Command) -> bool {
+        false
+    }
+}
+
+impl Stored for Consent {
+    fn starts_stream(command: &ConsentCommand) -> bool {
+        matches!(command, ConsentCommand::Give(_))
+    }
+}

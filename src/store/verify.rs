@@ -130,6 +130,7 @@ mod tests {
                     recorded_at,
                     prev_hash: previous.take(),
                     hash,
+                    feed: Default::default(),
                 };
                 previous = Some(event.hash.clone());
                 event

@@ -6,9 +6,12 @@ use libtest_mimic::Trial;
 use serde_json::json;
 
 use crate::support::{
-    admin, individual_body, path_id, register_individual, sql_scalar, unique, world, NATIONAL_ID,
+    admin, create_client, individual_body, path_id, register_individual, sql_scalar, unique, world,
+    Api, Server, TestDatabase, ALL_SCOPES, NATIONAL_ID,
 };
 use crate::trial;
+
+mod direct;
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -32,6 +35,23 @@ pub fn trials() -> Vec<Trial> {
             "store::postgres_es_reads_the_same_streams",
             postgres_es_compatible,
         ),
+        trial(
+            "store::a_batch_commits_every_command_or_none",
+            direct::batch_commits_every_command_or_none,
+        ),
+        trial(
+            "store::a_lost_connection_is_settled_before_answering",
+            direct::a_lost_connection_is_settled_before_answering,
+        ),
+        trial(
+            "store::an_unreachable_database_is_unavailable",
+            direct::an_unreachable_database_is_unavailable,
+        ),
+        trial(
+            "store::another_server_process_reads_a_write_at_once",
+            another_process_reads_at_once,
+        ),
+        trial("store::an_idle_server_does_not_poll", idle_server),
     ]
 }
 
@@ -237,4 +257,74 @@ async fn postgres_es_compatible() {
     );
     assert_eq!(context.current_sequence as u64, individual.version);
     pool.close().await;
+}
+
+/// The read models are written in the append itself, so a second server process on the same
+/// database reads a write the moment it is acknowledged, both ways.
+async fn another_process_reads_at_once() {
+    let second = Server::start(&world().database_url, &[]);
+    let here = admin().await;
+    let there = Api::new(&second.base).login(&world().admin).await;
+    for n in 0..5 {
+        let id = unique("XPROC");
+        let path = register_individual(&here, &id).await;
+        there.get(&path).await.expect(200);
+        let mut body = individual_body(&id);
+        body["name"]["given"] = json!(format!("Changed{n}"));
+        there.put(&path, body, None).await.expect(200);
+        let read = here.get(&path).await;
+        assert_eq!(read.body["name"]["given"], format!("Changed{n}"));
+        assert_eq!(read.body["meta"]["versionId"], "3");
+    }
+}
+
+/// An idle server sends PostgreSQL at most about one query a second: whatever follows the
+/// feed sleeps on a notification (it used to poll three queries every 50 ms).
+async fn idle_server() {
+    let database = TestDatabase::create("openspp_e2e_idle");
+    let server = Server::start(&database.url, &[]);
+    let mut scopes = Vec::new();
+    for scope in ALL_SCOPES {
+        scopes.extend(["--scope", scope]);
+    }
+    let credentials = create_client(&database.url, &scopes);
+    let api = Api::new(&server.base).login(&credentials).await;
+    register_individual(&api, &unique("IDLE")).await;
+    // Let the feed follower take the write in and settle.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // One connection, so that every other session of the database is the server's.
+    let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
+        .await
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut started = 0;
+    let window = std::time::Duration::from_secs(4);
+    let begin = std::time::Instant::now();
+    let mut first = true;
+    let mut queries = Vec::new();
+    while begin.elapsed() < window {
+        let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(
+            "SELECT pid, query_start, left(query, 60) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND query_start IS NOT NULL",
+        )
+        .fetch_all(&mut watcher)
+        .await
+        .unwrap();
+        for (pid, start, query) in rows {
+            if seen.insert((pid, start)) && !first {
+                started += 1;
+                queries.push(query);
+            }
+        }
+        first = false;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(watcher);
+    assert!(
+        started <= 4,
+        "an idle server started {started} queries in {window:?}: {queries:?}"
+    );
+    drop(server);
+    drop(database);
 }

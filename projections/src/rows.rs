@@ -1,0 +1,146 @@
+//! The rows a stream's state puts in the read models. `ReadModel::project` is the ONE function
+//! from a folded stream to its rows: the append writes them in its own statement (so every
+//! read model reflects a write once it commits, in every process), and the rebuild writes them
+//! from the whole log, so a rebuild is byte-identical to what the appends wrote.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use openspp_aggregates::{Consent, Group, Individual, Program, ProgramMembership};
+
+use crate::error::{ProjectionError, Undecodable};
+use crate::events::{Fold, StoredEvent};
+use crate::statement::Statement;
+use crate::{consent, group, individual, membership, program};
+
+/// An aggregate whose state is shown through read models.
+pub trait ReadModel: Aggregate {
+    /// Adds the rows of stream `aggregate_id` as `fold` now holds it.
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Operator-managed vocabularies and registered extensions have no read model: their streams
+/// are in the log (history, verification), and every server folds them into its catalogs.
+impl ReadModel for openspp_aggregates::managed_vocabulary::ManagedVocabulary {
+    fn project(_: &str, _: &Fold<Self>, _: &mut Rows) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+}
+
+impl ReadModel for openspp_aggregates::extension_registry::ExtensionRegistration {
+    fn project(_: &str, _: &Fold<Self>, _: &mut Rows) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+}
+
+/// The tables `ReadModel::project` writes, all rebuilt from the log by a rebuild.
+pub const TABLES: [&str; 6] = [
+    "individual_view",
+    "group_view",
+    "group_members_view",
+    "program_view",
+    "membership_view",
+    "consent_index",
+];
+
+/// Rows of any number of streams, by table, each stream at most once.
+#[derive(Default)]
+pub struct Rows {
+    pub(crate) individuals: Vec<individual::Line>,
+    pub(crate) groups: Vec<group::Line>,
+    pub(crate) programs: Vec<program::Line>,
+    pub(crate) memberships: Vec<membership::Line>,
+    pub(crate) consents: Vec<consent::Line>,
+}
+
+impl Rows {
+    /// How many streams' rows are held.
+    pub fn len(&self) -> usize {
+        self.individuals.len()
+            + self.groups.len()
+            + self.programs.len()
+            + self.memberships.len()
+            + self.consents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds one upsert per table that has rows.
+    pub fn push_into<'a>(&'a self, statement: &mut Statement<'a>) {
+        individual::push_upsert(statement, &self.individuals);
+        group::push_upsert(statement, &self.groups);
+        program::push_upsert(statement, &self.programs);
+        membership::push_upsert(statement, &self.memberships);
+        consent::push_upsert(statement, &self.consents);
+    }
+}
+
+/// Folds one stream of some aggregate type from its stored events, for a rebuild that reads
+/// the log stream after stream without knowing the types in advance.
+pub(crate) trait StreamFold: Send {
+    fn apply(&mut self, event: &StoredEvent) -> Result<(), Undecodable>;
+    fn project(&self, aggregate_id: &str, rows: &mut Rows) -> Result<(), ProjectionError>;
+}
+
+impl<A: ReadModel> StreamFold for Fold<A> {
+    fn apply(&mut self, event: &StoredEvent) -> Result<(), Undecodable> {
+        Fold::apply(self, event)
+    }
+
+    fn project(&self, aggregate_id: &str, rows: &mut Rows) -> Result<(), ProjectionError> {
+        A::project(aggregate_id, self, rows)
+    }
+}
+
+/// An empty fold for streams of `aggregate_type`, if that type has read models.
+pub(crate) fn fold_for(aggregate_type: &str) -> Option<Box<dyn StreamFold>> {
+    fn of<A: ReadModel + 'static>() -> Option<Box<dyn StreamFold>> {
+        Some(Box::new(Fold::<A>::default()))
+    }
+    match aggregate_type {
+        t if t == Individual::TYPE => of::<Individual>(),
+        t if t == Group::TYPE => of::<Group>(),
+        t if t == Program::TYPE => of::<Program>(),
+        t if t == ProgramMembership::TYPE => of::<ProgramMembership>(),
+        t if t == Consent::TYPE => of::<Consent>(),
+        _ => None,
+    }
+}
+
+/// The state as JSON text (bound as text, cast to jsonb by the statement: no intermediate
+/// `Value` tree per row).
+pub(crate) fn state_json<A: serde::Serialize>(
+    aggregate_type: &str,
+    fold: &Fold<A>,
+) -> Result<String, ProjectionError> {
+    serde_json::to_string(&fold.state).map_err(|e| {
+        Undecodable {
+            aggregate_type: aggregate_type.to_owned(),
+            sequence: fold.version as i64,
+            reason: format!("state cannot be stored: {e}"),
+        }
+        .into()
+    })
+}
+
+/// When the stream's first and latest events were recorded (a stream is projected only once it
+/// has events).
+pub(crate) fn recorded<A>(
+    aggregate_type: &str,
+    fold: &Fold<A>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ProjectionError> {
+    match (fold.created_at, fold.last_updated) {
+        (Some(created), Some(updated)) => Ok((created, updated)),
+        _ => Err(Undecodable {
+            aggregate_type: aggregate_type.to_owned(),
+            sequence: 0,
+            reason: "a stream without events has no rows".to_owned(),
+        }
+        .into()),
+    }
+}

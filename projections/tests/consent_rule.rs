@@ -1,0 +1,154 @@
+//! "A consent is in force" and "a consent covers this recipient and resource type" are written
+//! once in SQL (`consent_in_force`, `consent_covers`, migration 0013) for the append's hold and
+//! every search's consent filter. This holds them against the domain's own rule
+//! (`ConsentRecord::in_force` and `::covers`) over every combination of status, period,
+//! recipient mode, recipients and scopes, written to the index by its production writer.
+
+mod support;
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDate};
+use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
+use openspp_aggregates::{Actor, Consent, ConsentRecord, ConsentTerms};
+use openspp_projections::inline::Inline;
+use openspp_projections::statement::Statement;
+use openspp_projections::Fold;
+use support::TestDb;
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 6, 15).unwrap()
+}
+
+/// Every combination worth telling apart.
+fn records() -> Vec<ConsentRecord> {
+    let statuses = [
+        ConsentStatus::Given,
+        ConsentStatus::Renewed,
+        ConsentStatus::Withdrawn,
+    ];
+    let offsets = [-10, 0, 10];
+    let recipients: [(RecipientMode, &[&str], &[&str]); 5] = [
+        (RecipientMode::Specific, &["A"], &[]),
+        (RecipientMode::Specific, &["B", "A"], &[]),
+        (RecipientMode::Specific, &["C"], &[]),
+        (RecipientMode::Category, &[], &["ngo"]),
+        (RecipientMode::Category, &[], &["government", "academic"]),
+    ];
+    let scopes: [&[&str]; 4] = [
+        &["individual"],
+        &["group"],
+        &["all"],
+        &["program_membership", "individual"],
+    ];
+    let mut records = Vec::new();
+    for status in statuses {
+        for effective in offsets {
+            for expiry in offsets {
+                for (mode, named, kinds) in &recipients {
+                    for types in scopes {
+                        records.push(ConsentRecord {
+                            consent_id: format!("c{}", records.len()),
+                            status,
+                            terms: ConsentTerms {
+                                subject_type: "Individual".into(),
+                                subject: format!("s{}", records.len()),
+                                recipient_mode: *mode,
+                                recipients: named.iter().map(|s| s.to_string()).collect(),
+                                recipient_types: kinds.iter().map(|s| s.to_string()).collect(),
+                                scopes: types
+                                    .iter()
+                                    .map(|t| ConsentScope {
+                                        resource_type: t.to_string(),
+                                        field_access: None,
+                                        purpose: "research".into(),
+                                    })
+                                    .collect(),
+                                legal_basis: "consent".into(),
+                                effective_date: today() + Duration::days(effective),
+                                expiry_date: today() + Duration::days(expiry),
+                                delegation_type: "self".into(),
+                                indicated_by: None,
+                            },
+                        });
+                    }
+                }
+            }
+        }
+    }
+    records
+}
+
+#[tokio::test]
+async fn the_sql_consent_rule_is_the_domain_rule() {
+    let db = TestDb::create().await;
+    let records = records();
+    let mut inline = Inline::default();
+    for record in &records {
+        let fold = Fold {
+            state: Consent {
+                terms: Some(record.terms.clone()),
+                status: Some(record.status),
+                withdrawal_reason: None,
+                version: 1,
+            },
+            version: 1,
+            ..Fold::default()
+        };
+        inline.project(&record.consent_id, &fold).unwrap();
+    }
+    let mut statement = Statement::new();
+    inline.push_into(&mut statement);
+    statement
+        .finish("SELECT 1")
+        .build()
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    let actors = [("A", "ngo"), ("B", "government"), ("D", "academic")];
+    let mut compared = 0;
+    for (organization, organization_type) in actors {
+        let actor = Actor {
+            organization: organization.into(),
+            organization_type: organization_type.into(),
+            legal_basis: None,
+            field_filter: Vec::new(),
+        };
+        for resource_type in ["individual", "group", "program_membership"] {
+            for day in [-11, -10, 0, 10, 11] {
+                let day = today() + Duration::days(day);
+                let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+                    "SELECT c.consent_id, consent_in_force(c, $1), \
+                            consent_covers(c, $2, $3, $4, $1) \
+                     FROM consent_index c",
+                )
+                .bind(day)
+                .bind(organization)
+                .bind(organization_type)
+                .bind(resource_type)
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+                let sql: HashMap<String, (bool, bool)> = rows
+                    .into_iter()
+                    .map(|(id, in_force, covers)| (id, (in_force, covers)))
+                    .collect();
+                assert_eq!(sql.len(), records.len());
+                for record in &records {
+                    let domain = (
+                        record.in_force(day),
+                        record.covers(&actor, resource_type, day),
+                    );
+                    assert_eq!(
+                        sql[&record.consent_id], domain,
+                        "{record:?} for {organization}/{organization_type}, {resource_type}, {day}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 540 * 3 * 3 * 5);
+    db.drop().await;
+}

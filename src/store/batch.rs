@@ -1,0 +1,613 @@
+//! Deciding several commands, on any streams of any aggregate types, and committing all they
+//! decided at once: the events (hash-chained), the identifier claims, the consent and
+//! membership indexes and every read model row, in ONE statement, so one durable commit, all
+//! or nothing. `EventStore::execute` is a batch of one; `$batch` transaction bundles,
+//! `openspp import` and synthetic seeding are batches of many.
+//!
+//! Two phases:
+//! 1. `decide` runs a command against its stream as the batch has it (read from the log the
+//!    first time the batch touches it, or, for a command that starts a stream, assumed empty
+//!    without reading), and keeps the events. A command on a stream already in the batch sees
+//!    the events decided before it. A refused command leaves the batch as it was.
+//! 2. `commit` writes it all in one statement, which holds every consent a command relied on
+//!    first (as the consents stood before the batch), and answers with the state, version and
+//!    stamps of every stream (`Receipt`), so a response is rendered without reading back.
+//!
+//! When `commit` answers `StoreError::Conflict`, another writer won a race for one of the
+//! streams; the batch has forgotten its decisions (and remembers which streams exist), so the
+//! caller decides the same commands again and commits again:
+//!
+//! ```text
+//! let mut batch = store.batch();
+//! let receipt = loop {
+//!     batch.decide::<Individual>(&id, None, command.clone(), &services, &metadata).await?;
+//!     match batch.commit().await {
+//!         Err(StoreError::Conflict) if batch.attempts() <= 8 => continue,
+//!         other => break other?,
+//!     }
+//! };
+//! ```
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::DomainEvent;
+use openspp_projections::events::{push_append, NewEvent};
+use openspp_projections::identifier_claims;
+use openspp_projections::inline::Inline;
+use openspp_projections::statement::{map, Statement, Unnest};
+use openspp_projections::view::ViewRow;
+use openspp_projections::{FeedPosition, Fold};
+use serde_json::Value;
+
+use super::error::{Fault, StoreError};
+use super::executor::EventStore;
+use super::hash_chain::Link;
+use super::metadata::CommandMetadata;
+use super::Stored;
+
+/// A stream, by aggregate type and id.
+type StreamKey = (&'static str, String);
+
+pub struct Batch<'s, E: std::error::Error> {
+    store: &'s EventStore,
+    streams: Vec<Box<dyn Pending<E>>>,
+    by_stream: HashMap<StreamKey, usize>,
+    /// The metadata of each command decided, which its events are recorded with.
+    commands: Vec<CommandMetadata>,
+    /// Streams found to exist although a command assumed they did not: read them next time.
+    existing: HashSet<StreamKey>,
+    attempts: u32,
+}
+
+/// What a committed batch wrote, stream by stream.
+pub struct Receipt {
+    /// When every event of the batch was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// Where the batch's last event sits in the feed; `None` when it appended nothing.
+    pub position: Option<FeedPosition>,
+    streams: HashMap<StreamKey, Box<dyn Any + Send>>,
+}
+
+/// One stream after a command (or a committed batch): everything a response renders, without
+/// reading the read models back.
+#[derive(Debug, Clone)]
+pub struct Committed<A> {
+    pub aggregate_id: String,
+    /// The aggregate after the command: what the stream now says.
+    pub aggregate: A,
+    /// The stream's sequence number after the command (the resource's `versionId`).
+    pub version: u64,
+    /// Where the stream's last event of this batch sits in the global feed; `None` when the
+    /// command changed nothing and so appended nothing.
+    pub position: Option<FeedPosition>,
+    /// When the stream was last written (`meta.lastUpdated`): this batch's time if it appended.
+    pub last_updated: DateTime<Utc>,
+    /// The source system of the stream's latest event (`meta.source`).
+    pub source: Option<String>,
+}
+
+impl<A> From<Committed<A>> for ViewRow<A> {
+    /// The resource as its read model now holds it (the same row, without reading it back).
+    fn from(committed: Committed<A>) -> Self {
+        ViewRow {
+            aggregate_id: committed.aggregate_id,
+            version: committed.version as i64,
+            state: committed.aggregate,
+            last_updated: committed.last_updated,
+            source: committed.source,
+        }
+    }
+}
+
+impl Receipt {
+    /// The committed state of stream `aggregate_id` of type `A`, if the batch touched it.
+    pub fn take<A: Stored>(&mut self, aggregate_id: &str) -> Option<Committed<A>> {
+        self.streams
+            .remove(&(A::TYPE, aggregate_id.to_owned()))?
+            .downcast::<Committed<A>>()
+            .ok()
+            .map(|committed| *committed)
+    }
+}
+
+impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
+    pub(crate) fn new(store: &'s EventStore) -> Self {
+        Self {
+            store,
+            streams: Vec::new(),
+            by_stream: HashMap::new(),
+            commands: Vec::new(),
+            existing: HashSet::new(),
+            attempts: 0,
+        }
+    }
+
+    /// How many times `commit` has run.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Runs `command` against stream `aggregate_id` as the batch has it; returns the stream's
+    /// version after it. With `expected_version` (from `If-Match`), a stream at another version
+    /// fails with `PreconditionFailed`, now or, if another writer moves it before the commit,
+    /// then.
+    pub async fn decide<A>(
+        &mut self,
+        aggregate_id: &str,
+        expected_version: Option<u64>,
+        command: A::Command,
+        services: &A::Services,
+        metadata: &CommandMetadata,
+    ) -> Result<u64, StoreError<E>>
+    where
+        A: Stored<Error = E>,
+    {
+        let key: StreamKey = (A::TYPE, aggregate_id.to_owned());
+        let opened = !self.by_stream.contains_key(&key);
+        if opened {
+            let assume_new = expected_version.is_none()
+                && A::starts_stream(&command)
+                && !self.existing.contains(&key);
+            let fold = if assume_new {
+                Fold::default()
+            } else {
+                self.store.load::<A>(aggregate_id).await?
+            };
+            self.by_stream.insert(key.clone(), self.streams.len());
+            self.streams
+                .push(Box::new(Stream::<A>::new(aggregate_id, fold, assume_new)));
+        }
+        let index = self.by_stream[&key];
+        let mut decided = self
+            .stream::<A>(index)
+            .decide(expected_version, &command, services)
+            .await;
+        if opened && self.stream::<A>(index).assumed_new && decided_nothing(&decided) {
+            // The empty state refused the command or found nothing to do: the stream may exist
+            // after all, so the command is decided on what it holds.
+            match self.store.load::<A>(aggregate_id).await {
+                Ok(fold) => {
+                    *self.stream::<A>(index) = Stream::new(aggregate_id, fold, false);
+                    decided = self
+                        .stream::<A>(index)
+                        .decide(expected_version, &command, services)
+                        .await;
+                }
+                Err(error) => {
+                    self.forget_last(&key);
+                    return Err(error);
+                }
+            }
+        }
+        match decided {
+            Ok(events) => {
+                let command_index = self.commands.len();
+                self.commands.push(metadata.clone());
+                let stream = self.stream::<A>(index);
+                stream
+                    .decided
+                    .extend(events.into_iter().map(|event| (event, command_index)));
+                Ok(stream.version())
+            }
+            Err(refusal) => {
+                if opened {
+                    // Nothing else was decided on it.
+                    self.forget_last(&key);
+                }
+                Err(refusal.into())
+            }
+        }
+    }
+
+    /// Drops the stream opened last (a refused command's, on which nothing was decided).
+    fn forget_last(&mut self, key: &StreamKey) {
+        self.streams.pop();
+        self.by_stream.remove(key);
+    }
+
+    fn stream<A: Stored<Error = E>>(&mut self, index: usize) -> &mut Stream<A> {
+        self.streams[index]
+            .as_any()
+            .downcast_mut::<Stream<A>>()
+            .expect("a stream key names one aggregate type")
+    }
+
+    /// Writes everything decided in one statement. On `Conflict` the batch is emptied for the
+    /// commands to be decided again (it keeps what it learnt about which streams exist); on
+    /// any other outcome it is empty too.
+    pub async fn commit(&mut self) -> Result<Receipt, StoreError<E>> {
+        self.attempts += 1;
+        self.by_stream.clear();
+        let mut streams = std::mem::take(&mut self.streams);
+        let commands = std::mem::take(&mut self.commands);
+        let recorded_at = Utc::now().trunc_subsecs(6);
+        let metadata: Vec<Value> = commands.iter().map(|m| m.to_json(recorded_at)).collect();
+        let sources: Vec<&str> = commands.iter().map(|m| m.source_system.as_str()).collect();
+        let mut events = Vec::new();
+        let mut inline = Inline::default();
+        for stream in &mut streams {
+            stream.stage(&metadata, &sources, recorded_at, &mut events, &mut inline)?;
+        }
+        if events.is_empty() {
+            return Ok(receipt(streams, recorded_at, None));
+        }
+        if let Some(identifier) = inline.clash() {
+            return Err(StoreError::IdentifierInUse(identifier.clone()));
+        }
+        let holds: Vec<(&str, Option<&str>)> = commands
+            .iter()
+            .filter_map(|m| Some((m.consent_id.as_deref()?, m.consent_subject.as_deref())))
+            .collect();
+        let mut statement = append_statement(&holds, &events, &inline, recorded_at);
+        // A connection that cannot be had means nothing was sent; once one is had, a broken
+        // connection may have taken a commit with it (`settle`).
+        let mut connection = self
+            .store
+            .pool
+            .acquire()
+            .await
+            .map_err(StoreError::Unavailable)?;
+        let written = statement
+            .build_query_as::<(i64, i64)>()
+            .fetch_one(&mut *connection)
+            .await;
+        drop(connection);
+        let error = match written {
+            Ok((tx_id, position)) => {
+                self.store.signal.poke();
+                let position = FeedPosition { tx_id, position };
+                return Ok(receipt(streams, recorded_at, Some(position)));
+            }
+            Err(error) => error,
+        };
+        match Fault::of(&error) {
+            Fault::StreamConflict | Fault::Retry => Err(self.conflict(&streams).await),
+            Fault::IdentifierTaken => Err(self.identifier_taken(&streams, &inline).await),
+            Fault::ConsentLapsed => Err(StoreError::ConsentLapsed),
+            Fault::Unavailable => Err(StoreError::Unavailable(error)),
+            Fault::Lost { server_said } => match self.settle(&events[0]).await {
+                Some(Some(position)) => {
+                    self.store.signal.poke();
+                    Ok(receipt(streams, recorded_at, Some(position)))
+                }
+                // The server ended the session itself, so no backend is left to commit it.
+                Some(None) if server_said => Err(StoreError::Unavailable(error)),
+                _ => Err(StoreError::OutcomeUnknown),
+            },
+            Fault::Other => Err(StoreError::Database(error)),
+        }
+    }
+
+    /// After a lost race: `PreconditionFailed` if a stream that moved was expected at a
+    /// version, else `Conflict`. Streams that moved are read next time, never assumed new.
+    async fn conflict(&mut self, streams: &[Box<dyn Pending<E>>]) -> StoreError<E> {
+        let keys: Vec<(&'static str, &str, u64, bool)> =
+            streams.iter().map(|s| s.conflict_key()).collect();
+        let current: Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT coalesce((SELECT max(e.sequence) FROM events e \
+                              WHERE e.aggregate_type = k.aggregate_type \
+                                AND e.aggregate_id = k.aggregate_id), 0) \
+             FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS k(aggregate_type, aggregate_id, n) \
+             ORDER BY k.n",
+        )
+        .bind(map(&keys, |k| k.0))
+        .bind(map(&keys, |k| k.1))
+        .fetch_all(&self.store.pool)
+        .await;
+        let current = match current {
+            Ok(current) => current,
+            Err(error) => return error.into(),
+        };
+        let mut result = StoreError::Conflict;
+        for (&(aggregate_type, aggregate_id, loaded, expected), &now) in keys.iter().zip(&current) {
+            if now as u64 == loaded {
+                continue;
+            }
+            if expected && !matches!(result, StoreError::PreconditionFailed { .. }) {
+                result = StoreError::PreconditionFailed {
+                    current: now as u64,
+                };
+            }
+            self.existing
+                .insert((aggregate_type, aggregate_id.to_owned()));
+        }
+        result
+    }
+
+    /// Which claimed identifier another stream holds. If the holder is one of the batch's own
+    /// streams, that stream was decided on a stale state: a conflict, to be decided again.
+    async fn identifier_taken(
+        &mut self,
+        streams: &[Box<dyn Pending<E>>],
+        inline: &Inline,
+    ) -> StoreError<E> {
+        let claimed = inline.claimed();
+        let holders = match identifier_claims::holders(&self.store.pool, &claimed).await {
+            Ok(holders) => holders,
+            Err(error) => return error.into(),
+        };
+        let ours: HashSet<(&str, &str)> = streams.iter().map(|s| s.key()).collect();
+        for identifier in claimed {
+            if let Some((aggregate_type, aggregate_id)) = holders.get(&identifier.key()) {
+                if !ours.contains(&(aggregate_type.as_str(), aggregate_id.as_str())) {
+                    return StoreError::IdentifierInUse(identifier.clone());
+                }
+            }
+        }
+        // The holder is one of ours, or has let go meanwhile.
+        self.conflict(streams).await
+    }
+
+    /// After the connection broke mid-statement: whether the batch committed, read from a
+    /// fresh connection (its first event, by position and hash): `Some(position)` if it did,
+    /// `Some(None)` if it has not (yet), `None` if the database cannot be asked.
+    async fn settle(&self, first: &NewEvent) -> Option<Option<FeedPosition>> {
+        for pause in [100, 400, 1_600] {
+            let found: Result<Option<(i64, i64)>, sqlx::Error> = sqlx::query_as(
+                "SELECT e.tx_id::text::bigint, \
+                        (SELECT max(o.global_position) FROM events o WHERE o.tx_id = e.tx_id) \
+                 FROM events e \
+                 WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence = $3 \
+                   AND e.hash = $4",
+            )
+            .bind(first.aggregate_type)
+            .bind(&first.aggregate_id)
+            .bind(first.sequence)
+            .bind(&first.hash)
+            .fetch_optional(&self.store.pool)
+            .await;
+            match found {
+                Ok(found) => {
+                    return Some(found.map(|(tx_id, position)| FeedPosition { tx_id, position }))
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(pause)).await,
+            }
+        }
+        None
+    }
+}
+
+/// The one statement of a commit: the holds on the consents relied on (which every write waits
+/// for, so a consent is held as it stood before the batch, whatever the batch writes to it),
+/// the events, and what they change in the indexes and read models. It answers with the
+/// batch's place in the feed.
+fn append_statement<'a>(
+    holds: &'a [(&'a str, Option<&'a str>)],
+    events: &'a [NewEvent],
+    inline: &'a Inline,
+    recorded_at: DateTime<Utc>,
+) -> sqlx::QueryBuilder<'a, sqlx::Postgres> {
+    let mut statement = Statement::new();
+    if !holds.is_empty() {
+        statement.part("held", |qb, _| {
+            qb.push("SELECT hold_consent(consent, subject) FROM ");
+            Unnest::new(qb)
+                .column("consent", "text", map(holds, |h| h.0))
+                .column("subject", "text", map(holds, |h| h.1))
+                .finish("h");
+        });
+        statement.guard_with("held");
+    }
+    push_append(&mut statement, events, recorded_at);
+    inline.push_into(&mut statement);
+    statement.finish("SELECT max(tx), max(global_position) FROM appended")
+}
+
+/// Every stream of a committed batch, as it now stands.
+fn receipt<E: std::error::Error>(
+    streams: Vec<Box<dyn Pending<E>>>,
+    recorded_at: DateTime<Utc>,
+    position: Option<FeedPosition>,
+) -> Receipt {
+    Receipt {
+        recorded_at,
+        position,
+        streams: streams
+            .into_iter()
+            .map(|stream| stream.committed(recorded_at, position))
+            .collect(),
+    }
+}
+
+fn decided_nothing<Ev, R>(decided: &Result<Vec<Ev>, R>) -> bool {
+    decided.as_ref().map_or(true, Vec::is_empty)
+}
+
+/// Why a command decided nothing.
+enum Refusal<E> {
+    Domain(E),
+    PreconditionFailed { current: u64 },
+}
+
+impl<E: std::error::Error> From<Refusal<E>> for StoreError<E> {
+    fn from(refusal: Refusal<E>) -> Self {
+        match refusal {
+            Refusal::Domain(error) => StoreError::Domain(error),
+            Refusal::PreconditionFailed { current } => StoreError::PreconditionFailed { current },
+        }
+    }
+}
+
+/// One stream in a batch: as loaded, and the events decided on it since.
+struct Stream<A: Stored> {
+    aggregate_id: String,
+    /// The stream as read (or assumed empty), its `state` moved on by each decided event.
+    fold: Fold<A>,
+    /// Each decided event, with the command (by index) that decided it.
+    decided: Vec<(A::Event, usize)>,
+    assumed_new: bool,
+    /// Whether a command named the version it expected.
+    expected: bool,
+    loaded_version: u64,
+}
+
+impl<A: Stored> Stream<A> {
+    fn new(aggregate_id: &str, fold: Fold<A>, assumed_new: bool) -> Self {
+        Self {
+            aggregate_id: aggregate_id.to_owned(),
+            loaded_version: fold.version,
+            fold,
+            decided: Vec::new(),
+            assumed_new,
+            expected: false,
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.fold.version + self.decided.len() as u64
+    }
+
+    /// Decides `command` on the current state; on a refusal the state is as it was.
+    async fn decide(
+        &mut self,
+        expected_version: Option<u64>,
+        command: &A::Command,
+        services: &A::Services,
+    ) -> Result<Vec<A::Event>, Refusal<A::Error>> {
+        if let Some(expected) = expected_version {
+            if expected != self.version() {
+                return Err(Refusal::PreconditionFailed {
+                    current: self.version(),
+                });
+            }
+            self.expected = true;
+        }
+        // A stream with decisions already keeps a copy to return to; a stream fresh in the
+        // batch is dropped whole on a refusal.
+        let before = (!self.decided.is_empty()).then(|| self.fold.state.clone());
+        let sink = EventSink::default();
+        match self
+            .fold
+            .state
+            .handle(command.clone(), services, &sink)
+            .await
+        {
+            Ok(()) => Ok(sink.collect().await),
+            Err(error) => {
+                if let Some(before) = before {
+                    self.fold.state = before;
+                }
+                Err(Refusal::Domain(error))
+            }
+        }
+    }
+}
+
+/// A stream in a batch, whatever its aggregate type.
+trait Pending<E: std::error::Error>: Send + Sync {
+    fn key(&self) -> (&'static str, &str);
+    /// Type, id, version as loaded, and whether a command expected a version.
+    fn conflict_key(&self) -> (&'static str, &str, u64, bool);
+    /// Adds the stream's decided events (chained onto its last hash) to `events`, what they
+    /// change in the indexes and the stream's rows after them to `inline`.
+    fn stage(
+        &mut self,
+        metadata: &[Value],
+        sources: &[&str],
+        recorded_at: DateTime<Utc>,
+        events: &mut Vec<NewEvent>,
+        inline: &mut Inline,
+    ) -> Result<(), StoreError<E>>;
+    fn committed(
+        self: Box<Self>,
+        recorded_at: DateTime<Utc>,
+        position: Option<FeedPosition>,
+    ) -> (StreamKey, Box<dyn Any + Send>);
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<A, E> Pending<E> for Stream<A>
+where
+    A: Stored<Error = E>,
+    E: std::error::Error,
+{
+    fn key(&self) -> (&'static str, &str) {
+        (A::TYPE, &self.aggregate_id)
+    }
+
+    fn conflict_key(&self) -> (&'static str, &str, u64, bool) {
+        (
+            A::TYPE,
+            &self.aggregate_id,
+            self.loaded_version,
+            self.expected,
+        )
+    }
+
+    fn stage(
+        &mut self,
+        metadata: &[Value],
+        sources: &[&str],
+        recorded_at: DateTime<Utc>,
+        events: &mut Vec<NewEvent>,
+        inline: &mut Inline,
+    ) -> Result<(), StoreError<E>> {
+        let Some(&(_, last_command)) = self.decided.last() else {
+            return Ok(());
+        };
+        let mut prev_hash = self.fold.last_hash.clone();
+        for (i, (event, command)) in self.decided.iter().enumerate() {
+            let sequence = (self.fold.version + 1 + i as u64) as i64;
+            let payload = serde_json::to_value(event)
+                .map_err(|e| StoreError::Corrupt(format!("{} event: {e}", A::TYPE)))?;
+            let event_type = event.event_type();
+            let event_version = event.event_version();
+            let hash = Link {
+                aggregate_type: A::TYPE,
+                aggregate_id: &self.aggregate_id,
+                sequence,
+                event_type: &event_type,
+                event_version: &event_version,
+                payload: &payload,
+                metadata: &metadata[*command],
+                prev_hash: prev_hash.as_deref(),
+            }
+            .hash();
+            inline.index(A::TYPE, &self.aggregate_id, event);
+            events.push(NewEvent {
+                aggregate_type: A::TYPE,
+                aggregate_id: self.aggregate_id.clone(),
+                sequence,
+                event_type,
+                event_version,
+                payload,
+                metadata: metadata[*command].clone(),
+                prev_hash: prev_hash.replace(hash.clone()),
+                hash,
+            });
+        }
+        let appended = self.decided.len() as u64;
+        let last_hash = prev_hash.unwrap_or_default();
+        self.fold
+            .appended(appended, recorded_at, sources[last_command], last_hash);
+        self.decided.clear();
+        inline
+            .project(&self.aggregate_id, &self.fold)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(())
+    }
+
+    fn committed(
+        self: Box<Self>,
+        recorded_at: DateTime<Utc>,
+        position: Option<FeedPosition>,
+    ) -> (StreamKey, Box<dyn Any + Send>) {
+        let appended = self.fold.version > self.loaded_version;
+        let committed = Committed {
+            aggregate_id: self.aggregate_id.clone(),
+            version: self.fold.version,
+            position: position.filter(|_| appended),
+            last_updated: self.fold.last_updated.unwrap_or(recorded_at),
+            source: self.fold.source.clone(),
+            aggregate: self.fold.state,
+        };
+        ((A::TYPE, self.aggregate_id), Box::new(committed))
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
