@@ -154,13 +154,39 @@ async fn write(pool: PgPool, mut receiver: mpsc::Receiver<AccessEntry>) {
                 }
             }
         }
-        let mut attempt = 0;
-        while let Err(error) = insert(&pool, &batch).await {
-            attempt += 1;
-            tracing::error!(%error, attempt, "cannot write the access log; retrying");
-            tokio::time::sleep(Duration::from_millis(200 * attempt.min(25))).await;
+        if !store(&pool, &batch).await {
+            // One entry the database refuses must not hold back the others, nor every later
+            // one (the queue would fill and stall every request): each is stored alone.
+            for entry in &batch {
+                if !store(&pool, std::slice::from_ref(entry)).await {
+                    tracing::error!(
+                        request_id = %entry.request_id,
+                        "the database refuses an access-log entry; it is lost"
+                    );
+                }
+            }
         }
         batch.clear();
+    }
+}
+
+/// Inserts `batch`, retrying while the database is unavailable; `false` if the database
+/// refuses it (a value it cannot store or index), which no retry would change.
+async fn store(pool: &PgPool, batch: &[AccessEntry]) -> bool {
+    let mut attempt = 0;
+    loop {
+        match insert(pool, batch).await {
+            Ok(()) => return true,
+            Err(error) if crate::error::is_unavailable(&error) => {
+                attempt += 1;
+                tracing::error!(%error, attempt, "cannot write the access log; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * attempt.min(25))).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, entries = batch.len(), "the access log refused a write");
+                return false;
+            }
+        }
     }
 }
 

@@ -153,15 +153,7 @@ pub fn push_visible(
     resource_type: &'static str,
     fields: impl IntoIterator<Item = String>,
 ) {
-    let mut fields: Vec<String> = fields.into_iter().collect();
-    fields.sort_unstable();
-    fields.dedup();
-    if fields.is_empty() {
-        push_admitted(qb, visibility, resource_type, "aggregate_id", None);
-    }
-    for field in fields {
-        push_admitted(qb, visibility, resource_type, "aggregate_id", Some(field));
-    }
+    push_visible_by(qb, visibility, resource_type, "aggregate_id", fields);
 }
 
 /// As `push_visible`, for rows whose subject is in `subject_column` (a membership's
@@ -171,8 +163,17 @@ pub fn push_visible_by(
     visibility: &Visibility,
     resource_type: &'static str,
     subject_column: &'static str,
+    fields: impl IntoIterator<Item = String>,
 ) {
-    push_admitted(qb, visibility, resource_type, subject_column, None);
+    let mut fields: Vec<String> = fields.into_iter().collect();
+    fields.sort_unstable();
+    fields.dedup();
+    if fields.is_empty() {
+        push_admitted(qb, visibility, resource_type, subject_column, None);
+    }
+    for field in fields {
+        push_admitted(qb, visibility, resource_type, subject_column, Some(field));
+    }
 }
 
 /// One semi-join: `subject_column` among the subjects whose consents admit the client to

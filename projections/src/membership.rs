@@ -32,6 +32,28 @@ pub struct MembershipQuery {
 pub const SORT_COLUMNS: [(&str, &str); 2] =
     [("status", "status"), ("_lastUpdated", "last_updated")];
 
+impl MembershipQuery {
+    /// The fields this search filters or sorts on, with the parameter that names each, as
+    /// `IndividualQuery::fields`: a membership's consent (its beneficiary's) must show each,
+    /// or a total would tell what the rendering hides. `meta` (`_lastUpdated`) is always shown.
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        if self.program.is_some() {
+            fields.push(("program".to_owned(), "program".to_owned()));
+        }
+        if self.beneficiary.is_some() {
+            fields.push(("beneficiary".to_owned(), "beneficiary".to_owned()));
+        }
+        if self.status.is_some() {
+            fields.push(("status".to_owned(), "status".to_owned()));
+        }
+        if self.sort.iter().any(|key| key.column == "status") {
+            fields.push(("_sort".to_owned(), "status".to_owned()));
+        }
+        fields
+    }
+}
+
 /// The `membership_view` row of one stream.
 pub(crate) struct Line {
     aggregate_id: String,
@@ -137,11 +159,13 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Membe
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
     qb.push(" WHERE true");
+    let fields = query.fields().into_iter().map(|(_, field)| field);
     push_visible_by(
         qb,
         &query.visibility,
         "program_membership",
         "beneficiary_id",
+        fields,
     );
     if let Some(program) = &query.program {
         qb.push(" AND program_id = ").push_bind(program.clone());

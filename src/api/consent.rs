@@ -4,15 +4,16 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use openspp_aggregates::bounds::items;
+use openspp_aggregates::bounds::{self, items, LONG_TEXT, SHORT_TEXT};
 use openspp_aggregates::consent::ConsentStatus;
-use openspp_aggregates::{ConsentRecord, Date};
+use openspp_aggregates::{ConsentRecord, Date, DomainError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access_log::AccessRow;
 use crate::api::schema::{at_most, optional_at_most};
 use crate::api::BASE;
+use crate::error::ApiError;
 use crate::store::history::Recorded;
 use crate::store::metadata::client_uri;
 
@@ -66,6 +67,7 @@ pub struct ConsentBody {
     pub delegation_type: String,
     /// Who indicated the consent, when not the subject.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub indicated_by: Option<String>,
 }
 
@@ -143,7 +145,39 @@ pub fn shown(record: ConsentRecord, subject: Option<String>, today: NaiveDate) -
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub reason: Option<String>,
+}
+
+impl RevokeBody {
+    /// The reason, bounded as every stored text is (422 naming `reason` otherwise).
+    pub fn checked_reason(self) -> Result<Option<String>, ApiError> {
+        if let Some(reason) = &self.reason {
+            text("reason", reason, LONG_TEXT)?;
+        }
+        Ok(self.reason)
+    }
+}
+
+impl ConsentBody {
+    /// Text the consent keeps as given is bounded like every stored text: a recipient is
+    /// indexed, and PostgreSQL cannot index an entry of kilobytes, nor store NUL anywhere.
+    pub fn check_text(&self) -> Result<(), ApiError> {
+        for (i, recipient) in self.recipients.iter().enumerate() {
+            text(&format!("recipients[{i}]"), recipient, SHORT_TEXT)?;
+        }
+        if let Some(indicated_by) = &self.indicated_by {
+            text("indicated_by", indicated_by, SHORT_TEXT)?;
+        }
+        Ok(())
+    }
+}
+
+fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    bounds::text(field, value, max).map_err(|error| match error {
+        DomainError::Invalid { field, message } => ApiError::unprocessable(&field, message),
+        other => ApiError::unprocessable(field, other.to_string()),
+    })
 }
 
 /// Body of `$renew`.

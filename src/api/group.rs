@@ -42,7 +42,8 @@ pub struct GroupResource {
     )]
     #[schema(max_items = 500)]
     pub member: Option<Vec<GroupMember>>,
-    /// Number of current members (read only).
+    /// Number of current members the caller may see, the active entries of `member` (read
+    /// only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<usize>,
     #[serde(
@@ -122,7 +123,13 @@ impl GroupResource {
         extension: Option<serde_json::Value>,
     ) -> Self {
         let state = &row.state;
-        let quantity = state.quantity();
+        // Only the current members the rendering lists: counting members the caller may not
+        // see would disclose them (a household of five listing three).
+        let quantity = state
+            .members
+            .iter()
+            .filter(|m| m.is_active() && references.contains_key(&m.individual))
+            .count();
         Self {
             resource_type: resource_type(),
             identifier: state.live_identifiers().map(Into::into).collect(),

@@ -3,6 +3,8 @@
 //! envelope, external identifiers in paths and references, the provenance headers of a
 //! request, and its preconditions.
 
+pub mod audit_event;
+pub mod bundle;
 pub mod consent;
 pub mod group;
 pub mod individual;

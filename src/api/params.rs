@@ -60,11 +60,18 @@ impl Params {
         taken.into_iter().map(|(_, value)| value).collect()
     }
 
+    /// A text parameter given at most once; an empty one (`name=`) is not given.
     pub fn one(&mut self, name: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.given(name)?.filter(|v| !v.is_empty()))
+    }
+
+    /// A parameter given at most once, as sent: a typed parameter sent empty (`_count=`,
+    /// `active=`) is malformed, not absent, so that it cannot silently widen a search.
+    fn given(&mut self, name: &str) -> Result<Option<String>, ApiError> {
         let mut values = self.all(name);
         match values.len() {
             0 => Ok(None),
-            1 => Ok(values.pop().filter(|v| !v.is_empty())),
+            1 => Ok(values.pop()),
             _ => Err(ApiError::bad_request(Some(name), "may be given only once")),
         }
     }
@@ -75,7 +82,7 @@ impl Params {
         default: i64,
         range: (i64, i64),
     ) -> Result<i64, ApiError> {
-        let Some(text) = self.one(name)? else {
+        let Some(text) = self.given(name)? else {
             return Ok(default);
         };
         text.parse::<i64>()
@@ -174,7 +181,7 @@ impl Params {
     }
 
     pub fn boolean(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
-        match self.one(name)?.as_deref() {
+        match self.given(name)?.as_deref() {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),

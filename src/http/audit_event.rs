@@ -4,42 +4,22 @@
 
 use axum::extract::OriginalUri;
 use axum::Json;
-use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::access_log::{search as search_log, AccessQuery, AccessRow, SubjectQuery};
+use crate::access_log::{search as search_log, AccessQuery, SubjectQuery};
+use crate::api::audit_event::AuditEventResource;
 use crate::api::params::{page_link, Params};
 use crate::api::reference::parse_identifier;
-use crate::api::schema::OperationOutcome;
+use crate::api::schema::{OperationOutcome, SearchLinks, SearchMeta, SearchResult};
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{grants_for, Call, Interaction};
 use crate::store::claims;
-use crate::store::metadata::client_uri;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(search))
-}
-
-/// An access as a FHIR-shaped AuditEvent.
-pub fn audit_event(row: &AccessRow) -> Value {
-    json!({
-        "resourceType": "AuditEvent",
-        "recorded": row.at.to_rfc3339(),
-        "type": {"code": "rest"},
-        "subtype": row.interaction,
-        "action": row.action,
-        "outcome": row.outcome.to_string(),
-        "agent": {"who": client_uri(&row.client_id), "organization": row.organization},
-        "source": {"requestId": row.request_id},
-        "entity": row.subjects.iter().map(|s| json!({"what": {"reference": s}})).collect::<Vec<_>>(),
-        "resource": row.resource_type,
-        "purposeOfUse": row.purpose,
-        "consent": row.consent_ids,
-        "fieldsReturned": row.fields,
-    })
 }
 
 /// Search the access log.
@@ -50,9 +30,12 @@ pub fn audit_event(row: &AccessRow) -> Value {
         ("date" = Option<String>, Query, description = "Instant or date with prefix; repeatable"),
         ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
     ),
-    responses((status = 200, description = "Search envelope of AuditEvent"), (status = 400, body = OperationOutcome)),
+    responses((status = 200, body = SearchResult<AuditEventResource>), (status = 400, body = OperationOutcome)),
     security(("bearer" = ["audit:read"])))]
-async fn search(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<Value>, ApiError> {
+async fn search(
+    call: Call,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchResult<AuditEventResource>>, ApiError> {
     call.open("audit", Action::Read, "AuditEvent", Interaction::SEARCH)?;
     let principal = &call.principal;
     let mut params = Params::from_uri(&uri)?;
@@ -75,18 +58,36 @@ async fn search(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<Value>
         consent_id: None,
         at,
     };
+    // Only its own accesses: asking for another client's finds nothing (not its own instead).
+    let mut foreign = false;
     if principal.require_consent || !principal.allowed_programs.is_empty() {
+        foreign = query
+            .client_id
+            .as_ref()
+            .is_some_and(|asked| *asked != principal.client_id);
         query.client_id = Some(principal.client_id.clone());
     }
-    let (total, rows) = search_log(&call.state.pool, &query, page).await?;
+    let (total, rows) = if foreign {
+        (0, Vec::new())
+    } else {
+        search_log(&call.state.pool, &query, page).await?
+    };
     let count = rows.len();
-    let next =
-        (page.offset + (count as i64) < total).then(|| page_link(&uri, page.offset + page.count));
-    Ok(Json(json!({
-        "data": rows.iter().map(audit_event).collect::<Vec<_>>(),
-        "meta": {"total": total, "count": count, "offset": page.offset},
-        "links": {"self": uri.to_string(), "next": next},
-    })))
+    let next = (page.offset.saturating_add(count as i64) < total)
+        .then(|| page_link(&uri, page.offset + page.count));
+    Ok(Json(SearchResult {
+        data: rows.iter().map(AuditEventResource::from).collect(),
+        meta: SearchMeta {
+            total,
+            count,
+            offset: page.offset,
+        },
+        links: SearchLinks {
+            self_: uri.to_string(),
+            next,
+            prev: None,
+        },
+    }))
 }
 
 /// The subject an auditor asks about: `Individual/{system}|{value}` (or `Group/…`,

@@ -10,7 +10,6 @@ use openspp_aggregates::consent::{ConsentScope, RecipientMode};
 use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms, Date};
 use openspp_projections::consent as index;
 use openspp_projections::search::Comparator;
-use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -23,7 +22,7 @@ use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::reference::parse_identifier;
-use crate::api::schema::{OperationOutcome, SearchMeta};
+use crate::api::schema::{OperationOutcome, SearchLinks, SearchMeta, SearchResult};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -173,6 +172,7 @@ async fn create(
     call.principal
         .require_controller("record or renew consents")?;
     let ApiJson(body) = body?;
+    body.check_text()?;
     let (subject_type, key) = body
         .subject
         .split_once('/')
@@ -250,7 +250,7 @@ async fn revoke(
 ) -> Result<Json<Withdrawal>, ApiError> {
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let reason = match body {
-        Ok(ApiJson(body)) => body.reason,
+        Ok(ApiJson(body)) => body.checked_reason()?,
         Err(error) if error.status == StatusCode::UNSUPPORTED_MEDIA_TYPE => None,
         Err(error) => return Err(error),
     };
@@ -346,9 +346,12 @@ async fn consent_history(
 /// The consents of one subject that the caller may see.
 #[utoipa::path(get, path = "/Consent", tag = "Consent",
     params(("subject" = String, Query, description = "`Individual/{system}|{value}` or `Group/…`")),
-    responses((status = 200, description = "Search envelope of ConsentResource"), (status = 400, body = OperationOutcome)),
+    responses((status = 200, body = SearchResult<ConsentResource>), (status = 400, body = OperationOutcome)),
     security(("bearer" = ["consent:search"])))]
-async fn list(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<Value>, ApiError> {
+async fn list(
+    call: Call,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchResult<ConsentResource>>, ApiError> {
     call.open(SCOPE, Action::Search, RESOURCE, Interaction::SEARCH)?;
     let mut params = Params::from_uri(&uri)?;
     let subject = params
@@ -382,11 +385,19 @@ async fn list(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<Value>, 
         call.audit.mentioning([(subject.clone(), stream)]);
     }
     let count = data.len();
-    Ok(Json(json!({
-        "data": data,
-        "meta": SearchMeta { total: count as i64, count, offset: 0 },
-        "links": {"self": uri.to_string()},
-    })))
+    Ok(Json(SearchResult {
+        data,
+        meta: SearchMeta {
+            total: count as i64,
+            count,
+            offset: 0,
+        },
+        links: SearchLinks {
+            self_: uri.to_string(),
+            next: None,
+            prev: None,
+        },
+    }))
 }
 
 /// How a consent has been used: accesses per client and interaction, and the fields returned.

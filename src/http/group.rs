@@ -311,7 +311,10 @@ async fn replace(
 
 /// Add an individual to the group.
 #[utoipa::path(post, path = "/Group/{id}/$add-member", tag = "Group",
-    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
+    ),
     request_body = AddMember,
     responses(
         (status = 201, body = GroupResource),
@@ -351,7 +354,10 @@ async fn add_member(
 
 /// End an individual's membership of the group.
 #[utoipa::path(post, path = "/Group/{id}/$remove-member", tag = "Group",
-    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
+    ),
     request_body = RemoveMember,
     responses(
         (status = 200, body = GroupResource),

@@ -221,6 +221,7 @@ impl Searchable for ProgramMembership {
         query: &MembershipQuery,
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        call.principal.may_search_on(SCOPE, &query.fields())?;
         Ok(view::search(&call.state.pool, query, page).await?)
     }
 }
@@ -252,6 +253,7 @@ async fn search(
 #[utoipa::path(post, path = "/ProgramMembership", tag = "ProgramMembership", request_body = MembershipResource,
     responses(
         (status = 201, body = MembershipResource, description = "`Location` names the membership's identifier"),
+        (status = 403, body = OperationOutcome, description = "The client may not choose the identifier (it is limited to programs or acts under consent): leave `identifier` out and one is minted"),
         (status = 409, body = OperationOutcome, description = "Already a member, or the program is not active"),
         (status = 422, body = OperationOutcome),
     ),
@@ -264,6 +266,9 @@ async fn enrol(
     let ApiJson(body) = body?;
     if body.resource_type != RESOURCE {
         return Err(ApiError::unprocessable("type", "must be ProgramMembership"));
+    }
+    if !body.identifier.is_empty() {
+        call.principal.may_choose_membership_identifier()?;
     }
     if body.identifier.len() > 1 {
         return Err(ApiError::unprocessable(

@@ -12,6 +12,9 @@
 macro_rules! read_routes {
     ($resource:ty, $body:ty, $tag:literal, $id:literal, $read:literal, $scope:literal,
      $history:literal, $vread:literal, $verify:literal) => {
+        // The OpenAPI derive names generic bodies by their bare type names.
+        use crate::api::bundle::{HistoryBundle, ResourceVersion};
+
         /// The resource as it is now, with its `ETag`; with `_at`, as it was at that instant.
         #[utoipa::path(get, path = $read, tag = $tag,
             params(
@@ -47,7 +50,8 @@ macro_rules! read_routes {
                 ("_extensions" = Option<String>, Query, description = "Where the resource has extensions: `*` (the default here) or the URIs or names of those to show"),
             ),
             responses(
-                (status = 200, description = "FHIR Bundle of type history"),
+                (status = 200, body = HistoryBundle<ResourceVersion<$body>>,
+                    description = "FHIR Bundle of type history"),
                 (status = 400, body = crate::api::schema::OperationOutcome),
                 (status = 401, body = crate::api::schema::OperationOutcome),
                 (status = 403, body = crate::api::schema::OperationOutcome),
@@ -58,7 +62,10 @@ macro_rules! read_routes {
             call: crate::resource::Call,
             axum::extract::Path(id): axum::extract::Path<String>,
             axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
-        ) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+        ) -> Result<
+            axum::Json<HistoryBundle<ResourceVersion<serde_json::Value>>>,
+            crate::error::ApiError,
+        > {
             crate::resource::history::<$resource>(&call, &id, &uri)
                 .await
                 .map(axum::Json)
@@ -72,7 +79,7 @@ macro_rules! read_routes {
                 ("_extensions" = Option<String>, Query, description = "Where the resource has extensions: `*`, or the URIs or names of those to show; none by default"),
             ),
             responses(
-                (status = 200, description = "The resource as it was, with its `ETag`"),
+                (status = 200, body = $body, description = "The resource as it was, with its `ETag`"),
                 (status = 400, body = crate::api::schema::OperationOutcome),
                 (status = 401, body = crate::api::schema::OperationOutcome),
                 (status = 403, body = crate::api::schema::OperationOutcome),
@@ -91,7 +98,7 @@ macro_rules! read_routes {
         #[utoipa::path(get, path = $verify, tag = $tag,
             params(("id" = String, Path, description = $id)),
             responses(
-                (status = 200, description = "`{valid, versions, first_broken_version?}`"),
+                (status = 200, body = crate::store::verify::Verification),
                 (status = 401, body = crate::api::schema::OperationOutcome),
                 (status = 403, body = crate::api::schema::OperationOutcome),
                 (status = 404, body = crate::api::schema::OperationOutcome),

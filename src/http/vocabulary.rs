@@ -10,17 +10,19 @@ use axum::Json;
 use cqrs_es::Aggregate;
 use openspp_aggregates::{ManagedVocabulary, VocabularyCatalog, VocabularyEvent, VocabularyState};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::params::{page_link, Params};
+use crate::api::bundle::{
+    self, FieldChange, HistoryBundle, HistoryEvent, VocabularyProvenance, VocabularyVersion,
+};
+use crate::api::params::Params;
 use crate::api::schema::OperationOutcome;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::resource::history::in_words;
 use crate::store::history::{self, Recorded};
 use crate::vocabulary::{Catalog, VocabularyEntry};
 
@@ -209,7 +211,7 @@ async fn read(
         ("namespace_uri" = String, Path, description = "The vocabulary's namespace URI, URL-encoded"),
         ("include_deprecated" = Option<bool>, Query, description = "Also deprecated codes (default false)"),
         ("parent_code" = Option<String>, Query, description = "Only the direct children of this code"),
-        ("_count" = Option<i64>, Query, description = "1-500, default 100"),
+        ("_count" = Option<i64>, Query, description = "1-500, default 100", minimum = 1, maximum = 500),
         ("_offset" = Option<i64>, Query),
     ),
     responses(
@@ -279,7 +281,7 @@ async fn codes(
 
 /// What one recorded change did: each header field and code it changed, old and new (the
 /// first change of a shipped vocabulary is compared with what was shipped).
-fn changes(before: &VocabularyState, after: &VocabularyState) -> Vec<Value> {
+fn changes(before: &VocabularyState, after: &VocabularyState) -> Vec<FieldChange> {
     let mut changed = Vec::new();
     let header = |state: &VocabularyState| {
         state
@@ -293,31 +295,37 @@ fn changes(before: &VocabularyState, after: &VocabularyState) -> Vec<Value> {
         for (field, value) in new.as_object().into_iter().flatten() {
             let previous = old.get(field).cloned().unwrap_or(Value::Null);
             if previous != *value {
-                changed.push(json!({"field": field, "old": previous, "new": value}));
+                changed.push(FieldChange {
+                    field: field.clone(),
+                    old: previous,
+                    new: value.clone(),
+                });
             }
         }
     }
     for (code, definition) in &after.codes {
         let previous = before.codes.get(code);
         if previous != Some(definition) {
-            changed.push(
-                json!({"field": format!("codes.{code}"), "old": previous, "new": definition}),
-            );
+            changed.push(FieldChange {
+                field: format!("codes.{code}"),
+                old: serde_json::to_value(previous).unwrap_or_default(),
+                new: serde_json::to_value(definition).unwrap_or_default(),
+            });
         }
     }
     changed
 }
 
 /// Who made a change (the operator, or the API client), how, when, in which run.
-fn provenance(event: &Recorded) -> Value {
+fn provenance(event: &Recorded) -> VocabularyProvenance {
     let meta = &event.metadata;
-    json!({
-        "actor": meta.get("source_system"),
-        "collection_method": meta.get("collection_method"),
-        "request_id": meta.get("request_id"),
-        "recorded": event.recorded_at.to_rfc3339(),
-        "hash": hex::encode(&event.hash),
-    })
+    VocabularyProvenance {
+        actor: bundle::text(meta, "source_system"),
+        collection_method: bundle::text(meta, "collection_method"),
+        request_id: bundle::text(meta, "request_id"),
+        recorded: event.recorded_at.to_rfc3339(),
+        hash: hex::encode(&event.hash),
+    }
 }
 
 /// The vocabulary's recorded changes, newest first: who changed what, and when.
@@ -327,7 +335,7 @@ fn provenance(event: &Recorded) -> Value {
         ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
     ),
     responses(
-        (status = 200, description = "FHIR Bundle of type history"),
+        (status = 200, body = HistoryBundle<VocabularyVersion>, description = "FHIR Bundle of type history"),
         (status = 403, body = OperationOutcome),
         (status = 404, body = OperationOutcome),
     ),
@@ -337,7 +345,7 @@ async fn history(
     principal: Principal,
     Path(namespace): Path<String>,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HistoryBundle<VocabularyVersion>>, ApiError> {
     principal.require("audit", Action::Read)?;
     checked_namespace(&namespace)?;
     let mut params = Params::from_uri(&uri)?;
@@ -360,30 +368,14 @@ async fn history(
             })?;
         stream.apply(payload);
         let after = baseline.overlaid(&stream.changes);
-        entries.push(json!({
-            "versionId": event.sequence.to_string(),
-            "event": {"type": event.event_type, "description": in_words(&event.event_type)},
-            "changes": changes(&before, &after),
-            "provenance": provenance(&event),
-        }));
+        entries.push(VocabularyVersion {
+            version_id: event.sequence.to_string(),
+            event: HistoryEvent::named(&event.event_type),
+            changes: changes(&before, &after),
+            provenance: provenance(&event),
+        });
         before = after;
     }
-    let total = entries.len() as i64;
-    let shown: Vec<Value> = entries
-        .into_iter()
-        .rev()
-        .skip(page.offset as usize)
-        .take(page.count as usize)
-        .collect();
-    let mut links = vec![json!({"relation": "self", "url": uri.to_string()})];
-    if page.offset + (shown.len() as i64) < total {
-        links.push(json!({"relation": "next", "url": page_link(&uri, page.offset + page.count)}));
-    }
-    Ok(Json(json!({
-        "resourceType": "Bundle",
-        "type": "history",
-        "total": total,
-        "link": links,
-        "entry": shown,
-    })))
+    entries.reverse();
+    Ok(Json(HistoryBundle::page(&uri, page, entries)))
 }

@@ -81,7 +81,7 @@ impl Audit {
     /// it exists, and what it was shown under.
     pub fn returned(&self, subject: String, stream: Option<&str>, shown: Option<&Disclosure>) {
         if let Some(entry) = self.entry().as_mut() {
-            entry.returned(subject, stream, shown);
+            entry.returned(bounded(subject), stream, shown);
         }
     }
 
@@ -91,7 +91,7 @@ impl Audit {
     pub fn not_found(&self, subject: String, stream: Option<&str>) {
         if let Some(entry) = self.entry().as_mut() {
             entry.interaction = "lookup";
-            entry.returned(subject, stream, None);
+            entry.returned(bounded(subject), stream, None);
         }
     }
 
@@ -99,7 +99,11 @@ impl Audit {
     /// beneficiary), as `(reference, stream)`.
     pub fn mentioning(&self, mentioned: impl IntoIterator<Item = (String, String)>) {
         if let Some(entry) = self.entry().as_mut() {
-            entry.mentioning(mentioned);
+            entry.mentioning(
+                mentioned
+                    .into_iter()
+                    .map(|(subject, stream)| (bounded(subject), stream)),
+            );
         }
     }
 
@@ -110,6 +114,32 @@ impl Audit {
             entry
         })
     }
+}
+
+/// The longest subject reference the log keeps, in bytes. A reference is how the request
+/// named a subject — a path or a body may name one with a few kilobytes of text — but no
+/// identifier is that long (values are at most 100 characters), and the log indexes every
+/// reference, where PostgreSQL refuses an entry over 2,712 bytes: one such entry would make
+/// its whole batch unstorable. Longer references are cut, marked with `…`.
+const MAX_SUBJECT_BYTES: usize = 1024;
+
+/// A subject reference as the log can store it: cut to `MAX_SUBJECT_BYTES`, and with NUL
+/// (which PostgreSQL text cannot hold, and which a request may well send) shown as U+FFFD.
+fn bounded(subject: String) -> String {
+    let mut subject = if subject.contains('\0') {
+        subject.replace('\0', "\u{FFFD}")
+    } else {
+        subject
+    };
+    if subject.len() > MAX_SUBJECT_BYTES {
+        let mut end = MAX_SUBJECT_BYTES;
+        while !subject.is_char_boundary(end) {
+            end -= 1;
+        }
+        subject.truncate(end);
+        subject.push('…');
+    }
+    subject
 }
 
 /// Gives every request its [`Audit`], then records what it collected with the response's status.
@@ -125,4 +155,22 @@ pub async fn record_accesses(
         state.access_log.record(entry).await;
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_references_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded("Individual/x|1".to_owned()), "Individual/x|1");
+        let long = format!("Individual/x|{}", "é".repeat(2000));
+        let cut = bounded(long);
+        assert!(cut.len() <= MAX_SUBJECT_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+        assert_eq!(
+            bounded("Individual/a\0b|c".to_owned()),
+            "Individual/a\u{FFFD}b|c"
+        );
+    }
 }

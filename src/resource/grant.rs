@@ -117,6 +117,21 @@ impl Principal {
         Ok(())
     }
 
+    /// Only a client acting under a legal basis with no program limit may choose a
+    /// membership's identifier; any other gets one minted. Decided before anything is looked
+    /// up, so that a clash (409) can never tell a client limited to some programs, or acting
+    /// under consent, that a membership it may not see uses the value.
+    pub fn may_choose_membership_identifier(&self) -> Result<(), ApiError> {
+        if self.require_consent || !self.allowed_programs.is_empty() {
+            return Err(ApiError::forbidden(
+                Some("identifier"),
+                "this client may not choose a membership's identifier (it is limited to some \
+                 programs, or acts under consent); leave it out and one is minted",
+            ));
+        }
+        Ok(())
+    }
+
     /// The access this caller has to a subject covered by `consents`.
     pub fn access(&self, consents: Vec<ConsentRecord>) -> Access {
         Access {
@@ -185,6 +200,13 @@ impl Grant {
             purpose: self.purpose.clone(),
             fields: self.fields.clone(),
         }
+    }
+
+    /// Whether the caller sees less than everything of the subject: a field list applies, or
+    /// a consent does (under which a group's members, say, are shown only where the caller may
+    /// see them too).
+    pub fn is_limited(&self) -> bool {
+        self.fields.is_some() || self.consent.is_some()
     }
 
     /// Whether the grant lets the caller see `field` (a top-level field, or one extension's

@@ -7,9 +7,12 @@
 use axum::http::Uri;
 use cqrs_es::Aggregate;
 use openspp_projections::view::ViewRow;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::api::params::{self, page_link, Params};
+use crate::api::bundle::{
+    self, FieldChange, HistoryBundle, HistoryEvent, Provenance, ResourceVersion,
+};
+use crate::api::params::{self, Params};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::resource::grant::Grant;
@@ -99,22 +102,8 @@ pub fn at_instant<A>(
         .ok_or_else(|| ApiError::not_found(resource))
 }
 
-/// `IdentifierAdded` → "Identifier added": event names read as the story they tell.
-pub fn in_words(event_type: &str) -> String {
-    let mut words = String::with_capacity(event_type.len() + 4);
-    for (i, c) in event_type.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            words.push(' ');
-            words.extend(c.to_lowercase());
-        } else {
-            words.push(c);
-        }
-    }
-    words
-}
-
 /// Top-level fields that differ between two renderings (`meta` aside).
-fn changes(before: &Value, after: &Value) -> Vec<Value> {
+fn changes(before: &Value, after: &Value) -> Vec<FieldChange> {
     let empty = Map::new();
     let before = before.as_object().unwrap_or(&empty);
     let after = after.as_object().unwrap_or(&empty);
@@ -124,36 +113,39 @@ fn changes(before: &Value, after: &Value) -> Vec<Value> {
     keys.into_iter()
         .filter(|key| key.as_str() != "meta")
         .filter(|key| before.get(*key) != after.get(*key))
-        .map(|key| {
-            json!({
-                "field": key,
-                "old": before.get(key).cloned().unwrap_or(Value::Null),
-                "new": after.get(key).cloned().unwrap_or(Value::Null),
-            })
+        .map(|key| FieldChange {
+            field: key.clone(),
+            old: before.get(key).cloned().unwrap_or(Value::Null),
+            new: after.get(key).cloned().unwrap_or(Value::Null),
         })
         .collect()
 }
 
 /// Who, from where, how, when, in which request, under which consent.
-fn provenance(event: &Recorded) -> Value {
+fn provenance(event: &Recorded) -> Provenance {
     let meta = &event.metadata;
-    json!({
-        "client": meta["client_id"].as_str().map(client_uri),
-        "source_system": meta.get("source_system"),
-        "source_reference": meta.get("source_reference"),
-        "collection_method": meta.get("collection_method"),
-        "request_id": meta.get("request_id"),
-        "consent_id": meta.get("consent_id"),
-        "recorded": event.recorded_at.to_rfc3339(),
-        "hash": hex::encode(&event.hash),
-    })
+    Provenance {
+        client: meta["client_id"].as_str().map(client_uri),
+        source_system: bundle::text(meta, "source_system"),
+        source_reference: bundle::text(meta, "source_reference"),
+        collection_method: bundle::text(meta, "collection_method"),
+        request_id: bundle::text(meta, "request_id"),
+        consent_id: bundle::text(meta, "consent_id"),
+        recorded: event.recorded_at.to_rfc3339(),
+        hash: hex::encode(&event.hash),
+    }
 }
 
 /// The versions as a FHIR `history` Bundle, newest first, with `_since`, `_at`, `_count`,
 /// `_offset` (taken from `params`, the query of `uri` less what the caller took). `render` shows a version as a read would; `grant`, if given, is applied to every
 /// version before the changes are computed, so hidden fields appear neither in the resources
-/// nor in `changes`. Under a field-limited grant a version that changed only hidden fields is
-/// left out: its event's name alone ("Birth date changed") would tell what the consent hides.
+/// nor in `changes`.
+///
+/// A caller whose view is limited (a field filter, or a consent) learns *that* the resource
+/// changed and *when* — every version is listed, with its real `versionId` and time, as
+/// optimistic concurrency needs them and as `_history/{n}` and `_at` serve them — but never
+/// *what* changed where it may not see: a version that changed nothing the caller sees has
+/// empty `changes` and the neutral event `Changed` instead of its own.
 pub fn bundle<A>(
     uri: &Uri,
     mut params: Params,
@@ -161,7 +153,7 @@ pub fn bundle<A>(
     versions: &[Version<A>],
     grant: Option<&Grant>,
     render: impl Fn(&Version<A>) -> Value,
-) -> Result<Value, ApiError> {
+) -> Result<HistoryBundle<ResourceVersion<Value>>, ApiError> {
     let page = params.page()?;
     let since = params.instants("_since")?;
     let at = params.instant("_at")?;
@@ -173,54 +165,37 @@ pub fn bundle<A>(
             None => render(v),
         })
         .collect();
-    let changed: Vec<Vec<Value>> = (0..versions.len())
-        .map(|i| {
-            let before = if i == 0 {
-                &Value::Null
-            } else {
-                &rendered[i - 1]
-            };
-            changes(before, &rendered[i])
-        })
-        .collect();
-    let limited = grant.is_some_and(|g| g.fields.is_some());
-    let selected: Vec<usize> = (0..versions.len())
+    let limited = grant.is_some_and(Grant::is_limited);
+    let entries: Vec<ResourceVersion<Value>> = (0..versions.len())
         .rev()
         .filter(|&i| {
             let when = versions[i].event.recorded_at;
             since.iter().all(|(_, s)| when >= *s) && at.is_none_or(|a| when <= a)
         })
-        .filter(|&i| !(limited && changed[i].is_empty()))
-        .collect();
-    let total = selected.len() as i64;
-    let entries: Vec<Value> = selected
-        .iter()
-        .skip(page.offset as usize)
-        .take(page.count as usize)
-        .map(|&i| {
+        .map(|i| {
             let version = &versions[i];
-            json!({
-                "fullUrl": format!("{path}/_history/{}", version.number()),
-                "versionId": version.number().to_string(),
-                "event": {"type": version.event.event_type, "description": in_words(&version.event.event_type)},
-                "changes": changed[i],
-                "provenance": provenance(&version.event),
-                "resource": rendered[i],
-            })
+            let before = if i == 0 {
+                &Value::Null
+            } else {
+                &rendered[i - 1]
+            };
+            let changes = changes(before, &rendered[i]);
+            let event = if limited && changes.is_empty() {
+                HistoryEvent::neutral()
+            } else {
+                HistoryEvent::named(&version.event.event_type)
+            };
+            ResourceVersion {
+                full_url: format!("{path}/_history/{}", version.number()),
+                version_id: version.number().to_string(),
+                event,
+                changes,
+                provenance: provenance(&version.event),
+                resource: rendered[i].clone(),
+            }
         })
         .collect();
-    let shown = entries.len() as i64;
-    let mut links = vec![json!({"relation": "self", "url": uri.to_string()})];
-    if page.offset + shown < total {
-        links.push(json!({"relation": "next", "url": page_link(uri, page.offset + page.count)}));
-    }
-    Ok(json!({
-        "resourceType": "Bundle",
-        "type": "history",
-        "total": total,
-        "link": links,
-        "entry": entries,
-    }))
+    Ok(HistoryBundle::page(uri, page, entries))
 }
 
 /// Recomputes the stream's hash chain.
@@ -236,13 +211,7 @@ pub async fn verify_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_names_read_as_words() {
-        assert_eq!(in_words("IdentifierAdded"), "Identifier added");
-        assert_eq!(in_words("IndividualRegistered"), "Individual registered");
-        assert_eq!(in_words("ConsentWithdrawn"), "Consent withdrawn");
-    }
+    use serde_json::json;
 
     #[test]
     fn changes_list_old_and_new_values_except_meta() {
@@ -250,9 +219,9 @@ mod tests {
         let after = json!({"name": {"family": "B"}, "active": true, "gender": "2", "meta": {"versionId": "2"}});
         let diff = changes(&before, &after);
         assert_eq!(diff.len(), 2);
-        assert_eq!(diff[0]["field"], "gender");
-        assert_eq!(diff[0]["old"], Value::Null);
-        assert_eq!(diff[1]["field"], "name");
-        assert_eq!(diff[1]["new"]["family"], "B");
+        assert_eq!(diff[0].field, "gender");
+        assert_eq!(diff[0].old, Value::Null);
+        assert_eq!(diff[1].field, "name");
+        assert_eq!(diff[1].new["family"], "B");
     }
 }

@@ -9,6 +9,7 @@ use axum::http::{StatusCode, Uri};
 use openspp_projections::search::{Found, Page};
 use serde_json::Value;
 
+use crate::api::bundle::{HistoryBundle, ResourceVersion};
 use crate::api::params::{envelope, Params};
 use crate::api::reference::path_segment;
 use crate::api::schema::SearchResult;
@@ -101,7 +102,11 @@ pub async fn at<R: Resource>(call: &Call, id: &str, instant: &str) -> Result<Ans
 /// `GET /{R}/{id}/_history`: every version, newest first, with what changed and who changed it.
 /// Its job is to show every change, so versions show every extension unless `_extensions`
 /// narrows them.
-pub async fn history<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Value, ApiError> {
+pub async fn history<R: Resource>(
+    call: &Call,
+    id: &str,
+    uri: &Uri,
+) -> Result<HistoryBundle<ResourceVersion<Value>>, ApiError> {
     call.open(AUDIT, Action::Read, R::TYPE, Interaction::HISTORY)?;
     let mut params = Params::from_uri(uri)?;
     choose_extensions::<R>(call, &mut params, Shown::All)?;

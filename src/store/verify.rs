@@ -5,13 +5,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::hash_chain::Link;
 use super::history::Recorded;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Whether a stream's hash chain holds (`GET …/_history/$verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Verification {
     pub valid: bool,
+    /// How many versions were checked.
     pub versions: usize,
     /// The first version whose link is broken.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -166,8 +166,9 @@ async fn member_lists() {
     let (value, path) = household(&admin, &[&d, &e]).await;
     household_consent(&admin, &value, &org, "group").await;
     assert_eq!(listed(&reader.get(&path).await.body), sorted(&[&e]));
-    // The household size is the group's own data, shown under the group's consent.
-    assert_eq!(reader.get(&path).await.body["quantity"], 2);
+    // The household size counts only the members the client may see (issue 8, item 12): a
+    // count of two beside one listed member would disclose the other.
+    assert_eq!(reader.get(&path).await.body["quantity"], 1);
 }
 
 async fn ended_members() {

@@ -10,12 +10,15 @@ mod auth;
 mod consent;
 mod consent_fields;
 mod consent_groups;
+mod disclosure;
 mod errors;
 mod extension;
 mod extension_fields;
 mod extension_search;
+mod faults;
 mod group;
 mod history;
+mod hostile;
 mod identity;
 mod individual;
 mod input_bounds;
@@ -24,6 +27,7 @@ mod metrics;
 mod openapi;
 mod process;
 mod program;
+mod schemathesis;
 mod store;
 mod vocabulary;
 
@@ -72,9 +76,11 @@ fn main() {
     trials.extend(consent::trials());
     trials.extend(consent_fields::trials());
     trials.extend(consent_groups::trials());
+    trials.extend(disclosure::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
     trials.extend(history::trials());
+    trials.extend(hostile::trials());
     trials.extend(identity::trials());
     trials.extend(input_bounds::trials());
     trials.extend(internal_ids::trials());
@@ -83,10 +89,12 @@ fn main() {
     trials.extend(store::trials());
     trials.extend(process::trials());
     trials.extend(program::trials());
+    trials.extend(schemathesis::trials());
     trials.extend(vocabulary::trials());
     trials.extend(extension::trials());
     trials.extend(extension_fields::trials());
     trials.extend(extension_search::trials());
+    trials.extend(faults::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     // `exit` skips destructors: stop the server and drop the database first.
     drop(server);

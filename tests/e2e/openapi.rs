@@ -2,12 +2,19 @@
 
 use libtest_mimic::Trial;
 
+use openspp_aggregates::bounds::{LONG_TEXT, SHORT_TEXT};
+use serde_json::Value;
+
 use crate::support::{world, Api};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
     vec![
         trial("openapi::document_covers_every_endpoint", document),
+        trial(
+            "openapi::every_operation_documents_its_answers_and_limits",
+            answers_and_limits,
+        ),
         trial("openapi::metadata_is_public", metadata),
         trial("openapi::health_and_readiness", health),
         trial(
@@ -96,6 +103,105 @@ async fn document() {
             doc["components"]["schemas"][schema].is_object(),
             "{schema} schema missing"
         );
+    }
+}
+
+/// Every operation lists the answers the server's layers give it, each an OperationOutcome;
+/// bodies and search parameters carry the limits the server enforces; 2xx bodies are typed.
+async fn answers_and_limits() {
+    let reply = Api::new(&world().base)
+        .get("/api/v2/spp/openapi.json")
+        .await;
+    reply.expect(200);
+    let doc = &reply.body;
+    let base = "/api/v2/spp";
+    let outcome = "#/components/schemas/OperationOutcome";
+    let operation = |path: &str, method: &str| doc["paths"][path][method].clone();
+    for (path, method, statuses) in [
+        (
+            format!("{base}/Individual/{{id}}"),
+            "put",
+            &[
+                "400", "401", "403", "404", "409", "412", "413", "414", "415", "422", "429", "503",
+            ][..],
+        ),
+        (
+            format!("{base}/Individual"),
+            "get",
+            &["400", "401", "403", "414", "429", "503"][..],
+        ),
+        (
+            format!("{base}/Group/{{id}}/$add-member"),
+            "post",
+            &[
+                "400", "401", "403", "404", "409", "412", "413", "415", "422", "429", "503",
+            ][..],
+        ),
+        (
+            format!("{base}/oauth/token"),
+            "post",
+            &["400", "401", "413", "429", "503"][..],
+        ),
+    ] {
+        let responses = &operation(&path, method)["responses"];
+        for status in statuses {
+            assert_eq!(
+                responses[status]["content"]["application/json"]["schema"]["$ref"], outcome,
+                "{method} {path} {status}"
+            );
+        }
+    }
+    let put = operation(&format!("{base}/Individual/{{id}}"), "put");
+    assert!(put["responses"]["429"]["headers"]["Retry-After"].is_object());
+    assert!(put["responses"]["503"]["headers"]["Retry-After"].is_object());
+    // Public documents answered from memory document no database fault.
+    assert!(operation("/healthz", "get")["responses"]["503"].is_null());
+    // Paging as `Params::page` bounds it.
+    let parameter = |path: &str, name: &str| -> Value {
+        operation(path, "get")["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    };
+    let search = format!("{base}/Individual");
+    assert_eq!(parameter(&search, "_count")["minimum"], 1);
+    assert_eq!(parameter(&search, "_count")["maximum"], 100);
+    assert_eq!(parameter(&search, "_offset")["minimum"], 0);
+    let codes = format!("{base}/Vocabulary/{{namespace_uri}}/codes");
+    assert_eq!(parameter(&codes, "_count")["maximum"], 500);
+    // Text limits are the domain's.
+    let schemas = &doc["components"]["schemas"];
+    for (schema, property, limit) in [
+        ("HumanName", "family", SHORT_TEXT),
+        ("GroupResource", "name", SHORT_TEXT),
+        ("ProgramResource", "description", LONG_TEXT),
+        ("ContactPoint", "value", LONG_TEXT),
+        ("Identifier", "value", 100),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][property]["maxLength"], limit,
+            "{schema}.{property}"
+        );
+    }
+    assert_eq!(
+        schemas["Address"]["properties"]["line"]["items"]["maxLength"],
+        LONG_TEXT
+    );
+    // Every 2xx answer of the API names its body's schema.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.starts_with('2') && path != "/metrics" {
+                    assert!(
+                        response["content"]["application/json"]["schema"].is_object(),
+                        "{method} {path} {status} has no typed body"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,120 @@
+//! Database faults (issue 8, item 9): a connection the database drops is 503 with
+//! `Retry-After`, never 500, and the server recovers by itself; a write whose events committed
+//! is never reported as failed, whatever happens to the reads that follow the commit.
+//!
+//! Faults are made deterministic: a `psql` session locks the table the request will read next,
+//! the test waits until the request's backend waits for that lock, and terminates exactly that
+//! backend (`pg_terminate_backend`), as a database restart or a network cut would.
+
+use libtest_mimic::Trial;
+use serde_json::json;
+
+use crate::support::{
+    create_client, individual_body, register_individual, sql_scalar, unique, Api, HeldTransaction,
+    Server, TestDatabase,
+};
+use crate::trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "faults::a_dropped_database_connection_is_503_with_retry_after",
+            dropped_connection,
+        ),
+        trial(
+            "faults::a_committed_write_is_answered_2xx_when_the_reads_after_it_fail",
+            committed_write_survives,
+        ),
+    ]
+}
+
+/// A server of its own on a database of its own: locking its tables must not stall the shared
+/// server's tests.
+async fn isolated() -> (TestDatabase, Server, Api) {
+    let database = TestDatabase::create("openspp_e2e_faults");
+    let server = Server::start(&database.url, &[]);
+    let credentials = create_client(&database.url, &["--scope", "individual:all"]);
+    let api = Api::new(&server.base).login(&credentials).await;
+    (database, server, api)
+}
+
+/// Terminates the backends that wait for `held`'s lock while running a query that mentions
+/// `query_part`; returns how many it terminated.
+fn terminate_waiting(url: &str, query_part: &str) -> String {
+    sql_scalar(
+        url,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%{query_part}%'"
+        ),
+    )
+}
+
+async fn dropped_connection() {
+    let (database, _server, api) = isolated().await;
+    let id = unique("DB");
+    let path = register_individual(&api, &id).await;
+    api.get(&path).await.expect(200);
+    let held = HeldTransaction::begin(
+        &database.url,
+        "LOCK TABLE individual_view IN ACCESS EXCLUSIVE MODE;",
+    )
+    .await;
+    let reader = api.clone();
+    let read = {
+        let path = path.clone();
+        tokio::spawn(async move { reader.get(&path).await })
+    };
+    held.wait_until_blocking().await;
+    assert_eq!(terminate_waiting(&database.url, "individual_view"), "1");
+    let reply = read.await.unwrap();
+    reply.expect(503);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(reply.body["resourceType"], "OperationOutcome");
+    assert_eq!(reply.body["issue"][0]["code"], "transient");
+    drop(held);
+    // The pool replaces the lost connection: the next request is served.
+    api.get(&path).await.expect(200);
+}
+
+async fn committed_write_survives() {
+    let (database, _server, api) = isolated().await;
+    let id = unique("CW");
+    let path = register_individual(&api, &id).await;
+    let before = api.get(&path).await;
+    before.expect(200);
+    // What an answer to a change of an individual reads after the commit: its households.
+    let held = HeldTransaction::begin(
+        &database.url,
+        "LOCK TABLE group_members_view IN ACCESS EXCLUSIVE MODE;",
+    )
+    .await;
+    let mut body = individual_body(&id);
+    body["name"]["given"] = json!("Committed");
+    let writer = api.clone();
+    let write = {
+        let path = path.clone();
+        tokio::spawn(async move { writer.put(&path, body, Some("\"2\"")).await })
+    };
+    held.wait_until_blocking().await;
+    assert_eq!(terminate_waiting(&database.url, "group_members_view"), "1");
+    let reply = write.await.unwrap();
+    // The events committed before the failed read: the answer is 2xx, with the new version.
+    reply.expect(200);
+    assert_eq!(reply.header("etag"), Some("\"3\""));
+    assert_eq!(reply.body["identifier"][0]["value"], id);
+    drop(held);
+    // The projector waited for the lock too; once released, the read model catches up.
+    let mut after = api.get(&path).await;
+    for _ in 0..100 {
+        if after.header("etag") == Some("\"3\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        after = api.get(&path).await;
+    }
+    after.expect(200);
+    assert_eq!(after.header("etag"), Some("\"3\""));
+    assert_eq!(after.body["name"]["given"], "Committed");
+}
