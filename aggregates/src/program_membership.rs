@@ -353,9 +353,10 @@ impl Aggregate for ProgramMembership {
                 if let Some(date) = enrollment_date {
                     bounds::date("enrollmentDate", date)?;
                 }
+                // OpenSPP answers a duplicate enrolment as an unprocessable body (422).
                 if self.status.is_some() {
-                    return Err(DomainError::conflict(
-                        Some("beneficiary"),
+                    return Err(DomainError::invalid(
+                        "beneficiary",
                         "the beneficiary is already a member of this program",
                     ));
                 }
@@ -819,7 +820,9 @@ mod tests {
         let ended = run(vec![], enrol(TargetType::Individual, false)).await;
         assert!(matches!(ended, Err(DomainError::Conflict { .. })));
         let twice = run(ok, enrol(TargetType::Individual, true)).await;
-        assert!(matches!(twice, Err(DomainError::Conflict { .. })));
+        assert!(
+            matches!(twice, Err(DomainError::Invalid { ref field, .. }) if field == "beneficiary")
+        );
     }
 
     #[tokio::test]

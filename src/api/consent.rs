@@ -5,32 +5,207 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use openspp_aggregates::bounds::{self, items, LONG_TEXT, SHORT_TEXT};
-use openspp_aggregates::consent::ConsentStatus;
+use openspp_aggregates::consent::{shows_any_extension, ConsentStatus, EXTENSION};
 use openspp_aggregates::{ConsentRecord, Date, DomainError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access_log::AccessRow;
-use crate::api::schema::{at_most, optional_at_most};
+use crate::api::schema::at_most;
 use crate::api::BASE;
 use crate::error::ApiError;
 use crate::store::history::Recorded;
 use crate::store::metadata::client_uri;
 
-/// A scope of a consent: which resource, which fields (all when `field_access` is null), why.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A scope of a consent as a client writes it: which resource, which fields, why. `field_access`
+/// takes this server's list of fields (`null` = all) or OpenSPP's levels: `all`, `basic`
+/// (name, active) or `custom` (the fields `custom_fields` lists); `type`, `identifier` and
+/// `meta` are shown to every reader.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeBody {
     /// `individual`, `group`, `program_membership` or `all`.
     pub resource_type: String,
-    #[serde(
-        default,
-        deserialize_with = "optional_at_most::<_, _, { items::FIELDS }>"
-    )]
-    #[schema(max_items = 20)]
-    pub field_access: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub field_access: FieldAccess,
+    /// With `field_access: "custom"`: the fields, as a list or comma-separated (OpenSPP).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub custom_fields: Option<CustomFields>,
+    /// OpenSPP's flag: with `basic` or `custom`, the consent covers extension data too. With
+    /// `all` (or this server's `null`) extension data is always covered.
+    #[serde(default)]
+    pub include_extensions: Option<bool>,
     /// `service_delivery`, `eligibility_verification`, `analytics`, `research` or `audit`.
     pub purpose: String,
+}
+
+/// The fields OpenSPP's `basic` level shows, besides `type`, `identifier` and `meta`, which
+/// every reader gets.
+pub const BASIC_FIELDS: [&str; 2] = ["name", "active"];
+
+/// `field_access` as written: all fields, OpenSPP's `basic` or `custom`, or a list of fields.
+#[derive(Debug, Clone, Default)]
+pub enum FieldAccess {
+    #[default]
+    All,
+    Basic,
+    Custom,
+    Listed(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for FieldAccess {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Access;
+        impl<'de> serde::de::Visitor<'de> for Access {
+            type Value = FieldAccess;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(
+                    f,
+                    "all, basic, custom, null or a list of at most {} fields",
+                    items::FIELDS
+                )
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<FieldAccess, E> {
+                Ok(FieldAccess::All)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<FieldAccess, E> {
+                Ok(FieldAccess::All)
+            }
+            fn visit_str<E: serde::de::Error>(self, level: &str) -> Result<FieldAccess, E> {
+                match level {
+                    "all" => Ok(FieldAccess::All),
+                    "basic" => Ok(FieldAccess::Basic),
+                    "custom" => Ok(FieldAccess::Custom),
+                    _ => Err(E::custom("must be all, basic, custom or a list of fields")),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FieldAccess, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = seq.next_element::<String>()? {
+                    if fields.len() == items::FIELDS {
+                        return Err(serde::de::Error::custom(format!(
+                            "must have at most {} entries",
+                            items::FIELDS
+                        )));
+                    }
+                    fields.push(field);
+                }
+                Ok(FieldAccess::Listed(fields))
+            }
+        }
+        deserializer.deserialize_any(Access)
+    }
+}
+
+/// OpenSPP's `custom_fields`: a list, or one comma-separated string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CustomFields {
+    Listed(Vec<String>),
+    Joined(String),
+}
+
+impl ScopeBody {
+    /// The fields the scope covers (`None` = all), as the domain keeps them; `at` names the
+    /// scope in a 422.
+    pub fn fields(&self, at: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let custom = match &self.custom_fields {
+            None => None,
+            Some(CustomFields::Listed(list)) => Some(list.clone()),
+            Some(CustomFields::Joined(text)) => Some(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+        };
+        let field = |name: &str| format!("{at}.{name}");
+        if custom.is_some() && !matches!(self.field_access, FieldAccess::Custom) {
+            return Err(ApiError::unprocessable(
+                &field("custom_fields"),
+                "only with field_access: custom",
+            ));
+        }
+        let mut fields = match &self.field_access {
+            FieldAccess::All => {
+                if self.include_extensions == Some(false) {
+                    return Err(ApiError::unprocessable(
+                        &field("include_extensions"),
+                        "field_access all covers extension data; list the fields to leave \
+                         extensions out",
+                    ));
+                }
+                return Ok(None);
+            }
+            FieldAccess::Listed(list) => return Ok(Some(list.clone())),
+            FieldAccess::Basic => BASIC_FIELDS.iter().map(|f| f.to_string()).collect(),
+            FieldAccess::Custom => {
+                // `identifier` is shown to every reader, as OpenSPP always includes it.
+                custom.ok_or_else(|| {
+                    ApiError::unprocessable(
+                        &field("custom_fields"),
+                        "field_access custom lists them",
+                    )
+                })?
+            }
+        };
+        if self.include_extensions == Some(true) && !fields.iter().any(|f| f == EXTENSION) {
+            fields.push(EXTENSION.to_owned());
+        }
+        if fields.len() > items::FIELDS {
+            return Err(ApiError::unprocessable(
+                &field("custom_fields"),
+                format!("must have at most {} entries", items::FIELDS),
+            ));
+        }
+        Ok(Some(fields))
+    }
+}
+
+/// A scope of a consent as shown: OpenSPP's `field_access` level, and the fields it covers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScopeShown {
+    pub resource_type: String,
+    /// OpenSPP's level: `all`, `basic` (name, active) or `custom`.
+    pub field_access: &'static str,
+    /// The fields covered; `null` = all.
+    pub fields: Option<Vec<String>>,
+    /// With `custom`: the fields covered, as OpenSPP lists them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_fields: Option<Vec<String>>,
+    /// Whether extension data is covered.
+    pub include_extensions: bool,
+    pub purpose: String,
+}
+
+impl ScopeShown {
+    pub fn of(resource_type: String, fields: Option<Vec<String>>, purpose: String) -> Self {
+        let include_extensions = fields.as_deref().is_none_or(shows_any_extension);
+        let field_access = match &fields {
+            None => "all",
+            Some(list)
+                if list.len() == BASIC_FIELDS.len()
+                    && BASIC_FIELDS.iter().all(|b| list.iter().any(|f| f == b)) =>
+            {
+                "basic"
+            }
+            Some(_) => "custom",
+        };
+        Self {
+            resource_type,
+            field_access,
+            custom_fields: (field_access == "custom").then(|| fields.clone()).flatten(),
+            fields,
+            include_extensions,
+            purpose,
+        }
+    }
 }
 
 /// Body of `POST /Consent`.
@@ -90,10 +265,13 @@ pub struct ConsentResource {
     /// but not yet valid.
     pub is_valid: bool,
     pub subject: Option<String>,
+    /// OpenSPP's `grantee`: the organisations granted access (`specific`), or the
+    /// organisation types (`category`), comma-separated.
+    pub grantee: Option<String>,
     pub recipient_mode: String,
     pub recipients: Vec<String>,
     pub recipient_types: Vec<String>,
-    pub scopes: Vec<ScopeBody>,
+    pub scopes: Vec<ScopeShown>,
     pub legal_basis: String,
     pub effective_date: NaiveDate,
     pub expiry_date: NaiveDate,
@@ -120,16 +298,23 @@ pub fn shown(record: ConsentRecord, subject: Option<String>, today: NaiveDate) -
         status: status_now(&record, today).to_owned(),
         is_valid: record.in_force(today),
         subject,
+        grantee: Some(match terms.recipient_mode.as_str() {
+            "specific" => terms.recipients.join(", "),
+            _ => terms.recipient_types.join(", "),
+        })
+        .filter(|g| !g.is_empty()),
         recipient_mode: terms.recipient_mode.as_str().to_owned(),
         recipients: terms.recipients.clone(),
         recipient_types: terms.recipient_types.clone(),
         scopes: terms
             .scopes
             .iter()
-            .map(|s| ScopeBody {
-                resource_type: s.resource_type.clone(),
-                field_access: s.field_access.clone(),
-                purpose: s.purpose.clone(),
+            .map(|s| {
+                ScopeShown::of(
+                    s.resource_type.clone(),
+                    s.field_access.clone(),
+                    s.purpose.clone(),
+                )
             })
             .collect(),
         legal_basis: terms.legal_basis.clone(),
@@ -221,8 +406,11 @@ pub struct Receipt {
     pub data_subject: ReceiptSubject,
     pub data_controller: ReceiptController,
     pub recipients: ReceiptRecipients,
-    pub purposes: Vec<String>,
+    /// OpenSPP's shape: one entry per scope's purpose.
+    pub purposes: Vec<ReceiptPurpose>,
     pub data_categories: Vec<ReceiptCategory>,
+    /// The rights the data subject holds (GDPR arts. 15-20, 7(3)), as OpenSPP lists them.
+    pub data_subject_rights: Vec<&'static str>,
     pub legal_basis: String,
     pub delegation: ReceiptDelegation,
     pub effective_date: NaiveDate,
@@ -234,14 +422,51 @@ pub struct Receipt {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptSubject {
+    /// `Individual/{system}|{value}`.
     pub reference: Option<String>,
+    /// `{system}|{value}` (OpenSPP's field): an identifier, no other personal data.
+    pub identifier: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptController {
+    /// The organisation of the API client that recorded the consent.
+    pub name: Option<String>,
+    /// Where to reach it: the recording client's URI.
+    pub contact: Option<String>,
     /// The API client that recorded the consent.
     pub recorded_by: Option<String>,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptPurpose {
+    /// The purpose's code (`service_delivery` …).
+    pub id: String,
+    pub description: &'static str,
+    /// The resource type the purpose applies to.
+    pub resource_type: String,
+}
+
+/// What each purpose a consent can name means, for a receipt.
+fn purpose_description(purpose: &str) -> &'static str {
+    match purpose {
+        "service_delivery" => "Delivering the programme's services and benefits",
+        "eligibility_verification" => "Checking eligibility for a programme",
+        "analytics" => "Statistics and programme analytics",
+        "research" => "Research",
+        "audit" => "Audit and oversight",
+        _ => "A purpose this server does not describe",
+    }
+}
+
+/// The data subject's rights, as a receipt states them.
+const DATA_SUBJECT_RIGHTS: [&str; 5] = [
+    "Right to access your data",
+    "Right to rectification",
+    "Right to erasure",
+    "Right to data portability",
+    "Right to withdraw consent at any time",
+];
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptRecipients {
@@ -275,8 +500,13 @@ fn meta(event: &Recorded, key: &str) -> Option<String> {
 impl Receipt {
     /// The receipt of `consent` as shown now, from its stored events (the first records who
     /// took it, when and how).
-    pub fn of(consent: ConsentResource, events: &[Recorded]) -> Option<Self> {
+    pub fn of(
+        consent: ConsentResource,
+        events: &[Recorded],
+        controller: Option<String>,
+    ) -> Option<Self> {
         let given = events.first()?;
+        let recorded_by = meta(given, "client_id").map(|c| client_uri(&c));
         Some(Self {
             receipt_id: format!(
                 "urn:openspp:consent-receipt:{}:{}",
@@ -287,25 +517,41 @@ impl Receipt {
             consent_timestamp: given.recorded_at.to_rfc3339(),
             collection_method: meta(given, "collection_method"),
             data_subject: ReceiptSubject {
+                identifier: consent
+                    .subject
+                    .as_deref()
+                    .and_then(|s| s.split_once('/'))
+                    .map(|(_, key)| key.to_owned()),
                 reference: consent.subject,
             },
             data_controller: ReceiptController {
-                recorded_by: meta(given, "client_id").map(|c| client_uri(&c)),
+                name: controller,
+                contact: recorded_by.clone(),
+                recorded_by,
             },
             recipients: ReceiptRecipients {
                 mode: consent.recipient_mode,
                 organizations: consent.recipients,
                 organization_types: consent.recipient_types,
             },
-            purposes: consent.scopes.iter().map(|s| s.purpose.clone()).collect(),
+            purposes: consent
+                .scopes
+                .iter()
+                .map(|s| ReceiptPurpose {
+                    description: purpose_description(&s.purpose),
+                    id: s.purpose.clone(),
+                    resource_type: s.resource_type.clone(),
+                })
+                .collect(),
             data_categories: consent
                 .scopes
                 .into_iter()
                 .map(|s| ReceiptCategory {
                     resource_type: s.resource_type,
-                    fields: s.field_access,
+                    fields: s.fields,
                 })
                 .collect(),
+            data_subject_rights: DATA_SUBJECT_RIGHTS.to_vec(),
             legal_basis: consent.legal_basis,
             delegation: ReceiptDelegation {
                 kind: consent.delegation_type,
@@ -338,6 +584,28 @@ pub struct ConsentChange {
     pub changed_by: Option<String>,
     pub channel: Option<String>,
     pub reason: Option<String>,
+    /// The consent's fields the change set (OpenSPP's `changed_fields`).
+    pub changed_fields: Vec<&'static str>,
+}
+
+/// The fields each kind of consent event sets.
+fn changed_fields(event_type: &str) -> Vec<&'static str> {
+    match event_type {
+        "ConsentGiven" => vec![
+            "subject",
+            "recipient_mode",
+            "recipients",
+            "recipient_types",
+            "scopes",
+            "legal_basis",
+            "effective_date",
+            "expiry_date",
+            "delegation_type",
+            "status",
+        ],
+        "ConsentRenewed" => vec!["expiry_date", "status"],
+        _ => vec!["status"],
+    }
 }
 
 impl ConsentLife {
@@ -363,6 +631,7 @@ impl ConsentLife {
                     changed_by: meta(e, "client_id").map(|c| client_uri(&c)),
                     channel: meta(e, "collection_method"),
                     reason,
+                    changed_fields: changed_fields(&e.event_type),
                 }
             })
             .collect();

@@ -84,7 +84,8 @@ pub struct AddMember {
     pub role: Option<CodeableConcept>,
     #[serde(default)]
     pub period: Option<Period>,
-    #[serde(default)]
+    /// `startDate` (OpenSPP) or `start_date`.
+    #[serde(default, alias = "startDate")]
     #[schema(value_type = Option<String>, format = Date)]
     pub start_date: Option<Date>,
 }
@@ -94,8 +95,8 @@ pub struct AddMember {
 #[serde(deny_unknown_fields)]
 pub struct RemoveMember {
     pub entity: Reference,
-    /// Defaults to today.
-    #[serde(default)]
+    /// Defaults to today; `endedDate` (OpenSPP) or `ended_date`.
+    #[serde(default, alias = "endedDate")]
     #[schema(value_type = Option<String>, format = Date)]
     pub ended_date: Option<Date>,
     #[serde(default)]
@@ -159,6 +160,77 @@ impl GroupResource {
             address: state.address.iter().map(Into::into).collect(),
             extension,
             meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
+        }
+    }
+}
+
+/// OpenSPP's `GroupMember`: the answer of the member operations — one membership of one group.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAnswer {
+    /// Always `GroupMember`.
+    #[serde(rename = "type")]
+    pub resource_type: &'static str,
+    /// `Group/{system}|{value}`.
+    pub group: Reference,
+    /// `Individual/{system}|{value}`.
+    pub entity: Reference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<CodeableConcept>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub start_date: Option<String>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub ended_date: Option<String>,
+    /// `active` or `inactive` (ended).
+    pub status: &'static str,
+}
+
+impl MemberAnswer {
+    /// The membership of `entity` (`Individual/{system}|{value}`) as `group` (a rendered,
+    /// grant-filtered group) lists it: its latest entry. `None` when the rendering does not
+    /// list it (the caller may not see members).
+    pub fn of(group: &serde_json::Value, entity: &str) -> Option<Self> {
+        let member = group["member"]
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|m| m["entity"]["reference"] == entity)?;
+        let member: GroupMember = serde_json::from_value(member.clone()).ok()?;
+        let period = member.period.unwrap_or_default();
+        Some(Self {
+            role: member.role,
+            start_date: period.start.map(|d| d.get().to_string()),
+            ended_date: period.end.map(|d| d.get().to_string()),
+            ..Self::bare(group, member.entity.reference, !member.inactive)
+        })
+    }
+
+    /// Only which membership, for a caller whose grant does not show the group's members.
+    pub fn bare(group: &serde_json::Value, entity: String, active: bool) -> Self {
+        let key = group["identifier"][0]
+            .as_object()
+            .map(|i| {
+                format!(
+                    "{}|{}",
+                    i.get("system").and_then(|s| s.as_str()).unwrap_or_default(),
+                    i.get("value").and_then(|s| s.as_str()).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        Self {
+            resource_type: "GroupMember",
+            group: Reference {
+                reference: format!("Group/{key}"),
+                display: None,
+            },
+            entity: Reference {
+                reference: entity,
+                display: None,
+            },
+            role: None,
+            start_date: None,
+            ended_date: None,
+            status: if active { "active" } else { "inactive" },
         }
     }
 }

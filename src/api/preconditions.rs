@@ -24,6 +24,12 @@ impl IfMatch {
     /// "The latest version": for writes that take no `If-Match` (creations, operations).
     pub const LATEST: Self = Self(Ok(None));
 
+    /// Exactly `version`: a write derived from what that version showed (a merge patch) must
+    /// not land on another.
+    pub const fn at(version: u64) -> Self {
+        Self(Ok(Some(version)))
+    }
+
     /// The version asked for; `None` = the latest.
     pub fn version(self) -> Result<Option<u64>, ApiError> {
         self.0

@@ -45,6 +45,20 @@ pub fn parse_reference(text: &str, resource: &str, field: &str) -> Result<Identi
     parse_identifier(&decoded, field).map_err(|e| ApiError::unprocessable(field, e.diagnostics))
 }
 
+/// Characters escaped in a query value holding a reference (`Program/{system}|{value}`): the
+/// path's, but `/` and `?` may stand, and `&`, `+` and `=` may not.
+const QUERY_VALUE: &AsciiSet = &PATH_SEGMENT
+    .remove(b'/')
+    .remove(b'?')
+    .add(b'&')
+    .add(b'+')
+    .add(b'=');
+
+/// A reference with the characters a query value cannot hold escaped.
+pub fn query_value(reference: &str) -> String {
+    utf8_percent_encode(reference, QUERY_VALUE).to_string()
+}
+
 /// `system|value` with the characters a path segment cannot hold escaped.
 pub fn path_segment(identifier_key: &str) -> String {
     utf8_percent_encode(identifier_key, PATH_SEGMENT).to_string()

@@ -192,21 +192,21 @@ async fn create(
         .mentioning([(body.subject.clone(), subject.clone())]);
     let recipient_mode = RecipientMode::parse(&body.recipient_mode)
         .ok_or_else(|| ApiError::unprocessable("recipient_mode", RecipientMode::expected()))?;
+    let mut scopes = Vec::with_capacity(body.scopes.len());
+    for (index, scope) in body.scopes.into_iter().enumerate() {
+        scopes.push(ConsentScope {
+            field_access: scope.fields(&format!("scopes[{index}]"))?,
+            resource_type: scope.resource_type,
+            purpose: scope.purpose,
+        });
+    }
     let terms = ConsentTerms {
         subject_type: subject_type.to_owned(),
         subject,
         recipient_mode,
         recipients: body.recipients,
         recipient_types: body.recipient_types,
-        scopes: body
-            .scopes
-            .into_iter()
-            .map(|s| ConsentScope {
-                resource_type: s.resource_type,
-                field_access: s.field_access,
-                purpose: s.purpose,
-            })
-            .collect(),
+        scopes,
         legal_basis: body.legal_basis,
         effective_date: body.effective_date.map_or_else(today, Date::get),
         expiry_date: body.expiry_date.get(),
@@ -323,7 +323,17 @@ async fn receipt(call: Call, Path(id): Path<String>) -> Result<Json<Receipt>, Ap
     let (snapshot, context) = current(&call, &id).await?;
     let consent = Consent::render(&call, &context, &snapshot).ok_or_else(ApiError::internal)?;
     let events = stored::stream(&call.state.pool, RESOURCE, &snapshot.aggregate_id).await?;
-    Receipt::of(consent, &events)
+    let recorder = events
+        .first()
+        .and_then(|e| e.metadata.get("client_id"))
+        .and_then(|c| c.as_str())
+        .unwrap_or_default();
+    let controller: Option<String> =
+        sqlx::query_scalar("SELECT organization FROM api_clients WHERE client_id = $1")
+            .bind(recorder)
+            .fetch_optional(&call.state.pool)
+            .await?;
+    Receipt::of(consent, &events, controller)
         .map(Json)
         .ok_or_else(ApiError::internal)
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::group::{AddMember, GroupMember, GroupResource, RemoveMember};
+use crate::api::group::{AddMember, GroupMember, GroupResource, MemberAnswer, RemoveMember};
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
@@ -37,7 +37,7 @@ const EXTENDED: ExtendedResource = ExtendedResource::Group;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search, create))
-        .routes(routes!(read, replace))
+        .routes(routes!(read, replace, patch))
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
         .routes(routes!(history))
@@ -292,7 +292,17 @@ async fn replace(
         .stated(EXTENDED, body.extension.as_ref());
     resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
     let target = Group::locate(&call, &id).await?;
-    let details = details(body, &call).await?;
+    put(&call, target, if_match, Stated { body, fields }).await
+}
+
+/// The replacement itself, shared by `PUT` and `PATCH`.
+async fn put(
+    call: &Call,
+    target: Located<Group>,
+    if_match: IfMatch,
+    Stated { body, fields }: Stated<GroupResource>,
+) -> Result<Answer, ApiError> {
+    let details = details(body, call).await?;
     let member_consents = if call.principal.require_consent {
         let pool = &call.state.pool;
         let members = consent::current_members(pool, &target.stream).await?;
@@ -306,7 +316,46 @@ async fn replace(
         access,
         member_consents,
     });
-    resource::commit(&call, write).await
+    resource::commit(call, write).await
+}
+
+/// Change some of a group's data with a JSON Merge Patch (RFC 7396), as OpenSPP does: merged
+/// into the group as this client sees it and written as a `PUT` of the result would be. A
+/// patch that names `member` replaces the member list (arrays are replaced whole); the member
+/// operations change one member.
+#[utoipa::path(patch, path = "/Group/{id}", tag = "Group",
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the patch is based on"),
+    ),
+    request_body(content = Object, content_type = "application/merge-patch+json",
+        description = "Fields to set; `null` removes one. Arrays are replaced whole."),
+    responses(
+        (status = 200, body = GroupResource, description = "Every extension this client may see is shown"),
+        (status = 403, body = OperationOutcome, description = "The patch names a field this client may not see"),
+        (status = 404, body = OperationOutcome),
+        (status = 409, body = OperationOutcome),
+        (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),
+        (status = 422, body = OperationOutcome, description = "The patched group is not valid; names the field"),
+    ),
+    security(("bearer" = ["group:update"])))]
+async fn patch(
+    call: Call,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    body: Result<ApiJson<Value>, ApiError>,
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
+    let ApiJson(patch) = body?;
+    resource::patch::apply(
+        &call,
+        &id,
+        if_match,
+        &patch,
+        &["meta"],
+        |target, version, body| put(&call, target, version, body),
+    )
+    .await
 }
 
 /// Add an individual to the group.
@@ -317,7 +366,7 @@ async fn replace(
     ),
     request_body = AddMember,
     responses(
-        (status = 201, body = GroupResource),
+        (status = 201, body = MemberAnswer, description = "OpenSPP's `GroupMember`; `ETag` is the group's version"),
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome, description = "Already a member, or a second head"),
         (status = 422, body = OperationOutcome),
@@ -344,12 +393,32 @@ async fn add_member(
     let member = member_spec(&call, member, "member")
         .await
         .map_err(|e| e.at(Some("entity")))?;
+    let individual = member.individual.clone();
     let mut write = target.change(if_match, |access| GroupCommand::AddMember {
         member,
         access,
     });
     write.status = axum::http::StatusCode::CREATED;
-    resource::commit(&call, write).await
+    let answer = resource::commit(&call, write).await?;
+    Ok(member_answer(&call, answer, &individual, true).await)
+}
+
+/// A member operation's answer in OpenSPP's shape (`GroupMember`), from the group as the caller
+/// may now see it; `ETag` stays the group's version. The write is committed: nothing here can
+/// fail it, so a member the rendering does not list is answered by its identity only.
+async fn member_answer(call: &Call, answer: Answer, individual: &str, active: bool) -> Answer {
+    let entity = primary_identifiers(&call.state.pool, &[individual.to_owned()])
+        .await
+        .ok()
+        .and_then(|mut keys| keys.remove(individual))
+        .map(|key| format!("Individual/{key}"))
+        .unwrap_or_default();
+    let member = MemberAnswer::of(&answer.body, &entity)
+        .unwrap_or_else(|| MemberAnswer::bare(&answer.body, entity, active));
+    Answer {
+        body: serde_json::to_value(member).unwrap_or_default(),
+        ..answer
+    }
 }
 
 /// End an individual's membership of the group.
@@ -360,7 +429,7 @@ async fn add_member(
     ),
     request_body = RemoveMember,
     responses(
-        (status = 200, body = GroupResource),
+        (status = 200, body = MemberAnswer, description = "OpenSPP's `GroupMember`; `ETag` is the group's version"),
         (status = 404, body = OperationOutcome, description = "No such group, or not a member"),
         (status = 422, body = OperationOutcome),
     ),
@@ -376,12 +445,13 @@ async fn remove_member(
     let target = Group::locate(&call, &id).await?;
     let individual = member_stream(&call, &body.entity, "entity").await?;
     let write = target.change(if_match, |access| GroupCommand::RemoveMember {
-        individual,
+        individual: individual.clone(),
         ended_date: body.ended_date.map(Date::get),
         reason: body.reason,
         access,
     });
-    resource::commit(&call, write).await
+    let answer = resource::commit(&call, write).await?;
+    Ok(member_answer(&call, answer, &individual, false).await)
 }
 
 crate::http::read_routes!(

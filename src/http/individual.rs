@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::individual::IndividualResource;
+use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, SearchResult};
@@ -32,7 +33,7 @@ const EXTENDED: ExtendedResource = ExtendedResource::Individual;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search, create))
-        .routes(routes!(read, replace))
+        .routes(routes!(read, replace, patch))
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
@@ -245,13 +246,62 @@ async fn replace(
         .stated(EXTENDED, body.extension.as_ref());
     resource::answer_extensions::<Individual>(&call, &uri, Shown::stated(&stated))?;
     let target = Individual::locate(&call, &id).await?;
+    put(&call, target, if_match, Stated { body, fields }).await
+}
+
+/// The replacement itself, shared by `PUT` and `PATCH`.
+async fn put(
+    call: &Call,
+    target: Located<Individual>,
+    if_match: IfMatch,
+    Stated { body, fields }: Stated<IndividualResource>,
+) -> Result<Answer, ApiError> {
     let details = body.into_details()?;
     let write = target.change(if_match, |access| IndividualCommand::Replace {
         details,
         stated: fields,
         access,
     });
-    resource::commit(&call, write).await
+    resource::commit(call, write).await
+}
+
+/// Change some of an individual's data with a JSON Merge Patch (RFC 7396), as OpenSPP does: the
+/// patch is merged into the individual as this client sees it and written as a `PUT` of the
+/// result would be, so only what changed is recorded, as specific events. Without `If-Match`
+/// it applies to the current version; it never overwrites a version it was not merged into.
+#[utoipa::path(patch, path = "/Individual/{id}", tag = "Individual",
+    params(
+        ("id" = String, Path, description = "`system|value`, URL-encoded"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the patch is based on"),
+    ),
+    request_body(content = Object, content_type = "application/merge-patch+json",
+        description = "Fields to set; `null` removes one. Arrays are replaced whole."),
+    responses(
+        (status = 200, body = IndividualResource, description = "Every extension this client may see is shown"),
+        (status = 403, body = OperationOutcome, description = "The patch names a field this client may not see"),
+        (status = 404, body = OperationOutcome),
+        (status = 409, body = OperationOutcome),
+        (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),
+        (status = 422, body = OperationOutcome, description = "The patched individual is not valid; names the field"),
+    ),
+    security(("bearer" = ["individual:update"])))]
+async fn patch(
+    call: Call,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    body: Result<ApiJson<Value>, ApiError>,
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
+    let ApiJson(patch) = body?;
+    resource::patch::apply(
+        &call,
+        &id,
+        if_match,
+        &patch,
+        &["meta", "groupMembership"],
+        |target, version, body| put(&call, target, version, body),
+    )
+    .await
 }
 
 crate::http::read_routes!(

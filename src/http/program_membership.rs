@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::Json;
 use openspp_aggregates::program::{is_namespace_uri, TargetType};
 use openspp_aggregates::program_membership::IDENTIFIER_SYSTEM;
@@ -27,8 +27,9 @@ use crate::api::membership::{
 };
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
-use crate::api::reference::{parse_identifier, parse_reference};
+use crate::api::reference::{parse_identifier, parse_reference, path_segment, query_value};
 use crate::api::schema::{OperationOutcome, SearchResult};
+use crate::api::BASE;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
@@ -144,6 +145,10 @@ impl Resource for ProgramMembership {
         state.identifier.as_ref().map(|i| i.key())
     }
 
+    async fn address(call: &Call, id: &str, params: &mut Params) -> Result<String, ApiError> {
+        beneficiary_address(call, id, params).await
+    }
+
     fn consent_subject<'a>(_stream: &'a str, state: &'a Self) -> &'a str {
         &state.beneficiary
     }
@@ -157,18 +162,7 @@ impl Searchable for ProgramMembership {
         let pool = &call.state.pool;
         let program = match params.one("program")? {
             None => None,
-            Some(text) => {
-                let key = text.strip_prefix("Program/").unwrap_or(&text);
-                let identifier = parse_identifier(key, "program")?;
-                if !is_namespace_uri(&identifier.system) {
-                    return Err(ApiError::bad_request(
-                        Some("program"),
-                        "must be Program/{system}|{value} or {system}|{value}",
-                    ));
-                }
-                // An unknown program matches nothing, as does one outside the allowed ones.
-                Some(resolve_program(pool, identifier).await?.unwrap_or_default())
-            }
+            Some(text) => Some(program_param(pool, &text).await?),
         };
         let beneficiary = match params.one("beneficiary")? {
             None => None,
@@ -224,6 +218,97 @@ impl Searchable for ProgramMembership {
         call.principal.may_search_on(SCOPE, &query.fields())?;
         Ok(view::search(&call.state.pool, query, page).await?)
     }
+}
+
+/// The program stream a `program` parameter names (`Program/{system}|{value}` or
+/// `{system}|{value}`); a malformed one is a 400 naming it. An unknown program is no stream,
+/// and so matches nothing, as does one outside the caller's allowed programs.
+async fn program_param(pool: &sqlx::PgPool, text: &str) -> Result<String, ApiError> {
+    let key = text.strip_prefix("Program/").unwrap_or(text);
+    let identifier = parse_identifier(key, "program")?;
+    if !is_namespace_uri(&identifier.system) {
+        return Err(ApiError::bad_request(
+            Some("program"),
+            "must be Program/{system}|{value} or {system}|{value}",
+        ));
+    }
+    Ok(resolve_program(pool, identifier).await?.unwrap_or_default())
+}
+
+/// OpenSPP's address of a membership, `/ProgramMembership/{beneficiary}?program=Program/{id}`:
+/// the identifier of the one membership the caller may see of the individual or group that
+/// `id` names, in `program` when given. Several (no `program`, and the beneficiary is in more
+/// than one, or an individual and a group share the identifier) is a 409; none leaves `id`
+/// as it is, to be answered as unknown. A membership's own identifier, without `program`,
+/// names it as before.
+async fn beneficiary_address(
+    call: &Call,
+    id: &str,
+    params: &mut Params,
+) -> Result<String, ApiError> {
+    let program = params.one("program")?;
+    let identifier = parse_identifier(id, "id")?;
+    let pool = &call.state.pool;
+    if program.is_none()
+        && claims::resolve(pool, RESOURCE, &identifier)
+            .await?
+            .is_some()
+    {
+        return Ok(id.to_owned());
+    }
+    let program = match program {
+        Some(text) => Some(program_param(pool, &text).await?),
+        None => None,
+    };
+    let principal = &call.principal;
+    let mut found = Vec::new();
+    for kind_name in ["Individual", "Group"] {
+        let Some(beneficiary) = claims::resolve(pool, kind_name, &identifier).await? else {
+            continue;
+        };
+        let query = MembershipQuery {
+            program: program.clone(),
+            beneficiary: Some(beneficiary),
+            status: None,
+            last_updated: Vec::new(),
+            allowed_programs: (!principal.allowed_programs.is_empty())
+                .then(|| principal.allowed_programs.clone()),
+            visibility: principal.visibility(),
+            sort: vec![SortKey {
+                column: "last_updated",
+                descending: true,
+            }],
+        };
+        let page = Page {
+            count: 2,
+            offset: 0,
+        };
+        found.extend(view::search(pool, &query, page).await?.rows);
+    }
+    match found.as_slice() {
+        [] => Ok(id.to_owned()),
+        [one] => Ok(one
+            .state
+            .identifier
+            .as_ref()
+            .map_or_else(|| id.to_owned(), |i| i.key())),
+        _ => Err(ApiError::conflict(
+            Some("program"),
+            "the beneficiary has more than one membership: name its program with \
+             ?program=Program/{system}|{value}",
+        )),
+    }
+}
+
+/// OpenSPP's `Location` of a membership: its beneficiary's identifier and its program.
+fn openspp_location(beneficiary: &str, program: &str) -> Option<axum::http::HeaderValue> {
+    let program = query_value(&format!("Program/{program}"));
+    format!(
+        "{BASE}/{RESOURCE}/{}?program={program}",
+        path_segment(beneficiary)
+    )
+    .parse()
+    .ok()
 }
 
 fn unknown_beneficiary(kind_name: &str) -> ApiError {
@@ -341,19 +426,27 @@ async fn enrol(
     };
     // The aggregate's own consent check refused (or the consent was withdrawn meanwhile): the
     // same answer as for a beneficiary that does not exist.
-    resource::commit(&call, write).await.map_err(|e| {
+    let mut answer = resource::commit(&call, write).await.map_err(|e| {
         if e.status == StatusCode::NOT_FOUND {
             unknown_beneficiary(kind_name)
         } else {
             e
         }
-    })
+    })?;
+    if let Some(location) = openspp_location(&beneficiary_key.key(), &program_key.key()) {
+        answer.headers.insert(header::LOCATION, location);
+    }
+    Ok(answer)
 }
 
 /// Change a membership's status along the state machine (impossible moves are 409, naming the
 /// allowed ones). `program` and `beneficiary`, if sent, must be the membership's own.
 #[utoipa::path(put, path = "/ProgramMembership/{id}", tag = "ProgramMembership", request_body = MembershipResource,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(
+        ("id" = String, Path, description = "The membership's identifier, or (OpenSPP's address) its beneficiary's `system|value`"),
+        ("program" = Option<String>, Query, description = "With a beneficiary's identifier: `Program/{system}|{value}`; needed when the beneficiary is in more than one program (409 otherwise)"),
+        ("If-Match" = Option<String>, Header),
+    ),
     responses(
         (status = 200, body = MembershipResource), (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome, description = "Impossible transition"),
@@ -364,10 +457,12 @@ async fn change(
     call: Call,
     if_match: IfMatch,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
     body: Result<ApiJson<MembershipResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let ApiJson(body) = body?;
+    let id = beneficiary_address(&call, &id, &mut Params::from_uri(&uri)?).await?;
     let target = ProgramMembership::locate(&call, &id).await?;
     if let Some(current) = &target.current {
         check_unmoved(&call, &current.state, &body).await?;

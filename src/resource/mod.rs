@@ -17,6 +17,7 @@ mod grant;
 pub mod history;
 mod locate;
 mod ops;
+pub mod patch;
 mod traits;
 mod write;
 

@@ -77,6 +77,7 @@ pub async fn read<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Answe
     let mut params = Params::from_uri(uri)?;
     let instant = params.one("_at")?;
     choose_extensions::<R>(call, &mut params, Shown::None)?;
+    let id = &R::address(call, id, &mut params).await?;
     params.finish()?;
     if let Some(instant) = instant {
         return at::<R>(call, id, &instant).await;

@@ -11,6 +11,7 @@ use openspp_projections::view::{self, ViewRow};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::error::ApiError;
 use crate::resource::call::Call;
@@ -59,6 +60,18 @@ pub trait Resource:
         call: &Call,
         id: &str,
     ) -> impl Future<Output = Result<Located<Self>, ApiError>> + Send;
+
+    /// The identifier `id` stands for when the path and query name the resource by another
+    /// address than its own identifier (OpenSPP names a membership by its beneficiary and
+    /// `?program=`), taking the parameters that address uses; by default `id` itself.
+    fn address(
+        _call: &Call,
+        id: &str,
+        _params: &mut Params,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send {
+        let id = id.to_owned();
+        async move { Ok(id) }
+    }
 
     /// The current version of a located stream.
     fn current(

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::group::{member, new_group};
 use crate::program::{enrol, new_program};
 use crate::support::{
-    admin, audit_events, create_client, individual_body, path_id, query_instant,
+    admin, audit_events, create_client, individual_body, minted_path, path_id, query_instant,
     register_individual, unique, world, Api, Credentials, NATIONAL_ID,
 };
 use crate::trial;
@@ -162,7 +162,7 @@ async fn outcomes() {
     let (_, program) = new_program(&admin, "individual").await;
     let enrolled = enrol(&admin, &program, &id, "enrolled").await;
     enrolled.expect(201);
-    let membership = enrolled.header("location").unwrap().to_owned();
+    let membership = minted_path(&enrolled);
 
     let requests = [
         (format!("{path}/_history/99"), 404, "vread"),
@@ -205,7 +205,7 @@ async fn any_identifier() {
     let (_, program) = new_program(&admin, "individual").await;
     let enrolled = enrol(&admin, &program, &id, "enrolled").await;
     enrolled.expect(201);
-    let membership = enrolled.header("location").unwrap().to_owned();
+    let membership = minted_path(&enrolled);
 
     let by_passport = format!("/api/v2/spp/Individual/{}", path_id(PASSPORT, &passport));
     let accesses = [
@@ -324,7 +324,7 @@ async fn refused_writes() {
     let (_, program) = new_program(&admin, "individual").await;
     let enrolled = enrol(&admin, &program, &id, "enrolled").await;
     enrolled.expect(201);
-    let membership = enrolled.header("location").unwrap().to_owned();
+    let membership = minted_path(&enrolled);
     let mut membership_body = admin.get(&membership).await.body;
     membership_body["status"] = json!("draft");
 

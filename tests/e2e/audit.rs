@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::program::{change_body, enrol, new_program};
 use crate::support::{
-    admin, audit_events, cli, consent_client, create_client, individual_body, query_instant,
-    register_individual, sql_scalar, unique, world, Api, Server, TestDatabase, ALL_SCOPES,
-    NATIONAL_ID,
+    admin, audit_events, cli, consent_client, create_client, individual_body, minted_path,
+    query_instant, register_individual, sql_scalar, unique, world, Api, Server, TestDatabase,
+    ALL_SCOPES, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -293,7 +293,7 @@ async fn replay() {
         let enrolled = enrol(&api, program, person, status).await;
         enrolled.expect(201);
         if n % 4 == 1 {
-            let path = enrolled.header("location").unwrap().to_owned();
+            let path = minted_path(&enrolled);
             let body = change_body(&api, &path, "paused").await;
             api.put(&path, body, None).await.expect(200);
         }

@@ -546,7 +546,7 @@ async fn receipt_history_listing() {
         receipt.body["data_subject"]["reference"],
         format!("Individual/{NATIONAL_ID}|{id}")
     );
-    assert_eq!(receipt.body["purposes"][0], "service_delivery");
+    assert_eq!(receipt.body["purposes"][0]["id"], "service_delivery");
     admin
         .post(
             &format!("/api/v2/spp/Consent/{consent}/$revoke"),

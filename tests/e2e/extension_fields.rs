@@ -262,9 +262,11 @@ async fn consent_hides() {
     )
     .await;
     assert_eq!(
-        consent["scopes"][0]["field_access"],
+        consent["scopes"][0]["fields"],
         json!(["name", format!("extension.{farmer_uri}")])
     );
+    assert_eq!(consent["scopes"][0]["field_access"], "custom");
+    assert_eq!(consent["scopes"][0]["include_extensions"], true);
     let unknown = consent_body(
         &format!("Individual/{NATIONAL_ID}|{id}"),
         "specific",

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use crate::consent::{consent_body, events_of};
 use crate::program::{enrol, new_program};
 use crate::support::{
-    admin, as_body, create_client, individual_body, path_id, query_instant, register_individual,
-    unique, world, Api, Reply, NATIONAL_ID,
+    admin, as_body, create_client, individual_body, minted_path, path_id, query_instant,
+    register_individual, unique, world, Api, Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -161,7 +161,7 @@ async fn body_dates() {
     }
     let enrolled = enrol(&api, &alias, &person, "enrolled").await;
     enrolled.expect(201);
-    let path = enrolled.header("location").unwrap().to_owned();
+    let path = minted_path(&enrolled);
     let mut exit = as_body(&enrolled.body);
     exit["status"] = json!("exited");
     exit["exitDate"] = json!("+10000-01-01");

@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::group::{member, new_group};
 use crate::program::{enrol, new_program};
 use crate::support::{
-    admin, consent_client, individual_body, path_id, register_individual, sql_scalar, unique,
-    world, Api, Reply, NATIONAL_ID,
+    admin, consent_client, individual_body, minted_path, path_id, register_individual, sql_scalar,
+    unique, world, Api, Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -69,7 +69,7 @@ async fn no_stream_id() {
     let program_path = format!("/api/v2/spp/Program/{program}");
     let enrolled = enrol(&api, &program, &a, "enrolled").await;
     seen.keep("enrol", &enrolled);
-    let membership = enrolled.header("location").unwrap().to_owned();
+    let membership = minted_path(&enrolled);
     let duplicate = enrol(&api, &program, &a, "enrolled").await;
     seen.keep("duplicate enrolment", &duplicate);
     let given = api

@@ -5,8 +5,8 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::support::{
-    admin, cli, consent_client, create_client, path_id, register_individual, sql_scalar, unique,
-    world, Api, Reply, NATIONAL_ID,
+    admin, cli, consent_client, create_client, minted_path, path_id, register_individual,
+    sql_scalar, unique, world, Api, Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -113,7 +113,7 @@ pub(crate) async fn enrol(api: &Api, program: &str, national_id: &str, status: &
 /// The path of the membership a 201 created.
 fn created_path(reply: &Reply) -> String {
     reply.expect(201);
-    reply.header("location").unwrap().to_owned()
+    minted_path(reply)
 }
 
 /// The field an OperationOutcome names.
@@ -214,14 +214,7 @@ async fn reach(api: &Api, program: &str, status: &str) -> String {
     }
     let created = api.post("/api/v2/spp/ProgramMembership", body).await;
     created.expect(201);
-    let id = created
-        .header("location")
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let path = format!("/api/v2/spp/ProgramMembership/{id}");
+    let path = minted_path(&created);
     if status != initial {
         let reply = api
             .put(&path, change_body(api, &path, status).await, None)
@@ -409,7 +402,15 @@ async fn enrolment_rules() {
     .expect(422);
     let created = enrol(&api, &program, &person, "enrolled").await;
     created.expect(201);
-    let location = created.header("location").unwrap().to_owned();
+    // `Location` is OpenSPP's address: the beneficiary and the program.
+    assert_eq!(
+        created.header("location").unwrap(),
+        format!(
+            "/api/v2/spp/ProgramMembership/{}?program=Program/{program}",
+            path_id(NATIONAL_ID, &person)
+        )
+    );
+    let location = minted_path(&created);
     assert!(
         location.contains("urn:openspp:program-membership|"),
         "{location}"
@@ -437,7 +438,7 @@ async fn allowed_programs() {
     let person = new_person(&api, "AP").await;
     let in_other = enrol(&api, &other, &person, "enrolled").await;
     in_other.expect(201);
-    let other_membership = in_other.header("location").unwrap().to_owned();
+    let other_membership = minted_path(&in_other);
     let limited = Api::new(&world().base)
         .login(&create_client(
             &world().database_url,
@@ -570,7 +571,7 @@ async fn membership_consent() {
     consent.expect(201);
     let created = enrol(&ngo, &program, &person, "enrolled").await;
     created.expect(201);
-    let path = created.header("location").unwrap().to_owned();
+    let path = minted_path(&created);
     let read = ngo.get(&path).await;
     read.expect(200);
     let etag = read.header("etag").unwrap().to_owned();
@@ -593,7 +594,7 @@ async fn histories() {
     let person = new_person(&api, "PH").await;
     let created = enrol(&api, &program, &person, "enrolled").await;
     created.expect(201);
-    let path = created.header("location").unwrap().to_owned();
+    let path = minted_path(&created);
     let body = change_body(&api, &path, "paused").await;
     api.put(&path, body, None).await.expect(200);
     let bundle = api.get(&format!("{path}/_history")).await;

@@ -540,3 +540,16 @@ pub async fn register_individual(api: &Api, national_id: &str) -> String {
         path_id(NATIONAL_ID, national_id)
     )
 }
+
+/// The path of a membership by its own (minted) identifier, from the body of its enrolment
+/// (`Location` names it as OpenSPP does, by beneficiary and program).
+pub fn minted_path(enrolled: &Reply) -> String {
+    let identifier = &enrolled.body["identifier"][0];
+    format!(
+        "/api/v2/spp/ProgramMembership/{}",
+        path_id(
+            identifier["system"].as_str().expect("a minted identifier"),
+            identifier["value"].as_str().expect("a minted identifier"),
+        )
+    )
+}
