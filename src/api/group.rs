@@ -207,16 +207,7 @@ impl MemberAnswer {
 
     /// Only which membership, for a caller whose grant does not show the group's members.
     pub fn bare(group: &serde_json::Value, entity: String, active: bool) -> Self {
-        let key = group["identifier"][0]
-            .as_object()
-            .map(|i| {
-                format!(
-                    "{}|{}",
-                    i.get("system").and_then(|s| s.as_str()).unwrap_or_default(),
-                    i.get("value").and_then(|s| s.as_str()).unwrap_or_default()
-                )
-            })
-            .unwrap_or_default();
+        let key = identifier_key(group);
         Self {
             resource_type: "GroupMember",
             group: Reference {
@@ -233,4 +224,74 @@ impl MemberAnswer {
             status: if active { "active" } else { "inactive" },
         }
     }
+}
+
+/// OpenSPP's `GroupMembershipList` (`GET /Individual/{id}/groups`): the individual's current
+/// group memberships, each as a `GroupMember`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupMembershipList {
+    /// Always `GroupMembershipList`.
+    #[serde(rename = "type")]
+    pub resource_type: &'static str,
+    pub total: usize,
+    pub entry: Vec<MemberEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberEntry {
+    pub resource: MemberAnswer,
+}
+
+impl GroupMembershipList {
+    /// From an individual as the caller may see it: its `groupMembership` (absent when the
+    /// caller's grant hides it, or the group is one it may not see).
+    pub fn of(individual: &serde_json::Value) -> Self {
+        let entity = format!("Individual/{}", identifier_key(individual));
+        let entry: Vec<MemberEntry> = individual["groupMembership"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                let reference = m["group"]["reference"].as_str()?.to_owned();
+                let role = serde_json::from_value(m["role"].clone()).ok();
+                let start = m["period"]["start"].as_str().map(str::to_owned);
+                Some(MemberEntry {
+                    resource: MemberAnswer {
+                        resource_type: "GroupMember",
+                        group: Reference {
+                            reference,
+                            display: None,
+                        },
+                        entity: Reference {
+                            reference: entity.clone(),
+                            display: None,
+                        },
+                        role,
+                        start_date: start,
+                        ended_date: None,
+                        status: "active",
+                    },
+                })
+            })
+            .collect();
+        Self {
+            resource_type: "GroupMembershipList",
+            total: entry.len(),
+            entry,
+        }
+    }
+}
+
+/// `system|value` of a rendered resource's first identifier.
+fn identifier_key(resource: &serde_json::Value) -> String {
+    resource["identifier"][0]
+        .as_object()
+        .map(|i| {
+            format!(
+                "{}|{}",
+                i.get("system").and_then(|s| s.as_str()).unwrap_or_default(),
+                i.get("value").and_then(|s| s.as_str()).unwrap_or_default()
+            )
+        })
+        .unwrap_or_default()
 }

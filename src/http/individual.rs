@@ -11,6 +11,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::group::GroupMembershipList;
 use crate::api::individual::IndividualResource;
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
@@ -34,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search, create))
         .routes(routes!(read, replace, patch))
+        .routes(routes!(groups))
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
@@ -302,6 +304,28 @@ async fn patch(
         |target, version, body| put(&call, target, version, body),
     )
     .await
+}
+
+/// The individual's current group memberships, in OpenSPP's `GroupMembershipList` shape: read
+/// exactly as `GET /Individual/{id}` reads it (scope, consent, access log), so a group the
+/// caller may not see, or a grant that hides `groupMembership`, lists nothing.
+#[utoipa::path(get, path = "/Individual/{id}/groups", tag = "Individual",
+    params(("id" = String, Path, description = "`system|value`, URL-encoded")),
+    responses(
+        (status = 200, body = GroupMembershipList),
+        (status = 400, body = OperationOutcome),
+        (status = 401, body = OperationOutcome),
+        (status = 403, body = OperationOutcome),
+        (status = 404, body = OperationOutcome),
+    ),
+    security(("bearer" = ["individual:read"])))]
+async fn groups(
+    call: Call,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<GroupMembershipList>, ApiError> {
+    let read = resource::read::<Individual>(&call, &id, &uri).await?;
+    Ok(Json(GroupMembershipList::of(&read.body)))
 }
 
 crate::http::read_routes!(

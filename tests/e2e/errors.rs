@@ -208,8 +208,9 @@ async fn framework_rejections() {
     let api = admin().await;
     for (method, path) in [
         (Method::DELETE, "/api/v2/spp/Individual".to_owned()),
+        // PATCH is served (a merge patch); POST on a single individual is not.
         (
-            Method::PATCH,
+            Method::POST,
             format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, "X")),
         ),
     ] {

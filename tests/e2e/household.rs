@@ -25,6 +25,7 @@ pub fn trials() -> Vec<Trial> {
             "household::member_operations_openspp_shape",
             member_operations,
         ),
+        trial("household::individual_groups_list", individual_groups),
     ]
 }
 
@@ -222,4 +223,37 @@ async fn member_operations() {
     .expect(201);
     let group = api.get(&path).await;
     assert_eq!(group.body["quantity"], 1);
+}
+
+/// `GET /Individual/{id}/groups`: OpenSPP's `GroupMembershipList` of current memberships.
+async fn individual_groups() {
+    let api = admin().await;
+    let a = unique("IG");
+    let path = register_individual(&api, &a).await;
+    let empty = api.get(&format!("{path}/groups")).await;
+    empty.expect(200);
+    assert_eq!(empty.body["type"], "GroupMembershipList");
+    assert_eq!(empty.body["total"], 0);
+    let (value, _) = new_group(&api, json!([member(&a, "head")])).await;
+    let listed = api.get(&format!("{path}/groups")).await;
+    listed.expect(200);
+    assert_eq!(listed.body["total"], 1);
+    let resource = &listed.body["entry"][0]["resource"];
+    assert_eq!(resource["type"], "GroupMember");
+    assert_eq!(
+        resource["group"]["reference"],
+        format!("Group/urn:openspp:group|{value}")
+    );
+    assert_eq!(
+        resource["entity"]["reference"],
+        format!("Individual/{NATIONAL_ID}|{a}")
+    );
+    assert_eq!(resource["role"]["coding"][0]["code"], "head");
+    assert_eq!(resource["status"], "active");
+    api.get(&format!(
+        "/api/v2/spp/Individual/{}|nobody/groups",
+        NATIONAL_ID.replace('#', "%23")
+    ))
+    .await
+    .expect(404);
 }
