@@ -52,6 +52,9 @@ async fn document() {
     for (path, method) in [
         ("/Group/{id}/$add-member", "post"),
         ("/Group/{id}/$remove-member", "post"),
+        ("/Individual/{id}", "patch"),
+        ("/Group/{id}", "patch"),
+        ("/Individual/{id}/groups", "get"),
         ("/Consent", "get"),
         ("/Consent", "post"),
         ("/Consent/{id}", "get"),
