@@ -659,15 +659,8 @@ impl Aggregate for Consent {
                 by,
             } => self.withdrawal(reason, channel, &by)?,
             ConsentCommand::Renew { expiry_date } => {
-                let record = self
-                    .record("")
-                    .ok_or_else(|| DomainError::not_found("Consent"))?;
-                if record.status == ConsentStatus::Withdrawn {
-                    return Err(DomainError::conflict(
-                        None,
-                        "a withdrawn consent cannot be renewed; record a new one",
-                    ));
-                }
+                let record =
+                    self.not_withdrawn("a withdrawn consent cannot be renewed; record a new one")?;
                 bounds::date("expiry_date", expiry_date)?;
                 if expiry_date <= record.terms.expiry_date || expiry_date < today {
                     return Err(DomainError::invalid(
@@ -719,6 +712,17 @@ impl Consent {
         })
     }
 
+    /// The consent, once given and unless withdrawn (a conflict, said as `refusal`).
+    fn not_withdrawn(&self, refusal: &'static str) -> Result<ConsentRecord, DomainError> {
+        let record = self
+            .record("")
+            .ok_or_else(|| DomainError::not_found("Consent"))?;
+        if record.status == ConsentStatus::Withdrawn {
+            return Err(DomainError::conflict(None, refusal));
+        }
+        Ok(record)
+    }
+
     /// Who may withdraw for whom (issue 8, item 6). The controller — a client acting under a
     /// legal basis, for the subject — withdraws the consent for everyone. A recipient (a
     /// client that needs consent) withdraws it for its own organisation only, so that one NGO
@@ -731,15 +735,7 @@ impl Consent {
         channel: String,
         by: &Actor,
     ) -> Result<ConsentEvent, DomainError> {
-        let record = self
-            .record("")
-            .ok_or_else(|| DomainError::not_found("Consent"))?;
-        if record.status == ConsentStatus::Withdrawn {
-            return Err(DomainError::conflict(
-                None,
-                "the consent is already withdrawn",
-            ));
-        }
+        let record = self.not_withdrawn("the consent is already withdrawn")?;
         if by.needs_consent() {
             if !record.names(by) {
                 // As unknown to it as a consent that does not exist.

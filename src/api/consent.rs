@@ -102,7 +102,7 @@ pub struct ConsentResource {
     pub indicated_by: Option<String>,
     /// The recipients that withdrew from the consent for themselves (it stays in force for
     /// the others). The controller sees them all; a recipient sees only itself, if it did.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withdrawn_recipients: Vec<String>,
 }
 
@@ -298,7 +298,7 @@ pub struct ReceiptRecipients {
     pub organizations: Vec<String>,
     pub organization_types: Vec<String>,
     /// Recipients that withdrew for themselves (as `ConsentResource::withdrawn_recipients`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withdrawn: Vec<String>,
 }
 
