@@ -77,6 +77,7 @@ async fn fill(store: &EventStore, services: &Arc<RegistryServices>, from: usize,
         request_id: "bench-replay".into(),
         consent_id: None,
         consent_subject: None,
+        consent_recipient: None,
     };
     let starts: Vec<usize> = (from..to).step_by(BATCH).collect();
     for group in starts.chunks(FILLERS) {
@@ -131,6 +132,7 @@ async fn single_commands(
                     request_id: "bench-single".into(),
                     consent_id: None,
                     consent_subject: None,
+                    consent_recipient: None,
                 };
                 let mut done = 0usize;
                 while Instant::now() < deadline {

@@ -41,6 +41,7 @@ impl Provenance {
             request_id: self.request_id.clone(),
             consent_id,
             consent_subject: None,
+            consent_recipient: None,
         }
     }
 }

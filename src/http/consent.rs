@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
 use axum::Json;
-use openspp_aggregates::consent::{ConsentScope, RecipientMode};
+use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
 use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms, Date};
 use openspp_projections::consent as index;
 use openspp_projections::search::Comparator;
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::access_log::{self, AccessQuery};
 use crate::api::consent::{
     shown, AccessSummary, ConsentBody, ConsentLife, ConsentResource, Receipt, RenewBody,
-    RevokeBody, Withdrawal,
+    RevokeBody, Viewer, Withdrawal,
 };
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
@@ -50,6 +50,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// A consent is shown to clients it names, and to clients acting under a legal basis.
 fn may_see(principal: &Principal, record: &ConsentRecord) -> bool {
     !principal.require_consent || record.names(&principal.actor())
+}
+
+/// Whose view of a consent `principal` has: a recipient's (its organisation's), or the
+/// controller's.
+fn viewer(principal: &Principal) -> Viewer<'_> {
+    principal
+        .require_consent
+        .then_some(principal.organization.as_str())
 }
 
 /// What rendering consents needs besides their states.
@@ -132,13 +140,13 @@ impl Resource for Consent {
         Context::subjects(call, &[latest]).await
     }
 
-    fn render(_call: &Call, context: &Context, row: &Snapshot<Self>) -> Option<ConsentResource> {
+    fn render(call: &Call, context: &Context, row: &Snapshot<Self>) -> Option<ConsentResource> {
         let record = match context.in_force.get(&row.aggregate_id) {
             Some(record) => record.clone(),
             None => row.state.record(&row.aggregate_id)?,
         };
         let subject = context.subjects.get(&record.terms.subject).cloned();
-        Some(shown(record, subject, today()))
+        Some(shown(record, subject, today(), viewer(&call.principal)))
     }
 
     /// The subject is named by `locate`, for every access to a consent.
@@ -223,17 +231,24 @@ async fn withdraw(
 ) -> Result<Json<Withdrawal>, ApiError> {
     let target = Consent::locate(call, id).await?;
     let consent_id = target.stream.clone();
+    let by = call.principal.actor();
     let write = target.change(IfMatch::LATEST, |_| ConsentCommand::Withdraw {
         reason,
         channel: "api".to_owned(),
+        by,
     });
-    resource::execute(call, write).await?;
-    Ok(Json(Withdrawal::of(consent_id)))
+    let withdrawn = resource::execute(call, write).await?;
+    Ok(Json(match withdrawn.state.status {
+        Some(ConsentStatus::Withdrawn) => Withdrawal::for_everyone(consent_id),
+        _ => Withdrawal::for_recipient(consent_id, call.principal.organization.clone()),
+    }))
 }
 
 /// Withdraw a consent (given or renewed, even before it takes effect); effective for every
-/// request that starts after this answers. A client that needs consent may withdraw only
-/// consents that name it.
+/// request that starts after this answers. The controller (a client acting under a legal
+/// basis, for the subject) withdraws it for everyone. A client that needs consent may withdraw
+/// only consents that name it, and only for its own organisation: the consent stays in force
+/// for the other recipients, unless the caller is the one recipient it still names.
 #[utoipa::path(post, path = "/Consent/{id}/$revoke", tag = "Consent",
     params(("id" = String, Path, description = "The consent's UUID")),
     request_body = RevokeBody,
@@ -340,7 +355,11 @@ async fn consent_history(
     call.open(SCOPE, Action::Read, RESOURCE, Interaction::HISTORY)?;
     let (snapshot, _) = current(&call, &id).await?;
     let events = stored::stream(&call.state.pool, RESOURCE, &snapshot.aggregate_id).await?;
-    Ok(Json(ConsentLife::of(snapshot.aggregate_id, &events)))
+    Ok(Json(ConsentLife::of(
+        snapshot.aggregate_id,
+        &events,
+        viewer(&call.principal),
+    )))
 }
 
 /// The consents of one subject that the caller may see.
@@ -379,7 +398,7 @@ async fn list(
             index::subject_identifier(pool, &record.terms.subject_type, &record.terms.subject)
                 .await?
                 .map(|key| format!("{}/{key}", record.terms.subject_type));
-        data.push(shown(record, reference, today()));
+        data.push(shown(record, reference, today(), viewer(&call.principal)));
     }
     if let Some(stream) = stream.filter(|_| !data.is_empty()) {
         call.audit.mentioning([(subject.clone(), stream)]);

@@ -42,7 +42,7 @@ pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapsh
         write.consent.as_ref().map(|c| c.0.clone()),
     );
     if let Some((_, subject)) = &write.consent {
-        metadata = metadata.relied_on_for(subject);
+        metadata = metadata.relied_on_for(subject, &call.principal.organization);
     }
     // A malformed If-Match is answered here, once the path and the body have been judged.
     let expected = write.if_match.version()?;

@@ -10,6 +10,7 @@ mod auth;
 mod consent;
 mod consent_fields;
 mod consent_groups;
+mod consent_withdrawal;
 mod disclosure;
 mod errors;
 mod extension;
@@ -76,6 +77,7 @@ fn main() {
     trials.extend(consent::trials());
     trials.extend(consent_fields::trials());
     trials.extend(consent_groups::trials());
+    trials.extend(consent_withdrawal::trials());
     trials.extend(disclosure::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
