@@ -69,3 +69,27 @@ CREATE TABLE dci_sender_keys (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (sender_id, key_id)
 );
+
+-- Subscriptions (`subscribe`): a filter over one kind of registry event, the sender's
+-- principal to evaluate it under, where to `notify`, and how far along the event feed
+-- (`(tx_id, global_position)`, the order every follower reads) it has been followed.
+CREATE TABLE dci_subscriptions (
+    code text PRIMARY KEY,
+    correlation_id text NOT NULL,
+    transaction_id text NOT NULL,
+    client_id text NOT NULL,
+    scopes text[] NOT NULL,
+    sender_id text NOT NULL,
+    notify_uri text NOT NULL,
+    -- REGISTER | UPDATE | NewHouseHoldMember
+    event_type text NOT NULL,
+    -- The filter as search criteria: {query_type, query, reg_record_type}.
+    criteria jsonb NOT NULL,
+    locale text,
+    feed_tx bigint NOT NULL,
+    feed_position bigint NOT NULL,
+    active boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    ended_at timestamptz
+);
+CREATE INDEX dci_subscriptions_active ON dci_subscriptions (code) WHERE active;

@@ -65,6 +65,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::auth::changes::follow(state.auth.clone())),
         tokio::spawn(catalog_sync::follow(pool.clone(), catalogs)),
         tokio::spawn(crate::dci::outbox::run(state.clone())),
+        tokio::spawn(crate::dci::subscriptions::follow(state.clone())),
     ];
     // Serve once changes are heard (so the first requests are already cached), but not later
     // than a few seconds: until then requests read clients from the database, which is correct.

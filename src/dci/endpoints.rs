@@ -11,10 +11,10 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::dci::envelope::{ack, callback_header, fresh_id, DciError, Incoming};
+use crate::dci::envelope::{ack, batch, callback_header, fresh_id, now, DciError, Incoming};
 use crate::dci::schema::SPEC;
-use crate::dci::txn::{self, Accepted};
-use crate::dci::{search, senders, signature, BASE};
+use crate::dci::txn::{self, database, Accepted};
+use crate::dci::{search, senders, signature, subscriptions, BASE};
 use crate::error::ApiError;
 use crate::resource::Call;
 
@@ -24,6 +24,8 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{BASE}/registry/search"), post(async_search))
         .route(&format!("{BASE}/registry/sync/txn/status"), post(sync_txn_status))
         .route(&format!("{BASE}/registry/txn/status"), post(async_txn_status))
+        .route(&format!("{BASE}/registry/subscribe"), post(subscribe))
+        .route(&format!("{BASE}/registry/unsubscribe"), post(unsubscribe))
         .route(&format!("{BASE}/openapi.json"), get(spec))
 }
 
@@ -199,8 +201,11 @@ async fn async_txn_status(
         let (call, incoming) =
             accept(&state, call, &body, "txn-status", "TxnStatusRequest").await?;
         let uri = callback_uri(&state, &incoming).await?;
-        let (header, message) = txn_status_envelope(&state, &call, &incoming).await?;
+        let (header, mut message) = txn_status_envelope(&state, &call, &incoming).await?;
         let correlation_id = fresh_id();
+        // The callback names the ACK's correlation id; the transaction asked about keeps its
+        // own inside `txn_status`.
+        message["correlation_id"] = json!(correlation_id);
         let status = header["status"].as_str().unwrap_or("succ").to_owned();
         txn::enqueue(
             &state.pool,
@@ -224,3 +229,194 @@ async fn async_txn_status(
     .unwrap_or_else(IntoResponse::into_response)
 }
 
+
+/// `POST /registry/subscribe`: registers the subscriptions, ACKs; `on-subscribe` follows with
+/// their codes, and `notify` with each matching event after this.
+async fn subscribe(
+    State(state): State<AppState>,
+    call: Result<Call, ApiError>,
+    body: Bytes,
+) -> Response {
+    async {
+        let (call, incoming) =
+            accept(&state, call, &body, "subscribe", "SubscribeRequest").await?;
+        let uri = callback_uri(&state, &incoming).await?;
+        let notify_uri = subscriptions::notify_uri(&uri);
+        state
+            .dci
+            .callbacks
+            .check(&notify_uri)
+            .await
+            .map_err(|why| {
+                DciError::new(
+                    StatusCode::BAD_REQUEST,
+                    "err.sender_uri.invalid",
+                    format!("header/sender_uri: the notify URL {why}"),
+                )
+            })?;
+        let (checked, _) = subscriptions::prepare(&call, &incoming.message).await?;
+        let items = batch(&incoming.message, "subscribe_request")?;
+        let correlation_id = fresh_id();
+        let mut tx = state.pool.begin().await.map_err(database)?;
+        let end = subscriptions::feed_end(&mut tx).await.map_err(database)?;
+        let mut responses = Vec::new();
+        let mut succeeded = 0;
+        for (item, checked) in items.iter().zip(checked) {
+            let mut response = json!({"reference_id": item["reference_id"], "timestamp": now()});
+            if let Some(locale) = item.get("locale") {
+                response["locale"] = locale.clone();
+            }
+            match checked {
+                Err(rejected) => {
+                    response["status"] = json!("rjct");
+                    response["status_reason_code"] = json!(rejected.code);
+                    response["status_reason_message"] = json!(rejected.message);
+                }
+                Ok(checked) => {
+                    let code = fresh_id();
+                    sqlx::query(
+                        "INSERT INTO dci_subscriptions (code, correlation_id, transaction_id, \
+                            client_id, scopes, sender_id, notify_uri, event_type, criteria, \
+                            locale, feed_tx, feed_position) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    )
+                    .bind(&code)
+                    .bind(&correlation_id)
+                    .bind(incoming.transaction_id())
+                    .bind(&call.principal.client_id)
+                    .bind(&call.principal.scopes)
+                    .bind(incoming.sender_id())
+                    .bind(&notify_uri)
+                    .bind(&checked.event_type)
+                    .bind(&checked.criteria)
+                    .bind(item["locale"].as_str())
+                    .bind(end.tx_id)
+                    .bind(end.position)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(database)?;
+                    succeeded += 1;
+                    let criteria = &item["subscribe_criteria"];
+                    response["status"] = json!("succ");
+                    response["subscriptions"] = json!([{
+                        "code": code,
+                        "status": "subscribe",
+                        "timestamp": now(),
+                        "reg_event_type": checked.event_type,
+                        "notify_record_type": checked.target.record_type(),
+                        "filter_type": criteria["filter_type"],
+                        "filter": criteria["filter"],
+                    }]);
+                }
+            }
+            responses.push(response);
+        }
+        let status = if succeeded > 0 { "succ" } else { "rjct" };
+        let header = callback_header(
+            &state.dci.registry_id,
+            "on-subscribe",
+            status,
+            incoming.sender_id(),
+            items.len(),
+            items.len(),
+        );
+        let message = json!({
+            "transaction_id": incoming.transaction_id(),
+            "correlation_id": correlation_id,
+            "subscribe_response": responses,
+        });
+        txn::enqueue_in(
+            &mut tx,
+            Accepted {
+                correlation_id: &correlation_id,
+                transaction_id: incoming.transaction_id(),
+                principal: &call.principal,
+                sender_id: incoming.sender_id(),
+                action: "subscribe",
+                request: &incoming.message,
+                callback_action: "on-subscribe",
+                uri: &uri,
+                envelope: Some(json!({"header": header, "message": message})),
+                status: "pdng",
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(database)?;
+        Ok::<_, DciError>(ack(&correlation_id))
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /registry/unsubscribe`: ends the sender's own subscriptions named; ACK, then
+/// `on-unsubscribe`.
+async fn unsubscribe(
+    State(state): State<AppState>,
+    call: Result<Call, ApiError>,
+    body: Bytes,
+) -> Response {
+    async {
+        let (call, incoming) =
+            accept(&state, call, &body, "unsubscribe", "UnSubscribeRequest").await?;
+        let uri = callback_uri(&state, &incoming).await?;
+        let codes = batch(&incoming.message, "subscription_codes")?;
+        let correlation_id = fresh_id();
+        let mut tx = state.pool.begin().await.map_err(database)?;
+        let mut ended = Vec::new();
+        for code in codes {
+            let done: Option<String> = sqlx::query_scalar(
+                "UPDATE dci_subscriptions SET active = false, ended_at = now() \
+                 WHERE code = $1 AND client_id = $2 AND active RETURNING code",
+            )
+            .bind(code.as_str().unwrap_or_default())
+            .bind(&call.principal.client_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database)?;
+            if let Some(code) = done {
+                ended.push(json!({"code": code, "status": "unsubscribe"}));
+            }
+        }
+        let status = if ended.len() == codes.len() { "succ" } else { "rjct" };
+        let mut message = json!({
+            "transaction_id": incoming.transaction_id(),
+            "correlation_id": correlation_id,
+            "timestamp": now(),
+            "status": status,
+            "subscription_status": ended,
+        });
+        if status == "rjct" {
+            message["status_reason_code"] = json!("rjct.subscription_code.invalid");
+            message["status_reason_message"] =
+                json!("a code names no active subscription of this sender");
+        }
+        let header = callback_header(
+            &state.dci.registry_id,
+            "on-unsubscribe",
+            status,
+            incoming.sender_id(),
+            codes.len(),
+            codes.len(),
+        );
+        txn::enqueue_in(
+            &mut tx,
+            Accepted {
+                correlation_id: &correlation_id,
+                transaction_id: incoming.transaction_id(),
+                principal: &call.principal,
+                sender_id: incoming.sender_id(),
+                action: "unsubscribe",
+                request: &incoming.message,
+                callback_action: "on-unsubscribe",
+                uri: &uri,
+                envelope: Some(json!({"header": header, "message": message})),
+                status: "pdng",
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(database)?;
+        Ok::<_, DciError>(ack(&correlation_id))
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}

@@ -20,6 +20,7 @@ pub mod schema;
 mod search;
 pub mod senders;
 pub mod signature;
+pub mod subscriptions;
 mod txn;
 
 use axum::Router;

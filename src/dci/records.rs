@@ -69,7 +69,7 @@ fn member(rendered: &Value, ids: &IdTypes) -> Value {
         None => Value::Null,
     };
     put(&mut person, "sex", sex);
-    put(&mut person, "birth_date", rendered["birth_date"].clone());
+    put(&mut person, "birth_date", rendered["birthDate"].clone());
     if let Some(address) = rendered["address"].as_array().and_then(|a| a.first()) {
         person.insert("address".into(), address_of(address));
     }
@@ -86,7 +86,7 @@ fn member(rendered: &Value, ids: &IdTypes) -> Value {
     record.insert("@type".into(), json!("spdci:Member"));
     record.insert("member_identifier".into(), json!(identifiers(rendered, ids)));
     record.insert("demographic_info".into(), Value::Object(person));
-    let groups: Vec<Value> = rendered["group_membership"]
+    let groups: Vec<Value> = rendered["groupMembership"]
         .as_array()
         .into_iter()
         .flatten()
@@ -119,7 +119,7 @@ fn address_of(address: &Value) -> Value {
     }
     put(&mut dci, "city", address["city"].clone());
     put(&mut dci, "region", address["state"].clone());
-    put(&mut dci, "postal_code", address["postal_code"].clone());
+    put(&mut dci, "postal_code", address["postalCode"].clone());
     put(&mut dci, "country", address["country"].clone());
     Value::Object(dci)
 }
@@ -129,7 +129,7 @@ fn group(rendered: &Value, ids: &IdTypes) -> Value {
     record.insert("@context".into(), json!(CONTEXT));
     record.insert("@type".into(), json!("spdci:Group"));
     record.insert("group_identifier".into(), json!(identifiers(rendered, ids)));
-    put(&mut record, "group_type", rendered["group_type"].clone());
+    put(&mut record, "group_type", rendered["groupType"].clone());
     put(&mut record, "group_name", rendered["name"].clone());
     if let Some(members) = rendered["member"].as_array() {
         let list: Vec<Value> = members

@@ -88,6 +88,28 @@ pub fn sign(keys: &KeyRing, registry_id: &str, header: &Value, message: &Value) 
     ))
 }
 
+/// A sender's signature of an envelope with its key `key_id`: what a DCI client sends (and what
+/// tests send); valid for a minute.
+pub fn sign_with(
+    key: &ed25519_dalek::SigningKey,
+    sender_id: &str,
+    key_id: &str,
+    header: &Value,
+    message: &Value,
+) -> String {
+    use ed25519_dalek::Signer;
+    let created = chrono::Utc::now().timestamp();
+    let expires = created + 60;
+    let text = signing_string(created, expires, header, message);
+    let signature = key.sign(text.as_bytes());
+    format!(
+        "namespace=\"dci\", kidId=\"{sender_id}|{key_id}|ed25519\", algorithm=\"ed25519\", \
+         created=\"{created}\", expires=\"{expires}\", headers=\"(created) (expires) digest\", \
+         signature=\"{}\"",
+        STANDARD.encode(signature.to_bytes())
+    )
+}
+
 /// A parsed signature parameter list.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Parsed {
@@ -195,28 +217,15 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::SigningKey;
     use serde_json::json;
-
-    /// What a sender would send: the same construction, with its own key.
-    pub fn signed_by(key: &SigningKey, kid: &str, header: &Value, message: &Value) -> String {
-        let created = chrono::Utc::now().timestamp();
-        let expires = created + 60;
-        let text = signing_string(created, expires, header, message);
-        let signature = key.sign(text.as_bytes());
-        format!(
-            "namespace=\"dci\", kidId=\"{kid}|ed25519\", algorithm=\"ed25519\", created=\"{created}\", \
-             expires=\"{expires}\", headers=\"(created) (expires) digest\", signature=\"{}\"",
-            STANDARD.encode(signature.to_bytes())
-        )
-    }
 
     #[test]
     fn a_signature_verifies_once_and_not_after_a_change() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let header = json!({"b": 1, "a": "x"});
         let message = json!({"transaction_id": "t"});
-        let text = signed_by(&key, "spmis|k1", &header, &message);
+        let text = sign_with(&key, "spmis", "k1", &header, &message);
         let parsed = parse(&text).unwrap();
         assert_eq!((parsed.sender_id.as_str(), parsed.key_id.as_str()), ("spmis", "k1"));
         let public = key.verifying_key().to_bytes();

@@ -9,7 +9,7 @@ use crate::auth::Principal;
 use crate::dci::envelope::{fresh_id, DciError};
 use crate::dci::outbox::CHANNEL;
 
-fn database(error: sqlx::Error) -> DciError {
+pub fn database(error: sqlx::Error) -> DciError {
     DciError::from(crate::error::ApiError::from(error))
 }
 
@@ -34,6 +34,16 @@ pub struct Accepted<'a> {
 /// Records `accepted` and its callback durably; the ACK may be sent once this returns.
 pub async fn enqueue(pool: &PgPool, accepted: Accepted<'_>) -> Result<(), DciError> {
     let mut tx = pool.begin().await.map_err(database)?;
+    enqueue_in(&mut tx, accepted).await?;
+    tx.commit().await.map_err(database)?;
+    Ok(())
+}
+
+/// As [`enqueue`], inside the caller's transaction (with what else the request records).
+pub async fn enqueue_in(
+    tx: &mut sqlx::PgConnection,
+    accepted: Accepted<'_>,
+) -> Result<(), DciError> {
     sqlx::query(
         "INSERT INTO dci_transactions \
             (correlation_id, transaction_id, client_id, scopes, sender_id, action, request, status) \
@@ -67,7 +77,6 @@ pub async fn enqueue(pool: &PgPool, accepted: Accepted<'_>) -> Result<(), DciErr
         .execute(&mut *tx)
         .await
         .map_err(database)?;
-    tx.commit().await.map_err(database)?;
     Ok(())
 }
 
