@@ -73,6 +73,8 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=86_400)
     )]
     pub identifier_clash_alert_window_secs: u32,
+    #[command(flatten)]
+    pub dci: crate::dci::DciArgs,
 }
 
 /// When to alert: `threshold` clashes by one client within one window of `window_secs`.

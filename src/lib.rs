@@ -9,6 +9,7 @@ pub mod catalog_sync;
 pub mod config;
 pub mod current;
 pub mod db;
+pub mod dci;
 pub mod embedded;
 pub mod error;
 pub mod extensions;

@@ -189,3 +189,38 @@ where
         })
     }
 }
+
+impl Principal {
+    /// The client `client_id` as it stands now, holding at most `scopes` (what its token had
+    /// when it asked): work a client asked for and the server does later (a DCI asynchronous
+    /// search) runs under it. `None` if the client is gone or deactivated.
+    pub async fn resume(
+        pool: &sqlx::PgPool,
+        client_id: &str,
+        scopes: &[String],
+    ) -> Result<Option<Self>, ApiError> {
+        let client: Option<ClientRecord> = sqlx::query_as(
+            "SELECT organization, organization_type, scopes, allowed_programs, field_filter, \
+                require_consent, legal_basis, rate_limit_per_minute, rate_limit_per_day, active, \
+                secret_version \
+             FROM api_clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await?;
+        Ok(client.filter(|c| c.active).map(|client| Principal {
+            client_id: client_id.to_owned(),
+            scopes: scopes
+                .iter()
+                .filter(|s| covers(&client.scopes, s))
+                .cloned()
+                .collect(),
+            organization: client.organization,
+            organization_type: client.organization_type,
+            require_consent: client.require_consent,
+            legal_basis: client.legal_basis,
+            allowed_programs: client.allowed_programs,
+            field_filter: client.field_filter,
+        }))
+    }
+}

@@ -57,6 +57,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let document = openapi::finish(document, &format!("{BASE}/openapi.json"));
     Router::new()
         .merge(api)
+        // DCI is described by its own specification (served beside it), not this document.
+        .merge(crate::dci::routes())
         .route(
             &format!("{BASE}/openapi.json"),
             get(move || {

@@ -24,6 +24,18 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call made outside an HTTP request: work the server does later for a client (a DCI
+    /// asynchronous search), which records its access through `audit` itself.
+    pub fn new(state: AppState, principal: Principal, provenance: Provenance, audit: Audit) -> Self {
+        Self {
+            state,
+            principal,
+            provenance,
+            audit,
+            extensions: OnceLock::new(),
+        }
+    }
+
     /// Starts an access: 403 unless a scope grants `action` on `scope`, then opens the access-log
     /// entry of `resource`, so that everything after — a subject not found, a refused write, a
     /// malformed parameter — is logged with the answer it got.

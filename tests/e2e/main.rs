@@ -11,6 +11,7 @@ mod consent;
 mod consent_fields;
 mod consent_groups;
 mod consent_withdrawal;
+mod dci;
 mod disclosure;
 mod errors;
 mod extension;
@@ -57,7 +58,14 @@ where
 fn main() {
     let args = Arguments::from_args();
     let database = TestDatabase::create("openspp_e2e");
-    let server = Server::start(&database.url, &[]);
+    // DCI callbacks go to receivers inside the tests, on loopback over http.
+    let server = Server::start(
+        &database.url,
+        &[
+            ("OPENSPP_DCI_ALLOW_HTTP_CALLBACKS", "true"),
+            ("OPENSPP_DCI_CALLBACK_ALLOW", "127.0.0.0/8"),
+        ],
+    );
     let mut scopes = Vec::new();
     for scope in ALL_SCOPES {
         scopes.extend(["--scope", scope]);
@@ -78,6 +86,7 @@ fn main() {
     trials.extend(consent_fields::trials());
     trials.extend(consent_groups::trials());
     trials.extend(consent_withdrawal::trials());
+    trials.extend(dci::trials());
     trials.extend(disclosure::trials());
     trials.extend(individual::trials());
     trials.extend(group::trials());
