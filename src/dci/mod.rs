@@ -37,13 +37,20 @@ pub const BASE: &str = "/dci_api/v1/social";
 #[derive(clap::Args, Debug, Clone)]
 pub struct DciArgs {
     /// This registry's id: the `sender_id` of what it sends, the `receiver_id` it expects.
-    #[arg(long = "dci-registry-id", env = "OPENSPP_DCI_REGISTRY_ID", default_value = "openspp")]
+    #[arg(
+        long = "dci-registry-id",
+        env = "OPENSPP_DCI_REGISTRY_ID",
+        default_value = "openspp"
+    )]
     pub registry_id: String,
     /// Accept requests without a signature (testing only).
     #[arg(long = "dci-allow-unsigned", env = "OPENSPP_DCI_ALLOW_UNSIGNED")]
     pub allow_unsigned: bool,
     /// Allow `http://` callback URLs (testing only).
-    #[arg(long = "dci-allow-http-callbacks", env = "OPENSPP_DCI_ALLOW_HTTP_CALLBACKS")]
+    #[arg(
+        long = "dci-allow-http-callbacks",
+        env = "OPENSPP_DCI_ALLOW_HTTP_CALLBACKS"
+    )]
     pub allow_http_callbacks: bool,
     /// Non-public networks callbacks may reach (CIDRs, comma-separated), e.g. `127.0.0.0/8`.
     #[arg(
