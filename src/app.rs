@@ -29,7 +29,7 @@ pub struct Shared {
     /// When repeated identifier clashes raise an alert.
     pub clash_alerts: ClashAlerts,
     /// The DCI interface's settings and callback client (CONTRACT §9).
-    pub dci: Arc<crate::dci::Dci>,
+    pub dci: Arc<crate::config::DciSettings>,
 }
 
 impl AppState {

@@ -7,15 +7,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnet::IpNet;
 use reqwest::Url;
 
-/// The operator's callback settings.
-#[derive(Clone, Debug, Default)]
-pub struct Policy {
-    pub allow_http: bool,
-    pub allow: Vec<IpNet>,
-}
+/// The operator's callback settings (kept with the configuration, checked here).
+pub use crate::config::CallbackPolicy as Policy;
 
 /// Addresses no callback may reach unless allow-listed: everything but global unicast.
 fn internal(ip: IpAddr) -> bool {

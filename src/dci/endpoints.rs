@@ -22,8 +22,14 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(&format!("{BASE}/registry/sync/search"), post(sync_search))
         .route(&format!("{BASE}/registry/search"), post(async_search))
-        .route(&format!("{BASE}/registry/sync/txn/status"), post(sync_txn_status))
-        .route(&format!("{BASE}/registry/txn/status"), post(async_txn_status))
+        .route(
+            &format!("{BASE}/registry/sync/txn/status"),
+            post(sync_txn_status),
+        )
+        .route(
+            &format!("{BASE}/registry/txn/status"),
+            post(async_txn_status),
+        )
         .route(&format!("{BASE}/registry/subscribe"), post(subscribe))
         .route(&format!("{BASE}/registry/unsubscribe"), post(unsubscribe))
         .route(&format!("{BASE}/openapi.json"), get(spec))
@@ -77,8 +83,7 @@ async fn sync_search(
 ) -> Response {
     answer(
         async {
-            let (call, incoming) =
-                accept(&state, call, &body, "search", "SearchRequest").await?;
+            let (call, incoming) = accept(&state, call, &body, "search", "SearchRequest").await?;
             let correlation_id = fresh_id();
             let (ids, translated) = search::prepare(&call, &incoming.message, true).await?;
             let total = translated.len();
@@ -229,7 +234,6 @@ async fn async_txn_status(
     .unwrap_or_else(IntoResponse::into_response)
 }
 
-
 /// `POST /registry/subscribe`: registers the subscriptions, ACKs; `on-subscribe` follows with
 /// their codes, and `notify` with each matching event after this.
 async fn subscribe(
@@ -238,8 +242,7 @@ async fn subscribe(
     body: Bytes,
 ) -> Response {
     async {
-        let (call, incoming) =
-            accept(&state, call, &body, "subscribe", "SubscribeRequest").await?;
+        let (call, incoming) = accept(&state, call, &body, "subscribe", "SubscribeRequest").await?;
         let uri = callback_uri(&state, &incoming).await?;
         let notify_uri = subscriptions::notify_uri(&uri);
         state
@@ -377,7 +380,11 @@ async fn unsubscribe(
                 ended.push(json!({"code": code, "status": "unsubscribe"}));
             }
         }
-        let status = if ended.len() == codes.len() { "succ" } else { "rjct" };
+        let status = if ended.len() == codes.len() {
+            "succ"
+        } else {
+            "rjct"
+        };
         let mut message = json!({
             "transaction_id": incoming.transaction_id(),
             "correlation_id": correlation_id,

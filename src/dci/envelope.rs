@@ -219,7 +219,10 @@ pub fn callback_header(
 
 /// Items of `list` (a batch), which the schema has made an array.
 pub fn batch<'a>(message: &'a Value, list: &str) -> Result<&'a [Value], DciError> {
-    let items = message[list].as_array().map(Vec::as_slice).unwrap_or_default();
+    let items = message[list]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if items.is_empty() {
         return Err(DciError::bad(format!("message/{list}: must not be empty")));
     }

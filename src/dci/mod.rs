@@ -24,54 +24,14 @@ pub mod subscriptions;
 mod txn;
 
 use axum::Router;
-use ipnet::IpNet;
 
 use crate::app::AppState;
 
+pub use crate::config::{DciArgs, DciSettings as Dci};
 pub use endpoints::routes;
 
 /// Where the API is mounted.
 pub const BASE: &str = "/dci_api/v1/social";
-
-/// The operator's DCI settings (`openspp serve`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct DciArgs {
-    /// This registry's id: the `sender_id` of what it sends, the `receiver_id` it expects.
-    #[arg(long = "dci-registry-id", env = "OPENSPP_DCI_REGISTRY_ID", default_value = "openspp")]
-    pub registry_id: String,
-    /// Accept requests without a signature (testing only).
-    #[arg(long = "dci-allow-unsigned", env = "OPENSPP_DCI_ALLOW_UNSIGNED")]
-    pub allow_unsigned: bool,
-    /// Allow `http://` callback URLs (testing only).
-    #[arg(long = "dci-allow-http-callbacks", env = "OPENSPP_DCI_ALLOW_HTTP_CALLBACKS")]
-    pub allow_http_callbacks: bool,
-    /// Non-public networks callbacks may reach (CIDRs, comma-separated), e.g. `127.0.0.0/8`.
-    #[arg(
-        long = "dci-callback-allow",
-        env = "OPENSPP_DCI_CALLBACK_ALLOW",
-        value_delimiter = ','
-    )]
-    pub callback_allow: Vec<IpNet>,
-}
-
-impl Default for DciArgs {
-    fn default() -> Self {
-        Self {
-            registry_id: "openspp".to_owned(),
-            allow_unsigned: false,
-            allow_http_callbacks: false,
-            callback_allow: Vec::new(),
-        }
-    }
-}
-
-/// What the DCI endpoints and the outbox share.
-pub struct Dci {
-    pub registry_id: String,
-    pub allow_unsigned: bool,
-    pub callbacks: callback::Policy,
-    pub http: reqwest::Client,
-}
 
 impl Dci {
     pub fn new(args: &DciArgs) -> Self {

@@ -121,7 +121,10 @@ async fn deliver_due(state: &AppState) -> sqlx::Result<usize> {
     let mut unordered = Vec::new();
     for row in claimed {
         match &row.ordering_key {
-            Some(_) => groups.entry(row.ordering_key.clone()).or_default().push(row),
+            Some(_) => groups
+                .entry(row.ordering_key.clone())
+                .or_default()
+                .push(row),
             None => unordered.push(row),
         }
     }
@@ -246,7 +249,9 @@ async fn delivered(state: &AppState, row: &Claimed, envelope: &Value) {
 async fn failed(state: &AppState, row: &Claimed, error: &str) {
     tracing::info!(id = row.id, action = %row.action, attempts = row.attempts, %error,
         "DCI callback not delivered");
-    let backoff = 2_i64.saturating_pow(row.attempts.clamp(0, 30) as u32).min(MAX_BACKOFF_SECS);
+    let backoff = 2_i64
+        .saturating_pow(row.attempts.clamp(0, 30) as u32)
+        .min(MAX_BACKOFF_SECS);
     let gave_up = row.attempts >= MAX_ATTEMPTS;
     let done = async {
         let mut tx = state.pool.begin().await?;
@@ -341,13 +346,21 @@ async fn compute(state: &AppState, row: &Claimed) -> Result<Value, String> {
     let (envelope, status) = match outcome {
         Ok((answer, succeeded)) => {
             let status = if succeeded > 0 { "succ" } else { "rjct" };
-            (json!({"header": header(status, total), "message": answer}), 200)
+            (
+                json!({"header": header(status, total), "message": answer}),
+                200,
+            )
         }
         Err(error) if error.status.is_server_error() => {
             return Err(format!("the search failed: {}", error.message));
         }
         Err(error) => (
-            rejected_search(header("rjct", total), message, correlation_id, &error.message),
+            rejected_search(
+                header("rjct", total),
+                message,
+                correlation_id,
+                &error.message,
+            ),
             error.status.as_u16(),
         ),
     };

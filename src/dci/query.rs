@@ -471,8 +471,12 @@ mod tests {
 
     #[test]
     fn pagination_and_sort_bounds() {
-        for bad in [json!({"page_size": 0}), json!({"page_size": 101}),
-                    json!({"page_size": 10, "page_number": 0}), json!({"page_size": 2.5})] {
+        for bad in [
+            json!({"page_size": 0}),
+            json!({"page_size": 101}),
+            json!({"page_size": 10, "page_number": 0}),
+            json!({"page_size": 2.5}),
+        ] {
             let r = translate(
                 &json!({"query_type": "idtype-value", "query": {"type": "UIN", "value": "1"},
                         "pagination": bad}),

@@ -84,7 +84,10 @@ fn member(rendered: &Value, ids: &IdTypes) -> Value {
     let mut record = Map::new();
     record.insert("@context".into(), json!(CONTEXT));
     record.insert("@type".into(), json!("spdci:Member"));
-    record.insert("member_identifier".into(), json!(identifiers(rendered, ids)));
+    record.insert(
+        "member_identifier".into(),
+        json!(identifiers(rendered, ids)),
+    );
     record.insert("demographic_info".into(), Value::Object(person));
     let groups: Vec<Value> = rendered["groupMembership"]
         .as_array()

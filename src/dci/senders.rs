@@ -133,11 +133,12 @@ pub async fn run(pool: &PgPool, command: DciCommand) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("--public-key must be 32 bytes (Ed25519)"))?;
             ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                 .map_err(|_| anyhow::anyhow!("--public-key is not a valid Ed25519 key"))?;
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_clients WHERE client_id = $1)")
-                    .bind(&client_id)
-                    .fetch_one(pool)
-                    .await?;
+            let exists: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM api_clients WHERE client_id = $1)",
+            )
+            .bind(&client_id)
+            .fetch_one(pool)
+            .await?;
             if !exists {
                 bail!("no API client {client_id}");
             }
@@ -163,7 +164,10 @@ pub async fn run(pool: &PgPool, command: DciCommand) -> anyhow::Result<()> {
             .execute(pool)
             .await
             .context("the key id is already registered for this sender")?;
-            println!("{}", serde_json::json!({"sender_id": sender_id, "key_id": key_id}));
+            println!(
+                "{}",
+                serde_json::json!({"sender_id": sender_id, "key_id": key_id})
+            );
         }
         DciCommand::Sender(SenderCommand::List) => {
             let rows: Vec<(String, String, String)> = sqlx::query_as(
@@ -179,11 +183,12 @@ pub async fn run(pool: &PgPool, command: DciCommand) -> anyhow::Result<()> {
             }
         }
         DciCommand::Sender(SenderCommand::Remove { sender_id, key_id }) => {
-            let done = sqlx::query("DELETE FROM dci_sender_keys WHERE sender_id = $1 AND key_id = $2")
-                .bind(&sender_id)
-                .bind(&key_id)
-                .execute(pool)
-                .await?;
+            let done =
+                sqlx::query("DELETE FROM dci_sender_keys WHERE sender_id = $1 AND key_id = $2")
+                    .bind(&sender_id)
+                    .bind(&key_id)
+                    .execute(pool)
+                    .await?;
             if done.rows_affected() == 0 {
                 bail!("no key {key_id} for sender {sender_id}");
             }

@@ -227,7 +227,10 @@ mod tests {
         let message = json!({"transaction_id": "t"});
         let text = sign_with(&key, "spmis", "k1", &header, &message);
         let parsed = parse(&text).unwrap();
-        assert_eq!((parsed.sender_id.as_str(), parsed.key_id.as_str()), ("spmis", "k1"));
+        assert_eq!(
+            (parsed.sender_id.as_str(), parsed.key_id.as_str()),
+            ("spmis", "k1")
+        );
         let public = key.verifying_key().to_bytes();
         // Key order is not part of what is signed.
         let reordered: Value = serde_json::from_str(r#"{"a":"x","b":1}"#).unwrap();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use axum::http::Uri;
 use openspp_aggregates::{Group, Individual};
-use openspp_projections::feed::{read_page, FeedPosition};
 use openspp_projections::events::StoredEvent;
+use openspp_projections::feed::{read_page, FeedPosition};
 use openspp_projections::view;
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
@@ -204,11 +204,13 @@ async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
         .map_err(|e| e.diagnostics)?;
     let Some(principal) = principal else {
         // The client is gone: the subscription ends.
-        sqlx::query("UPDATE dci_subscriptions SET active = false, ended_at = now() WHERE code = $1")
-            .bind(code)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        sqlx::query(
+            "UPDATE dci_subscriptions SET active = false, ended_at = now() WHERE code = $1",
+        )
+        .bind(code)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         return Ok(false);
     };
@@ -318,10 +320,15 @@ async fn matching(
     let uri: Uri = format!("/dci_api/v1/social/registry/notify?{query}")
         .parse()
         .map_err(|_| "the filter cannot be encoded".to_owned())?;
-    call.open(scope(target), Action::Search, match target {
-        Target::Individual => "Individual",
-        Target::Group => "Group",
-    }, Interaction::SEARCH)
+    call.open(
+        scope(target),
+        Action::Search,
+        match target {
+            Target::Individual => "Individual",
+            Target::Group => "Group",
+        },
+        Interaction::SEARCH,
+    )
     .map_err(|e| e.diagnostics)?;
     let found = match target {
         Target::Individual => resource::search::<Individual>(call, &uri).await,
@@ -336,7 +343,12 @@ async fn matching(
 }
 
 /// The `notify` envelope for one record.
-fn notification(state: &AppState, subscription: &Subscription, found: &Value, target: Target) -> Value {
+fn notification(
+    state: &AppState,
+    subscription: &Subscription,
+    found: &Value,
+    target: Target,
+) -> Value {
     let mut header = callback_header(
         &state.dci.registry_id,
         "notify",
@@ -379,7 +391,10 @@ pub async fn prepare(
         .iter()
         .map(|item| check(&item["subscribe_criteria"], &ids))
         .collect();
-    for target in checked.iter().filter_map(|c| c.as_ref().ok().map(|c| c.target)) {
+    for target in checked
+        .iter()
+        .filter_map(|c| c.as_ref().ok().map(|c| c.target))
+    {
         call.principal.require(scope(target), Action::Search)?;
     }
     Ok((checked, ids))

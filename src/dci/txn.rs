@@ -124,33 +124,32 @@ pub async fn status(
              ORDER BY t.created_at DESC LIMIT 1"
         )
     };
-    let found = match (asked["attribute_type"].as_str(), value) {
-        (Some(attribute @ ("transaction_id" | "correlation_id")), Value::String(v)) => {
-            sqlx::query_as::<_, Row>(&sql(&format!("t.{attribute} = $2")))
+    let found =
+        match (asked["attribute_type"].as_str(), value) {
+            (Some(attribute @ ("transaction_id" | "correlation_id")), Value::String(v)) => {
+                sqlx::query_as::<_, Row>(&sql(&format!("t.{attribute} = $2")))
+                    .bind(client_id)
+                    .bind(v)
+                    .bind(action)
+                    .fetch_optional(pool)
+                    .await
+            }
+            (Some("reference_id_list"), Value::Array(ids)) if !ids.is_empty() => {
+                sqlx::query_as::<_, Row>(&sql(
+                    "EXISTS (SELECT 1 FROM jsonb_array_elements(t.request->'search_request') r \
+                 WHERE $2::jsonb @> jsonb_build_array(r->'reference_id'))",
+                ))
                 .bind(client_id)
-                .bind(v)
+                .bind(sqlx::types::Json(value))
                 .bind(action)
                 .fetch_optional(pool)
                 .await
-        }
-        (Some("reference_id_list"), Value::Array(ids)) if !ids.is_empty() => {
-            sqlx::query_as::<_, Row>(&sql(
-                "EXISTS (SELECT 1 FROM jsonb_array_elements(t.request->'search_request') r \
-                 WHERE $2::jsonb @> jsonb_build_array(r->'reference_id'))",
-            ))
-            .bind(client_id)
-            .bind(sqlx::types::Json(value))
-            .bind(action)
-            .fetch_optional(pool)
-            .await
-        }
-        _ => {
-            return Err(DciError::bad(
+            }
+            _ => return Err(DciError::bad(
                 "message/txnstatus_request/attribute_value: a transaction_id or correlation_id \
                  string, or a non-empty reference_id_list array, as attribute_type says",
-            ))
-        }
-    };
+            )),
+        };
     let row = found.map_err(database)?;
     let transaction_id = request["transaction_id"].clone();
     let Some(row) = row else {

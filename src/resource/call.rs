@@ -26,7 +26,12 @@ pub struct Call {
 impl Call {
     /// A call made outside an HTTP request: work the server does later for a client (a DCI
     /// asynchronous search), which records its access through `audit` itself.
-    pub fn new(state: AppState, principal: Principal, provenance: Provenance, audit: Audit) -> Self {
+    pub fn new(
+        state: AppState,
+        principal: Principal,
+        provenance: Provenance,
+        audit: Audit,
+    ) -> Self {
         Self {
             state,
             principal,

@@ -190,7 +190,9 @@ async fn assert_on_search(envelope: &Value) {
 }
 
 async fn assert_server_signature(envelope: &Value) {
-    let text = envelope["signature"].as_str().expect("the envelope is signed");
+    let text = envelope["signature"]
+        .as_str()
+        .expect("the envelope is signed");
     let parsed = signature::parse(text).expect("the signature parses");
     assert_eq!(parsed.sender_id, "openspp");
     let jwks = Api::new(&world().base).get("/.well-known/jwks.json").await;
@@ -200,9 +202,7 @@ async fn assert_server_signature(envelope: &Value) {
         .iter()
         .find(|k| k["kid"] == parsed.key_id.as_str())
         .expect("the signing key is published");
-    let public = URL_SAFE_NO_PAD
-        .decode(key["x"].as_str().unwrap())
-        .unwrap();
+    let public = URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap();
     signature::verify(&parsed, &public, &envelope["header"], &envelope["message"])
         .expect("the signature verifies with the published key");
     let mut tampered = envelope["message"].clone();
@@ -261,7 +261,10 @@ async fn sync_search_by_id() {
     assert_on_search(&reply.body).await;
     let rejected = &reply.body["message"]["search_response"][0];
     assert_eq!(rejected["status"], "rjct");
-    assert_eq!(rejected["status_reason_code"], "rjct.search_criteria.invalid");
+    assert_eq!(
+        rejected["status_reason_code"],
+        "rjct.search_criteria.invalid"
+    );
     assert_eq!(reply.body["header"]["status"], "rjct");
 }
 
@@ -269,7 +272,10 @@ async fn expression_predicate_pagination_sort() {
     let admin = admin().await;
     let family = unique("Fam");
     let mut ids = Vec::new();
-    for (n, born) in ["1970-01-01", "1980-01-01", "1990-01-01"].iter().enumerate() {
+    for (n, born) in ["1970-01-01", "1980-01-01", "1990-01-01"]
+        .iter()
+        .enumerate()
+    {
         let id = unique(&format!("EX{n}"));
         let mut body = individual_body(&id);
         body["name"]["family"] = json!(family);
@@ -382,8 +388,7 @@ async fn consent_bound() {
     assert_eq!(found.len(), 1, "only the consented subject: {}", reply.text);
     assert_eq!(uin_of(&found[0]), consented);
     assert_eq!(
-        reply.body["message"]["search_response"][0]["pagination"]["total_count"],
-        1,
+        reply.body["message"]["search_response"][0]["pagination"]["total_count"], 1,
         "no unconsented subject is counted"
     );
     for other in &others {
@@ -429,25 +434,36 @@ async fn bad_envelopes() {
     // A timestamp without a zone, in the header and in a request.
     let mut header = sender.header("search", 1, None);
     header["message_ts"] = json!("2025-01-01T10:00:00");
-    let reply = sender.post(path, sender.envelope(header, good.clone())).await;
+    let reply = sender
+        .post(path, sender.envelope(header, good.clone()))
+        .await;
     err(&reply, 400, "err.request.bad", "message_ts");
     let mut message = good.clone();
     message["search_request"][0]["timestamp"] = json!("yesterday");
     let reply = sender
-        .post(path, sender.envelope(sender.header("search", 1, None), message))
+        .post(
+            path,
+            sender.envelope(sender.header("search", 1, None), message),
+        )
         .await;
     err(&reply, 400, "err.request.bad", "timestamp");
     // locale is three lower-case letters; transaction_id at most 99 characters.
     let mut message = good.clone();
     message["search_request"][0]["locale"] = json!("en");
     let reply = sender
-        .post(path, sender.envelope(sender.header("search", 1, None), message))
+        .post(
+            path,
+            sender.envelope(sender.header("search", 1, None), message),
+        )
         .await;
     err(&reply, 400, "err.request.bad", "locale");
     let mut message = good.clone();
     message["transaction_id"] = json!("t".repeat(100));
     let reply = sender
-        .post(path, sender.envelope(sender.header("search", 1, None), message))
+        .post(
+            path,
+            sender.envelope(sender.header("search", 1, None), message),
+        )
         .await;
     err(&reply, 400, "err.request.bad", "transaction_id");
     // Required fields, the action, the version, encryption.
@@ -457,7 +473,10 @@ async fn bad_envelopes() {
         .unwrap()
         .remove("search_criteria");
     let reply = sender
-        .post(path, sender.envelope(sender.header("search", 1, None), message))
+        .post(
+            path,
+            sender.envelope(sender.header("search", 1, None), message),
+        )
         .await;
     err(&reply, 400, "err.request.bad", "search_criteria");
     let reply = sender
@@ -469,23 +488,34 @@ async fn bad_envelopes() {
     err(&reply, 400, "err.request.bad", "action");
     let mut header = sender.header("search", 1, None);
     header["version"] = json!("9.9.9");
-    let reply = sender.post(path, sender.envelope(header, good.clone())).await;
+    let reply = sender
+        .post(path, sender.envelope(header, good.clone()))
+        .await;
     err(&reply, 400, "err.version.not_supported", "version");
     let mut header = sender.header("search", 1, None);
     header["is_msg_encrypted"] = json!(true);
-    let reply = sender.post(path, sender.envelope(header, good.clone())).await;
+    let reply = sender
+        .post(path, sender.envelope(header, good.clone()))
+        .await;
     err(&reply, 400, "err.encryption.invalid", "encrypted");
     let mut message = good.clone();
     message["search_request"] = json!([]);
     let reply = sender
-        .post(path, sender.envelope(sender.header("search", 0, None), message))
+        .post(
+            path,
+            sender.envelope(sender.header("search", 0, None), message),
+        )
         .await;
     err(&reply, 400, "err.request.bad", "search_request");
     // Two requests with one reference id: the second is rejected, the first answered.
     let mut message = search_message(&[by_uin("X1"), by_uin("X2")]);
-    message["search_request"][1]["reference_id"] = message["search_request"][0]["reference_id"].clone();
+    message["search_request"][1]["reference_id"] =
+        message["search_request"][0]["reference_id"].clone();
     let reply = sender
-        .post(path, sender.envelope(sender.header("search", 2, None), message))
+        .post(
+            path,
+            sender.envelope(sender.header("search", 2, None), message),
+        )
         .await;
     reply.expect(200);
     assert_eq!(
@@ -495,7 +525,10 @@ async fn bad_envelopes() {
     // No token: the spec's HTTP error body.
     let anonymous = Api::new(&world().base);
     let reply = anonymous
-        .post(&format!("{SOCIAL}{path}"), sender.valid("search", good.clone(), None))
+        .post(
+            &format!("{SOCIAL}{path}"),
+            sender.valid("search", good.clone(), None),
+        )
         .await;
     reply.expect(401);
     assert_eq!(reply.body["errors"][0]["code"], "err.request.unauthorized");
@@ -536,16 +569,26 @@ async fn signatures() {
     // Signed over another message, with another key, or naming an unknown key id.
     let mut envelope = sender.envelope(header.clone(), message.clone());
     envelope["message"]["transaction_id"] = json!("tampered");
-    refused(&sender.post(path, envelope).await, 401, "err.signature.invalid");
+    refused(
+        &sender.post(path, envelope).await,
+        401,
+        "err.signature.invalid",
+    );
     let stranger = SigningKey::generate(&mut rand::rngs::OsRng);
     let forged = signature::sign_with(&stranger, &sender.id, "k1", &header, &message);
     let reply = sender
-        .post(path, json!({"signature": forged, "header": header, "message": message}))
+        .post(
+            path,
+            json!({"signature": forged, "header": header, "message": message}),
+        )
         .await;
     refused(&reply, 401, "err.signature.invalid");
     let unknown = signature::sign_with(&sender.key, &sender.id, "k9", &header, &message);
     let reply = sender
-        .post(path, json!({"signature": unknown, "header": header, "message": message}))
+        .post(
+            path,
+            json!({"signature": unknown, "header": header, "message": message}),
+        )
         .await;
     refused(&reply, 401, "err.signature.invalid");
     // Another client may not speak as this sender, even with a valid token of its own.
@@ -555,7 +598,10 @@ async fn signatures() {
     );
     let other = Api::new(&world().base).login(&other).await;
     let reply = other
-        .post(&format!("{SOCIAL}{path}"), sender.envelope(header.clone(), message.clone()))
+        .post(
+            &format!("{SOCIAL}{path}"),
+            sender.envelope(header.clone(), message.clone()),
+        )
         .await;
     refused(&reply, 403, "err.sender_id.invalid");
     // The genuine one passes.
@@ -700,16 +746,26 @@ async fn async_search() {
     let message = search_message(&[by_uin(&id)]);
     let transaction_id = message["transaction_id"].as_str().unwrap().to_owned();
     let reference_id = message["search_request"][0]["reference_id"].clone();
-    let body = sender.valid("search", message, Some(&receiver.uri("/registry/on-search")));
+    let body = sender.valid(
+        "search",
+        message,
+        Some(&receiver.uri("/registry/on-search")),
+    );
     let correlation_id = acked(&sender.post("/registry/search", body).await);
     let (path, envelope) = receiver
         .callback(&correlation_id, Duration::from_secs(20))
         .await;
     assert_eq!(path, "/registry/on-search");
     assert_on_search(&envelope).await;
-    assert_eq!(envelope["message"]["transaction_id"], transaction_id.as_str());
+    assert_eq!(
+        envelope["message"]["transaction_id"],
+        transaction_id.as_str()
+    );
     assert_eq!(envelope["header"]["status"], "succ");
-    assert_eq!(envelope["message"]["search_response"][0]["reference_id"], reference_id);
+    assert_eq!(
+        envelope["message"]["search_response"][0]["reference_id"],
+        reference_id
+    );
     assert_eq!(uin_of(&records(&envelope, 0)[0]), id);
     // The search ran under the sender's client and is in the access log.
     let client = &sender.credentials.client_id;
@@ -804,7 +860,11 @@ async fn retried() {
         if reason.contains("503") {
             break reply;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", reply.text);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            reply.text
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let status = &pending.body["message"]["txnstatus_response"]["txn_status"];
@@ -827,7 +887,10 @@ async fn callback_urls() {
     for (uri, mentions) in [
         (Some("ftp://example.org/cb"), "scheme"),
         (Some("http://10.1.2.3/cb"), "non-public"),
-        (Some("http://169.254.169.254/latest/meta-data"), "non-public"),
+        (
+            Some("http://169.254.169.254/latest/meta-data"),
+            "non-public",
+        ),
         (Some("http://[::1]:80/cb"), "non-public"),
         (None, "sender_uri"),
     ] {
@@ -882,7 +945,10 @@ async fn restart_between_ack_and_delivery() {
     };
     let started = Instant::now();
     while attempts().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "no attempt made");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no attempt made"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.terminate();
@@ -906,9 +972,7 @@ async fn restart_between_ack_and_delivery() {
     assert_eq!(receiver.count(), 1, "delivered exactly once");
     let delivered = sql_scalar(
         &database.url,
-        &format!(
-            "SELECT status FROM dci_transactions WHERE correlation_id = '{correlation_id}'"
-        ),
+        &format!("SELECT status FROM dci_transactions WHERE correlation_id = '{correlation_id}'"),
     );
     assert_eq!(delivered, "succ");
     drop(first);
@@ -931,7 +995,11 @@ async fn subscriptions() {
                 "query": {"name": {"$eq": family}}}}},
             "notify_record_type": "Member"}}]});
     assert_eq!(violation("SubscribeRequest", "message", &message), None);
-    let header = sender.header("subscribe", 1, Some(&receiver.uri("/registry/on-subscribe")));
+    let header = sender.header(
+        "subscribe",
+        1,
+        Some(&receiver.uri("/registry/on-subscribe")),
+    );
     let correlation_id = acked(
         &sender
             .post("/registry/subscribe", sender.envelope(header, message))
@@ -974,7 +1042,10 @@ async fn subscriptions() {
         );
         assert_server_signature(notification).await;
         assert_eq!(notification["header"]["action"], "notify");
-        assert_eq!(notification["header"]["meta"]["subscription_code"], code.as_str());
+        assert_eq!(
+            notification["header"]["meta"]["subscription_code"],
+            code.as_str()
+        );
         let event = &notification["message"]["notify_event"][0];
         assert_eq!(event["data"]["reg_event_type"], "REGISTER");
         seen.push(uin_of(&event["data"]["reg_records"]).to_owned());
@@ -983,7 +1054,11 @@ async fn subscriptions() {
     // Unsubscribed: no more notifications.
     let message = json!({"transaction_id": unique("txn"), "timestamp": now(),
                          "subscription_codes": [code]});
-    let header = sender.header("unsubscribe", 1, Some(&receiver.uri("/registry/on-unsubscribe")));
+    let header = sender.header(
+        "unsubscribe",
+        1,
+        Some(&receiver.uri("/registry/on-unsubscribe")),
+    );
     let correlation_id = acked(
         &sender
             .post("/registry/unsubscribe", sender.envelope(header, message))
