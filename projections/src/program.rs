@@ -164,6 +164,16 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProgramQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[ProgramQuery],
+    page: Page,
+) -> sqlx::Result<Found<ProgramRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "program_view", queries, push_filters, &sort, page).await
+}
+
 pub async fn search(
     pool: &PgPool,
     query: &ProgramQuery,

@@ -201,6 +201,21 @@ impl Params {
     }
 }
 
+pub use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
+
+/// A code parameter given as the bare code or as `system|code`, whose system must then be
+/// `system` (the parameter `name` is named in the 400 otherwise).
+pub fn code_of(text: &str, system: &str, name: &str) -> Result<String, ApiError> {
+    match text.rsplit_once('|') {
+        None => Ok(text.to_owned()),
+        Some((given, code)) if given == system && !code.is_empty() => Ok(code.to_owned()),
+        Some(_) => Err(ApiError::bad_request(
+            Some(name),
+            format!("must be a code of {system}, bare or as `{system}|code`"),
+        )),
+    }
+}
+
 /// An RFC 3339 instant (or, where `dates` allows, a date taken as midnight UTC), of the years
 /// `Date` bounds: any other year is refused here, naming the parameter, rather than by the
 /// database the search would hand it to.

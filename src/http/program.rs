@@ -138,6 +138,14 @@ impl Searchable for Program {
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
         Ok(view::search(&call.state.pool, query, page).await?)
     }
+
+    async fn find_any(
+        call: &Call,
+        queries: &[ProgramQuery],
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        Ok(view::search_any(&call.state.pool, queries, page).await?)
+    }
 }
 
 /// Search programs (clients limited to some programs see only those).
