@@ -315,6 +315,23 @@ pub fn page_link(uri: &Uri, offset: i64) -> String {
     format!("{}?{query}", uri.path())
 }
 
+/// The request's own URL continued after the row `key` (`system|value`): `_lastId` names it,
+/// and every other parameter but `_offset` is carried as it came.
+pub fn cursor_link(uri: &Uri, key: &str) -> String {
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            url_pairs(q)
+                .into_iter()
+                .filter(|(k, _)| k != "_offset" && k != "_lastId")
+                .collect()
+        })
+        .unwrap_or_default();
+    let encoded = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+    pairs.push(("_lastId".into(), encoded.to_string()));
+    format!("{}?{}", uri.path(), serde_urlencoded_pairs(&pairs))
+}
+
 fn url_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
@@ -418,6 +435,17 @@ mod tests {
         assert_eq!(error.expression.as_deref(), Some("name"));
         let error = decode_query("na%FFme=x").unwrap_err();
         assert_eq!(error.expression.as_deref(), Some("query"));
+    }
+
+    #[test]
+    fn cursor_links_name_the_last_row_and_drop_the_offset() {
+        let uri: Uri = "/api/v2/spp/Program?name=cash&_offset=3&_lastId=x&_count=2"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            cursor_link(&uri, "urn:openspp:program#a|p-1"),
+            "/api/v2/spp/Program?name=cash&_count=2&_lastId=urn%3Aopenspp%3Aprogram%23a%7Cp%2D1"
+        );
     }
 
     #[test]

@@ -126,7 +126,19 @@ pub const GROUP: &[Param] = &[
 ];
 
 pub const PROGRAM: &[Param] = &[
+    param(
+        "identifier",
+        "identifier",
+        Kind::Exact,
+        "Identifier (system|value), or the name alias urn:openspp:program|{slug}",
+    ),
     param("name", "name", Kind::Contains, "Any part of the name"),
+    param(
+        "type",
+        "programType",
+        Kind::Exact,
+        "Program type (urn:openspp:vocab:program-type)",
+    ),
     param(
         "status",
         "status",

@@ -175,7 +175,10 @@ fn offered(state: &AppState) -> Vec<Offered> {
             name: "Program",
             operations: &["read", "search", "create", "update", "history"],
             interactions: &["read", "search-type", "create", "update"],
-            search_params: core(search_params::PROGRAM, None),
+            search_params: core(search_params::PROGRAM, None)
+                .into_iter()
+                .chain(["_lastId".to_owned()])
+                .collect(),
             named: &[],
             versioned: true,
         },

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::api::advanced_search::{SearchBundle, SearchRequest};
 use crate::api::bundle::{HistoryBundle, ResourceVersion};
-use crate::api::params::{envelope, Params, DEFAULT_COUNT, MAX_COUNT};
+use crate::api::params::{cursor_link, envelope, Params, DEFAULT_COUNT, MAX_COUNT};
 use crate::api::reference::path_segment;
 use crate::api::schema::SearchResult;
 use crate::api::search_params::{Param, Preset};
@@ -241,6 +241,12 @@ pub async fn page<R: Resource>(
 pub trait Searchable: Resource {
     type Query: Send + Sync;
 
+    /// Whether `query` pages by cursor (`_lastId`): its `next` link then names the last row
+    /// instead of an offset, and there is no `prev`.
+    fn cursor(_query: &Self::Query) -> bool {
+        false
+    }
+
     /// Takes the parameters this resource accepts (`_count` and `_offset` are taken already).
     fn query(
         call: &Call,
@@ -315,6 +321,23 @@ pub async fn search<R: Searchable>(
     choose_elements(call, &mut params)?;
     let query = R::query(call, &mut params).await?;
     params.finish()?;
+    let cursor = R::cursor(&query);
+    if cursor && paging.offset > 0 {
+        return Err(ApiError::bad_request(
+            Some("_offset"),
+            "`_lastId` says where the page starts; leave out `_offset`",
+        ));
+    }
     let found = R::find(call, &query, paging).await?;
-    page::<R>(call, uri, paging, found).await
+    let last = found
+        .rows
+        .last()
+        .filter(|_| (found.rows.len() as i64) < found.total)
+        .and_then(|row| R::key(&row.aggregate_id, &row.state));
+    let mut result = page::<R>(call, uri, paging, found).await?;
+    if cursor {
+        result.links.prev = None;
+        result.links.next = last.map(|key| cursor_link(uri, &key));
+    }
+    Ok(result)
 }

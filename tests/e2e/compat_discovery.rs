@@ -32,6 +32,7 @@ pub fn trials() -> Vec<Trial> {
             household_filters_under_consent,
         ),
         trial("compat::elements_limit_fields", elements),
+        trial("compat::program_cursor_type_and_identifier", program_cursor),
         trial("compat::filters_describe_every_search", filters),
         trial("compat::advanced_search_and_or_presets", advanced_search),
         trial(
@@ -773,4 +774,107 @@ async fn advanced_search_under_consent() {
     // Entries show only consented fields.
     let entry = &reply.body["entry"][0]["resource"];
     assert!(entry["name"].is_object() && entry.get("gender").is_none());
+}
+
+/// OpenSPP's Program search: `type`, `identifier` and `_lastId` cursor paging, whose `next`
+/// link names the last program of the page (never an internal id) and which has no `prev`.
+async fn program_cursor() {
+    let api = admin().await;
+    let prefix = unique("Cursor");
+    for n in 0..3 {
+        api.post(
+            "/api/v2/spp/Program",
+            json!({"name": format!("{prefix} {n}"), "targetType": "individual", "currency": "PHP"}),
+        )
+        .await
+        .expect(201);
+    }
+    let all = api
+        .get(&format!("/api/v2/spp/Program?name={prefix}&_count=100"))
+        .await;
+    all.expect(200);
+    assert_eq!(all.body["meta"]["total"], 3);
+    let key = |program: &Value| {
+        format!(
+            "{}|{}",
+            program["identifier"][0]["system"].as_str().unwrap(),
+            program["identifier"][0]["value"].as_str().unwrap()
+        )
+    };
+    let keys: Vec<String> = all.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    let encode = |k: &str| k.replace('#', "%23");
+    // Each program as a cursor: the totals after each are 0, 1 and 2.
+    let mut totals = Vec::new();
+    let mut first = None;
+    for k in &keys {
+        let reply = api
+            .get(&format!(
+                "/api/v2/spp/Program?name={prefix}&_count=1&_lastId={}",
+                encode(k)
+            ))
+            .await;
+        reply.expect(200);
+        assert!(reply.body["links"]["prev"].is_null());
+        let total = reply.body["meta"]["total"].as_i64().unwrap();
+        if total == 2 {
+            first = Some(reply);
+        }
+        totals.push(total);
+    }
+    totals.sort();
+    assert_eq!(totals, [0, 1, 2]);
+    // Following `next` from the first program visits the other two, one per page.
+    let mut page = first.expect("a cursor with two after it");
+    let mut visited = vec![key(&page.body["data"][0])];
+    while let Some(next) = page.body["links"]["next"].as_str().map(str::to_owned) {
+        assert!(
+            next.contains("_lastId=") && !next.contains("_offset"),
+            "{next}"
+        );
+        page = api.get(&next).await;
+        page.expect(200);
+        visited.push(key(&page.body["data"][0]));
+    }
+    assert_eq!(visited.len(), 2, "{visited:?}");
+    assert!(visited.iter().all(|v| keys.contains(v)));
+    assert_ne!(visited[0], visited[1]);
+    // Cursor paging is in the server's order, so neither `_sort` nor `_offset` goes with it.
+    let cursor = encode(&keys[0]);
+    for extra in ["&_sort=name", "&_offset=1"] {
+        api.get(&format!("/api/v2/spp/Program?_lastId={cursor}{extra}"))
+            .await
+            .expect(400);
+    }
+    let reply = api
+        .get("/api/v2/spp/Program?_lastId=urn:openspp:program|no-such-program")
+        .await;
+    reply.expect(400);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "_lastId");
+    // `type` (every program here is social protection) and `identifier` (the name alias).
+    let typed = api
+        .get(&format!(
+            "/api/v2/spp/Program?name={prefix}&type=social-protection"
+        ))
+        .await;
+    assert_eq!(typed.body["meta"]["total"], 3);
+    let other = api
+        .get(&format!(
+            "/api/v2/spp/Program?name={prefix}&type=urn:openspp:vocab:program-type|humanitarian"
+        ))
+        .await;
+    other.expect(200);
+    assert_eq!(other.body["meta"]["total"], 0);
+    let by_identifier = api
+        .get(&format!(
+            "/api/v2/spp/Program?identifier={}",
+            encode(&keys[1])
+        ))
+        .await;
+    assert_eq!(by_identifier.body["meta"]["total"], 1);
+    assert_eq!(key(&by_identifier.body["data"][0]), keys[1]);
 }
