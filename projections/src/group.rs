@@ -23,6 +23,9 @@ pub struct GroupQuery {
     pub group_type: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
     pub active: Option<bool>,
+    /// `member=`: the stream of an individual that must be a current member (`None` inside:
+    /// an identifier nobody holds).
+    pub member: Option<Option<String>>,
     /// Properties of extension data (`extension.dwelling.rooms=3`).
     pub extension: Vec<ExtensionFilter>,
     pub sort: Vec<SortKey>,
@@ -49,6 +52,9 @@ impl GroupQuery {
         }
         if self.active.is_some() {
             fields.push(("active", "active"));
+        }
+        if self.member.is_some() {
+            fields.push(("member", "member"));
         }
         for key in &self.sort {
             match key.column {
@@ -240,6 +246,19 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     for filter in &query.extension {
         filter.push(qb);
     }
+    if let Some(member) = &query.member {
+        crate::household::push_has_member(qb, member, &query.visibility);
+    }
+}
+
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[GroupQuery],
+    page: Page,
+) -> sqlx::Result<Found<GroupRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "group_view", queries, push_filters, &sort, page).await
 }
 
 pub async fn search(

@@ -12,6 +12,7 @@ use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
+use crate::household::InHousehold;
 use crate::rows::{recorded, state_json, ReadModel, Rows};
 use crate::search::{like_contains, push_dates, push_instants, Comparator, Found, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
@@ -30,6 +31,8 @@ pub struct IndividualQuery {
     pub active: Option<bool>,
     /// Properties of extension data (`extension.farmer.farm_size=3`).
     pub extension: Vec<ExtensionFilter>,
+    /// `group=` and `membership-role=`.
+    pub household: InHousehold,
     pub sort: Vec<SortKey>,
     pub visibility: Visibility,
 }
@@ -61,6 +64,12 @@ impl IndividualQuery {
         }
         if self.active.is_some() {
             fields.push(("active", "active"));
+        }
+        if self.household.group.is_some() {
+            fields.push(("group", "groupMembership"));
+        }
+        if self.household.role.is_some() {
+            fields.push(("membership-role", "groupMembership"));
         }
         for key in &self.sort {
             match key.column {
@@ -251,6 +260,17 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
     for filter in &query.extension {
         filter.push(qb);
     }
+    query.household.push(qb, &query.visibility);
+}
+
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[IndividualQuery],
+    page: Page,
+) -> sqlx::Result<Found<IndividualRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "individual_view", queries, push_filters, &sort, page).await
 }
 
 pub async fn search(

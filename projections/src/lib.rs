@@ -10,6 +10,7 @@ pub mod events;
 pub mod extension;
 pub mod feed;
 pub mod group;
+pub mod household;
 pub mod identifier_claims;
 pub mod individual;
 pub mod inline;

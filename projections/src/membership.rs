@@ -185,6 +185,16 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[MembershipQuery],
+    page: Page,
+) -> sqlx::Result<Found<MembershipRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "membership_view", queries, push_filters, &sort, page).await
+}
+
 pub async fn search(
     pool: &PgPool,
     query: &MembershipQuery,

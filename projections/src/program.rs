@@ -16,7 +16,13 @@ pub type ProgramRow = ViewRow<Program>;
 
 #[derive(Debug)]
 pub struct ProgramQuery {
+    /// `identifier=`: the program's stream (`None` inside: no program holds it).
+    pub identifier: Option<Option<String>>,
     pub name: Option<String>,
+    /// `type=`: a code of `urn:openspp:vocab:program-type`.
+    pub program_type: Option<String>,
+    /// `_lastId=`: only programs after this one (a stream) in the server's own order.
+    pub after: Option<String>,
     pub status: Option<String>,
     pub target_type: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
@@ -146,6 +152,22 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Progr
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProgramQuery) {
     qb.push(" WHERE true");
+    match &query.identifier {
+        Some(Some(stream)) => {
+            qb.push(" AND aggregate_id = ").push_bind(stream.clone());
+        }
+        Some(None) => {
+            qb.push(" AND false");
+        }
+        None => {}
+    }
+    if let Some(code) = &query.program_type {
+        qb.push(" AND state->'program_type'->>'code' = ")
+            .push_bind(code.clone());
+    }
+    if let Some(after) = &query.after {
+        qb.push(" AND aggregate_id > ").push_bind(after.clone());
+    }
     if let Some(name) = &query.name {
         qb.push(" AND name_search LIKE ")
             .push_bind(like_contains(name));
@@ -162,6 +184,16 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProgramQuery) {
             .push(")");
     }
     push_instants(qb, "last_updated", &query.last_updated);
+}
+
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[ProgramQuery],
+    page: Page,
+) -> sqlx::Result<Found<ProgramRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "program_view", queries, push_filters, &sort, page).await
 }
 
 pub async fn search(

@@ -84,6 +84,37 @@ pub(crate) async fn search<A: DeserializeOwned>(
     })
 }
 
+/// A search for the rows any of `queries` matches (OpenSPP's `_search` with OR logic): each
+/// query's own filters, consent rule included, select its rows, and their union is counted and
+/// paged in `sort` order. One query is searched as itself.
+pub(crate) async fn search_any<A: DeserializeOwned, Q>(
+    pool: &PgPool,
+    table: &'static str,
+    queries: &[Q],
+    push_filters: fn(&mut QueryBuilder<'_, Postgres>, &Q),
+    sort: &[SortKey],
+    page: Page,
+) -> sqlx::Result<Found<ViewRow<A>>> {
+    if let [query] = queries {
+        return search(pool, table, |qb| push_filters(qb, query), sort, page).await;
+    }
+    let any = |qb: &mut QueryBuilder<'_, Postgres>| {
+        qb.push(" WHERE aggregate_id IN (");
+        for (i, query) in queries.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ");
+            }
+            qb.push(format!("SELECT aggregate_id FROM {table}"));
+            push_filters(qb, query);
+        }
+        if queries.is_empty() {
+            qb.push("SELECT NULL WHERE false");
+        }
+        qb.push(")");
+    };
+    search(pool, table, any, sort, page).await
+}
+
 /// Lower-cased words of a resource's text fields, for `LIKE '%…%'` search on a trigram index.
 pub(crate) fn search_text<'a>(parts: impl IntoIterator<Item = &'a String>) -> String {
     parts

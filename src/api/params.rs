@@ -201,6 +201,21 @@ impl Params {
     }
 }
 
+pub use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
+
+/// A code parameter given as the bare code or as `system|code`, whose system must then be
+/// `system` (the parameter `name` is named in the 400 otherwise).
+pub fn code_of(text: &str, system: &str, name: &str) -> Result<String, ApiError> {
+    match text.rsplit_once('|') {
+        None => Ok(text.to_owned()),
+        Some((given, code)) if given == system && !code.is_empty() => Ok(code.to_owned()),
+        Some(_) => Err(ApiError::bad_request(
+            Some(name),
+            format!("must be a code of {system}, bare or as `{system}|code`"),
+        )),
+    }
+}
+
 /// An RFC 3339 instant (or, where `dates` allows, a date taken as midnight UTC), of the years
 /// `Date` bounds: any other year is refused here, naming the parameter, rather than by the
 /// database the search would hand it to.
@@ -298,6 +313,23 @@ pub fn page_link(uri: &Uri, offset: i64) -> String {
     pairs.push(("_offset".into(), offset.to_string()));
     let query = serde_urlencoded_pairs(&pairs);
     format!("{}?{query}", uri.path())
+}
+
+/// The request's own URL continued after the row `key` (`system|value`): `_lastId` names it,
+/// and every other parameter but `_offset` is carried as it came.
+pub fn cursor_link(uri: &Uri, key: &str) -> String {
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            url_pairs(q)
+                .into_iter()
+                .filter(|(k, _)| k != "_offset" && k != "_lastId")
+                .collect()
+        })
+        .unwrap_or_default();
+    let encoded = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+    pairs.push(("_lastId".into(), encoded.to_string()));
+    format!("{}?{}", uri.path(), serde_urlencoded_pairs(&pairs))
 }
 
 fn url_pairs(query: &str) -> Vec<(String, String)> {
@@ -403,6 +435,17 @@ mod tests {
         assert_eq!(error.expression.as_deref(), Some("name"));
         let error = decode_query("na%FFme=x").unwrap_err();
         assert_eq!(error.expression.as_deref(), Some("query"));
+    }
+
+    #[test]
+    fn cursor_links_name_the_last_row_and_drop_the_offset() {
+        let uri: Uri = "/api/v2/spp/Program?name=cash&_offset=3&_lastId=x&_count=2"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            cursor_link(&uri, "urn:openspp:program#a|p-1"),
+            "/api/v2/spp/Program?name=cash&_count=2&_lastId=urn%3Aopenspp%3Aprogram%23a%7Cp%2D1"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use std::sync::Arc;
 
 use crate::auth::cache::{ClientRecord, VerifiedToken};
-use crate::auth::rate_limit::Limits;
+use crate::auth::rate_limit::{Limits, QuotaSlot};
 use crate::auth::scopes::{covers, grants};
 use crate::auth::token::{Issuer, LEEWAY_SECS};
 use crate::auth::{Action, AuthState, Principal};
@@ -167,9 +167,14 @@ where
             .filter(|c| c.active && c.secret_version == claims.secret_version)
             .ok_or_else(invalid_token)?;
         let limits = Limits::new(client.rate_limit_per_minute, client.rate_limit_per_day);
-        auth.limiter
+        let admitted = auth
+            .limiter
             .admit(&auth.pool, &claims.client_id, limits)
-            .await?;
+            .await;
+        if let Some(slot) = parts.extensions.get::<QuotaSlot>() {
+            slot.set(auth.limiter.quota(&claims.client_id, limits));
+        }
+        admitted?;
         // The token's scopes, never more than the client holds now.
         let scopes = claims
             .scope

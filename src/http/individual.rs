@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
 use openspp_aggregates::{ExtendedResource, Individual, IndividualCommand};
+use openspp_projections::household::InHousehold;
 use openspp_projections::individual::{self as view, GroupMembershipRow, IndividualQuery};
 use openspp_projections::search::{Found, Page, SortKey};
 use serde_json::Value;
@@ -12,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::individual::IndividualResource;
-use crate::api::params::Params;
+use crate::api::params::{code_of, Params, GROUP_MEMBERSHIP_TYPE};
 use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::stated::Stated;
@@ -131,6 +132,13 @@ impl Searchable for Individual {
                 .state
                 .extensions
                 .filters(EXTENDED, &params.prefixed("extension."))?,
+            household: InHousehold {
+                group: resource::referenced(call, params, "group", "Group").await?,
+                role: params
+                    .one("membership-role")?
+                    .map(|role| code_of(&role, GROUP_MEMBERSHIP_TYPE, "membership-role"))
+                    .transpose()?,
+            },
             visibility: call.principal.visibility(),
             sort: params.sort(
                 &view::SORT_COLUMNS,
@@ -150,6 +158,17 @@ impl Searchable for Individual {
         call.principal.may_search_on(SCOPE, &query.fields())?;
         Ok(view::search(&call.state.pool, query, page).await?)
     }
+
+    async fn find_any(
+        call: &Call,
+        queries: &[IndividualQuery],
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        for query in queries {
+            call.principal.may_search_on(SCOPE, &query.fields())?;
+        }
+        Ok(view::search_any(&call.state.pool, queries, page).await?)
+    }
 }
 
 /// Search individuals.
@@ -161,10 +180,13 @@ impl Searchable for Individual {
         ("gender" = Option<String>, Query, description = "ISO 5218 code, or `system|code`"),
         ("address" = Option<String>, Query, description = "Part of any address field"),
         ("active" = Option<bool>, Query),
+        ("group" = Option<String>, Query, description = "`Group/{system}|{value}` (or `{system}|{value}`): current members of that group"),
+        ("membership-role" = Option<String>, Query, description = "A role code of `urn:openspp:vocab:group-membership-type` (or `system|code`): individuals holding it in a current group"),
         ("_lastUpdated" = Option<String>, Query, description = "Instant or date with prefix; repeatable"),
         ("_count" = Option<i64>, Query, description = "1-100, default 20"),
         ("_offset" = Option<i64>, Query),
         ("_sort" = Option<String>, Query, description = "name, given, birthdate, _lastUpdated; `-` for descending"),
+        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows (and `type`, `identifier`, `meta`)"),
         ("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show in each result; none by default (as OpenSPP)"),
         ("extension.{key}.{property}" = Option<String>, Query, description = "A property an extension's schema marks `x-openspp-searchable` equals this value (a list property: holds it); repeatable; `/metadata` lists them"),
     ),

@@ -224,6 +224,17 @@ impl Searchable for ProgramMembership {
         call.principal.may_search_on(SCOPE, &query.fields())?;
         Ok(view::search(&call.state.pool, query, page).await?)
     }
+
+    async fn find_any(
+        call: &Call,
+        queries: &[MembershipQuery],
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        for query in queries {
+            call.principal.may_search_on(SCOPE, &query.fields())?;
+        }
+        Ok(view::search_any(&call.state.pool, queries, page).await?)
+    }
 }
 
 fn unknown_beneficiary(kind_name: &str) -> ApiError {

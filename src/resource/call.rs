@@ -21,6 +21,9 @@ pub struct Call {
     /// Which extensions this request's answers show (`_extensions`), once the operation has
     /// read the parameter; none until then, as OpenSPP.
     extensions: OnceLock<Shown>,
+    /// The top-level fields this request's answers are limited to (`_elements`), once the
+    /// operation has read the parameter; every field until then.
+    elements: OnceLock<Vec<String>>,
 }
 
 impl Call {
@@ -66,6 +69,16 @@ impl Call {
         let _ = self.extensions.set(shown);
     }
 
+    /// Limits this request's answers to the fields `_elements` names; the first choice stands.
+    pub fn limit_elements(&self, elements: Vec<String>) {
+        let _ = self.elements.set(elements);
+    }
+
+    /// The fields this request's answers are limited to, if `_elements` named any.
+    pub fn elements(&self) -> Option<&[String]> {
+        self.elements.get().map(Vec::as_slice)
+    }
+
     /// Which extensions this request's answers show.
     pub fn shown_extensions(&self) -> &Shown {
         const NONE: &Shown = &Shown::None;
@@ -87,6 +100,7 @@ impl FromRequestParts<AppState> for Call {
             provenance,
             audit,
             extensions: OnceLock::new(),
+            elements: OnceLock::new(),
         })
     }
 }

@@ -3,6 +3,7 @@
 use openspp_aggregates::Access;
 use openspp_projections::consent;
 
+use crate::api::params::Params;
 use crate::api::reference::parse_identifier;
 use crate::error::ApiError;
 use crate::resource::call::Call;
@@ -59,6 +60,30 @@ pub async fn find_subject(
             Err(ApiError::not_found(aggregate_type))
         }
     }
+}
+
+/// A search parameter naming another registrant (`group=Group/{system}|{value}`, or the bare
+/// `{system}|{value}`): `None` when not given; else the registrant's stream, or `Some(None)`
+/// for an identifier nobody holds, which matches nothing. Whether the caller may see that
+/// registrant is decided by the search itself, in the same statement, under its consent
+/// rules: the answer is then the same as for an unknown one.
+pub async fn referenced(
+    call: &Call,
+    params: &mut Params,
+    name: &str,
+    aggregate_type: &'static str,
+) -> Result<Option<Option<String>>, ApiError> {
+    let Some(text) = params.one(name)? else {
+        return Ok(None);
+    };
+    let bare = text
+        .strip_prefix(aggregate_type)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(&text);
+    let identifier = parse_identifier(bare, name)?;
+    Ok(Some(
+        claims::resolve(&call.state.pool, aggregate_type, &identifier).await?,
+    ))
 }
 
 /// Finds an Individual or Group by any of its live identifiers (see [`find_subject`]).

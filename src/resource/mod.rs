@@ -24,7 +24,9 @@ pub use answer::{show, Answer};
 pub use audit::{record_accesses, Audit, Interaction};
 pub use call::Call;
 pub use grant::{grants_for, identity_only, shown, today, Grant};
-pub use locate::{find_subject, locate_registrant, Subject};
-pub use ops::{answer_extensions, at, history, page, read, search, verify, vread, Searchable};
+pub use locate::{find_subject, locate_registrant, referenced, Subject};
+pub use ops::{
+    advanced_search, answer_extensions, at, history, page, read, search, verify, vread, Searchable,
+};
 pub use traits::{reference_of, Located, Resource, Snapshot, Write};
 pub use write::{commit, create, domain_error, execute};

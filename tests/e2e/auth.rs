@@ -279,7 +279,8 @@ async fn expired_tokens() {
 }
 
 async fn missing_scope() {
-    let credentials = scoped(&["individual:read"]);
+    // A scope on another resource grants nothing here.
+    let credentials = scoped(&["group:read"]);
     let api = base().login(&credentials).await;
     let reply = api.get("/api/v2/spp/Individual").await;
     reply.expect(403);
@@ -288,6 +289,15 @@ async fn missing_scope() {
     assert!(challenge.contains("individual:search"), "{challenge}");
     let reply = api.post("/api/v2/spp/Group", json!({})).await;
     reply.expect(403);
+    // `x:search` stays the narrower scope: searches only, no single reads.
+    let searcher = base().login(&scoped(&["individual:search"])).await;
+    searcher.get("/api/v2/spp/Individual").await.expect(200);
+    let reply = searcher
+        .get("/api/v2/spp/Individual/urn:gov:ph:psa:national-id|nobody")
+        .await;
+    reply.expect(403);
+    let challenge = reply.header("www-authenticate").unwrap();
+    assert!(challenge.contains("individual:read"), "{challenge}");
 }
 
 async fn narrowed_scope() {

@@ -7,6 +7,7 @@ mod support;
 mod access_log;
 mod audit;
 mod auth;
+mod compat_discovery;
 mod consent;
 mod consent_fields;
 mod consent_groups;
@@ -81,6 +82,7 @@ fn main() {
     trials.extend(access_log::trials());
     trials.extend(audit::trials());
     trials.extend(auth::trials());
+    trials.extend(compat_discovery::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());
     trials.extend(consent_fields::trials());
