@@ -67,6 +67,30 @@ fn invalid(at: &str, message: impl Into<String>) -> ApiError {
 }
 
 impl SearchRequest {
+    /// The request in `body`, read as every body is (`json::parse`: 422 naming the field at
+    /// fault), except that objects must be objects: serde would also take a struct from a list
+    /// of its fields' values (`"pagination": [10, 0]`), which is not what OpenSPP's schema
+    /// says.
+    pub fn from_body(body: Value) -> Result<Self, ApiError> {
+        let not_object = |at: &str| ApiError::unprocessable(at, "must be a JSON object");
+        let Value::Object(fields) = &body else {
+            return Err(not_object("body"));
+        };
+        if fields
+            .get("pagination")
+            .is_some_and(|p| !p.is_null() && !p.is_object())
+        {
+            return Err(not_object("pagination"));
+        }
+        if let Some(Value::Array(sort)) = fields.get("sort") {
+            if let Some(i) = sort.iter().position(|s| !s.is_object()) {
+                return Err(not_object(&format!("sort[{i}]")));
+            }
+        }
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        crate::api::json::parse(&bytes)
+    }
+
     /// The request as alternatives of `GET` parameters (each with the sort), for a resource
     /// whose parameters are `params` and presets `presets`.
     pub fn alternatives(
@@ -409,7 +433,23 @@ mod tests {
     use serde_json::json;
 
     fn request(body: Value) -> SearchRequest {
-        serde_json::from_value(body).unwrap()
+        SearchRequest::from_body(body).unwrap()
+    }
+
+    #[test]
+    fn objects_must_be_objects() {
+        for (body, at) in [
+            (json!({"pagination": [10, 0]}), "pagination"),
+            (json!({"sort": [["name", "asc"]]}), "sort[0]"),
+            (json!([]), "body"),
+        ] {
+            let error = SearchRequest::from_body(body).unwrap_err();
+            assert_eq!(error.status.as_u16(), 422);
+            assert_eq!(error.expression.as_deref(), Some(at));
+        }
+        let error = SearchRequest::from_body(json!({"presett": "x"})).unwrap_err();
+        assert_eq!(error.status.as_u16(), 422);
+        assert!(SearchRequest::from_body(json!({"pagination": null, "sort": []})).is_ok());
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<Pair> {

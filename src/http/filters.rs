@@ -7,6 +7,7 @@
 use axum::extract::OriginalUri;
 use axum::Json;
 use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
+use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -115,12 +116,12 @@ async fn program_membership(
 async fn search_individuals(
     call: Call,
     OriginalUri(uri): OriginalUri,
-    ApiJson(request): ApiJson<SearchRequest>,
+    body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<Json<SearchBundle>, ApiError> {
     resource::advanced_search::<Individual>(
         &call,
         &uri,
-        &request,
+        body.map(|ApiJson(value)| value),
         search_params::INDIVIDUAL,
         search_params::INDIVIDUAL_PRESETS,
     )
@@ -142,12 +143,12 @@ async fn search_individuals(
 async fn search_groups(
     call: Call,
     OriginalUri(uri): OriginalUri,
-    ApiJson(request): ApiJson<SearchRequest>,
+    body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<Json<SearchBundle>, ApiError> {
     resource::advanced_search::<Group>(
         &call,
         &uri,
-        &request,
+        body.map(|ApiJson(value)| value),
         search_params::GROUP,
         search_params::GROUP_PRESETS,
     )
@@ -168,12 +169,12 @@ async fn search_groups(
 async fn search_programs(
     call: Call,
     OriginalUri(uri): OriginalUri,
-    ApiJson(request): ApiJson<SearchRequest>,
+    body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<Json<SearchBundle>, ApiError> {
     resource::advanced_search::<Program>(
         &call,
         &uri,
-        &request,
+        body.map(|ApiJson(value)| value),
         search_params::PROGRAM,
         search_params::PROGRAM_PRESETS,
     )
@@ -195,12 +196,12 @@ async fn search_programs(
 async fn search_program_memberships(
     call: Call,
     OriginalUri(uri): OriginalUri,
-    ApiJson(request): ApiJson<SearchRequest>,
+    body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<Json<SearchBundle>, ApiError> {
     resource::advanced_search::<ProgramMembership>(
         &call,
         &uri,
-        &request,
+        body.map(|ApiJson(value)| value),
         search_params::PROGRAM_MEMBERSHIP,
         search_params::PROGRAM_MEMBERSHIP_PRESETS,
     )

@@ -275,11 +275,12 @@ pub trait Searchable: Resource {
 pub async fn advanced_search<R: Searchable>(
     call: &Call,
     uri: &Uri,
-    request: &SearchRequest,
+    body: Result<Value, ApiError>,
     params: &[Param],
     presets: &[Preset],
 ) -> Result<SearchBundle, ApiError> {
     call.open(R::SCOPE, Action::Search, R::TYPE, Interaction::SEARCH)?;
+    let request = SearchRequest::from_body(body?)?;
     let mut url = Params::from_uri(uri)?;
     let body = request.pagination.as_ref();
     let count = body.and_then(|p| p.count).unwrap_or(DEFAULT_COUNT);

@@ -11,7 +11,7 @@ use crate::consent::give_consent;
 use crate::group::{member, new_group};
 use crate::support::{
     admin, cli, consent_client, create_client, path_id, register_individual, unique, world, Api,
-    Credentials, NATIONAL_ID,
+    Credentials, Server, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -276,6 +276,24 @@ async fn rate_limit_headers() {
         "{remaining:?}"
     );
     assert!(remaining.iter().all(|left| *left <= 2), "{remaining:?}");
+    // The token endpoint's limit, per address, says where the caller stands too (a server of
+    // its own: the shared one runs without that limit).
+    let server = Server::start(
+        &world().database_url,
+        &[("OPENSPP_TOKEN_RATE_PER_MINUTE", "20")],
+    );
+    let token = Api::new(&server.base)
+        .send(
+            Method::POST,
+            "/api/v2/spp/oauth/token",
+            Some(json!({"grant_type": "client_credentials",
+                        "client_id": credentials.client_id, "client_secret": "wrong"})),
+            &[],
+        )
+        .await;
+    token.expect(401);
+    assert_eq!(token.header("x-ratelimit-limit"), Some("20"));
+    assert!(token.header("x-ratelimit-remaining").is_some());
 }
 
 async fn not_modified() {
@@ -708,6 +726,21 @@ async fn advanced_search() {
         .await;
     reply.expect(422);
     assert!(reply.text.contains("bogus"), "{}", reply.text);
+    // A list where an object belongs is not taken for the object's fields.
+    let reply = api
+        .post(
+            "/api/v2/spp/Individual/_search",
+            json!({"pagination": [10, 0]}),
+        )
+        .await;
+    reply.expect(422);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "pagination");
+    // The scope is checked before the body is read.
+    let stranger = base().login(&scoped(&["consent:read"])).await;
+    stranger
+        .post("/api/v2/spp/Individual/_search", json!([]))
+        .await
+        .expect(403);
 }
 
 /// A field a consent hides is never a filter of an advanced search either, and subjects
