@@ -72,6 +72,11 @@ impl Resource for Individual {
         Ok(memberships)
     }
 
+    /// A new individual's stream was minted for its registration: no group can list it yet.
+    fn created_context() -> Option<Memberships> {
+        Some(Memberships::new())
+    }
+
     /// Group memberships live in other streams: a past version shows none.
     async fn past_context(_call: &Call, _latest: &Snapshot<Self>) -> Result<Memberships, ApiError> {
         Ok(Memberships::new())

@@ -23,7 +23,6 @@ use crate::error::ApiError;
 use crate::resource::{
     self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
 };
-use crate::store::claims::resolve_program;
 
 pub const RESOURCE: &str = "Program";
 const SCOPE: &str = "program";
@@ -55,10 +54,18 @@ impl Resource for Program {
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
         let identifier = parse_identifier(id, "id")?;
         let subject = format!("{RESOURCE}/{}", identifier.key());
-        let stream = resolve_program(&call.state.pool, identifier)
-            .await?
-            .filter(|stream| allowed(&call.principal, stream));
-        let Some(stream) = stream else {
+        // The program's stream and its current row in one round trip.
+        let key = openspp_aggregates::program::lookup_key(identifier);
+        let found = openspp_projections::view::by_identifier::<Program>(
+            &call.state.pool,
+            "program_view",
+            RESOURCE,
+            &key.system,
+            &key.value,
+        )
+        .await?
+        .filter(|(stream, _)| allowed(&call.principal, stream));
+        let Some((stream, current)) = found else {
             call.audit.not_found(subject, None);
             return Err(ApiError::not_found(RESOURCE));
         };
@@ -68,7 +75,7 @@ impl Resource for Program {
             stream,
             grant: Grant::not_personal(SCOPE),
             access: call.principal.access(Vec::new()),
-            current: None,
+            current,
         })
     }
 

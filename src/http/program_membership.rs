@@ -303,10 +303,15 @@ async fn enrol(
     let program = Program::locate(&call, &program_key.key())
         .await
         .map_err(|_| no_program())?;
-    let program_state = Program::current(&call, &program.stream)
-        .await?
-        .ok_or_else(no_program)?
-        .state;
+    let program_state = match program.current {
+        Some(current) => current.state,
+        None => {
+            Program::current(&call, &program.stream)
+                .await?
+                .ok_or_else(no_program)?
+                .state
+        }
+    };
     let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
         ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
     })?;

@@ -36,16 +36,27 @@ pub async fn show<R: Resource>(
     grant: Option<&Grant>,
 ) -> Result<Answer, ApiError> {
     let context = R::context(call, &[snapshot]).await?;
+    Ok(show_with(call, status, snapshot, grant, context))
+}
+
+/// `show`, with the context already at hand.
+pub fn show_with<R: Resource>(
+    call: &Call,
+    status: StatusCode,
+    snapshot: &Snapshot<R>,
+    grant: Option<&Grant>,
+    context: R::Context,
+) -> Answer {
     if let Some(grant) = grant {
         call.audit
             .mentioning(R::mentioned(&context, snapshot, grant));
     }
-    Ok(answer::<R>(
+    answer::<R>(
         status,
         snapshot,
         rendered(call, &context, snapshot, grant),
         grant,
-    ))
+    )
 }
 
 /// The rendering of `snapshot` as `grant` lets the caller see it.

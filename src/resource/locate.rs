@@ -1,7 +1,7 @@
 //! Finding a subject by external identifier, and what the caller may see of it.
 
-use openspp_aggregates::Access;
-use openspp_projections::consent;
+use openspp_aggregates::{Access, Identifier};
+use openspp_projections::{consent, view};
 
 use crate::api::params::Params;
 use crate::api::reference::parse_identifier;
@@ -31,8 +31,19 @@ pub async fn find_subject(
     id: &str,
 ) -> Result<Subject, ApiError> {
     let identifier = parse_identifier(id, "id")?;
+    let stream = claims::resolve(&call.state.pool, aggregate_type, &identifier).await?;
+    judge(call, aggregate_type, resource_type, &identifier, stream).await
+}
+
+/// What the caller may see of the subject `identifier` resolved to (`stream`, if any).
+async fn judge(
+    call: &Call,
+    aggregate_type: &'static str,
+    resource_type: &'static str,
+    identifier: &Identifier,
+    stream: Option<String>,
+) -> Result<Subject, ApiError> {
     let pool = &call.state.pool;
-    let stream = claims::resolve(pool, aggregate_type, &identifier).await?;
     let consents = if call.principal.require_consent {
         let probe = stream.clone().unwrap_or_default();
         consent::covering(pool, std::slice::from_ref(&probe))
@@ -87,13 +98,26 @@ pub async fn referenced(
 }
 
 /// Finds an Individual or Group by any of its live identifiers (see [`find_subject`]).
+///
+/// For a caller under a legal basis (no consent to look up) the subject's current row comes
+/// with its stream, in the same round trip, so that a read needs no second one.
 pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Located<R>, ApiError> {
-    let subject = find_subject(call, R::TYPE, R::SCOPE, id).await?;
+    let identifier = parse_identifier(id, "id")?;
+    let pool = &call.state.pool;
+    let (stream, current) = match R::VIEW {
+        Some(table) if !call.principal.require_consent => {
+            view::by_identifier::<R>(pool, table, R::TYPE, &identifier.system, &identifier.value)
+                .await?
+                .map_or((None, None), |(stream, row)| (Some(stream), row))
+        }
+        _ => (claims::resolve(pool, R::TYPE, &identifier).await?, None),
+    };
+    let subject = judge(call, R::TYPE, R::SCOPE, &identifier, stream).await?;
     Ok(Located {
         consent_subject: subject.stream.clone(),
         stream: subject.stream,
         grant: subject.grant,
         access: subject.access,
-        current: None,
+        current,
     })
 }
