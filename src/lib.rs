@@ -12,6 +12,7 @@ pub mod db;
 pub mod embedded;
 pub mod error;
 pub mod extensions;
+pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod operator;

@@ -57,6 +57,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let document = openapi::finish(document, &format!("{BASE}/openapi.json"));
     Router::new()
         .merge(api)
+        .merge(crate::graphql::routes())
         .route(
             &format!("{BASE}/openapi.json"),
             get(move || {
