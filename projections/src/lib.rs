@@ -5,7 +5,6 @@
 
 pub mod checkpoint;
 pub mod consent;
-pub mod statistics;
 pub mod error;
 pub mod events;
 pub mod extension;
@@ -22,6 +21,7 @@ pub mod rows;
 pub mod runner;
 pub mod search;
 pub mod statement;
+pub mod statistics;
 pub mod view;
 
 pub use checkpoint::CheckpointWatch;

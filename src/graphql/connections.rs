@@ -12,7 +12,9 @@ use crate::api::params::{Params, MAX_COUNT};
 use crate::auth::Action;
 use crate::graphql::context::{bad_argument, call, gql, open};
 use crate::graphql::nodes::{render, Linked, Node, Unseen};
-use crate::graphql::objects::{GroupObject, IndividualObject, ProgramMembershipObject, ProgramObject};
+use crate::graphql::objects::{
+    GroupObject, IndividualObject, ProgramMembershipObject, ProgramObject,
+};
 use crate::resource::{Resource, Searchable};
 
 /// The page size when `first` is not given.
@@ -169,9 +171,11 @@ fn page(first: Option<i32>, after: Option<String>) -> async_graphql::Result<Page
         Some(cursor) => {
             let position = Cursor::decode_cursor(&cursor)
                 .map_err(|_| bad_argument("after", "is not a cursor this server gave"))?;
-            position.0.checked_add(1).filter(|p| *p > 0).ok_or_else(|| {
-                bad_argument("after", "is not a cursor this server gave")
-            })?
+            position
+                .0
+                .checked_add(1)
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad_argument("after", "is not a cursor this server gave"))?
         }
     };
     Ok(Page { count, offset })

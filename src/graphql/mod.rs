@@ -55,12 +55,19 @@ pub fn sdl() -> String {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(PATH, get(query_or_explorer).post(post))
-        .route(&format!("{}/{{name}}", explorer::ASSETS), get(explorer::asset))
+        .route(
+            &format!("{}/{{name}}", explorer::ASSETS),
+            get(explorer::asset),
+        )
         .layer(Extension(schema()))
 }
 
 /// Runs one request for `call`, with the request's own batch loaders.
-async fn execute(schema: &ApiSchema, call: Call, request: async_graphql::Request) -> GraphQLResponse {
+async fn execute(
+    schema: &ApiSchema,
+    call: Call,
+    request: async_graphql::Request,
+) -> GraphQLResponse {
     let call = Arc::new(call);
     let loaders = loaders::Loaders::new(&call);
     schema

@@ -114,7 +114,8 @@ pub async fn render_granted<R: Resource>(
                     grant.map(Grant::disclosure).as_ref(),
                 );
             }
-            let rendered = serde_json::to_value(R::render(call, &context, &row)).unwrap_or_default();
+            let rendered =
+                serde_json::to_value(R::render(call, &context, &row)).unwrap_or_default();
             Node {
                 body: shown(rendered, grant),
                 mentioned: grant

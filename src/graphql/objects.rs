@@ -77,7 +77,10 @@ impl IndividualObject {
         }
         open(call(ctx), "group", Action::Read)?;
         let streams: Vec<String> = self.0.mentioned.iter().map(|(_, s)| s.clone()).collect();
-        let loaded = loaders(ctx).groups.load_many(streams.iter().cloned()).await?;
+        let loaded = loaders(ctx)
+            .groups
+            .load_many(streams.iter().cloned())
+            .await?;
         Ok(Some(
             streams
                 .iter()
@@ -107,13 +110,7 @@ async fn memberships(
         .load_one(beneficiary.to_owned())
         .await?;
     Ok(loaded
-        .map(|nodes| {
-            nodes
-                .iter()
-                .cloned()
-                .map(ProgramMembershipObject)
-                .collect()
-        })
+        .map(|nodes| nodes.iter().cloned().map(ProgramMembershipObject).collect())
         .unwrap_or_default())
 }
 

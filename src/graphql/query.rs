@@ -14,7 +14,9 @@ use crate::graphql::connections::{
 };
 use crate::graphql::context::{call, gql, open};
 use crate::graphql::nodes::{render_granted, Node};
-use crate::graphql::objects::{GroupObject, IndividualObject, ProgramMembershipObject, ProgramObject};
+use crate::graphql::objects::{
+    GroupObject, IndividualObject, ProgramMembershipObject, ProgramObject,
+};
 use crate::graphql::statistics::{self, Dimension, Statistics, StatisticsFilter};
 use crate::resource::Resource;
 

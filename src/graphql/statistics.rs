@@ -163,8 +163,8 @@ pub async fn compute(
     }
     let pool = &call.state.pool;
     let principal = &call.principal;
-    let mut programs = (!principal.allowed_programs.is_empty())
-        .then(|| principal.allowed_programs.clone());
+    let mut programs =
+        (!principal.allowed_programs.is_empty()).then(|| principal.allowed_programs.clone());
     if let Some(program) = &filter.program {
         let key = program.strip_prefix("Program/").unwrap_or(program);
         let identifier: Identifier = parse_identifier(key, "filter.program").map_err(gql)?;
@@ -180,7 +180,9 @@ pub async fn compute(
     let query = CountQuery {
         dimensions: dimensions.iter().map(|&d| d.into()).collect(),
         programs,
-        gender: filter.gender.map(|g| g.rsplit('|').next().unwrap_or_default().to_owned()),
+        gender: filter
+            .gender
+            .map(|g| g.rsplit('|').next().unwrap_or_default().to_owned()),
         membership_status: filter.membership_status,
         counted: if principal.require_consent {
             Counted::ConsentedForAnalytics {
@@ -198,7 +200,9 @@ pub async fn compute(
     // Programs are counted by stream and shown by identifier.
     if let Some(position) = dimensions.iter().position(|d| *d == Dimension::Program) {
         let streams: Vec<String> = counts.iter().map(|(k, _)| k[position].clone()).collect();
-        let keys = references(pool, &streams).await.map_err(|e| gql(e.into()))?;
+        let keys = references(pool, &streams)
+            .await
+            .map_err(|e| gql(e.into()))?;
         counts.retain_mut(|(key, _)| match keys.get(&key[position]) {
             Some(identifier) => {
                 key[position] = identifier.clone();
@@ -227,7 +231,11 @@ mod tests {
     }
 
     fn hidden(cells: &[Cell]) -> Vec<Vec<String>> {
-        cells.iter().filter(|c| c.suppressed).map(|c| c.key.clone()).collect()
+        cells
+            .iter()
+            .filter(|c| c.suppressed)
+            .map(|c| c.key.clone())
+            .collect()
     }
 
     #[test]
