@@ -13,6 +13,7 @@ pub mod dci;
 pub mod embedded;
 pub mod error;
 pub mod extensions;
+pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod operator;

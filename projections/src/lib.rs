@@ -22,6 +22,7 @@ pub mod rows;
 pub mod runner;
 pub mod search;
 pub mod statement;
+pub mod statistics;
 pub mod view;
 
 pub use checkpoint::CheckpointWatch;

@@ -66,6 +66,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(api)
         // DCI is described by its own specification (served beside it), not this document.
         .merge(crate::dci::routes())
+        .merge(crate::graphql::routes())
         .route(
             &format!("{BASE}/openapi.json"),
             get(move || {

@@ -19,6 +19,7 @@ mod extension;
 mod extension_fields;
 mod extension_search;
 mod faults;
+mod graphql;
 mod group;
 mod history;
 mod hostile;
@@ -91,6 +92,7 @@ fn main() {
     trials.extend(dci::trials());
     trials.extend(disclosure::trials());
     trials.extend(individual::trials());
+    trials.extend(graphql::trials());
     trials.extend(group::trials());
     trials.extend(history::trials());
     trials.extend(hostile::trials());
