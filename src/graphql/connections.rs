@@ -11,6 +11,7 @@ use openspp_projections::search::Page;
 use crate::api::params::{Params, MAX_COUNT};
 use crate::auth::Action;
 use crate::graphql::context::{bad_argument, call, gql, open};
+use crate::graphql::loaders::Loaders;
 use crate::graphql::nodes::{render, Linked, Node, Unseen};
 use crate::graphql::objects::{
     GroupObject, IndividualObject, ProgramMembershipObject, ProgramObject,
@@ -206,6 +207,13 @@ where
     let nodes = render(call, found.rows, Unseen::Identity)
         .await
         .map_err(gql)?;
+    let ahead = ctx.look_ahead();
+    R::prime(
+        ctx.data_unchecked::<Loaders>(),
+        ahead.field("edges").field("node"),
+        &nodes,
+    )
+    .await?;
     let has_next = page.offset + (nodes.len() as i64) < total;
     let mut connection =
         Connection::with_additional_fields(page.offset > 0, has_next, Total { total_count: total });

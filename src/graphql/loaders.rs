@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
 use openspp_projections::view;
 use tracing::Instrument;
@@ -80,10 +80,10 @@ impl Loader<String> for MembershipsOf {
 
 /// The request's loaders, put in the query's data next to its call.
 pub struct Loaders {
-    pub individuals: DataLoader<Streams<Individual>>,
-    pub groups: DataLoader<Streams<Group>>,
-    pub programs: DataLoader<Streams<Program>>,
-    pub memberships_of: DataLoader<MembershipsOf>,
+    pub individuals: DataLoader<Streams<Individual>, HashMapCache>,
+    pub groups: DataLoader<Streams<Group>, HashMapCache>,
+    pub programs: DataLoader<Streams<Program>, HashMapCache>,
+    pub memberships_of: DataLoader<MembershipsOf, HashMapCache>,
 }
 
 /// Runs a batch in the span of the request that asked for it, so that its statements are
@@ -94,13 +94,17 @@ fn spawn_in_span(
     tokio::spawn(batch.instrument(tracing::Span::current()))
 }
 
-fn streams<R: Linked>(call: &Arc<Call>) -> DataLoader<Streams<R>> {
-    DataLoader::new(
+/// The request's loaders keep what they loaded (one request, one rendering of each subject), so
+/// a connection can load every link of its page in one batch up front (see `prime`) and the
+/// fields then read from that, whatever order and timing async-graphql resolves them in.
+fn streams<R: Linked>(call: &Arc<Call>) -> DataLoader<Streams<R>, HashMapCache> {
+    DataLoader::with_cache(
         Streams {
             call: call.clone(),
             resource: PhantomData,
         },
         spawn_in_span,
+        HashMapCache::default(),
     )
 }
 
@@ -110,7 +114,11 @@ impl Loaders {
             individuals: streams(call),
             groups: streams(call),
             programs: streams(call),
-            memberships_of: DataLoader::new(MembershipsOf { call: call.clone() }, spawn_in_span),
+            memberships_of: DataLoader::with_cache(
+                MembershipsOf { call: call.clone() },
+                spawn_in_span,
+                HashMapCache::default(),
+            ),
         }
     }
 }

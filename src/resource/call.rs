@@ -41,6 +41,7 @@ impl Call {
             provenance,
             audit,
             extensions: OnceLock::new(),
+            elements: OnceLock::new(),
         }
     }
 
