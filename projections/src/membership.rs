@@ -84,10 +84,7 @@ impl ReadModel for ProgramMembership {
             primary: state.identifier.as_ref().map(|i| i.key()),
             program_id: state.program.clone(),
             beneficiary_id: state.beneficiary.clone(),
-            beneficiary_type: match state.beneficiary_type {
-                Some(openspp_aggregates::program::TargetType::Group) => "Group",
-                _ => "Individual",
-            },
+            beneficiary_type: state.beneficiary_kind().resource(),
             status: state.status.map(|s| s.as_str()).unwrap_or("draft"),
             created_at,
             last_updated,

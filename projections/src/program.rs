@@ -70,10 +70,7 @@ impl ReadModel for Program {
             name_search: search_text([&state.name]),
             name: state.name.clone(),
             status: status_name(state),
-            target_type: match state.target_type {
-                Some(openspp_aggregates::program::TargetType::Individual) => "individual",
-                _ => "group",
-            },
+            target_type: state.serves().as_str(),
             created_at,
             last_updated,
             source: fold.source.clone(),

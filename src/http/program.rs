@@ -3,7 +3,7 @@
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::program::TargetType;
+use openspp_aggregates::TargetType;
 use openspp_aggregates::{Program, ProgramCommand, ProgramStatus};
 use openspp_projections::program::{self as view, ProgramQuery};
 use openspp_projections::search::{Found, Page, SortKey};
