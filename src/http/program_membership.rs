@@ -181,16 +181,11 @@ impl Searchable for ProgramMembership {
                 )
             }
         };
-        let status = params.one("status")?;
-        if status
-            .as_deref()
-            .is_some_and(|s| MembershipStatus::parse(s).is_none())
-        {
-            return Err(ApiError::bad_request(
-                Some("status"),
-                MembershipStatus::expected(),
-            ));
-        }
+        let status = params.one_of(
+            "status",
+            MembershipStatus::parse,
+            MembershipStatus::expected,
+        )?;
         let principal = &call.principal;
         Ok(MembershipQuery {
             program,
