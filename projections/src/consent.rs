@@ -9,13 +9,12 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use cqrs_es::Aggregate;
-use openspp_aggregates::consent::{named_extension, ConsentStatus, RecipientMode, EXTENSION};
+use openspp_aggregates::consent::{named_extension, ConsentStatus, EXTENSION};
 use openspp_aggregates::{Consent, ConsentRecord};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::error::{ProjectionError, Undecodable};
 use crate::events::Fold;
-use crate::rows::{ReadModel, Rows};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
 
 /// The `consent_index` row of one consent. Its terms are frozen once given, but for the expiry
@@ -37,42 +36,34 @@ pub(crate) struct Line {
     released_recipients: String,
 }
 
-impl ReadModel for Consent {
-    fn project(
-        aggregate_id: &str,
-        fold: &Fold<Self>,
-        rows: &mut Rows,
-    ) -> Result<(), ProjectionError> {
-        let (Some(terms), Some(status)) = (&fold.state.terms, fold.state.status) else {
-            // Not given (yet): nothing to index.
-            return Ok(());
-        };
-        let json = serde_json::to_string(terms).map_err(|e| Undecodable {
-            aggregate_type: Self::TYPE.to_owned(),
-            sequence: fold.version as i64,
-            reason: format!("terms cannot be stored: {e}"),
-        })?;
-        rows.consents.push(Line {
-            consent_id: aggregate_id.to_owned(),
-            subject_type: terms.subject_type.clone(),
-            subject_id: terms.subject.clone(),
-            status: status_name(status),
-            recipient_mode: match terms.recipient_mode {
-                RecipientMode::Specific => "specific",
-                RecipientMode::Category => "category",
-            },
-            recipients: text_array_literal(terms.recipients.iter().map(String::as_str)),
-            recipient_types: text_array_literal(terms.recipient_types.iter().map(String::as_str)),
-            resource_types: text_array_literal(
-                terms.scopes.iter().map(|s| s.resource_type.as_str()),
-            ),
-            effective_date: terms.effective_date,
-            expiry_date: terms.expiry_date,
-            terms: json,
-            released_recipients: text_array_literal(fold.state.released.iter().map(String::as_str)),
-        });
-        Ok(())
-    }
+/// The row stream `aggregate_id` puts in the read model, as `fold` now holds it.
+pub(crate) fn line(
+    aggregate_id: &str,
+    fold: &Fold<Consent>,
+) -> Result<Option<Line>, ProjectionError> {
+    let (Some(terms), Some(status)) = (&fold.state.terms, fold.state.status) else {
+        // Not given (yet): nothing to index.
+        return Ok(None);
+    };
+    let json = serde_json::to_string(terms).map_err(|e| Undecodable {
+        aggregate_type: Consent::TYPE.to_owned(),
+        sequence: fold.version as i64,
+        reason: format!("terms cannot be stored: {e}"),
+    })?;
+    Ok(Some(Line {
+        consent_id: aggregate_id.to_owned(),
+        subject_type: terms.subject_type.clone(),
+        subject_id: terms.subject.clone(),
+        status: status_name(status),
+        recipient_mode: terms.recipient_mode.as_str(),
+        recipients: text_array_literal(terms.recipients.iter().map(String::as_str)),
+        recipient_types: text_array_literal(terms.recipient_types.iter().map(String::as_str)),
+        resource_types: text_array_literal(terms.scopes.iter().map(|s| s.resource_type.as_str())),
+        effective_date: terms.effective_date,
+        expiry_date: terms.expiry_date,
+        terms: json,
+        released_recipients: text_array_literal(fold.state.released.iter().map(String::as_str)),
+    }))
 }
 
 /// Writes `lines` (one per consent) as one upsert. A write relying on one of these consents

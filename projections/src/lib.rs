@@ -27,8 +27,8 @@ pub mod view;
 
 pub use checkpoint::CheckpointWatch;
 pub use error::{ProjectionError, RebuildError, Undecodable};
+pub use events::FeedPosition;
 pub use events::{Fold, StoredEvent};
-pub use feed::FeedPosition;
 
 /// The name of the registry's feed cursor (`projection_checkpoints`).
 pub const REGISTRY_PROJECTION: &str = "registry";

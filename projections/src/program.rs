@@ -1,13 +1,11 @@
 //! The Program read model: search by name, status, target type and `_lastUpdated`.
 
 use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
 use openspp_aggregates::{Identifier, Program};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::ProjectionError;
 use crate::events::Fold;
-use crate::rows::{recorded, state_json, ReadModel, Rows};
 use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
@@ -58,34 +56,25 @@ pub(crate) struct Line {
     source: Option<String>,
 }
 
-impl ReadModel for Program {
-    fn project(
-        aggregate_id: &str,
-        fold: &Fold<Self>,
-        rows: &mut Rows,
-    ) -> Result<(), ProjectionError> {
-        let state = &fold.state;
-        let identifiers: Vec<String> = state.live_identifiers().map(Identifier::key).collect();
-        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
-        rows.programs.push(Line {
-            aggregate_id: aggregate_id.to_owned(),
-            version: fold.version as i64,
-            state: state_json(Self::TYPE, fold)?,
-            primary: identifiers.first().cloned(),
-            identifiers: text_array_literal(identifiers.iter().map(String::as_str)),
-            name_search: search_text([&state.name]),
-            name: state.name.clone(),
-            status: status_name(state),
-            target_type: match state.target_type {
-                Some(openspp_aggregates::program::TargetType::Individual) => "individual",
-                _ => "group",
-            },
-            created_at,
-            last_updated,
-            source: fold.source.clone(),
-        });
-        Ok(())
-    }
+/// The row stream `aggregate_id` puts in the read model, as `fold` now holds it.
+pub(crate) fn line(aggregate_id: &str, fold: &Fold<Program>) -> Result<Line, ProjectionError> {
+    let state = &fold.state;
+    let identifiers: Vec<String> = state.live_identifiers().map(Identifier::key).collect();
+    let (created_at, last_updated) = fold.recorded()?;
+    Ok(Line {
+        aggregate_id: aggregate_id.to_owned(),
+        version: fold.version as i64,
+        state: fold.state_json()?,
+        primary: identifiers.first().cloned(),
+        identifiers: text_array_literal(identifiers.iter().map(String::as_str)),
+        name_search: search_text([&state.name]),
+        name: state.name.clone(),
+        status: status_name(state),
+        target_type: state.serves().as_str(),
+        created_at,
+        last_updated,
+        source: fold.source.clone(),
+    })
 }
 
 /// Writes `lines` (one per stream) as one upsert.

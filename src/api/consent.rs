@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use openspp_aggregates::bounds::{self, items, LONG_TEXT, SHORT_TEXT};
-use openspp_aggregates::consent::ConsentStatus;
-use openspp_aggregates::{ConsentRecord, Date, DomainError};
+use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
+use openspp_aggregates::{ConsentRecord, ConsentTerms, Date, DomainError, Identifier, TargetType};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access_log::AccessRow;
+use crate::api::reference::parse_identifier;
 use crate::api::schema::{at_most, optional_at_most};
 use crate::api::BASE;
 use crate::error::ApiError;
@@ -199,6 +200,56 @@ impl ConsentBody {
             text("indicated_by", indicated_by, SHORT_TEXT)?;
         }
         Ok(())
+    }
+
+    /// The data subject the body names: its kind (`Individual`, `Group`) and identifier.
+    pub fn subject(&self) -> Result<(&'static str, Identifier), ApiError> {
+        let (kind, key) = self
+            .subject
+            .split_once('/')
+            .and_then(|(kind, key)| Some((TargetType::of_resource(kind)?, key)))
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "subject",
+                    "must be Individual/{system}|{value} or Group/{system}|{value}",
+                )
+            })?;
+        let identifier = parse_identifier(key, "subject")
+            .map_err(|e| ApiError::unprocessable("subject", e.diagnostics))?;
+        Ok((kind.resource(), identifier))
+    }
+
+    /// The terms the body gives, of the subject `subject` (its stream), a `subject_type`;
+    /// effective from `today` unless the body says when.
+    pub fn into_terms(
+        self,
+        subject_type: &str,
+        subject: String,
+        today: NaiveDate,
+    ) -> Result<ConsentTerms, ApiError> {
+        let recipient_mode = RecipientMode::parse(&self.recipient_mode)
+            .ok_or_else(|| ApiError::unprocessable("recipient_mode", RecipientMode::expected()))?;
+        Ok(ConsentTerms {
+            subject_type: subject_type.to_owned(),
+            subject,
+            recipient_mode,
+            recipients: self.recipients,
+            recipient_types: self.recipient_types,
+            scopes: self
+                .scopes
+                .into_iter()
+                .map(|s| ConsentScope {
+                    resource_type: s.resource_type,
+                    field_access: s.field_access,
+                    purpose: s.purpose,
+                })
+                .collect(),
+            legal_basis: self.legal_basis,
+            effective_date: self.effective_date.map_or(today, Date::get),
+            expiry_date: self.expiry_date.get(),
+            delegation_type: self.delegation_type,
+            indicated_by: self.indicated_by,
+        })
     }
 }
 

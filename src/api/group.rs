@@ -162,3 +162,9 @@ impl GroupResource {
         }
     }
 }
+
+impl crate::api::stated::ExtendedBody for GroupResource {
+    fn extension(&self) -> Option<&serde_json::Value> {
+        self.extension.as_ref()
+    }
+}

@@ -167,6 +167,37 @@ impl Params {
             .collect()
     }
 
+    /// A range given as two parameters of instants (`date_from`, `date_to`): at or after
+    /// each `from`, at or before each `to`, whatever prefix they carry.
+    pub fn between(
+        &mut self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(Comparator, DateTime<Utc>)>, ApiError> {
+        let after = self.instants(from)?.into_iter();
+        let before = self.instants(to)?.into_iter();
+        Ok(after
+            .map(|(_, instant)| (Comparator::Ge, instant))
+            .chain(before.map(|(_, instant)| (Comparator::Le, instant)))
+            .collect())
+    }
+
+    /// One value that must be a wire name of a domain enum (`parse` and `expected` are the
+    /// enum's, from `wire_names!`): anything else is a 400 naming the parameter, never an
+    /// empty result.
+    pub fn one_of<E>(
+        &mut self,
+        name: &str,
+        parse: fn(&str) -> Option<E>,
+        expected: fn() -> String,
+    ) -> Result<Option<String>, ApiError> {
+        let value = self.one(name)?;
+        if value.as_deref().is_some_and(|text| parse(text).is_none()) {
+            return Err(ApiError::bad_request(Some(name), expected()));
+        }
+        Ok(value)
+    }
+
     /// One instant without prefix (`_at`): RFC 3339 with a zone.
     pub fn instant(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.one(name)?
@@ -296,6 +327,16 @@ pub fn envelope<T: ToSchema, R>(
         },
         data,
     }
+}
+
+/// Every result in one page of the envelope: a list that is not paged.
+pub fn unpaged<T: ToSchema>(uri: &Uri, data: Vec<T>) -> SearchResult<T> {
+    let total = data.len() as i64;
+    let page = Page {
+        count: total,
+        offset: 0,
+    };
+    envelope(uri, page, Found { total, rows: data }, |row| row)
 }
 
 /// The request's own URL at another `_offset`: every other parameter (filters, `_count`,

@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
 use axum::Json;
-use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
-use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms, Date};
+use openspp_aggregates::consent::ConsentStatus;
+use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms};
 use openspp_projections::consent as index;
-use openspp_projections::search::Comparator;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,10 +18,10 @@ use crate::api::consent::{
     RevokeBody, Viewer, Withdrawal,
 };
 use crate::api::json::ApiJson;
-use crate::api::params::Params;
+use crate::api::params::{unpaged, Params};
 use crate::api::preconditions::IfMatch;
 use crate::api::reference::parse_identifier;
-use crate::api::schema::{OperationOutcome, SearchLinks, SearchMeta, SearchResult};
+use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -60,6 +59,15 @@ fn viewer(principal: &Principal) -> Viewer<'_> {
         .then_some(principal.organization.as_str())
 }
 
+/// `Individual/{system}|{value}` (or `Group/…`): how a consent names its subject, if the
+/// subject has an identifier.
+async fn subject_reference(call: &Call, terms: &ConsentTerms) -> Result<Option<String>, ApiError> {
+    let key = index::subject_identifier(&call.state.pool, &terms.subject_type, &terms.subject);
+    Ok(key
+        .await?
+        .map(|key| format!("{}/{key}", terms.subject_type)))
+}
+
 /// What rendering consents needs besides their states.
 #[derive(Default)]
 pub struct Context {
@@ -75,11 +83,7 @@ impl Context {
     async fn subjects(call: &Call, snapshots: &[&Snapshot<Consent>]) -> Result<Self, ApiError> {
         let mut context = Self::default();
         for terms in snapshots.iter().filter_map(|s| s.state.terms.as_ref()) {
-            let pool = &call.state.pool;
-            if let Some(key) =
-                index::subject_identifier(pool, &terms.subject_type, &terms.subject).await?
-            {
-                let reference = format!("{}/{key}", terms.subject_type);
+            if let Some(reference) = subject_reference(call, terms).await? {
                 context.subjects.insert(terms.subject.clone(), reference);
             }
         }
@@ -110,12 +114,9 @@ impl Resource for Consent {
             return Err(ApiError::not_found(RESOURCE));
         };
         call.audit.returned(subject, Some(&record.consent_id), None);
-        let terms = &record.terms;
-        if let Some(key) =
-            index::subject_identifier(pool, &terms.subject_type, &terms.subject).await?
-        {
-            let reference = format!("{}/{key}", terms.subject_type);
-            call.audit.mentioning([(reference, terms.subject.clone())]);
+        if let Some(reference) = subject_reference(call, &record.terms).await? {
+            call.audit
+                .mentioning([(reference, record.terms.subject.clone())]);
         }
         Ok(Located {
             stream: record.consent_id.clone(),
@@ -181,46 +182,13 @@ async fn create(
         .require_controller("record or renew consents")?;
     let ApiJson(body) = body?;
     body.check_text()?;
-    let (subject_type, key) = body
-        .subject
-        .split_once('/')
-        .filter(|(kind, _)| *kind == "Individual" || *kind == "Group")
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                "subject",
-                "must be Individual/{system}|{value} or Group/{system}|{value}",
-            )
-        })?;
-    let identifier = parse_identifier(key, "subject")
-        .map_err(|e| ApiError::unprocessable("subject", e.diagnostics))?;
+    let (subject_type, identifier) = body.subject()?;
     let subject = claims::resolve(&call.state.pool, subject_type, &identifier)
         .await?
         .ok_or_else(|| ApiError::unprocessable("subject", format!("no such {subject_type}")))?;
     call.audit
         .mentioning([(body.subject.clone(), subject.clone())]);
-    let recipient_mode = RecipientMode::parse(&body.recipient_mode)
-        .ok_or_else(|| ApiError::unprocessable("recipient_mode", RecipientMode::expected()))?;
-    let terms = ConsentTerms {
-        subject_type: subject_type.to_owned(),
-        subject,
-        recipient_mode,
-        recipients: body.recipients,
-        recipient_types: body.recipient_types,
-        scopes: body
-            .scopes
-            .into_iter()
-            .map(|s| ConsentScope {
-                resource_type: s.resource_type,
-                field_access: s.field_access,
-                purpose: s.purpose,
-            })
-            .collect(),
-        legal_basis: body.legal_basis,
-        effective_date: body.effective_date.map_or_else(today, Date::get),
-        expiry_date: body.expiry_date.get(),
-        delegation_type: body.delegation_type,
-        indicated_by: body.indicated_by,
-    };
+    let terms = body.into_terms(subject_type, subject, today())?;
     resource::create::<Consent>(&call, None, ConsentCommand::Give(terms)).await
 }
 
@@ -394,29 +362,13 @@ async fn list(
             Some(&record.consent_id),
             None,
         );
-        let reference =
-            index::subject_identifier(pool, &record.terms.subject_type, &record.terms.subject)
-                .await?
-                .map(|key| format!("{}/{key}", record.terms.subject_type));
+        let reference = subject_reference(&call, &record.terms).await?;
         data.push(shown(record, reference, today(), viewer(&call.principal)));
     }
     if let Some(stream) = stream.filter(|_| !data.is_empty()) {
         call.audit.mentioning([(subject.clone(), stream)]);
     }
-    let count = data.len();
-    Ok(Json(SearchResult {
-        data,
-        meta: SearchMeta {
-            total: count as i64,
-            count,
-            offset: 0,
-        },
-        links: SearchLinks {
-            self_: uri.to_string(),
-            next: None,
-            prev: None,
-        },
-    }))
+    Ok(Json(unpaged(&uri, data)))
 }
 
 /// How a consent has been used: accesses per client and interaction, and the fields returned.
@@ -439,13 +391,7 @@ async fn access_summary(
     )?;
     let located = Consent::locate(&call, &id).await?;
     let mut params = Params::from_uri(&uri)?;
-    let mut at = params.instants("date_from")?;
-    for bound in &mut at {
-        bound.0 = Comparator::Ge;
-    }
-    for (_, instant) in params.instants("date_to")? {
-        at.push((Comparator::Le, instant));
-    }
+    let at = params.between("date_from", "date_to")?;
     params.finish()?;
     let query = AccessQuery {
         consent_id: Some(located.stream.clone()),

@@ -23,7 +23,6 @@ use crate::api::stated::Stated;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
-use crate::extensions::Shown;
 use crate::resource::{
     self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
     Searchable, Snapshot,
@@ -271,15 +270,7 @@ async fn create(
     OriginalUri(uri): OriginalUri,
     body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
-    call.principal.require_controller("register groups")?;
-    let Stated { body, fields } = body?;
-    let stated = call
-        .state
-        .extensions
-        .stated(EXTENDED, body.extension.as_ref());
-    call.principal.may_register(SCOPE, &fields, &stated)?;
-    resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
+    let Stated { body, .. } = resource::open_registration::<Group, _>(&call, &uri, body)?;
     let details = details(body, &call).await?;
     let subject = details.identifiers.first().map(|i| i.key());
     resource::create::<Group>(&call, subject, GroupCommand::Register(details)).await
@@ -310,13 +301,7 @@ async fn replace(
     OriginalUri(uri): OriginalUri,
     body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let Stated { body, fields } = body?;
-    let stated = call
-        .state
-        .extensions
-        .stated(EXTENDED, body.extension.as_ref());
-    resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
+    let Stated { body, fields } = resource::open_replacement::<Group, _>(&call, &uri, body)?;
     let target = Group::locate(&call, &id).await?;
     let details = details(body, &call).await?;
     let member_consents = if call.principal.require_consent {

@@ -18,15 +18,12 @@ use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::stated::Stated;
 use crate::app::AppState;
-use crate::auth::Action;
 use crate::error::ApiError;
-use crate::extensions::Shown;
 use crate::resource::{
-    self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
-    Searchable, Snapshot,
+    self, grants_for, locate_registrant, Answer, Call, Grant, Located, Resource, Searchable,
+    Snapshot,
 };
 
-const RESOURCE: &str = "Individual";
 const SCOPE: &str = "individual";
 const EXTENDED: ExtendedResource = ExtendedResource::Individual;
 
@@ -225,15 +222,7 @@ async fn create(
     OriginalUri(uri): OriginalUri,
     body: Result<Stated<IndividualResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
-    call.principal.require_controller("register individuals")?;
-    let Stated { body, fields } = body?;
-    let stated = call
-        .state
-        .extensions
-        .stated(EXTENDED, body.extension.as_ref());
-    call.principal.may_register(SCOPE, &fields, &stated)?;
-    resource::answer_extensions::<Individual>(&call, &uri, Shown::stated(&stated))?;
+    let Stated { body, .. } = resource::open_registration::<Individual, _>(&call, &uri, body)?;
     let details = body.into_details()?;
     let subject = details.identifiers.first().map(|i| i.key());
     resource::create::<Individual>(&call, subject, IndividualCommand::Register(details)).await
@@ -264,13 +253,7 @@ async fn replace(
     OriginalUri(uri): OriginalUri,
     body: Result<Stated<IndividualResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let Stated { body, fields } = body?;
-    let stated = call
-        .state
-        .extensions
-        .stated(EXTENDED, body.extension.as_ref());
-    resource::answer_extensions::<Individual>(&call, &uri, Shown::stated(&stated))?;
+    let Stated { body, fields } = resource::open_replacement::<Individual, _>(&call, &uri, body)?;
     let target = Individual::locate(&call, &id).await?;
     let details = body.into_details()?;
     let write = target.change(if_match, |access| IndividualCommand::Replace {

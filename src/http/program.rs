@@ -3,7 +3,8 @@
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::program::{TargetType, PROGRAM_TYPE};
+use openspp_aggregates::program::PROGRAM_TYPE;
+use openspp_aggregates::TargetType;
 use openspp_aggregates::{Program, ProgramCommand, ProgramStatus};
 use openspp_projections::program::{self as view, ProgramQuery};
 use openspp_projections::search::{Found, Page, SortKey};
@@ -101,26 +102,8 @@ impl Searchable for Program {
     type Query = ProgramQuery;
 
     async fn query(call: &Call, params: &mut Params) -> Result<ProgramQuery, ApiError> {
-        let status = params.one("status")?;
-        if status
-            .as_deref()
-            .is_some_and(|s| ProgramStatus::parse(s).is_none())
-        {
-            return Err(ApiError::bad_request(
-                Some("status"),
-                ProgramStatus::expected(),
-            ));
-        }
-        let target_type = params.one("targetType")?;
-        if target_type
-            .as_deref()
-            .is_some_and(|t| TargetType::parse(t).is_none())
-        {
-            return Err(ApiError::bad_request(
-                Some("targetType"),
-                TargetType::expected(),
-            ));
-        }
+        let status = params.one_of("status", ProgramStatus::parse, ProgramStatus::expected)?;
+        let target_type = params.one_of("targetType", TargetType::parse, TargetType::expected)?;
         let principal = &call.principal;
         let pool = &call.state.pool;
         let identifier = match params.identifier()? {

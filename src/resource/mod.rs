@@ -13,6 +13,7 @@ mod answer;
 mod audit;
 mod call;
 pub mod clash_alert;
+mod extended;
 mod grant;
 pub mod history;
 mod locate;
@@ -23,6 +24,7 @@ mod write;
 pub use answer::{show, Answer};
 pub use audit::{record_accesses, Audit, Interaction};
 pub use call::Call;
+pub use extended::{open_registration, open_replacement};
 pub use grant::{grants_for, identity_only, shown, today, Grant};
 pub use locate::{find_subject, locate_registrant, referenced, Subject};
 pub use ops::{
