@@ -3,9 +3,10 @@
 //!
 //! First the store's single-command path alone (`EventStore::execute`, a registration per
 //! command, 16 at a time for 10 s: what one POST costs the database, HTTP aside).
-//! Fills a fresh database through the store's batch append path (1,000 registrations per
-//! batch: an `IndividualRegistered` and an `IdentifierAdded` each, hash-chained, with their
-//! identifier claims and read-model rows, one statement per batch), measures pgbench's
+//! Fills a fresh database through the store's batch append path (`common/population.rs`:
+//! 1,000 registrations per batch, an `IndividualRegistered` and an `IdentifierAdded` each,
+//! hash-chained, with their identifier claims and read-model rows, one statement per batch),
+//! measures pgbench's
 //! one-row insert beside it as the yardstick of this machine at this moment, then at each
 //! size of `--events` runs `openspp replay` (which drops the read models and rebuilds them
 //! from the log) and checks that the rebuilt tables are exactly what the appends wrote.
@@ -16,22 +17,17 @@
 #[path = "../tests/e2e/support.rs"]
 mod support;
 
+#[allow(dead_code)]
+#[path = "common/population.rs"]
+mod population;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{Duration, NaiveDate};
 use openspp::store::{CommandMetadata, EventStore};
-use openspp_aggregates::{
-    Code, DomainError, HumanName, Identifier, Individual, IndividualCommand, IndividualDetails,
-    RegistryServices, SystemClock,
-};
-use support::{cli, sql_scalar, TestDatabase, NATIONAL_ID};
-
-/// Registrations per batch (two events each).
-const BATCH: usize = 1_000;
-/// Batches committed at once while filling.
-const FILLERS: usize = 2;
+use openspp_aggregates::{Individual, IndividualCommand, RegistryServices};
+use support::{cli, sql_scalar, TestDatabase};
 
 fn sizes() -> Vec<usize> {
     let args: Vec<String> = std::env::args().collect();
@@ -40,74 +36,6 @@ fn sizes() -> Vec<usize> {
         .and_then(|i| args.get(i + 1))
         .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000_000])
-}
-
-fn person(n: usize) -> IndividualDetails {
-    IndividualDetails {
-        identifiers: vec![Identifier {
-            system: NATIONAL_ID.into(),
-            value: format!("N{n}"),
-        }],
-        active: true,
-        name: HumanName {
-            family: Some(format!("Family{}", n % 5000)),
-            given: Some(format!("Given{n}")),
-            ..HumanName::default()
-        },
-        birth_date: NaiveDate::from_ymd_opt(1940, 1, 1)
-            .map(|d| d + Duration::days((n % 25_000) as i64)),
-        birth_date_estimated: false,
-        extension: None,
-        gender: Some(Code {
-            system: "urn:iso:std:iso:5218".into(),
-            code: (1 + n % 2).to_string(),
-        }),
-        telecom: Vec::new(),
-        address: Vec::new(),
-    }
-}
-
-/// Registers people `from..to` in batches of `BATCH`, `FILLERS` batches at a time.
-async fn fill(store: &EventStore, services: &Arc<RegistryServices>, from: usize, to: usize) {
-    let metadata = CommandMetadata {
-        client_id: "bench".into(),
-        source_system: "urn:openspp:bench".into(),
-        source_reference: None,
-        collection_method: "migration".into(),
-        request_id: "bench-replay".into(),
-        consent_id: None,
-        consent_subject: None,
-    };
-    let starts: Vec<usize> = (from..to).step_by(BATCH).collect();
-    for group in starts.chunks(FILLERS) {
-        let tasks: Vec<_> = group
-            .iter()
-            .map(|&start| {
-                let (store, services, metadata) =
-                    (store.clone(), services.clone(), metadata.clone());
-                tokio::spawn(async move {
-                    let mut batch = store.batch::<DomainError>();
-                    for n in start..(start + BATCH).min(to) {
-                        let stream = uuid::Uuid::now_v7().to_string();
-                        batch
-                            .decide::<Individual>(
-                                &stream,
-                                None,
-                                IndividualCommand::Register(person(n)),
-                                &services,
-                                &metadata,
-                            )
-                            .await
-                            .expect("a valid registration");
-                    }
-                    batch.commit().await.expect("the batch commits");
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-    }
 }
 
 /// Registrations through `EventStore::execute`, `concurrency` at a time, for `seconds`.
@@ -131,11 +59,12 @@ async fn single_commands(
                     request_id: "bench-single".into(),
                     consent_id: None,
                     consent_subject: None,
+                    consent_recipient: None,
                 };
                 let mut done = 0usize;
                 while Instant::now() < deadline {
                     let stream = uuid::Uuid::now_v7().to_string();
-                    let mut details = person(done);
+                    let mut details = population::person("S", done);
                     details.identifiers[0].value = format!("S{worker}-{done}");
                     store
                         .execute::<Individual>(
@@ -214,12 +143,7 @@ async fn main() {
     let database = TestDatabase::create("openspp_bench_replay");
     cli(&database.url, &["migrate"]);
     let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
-    let catalogs = openspp::catalog_sync::Catalogs::load(&pool).await.unwrap();
-    let services = Arc::new(RegistryServices {
-        vocabulary: catalogs.vocabulary.clone(),
-        extensions: catalogs.extensions.clone(),
-        clock: Arc::new(SystemClock),
-    });
+    let services = population::services(&pool).await;
     let store = EventStore::new(pool.clone());
     let tps = pgbench(&database.url);
     println!("pgbench one-row insert, 16 clients: {tps:.0} tps");
@@ -237,7 +161,7 @@ async fn main() {
     for events in sizes {
         let target = events / 2;
         let started = Instant::now();
-        fill(&store, &services, people, target).await;
+        population::fill(&store, &services, "N", people, target, None).await;
         let filled = (target - people) * 2;
         let rate = filled as f64 / started.elapsed().as_secs_f64();
         people = target;

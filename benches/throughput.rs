@@ -1,14 +1,23 @@
-//! Throughput of the API on this machine, beside PostgreSQL's own raw insert rate.
+//! Throughput of the API on this machine, each figure beside PostgreSQL's own on the same
+//! machine in the same run: `cargo bench --bench throughput` (options after `--`:
+//! `--seconds 10 --concurrency 16 --rows 100000 --population 1000000 --extras`).
 //!
-//! `cargo bench --bench throughput` (options after `--`: `--concurrency 16 --creates 4000
-//! --reads 20000 --seconds 10 --overhead-reads 3000 --overhead-rounds 3`). It starts the real
-//! server against a fresh database, drives it over loopback HTTP, runs pgbench with a one-row
-//! insert script as the yardstick, and drops the database. Numbers only; nothing here asserts a
-//! speed.
+//! It prints one table, a row per line of issue 10's: the server's figure (load from `wrk`),
+//! pgbench's (a one-row jsonb insert; a primary-key select over `--rows` rows), the ratio and
+//! the goal; then search latency over `--population` individuals, legal basis and consent-
+//! filtered, and the server's peak resident memory. Writes and reads run against a fresh
+//! database holding `--rows` people; searches against a copy of a cached population (built once
+//! through the store's batch path, see `common/population.rs`). `--extras` adds the access
+//! log's cost and the 404 timing comparison. Numbers only; nothing here asserts a speed.
 
 #[allow(dead_code)]
 #[path = "../tests/e2e/support.rs"]
 mod support;
+
+#[path = "common/population.rs"]
+mod population;
+#[path = "common/wrk.rs"]
+mod wrk;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,18 +25,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openspp::access_log::{AccessEntry, AccessLog};
-use support::{create_client, individual_body, path_id, Api, Server, TestDatabase, NATIONAL_ID};
+use openspp::store::EventStore;
+use support::{cli, create_client, path_id, Api, Server, TestDatabase, NATIONAL_ID};
+use wrk::{lua_string, Load};
 
 struct Options {
     concurrency: usize,
-    creates: usize,
-    reads: usize,
+    /// Length of each measured phase.
     seconds: u64,
-    /// Individuals to register before measuring the consent filter's cost on search (0 = skip).
+    /// People in the write/read database (and rows in pgbench's primary-key table).
+    rows: usize,
+    /// People in the cached population searched (0 = skip the searches).
     population: usize,
-    /// Reads per side and round of the access log's A/B (0 = skip).
-    overhead_reads: usize,
-    overhead_rounds: usize,
+    /// The access log's cost and the 404 timing comparison too.
+    extras: bool,
 }
 
 fn options() -> Options {
@@ -41,12 +52,10 @@ fn options() -> Options {
     };
     Options {
         concurrency: value("--concurrency", 16),
-        creates: value("--creates", 4000),
-        reads: value("--reads", 20000),
         seconds: value("--seconds", 10) as u64,
-        population: value("--population", 0),
-        overhead_reads: value("--overhead-reads", 3000),
-        overhead_rounds: value("--overhead-rounds", 3),
+        rows: value("--rows", 100_000),
+        population: value("--population", 1_000_000),
+        extras: args.iter().any(|a| a == "--extras"),
     }
 }
 
@@ -104,82 +113,6 @@ where
     (total as f64 / elapsed.as_secs_f64(), p(0.5), p(0.99))
 }
 
-fn pgbench(database_url: &str, clients: usize, seconds: u64) -> String {
-    support::sql_scalar(
-        database_url,
-        "CREATE TABLE IF NOT EXISTS bench_rows (id bigint GENERATED ALWAYS AS IDENTITY, payload jsonb, metadata jsonb, recorded_at timestamptz)",
-    );
-    let script = std::env::temp_dir().join(format!("openspp-bench-{}.sql", std::process::id()));
-    std::fs::write(
-        &script,
-        "INSERT INTO bench_rows (payload, metadata, recorded_at) VALUES ('{\"name\": \"x\"}', '{\"client_id\": \"c\"}', now());\n",
-    )
-    .unwrap();
-    let output = Command::new("pgbench")
-        .args([
-            "-n",
-            "-M",
-            "prepared",
-            "-j",
-            "2",
-            "-c",
-            &clients.to_string(),
-            "-T",
-            &seconds.to_string(),
-            "-f",
-        ])
-        .arg(&script)
-        .arg(database_url)
-        .output();
-    let _ = std::fs::remove_file(&script);
-    match output {
-        Ok(out) => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with("tps") || l.contains("latency average"))
-            .collect::<Vec<_>>()
-            .join("; "),
-        Err(e) => format!("pgbench unavailable: {e}"),
-    }
-}
-
-/// Enrols `count` of the registered individuals in one program, `c` at a time.
-async fn enrolment(api: &Api, _database_url: &str, prefix: &str, count: usize, c: usize) {
-    let program = format!("Bench program {prefix}");
-    let reply = api
-        .post(
-            "/api/v2/spp/Program",
-            serde_json::json!({"name": program, "targetType": "individual", "currency": "PHP"}),
-        )
-        .await;
-    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
-    let alias = format!(
-        "urn:openspp:program|{}",
-        program.to_lowercase().replace(' ', "-")
-    );
-    let enrol_api = api.clone();
-    let enrol_prefix = prefix.to_owned();
-    let (rps, p50, p99) = drive(c, count, move |n| {
-        let api = enrol_api.clone();
-        let body = serde_json::json!({
-            "program": {"reference": format!("Program/{alias}")},
-            "beneficiary": {"reference": format!("Individual/{NATIONAL_ID}|{enrol_prefix}-{n}")},
-            "status": "enrolled"
-        });
-        async move {
-            api.post("/api/v2/spp/ProgramMembership", body)
-                .await
-                .status
-                .as_u16()
-        }
-    })
-    .await;
-    println!(
-        "enrol   POST /ProgramMembership {rps:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({count} requests)",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
-    );
-}
-
 /// For a consent-bound client, reading someone who exists without consent must cost what
 /// reading an unknown identifier costs: both latency distributions side by side, measured in
 /// alternating rounds (so drift in the machine's load falls on both) and compared by medians.
@@ -204,9 +137,9 @@ async fn not_found_timing(api: &Api, database_url: &str, prefix: &str, c: usize)
                 move |n| {
                     let api = reader.clone();
                     let value = if existing {
-                        format!("{prefix}-{}", (n + round * REQUESTS) % 1000)
+                        format!("{prefix}{}", (n + round * REQUESTS) % 1000)
                     } else {
-                        format!("{prefix}-missing-{round}-{n}")
+                        format!("{prefix}missing-{round}-{n}")
                     };
                     let path = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &value));
                     async move { api.get(&path).await.status.as_u16() }
@@ -225,79 +158,6 @@ async fn not_found_timing(api: &Api, database_url: &str, prefix: &str, c: usize)
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );
-    }
-}
-
-/// Fills the registry to `population` individuals (birth dates spread over 70 years), gives
-/// every tenth of them a consent for one NGO, and compares search latency for a client acting
-/// under a legal basis with that NGO's consent-filtered client.
-async fn consent_filter_cost(
-    api: &Api,
-    database_url: &str,
-    prefix: &str,
-    population: usize,
-    c: usize,
-) {
-    let fill_api = api.clone();
-    let fill_prefix = format!("{prefix}-pop");
-    let started = Instant::now();
-    let (rps, _, _) = drive(c * 2, population, move |n| {
-        let api = fill_api.clone();
-        let mut body = individual_body(&format!("{fill_prefix}-{n}"));
-        let year = 1940 + (n % 70);
-        body["birthDate"] =
-            serde_json::json!(format!("{year}-{:02}-{:02}", 1 + n % 12, 1 + n % 28));
-        async move {
-            api.post("/api/v2/spp/Individual", body)
-                .await
-                .status
-                .as_u16()
-        }
-    })
-    .await;
-    println!(
-        "filled {population} individuals in {:.0} s ({rps:.0} creates/s)",
-        started.elapsed().as_secs_f64()
-    );
-    let consent_api = api.clone();
-    let consent_prefix = format!("{prefix}-pop");
-    drive(c, population / 10, move |n| {
-        let api = consent_api.clone();
-        let body = serde_json::json!({
-            "subject": format!("Individual/{NATIONAL_ID}|{consent_prefix}-{}", n * 10),
-            "recipient_mode": "specific", "recipients": ["Bench NGO"],
-            "scopes": [{"resource_type": "individual", "field_access": null, "purpose": "service_delivery"}],
-            "expiry_date": "2099-12-31"
-        });
-        async move { api.post("/api/v2/spp/Consent", body).await.status.as_u16() }
-    })
-    .await;
-    // The steady state, as autovacuum leaves it within a minute of a bulk load: without fresh
-    // statistics the planner takes the consent filter for a few rows and probes per consent.
-    support::sql_scalar(database_url, "ANALYZE");
-    let ngo = support::consent_client(database_url, "Bench NGO", "ngo", &["individual:all"]);
-    let ngo_api = Api::new(&api.base).login(&ngo).await;
-    for (label, query) in [
-        ("name, first page", "name=santos&_count=20"),
-        (
-            "birthdate range",
-            "birthdate=ge1970-01-01&birthdate=lt1971-01-01&_count=20",
-        ),
-    ] {
-        for (who, client) in [("legal basis", api.clone()), ("consent", ngo_api.clone())] {
-            let path = format!("/api/v2/spp/Individual?{query}");
-            let (rps, p50, p99) = drive(c, 400, move |_| {
-                let api = client.clone();
-                let path = path.clone();
-                async move { api.get(&path).await.status.as_u16() }
-            })
-            .await;
-            println!(
-                "search {label:<18} {who:<12} {rps:>7.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({population} individuals)",
-                p50.as_secs_f64() * 1e3,
-                p99.as_secs_f64() * 1e3
-            );
-        }
     }
 }
 
@@ -355,7 +215,7 @@ async fn access_log_overhead(
                     "/api/v2/spp/Individual/{}",
                     path_id(
                         NATIONAL_ID,
-                        &format!("{prefix}-{}", (n * 7919 + round) % creates)
+                        &format!("{prefix}{}", (n * 7919 + round) % creates)
                     )
                 );
                 async move { api.get(&path).await.status.as_u16() }
@@ -437,10 +297,294 @@ async fn access_log_entry_cost(database_url: &str, entries: usize) {
     );
 }
 
+/// pgbench's transactions per second running `script`, `clients` at a time for `seconds`.
+fn pgbench(database_url: &str, clients: usize, seconds: u64, script: &str) -> f64 {
+    let file = std::env::temp_dir().join(format!(
+        "openspp-pgbench-{}-{}.sql",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&file, script).unwrap();
+    let output = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "2", "-c"])
+        .arg(clients.to_string())
+        .arg("-T")
+        .arg(seconds.to_string())
+        .arg("-f")
+        .arg(&file)
+        .arg(database_url)
+        .output()
+        .expect("pgbench runs");
+    let _ = std::fs::remove_file(&file);
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("pgbench: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+/// pgbench inserting one jsonb row per transaction (a durable commit each, as a write is).
+fn pgbench_insert(database_url: &str, clients: usize, seconds: u64) -> f64 {
+    support::sql_scalar(
+        database_url,
+        "CREATE TABLE bench_rows (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         payload jsonb, metadata jsonb, recorded_at timestamptz)",
+    );
+    let tps = pgbench(
+        database_url,
+        clients,
+        seconds,
+        "INSERT INTO bench_rows (payload, metadata, recorded_at) \
+         VALUES ('{\"name\": \"x\"}', '{\"client_id\": \"c\"}', now());\n",
+    );
+    support::sql_scalar(database_url, "DROP TABLE bench_rows");
+    tps
+}
+
+/// pgbench selecting one row of `rows` by primary key per transaction.
+fn pgbench_select(database_url: &str, clients: usize, seconds: u64, rows: usize) -> f64 {
+    support::sql_scalar(
+        database_url,
+        &format!(
+            "CREATE TABLE bench_pk AS SELECT g AS id, jsonb_build_object('name', 'x' || g) AS payload \
+             FROM generate_series(1, {rows}) g; ALTER TABLE bench_pk ADD PRIMARY KEY (id); \
+             VACUUM ANALYZE bench_pk"
+        ),
+    );
+    let tps = pgbench(
+        database_url,
+        clients,
+        seconds,
+        &format!("\\set id random(1, {rows})\nSELECT payload FROM bench_pk WHERE id = :id;\n"),
+    );
+    support::sql_scalar(database_url, "DROP TABLE bench_pk");
+    tps
+}
+
+/// A `wrk` script posting `body` to `path`, where `{N}` in the body becomes a number no other
+/// request of the run uses (`THREADS * n + tid`).
+fn post_script(path: &str, body: &serde_json::Value) -> String {
+    let text = body.to_string();
+    let (before, after) = text.split_once("{N}").expect("the body has {N}");
+    format!(
+        "local n = 0\n\
+         request = function()\n\
+           local i = n * THREADS + tid\n\
+           n = n + 1\n\
+           return wrk.format(\"POST\", {}, nil, {} .. i .. {})\n\
+         end",
+        lua_string(path),
+        lua_string(before),
+        lua_string(after)
+    )
+}
+
+/// A `wrk` script reading `{prefix}{n}` for a random `n` below `below`.
+fn random_get_script(prefix: &str, below: usize) -> String {
+    format!(
+        "function init(args) math.randomseed(7919 * tid + 1) end\n\
+         request = function()\n\
+           return wrk.format(\"GET\", {} .. math.random(0, {}))\n\
+         end",
+        lua_string(prefix),
+        below - 1
+    )
+}
+
+/// A `wrk` script reading `path`.
+fn get_script(path: &str) -> String {
+    format!(
+        "request = function() return wrk.format(\"GET\", {}) end",
+        lua_string(path)
+    )
+}
+
+/// Peak resident memory of process `pid` so far, in MB (`VmHWM`).
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// One line of the table: what, the server's figure, the yardstick's, the ratio, the goal.
+struct Row([String; 5]);
+
+impl Row {
+    /// A throughput row: the server's req/s against pgbench's tps.
+    fn versus(what: &str, server: &Load, yardstick: &str, tps: f64, goal: f64) -> Self {
+        let ratio = server.rps / tps;
+        Row([
+            what.to_owned(),
+            format!(
+                "{:.0} req/s, p99 {:.1} ms",
+                server.rps,
+                server.p99.as_secs_f64() * 1e3
+            ),
+            format!("{yardstick} {tps:.0} tps"),
+            format!("{ratio:.3}×{}", if ratio >= goal { "" } else { " (below)" }),
+            format!("≥ {goal:.2}×"),
+        ])
+    }
+}
+
+/// The server's req/s and p99 under `script`, after a short warm-up (so that the first
+/// requests' cold caches are not what is measured).
+fn measured(label: &str, base: &str, token: &str, o: &Options, script: &str) -> Load {
+    wrk::run(base, token, 2, o.concurrency, script);
+    let load = wrk::run(
+        base,
+        token,
+        o.seconds.div_ceil(2).max(3),
+        o.concurrency,
+        script,
+    );
+    println!("{label:<52} {}", load.summary());
+    load
+}
+
+/// Searches over a copy of the cached population: each search for a client under a legal
+/// basis and for one filtered by the people's consents; and a read by id at that size.
+/// Returns the table's rows and the server's peak resident memory.
+async fn searches(o: &Options, table: &mut Vec<Row>) -> f64 {
+    let template = population::cached(o.population).await;
+    let started = Instant::now();
+    let name = format!("openspp_bench_run_{}", uuid::Uuid::new_v4().simple());
+    let url = population::copy_of(&template, &name);
+    let database = TestDatabase { name, url };
+    println!(
+        "copied the cached population of {} in {:.1} s",
+        o.population,
+        started.elapsed().as_secs_f64()
+    );
+    let server = Server::start(&database.url, &[("OPENSPP_LOG", "error")]);
+    let legal = create_client(&database.url, &["--scope", "individual:all"]);
+    let legal = Api::new(&server.base).login(&legal).await.token.unwrap();
+    let ngo = support::consent_client(&database.url, population::NGO, "ngo", &["individual:all"]);
+    let ngo = Api::new(&server.base).login(&ngo).await.token.unwrap();
+    let size = o.population;
+    let read = measured(
+        &format!("read    GET /Individual/{{id}} at {size}"),
+        &server.base,
+        &legal,
+        o,
+        &random_get_script(
+            &format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, "P")),
+            size,
+        ),
+    );
+    table.push(Row([
+        format!("`GET /Individual/{{id}}` at {size} individuals"),
+        format!(
+            "{:.0} req/s, p99 {:.1} ms",
+            read.rps,
+            read.p99.as_secs_f64() * 1e3
+        ),
+        "—".into(),
+        "—".into(),
+        "as above".into(),
+    ]));
+    let searches = [
+        (
+            "name=santos",
+            get_script("/api/v2/spp/Individual?name=santos&_count=20"),
+        ),
+        (
+            "birthdate, one month",
+            get_script(
+                "/api/v2/spp/Individual?birthdate=ge1970-03-01&birthdate=lt1970-04-01&_count=20",
+            ),
+        ),
+        (
+            "identifier=",
+            random_get_script(
+                &format!(
+                    "/api/v2/spp/Individual?identifier={}",
+                    path_id(NATIONAL_ID, "P")
+                ),
+                size,
+            ),
+        ),
+    ];
+    for (label, script) in searches {
+        let by_legal = measured(
+            &format!("search  {label} legal basis"),
+            &server.base,
+            &legal,
+            o,
+            &script,
+        );
+        let by_consent = measured(
+            &format!("search  {label} consent-filtered"),
+            &server.base,
+            &ngo,
+            o,
+            &script,
+        );
+        let p99 = |load: &Load| {
+            let ms = load.p99.as_secs_f64() * 1e3;
+            format!(
+                "p99 {ms:.1} ms{} ({:.0} req/s)",
+                if ms < 50.0 { "" } else { " (above)" },
+                load.rps
+            )
+        };
+        let slower = by_legal.rps / by_consent.rps;
+        table.push(Row([
+            format!("search `{label}` over {size}: legal basis / consent-filtered"),
+            format!("{} / {}", p99(&by_legal), p99(&by_consent)),
+            "—".into(),
+            format!(
+                "consent {slower:.2}× slower{}",
+                if slower <= 2.0 { "" } else { " (above)" }
+            ),
+            "p99 < 50 ms; filter ≤ 2×".into(),
+        ]));
+    }
+    let peak = peak_rss_mb(server.pid());
+    drop(server);
+    drop(database);
+    peak
+}
+
 #[tokio::main]
 async fn main() {
-    let options = options();
+    let o = options();
+    let c = o.concurrency;
+    let s = o.seconds;
+    println!(
+        "openspp-es throughput: {c} connections (wrk) beside pgbench ({c} clients), {s} s a phase, one 2-core machine"
+    );
     let database = TestDatabase::create("openspp_bench");
+    cli(&database.url, &["migrate"]);
+    {
+        let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+        let services = population::services(&pool).await;
+        let started = Instant::now();
+        population::fill(
+            &EventStore::new(pool.clone()),
+            &services,
+            "B",
+            0,
+            o.rows,
+            None,
+        )
+        .await;
+        println!(
+            "loaded {} individuals through the store's batch path in {:.1} s",
+            o.rows,
+            started.elapsed().as_secs_f64()
+        );
+        pool.close().await;
+        support::sql_scalar(&database.url, "VACUUM ANALYZE");
+    }
     let server = Server::start(&database.url, &[("OPENSPP_LOG", "error")]);
     let credentials = create_client(
         &database.url,
@@ -448,90 +592,116 @@ async fn main() {
             "--scope",
             "individual:all",
             "--scope",
-            "consent:all",
-            "--scope",
             "program:all",
             "--scope",
             "program_membership:all",
         ],
     );
     let api = Api::new(&server.base).login(&credentials).await;
-    let prefix = uuid::Uuid::new_v4().simple().to_string();
-    let c = options.concurrency;
-    println!("openspp-es throughput, {c} concurrent clients, loopback, one 2-core machine");
+    let token = api.token.clone().unwrap();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut table = Vec::new();
 
-    let create_api = api.clone();
-    let create_prefix = prefix.clone();
-    let (rps, p50, p99) = drive(c, options.creates, move |n| {
-        let api = create_api.clone();
-        let body = individual_body(&format!("{create_prefix}-{n}"));
-        async move {
-            api.post("/api/v2/spp/Individual", body)
-                .await
-                .status
-                .as_u16()
-        }
-    })
-    .await;
-    println!("create  POST /Individual      {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests)",
-        rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.creates);
-
-    let read_api = api.clone();
-    let read_prefix = prefix.clone();
-    let creates = options.creates;
-    let (rps, p50, p99) = drive(c, options.reads, move |n| {
-        let api = read_api.clone();
-        let path = format!(
-            "/api/v2/spp/Individual/{}",
-            path_id(
-                NATIONAL_ID,
-                &format!("{read_prefix}-{}", (n * 7919) % creates)
-            )
-        );
-        async move { api.get(&path).await.status.as_u16() }
-    })
-    .await;
-    println!("read    GET /Individual/{{id}}  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests)",
-        rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.reads);
-
-    let search_api = api.clone();
-    let (rps, p50, p99) = drive(c, options.reads / 4, move |_| {
-        let api = search_api.clone();
-        async move {
-            api.get("/api/v2/spp/Individual?name=santos&birthdate=ge1980-01-01&_count=20")
-                .await
-                .status
-                .as_u16()
-        }
-    })
-    .await;
-    println!("search  GET /Individual?name  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests over {} rows)",
-        rps, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, options.reads / 4, options.creates);
-
-    if options.overhead_reads > 0 {
-        access_log_overhead(
-            &api,
-            &database.url,
-            &prefix,
-            options.creates,
-            c,
-            options.overhead_reads,
-            options.overhead_rounds.max(1),
-        )
-        .await;
-    }
-
-    enrolment(&api, &database.url, &prefix, options.creates.min(2000), c).await;
-    not_found_timing(&api, &database.url, &prefix, c).await;
-
-    if options.population > 0 {
-        consent_filter_cost(&api, &database.url, &prefix, options.population, c).await;
-    }
-
-    println!(
-        "pgbench one-row insert, {c} clients: {}",
-        pgbench(&database.url, c, options.seconds)
+    let insert = pgbench_insert(&database.url, c, s);
+    println!("pgbench one-row jsonb insert                         {insert:>7.0} tps");
+    let create = wrk::run(
+        &server.base,
+        &token,
+        s,
+        c,
+        &post_script(
+            "/api/v2/spp/Individual",
+            &support::individual_body(&format!("W{run}-{{N}}")),
+        ),
     );
+    println!("{:<52} {}", "create  POST /Individual", create.summary());
+    table.push(Row::versus(
+        "`POST /Individual`",
+        &create,
+        "one-row insert",
+        insert,
+        0.40,
+    ));
+
+    let program = format!("Bench program {run}");
+    api.post(
+        "/api/v2/spp/Program",
+        serde_json::json!({"name": program, "targetType": "individual", "currency": "PHP"}),
+    )
+    .await
+    .expect(201);
+    let enrol = wrk::run(
+        &server.base,
+        &token,
+        s,
+        c,
+        &post_script(
+            "/api/v2/spp/ProgramMembership",
+            &serde_json::json!({
+                "program": {"reference": format!("Program/urn:openspp:program|bench-program-{run}")},
+                "beneficiary": {"reference": format!("Individual/{NATIONAL_ID}|B{{N}}")},
+                "status": "enrolled"
+            }),
+        ),
+    );
+    println!(
+        "{:<52} {}",
+        "enrol   POST /ProgramMembership",
+        enrol.summary()
+    );
+    table.push(Row::versus(
+        "`POST /ProgramMembership`",
+        &enrol,
+        "one-row insert",
+        insert,
+        0.40,
+    ));
+
+    let select = pgbench_select(&database.url, c, s, o.rows);
+    println!(
+        "pgbench primary-key select over {:<20} {select:>7.0} tps",
+        o.rows
+    );
+    let read = wrk::run(
+        &server.base,
+        &token,
+        s,
+        c,
+        &random_get_script(
+            &format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, "B")),
+            o.rows,
+        ),
+    );
+    println!("{:<52} {}", "read    GET /Individual/{id}", read.summary());
+    table.push(Row::versus(
+        "`GET /Individual/{id}`",
+        &read,
+        "primary-key select",
+        select,
+        0.30,
+    ));
+
+    if o.extras {
+        access_log_overhead(&api, &database.url, "B", o.rows, c, 3000, 3).await;
+        not_found_timing(&api, &database.url, "B", c).await;
+    }
+    let mut peak = peak_rss_mb(server.pid());
     drop(server);
     drop(database);
+
+    if o.population > 0 {
+        peak = peak.max(searches(&o, &mut table).await);
+    }
+    table.push(Row([
+        "server peak resident memory".into(),
+        format!("{peak:.0} MB"),
+        "—".into(),
+        "—".into(),
+        "< 150 MB".into(),
+    ]));
+
+    println!("\n| what | server | pgbench, {c} clients | ratio | goal |\n|---|---|---|---|---|");
+    for Row(cells) in &table {
+        println!("| {} |", cells.join(" | "));
+    }
 }

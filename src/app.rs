@@ -28,6 +28,8 @@ pub struct Shared {
     pub extensions: Arc<Extensions>,
     /// When repeated identifier clashes raise an alert.
     pub clash_alerts: ClashAlerts,
+    /// The DCI interface's settings and callback client (CONTRACT §9).
+    pub dci: Arc<crate::config::DciSettings>,
 }
 
 impl AppState {

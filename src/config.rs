@@ -73,6 +73,8 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=86_400)
     )]
     pub identifier_clash_alert_window_secs: u32,
+    #[command(flatten)]
+    pub dci: DciArgs,
 }
 
 /// When to alert: `threshold` clashes by one client within one window of `window_secs`.
@@ -81,4 +83,58 @@ pub struct ClashAlerts {
     /// 0 = never alert.
     pub threshold: u32,
     pub window_secs: u32,
+}
+
+/// The operator's DCI settings (`openspp serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DciArgs {
+    /// This registry's id: the `sender_id` of what it sends, the `receiver_id` it expects.
+    #[arg(
+        long = "dci-registry-id",
+        env = "OPENSPP_DCI_REGISTRY_ID",
+        default_value = "openspp"
+    )]
+    pub registry_id: String,
+    /// Accept requests without a signature (testing only).
+    #[arg(long = "dci-allow-unsigned", env = "OPENSPP_DCI_ALLOW_UNSIGNED")]
+    pub allow_unsigned: bool,
+    /// Allow `http://` callback URLs (testing only).
+    #[arg(
+        long = "dci-allow-http-callbacks",
+        env = "OPENSPP_DCI_ALLOW_HTTP_CALLBACKS"
+    )]
+    pub allow_http_callbacks: bool,
+    /// Non-public networks callbacks may reach (CIDRs, comma-separated), e.g. `127.0.0.0/8`.
+    #[arg(
+        long = "dci-callback-allow",
+        env = "OPENSPP_DCI_CALLBACK_ALLOW",
+        value_delimiter = ','
+    )]
+    pub callback_allow: Vec<ipnet::IpNet>,
+}
+
+impl Default for DciArgs {
+    fn default() -> Self {
+        Self {
+            registry_id: "openspp".to_owned(),
+            allow_unsigned: false,
+            allow_http_callbacks: false,
+            callback_allow: Vec::new(),
+        }
+    }
+}
+
+/// What the DCI endpoints and the outbox share (`AppState::dci`); built by `dci::Dci::new`.
+pub struct DciSettings {
+    pub registry_id: String,
+    pub allow_unsigned: bool,
+    pub callbacks: CallbackPolicy,
+    pub http: reqwest::Client,
+}
+
+/// Where DCI callbacks may go (checked by `dci::callback`).
+#[derive(Clone, Debug, Default)]
+pub struct CallbackPolicy {
+    pub allow_http: bool,
+    pub allow: Vec<ipnet::IpNet>,
 }

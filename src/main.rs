@@ -47,6 +47,13 @@ enum Command {
         #[command(subcommand)]
         command: openspp::operator::extension::ExtensionCommandArgs,
     },
+    /// DCI interoperability: senders and their signing keys, identifier types.
+    Dci {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        #[command(subcommand)]
+        command: openspp::dci::senders::DciCommand,
+    },
     /// Drop the read models and rebuild them from the event log.
     Replay {
         #[command(flatten)]
@@ -99,6 +106,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Extension { database, command } => {
             let db = db::connect_and_migrate(&database).await?;
             let done = openspp::operator::extension::run(&db.pool, command).await;
+            db.close().await;
+            done
+        }
+        Command::Dci { database, command } => {
+            let db = db::connect_and_migrate(&database).await?;
+            let done = openspp::dci::senders::run(&db.pool, command).await;
             db.close().await;
             done
         }

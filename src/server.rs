@@ -57,12 +57,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             threshold: args.identifier_clash_alert_threshold,
             window_secs: args.identifier_clash_alert_window_secs,
         },
+        dci: Arc::new(crate::dci::Dci::new(&args.dci)),
     });
     // Tasks that hold the state; each is ended before the access-log writer is drained.
     let mut tasks = vec![
         tokio::spawn(housekeeping(state.clone())),
         tokio::spawn(crate::auth::changes::follow(state.auth.clone())),
         tokio::spawn(catalog_sync::follow(pool.clone(), catalogs)),
+        tokio::spawn(crate::dci::outbox::run(state.clone())),
+        tokio::spawn(crate::dci::subscriptions::follow(state.clone())),
     ];
     // Serve once changes are heard (so the first requests are already cached), but not later
     // than a few seconds: until then requests read clients from the database, which is correct.

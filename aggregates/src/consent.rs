@@ -179,6 +179,9 @@ pub struct ConsentRecord {
     pub consent_id: String,
     pub status: ConsentStatus,
     pub terms: ConsentTerms,
+    /// The organisations that have withdrawn from the consent for themselves (a recipient's
+    /// `$revoke`); it stays in force for the others.
+    pub released: Vec<String>,
 }
 
 impl ConsentRecord {
@@ -188,6 +191,28 @@ impl ConsentRecord {
         matches!(self.status, ConsentStatus::Given | ConsentStatus::Renewed)
             && self.terms.effective_date <= today
             && today <= self.terms.expiry_date
+    }
+
+    /// Whether `organization` has withdrawn from this consent for itself.
+    pub fn released_for(&self, organization: &str) -> bool {
+        self.released.iter().any(|r| r == organization)
+    }
+
+    /// In force today for `organization`: in force, and not withdrawn by it for itself.
+    pub fn in_force_for(&self, organization: &str, today: NaiveDate) -> bool {
+        self.in_force(today) && !self.released_for(organization)
+    }
+
+    /// Whether `organization` is the one recipient the consent still names: a specific
+    /// consent whose every other named organisation has withdrawn. A category consent names
+    /// types, whose members are not known in advance, so it never has a sole recipient.
+    fn sole_recipient(&self, organization: &str) -> bool {
+        self.terms.recipient_mode == RecipientMode::Specific
+            && self
+                .terms
+                .recipients
+                .iter()
+                .all(|r| r == organization || self.released_for(r))
     }
 
     /// Whether the consent names this recipient: a specific consent by organisation, a
@@ -204,7 +229,9 @@ impl ConsentRecord {
 
     /// Whether this consent lets `actor` use `resource_type` today.
     pub fn covers(&self, actor: &Actor, resource_type: &str, today: NaiveDate) -> bool {
-        self.in_force(today) && self.names(actor) && self.scope_for(resource_type).is_some()
+        self.in_force_for(&actor.organization, today)
+            && self.names(actor)
+            && self.scope_for(resource_type).is_some()
     }
 
     /// The scope of this consent for `resource_type`, if any.
@@ -419,9 +446,13 @@ fn canonical_extension_fields(
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConsentCommand {
     Give(ConsentTerms),
+    /// Withdrawal, by `by`: for everyone when `by` is the controller (a legal-basis client,
+    /// acting for the subject); for itself only when `by` is a recipient the consent names —
+    /// unless it is the one recipient left, when the consent ends (see `Consent::withdrawal`).
     Withdraw {
         reason: Option<String>,
         channel: String,
+        by: Actor,
     },
     /// Extends a consent that is in force or has expired (never a withdrawn one).
     Renew {
@@ -438,6 +469,13 @@ pub enum ConsentEvent {
         reason: Option<String>,
         channel: String,
     },
+    /// One recipient (an organisation) withdrew from the consent for itself; the consent stays
+    /// in force for the others.
+    RecipientWithdrew {
+        recipient: String,
+        reason: Option<String>,
+        channel: String,
+    },
     ConsentRenewed {
         expiry_date: NaiveDate,
     },
@@ -448,6 +486,7 @@ impl DomainEvent for ConsentEvent {
         match self {
             Self::ConsentGiven { .. } => "ConsentGiven",
             Self::ConsentWithdrawn { .. } => "ConsentWithdrawn",
+            Self::RecipientWithdrew { .. } => "RecipientWithdrew",
             Self::ConsentRenewed { .. } => "ConsentRenewed",
         }
         .to_owned()
@@ -458,13 +497,11 @@ impl DomainEvent for ConsentEvent {
     }
 }
 
+/// The consent index is a read model of the consent's state (`projections/src/consent.rs`),
+/// not an index its events change one by one.
 impl InlineIndex for ConsentEvent {
     fn index_change(&self) -> Option<IndexChange<'_>> {
-        match self {
-            Self::ConsentGiven { terms } => Some(IndexChange::ConsentGiven(terms)),
-            Self::ConsentWithdrawn { .. } => Some(IndexChange::ConsentWithdrawn),
-            Self::ConsentRenewed { expiry_date } => Some(IndexChange::ConsentRenewed(*expiry_date)),
-        }
+        None
     }
 }
 
@@ -473,6 +510,9 @@ pub struct Consent {
     pub terms: Option<ConsentTerms>,
     pub status: Option<ConsentStatus>,
     pub withdrawal_reason: Option<String>,
+    /// The recipients that withdrew for themselves (`ConsentRecord::released`), in order.
+    #[serde(default)]
+    pub released: Vec<String>,
     pub version: u64,
 }
 
@@ -613,30 +653,14 @@ impl Aggregate for Consent {
                 validate(&terms, today)?;
                 ConsentEvent::ConsentGiven { terms }
             }
-            ConsentCommand::Withdraw { reason, channel } => {
-                let record = self
-                    .record("")
-                    .ok_or_else(|| DomainError::not_found("Consent"))?;
-                // Before it takes effect and after it expires too: the subject can always
-                // take a consent back, only never twice.
-                if record.status == ConsentStatus::Withdrawn {
-                    return Err(DomainError::conflict(
-                        None,
-                        "the consent is already withdrawn",
-                    ));
-                }
-                ConsentEvent::ConsentWithdrawn { reason, channel }
-            }
+            ConsentCommand::Withdraw {
+                reason,
+                channel,
+                by,
+            } => self.withdrawal(reason, channel, &by)?,
             ConsentCommand::Renew { expiry_date } => {
-                let record = self
-                    .record("")
-                    .ok_or_else(|| DomainError::not_found("Consent"))?;
-                if record.status == ConsentStatus::Withdrawn {
-                    return Err(DomainError::conflict(
-                        None,
-                        "a withdrawn consent cannot be renewed; record a new one",
-                    ));
-                }
+                let record =
+                    self.not_withdrawn("a withdrawn consent cannot be renewed; record a new one")?;
                 bounds::date("expiry_date", expiry_date)?;
                 if expiry_date <= record.terms.expiry_date || expiry_date < today {
                     return Err(DomainError::invalid(
@@ -662,6 +686,11 @@ impl Aggregate for Consent {
                 self.status = Some(ConsentStatus::Withdrawn);
                 self.withdrawal_reason = reason;
             }
+            ConsentEvent::RecipientWithdrew { recipient, .. } => {
+                if !self.released.contains(&recipient) {
+                    self.released.push(recipient);
+                }
+            }
             ConsentEvent::ConsentRenewed { expiry_date } => {
                 self.status = Some(ConsentStatus::Renewed);
                 if let Some(terms) = &mut self.terms {
@@ -679,7 +708,54 @@ impl Consent {
             consent_id: consent_id.to_owned(),
             status: self.status?,
             terms: self.terms.clone()?,
+            released: self.released.clone(),
         })
+    }
+
+    /// The consent, once given and unless withdrawn (a conflict, said as `refusal`).
+    fn not_withdrawn(&self, refusal: &'static str) -> Result<ConsentRecord, DomainError> {
+        let record = self
+            .record("")
+            .ok_or_else(|| DomainError::not_found("Consent"))?;
+        if record.status == ConsentStatus::Withdrawn {
+            return Err(DomainError::conflict(None, refusal));
+        }
+        Ok(record)
+    }
+
+    /// Who may withdraw for whom (issue 8, item 6). The controller — a client acting under a
+    /// legal basis, for the subject — withdraws the consent for everyone. A recipient (a
+    /// client that needs consent) withdraws it for its own organisation only, so that one NGO
+    /// named by a category consent cannot cut off every other; where it is the one recipient
+    /// the consent still names (a specific consent naming just it), that ends the consent.
+    /// Before it takes effect and after it expires too, but never twice.
+    fn withdrawal(
+        &self,
+        reason: Option<String>,
+        channel: String,
+        by: &Actor,
+    ) -> Result<ConsentEvent, DomainError> {
+        let record = self.not_withdrawn("the consent is already withdrawn")?;
+        if by.needs_consent() {
+            if !record.names(by) {
+                // As unknown to it as a consent that does not exist.
+                return Err(DomainError::not_found("Consent"));
+            }
+            if record.released_for(&by.organization) {
+                return Err(DomainError::conflict(
+                    None,
+                    "the consent is already withdrawn for this recipient",
+                ));
+            }
+            if !record.sole_recipient(&by.organization) {
+                return Ok(ConsentEvent::RecipientWithdrew {
+                    recipient: by.organization.clone(),
+                    reason,
+                    channel,
+                });
+            }
+        }
+        Ok(ConsentEvent::ConsentWithdrawn { reason, channel })
     }
 }
 
@@ -715,7 +791,176 @@ mod tests {
             consent_id: "c1".into(),
             status,
             terms,
+            released: vec![],
         }
+    }
+
+    /// The controller: a client acting under a legal basis, for the subject.
+    fn controller() -> Actor {
+        Actor {
+            legal_basis: Some("public_task".into()),
+            ..actor("Registry", "government")
+        }
+    }
+
+    fn withdraw_by(by: Actor) -> ConsentCommand {
+        ConsentCommand::Withdraw {
+            reason: None,
+            channel: "api".into(),
+            by,
+        }
+    }
+
+    fn withdrawn() -> ConsentEvent {
+        ConsentEvent::ConsentWithdrawn {
+            reason: None,
+            channel: "api".into(),
+        }
+    }
+
+    fn recipient_withdrew(recipient: &str) -> ConsentEvent {
+        ConsentEvent::RecipientWithdrew {
+            recipient: recipient.into(),
+            reason: None,
+            channel: "api".into(),
+        }
+    }
+
+    /// Runs `command` on a consent given with `given` terms and then `after` events.
+    async fn decided(
+        given: ConsentTerms,
+        after: Vec<ConsentEvent>,
+        command: ConsentCommand,
+    ) -> Result<Vec<ConsentEvent>, DomainError> {
+        let mut events = vec![ConsentEvent::ConsentGiven { terms: given }];
+        events.extend(after);
+        TestFramework::<Consent>::with(services())
+            .given(events)
+            .when_async(command)
+            .await
+            .inspect_result()
+    }
+
+    #[tokio::test]
+    async fn a_recipient_withdraws_a_category_consent_for_itself_only() {
+        let category = || terms(RecipientMode::Category, &[], &["ngo"]);
+        assert_eq!(
+            decided(category(), vec![], withdraw_by(actor("NGO A", "ngo"))).await,
+            Ok(vec![recipient_withdrew("NGO A")])
+        );
+        // Released: A no longer covered, B still is; the consent itself stays in force.
+        let mut state = Consent::default();
+        state.apply(ConsentEvent::ConsentGiven { terms: category() });
+        state.apply(recipient_withdrew("NGO A"));
+        let record = state.record("c1").unwrap();
+        assert_eq!(record.status, ConsentStatus::Given);
+        assert!(record.in_force(today()));
+        assert!(!record.in_force_for("NGO A", today()));
+        assert!(!allowed(
+            vec![record.clone()],
+            actor("NGO A", "ngo"),
+            "individual"
+        ));
+        assert!(allowed(
+            vec![record.clone()],
+            actor("NGO B", "ngo"),
+            "individual"
+        ));
+        assert_eq!(
+            Access {
+                actor: actor("NGO A", "ngo"),
+                consents: vec![record],
+            }
+            .fields("individual", today()),
+            Some(vec![]),
+            "a released recipient is shown nothing"
+        );
+        // Twice: a conflict; another NGO: released too, the consent still given.
+        let again = decided(
+            category(),
+            vec![recipient_withdrew("NGO A")],
+            withdraw_by(actor("NGO A", "ngo")),
+        )
+        .await;
+        assert!(
+            matches!(again, Err(DomainError::Conflict { .. })),
+            "{again:?}"
+        );
+        assert_eq!(
+            decided(
+                category(),
+                vec![recipient_withdrew("NGO A")],
+                withdraw_by(actor("NGO B", "ngo"))
+            )
+            .await,
+            Ok(vec![recipient_withdrew("NGO B")])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_specific_consent_ends_when_its_last_recipient_withdraws() {
+        let one = || terms(RecipientMode::Specific, &["WFP"], &[]);
+        assert_eq!(
+            decided(one(), vec![], withdraw_by(actor("WFP", "un"))).await,
+            Ok(vec![withdrawn()])
+        );
+        let two = || terms(RecipientMode::Specific, &["WFP", "Red Cross"], &[]);
+        assert_eq!(
+            decided(two(), vec![], withdraw_by(actor("WFP", "un"))).await,
+            Ok(vec![recipient_withdrew("WFP")])
+        );
+        assert_eq!(
+            decided(
+                two(),
+                vec![recipient_withdrew("WFP")],
+                withdraw_by(actor("Red Cross", "ngo"))
+            )
+            .await,
+            Ok(vec![withdrawn()]),
+            "the one recipient left ends it"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_controller_withdraws_for_everyone_and_strangers_find_nothing() {
+        let category = || terms(RecipientMode::Category, &[], &["ngo"]);
+        assert_eq!(
+            decided(category(), vec![], withdraw_by(controller())).await,
+            Ok(vec![withdrawn()])
+        );
+        assert_eq!(
+            decided(
+                category(),
+                vec![recipient_withdrew("NGO A")],
+                withdraw_by(controller())
+            )
+            .await,
+            Ok(vec![withdrawn()]),
+            "after a recipient's own withdrawal too"
+        );
+        for stranger in [actor("Ministry", "government"), actor("NGO A", "ngo")] {
+            let specific = terms(RecipientMode::Specific, &["WFP"], &[]);
+            let refused = decided(specific, vec![], withdraw_by(stranger)).await;
+            assert!(
+                matches!(refused, Err(DomainError::NotFound { .. })),
+                "{refused:?}"
+            );
+        }
+        let refused = decided(category(), vec![], withdraw_by(actor("Bank", "private"))).await;
+        assert!(
+            matches!(refused, Err(DomainError::NotFound { .. })),
+            "{refused:?}"
+        );
+        let ended = decided(
+            category(),
+            vec![withdrawn()],
+            withdraw_by(actor("NGO A", "ngo")),
+        )
+        .await;
+        assert!(
+            matches!(ended, Err(DomainError::Conflict { .. })),
+            "{ended:?}"
+        );
     }
 
     fn actor(organization: &str, kind: &str) -> Actor {
@@ -1005,10 +1250,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_consent_can_be_withdrawn_before_it_takes_effect_and_after_it_expires() {
-        let withdraw = || ConsentCommand::Withdraw {
-            reason: None,
-            channel: "api".into(),
-        };
+        let withdraw = || withdraw_by(controller());
         let withdrawn = vec![ConsentEvent::ConsentWithdrawn {
             reason: None,
             channel: "api".into(),
@@ -1119,6 +1361,7 @@ mod tests {
         let withdraw = || ConsentCommand::Withdraw {
             reason: Some("changed my mind".into()),
             channel: "api".into(),
+            by: controller(),
         };
         TestFramework::<Consent>::with(services())
             .given(vec![given.clone()])

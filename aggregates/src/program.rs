@@ -12,24 +12,16 @@ use crate::bounds;
 use crate::error::DomainError;
 use crate::identifiers::{self, IdentifierEntry};
 use crate::inline_index::{IndexChange, InlineIndex};
-use crate::program_membership::IDENTIFIER_SYSTEM as MEMBERSHIP_SYSTEM;
+use crate::program_membership::{ProgramFacts, IDENTIFIER_SYSTEM as MEMBERSHIP_SYSTEM};
 use crate::services::RegistryServices;
 use crate::values::{Code, Identifier};
-use crate::vocabulary::TargetType as IdentifierTarget;
+use crate::vocabulary::TargetType;
 
 pub const PROGRAM_TYPE: &str = "urn:openspp:vocab:program-type";
 /// The type OpenSPP renders for a program that names none.
 pub const DEFAULT_PROGRAM_TYPE: &str = "social-protection";
 /// The system of the identifier OpenSPP derives from a program's name.
 pub const NAME_ALIAS_SYSTEM: &str = "urn:openspp:program";
-
-/// Who a program serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetType {
-    Individual,
-    Group,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,7 +31,6 @@ pub enum ProgramStatus {
     Archived,
 }
 
-crate::wire_names!(TargetType { Individual => "individual", Group => "group" });
 crate::wire_names!(ProgramStatus { Active => "active", Ended => "ended", Archived => "archived" });
 
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +200,21 @@ impl Program {
         self.status == Some(ProgramStatus::Active)
     }
 
+    /// Who the program serves; a program recorded without a target type serves groups
+    /// (OpenSPP's default).
+    pub fn serves(&self) -> TargetType {
+        self.target_type.unwrap_or(TargetType::Group)
+    }
+
+    /// The program `stream` as enrolment sees it.
+    pub fn enrolment_facts(&self, stream: String) -> ProgramFacts {
+        ProgramFacts {
+            stream,
+            target_type: self.serves(),
+            active: self.is_active(),
+        }
+    }
+
     /// The program's type; OpenSPP's default for a program recorded without one.
     pub fn program_type(&self) -> Code {
         self.program_type
@@ -329,7 +335,7 @@ fn validate(
         if identifier.system == MEMBERSHIP_SYSTEM
             || services
                 .vocabulary
-                .identifier_system_allowed(&identifier.system, IdentifierTarget::Individual)
+                .identifier_system_allowed(&identifier.system, TargetType::Individual)
                 .is_some()
         {
             return Err(DomainError::invalid(

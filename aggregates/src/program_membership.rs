@@ -13,10 +13,9 @@ use crate::consent::Access;
 use crate::error::DomainError;
 use crate::identifiers::MAX_VALUE_LEN;
 use crate::inline_index::{IndexChange, InlineIndex};
-use crate::program::TargetType;
 use crate::services::RegistryServices;
 use crate::values::{Code, Identifier};
-use crate::vocabulary::Vocabulary;
+use crate::vocabulary::{TargetType, Vocabulary};
 
 /// The only system of membership identifiers, minted or chosen by the client. Registrants,
 /// programs and memberships share one identifier namespace; a membership identifier in any
@@ -25,6 +24,9 @@ use crate::vocabulary::Vocabulary;
 pub const IDENTIFIER_SYSTEM: &str = "urn:openspp:program-membership";
 /// Why a membership exited.
 pub const EXIT_REASON: &str = "urn:openspp:vocab:exit-reason";
+/// Namespace of the membership stream ids derived from (program, beneficiary).
+const STREAM_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6f70_656e_7370_702d_6d65_6d62_6572_7331);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,16 +111,67 @@ pub struct ProgramFacts {
     pub active: bool,
 }
 
+/// What a change says the membership is, its references resolved to streams. A change may
+/// restate what the membership is, never change it: it cannot move to another program or
+/// beneficiary, nor take another identifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restated {
+    /// None, or the membership's one identifier.
+    pub identifiers: Vec<Identifier>,
+    /// The program stream the change names; `None` when it names no known program.
+    pub program: Option<String>,
+    /// The kind of registrant the change names as beneficiary, and its stream (`None` when it
+    /// names no known one); `None` when the reference is to no kind of registrant at all.
+    pub beneficiary: Option<(TargetType, Option<String>)>,
+}
+
+impl Restated {
+    fn check(&self, own: &ProgramMembership) -> Result<(), DomainError> {
+        let same_identifier = match self.identifiers.as_slice() {
+            [] => true,
+            [given] => own.identifier.as_ref() == Some(given),
+            _ => false,
+        };
+        if !same_identifier {
+            return Err(DomainError::invalid(
+                "identifier",
+                "a membership's identifier never changes",
+            ));
+        }
+        if self.program.as_ref() != Some(&own.program) {
+            return Err(DomainError::invalid(
+                "program",
+                "a membership cannot move to another program",
+            ));
+        }
+        match &self.beneficiary {
+            Some((kind, Some(stream)))
+                if Some(*kind) == own.beneficiary_type && *stream == own.beneficiary =>
+            {
+                Ok(())
+            }
+            _ => Err(DomainError::invalid(
+                "beneficiary",
+                "a membership cannot move to another beneficiary",
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum MembershipCommand {
     Enrol {
         program: ProgramFacts,
         beneficiary: String,
         beneficiary_type: TargetType,
-        identifier: Identifier,
+        /// At most one, in [`IDENTIFIER_SYSTEM`]; none: one is minted.
+        identifiers: Vec<Identifier>,
         status: MembershipStatus,
         /// Defaults to today when the status is `enrolled`.
         enrollment_date: Option<NaiveDate>,
+        /// A new membership has not exited: stating an exit is refused, not dropped.
+        exit_date: Option<NaiveDate>,
+        exit_reason: Option<ExitReason>,
         access: Access,
     },
     /// A status change. The dates and the reason, when given, are recorded if this change is
@@ -128,6 +181,8 @@ pub enum MembershipCommand {
         enrollment_date: Option<NaiveDate>,
         exit_date: Option<NaiveDate>,
         exit_reason: Option<ExitReason>,
+        /// What the change says the membership is; `None` when it says nothing of it.
+        restated: Option<Restated>,
         access: Access,
     },
 }
@@ -204,6 +259,25 @@ struct Given {
     exit_reason: Option<ExitReason>,
 }
 
+/// The one identifier of a new membership: the given one, checked, or one minted.
+fn new_identifier(given: Vec<Identifier>) -> Result<Identifier, DomainError> {
+    let mut given = given.into_iter();
+    let identifier = given.next();
+    if given.next().is_some() {
+        return Err(DomainError::invalid(
+            "identifier[1]",
+            "a membership has one identifier",
+        ));
+    }
+    match identifier {
+        Some(identifier) => validate_identifier(&identifier).map(|()| identifier),
+        None => Ok(Identifier {
+            system: IDENTIFIER_SYSTEM.to_owned(),
+            value: uuid::Uuid::new_v4().to_string(),
+        }),
+    }
+}
+
 fn validate_identifier(identifier: &Identifier) -> Result<(), DomainError> {
     if identifier.system != IDENTIFIER_SYSTEM {
         return Err(DomainError::invalid(
@@ -225,6 +299,22 @@ fn validate_identifier(identifier: &Identifier) -> Result<(), DomainError> {
 }
 
 impl ProgramMembership {
+    /// The stream of the membership of `beneficiary` in `program` (both streams). Derived, so
+    /// that "one membership per beneficiary and program" is the stream's own optimistic
+    /// concurrency check.
+    pub fn stream_id(program: &str, beneficiary: &str) -> String {
+        uuid::Uuid::new_v5(
+            &STREAM_NAMESPACE,
+            format!("{program}/{beneficiary}").as_bytes(),
+        )
+        .to_string()
+    }
+
+    /// What kind of registrant the beneficiary is (an individual when not yet recorded).
+    pub fn beneficiary_kind(&self) -> TargetType {
+        self.beneficiary_type.unwrap_or(TargetType::Individual)
+    }
+
     fn exit_reason(&self) -> Option<ExitReason> {
         (self.exit_reason.is_some() || self.exit_reason_text.is_some()).then(|| ExitReason {
             code: self.exit_reason.clone(),
@@ -343,13 +433,26 @@ impl Aggregate for ProgramMembership {
                 program,
                 beneficiary,
                 beneficiary_type,
-                identifier,
+                identifiers,
                 status,
                 enrollment_date,
+                exit_date,
+                exit_reason,
                 access,
             } => {
                 access.permits("program_membership", "beneficiary", today)?;
-                validate_identifier(&identifier)?;
+                let identifier = new_identifier(identifiers)?;
+                let exit_field = match (exit_date, exit_reason) {
+                    (Some(_), _) => Some("exitDate"),
+                    (None, Some(_)) => Some("exitReason"),
+                    (None, None) => None,
+                };
+                if let Some(field) = exit_field {
+                    return Err(DomainError::invalid(
+                        field,
+                        "a new membership has not exited; record the exit with a change to exited",
+                    ));
+                }
                 if let Some(date) = enrollment_date {
                     bounds::date("enrollmentDate", date)?;
                 }
@@ -404,12 +507,16 @@ impl Aggregate for ProgramMembership {
                 enrollment_date,
                 exit_date,
                 exit_reason,
+                restated,
                 access,
             } => {
                 if self.status.is_none() {
                     return Err(DomainError::not_found("ProgramMembership"));
                 }
                 access.permits("program_membership", "ProgramMembership", today)?;
+                if let Some(restated) = restated {
+                    restated.check(self)?;
+                }
                 let given = Given {
                     enrollment_date,
                     exit_date,
@@ -516,6 +623,7 @@ mod tests {
             enrollment_date: None,
             exit_date: None,
             exit_reason: None,
+            restated: None,
             access,
         }
     }
@@ -615,6 +723,7 @@ mod tests {
             enrollment_date: None,
             exit_date,
             exit_reason,
+            restated: None,
             access: full_access(),
         };
         let enrolled = recorded(MembershipStatus::Enrolled);
@@ -644,6 +753,7 @@ mod tests {
             enrollment_date,
             exit_date: None,
             exit_reason: None,
+            restated: None,
             access: full_access(),
         };
         // First enrolment: the given date is recorded.
@@ -687,6 +797,7 @@ mod tests {
             enrollment_date: None,
             exit_date: Some(date(2024, 3, 1)),
             exit_reason: Some(exit_reason),
+            restated: None,
             access: full_access(),
         };
         let enrolled = recorded(MembershipStatus::Enrolled);
@@ -735,6 +846,7 @@ mod tests {
                 code: None,
                 text: Some(text),
             }),
+            restated: None,
             access: full_access(),
         };
         let enrolled = recorded(MembershipStatus::Enrolled);
@@ -757,6 +869,7 @@ mod tests {
             enrollment_date: None,
             exit_date,
             exit_reason,
+            restated: None,
             access: full_access(),
         };
         let exited = reached(MembershipStatus::Exited);
@@ -783,6 +896,7 @@ mod tests {
                 enrollment_date: None,
                 exit_date: Some(date(2024, 3, 1)),
                 exit_reason: None,
+                restated: None,
                 access: full_access(),
             },
         )
@@ -799,13 +913,170 @@ mod tests {
             },
             beneficiary: "b".into(),
             beneficiary_type: TargetType::Individual,
+            identifiers: vec![Identifier {
+                system: IDENTIFIER_SYSTEM.into(),
+                value: "m1".into(),
+            }],
+            status: MembershipStatus::Enrolled,
+            enrollment_date: None,
+            exit_date: None,
+            exit_reason: None,
+            access: full_access(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_enrolment_without_identifier_is_given_one_and_never_two() {
+        let mut unnamed = enrol(TargetType::Individual, true);
+        if let MembershipCommand::Enrol { identifiers, .. } = &mut unnamed {
+            identifiers.clear();
+        }
+        let events = run(vec![], unnamed).await.unwrap();
+        match &events[1] {
+            MembershipEvent::IdentifierAdded { identifier } => {
+                assert_eq!(identifier.system, IDENTIFIER_SYSTEM);
+                assert!(uuid::Uuid::parse_str(&identifier.value).is_ok());
+            }
+            other => panic!("expected the minted identifier, got {other:?}"),
+        }
+        let mut two = enrol(TargetType::Individual, true);
+        if let MembershipCommand::Enrol { identifiers, .. } = &mut two {
+            identifiers.push(Identifier {
+                system: IDENTIFIER_SYSTEM.into(),
+                value: "m2".into(),
+            });
+        }
+        assert_eq!(refused_field(run(vec![], two).await), "identifier[1]");
+    }
+
+    #[tokio::test]
+    async fn a_new_membership_states_no_exit() {
+        let with_exit = |exit_date, exit_reason| {
+            let mut command = enrol(TargetType::Individual, true);
+            if let MembershipCommand::Enrol {
+                exit_date: d,
+                exit_reason: r,
+                ..
+            } = &mut command
+            {
+                *d = exit_date;
+                *r = exit_reason;
+            }
+            command
+        };
+        let dated = run(vec![], with_exit(Some(date(2024, 6, 1)), None)).await;
+        assert_eq!(refused_field(dated), "exitDate");
+        let reasoned = run(vec![], with_exit(None, Some(reason("moved")))).await;
+        assert_eq!(refused_field(reasoned), "exitReason");
+        let both = run(
+            vec![],
+            with_exit(Some(date(2024, 6, 1)), Some(reason("moved"))),
+        )
+        .await;
+        assert_eq!(refused_field(both), "exitDate");
+    }
+
+    #[test]
+    fn the_stream_is_derived_from_program_and_beneficiary() {
+        let stream = ProgramMembership::stream_id("p1", "b1");
+        assert_eq!(stream, ProgramMembership::stream_id("p1", "b1"));
+        assert_ne!(stream, ProgramMembership::stream_id("p1", "b2"));
+        assert_ne!(stream, ProgramMembership::stream_id("p2", "b1"));
+        assert!(uuid::Uuid::parse_str(&stream).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_change_restates_the_membership_but_never_moves_it() {
+        // Recorded as program "p", beneficiary "b" (an individual), identifier m1.
+        let mut given = recorded(MembershipStatus::Enrolled);
+        given.push(MembershipEvent::IdentifierAdded {
             identifier: Identifier {
                 system: IDENTIFIER_SYSTEM.into(),
                 value: "m1".into(),
             },
-            status: MembershipStatus::Enrolled,
+        });
+        let own = || Restated {
+            identifiers: vec![Identifier {
+                system: IDENTIFIER_SYSTEM.into(),
+                value: "m1".into(),
+            }],
+            program: Some("p".into()),
+            beneficiary: Some((TargetType::Individual, Some("b".into()))),
+        };
+        let pause = |restated: Restated| MembershipCommand::ChangeStatus {
+            status: MembershipStatus::Paused,
             enrollment_date: None,
+            exit_date: None,
+            exit_reason: None,
+            restated: Some(restated),
             access: full_access(),
+        };
+        assert!(run(given.clone(), pause(own())).await.is_ok());
+        let unnamed = Restated {
+            identifiers: vec![],
+            ..own()
+        };
+        assert!(run(given.clone(), pause(unnamed)).await.is_ok());
+        let other_id = Restated {
+            identifiers: vec![Identifier {
+                system: IDENTIFIER_SYSTEM.into(),
+                value: "m2".into(),
+            }],
+            ..own()
+        };
+        let two_ids = Restated {
+            identifiers: [own().identifiers, own().identifiers].concat(),
+            ..own()
+        };
+        let cases = [
+            (other_id, "identifier"),
+            (two_ids, "identifier"),
+            (
+                Restated {
+                    program: Some("q".into()),
+                    ..own()
+                },
+                "program",
+            ),
+            (
+                Restated {
+                    program: None,
+                    ..own()
+                },
+                "program",
+            ),
+            (
+                Restated {
+                    beneficiary: Some((TargetType::Individual, Some("c".into()))),
+                    ..own()
+                },
+                "beneficiary",
+            ),
+            (
+                Restated {
+                    beneficiary: Some((TargetType::Individual, None)),
+                    ..own()
+                },
+                "beneficiary",
+            ),
+            (
+                Restated {
+                    beneficiary: Some((TargetType::Group, Some("b".into()))),
+                    ..own()
+                },
+                "beneficiary",
+            ),
+            (
+                Restated {
+                    beneficiary: None,
+                    ..own()
+                },
+                "beneficiary",
+            ),
+        ];
+        for (restated, field) in cases {
+            let outcome = run(given.clone(), pause(restated.clone())).await;
+            assert_eq!(refused_field(outcome), field, "{restated:?}");
         }
     }
 
@@ -829,11 +1100,11 @@ mod tests {
     async fn a_membership_identifier_is_a_membership_identifier() {
         let with = |system: &str, value: &str| {
             let mut command = enrol(TargetType::Individual, true);
-            if let MembershipCommand::Enrol { identifier, .. } = &mut command {
-                *identifier = Identifier {
+            if let MembershipCommand::Enrol { identifiers, .. } = &mut command {
+                *identifiers = vec![Identifier {
                     system: system.into(),
                     value: value.into(),
-                };
+                }];
             }
             command
         };

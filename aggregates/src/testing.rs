@@ -149,6 +149,7 @@ pub fn ngo_consent(subject: &str, resource_type: &str, fields: Option<&[&str]>) 
             delegation_type: "self".into(),
             indicated_by: None,
         },
+        released: vec![],
     }
 }
 

@@ -1,20 +1,20 @@
 //! The consent index: one row per consent, written from the consent's state inside the append
 //! statement of each consent event (so a withdrawal is visible to the very next request of
 //! every process), and read by the one consent filter every read surface goes through, and for
-//! the consents behind a decision. "In force" and "covers" are SQL functions (migration 0013)
-//! shared with the append's hold on a consent a write relies on.
+//! the consents behind a decision. "In force" and "covers" are SQL functions (migration 0013,
+//! redefined by 0100 to exclude recipients that withdrew for themselves) shared with the
+//! append's hold on a consent a write relies on.
 
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use cqrs_es::Aggregate;
-use openspp_aggregates::consent::{named_extension, ConsentStatus, RecipientMode, EXTENSION};
+use openspp_aggregates::consent::{named_extension, ConsentStatus, EXTENSION};
 use openspp_aggregates::{Consent, ConsentRecord};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::error::{ProjectionError, Undecodable};
 use crate::events::Fold;
-use crate::rows::{ReadModel, Rows};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
 
 /// The `consent_index` row of one consent. Its terms are frozen once given, but for the expiry
@@ -32,43 +32,38 @@ pub(crate) struct Line {
     effective_date: NaiveDate,
     expiry_date: NaiveDate,
     terms: String,
+    /// The recipients that withdrew for themselves (`ConsentRecord::released`).
+    released_recipients: String,
 }
 
-impl ReadModel for Consent {
-    fn project(
-        aggregate_id: &str,
-        fold: &Fold<Self>,
-        rows: &mut Rows,
-    ) -> Result<(), ProjectionError> {
-        let (Some(terms), Some(status)) = (&fold.state.terms, fold.state.status) else {
-            // Not given (yet): nothing to index.
-            return Ok(());
-        };
-        let json = serde_json::to_string(terms).map_err(|e| Undecodable {
-            aggregate_type: Self::TYPE.to_owned(),
-            sequence: fold.version as i64,
-            reason: format!("terms cannot be stored: {e}"),
-        })?;
-        rows.consents.push(Line {
-            consent_id: aggregate_id.to_owned(),
-            subject_type: terms.subject_type.clone(),
-            subject_id: terms.subject.clone(),
-            status: status_name(status),
-            recipient_mode: match terms.recipient_mode {
-                RecipientMode::Specific => "specific",
-                RecipientMode::Category => "category",
-            },
-            recipients: text_array_literal(terms.recipients.iter().map(String::as_str)),
-            recipient_types: text_array_literal(terms.recipient_types.iter().map(String::as_str)),
-            resource_types: text_array_literal(
-                terms.scopes.iter().map(|s| s.resource_type.as_str()),
-            ),
-            effective_date: terms.effective_date,
-            expiry_date: terms.expiry_date,
-            terms: json,
-        });
-        Ok(())
-    }
+/// The row stream `aggregate_id` puts in the read model, as `fold` now holds it.
+pub(crate) fn line(
+    aggregate_id: &str,
+    fold: &Fold<Consent>,
+) -> Result<Option<Line>, ProjectionError> {
+    let (Some(terms), Some(status)) = (&fold.state.terms, fold.state.status) else {
+        // Not given (yet): nothing to index.
+        return Ok(None);
+    };
+    let json = serde_json::to_string(terms).map_err(|e| Undecodable {
+        aggregate_type: Consent::TYPE.to_owned(),
+        sequence: fold.version as i64,
+        reason: format!("terms cannot be stored: {e}"),
+    })?;
+    Ok(Some(Line {
+        consent_id: aggregate_id.to_owned(),
+        subject_type: terms.subject_type.clone(),
+        subject_id: terms.subject.clone(),
+        status: status_name(status),
+        recipient_mode: terms.recipient_mode.as_str(),
+        recipients: text_array_literal(terms.recipients.iter().map(String::as_str)),
+        recipient_types: text_array_literal(terms.recipient_types.iter().map(String::as_str)),
+        resource_types: text_array_literal(terms.scopes.iter().map(|s| s.resource_type.as_str())),
+        effective_date: terms.effective_date,
+        expiry_date: terms.expiry_date,
+        terms: json,
+        released_recipients: text_array_literal(fold.state.released.iter().map(String::as_str)),
+    }))
 }
 
 /// Writes `lines` (one per consent) as one upsert. A write relying on one of these consents
@@ -81,10 +76,10 @@ pub(crate) fn push_upsert<'a>(statement: &mut Statement<'a>, lines: &'a [Line]) 
         qb.push(
             "INSERT INTO consent_index (consent_id, subject_type, subject_id, status, \
                  recipient_mode, recipients, recipient_types, resource_types, effective_date, \
-                 expiry_date, terms) \
+                 expiry_date, terms, released_recipients) \
              SELECT consent_id, subject_type, subject_id, status, recipient_mode, \
                  recipients::text[], recipient_types::text[], resource_types::text[], \
-                 effective_date, expiry_date, terms::jsonb FROM ",
+                 effective_date, expiry_date, terms::jsonb, released_recipients::text[] FROM ",
         );
         Unnest::new(qb)
             .column("consent_id", "text", map(lines, |l| l.consent_id.as_str()))
@@ -110,10 +105,16 @@ pub(crate) fn push_upsert<'a>(statement: &mut Statement<'a>, lines: &'a [Line]) 
             .column("effective_date", "date", map(lines, |l| l.effective_date))
             .column("expiry_date", "date", map(lines, |l| l.expiry_date))
             .column("terms", "text", map(lines, |l| l.terms.as_str()))
+            .column(
+                "released_recipients",
+                "text",
+                map(lines, |l| l.released_recipients.as_str()),
+            )
             .finish("u");
         qb.push(" WHERE ").push(guard).push(
             " ON CONFLICT (consent_id) DO UPDATE SET status = EXCLUDED.status, \
-                 expiry_date = EXCLUDED.expiry_date, terms = EXCLUDED.terms",
+                 expiry_date = EXCLUDED.expiry_date, terms = EXCLUDED.terms, \
+                 released_recipients = EXCLUDED.released_recipients",
         );
     });
 }
@@ -139,7 +140,7 @@ pub enum Visibility {
 }
 
 /// Restricts a view query to rows the client may see. The same rules as
-/// `ConsentRecord::covers`, in SQL (`consent_covers`, migration 0013), so that totals and pages never count an unconsented row; a
+/// `ConsentRecord::covers`, in SQL (`consent_covers`, migrations 0013 and 0100), so that totals and pages never count an unconsented row; a
 /// group's consent covers its current members (read from the membership index, which is as
 /// current as the consent index). Written as a set of admitted subjects (one hashed semi-join)
 /// rather than a per-row correlated check.
@@ -245,6 +246,7 @@ fn record(row: &sqlx::postgres::PgRow) -> sqlx::Result<ConsentRecord> {
         consent_id: row.try_get("consent_id")?,
         status: status(row.try_get("status")?),
         terms: serde_json::from_value(terms).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        released: row.try_get("released_recipients")?,
     })
 }
 
@@ -257,11 +259,12 @@ pub async fn covering(
 ) -> sqlx::Result<HashMap<String, Vec<ConsentRecord>>> {
     // Two index lookups (own consents, then the groups'), never a scan of all consents.
     let rows = sqlx::query(
-        "SELECT subject, consent_id, status, terms FROM ( \
-             SELECT c.subject_id AS subject, c.consent_id, c.status, c.terms \
+        "SELECT subject, consent_id, status, terms, released_recipients FROM ( \
+             SELECT c.subject_id AS subject, c.consent_id, c.status, c.terms, \
+                 c.released_recipients \
              FROM consent_index c WHERE c.subject_id = ANY($1) \
              UNION ALL \
-             SELECT m.individual_id, c.consent_id, c.status, c.terms \
+             SELECT m.individual_id, c.consent_id, c.status, c.terms, c.released_recipients \
              FROM group_membership_index m JOIN consent_index c ON c.subject_id = m.group_id \
              WHERE m.individual_id = ANY($1) \
          ) covering ORDER BY consent_id",
@@ -283,19 +286,23 @@ pub use crate::membership_index::current_members;
 
 /// One consent by its id.
 pub async fn get(pool: &PgPool, consent_id: &str) -> sqlx::Result<Option<ConsentRecord>> {
-    sqlx::query("SELECT consent_id, status, terms FROM consent_index WHERE consent_id = $1")
-        .bind(consent_id)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(record)
-        .transpose()
+    sqlx::query(
+        "SELECT consent_id, status, terms, released_recipients FROM consent_index \
+         WHERE consent_id = $1",
+    )
+    .bind(consent_id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(record)
+    .transpose()
 }
 
 /// The consents recorded for one subject, newest first.
 pub async fn for_subject(pool: &PgPool, subject_id: &str) -> sqlx::Result<Vec<ConsentRecord>> {
     let rows = sqlx::query(
-        "SELECT consent_id, status, terms FROM consent_index WHERE subject_id = $1 \
+        "SELECT consent_id, status, terms, released_recipients FROM consent_index \
+         WHERE subject_id = $1 \
          ORDER BY effective_date DESC, consent_id",
     )
     .bind(subject_id)

@@ -14,8 +14,7 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::error::Undecodable;
-use crate::feed::FeedPosition;
+use crate::error::{ProjectionError, Undecodable};
 use crate::statement::{map, Statement, Unnest};
 
 /// The columns of `StoredEvent`, as a literal so that statements can be built at compile time.
@@ -29,6 +28,13 @@ pub(crate) use event_columns;
 
 /// The columns every reader of `events` selects, in `StoredEvent`'s order.
 pub const COLUMNS: &str = event_columns!();
+
+/// A point in the feed (where an event stands in it). Ordered as the feed is: by transaction, then by position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FeedPosition {
+    pub tx_id: i64,
+    pub position: i64,
+}
 
 /// One event as stored: what the aggregate decided, the source tracking it was recorded with,
 /// its link in the stream's hash chain, and its place in the global feed.
@@ -240,6 +246,33 @@ impl<A: Default> Default for Fold<A> {
 }
 
 impl<A: Aggregate> Fold<A> {
+    /// The state as JSON text (bound as text, cast to jsonb by the statement: no intermediate
+    /// `Value` tree per row).
+    pub(crate) fn state_json(&self) -> Result<String, ProjectionError> {
+        serde_json::to_string(&self.state).map_err(|e| {
+            Undecodable {
+                aggregate_type: A::TYPE.to_owned(),
+                sequence: self.version as i64,
+                reason: format!("state cannot be stored: {e}"),
+            }
+            .into()
+        })
+    }
+
+    /// When the stream's first and latest events were recorded (a stream is projected only
+    /// once it has events).
+    pub(crate) fn recorded(&self) -> Result<(DateTime<Utc>, DateTime<Utc>), ProjectionError> {
+        match (self.created_at, self.last_updated) {
+            (Some(created), Some(updated)) => Ok((created, updated)),
+            _ => Err(Undecodable {
+                aggregate_type: A::TYPE.to_owned(),
+                sequence: 0,
+                reason: "a stream without events has no rows".to_owned(),
+            }
+            .into()),
+        }
+    }
+
     /// Folds a stream's events, oldest first.
     pub fn of<'e>(events: impl IntoIterator<Item = &'e StoredEvent>) -> Result<Self, Undecodable> {
         let mut fold = Self::default();

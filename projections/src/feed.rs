@@ -18,14 +18,7 @@
 
 use sqlx::PgPool;
 
-use crate::events::{event_columns, StoredEvent};
-
-/// A point in the feed. Ordered as the feed is: by transaction, then by position.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FeedPosition {
-    pub tx_id: i64,
-    pub position: i64,
-}
+use crate::events::{event_columns, FeedPosition, StoredEvent};
 
 /// One page of the feed: the events after a position, in feed order. Ordered and filtered on
 /// the `xid8` column itself, so the `events_feed` index `(tx_id, global_position)` serves it as

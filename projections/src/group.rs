@@ -1,7 +1,6 @@
 //! The Group read model and its member list.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use cqrs_es::Aggregate;
 use openspp_aggregates::{Group, Identifier};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
@@ -9,7 +8,6 @@ use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
-use crate::rows::{recorded, state_json, ReadModel, Rows};
 use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
@@ -23,6 +21,9 @@ pub struct GroupQuery {
     pub group_type: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
     pub active: Option<bool>,
+    /// `member=`: the stream of an individual that must be a current member (`None` inside:
+    /// an identifier nobody holds).
+    pub member: Option<Option<String>>,
     /// Properties of extension data (`extension.dwelling.rooms=3`).
     pub extension: Vec<ExtensionFilter>,
     pub sort: Vec<SortKey>,
@@ -49,6 +50,9 @@ impl GroupQuery {
         }
         if self.active.is_some() {
             fields.push(("active", "active"));
+        }
+        if self.member.is_some() {
+            fields.push(("member", "member"));
         }
         for key in &self.sort {
             match key.column {
@@ -96,40 +100,34 @@ pub(crate) struct MemberLine {
     ended_date: Option<NaiveDate>,
 }
 
-impl ReadModel for Group {
-    fn project(
-        aggregate_id: &str,
-        fold: &Fold<Self>,
-        rows: &mut Rows,
-    ) -> Result<(), ProjectionError> {
-        let state = &fold.state;
-        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
-        rows.groups.push(Line {
-            aggregate_id: aggregate_id.to_owned(),
-            version: fold.version as i64,
-            state: state_json(Self::TYPE, fold)?,
-            primary: state.live_identifiers().next().map(Identifier::key),
-            name_search: search_text(state.name.iter()),
-            name: state.name.clone(),
-            group_type: state.group_type.clone(),
-            quantity: state.quantity() as i32,
-            active: state.active,
-            created_at,
-            last_updated,
-            source: fold.source.clone(),
-            members: state
-                .members
-                .iter()
-                .map(|member| MemberLine {
-                    individual_id: member.individual.clone(),
-                    roles: text_array_literal(member.roles.iter().map(|r| r.code.as_str())),
-                    start_date: member.start_date,
-                    ended_date: member.ended_date,
-                })
-                .collect(),
-        });
-        Ok(())
-    }
+/// The row stream `aggregate_id` puts in the read model, as `fold` now holds it.
+pub(crate) fn line(aggregate_id: &str, fold: &Fold<Group>) -> Result<Line, ProjectionError> {
+    let state = &fold.state;
+    let (created_at, last_updated) = fold.recorded()?;
+    Ok(Line {
+        aggregate_id: aggregate_id.to_owned(),
+        version: fold.version as i64,
+        state: fold.state_json()?,
+        primary: state.live_identifiers().next().map(Identifier::key),
+        name_search: search_text(state.name.iter()),
+        name: state.name.clone(),
+        group_type: state.group_type.clone(),
+        quantity: state.quantity() as i32,
+        active: state.active,
+        created_at,
+        last_updated,
+        source: fold.source.clone(),
+        members: state
+            .members
+            .iter()
+            .map(|member| MemberLine {
+                individual_id: member.individual.clone(),
+                roles: text_array_literal(member.roles.iter().map(|r| r.code.as_str())),
+                start_date: member.start_date,
+                ended_date: member.ended_date,
+            })
+            .collect(),
+    })
 }
 
 /// Writes `lines` (one per stream) as one upsert of the groups and one of their members, the
@@ -240,6 +238,19 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     for filter in &query.extension {
         filter.push(qb);
     }
+    if let Some(member) = &query.member {
+        crate::household::push_has_member(qb, member, &query.visibility);
+    }
+}
+
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[GroupQuery],
+    page: Page,
+) -> sqlx::Result<Found<GroupRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "group_view", queries, push_filters, &sort, page).await
 }
 
 pub async fn search(

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use cqrs_es::Aggregate;
 use openspp_aggregates::{Identifier, Individual};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
@@ -12,7 +11,7 @@ use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
-use crate::rows::{recorded, state_json, ReadModel, Rows};
+use crate::household::InHousehold;
 use crate::search::{like_contains, push_dates, push_instants, Comparator, Found, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
@@ -30,6 +29,8 @@ pub struct IndividualQuery {
     pub active: Option<bool>,
     /// Properties of extension data (`extension.farmer.farm_size=3`).
     pub extension: Vec<ExtensionFilter>,
+    /// `group=` and `membership-role=`.
+    pub household: InHousehold,
     pub sort: Vec<SortKey>,
     pub visibility: Visibility,
 }
@@ -61,6 +62,12 @@ impl IndividualQuery {
         }
         if self.active.is_some() {
             fields.push(("active", "active"));
+        }
+        if self.household.group.is_some() {
+            fields.push(("group", "groupMembership"));
+        }
+        if self.household.role.is_some() {
+            fields.push(("membership-role", "groupMembership"));
         }
         for key in &self.sort {
             match key.column {
@@ -99,52 +106,46 @@ pub(crate) struct Line {
     source: Option<String>,
 }
 
-impl ReadModel for Individual {
-    fn project(
-        aggregate_id: &str,
-        fold: &Fold<Self>,
-        rows: &mut Rows,
-    ) -> Result<(), ProjectionError> {
-        let state = &fold.state;
-        let name = &state.name;
-        let name_search = search_text(
-            [&name.family, &name.given, &name.middle, &name.text]
-                .into_iter()
-                .flatten(),
-        );
-        let address_search = search_text(state.address.iter().flat_map(|a| {
-            a.line.iter().chain(
-                [
-                    &a.text,
-                    &a.city,
-                    &a.district,
-                    &a.state,
-                    &a.postal_code,
-                    &a.country,
-                ]
-                .into_iter()
-                .flatten(),
-            )
-        }));
-        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
-        rows.individuals.push(Line {
-            aggregate_id: aggregate_id.to_owned(),
-            version: fold.version as i64,
-            state: state_json(Self::TYPE, fold)?,
-            primary: state.live_identifiers().next().map(Identifier::key),
-            name_search,
-            family_name: name.family.clone(),
-            given_name: name.given.clone(),
-            birth_date: state.birth_date,
-            gender_code: state.gender.as_ref().map(|g| g.code.clone()),
-            address_search,
-            active: state.active,
-            created_at,
-            last_updated,
-            source: fold.source.clone(),
-        });
-        Ok(())
-    }
+/// The row stream `aggregate_id` puts in the read model, as `fold` now holds it.
+pub(crate) fn line(aggregate_id: &str, fold: &Fold<Individual>) -> Result<Line, ProjectionError> {
+    let state = &fold.state;
+    let name = &state.name;
+    let name_search = search_text(
+        [&name.family, &name.given, &name.middle, &name.text]
+            .into_iter()
+            .flatten(),
+    );
+    let address_search = search_text(state.address.iter().flat_map(|a| {
+        a.line.iter().chain(
+            [
+                &a.text,
+                &a.city,
+                &a.district,
+                &a.state,
+                &a.postal_code,
+                &a.country,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+    }));
+    let (created_at, last_updated) = fold.recorded()?;
+    Ok(Line {
+        aggregate_id: aggregate_id.to_owned(),
+        version: fold.version as i64,
+        state: fold.state_json()?,
+        primary: state.live_identifiers().next().map(Identifier::key),
+        name_search,
+        family_name: name.family.clone(),
+        given_name: name.given.clone(),
+        birth_date: state.birth_date,
+        gender_code: state.gender.as_ref().map(|g| g.code.clone()),
+        address_search,
+        active: state.active,
+        created_at,
+        last_updated,
+        source: fold.source.clone(),
+    })
 }
 
 /// Writes `lines` (one per stream) as one upsert.
@@ -251,6 +252,17 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
     for filter in &query.extension {
         filter.push(qb);
     }
+    query.household.push(qb, &query.visibility);
+}
+
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[IndividualQuery],
+    page: Page,
+) -> sqlx::Result<Found<IndividualRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "individual_view", queries, push_filters, &sort, page).await
 }
 
 pub async fn search(

@@ -37,12 +37,7 @@ impl Inline {
                 self.memberships.leave(aggregate_id, individual)
             }
             // The consent index is a read model of the consent's state (see `consent.rs`).
-            Some(
-                IndexChange::ConsentGiven(_)
-                | IndexChange::ConsentWithdrawn
-                | IndexChange::ConsentRenewed(_),
-            )
-            | None => {}
+            None => {}
         }
     }
 

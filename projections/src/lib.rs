@@ -10,6 +10,7 @@ pub mod events;
 pub mod extension;
 pub mod feed;
 pub mod group;
+pub mod household;
 pub mod identifier_claims;
 pub mod individual;
 pub mod inline;
@@ -21,12 +22,13 @@ pub mod rows;
 pub mod runner;
 pub mod search;
 pub mod statement;
+pub mod statistics;
 pub mod view;
 
 pub use checkpoint::CheckpointWatch;
 pub use error::{ProjectionError, RebuildError, Undecodable};
+pub use events::FeedPosition;
 pub use events::{Fold, StoredEvent};
-pub use feed::FeedPosition;
 
 /// The name of the registry's feed cursor (`projection_checkpoints`).
 pub const REGISTRY_PROJECTION: &str = "registry";

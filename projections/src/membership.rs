@@ -3,14 +3,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
 use openspp_aggregates::ProgramMembership;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::consent::{push_visible_by, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
-use crate::rows::{recorded, state_json, ReadModel, Rows};
 use crate::search::{push_instants, Comparator, Found, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
 use crate::view::{self, ViewRow};
@@ -69,32 +67,26 @@ pub(crate) struct Line {
     source: Option<String>,
 }
 
-impl ReadModel for ProgramMembership {
-    fn project(
-        aggregate_id: &str,
-        fold: &Fold<Self>,
-        rows: &mut Rows,
-    ) -> Result<(), ProjectionError> {
-        let state = &fold.state;
-        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
-        rows.memberships.push(Line {
-            aggregate_id: aggregate_id.to_owned(),
-            version: fold.version as i64,
-            state: state_json(Self::TYPE, fold)?,
-            primary: state.identifier.as_ref().map(|i| i.key()),
-            program_id: state.program.clone(),
-            beneficiary_id: state.beneficiary.clone(),
-            beneficiary_type: match state.beneficiary_type {
-                Some(openspp_aggregates::program::TargetType::Group) => "Group",
-                _ => "Individual",
-            },
-            status: state.status.map(|s| s.as_str()).unwrap_or("draft"),
-            created_at,
-            last_updated,
-            source: fold.source.clone(),
-        });
-        Ok(())
-    }
+/// The row stream `aggregate_id` puts in the read model, as `fold` now holds it.
+pub(crate) fn line(
+    aggregate_id: &str,
+    fold: &Fold<ProgramMembership>,
+) -> Result<Line, ProjectionError> {
+    let state = &fold.state;
+    let (created_at, last_updated) = fold.recorded()?;
+    Ok(Line {
+        aggregate_id: aggregate_id.to_owned(),
+        version: fold.version as i64,
+        state: fold.state_json()?,
+        primary: state.identifier.as_ref().map(|i| i.key()),
+        program_id: state.program.clone(),
+        beneficiary_id: state.beneficiary.clone(),
+        beneficiary_type: state.beneficiary_kind().resource(),
+        status: state.status.map(|s| s.as_str()).unwrap_or("draft"),
+        created_at,
+        last_updated,
+        source: fold.source.clone(),
+    })
 }
 
 /// Writes `lines` (one per stream) as one upsert. A membership never moves to another program
@@ -183,6 +175,16 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
             .push(")");
     }
     push_instants(qb, "last_updated", &query.last_updated);
+}
+
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[MembershipQuery],
+    page: Page,
+) -> sqlx::Result<Found<MembershipRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "membership_view", queries, push_filters, &sort, page).await
 }
 
 pub async fn search(

@@ -1,13 +1,11 @@
 //! The Program read model: search by name, status, target type and `_lastUpdated`.
 
 use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
 use openspp_aggregates::{Identifier, Program};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::ProjectionError;
 use crate::events::Fold;
-use crate::rows::{recorded, state_json, ReadModel, Rows};
 use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
 use crate::view::{self, search_text, ViewRow};
@@ -16,7 +14,13 @@ pub type ProgramRow = ViewRow<Program>;
 
 #[derive(Debug)]
 pub struct ProgramQuery {
+    /// `identifier=`: the program's stream (`None` inside: no program holds it).
+    pub identifier: Option<Option<String>>,
     pub name: Option<String>,
+    /// `type=`: a code of `urn:openspp:vocab:program-type`.
+    pub program_type: Option<String>,
+    /// `_lastId=`: only programs after this one (a stream) in the server's own order.
+    pub after: Option<String>,
     pub status: Option<String>,
     pub target_type: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
@@ -52,34 +56,25 @@ pub(crate) struct Line {
     source: Option<String>,
 }
 
-impl ReadModel for Program {
-    fn project(
-        aggregate_id: &str,
-        fold: &Fold<Self>,
-        rows: &mut Rows,
-    ) -> Result<(), ProjectionError> {
-        let state = &fold.state;
-        let identifiers: Vec<String> = state.live_identifiers().map(Identifier::key).collect();
-        let (created_at, last_updated) = recorded(Self::TYPE, fold)?;
-        rows.programs.push(Line {
-            aggregate_id: aggregate_id.to_owned(),
-            version: fold.version as i64,
-            state: state_json(Self::TYPE, fold)?,
-            primary: identifiers.first().cloned(),
-            identifiers: text_array_literal(identifiers.iter().map(String::as_str)),
-            name_search: search_text([&state.name]),
-            name: state.name.clone(),
-            status: status_name(state),
-            target_type: match state.target_type {
-                Some(openspp_aggregates::program::TargetType::Individual) => "individual",
-                _ => "group",
-            },
-            created_at,
-            last_updated,
-            source: fold.source.clone(),
-        });
-        Ok(())
-    }
+/// The row stream `aggregate_id` puts in the read model, as `fold` now holds it.
+pub(crate) fn line(aggregate_id: &str, fold: &Fold<Program>) -> Result<Line, ProjectionError> {
+    let state = &fold.state;
+    let identifiers: Vec<String> = state.live_identifiers().map(Identifier::key).collect();
+    let (created_at, last_updated) = fold.recorded()?;
+    Ok(Line {
+        aggregate_id: aggregate_id.to_owned(),
+        version: fold.version as i64,
+        state: fold.state_json()?,
+        primary: identifiers.first().cloned(),
+        identifiers: text_array_literal(identifiers.iter().map(String::as_str)),
+        name_search: search_text([&state.name]),
+        name: state.name.clone(),
+        status: status_name(state),
+        target_type: state.serves().as_str(),
+        created_at,
+        last_updated,
+        source: fold.source.clone(),
+    })
 }
 
 /// Writes `lines` (one per stream) as one upsert.
@@ -146,6 +141,22 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Progr
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProgramQuery) {
     qb.push(" WHERE true");
+    match &query.identifier {
+        Some(Some(stream)) => {
+            qb.push(" AND aggregate_id = ").push_bind(stream.clone());
+        }
+        Some(None) => {
+            qb.push(" AND false");
+        }
+        None => {}
+    }
+    if let Some(code) = &query.program_type {
+        qb.push(" AND state->'program_type'->>'code' = ")
+            .push_bind(code.clone());
+    }
+    if let Some(after) = &query.after {
+        qb.push(" AND aggregate_id > ").push_bind(after.clone());
+    }
     if let Some(name) = &query.name {
         qb.push(" AND name_search LIKE ")
             .push_bind(like_contains(name));
@@ -162,6 +173,16 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProgramQuery) {
             .push(")");
     }
     push_instants(qb, "last_updated", &query.last_updated);
+}
+
+/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
+pub async fn search_any(
+    pool: &PgPool,
+    queries: &[ProgramQuery],
+    page: Page,
+) -> sqlx::Result<Found<ProgramRow>> {
+    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
+    view::search_any(pool, "program_view", queries, push_filters, &sort, page).await
 }
 
 pub async fn search(

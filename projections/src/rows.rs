@@ -3,7 +3,6 @@
 //! read model reflects a write once it commits, in every process), and the rebuild writes them
 //! from the whole log, so a rebuild is byte-identical to what the appends wrote.
 
-use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use openspp_aggregates::{Consent, Group, Individual, Program, ProgramMembership};
 
@@ -20,6 +19,40 @@ pub trait ReadModel: Aggregate {
         fold: &Fold<Self>,
         rows: &mut Rows,
     ) -> Result<(), ProjectionError>;
+}
+
+/// Each read model's module says what rows a stream puts in it (`line`); this is where they
+/// are collected, so the modules know nothing of one another or of `Rows`.
+macro_rules! read_model {
+    ($aggregate:ty, $module:ident, $rows:ident) => {
+        impl ReadModel for $aggregate {
+            fn project(
+                aggregate_id: &str,
+                fold: &Fold<Self>,
+                rows: &mut Rows,
+            ) -> Result<(), ProjectionError> {
+                rows.$rows.push($module::line(aggregate_id, fold)?);
+                Ok(())
+            }
+        }
+    };
+}
+
+read_model!(Individual, individual, individuals);
+read_model!(Group, group, groups);
+read_model!(Program, program, programs);
+read_model!(ProgramMembership, membership, memberships);
+
+/// A consent not given yet has no row.
+impl ReadModel for Consent {
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError> {
+        rows.consents.extend(consent::line(aggregate_id, fold)?);
+        Ok(())
+    }
 }
 
 /// Operator-managed vocabularies and registered extensions have no read model: their streams
@@ -109,38 +142,5 @@ pub(crate) fn fold_for(aggregate_type: &str) -> Option<Box<dyn StreamFold>> {
         t if t == ProgramMembership::TYPE => of::<ProgramMembership>(),
         t if t == Consent::TYPE => of::<Consent>(),
         _ => None,
-    }
-}
-
-/// The state as JSON text (bound as text, cast to jsonb by the statement: no intermediate
-/// `Value` tree per row).
-pub(crate) fn state_json<A: serde::Serialize>(
-    aggregate_type: &str,
-    fold: &Fold<A>,
-) -> Result<String, ProjectionError> {
-    serde_json::to_string(&fold.state).map_err(|e| {
-        Undecodable {
-            aggregate_type: aggregate_type.to_owned(),
-            sequence: fold.version as i64,
-            reason: format!("state cannot be stored: {e}"),
-        }
-        .into()
-    })
-}
-
-/// When the stream's first and latest events were recorded (a stream is projected only once it
-/// has events).
-pub(crate) fn recorded<A>(
-    aggregate_type: &str,
-    fold: &Fold<A>,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), ProjectionError> {
-    match (fold.created_at, fold.last_updated) {
-        (Some(created), Some(updated)) => Ok((created, updated)),
-        _ => Err(Undecodable {
-            aggregate_type: aggregate_type.to_owned(),
-            sequence: 0,
-            reason: "a stream without events has no rows".to_owned(),
-        }
-        .into()),
     }
 }

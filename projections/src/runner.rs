@@ -23,7 +23,8 @@ use sqlx::{PgPool, Postgres};
 
 use crate::checkpoint::{format, load as load_checkpoint, CheckpointWatch};
 use crate::error::ProjectionError;
-use crate::feed::{read_page, FeedPosition};
+use crate::events::FeedPosition;
+use crate::feed::read_page;
 use crate::{CHECKPOINT_CHANNEL, EVENTS_CHANNEL, REGISTRY_PROJECTION};
 
 /// Events read per page.

@@ -52,6 +52,60 @@ pub async fn get<A: DeserializeOwned>(
     .transpose()
 }
 
+/// The stream of `aggregate_type` holding the live identifier `system|value`, with its row in
+/// `table` (`None` while the read model lags the claim): a read by identifier in one round trip.
+pub async fn by_identifier<A: DeserializeOwned>(
+    pool: &PgPool,
+    table: &'static str,
+    aggregate_type: &str,
+    system: &str,
+    value: &str,
+) -> sqlx::Result<Option<(String, Option<ViewRow<A>>)>> {
+    let row = sqlx::query(&format!(
+        "SELECT c.aggregate_id AS stream, v.aggregate_id, v.version, v.state, v.last_updated, \
+                v.source \
+         FROM identifier_claims c LEFT JOIN {table} v ON v.aggregate_id = c.aggregate_id \
+         WHERE c.aggregate_type = $1 AND c.system = $2 AND c.value = $3"
+    ))
+    .bind(aggregate_type)
+    .bind(system)
+    .bind(value)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let stream: String = row.try_get("stream")?;
+    let viewed: Option<String> = row.try_get("aggregate_id")?;
+    let current = match viewed {
+        Some(_) => Some(ViewRow::from_row(&row)?),
+        None => None,
+    };
+    Ok(Some((stream, current)))
+}
+
+/// Counts the matches and fetches one page of them (two statements, run at once); `filters` appends `WHERE …`.
+
+/// The rows whose `column` is one of `keys`, in one statement: what a batch loader asks for a
+/// whole page of links at once (`aggregate_id` for resources by stream, `beneficiary_id` for
+/// the memberships of many registrants). The order is the table's; callers key the rows.
+pub async fn rows_where<A: DeserializeOwned>(
+    pool: &PgPool,
+    table: &'static str,
+    column: &'static str,
+    keys: &[String],
+) -> sqlx::Result<Vec<ViewRow<A>>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM {table} WHERE {column} = ANY($1)"
+    ))
+    .bind(keys)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(ViewRow::from_row)
+    .collect()
+}
+
 /// Counts the matches, then fetches one page of them; `filters` appends `WHERE …`.
 ///
 /// Both statements are unnamed (not cached), so PostgreSQL plans them with the values of this
@@ -66,15 +120,14 @@ pub(crate) async fn search<A: DeserializeOwned>(
 ) -> sqlx::Result<Found<ViewRow<A>>> {
     let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {table}"));
     filters(&mut count);
-    let total: i64 = count
-        .build_query_scalar()
-        .persistent(false)
-        .fetch_one(pool)
-        .await?;
     let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM {table}"));
     filters(&mut select);
     push_order(&mut select, sort, page);
-    let rows = select.build().persistent(false).fetch_all(pool).await?;
+    // Side by side on two connections: a search takes the longer of the two, not their sum.
+    let (total, rows): (i64, _) = tokio::try_join!(
+        count.build_query_scalar().persistent(false).fetch_one(pool),
+        select.build().persistent(false).fetch_all(pool),
+    )?;
     Ok(Found {
         total,
         rows: rows
@@ -82,6 +135,37 @@ pub(crate) async fn search<A: DeserializeOwned>(
             .map(ViewRow::from_row)
             .collect::<sqlx::Result<_>>()?,
     })
+}
+
+/// A search for the rows any of `queries` matches (OpenSPP's `_search` with OR logic): each
+/// query's own filters, consent rule included, select its rows, and their union is counted and
+/// paged in `sort` order. One query is searched as itself.
+pub(crate) async fn search_any<A: DeserializeOwned, Q>(
+    pool: &PgPool,
+    table: &'static str,
+    queries: &[Q],
+    push_filters: fn(&mut QueryBuilder<'_, Postgres>, &Q),
+    sort: &[SortKey],
+    page: Page,
+) -> sqlx::Result<Found<ViewRow<A>>> {
+    if let [query] = queries {
+        return search(pool, table, |qb| push_filters(qb, query), sort, page).await;
+    }
+    let any = |qb: &mut QueryBuilder<'_, Postgres>| {
+        qb.push(" WHERE aggregate_id IN (");
+        for (i, query) in queries.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ");
+            }
+            qb.push(format!("SELECT aggregate_id FROM {table}"));
+            push_filters(qb, query);
+        }
+        if queries.is_empty() {
+            qb.push("SELECT NULL WHERE false");
+        }
+        qb.push(")");
+    };
+    search(pool, table, any, sort, page).await
 }
 
 /// Lower-cased words of a resource's text fields, for `LIKE '%…%'` search on a trigram index.

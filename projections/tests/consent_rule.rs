@@ -1,8 +1,9 @@
-//! "A consent is in force" and "a consent covers this recipient and resource type" are written
-//! once in SQL (`consent_in_force`, `consent_covers`, migration 0013) for the append's hold and
-//! every search's consent filter. This holds them against the domain's own rule
-//! (`ConsentRecord::in_force` and `::covers`) over every combination of status, period,
-//! recipient mode, recipients and scopes, written to the index by its production writer.
+//! "A consent is in force (for this recipient)" and "a consent covers this recipient and resource
+//! type" are written once in SQL (`consent_in_force`, `consent_in_force_for`, `consent_covers`,
+//! migrations 0013 and 0100) for the append's hold and every search's consent filter. This holds
+//! them against the domain's own rule (`ConsentRecord::in_force`, `::in_force_for` and
+//! `::covers`) over every combination of status, period, recipient mode, recipients, scopes and
+//! recipients that withdrew for themselves, written to the index by its production writer.
 
 mod support;
 
@@ -41,36 +42,40 @@ fn records() -> Vec<ConsentRecord> {
         &["all"],
         &["program_membership", "individual"],
     ];
+    let released: [&[&str]; 3] = [&[], &["A"], &["B", "A"]];
     let mut records = Vec::new();
-    for status in statuses {
-        for effective in offsets {
-            for expiry in offsets {
-                for (mode, named, kinds) in &recipients {
-                    for types in scopes {
-                        records.push(ConsentRecord {
-                            consent_id: format!("c{}", records.len()),
-                            status,
-                            terms: ConsentTerms {
-                                subject_type: "Individual".into(),
-                                subject: format!("s{}", records.len()),
-                                recipient_mode: *mode,
-                                recipients: named.iter().map(|s| s.to_string()).collect(),
-                                recipient_types: kinds.iter().map(|s| s.to_string()).collect(),
-                                scopes: types
-                                    .iter()
-                                    .map(|t| ConsentScope {
-                                        resource_type: t.to_string(),
-                                        field_access: None,
-                                        purpose: "research".into(),
-                                    })
-                                    .collect(),
-                                legal_basis: "consent".into(),
-                                effective_date: today() + Duration::days(effective),
-                                expiry_date: today() + Duration::days(expiry),
-                                delegation_type: "self".into(),
-                                indicated_by: None,
-                            },
-                        });
+    for released in released {
+        for status in statuses {
+            for effective in offsets {
+                for expiry in offsets {
+                    for (mode, named, kinds) in &recipients {
+                        for types in scopes {
+                            records.push(ConsentRecord {
+                                consent_id: format!("c{}", records.len()),
+                                status,
+                                terms: ConsentTerms {
+                                    subject_type: "Individual".into(),
+                                    subject: format!("s{}", records.len()),
+                                    recipient_mode: *mode,
+                                    recipients: named.iter().map(|s| s.to_string()).collect(),
+                                    recipient_types: kinds.iter().map(|s| s.to_string()).collect(),
+                                    scopes: types
+                                        .iter()
+                                        .map(|t| ConsentScope {
+                                            resource_type: t.to_string(),
+                                            field_access: None,
+                                            purpose: "research".into(),
+                                        })
+                                        .collect(),
+                                    legal_basis: "consent".into(),
+                                    effective_date: today() + Duration::days(effective),
+                                    expiry_date: today() + Duration::days(expiry),
+                                    delegation_type: "self".into(),
+                                    indicated_by: None,
+                                },
+                                released: released.iter().map(|s| s.to_string()).collect(),
+                            });
+                        }
                     }
                 }
             }
@@ -90,6 +95,7 @@ async fn the_sql_consent_rule_is_the_domain_rule() {
                 terms: Some(record.terms.clone()),
                 status: Some(record.status),
                 withdrawal_reason: None,
+                released: record.released.clone(),
                 version: 1,
             },
             version: 1,
@@ -118,8 +124,9 @@ async fn the_sql_consent_rule_is_the_domain_rule() {
         for resource_type in ["individual", "group", "program_membership"] {
             for day in [-11, -10, 0, 10, 11] {
                 let day = today() + Duration::days(day);
-                let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+                let rows: Vec<(String, bool, bool, bool)> = sqlx::query_as(
                     "SELECT c.consent_id, consent_in_force(c, $1), \
+                            consent_in_force_for(c, $2, $1), \
                             consent_covers(c, $2, $3, $4, $1) \
                      FROM consent_index c",
                 )
@@ -130,14 +137,15 @@ async fn the_sql_consent_rule_is_the_domain_rule() {
                 .fetch_all(&db.pool)
                 .await
                 .unwrap();
-                let sql: HashMap<String, (bool, bool)> = rows
+                let sql: HashMap<String, (bool, bool, bool)> = rows
                     .into_iter()
-                    .map(|(id, in_force, covers)| (id, (in_force, covers)))
+                    .map(|(id, in_force, for_it, covers)| (id, (in_force, for_it, covers)))
                     .collect();
                 assert_eq!(sql.len(), records.len());
                 for record in &records {
                     let domain = (
                         record.in_force(day),
+                        record.in_force_for(organization, day),
                         record.covers(&actor, resource_type, day),
                     );
                     assert_eq!(
@@ -149,6 +157,6 @@ async fn the_sql_consent_rule_is_the_domain_rule() {
             }
         }
     }
-    assert_eq!(compared, 540 * 3 * 3 * 5);
+    assert_eq!(compared, 3 * 540 * 3 * 3 * 5);
     db.drop().await;
 }

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use openspp_aggregates::bounds::{self, items, LONG_TEXT, SHORT_TEXT};
-use openspp_aggregates::consent::{shows_any_extension, ConsentStatus, EXTENSION};
-use openspp_aggregates::{ConsentRecord, Date, DomainError};
+use openspp_aggregates::consent::{
+    shows_any_extension, ConsentScope, ConsentStatus, RecipientMode, EXTENSION,
+};
+use openspp_aggregates::{ConsentRecord, ConsentTerms, Date, DomainError, Identifier, TargetType};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access_log::AccessRow;
+use crate::api::reference::parse_identifier;
 use crate::api::schema::at_most;
 use crate::api::BASE;
 use crate::error::ApiError;
@@ -278,7 +281,16 @@ pub struct ConsentResource {
     pub delegation_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub indicated_by: Option<String>,
+    /// The recipients that withdrew from the consent for themselves (it stays in force for
+    /// the others). The controller sees them all; a recipient sees only itself, if it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn_recipients: Vec<String>,
 }
+
+/// Whose view of a consent is rendered: `None` the controller's (a legal-basis client, for the
+/// subject), `Some(organization)` a recipient's, for whom the consent is what it is for that
+/// recipient (withdrawn once it withdrew for itself).
+pub type Viewer<'a> = Option<&'a str>;
 
 /// The status a reader sees: expiry is evaluated at request time.
 pub fn status_now(record: &ConsentRecord, today: NaiveDate) -> &'static str {
@@ -290,13 +302,32 @@ pub fn status_now(record: &ConsentRecord, today: NaiveDate) -> &'static str {
     }
 }
 
-/// The consent as shown `today` (its status and validity are evaluated then).
-pub fn shown(record: ConsentRecord, subject: Option<String>, today: NaiveDate) -> ConsentResource {
+/// The consent as shown `today` (its status and validity are evaluated then) to `viewer`.
+pub fn shown(
+    record: ConsentRecord,
+    subject: Option<String>,
+    today: NaiveDate,
+    viewer: Viewer<'_>,
+) -> ConsentResource {
     let terms = &record.terms;
+    let (status, is_valid) = match viewer {
+        Some(organization) if record.released_for(organization) => ("withdrawn", false),
+        Some(organization) => (
+            status_now(&record, today),
+            record.in_force_for(organization, today),
+        ),
+        None => (status_now(&record, today), record.in_force(today)),
+    };
+    let withdrawn_recipients = record
+        .released
+        .iter()
+        .filter(|released| viewer.is_none_or(|organization| *released == organization))
+        .cloned()
+        .collect();
     ConsentResource {
         consent_id: record.consent_id.clone(),
-        status: status_now(&record, today).to_owned(),
-        is_valid: record.in_force(today),
+        status: status.to_owned(),
+        is_valid,
         subject,
         grantee: Some(match terms.recipient_mode.as_str() {
             "specific" => terms.recipients.join(", "),
@@ -322,6 +353,7 @@ pub fn shown(record: ConsentRecord, subject: Option<String>, today: NaiveDate) -
         expiry_date: terms.expiry_date,
         delegation_type: terms.delegation_type.clone(),
         indicated_by: terms.indicated_by.clone(),
+        withdrawn_recipients,
     }
 }
 
@@ -356,6 +388,56 @@ impl ConsentBody {
         }
         Ok(())
     }
+
+    /// The data subject the body names: its kind (`Individual`, `Group`) and identifier.
+    pub fn subject(&self) -> Result<(&'static str, Identifier), ApiError> {
+        let (kind, key) = self
+            .subject
+            .split_once('/')
+            .and_then(|(kind, key)| Some((TargetType::of_resource(kind)?, key)))
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "subject",
+                    "must be Individual/{system}|{value} or Group/{system}|{value}",
+                )
+            })?;
+        let identifier = parse_identifier(key, "subject")
+            .map_err(|e| ApiError::unprocessable("subject", e.diagnostics))?;
+        Ok((kind.resource(), identifier))
+    }
+
+    /// The terms the body gives, of the subject `subject` (its stream), a `subject_type`;
+    /// effective from `today` unless the body says when.
+    pub fn into_terms(
+        self,
+        subject_type: &str,
+        subject: String,
+        today: NaiveDate,
+    ) -> Result<ConsentTerms, ApiError> {
+        let recipient_mode = RecipientMode::parse(&self.recipient_mode)
+            .ok_or_else(|| ApiError::unprocessable("recipient_mode", RecipientMode::expected()))?;
+        let mut scopes = Vec::with_capacity(self.scopes.len());
+        for (index, scope) in self.scopes.into_iter().enumerate() {
+            scopes.push(ConsentScope {
+                field_access: scope.fields(&format!("scopes[{index}]"))?,
+                resource_type: scope.resource_type,
+                purpose: scope.purpose,
+            });
+        }
+        Ok(ConsentTerms {
+            subject_type: subject_type.to_owned(),
+            subject,
+            recipient_mode,
+            recipients: self.recipients,
+            recipient_types: self.recipient_types,
+            scopes,
+            legal_basis: self.legal_basis,
+            effective_date: self.effective_date.map_or(today, Date::get),
+            expiry_date: self.expiry_date.get(),
+            delegation_type: self.delegation_type,
+            indicated_by: self.indicated_by,
+        })
+    }
 }
 
 fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
@@ -373,23 +455,43 @@ pub struct RenewBody {
     pub expiry_date: Date,
 }
 
-/// The answer to `$revoke` and `DELETE`.
+/// The answer to `$revoke` and `DELETE`: for whom the consent was withdrawn.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Withdrawal {
     pub consent_id: String,
-    /// Always `withdrawn`.
+    /// Always `withdrawn` (for the caller, at least).
     pub status: &'static str,
+    /// `everyone` (the controller's withdrawal, or the last recipient's), or `recipient`: the
+    /// caller's organisation only, the consent staying in force for the other recipients.
+    pub withdrawn_for: &'static str,
+    /// The organisation it was withdrawn for, when `withdrawn_for` is `recipient`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     pub revoked_at: String,
     pub message: &'static str,
 }
 
 impl Withdrawal {
-    pub fn of(consent_id: String) -> Self {
+    /// The consent withdrawn for everyone: it no longer allows any access.
+    pub fn for_everyone(consent_id: String) -> Self {
         Self {
             consent_id,
             status: "withdrawn",
+            withdrawn_for: "everyone",
+            recipient: None,
             revoked_at: chrono::Utc::now().to_rfc3339(),
             message: "consent withdrawn; it no longer allows any access",
+        }
+    }
+
+    /// The consent withdrawn for `recipient` only.
+    pub fn for_recipient(consent_id: String, recipient: String) -> Self {
+        Self {
+            recipient: Some(recipient),
+            withdrawn_for: "recipient",
+            message: "consent withdrawn for this recipient; it stays in force for the others \
+                      it names",
+            ..Self::for_everyone(consent_id)
         }
     }
 }
@@ -473,6 +575,9 @@ pub struct ReceiptRecipients {
     pub mode: String,
     pub organizations: Vec<String>,
     pub organization_types: Vec<String>,
+    /// Recipients that withdrew for themselves (as `ConsentResource::withdrawn_recipients`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -533,6 +638,7 @@ impl Receipt {
                 mode: consent.recipient_mode,
                 organizations: consent.recipients,
                 organization_types: consent.recipient_types,
+                withdrawn: consent.withdrawn_recipients,
             },
             purposes: consent
                 .scopes
@@ -578,7 +684,8 @@ pub struct ConsentLife {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentChange {
     pub version: i64,
-    /// `give`, `renew` or `withdraw`.
+    /// `give`, `renew`, `withdraw` (for everyone) or `withdraw_recipient` (one recipient for
+    /// itself).
     pub action: &'static str,
     pub changed_date: String,
     pub changed_by: Option<String>,
@@ -586,6 +693,10 @@ pub struct ConsentChange {
     pub reason: Option<String>,
     /// The consent's fields the change set (OpenSPP's `changed_fields`).
     pub changed_fields: Vec<&'static str>,
+    /// The recipient that withdrew for itself (`withdraw_recipient`), shown to the controller
+    /// and to that recipient; another recipient sees that one withdrew, not who, nor why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
 }
 
 /// The fields each kind of consent event sets.
@@ -604,35 +715,48 @@ fn changed_fields(event_type: &str) -> Vec<&'static str> {
             "status",
         ],
         "ConsentRenewed" => vec!["expiry_date", "status"],
+        "RecipientWithdrew" => vec!["withdrawn_recipients"],
         _ => vec!["status"],
     }
 }
 
 impl ConsentLife {
-    pub fn of(consent_id: String, events: &[Recorded]) -> Self {
+    pub fn of(consent_id: String, events: &[Recorded], viewer: Viewer<'_>) -> Self {
         let history = events
             .iter()
             .rev()
             .map(|e| {
-                let (action, reason) = match e.event_type.as_str() {
-                    "ConsentGiven" => ("give", None),
-                    "ConsentRenewed" => ("renew", None),
-                    _ => (
-                        "withdraw",
-                        e.payload["ConsentWithdrawn"]["reason"]
-                            .as_str()
-                            .map(str::to_owned),
-                    ),
+                let text = |key: &str| {
+                    e.payload[e.event_type.as_str()][key]
+                        .as_str()
+                        .map(str::to_owned)
                 };
-                ConsentChange {
+                let mut change = ConsentChange {
                     version: e.sequence,
-                    action,
+                    action: "withdraw",
                     changed_date: e.recorded_at.to_rfc3339(),
                     changed_by: meta(e, "client_id").map(|c| client_uri(&c)),
                     channel: meta(e, "collection_method"),
-                    reason,
+                    reason: text("reason"),
+                    recipient: None,
                     changed_fields: changed_fields(&e.event_type),
+                };
+                match e.event_type.as_str() {
+                    "ConsentGiven" => change.action = "give",
+                    "ConsentRenewed" => change.action = "renew",
+                    "RecipientWithdrew" => {
+                        change.action = "withdraw_recipient";
+                        change.recipient = text("recipient");
+                        let own = change.recipient.as_deref() == viewer;
+                        if viewer.is_some() && !own {
+                            change.recipient = None;
+                            change.changed_by = None;
+                            change.reason = None;
+                        }
+                    }
+                    _ => {}
                 }
+                change
             })
             .collect();
         Self {

@@ -295,3 +295,8 @@ fn identifier_key(resource: &serde_json::Value) -> String {
         })
         .unwrap_or_default()
 }
+impl crate::api::stated::ExtendedBody for GroupResource {
+    fn extension(&self) -> Option<&serde_json::Value> {
+        self.extension.as_ref()
+    }
+}

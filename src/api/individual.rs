@@ -157,3 +157,9 @@ impl IndividualResource {
         }
     }
 }
+
+impl crate::api::stated::ExtendedBody for IndividualResource {
+    fn extension(&self) -> Option<&serde_json::Value> {
+        self.extension.as_ref()
+    }
+}

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use openspp_aggregates::program::TargetType;
 use openspp_aggregates::program_membership::ExitReason;
+use openspp_aggregates::TargetType;
 use openspp_aggregates::{Date, MembershipStatus, ProgramMembership};
 use openspp_projections::view::ViewRow;
 use serde::{Deserialize, Serialize};
@@ -60,18 +60,9 @@ fn draft() -> String {
 
 /// `Individual/…` or `Group/…`: the kind of beneficiary, its resource name and the identifier.
 pub fn split_beneficiary(reference: &str) -> Option<(TargetType, &'static str, &str)> {
-    match reference.split_once('/')? {
-        ("Individual", rest) => Some((TargetType::Individual, "Individual", rest)),
-        ("Group", rest) => Some((TargetType::Group, "Group", rest)),
-        _ => None,
-    }
-}
-
-pub fn kind_name(membership: &ProgramMembership) -> &'static str {
-    match membership.beneficiary_type {
-        Some(TargetType::Group) => "Group",
-        _ => "Individual",
-    }
+    let (name, rest) = reference.split_once('/')?;
+    let kind = TargetType::of_resource(name)?;
+    Some((kind, kind.resource(), rest))
 }
 
 pub fn render(
@@ -91,7 +82,7 @@ pub fn render(
         resource_type: resource_type(),
         identifier: state.identifier.iter().map(Into::into).collect(),
         program: reference("Program", &state.program),
-        beneficiary: reference(kind_name(state), &state.beneficiary),
+        beneficiary: reference(state.beneficiary_kind().resource(), &state.beneficiary),
         status: state.status.map_or("draft", |s| s.as_str()).to_owned(),
         enrollment_date: state.enrollment_date.map(Date::stored),
         exit_date: state.exit_date.map(Date::stored),

@@ -3,6 +3,7 @@
 //! envelope, external identifiers in paths and references, the provenance headers of a
 //! request, and its preconditions.
 
+pub mod advanced_search;
 pub mod audit_event;
 pub mod bundle;
 pub mod consent;
@@ -18,6 +19,7 @@ pub mod reference;
 pub mod schema;
 #[cfg(test)]
 mod schema_tests;
+pub mod search_params;
 pub mod stated;
 
 /// Where the API lives (CONTRACT §1).

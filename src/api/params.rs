@@ -167,6 +167,37 @@ impl Params {
             .collect()
     }
 
+    /// A range given as two parameters of instants (`date_from`, `date_to`): at or after
+    /// each `from`, at or before each `to`, whatever prefix they carry.
+    pub fn between(
+        &mut self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(Comparator, DateTime<Utc>)>, ApiError> {
+        let after = self.instants(from)?.into_iter();
+        let before = self.instants(to)?.into_iter();
+        Ok(after
+            .map(|(_, instant)| (Comparator::Ge, instant))
+            .chain(before.map(|(_, instant)| (Comparator::Le, instant)))
+            .collect())
+    }
+
+    /// One value that must be a wire name of a domain enum (`parse` and `expected` are the
+    /// enum's, from `wire_names!`): anything else is a 400 naming the parameter, never an
+    /// empty result.
+    pub fn one_of<E>(
+        &mut self,
+        name: &str,
+        parse: fn(&str) -> Option<E>,
+        expected: fn() -> String,
+    ) -> Result<Option<String>, ApiError> {
+        let value = self.one(name)?;
+        if value.as_deref().is_some_and(|text| parse(text).is_none()) {
+            return Err(ApiError::bad_request(Some(name), expected()));
+        }
+        Ok(value)
+    }
+
     /// One instant without prefix (`_at`): RFC 3339 with a zone.
     pub fn instant(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.one(name)?
@@ -198,6 +229,21 @@ impl Params {
                 format!("unknown search parameter `{name}`"),
             )),
         }
+    }
+}
+
+pub use openspp_aggregates::vocabulary::GROUP_MEMBERSHIP_TYPE;
+
+/// A code parameter given as the bare code or as `system|code`, whose system must then be
+/// `system` (the parameter `name` is named in the 400 otherwise).
+pub fn code_of(text: &str, system: &str, name: &str) -> Result<String, ApiError> {
+    match text.rsplit_once('|') {
+        None => Ok(text.to_owned()),
+        Some((given, code)) if given == system && !code.is_empty() => Ok(code.to_owned()),
+        Some(_) => Err(ApiError::bad_request(
+            Some(name),
+            format!("must be a code of {system}, bare or as `{system}|code`"),
+        )),
     }
 }
 
@@ -283,6 +329,16 @@ pub fn envelope<T: ToSchema, R>(
     }
 }
 
+/// Every result in one page of the envelope: a list that is not paged.
+pub fn unpaged<T: ToSchema>(uri: &Uri, data: Vec<T>) -> SearchResult<T> {
+    let total = data.len() as i64;
+    let page = Page {
+        count: total,
+        offset: 0,
+    };
+    envelope(uri, page, Found { total, rows: data }, |row| row)
+}
+
 /// The request's own URL at another `_offset`: every other parameter (filters, `_count`,
 /// `_sort`) is carried as it came, so following the link continues the same search.
 pub fn page_link(uri: &Uri, offset: i64) -> String {
@@ -298,6 +354,23 @@ pub fn page_link(uri: &Uri, offset: i64) -> String {
     pairs.push(("_offset".into(), offset.to_string()));
     let query = serde_urlencoded_pairs(&pairs);
     format!("{}?{query}", uri.path())
+}
+
+/// The request's own URL continued after the row `key` (`system|value`): `_lastId` names it,
+/// and every other parameter but `_offset` is carried as it came.
+pub fn cursor_link(uri: &Uri, key: &str) -> String {
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            url_pairs(q)
+                .into_iter()
+                .filter(|(k, _)| k != "_offset" && k != "_lastId")
+                .collect()
+        })
+        .unwrap_or_default();
+    let encoded = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+    pairs.push(("_lastId".into(), encoded.to_string()));
+    format!("{}?{}", uri.path(), serde_urlencoded_pairs(&pairs))
 }
 
 fn url_pairs(query: &str) -> Vec<(String, String)> {
@@ -403,6 +476,17 @@ mod tests {
         assert_eq!(error.expression.as_deref(), Some("name"));
         let error = decode_query("na%FFme=x").unwrap_err();
         assert_eq!(error.expression.as_deref(), Some("query"));
+    }
+
+    #[test]
+    fn cursor_links_name_the_last_row_and_drop_the_offset() {
+        let uri: Uri = "/api/v2/spp/Program?name=cash&_offset=3&_lastId=x&_count=2"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            cursor_link(&uri, "urn:openspp:program#a|p-1"),
+            "/api/v2/spp/Program?name=cash&_count=2&_lastId=urn%3Aopenspp%3Aprogram%23a%7Cp%2D1"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `currency` and `status` added), and its conversions to and from the domain.
 
 use openspp_aggregates::bounds::items;
-use openspp_aggregates::program::TargetType;
+use openspp_aggregates::TargetType;
 use openspp_aggregates::{Program, ProgramDetails, ProgramStatus};
 use openspp_projections::view::ViewRow;
 use serde::{Deserialize, Serialize};
@@ -105,11 +105,7 @@ impl ProgramResource {
                 [&state.program_type()],
                 vocabulary,
             )),
-            target_type: state
-                .target_type
-                .unwrap_or(TargetType::Group)
-                .as_str()
-                .to_owned(),
+            target_type: state.serves().as_str().to_owned(),
             currency: state.currency.clone(),
             eligibility_criteria: state.eligibility_criteria.clone(),
             period: (state.start_date.is_some() || state.end_date.is_some())

@@ -23,6 +23,17 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// The provenance of work the server does for a client outside a request (a DCI
+    /// asynchronous search), traced by `request_id`.
+    pub fn internal(request_id: String) -> Self {
+        Self {
+            request_id,
+            source_system: None,
+            source_reference: None,
+            collection_method: "api".to_owned(),
+        }
+    }
+
     pub fn request_id(&self) -> &str {
         &self.request_id
     }
@@ -41,6 +52,7 @@ impl Provenance {
             request_id: self.request_id.clone(),
             consent_id,
             consent_subject: None,
+            consent_recipient: None,
         }
     }
 }

@@ -30,6 +30,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Stated<T> {
     }
 }
 
+/// A resource body that may carry registered extension data (`extension`).
+pub trait ExtendedBody {
+    fn extension(&self) -> Option<&serde_json::Value>;
+}
+
 /// The keys of a JSON object, its values skipped. A replacement body must be an object: which
 /// fields it states is what decides what it changes.
 struct TopLevelKeys(Vec<String>);

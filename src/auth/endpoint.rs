@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::auth::clients::{hash_secret, verify_secret};
-use crate::auth::rate_limit;
+use crate::auth::rate_limit::{self, QuotaSlot};
 use crate::auth::scopes::{self, covers};
 use crate::auth::token::Issuer;
 use crate::auth::AuthState;
@@ -178,6 +178,7 @@ fn decoy_hash() -> &'static str {
 pub async fn token(
     State(auth): State<Arc<AuthState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    quota: Option<Extension<QuotaSlot>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -186,7 +187,12 @@ pub async fn token(
         per_day: 0,
     };
     let key = format!("addr:{}", peer.ip());
-    if let Err(error) = auth.limiter.admit(&auth.pool, &key, limits).await {
+    let admitted = auth.limiter.admit(&auth.pool, &key, limits).await;
+    // The address's standing, for the `X-RateLimit-*` headers (`http::conventions`).
+    if let Some(Extension(slot)) = &quota {
+        slot.set(auth.limiter.quota(&key, limits));
+    }
+    if let Err(error) = admitted {
         return error.into_response();
     }
     match issue(&auth, &headers, &body).await {

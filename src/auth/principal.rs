@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use std::sync::Arc;
 
 use crate::auth::cache::{ClientRecord, VerifiedToken};
-use crate::auth::rate_limit::Limits;
+use crate::auth::rate_limit::{Limits, QuotaSlot};
 use crate::auth::scopes::{covers, grants};
 use crate::auth::token::{Issuer, LEEWAY_SECS};
 use crate::auth::{Action, AuthState, Principal};
@@ -167,9 +167,14 @@ where
             .filter(|c| c.active && c.secret_version == claims.secret_version)
             .ok_or_else(invalid_token)?;
         let limits = Limits::new(client.rate_limit_per_minute, client.rate_limit_per_day);
-        auth.limiter
+        let admitted = auth
+            .limiter
             .admit(&auth.pool, &claims.client_id, limits)
-            .await?;
+            .await;
+        if let Some(slot) = parts.extensions.get::<QuotaSlot>() {
+            slot.set(auth.limiter.quota(&claims.client_id, limits));
+        }
+        admitted?;
         // The token's scopes, never more than the client holds now.
         let scopes = claims
             .scope
@@ -187,5 +192,40 @@ where
             allowed_programs: client.allowed_programs.clone(),
             field_filter: client.field_filter.clone(),
         })
+    }
+}
+
+impl Principal {
+    /// The client `client_id` as it stands now, holding at most `scopes` (what its token had
+    /// when it asked): work a client asked for and the server does later (a DCI asynchronous
+    /// search) runs under it. `None` if the client is gone or deactivated.
+    pub async fn resume(
+        pool: &sqlx::PgPool,
+        client_id: &str,
+        scopes: &[String],
+    ) -> Result<Option<Self>, ApiError> {
+        let client: Option<ClientRecord> = sqlx::query_as(
+            "SELECT organization, organization_type, scopes, allowed_programs, field_filter, \
+                require_consent, legal_basis, rate_limit_per_minute, rate_limit_per_day, active, \
+                secret_version \
+             FROM api_clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await?;
+        Ok(client.filter(|c| c.active).map(|client| Principal {
+            client_id: client_id.to_owned(),
+            scopes: scopes
+                .iter()
+                .filter(|s| covers(&client.scopes, s))
+                .cloned()
+                .collect(),
+            organization: client.organization,
+            organization_type: client.organization_type,
+            require_consent: client.require_consent,
+            legal_basis: client.legal_basis,
+            allowed_programs: client.allowed_programs,
+            field_filter: client.field_filter,
+        }))
     }
 }

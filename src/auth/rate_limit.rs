@@ -59,6 +59,9 @@ struct Window {
     remaining: u32,
     /// The shared budget is spent: no lease will grant more in this window.
     spent: bool,
+    /// How much of the shared budget every process together had leased at this process's
+    /// last lease (for `X-RateLimit-Remaining`).
+    shared_used: u32,
 }
 
 impl Window {
@@ -115,6 +118,31 @@ fn decide(windows: &mut [Window; 2], limits: Limits, now: Instant) -> Decision {
     Decision::Admit
 }
 
+/// A client's standing against its rate limit, for the `X-RateLimit-*` response headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the window ends.
+    pub reset_in: u32,
+}
+
+/// Where the request's authentication leaves the caller's quota, for the response layer
+/// (`http::conventions`) to put in headers: the layer puts an empty slot in the request's
+/// extensions, and whoever counts the request against a limit fills it.
+#[derive(Clone, Default)]
+pub struct QuotaSlot(Arc<Mutex<Option<Quota>>>);
+
+impl QuotaSlot {
+    pub fn set(&self, quota: Option<Quota>) {
+        *self.0.lock().expect("quota slot") = quota;
+    }
+
+    pub fn get(&self) -> Option<Quota> {
+        *self.0.lock().expect("quota slot")
+    }
+}
+
 /// Every key's budget in this process.
 #[derive(Default)]
 pub struct Limiter {
@@ -161,9 +189,37 @@ impl Limiter {
                 }
                 window.remaining += grant.amount;
                 window.spent = grant.amount < wanted[i];
+                window.shared_used = grant.used;
             }
         }
         Err(too_many(1))
+    }
+
+    /// Where `key` stands against `limits` now, in the tightest limited window, as
+    /// `X-RateLimit-*` tell it: what every process together has not yet leased, plus what this
+    /// process holds unused. `None` for a key without limits or not yet counted.
+    pub fn quota(&self, key: &str, limits: Limits) -> Option<Quota> {
+        if limits.unlimited() {
+            return None;
+        }
+        let budget = self.budgets.lock().expect("limiter lock").get(key)?.clone();
+        let windows = *budget.windows.lock().expect("limiter lock");
+        let now = Instant::now();
+        limits
+            .each()
+            .into_iter()
+            .zip(windows)
+            .filter(|(limit, window)| *limit > 0 && window.current(now))
+            .map(|(limit, window)| Quota {
+                limit,
+                remaining: if window.spent && window.remaining == 0 {
+                    0
+                } else {
+                    (limit - window.shared_used.min(limit) + window.remaining).min(limit)
+                },
+                reset_in: window.seconds_left(now),
+            })
+            .min_by_key(|quota| quota.remaining)
     }
 
     fn budget(&self, key: &str) -> Arc<Budget> {
@@ -211,6 +267,8 @@ struct Grant {
     start: i64,
     left: Duration,
     amount: u32,
+    /// The shared count after this lease, capped at the limit.
+    used: u32,
 }
 
 /// Takes `wanted[i]` from the shared count of each window (0 = leave it), in one statement.
@@ -262,6 +320,7 @@ async fn lease(
                 start,
                 left: Duration::from_secs_f64(left.max(0.0)),
                 amount,
+                used: used.clamp(0, i64::from(limit)) as u32,
             })
         };
     Ok([
@@ -302,7 +361,36 @@ mod tests {
             ends: Some(now + Duration::from_secs(10)),
             remaining,
             spent,
+            shared_used: 0,
         }
+    }
+
+    #[test]
+    fn quota_reports_the_tightest_window_and_zero_once_spent() {
+        let limiter = Limiter::default();
+        let now = Instant::now();
+        let limits = Limits::new(60, 10_000);
+        assert_eq!(limiter.quota("k", limits), None, "not counted yet");
+        let budget = limiter.budget("k");
+        *budget.windows.lock().unwrap() = [
+            Window {
+                shared_used: 10,
+                ..window(2, false, now)
+            },
+            Window {
+                shared_used: 100,
+                ..window(50, false, now)
+            },
+        ];
+        let quota = limiter.quota("k", limits).unwrap();
+        assert_eq!((quota.limit, quota.remaining), (60, 52));
+        assert!((1..=10).contains(&quota.reset_in));
+        budget.windows.lock().unwrap()[0] = Window {
+            shared_used: 60,
+            ..window(0, true, now)
+        };
+        assert_eq!(limiter.quota("k", limits).unwrap().remaining, 0);
+        assert_eq!(limiter.quota("k", Limits::new(0, 0)), None);
     }
 
     #[test]

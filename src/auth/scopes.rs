@@ -70,9 +70,13 @@ pub fn covers(held: &[String], wanted: &str) -> bool {
         .is_some_and(|(resource, action)| held.iter().any(|h| implies(h, resource, action)))
 }
 
+/// `x:all` implies every action of `x`; `x:read` also implies `x:search`, as OpenSPP grants
+/// it (CONTRACT §4a), while `x:search` stays the narrower scope that allows searches only.
+/// This is the one place a held scope is matched against a wanted one.
 fn implies(held: &str, resource: &str, action: &str) -> bool {
-    held.split_once(':')
-        .is_some_and(|(r, a)| r == resource && (a == action || a == "all"))
+    held.split_once(':').is_some_and(|(r, a)| {
+        r == resource && (a == action || a == "all" || (a == "read" && action == "search"))
+    })
 }
 
 #[cfg(test)]
@@ -84,8 +88,20 @@ mod tests {
         let scopes = vec!["individual:all".to_owned(), "group:read".to_owned()];
         assert!(grants(&scopes, "individual", Action::Delete));
         assert!(grants(&scopes, "group", Action::Read));
-        assert!(!grants(&scopes, "group", Action::Search));
+        assert!(!grants(&scopes, "group", Action::Create));
         assert!(!grants(&scopes, "program", Action::Read));
+    }
+
+    #[test]
+    fn read_allows_searches_as_openspp_but_search_does_not_allow_reads() {
+        let read = vec!["group:read".to_owned()];
+        assert!(grants(&read, "group", Action::Search));
+        assert!(!grants(&read, "individual", Action::Search));
+        let search = vec!["group:search".to_owned()];
+        assert!(grants(&search, "group", Action::Search));
+        assert!(!grants(&search, "group", Action::Read));
+        assert!(covers(&read, "group:search"));
+        assert!(!covers(&search, "group:read"));
     }
 
     #[test]

@@ -6,23 +6,22 @@ use std::collections::HashMap;
 use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
 use axum::Json;
-use openspp_aggregates::consent::{ConsentScope, RecipientMode};
-use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms, Date};
+use openspp_aggregates::consent::ConsentStatus;
+use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms};
 use openspp_projections::consent as index;
-use openspp_projections::search::Comparator;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access_log::{self, AccessQuery};
 use crate::api::consent::{
     shown, AccessSummary, ConsentBody, ConsentLife, ConsentResource, Receipt, RenewBody,
-    RevokeBody, Withdrawal,
+    RevokeBody, Viewer, Withdrawal,
 };
 use crate::api::json::ApiJson;
-use crate::api::params::Params;
+use crate::api::params::{unpaged, Params};
 use crate::api::preconditions::IfMatch;
 use crate::api::reference::parse_identifier;
-use crate::api::schema::{OperationOutcome, SearchLinks, SearchMeta, SearchResult};
+use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
@@ -52,6 +51,23 @@ fn may_see(principal: &Principal, record: &ConsentRecord) -> bool {
     !principal.require_consent || record.names(&principal.actor())
 }
 
+/// Whose view of a consent `principal` has: a recipient's (its organisation's), or the
+/// controller's.
+fn viewer(principal: &Principal) -> Viewer<'_> {
+    principal
+        .require_consent
+        .then_some(principal.organization.as_str())
+}
+
+/// `Individual/{system}|{value}` (or `Group/…`): how a consent names its subject, if the
+/// subject has an identifier.
+async fn subject_reference(call: &Call, terms: &ConsentTerms) -> Result<Option<String>, ApiError> {
+    let key = index::subject_identifier(&call.state.pool, &terms.subject_type, &terms.subject);
+    Ok(key
+        .await?
+        .map(|key| format!("{}/{key}", terms.subject_type)))
+}
+
 /// What rendering consents needs besides their states.
 #[derive(Default)]
 pub struct Context {
@@ -67,11 +83,7 @@ impl Context {
     async fn subjects(call: &Call, snapshots: &[&Snapshot<Consent>]) -> Result<Self, ApiError> {
         let mut context = Self::default();
         for terms in snapshots.iter().filter_map(|s| s.state.terms.as_ref()) {
-            let pool = &call.state.pool;
-            if let Some(key) =
-                index::subject_identifier(pool, &terms.subject_type, &terms.subject).await?
-            {
-                let reference = format!("{}/{key}", terms.subject_type);
+            if let Some(reference) = subject_reference(call, terms).await? {
                 context.subjects.insert(terms.subject.clone(), reference);
             }
         }
@@ -102,12 +114,9 @@ impl Resource for Consent {
             return Err(ApiError::not_found(RESOURCE));
         };
         call.audit.returned(subject, Some(&record.consent_id), None);
-        let terms = &record.terms;
-        if let Some(key) =
-            index::subject_identifier(pool, &terms.subject_type, &terms.subject).await?
-        {
-            let reference = format!("{}/{key}", terms.subject_type);
-            call.audit.mentioning([(reference, terms.subject.clone())]);
+        if let Some(reference) = subject_reference(call, &record.terms).await? {
+            call.audit
+                .mentioning([(reference, record.terms.subject.clone())]);
         }
         Ok(Located {
             stream: record.consent_id.clone(),
@@ -132,13 +141,13 @@ impl Resource for Consent {
         Context::subjects(call, &[latest]).await
     }
 
-    fn render(_call: &Call, context: &Context, row: &Snapshot<Self>) -> Option<ConsentResource> {
+    fn render(call: &Call, context: &Context, row: &Snapshot<Self>) -> Option<ConsentResource> {
         let record = match context.in_force.get(&row.aggregate_id) {
             Some(record) => record.clone(),
             None => row.state.record(&row.aggregate_id)?,
         };
         let subject = context.subjects.get(&record.terms.subject).cloned();
-        Some(shown(record, subject, today()))
+        Some(shown(record, subject, today(), viewer(&call.principal)))
     }
 
     /// The subject is named by `locate`, for every access to a consent.
@@ -173,46 +182,13 @@ async fn create(
         .require_controller("record or renew consents")?;
     let ApiJson(body) = body?;
     body.check_text()?;
-    let (subject_type, key) = body
-        .subject
-        .split_once('/')
-        .filter(|(kind, _)| *kind == "Individual" || *kind == "Group")
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                "subject",
-                "must be Individual/{system}|{value} or Group/{system}|{value}",
-            )
-        })?;
-    let identifier = parse_identifier(key, "subject")
-        .map_err(|e| ApiError::unprocessable("subject", e.diagnostics))?;
+    let (subject_type, identifier) = body.subject()?;
     let subject = claims::resolve(&call.state.pool, subject_type, &identifier)
         .await?
         .ok_or_else(|| ApiError::unprocessable("subject", format!("no such {subject_type}")))?;
     call.audit
         .mentioning([(body.subject.clone(), subject.clone())]);
-    let recipient_mode = RecipientMode::parse(&body.recipient_mode)
-        .ok_or_else(|| ApiError::unprocessable("recipient_mode", RecipientMode::expected()))?;
-    let mut scopes = Vec::with_capacity(body.scopes.len());
-    for (index, scope) in body.scopes.into_iter().enumerate() {
-        scopes.push(ConsentScope {
-            field_access: scope.fields(&format!("scopes[{index}]"))?,
-            resource_type: scope.resource_type,
-            purpose: scope.purpose,
-        });
-    }
-    let terms = ConsentTerms {
-        subject_type: subject_type.to_owned(),
-        subject,
-        recipient_mode,
-        recipients: body.recipients,
-        recipient_types: body.recipient_types,
-        scopes,
-        legal_basis: body.legal_basis,
-        effective_date: body.effective_date.map_or_else(today, Date::get),
-        expiry_date: body.expiry_date.get(),
-        delegation_type: body.delegation_type,
-        indicated_by: body.indicated_by,
-    };
+    let terms = body.into_terms(subject_type, subject, today())?;
     resource::create::<Consent>(&call, None, ConsentCommand::Give(terms)).await
 }
 
@@ -223,17 +199,24 @@ async fn withdraw(
 ) -> Result<Json<Withdrawal>, ApiError> {
     let target = Consent::locate(call, id).await?;
     let consent_id = target.stream.clone();
+    let by = call.principal.actor();
     let write = target.change(IfMatch::LATEST, |_| ConsentCommand::Withdraw {
         reason,
         channel: "api".to_owned(),
+        by,
     });
-    resource::execute(call, write).await?;
-    Ok(Json(Withdrawal::of(consent_id)))
+    let withdrawn = resource::execute(call, write).await?;
+    Ok(Json(match withdrawn.state.status {
+        Some(ConsentStatus::Withdrawn) => Withdrawal::for_everyone(consent_id),
+        _ => Withdrawal::for_recipient(consent_id, call.principal.organization.clone()),
+    }))
 }
 
 /// Withdraw a consent (given or renewed, even before it takes effect); effective for every
-/// request that starts after this answers. A client that needs consent may withdraw only
-/// consents that name it.
+/// request that starts after this answers. The controller (a client acting under a legal
+/// basis, for the subject) withdraws it for everyone. A client that needs consent may withdraw
+/// only consents that name it, and only for its own organisation: the consent stays in force
+/// for the other recipients, unless the caller is the one recipient it still names.
 #[utoipa::path(post, path = "/Consent/{id}/$revoke", tag = "Consent",
     params(("id" = String, Path, description = "The consent's UUID")),
     request_body = RevokeBody,
@@ -350,7 +333,11 @@ async fn consent_history(
     call.open(SCOPE, Action::Read, RESOURCE, Interaction::HISTORY)?;
     let (snapshot, _) = current(&call, &id).await?;
     let events = stored::stream(&call.state.pool, RESOURCE, &snapshot.aggregate_id).await?;
-    Ok(Json(ConsentLife::of(snapshot.aggregate_id, &events)))
+    Ok(Json(ConsentLife::of(
+        snapshot.aggregate_id,
+        &events,
+        viewer(&call.principal),
+    )))
 }
 
 /// The consents of one subject that the caller may see.
@@ -385,29 +372,13 @@ async fn list(
             Some(&record.consent_id),
             None,
         );
-        let reference =
-            index::subject_identifier(pool, &record.terms.subject_type, &record.terms.subject)
-                .await?
-                .map(|key| format!("{}/{key}", record.terms.subject_type));
-        data.push(shown(record, reference, today()));
+        let reference = subject_reference(&call, &record.terms).await?;
+        data.push(shown(record, reference, today(), viewer(&call.principal)));
     }
     if let Some(stream) = stream.filter(|_| !data.is_empty()) {
         call.audit.mentioning([(subject.clone(), stream)]);
     }
-    let count = data.len();
-    Ok(Json(SearchResult {
-        data,
-        meta: SearchMeta {
-            total: count as i64,
-            count,
-            offset: 0,
-        },
-        links: SearchLinks {
-            self_: uri.to_string(),
-            next: None,
-            prev: None,
-        },
-    }))
+    Ok(Json(unpaged(&uri, data)))
 }
 
 /// How a consent has been used: accesses per client and interaction, and the fields returned.
@@ -430,13 +401,7 @@ async fn access_summary(
     )?;
     let located = Consent::locate(&call, &id).await?;
     let mut params = Params::from_uri(&uri)?;
-    let mut at = params.instants("date_from")?;
-    for bound in &mut at {
-        bound.0 = Comparator::Ge;
-    }
-    for (_, instant) in params.instants("date_to")? {
-        at.push((Comparator::Le, instant));
-    }
+    let at = params.between("date_from", "date_to")?;
     params.finish()?;
     let query = AccessQuery {
         consent_id: Some(located.stream.clone()),

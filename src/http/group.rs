@@ -23,7 +23,6 @@ use crate::api::stated::Stated;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
-use crate::extensions::Shown;
 use crate::resource::{
     self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
     Searchable, Snapshot,
@@ -175,7 +174,8 @@ impl Searchable for Group {
         Ok(GroupQuery {
             identifier: params.identifier()?,
             name: params.one("name")?,
-            group_type: params.one("groupType")?,
+            group_type: group_type(params)?,
+            member: resource::referenced(call, params, "member", "Individual").await?,
             last_updated: params.instants("_lastUpdated")?,
             active: params.boolean("active")?,
             extension: call
@@ -201,6 +201,28 @@ impl Searchable for Group {
         call.principal.may_search_on(SCOPE, &query.fields())?;
         Ok(view::search(&call.state.pool, query, page).await?)
     }
+
+    async fn find_any(
+        call: &Call,
+        queries: &[GroupQuery],
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        for query in queries {
+            call.principal.may_search_on(SCOPE, &query.fields())?;
+        }
+        Ok(view::search_any(&call.state.pool, queries, page).await?)
+    }
+}
+
+/// `type` (OpenSPP's name) or `groupType` (this server's, kept): one of them, once.
+fn group_type(params: &mut Params) -> Result<Option<String>, ApiError> {
+    match (params.one("type")?, params.one("groupType")?) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            Some("type"),
+            "give `type` or `groupType`, not both",
+        )),
+        (one, other) => Ok(one.or(other)),
+    }
 }
 
 /// Search groups.
@@ -208,7 +230,10 @@ impl Searchable for Group {
     params(
         ("identifier" = Option<String>, Query, description = "`system|value`"),
         ("name" = Option<String>, Query, description = "Part of the name, case-insensitive"),
-        ("groupType" = Option<String>, Query),
+        ("type" = Option<String>, Query, description = "household, family, organization or other (OpenSPP's name)"),
+        ("groupType" = Option<String>, Query, description = "The same as `type`"),
+        ("member" = Option<String>, Query, description = "`Individual/{system}|{value}` (or `{system}|{value}`): groups it is a current member of"),
+        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows (and `type`, `identifier`, `meta`)"),
         ("active" = Option<bool>, Query),
         ("_lastUpdated" = Option<String>, Query, description = "Instant or date with prefix; repeatable"),
         ("_count" = Option<i64>, Query, description = "1-100, default 20"),
@@ -245,15 +270,7 @@ async fn create(
     OriginalUri(uri): OriginalUri,
     body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
-    call.principal.require_controller("register groups")?;
-    let Stated { body, fields } = body?;
-    let stated = call
-        .state
-        .extensions
-        .stated(EXTENDED, body.extension.as_ref());
-    call.principal.may_register(SCOPE, &fields, &stated)?;
-    resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
+    let Stated { body, .. } = resource::open_registration::<Group, _>(&call, &uri, body)?;
     let details = details(body, &call).await?;
     let subject = details.identifiers.first().map(|i| i.key());
     resource::create::<Group>(&call, subject, GroupCommand::Register(details)).await
@@ -284,13 +301,7 @@ async fn replace(
     OriginalUri(uri): OriginalUri,
     body: Result<Stated<GroupResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let Stated { body, fields } = body?;
-    let stated = call
-        .state
-        .extensions
-        .stated(EXTENDED, body.extension.as_ref());
-    resource::answer_extensions::<Group>(&call, &uri, Shown::stated(&stated))?;
+    let Stated { body, fields } = resource::open_replacement::<Group, _>(&call, &uri, body)?;
     let target = Group::locate(&call, &id).await?;
     put(&call, target, if_match, Stated { body, fields }).await
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
 use openspp_aggregates::{ExtendedResource, Individual, IndividualCommand};
+use openspp_projections::household::InHousehold;
 use openspp_projections::individual::{self as view, GroupMembershipRow, IndividualQuery};
 use openspp_projections::search::{Found, Page, SortKey};
 use serde_json::Value;
@@ -14,20 +15,18 @@ use utoipa_axum::routes;
 use crate::api::group::GroupMembershipList;
 use crate::api::individual::IndividualResource;
 use crate::api::json::ApiJson;
-use crate::api::params::Params;
+use crate::api::params::{code_of, Params, GROUP_MEMBERSHIP_TYPE};
 use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::stated::Stated;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
-use crate::extensions::Shown;
 use crate::resource::{
     self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
     Searchable, Snapshot,
 };
 
-const RESOURCE: &str = "Individual";
 const SCOPE: &str = "individual";
 const EXTENDED: ExtendedResource = ExtendedResource::Individual;
 
@@ -72,6 +71,11 @@ impl Resource for Individual {
             }
         }
         Ok(memberships)
+    }
+
+    /// A new individual's stream was minted for its registration: no group can list it yet.
+    fn created_context() -> Option<Memberships> {
+        Some(Memberships::new())
     }
 
     /// Group memberships live in other streams: a past version shows none.
@@ -134,6 +138,13 @@ impl Searchable for Individual {
                 .state
                 .extensions
                 .filters(EXTENDED, &params.prefixed("extension."))?,
+            household: InHousehold {
+                group: resource::referenced(call, params, "group", "Group").await?,
+                role: params
+                    .one("membership-role")?
+                    .map(|role| code_of(&role, GROUP_MEMBERSHIP_TYPE, "membership-role"))
+                    .transpose()?,
+            },
             visibility: call.principal.visibility(),
             sort: params.sort(
                 &view::SORT_COLUMNS,
@@ -153,6 +164,17 @@ impl Searchable for Individual {
         call.principal.may_search_on(SCOPE, &query.fields())?;
         Ok(view::search(&call.state.pool, query, page).await?)
     }
+
+    async fn find_any(
+        call: &Call,
+        queries: &[IndividualQuery],
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        for query in queries {
+            call.principal.may_search_on(SCOPE, &query.fields())?;
+        }
+        Ok(view::search_any(&call.state.pool, queries, page).await?)
+    }
 }
 
 /// Search individuals.
@@ -164,10 +186,13 @@ impl Searchable for Individual {
         ("gender" = Option<String>, Query, description = "ISO 5218 code, or `system|code`"),
         ("address" = Option<String>, Query, description = "Part of any address field"),
         ("active" = Option<bool>, Query),
+        ("group" = Option<String>, Query, description = "`Group/{system}|{value}` (or `{system}|{value}`): current members of that group"),
+        ("membership-role" = Option<String>, Query, description = "A role code of `urn:openspp:vocab:group-membership-type` (or `system|code`): individuals holding it in a current group"),
         ("_lastUpdated" = Option<String>, Query, description = "Instant or date with prefix; repeatable"),
         ("_count" = Option<i64>, Query, description = "1-100, default 20"),
         ("_offset" = Option<i64>, Query),
         ("_sort" = Option<String>, Query, description = "name, given, birthdate, _lastUpdated; `-` for descending"),
+        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows (and `type`, `identifier`, `meta`)"),
         ("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show in each result; none by default (as OpenSPP)"),
         ("extension.{key}.{property}" = Option<String>, Query, description = "A property an extension's schema marks `x-openspp-searchable` equals this value (a list property: holds it); repeatable; `/metadata` lists them"),
     ),
@@ -201,15 +226,7 @@ async fn create(
     OriginalUri(uri): OriginalUri,
     body: Result<Stated<IndividualResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
-    call.principal.require_controller("register individuals")?;
-    let Stated { body, fields } = body?;
-    let stated = call
-        .state
-        .extensions
-        .stated(EXTENDED, body.extension.as_ref());
-    call.principal.may_register(SCOPE, &fields, &stated)?;
-    resource::answer_extensions::<Individual>(&call, &uri, Shown::stated(&stated))?;
+    let Stated { body, .. } = resource::open_registration::<Individual, _>(&call, &uri, body)?;
     let details = body.into_details()?;
     let subject = details.identifiers.first().map(|i| i.key());
     resource::create::<Individual>(&call, subject, IndividualCommand::Register(details)).await
@@ -240,13 +257,7 @@ async fn replace(
     OriginalUri(uri): OriginalUri,
     body: Result<Stated<IndividualResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let Stated { body, fields } = body?;
-    let stated = call
-        .state
-        .extensions
-        .stated(EXTENDED, body.extension.as_ref());
-    resource::answer_extensions::<Individual>(&call, &uri, Shown::stated(&stated))?;
+    let Stated { body, fields } = resource::open_replacement::<Individual, _>(&call, &uri, body)?;
     let target = Individual::locate(&call, &id).await?;
     put(&call, target, if_match, Stated { body, fields }).await
 }
@@ -293,7 +304,12 @@ async fn patch(
     Path(id): Path<String>,
     body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
+    call.open(
+        SCOPE,
+        Action::Update,
+        <Individual as cqrs_es::Aggregate>::TYPE,
+        Interaction::UPDATE,
+    )?;
     let ApiJson(patch) = body?;
     resource::patch::apply(
         &call,

@@ -1,14 +1,23 @@
-//! `GET /metadata`: the capability statement (public), so integrators can discover what this
-//! server offers before they have a token, including the extensions registered now.
+//! `GET /metadata` (public), so integrators can discover what this server offers before they
+//! have a token, including the extensions registered now: OpenSPP's `ApiMetadata` by default,
+//! FHIR's `CapabilityStatement` to `Accept: application/fhir+json` (CONTRACT §4a). Both are
+//! built from one list of resources, whose search parameters come from
+//! `api::search_params`, the table the searches' own filter metadata is built from.
+
+use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use openspp_aggregates::ExtendedResource;
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use crate::api::search_params::{self, Param};
 use crate::app::AppState;
+use crate::http::conventions::API_VERSION;
 
 /// The extensions in force, as OpenSPP's `ApiMetadata.extensions` lists them (`url`, `module`,
 /// `applies_to`, `fields`), with the JSON Schema their data must satisfy.
@@ -112,44 +121,185 @@ fn names<'a>(names: impl IntoIterator<Item = &'a &'a str>) -> Vec<Named> {
         .collect()
 }
 
-/// A registrant resource: read, search, create and versioned update. Its search also takes
-/// `_extensions`, and each property its registered extensions mark searchable
-/// (`extension.farmer.farm_size`).
-fn registrant(
-    state: &AppState,
-    resource: ExtendedResource,
-    search: &[&str],
-    operations: &[&str],
-) -> RestResource {
-    const SEARCH_COMMON: [&str; 5] = ["_lastUpdated", "_count", "_offset", "_sort", "_extensions"];
-    let mut search_param = names(search.iter().chain(SEARCH_COMMON.iter()));
-    search_param.extend(
-        state
-            .extensions
-            .catalog()
-            .search_parameters(resource)
+/// One resource this server offers: its operations (OpenSPP's names) and search parameters.
+struct Offered {
+    name: &'static str,
+    operations: &'static [&'static str],
+    /// FHIR's names of the same interactions.
+    interactions: &'static [&'static str],
+    search_params: Vec<String>,
+    /// Named operations (`$add-member`), FHIR's `operation`.
+    named: &'static [&'static str],
+    versioned: bool,
+}
+
+const HISTORY: [&str; 2] = ["history-instance", "vread"];
+
+fn names_of(params: &[Param]) -> Vec<String> {
+    params.iter().map(|p| p.name.to_owned()).collect()
+}
+
+/// Every resource, with the parameters its search takes: the core's from
+/// `search_params`, plus paging, `_extensions` and registered extensions' parameters.
+fn offered(state: &AppState) -> Vec<Offered> {
+    let core = |params: &[Param], extended: Option<ExtendedResource>| {
+        let mut names = names_of(params);
+        names.extend(search_params::CONTROL.iter().map(|p| (*p).to_owned()));
+        if let Some(resource) = extended {
+            names.push("_extensions".to_owned());
+            names.extend(state.extensions.catalog().search_parameters(resource));
+        }
+        names
+    };
+    vec![
+        Offered {
+            name: "Individual",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: core(
+                search_params::INDIVIDUAL,
+                Some(ExtendedResource::Individual),
+            ),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
+            name: "Group",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: core(search_params::GROUP, Some(ExtendedResource::Group)),
+            named: &["add-member", "remove-member"],
+            versioned: true,
+        },
+        Offered {
+            name: "Program",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: core(search_params::PROGRAM, None)
+                .into_iter()
+                .chain(["_lastId".to_owned()])
+                .collect(),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
+            name: "ProgramMembership",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: core(search_params::PROGRAM_MEMBERSHIP, None),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
+            name: "Consent",
+            operations: &[
+                "read",
+                "search",
+                "create",
+                "delete",
+                "revoke",
+                "renew",
+                "receipt",
+                "history",
+                "access-summary",
+            ],
+            interactions: &["read", "search-type", "create", "delete"],
+            search_params: names_of(search_params::CONSENT),
+            named: &["revoke", "renew", "receipt", "history", "access-summary"],
+            versioned: true,
+        },
+        Offered {
+            name: "AuditEvent",
+            operations: &["search"],
+            interactions: &["search-type"],
+            search_params: names_of(search_params::AUDIT_EVENT),
+            named: &[],
+            versioned: false,
+        },
+        Offered {
+            name: "Vocabulary",
+            operations: &["read", "search"],
+            interactions: &["read", "search-type"],
+            search_params: [
+                "domain",
+                "include_deprecated",
+                "parent_code",
+                "_count",
+                "_offset",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            named: &[],
+            versioned: false,
+        },
+    ]
+}
+
+/// OpenSPP's `ResourceMetadata`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceMetadata {
+    pub operations: Vec<String>,
+    pub search_params: Vec<String>,
+}
+
+/// OpenSPP's `AuthenticationMetadata`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthenticationMetadata {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub token_endpoint: String,
+    pub grant_types: Vec<String>,
+    /// The public keys tokens are signed with (beyond OpenSPP, whose tokens are HS256).
+    pub jwks_uri: String,
+}
+
+/// OpenSPP's `ApiMetadata`: name, version, every resource with its operations and search
+/// parameters, the extensions in force, authentication and the documentation page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiMetadata {
+    pub name: String,
+    /// The API's version (also `X-API-Version`).
+    pub version: String,
+    /// This server's own version.
+    pub server_version: String,
+    pub resources: BTreeMap<String, ResourceMetadata>,
+    /// The extensions in force: `url`, `name`, `module`, `applies_to`, `fields`, `searchable`,
+    /// `schema`.
+    pub extensions: Vec<Value>,
+    pub authentication: AuthenticationMetadata,
+    pub docs: String,
+}
+
+fn api_metadata(state: &AppState) -> ApiMetadata {
+    ApiMetadata {
+        name: "OpenSPP API".to_owned(),
+        version: API_VERSION.to_owned(),
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        resources: offered(state)
             .into_iter()
-            .map(|name| Named {
-                code: None,
-                name: Some(name),
-            }),
-    );
-    RestResource {
-        resource_type: resource.as_str().to_owned(),
-        interaction: codes(&["read", "search-type", "create", "update"]),
-        versioning: Some("versioned-update".to_owned()),
-        conditional_update: Some(true),
-        search_param,
-        operation: names(operations),
+            .map(|r| {
+                (
+                    r.name.to_owned(),
+                    ResourceMetadata {
+                        operations: r.operations.iter().map(|o| (*o).to_owned()).collect(),
+                        search_params: r.search_params,
+                    },
+                )
+            })
+            .collect(),
+        extensions: extensions(state),
+        authentication: AuthenticationMetadata {
+            kind: "oauth2".to_owned(),
+            token_endpoint: "/api/v2/spp/oauth/token".to_owned(),
+            grant_types: vec!["client_credentials".to_owned()],
+            jwks_uri: "/.well-known/jwks.json".to_owned(),
+        },
+        docs: "/api/v2/spp/docs".to_owned(),
     }
 }
 
-/// Resources, interactions and search parameters offered.
-#[utoipa::path(get, path = "/metadata", tag = "Metadata",
-    responses((status = 200, body = CapabilityStatement,
-        description = "CapabilityStatement: resources, interactions, search parameters")))]
-pub async fn capability_statement(State(state): State<AppState>) -> Json<CapabilityStatement> {
-    Json(CapabilityStatement {
+fn capability(state: &AppState) -> CapabilityStatement {
+    CapabilityStatement {
         resource_type: "CapabilityStatement".to_owned(),
         status: "active".to_owned(),
         kind: "instance".to_owned(),
@@ -158,7 +308,7 @@ pub async fn capability_statement(State(state): State<AppState>) -> Json<Capabil
             version: env!("CARGO_PKG_VERSION").to_owned(),
         },
         fhir_version: "4.0.1".to_owned(),
-        format: vec!["application/json".to_owned()],
+        format: vec!["application/json".to_owned(), FHIR_JSON.to_owned()],
         rest: vec![Rest {
             mode: "server".to_owned(),
             security: RestSecurity {
@@ -166,42 +316,55 @@ pub async fn capability_statement(State(state): State<AppState>) -> Json<Capabil
                 token_endpoint: "/api/v2/spp/oauth/token".to_owned(),
                 jwks: "/.well-known/jwks.json".to_owned(),
             },
-            resource: vec![
-                registrant(
-                    &state,
-                    ExtendedResource::Individual,
-                    &[
-                        "identifier",
-                        "name",
-                        "birthdate",
-                        "gender",
-                        "address",
-                        "active",
-                    ],
-                    &[],
-                ),
-                registrant(
-                    &state,
-                    ExtendedResource::Group,
-                    &["identifier", "name", "groupType", "active"],
-                    &["add-member", "remove-member"],
-                ),
-                RestResource {
-                    resource_type: "Vocabulary".to_owned(),
-                    interaction: codes(&["read", "search-type"]),
-                    versioning: None,
-                    conditional_update: None,
-                    search_param: names(&[
-                        "domain",
-                        "include_deprecated",
-                        "parent_code",
-                        "_count",
-                        "_offset",
-                    ]),
-                    operation: Vec::new(),
-                },
-            ],
+            resource: offered(state)
+                .into_iter()
+                .map(|r| {
+                    let mut interaction = codes(r.interactions);
+                    if r.versioned {
+                        interaction.extend(codes(&HISTORY));
+                    }
+                    RestResource {
+                        resource_type: r.name.to_owned(),
+                        interaction,
+                        versioning: r.versioned.then(|| "versioned-update".to_owned()),
+                        conditional_update: r.versioned.then_some(true),
+                        search_param: r
+                            .search_params
+                            .into_iter()
+                            .map(|name| Named {
+                                code: None,
+                                name: Some(name),
+                            })
+                            .collect(),
+                        operation: names(r.named),
+                    }
+                })
+                .collect(),
         }],
-        extensions: extensions(&state),
-    })
+        extensions: extensions(state),
+    }
+}
+
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// What this server offers: OpenSPP's `ApiMetadata`, or FHIR's `CapabilityStatement` to a
+/// client that asks for `application/fhir+json`.
+#[utoipa::path(get, path = "/metadata", tag = "Metadata",
+    responses((status = 200, description = "OpenSPP's ApiMetadata; the FHIR CapabilityStatement to `Accept: application/fhir+json`",
+        content((ApiMetadata = "application/json"), (CapabilityStatement = "application/fhir+json")))))]
+pub async fn capability_statement(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let fhir = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|accept| accept.to_ascii_lowercase().contains(FHIR_JSON));
+    if fhir {
+        (
+            [(header::CONTENT_TYPE, FHIR_JSON)],
+            Json(capability(&state)),
+        )
+            .into_response()
+    } else {
+        Json(api_metadata(&state)).into_response()
+    }
 }

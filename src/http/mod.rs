@@ -18,7 +18,10 @@ pub(crate) use read_routes::read_routes;
 
 pub mod audit_event;
 pub mod consent;
+pub mod conventions;
+pub mod docs;
 pub mod early_errors;
+pub mod filters;
 pub mod group;
 pub mod health;
 pub mod individual;
@@ -41,8 +44,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(program::routes())
         .merge(program_membership::routes())
         .merge(vocabulary::routes())
+        .merge(filters::routes())
         .merge(crate::auth::api_routes())
-        .routes(routes!(metadata::capability_statement));
+        .routes(routes!(metadata::capability_statement))
+        .routes(routes!(docs::docs))
+        .routes(routes!(docs::redoc))
+        .routes(routes!(docs::script));
     let public = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -57,6 +64,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let document = openapi::finish(document, &format!("{BASE}/openapi.json"));
     Router::new()
         .merge(api)
+        // DCI is described by its own specification (served beside it), not this document.
+        .merge(crate::dci::routes())
+        .merge(crate::graphql::routes())
         .route(
             &format!("{BASE}/openapi.json"),
             get(move || {
@@ -79,6 +89,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             crate::resource::record_accesses,
         ))
         .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn(conventions::apply))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

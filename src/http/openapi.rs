@@ -27,8 +27,14 @@ const IDENTIFIER_VALUE: usize = 100;
 #[openapi(
     info(
         title = "OpenSPP API V2 (event-sourced)",
-        description = "Registry of individuals and groups, served as OpenSPP API V2. \
-                       External identifiers only; errors are OperationOutcome."
+        version = "2.0.0",
+        description = "OpenSPP's API V2 for social-protection registries (Individuals, Groups, \
+                       Programs, ProgramMemberships, Consent), served from an event store: every \
+                       change is an event with its source, readable as history. External \
+                       identifiers only (`system|value`); errors are OperationOutcome with \
+                       OpenSPP's `detail`. The server's own version is in `/metadata`.",
+        contact(name = "openspp-es maintainers", url = "/api/v2/spp/docs"),
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     components(schemas(OperationOutcome))
 )]
@@ -41,6 +47,9 @@ pub fn document() -> Document {
 /// Adds what the annotations cannot say: the security schemes, the document's own path, the
 /// answers every operation shares, and the text limits. Returns the document as served.
 pub fn finish(mut document: Document, own_path: &str) -> Value {
+    // The router that nests the others starts from an empty document, whose `info` would be
+    // the OpenAPI library's own (its name, author and version): this API's stands instead.
+    document.info = Base::openapi().info;
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",

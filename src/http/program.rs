@@ -3,7 +3,8 @@
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::program::TargetType;
+use openspp_aggregates::program::PROGRAM_TYPE;
+use openspp_aggregates::TargetType;
 use openspp_aggregates::{Program, ProgramCommand, ProgramStatus};
 use openspp_projections::program::{self as view, ProgramQuery};
 use openspp_projections::search::{Found, Page, SortKey};
@@ -12,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::json::ApiJson;
-use crate::api::params::Params;
+use crate::api::params::{code_of, Params};
 use crate::api::preconditions::IfMatch;
 use crate::api::program::ProgramResource;
 use crate::api::reference::parse_identifier;
@@ -20,10 +21,10 @@ use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
+use crate::store::claims::resolve_program;
 use crate::resource::{
     self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
 };
-use crate::store::claims::resolve_program;
 
 pub const RESOURCE: &str = "Program";
 const SCOPE: &str = "program";
@@ -55,10 +56,18 @@ impl Resource for Program {
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
         let identifier = parse_identifier(id, "id")?;
         let subject = format!("{RESOURCE}/{}", identifier.key());
-        let stream = resolve_program(&call.state.pool, identifier)
-            .await?
-            .filter(|stream| allowed(&call.principal, stream));
-        let Some(stream) = stream else {
+        // The program's stream and its current row in one round trip.
+        let key = openspp_aggregates::program::lookup_key(identifier);
+        let found = openspp_projections::view::by_identifier::<Program>(
+            &call.state.pool,
+            "program_view",
+            RESOURCE,
+            &key.system,
+            &key.value,
+        )
+        .await?
+        .filter(|(stream, _)| allowed(&call.principal, stream));
+        let Some((stream, current)) = found else {
             call.audit.not_found(subject, None);
             return Err(ApiError::not_found(RESOURCE));
         };
@@ -68,7 +77,7 @@ impl Resource for Program {
             stream,
             grant: Grant::not_personal(SCOPE),
             access: call.principal.access(Vec::new()),
-            current: None,
+            current,
         })
     }
 
@@ -93,42 +102,75 @@ impl Searchable for Program {
     type Query = ProgramQuery;
 
     async fn query(call: &Call, params: &mut Params) -> Result<ProgramQuery, ApiError> {
-        let status = params.one("status")?;
-        if status
-            .as_deref()
-            .is_some_and(|s| ProgramStatus::parse(s).is_none())
-        {
-            return Err(ApiError::bad_request(
-                Some("status"),
-                ProgramStatus::expected(),
-            ));
-        }
-        let target_type = params.one("targetType")?;
-        if target_type
-            .as_deref()
-            .is_some_and(|t| TargetType::parse(t).is_none())
-        {
-            return Err(ApiError::bad_request(
-                Some("targetType"),
-                TargetType::expected(),
-            ));
-        }
+        let status = params.one_of("status", ProgramStatus::parse, ProgramStatus::expected)?;
+        let target_type = params.one_of("targetType", TargetType::parse, TargetType::expected)?;
         let principal = &call.principal;
-        Ok(ProgramQuery {
-            name: params.one("name")?,
-            status,
-            target_type,
-            last_updated: params.instants("_lastUpdated")?,
-            allowed: (!principal.allowed_programs.is_empty())
-                .then(|| principal.allowed_programs.clone()),
-            sort: params.sort(
+        let pool = &call.state.pool;
+        let identifier = match params.identifier()? {
+            None => None,
+            Some(identifier) => Some(
+                resolve_program(pool, identifier)
+                    .await?
+                    .filter(|stream| allowed(principal, stream)),
+            ),
+        };
+        let program_type = params
+            .one("type")?
+            .map(|code| code_of(&code, PROGRAM_TYPE, "type"))
+            .transpose()?;
+        let after = match params.one("_lastId")? {
+            None => None,
+            Some(text) => {
+                let identifier = parse_identifier(&text, "_lastId")?;
+                let stream = resolve_program(pool, identifier)
+                    .await?
+                    .filter(|stream| allowed(principal, stream))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            Some("_lastId"),
+                            "names no program; give the identifier of the last program of the \
+                             previous page, as its `next` link does",
+                        )
+                    })?;
+                Some(stream)
+            }
+        };
+        let sort = if after.is_some() {
+            if params.one("_sort")?.is_some() {
+                return Err(ApiError::bad_request(
+                    Some("_sort"),
+                    "`_lastId` pages in the server's own order; leave out `_sort`",
+                ));
+            }
+            vec![SortKey {
+                column: "aggregate_id",
+                descending: false,
+            }]
+        } else {
+            params.sort(
                 &view::SORT_COLUMNS,
                 SortKey {
                     column: "name",
                     descending: false,
                 },
-            )?,
+            )?
+        };
+        Ok(ProgramQuery {
+            identifier,
+            name: params.one("name")?,
+            program_type,
+            after,
+            status,
+            target_type,
+            last_updated: params.instants("_lastUpdated")?,
+            allowed: (!principal.allowed_programs.is_empty())
+                .then(|| principal.allowed_programs.clone()),
+            sort,
         })
+    }
+
+    fn cursor(query: &ProgramQuery) -> bool {
+        query.after.is_some()
     }
 
     async fn find(
@@ -138,11 +180,23 @@ impl Searchable for Program {
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
         Ok(view::search(&call.state.pool, query, page).await?)
     }
+
+    async fn find_any(
+        call: &Call,
+        queries: &[ProgramQuery],
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        Ok(view::search_any(&call.state.pool, queries, page).await?)
+    }
 }
 
 /// Search programs (clients limited to some programs see only those).
 #[utoipa::path(get, path = "/Program", tag = "Program",
     params(
+        ("identifier" = Option<String>, Query, description = "`system|value`, or the name alias `urn:openspp:program|{slug}`"),
+        ("type" = Option<String>, Query, description = "A code of `urn:openspp:vocab:program-type` (or `system|code`)"),
+        ("_lastId" = Option<String>, Query, description = "Cursor: the identifier (`system|value`) of the last program of the previous page, as the `next` link gives it; the server's own order, not with `_sort` or `_offset`"),
+        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows"),
         ("name" = Option<String>, Query), ("status" = Option<String>, Query),
         ("targetType" = Option<String>, Query), ("_lastUpdated" = Option<String>, Query),
         ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query), ("_sort" = Option<String>, Query),

@@ -8,12 +8,9 @@ use std::collections::HashMap;
 use axum::extract::{OriginalUri, Path};
 use axum::http::{header, StatusCode};
 use axum::Json;
-use openspp_aggregates::program::{is_namespace_uri, TargetType};
-use openspp_aggregates::program_membership::IDENTIFIER_SYSTEM;
-use openspp_aggregates::{
-    Date, Identifier as DomainIdentifier, MembershipCommand, MembershipStatus, Program,
-    ProgramFacts, ProgramMembership,
-};
+use openspp_aggregates::program::is_namespace_uri;
+use openspp_aggregates::program_membership::Restated;
+use openspp_aggregates::{Date, MembershipCommand, MembershipStatus, Program, ProgramMembership};
 use openspp_projections::consent;
 use openspp_projections::membership::{self as view, MembershipQuery};
 use openspp_projections::search::{Found, Page, SortKey};
@@ -23,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::api::json::ApiJson;
 use crate::api::membership::{
-    exit_reason, kind_name, parse_status, render, split_beneficiary, MembershipResource,
+    exit_reason, parse_status, render, split_beneficiary, MembershipResource,
 };
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
@@ -42,9 +39,6 @@ use crate::store::claims::{self, resolve_program};
 
 const RESOURCE: &str = "ProgramMembership";
 const SCOPE: &str = "program_membership";
-/// Namespace of the membership stream ids derived from (program, beneficiary).
-const STREAM_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x6f70_656e_7370_702d_6d65_6d62_6572_7331);
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -133,7 +127,7 @@ impl Resource for ProgramMembership {
             .filter(|_| grant.allows("beneficiary"))
             .map(|key| {
                 (
-                    format!("{}/{key}", kind_name(state)),
+                    format!("{}/{key}", state.beneficiary_kind().resource()),
                     state.beneficiary.clone(),
                 )
             })
@@ -181,16 +175,11 @@ impl Searchable for ProgramMembership {
                 )
             }
         };
-        let status = params.one("status")?;
-        if status
-            .as_deref()
-            .is_some_and(|s| MembershipStatus::parse(s).is_none())
-        {
-            return Err(ApiError::bad_request(
-                Some("status"),
-                MembershipStatus::expected(),
-            ));
-        }
+        let status = params.one_of(
+            "status",
+            MembershipStatus::parse,
+            MembershipStatus::expected,
+        )?;
         let principal = &call.principal;
         Ok(MembershipQuery {
             program,
@@ -217,6 +206,17 @@ impl Searchable for ProgramMembership {
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
         call.principal.may_search_on(SCOPE, &query.fields())?;
         Ok(view::search(&call.state.pool, query, page).await?)
+    }
+
+    async fn find_any(
+        call: &Call,
+        queries: &[MembershipQuery],
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        for query in queries {
+            call.principal.may_search_on(SCOPE, &query.fields())?;
+        }
+        Ok(view::search_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -355,32 +355,20 @@ async fn enrol(
     if !body.identifier.is_empty() {
         call.principal.may_choose_membership_identifier()?;
     }
-    if body.identifier.len() > 1 {
-        return Err(ApiError::unprocessable(
-            "identifier[1]",
-            "a membership has one identifier",
-        ));
-    }
-    if body.exit_date.is_some() || body.exit_reason.is_some() {
-        let field = if body.exit_date.is_some() {
-            "exitDate"
-        } else {
-            "exitReason"
-        };
-        return Err(ApiError::unprocessable(
-            field,
-            "a new membership has not exited; record the exit with a change to exited",
-        ));
-    }
     let program_key = parse_reference(&body.program.reference, "Program", "program")?;
     let no_program = || ApiError::unprocessable("program", "no such Program");
     let program = Program::locate(&call, &program_key.key())
         .await
         .map_err(|_| no_program())?;
-    let program_state = Program::current(&call, &program.stream)
-        .await?
-        .ok_or_else(no_program)?
-        .state;
+    let program_state = match program.current {
+        Some(current) => current.state,
+        None => {
+            Program::current(&call, &program.stream)
+                .await?
+                .ok_or_else(no_program)?
+                .state
+        }
+    };
     let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
         ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
     })?;
@@ -389,37 +377,22 @@ async fn enrol(
     let beneficiary = find_subject(&call, kind_name, SCOPE, &beneficiary_key.key())
         .await
         .map_err(|_| unknown_beneficiary(kind_name))?;
-    let identifier: DomainIdentifier = match body.identifier.into_iter().next() {
-        Some(given) => given.into(),
-        None => DomainIdentifier {
-            system: IDENTIFIER_SYSTEM.to_owned(),
-            value: uuid::Uuid::new_v4().to_string(),
-        },
-    };
-    let status = parse_status(&body.status)?;
-    let stream = uuid::Uuid::new_v5(
-        &STREAM_NAMESPACE,
-        format!("{}/{}", program.stream, beneficiary.stream).as_bytes(),
-    )
-    .to_string();
     let write = Write::<ProgramMembership> {
-        stream,
+        stream: ProgramMembership::stream_id(&program.stream, &beneficiary.stream),
         if_match: IfMatch::LATEST,
         consent: beneficiary
             .grant
             .consent_id()
             .map(|consent| (consent, beneficiary.stream.clone())),
         command: MembershipCommand::Enrol {
-            program: ProgramFacts {
-                stream: program.stream,
-                target_type: program_state.target_type.unwrap_or(TargetType::Group),
-                active: program_state.is_active(),
-            },
+            program: program_state.enrolment_facts(program.stream.clone()),
             beneficiary: beneficiary.stream,
             beneficiary_type: kind,
-            identifier,
-            status,
+            identifiers: body.identifier.into_iter().map(Into::into).collect(),
+            status: parse_status(&body.status)?,
             enrollment_date: body.enrollment_date.map(Date::get),
+            exit_date: body.exit_date.map(Date::get),
+            exit_reason: exit_reason(body.exit_reason)?,
             access: beneficiary.access,
         },
         status: StatusCode::CREATED,
@@ -464,9 +437,7 @@ async fn change(
     let ApiJson(body) = body?;
     let id = beneficiary_address(&call, &id, &mut Params::from_uri(&uri)?).await?;
     let target = ProgramMembership::locate(&call, &id).await?;
-    if let Some(current) = &target.current {
-        check_unmoved(&call, &current.state, &body).await?;
-    }
+    let restated = restated(&call, &body).await?;
     let status = parse_status(&body.status)?;
     let exit_reason = exit_reason(body.exit_reason)?;
     let write = target.change(if_match, |access| MembershipCommand::ChangeStatus {
@@ -474,54 +445,30 @@ async fn change(
         enrollment_date: body.enrollment_date.map(Date::get),
         exit_date: body.exit_date.map(Date::get),
         exit_reason,
+        restated: Some(restated),
         access,
     });
     resource::commit(&call, write).await
 }
 
-/// Refuses a change that names another identifier, program or beneficiary than the
-/// membership's own. References are compared by what they resolve to, so any identifier of
-/// the program or the beneficiary (the name alias, `%23` for `#`) names it.
-async fn check_unmoved(
-    call: &Call,
-    own: &ProgramMembership,
-    body: &MembershipResource,
-) -> Result<(), ApiError> {
+/// What a change body says the membership is, its references resolved to streams, for the
+/// aggregate to hold against the membership. Any identifier of the program or the beneficiary
+/// (the name alias, `%23` for `#`) names it.
+async fn restated(call: &Call, body: &MembershipResource) -> Result<Restated, ApiError> {
     let pool = &call.state.pool;
-    let same_identifier = match body.identifier.as_slice() {
-        [] => true,
-        [given] => own.identifier.as_ref() == Some(&DomainIdentifier::from(given.clone())),
-        _ => false,
-    };
-    if !same_identifier {
-        return Err(ApiError::unprocessable(
-            "identifier",
-            "a membership's identifier never changes",
-        ));
-    }
     let program = parse_reference(&body.program.reference, "Program", "program")?;
-    if resolve_program(pool, program).await?.as_ref() != Some(&own.program) {
-        return Err(ApiError::unprocessable(
-            "program",
-            "a membership cannot move to another program",
-        ));
-    }
-    let moved = ApiError::unprocessable(
-        "beneficiary",
-        "a membership cannot move to another beneficiary",
-    );
-    let (kind, kind_name, _) =
-        split_beneficiary(&body.beneficiary.reference).ok_or_else(|| moved.clone())?;
-    let beneficiary = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-    if Some(kind) != own.beneficiary_type
-        || claims::resolve(pool, kind_name, &beneficiary)
-            .await?
-            .as_ref()
-            != Some(&own.beneficiary)
-    {
-        return Err(moved);
-    }
-    Ok(())
+    let beneficiary = match split_beneficiary(&body.beneficiary.reference) {
+        None => None,
+        Some((kind, kind_name, _)) => {
+            let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
+            Some((kind, claims::resolve(pool, kind_name, &key).await?))
+        }
+    };
+    Ok(Restated {
+        identifiers: body.identifier.iter().cloned().map(Into::into).collect(),
+        program: resolve_program(pool, program).await?,
+        beneficiary,
+    })
 }
 
 crate::http::read_routes!(

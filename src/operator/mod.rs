@@ -54,6 +54,7 @@ impl ChangeArgs {
             request_id: uuid::Uuid::new_v4().to_string(),
             consent_id: None,
             consent_subject: None,
+            consent_recipient: None,
         })
     }
 }

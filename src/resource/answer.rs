@@ -11,7 +11,7 @@ use crate::api::reference::path_segment;
 use crate::api::BASE;
 use crate::error::ApiError;
 use crate::resource::call::Call;
-use crate::resource::grant::{shown, Grant};
+use crate::resource::grant::{shown, Grant, ALWAYS};
 use crate::resource::traits::{Resource, Snapshot};
 
 /// One resource answered: what the caller may see of it, and the headers that go with it.
@@ -36,16 +36,27 @@ pub async fn show<R: Resource>(
     grant: Option<&Grant>,
 ) -> Result<Answer, ApiError> {
     let context = R::context(call, &[snapshot]).await?;
+    Ok(show_with(call, status, snapshot, grant, context))
+}
+
+/// `show`, with the context already at hand.
+pub fn show_with<R: Resource>(
+    call: &Call,
+    status: StatusCode,
+    snapshot: &Snapshot<R>,
+    grant: Option<&Grant>,
+    context: R::Context,
+) -> Answer {
     if let Some(grant) = grant {
         call.audit
             .mentioning(R::mentioned(&context, snapshot, grant));
     }
-    Ok(answer::<R>(
+    answer::<R>(
         status,
         snapshot,
         rendered(call, &context, snapshot, grant),
         grant,
-    ))
+    )
 }
 
 /// The rendering of `snapshot` as `grant` lets the caller see it.
@@ -56,7 +67,16 @@ pub fn rendered<R: Resource>(
     grant: Option<&Grant>,
 ) -> Value {
     let body = serde_json::to_value(R::render(call, context, snapshot)).unwrap_or_default();
-    shown(body, grant)
+    sparse(shown(body, grant), call.elements())
+}
+
+/// Only the fields `_elements` named (OpenSPP's sparse fieldsets), and those that identify the
+/// resource; applied after the grant, so it can only narrow what the caller may see.
+fn sparse(mut body: Value, elements: Option<&[String]>) -> Value {
+    if let (Some(elements), Value::Object(map)) = (elements, &mut body) {
+        map.retain(|key, _| ALWAYS.contains(&key.as_str()) || elements.iter().any(|e| e == key));
+    }
+    body
 }
 
 /// An already rendered body with the headers of `snapshot`.

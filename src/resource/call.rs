@@ -21,9 +21,30 @@ pub struct Call {
     /// Which extensions this request's answers show (`_extensions`), once the operation has
     /// read the parameter; none until then, as OpenSPP.
     extensions: OnceLock<Shown>,
+    /// The top-level fields this request's answers are limited to (`_elements`), once the
+    /// operation has read the parameter; every field until then.
+    elements: OnceLock<Vec<String>>,
 }
 
 impl Call {
+    /// A call made outside an HTTP request: work the server does later for a client (a DCI
+    /// asynchronous search), which records its access through `audit` itself.
+    pub fn new(
+        state: AppState,
+        principal: Principal,
+        provenance: Provenance,
+        audit: Audit,
+    ) -> Self {
+        Self {
+            state,
+            principal,
+            provenance,
+            audit,
+            extensions: OnceLock::new(),
+            elements: OnceLock::new(),
+        }
+    }
+
     /// Starts an access: 403 unless a scope grants `action` on `scope`, then opens the access-log
     /// entry of `resource`, so that everything after — a subject not found, a refused write, a
     /// malformed parameter — is logged with the answer it got.
@@ -49,6 +70,16 @@ impl Call {
         let _ = self.extensions.set(shown);
     }
 
+    /// Limits this request's answers to the fields `_elements` names; the first choice stands.
+    pub fn limit_elements(&self, elements: Vec<String>) {
+        let _ = self.elements.set(elements);
+    }
+
+    /// The fields this request's answers are limited to, if `_elements` named any.
+    pub fn elements(&self) -> Option<&[String]> {
+        self.elements.get().map(Vec::as_slice)
+    }
+
     /// Which extensions this request's answers show.
     pub fn shown_extensions(&self) -> &Shown {
         const NONE: &Shown = &Shown::None;
@@ -70,6 +101,7 @@ impl FromRequestParts<AppState> for Call {
             provenance,
             audit,
             extensions: OnceLock::new(),
+            elements: OnceLock::new(),
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::resource::call::Call;
 
 /// Fields every reader gets, whatever the consent's field list.
-const ALWAYS: [&str; 3] = ["type", "identifier", "meta"];
+pub(crate) const ALWAYS: [&str; 3] = ["type", "identifier", "meta"];
 
 pub fn today() -> NaiveDate {
     chrono::Utc::now().date_naive()

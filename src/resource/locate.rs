@@ -1,8 +1,9 @@
 //! Finding a subject by external identifier, and what the caller may see of it.
 
-use openspp_aggregates::Access;
-use openspp_projections::consent;
+use openspp_aggregates::{Access, Identifier};
+use openspp_projections::{consent, view};
 
+use crate::api::params::Params;
 use crate::api::reference::parse_identifier;
 use crate::error::ApiError;
 use crate::resource::call::Call;
@@ -30,8 +31,19 @@ pub async fn find_subject(
     id: &str,
 ) -> Result<Subject, ApiError> {
     let identifier = parse_identifier(id, "id")?;
+    let stream = claims::resolve(&call.state.pool, aggregate_type, &identifier).await?;
+    judge(call, aggregate_type, resource_type, &identifier, stream).await
+}
+
+/// What the caller may see of the subject `identifier` resolved to (`stream`, if any).
+async fn judge(
+    call: &Call,
+    aggregate_type: &'static str,
+    resource_type: &'static str,
+    identifier: &Identifier,
+    stream: Option<String>,
+) -> Result<Subject, ApiError> {
     let pool = &call.state.pool;
-    let stream = claims::resolve(pool, aggregate_type, &identifier).await?;
     let consents = if call.principal.require_consent {
         let probe = stream.clone().unwrap_or_default();
         consent::covering(pool, std::slice::from_ref(&probe))
@@ -61,14 +73,51 @@ pub async fn find_subject(
     }
 }
 
+/// A search parameter naming another registrant (`group=Group/{system}|{value}`, or the bare
+/// `{system}|{value}`): `None` when not given; else the registrant's stream, or `Some(None)`
+/// for an identifier nobody holds, which matches nothing. Whether the caller may see that
+/// registrant is decided by the search itself, in the same statement, under its consent
+/// rules: the answer is then the same as for an unknown one.
+pub async fn referenced(
+    call: &Call,
+    params: &mut Params,
+    name: &str,
+    aggregate_type: &'static str,
+) -> Result<Option<Option<String>>, ApiError> {
+    let Some(text) = params.one(name)? else {
+        return Ok(None);
+    };
+    let bare = text
+        .strip_prefix(aggregate_type)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(&text);
+    let identifier = parse_identifier(bare, name)?;
+    Ok(Some(
+        claims::resolve(&call.state.pool, aggregate_type, &identifier).await?,
+    ))
+}
+
 /// Finds an Individual or Group by any of its live identifiers (see [`find_subject`]).
+///
+/// For a caller under a legal basis (no consent to look up) the subject's current row comes
+/// with its stream, in the same round trip, so that a read needs no second one.
 pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Located<R>, ApiError> {
-    let subject = find_subject(call, R::TYPE, R::SCOPE, id).await?;
+    let identifier = parse_identifier(id, "id")?;
+    let pool = &call.state.pool;
+    let (stream, current) = match R::VIEW {
+        Some(table) if !call.principal.require_consent => {
+            view::by_identifier::<R>(pool, table, R::TYPE, &identifier.system, &identifier.value)
+                .await?
+                .map_or((None, None), |(stream, row)| (Some(stream), row))
+        }
+        _ => (claims::resolve(pool, R::TYPE, &identifier).await?, None),
+    };
+    let subject = judge(call, R::TYPE, R::SCOPE, &identifier, stream).await?;
     Ok(Located {
         consent_subject: subject.stream.clone(),
         stream: subject.stream,
         grant: subject.grant,
         access: subject.access,
-        current: None,
+        current,
     })
 }

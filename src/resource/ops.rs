@@ -9,10 +9,12 @@ use axum::http::{StatusCode, Uri};
 use openspp_projections::search::{Found, Page};
 use serde_json::Value;
 
+use crate::api::advanced_search::{SearchBundle, SearchRequest};
 use crate::api::bundle::{HistoryBundle, ResourceVersion};
-use crate::api::params::{envelope, Params};
+use crate::api::params::{cursor_link, envelope, Params, DEFAULT_COUNT, MAX_COUNT};
 use crate::api::reference::path_segment;
 use crate::api::schema::SearchResult;
+use crate::api::search_params::{Param, Preset};
 use crate::api::BASE;
 use crate::auth::Action;
 use crate::error::ApiError;
@@ -61,6 +63,27 @@ fn choose_extensions<R: Resource>(
     Ok(())
 }
 
+/// Takes `_elements` (a comma-separated list of top-level fields; OpenSPP's sparse fieldsets)
+/// and notes on the call that answers show only those, plus what identifies the resource.
+fn choose_elements(call: &Call, params: &mut Params) -> Result<(), ApiError> {
+    if let Some(list) = params.one("_elements")? {
+        let elements: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if elements.is_empty() {
+            return Err(ApiError::bad_request(
+                Some("_elements"),
+                "name one or more top-level fields, separated by commas",
+            ));
+        }
+        call.limit_elements(elements);
+    }
+    Ok(())
+}
+
 /// Which extensions the answer to a write shows: those `_extensions` of its URI names, else
 /// `stated` (the extensions its body wrote). Other query parameters of a write are ignored.
 pub fn answer_extensions<R: Resource>(
@@ -77,6 +100,7 @@ pub async fn read<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Answe
     let mut params = Params::from_uri(uri)?;
     let instant = params.one("_at")?;
     choose_extensions::<R>(call, &mut params, Shown::None)?;
+    choose_elements(call, &mut params)?;
     let id = &R::address(call, id, &mut params).await?;
     params.finish()?;
     if let Some(instant) = instant {
@@ -218,6 +242,12 @@ pub async fn page<R: Resource>(
 pub trait Searchable: Resource {
     type Query: Send + Sync;
 
+    /// Whether `query` pages by cursor (`_lastId`): its `next` link then names the last row
+    /// instead of an offset, and there is no `prev`.
+    fn cursor(_query: &Self::Query) -> bool {
+        false
+    }
+
     /// Takes the parameters this resource accepts (`_count` and `_offset` are taken already).
     fn query(
         call: &Call,
@@ -229,6 +259,56 @@ pub trait Searchable: Resource {
         query: &Self::Query,
         page: Page,
     ) -> impl Future<Output = Result<Found<Snapshot<Self>>, ApiError>> + Send;
+
+    /// The page of rows any of `queries` matches (`POST /{R}/_search` with OR logic), each
+    /// under the same rules as [`Searchable::find`].
+    fn find_any(
+        call: &Call,
+        queries: &[Self::Query],
+        page: Page,
+    ) -> impl Future<Output = Result<Found<Snapshot<Self>>, ApiError>> + Send;
+}
+
+/// `POST /{R}/_search`: OpenSPP's advanced search, its conditions turned into alternatives of
+/// this resource's own search parameters (`params`; presets `presets`), answered as a
+/// `searchset` Bundle. `_count` and `_offset` in the URL (the Bundle's `next` link) take
+/// precedence over the body's `pagination`; `_extensions` and `_elements` shape the entries.
+pub async fn advanced_search<R: Searchable>(
+    call: &Call,
+    uri: &Uri,
+    body: Result<Value, ApiError>,
+    params: &[Param],
+    presets: &[Preset],
+) -> Result<SearchBundle, ApiError> {
+    call.open(R::SCOPE, Action::Search, R::TYPE, Interaction::SEARCH)?;
+    let request = SearchRequest::from_body(body?)?;
+    let mut url = Params::from_uri(uri)?;
+    let body = request.pagination.as_ref();
+    let count = body.and_then(|p| p.count).unwrap_or(DEFAULT_COUNT);
+    let offset = body.and_then(|p| p.offset).unwrap_or(0);
+    if !(1..=MAX_COUNT).contains(&count) || offset < 0 {
+        return Err(ApiError::bad_request(
+            Some("pagination"),
+            format!("count is 1 to {MAX_COUNT}, offset 0 or more"),
+        ));
+    }
+    let paging = Page {
+        count: url.integer("_count", count, (1, MAX_COUNT))?,
+        offset: url.integer("_offset", offset, (0, i64::MAX))?,
+    };
+    choose_extensions::<R>(call, &mut url, Shown::None)?;
+    choose_elements(call, &mut url)?;
+    url.finish()?;
+    let mut queries = Vec::new();
+    for alternative in request.alternatives(params, presets)? {
+        let mut given = Params::new(alternative);
+        queries.push(R::query(call, &mut given).await?);
+        given.finish()?;
+    }
+    let found = R::find_any(call, &queries, paging).await?;
+    page::<R>(call, uri, paging, found)
+        .await
+        .map(SearchBundle::from)
 }
 
 /// `GET /{R}?…`: a search, answered in OpenSPP's envelope.
@@ -240,8 +320,26 @@ pub async fn search<R: Searchable>(
     let mut params = Params::from_uri(uri)?;
     let paging = params.page()?;
     choose_extensions::<R>(call, &mut params, Shown::None)?;
+    choose_elements(call, &mut params)?;
     let query = R::query(call, &mut params).await?;
     params.finish()?;
+    let cursor = R::cursor(&query);
+    if cursor && paging.offset > 0 {
+        return Err(ApiError::bad_request(
+            Some("_offset"),
+            "`_lastId` says where the page starts; leave out `_offset`",
+        ));
+    }
     let found = R::find(call, &query, paging).await?;
-    page::<R>(call, uri, paging, found).await
+    let last = found
+        .rows
+        .last()
+        .filter(|_| (found.rows.len() as i64) < found.total)
+        .and_then(|row| R::key(&row.aggregate_id, &row.state));
+    let mut result = page::<R>(call, uri, paging, found).await?;
+    if cursor {
+        result.links.prev = None;
+        result.links.next = last.map(|key| cursor_link(uri, &key));
+    }
+    Ok(result)
 }

@@ -96,6 +96,14 @@ pub trait Resource:
         snapshots: &[&Snapshot<Self>],
     ) -> impl Future<Output = Result<Self::Context, ApiError>> + Send;
 
+    /// What rendering needs for a resource just created in a stream minted for it, when that
+    /// is known without reading: no other stream can name a stream before it exists, so a
+    /// context made only of other streams' links to it (an individual's groups) is empty.
+    /// `None` (the default): read it as `context` does.
+    fn created_context() -> Option<Self::Context> {
+        None
+    }
+
     /// What rendering past versions needs: by default what the current one needs. A resource
     /// whose rendering joins other streams' current data (an individual's groups) shows none of
     /// it in the past, where it would not be what a read answered then.

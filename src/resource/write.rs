@@ -6,7 +6,7 @@ use openspp_aggregates::DomainError;
 
 use crate::api::preconditions::IfMatch;
 use crate::error::ApiError;
-use crate::resource::answer::{answer, show, Answer};
+use crate::resource::answer::{answer, show, show_with, Answer};
 use crate::resource::call::Call;
 use crate::resource::clash_alert;
 use crate::resource::grant::identity_only;
@@ -19,9 +19,18 @@ use crate::store::StoreError;
 /// failure: if what follows (the caller's grant, the references a rendering needs) cannot be
 /// read, the answer is the committed version with its identity only.
 pub async fn commit<R: Resource>(call: &Call, write: Write<R>) -> Result<Answer, ApiError> {
+    commit_in(call, write, false).await
+}
+
+/// `commit`, where `minted` says the stream was minted for this write (see `create`).
+async fn commit_in<R: Resource>(
+    call: &Call,
+    write: Write<R>,
+    minted: bool,
+) -> Result<Answer, ApiError> {
     let status = write.status;
     let snapshot = execute(call, write).await?;
-    match shown_after(call, status, &snapshot).await {
+    match shown_after(call, status, &snapshot, minted).await {
         Ok(answer) => Ok(answer),
         Err(error) => {
             tracing::warn!(%error, "a committed write is answered with its identity only");
@@ -42,7 +51,7 @@ pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapsh
         write.consent.as_ref().map(|c| c.0.clone()),
     );
     if let Some((_, subject)) = &write.consent {
-        metadata = metadata.relied_on_for(subject);
+        metadata = metadata.relied_on_for(subject, &call.principal.organization);
     }
     // A malformed If-Match is answered here, once the path and the body have been judged.
     let expected = write.if_match.version()?;
@@ -82,14 +91,16 @@ pub async fn create<R: Resource>(
         consent: None,
         status: StatusCode::CREATED,
     };
-    commit(call, write).await
+    commit_in(call, write, true).await
 }
 
-/// The committed write as the caller may see it now, noted in the access log.
+/// The committed write as the caller may see it now, noted in the access log. For a stream
+/// `minted` for the write, a context known without reading is not read (one round trip less).
 async fn shown_after<R: Resource>(
     call: &Call,
     status: StatusCode,
     snapshot: &Snapshot<R>,
+    minted: bool,
 ) -> Result<Answer, ApiError> {
     let mut grants = R::grants(call, &[snapshot]).await?;
     let grant = grants.remove(&snapshot.aggregate_id);
@@ -100,7 +111,10 @@ async fn shown_after<R: Resource>(
             grant.as_ref().map(|g| g.disclosure()).as_ref(),
         );
     }
-    show(call, status, snapshot, grant.as_ref()).await
+    match R::created_context().filter(|_| minted) {
+        Some(context) => Ok(show_with(call, status, snapshot, grant.as_ref(), context)),
+        None => show(call, status, snapshot, grant.as_ref()).await,
+    }
 }
 
 pub fn domain_error(error: DomainError) -> ApiError {

@@ -237,9 +237,15 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
         if let Some(identifier) = inline.clash() {
             return Err(StoreError::IdentifierInUse(identifier.clone()));
         }
-        let holds: Vec<(&str, Option<&str>)> = commands
+        let holds: Vec<Hold> = commands
             .iter()
-            .filter_map(|m| Some((m.consent_id.as_deref()?, m.consent_subject.as_deref())))
+            .filter_map(|m| {
+                Some((
+                    m.consent_id.as_deref()?,
+                    m.consent_subject.as_deref(),
+                    m.consent_recipient.as_deref(),
+                ))
+            })
             .collect();
         let mut statement = append_statement(&holds, &events, &inline, recorded_at);
         // A connection that cannot be had means nothing was sent; once one is had, a broken
@@ -370,12 +376,15 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
     }
 }
 
+/// A consent relied on: its id, the subject (stream) and the organisation it is relied on for.
+type Hold<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+
 /// The one statement of a commit: the holds on the consents relied on (which every write waits
 /// for, so a consent is held as it stood before the batch, whatever the batch writes to it),
 /// the events, and what they change in the indexes and read models. It answers with the
 /// batch's place in the feed.
 fn append_statement<'a>(
-    holds: &'a [(&'a str, Option<&'a str>)],
+    holds: &'a [Hold<'a>],
     events: &'a [NewEvent],
     inline: &'a Inline,
     recorded_at: DateTime<Utc>,
@@ -383,10 +392,11 @@ fn append_statement<'a>(
     let mut statement = Statement::new();
     if !holds.is_empty() {
         statement.part("held", |qb, _| {
-            qb.push("SELECT hold_consent(consent, subject) FROM ");
+            qb.push("SELECT hold_consent(consent, subject, recipient) FROM ");
             Unnest::new(qb)
                 .column("consent", "text", map(holds, |h| h.0))
                 .column("subject", "text", map(holds, |h| h.1))
+                .column("recipient", "text", map(holds, |h| h.2))
                 .finish("h");
         });
         statement.guard_with("held");

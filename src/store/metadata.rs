@@ -23,12 +23,17 @@ pub struct CommandMetadata {
     /// The subject (stream) that consent is relied on for. When the consent is a household's,
     /// the subject's membership is held until the events commit too. Not stored.
     pub consent_subject: Option<String>,
+    /// The organisation relying on that consent: held in force for it, so a write racing
+    /// that recipient's own withdrawal fails as a lapse does. Not stored.
+    pub consent_recipient: Option<String>,
 }
 
 impl CommandMetadata {
-    /// Names the subject the consent is relied on for (see `consent_subject`).
-    pub fn relied_on_for(mut self, subject: &str) -> Self {
+    /// Names the subject the consent is relied on for (see `consent_subject`), and the
+    /// organisation relying on it (`consent_recipient`).
+    pub fn relied_on_for(mut self, subject: &str, recipient: &str) -> Self {
         self.consent_subject = Some(subject.to_owned());
+        self.consent_recipient = Some(recipient.to_owned());
         self
     }
 

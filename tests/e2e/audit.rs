@@ -284,7 +284,17 @@ async fn replay() {
     )
     .await
     .expect(201);
-    // Programs, memberships along the state machine, and consents given, renewed, withdrawn.
+    // A recipient of the category consents below, which withdraws from one for itself.
+    let ngo = Api::new(&server.base)
+        .login(&consent_client(
+            &database.url,
+            "Replay NGO",
+            "ngo",
+            &["consent:all"],
+        ))
+        .await;
+    // Programs, memberships along the state machine, and consents given, renewed, withdrawn
+    // (for everyone, and by one recipient for itself).
     let (_, first) = new_program(&api, "individual").await;
     let (_, second) = new_program(&api, "individual").await;
     for (n, person) in people.iter().enumerate().take(8) {
@@ -315,7 +325,12 @@ async fn replay() {
         let (action, body) = match n {
             0 => ("$renew", json!({"expiry_date": "2095-01-01"})),
             1 => ("$revoke", json!({})),
-            _ => continue,
+            _ => {
+                let released = ngo.post(&format!("{consent}/$revoke"), json!({})).await;
+                released.expect(200);
+                assert_eq!(released.body["withdrawn_for"], "recipient");
+                continue;
+            }
         };
         api.post(&format!("{consent}/{action}"), body)
             .await
@@ -345,6 +360,15 @@ async fn replay() {
             "{table} has rows to compare"
         );
     }
+    assert_eq!(
+        sql_scalar(
+            &database.url,
+            "SELECT string_agg(array_to_string(released_recipients, ','), ';') \
+             FROM consent_index WHERE released_recipients <> '{}'"
+        ),
+        "Replay NGO",
+        "the index records the recipient that withdrew for itself"
+    );
     let live = snapshot(&database.url);
     assert!(live.contains("membership_counts "), "{live}");
     // … and rebuilds the very same rows once it is stopped.

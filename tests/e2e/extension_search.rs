@@ -119,18 +119,11 @@ async fn parameters() {
 
     // Listed in /metadata: the resource's parameters and the extension's searchable fields.
     let metadata = Api::new(&world().base).get("/api/v2/spp/metadata").await;
-    let individual = metadata.body["rest"][0]["resource"]
+    let names: Vec<&str> = metadata.body["resources"]["Individual"]["search_params"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["type"] == "Individual")
-        .unwrap()
-        .clone();
-    let names: Vec<&str> = individual["searchParam"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["name"].as_str())
+        .filter_map(Value::as_str)
         .collect();
     for expected in [
         "_extensions",
@@ -199,6 +192,7 @@ async fn index() {
             property: "farm_size".into(),
             value: json!(7),
         }],
+        household: Default::default(),
         sort: vec![SortKey {
             column: "last_updated",
             descending: true,

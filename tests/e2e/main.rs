@@ -7,15 +7,19 @@ mod support;
 mod access_log;
 mod audit;
 mod auth;
+mod compat_discovery;
 mod consent;
 mod consent_fields;
 mod consent_groups;
+mod consent_withdrawal;
+mod dci;
 mod disclosure;
 mod errors;
 mod extension;
 mod extension_fields;
 mod extension_search;
 mod faults;
+mod graphql;
 mod group;
 mod history;
 mod hostile;
@@ -58,7 +62,14 @@ where
 fn main() {
     let args = Arguments::from_args();
     let database = TestDatabase::create("openspp_e2e");
-    let server = Server::start(&database.url, &[]);
+    // DCI callbacks go to receivers inside the tests, on loopback over http.
+    let server = Server::start(
+        &database.url,
+        &[
+            ("OPENSPP_DCI_ALLOW_HTTP_CALLBACKS", "true"),
+            ("OPENSPP_DCI_CALLBACK_ALLOW", "127.0.0.0/8"),
+        ],
+    );
     let mut scopes = Vec::new();
     for scope in ALL_SCOPES {
         scopes.extend(["--scope", scope]);
@@ -74,14 +85,18 @@ fn main() {
     trials.extend(access_log::trials());
     trials.extend(audit::trials());
     trials.extend(auth::trials());
+    trials.extend(compat_discovery::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());
     trials.extend(consent_fields::trials());
     trials.extend(consent_groups::trials());
+    trials.extend(consent_withdrawal::trials());
+    trials.extend(dci::trials());
     trials.extend(disclosure::trials());
     trials.extend(individual::trials());
     trials.extend(household::trials());
     trials.extend(openspp_shapes::trials());
+    trials.extend(graphql::trials());
     trials.extend(group::trials());
     trials.extend(history::trials());
     trials.extend(hostile::trials());

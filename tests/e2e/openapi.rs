@@ -72,6 +72,17 @@ async fn document() {
         ("/oauth/token", "post"),
         ("/metadata", "get"),
         ("/openapi.json", "get"),
+        ("/docs", "get"),
+        ("/redoc", "get"),
+        ("/docs/redoc.standalone.js", "get"),
+        ("/Individual/_filters", "get"),
+        ("/Group/_filters", "get"),
+        ("/Program/_filters", "get"),
+        ("/ProgramMembership/_filters", "get"),
+        ("/Individual/_search", "post"),
+        ("/Group/_search", "post"),
+        ("/Program/_search", "post"),
+        ("/ProgramMembership/_search", "post"),
     ] {
         expected.push((format!("{base}{path}"), method));
     }
@@ -193,13 +204,25 @@ async fn answers_and_limits() {
         schemas["Address"]["properties"]["line"]["items"]["maxLength"],
         LONG_TEXT
     );
-    // Every 2xx answer of the API names its body's schema.
+    // Every 2xx answer of the API names its body's schema (JSON, or for the documentation
+    // pages HTML and JavaScript).
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             for (status, response) in operation["responses"].as_object().unwrap() {
                 if status.starts_with('2') && path != "/metrics" {
+                    let media = if path.starts_with(&format!("{base}/docs"))
+                        || path == &format!("{base}/redoc")
+                    {
+                        if path.ends_with(".js") {
+                            "text/javascript"
+                        } else {
+                            "text/html"
+                        }
+                    } else {
+                        "application/json"
+                    };
                     assert!(
-                        response["content"]["application/json"]["schema"].is_object(),
+                        response["content"][media]["schema"].is_object(),
                         "{method} {path} {status} has no typed body"
                     );
                 }
@@ -210,7 +233,14 @@ async fn answers_and_limits() {
 
 async fn metadata() {
     let api = Api::new(&world().base);
-    let reply = api.get("/api/v2/spp/metadata").await;
+    let reply = api
+        .send(
+            reqwest::Method::GET,
+            "/api/v2/spp/metadata",
+            None,
+            &[("accept", "application/fhir+json")],
+        )
+        .await;
     reply.expect(200);
     assert_eq!(reply.body["resourceType"], "CapabilityStatement");
     let resources: Vec<&str> = reply.body["rest"][0]["resource"]

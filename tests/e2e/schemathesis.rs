@@ -22,8 +22,10 @@ use crate::trial;
 /// The schemathesis release this test is written against.
 pub const SCHEMATHESIS: &str = "4.32.5";
 
-/// Past this the run is stopped and the test fails: it normally takes well under a minute.
-const LIMIT: Duration = Duration::from_secs(150);
+/// Past this the run is stopped and the test fails. It is a guard against a hang, not a speed
+/// bound: alone the run takes under a minute, but on a machine shared with parallel builds it
+/// has taken over two and a half.
+const LIMIT: Duration = Duration::from_secs(600);
 
 pub fn trials() -> Vec<Trial> {
     vec![trial(

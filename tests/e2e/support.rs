@@ -205,6 +205,12 @@ impl Server {
         })
     }
 
+    /// The server's process id (the throughput bench reads its peak memory).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Asks the server to stop (SIGTERM) and waits for it.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -49,6 +49,7 @@ pub fn metadata() -> CommandMetadata {
         request_id: unique("req"),
         consent_id: None,
         consent_subject: None,
+        consent_recipient: None,
     }
 }
 

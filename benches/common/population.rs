@@ -1,0 +1,302 @@
+//! A synthetic registry written through the store's batch append path: the same events, hash
+//! chain, identifier claims, consent index and read-model rows the server writes for the same
+//! commands (no SQL of its own that could differ), a thousand registrations per statement.
+//!
+//! `cached` keeps a filled registry in a database named for its size and for the migrations
+//! it was built with, so that repeated bench runs skip the fill: a run copies it (a template
+//! copy of the files, seconds) and measures the copy, leaving the cache as it was.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDate};
+use openspp::store::{CommandMetadata, EventStore};
+use openspp_aggregates::consent::{ConsentScope, RecipientMode};
+use openspp_aggregates::{
+    Code, Consent, ConsentCommand, ConsentTerms, DomainError, HumanName, Identifier, Individual,
+    IndividualCommand, IndividualDetails, RegistryServices, SystemClock,
+};
+use sha2::{Digest, Sha256};
+
+use crate::support::{cli, sql_scalar, ADMIN_URL, NATIONAL_ID};
+
+/// Registrations per batch (one statement, one commit).
+const BATCH: usize = 1_000;
+/// Batches committed at once.
+const FILLERS: usize = 2;
+/// Bumped whenever `person` or the consents change, so an old cache is not taken for new.
+const GENERATOR: &str = "population-v1";
+
+/// The organisation every tenth person of a population has consented to share with.
+pub const NGO: &str = "Bench NGO";
+
+/// Family names with a long tail, as a country's are: the first is the most common (about 1
+/// person in 16 is a Santos); the others share what is left.
+const FAMILIES: [&str; 32] = [
+    "Santos",
+    "Reyes",
+    "Cruz",
+    "Bautista",
+    "Ocampo",
+    "Garcia",
+    "Mendoza",
+    "Torres",
+    "Tomas",
+    "Andrada",
+    "Castillo",
+    "Flores",
+    "Villanueva",
+    "Ramos",
+    "Castro",
+    "Rivera",
+    "Aquino",
+    "Navarro",
+    "Salazar",
+    "Mercado",
+    "Aguilar",
+    "Domingo",
+    "Gonzales",
+    "Lopez",
+    "Soriano",
+    "Dizon",
+    "Pascual",
+    "Valdez",
+    "Fernandez",
+    "Manalo",
+    "Tolentino",
+    "Panganiban",
+];
+const GIVEN: [&str; 16] = [
+    "Maria",
+    "Jose",
+    "Juan",
+    "Ana",
+    "Mark",
+    "Angelica",
+    "John",
+    "Christian",
+    "Michael",
+    "Rosa",
+    "Paolo",
+    "Kristine",
+    "Ramon",
+    "Liza",
+    "Carlo",
+    "Teresa",
+];
+
+/// Person `n`: identifier `{prefix}{n}`, born on one of 25,000 days from 1940 (so one month
+/// of birth dates holds about 1 in 830 people).
+pub fn person(prefix: &str, n: usize) -> IndividualDetails {
+    let family = if n.is_multiple_of(16) {
+        FAMILIES[0]
+    } else {
+        FAMILIES[1 + (n * 7 + n / 16) % (FAMILIES.len() - 1)]
+    };
+    IndividualDetails {
+        identifiers: vec![Identifier {
+            system: NATIONAL_ID.into(),
+            value: format!("{prefix}{n}"),
+        }],
+        active: true,
+        name: HumanName {
+            family: Some(family.to_owned()),
+            given: Some(format!("{} {n}", GIVEN[(n / 3) % GIVEN.len()])),
+            ..HumanName::default()
+        },
+        birth_date: NaiveDate::from_ymd_opt(1940, 1, 1)
+            .map(|d| d + Duration::days(((n * 7919) % 25_000) as i64)),
+        birth_date_estimated: false,
+        extension: None,
+        gender: Some(Code {
+            system: "urn:iso:std:iso:5218".into(),
+            code: (1 + n % 2).to_string(),
+        }),
+        telecom: Vec::new(),
+        address: Vec::new(),
+    }
+}
+
+/// A consent by `subject` (a stream) to share their record with `NGO` for service delivery.
+fn consent_for_ngo(subject: &str) -> ConsentTerms {
+    ConsentTerms {
+        subject_type: "Individual".into(),
+        subject: subject.to_owned(),
+        recipient_mode: RecipientMode::Specific,
+        recipients: vec![NGO.into()],
+        recipient_types: Vec::new(),
+        scopes: vec![ConsentScope {
+            resource_type: "individual".into(),
+            field_access: None,
+            purpose: "service_delivery".into(),
+        }],
+        legal_basis: "consent".into(),
+        effective_date: chrono::Utc::now().date_naive(),
+        expiry_date: NaiveDate::from_ymd_opt(2099, 12, 31).expect("a date"),
+        delegation_type: "self".into(),
+        indicated_by: None,
+    }
+}
+
+/// The services the aggregates decide with, as the server has them for `pool`'s database.
+pub async fn services(pool: &sqlx::PgPool) -> Arc<RegistryServices> {
+    let catalogs = openspp::catalog_sync::Catalogs::load(pool)
+        .await
+        .expect("catalogs load");
+    Arc::new(RegistryServices {
+        vocabulary: catalogs.vocabulary.clone(),
+        extensions: catalogs.extensions.clone(),
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// Registers people `from..to` (identifiers `{prefix}{n}`), `BATCH` per statement and
+/// `FILLERS` statements at a time; with `consent_every = Some(k)`, every k-th person also
+/// gives `NGO` a consent in the same batch.
+pub async fn fill(
+    store: &EventStore,
+    services: &Arc<RegistryServices>,
+    prefix: &str,
+    from: usize,
+    to: usize,
+    consent_every: Option<usize>,
+) {
+    let metadata = CommandMetadata {
+        client_id: "bench".into(),
+        source_system: "urn:openspp:bench".into(),
+        source_reference: None,
+        collection_method: "migration".into(),
+        request_id: "bench-population".into(),
+        consent_id: None,
+        consent_subject: None,
+        consent_recipient: None,
+    };
+    let starts: Vec<usize> = (from..to).step_by(BATCH).collect();
+    let started = Instant::now();
+    let mut reported = from;
+    for group in starts.chunks(FILLERS) {
+        let tasks: Vec<_> = group
+            .iter()
+            .map(|&start| {
+                let (store, services, metadata) =
+                    (store.clone(), services.clone(), metadata.clone());
+                let prefix = prefix.to_owned();
+                tokio::spawn(async move {
+                    let mut batch = store.batch::<DomainError>();
+                    for n in start..(start + BATCH).min(to) {
+                        let stream = uuid::Uuid::now_v7().to_string();
+                        batch
+                            .decide::<Individual>(
+                                &stream,
+                                None,
+                                IndividualCommand::Register(person(&prefix, n)),
+                                &services,
+                                &metadata,
+                            )
+                            .await
+                            .expect("a valid registration");
+                        if consent_every.is_some_and(|k| n.is_multiple_of(k)) {
+                            batch
+                                .decide::<Consent>(
+                                    &uuid::Uuid::now_v7().to_string(),
+                                    None,
+                                    ConsentCommand::Give(consent_for_ngo(&stream)),
+                                    &services,
+                                    &metadata,
+                                )
+                                .await
+                                .expect("a valid consent");
+                        }
+                    }
+                    batch.commit().await.expect("the batch commits");
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let done = (group[group.len() - 1] + BATCH).min(to);
+        if to - from >= 200_000 && done - reported >= 100_000 {
+            reported = done;
+            eprintln!(
+                "  … {} of {} registered ({:.0} s)",
+                done - from,
+                to - from,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// A fingerprint of the schema (every migration's name and text) and of the generator.
+fn schema_tag() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("migrations directory")
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    hash.update(GENERATOR);
+    for file in files {
+        hash.update(file.file_name().unwrap().to_string_lossy().as_bytes());
+        hash.update(std::fs::read(&file).expect("a migration reads"));
+    }
+    hex::encode(&hash.finalize()[..6])
+}
+
+fn admin(sql: &str) -> String {
+    sql_scalar(ADMIN_URL, sql)
+}
+
+/// The name of a database holding `size` registered people (identifiers `P0`…), every tenth
+/// with a consent for `NGO`, built on first use and kept for the next run. Caches built for
+/// another size or schema are dropped (they would only fill the disk).
+pub async fn cached(size: usize) -> String {
+    let name = format!("openspp_bench_pop_{size}_{}", schema_tag());
+    let stale = admin(&format!(
+        "SELECT string_agg(datname, ' ') FROM pg_database \
+         WHERE datname LIKE 'openspp\\_bench\\_pop\\_%' AND datname <> '{name}'"
+    ));
+    for old in stale.split_whitespace() {
+        admin(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"));
+    }
+    if admin(&format!(
+        "SELECT count(*) FROM pg_database WHERE datname = '{name}'"
+    )) == "1"
+    {
+        return name;
+    }
+    let loading = format!("openspp_bench_loading_{size}");
+    admin(&format!(
+        "DROP DATABASE IF EXISTS \"{loading}\" WITH (FORCE)"
+    ));
+    admin(&format!("CREATE DATABASE \"{loading}\""));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{loading}");
+    cli(&url, &["migrate"]);
+    let pool = sqlx::PgPool::connect(&url).await.expect("connects");
+    let services = services(&pool).await;
+    let store = EventStore::new(pool.clone());
+    let started = Instant::now();
+    eprintln!("building the cached population of {size} (once; later runs reuse {name})");
+    fill(&store, &services, "P", 0, size, Some(10)).await;
+    eprintln!(
+        "  {size} registered in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    pool.close().await;
+    sql_scalar(&url, "VACUUM ANALYZE");
+    // Renamed only once whole: an interrupted fill is never taken for a cache.
+    admin(&format!(
+        "ALTER DATABASE \"{loading}\" RENAME TO \"{name}\""
+    ));
+    name
+}
+
+/// A copy of the cached database `template`, for one run to write into.
+pub fn copy_of(template: &str, copy: &str) -> String {
+    admin(&format!(
+        "CREATE DATABASE \"{copy}\" TEMPLATE \"{template}\" STRATEGY FILE_COPY"
+    ));
+    format!("postgres://postgres@127.0.0.1:5432/{copy}")
+}

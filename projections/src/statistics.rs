@@ -1,0 +1,154 @@
+//! Counts for the statistics engine (CONTRACT §7): registrants, or their program memberships,
+//! grouped by the chosen dimensions, over the read models' indexed columns. Suppression of
+//! small cells is the caller's (it needs the whole table); this only counts, and counts only
+//! subjects the caller may count.
+
+use chrono::NaiveDate;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+/// What a count may be broken down by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dimension {
+    /// ISO 5218 code (`unknown` where none is recorded).
+    Gender,
+    /// `0-4`, `5-17`, `18-59`, `60+` on the day of the count (`unknown` without a birth date).
+    AgeBand,
+    /// The program's stream (the caller shows its identifier); counts memberships.
+    Program,
+    /// `draft`, `enrolled`, …; counts memberships.
+    MembershipStatus,
+}
+
+impl Dimension {
+    /// Whether the dimension belongs to memberships, so that the count is of memberships.
+    pub fn of_membership(self) -> bool {
+        matches!(self, Self::Program | Self::MembershipStatus)
+    }
+
+    fn push(self, qb: &mut QueryBuilder<'_, Postgres>, today: NaiveDate) {
+        match self {
+            Self::Gender => {
+                qb.push("coalesce(i.gender_code, 'unknown')");
+            }
+            Self::AgeBand => {
+                // Born after the day `n` years ago: younger than `n`.
+                qb.push("CASE WHEN i.birth_date IS NULL THEN 'unknown'");
+                for (years, band) in [(5, "0-4"), (18, "5-17"), (60, "18-59")] {
+                    qb.push(" WHEN i.birth_date > ")
+                        .push_bind(today)
+                        .push(format!("::date - interval '{years} years' THEN '{band}'"));
+                }
+                qb.push(" ELSE '60+' END");
+            }
+            Self::Program => {
+                qb.push("m.program_id");
+            }
+            Self::MembershipStatus => {
+                qb.push("m.status");
+            }
+        }
+    }
+}
+
+/// Who is counting: everyone (a legal basis), or only the subjects whose consent covers the
+/// caller for `analytics` or `research`.
+#[derive(Clone, Debug)]
+pub enum Counted {
+    All,
+    ConsentedForAnalytics {
+        organization: String,
+        organization_type: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct CountQuery {
+    pub dimensions: Vec<Dimension>,
+    /// Program streams to count within (a filter, or the caller's allowed programs); `None`:
+    /// all. Counting within programs counts memberships.
+    pub programs: Option<Vec<String>>,
+    pub gender: Option<String>,
+    pub membership_status: Option<String>,
+    pub counted: Counted,
+    pub today: NaiveDate,
+}
+
+impl CountQuery {
+    fn of_memberships(&self) -> bool {
+        self.programs.is_some()
+            || self.membership_status.is_some()
+            || self.dimensions.iter().any(|d| d.of_membership())
+    }
+}
+
+/// One cell: its values in `dimensions` order, and its count.
+pub type Cell = (Vec<String>, i64);
+
+/// Counts by the query's dimensions, in one statement.
+pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>> {
+    let mut qb = QueryBuilder::new("SELECT ");
+    for (index, dimension) in query.dimensions.iter().enumerate() {
+        dimension.push(&mut qb, query.today);
+        qb.push(format!(" AS d{index}, "));
+    }
+    qb.push("count(*) AS n FROM ");
+    if query.of_memberships() {
+        qb.push("membership_view m JOIN individual_view i ON i.aggregate_id = m.beneficiary_id");
+    } else {
+        qb.push("individual_view i");
+    }
+    qb.push(" WHERE true");
+    if let Some(programs) = &query.programs {
+        qb.push(" AND m.program_id = ANY(")
+            .push_bind(programs.clone())
+            .push(")");
+    }
+    if let Some(gender) = &query.gender {
+        qb.push(" AND i.gender_code = ").push_bind(gender.clone());
+    }
+    if let Some(status) = &query.membership_status {
+        qb.push(" AND m.status = ").push_bind(status.clone());
+    }
+    if let Counted::ConsentedForAnalytics {
+        organization,
+        organization_type,
+    } = &query.counted
+    {
+        // As `consent::push_visible`, narrowed to consents that name analytics or research.
+        let in_force = |qb: &mut QueryBuilder<'_, Postgres>| {
+            qb.push(" consent_covers(c, ")
+                .push_bind(organization.clone())
+                .push(", ")
+                .push_bind(organization_type.clone())
+                .push(", 'individual', ")
+                .push_bind(query.today)
+                .push(") AND jsonb_path_exists(c.terms, '$.scopes[*] ? (@.purpose == \"analytics\" || @.purpose == \"research\")')");
+        };
+        qb.push(" AND i.aggregate_id IN (SELECT c.subject_id FROM consent_index c WHERE");
+        in_force(&mut qb);
+        qb.push(
+            " UNION SELECT gm.individual_id FROM group_membership_index gm \
+             JOIN consent_index c ON c.subject_id = gm.group_id WHERE",
+        );
+        in_force(&mut qb);
+        qb.push(")");
+    }
+    if !query.dimensions.is_empty() {
+        qb.push(" GROUP BY ");
+        for index in 0..query.dimensions.len() {
+            if index > 0 {
+                qb.push(", ");
+            }
+            qb.push(format!("d{index}"));
+        }
+    }
+    let rows = qb.build().persistent(false).fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            let key = (0..query.dimensions.len())
+                .map(|index| row.try_get::<String, _>(index))
+                .collect::<sqlx::Result<Vec<String>>>()?;
+            Ok((key, row.try_get("n")?))
+        })
+        .collect()
+}

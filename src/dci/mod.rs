@@ -1,0 +1,53 @@
+//! The DCI Social Registry API (CONTRACT §9, `spec/dci/social_api_v1.0.0.yaml`), mounted under
+//! `/dci_api/v1/social`: other registries, national ID systems and payment providers search
+//! this registry and subscribe to its changes.
+//!
+//! A DCI request is a REST search in another envelope: it is authenticated with the same
+//! tokens and runs through `resource::search` with the same scopes, consent filter and access
+//! log (`search`). Asynchronous requests are answered with an ACK and their result is POSTed
+//! to the sender's callback from a durable outbox (`outbox`), computed under the sender's
+//! principal when the job runs. Envelopes sent are signed with the server's key (`signature`);
+//! incoming ones are verified against keys registered per sender (`senders`).
+
+pub mod callback;
+mod endpoints;
+pub mod envelope;
+pub mod idtypes;
+pub mod outbox;
+mod query;
+mod records;
+pub mod schema;
+mod search;
+pub mod senders;
+pub mod signature;
+pub mod subscriptions;
+mod txn;
+
+use axum::Router;
+
+use crate::app::AppState;
+
+pub use crate::config::{DciArgs, DciSettings as Dci};
+pub use endpoints::routes;
+
+/// Where the API is mounted.
+pub const BASE: &str = "/dci_api/v1/social";
+
+impl Dci {
+    pub fn new(args: &DciArgs) -> Self {
+        Self {
+            registry_id: args.registry_id.clone(),
+            allow_unsigned: args.allow_unsigned,
+            callbacks: callback::Policy {
+                allow_http: args.allow_http_callbacks,
+                allow: args.callback_allow.clone(),
+            },
+            http: callback::client(),
+        }
+    }
+}
+
+/// The DCI routes with the server's state, for `http::router` to merge.
+pub fn router(state: AppState) -> Router {
+    routes().with_state(state)
+}

@@ -1,0 +1,124 @@
+//! Batch loading (no N+1): every link of a page — an individual's groups, a group's members, a
+//! membership's beneficiary and program, a registrant's memberships — is gathered by
+//! async-graphql's `DataLoader` and fetched for the whole page in one statement per kind, then
+//! rendered under grants computed for the whole batch.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
+use openspp_projections::view;
+use tracing::Instrument;
+
+use crate::graphql::context::gql;
+use crate::graphql::nodes::{render, Linked, Shared, Unseen};
+use crate::resource::{Call, Snapshot};
+
+/// Resources of type `R` by stream; a stream the caller may not see has no value.
+pub struct Streams<R> {
+    call: Arc<Call>,
+    resource: PhantomData<fn() -> R>,
+}
+
+impl<R: Linked> Loader<String> for Streams<R> {
+    type Value = Shared<R>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Shared<R>>, Self::Error> {
+        let Some(table) = R::VIEW else {
+            return Ok(HashMap::new());
+        };
+        let rows: Vec<Snapshot<R>> =
+            view::rows_where(&self.call.state.pool, table, "aggregate_id", keys)
+                .await
+                .map_err(|e| gql(e.into()))?;
+        let nodes = render(&self.call, rows, Unseen::Drop).await.map_err(gql)?;
+        Ok(nodes
+            .into_iter()
+            .map(|node| (node.snapshot.aggregate_id.clone(), Arc::new(node)))
+            .collect())
+    }
+}
+
+/// The program memberships of each beneficiary (by stream) the caller may see.
+pub struct MembershipsOf {
+    call: Arc<Call>,
+}
+
+impl Loader<String> for MembershipsOf {
+    type Value = Arc<Vec<Shared<ProgramMembership>>>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let rows: Vec<Snapshot<ProgramMembership>> = view::rows_where(
+            &self.call.state.pool,
+            "membership_view",
+            "beneficiary_id",
+            keys,
+        )
+        .await
+        .map_err(|e| gql(e.into()))?;
+        let nodes = render(&self.call, rows, Unseen::Drop).await.map_err(gql)?;
+        let mut by_beneficiary: HashMap<String, Vec<Shared<ProgramMembership>>> = HashMap::new();
+        for node in nodes {
+            by_beneficiary
+                .entry(node.snapshot.state.beneficiary.clone())
+                .or_default()
+                .push(Arc::new(node));
+        }
+        Ok(by_beneficiary
+            .into_iter()
+            .map(|(beneficiary, mut nodes)| {
+                nodes.sort_by(|a, b| b.snapshot.last_updated.cmp(&a.snapshot.last_updated));
+                (beneficiary, Arc::new(nodes))
+            })
+            .collect())
+    }
+}
+
+/// The request's loaders, put in the query's data next to its call.
+pub struct Loaders {
+    pub individuals: DataLoader<Streams<Individual>, HashMapCache>,
+    pub groups: DataLoader<Streams<Group>, HashMapCache>,
+    pub programs: DataLoader<Streams<Program>, HashMapCache>,
+    pub memberships_of: DataLoader<MembershipsOf, HashMapCache>,
+}
+
+/// Runs a batch in the span of the request that asked for it, so that its statements are
+/// logged (and counted) with the request's.
+fn spawn_in_span(
+    batch: futures_util::future::BoxFuture<'static, ()>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(batch.instrument(tracing::Span::current()))
+}
+
+/// The request's loaders keep what they loaded (one request, one rendering of each subject), so
+/// a connection can load every link of its page in one batch up front (see `prime`) and the
+/// fields then read from that, whatever order and timing async-graphql resolves them in.
+fn streams<R: Linked>(call: &Arc<Call>) -> DataLoader<Streams<R>, HashMapCache> {
+    DataLoader::with_cache(
+        Streams {
+            call: call.clone(),
+            resource: PhantomData,
+        },
+        spawn_in_span,
+        HashMapCache::default(),
+    )
+}
+
+impl Loaders {
+    pub fn new(call: &Arc<Call>) -> Self {
+        Self {
+            individuals: streams(call),
+            groups: streams(call),
+            programs: streams(call),
+            memberships_of: DataLoader::with_cache(
+                MembershipsOf { call: call.clone() },
+                spawn_in_span,
+                HashMapCache::default(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The resource types (CONTRACT §7): fields with the REST JSON names, read from the filtered
+//! REST rendering, and the links between resources, each resolved through the request's batch
+//! loaders under the linked resource's own scope and consent.
+
+use async_graphql::{ComplexObject, Context, Object, SimpleObject, Union};
+use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
+
+use crate::auth::Action;
+use crate::graphql::connections::{memberships_of_program, MembershipConnection, MembershipFilter};
+use crate::graphql::context::{call, open};
+use crate::graphql::loaders::Loaders;
+use crate::graphql::nodes::Shared;
+use crate::graphql::values::{
+    Address, CodeableConcept, ContactPoint, GroupMemberRef, GroupMembershipRef, HumanName,
+    Identifier, Meta, Period,
+};
+
+fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
+    ctx.data_unchecked::<Loaders>()
+}
+
+pub struct IndividualObject(pub Shared<Individual>);
+
+#[Object(name = "Individual")]
+impl IndividualObject {
+    async fn identifier(&self) -> Vec<Identifier> {
+        self.0.field("identifier").unwrap_or_default()
+    }
+
+    async fn active(&self) -> Option<bool> {
+        self.0.field("active")
+    }
+
+    async fn meta(&self) -> Option<Meta> {
+        self.0.field("meta")
+    }
+
+    async fn name(&self) -> Option<HumanName> {
+        self.0.field("name")
+    }
+
+    async fn birth_date(&self) -> Option<String> {
+        self.0.field("birthDate")
+    }
+
+    async fn birth_date_estimated(&self) -> Option<bool> {
+        self.0.field("birthDateEstimated")
+    }
+
+    async fn gender(&self) -> Option<CodeableConcept> {
+        self.0.field("gender")
+    }
+
+    async fn telecom(&self) -> Option<Vec<ContactPoint>> {
+        self.0.field("telecom")
+    }
+
+    async fn address(&self) -> Option<Vec<Address>> {
+        self.0.field("address")
+    }
+
+    /// The groups the individual belongs to now, as REST shows them.
+    async fn group_membership(&self, ctx: &Context<'_>) -> Option<Vec<GroupMembershipRef>> {
+        if !self.0.allows("groupMembership") {
+            return None;
+        }
+        call(ctx).audit.mentioning(self.0.mentioned.clone());
+        Some(self.0.field("groupMembership").unwrap_or_default())
+    }
+
+    /// The groups the individual belongs to now (needs `group:read`); `null` where the caller
+    /// may not see the individual's `groupMembership`.
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn groups(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<GroupObject>>> {
+        if !self.0.allows("groupMembership") {
+            return Ok(None);
+        }
+        open(call(ctx), "group", Action::Read)?;
+        let streams: Vec<String> = self.0.mentioned.iter().map(|(_, s)| s.clone()).collect();
+        let loaded = loaders(ctx)
+            .groups
+            .load_many(streams.iter().cloned())
+            .await?;
+        Ok(Some(
+            streams
+                .iter()
+                .filter_map(|stream| loaded.get(stream).cloned().map(GroupObject))
+                .collect(),
+        ))
+    }
+
+    /// The individual's program memberships the caller may see (needs
+    /// `program_membership:read`).
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn memberships(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ProgramMembershipObject>> {
+        memberships(ctx, &self.0.snapshot.aggregate_id).await
+    }
+}
+
+async fn memberships(
+    ctx: &Context<'_>,
+    beneficiary: &str,
+) -> async_graphql::Result<Vec<ProgramMembershipObject>> {
+    open(call(ctx), "program_membership", Action::Read)?;
+    let loaded = loaders(ctx)
+        .memberships_of
+        .load_one(beneficiary.to_owned())
+        .await?;
+    Ok(loaded
+        .map(|nodes| nodes.iter().cloned().map(ProgramMembershipObject).collect())
+        .unwrap_or_default())
+}
+
+pub struct GroupObject(pub Shared<Group>);
+
+/// A member of a group: the person (`null` where the caller may not see them) and the
+/// membership's role and period.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct GroupMember {
+    #[graphql(skip)]
+    stream: Option<String>,
+    pub role: Option<CodeableConcept>,
+    pub period: Option<Period>,
+    pub inactive: bool,
+}
+
+#[ComplexObject]
+impl GroupMember {
+    /// The member (needs `individual:read`).
+    async fn individual(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<IndividualObject>> {
+        let Some(stream) = &self.stream else {
+            return Ok(None);
+        };
+        open(call(ctx), "individual", Action::Read)?;
+        let loaded = loaders(ctx).individuals.load_one(stream.clone()).await?;
+        Ok(loaded.map(IndividualObject))
+    }
+}
+
+#[Object(name = "Group")]
+impl GroupObject {
+    async fn identifier(&self) -> Vec<Identifier> {
+        self.0.field("identifier").unwrap_or_default()
+    }
+
+    async fn active(&self) -> Option<bool> {
+        self.0.field("active")
+    }
+
+    async fn meta(&self) -> Option<Meta> {
+        self.0.field("meta")
+    }
+
+    async fn group_type(&self) -> Option<String> {
+        self.0.field("groupType")
+    }
+
+    async fn name(&self) -> Option<String> {
+        self.0.field("name")
+    }
+
+    async fn quantity(&self) -> Option<i64> {
+        self.0.field("quantity")
+    }
+
+    async fn address(&self) -> Option<Vec<Address>> {
+        self.0.field("address")
+    }
+
+    /// The members as REST lists them (references).
+    async fn member(&self, ctx: &Context<'_>) -> Option<Vec<GroupMemberRef>> {
+        let members = self.0.field("member")?;
+        call(ctx).audit.mentioning(self.0.mentioned.clone());
+        Some(members)
+    }
+
+    /// The members with the people themselves; `null` where the caller may not see `member`.
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn members(&self, ctx: &Context<'_>) -> Option<Vec<GroupMember>> {
+        let members: Vec<GroupMemberRef> = self.0.field("member")?;
+        call(ctx).audit.mentioning(self.0.mentioned.clone());
+        Some(
+            members
+                .into_iter()
+                .map(|m| GroupMember {
+                    stream: self.0.stream_of(&m.entity.reference).map(str::to_owned),
+                    role: m.role,
+                    period: m.period,
+                    inactive: m.inactive,
+                })
+                .collect(),
+        )
+    }
+
+    /// The group's own program memberships (needs `program_membership:read`).
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn memberships(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ProgramMembershipObject>> {
+        memberships(ctx, &self.0.snapshot.aggregate_id).await
+    }
+}
+
+pub struct ProgramObject(pub Shared<Program>);
+
+#[Object(name = "Program")]
+impl ProgramObject {
+    async fn identifier(&self) -> Vec<Identifier> {
+        self.0.field("identifier").unwrap_or_default()
+    }
+
+    async fn active(&self) -> Option<bool> {
+        self.0.field("active")
+    }
+
+    async fn meta(&self) -> Option<Meta> {
+        self.0.field("meta")
+    }
+
+    async fn name(&self) -> Option<String> {
+        self.0.field("name")
+    }
+
+    async fn description(&self) -> Option<String> {
+        self.0.field("description")
+    }
+
+    async fn program_type(&self) -> Option<CodeableConcept> {
+        self.0.field("programType")
+    }
+
+    async fn target_type(&self) -> Option<String> {
+        self.0.field("targetType")
+    }
+
+    async fn currency(&self) -> Option<String> {
+        self.0.field("currency")
+    }
+
+    async fn eligibility_criteria(&self) -> Option<String> {
+        self.0.field("eligibilityCriteria")
+    }
+
+    async fn period(&self) -> Option<Period> {
+        self.0.field("period")
+    }
+
+    async fn status(&self) -> Option<String> {
+        self.0.field("status")
+    }
+
+    /// The program's memberships the caller may see (needs `program_membership:search`).
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn memberships(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<MembershipFilter>,
+    ) -> async_graphql::Result<MembershipConnection> {
+        memberships_of_program(ctx, &self.0, first, after, filter).await
+    }
+}
+
+pub struct ProgramMembershipObject(pub Shared<ProgramMembership>);
+
+/// Who a membership is for.
+#[derive(Union)]
+pub enum Beneficiary {
+    Individual(IndividualObject),
+    Group(GroupObject),
+}
+
+#[Object(name = "ProgramMembership")]
+impl ProgramMembershipObject {
+    async fn identifier(&self) -> Vec<Identifier> {
+        self.0.field("identifier").unwrap_or_default()
+    }
+
+    async fn active(&self) -> Option<bool> {
+        self.0.field("active")
+    }
+
+    async fn meta(&self) -> Option<Meta> {
+        self.0.field("meta")
+    }
+
+    /// The program (needs `program:read`); `null` where the caller may not see it.
+    async fn program(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ProgramObject>> {
+        if !self.0.allows("program") {
+            return Ok(None);
+        }
+        open(call(ctx), "program", Action::Read)?;
+        let loaded = loaders(ctx)
+            .programs
+            .load_one(self.0.snapshot.state.program.clone())
+            .await?;
+        Ok(loaded.map(ProgramObject))
+    }
+
+    /// The individual or group enrolled (needs that resource's `read` scope); `null` where the
+    /// caller may not see it.
+    async fn beneficiary(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Beneficiary>> {
+        let Some((reference, stream)) = self.0.mentioned.first().cloned() else {
+            return Ok(None);
+        };
+        let call = call(ctx);
+        call.audit.mentioning([(reference.clone(), stream.clone())]);
+        if reference.starts_with("Group/") {
+            open(call, "group", Action::Read)?;
+            let loaded = loaders(ctx).groups.load_one(stream).await?;
+            Ok(loaded.map(|g| Beneficiary::Group(GroupObject(g))))
+        } else {
+            open(call, "individual", Action::Read)?;
+            let loaded = loaders(ctx).individuals.load_one(stream).await?;
+            Ok(loaded.map(|i| Beneficiary::Individual(IndividualObject(i))))
+        }
+    }
+
+    async fn status(&self) -> Option<String> {
+        self.0.field("status")
+    }
+
+    async fn enrollment_date(&self) -> Option<String> {
+        self.0.field("enrollmentDate")
+    }
+
+    async fn exit_date(&self) -> Option<String> {
+        self.0.field("exitDate")
+    }
+
+    async fn exit_reason(&self) -> Option<CodeableConcept> {
+        self.0.field("exitReason")
+    }
+}
