@@ -84,8 +84,6 @@ pub async fn by_identifier<A: DeserializeOwned>(
     Ok(Some((stream, current)))
 }
 
-/// Counts the matches and fetches one page of them (two statements, run at once); `filters` appends `WHERE …`.
-
 /// The rows whose `column` is one of `keys`, in one statement: what a batch loader asks for a
 /// whole page of links at once (`aggregate_id` for resources by stream, `beneficiary_id` for
 /// the memberships of many registrants). The order is the table's; callers key the rows.
@@ -106,7 +104,8 @@ pub async fn rows_where<A: DeserializeOwned>(
     .collect()
 }
 
-/// Counts the matches, then fetches one page of them; `filters` appends `WHERE …`.
+/// Counts the matches and fetches one page of them (two statements, run at once); `filters`
+/// appends `WHERE …`.
 ///
 /// Both statements are unnamed (not cached), so PostgreSQL plans them with the values of this
 /// search: a cached generic plan cannot see how selective a consent filter or a date range is,

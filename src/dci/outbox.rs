@@ -86,14 +86,18 @@ pub async fn run(state: AppState) {
 /// How long until the next undelivered row is due.
 async fn next_due(pool: &PgPool) -> Option<Duration> {
     let seconds: Option<f64> = sqlx::query_scalar(
-        "SELECT GREATEST(EXTRACT(EPOCH FROM min(next_attempt_at) - now()), 0)::float8 \
+        // No GREATEST(…, 0) here: it ignores NULL, so an empty outbox would read as "due now"
+        // and the loop would spin; an empty outbox is NULL and waits for a notification.
+        "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8 \
          FROM dci_outbox WHERE delivered_at IS NULL",
     )
     .fetch_one(pool)
     .await
     .ok()
     .flatten();
-    seconds.map(|s| Duration::from_secs_f64(s.min(IDLE.as_secs_f64())) + Duration::from_millis(5))
+    seconds.map(|s| {
+        Duration::from_secs_f64(s.clamp(0.0, IDLE.as_secs_f64())) + Duration::from_millis(5)
+    })
 }
 
 /// Claims and delivers the rows due now; how many were claimed.

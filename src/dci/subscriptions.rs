@@ -13,8 +13,8 @@ use axum::http::Uri;
 use openspp_aggregates::{Group, Individual};
 use openspp_projections::events::StoredEvent;
 use openspp_projections::feed::read_page;
-use openspp_projections::FeedPosition;
 use openspp_projections::view;
+use openspp_projections::FeedPosition;
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 

@@ -71,7 +71,7 @@ impl Loader<String> for MembershipsOf {
         Ok(by_beneficiary
             .into_iter()
             .map(|(beneficiary, mut nodes)| {
-                nodes.sort_by(|a, b| b.snapshot.last_updated.cmp(&a.snapshot.last_updated));
+                nodes.sort_by_key(|n| std::cmp::Reverse(n.snapshot.last_updated));
                 (beneficiary, Arc::new(nodes))
             })
             .collect())

@@ -102,32 +102,28 @@ async fn prime_memberships<R>(
 }
 
 impl Linked for Individual {
-    fn prime<'a>(
-        loaders: &'a Loaders,
-        node: Lookahead<'a>,
-        nodes: &'a [Node<Self>],
-    ) -> impl Future<Output = async_graphql::Result<()>> + Send + 'a {
-        async move {
-            if node.field("groups").exists() {
-                loaders.groups.load_many(mentioned(nodes)).await?;
-            }
-            prime_memberships(loaders, &node, nodes).await
+    async fn prime(
+        loaders: &Loaders,
+        node: Lookahead<'_>,
+        nodes: &[Node<Self>],
+    ) -> async_graphql::Result<()> {
+        if node.field("groups").exists() {
+            loaders.groups.load_many(mentioned(nodes)).await?;
         }
+        prime_memberships(loaders, &node, nodes).await
     }
 }
 
 impl Linked for Group {
-    fn prime<'a>(
-        loaders: &'a Loaders,
-        node: Lookahead<'a>,
-        nodes: &'a [Node<Self>],
-    ) -> impl Future<Output = async_graphql::Result<()>> + Send + 'a {
-        async move {
-            if node.field("members").field("individual").exists() {
-                loaders.individuals.load_many(mentioned(nodes)).await?;
-            }
-            prime_memberships(loaders, &node, nodes).await
+    async fn prime(
+        loaders: &Loaders,
+        node: Lookahead<'_>,
+        nodes: &[Node<Self>],
+    ) -> async_graphql::Result<()> {
+        if node.field("members").field("individual").exists() {
+            loaders.individuals.load_many(mentioned(nodes)).await?;
         }
+        prime_memberships(loaders, &node, nodes).await
     }
 }
 impl Linked for ProgramMembership {

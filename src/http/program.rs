@@ -21,10 +21,10 @@ use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::store::claims::resolve_program;
 use crate::resource::{
     self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
 };
+use crate::store::claims::resolve_program;
 
 pub const RESOURCE: &str = "Program";
 const SCOPE: &str = "program";

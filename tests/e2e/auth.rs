@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 use openspp::auth::key_sealing::KeyEncryptionKey;
 
-use crate::support::{cli, create_client, sql_scalar, world, Api, Server, TEST_KEK};
+use crate::support::{
+    cli, create_client, individual_body, sql_scalar, unique, world, Api, Server, TEST_KEK,
+};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
@@ -313,7 +315,12 @@ async fn narrowed_scope() {
     reply.expect(200);
     let mut narrowed = base();
     narrowed.token = Some(reply.body["access_token"].as_str().unwrap().to_owned());
-    narrowed.get("/api/v2/spp/Individual").await.expect(403);
+    // `read` allows searches, as OpenSPP grants it (CONTRACT §4a); writes are outside it.
+    narrowed.get("/api/v2/spp/Individual").await.expect(200);
+    narrowed
+        .post("/api/v2/spp/Individual", individual_body(&unique("NRW")))
+        .await
+        .expect(403);
 }
 
 async fn deactivated() {
