@@ -30,7 +30,7 @@ pub struct ScopeBody {
     /// `individual`, `group`, `program_membership` or `all`.
     pub resource_type: String,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = field_access_schema)]
     pub field_access: FieldAccess,
     /// With `field_access: "custom"`: the fields, as a list or comma-separated (OpenSPP).
     #[serde(default)]
@@ -42,6 +42,24 @@ pub struct ScopeBody {
     pub include_extensions: Option<bool>,
     /// `service_delivery`, `eligibility_verification`, `analytics`, `research` or `audit`.
     pub purpose: String,
+}
+
+/// `field_access` in the OpenAPI document: a level, a bounded list of fields, or `null`.
+fn field_access_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["all", "basic", "custom"])),
+        )
+        .item(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::String))
+                .max_items(Some(items::FIELDS)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
 }
 
 /// The fields OpenSPP's `basic` level shows, besides `type`, `identifier` and `meta`, which
