@@ -29,6 +29,12 @@ fn invalid_token() -> ApiError {
 }
 
 impl Principal {
+    /// Whether this client may use the program `stream`: a client limited to some programs
+    /// (bound to the programs themselves when it was created) uses only those.
+    pub fn uses_program(&self, stream: &str) -> bool {
+        self.allowed_programs.is_empty() || self.allowed_programs.iter().any(|p| p == stream)
+    }
+
     /// 403 unless a scope grants `action` on `resource`.
     pub fn require(&self, resource: &str, action: Action) -> Result<(), ApiError> {
         if grants(&self.scopes, resource, action) {

@@ -128,12 +128,12 @@ impl Linked for Group {
 }
 impl Linked for ProgramMembership {
     fn admits(call: &Call, row: &Snapshot<Self>) -> bool {
-        crate::http::program::allowed(&call.principal, &row.state.program)
+        call.principal.uses_program(&row.state.program)
     }
 }
 impl Linked for Program {
     fn admits(call: &Call, row: &Snapshot<Self>) -> bool {
-        crate::http::program::allowed(&call.principal, &row.aggregate_id)
+        call.principal.uses_program(&row.aggregate_id)
     }
 }
 

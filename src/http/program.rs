@@ -19,7 +19,7 @@ use crate::api::program::ProgramResource;
 use crate::api::reference::parse_identifier;
 use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::app::AppState;
-use crate::auth::{Action, Principal};
+use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{
     self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
@@ -36,12 +36,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(vread))
         .routes(routes!(verify))
-}
-
-/// Whether the caller may use the program `stream`: a client limited to some programs (bound
-/// to the programs themselves when it was created) uses only those.
-pub fn allowed(principal: &Principal, stream: &str) -> bool {
-    principal.allowed_programs.is_empty() || principal.allowed_programs.iter().any(|p| p == stream)
 }
 
 impl Resource for Program {
@@ -66,7 +60,7 @@ impl Resource for Program {
             &key.value,
         )
         .await?
-        .filter(|(stream, _)| allowed(&call.principal, stream));
+        .filter(|(stream, _)| call.principal.uses_program(stream));
         let Some((stream, current)) = found else {
             call.audit.not_found(subject, None);
             return Err(ApiError::not_found(RESOURCE));
@@ -111,7 +105,7 @@ impl Searchable for Program {
             Some(identifier) => Some(
                 resolve_program(pool, identifier)
                     .await?
-                    .filter(|stream| allowed(principal, stream)),
+                    .filter(|stream| principal.uses_program(stream)),
             ),
         };
         let program_type = params
@@ -124,7 +118,7 @@ impl Searchable for Program {
                 let identifier = parse_identifier(&text, "_lastId")?;
                 let stream = resolve_program(pool, identifier)
                     .await?
-                    .filter(|stream| allowed(principal, stream))
+                    .filter(|stream| principal.uses_program(stream))
                     .ok_or_else(|| {
                         ApiError::bad_request(
                             Some("_lastId"),

@@ -30,7 +30,6 @@ use crate::api::BASE;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
-use crate::http::program::allowed;
 use crate::resource::{
     self, find_subject, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
     Write,
@@ -85,7 +84,7 @@ impl Resource for ProgramMembership {
         let grant = Grant::from_access(&access, SCOPE);
         let subject = format!("{RESOURCE}/{}", identifier.key());
         match (row, grant) {
-            (Some(row), Some(grant)) if allowed(&call.principal, &row.state.program) => {
+            (Some(row), Some(grant)) if call.principal.uses_program(&row.state.program) => {
                 call.audit
                     .returned(subject, Some(&row.aggregate_id), Some(&grant.disclosure()));
                 Ok(Located {
