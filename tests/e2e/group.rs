@@ -93,7 +93,14 @@ async fn add_and_remove() {
         .post(&format!("{path}/$add-member"), member(&a, "member"))
         .await;
     added.expect(201);
-    assert_eq!(added.body["quantity"], 1);
+    // Member operations answer OpenSPP's `GroupMember` (CONTRACT §4a); the group shows the count.
+    assert_eq!(added.body["type"], "GroupMember", "{}", added.text);
+    assert_eq!(
+        added.body["entity"]["reference"],
+        format!("Individual/{NATIONAL_ID}|{a}")
+    );
+    assert_eq!(added.body["status"], "active");
+    assert_eq!(api.get(&path).await.body["quantity"], 1);
     let removed = api
         .post(
             &format!("{path}/$remove-member"),
@@ -101,9 +108,13 @@ async fn add_and_remove() {
         )
         .await;
     removed.expect(200);
-    assert_eq!(removed.body["quantity"], 0);
-    assert_eq!(removed.body["member"][0]["inactive"], true);
-    assert!(removed.body["member"][0]["period"]["end"].is_string());
+    assert_eq!(removed.body["type"], "GroupMember", "{}", removed.text);
+    assert_eq!(removed.body["status"], "inactive");
+    assert!(removed.body["endedDate"].is_string(), "{}", removed.text);
+    let group = api.get(&path).await;
+    assert_eq!(group.body["quantity"], 0);
+    assert_eq!(group.body["member"][0]["inactive"], true);
+    assert!(group.body["member"][0]["period"]["end"].is_string());
     let individual = api.get(&a_path).await;
     assert!(
         individual.body["groupMembership"].is_null(),
