@@ -507,6 +507,23 @@ pub async fn audit_events(api: &Api, query: &str, expected: usize) -> Value {
     panic!("fewer than {expected} audit events for {query}");
 }
 
+/// Polls `GET /AuditEvent?{query}` until an entry satisfies `wanted`: the access log is written
+/// behind the answer (a channel and a batching writer), so a read is logged shortly after it is
+/// answered. Panics with the last page if none appears within five seconds.
+pub async fn audit_event_where(api: &Api, query: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        let reply = api.get(&format!("/api/v2/spp/AuditEvent?{query}")).await;
+        reply.expect(200);
+        if let Some(entry) = reply.body["data"].as_array().unwrap().iter().find(|e| wanted(e)) {
+            return entry.clone();
+        }
+        last = reply.body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no audit event as wanted for {query}: {last}");
+}
+
 /// An RFC 3339 instant escaped for a query string (`+` and `:`).
 pub fn query_instant(instant: &str) -> String {
     instant.replace('+', "%2B").replace(':', "%3A")
