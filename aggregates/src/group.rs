@@ -20,6 +20,10 @@ use crate::services::RegistryServices;
 use crate::values::{Address, Code, Identifier};
 use crate::vocabulary::{TargetType, GROUP_MEMBERSHIP_TYPE, GROUP_TYPE, HEAD_ROLE};
 
+mod restructure;
+
+pub use restructure::{MemberChange, MERGED, SPLIT};
+
 /// A member as a client names it; `individual` is the member's stream, resolved by the caller
 /// from an external identifier.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +70,31 @@ pub enum GroupCommand {
         reason: Option<String>,
         access: Access,
     },
+    /// A current member's roles or dates (OpenSPP's `PATCH /Group/{id}/member/{individual}`).
+    UpdateMember {
+        individual: String,
+        change: MemberChange,
+        access: Access,
+    },
+    /// A merge, on the source: its members leave and it is deactivated; `target` is the
+    /// group (stream) they join.
+    MergeInto {
+        target: String,
+        access: Access,
+    },
+    /// A merge, on the target: `members` (the source's, as the same batch read them) join.
+    Absorb {
+        members: Vec<Member>,
+        role_mapping: HashMap<String, String>,
+        access: Access,
+    },
+    /// A split, on the source: `members` (individual streams) leave for the new group `into`,
+    /// which the same batch registers.
+    SplitOff {
+        members: Vec<String>,
+        into: String,
+        access: Access,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +135,19 @@ pub enum GroupEvent {
         ended_date: NaiveDate,
         reason: Option<String>,
     },
+    /// A current member's membership now starts on another date.
+    MemberStartDateChanged {
+        individual: String,
+        start_date: NaiveDate,
+    },
+    /// This group's members moved to the group (stream) `into`, which absorbed them.
+    GroupMerged {
+        into: String,
+    },
+    /// Some of this group's members moved to the new group (stream) `into`.
+    GroupSplit {
+        into: String,
+    },
     /// The data of one registered extension, as it now is.
     ExtensionRecorded {
         url: String,
@@ -130,6 +172,9 @@ impl DomainEvent for GroupEvent {
             Self::MemberAdded { .. } => "MemberAdded",
             Self::MemberRolesChanged { .. } => "MemberRolesChanged",
             Self::MembershipEnded { .. } => "MembershipEnded",
+            Self::MemberStartDateChanged { .. } => "MemberStartDateChanged",
+            Self::GroupMerged { .. } => "GroupMerged",
+            Self::GroupSplit { .. } => "GroupSplit",
             Self::ExtensionRecorded { .. } => "ExtensionRecorded",
             Self::ExtensionRemoved { .. } => "ExtensionRemoved",
         }
@@ -531,7 +576,11 @@ impl Aggregate for Group {
             GroupCommand::Register(_) => None,
             GroupCommand::Replace { access, .. }
             | GroupCommand::AddMember { access, .. }
-            | GroupCommand::RemoveMember { access, .. } => Some(access),
+            | GroupCommand::RemoveMember { access, .. }
+            | GroupCommand::UpdateMember { access, .. }
+            | GroupCommand::MergeInto { access, .. }
+            | GroupCommand::Absorb { access, .. }
+            | GroupCommand::SplitOff { access, .. } => Some(access),
         };
         if let Some(access) = access {
             if !self.registered {
@@ -585,6 +634,18 @@ impl Aggregate for Group {
                 reason,
                 ..
             } => vec![self.remove_member(individual, ended_date, reason, services)?],
+            GroupCommand::UpdateMember {
+                individual, change, ..
+            } => self.update_member(individual, change, services)?,
+            GroupCommand::MergeInto { target, .. } => self.merge_into(target, services)?,
+            GroupCommand::Absorb {
+                members,
+                role_mapping,
+                ..
+            } => self.absorb(members, &role_mapping, services)?,
+            GroupCommand::SplitOff { members, into, .. } => {
+                self.split_off(members, into, services)?
+            }
         };
         for event in events {
             sink.write(event, self).await;
@@ -651,6 +712,21 @@ impl Aggregate for Group {
                     member.end_reason = reason;
                 }
             }
+            GroupEvent::MemberStartDateChanged {
+                individual,
+                start_date,
+            } => {
+                if let Some(member) = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.is_active() && m.individual == individual)
+                {
+                    member.start_date = start_date;
+                }
+            }
+            // Where members went is the event's to tell; the state changes by the events
+            // around it (ends, deactivation).
+            GroupEvent::GroupMerged { .. } | GroupEvent::GroupSplit { .. } => {}
             GroupEvent::ExtensionRecorded { url, value } => {
                 extension::apply(&mut self.extension, url, Some(value))
             }
@@ -674,11 +750,11 @@ mod tests {
 
     type Given = TestFramework<Group>;
 
-    fn role(code_: &str) -> Vec<Code> {
+    pub(super) fn role(code_: &str) -> Vec<Code> {
         vec![code(GROUP_MEMBERSHIP_TYPE, code_)]
     }
 
-    fn spec(individual: &str, role_: &str) -> MemberSpec {
+    pub(super) fn spec(individual: &str, role_: &str) -> MemberSpec {
         MemberSpec {
             individual: individual.into(),
             roles: role(role_),
@@ -686,7 +762,7 @@ mod tests {
         }
     }
 
-    fn details(members: Option<Vec<MemberSpec>>) -> GroupDetails {
+    pub(super) fn details(members: Option<Vec<MemberSpec>>) -> GroupDetails {
         GroupDetails {
             identifiers: vec![id(GROUP_ID, "HH1")],
             active: true,
@@ -702,11 +778,11 @@ mod tests {
         every_field("group")
     }
 
-    fn registered(members: Vec<MemberSpec>) -> Vec<GroupEvent> {
+    pub(super) fn registered(members: Vec<MemberSpec>) -> Vec<GroupEvent> {
         Group::registration(details(Some(members)), &services())
     }
 
-    async fn outcome(
+    pub(super) async fn outcome(
         given: Vec<GroupEvent>,
         command: GroupCommand,
     ) -> Result<Vec<GroupEvent>, DomainError> {

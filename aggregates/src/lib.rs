@@ -32,7 +32,7 @@ pub use extension_registry::{
     searchable_properties, ExtensionCommand, ExtensionDefinition, ExtensionEvent,
     ExtensionRegistration, SchemaCompiler, SearchKind, SearchableProperty, SEARCHABLE,
 };
-pub use group::{Group, GroupCommand, GroupDetails, GroupEvent, Member, MemberSpec};
+pub use group::{Group, GroupCommand, GroupDetails, GroupEvent, Member, MemberChange, MemberSpec};
 pub use identifiers::IdentifierEntry;
 pub use individual::{Individual, IndividualCommand, IndividualDetails, IndividualEvent};
 pub use inline_index::{IndexChange, InlineIndex};

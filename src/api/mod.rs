@@ -8,6 +8,7 @@ pub mod audit_event;
 pub mod bundle;
 pub mod consent;
 pub mod group;
+pub mod household;
 pub mod individual;
 pub mod json;
 pub mod membership;

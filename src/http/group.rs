@@ -46,7 +46,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The individual's stream for a member reference. Individuals the caller may not see are as
 /// unknown as those that do not exist; both are named at `field`.
-async fn member_stream(call: &Call, entity: &Reference, field: &str) -> Result<String, ApiError> {
+pub(super) async fn member_stream(
+    call: &Call,
+    entity: &Reference,
+    field: &str,
+) -> Result<String, ApiError> {
     let identifier = parse_reference(&entity.reference, "Individual", field)?;
     Individual::locate(call, &identifier.key())
         .await
@@ -417,7 +421,12 @@ async fn add_member(
 /// A member operation's answer in OpenSPP's shape (`GroupMember`), from the group as the caller
 /// may now see it; `ETag` stays the group's version. The write is committed: nothing here can
 /// fail it, so a member the rendering does not list is answered by its identity only.
-async fn member_answer(call: &Call, answer: Answer, individual: &str, active: bool) -> Answer {
+pub(super) async fn member_answer(
+    call: &Call,
+    answer: Answer,
+    individual: &str,
+    active: bool,
+) -> Answer {
     let entity = primary_identifiers(&call.state.pool, &[individual.to_owned()])
         .await
         .ok()

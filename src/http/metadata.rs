@@ -168,7 +168,7 @@ fn offered(state: &AppState) -> Vec<Offered> {
             operations: &["read", "search", "create", "update", "history"],
             interactions: &["read", "search-type", "create", "update"],
             search_params: core(search_params::GROUP, Some(ExtendedResource::Group)),
-            named: &["add-member", "remove-member"],
+            named: &["add-member", "remove-member", "merge", "split"],
             versioned: true,
         },
         Offered {

@@ -24,6 +24,7 @@ pub mod early_errors;
 pub mod filters;
 pub mod group;
 pub mod health;
+pub mod household;
 pub mod individual;
 pub mod metadata;
 pub mod openapi;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let resources = OpenApiRouter::with_openapi(openapi::document())
         .merge(individual::routes())
         .merge(group::routes())
+        .merge(household::routes())
         .merge(consent::routes())
         .merge(audit_event::routes())
         .merge(program::routes())

@@ -19,6 +19,7 @@ pub mod history;
 mod locate;
 mod ops;
 pub mod patch;
+mod together;
 mod traits;
 mod write;
 
@@ -31,5 +32,6 @@ pub use locate::{find_subject, locate_registrant, referenced, Subject};
 pub use ops::{
     advanced_search, answer_extensions, at, history, page, read, search, verify, vread, Searchable,
 };
+pub use together::execute_together;
 pub use traits::{reference_of, Located, Resource, Snapshot, Write};
-pub use write::{commit, create, domain_error, execute};
+pub use write::{commit, committed_answer, create, domain_error, execute};

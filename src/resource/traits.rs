@@ -183,14 +183,20 @@ impl<R: Resource> Located<R> {
     /// A change of this subject: `command` is given the caller's access (the aggregate decides
     /// with it), and the write relies on the consent the grant came from.
     pub fn change(self, if_match: IfMatch, command: impl FnOnce(Access) -> R::Command) -> Write<R> {
+        self.write(if_match, command)
+    }
+
+    /// `change`, keeping the subject: for writes planned again after a lost race (see
+    /// `execute_together`).
+    pub fn write(&self, if_match: IfMatch, command: impl FnOnce(Access) -> R::Command) -> Write<R> {
         let consent = self
             .grant
             .consent_id()
-            .map(|consent| (consent, self.consent_subject));
+            .map(|consent| (consent, self.consent_subject.clone()));
         Write {
-            stream: self.stream,
+            stream: self.stream.clone(),
             if_match,
-            command: command(self.access),
+            command: command(self.access.clone()),
             consent,
             status: StatusCode::OK,
         }

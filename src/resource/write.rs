@@ -11,7 +11,7 @@ use crate::resource::call::Call;
 use crate::resource::clash_alert;
 use crate::resource::grant::identity_only;
 use crate::resource::traits::{reference_of, Resource, Snapshot, Write};
-use crate::store::StoreError;
+use crate::store::{CommandMetadata, StoreError};
 
 /// Runs `write` and answers with the resource as it now is, shown as the caller may see it.
 ///
@@ -30,13 +30,25 @@ async fn commit_in<R: Resource>(
 ) -> Result<Answer, ApiError> {
     let status = write.status;
     let snapshot = execute(call, write).await?;
-    match shown_after(call, status, &snapshot, minted).await {
-        Ok(answer) => Ok(answer),
+    Ok(committed_answer(call, status, &snapshot, minted).await)
+}
+
+/// The answer to a committed write: the resource as the caller may now see it, or, if what
+/// that needs cannot be read, the committed version with its identity only (`commit`).
+/// `minted` says the stream was minted for this write (see `create`).
+pub async fn committed_answer<R: Resource>(
+    call: &Call,
+    status: StatusCode,
+    snapshot: &Snapshot<R>,
+    minted: bool,
+) -> Answer {
+    match shown_after(call, status, snapshot, minted).await {
+        Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(%error, "a committed write is answered with its identity only");
-            let bare = R::render(call, &R::Context::default(), &snapshot);
+            let bare = R::render(call, &R::Context::default(), snapshot);
             let body = serde_json::to_value(bare).unwrap_or_default();
-            Ok(answer::<R>(status, &snapshot, identity_only(body), None))
+            answer::<R>(status, snapshot, identity_only(body), None)
         }
     }
 }
@@ -46,13 +58,7 @@ async fn commit_in<R: Resource>(
 /// read back.
 pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapshot<R>, ApiError> {
     let state = &call.state;
-    let mut metadata = call.provenance.metadata(
-        &call.principal.client_id,
-        write.consent.as_ref().map(|c| c.0.clone()),
-    );
-    if let Some((_, subject)) = &write.consent {
-        metadata = metadata.relied_on_for(subject, &call.principal.organization);
-    }
+    let metadata = metadata(call, &write.consent);
     // A malformed If-Match is answered here, once the path and the body have been judged.
     let expected = write.if_match.version()?;
     let executed = state
@@ -70,6 +76,19 @@ pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapsh
     }
     let committed = executed.map_err(|error| store_error(error, R::TYPE))?;
     Ok(committed.into())
+}
+
+/// The provenance a write's events are recorded with, relying on `consent` (the consent and
+/// the subject it is relied on for), which the store holds in force until they commit.
+pub(crate) fn metadata(call: &Call, consent: &Option<(String, String)>) -> CommandMetadata {
+    let metadata = call.provenance.metadata(
+        &call.principal.client_id,
+        consent.as_ref().map(|c| c.0.clone()),
+    );
+    match consent {
+        Some((_, subject)) => metadata.relied_on_for(subject, &call.principal.organization),
+        None => metadata,
+    }
 }
 
 /// Creates a resource in a new stream: `subject` is how the request named it (its first
@@ -128,7 +147,7 @@ pub fn domain_error(error: DomainError) -> ApiError {
 }
 
 /// `resource` names the resource in not-found answers.
-fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
+pub(crate) fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
     match error {
         StoreError::Domain(e) => domain_error(e),
         StoreError::PreconditionFailed { current } => ApiError::precondition_failed(format!(

@@ -202,6 +202,25 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
         }
     }
 
+    /// The state of stream `aggregate_id` as the batch now has it (read from the log the first
+    /// time), for a command whose content depends on another stream's state: a merge moves the
+    /// source's members into the target. The stream read must also be written in the batch, so
+    /// that a concurrent change to it fails the commit with a conflict instead of being missed.
+    pub async fn state<A>(&mut self, aggregate_id: &str) -> Result<A, StoreError<E>>
+    where
+        A: Stored<Error = E>,
+    {
+        let key: StreamKey = (A::TYPE, aggregate_id.to_owned());
+        if !self.by_stream.contains_key(&key) {
+            let fold = self.store.load::<A>(aggregate_id).await?;
+            self.by_stream.insert(key.clone(), self.streams.len());
+            self.streams
+                .push(Box::new(Stream::<A>::new(aggregate_id, fold, false)));
+        }
+        let index = self.by_stream[&key];
+        Ok(self.stream::<A>(index).fold.state.clone())
+    }
+
     /// Drops the stream opened last (a refused command's, on which nothing was decided).
     fn forget_last(&mut self, key: &StreamKey) {
         self.streams.pop();

@@ -24,6 +24,7 @@ mod group;
 mod history;
 mod hostile;
 mod household;
+mod household_changes;
 mod identity;
 mod individual;
 mod input_bounds;
@@ -98,6 +99,7 @@ fn main() {
     trials.extend(openspp_shapes::trials());
     trials.extend(graphql::trials());
     trials.extend(group::trials());
+    trials.extend(household_changes::trials());
     trials.extend(history::trials());
     trials.extend(hostile::trials());
     trials.extend(identity::trials());
