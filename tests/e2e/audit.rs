@@ -277,10 +277,31 @@ async fn replay() {
         members.push(json!({"entity": {"reference": format!("Individual/{NATIONAL_ID}|{id}")}}));
         people.push(id);
     }
+    let group = |value: &str| format!("Group/urn:openspp:group|{value}");
+    let (kept, merged) = (unique("RG"), unique("RG"));
+    for (value, members) in [(&kept, &members[..4]), (&merged, &members[4..6])] {
+        api.post(
+            "/api/v2/spp/Group",
+            json!({"identifier": [{"system": "urn:openspp:group", "value": value}],
+                   "groupType": "household", "member": members}),
+        )
+        .await
+        .expect(201);
+    }
+    // Household changes on two streams at once: a merge, then a split of the merged group.
     api.post(
-        "/api/v2/spp/Group",
-        json!({"identifier": [{"system": "urn:openspp:group", "value": unique("RG")}],
-               "groupType": "household", "member": members[..4]}),
+        "/api/v2/spp/Group/$merge",
+        json!({"sourceGroup": {"reference": group(&merged)}, "targetGroup": {"reference": group(&kept)}}),
+    )
+    .await
+    .expect(200);
+    api.post(
+        &format!(
+            "/api/v2/spp/Group/{}/$split",
+            crate::support::path_id("urn:openspp:group", &kept)
+        ),
+        json!({"newGroupIdentifier": [{"system": "urn:openspp:group", "value": unique("RG")}],
+               "membersToMove": [members[5]["entity"]]}),
     )
     .await
     .expect(201);

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::group::{member, new_group};
 use crate::support::{
-    admin, consent_client, create_client, register_individual, unique, world, Api, Reply,
-    NATIONAL_ID,
+    admin, audit_events, consent_client, create_client, register_individual, unique, world, Api,
+    Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -178,12 +178,8 @@ async fn membership_history() {
     )
     .await
     .expect(200);
-    let reader = Api::new(&world().base)
-        .login(&create_client(
-            &world().database_url,
-            &["--scope", "group:read"],
-        ))
-        .await;
+    let reader_client = create_client(&world().database_url, &["--scope", "group:read"]);
+    let reader = Api::new(&world().base).login(&reader_client).await;
     let history = reader.get(&format!("{path}/membership-history")).await;
     history.expect(200);
     let data = history.body["data"].as_array().unwrap();
@@ -242,6 +238,37 @@ async fn membership_history() {
         .get("/api/v2/spp/Group/urn:openspp:group|nobody/membership-history")
         .await
         .expect(404);
+    // Every one of the reader's six requests is an access in the log, refusals included; the
+    // unknown group as a lookup, the others as history reads naming the members shown.
+    let logged = audit_events(&api, &format!("client={}", reader_client.client_id), 6).await;
+    let entries = logged["data"].as_array().unwrap();
+    assert_eq!(entries.len(), 6, "{logged}");
+    let kinds: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["subtype"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("lookup", "404"),
+            ("history", "400"),
+            ("history", "400"),
+            ("history", "200"),
+            ("history", "200"),
+            ("history", "200")
+        ],
+        "{logged}"
+    );
+    assert_eq!(
+        entries[5]["entity"].as_array().unwrap().len(),
+        3,
+        "{logged}"
+    );
 }
 
 /// `POST /Group/$merge` with OpenSPP's `MergeGroupRequest`: the source's members join the target
