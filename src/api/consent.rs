@@ -785,17 +785,33 @@ impl ConsentLife {
     }
 }
 
-/// How a consent has been used (`$access-summary`): accesses per client and interaction, and
-/// the fields returned.
+/// How a consent has been used (`$access-summary`): OpenSPP's counts by action, resource type
+/// and client and the span of the accesses counted, with this server's detail per client and
+/// interaction, and the fields returned.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccessSummary {
     pub consent_id: String,
     pub total_accesses: usize,
-    pub by_client: Vec<ClientAccesses>,
+    /// OpenSPP's: accesses by action (`read`, `search`, `create`, `update`, `delete`, `history` …).
+    pub by_action: BTreeMap<String, usize>,
+    /// OpenSPP's: accesses by the resource type asked for.
+    pub by_resource_type: BTreeMap<String, usize>,
+    /// OpenSPP's: accesses by client (`urn:openspp:api-client:{client_id}`).
+    pub by_client: BTreeMap<String, usize>,
+    /// OpenSPP's: the first and last access counted (`from`, `to`; `null` without accesses).
+    pub date_range: DateRange,
+    /// Each client's organisation, accesses and last access.
+    pub clients: Vec<ClientAccesses>,
     pub by_interaction: BTreeMap<String, usize>,
     /// `"all"`, or the fields returned.
     #[schema(value_type = Object)]
     pub fields_returned: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DateRange {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -806,11 +822,24 @@ pub struct ClientAccesses {
     pub last_access: String,
 }
 
+/// OpenSPP's name of an access's action: a write by what it did (`create`, `update`,
+/// `delete`), anything else by its interaction (`read`, `search`, `history` …).
+fn action_name(row: &AccessRow) -> &str {
+    match (row.interaction.as_str(), row.action.as_str()) {
+        ("write", "C") => "create",
+        ("write", "U") => "update",
+        ("write", "D") => "delete",
+        (interaction, _) => interaction,
+    }
+}
+
 impl AccessSummary {
     /// The summary of `rows`, the accesses under `consent_id` (oldest first).
     pub fn of(consent_id: String, rows: &[AccessRow]) -> Self {
         let mut by_client: BTreeMap<&str, ClientAccesses> = BTreeMap::new();
         let mut by_interaction: BTreeMap<String, usize> = BTreeMap::new();
+        let mut by_action: BTreeMap<String, usize> = BTreeMap::new();
+        let mut by_resource_type: BTreeMap<String, usize> = BTreeMap::new();
         let mut fields: Vec<String> = Vec::new();
         let mut all_fields = false;
         for row in rows {
@@ -825,6 +854,10 @@ impl AccessSummary {
             client.accesses += 1;
             client.last_access = row.at.to_rfc3339();
             *by_interaction.entry(row.interaction.clone()).or_default() += 1;
+            *by_action.entry(action_name(row).to_owned()).or_default() += 1;
+            *by_resource_type
+                .entry(row.resource_type.clone())
+                .or_default() += 1;
             match &row.fields {
                 Some(list) => {
                     for field in list {
@@ -836,10 +869,21 @@ impl AccessSummary {
                 None => all_fields = true,
             }
         }
+        let clients: Vec<ClientAccesses> = by_client.into_values().collect();
         Self {
             consent_id,
             total_accesses: rows.len(),
-            by_client: by_client.into_values().collect(),
+            by_action,
+            by_resource_type,
+            by_client: clients
+                .iter()
+                .map(|c| (c.client.clone(), c.accesses))
+                .collect(),
+            date_range: DateRange {
+                from: rows.iter().map(|r| r.at).min().map(|t| t.to_rfc3339()),
+                to: rows.iter().map(|r| r.at).max().map(|t| t.to_rfc3339()),
+            },
+            clients,
             by_interaction,
             fields_returned: if all_fields {
                 serde_json::json!("all")

@@ -225,13 +225,13 @@ async fn withdraw(
         (status = 404, body = OperationOutcome),
         (status = 409, body = OperationOutcome, description = "Already withdrawn"),
     ),
-    security(("bearer" = ["consent:update"])))]
+    security(("bearer" = ["consent:update"]), ("bearer" = ["consent:read"])))]
 async fn revoke(
     call: Call,
     Path(id): Path<String>,
     body: Result<ApiJson<RevokeBody>, ApiError>,
 ) -> Result<Json<Withdrawal>, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
+    open_withdrawal(&call, Action::Update, Interaction::UPDATE)?;
     let reason = match body {
         Ok(ApiJson(body)) => body.checked_reason()?,
         Err(error) if error.status == StatusCode::UNSUPPORTED_MEDIA_TYPE => None,
@@ -268,17 +268,43 @@ async fn renew(
     resource::commit(&call, write).await
 }
 
-/// Withdraw a consent (same as `$revoke`).
+/// Withdraw a consent (same as `$revoke`); a recipient needs only `consent:read`.
 #[utoipa::path(delete, path = "/Consent/{id}", tag = "Consent",
-    params(("id" = String, Path, description = "The consent's UUID")),
+    params(("id" = String, Path, description = "The consent's UUID"),
+        ("reason" = Option<String>, Query, description = "Why it is withdrawn")),
     responses((status = 200, body = Withdrawal), (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["consent:delete"])))]
+    security(("bearer" = ["consent:delete"]), ("bearer" = ["consent:read"])))]
 async fn withdraw_by_delete(
     call: Call,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Withdrawal>, ApiError> {
-    call.open(SCOPE, Action::Delete, RESOURCE, Interaction::DELETE)?;
-    withdraw(&call, &id, None).await
+    open_withdrawal(&call, Action::Delete, Interaction::DELETE)?;
+    withdraw(&call, &id, reason(&uri)?).await
+}
+
+/// `?reason=` of a `DELETE` (OpenSPP's), bounded as a `$revoke` body's.
+fn reason(uri: &axum::http::Uri) -> Result<Option<String>, ApiError> {
+    let mut params = Params::from_uri(uri)?;
+    let reason = params.one("reason")?;
+    params.finish()?;
+    RevokeBody { reason }.checked_reason()
+}
+
+/// Opens a withdrawal. The controller needs `consent:{action}`; a recipient (a client acting
+/// under consent) may withdraw a consent that names it holding `consent:read` alone, since
+/// OpenSPP lets any recipient withdraw (GDPR Art. 7(3): as easy as giving it). `locate` finds
+/// only consents that name the recipient, so no other is within its reach.
+fn open_withdrawal(call: &Call, action: Action, interaction: Interaction) -> Result<(), ApiError> {
+    let recipient_reading = call.principal.require_consent
+        && call.principal.require(SCOPE, action).is_err()
+        && call.principal.require(SCOPE, Action::Read).is_ok();
+    let action = if recipient_reading {
+        Action::Read
+    } else {
+        action
+    };
+    call.open(SCOPE, action, RESOURCE, interaction)
 }
 
 /// The consent `id` as it now is, and what rendering it needs.

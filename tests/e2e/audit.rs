@@ -486,9 +486,23 @@ async fn access_log() {
         .await;
     summary.expect(200);
     assert!(summary.body["total_accesses"].as_i64().unwrap() >= 2);
-    assert_eq!(
-        summary.body["by_client"][0]["client"],
-        format!("urn:openspp:api-client:{}", credentials.client_id)
+    let client = format!("urn:openspp:api-client:{}", credentials.client_id);
+    assert_eq!(summary.body["clients"][0]["client"], client);
+    // OpenSPP's counts: by action, by resource type, by client, and the span counted.
+    let total = summary.body["total_accesses"].as_i64().unwrap();
+    assert_eq!(summary.body["by_client"][&client].as_i64(), Some(total));
+    assert!(summary.body["by_action"]["read"].as_i64().unwrap() >= 1);
+    assert!(summary.body["by_action"]["search"].as_i64().unwrap() >= 1);
+    let by_type: i64 = summary.body["by_resource_type"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_i64().unwrap())
+        .sum();
+    assert_eq!(by_type, total, "{}", summary.text);
+    assert!(
+        summary.body["date_range"]["from"].as_str().unwrap()
+            <= summary.body["date_range"]["to"].as_str().unwrap()
     );
     assert_eq!(summary.body["fields_returned"][0], "name");
     // A consent-bound client sees only its own accesses.

@@ -28,6 +28,10 @@ pub fn trials() -> Vec<Trial> {
             "consent_withdrawal::a_write_racing_its_own_withdrawal_is_not_found",
             write_racing_own_withdrawal,
         ),
+        trial(
+            "consent_withdrawal::a_reading_recipient_may_withdraw",
+            reading_recipient_withdraws,
+        ),
     ]
 }
 
@@ -241,4 +245,61 @@ async fn write_racing_own_withdrawal() {
     body["name"]["given"] = json!("Written by B");
     b.put(&path, body, None).await.expect(200);
     assert_ne!(events_of(&id), before, "B's write committed");
+}
+
+/// As in OpenSPP, any recipient may withdraw (`$revoke`, or `DELETE` with `?reason=`) a consent
+/// that names it holding only `consent:read`; a client the consent does not name gets 404, and
+/// a client without `consent:read` 403.
+async fn reading_recipient_withdraws() {
+    let admin = admin().await;
+    let reader = |kind: &str, scopes: &[&str]| {
+        let credentials = consent_client(&world().database_url, &unique("NGO"), kind, scopes);
+        async move { Api::new(&world().base).login(&credentials).await }
+    };
+    let (_, consent) = consented_person(&admin, "category", &[], &["ngo"]).await;
+    let scopeless = reader("ngo", &["individual:read"]).await;
+    scopeless
+        .post(&format!("{}/$revoke", consent_path(&consent)), json!({}))
+        .await
+        .expect(403);
+    let outsider = reader("private", &["consent:read"]).await;
+    outsider
+        .post(&format!("{}/$revoke", consent_path(&consent)), json!({}))
+        .await
+        .expect(404);
+    let named = reader("ngo", &["consent:read"]).await;
+    let revoked = named
+        .post(
+            &format!("{}/$revoke", consent_path(&consent)),
+            json!({"reason": "service ended"}),
+        )
+        .await;
+    revoked.expect(200);
+    assert_eq!(revoked.body["status"], "withdrawn");
+    // The DELETE form, with OpenSPP's `?reason=`, on another consent.
+    let (_, other) = consented_person(&admin, "category", &[], &["ngo"]).await;
+    let deleted = named
+        .send(
+            reqwest::Method::DELETE,
+            &format!("{}?reason=moved%20away", consent_path(&other)),
+            None,
+            &[],
+        )
+        .await;
+    deleted.expect(200);
+    let history = life(&admin, &other).await;
+    assert_eq!(
+        history.last().unwrap()["reason"],
+        "moved away",
+        "{history:?}"
+    );
+    named
+        .send(
+            reqwest::Method::DELETE,
+            &format!("{}?bogus=1", consent_path(&other)),
+            None,
+            &[],
+        )
+        .await
+        .expect(400);
 }

@@ -507,14 +507,14 @@ async fn access_summary_own_use() {
     let full = admin.get(&summary).await;
     full.expect(200);
     assert_eq!(
-        full.body["by_client"].as_array().unwrap().len(),
+        full.body["clients"].as_array().unwrap().len(),
         2,
         "{}",
         full.text
     );
     let mine = a.get(&summary).await;
     mine.expect(200);
-    let clients = mine.body["by_client"].as_array().unwrap();
+    let clients = mine.body["clients"].as_array().unwrap();
     assert_eq!(clients.len(), 1, "{}", mine.text);
     assert_eq!(
         clients[0]["client"],
