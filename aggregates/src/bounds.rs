@@ -13,6 +13,9 @@ use crate::values::Date;
 pub const SHORT_TEXT: usize = 200;
 /// Free text that is searched by trigram but never held in a B-tree (addresses, reasons).
 pub const LONG_TEXT: usize = 1000;
+/// A photo (OpenSPP's `photo`, base64): 256 KiB of text, an ID photo of ~190 KB. It is kept in
+/// the person's row and shown in every read and search result, so it stays small.
+pub const PHOTO: usize = 262_144;
 
 /// The most entries a list in a request may hold, per list. Every list a client sends is
 /// bounded, so that one request costs a bounded amount of work (a group's members are each

@@ -104,6 +104,7 @@ pub fn consentable_fields(resource_type: &str) -> &'static [&'static str] {
             "address",
             "groupMembership",
             "active",
+            "photo",
             "extension",
         ],
         "group" => &[

@@ -28,6 +28,8 @@ pub struct IndividualDetails {
     pub gender: Option<Code>,
     pub telecom: Vec<ContactPoint>,
     pub address: Vec<Address>,
+    /// OpenSPP's `photo`: an image as base64 text, checked as such where it arrives.
+    pub photo: Option<String>,
     /// The body's `extension` as sent: checked against the registered extensions.
     pub extension: Option<serde_json::Value>,
 }
@@ -79,6 +81,10 @@ pub enum IndividualEvent {
     },
     IndividualDeactivated,
     IndividualReactivated,
+    /// The photo now is `photo` (`None`: removed); a registration with a photo records it so.
+    PhotoChanged {
+        photo: Option<String>,
+    },
     /// The data of one registered extension, as it now is.
     ExtensionRecorded {
         url: String,
@@ -102,6 +108,7 @@ impl DomainEvent for IndividualEvent {
             Self::AddressChanged { .. } => "AddressChanged",
             Self::IndividualDeactivated => "IndividualDeactivated",
             Self::IndividualReactivated => "IndividualReactivated",
+            Self::PhotoChanged { .. } => "PhotoChanged",
             Self::ExtensionRecorded { .. } => "ExtensionRecorded",
             Self::ExtensionRemoved { .. } => "ExtensionRemoved",
         }
@@ -138,6 +145,8 @@ pub struct Individual {
     pub telecom: Vec<ContactPoint>,
     pub address: Vec<Address>,
     pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<String>,
     /// Registered extension data, by extension URI.
     #[serde(default, skip_serializing_if = "ExtensionData::is_empty")]
     pub extension: ExtensionData,
@@ -169,6 +178,11 @@ impl Individual {
                 .into_iter()
                 .map(|identifier| IndividualEvent::IdentifierAdded { identifier }),
         );
+        if details.photo.is_some() {
+            events.push(IndividualEvent::PhotoChanged {
+                photo: details.photo,
+            });
+        }
         if !details.active {
             events.push(IndividualEvent::IndividualDeactivated);
         }
@@ -205,6 +219,7 @@ impl Individual {
                 "telecom" => details.telecom = self.telecom.clone(),
                 "address" => details.address = self.address.clone(),
                 "active" => details.active = self.active,
+                "photo" => details.photo = self.photo.clone(),
                 // Group memberships are not held in this stream; extensions a body leaves
                 // out are kept whoever asks (`extension_changes`).
                 _ => {}
@@ -252,6 +267,11 @@ impl Individual {
                 address: details.address,
             });
         }
+        if details.photo != self.photo {
+            events.push(IndividualEvent::PhotoChanged {
+                photo: details.photo,
+            });
+        }
         match (self.active, details.active) {
             (true, false) => events.push(IndividualEvent::IndividualDeactivated),
             (false, true) => events.push(IndividualEvent::IndividualReactivated),
@@ -289,6 +309,7 @@ fn validate(details: &IndividualDetails, services: &RegistryServices) -> Result<
     if let Some(birth_date) = details.birth_date {
         bounds::past_date("birthDate", birth_date, services.clock.today())?;
     }
+    bounds::optional_text("photo", details.photo.as_deref(), bounds::PHOTO)?;
     if let Some(gender) = &details.gender {
         if gender.system != GENDER || !vocabulary.has_code(GENDER, &gender.code) {
             return Err(DomainError::invalid(
@@ -459,6 +480,7 @@ impl Aggregate for Individual {
             IndividualEvent::AddressChanged { address } => self.address = address,
             IndividualEvent::IndividualDeactivated => self.active = false,
             IndividualEvent::IndividualReactivated => self.active = true,
+            IndividualEvent::PhotoChanged { photo } => self.photo = photo,
             IndividualEvent::ExtensionRecorded { url, value } => {
                 extension::apply(&mut self.extension, url, Some(value))
             }
@@ -496,6 +518,7 @@ mod tests {
             gender: Some(code(GENDER, "2")),
             telecom: vec![],
             address: vec![],
+            photo: None,
             extension: None,
         }
     }
@@ -522,6 +545,62 @@ mod tests {
             DomainError::Invalid { field, .. } => field,
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_photo_is_recorded_changed_removed_and_bounded() {
+        let mut with_photo = details();
+        with_photo.photo = Some("iVBORw0KGgo=".into());
+        let events = Given::with(services())
+            .given_no_previous_events()
+            .when_async(IndividualCommand::Register(with_photo.clone()))
+            .await
+            .inspect_result()
+            .unwrap();
+        assert_eq!(
+            events.last(),
+            Some(&IndividualEvent::PhotoChanged {
+                photo: Some("iVBORw0KGgo=".into())
+            })
+        );
+        let replace = |photo: Option<&str>| IndividualCommand::Replace {
+            details: IndividualDetails {
+                photo: photo.map(str::to_owned),
+                ..details()
+            },
+            stated: everything(),
+            access: full_access(),
+        };
+        Given::with(services())
+            .given(events.clone())
+            .when_async(replace(None))
+            .await
+            .then_expect_events(vec![IndividualEvent::PhotoChanged { photo: None }]);
+        Given::with(services())
+            .given(events.clone())
+            .when_async(replace(Some("iVBORw0KGgo=")))
+            .await
+            .then_expect_events(vec![]);
+        let mut huge = details();
+        huge.photo = Some("A".repeat(crate::bounds::PHOTO + 1));
+        assert_eq!(
+            field(refused(vec![], IndividualCommand::Register(huge)).await),
+            "photo"
+        );
+        // A client whose consent does not cover the photo leaves it as it is.
+        let limited = IndividualCommand::Replace {
+            details: details(),
+            stated: vec!["type".into(), "identifier".into(), "name".into()],
+            access: Access {
+                actor: ngo(),
+                consents: vec![ngo_consent("s", "individual", Some(&["name"]))],
+            },
+        };
+        Given::with(services())
+            .given(events)
+            .when_async(limited)
+            .await
+            .then_expect_events(vec![]);
     }
 
     #[tokio::test]

@@ -107,6 +107,7 @@ pub fn person(prefix: &str, n: usize) -> IndividualDetails {
         birth_date: NaiveDate::from_ymd_opt(1940, 1, 1)
             .map(|d| d + Duration::days(((n * 7919) % 25_000) as i64)),
         birth_date_estimated: false,
+        photo: None,
         extension: None,
         gender: Some(Code {
             system: "urn:iso:std:iso:5218".into(),

@@ -62,6 +62,10 @@ pub struct IndividualResource {
     )]
     #[schema(max_items = 100)]
     pub group_membership: Vec<GroupMembershipRef>,
+    /// OpenSPP's `photo`: an image as base64 text (RFC 4648), stored and returned as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 262144, format = Byte)]
+    pub photo: Option<String>,
     /// Registered extension data, by extension URI or short key (`{"farmer": {"farm_size":
     /// 3}}`). Reads show it only when asked (`_extensions`), each extension under its short key
     /// with its `url` (OpenSPP's shape).
@@ -101,6 +105,25 @@ fn active_by_default() -> bool {
     true
 }
 
+/// A photo as base64 text (the standard alphabet, padded), bounded before it is decoded;
+/// 422 naming `photo` otherwise. Stored as sent: the registry keeps the image, not a copy of it.
+fn checked_photo(photo: String) -> Result<String, ApiError> {
+    use base64::Engine;
+    if photo.len() > openspp_aggregates::bounds::PHOTO {
+        return Err(ApiError::unprocessable(
+            "photo",
+            format!(
+                "must be at most {} characters of base64",
+                openspp_aggregates::bounds::PHOTO
+            ),
+        ));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&photo)
+        .map_err(|_| ApiError::unprocessable("photo", "must be an image as base64 text"))?;
+    Ok(photo)
+}
+
 impl IndividualResource {
     pub fn into_details(self) -> Result<IndividualDetails, ApiError> {
         if self.resource_type != RESOURCE {
@@ -115,6 +138,7 @@ impl IndividualResource {
             gender: self.gender.map(|g| g.single("gender")).transpose()?,
             telecom: self.telecom.into_iter().map(Into::into).collect(),
             address: self.address.into_iter().map(Into::into).collect(),
+            photo: self.photo.map(checked_photo).transpose()?,
             extension: self.extension,
         })
     }
@@ -152,6 +176,7 @@ impl IndividualResource {
                     period: Some(Period::stored(Some(m.start_date), None)),
                 })
                 .collect(),
+            photo: state.photo.clone(),
             extension,
             meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
         }

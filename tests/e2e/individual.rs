@@ -40,6 +40,7 @@ pub fn trials() -> Vec<Trial> {
             identifier_moves,
         ),
         trial("individual::unknown_individual_is_404", unknown_is_404),
+        trial("individual::photo_is_stored_and_returned", photo),
     ]
 }
 
@@ -320,4 +321,33 @@ async fn unknown_is_404() {
     reply.expect(404);
     assert_eq!(reply.body["resourceType"], "OperationOutcome");
     assert!(reply.header("x-request-id").is_some());
+}
+
+/// OpenSPP's `photo` (CONTRACT §4a): a base64 image, stored and returned as sent, changed by
+/// `PUT` or merge patch (null removes it); text that is not base64 is 422 naming `photo`.
+async fn photo() {
+    let api = admin().await;
+    let id = unique("PHOTO");
+    let image = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+    let mut body = individual_body(&id);
+    body["photo"] = json!(image);
+    let created = api.post("/api/v2/spp/Individual", body.clone()).await;
+    created.expect(201);
+    assert_eq!(created.body["photo"], image);
+    let path = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &id));
+    assert_eq!(api.get(&path).await.body["photo"], image);
+    let patched = api
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"photo": null})),
+            &[("Content-Type", "application/merge-patch+json")],
+        )
+        .await;
+    patched.expect(200);
+    assert!(patched.body.get("photo").is_none(), "{}", patched.text);
+    body["photo"] = json!("not base64!");
+    let refused = api.put(&path, body, None).await;
+    refused.expect(422);
+    assert_eq!(refused.body["issue"][0]["expression"][0], "photo");
 }

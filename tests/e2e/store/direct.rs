@@ -70,6 +70,7 @@ pub fn person(national_id: &str, given: &str) -> IndividualDetails {
         gender: None,
         telecom: Vec::new(),
         address: Vec::new(),
+        photo: None,
         extension: None,
     }
 }
