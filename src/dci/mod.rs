@@ -35,14 +35,15 @@ pub const BASE: &str = "/dci_api/v1/social";
 
 impl Dci {
     pub fn new(args: &DciArgs) -> Self {
+        let callbacks = callback::Policy {
+            allow_http: args.allow_http_callbacks,
+            allow: args.callback_allow.clone(),
+        };
         Self {
             registry_id: args.registry_id.clone(),
             allow_unsigned: args.allow_unsigned,
-            callbacks: callback::Policy {
-                allow_http: args.allow_http_callbacks,
-                allow: args.callback_allow.clone(),
-            },
-            http: callback::client(),
+            http: callback::client(&callbacks),
+            callbacks,
         }
     }
 }
