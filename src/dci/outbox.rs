@@ -7,8 +7,9 @@
 //! yet: an asynchronous search) is computed under the sender's principal, resumed from the
 //! stored client id, and stored before the first attempt, so retries send the same answer.
 //! Failures are retried with exponential backoff; rows with an ordering key (a subscription's
-//! notifications) are delivered one at a time in id order. New rows are announced on
-//! [`CHANNEL`]; between announcements the worker sleeps until the next retry is due.
+//! notifications) are delivered one at a time in id order. New rows, and rows of a key
+//! delivered (which lets the next one go), are announced on [`CHANNEL`]; between
+//! announcements the worker sleeps until the next deliverable row is due.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -83,14 +84,23 @@ pub async fn run(state: AppState) {
     }
 }
 
-/// How long until the next undelivered row is due.
+/// Of the undelivered rows `d`, those nothing waits for: no ordering key, or the first of theirs.
+/// A later row of a key is not deliverable however due it is, so neither the claim nor the
+/// sleep looks at it (the sleep would otherwise end at once, and the worker spin, while it
+/// waits behind an earlier row that backs off).
+const FIRST_OF_ITS_KEY: &str =
+    "d.delivered_at IS NULL AND (d.ordering_key IS NULL OR NOT EXISTS ( \
+     SELECT 1 FROM dci_outbox e WHERE e.ordering_key = d.ordering_key \
+       AND e.delivered_at IS NULL AND e.id < d.id))";
+
+/// How long until the next deliverable row is due.
 async fn next_due(pool: &PgPool) -> Option<Duration> {
-    let seconds: Option<f64> = sqlx::query_scalar(
-        // No GREATEST(…, 0) here: it ignores NULL, so an empty outbox would read as "due now"
-        // and the loop would spin; an empty outbox is NULL and waits for a notification.
+    // No GREATEST(…, 0) here: it ignores NULL, so an empty outbox would read as "due now"
+    // and the loop would spin; an empty outbox is NULL and waits for a notification.
+    let seconds: Option<f64> = sqlx::query_scalar(&format!(
         "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8 \
-         FROM dci_outbox WHERE delivered_at IS NULL",
-    )
+         FROM dci_outbox d WHERE {FIRST_OF_ITS_KEY}"
+    ))
     .fetch_one(pool)
     .await
     .ok()
@@ -102,19 +112,16 @@ async fn next_due(pool: &PgPool) -> Option<Duration> {
 
 /// Claims and delivers the rows due now; how many were claimed.
 async fn deliver_due(state: &AppState) -> sqlx::Result<usize> {
-    let claimed: Vec<Claimed> = sqlx::query_as(
+    let claimed: Vec<Claimed> = sqlx::query_as(&format!(
         "UPDATE dci_outbox o \
          SET next_attempt_at = now() + make_interval(secs => $2), attempts = o.attempts + 1 \
          FROM (SELECT id FROM dci_outbox d \
-               WHERE d.delivered_at IS NULL AND d.next_attempt_at <= now() \
-                 AND (d.ordering_key IS NULL OR NOT EXISTS ( \
-                     SELECT 1 FROM dci_outbox e WHERE e.ordering_key = d.ordering_key \
-                       AND e.delivered_at IS NULL AND e.id < d.id)) \
+               WHERE d.next_attempt_at <= now() AND {FIRST_OF_ITS_KEY} \
                ORDER BY d.id LIMIT $1 FOR UPDATE SKIP LOCKED) due \
          WHERE o.id = due.id \
          RETURNING o.id, o.correlation_id, o.uri, o.action, o.ordering_key, o.envelope, \
-                   o.attempts",
-    )
+                   o.attempts"
+    ))
     .bind(BATCH)
     .bind(LEASE_SECS as f64)
     .fetch_all(&state.pool)
@@ -241,6 +248,13 @@ async fn delivered(state: &AppState, row: &Claimed, envelope: &Value) {
             .bind(&envelope["message"])
             .execute(&mut *tx)
             .await?;
+        }
+        if row.ordering_key.is_some() {
+            // The next row of its key may be due now: wake the workers sleeping on this one.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await
     };

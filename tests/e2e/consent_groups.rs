@@ -12,7 +12,7 @@ use crate::support::{
 };
 use crate::trial;
 
-const GROUP_SYSTEM: &str = "urn:openspp:group";
+pub const GROUP_SYSTEM: &str = "urn:openspp:group";
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -35,12 +35,17 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-fn reference(national_id: &str) -> String {
+pub fn reference(national_id: &str) -> String {
     format!("Individual/{NATIONAL_ID}|{national_id}")
 }
 
 /// Registers a household with `members`; returns its identifier value and path.
 async fn household(admin: &Api, members: &[&str]) -> (String, String) {
+    named_household(admin, "Household", members).await
+}
+
+/// Registers a household called `name` with `members`; returns its identifier value and path.
+pub async fn named_household(admin: &Api, name: &str, members: &[&str]) -> (String, String) {
     let value = unique("HHC");
     let members: Vec<Value> = members
         .iter()
@@ -50,7 +55,7 @@ async fn household(admin: &Api, members: &[&str]) -> (String, String) {
         .post(
             "/api/v2/spp/Group",
             json!({"identifier": [{"system": GROUP_SYSTEM, "value": value}], "groupType": "household",
-                   "name": "Household", "member": members}),
+                   "name": name, "member": members}),
         )
         .await
         .expect(201);
@@ -59,7 +64,7 @@ async fn household(admin: &Api, members: &[&str]) -> (String, String) {
 }
 
 /// Records the household's consent for `organization`, over `resource_type`.
-async fn household_consent(admin: &Api, value: &str, organization: &str, resource_type: &str) {
+pub async fn household_consent(admin: &Api, value: &str, organization: &str, resource_type: &str) {
     let subject = format!("Group/{GROUP_SYSTEM}|{value}");
     give_consent(admin, &subject, organization, resource_type, Value::Null).await;
 }
