@@ -79,13 +79,6 @@ pub fn check(criteria: &Value, ids: &IdTypes) -> Result<Checked, Rejected> {
     })
 }
 
-pub fn scope(target: Target) -> &'static str {
-    match target {
-        Target::Individual => <Individual as Resource>::SCOPE,
-        Target::Group => <Group as Resource>::SCOPE,
-    }
-}
-
 /// The end of the feed now: a new subscription notifies only what commits after it.
 pub async fn feed_end(tx: &mut sqlx::PgConnection) -> sqlx::Result<FeedPosition> {
     let end: Option<(i64, i64)> = sqlx::query_as(
@@ -269,11 +262,7 @@ async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
 
 /// Whether `event` is of the kind the subscription follows, on the record type it notifies.
 fn concerns(event_type: &str, target: Target, event: &StoredEvent) -> bool {
-    let aggregate = match target {
-        Target::Individual => "Individual",
-        Target::Group => "Group",
-    };
-    if event.aggregate_type != aggregate {
+    if event.aggregate_type != target.resource_type() {
         return false;
     }
     let registered = matches!(
@@ -322,12 +311,9 @@ async fn matching(
         .parse()
         .map_err(|_| "the filter cannot be encoded".to_owned())?;
     call.open(
-        scope(target),
+        target.scope(),
         Action::Search,
-        match target {
-            Target::Individual => "Individual",
-            Target::Group => "Group",
-        },
+        target.resource_type(),
         Interaction::SEARCH,
     )
     .map_err(|e| e.diagnostics)?;
@@ -396,7 +382,7 @@ pub async fn prepare(
         .iter()
         .filter_map(|c| c.as_ref().ok().map(|c| c.target))
     {
-        call.principal.require(scope(target), Action::Search)?;
+        call.principal.require(target.scope(), Action::Search)?;
     }
     Ok((checked, ids))
 }

@@ -31,15 +31,8 @@ pub struct Accepted<'a> {
     pub status: &'a str,
 }
 
-/// Records `accepted` and its callback durably; the ACK may be sent once this returns.
-pub async fn enqueue(pool: &PgPool, accepted: Accepted<'_>) -> Result<(), DciError> {
-    let mut tx = pool.begin().await.map_err(database)?;
-    enqueue_in(&mut tx, accepted).await?;
-    tx.commit().await.map_err(database)?;
-    Ok(())
-}
-
-/// As [`enqueue`], inside the caller's transaction (with what else the request records).
+/// Records `accepted` and its callback durably, inside the caller's transaction (with what
+/// else the request records); the ACK may be sent once that commits.
 pub async fn enqueue_in(
     tx: &mut sqlx::PgConnection,
     accepted: Accepted<'_>,
