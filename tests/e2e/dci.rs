@@ -22,8 +22,8 @@ use crate::consent::consent_body;
 use crate::consent_groups::{household_consent, named_household, reference};
 use crate::support::{
     admin, audit_event_where, audit_events, cli, consent_client, create_client, individual_body,
-    register_individual, sql_scalar, statements_started, unique, world, Api, Credentials, Reply,
-    Server, TestDatabase, NATIONAL_ID,
+    path_id, register_individual, sql_scalar, statements_started, unique, world, Api, Credentials,
+    Reply, Server, TestDatabase, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -1047,8 +1047,8 @@ fn named(event_type: &str, collection: &str, name: &str) -> Value {
 }
 
 /// The record of a `notify`, checked: the spec's shape, signed by this server, from
-/// subscription `code`, for `event_type`.
-async fn notified<'a>(notification: &'a Value, code: &str, event_type: &str) -> &'a Value {
+/// subscription `code`, naming `event_type` (the spec's enum has no `UPDATE`: `None`).
+async fn notified<'a>(notification: &'a Value, code: &str, event_type: Option<&str>) -> &'a Value {
     assert_eq!(
         violation("NotifyEventRequest", "message", &notification["message"]),
         None,
@@ -1058,7 +1058,10 @@ async fn notified<'a>(notification: &'a Value, code: &str, event_type: &str) -> 
     assert_eq!(notification["header"]["action"], "notify");
     assert_eq!(notification["header"]["meta"]["subscription_code"], code);
     let event = &notification["message"]["notify_event"][0];
-    assert_eq!(event["data"]["reg_event_type"], event_type);
+    assert_eq!(
+        event["data"].get("reg_event_type"),
+        event_type.map(|t| json!(t)).as_ref()
+    );
     &event["data"]["reg_records"]
 }
 
@@ -1067,10 +1070,16 @@ async fn subscriptions() {
     let sender = Sender::trusted().await;
     let receiver = Receiver::start(0).await;
     let family = unique("Sub");
-    let code = subscribe(&sender, &receiver, &[named("REGISTER", "Member", &family)])
-        .await
-        .remove(0);
-    // Two matching registrations, one that does not match, and an update (not REGISTER).
+    let codes = subscribe(
+        &sender,
+        &receiver,
+        &[
+            named("REGISTER", "Member", &family),
+            named("UPDATE", "Member", &family),
+        ],
+    )
+    .await;
+    // Two matching registrations, one that does not match, then an update of the first.
     let mut matching = Vec::new();
     for n in 0..3 {
         let id = unique(&format!("SB{n}"));
@@ -1081,21 +1090,40 @@ async fn subscriptions() {
         }
         admin.post("/api/v2/spp/Individual", body).await.expect(201);
     }
+    let mut body = individual_body(&matching[0]);
+    body["name"]["family"] = json!(family);
+    body["birthDate"] = json!("1986-04-16");
+    let path = format!(
+        "/api/v2/spp/Individual/{}",
+        path_id(NATIONAL_ID, &matching[0])
+    );
+    admin.put(&path, body, None).await.expect(200);
     let notified_bodies = receiver
-        .at("/registry/notify", 2, Duration::from_secs(20))
+        .at("/registry/notify", 3, Duration::from_secs(20))
         .await;
+    let of = |code: &str| -> Vec<&Value> {
+        notified_bodies
+            .iter()
+            .filter(|n| n["header"]["meta"]["subscription_code"] == code)
+            .collect()
+    };
     let mut seen = Vec::new();
-    for notification in &notified_bodies {
-        let record = notified(notification, &code, "REGISTER").await;
+    for notification in of(&codes[0]) {
+        let record = notified(notification, &codes[0], Some("REGISTER")).await;
         seen.push(uin_of(record).to_owned());
     }
     assert_eq!(seen, matching, "in commit order, only what matches");
+    let updates = of(&codes[1]);
+    assert_eq!(updates.len(), 1, "registrations are not updates");
+    let record = notified(updates[0], &codes[1], None).await;
+    assert_eq!(uin_of(record), matching[0]);
+    assert_eq!(record["demographic_info"]["birth_date"], "1986-04-16");
     // Unsubscribed: no more notifications.
     let message = json!({"transaction_id": unique("txn"), "timestamp": now(),
-                         "subscription_codes": [code]});
+                         "subscription_codes": codes});
     let header = sender.header(
         "unsubscribe",
-        1,
+        2,
         Some(&receiver.uri("/registry/on-unsubscribe")),
     );
     let correlation_id = acked(
@@ -1123,7 +1151,7 @@ async fn subscriptions() {
             .at("/registry/notify", 0, Duration::from_secs(1))
             .await
             .len(),
-        2
+        3
     );
 }
 
@@ -1208,7 +1236,7 @@ async fn household_member_subscriptions() {
         .at("/registry/notify", 3, Duration::from_secs(20))
         .await
     {
-        let record = notified(&notification, &trusted_code, "NewHouseHoldMember").await;
+        let record = notified(&notification, &trusted_code, Some("NewHouseHoldMember")).await;
         assert_eq!(record["@type"], "spdci:Group");
         heard.push(household_of(record));
     }
@@ -1229,7 +1257,7 @@ async fn household_member_subscriptions() {
         .await;
     let mut groups = Vec::new();
     for notification in &bound_heard {
-        let record = notified(notification, &bound_code, "NewHouseHoldMember").await;
+        let record = notified(notification, &bound_code, Some("NewHouseHoldMember")).await;
         let (group, members) = household_of(record);
         assert!(!members.contains(&hidden), "{record}");
         assert!(!members.contains(&elsewhere), "{record}");
@@ -1237,7 +1265,7 @@ async fn household_member_subscriptions() {
     }
     assert_eq!(groups, vec![covered.clone(), covered.clone()]);
     assert!(
-        household_of(notified(&bound_heard[1], &bound_code, "NewHouseHoldMember").await)
+        household_of(notified(&bound_heard[1], &bound_code, Some("NewHouseHoldMember")).await)
             .1
             .contains(&later)
     );
