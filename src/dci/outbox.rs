@@ -16,13 +16,12 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
 use crate::api::provenance::Provenance;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::dci::envelope::{batch, callback_header, now};
+use crate::dci::envelope::{batch, callback_header, now, uniform_response};
 use crate::dci::{search, signature};
 use crate::resource::{Audit, Call};
 
@@ -52,16 +51,7 @@ struct Claimed {
 
 /// Delivers callbacks until the task is aborted.
 pub async fn run(state: AppState) {
-    let mut listener = loop {
-        match PgListener::connect_with(&state.pool).await {
-            Ok(mut listener) => match listener.listen(CHANNEL).await {
-                Ok(()) => break listener,
-                Err(error) => tracing::warn!(%error, "cannot listen for DCI callbacks"),
-            },
-            Err(error) => tracing::warn!(%error, "cannot listen for DCI callbacks"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let mut listener = crate::dci::listening(&state.pool, CHANNEL).await;
     loop {
         match deliver_due(&state).await {
             Ok(0) => {}
@@ -390,25 +380,15 @@ async fn compute(state: &AppState, row: &Claimed) -> Result<Value, String> {
 
 /// An `on-search` whose every request is rejected, for a reason that concerns them all.
 fn rejected_search(header: Value, message: &Value, correlation_id: &str, reason: &str) -> Value {
-    let items: Vec<Value> = message["search_request"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|item| {
-            json!({
-                "reference_id": item["reference_id"],
-                "timestamp": now(),
-                "status": "rjct",
-                "status_reason_message": reason,
-            })
-        })
-        .collect();
     json!({
         "header": header,
-        "message": {
-            "transaction_id": message["transaction_id"],
-            "correlation_id": correlation_id,
-            "search_response": items,
-        },
+        "message": uniform_response(
+            message,
+            "search_request",
+            correlation_id,
+            &now(),
+            "rjct",
+            Some(reason),
+        ),
     })
 }

@@ -19,7 +19,6 @@ use openspp_projections::feed::read_page;
 use openspp_projections::view;
 use openspp_projections::FeedPosition;
 use serde_json::{json, Value};
-use sqlx::postgres::PgListener;
 
 use crate::api::provenance::Provenance;
 use crate::app::AppState;
@@ -110,16 +109,7 @@ pub fn notify_uri(sender_uri: &str) -> String {
 
 /// Follows the feed for every active subscription until the task is aborted.
 pub async fn follow(state: AppState) {
-    let mut listener = loop {
-        match PgListener::connect_with(&state.pool).await {
-            Ok(mut listener) => match listener.listen(EVENTS_CHANNEL).await {
-                Ok(()) => break listener,
-                Err(error) => tracing::warn!(%error, "cannot listen for events"),
-            },
-            Err(error) => tracing::warn!(%error, "cannot listen for events"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let mut listener = crate::dci::listening(&state.pool, EVENTS_CHANNEL).await;
     loop {
         let again = match round(&state).await {
             Ok(again) => again,
