@@ -19,7 +19,7 @@ use openspp::dci::signature;
 use serde_json::{json, Value};
 
 use crate::consent::consent_body;
-use crate::consent_groups::{household_consent, named_household, reference};
+use crate::consent_groups::{add_member, household_consent, named_household, person_consent};
 use crate::support::{
     admin, audit_event_where, audit_events, cli, consent_client, create_client, individual_body,
     path_id, register_individual, sql_scalar, statements_started, unique, world, Api, Credentials,
@@ -1186,13 +1186,7 @@ async fn household_member_subscriptions() {
         register_individual(&admin, id).await;
     }
     for id in [&shown, &later] {
-        admin
-            .post(
-                "/api/v2/spp/Consent",
-                consent_body(&reference(id), "specific", &[&org], &[]),
-            )
-            .await
-            .expect(201);
+        person_consent(&admin, id, &org).await;
     }
     // The consent-bound sender may read `covered` (not its members) and not `other`.
     let (covered, covered_path) = named_household(&admin, &name, &[&hidden]).await;
@@ -1215,21 +1209,9 @@ async fn household_member_subscriptions() {
     let bound_code = subscribe(&bound, &bound_receiver, &criteria)
         .await
         .remove(0);
-    let add = |path: String, id: String| {
-        let admin = &admin;
-        async move {
-            admin
-                .post(
-                    &format!("{path}/$add-member"),
-                    json!({"entity": {"reference": reference(&id)}}),
-                )
-                .await
-                .expect(201);
-        }
-    };
-    add(covered_path.clone(), shown.clone()).await;
-    add(other_path, later.clone()).await;
-    add(covered_path, later.clone()).await;
+    add_member(&admin, &covered_path, &shown).await;
+    add_member(&admin, &other_path, &later).await;
+    add_member(&admin, &covered_path, &later).await;
     // The trusted subscriber hears of all three, in order, each listing the new member.
     let mut heard = Vec::new();
     for notification in trusted_receiver
