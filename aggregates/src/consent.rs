@@ -174,6 +174,8 @@ pub enum ConsentStatus {
     Withdrawn,
 }
 
+crate::wire_names!(ConsentStatus { Given => "given", Renewed => "renewed", Withdrawn => "withdrawn" });
+
 /// A consent as the access check sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentRecord {

@@ -54,7 +54,7 @@ pub(crate) fn line(
         consent_id: aggregate_id.to_owned(),
         subject_type: terms.subject_type.clone(),
         subject_id: terms.subject.clone(),
-        status: status_name(status),
+        status: status.as_str(),
         recipient_mode: terms.recipient_mode.as_str(),
         recipients: text_array_literal(terms.recipients.iter().map(String::as_str)),
         recipient_types: text_array_literal(terms.recipient_types.iter().map(String::as_str)),
@@ -117,14 +117,6 @@ pub(crate) fn push_upsert<'a>(statement: &mut Statement<'a>, lines: &'a [Line]) 
                  released_recipients = EXCLUDED.released_recipients",
         );
     });
-}
-
-fn status_name(status: ConsentStatus) -> &'static str {
-    match status {
-        ConsentStatus::Given => "given",
-        ConsentStatus::Renewed => "renewed",
-        ConsentStatus::Withdrawn => "withdrawn",
-    }
 }
 
 /// Who may see what: everything (a client acting under a legal basis), or only subjects whose

@@ -313,10 +313,9 @@ pub type Viewer<'a> = Option<&'a str>;
 /// The status a reader sees: expiry is evaluated at request time.
 pub fn status_now(record: &ConsentRecord, today: NaiveDate) -> &'static str {
     match record.status {
-        ConsentStatus::Withdrawn => "withdrawn",
+        ConsentStatus::Withdrawn => ConsentStatus::Withdrawn.as_str(),
         _ if record.terms.expiry_date < today => "expired",
-        ConsentStatus::Renewed => "renewed",
-        ConsentStatus::Given => "given",
+        status => status.as_str(),
     }
 }
 
@@ -329,7 +328,9 @@ pub fn shown(
 ) -> ConsentResource {
     let terms = &record.terms;
     let (status, is_valid) = match viewer {
-        Some(organization) if record.released_for(organization) => ("withdrawn", false),
+        Some(organization) if record.released_for(organization) => {
+            (ConsentStatus::Withdrawn.as_str(), false)
+        }
         Some(organization) => (
             status_now(&record, today),
             record.in_force_for(organization, today),

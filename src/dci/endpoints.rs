@@ -2,6 +2,8 @@
 //! the sender's signature, then answers (sync) or records the request and its callback and
 //! ACKs (async). Handlers stay thin; the work is in `search`, `txn` and `outbox`.
 
+use std::future::Future;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -12,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::dci::envelope::{ack, batch, callback_header, fresh_id, now, DciError, Incoming};
+use crate::dci::query::Rejected;
 use crate::dci::schema::SPEC;
 use crate::dci::txn::{self, database, Accepted};
 use crate::dci::{search, senders, signature, subscriptions, BASE};
@@ -21,17 +24,26 @@ use crate::resource::Call;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(&format!("{BASE}/registry/sync/search"), post(sync_search))
-        .route(&format!("{BASE}/registry/search"), post(async_search))
+        .route(
+            &format!("{BASE}/registry/search"),
+            post(asynchronous::<AsyncSearch>),
+        )
         .route(
             &format!("{BASE}/registry/sync/txn/status"),
             post(sync_txn_status),
         )
         .route(
             &format!("{BASE}/registry/txn/status"),
-            post(async_txn_status),
+            post(asynchronous::<AsyncTxnStatus>),
         )
-        .route(&format!("{BASE}/registry/subscribe"), post(subscribe))
-        .route(&format!("{BASE}/registry/unsubscribe"), post(unsubscribe))
+        .route(
+            &format!("{BASE}/registry/subscribe"),
+            post(asynchronous::<Subscribe>),
+        )
+        .route(
+            &format!("{BASE}/registry/unsubscribe"),
+            post(asynchronous::<Unsubscribe>),
+        )
         .route(&format!("{BASE}/openapi.json"), get(spec))
 }
 
@@ -123,38 +135,129 @@ async fn callback_uri(state: &AppState, incoming: &Incoming) -> Result<String, D
     Ok(uri.to_owned())
 }
 
-/// `POST /registry/search`: ACK now; the `on-search` callback follows from the outbox.
-async fn async_search(
+/// An asynchronous request, accepted: who sent what, and what its ACK will promise.
+struct Received<'a> {
+    state: &'a AppState,
+    call: &'a Call,
+    incoming: &'a Incoming,
+    /// The callback URL (checked).
+    uri: &'a str,
+    /// The ACK's correlation id, which the callback names too.
+    correlation_id: &'a str,
+}
+
+impl Received<'_> {
+    /// The header of the callback: `status`, `total` requests all completed.
+    fn header(&self, action: &str, status: &str, total: usize) -> Value {
+        callback_header(
+            &self.state.dci.registry_id,
+            action,
+            status,
+            self.incoming.sender_id(),
+            total,
+            total,
+        )
+    }
+}
+
+/// What the transaction records of an asynchronous request until its callback is delivered.
+struct Pending {
+    /// The callback's `{header, message}`, or `None` for a job the outbox computes.
+    envelope: Option<Value>,
+    /// The transaction's status meanwhile.
+    status: String,
+}
+
+/// One kind of asynchronous request: what differs between them. [`asynchronous`] does the
+/// rest once: authentication, the envelope and signature, the callback URL, the transaction
+/// and its callback recorded durably in one database transaction, and the ACK.
+trait Asynchronous {
+    /// The request's `action`, its message's schema, and the callback's action.
+    const ACTION: &'static str;
+    const SCHEMA: &'static str;
+    const CALLBACK: &'static str;
+    /// What [`Asynchronous::check`] found, for [`Asynchronous::record`].
+    type Checked: Send;
+    /// Refuses now what would be refused later; reads what it needs before the write begins.
+    fn check(
+        received: &Received<'_>,
+    ) -> impl Future<Output = Result<Self::Checked, DciError>> + Send;
+    /// Records what the request registers, in `tx` beside its transaction.
+    fn record(
+        received: &Received<'_>,
+        checked: Self::Checked,
+        tx: &mut sqlx::PgConnection,
+    ) -> impl Future<Output = Result<Pending, DciError>> + Send;
+}
+
+/// `POST` of an asynchronous request `A`: ACK now; the callback follows from the outbox.
+async fn asynchronous<A: Asynchronous>(
     State(state): State<AppState>,
     call: Result<Call, ApiError>,
     body: Bytes,
 ) -> Response {
     async {
-        let (call, incoming) = accept(&state, call, &body, "search", "SearchRequest").await?;
+        let (call, incoming) = accept(&state, call, &body, A::ACTION, A::SCHEMA).await?;
         let uri = callback_uri(&state, &incoming).await?;
-        // Refuse now what would be refused later: a missing scope, a malformed batch.
-        search::prepare(&call, &incoming.message, false).await?;
         let correlation_id = fresh_id();
-        txn::enqueue(
-            &state.pool,
+        let received = Received {
+            state: &state,
+            call: &call,
+            incoming: &incoming,
+            uri: &uri,
+            correlation_id: &correlation_id,
+        };
+        let checked = A::check(&received).await?;
+        let mut tx = state.pool.begin().await.map_err(database)?;
+        let pending = A::record(&received, checked, &mut tx).await?;
+        txn::enqueue_in(
+            &mut tx,
             Accepted {
                 correlation_id: &correlation_id,
                 transaction_id: incoming.transaction_id(),
                 principal: &call.principal,
                 sender_id: incoming.sender_id(),
-                action: "search",
+                action: A::ACTION,
                 request: &incoming.message,
-                callback_action: "on-search",
+                callback_action: A::CALLBACK,
                 uri: &uri,
-                envelope: None,
-                status: "pdng",
+                envelope: pending.envelope,
+                status: &pending.status,
             },
         )
         .await?;
+        tx.commit().await.map_err(database)?;
         Ok::<_, DciError>(ack(&correlation_id))
     }
     .await
     .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /registry/search`: the outbox runs the search when it delivers `on-search`.
+struct AsyncSearch;
+
+impl Asynchronous for AsyncSearch {
+    const ACTION: &'static str = "search";
+    const SCHEMA: &'static str = "SearchRequest";
+    const CALLBACK: &'static str = "on-search";
+    type Checked = ();
+
+    async fn check(received: &Received<'_>) -> Result<(), DciError> {
+        // A missing scope, a malformed batch: refused now rather than in the callback.
+        search::prepare(received.call, &received.incoming.message, false).await?;
+        Ok(())
+    }
+
+    async fn record(
+        _: &Received<'_>,
+        _: (),
+        _: &mut sqlx::PgConnection,
+    ) -> Result<Pending, DciError> {
+        Ok(Pending {
+            envelope: None,
+            status: "pdng".into(),
+        })
+    }
 }
 
 /// The `txn-on-status` envelope answering a `TxnStatusRequest` of the calling client.
@@ -196,56 +299,52 @@ async fn sync_txn_status(
     )
 }
 
-/// `POST /registry/txn/status`: ACK now; `txn/on-status` follows from the outbox.
-async fn async_txn_status(
-    State(state): State<AppState>,
-    call: Result<Call, ApiError>,
-    body: Bytes,
-) -> Response {
-    async {
-        let (call, incoming) =
-            accept(&state, call, &body, "txn-status", "TxnStatusRequest").await?;
-        let uri = callback_uri(&state, &incoming).await?;
-        let (header, mut message) = txn_status_envelope(&state, &call, &incoming).await?;
-        let correlation_id = fresh_id();
+/// `POST /registry/txn/status`: the status as it is now, delivered on `txn/on-status`.
+struct AsyncTxnStatus;
+
+impl Asynchronous for AsyncTxnStatus {
+    const ACTION: &'static str = "txn-status";
+    const SCHEMA: &'static str = "TxnStatusRequest";
+    const CALLBACK: &'static str = "txn-on-status";
+    type Checked = Pending;
+
+    async fn check(received: &Received<'_>) -> Result<Pending, DciError> {
+        let (header, mut message) =
+            txn_status_envelope(received.state, received.call, received.incoming).await?;
         // The callback names the ACK's correlation id; the transaction asked about keeps its
         // own inside `txn_status`.
-        message["correlation_id"] = json!(correlation_id);
+        message["correlation_id"] = json!(received.correlation_id);
         let status = header["status"].as_str().unwrap_or("succ").to_owned();
-        txn::enqueue(
-            &state.pool,
-            Accepted {
-                correlation_id: &correlation_id,
-                transaction_id: incoming.transaction_id(),
-                principal: &call.principal,
-                sender_id: incoming.sender_id(),
-                action: "txn-status",
-                request: &incoming.message,
-                callback_action: "txn-on-status",
-                uri: &uri,
-                envelope: Some(json!({"header": header, "message": message})),
-                status: &status,
-            },
-        )
-        .await?;
-        Ok::<_, DciError>(ack(&correlation_id))
+        Ok(Pending {
+            envelope: Some(json!({"header": header, "message": message})),
+            status,
+        })
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
+
+    async fn record(
+        _: &Received<'_>,
+        checked: Pending,
+        _: &mut sqlx::PgConnection,
+    ) -> Result<Pending, DciError> {
+        Ok(checked)
+    }
 }
 
-/// `POST /registry/subscribe`: registers the subscriptions, ACKs; `on-subscribe` follows with
-/// their codes, and `notify` with each matching event after this.
-async fn subscribe(
-    State(state): State<AppState>,
-    call: Result<Call, ApiError>,
-    body: Bytes,
-) -> Response {
-    async {
-        let (call, incoming) = accept(&state, call, &body, "subscribe", "SubscribeRequest").await?;
-        let uri = callback_uri(&state, &incoming).await?;
-        let notify_uri = subscriptions::notify_uri(&uri);
-        state
+/// `POST /registry/subscribe`: registers the subscriptions; `on-subscribe` follows with their
+/// codes, and `notify` with each matching event after this.
+struct Subscribe;
+
+impl Asynchronous for Subscribe {
+    const ACTION: &'static str = "subscribe";
+    const SCHEMA: &'static str = "SubscribeRequest";
+    const CALLBACK: &'static str = "on-subscribe";
+    /// Each request checked, and where notifications go.
+    type Checked = (Vec<Result<subscriptions::Checked, Rejected>>, String);
+
+    async fn check(received: &Received<'_>) -> Result<Self::Checked, DciError> {
+        let notify_uri = subscriptions::notify_uri(received.uri);
+        received
+            .state
             .dci
             .callbacks
             .check(&notify_uri)
@@ -257,11 +356,20 @@ async fn subscribe(
                     format!("header/sender_uri: the notify URL {why}"),
                 )
             })?;
-        let (checked, _) = subscriptions::prepare(&call, &incoming.message).await?;
+        let (checked, _) =
+            subscriptions::prepare(received.call, &received.incoming.message).await?;
+        Ok((checked, notify_uri))
+    }
+
+    async fn record(
+        received: &Received<'_>,
+        (checked, notify_uri): Self::Checked,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<Pending, DciError> {
+        let incoming = received.incoming;
+        let principal = &received.call.principal;
         let items = batch(&incoming.message, "subscribe_request")?;
-        let correlation_id = fresh_id();
-        let mut tx = state.pool.begin().await.map_err(database)?;
-        let end = subscriptions::feed_end(&mut tx).await.map_err(database)?;
+        let end = subscriptions::feed_end(tx).await.map_err(database)?;
         let mut responses = Vec::new();
         let mut succeeded = 0;
         for (item, checked) in items.iter().zip(checked) {
@@ -284,10 +392,10 @@ async fn subscribe(
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     )
                     .bind(&code)
-                    .bind(&correlation_id)
+                    .bind(received.correlation_id)
                     .bind(incoming.transaction_id())
-                    .bind(&call.principal.client_id)
-                    .bind(&call.principal.scopes)
+                    .bind(&principal.client_id)
+                    .bind(&principal.scopes)
                     .bind(incoming.sender_id())
                     .bind(&notify_uri)
                     .bind(&checked.event_type)
@@ -315,56 +423,40 @@ async fn subscribe(
             responses.push(response);
         }
         let status = if succeeded > 0 { "succ" } else { "rjct" };
-        let header = callback_header(
-            &state.dci.registry_id,
-            "on-subscribe",
-            status,
-            incoming.sender_id(),
-            items.len(),
-            items.len(),
-        );
         let message = json!({
             "transaction_id": incoming.transaction_id(),
-            "correlation_id": correlation_id,
+            "correlation_id": received.correlation_id,
             "subscribe_response": responses,
         });
-        txn::enqueue_in(
-            &mut tx,
-            Accepted {
-                correlation_id: &correlation_id,
-                transaction_id: incoming.transaction_id(),
-                principal: &call.principal,
-                sender_id: incoming.sender_id(),
-                action: "subscribe",
-                request: &incoming.message,
-                callback_action: "on-subscribe",
-                uri: &uri,
-                envelope: Some(json!({"header": header, "message": message})),
-                status: "pdng",
-            },
-        )
-        .await?;
-        tx.commit().await.map_err(database)?;
-        Ok::<_, DciError>(ack(&correlation_id))
+        let header = received.header(Self::CALLBACK, status, items.len());
+        Ok(Pending {
+            envelope: Some(json!({"header": header, "message": message})),
+            status: "pdng".into(),
+        })
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `POST /registry/unsubscribe`: ends the sender's own subscriptions named; ACK, then
-/// `on-unsubscribe`.
-async fn unsubscribe(
-    State(state): State<AppState>,
-    call: Result<Call, ApiError>,
-    body: Bytes,
-) -> Response {
-    async {
-        let (call, incoming) =
-            accept(&state, call, &body, "unsubscribe", "UnSubscribeRequest").await?;
-        let uri = callback_uri(&state, &incoming).await?;
-        let codes = batch(&incoming.message, "subscription_codes")?;
-        let correlation_id = fresh_id();
-        let mut tx = state.pool.begin().await.map_err(database)?;
+/// `POST /registry/unsubscribe`: ends the sender's own subscriptions named; `on-unsubscribe`
+/// follows.
+struct Unsubscribe;
+
+impl Asynchronous for Unsubscribe {
+    const ACTION: &'static str = "unsubscribe";
+    const SCHEMA: &'static str = "UnSubscribeRequest";
+    const CALLBACK: &'static str = "on-unsubscribe";
+    type Checked = ();
+
+    async fn check(received: &Received<'_>) -> Result<(), DciError> {
+        batch(&received.incoming.message, "subscription_codes")?;
+        Ok(())
+    }
+
+    async fn record(
+        received: &Received<'_>,
+        _: (),
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<Pending, DciError> {
+        let codes = batch(&received.incoming.message, "subscription_codes")?;
         let mut ended = Vec::new();
         for code in codes {
             let done: Option<String> = sqlx::query_scalar(
@@ -372,7 +464,7 @@ async fn unsubscribe(
                  WHERE code = $1 AND client_id = $2 AND active RETURNING code",
             )
             .bind(code.as_str().unwrap_or_default())
-            .bind(&call.principal.client_id)
+            .bind(&received.call.principal.client_id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(database)?;
@@ -386,8 +478,8 @@ async fn unsubscribe(
             "rjct"
         };
         let mut message = json!({
-            "transaction_id": incoming.transaction_id(),
-            "correlation_id": correlation_id,
+            "transaction_id": received.incoming.transaction_id(),
+            "correlation_id": received.correlation_id,
             "timestamp": now(),
             "status": status,
             "subscription_status": ended,
@@ -397,33 +489,10 @@ async fn unsubscribe(
             message["status_reason_message"] =
                 json!("a code names no active subscription of this sender");
         }
-        let header = callback_header(
-            &state.dci.registry_id,
-            "on-unsubscribe",
-            status,
-            incoming.sender_id(),
-            codes.len(),
-            codes.len(),
-        );
-        txn::enqueue_in(
-            &mut tx,
-            Accepted {
-                correlation_id: &correlation_id,
-                transaction_id: incoming.transaction_id(),
-                principal: &call.principal,
-                sender_id: incoming.sender_id(),
-                action: "unsubscribe",
-                request: &incoming.message,
-                callback_action: "on-unsubscribe",
-                uri: &uri,
-                envelope: Some(json!({"header": header, "message": message})),
-                status: "pdng",
-            },
-        )
-        .await?;
-        tx.commit().await.map_err(database)?;
-        Ok::<_, DciError>(ack(&correlation_id))
+        let header = received.header(Self::CALLBACK, status, codes.len());
+        Ok(Pending {
+            envelope: Some(json!({"header": header, "message": message})),
+            status: "pdng".into(),
+        })
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
 }

@@ -217,6 +217,40 @@ pub fn callback_header(
     })
 }
 
+/// A `SearchResponse` message whose every item answers a request of `request[list]` alike:
+/// `status` at `timestamp` (with `reason`, if any). For a transaction still waiting, or
+/// refused as a whole.
+pub fn uniform_response(
+    request: &Value,
+    list: &str,
+    correlation_id: &str,
+    timestamp: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Value {
+    let items: Vec<Value> = request[list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            let mut response = json!({
+                "reference_id": item["reference_id"],
+                "timestamp": timestamp,
+                "status": status,
+            });
+            if let Some(reason) = reason {
+                response["status_reason_message"] = json!(reason);
+            }
+            response
+        })
+        .collect();
+    json!({
+        "transaction_id": request["transaction_id"],
+        "correlation_id": correlation_id,
+        "search_response": items,
+    })
+}
+
 /// Items of `list` (a batch), which the schema has made an array.
 pub fn batch<'a>(message: &'a Value, list: &str) -> Result<&'a [Value], DciError> {
     let items = message[list]

@@ -23,7 +23,11 @@ pub mod signature;
 pub mod subscriptions;
 mod txn;
 
+use std::time::Duration;
+
 use axum::Router;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
 
 use crate::app::AppState;
 
@@ -35,14 +39,15 @@ pub const BASE: &str = "/dci_api/v1/social";
 
 impl Dci {
     pub fn new(args: &DciArgs) -> Self {
+        let callbacks = callback::Policy {
+            allow_http: args.allow_http_callbacks,
+            allow: args.callback_allow.clone(),
+        };
         Self {
             registry_id: args.registry_id.clone(),
             allow_unsigned: args.allow_unsigned,
-            callbacks: callback::Policy {
-                allow_http: args.allow_http_callbacks,
-                allow: args.callback_allow.clone(),
-            },
-            http: callback::client(),
+            http: callback::client(&callbacks),
+            callbacks,
         }
     }
 }
@@ -50,4 +55,19 @@ impl Dci {
 /// The DCI routes with the server's state, for `http::router` to merge.
 pub fn router(state: AppState) -> Router {
     routes().with_state(state)
+}
+
+/// A listener on `channel`, retried each second until the database takes it: the outbox and
+/// the subscription follower wait on announcements rather than poll.
+async fn listening(pool: &PgPool, channel: &str) -> PgListener {
+    loop {
+        match PgListener::connect_with(pool).await {
+            Ok(mut listener) => match listener.listen(channel).await {
+                Ok(()) => return listener,
+                Err(error) => tracing::warn!(%error, channel, "cannot listen"),
+            },
+            Err(error) => tracing::warn!(%error, channel, "cannot listen"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -7,21 +7,21 @@
 //! yet: an asynchronous search) is computed under the sender's principal, resumed from the
 //! stored client id, and stored before the first attempt, so retries send the same answer.
 //! Failures are retried with exponential backoff; rows with an ordering key (a subscription's
-//! notifications) are delivered one at a time in id order. New rows are announced on
-//! [`CHANNEL`]; between announcements the worker sleeps until the next retry is due.
+//! notifications) are delivered one at a time in id order. New rows, and rows of a key
+//! delivered (which lets the next one go), are announced on [`CHANNEL`]; between
+//! announcements the worker sleeps until the next deliverable row is due.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
 use crate::api::provenance::Provenance;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::dci::envelope::{batch, callback_header, now};
+use crate::dci::envelope::{batch, callback_header, now, uniform_response};
 use crate::dci::{search, signature};
 use crate::resource::{Audit, Call};
 
@@ -51,16 +51,7 @@ struct Claimed {
 
 /// Delivers callbacks until the task is aborted.
 pub async fn run(state: AppState) {
-    let mut listener = loop {
-        match PgListener::connect_with(&state.pool).await {
-            Ok(mut listener) => match listener.listen(CHANNEL).await {
-                Ok(()) => break listener,
-                Err(error) => tracing::warn!(%error, "cannot listen for DCI callbacks"),
-            },
-            Err(error) => tracing::warn!(%error, "cannot listen for DCI callbacks"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let mut listener = crate::dci::listening(&state.pool, CHANNEL).await;
     loop {
         match deliver_due(&state).await {
             Ok(0) => {}
@@ -83,14 +74,23 @@ pub async fn run(state: AppState) {
     }
 }
 
-/// How long until the next undelivered row is due.
+/// Of the undelivered rows `d`, those nothing waits for: no ordering key, or the first of theirs.
+/// A later row of a key is not deliverable however due it is, so neither the claim nor the
+/// sleep looks at it (the sleep would otherwise end at once, and the worker spin, while it
+/// waits behind an earlier row that backs off).
+const FIRST_OF_ITS_KEY: &str =
+    "d.delivered_at IS NULL AND (d.ordering_key IS NULL OR NOT EXISTS ( \
+     SELECT 1 FROM dci_outbox e WHERE e.ordering_key = d.ordering_key \
+       AND e.delivered_at IS NULL AND e.id < d.id))";
+
+/// How long until the next deliverable row is due.
 async fn next_due(pool: &PgPool) -> Option<Duration> {
-    let seconds: Option<f64> = sqlx::query_scalar(
-        // No GREATEST(…, 0) here: it ignores NULL, so an empty outbox would read as "due now"
-        // and the loop would spin; an empty outbox is NULL and waits for a notification.
+    // No GREATEST(…, 0) here: it ignores NULL, so an empty outbox would read as "due now"
+    // and the loop would spin; an empty outbox is NULL and waits for a notification.
+    let seconds: Option<f64> = sqlx::query_scalar(&format!(
         "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8 \
-         FROM dci_outbox WHERE delivered_at IS NULL",
-    )
+         FROM dci_outbox d WHERE {FIRST_OF_ITS_KEY}"
+    ))
     .fetch_one(pool)
     .await
     .ok()
@@ -102,19 +102,16 @@ async fn next_due(pool: &PgPool) -> Option<Duration> {
 
 /// Claims and delivers the rows due now; how many were claimed.
 async fn deliver_due(state: &AppState) -> sqlx::Result<usize> {
-    let claimed: Vec<Claimed> = sqlx::query_as(
+    let claimed: Vec<Claimed> = sqlx::query_as(&format!(
         "UPDATE dci_outbox o \
          SET next_attempt_at = now() + make_interval(secs => $2), attempts = o.attempts + 1 \
          FROM (SELECT id FROM dci_outbox d \
-               WHERE d.delivered_at IS NULL AND d.next_attempt_at <= now() \
-                 AND (d.ordering_key IS NULL OR NOT EXISTS ( \
-                     SELECT 1 FROM dci_outbox e WHERE e.ordering_key = d.ordering_key \
-                       AND e.delivered_at IS NULL AND e.id < d.id)) \
+               WHERE d.next_attempt_at <= now() AND {FIRST_OF_ITS_KEY} \
                ORDER BY d.id LIMIT $1 FOR UPDATE SKIP LOCKED) due \
          WHERE o.id = due.id \
          RETURNING o.id, o.correlation_id, o.uri, o.action, o.ordering_key, o.envelope, \
-                   o.attempts",
-    )
+                   o.attempts"
+    ))
     .bind(BATCH)
     .bind(LEASE_SECS as f64)
     .fetch_all(&state.pool)
@@ -241,6 +238,13 @@ async fn delivered(state: &AppState, row: &Claimed, envelope: &Value) {
             .bind(&envelope["message"])
             .execute(&mut *tx)
             .await?;
+        }
+        if row.ordering_key.is_some() {
+            // The next row of its key may be due now: wake the workers sleeping on this one.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await
     };
@@ -376,25 +380,15 @@ async fn compute(state: &AppState, row: &Claimed) -> Result<Value, String> {
 
 /// An `on-search` whose every request is rejected, for a reason that concerns them all.
 fn rejected_search(header: Value, message: &Value, correlation_id: &str, reason: &str) -> Value {
-    let items: Vec<Value> = message["search_request"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|item| {
-            json!({
-                "reference_id": item["reference_id"],
-                "timestamp": now(),
-                "status": "rjct",
-                "status_reason_message": reason,
-            })
-        })
-        .collect();
     json!({
         "header": header,
-        "message": {
-            "transaction_id": message["transaction_id"],
-            "correlation_id": correlation_id,
-            "search_response": items,
-        },
+        "message": uniform_response(
+            message,
+            "search_request",
+            correlation_id,
+            &now(),
+            "rjct",
+            Some(reason),
+        ),
     })
 }

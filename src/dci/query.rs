@@ -3,9 +3,11 @@
 //! runs through `resource::search` with its scopes, consent filter and access log unchanged.
 //! Pure: nothing here reads the database.
 
+use openspp_aggregates::{Group, Individual};
 use serde_json::Value;
 
 use crate::dci::idtypes::IdTypes;
+use crate::resource::Resource;
 
 /// The registry a search runs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +23,22 @@ impl Target {
         match self {
             Target::Individual => "Member",
             Target::Group => "Group",
+        }
+    }
+
+    /// The REST resource (and aggregate) searched.
+    pub fn resource_type(self) -> &'static str {
+        match self {
+            Target::Individual => "Individual",
+            Target::Group => "Group",
+        }
+    }
+
+    /// The scope a search of it needs.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Target::Individual => <Individual as Resource>::SCOPE,
+            Target::Group => <Group as Resource>::SCOPE,
         }
     }
 }

@@ -99,6 +99,11 @@ fn member(rendered: &Value, ids: &IdTypes) -> Value {
     if !groups.is_empty() {
         record.insert("group_identifier".into(), json!(groups));
     }
+    finish(record, rendered)
+}
+
+/// What every record ends with: whether it is active, and when it last changed.
+fn finish(mut record: Map<String, Value>, rendered: &Value) -> Value {
     put(&mut record, "is_active", rendered["active"].clone());
     put(
         &mut record,
@@ -153,11 +158,5 @@ fn group(rendered: &Value, ids: &IdTypes) -> Value {
     if let Some(address) = rendered["address"].as_array().and_then(|a| a.first()) {
         record.insert("place".into(), address_of(address));
     }
-    put(&mut record, "is_active", rendered["active"].clone());
-    put(
-        &mut record,
-        "last_updated",
-        rendered["meta"]["lastUpdated"].clone(),
-    );
-    Value::Object(record)
+    finish(record, rendered)
 }

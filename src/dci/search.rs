@@ -13,24 +13,10 @@ use crate::dci::envelope::{batch, now, DciError, VERSION};
 use crate::dci::idtypes::IdTypes;
 use crate::dci::query::{translate, Rejected, Target, Translated};
 use crate::dci::records::record;
-use crate::resource::{self, Call, Interaction, Resource};
+use crate::resource::{self, Call, Interaction};
 
 /// The registry type this server is.
 pub const REG_TYPE: &str = "ns:org:RegistryType:Social";
-
-fn scope(target: Target) -> &'static str {
-    match target {
-        Target::Individual => <Individual as Resource>::SCOPE,
-        Target::Group => <Group as Resource>::SCOPE,
-    }
-}
-
-fn resource_type(target: Target) -> &'static str {
-    match target {
-        Target::Individual => "Individual",
-        Target::Group => "Group",
-    }
-}
 
 /// The search requests of `message` (`open`: as the access this request makes), translated (or rejected), with the scope each needs
 /// checked first: a client that may not search what it asks for is refused as a whole (403).
@@ -66,14 +52,14 @@ pub async fn prepare(
     let first = targets.first().copied().unwrap_or(Target::Individual);
     if open {
         call.open(
-            scope(first),
+            first.scope(),
             Action::Search,
-            resource_type(first),
+            first.resource_type(),
             Interaction::SEARCH,
         )?;
     }
     for target in targets {
-        call.principal.require(scope(target), Action::Search)?;
+        call.principal.require(target.scope(), Action::Search)?;
     }
     Ok((ids, translated))
 }

@@ -1,12 +1,15 @@
 //! Subscriptions (CONTRACT §9): `subscribe` registers a filter over one kind of registry event
 //! (`REGISTER`, `UPDATE`, `NewHouseHoldMember`) with the sender's principal; [`follow`] reads
 //! the event feed (the ordered reader every follower uses) from each subscription's stored
-//! position, and for each event of that kind whose subject the filter finds — searched through
+//! position, and for each change of that kind (the events of one commit on one subject: one
+//! notification for a registration with its identifiers, or for an update of several fields)
+//! whose subject the filter finds — searched through
 //! `resource::search` under the subscriber's principal, so consent and the access log hold —
 //! enqueues a `notify` in the outbox and advances the position in the same transaction. The
 //! outbox delivers a subscription's notifications one at a time in order: at least once, in
 //! commit order.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::http::Uri;
@@ -16,7 +19,6 @@ use openspp_projections::feed::read_page;
 use openspp_projections::view;
 use openspp_projections::FeedPosition;
 use serde_json::{json, Value};
-use sqlx::postgres::PgListener;
 
 use crate::api::provenance::Provenance;
 use crate::app::AppState;
@@ -32,6 +34,10 @@ use crate::store::EVENTS_CHANNEL;
 
 /// The event kinds a subscription may follow.
 const EVENT_TYPES: [&str; 3] = ["REGISTER", "UPDATE", "NewHouseHoldMember"];
+/// The kinds a `notify` may name: the spec's `reg_event_type` there is an enum without
+/// `UPDATE`. The field is optional, so an `UPDATE` notification leaves it out; its
+/// subscription code (header `meta`) says what it follows, as `on-subscribe` told.
+const NOTIFIED_EVENT_TYPES: [&str; 2] = ["REGISTER", "NewHouseHoldMember"];
 /// Events read per subscription per round.
 const PAGE: i64 = 200;
 
@@ -79,13 +85,6 @@ pub fn check(criteria: &Value, ids: &IdTypes) -> Result<Checked, Rejected> {
     })
 }
 
-pub fn scope(target: Target) -> &'static str {
-    match target {
-        Target::Individual => <Individual as Resource>::SCOPE,
-        Target::Group => <Group as Resource>::SCOPE,
-    }
-}
-
 /// The end of the feed now: a new subscription notifies only what commits after it.
 pub async fn feed_end(tx: &mut sqlx::PgConnection) -> sqlx::Result<FeedPosition> {
     let end: Option<(i64, i64)> = sqlx::query_as(
@@ -110,16 +109,7 @@ pub fn notify_uri(sender_uri: &str) -> String {
 
 /// Follows the feed for every active subscription until the task is aborted.
 pub async fn follow(state: AppState) {
-    let mut listener = loop {
-        match PgListener::connect_with(&state.pool).await {
-            Ok(mut listener) => match listener.listen(EVENTS_CHANNEL).await {
-                Ok(()) => break listener,
-                Err(error) => tracing::warn!(%error, "cannot listen for events"),
-            },
-            Err(error) => tracing::warn!(%error, "cannot listen for events"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let mut listener = crate::dci::listening(&state.pool, EVENTS_CHANNEL).await;
     loop {
         let again = match round(&state).await {
             Ok(again) => again,
@@ -196,7 +186,8 @@ async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
         position: subscription.feed_position,
     };
     let page = read_page(&state.pool, after, PAGE).await.map_err(failed)?;
-    let Some(last) = page.events.last().map(|e| e.feed) else {
+    let events = whole_commits(&page.events, PAGE);
+    let Some(last) = events.last().map(|e| e.feed) else {
         return Ok(page.held_back);
     };
     let ids = IdTypes::load(&state.pool).await.map_err(failed)?;
@@ -225,11 +216,12 @@ async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
     let translated = translate(&subscription.criteria, &ids).map_err(|r| r.message)?;
     let target = translated.target;
     let mut notified = 0;
-    for event in &page.events {
-        if !concerns(&subscription.event_type, target, event) {
+    for change in changes(events) {
+        if !concerns(&subscription.event_type, target, &change) {
             continue;
         }
-        let Some(found) = matching(&call, &translated.params, target, event, &ids).await? else {
+        let subject = &change[0].aggregate_id;
+        let Some(found) = matching(&call, &translated.params, target, subject, &ids).await? else {
             continue;
         };
         let envelope = notification(state, &subscription, &found, target);
@@ -267,42 +259,80 @@ async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
     Ok(page.held_back || page.events.len() as i64 == PAGE)
 }
 
-/// Whether `event` is of the kind the subscription follows, on the record type it notifies.
-fn concerns(event_type: &str, target: Target, event: &StoredEvent) -> bool {
-    let aggregate = match target {
-        Target::Individual => "Individual",
-        Target::Group => "Group",
+/// `events` (a page of at most `limit`) without a commit the page may have cut short: a full
+/// page ends before its last transaction, unless that is all of it. A change is then notified
+/// once, and as what it is (the rest of a registration would otherwise read as an update).
+fn whole_commits(events: &[StoredEvent], limit: i64) -> &[StoredEvent] {
+    if (events.len() as i64) < limit {
+        return events;
+    }
+    let Some(last) = events.last().map(|e| e.feed.tx_id) else {
+        return events;
     };
-    if event.aggregate_type != aggregate {
+    match events.iter().position(|e| e.feed.tx_id == last) {
+        Some(cut) if cut > 0 => &events[..cut],
+        _ => events,
+    }
+}
+
+/// The events of one commit on one subject: what one notification is about (a registration
+/// with its identifiers and members, an update of several fields), in feed order.
+fn changes(events: &[StoredEvent]) -> Vec<Vec<&StoredEvent>> {
+    let mut changes: Vec<Vec<&StoredEvent>> = Vec::new();
+    let mut at: HashMap<(i64, &str, &str), usize> = HashMap::new();
+    for event in events {
+        let key = (
+            event.feed.tx_id,
+            event.aggregate_type.as_str(),
+            event.aggregate_id.as_str(),
+        );
+        match at.get(&key) {
+            Some(&index) => changes[index].push(event),
+            None => {
+                at.insert(key, changes.len());
+                changes.push(vec![event]);
+            }
+        }
+    }
+    changes
+}
+
+/// Whether `change` is of the kind the subscription follows, on the record type it notifies:
+/// `REGISTER` a registration, `UPDATE` any other change, `NewHouseHoldMember` a member added to
+/// a group registered before.
+fn concerns(event_type: &str, target: Target, change: &[&StoredEvent]) -> bool {
+    if change.first().map(|e| e.aggregate_type.as_str()) != Some(target.resource_type()) {
         return false;
     }
-    let registered = matches!(
-        event.event_type.as_str(),
-        "IndividualRegistered" | "GroupRegistered"
-    );
+    let has = |kinds: &[&str]| {
+        change
+            .iter()
+            .any(|e| kinds.contains(&e.event_type.as_str()))
+    };
+    let registered = has(&["IndividualRegistered", "GroupRegistered"]);
     match event_type {
         "REGISTER" => registered,
-        "NewHouseHoldMember" => event.event_type == "MemberAdded",
+        "NewHouseHoldMember" => !registered && has(&["MemberAdded"]),
         _ => !registered,
     }
 }
 
-/// The subject of `event` as the subscriber sees it now, if the filter finds it: the filter's
+/// `subject` as the subscriber sees it now, if the filter finds it: the filter's
 /// search narrowed to the subject's identifier, run as the subscriber.
 async fn matching(
     call: &Call,
     filter: &[(String, String)],
     target: Target,
-    event: &StoredEvent,
+    subject: &str,
     ids: &IdTypes,
 ) -> Result<Option<Value>, String> {
     let pool = &call.state.pool;
     let key = match target {
-        Target::Individual => view::get::<Individual>(pool, "individual_view", &event.aggregate_id)
+        Target::Individual => view::get::<Individual>(pool, "individual_view", subject)
             .await
             .map_err(|e| e.to_string())?
             .and_then(|row| Individual::key(&row.aggregate_id, &row.state)),
-        Target::Group => view::get::<Group>(pool, "group_view", &event.aggregate_id)
+        Target::Group => view::get::<Group>(pool, "group_view", subject)
             .await
             .map_err(|e| e.to_string())?
             .and_then(|row| Group::key(&row.aggregate_id, &row.state)),
@@ -322,12 +352,9 @@ async fn matching(
         .parse()
         .map_err(|_| "the filter cannot be encoded".to_owned())?;
     call.open(
-        scope(target),
+        target.scope(),
         Action::Search,
-        match target {
-            Target::Individual => "Individual",
-            Target::Group => "Group",
-        },
+        target.resource_type(),
         Interaction::SEARCH,
     )
     .map_err(|e| e.diagnostics)?;
@@ -365,11 +392,13 @@ fn notification(
         "data": {
             "version": VERSION,
             "reg_type": REG_TYPE,
-            "reg_event_type": subscription.event_type,
             "reg_record_type": target.record_type(),
             "reg_records": found,
         },
     });
+    if NOTIFIED_EVENT_TYPES.contains(&subscription.event_type.as_str()) {
+        event["data"]["reg_event_type"] = json!(subscription.event_type);
+    }
     if let Some(locale) = &subscription.locale {
         event["locale"] = json!(locale);
     }
@@ -396,7 +425,87 @@ pub async fn prepare(
         .iter()
         .filter_map(|c| c.as_ref().ok().map(|c| c.target))
     {
-        call.principal.require(scope(target), Action::Search)?;
+        call.principal.require(target.scope(), Action::Search)?;
     }
     Ok((checked, ids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(tx_id: i64, position: i64, aggregate: (&str, &str), event_type: &str) -> StoredEvent {
+        StoredEvent {
+            aggregate_type: aggregate.0.into(),
+            aggregate_id: aggregate.1.into(),
+            sequence: position,
+            event_type: event_type.into(),
+            event_version: "1".into(),
+            payload: Value::Null,
+            metadata: Value::Null,
+            recorded_at: chrono::Utc::now(),
+            prev_hash: None,
+            hash: Vec::new(),
+            feed: FeedPosition { tx_id, position },
+        }
+    }
+
+    #[test]
+    fn one_commit_on_one_subject_is_one_change_of_one_kind() {
+        let person = ("Individual", "p");
+        let household = ("Group", "h");
+        let events = [
+            event(1, 1, person, "IndividualRegistered"),
+            event(1, 2, person, "IdentifierAdded"),
+            event(2, 3, household, "GroupRegistered"),
+            event(2, 4, household, "MemberAdded"),
+            event(3, 5, household, "MemberAdded"),
+            event(3, 6, person, "AddressChanged"),
+            event(3, 7, household, "MemberAdded"),
+        ];
+        let changes = changes(&events);
+        let kinds: Vec<(usize, Vec<&str>)> = changes
+            .iter()
+            .map(|change| {
+                let first = change[0].feed.position as usize;
+                let names = ["REGISTER", "UPDATE", "NewHouseHoldMember"];
+                let target = if change[0].aggregate_type == "Group" {
+                    Target::Group
+                } else {
+                    Target::Individual
+                };
+                (
+                    first,
+                    names
+                        .into_iter()
+                        .filter(|kind| concerns(kind, target, change))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (1, vec!["REGISTER"]),
+                (3, vec!["REGISTER"]),
+                (5, vec!["UPDATE", "NewHouseHoldMember"]),
+                (6, vec!["UPDATE"]),
+            ]
+        );
+        assert_eq!(changes[2].len(), 2, "both members of commit 3, one change");
+        assert!(!concerns("REGISTER", Target::Individual, &changes[1]));
+    }
+
+    #[test]
+    fn a_full_page_ends_before_a_commit_it_may_have_cut() {
+        let person = ("Individual", "p");
+        let events = [
+            event(1, 1, person, "NameChanged"),
+            event(2, 2, person, "IndividualRegistered"),
+            event(2, 3, person, "IdentifierAdded"),
+        ];
+        assert_eq!(whole_commits(&events, 3).len(), 1);
+        assert_eq!(whole_commits(&events, 4).len(), 3, "not full: nothing cut");
+        assert_eq!(whole_commits(&events[1..], 2).len(), 2, "one commit: kept");
+    }
 }

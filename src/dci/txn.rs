@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::auth::Principal;
-use crate::dci::envelope::{fresh_id, DciError};
+use crate::dci::envelope::{fresh_id, uniform_response, DciError};
 use crate::dci::outbox::CHANNEL;
 
 pub fn database(error: sqlx::Error) -> DciError {
@@ -31,15 +31,8 @@ pub struct Accepted<'a> {
     pub status: &'a str,
 }
 
-/// Records `accepted` and its callback durably; the ACK may be sent once this returns.
-pub async fn enqueue(pool: &PgPool, accepted: Accepted<'_>) -> Result<(), DciError> {
-    let mut tx = pool.begin().await.map_err(database)?;
-    enqueue_in(&mut tx, accepted).await?;
-    tx.commit().await.map_err(database)?;
-    Ok(())
-}
-
-/// As [`enqueue`], inside the caller's transaction (with what else the request records).
+/// Records `accepted` and its callback durably, inside the caller's transaction (with what
+/// else the request records); the ACK may be sent once that commits.
 pub async fn enqueue_in(
     tx: &mut sqlx::PgConnection,
     accepted: Accepted<'_>,
@@ -83,7 +76,6 @@ pub async fn enqueue_in(
 #[derive(sqlx::FromRow)]
 struct Row {
     correlation_id: String,
-    transaction_id: String,
     action: String,
     request: Value,
     status: String,
@@ -116,7 +108,7 @@ pub async fn status(
     let value = &asked["attribute_value"];
     let sql = |condition: &str| {
         format!(
-            "SELECT t.correlation_id, t.transaction_id, t.action, t.request, t.status, \
+            "SELECT t.correlation_id, t.action, t.request, t.status, \
                     t.response, t.created_at, o.attempts, o.last_error \
              FROM dci_transactions t \
              LEFT JOIN dci_outbox o ON o.correlation_id = t.correlation_id \
@@ -189,21 +181,13 @@ fn pending(row: &Row) -> Value {
         "subscribe" => "subscribe_request",
         _ => "search_request",
     };
-    let items: Vec<Value> = row.request[list]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|item| {
-            json!({
-                "reference_id": item["reference_id"],
-                "timestamp": row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "status": row.status,
-            })
-        })
-        .collect();
-    json!({
-        "transaction_id": row.transaction_id,
-        "correlation_id": row.correlation_id,
-        "search_response": items,
-    })
+    uniform_response(
+        &row.request,
+        list,
+        &row.correlation_id,
+        &row.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        &row.status,
+        None,
+    )
 }

@@ -43,168 +43,86 @@ fn describe(
     Ok(Json(filter_metadata(resource, params, presets)))
 }
 
-/// The filters `GET /Individual` takes.
-#[utoipa::path(get, path = "/Individual/_filters", tag = "Individual",
-    responses((status = 200, body = FilterMetadataResponse), (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["individual:search"])))]
-async fn individual(principal: Principal) -> Result<Json<FilterMetadataResponse>, ApiError> {
-    describe(
-        &principal,
-        "individual",
-        "Individual",
-        search_params::INDIVIDUAL,
-        search_params::INDIVIDUAL_PRESETS,
-    )
+/// Stamps out one resource's `GET /{R}/_filters` (`$describe`) and `POST /{R}/_search`
+/// (`$search`): the OpenAPI description needs one concrete, annotated handler per route, and
+/// each handler is one call into `describe` or `resource::advanced_search` with the resource's
+/// own parameter table. `$extra` lists the query parameters only some resources take.
+macro_rules! filter_routes {
+    ($describe:ident, $search:ident, $resource:ty, $tag:literal, $scope_name:literal,
+     $filters_path:literal, $search_path:literal, $search_scope:literal,
+     $params:expr, $presets:expr, [$($extra:tt)*]) => {
+        #[doc = concat!("The filters and presets `GET /", $tag, "` takes.")]
+        #[utoipa::path(get, path = $filters_path, tag = $tag,
+            responses((status = 200, body = FilterMetadataResponse), (status = 403, body = OperationOutcome)),
+            security(("bearer" = [$search_scope])))]
+        async fn $describe(principal: Principal) -> Result<Json<FilterMetadataResponse>, ApiError> {
+            describe(&principal, $scope_name, $tag, $params, $presets)
+        }
+
+        #[doc = concat!("Advanced search of `", $tag, "`: conditions joined by AND and OR, presets, ",
+            "sort and paging (OpenSPP's `SearchRequest`), answered as a `searchset` Bundle.")]
+        #[utoipa::path(post, path = $search_path, tag = $tag, request_body = SearchRequest,
+            params(
+                ("_count" = Option<i64>, Query, description = "1-100; takes precedence over `pagination.count`"),
+                ("_offset" = Option<i64>, Query, description = "Takes precedence over `pagination.offset`"),
+                $($extra)*
+                ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each entry shows"),
+            ),
+            responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
+                (status = 403, body = OperationOutcome)),
+            security(("bearer" = [$search_scope])))]
+        async fn $search(
+            call: Call,
+            OriginalUri(uri): OriginalUri,
+            body: Result<ApiJson<Value>, ApiError>,
+        ) -> Result<Json<SearchBundle>, ApiError> {
+            resource::advanced_search::<$resource>(
+                &call,
+                &uri,
+                body.map(|ApiJson(value)| value),
+                $params,
+                $presets,
+            )
+            .await
+            .map(Json)
+        }
+    };
 }
 
-/// The filters `GET /Group` takes.
-#[utoipa::path(get, path = "/Group/_filters", tag = "Group",
-    responses((status = 200, body = FilterMetadataResponse), (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["group:search"])))]
-async fn group(principal: Principal) -> Result<Json<FilterMetadataResponse>, ApiError> {
-    describe(
-        &principal,
-        "group",
-        "Group",
-        search_params::GROUP,
-        search_params::GROUP_PRESETS,
-    )
-}
+filter_routes!(individual, search_individuals, Individual, "Individual", "individual",
+    "/Individual/_filters", "/Individual/_search", "individual:search",
+    search_params::INDIVIDUAL, search_params::INDIVIDUAL_PRESETS,
+    [("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show"),]);
 
-/// The filters `GET /Program` takes.
-#[utoipa::path(get, path = "/Program/_filters", tag = "Program",
-    responses((status = 200, body = FilterMetadataResponse), (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["program:search"])))]
-async fn program(principal: Principal) -> Result<Json<FilterMetadataResponse>, ApiError> {
-    describe(
-        &principal,
-        "program",
-        "Program",
-        search_params::PROGRAM,
-        search_params::PROGRAM_PRESETS,
-    )
-}
+filter_routes!(group, search_groups, Group, "Group", "group",
+    "/Group/_filters", "/Group/_search", "group:search",
+    search_params::GROUP, search_params::GROUP_PRESETS,
+    [("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show"),]);
 
-/// The filters `GET /ProgramMembership` takes.
-#[utoipa::path(get, path = "/ProgramMembership/_filters", tag = "ProgramMembership",
-    responses((status = 200, body = FilterMetadataResponse), (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["program_membership:search"])))]
-async fn program_membership(
-    principal: Principal,
-) -> Result<Json<FilterMetadataResponse>, ApiError> {
-    describe(
-        &principal,
-        "program_membership",
-        "ProgramMembership",
-        search_params::PROGRAM_MEMBERSHIP,
-        search_params::PROGRAM_MEMBERSHIP_PRESETS,
-    )
-}
+filter_routes!(
+    program,
+    search_programs,
+    Program,
+    "Program",
+    "program",
+    "/Program/_filters",
+    "/Program/_search",
+    "program:search",
+    search_params::PROGRAM,
+    search_params::PROGRAM_PRESETS,
+    []
+);
 
-/// Advanced search of individuals: conditions joined by AND and OR, presets, sort and paging
-/// (OpenSPP's `SearchRequest`), answered as a `searchset` Bundle.
-#[utoipa::path(post, path = "/Individual/_search", tag = "Individual", request_body = SearchRequest,
-    params(
-        ("_count" = Option<i64>, Query, description = "1-100; takes precedence over `pagination.count`"),
-        ("_offset" = Option<i64>, Query, description = "Takes precedence over `pagination.offset`"),
-        ("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show"),
-        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each entry shows"),
-    ),
-    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
-        (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["individual:search"])))]
-async fn search_individuals(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-    body: Result<ApiJson<Value>, ApiError>,
-) -> Result<Json<SearchBundle>, ApiError> {
-    resource::advanced_search::<Individual>(
-        &call,
-        &uri,
-        body.map(|ApiJson(value)| value),
-        search_params::INDIVIDUAL,
-        search_params::INDIVIDUAL_PRESETS,
-    )
-    .await
-    .map(Json)
-}
-
-/// Advanced search of groups (see `POST /Individual/_search`).
-#[utoipa::path(post, path = "/Group/_search", tag = "Group", request_body = SearchRequest,
-    params(
-        ("_count" = Option<i64>, Query, description = "1-100; takes precedence over `pagination.count`"),
-        ("_offset" = Option<i64>, Query, description = "Takes precedence over `pagination.offset`"),
-        ("_extensions" = Option<String>, Query, description = "`*`, or the URIs or names of the extensions to show"),
-        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each entry shows"),
-    ),
-    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
-        (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["group:search"])))]
-async fn search_groups(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-    body: Result<ApiJson<Value>, ApiError>,
-) -> Result<Json<SearchBundle>, ApiError> {
-    resource::advanced_search::<Group>(
-        &call,
-        &uri,
-        body.map(|ApiJson(value)| value),
-        search_params::GROUP,
-        search_params::GROUP_PRESETS,
-    )
-    .await
-    .map(Json)
-}
-
-/// Advanced search of programs (see `POST /Individual/_search`).
-#[utoipa::path(post, path = "/Program/_search", tag = "Program", request_body = SearchRequest,
-    params(
-        ("_count" = Option<i64>, Query, description = "1-100; takes precedence over `pagination.count`"),
-        ("_offset" = Option<i64>, Query, description = "Takes precedence over `pagination.offset`"),
-        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each entry shows"),
-    ),
-    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
-        (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["program:search"])))]
-async fn search_programs(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-    body: Result<ApiJson<Value>, ApiError>,
-) -> Result<Json<SearchBundle>, ApiError> {
-    resource::advanced_search::<Program>(
-        &call,
-        &uri,
-        body.map(|ApiJson(value)| value),
-        search_params::PROGRAM,
-        search_params::PROGRAM_PRESETS,
-    )
-    .await
-    .map(Json)
-}
-
-/// Advanced search of program memberships (see `POST /Individual/_search`).
-#[utoipa::path(post, path = "/ProgramMembership/_search", tag = "ProgramMembership",
-    request_body = SearchRequest,
-    params(
-        ("_count" = Option<i64>, Query, description = "1-100; takes precedence over `pagination.count`"),
-        ("_offset" = Option<i64>, Query, description = "Takes precedence over `pagination.offset`"),
-        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each entry shows"),
-    ),
-    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
-        (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["program_membership:search"])))]
-async fn search_program_memberships(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-    body: Result<ApiJson<Value>, ApiError>,
-) -> Result<Json<SearchBundle>, ApiError> {
-    resource::advanced_search::<ProgramMembership>(
-        &call,
-        &uri,
-        body.map(|ApiJson(value)| value),
-        search_params::PROGRAM_MEMBERSHIP,
-        search_params::PROGRAM_MEMBERSHIP_PRESETS,
-    )
-    .await
-    .map(Json)
-}
+filter_routes!(
+    program_membership,
+    search_program_memberships,
+    ProgramMembership,
+    "ProgramMembership",
+    "program_membership",
+    "/ProgramMembership/_filters",
+    "/ProgramMembership/_search",
+    "program_membership:search",
+    search_params::PROGRAM_MEMBERSHIP,
+    search_params::PROGRAM_MEMBERSHIP_PRESETS,
+    []
+);

@@ -41,6 +41,11 @@ fn reference(national_id: &str) -> String {
 
 /// Registers a household with `members`; returns its identifier value and path.
 async fn household(admin: &Api, members: &[&str]) -> (String, String) {
+    named_household(admin, "Household", members).await
+}
+
+/// Registers a household called `name` with `members`; returns its identifier value and path.
+pub async fn named_household(admin: &Api, name: &str, members: &[&str]) -> (String, String) {
     let value = unique("HHC");
     let members: Vec<Value> = members
         .iter()
@@ -50,7 +55,7 @@ async fn household(admin: &Api, members: &[&str]) -> (String, String) {
         .post(
             "/api/v2/spp/Group",
             json!({"identifier": [{"system": GROUP_SYSTEM, "value": value}], "groupType": "household",
-                   "name": "Household", "member": members}),
+                   "name": name, "member": members}),
         )
         .await
         .expect(201);
@@ -59,9 +64,31 @@ async fn household(admin: &Api, members: &[&str]) -> (String, String) {
 }
 
 /// Records the household's consent for `organization`, over `resource_type`.
-async fn household_consent(admin: &Api, value: &str, organization: &str, resource_type: &str) {
+pub async fn household_consent(admin: &Api, value: &str, organization: &str, resource_type: &str) {
     let subject = format!("Group/{GROUP_SYSTEM}|{value}");
     give_consent(admin, &subject, organization, resource_type, Value::Null).await;
+}
+
+/// Records the consent of the person `national_id` for `organization`.
+pub async fn person_consent(admin: &Api, national_id: &str, organization: &str) {
+    admin
+        .post(
+            "/api/v2/spp/Consent",
+            consent_body(&reference(national_id), "specific", &[organization], &[]),
+        )
+        .await
+        .expect(201);
+}
+
+/// Adds the person `national_id` to the group at `group_path`.
+pub async fn add_member(admin: &Api, group_path: &str, national_id: &str) {
+    admin
+        .post(
+            &format!("{group_path}/$add-member"),
+            json!({"entity": {"reference": reference(national_id)}}),
+        )
+        .await
+        .expect(201);
 }
 
 async fn remove(admin: &Api, group_path: &str, national_id: &str) {
@@ -107,13 +134,7 @@ async fn member_lists() {
     let (value, path) = household(&admin, &[&a, &b]).await;
     household_consent(&admin, &value, &org, "all").await;
     remove(&admin, &path, &b).await;
-    admin
-        .post(
-            &format!("{path}/$add-member"),
-            json!({"entity": {"reference": reference(&c)}}),
-        )
-        .await
-        .expect(201);
+    add_member(&admin, &path, &c).await;
     assert_eq!(
         listed(&admin.get(&path).await.body),
         sorted(&[&a, &b, &c]),
@@ -156,13 +177,7 @@ async fn member_lists() {
     let [d, e] = [unique("MLD"), unique("MLE")];
     register_individual(&admin, &d).await;
     register_individual(&admin, &e).await;
-    admin
-        .post(
-            "/api/v2/spp/Consent",
-            consent_body(&reference(&e), "specific", &[&org], &[]),
-        )
-        .await
-        .expect(201);
+    person_consent(&admin, &e, &org).await;
     let (value, path) = household(&admin, &[&d, &e]).await;
     household_consent(&admin, &value, &org, "group").await;
     assert_eq!(listed(&reader.get(&path).await.body), sorted(&[&e]));
@@ -208,13 +223,7 @@ async fn ended_members() {
         ),
     );
     reader.get(&m_path).await.expect(404);
-    admin
-        .post(
-            &format!("{path}/$add-member"),
-            json!({"entity": {"reference": reference(&n)}}),
-        )
-        .await
-        .expect(201);
+    add_member(&admin, &path, &n).await;
     sql_scalar(
         &world().database_url,
         &format!(
@@ -253,13 +262,7 @@ async fn unconsented_group_writes() {
     let [a, b] = [unique("UGA"), unique("UGB")];
     for id in [&a, &b] {
         register_individual(&admin, id).await;
-        admin
-            .post(
-                "/api/v2/spp/Consent",
-                consent_body(&reference(id), "specific", &[&org], &[]),
-            )
-            .await
-            .expect(201);
+        person_consent(&admin, id, &org).await;
     }
     let (value, path) = household(&admin, &[&a]).await;
     // The household's consent covers its members as individuals, not the group itself.

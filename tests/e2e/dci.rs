@@ -19,9 +19,11 @@ use openspp::dci::signature;
 use serde_json::{json, Value};
 
 use crate::consent::consent_body;
+use crate::consent_groups::{add_member, household_consent, named_household, person_consent};
 use crate::support::{
-    admin, audit_events, cli, create_client, individual_body, register_individual, sql_scalar,
-    unique, world, Api, Credentials, Reply, Server, TestDatabase, NATIONAL_ID,
+    admin, audit_event_where, audit_events, cli, consent_client, create_client, individual_body,
+    path_id, register_individual, sql_scalar, statements_started, unique, world, Api, Credentials,
+    Reply, Server, TestDatabase, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -53,6 +55,14 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "dci::subscriptions_notify_matching_events_in_order_until_unsubscribed",
             subscriptions,
+        ),
+        trial(
+            "dci::household_member_subscriptions_notify_only_what_the_subscriber_may_see",
+            household_member_subscriptions,
+        ),
+        trial(
+            "dci::a_notification_waiting_behind_another_is_not_polled_for",
+            waiting_rows_are_not_polled,
         ),
         trial(
             "dci::restart_between_ack_and_delivery_delivers_exactly_once",
@@ -372,7 +382,7 @@ async fn consent_bound() {
         }
     }
     // The consent-bound reader of the consent tests, registered as a DCI sender.
-    let credentials = crate::support::consent_client(
+    let credentials = consent_client(
         &world().database_url,
         &org,
         "ngo",
@@ -980,24 +990,21 @@ async fn restart_between_ack_and_delivery() {
     drop(database);
 }
 
-async fn subscriptions() {
-    let admin = admin().await;
-    let sender = Sender::trusted().await;
-    let receiver = Receiver::start(0).await;
-    let family = unique("Sub");
-    let message = json!({"transaction_id": unique("txn"), "subscribe_request": [{
-        "reference_id": unique("ref"), "timestamp": now(), "locale": "eng",
-        "subscribe_criteria": {
-            "reg_type": "ns:org:RegistryType:Social",
-            "reg_event_type": "REGISTER",
-            "filter_type": "expression",
-            "filter": {"type": "expression", "value": {"expression": {"collection": "Member",
-                "query": {"name": {"$eq": family}}}}},
-            "notify_record_type": "Member"}}]});
+/// Subscribes `sender` with one request per `criteria`, callbacks going to `receiver`; checks
+/// the signed `on-subscribe` against the spec and returns the subscription codes in order.
+async fn subscribe(sender: &Sender, receiver: &Receiver, criteria: &[Value]) -> Vec<String> {
+    let requests: Vec<Value> = criteria
+        .iter()
+        .map(|c| {
+            json!({"reference_id": unique("ref"), "timestamp": now(), "locale": "eng",
+                   "subscribe_criteria": c})
+        })
+        .collect();
+    let message = json!({"transaction_id": unique("txn"), "subscribe_request": requests});
     assert_eq!(violation("SubscribeRequest", "message", &message), None);
     let header = sender.header(
         "subscribe",
-        1,
+        criteria.len(),
         Some(&receiver.uri("/registry/on-subscribe")),
     );
     let correlation_id = acked(
@@ -1015,11 +1022,64 @@ async fn subscriptions() {
         None,
         "{on_subscribe}"
     );
-    let code = on_subscribe["message"]["subscribe_response"][0]["subscriptions"][0]["code"]
-        .as_str()
-        .expect("a subscription code")
-        .to_owned();
-    // Two matching registrations, one that does not match, and an update (not REGISTER).
+    on_subscribe["message"]["subscribe_response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|response| {
+            response["subscriptions"][0]["code"]
+                .as_str()
+                .expect("a subscription code")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A subscription filter on `collection` records called `name`.
+fn named(event_type: &str, collection: &str, name: &str) -> Value {
+    json!({
+        "reg_type": "ns:org:RegistryType:Social",
+        "reg_event_type": event_type,
+        "filter_type": "expression",
+        "filter": {"type": "expression", "value": {"expression": {"collection": collection,
+            "query": {"name": {"$eq": name}}}}},
+        "notify_record_type": collection})
+}
+
+/// The record of a `notify`, checked: the spec's shape, signed by this server, from
+/// subscription `code`, naming `event_type` (the spec's enum has no `UPDATE`: `None`).
+async fn notified<'a>(notification: &'a Value, code: &str, event_type: Option<&str>) -> &'a Value {
+    assert_eq!(
+        violation("NotifyEventRequest", "message", &notification["message"]),
+        None,
+        "{notification}"
+    );
+    assert_server_signature(notification).await;
+    assert_eq!(notification["header"]["action"], "notify");
+    assert_eq!(notification["header"]["meta"]["subscription_code"], code);
+    let event = &notification["message"]["notify_event"][0];
+    assert_eq!(
+        event["data"].get("reg_event_type"),
+        event_type.map(|t| json!(t)).as_ref()
+    );
+    &event["data"]["reg_records"]
+}
+
+async fn subscriptions() {
+    let admin = admin().await;
+    let sender = Sender::trusted().await;
+    let receiver = Receiver::start(0).await;
+    let family = unique("Sub");
+    let codes = subscribe(
+        &sender,
+        &receiver,
+        &[
+            named("REGISTER", "Member", &family),
+            named("UPDATE", "Member", &family),
+        ],
+    )
+    .await;
+    // Two matching registrations, one that does not match, then an update of the first.
     let mut matching = Vec::new();
     for n in 0..3 {
         let id = unique(&format!("SB{n}"));
@@ -1030,33 +1090,40 @@ async fn subscriptions() {
         }
         admin.post("/api/v2/spp/Individual", body).await.expect(201);
     }
-    let notified = receiver
-        .at("/registry/notify", 2, Duration::from_secs(20))
+    let mut body = individual_body(&matching[0]);
+    body["name"]["family"] = json!(family);
+    body["birthDate"] = json!("1986-04-16");
+    let path = format!(
+        "/api/v2/spp/Individual/{}",
+        path_id(NATIONAL_ID, &matching[0])
+    );
+    admin.put(&path, body, None).await.expect(200);
+    let notified_bodies = receiver
+        .at("/registry/notify", 3, Duration::from_secs(20))
         .await;
+    let of = |code: &str| -> Vec<&Value> {
+        notified_bodies
+            .iter()
+            .filter(|n| n["header"]["meta"]["subscription_code"] == code)
+            .collect()
+    };
     let mut seen = Vec::new();
-    for notification in &notified {
-        assert_eq!(
-            violation("NotifyEventRequest", "message", &notification["message"]),
-            None,
-            "{notification}"
-        );
-        assert_server_signature(notification).await;
-        assert_eq!(notification["header"]["action"], "notify");
-        assert_eq!(
-            notification["header"]["meta"]["subscription_code"],
-            code.as_str()
-        );
-        let event = &notification["message"]["notify_event"][0];
-        assert_eq!(event["data"]["reg_event_type"], "REGISTER");
-        seen.push(uin_of(&event["data"]["reg_records"]).to_owned());
+    for notification in of(&codes[0]) {
+        let record = notified(notification, &codes[0], Some("REGISTER")).await;
+        seen.push(uin_of(record).to_owned());
     }
     assert_eq!(seen, matching, "in commit order, only what matches");
+    let updates = of(&codes[1]);
+    assert_eq!(updates.len(), 1, "registrations are not updates");
+    let record = notified(updates[0], &codes[1], None).await;
+    assert_eq!(uin_of(record), matching[0]);
+    assert_eq!(record["demographic_info"]["birth_date"], "1986-04-16");
     // Unsubscribed: no more notifications.
     let message = json!({"transaction_id": unique("txn"), "timestamp": now(),
-                         "subscription_codes": [code]});
+                         "subscription_codes": codes});
     let header = sender.header(
         "unsubscribe",
-        1,
+        2,
         Some(&receiver.uri("/registry/on-unsubscribe")),
     );
     let correlation_id = acked(
@@ -1084,6 +1151,142 @@ async fn subscriptions() {
             .at("/registry/notify", 0, Duration::from_secs(1))
             .await
             .len(),
-        2
+        3
     );
+}
+
+/// The identifier value of a DCI `Group` record, and those of the members it lists.
+fn household_of(record: &Value) -> (String, Vec<String>) {
+    let value = |identifiers: &Value| {
+        identifiers[0]["identifier_value"]
+            .as_str()
+            .expect("an identifier")
+            .to_owned()
+    };
+    let members: Vec<String> = record["member_list"]
+        .as_array()
+        .expect("a member list")
+        .iter()
+        .map(|m| value(&m["member_identifier"]))
+        .collect();
+    assert_eq!(record["group_size"], members.len(), "{record}");
+    (value(&record["group_identifier"]), members)
+}
+
+/// NewHouseHoldMember: a member added to a matching household is notified, in commit order; a
+/// consent-bound subscriber hears only of households its consent covers and sees in them only
+/// the members it may read, and what it was sent is in its access log.
+async fn household_member_subscriptions() {
+    let admin = admin().await;
+    let org = unique("Org");
+    let name = unique("Hh");
+    let [hidden, shown, elsewhere, later] =
+        [unique("HMD"), unique("HME"), unique("HMF"), unique("HMH")];
+    for id in [&hidden, &shown, &elsewhere, &later] {
+        register_individual(&admin, id).await;
+    }
+    for id in [&shown, &later] {
+        person_consent(&admin, id, &org).await;
+    }
+    // The consent-bound sender may read `covered` (not its members) and not `other`.
+    let (covered, covered_path) = named_household(&admin, &name, &[&hidden]).await;
+    household_consent(&admin, &covered, &org, "group").await;
+    let (other, other_path) = named_household(&admin, &name, &[&elsewhere]).await;
+    let trusted = Sender::trusted().await;
+    let bound = Sender::register(consent_client(
+        &world().database_url,
+        &org,
+        "ngo",
+        &crate::consent::READER_SCOPES,
+    ))
+    .await;
+    let criteria = [named("NewHouseHoldMember", "Group", &name)];
+    let trusted_receiver = Receiver::start(0).await;
+    let bound_receiver = Receiver::start(0).await;
+    let trusted_code = subscribe(&trusted, &trusted_receiver, &criteria)
+        .await
+        .remove(0);
+    let bound_code = subscribe(&bound, &bound_receiver, &criteria)
+        .await
+        .remove(0);
+    add_member(&admin, &covered_path, &shown).await;
+    add_member(&admin, &other_path, &later).await;
+    add_member(&admin, &covered_path, &later).await;
+    // The trusted subscriber hears of all three, in order, each listing the new member.
+    let mut heard = Vec::new();
+    for notification in trusted_receiver
+        .at("/registry/notify", 3, Duration::from_secs(20))
+        .await
+    {
+        let record = notified(&notification, &trusted_code, Some("NewHouseHoldMember")).await;
+        assert_eq!(record["@type"], "spdci:Group");
+        heard.push(household_of(record));
+    }
+    assert_eq!(heard.len(), 3);
+    for ((group, members), (expected, added)) in
+        heard
+            .iter()
+            .zip([(&covered, &shown), (&other, &later), (&covered, &later)])
+    {
+        assert_eq!(group, expected);
+        assert!(members.contains(added), "{members:?} lists {added}");
+    }
+    assert!(heard[0].1.contains(&hidden));
+    // The consent-bound one hears only of `covered`, without the member it may not read; its
+    // last notification comes after `other`'s would have (commit order), so none was sent.
+    let bound_heard = bound_receiver
+        .at("/registry/notify", 2, Duration::from_secs(20))
+        .await;
+    let mut groups = Vec::new();
+    for notification in &bound_heard {
+        let record = notified(notification, &bound_code, Some("NewHouseHoldMember")).await;
+        let (group, members) = household_of(record);
+        assert!(!members.contains(&hidden), "{record}");
+        assert!(!members.contains(&elsewhere), "{record}");
+        groups.push(group);
+    }
+    assert_eq!(groups, vec![covered.clone(), covered.clone()]);
+    assert!(
+        household_of(notified(&bound_heard[1], &bound_code, Some("NewHouseHoldMember")).await)
+            .1
+            .contains(&later)
+    );
+    // What the subscription disclosed is in the subscriber's access log.
+    let client = &bound.credentials.client_id;
+    audit_event_where(&admin, &format!("client={client}"), |entry| {
+        entry.to_string().contains(&covered)
+    })
+    .await;
+}
+
+/// A due notification waiting behind an earlier one of its subscription (which backs off) is
+/// not polled for: the outbox sleeps until the earlier one's next attempt or an announcement.
+async fn waiting_rows_are_not_polled() {
+    let database = TestDatabase::create("openspp_e2e_dci_waiting");
+    let server = Server::start(&database.url, &[]);
+    sql_scalar(
+        &database.url,
+        "INSERT INTO dci_outbox (client_id, uri, action, ordering_key, envelope, attempts, \
+            next_attempt_at) VALUES \
+         ('c', 'https://waiting.example/notify', 'notify', 'k', '{}', 3, \
+          now() + interval '1 hour'), \
+         ('c', 'https://waiting.example/notify', 'notify', 'k', '{}', 0, now()); \
+         SELECT pg_notify('openspp_dci_outbox', '')",
+    );
+    // Let the worker take the announcement in and settle.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let window = Duration::from_secs(4);
+    let queries = statements_started(&database.url, window).await;
+    assert!(
+        queries.len() <= 4,
+        "the outbox started {} queries in {window:?}: {queries:?}",
+        queries.len()
+    );
+    let attempts = sql_scalar(
+        &database.url,
+        "SELECT string_agg(attempts::text, ',' ORDER BY id) FROM dci_outbox",
+    );
+    assert_eq!(attempts, "3,0", "the waiting row was not attempted");
+    drop(server);
+    drop(database);
 }

@@ -4,6 +4,11 @@
 
 mod support;
 
+/// The synthetic registry the benches fill (through the store's batch path).
+#[allow(dead_code)]
+#[path = "../../benches/common/population.rs"]
+mod population;
+
 mod access_log;
 mod audit;
 mod auth;
@@ -35,6 +40,7 @@ mod openspp_shapes;
 mod process;
 mod program;
 mod schemathesis;
+mod search_plans;
 mod store;
 mod vocabulary;
 
@@ -115,6 +121,7 @@ fn main() {
     trials.extend(extension::trials());
     trials.extend(extension_fields::trials());
     trials.extend(extension_search::trials());
+    trials.extend(search_plans::trials());
     trials.extend(faults::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     // `exit` skips destructors: stop the server and drop the database first.

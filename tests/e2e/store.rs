@@ -6,8 +6,8 @@ use libtest_mimic::Trial;
 use serde_json::json;
 
 use crate::support::{
-    admin, create_client, individual_body, path_id, register_individual, sql_scalar, unique, world,
-    Api, Server, TestDatabase, ALL_SCOPES, NATIONAL_ID,
+    admin, create_client, individual_body, path_id, register_individual, sql_scalar,
+    statements_started, unique, world, Api, Server, TestDatabase, ALL_SCOPES, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -292,35 +292,9 @@ async fn idle_server() {
     register_individual(&api, &unique("IDLE")).await;
     // Let the feed follower take the write in and settle.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    // One connection, so that every other session of the database is the server's.
-    let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
-        .await
-        .unwrap();
-    let mut seen = std::collections::HashSet::new();
-    let mut started = 0;
     let window = std::time::Duration::from_secs(4);
-    let begin = std::time::Instant::now();
-    let mut first = true;
-    let mut queries = Vec::new();
-    while begin.elapsed() < window {
-        let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(
-            "SELECT pid, query_start, left(query, 60) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid() \
-               AND query_start IS NOT NULL",
-        )
-        .fetch_all(&mut watcher)
-        .await
-        .unwrap();
-        for (pid, start, query) in rows {
-            if seen.insert((pid, start)) && !first {
-                started += 1;
-                queries.push(query);
-            }
-        }
-        first = false;
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    drop(watcher);
+    let queries = statements_started(&database.url, window).await;
+    let started = queries.len();
     assert!(
         started <= 4,
         "an idle server started {started} queries in {window:?}: {queries:?}"

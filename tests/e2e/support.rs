@@ -61,6 +61,37 @@ pub fn sql_scalar(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// The statements the other sessions of the database at `url` start within `window` (their
+/// beginnings, from `pg_stat_activity` sampled every 10 ms): how busy a server is when it
+/// should be idle. One connection watches, so every other session is the server's.
+pub async fn statements_started(url: &str, window: Duration) -> Vec<String> {
+    let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let begin = std::time::Instant::now();
+    let mut first = true;
+    let mut queries = Vec::new();
+    while begin.elapsed() < window {
+        let rows: Vec<(i32, chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(
+            "SELECT pid, query_start, left(query, 60) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND query_start IS NOT NULL",
+        )
+        .fetch_all(&mut watcher)
+        .await
+        .unwrap();
+        for (pid, start, query) in rows {
+            if seen.insert((pid, start)) && !first {
+                queries.push(query);
+            }
+        }
+        first = false;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    queries
+}
+
 /// A transaction held open in a `psql` session, to order a request against it
 /// deterministically: take a row lock, fire the request, wait until it waits for that lock,
 /// then change the row and commit.
