@@ -13,6 +13,7 @@ mod answer;
 mod audit;
 mod call;
 pub mod clash_alert;
+mod export;
 mod extended;
 mod grant;
 pub mod history;
@@ -25,6 +26,7 @@ mod write;
 pub use answer::{show, Answer};
 pub use audit::{record_accesses, Audit, Interaction};
 pub use call::Call;
+pub use export::{export, Exported};
 pub use extended::{open_registration, open_replacement};
 pub use grant::{grants_for, identity_only, shown, today, Grant};
 pub use locate::{find_subject, locate_registrant, referenced, Subject};
@@ -32,4 +34,4 @@ pub use ops::{
     advanced_search, answer_extensions, at, history, page, read, search, verify, vread, Searchable,
 };
 pub use traits::{reference_of, Located, Resource, Snapshot, Write};
-pub use write::{commit, create, domain_error, execute};
+pub use write::{commit, create, domain_error, execute, store_error};

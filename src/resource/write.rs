@@ -11,7 +11,7 @@ use crate::resource::call::Call;
 use crate::resource::clash_alert;
 use crate::resource::grant::identity_only;
 use crate::resource::traits::{reference_of, Resource, Snapshot, Write};
-use crate::store::StoreError;
+use crate::store::{transaction, StoreError};
 
 /// Runs `write` and answers with the resource as it now is, shown as the caller may see it.
 ///
@@ -55,21 +55,42 @@ pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapsh
     }
     // A malformed If-Match is answered here, once the path and the body have been judged.
     let expected = write.if_match.version()?;
-    let executed = state
-        .store
-        .execute::<R>(
-            &write.stream,
-            expected,
-            write.command,
-            &state.services,
-            &metadata,
-        )
-        .await;
+    let executed = match transaction::current() {
+        // Inside a `$batch` transaction the command is decided into its batch, committed with
+        // every other entry's once all have succeeded.
+        Some(transaction) => transaction
+            .decide::<R>(
+                &write.stream,
+                expected,
+                write.command,
+                &state.services,
+                &metadata,
+                |state| R::key(&write.stream, state).into_iter().collect(),
+            )
+            .await
+            .map(|(aggregate, version)| Snapshot {
+                aggregate_id: write.stream.clone(),
+                version: version as i64,
+                state: aggregate,
+                last_updated: chrono::Utc::now(),
+                source: Some(metadata.source_system.clone()),
+            }),
+        None => state
+            .store
+            .execute::<R>(
+                &write.stream,
+                expected,
+                write.command,
+                &state.services,
+                &metadata,
+            )
+            .await
+            .map(Into::into),
+    };
     if let Err(StoreError::IdentifierInUse(_)) = &executed {
         clash_alert::count(state, &metadata.client_id, &metadata.request_id, R::TYPE).await;
     }
-    let committed = executed.map_err(|error| store_error(error, R::TYPE))?;
-    Ok(committed.into())
+    executed.map_err(|error| store_error(error, R::TYPE))
 }
 
 /// Creates a resource in a new stream: `subject` is how the request named it (its first
@@ -128,7 +149,7 @@ pub fn domain_error(error: DomainError) -> ApiError {
 }
 
 /// `resource` names the resource in not-found answers.
-fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
+pub fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
     match error {
         StoreError::Domain(e) => domain_error(e),
         StoreError::PreconditionFailed { current } => ApiError::precondition_failed(format!(

@@ -51,8 +51,10 @@ use super::Stored;
 /// A stream, by aggregate type and id.
 type StreamKey = (&'static str, String);
 
-pub struct Batch<'s, E: std::error::Error> {
-    store: &'s EventStore,
+pub struct Batch<E: std::error::Error> {
+    /// The store's handles (a pool and the feed signal), owned so that a batch can outlive the
+    /// call that opened it (a `$batch` transaction keeps one across its entries).
+    store: EventStore,
     streams: Vec<Box<dyn Pending<E>>>,
     by_stream: HashMap<StreamKey, usize>,
     /// The metadata of each command decided, which its events are recorded with.
@@ -113,8 +115,8 @@ impl Receipt {
     }
 }
 
-impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
-    pub(crate) fn new(store: &'s EventStore) -> Self {
+impl<E: std::error::Error + Send + 'static> Batch<E> {
+    pub(crate) fn new(store: EventStore) -> Self {
         Self {
             store,
             streams: Vec::new(),
@@ -200,6 +202,15 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
                 Err(refusal.into())
             }
         }
+    }
+
+    /// The state and version of stream `aggregate_id` as the batch has it after the commands
+    /// decided on it, if any touched it (a transaction answers its operations from it before
+    /// the commit).
+    pub fn pending<A: Stored<Error = E>>(&mut self, aggregate_id: &str) -> Option<(A, u64)> {
+        let index = *self.by_stream.get(&(A::TYPE, aggregate_id.to_owned()))?;
+        let stream = self.stream::<A>(index);
+        Some((stream.fold.state.clone(), stream.version()))
     }
 
     /// Drops the stream opened last (a refused command's, on which nothing was decided).

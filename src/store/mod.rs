@@ -15,6 +15,7 @@ pub mod hash_chain;
 pub mod history;
 pub mod metadata;
 mod signal;
+pub mod transaction;
 pub mod verify;
 
 pub use batch::{Batch, Committed, Receipt};
@@ -22,6 +23,7 @@ pub use error::StoreError;
 pub use executor::EventStore;
 pub use metadata::CommandMetadata;
 pub use openspp_projections::EVENTS_CHANNEL;
+pub use transaction::Transaction;
 
 use cqrs_es::Aggregate;
 use openspp_aggregates::{

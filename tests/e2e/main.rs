@@ -7,6 +7,8 @@ mod support;
 mod access_log;
 mod audit;
 mod auth;
+mod batch;
+mod bulk;
 mod compat_discovery;
 mod consent;
 mod consent_fields;
@@ -85,6 +87,8 @@ fn main() {
     trials.extend(access_log::trials());
     trials.extend(audit::trials());
     trials.extend(auth::trials());
+    trials.extend(batch::trials());
+    trials.extend(bulk::trials());
     trials.extend(compat_discovery::trials());
     trials.extend(errors::trials());
     trials.extend(consent::trials());
