@@ -102,12 +102,7 @@ async fn batch(
             ),
         ));
     }
-    let dispatch = Dispatch {
-        routes: entry_routes().with_state(state.clone()),
-        state,
-        principal,
-        headers,
-    };
+    let dispatch = Dispatch::new(state, principal, headers);
     match bundle.bundle_type.as_str() {
         "batch" => Ok(Json(dispatch.each_alone(&bundle.entry).await).into_response()),
         "transaction" => dispatch
@@ -121,8 +116,8 @@ async fn batch(
     }
 }
 
-/// How the entries of one Bundle are sent.
-struct Dispatch {
+/// How the entries of one Bundle (or the rows of an imported file) are sent.
+pub(crate) struct Dispatch {
     routes: Router,
     state: AppState,
     principal: Principal,
@@ -131,16 +126,26 @@ struct Dispatch {
 }
 
 /// What one entry was answered, with the access-log entry it built.
-struct Outcome {
-    status: StatusCode,
-    location: Option<String>,
+pub(crate) struct Outcome {
+    pub status: StatusCode,
+    pub location: Option<String>,
     etag: Option<String>,
     last_modified: Option<String>,
-    body: Option<Value>,
+    pub body: Option<Value>,
     audit: Audit,
 }
 
 impl Dispatch {
+    /// Entries run as `principal`, with `headers` (provenance, request id).
+    pub(crate) fn new(state: AppState, principal: Principal, headers: HeaderMap) -> Self {
+        Self {
+            routes: entry_routes().with_state(state.clone()),
+            state,
+            principal,
+            headers,
+        }
+    }
+
     /// A `batch`: each entry applied on its own, answered as it would be alone.
     async fn each_alone(&self, entries: &[BatchEntry]) -> BatchResponse {
         let mut placeholders = Placeholders::default();
@@ -228,7 +233,7 @@ impl Dispatch {
     }
 
     /// Sends one entry to its route, as a request of its own.
-    async fn send(&self, entry: &BatchEntry, placeholders: &Placeholders) -> Outcome {
+    pub(crate) async fn send(&self, entry: &BatchEntry, placeholders: &Placeholders) -> Outcome {
         let audit = Audit::default();
         let response = match self.request(entry, placeholders, &audit) {
             Ok(request) => match self.routes.clone().oneshot(request).await {
@@ -377,7 +382,7 @@ fn status_line(status: StatusCode) -> String {
 }
 
 /// Whether the resource an entry answered carries `identifier`.
-fn claims(outcome: &Outcome, identifier: &openspp_aggregates::Identifier) -> bool {
+pub(crate) fn claims(outcome: &Outcome, identifier: &openspp_aggregates::Identifier) -> bool {
     outcome
         .body
         .as_ref()
@@ -433,12 +438,12 @@ fn failed_at(index: usize, entry: &BatchEntry, alone: &ApiError) -> ApiError {
 /// What the `urn:uuid:` placeholders of earlier entries stand for: the resource each created,
 /// by its type and identifier as its `Location` names it (`Individual`, `urn:…%23…|…`).
 #[derive(Default)]
-struct Placeholders(HashMap<String, (String, String)>);
+pub(crate) struct Placeholders(HashMap<String, (String, String)>);
 
 const UUID_URN: &str = "urn:uuid:";
 
 impl Placeholders {
-    fn learn(&mut self, entry: &BatchEntry, outcome: &Outcome) {
+    pub(crate) fn learn(&mut self, entry: &BatchEntry, outcome: &Outcome) {
         let (Some(full_url), Some(location)) = (&entry.full_url, &outcome.location) else {
             return;
         };

@@ -18,7 +18,7 @@ mod signal;
 pub mod transaction;
 pub mod verify;
 
-pub use batch::{Batch, Committed, Receipt};
+pub use batch::{Batch, Committed, ImportProgress, Receipt};
 pub use error::StoreError;
 pub use executor::EventStore;
 pub use metadata::CommandMetadata;

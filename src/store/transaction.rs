@@ -80,14 +80,42 @@ impl Transaction {
         Ok((state, version))
     }
 
+    /// Records the part of an imported file the commit loads, with its events.
+    pub async fn record_progress(&self, progress: super::ImportProgress) {
+        self.0.lock().await.batch.record_progress(progress);
+    }
+
     /// Commits everything decided, in one statement. On `Conflict` the decisions are
     /// forgotten: the caller runs the operations again (in a fresh transaction).
     pub async fn commit(&self) -> Result<Option<Receipt>, StoreError<DomainError>> {
         let mut inner = self.0.lock().await;
-        if inner.decided == 0 {
+        if inner.decided == 0 && !inner.batch.has_progress() {
             return Ok(None);
         }
         inner.batch.commit().await.map(Some)
+    }
+
+    /// The stream of type `A` created in this transaction holding `identifier`, with its state
+    /// and version as decided so far.
+    pub async fn pending<A: Stored<Error = DomainError>>(
+        &self,
+        identifier: &Identifier,
+    ) -> Option<(String, A, u64)> {
+        let mut inner = self.0.lock().await;
+        let stream = inner
+            .created
+            .get(&format!("{}/{}", A::TYPE, identifier.key()))?
+            .clone();
+        let (state, version) = inner.batch.pending::<A>(&stream)?;
+        Some((stream, state, version))
+    }
+
+    /// Stream `aggregate_id` of type `A` as this transaction has decided it, if it touched it.
+    pub async fn decided<A: Stored<Error = DomainError>>(
+        &self,
+        aggregate_id: &str,
+    ) -> Option<(A, u64)> {
+        self.0.lock().await.batch.pending::<A>(aggregate_id)
     }
 
     /// Which stream created in this transaction holds `identifier`, if any.
@@ -109,4 +137,18 @@ pub fn current() -> Option<Transaction> {
 /// `identifier`, if the task runs in one.
 pub async fn created(aggregate_type: &str, identifier: &Identifier) -> Option<String> {
     current()?.holder(aggregate_type, identifier).await
+}
+
+/// The stream of type `A` an earlier operation of the open transaction created with
+/// `identifier`, as the transaction has it now (see [`Transaction::pending`]).
+pub async fn created_pending<A: Stored<Error = DomainError>>(
+    identifier: &Identifier,
+) -> Option<(String, A, u64)> {
+    current()?.pending::<A>(identifier).await
+}
+
+/// Stream `aggregate_id` as the open transaction has decided it, if the task runs in one that
+/// touched it: its state before the commit makes it a read-model row.
+pub async fn decided<A: Stored<Error = DomainError>>(aggregate_id: &str) -> Option<(A, u64)> {
+    current()?.decided::<A>(aggregate_id).await
 }

@@ -28,6 +28,7 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial("batch::batch_answers_each_entry_alone", each_alone),
         trial("batch::limits_and_shape_are_4xx", limits),
+        trial("batch::capability_statement_names_batch", capability),
     ]
 }
 
@@ -326,4 +327,24 @@ async fn limits() {
         )
         .await
         .expect(401);
+}
+
+/// The FHIR capability statement names the system interactions and the bulk export.
+async fn capability() {
+    let api = crate::support::Api::new(&world().base);
+    let reply = api
+        .send(
+            reqwest::Method::GET,
+            "/api/v2/spp/metadata",
+            None,
+            &[("Accept", "application/fhir+json")],
+        )
+        .await;
+    reply.expect(200);
+    let rest = &reply.body["rest"][0];
+    assert_eq!(
+        rest["interaction"],
+        json!([{"code": "transaction"}, {"code": "batch"}])
+    );
+    assert_eq!(rest["operation"], json!([{"name": "bulk-export"}]));
 }
