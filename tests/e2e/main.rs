@@ -27,6 +27,7 @@ mod history;
 mod hostile;
 mod household;
 mod identity;
+mod import;
 mod individual;
 mod input_bounds;
 mod internal_ids;
@@ -105,6 +106,7 @@ fn main() {
     trials.extend(history::trials());
     trials.extend(hostile::trials());
     trials.extend(identity::trials());
+    trials.extend(import::trials());
     trials.extend(input_bounds::trials());
     trials.extend(internal_ids::trials());
     trials.extend(metrics::trials());
