@@ -247,8 +247,7 @@ impl Population {
         let household_reference = format!("Group/{GROUP_SYSTEM}|{group}");
         self.memberships(&household_reference, "Cash");
         // Children's health enrolment: individual memberships.
-        for (id, _, age) in members.iter().filter(|(_, _, age)| *age < 5) {
-            let _ = age;
+        for (id, _, _) in members.iter().filter(|(_, _, age)| *age < 5) {
             let beneficiary = format!("Individual/{NATIONAL_ID}|{id}");
             self.memberships(&beneficiary, "Health");
         }
@@ -308,7 +307,7 @@ impl Population {
             return;
         }
         let n = self.household as usize;
-        let (mode, recipients, types) = if n % 2 == 0 {
+        let (mode, recipients, types) = if n.is_multiple_of(2) {
             ("specific", vec![ORGANIZATIONS[n / 2 % 3]], Vec::new())
         } else {
             ("category", Vec::new(), vec![ORGANIZATION_TYPES[n / 2 % 3]])
