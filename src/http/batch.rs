@@ -450,14 +450,27 @@ impl Placeholders {
         if !full_url.starts_with(UUID_URN) {
             return;
         }
-        let path = location.split('?').next().unwrap_or_default();
+        let (path, query) = location.split_once('?').unwrap_or((location, ""));
         let Some(path) = path.strip_prefix(BASE).and_then(|p| p.strip_prefix('/')) else {
             return;
         };
-        if let Some((kind, id)) = path.split_once('/') {
-            self.0
-                .insert(full_url.clone(), (kind.to_owned(), id.to_owned()));
-        }
+        let Some((kind, id)) = path.split_once('/') else {
+            return;
+        };
+        // A `Location` that needs its query (a membership, by beneficiary and `?program=`)
+        // does not name the resource alone: its own identifier does.
+        let id = if query.is_empty() {
+            id.to_owned()
+        } else {
+            let Some(own) = outcome.body.as_ref().map(|b| &b["identifier"][0]) else {
+                return;
+            };
+            match (own["system"].as_str(), own["value"].as_str()) {
+                (Some(system), Some(value)) => format!("{}|{value}", system.replace('#', "%23")),
+                _ => return,
+            }
+        };
+        self.0.insert(full_url.clone(), (kind.to_owned(), id));
     }
 
     /// A reference to a placeholder (`"urn:uuid:…"`) becomes `{Type}/{identifier}`.

@@ -26,6 +26,10 @@ pub fn trials() -> Vec<Trial> {
             "batch::transaction_claiming_one_identifier_twice_applies_nothing",
             identifier_twice,
         ),
+        trial(
+            "batch::transaction_enrols_and_changes_a_household_created_with_it",
+            household_enrolled,
+        ),
         trial("batch::batch_answers_each_entry_alone", each_alone),
         trial("batch::limits_and_shape_are_4xx", limits),
         trial("batch::capability_statement_names_batch", capability),
@@ -347,4 +351,49 @@ async fn capability() {
         json!([{"code": "transaction"}, {"code": "batch"}])
     );
     assert_eq!(rest["operation"], json!([{"name": "bulk-export"}]));
+}
+
+/// A household created, enrolled and its membership changed in one transaction: the program
+/// and membership found before the commit, a placeholder in a later entry's URL.
+async fn household_enrolled() {
+    let api = admin().await;
+    let (_, program) = crate::program::new_program(&api, "group").await;
+    let prefix = unique("TXM");
+    let ids: Vec<String> = (0..2).map(|n| format!("{prefix}-{n}")).collect();
+    let group = format!("{prefix}-G");
+    let mut bundle = household(&group, &ids);
+    let membership = |status: &str| {
+        json!({"type": "ProgramMembership", "program": {"reference": format!("Program/{program}")},
+               "beneficiary": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000ff"},
+               "status": status})
+    };
+    let entries = bundle["entry"].as_array_mut().unwrap();
+    entries.push(create(
+        "urn:uuid:00000000-0000-4000-8000-0000000000ee",
+        "ProgramMembership",
+        membership("enrolled"),
+    ));
+    entries.push(json!({"resource": membership("paused"), "request": {
+        "method": "PUT", "url": "ProgramMembership/urn:uuid:00000000-0000-4000-8000-0000000000ee"}}));
+    let reply = api.post(BATCH, bundle).await;
+    reply.expect(200);
+    let answered = reply.body["entry"].as_array().unwrap();
+    assert_eq!(
+        answered[3]["response"]["status"], "201 Created",
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        answered[4]["response"]["status"], "200 OK",
+        "{}",
+        reply.text
+    );
+    let location = answered[3]["response"]["location"].as_str().unwrap();
+    let read = api.get(location).await;
+    read.expect(200);
+    assert_eq!(read.body["status"], "paused", "{}", read.text);
+    assert_eq!(
+        read.header("etag"),
+        answered[4]["response"]["etag"].as_str()
+    );
 }
