@@ -8,6 +8,11 @@
 //! statement. A rerun skips the ranges recorded, so every row is loaded exactly once however
 //! often the import is interrupted; a refused row is reported by line with the reason its
 //! request would have got, and the rest of its batch is loaded.
+//!
+//! A file is known by its content (SHA-256): an edited file is a new file, whose rows are all
+//! tried again (those whose identifiers are taken are then refused). An import is the
+//! operator's act, not an API access: it is recorded in `import_batches` and in every event's
+//! provenance, not in the access log.
 
 mod rows;
 pub mod seed;
