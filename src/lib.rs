@@ -15,6 +15,7 @@ pub mod error;
 pub mod extensions;
 pub mod graphql;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod operator;
 pub mod replay;

@@ -55,6 +55,20 @@ enum Command {
         command: openspp::dci::senders::DciCommand,
     },
     /// Drop the read models and rebuild them from the event log.
+    /// Load registrants, groups, programs and memberships from NDJSON or CSV (CONTRACT §10).
+    Import {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        #[command(flatten)]
+        args: openspp::import::ImportArgs,
+    },
+    /// Load a deterministic synthetic population through the import (the sandbox).
+    Seed {
+        #[command(flatten)]
+        database: config::DatabaseArgs,
+        #[command(flatten)]
+        args: openspp::import::seed::SeedArgs,
+    },
     Replay {
         #[command(flatten)]
         database: config::DatabaseArgs,
@@ -112,6 +126,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dci { database, command } => {
             let db = db::connect_and_migrate(&database).await?;
             let done = openspp::dci::senders::run(&db.pool, command).await;
+            db.close().await;
+            done
+        }
+        Command::Import { database, args } => {
+            let db = db::connect_and_migrate(&database).await?;
+            let done = openspp::import::run(&db.pool, args).await;
+            db.close().await;
+            done
+        }
+        Command::Seed { database, args } => {
+            let db = db::connect_and_migrate(&database).await?;
+            let done = openspp::import::seed::run(&db.pool, args).await;
             db.close().await;
             done
         }

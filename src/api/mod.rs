@@ -5,6 +5,8 @@
 
 pub mod advanced_search;
 pub mod audit_event;
+pub mod batch;
+pub mod bulk;
 pub mod bundle;
 pub mod consent;
 pub mod group;

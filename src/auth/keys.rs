@@ -327,6 +327,16 @@ async fn insert_new(tx: &mut sqlx::PgConnection, kek: &KeyEncryptionKey) -> anyh
     Ok(kid)
 }
 
+impl KeyRing {
+    /// No keys: for a process that issues and verifies no token (`AppState::offline`).
+    pub fn none() -> Self {
+        Self {
+            keys: RwLock::new(Vec::new()),
+            kek: None,
+        }
+    }
+}
+
 #[cfg(test)]
 impl KeyRing {
     pub fn from_keys(keys: Vec<KeyPair>) -> Self {

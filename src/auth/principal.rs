@@ -150,6 +150,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // An entry of a `$batch` Bundle runs as the Bundle's principal, admitted (and counted
+        // against the rate limits) once for the whole Bundle. Only the server puts one here:
+        // extensions never come from the wire.
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
         let auth = Arc::<AuthState>::from_ref(state);
         let token = parts
             .headers

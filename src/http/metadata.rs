@@ -67,6 +67,10 @@ pub struct Rest {
     pub mode: String,
     pub security: RestSecurity,
     pub resource: Vec<RestResource>,
+    /// System-wide interactions: `transaction` and `batch` (`POST /$batch`).
+    pub interaction: Vec<Named>,
+    /// System-wide operations: `bulk-export` (`POST /$bulk/export`).
+    pub operation: Vec<Named>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -340,6 +344,8 @@ fn capability(state: &AppState) -> CapabilityStatement {
                     }
                 })
                 .collect(),
+            interaction: codes(&["transaction", "batch"]),
+            operation: names(&["bulk-export"]),
         }],
         extensions: extensions(state),
     }

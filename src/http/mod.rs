@@ -17,6 +17,8 @@ mod read_routes;
 pub(crate) use read_routes::read_routes;
 
 pub mod audit_event;
+pub mod batch;
+pub mod bulk;
 pub mod consent;
 pub mod conventions;
 pub mod docs;
@@ -47,6 +49,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(program_membership::routes())
         .merge(vocabulary::routes())
         .merge(filters::routes())
+        .merge(batch::routes())
+        .merge(bulk::routes())
         .merge(crate::auth::api_routes())
         .routes(routes!(metadata::capability_statement))
         .routes(routes!(docs::docs))
@@ -120,7 +124,7 @@ async fn drop_unusable_request_id(mut request: axum::extract::Request) -> axum::
     request
 }
 
-async fn not_found() -> impl IntoResponse {
+pub(crate) async fn not_found() -> impl IntoResponse {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
 }
 

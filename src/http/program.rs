@@ -25,6 +25,7 @@ use crate::resource::{
     self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
 };
 use crate::store::claims::resolve_program;
+use crate::store::transaction;
 
 pub const RESOURCE: &str = "Program";
 const SCOPE: &str = "program";
@@ -52,14 +53,30 @@ impl Resource for Program {
         let subject = format!("{RESOURCE}/{}", identifier.key());
         // The program's stream and its current row in one round trip.
         let key = openspp_aggregates::program::lookup_key(identifier);
-        let found = openspp_projections::view::by_identifier::<Program>(
-            &call.state.pool,
-            "program_view",
-            RESOURCE,
-            &key.system,
-            &key.value,
-        )
-        .await?
+        // Created earlier in the open transaction (a `$batch` or an import): not in the read
+        // model before the commit.
+        let found = match transaction::created_pending::<Program>(&key).await {
+            Some((stream, state, version)) => Some((
+                stream.clone(),
+                Some(Snapshot {
+                    aggregate_id: stream,
+                    version: version as i64,
+                    state,
+                    last_updated: chrono::Utc::now(),
+                    source: None,
+                }),
+            )),
+            None => {
+                openspp_projections::view::by_identifier::<Program>(
+                    &call.state.pool,
+                    "program_view",
+                    RESOURCE,
+                    &key.system,
+                    &key.value,
+                )
+                .await?
+            }
+        }
         .filter(|(stream, _)| call.principal.uses_program(stream));
         let Some((stream, current)) = found else {
             call.audit.not_found(subject, None);

@@ -35,6 +35,7 @@ use crate::resource::{
     Write,
 };
 use crate::store::claims::{self, resolve_program};
+use crate::store::transaction;
 
 const RESOURCE: &str = "ProgramMembership";
 const SCOPE: &str = "program_membership";
@@ -65,7 +66,19 @@ impl Resource for ProgramMembership {
         let pool = &call.state.pool;
         let stream = claims::resolve(pool, RESOURCE, &identifier).await?;
         let row = match &stream {
-            Some(stream) => view::get(pool, stream).await?,
+            Some(stream) => match view::get(pool, stream).await? {
+                Some(row) => Some(row),
+                // Enrolled earlier in the open transaction: no row before the commit.
+                None => transaction::decided::<Self>(stream)
+                    .await
+                    .map(|(state, version)| Snapshot {
+                        aggregate_id: stream.clone(),
+                        version: version as i64,
+                        state,
+                        last_updated: chrono::Utc::now(),
+                        source: None,
+                    }),
+            },
             None => None,
         };
         let beneficiary = row

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::resource::call::Call;
 use crate::resource::grant::Grant;
 use crate::resource::traits::{Located, Resource};
-use crate::store::claims;
+use crate::store::{claims, transaction};
 
 /// A data subject the caller may see: its stream, what it may see of it as the resource
 /// type it asked for, and the access to hand to an aggregate.
@@ -104,7 +104,10 @@ pub async fn referenced(
 pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Located<R>, ApiError> {
     let identifier = parse_identifier(id, "id")?;
     let pool = &call.state.pool;
+    let pending = transaction::created(R::TYPE, &identifier).await;
     let (stream, current) = match R::VIEW {
+        // Created earlier in the open transaction: not in any read model before the commit.
+        _ if pending.is_some() => (pending, None),
         Some(table) if !call.principal.require_consent => {
             view::by_identifier::<R>(pool, table, R::TYPE, &identifier.system, &identifier.value)
                 .await?

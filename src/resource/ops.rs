@@ -33,7 +33,7 @@ const AUDIT: &str = "audit";
 /// Takes `_extensions` of a resource that has extensions and notes on the call which
 /// extensions its answers show (`default` without the parameter). For other resources the
 /// parameter is left to be refused as unknown.
-fn choose_extensions<R: Resource>(
+pub(crate) fn choose_extensions<R: Resource>(
     call: &Call,
     params: &mut Params,
     default: Shown,
@@ -65,7 +65,7 @@ fn choose_extensions<R: Resource>(
 
 /// Takes `_elements` (a comma-separated list of top-level fields; OpenSPP's sparse fieldsets)
 /// and notes on the call that answers show only those, plus what identifies the resource.
-fn choose_elements(call: &Call, params: &mut Params) -> Result<(), ApiError> {
+pub(crate) fn choose_elements(call: &Call, params: &mut Params) -> Result<(), ApiError> {
     if let Some(list) = params.one("_elements")? {
         let elements: Vec<String> = list
             .split(',')

@@ -12,8 +12,9 @@ use rand::Rng;
 use crate::error::ApiError;
 use crate::resource::call::Call;
 use crate::resource::traits::{Resource, Snapshot, Write};
-use crate::resource::write::{metadata, store_error};
-use crate::store::StoreError;
+use crate::resource::write::{decide_in, metadata, store_error};
+use crate::store::transaction::{self, Transaction};
+use crate::store::{CommandMetadata, StoreError};
 
 /// Conflicts retried (with a fresh read) when no write named the version it expected.
 const MAX_RETRIES: u32 = 8;
@@ -31,6 +32,9 @@ pub async fn execute_together<R: Resource>(
     collection_method: Option<&str>,
     plan: impl Fn(Vec<R>) -> Result<Vec<Write<R>>, ApiError>,
 ) -> Result<Vec<Snapshot<R>>, ApiError> {
+    if let Some(transaction) = transaction::current() {
+        return within(&transaction, call, read, collection_method, plan).await;
+    }
     let state = &call.state;
     let mut batch = state.store.batch::<DomainError>();
     loop {
@@ -46,10 +50,7 @@ pub async fn execute_together<R: Resource>(
         let writes = plan(states)?;
         let mut streams = Vec::with_capacity(writes.len());
         for write in writes {
-            let mut metadata = metadata(call, &write.consent);
-            if let Some(method) = collection_method {
-                method.clone_into(&mut metadata.collection_method);
-            }
+            let metadata = recorded_as(call, &write, collection_method);
             let expected = write.if_match.version()?;
             batch
                 .decide::<R>(
@@ -83,4 +84,55 @@ pub async fn execute_together<R: Resource>(
             }
         }
     }
+}
+
+/// `execute_together` inside a `$batch` transaction: the states are read through, and the
+/// writes decided into, the transaction's one batch, so the operation commits (or is retried)
+/// with every other entry of the Bundle.
+async fn within<R: Resource>(
+    transaction: &Transaction,
+    call: &Call,
+    read: &[&str],
+    collection_method: Option<&str>,
+    plan: impl Fn(Vec<R>) -> Result<Vec<Write<R>>, ApiError>,
+) -> Result<Vec<Snapshot<R>>, ApiError> {
+    let mut states = Vec::with_capacity(read.len());
+    for stream in read {
+        states.push(
+            transaction
+                .state::<R>(stream)
+                .await
+                .map_err(|e| store_error(e, R::TYPE))?,
+        );
+    }
+    let mut snapshots = Vec::new();
+    for write in plan(states)? {
+        let metadata = recorded_as(call, &write, collection_method);
+        let expected = write.if_match.version()?;
+        let snapshot = decide_in(
+            transaction,
+            call,
+            &write.stream,
+            expected,
+            write.command,
+            &metadata,
+        )
+        .await
+        .map_err(|e| store_error(e, R::TYPE))?;
+        snapshots.push(snapshot);
+    }
+    Ok(snapshots)
+}
+
+/// The provenance of one of the writes: `collection_method` replaces the request's own.
+fn recorded_as<R: Resource>(
+    call: &Call,
+    write: &Write<R>,
+    collection_method: Option<&str>,
+) -> CommandMetadata {
+    let mut metadata = metadata(call, &write.consent);
+    if let Some(method) = collection_method {
+        method.clone_into(&mut metadata.collection_method);
+    }
+    metadata
 }

@@ -11,6 +11,7 @@ use crate::resource::call::Call;
 use crate::resource::clash_alert;
 use crate::resource::grant::identity_only;
 use crate::resource::traits::{reference_of, Resource, Snapshot, Write};
+use crate::store::transaction::{self, Transaction};
 use crate::store::{CommandMetadata, StoreError};
 
 /// Runs `write` and answers with the resource as it now is, shown as the caller may see it.
@@ -61,21 +62,65 @@ pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapsh
     let metadata = metadata(call, &write.consent);
     // A malformed If-Match is answered here, once the path and the body have been judged.
     let expected = write.if_match.version()?;
-    let executed = state
-        .store
-        .execute::<R>(
-            &write.stream,
-            expected,
-            write.command,
-            &state.services,
-            &metadata,
-        )
-        .await;
+    let executed = match transaction::current() {
+        // Inside a `$batch` transaction the command is decided into its batch, committed with
+        // every other entry's once all have succeeded.
+        Some(transaction) => {
+            decide_in(
+                &transaction,
+                call,
+                &write.stream,
+                expected,
+                write.command,
+                &metadata,
+            )
+            .await
+        }
+        None => state
+            .store
+            .execute::<R>(
+                &write.stream,
+                expected,
+                write.command,
+                &state.services,
+                &metadata,
+            )
+            .await
+            .map(Into::into),
+    };
     if let Err(StoreError::IdentifierInUse(_)) = &executed {
         clash_alert::count(state, &metadata.client_id, &metadata.request_id, R::TYPE).await;
     }
-    let committed = executed.map_err(|error| store_error(error, R::TYPE))?;
-    Ok(committed.into())
+    executed.map_err(|error| store_error(error, R::TYPE))
+}
+
+/// Decides `command` on `stream` into the open `$batch` transaction, to be committed with
+/// every other entry's once all have succeeded; the snapshot is the state it produced.
+pub(crate) async fn decide_in<R: Resource>(
+    transaction: &Transaction,
+    call: &Call,
+    stream: &str,
+    expected: Option<u64>,
+    command: R::Command,
+    metadata: &CommandMetadata,
+) -> Result<Snapshot<R>, StoreError<DomainError>> {
+    transaction
+        .decide::<R>(
+            stream,
+            expected,
+            command,
+            &call.state.services,
+            metadata,
+            |state| R::key(stream, state).into_iter().collect(),
+        )
+        .await
+        .map(|(aggregate, version)| Snapshot {
+            aggregate_id: stream.to_owned(),
+            version: version as i64,
+            state: aggregate,
+            last_updated: chrono::Utc::now(),
+            source: Some(metadata.source_system.clone()),
+        })
 }
 
 /// The provenance a write's events are recorded with, relying on `consent` (the consent and
@@ -147,7 +192,7 @@ pub fn domain_error(error: DomainError) -> ApiError {
 }
 
 /// `resource` names the resource in not-found answers.
-pub(crate) fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
+pub fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
     match error {
         StoreError::Domain(e) => domain_error(e),
         StoreError::PreconditionFailed { current } => ApiError::precondition_failed(format!(

@@ -51,8 +51,10 @@ use super::Stored;
 /// A stream, by aggregate type and id.
 type StreamKey = (&'static str, String);
 
-pub struct Batch<'s, E: std::error::Error> {
-    store: &'s EventStore,
+pub struct Batch<E: std::error::Error> {
+    /// The store's handles (a pool and the feed signal), owned so that a batch can outlive the
+    /// call that opened it (a `$batch` transaction keeps one across its entries).
+    store: EventStore,
     streams: Vec<Box<dyn Pending<E>>>,
     by_stream: HashMap<StreamKey, usize>,
     /// The metadata of each command decided, which its events are recorded with.
@@ -60,6 +62,23 @@ pub struct Batch<'s, E: std::error::Error> {
     /// Streams found to exist although a command assumed they did not: read them next time.
     existing: HashSet<StreamKey>,
     attempts: u32,
+    /// The part of an imported file this batch loads, recorded with its events.
+    progress: Option<ImportProgress>,
+}
+
+/// A batch of an imported file's lines (`openspp import`), recorded in the statement that
+/// appends their events (`import_batches`): loaded and recorded, or neither.
+#[derive(Debug, Clone)]
+pub struct ImportProgress {
+    /// The file's SHA-256 (hex).
+    pub file_hash: String,
+    pub first_line: i64,
+    pub last_line: i64,
+    pub loaded: i32,
+    /// `[{"line", "reason"}]` of the lines refused.
+    pub refused: Value,
+    /// What the events name as their `source_reference`.
+    pub source: String,
 }
 
 /// What a committed batch wrote, stream by stream.
@@ -113,8 +132,8 @@ impl Receipt {
     }
 }
 
-impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
-    pub(crate) fn new(store: &'s EventStore) -> Self {
+impl<E: std::error::Error + Send + 'static> Batch<E> {
+    pub(crate) fn new(store: EventStore) -> Self {
         Self {
             store,
             streams: Vec::new(),
@@ -122,7 +141,18 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
             commands: Vec::new(),
             existing: HashSet::new(),
             attempts: 0,
+            progress: None,
         }
+    }
+
+    /// Records `progress` with whatever the next commit writes (nothing else, if it writes
+    /// no event).
+    pub fn record_progress(&mut self, progress: ImportProgress) {
+        self.progress = Some(progress);
+    }
+
+    pub fn has_progress(&self) -> bool {
+        self.progress.is_some()
     }
 
     /// How many times `commit` has run.
@@ -221,6 +251,15 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
         Ok(self.stream::<A>(index).fold.state.clone())
     }
 
+    /// The state and version of stream `aggregate_id` as the batch has it after the commands
+    /// decided on it, if any touched it (a transaction answers its operations from it before
+    /// the commit).
+    pub fn pending<A: Stored<Error = E>>(&mut self, aggregate_id: &str) -> Option<(A, u64)> {
+        let index = *self.by_stream.get(&(A::TYPE, aggregate_id.to_owned()))?;
+        let stream = self.stream::<A>(index);
+        Some((stream.fold.state.clone(), stream.version()))
+    }
+
     /// Drops the stream opened last (a refused command's, on which nothing was decided).
     fn forget_last(&mut self, key: &StreamKey) {
         self.streams.pop();
@@ -250,7 +289,17 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
         for stream in &mut streams {
             stream.stage(&metadata, &sources, recorded_at, &mut events, &mut inline)?;
         }
+        let progress = self.progress.take();
         if events.is_empty() {
+            if let Some(progress) = &progress {
+                let mut statement = Statement::new();
+                push_progress(&mut statement, progress);
+                statement
+                    .finish("SELECT 1")
+                    .build()
+                    .execute(&self.store.pool)
+                    .await?;
+            }
             return Ok(receipt(streams, recorded_at, None));
         }
         if let Some(identifier) = inline.clash() {
@@ -266,7 +315,8 @@ impl<'s, E: std::error::Error + Send + 'static> Batch<'s, E> {
                 ))
             })
             .collect();
-        let mut statement = append_statement(&holds, &events, &inline, recorded_at);
+        let mut statement =
+            append_statement(&holds, &events, &inline, recorded_at, progress.as_ref());
         // A connection that cannot be had means nothing was sent; once one is had, a broken
         // connection may have taken a commit with it (`settle`).
         let mut connection = self
@@ -407,6 +457,7 @@ fn append_statement<'a>(
     events: &'a [NewEvent],
     inline: &'a Inline,
     recorded_at: DateTime<Utc>,
+    progress: Option<&'a ImportProgress>,
 ) -> sqlx::QueryBuilder<'a, sqlx::Postgres> {
     let mut statement = Statement::new();
     if !holds.is_empty() {
@@ -422,7 +473,34 @@ fn append_statement<'a>(
     }
     push_append(&mut statement, events, recorded_at);
     inline.push_into(&mut statement);
+    if let Some(progress) = progress {
+        push_progress(&mut statement, progress);
+    }
     statement.finish("SELECT max(tx), max(global_position) FROM appended")
+}
+
+/// The row of `import_batches` saying which lines the statement loads.
+fn push_progress<'a>(statement: &mut Statement<'a>, progress: &'a ImportProgress) {
+    statement.part("progress", |qb, guard| {
+        qb.push(
+            "INSERT INTO import_batches \
+             (file_hash, first_line, last_line, loaded, refused, source) SELECT ",
+        )
+        .push_bind(&progress.file_hash)
+        .push(", ")
+        .push_bind(progress.first_line)
+        .push(", ")
+        .push_bind(progress.last_line)
+        .push(", ")
+        .push_bind(progress.loaded)
+        .push(", ")
+        .push_bind(&progress.refused)
+        .push(", ")
+        .push_bind(&progress.source)
+        .push(" WHERE ")
+        .push(guard)
+        .push(" RETURNING 1");
+    });
 }
 
 /// Every stream of a committed batch, as it now stands.

@@ -5,12 +5,16 @@
 use openspp_aggregates::Identifier;
 use sqlx::PgPool;
 
-/// The stream of `aggregate_type` holding a live identifier, if any.
+/// The stream of `aggregate_type` holding a live identifier, if any. Inside an open
+/// transaction, a stream it created holds its identifiers before they are claims.
 pub async fn resolve(
     pool: &PgPool,
     aggregate_type: &str,
     identifier: &Identifier,
 ) -> sqlx::Result<Option<String>> {
+    if let Some(stream) = super::transaction::created(aggregate_type, identifier).await {
+        return Ok(Some(stream));
+    }
     sqlx::query_scalar(
         "SELECT aggregate_id FROM identifier_claims \
          WHERE aggregate_type = $1 AND system = $2 AND value = $3",

@@ -40,8 +40,8 @@ impl EventStore {
     }
 
     /// A batch: commands on any streams, committed together (see `batch.rs`).
-    pub fn batch<E: std::error::Error + Send + 'static>(&self) -> Batch<'_, E> {
-        Batch::new(self)
+    pub fn batch<E: std::error::Error + Send + 'static>(&self) -> Batch<E> {
+        Batch::new(self.clone())
     }
 
     /// Runs `command` against the stream and appends what it decides, with every read model

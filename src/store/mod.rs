@@ -15,13 +15,15 @@ pub mod hash_chain;
 pub mod history;
 pub mod metadata;
 mod signal;
+pub mod transaction;
 pub mod verify;
 
-pub use batch::{Batch, Committed, Receipt};
+pub use batch::{Batch, Committed, ImportProgress, Receipt};
 pub use error::StoreError;
 pub use executor::EventStore;
 pub use metadata::CommandMetadata;
 pub use openspp_projections::EVENTS_CHANNEL;
+pub use transaction::Transaction;
 
 use cqrs_es::Aggregate;
 use openspp_aggregates::{

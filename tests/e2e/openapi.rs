@@ -87,6 +87,8 @@ async fn document() {
         ("/Group/_search", "post"),
         ("/Program/_search", "post"),
         ("/ProgramMembership/_search", "post"),
+        ("/$batch", "post"),
+        ("/$bulk/export", "post"),
     ] {
         expected.push((format!("{base}{path}"), method));
     }

@@ -1,0 +1,417 @@
+//! `openspp import FILE` (CONTRACT §10): registrants, groups, programs and memberships from
+//! NDJSON or CSV, as ordinary events with `collection_method: migration` and the file as
+//! their source reference.
+//!
+//! Each row runs through the very routes a `$batch` entry reaches (so an imported row is
+//! validated exactly as a request is), inside one [`Transaction`] per batch of rows: the
+//! batch's events, read models and its line range in `import_batches` are written in ONE
+//! statement. A rerun skips the ranges recorded, so every row is loaded exactly once however
+//! often the import is interrupted; a refused row is reported by line with the reason its
+//! request would have got, and the rest of its batch is loaded.
+//!
+//! A file is known by its content (SHA-256): an edited file is a new file, whose rows are all
+//! tried again (those whose identifiers are taken are then refused). An import is the
+//! operator's act, not an API access: it is recorded in `import_batches` and in every event's
+//! provenance, not in the access log.
+
+mod rows;
+pub mod seed;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use axum::http::{HeaderMap, HeaderValue};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::api::batch::{BatchEntry, EntryRequest};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::http::batch::{claims, Dispatch, Placeholders};
+use crate::store::{ImportProgress, StoreError, Transaction};
+
+pub use rows::Mapping;
+
+/// Types a row names with `type` alone (other resources, and changes, take `request`).
+const TYPES: [&str; 4] = ["Individual", "Group", "Program", "ProgramMembership"];
+
+/// Attempts at one batch that lost a race for one of its streams.
+const ATTEMPTS: u32 = 5;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ImportArgs {
+    /// The file: NDJSON (one resource a line in this API's JSON shape with its `type`, or a
+    /// Bundle-style entry `{"request": {"method", "url"}, "resource"}`), or CSV with --mapping.
+    pub file: PathBuf,
+    /// A JSON mapping naming where each CSV column goes (the file is then read as CSV).
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Check every row as the import would, and load nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rows per batch (one commit each).
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Where to write the refused rows, one `{"line", "reason"}` a line (default: standard
+    /// error, the first 20).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// A pause after each batch, in milliseconds (lets a test interrupt a run half-way).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub pause_ms: u64,
+}
+
+/// What a run did, printed as one JSON line.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub rows: u64,
+    pub loaded: u64,
+    pub refused: u64,
+    /// Rows an earlier run loaded or refused (skipped).
+    pub already: u64,
+    pub seconds: f64,
+}
+
+impl Summary {
+    fn json(&self, file: &Path, file_hash: &str, dry_run: bool) -> Value {
+        json!({
+            "file": file.display().to_string(),
+            "sha256": file_hash,
+            "dry_run": dry_run,
+            "rows": self.rows,
+            "loaded": self.loaded,
+            "refused": self.refused,
+            "already_imported": self.already,
+            "seconds": (self.seconds * 1000.0).round() / 1000.0,
+            "rows_per_second": if self.seconds > 0.0 {
+                ((self.loaded + self.refused) as f64 / self.seconds).round()
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+pub async fn run(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
+    let (state, writer) = AppState::offline(pool.clone()).await?;
+    let outcome = import(&state, &args).await;
+    drop(state);
+    let _ = writer.await;
+    let (summary, file_hash) = outcome?;
+    println!("{}", summary.json(&args.file, &file_hash, args.dry_run));
+    Ok(())
+}
+
+/// The operator running an import: every scope, under the legal basis of the migration.
+fn operator() -> Principal {
+    let scopes = [
+        "individual",
+        "group",
+        "program",
+        "program_membership",
+        "consent",
+    ]
+    .iter()
+    .map(|r| format!("{r}:all"))
+    .collect();
+    Principal {
+        client_id: "openspp-import".to_owned(),
+        organization: "operator".to_owned(),
+        organization_type: "government".to_owned(),
+        scopes,
+        require_consent: false,
+        legal_basis: Some("legal_obligation".to_owned()),
+        allowed_programs: Vec::new(),
+        field_filter: Vec::new(),
+    }
+}
+
+/// What every event of the import carries: `collection_method: migration`, the file (name and
+/// content hash) as source reference.
+fn provenance(file: &Path, file_hash: &str) -> anyhow::Result<(HeaderMap, String)> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut name: String = name.chars().filter(|c| !c.is_control()).collect();
+    while name.len() > 120 {
+        name.pop();
+    }
+    let source = format!("file:{name}#sha256:{file_hash}");
+    let mut headers = HeaderMap::new();
+    headers.insert("x-collection-method", HeaderValue::from_static("migration"));
+    headers.insert(
+        "x-source-system",
+        HeaderValue::from_static("urn:openspp:operator:import"),
+    );
+    headers.insert(
+        "x-source-reference",
+        HeaderValue::from_str(&source).context("the file name cannot be a header")?,
+    );
+    headers.insert(
+        "x-request-id",
+        HeaderValue::from_str(&format!("import-{}", &file_hash[..16]))?,
+    );
+    Ok((headers, source))
+}
+
+/// The lines earlier runs recorded, as ranges.
+async fn done_ranges(pool: &PgPool, file_hash: &str) -> sqlx::Result<Vec<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT first_line, last_line FROM import_batches WHERE file_hash = $1 ORDER BY first_line",
+    )
+    .bind(file_hash)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn import(state: &AppState, args: &ImportArgs) -> anyhow::Result<(Summary, String)> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let started = Instant::now();
+    let (file_hash, lines) = rows::fingerprint(&args.file)?;
+    let mapping = args.mapping.as_deref().map(Mapping::load).transpose()?;
+    let (headers, source) = provenance(&args.file, &file_hash)?;
+    let done = done_ranges(&state.pool, &file_hash).await?;
+    let mut loader = Loader {
+        dispatch: Dispatch::new(state.clone(), operator(), headers),
+        state: state.clone(),
+        file_hash: file_hash.clone(),
+        source,
+        dry_run: args.dry_run.then(|| Transaction::new(&state.store)),
+        summary: Summary::default(),
+        report: Report::open(args.report.as_deref())?,
+        progress: progress_bar(lines),
+    };
+    let mut pending: Vec<rows::Row> = Vec::with_capacity(args.batch_size);
+    for row in rows::read(&args.file, mapping)? {
+        loader.summary.rows += 1;
+        if done
+            .iter()
+            .any(|(first, last)| (*first..=*last).contains(&row.line))
+        {
+            loader.summary.already += 1;
+            loader.progress.inc(1);
+            continue;
+        }
+        pending.push(row);
+        if pending.len() == args.batch_size {
+            loader.load(std::mem::take(&mut pending)).await?;
+            if args.pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        loader.load(pending).await?;
+    }
+    loader.progress.finish_and_clear();
+    loader.report.finish()?;
+    loader.summary.seconds = started.elapsed().as_secs_f64();
+    Ok((loader.summary, file_hash))
+}
+
+fn progress_bar(lines: u64) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(lines)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} rows · {per_sec} · eta {eta} · {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+struct Loader {
+    dispatch: Dispatch,
+    state: AppState,
+    file_hash: String,
+    source: String,
+    /// A dry run decides every batch into one transaction it never commits, so later rows
+    /// find what earlier rows would have created.
+    dry_run: Option<Transaction>,
+    summary: Summary,
+    report: Report,
+    progress: ProgressBar,
+}
+
+impl Loader {
+    /// Loads one batch of rows: every row decided, those refused reported, the rest committed
+    /// with the batch's line range. A commit refused for an identifier another stream holds
+    /// names the row claiming it, which is then refused, and the batch decided again.
+    async fn load(&mut self, batch: Vec<rows::Row>) -> anyhow::Result<()> {
+        let first_line = batch.first().map_or(0, |r| r.line);
+        let last_line = batch.last().map_or(0, |r| r.line);
+        let mut refused: BTreeMap<i64, String> = BTreeMap::new();
+        let mut entries: Vec<(i64, BatchEntry)> = Vec::with_capacity(batch.len());
+        for row in batch {
+            match row.parsed.and_then(entry) {
+                Ok(entry) => entries.push((row.line, entry)),
+                Err(reason) => {
+                    refused.insert(row.line, reason);
+                }
+            }
+        }
+        let mut attempt = 0;
+        let loaded = loop {
+            attempt += 1;
+            let transaction = match &self.dry_run {
+                Some(transaction) => transaction.clone(),
+                None => Transaction::new(&self.state.store),
+            };
+            let placeholders = Placeholders::default();
+            let mut loaded = Vec::new();
+            for (line, entry) in &entries {
+                if refused.contains_key(line) {
+                    continue;
+                }
+                let outcome = transaction
+                    .run(self.dispatch.send(entry, &placeholders))
+                    .await;
+                if outcome.status.is_success() {
+                    loaded.push((*line, outcome));
+                } else {
+                    refused.insert(*line, reason(&outcome.body, outcome.status));
+                }
+            }
+            if self.dry_run.is_some() {
+                break loaded.len();
+            }
+            transaction
+                .record_progress(ImportProgress {
+                    file_hash: self.file_hash.clone(),
+                    first_line,
+                    last_line,
+                    loaded: loaded.len() as i32,
+                    refused: Value::Array(
+                        refused
+                            .iter()
+                            .map(|(line, reason)| json!({"line": line, "reason": reason}))
+                            .collect(),
+                    ),
+                    source: self.source.clone(),
+                })
+                .await;
+            match transaction.commit().await {
+                Ok(_) => break loaded.len(),
+                Err(StoreError::Conflict) if attempt < ATTEMPTS => continue,
+                Err(StoreError::IdentifierInUse(identifier)) => {
+                    let Some((line, _)) = loaded.iter().rev().find(|(_, o)| claims(o, &identifier))
+                    else {
+                        bail!(
+                            "identifier {} is in use, and no row claims it",
+                            identifier.key()
+                        );
+                    };
+                    refused.insert(
+                        *line,
+                        format!(
+                            "identifier: identifier {} is already in use",
+                            identifier.key()
+                        ),
+                    );
+                }
+                Err(error) => {
+                    return Err(anyhow::anyhow!("{error}"))
+                        .with_context(|| format!("lines {first_line}-{last_line} not loaded"))
+                }
+            }
+        };
+        self.summary.loaded += loaded as u64;
+        self.summary.refused += refused.len() as u64;
+        for (line, reason) in &refused {
+            self.report.refused(*line, reason)?;
+        }
+        self.progress.inc((loaded + refused.len()) as u64);
+        self.progress.set_message(format!(
+            "{} loaded, {} refused",
+            self.summary.loaded, self.summary.refused
+        ));
+        Ok(())
+    }
+}
+
+/// The request a row stands for: a resource with its `type` is created (`POST /{type}`); a
+/// Bundle-style entry (`request`, `resource`) is sent as it says.
+fn entry(row: Value) -> Result<BatchEntry, String> {
+    if row.get("request").is_some() {
+        return serde_json::from_value(row).map_err(|e| format!("is not a Bundle entry: {e}"));
+    }
+    let kind = row
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| TYPES.contains(t))
+        .ok_or_else(|| {
+            format!(
+                "type: must be one of {} (or give `request`)",
+                TYPES.join(", ")
+            )
+        })?
+        .to_owned();
+    Ok(BatchEntry {
+        full_url: None,
+        resource: Some(row),
+        request: EntryRequest {
+            method: "POST".to_owned(),
+            url: kind,
+            if_match: None,
+        },
+    })
+}
+
+/// Why a row was refused: the answer its request got.
+fn reason(body: &Option<Value>, status: axum::http::StatusCode) -> String {
+    body.as_ref()
+        .and_then(|b| b.get("detail"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| status.to_string())
+}
+
+/// The refused rows: to a file (all), or to standard error (the first few).
+struct Report {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    printed: usize,
+}
+
+const PRINTED: usize = 20;
+
+impl Report {
+    fn open(path: Option<&Path>) -> anyhow::Result<Self> {
+        let file = path
+            .map(|p| {
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot write the report {}", p.display()))
+            })
+            .transpose()?
+            .map(std::io::BufWriter::new);
+        Ok(Self { file, printed: 0 })
+    }
+
+    fn refused(&mut self, line: i64, reason: &str) -> anyhow::Result<()> {
+        match &mut self.file {
+            Some(file) => writeln!(file, "{}", json!({"line": line, "reason": reason}))?,
+            None if self.printed < PRINTED => {
+                self.printed += 1;
+                eprintln!("line {line}: {reason}");
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some(file) = &mut self.file {
+            file.flush()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,399 @@
+//! `POST /$batch` (CONTRACT §10): a household and its members in one atomic request, entries
+//! answered as they would be alone, and a transaction that fails leaving no trace.
+
+use libtest_mimic::Trial;
+use serde_json::{json, Value};
+
+use crate::support::{
+    admin, individual_body, path_id, register_individual, sql_scalar, unique, world, NATIONAL_ID,
+};
+use crate::trial;
+
+const GROUP_SYSTEM: &str = "urn:openspp:group";
+const BATCH: &str = "/api/v2/spp/$batch";
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "batch::transaction_household_resolves_placeholders",
+            household_in_one_request,
+        ),
+        trial(
+            "batch::transaction_with_a_bad_entry_leaves_no_trace",
+            bad_entry_leaves_no_trace,
+        ),
+        trial(
+            "batch::transaction_claiming_one_identifier_twice_applies_nothing",
+            identifier_twice,
+        ),
+        trial(
+            "batch::transaction_enrols_and_changes_a_household_created_with_it",
+            household_enrolled,
+        ),
+        trial("batch::batch_answers_each_entry_alone", each_alone),
+        trial("batch::limits_and_shape_are_4xx", limits),
+        trial("batch::capability_statement_names_batch", capability),
+    ]
+}
+
+fn role(code: &str) -> Value {
+    json!({"coding": [{"system": "urn:openspp:vocab:group-membership-type", "code": code}]})
+}
+
+fn create(full_url: &str, kind: &str, resource: Value) -> Value {
+    json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": kind}})
+}
+
+/// A household of `ids.len()` members (the first the head), as a transaction Bundle whose
+/// Group names its members by placeholder.
+fn household(group: &str, ids: &[String]) -> Value {
+    let mut entries: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            create(
+                &format!("urn:uuid:{}", uuid_for(n)),
+                "Individual",
+                individual_body(id),
+            )
+        })
+        .collect();
+    let members: Vec<Value> = (0..ids.len())
+        .map(|n| {
+            json!({"entity": {"reference": format!("urn:uuid:{}", uuid_for(n))},
+                   "role": role(if n == 0 { "head" } else { "member" })})
+        })
+        .collect();
+    entries.push(create(
+        "urn:uuid:00000000-0000-4000-8000-0000000000ff",
+        "Group",
+        json!({"type": "Group", "identifier": [{"system": GROUP_SYSTEM, "value": group}],
+               "groupType": "household", "name": format!("{group} Household"), "member": members}),
+    ));
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+fn uuid_for(n: usize) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// Rows anywhere (events, claims, read models) naming `prefix`, and member rows of groups that
+/// have no events (what a partial write would leave).
+fn traces(prefix: &str) -> Vec<(String, String)> {
+    let url = &world().database_url;
+    let like = format!("'%{prefix}%'");
+    [
+        (
+            "events",
+            format!("SELECT count(*) FROM events WHERE payload::text LIKE {like}"),
+        ),
+        (
+            "identifier_claims",
+            format!("SELECT count(*) FROM identifier_claims WHERE value LIKE {like}"),
+        ),
+        (
+            "individual_view",
+            format!("SELECT count(*) FROM individual_view WHERE state::text LIKE {like}"),
+        ),
+        (
+            "group_view",
+            format!("SELECT count(*) FROM group_view WHERE state::text LIKE {like}"),
+        ),
+        (
+            "group_members_view",
+            "SELECT count(*) FROM group_members_view m WHERE NOT EXISTS \
+             (SELECT 1 FROM events e WHERE e.aggregate_id = m.group_id)"
+                .to_owned(),
+        ),
+        (
+            "group_membership_index",
+            "SELECT count(*) FROM group_membership_index m WHERE NOT EXISTS \
+             (SELECT 1 FROM events e WHERE e.aggregate_id = m.group_id)"
+                .to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(table, sql)| (table.to_owned(), sql_scalar(url, &sql)))
+    .collect()
+}
+
+fn assert_no_trace(prefix: &str) {
+    for (table, count) in traces(prefix) {
+        assert_eq!(count, "0", "{table} holds a trace of {prefix}");
+    }
+}
+
+/// A household and its members in one request: every entry 201 with the `Location` and `ETag`
+/// it would have had alone, and the group lists the individuals created beside it.
+async fn household_in_one_request() {
+    let api = admin().await;
+    let prefix = unique("TXH");
+    let ids: Vec<String> = (0..3).map(|n| format!("{prefix}-{n}")).collect();
+    let group = format!("{prefix}-G");
+    let reply = api.post(BATCH, household(&group, &ids)).await;
+    reply.expect(200);
+    assert_eq!(reply.body["type"], "transaction-response");
+    let entries = reply.body["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    for entry in entries {
+        assert_eq!(entry["response"]["status"], "201 Created", "{entry}");
+        assert!(entry["response"]["etag"].is_string(), "{entry}");
+        assert!(entry["response"]["lastModified"].is_string(), "{entry}");
+    }
+    let individual = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &ids[1]));
+    assert_eq!(entries[1]["response"]["location"], individual.as_str());
+    let group_path = format!("/api/v2/spp/Group/{}", path_id(GROUP_SYSTEM, &group));
+    assert_eq!(entries[3]["response"]["location"], group_path.as_str());
+    let read = api.get(&group_path).await;
+    read.expect(200);
+    assert_eq!(
+        read.header("etag"),
+        entries[3]["response"]["etag"].as_str(),
+        "the ETag the transaction answered is the committed version"
+    );
+    let members = read.body["member"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{}", read.text);
+    for (member, id) in members.iter().zip(&ids) {
+        assert_eq!(
+            member["entity"]["reference"],
+            format!("Individual/{NATIONAL_ID}|{id}"),
+        );
+    }
+    // The individuals' own read models know their household.
+    let person = api.get(&individual).await;
+    person.expect(200);
+    assert_eq!(
+        person.body["groupMembership"][0]["group"]["reference"],
+        format!("Group/{GROUP_SYSTEM}|{group}"),
+        "{}",
+        person.text
+    );
+    // One database transaction: every event of the Bundle was recorded at one instant.
+    let instants = sql_scalar(
+        &world().database_url,
+        &format!(
+            "SELECT count(DISTINCT metadata->>'recorded_at') FROM events \
+             WHERE payload::text LIKE '%{prefix}%'"
+        ),
+    );
+    assert_eq!(instants, "1");
+}
+
+/// A transaction whose last entry is invalid applies nothing: 422 naming that entry and its
+/// field with the entry's own diagnostics; no event, claim or read-model row remains.
+async fn bad_entry_leaves_no_trace() {
+    let api = admin().await;
+    let prefix = unique("TXB");
+    let ids: Vec<String> = (0..2).map(|n| format!("{prefix}-{n}")).collect();
+    let mut bundle = household(&format!("{prefix}-G"), &ids);
+    let mut bad = individual_body(&format!("{prefix}-bad"));
+    bad["birthDate"] = json!("2999-01-01");
+    bundle["entry"].as_array_mut().unwrap().push(json!({
+        "fullUrl": "urn:uuid:00000000-0000-4000-8000-0000000000bb",
+        "resource": bad, "request": {"method": "POST", "url": "Individual"}}));
+    let reply = api.post(BATCH, bundle).await;
+    reply.expect(422);
+    assert_eq!(reply.body["resourceType"], "OperationOutcome");
+    assert_eq!(
+        reply.body["issue"][0]["expression"][0], "entry[3].resource.birthDate",
+        "{}",
+        reply.text
+    );
+    let diagnostics = reply.body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains("urn:uuid:00000000-0000-4000-8000-0000000000bb")
+            && diagnostics.contains("future"),
+        "{diagnostics}"
+    );
+    assert_no_trace(&prefix);
+    api.get(&format!(
+        "/api/v2/spp/Individual/{}",
+        path_id(NATIONAL_ID, &ids[0])
+    ))
+    .await
+    .expect(404);
+}
+
+/// Two entries claiming one identifier: refused at the commit, naming the second entry.
+async fn identifier_twice() {
+    let api = admin().await;
+    let prefix = unique("TXD");
+    let id = format!("{prefix}-0");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        create("urn:uuid:00000000-0000-4000-8000-000000000001", "Individual", individual_body(&id)),
+        create("urn:uuid:00000000-0000-4000-8000-000000000002", "Individual", individual_body(&id)),
+    ]});
+    let reply = api.post(BATCH, bundle).await;
+    reply.expect(422);
+    assert_eq!(
+        reply.body["issue"][0]["expression"][0], "entry[1].resource.identifier",
+        "{}",
+        reply.text
+    );
+    assert_no_trace(&prefix);
+}
+
+/// A `batch`: each entry on its own, answered with the status, `Location`, `ETag` or
+/// OperationOutcome it would have had alone; a failed entry does not stop the others.
+async fn each_alone() {
+    let api = admin().await;
+    let taken = unique("BTA");
+    register_individual(&api, &taken).await;
+    let fresh = unique("BTB");
+    let path = register_individual(&api, &unique("BTC")).await;
+    let current = api.get(&path).await;
+    let etag = current.header("etag").unwrap().to_owned();
+    let mut changed = crate::support::as_body(&current.body);
+    changed["name"]["given"] = json!("Rosa");
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": individual_body(&taken), "request": {"method": "POST", "url": "Individual"}},
+        {"resource": individual_body(&fresh), "request": {"method": "POST", "url": "Individual"}},
+        {"resource": changed, "request": {"method": "PUT", "url": path.trim_start_matches("/api/v2/spp/"), "ifMatch": etag}},
+        {"resource": changed, "request": {"method": "PUT", "url": path.trim_start_matches("/api/v2/spp/"), "ifMatch": "\"1\""}},
+        {"request": {"method": "GET", "url": path.trim_start_matches("/api/v2/spp/")}},
+        {"request": {"method": "GET", "url": "Nothing/here"}},
+    ]});
+    let reply = api.post(BATCH, bundle).await;
+    reply.expect(200);
+    assert_eq!(reply.body["type"], "batch-response");
+    let entries = reply.body["entry"].as_array().unwrap();
+    let status = |n: usize| {
+        entries[n]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status(0), "409 Conflict");
+    assert_eq!(
+        entries[0]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(status(1), "201 Created");
+    assert_eq!(
+        entries[1]["response"]["location"],
+        format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, &fresh))
+    );
+    assert_eq!(
+        entries[1]["resource"]["identifier"][0]["value"],
+        fresh.as_str()
+    );
+    assert_eq!(status(2), "200 OK");
+    assert_eq!(status(3), "412 Precondition Failed");
+    assert_eq!(status(4), "200 OK");
+    assert_eq!(entries[4]["resource"]["name"]["given"], "Rosa");
+    assert_eq!(
+        entries[4]["response"]["etag"],
+        entries[2]["response"]["etag"]
+    );
+    assert_eq!(status(5), "404 Not Found");
+    api.get(&format!(
+        "/api/v2/spp/Individual/{}",
+        path_id(NATIONAL_ID, &fresh)
+    ))
+    .await
+    .expect(200);
+}
+
+async fn limits() {
+    let api = admin().await;
+    let entry = json!({"request": {"method": "GET", "url": "Individual"}});
+    let too_many = json!({"resourceType": "Bundle", "type": "batch",
+                          "entry": vec![entry.clone(); 1001]});
+    let reply = api.post(BATCH, too_many).await;
+    reply.expect(422);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "entry");
+    let reply = api
+        .post(
+            BATCH,
+            json!({"resourceType": "Bundle", "type": "history", "entry": []}),
+        )
+        .await;
+    reply.expect(422);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "type");
+    let reply = api
+        .post(
+            BATCH,
+            json!({"resourceType": "Bundle", "type": "batch", "entry": [
+                {"request": {"method": "TRACE", "url": "Individual"}}]}),
+        )
+        .await;
+    reply.expect(200);
+    assert_eq!(
+        reply.body["entry"][0]["response"]["status"],
+        "422 Unprocessable Entity"
+    );
+    // Without a token, nothing runs.
+    let anonymous = crate::support::Api::new(&world().base);
+    anonymous
+        .post(
+            BATCH,
+            json!({"resourceType": "Bundle", "type": "batch", "entry": [entry]}),
+        )
+        .await
+        .expect(401);
+}
+
+/// The FHIR capability statement names the system interactions and the bulk export.
+async fn capability() {
+    let api = crate::support::Api::new(&world().base);
+    let reply = api
+        .send(
+            reqwest::Method::GET,
+            "/api/v2/spp/metadata",
+            None,
+            &[("Accept", "application/fhir+json")],
+        )
+        .await;
+    reply.expect(200);
+    let rest = &reply.body["rest"][0];
+    assert_eq!(
+        rest["interaction"],
+        json!([{"code": "transaction"}, {"code": "batch"}])
+    );
+    assert_eq!(rest["operation"], json!([{"name": "bulk-export"}]));
+}
+
+/// A household created, enrolled and its membership changed in one transaction: the program
+/// and membership found before the commit, a placeholder in a later entry's URL.
+async fn household_enrolled() {
+    let api = admin().await;
+    let (_, program) = crate::program::new_program(&api, "group").await;
+    let prefix = unique("TXM");
+    let ids: Vec<String> = (0..2).map(|n| format!("{prefix}-{n}")).collect();
+    let group = format!("{prefix}-G");
+    let mut bundle = household(&group, &ids);
+    let membership = |status: &str| {
+        json!({"type": "ProgramMembership", "program": {"reference": format!("Program/{program}")},
+               "beneficiary": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000ff"},
+               "status": status})
+    };
+    let entries = bundle["entry"].as_array_mut().unwrap();
+    entries.push(create(
+        "urn:uuid:00000000-0000-4000-8000-0000000000ee",
+        "ProgramMembership",
+        membership("enrolled"),
+    ));
+    entries.push(json!({"resource": membership("paused"), "request": {
+        "method": "PUT", "url": "ProgramMembership/urn:uuid:00000000-0000-4000-8000-0000000000ee"}}));
+    let reply = api.post(BATCH, bundle).await;
+    reply.expect(200);
+    let answered = reply.body["entry"].as_array().unwrap();
+    assert_eq!(
+        answered[3]["response"]["status"], "201 Created",
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        answered[4]["response"]["status"], "200 OK",
+        "{}",
+        reply.text
+    );
+    let location = answered[3]["response"]["location"].as_str().unwrap();
+    let read = api.get(location).await;
+    read.expect(200);
+    assert_eq!(read.body["status"], "paused", "{}", read.text);
+    assert_eq!(
+        read.header("etag"),
+        answered[4]["response"]["etag"].as_str()
+    );
+}

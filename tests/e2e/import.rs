@@ -1,0 +1,331 @@
+//! `openspp import` and `openspp seed` (CONTRACT §10), run as an operator runs them: rows
+//! loaded as ordinary events with `collection_method: migration`, refused rows reported by
+//! line, every row loaded exactly once across an interruption, and a deterministic synthetic
+//! population.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+use serde_json::{json, Value};
+
+use crate::support::{
+    admin, cli, individual_body, path_id, sql_scalar, unique, world, NATIONAL_ID, TEST_KEK,
+};
+use crate::trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "import::ndjson_reports_refused_lines_and_reruns_load_nothing",
+            ndjson,
+        ),
+        trial(
+            "import::an_interrupted_import_resumes_loading_every_row_once",
+            interrupted,
+        ),
+        trial("import::csv_with_a_mapping_and_a_dry_run", csv_mapping),
+        trial("import::seed_is_deterministic_for_a_seed", seed),
+    ]
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{}-{name}", unique("import")))
+}
+
+fn write_lines(path: &PathBuf, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+fn summary(printed: &str) -> Value {
+    serde_json::from_str(printed.lines().last().expect("a summary line")).expect("JSON summary")
+}
+
+fn count(sql: &str) -> i64 {
+    sql_scalar(&world().database_url, sql).parse().unwrap()
+}
+
+/// Refused rows are reported by their 1-based line with the reason their request would have
+/// got; the others load as migration events naming the file; a rerun loads nothing.
+async fn ndjson() {
+    let prefix = unique("IMP");
+    let id = |n: usize| format!("{prefix}-{n}");
+    let mut bad = individual_body(&id(9));
+    bad["birthDate"] = json!("2999-01-01");
+    let lines = vec![
+        individual_body(&id(1)).to_string(),
+        individual_body(&id(2)).to_string(),
+        String::new(),
+        bad.to_string(),
+        "not json".to_owned(),
+        json!({"type": "Group", "identifier": [{"system": "urn:openspp:group", "value": id(0)}],
+               "groupType": "household", "name": "Imported Household",
+               "member": [{"entity": {"reference": format!("Individual/{NATIONAL_ID}|{}", id(1))}},
+                          {"entity": {"reference": format!("Individual/{NATIONAL_ID}|{}", id(2))}}]})
+        .to_string(),
+        individual_body(&id(1)).to_string(),
+        individual_body(&id(3)).to_string(),
+        json!({"type": "Nothing"}).to_string(),
+    ];
+    let file = temp("rows.ndjson");
+    write_lines(&file, &lines);
+    let report = temp("refused.ndjson");
+    let url = &world().database_url;
+    let first = summary(&cli(
+        url,
+        &[
+            "import",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "3",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(first["rows"], 8, "{first}");
+    assert_eq!(first["loaded"], 4, "{first}");
+    assert_eq!(first["refused"], 4, "{first}");
+    let refused: Vec<Value> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines_refused: Vec<i64> = refused
+        .iter()
+        .map(|r| r["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(lines_refused, [4, 5, 7, 9], "{refused:?}");
+    assert!(refused[0]["reason"].as_str().unwrap().contains("birthDate"));
+    assert!(refused[2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("already in use"));
+    assert!(refused[3]["reason"].as_str().unwrap().starts_with("type"));
+    // Ordinary events, recorded as a migration from this file.
+    let hash = first["sha256"].as_str().unwrap();
+    let events = count(&format!(
+        "SELECT count(*) FROM events WHERE payload::text LIKE '%{prefix}%' \
+         AND metadata->>'collection_method' = 'migration' \
+         AND metadata->>'source_reference' LIKE '%{hash}'"
+    ));
+    let all = count(&format!(
+        "SELECT count(*) FROM events WHERE payload::text LIKE '%{prefix}%'"
+    ));
+    assert!(events > 0 && events == all, "{events} of {all}");
+    let api = admin().await;
+    let group = api
+        .get(&format!(
+            "/api/v2/spp/Group/{}",
+            path_id("urn:openspp:group", &id(0))
+        ))
+        .await;
+    group.expect(200);
+    assert_eq!(group.body["member"].as_array().unwrap().len(), 2);
+    // The same file again: nothing loaded twice.
+    let again = summary(&cli(url, &["import", file.to_str().unwrap()]));
+    assert_eq!(again["loaded"], 0, "{again}");
+    assert_eq!(again["already_imported"], 8, "{again}");
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM events WHERE payload::text LIKE '%{prefix}%'"
+        )),
+        all
+    );
+}
+
+/// Killed half-way (SIGKILL between batches), then run again: every row is loaded, once.
+async fn interrupted() {
+    let prefix = unique("IMK");
+    let rows = 24;
+    let lines: Vec<String> = (0..rows)
+        .map(|n| individual_body(&format!("{prefix}-{n}")).to_string())
+        .collect();
+    let file = temp("interrupted.ndjson");
+    write_lines(&file, &lines);
+    let url = &world().database_url;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args([
+            "import",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "2",
+            "--pause-ms",
+            "300",
+        ])
+        .env("DATABASE_URL", url)
+        .env("OPENSPP_KEY_ENCRYPTION_KEY", TEST_KEK)
+        .env("OPENSPP_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("import starts");
+    let registered = || {
+        count(&format!(
+            "SELECT count(*) FROM events WHERE event_type = 'IdentifierAdded' \
+             AND payload::text LIKE '%{prefix}%'"
+        ))
+    };
+    let mut waited = 0;
+    while registered() < 4 {
+        assert!(waited < 200, "the import never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let before = registered();
+    assert!(before < rows, "killed before the end ({before} loaded)");
+    let resumed = summary(&cli(url, &["import", file.to_str().unwrap()]));
+    assert_eq!(
+        resumed["already_imported"].as_i64().unwrap(),
+        before,
+        "{resumed}"
+    );
+    assert_eq!(
+        resumed["loaded"].as_i64().unwrap(),
+        rows - before,
+        "{resumed}"
+    );
+    assert_eq!(registered(), rows, "every row exactly once");
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM individual_view WHERE state::text LIKE '%{prefix}%'"
+        )),
+        rows
+    );
+}
+
+/// A CSV file placed by a mapping; a dry run checks every row and loads nothing.
+async fn csv_mapping() {
+    let prefix = unique("IMC");
+    let file = temp("people.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "national_id,family,given,dob,sex\n\
+             {prefix}-1,Reyes,Ana,1990-02-03,2\n\
+             {prefix}-2,Cruz,Jose,1988-11-30,1\n\
+             {prefix}-3,Ramos,Luz,not-a-date,2\n"
+        ),
+    )
+    .unwrap();
+    let mapping = temp("mapping.json");
+    std::fs::write(
+        &mapping,
+        json!({
+            "type": "Individual",
+            "columns": {"national_id": "identifier[0].value", "family": "name.family",
+                        "given": "name.given", "dob": "birthDate", "sex": "gender.coding[0].code"},
+            "constants": {"identifier[0].system": NATIONAL_ID,
+                          "gender.coding[0].system": "urn:iso:std:iso:5218"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let url = &world().database_url;
+    let args = |dry: bool| {
+        let mut args = vec![
+            "import".to_owned(),
+            file.to_str().unwrap().to_owned(),
+            "--mapping".to_owned(),
+            mapping.to_str().unwrap().to_owned(),
+        ];
+        if dry {
+            args.push("--dry-run".to_owned());
+        }
+        args
+    };
+    let run = |dry: bool| {
+        let args = args(dry);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        summary(&cli(url, &args))
+    };
+    let people = || {
+        count(&format!(
+            "SELECT count(*) FROM individual_view WHERE state::text LIKE '%{prefix}%'"
+        ))
+    };
+    let dry = run(true);
+    assert_eq!(
+        (dry["loaded"].as_i64(), dry["refused"].as_i64()),
+        (Some(2), Some(1)),
+        "{dry}"
+    );
+    assert_eq!(people(), 0, "a dry run loads nothing");
+    let real = run(false);
+    assert_eq!(real["loaded"], 2, "{real}");
+    assert_eq!(people(), 2);
+    let api = admin().await;
+    let read = api
+        .get(&format!(
+            "/api/v2/spp/Individual/{}",
+            path_id(NATIONAL_ID, &format!("{prefix}-2"))
+        ))
+        .await;
+    read.expect(200);
+    assert_eq!(read.body["name"]["given"], "Jose");
+    assert_eq!(read.body["gender"]["coding"][0]["code"], "1");
+}
+
+/// The same seed writes the same population, byte for byte; loaded, it is every individual,
+/// household and membership status it describes.
+async fn seed() {
+    let seed = (uuid::Uuid::new_v4().as_u128() % 1_000_000_000).to_string();
+    let url = &world().database_url;
+    let (a, b) = (temp("seed-a.ndjson"), temp("seed-b.ndjson"));
+    let first = summary(&cli(
+        url,
+        &[
+            "seed",
+            "--synthetic",
+            "60",
+            "--seed",
+            &seed,
+            "--out",
+            a.to_str().unwrap(),
+        ],
+    ));
+    summary(&cli(
+        url,
+        &[
+            "seed",
+            "--synthetic",
+            "60",
+            "--seed",
+            &seed,
+            "--out",
+            b.to_str().unwrap(),
+            "--dry-run",
+        ],
+    ));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(first["refused"], 0, "{first}");
+    assert!(first["loaded"].as_i64().unwrap() > 60, "{first}");
+    let prefix = format!("SYN{seed}-");
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM individual_view WHERE primary_identifier LIKE '%{prefix}%'"
+        )),
+        60
+    );
+    assert!(
+        count(&format!(
+            "SELECT count(*) FROM group_view WHERE primary_identifier LIKE '%{prefix}H%'"
+        )) > 5
+    );
+    // Loading the same population again loads nothing.
+    let again = summary(&cli(
+        url,
+        &[
+            "seed",
+            "--synthetic",
+            "60",
+            "--seed",
+            &seed,
+            "--out",
+            b.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(again["loaded"], 0, "{again}");
+}
