@@ -30,6 +30,8 @@ pub struct Shared {
     pub clash_alerts: ClashAlerts,
     /// The DCI interface's settings and callback client (CONTRACT §9).
     pub dci: Arc<crate::config::DciSettings>,
+    /// The feed follower's checkpoint, followed by GraphQL subscriptions (CONTRACT §7).
+    pub checkpoints: openspp_projections::CheckpointWatch,
 }
 
 impl AppState {

@@ -4,6 +4,7 @@
 //! request, and its preconditions.
 
 pub mod advanced_search;
+pub mod aggregation;
 pub mod audit_event;
 pub mod bundle;
 pub mod consent;

@@ -24,12 +24,15 @@ use axum::routing::get;
 use axum::{Extension, Router};
 
 use crate::app::AppState;
+use crate::extensions::Shown;
 use crate::resource::Call;
 
 pub use query::Query;
 
 /// Where GraphQL is served.
 pub const PATH: &str = "/api/v2/graphql";
+/// Where subscriptions are served (WebSocket, `graphql-transport-ws`).
+pub const WS_PATH: &str = "/api/v2/graphql/ws";
 
 /// The deepest selection accepted: deep enough for a membership's beneficiary's groups'
 /// members, shallow enough that a recursive query is refused before it runs.
@@ -68,6 +71,9 @@ async fn execute(
     call: Call,
     request: async_graphql::Request,
 ) -> GraphQLResponse {
+    // Resources render with every registered extension, as REST with `_extensions=*`: the
+    // grant still drops what the caller may not see, and a query shows only what it selects.
+    call.show_extensions(Shown::All);
     let call = Arc::new(call);
     let loaders = loaders::Loaders::new(&call);
     schema

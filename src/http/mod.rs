@@ -16,6 +16,7 @@ use crate::error::ApiError;
 mod read_routes;
 pub(crate) use read_routes::read_routes;
 
+pub mod aggregation;
 pub mod audit_event;
 pub mod consent;
 pub mod conventions;
@@ -45,6 +46,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(program_membership::routes())
         .merge(vocabulary::routes())
         .merge(filters::routes())
+        .merge(aggregation::routes())
         .merge(crate::auth::api_routes())
         .routes(routes!(metadata::capability_statement))
         .routes(routes!(docs::docs))

@@ -5,6 +5,7 @@
 mod support;
 
 mod access_log;
+mod aggregation;
 mod audit;
 mod auth;
 mod compat_discovery;
@@ -83,6 +84,7 @@ fn main() {
 
     let mut trials = Vec::new();
     trials.extend(access_log::trials());
+    trials.extend(aggregation::trials());
     trials.extend(audit::trials());
     trials.extend(auth::trials());
     trials.extend(compat_discovery::trials());

@@ -69,6 +69,8 @@ async fn document() {
         ("/Vocabulary/{namespace_uri}", "get"),
         ("/Vocabulary/{namespace_uri}/codes", "get"),
         ("/Vocabulary/{namespace_uri}/_history", "get"),
+        ("/aggregation/compute", "post"),
+        ("/aggregation/dimensions", "get"),
         ("/oauth/token", "post"),
         ("/metadata", "get"),
         ("/openapi.json", "get"),

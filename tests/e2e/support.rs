@@ -515,7 +515,12 @@ pub async fn audit_event_where(api: &Api, query: &str, wanted: impl Fn(&Value) -
     for _ in 0..50 {
         let reply = api.get(&format!("/api/v2/spp/AuditEvent?{query}")).await;
         reply.expect(200);
-        if let Some(entry) = reply.body["data"].as_array().unwrap().iter().find(|e| wanted(e)) {
+        if let Some(entry) = reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| wanted(e))
+        {
             return entry.clone();
         }
         last = reply.body;
