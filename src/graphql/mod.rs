@@ -7,16 +7,18 @@
 mod connections;
 mod context;
 mod explorer;
+mod live;
 mod loaders;
 mod nodes;
 mod objects;
 mod query;
 mod statistics;
 mod values;
+mod ws;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use async_graphql::{EmptyMutation, Schema};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +29,7 @@ use crate::app::AppState;
 use crate::extensions::Shown;
 use crate::resource::Call;
 
+pub use live::{Event, Subscription};
 pub use query::Query;
 
 /// Where GraphQL is served.
@@ -41,10 +44,15 @@ pub const MAX_DEPTH: usize = 10;
 /// list may return (`first` for connections, 10 for an unbounded link list).
 pub const MAX_COMPLEXITY: usize = 5000;
 
-pub type ApiSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+/// The largest request body `POST /api/v2/graphql` reads: a query is text a person or a tool
+/// wrote, never bulk data (the GraphQL extractor streams the body past the server's general
+/// limit, so this one is its own).
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub type ApiSchema = Schema<Query, EmptyMutation, Subscription>;
 
 pub fn schema() -> ApiSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, EmptyMutation, Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -58,11 +66,13 @@ pub fn sdl() -> String {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(PATH, get(query_or_explorer).post(post))
+        .route(WS_PATH, get(ws::upgrade))
         .route(
             &format!("{}/{{name}}", explorer::ASSETS),
             get(explorer::asset),
         )
         .layer(Extension(schema()))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
 }
 
 /// Runs one request for `call`, with the request's own batch loaders.

@@ -36,6 +36,7 @@ mod process;
 mod program;
 mod schemathesis;
 mod store;
+mod subscriptions;
 mod vocabulary;
 
 use std::future::Future;
@@ -108,6 +109,7 @@ fn main() {
     trials.extend(metrics::trials());
     trials.extend(openapi::trials());
     trials.extend(store::trials());
+    trials.extend(subscriptions::trials());
     trials.extend(process::trials());
     trials.extend(program::trials());
     trials.extend(schemathesis::trials());
