@@ -8,6 +8,7 @@ pub mod aggregation;
 pub mod audit_event;
 pub mod bundle;
 pub mod consent;
+pub mod graphql;
 pub mod group;
 pub mod individual;
 pub mod json;

@@ -24,7 +24,11 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::api::graphql::{GraphqlRequest, GraphqlResponse};
+use crate::api::schema::OperationOutcome;
 use crate::app::AppState;
 use crate::extensions::Shown;
 use crate::resource::Call;
@@ -63,16 +67,21 @@ pub fn sdl() -> String {
     schema().sdl()
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(PATH, get(query_or_explorer).post(post))
-        .route(WS_PATH, get(ws::upgrade))
-        .route(
-            &format!("{}/{{name}}", explorer::ASSETS),
-            get(explorer::asset),
-        )
+/// GraphQL's endpoints, described in the OpenAPI document like every other route.
+pub fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(query_or_explorer, post))
+        .routes(routes!(ws::upgrade))
         .layer(Extension(schema()))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+}
+
+/// The explorer's assets (static files, not API operations).
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        &format!("{}/{{name}}", explorer::ASSETS),
+        get(explorer::asset),
+    )
 }
 
 /// Runs one request for `call`, with the request's own batch loaders.
@@ -92,6 +101,17 @@ async fn execute(
         .into()
 }
 
+/// Runs a GraphQL query (CONTRACT §7) under the token's scopes, allowed programs and
+/// consents; a query is one access in the access log, naming every subject it returned.
+#[utoipa::path(post, path = "/api/v2/graphql", tag = "GraphQL",
+    request_body = GraphqlRequest,
+    responses(
+        (status = 200, body = GraphqlResponse, description = "The GraphQL response; refusals are in `errors`"),
+        (status = 400, body = OperationOutcome),
+        (status = 401, body = OperationOutcome),
+        (status = 413, body = OperationOutcome, description = "A body over 64 KiB"),
+    ),
+    security(("bearer" = [])))]
 async fn post(
     Extension(schema): Extension<ApiSchema>,
     call: Call,
@@ -100,7 +120,21 @@ async fn post(
     execute(&schema, call, request.into_inner()).await
 }
 
-/// `GET` with a `query` parameter runs it; without one, the explorer page.
+/// `GET` with a `query` parameter runs it (a token is then required); without one, the
+/// explorer page, which works offline (its assets are served here).
+#[utoipa::path(get, path = "/api/v2/graphql", tag = "GraphQL",
+    params(
+        ("query" = Option<String>, Query, description = "A query document; without it, the explorer page"),
+        ("operationName" = Option<String>, Query),
+        ("variables" = Option<String>, Query, description = "The variables, as JSON"),
+    ),
+    responses(
+        (status = 200, description = "The GraphQL response to `query`; without `query`, the explorer page",
+            content((GraphqlResponse = "application/json"), (String = "text/html"))),
+        (status = 400, body = OperationOutcome),
+        (status = 401, body = OperationOutcome),
+    ),
+    security((), ("bearer" = [])))]
 async fn query_or_explorer(
     State(state): State<AppState>,
     Extension(schema): Extension<ApiSchema>,

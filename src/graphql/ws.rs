@@ -63,7 +63,15 @@ fn ack_timeout() -> Duration {
     })
 }
 
-/// `GET /api/v2/graphql/ws`: the upgrade. The client is authenticated by `connection_init`.
+/// Subscriptions (CONTRACT §7): a WebSocket speaking `graphql-transport-ws`; the token comes
+/// in `connection_init` as `{"Authorization": "Bearer <token>"}`.
+#[utoipa::path(get, path = "/api/v2/graphql/ws", tag = "GraphQL",
+    responses(
+        (status = 101, description = "Switched to a WebSocket speaking graphql-transport-ws"),
+        (status = 400, body = crate::api::schema::OperationOutcome,
+            description = "Not a WebSocket upgrade offering graphql-transport-ws"),
+    ),
+    security(()))]
 pub async fn upgrade(
     State(state): State<AppState>,
     Extension(schema): Extension<ApiSchema>,
@@ -201,7 +209,7 @@ async fn serve(
             break;
         }
         sent += 1;
-        if sent % window() != 0 {
+        if !sent.is_multiple_of(window()) {
             continue;
         }
         // A window sent: the previous ping must have been answered (within the grace).

@@ -56,7 +56,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(crate::metrics::metrics))
-        .merge(crate::auth::routes());
+        .merge(crate::auth::routes())
+        .merge(crate::graphql::documented_routes());
     // Every route is registered through the OpenAPI router, so none can go undocumented; the
     // document itself is the one route that cannot describe itself by annotation.
     let (api, document) = OpenApiRouter::new()

@@ -388,6 +388,20 @@ async fn limits() {
         let message = body["errors"][0]["message"].as_str().unwrap_or_default();
         assert!(message.contains(words), "{query}: {body}");
     }
+    // A body over the limit is refused before it is read, as REST refuses one.
+    let padding = " ".repeat(70 * 1024);
+    let reply = api
+        .post(
+            PATH,
+            json!({"query": format!("{{ individuals(first: 1) {{ totalCount }} }}{padding}")}),
+        )
+        .await;
+    reply.expect(413);
+    assert_eq!(
+        reply.body["resourceType"], "OperationOutcome",
+        "{}",
+        reply.text
+    );
 }
 
 async fn get_queries() {

@@ -91,6 +91,13 @@ async fn document() {
     for path in ["/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"] {
         expected.push((path.to_owned(), "get"));
     }
+    for (path, method) in [
+        ("/api/v2/graphql", "get"),
+        ("/api/v2/graphql", "post"),
+        ("/api/v2/graphql/ws", "get"),
+    ] {
+        expected.push((path.to_owned(), method));
+    }
     for (path, method) in &expected {
         assert!(
             doc["paths"][path][method].is_object(),
