@@ -106,7 +106,8 @@ async fn execute(
 #[utoipa::path(post, path = "/api/v2/graphql", tag = "GraphQL",
     request_body = GraphqlRequest,
     responses(
-        (status = 200, body = GraphqlResponse, description = "The GraphQL response; refusals are in `errors`"),
+        (status = 200, description = "The GraphQL response; refusals are in `errors`",
+            content((GraphqlResponse = "application/graphql-response+json"), (GraphqlResponse = "application/json"))),
         (status = 400, body = OperationOutcome),
         (status = 401, body = OperationOutcome),
         (status = 413, body = OperationOutcome, description = "A body over 64 KiB"),
@@ -130,7 +131,7 @@ async fn post(
     ),
     responses(
         (status = 200, description = "The GraphQL response to `query`; without `query`, the explorer page",
-            content((GraphqlResponse = "application/json"), (String = "text/html"))),
+            content((GraphqlResponse = "application/graphql-response+json"), (GraphqlResponse = "application/json"), (String = "text/html"))),
         (status = 400, body = OperationOutcome),
         (status = 401, body = OperationOutcome),
     ),
