@@ -179,8 +179,17 @@ pub async fn compute(call: &Call, request: Request, field: &str) -> Result<Table
             _ => vec![stream],
         });
     }
+    // The registrants' fields the count reads: a client's field filter that hides one refuses
+    // the count; a consent that hides one leaves its subject out.
+    let (resource_type, reads) = read_fields(target, &dimensions, gender.is_some());
+    let named: Vec<(String, String)> = reads
+        .iter()
+        .map(|(parameter, field)| (parameter.to_string(), field.to_string()))
+        .collect();
+    principal.may_search_on(resource_type, &named)?;
     let query = CountQuery {
         target,
+        fields: reads.iter().map(|(_, f)| f.to_string()).collect(),
         dimensions: dimensions.clone(),
         programs,
         gender: gender.map(|g| g.rsplit('|').next().unwrap_or_default().to_owned()),
@@ -215,6 +224,32 @@ pub async fn compute(call: &Call, request: Request, field: &str) -> Result<Table
         min_cell_size: min,
         cells: suppress(counts, dimensions.len(), min),
     })
+}
+
+/// The consent resource type of `target`, and the fields of its registrants a count by
+/// `dimensions` (and a gender filter) reads, each with what names it in the request.
+fn read_fields(
+    target: Target,
+    dimensions: &[Dimension],
+    by_gender: bool,
+) -> (&'static str, Vec<(&'static str, &'static str)>) {
+    let mut fields = Vec::new();
+    for dimension in dimensions {
+        match dimension {
+            Dimension::Gender => fields.push((name(*dimension), "gender")),
+            Dimension::AgeBand => fields.push((name(*dimension), "birthDate")),
+            Dimension::GroupType => fields.push((name(*dimension), "groupType")),
+            Dimension::Program | Dimension::MembershipStatus => {}
+        }
+    }
+    if by_gender && !dimensions.contains(&Dimension::Gender) {
+        fields.push(("gender", "gender"));
+    }
+    let resource_type = match target {
+        Target::Individuals => "individual",
+        Target::Groups => "group",
+    };
+    (resource_type, fields)
 }
 
 /// Every dimension, in the order `/aggregation/dimensions` lists them.

@@ -104,6 +104,10 @@ pub struct CountQuery {
     pub programs: Option<Vec<String>>,
     pub gender: Option<String>,
     pub membership_status: Option<String>,
+    /// The registrants' fields the count reads (a dimension's, a filter's): a consent-bound
+    /// caller counts only subjects whose consent shows every one of them, as a search admits
+    /// only subjects whose consent shows the fields it filters on.
+    pub fields: Vec<String>,
     pub counted: Counted,
     pub today: NaiveDate,
 }
@@ -167,6 +171,15 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
                 .push(format!(", '{resource_type}', "))
                 .push_bind(query.today)
                 .push(") AND jsonb_path_exists(c.terms, '$.scopes[*] ? (@.purpose == \"analytics\" || @.purpose == \"research\")')");
+            // `consent_field_access` (migration 0011), as `consent::push_admitted` reads it.
+            for field in &query.fields {
+                qb.push(format!(
+                    " AND (c.field_access -> '{resource_type}' = 'null'::jsonb \
+                     OR c.field_access -> '{resource_type}' ? "
+                ))
+                .push_bind(field.clone())
+                .push(")");
+            }
         };
         qb.push(" AND i.aggregate_id IN (SELECT c.subject_id FROM consent_index c WHERE");
         in_force(&mut qb);

@@ -149,6 +149,24 @@ async fn compute() {
         consent["scopes"][0]["purpose"] = json!("research");
         admin.post("/api/v2/spp/Consent", consent).await.expect(201);
     }
+    // One more, consented for analytics but with her gender hidden: counted, but not by gender.
+    let hidden = unique("AGG");
+    admin
+        .post("/api/v2/spp/Individual", individual_body(&hidden))
+        .await
+        .expect(201);
+    enrol(&admin, &program, &hidden, "enrolled")
+        .await
+        .expect(201);
+    let mut consent = consent_body(
+        &format!("Individual/{NATIONAL_ID}|{hidden}"),
+        "specific",
+        &[&organization],
+        &[],
+    );
+    consent["scopes"][0]["purpose"] = json!("analytics");
+    consent["scopes"][0]["field_access"] = json!(["name"]);
+    admin.post("/api/v2/spp/Consent", consent).await.expect(201);
     let bound = consent_client(
         &world().database_url,
         &organization,
@@ -164,6 +182,31 @@ async fn compute() {
         json!({"2": {"count": 6, "suppressed": false, "values": {"gender": "2"},
                      "statistics": {"count": {"value": 6, "suppressed": false}}}})
     );
+    let everyone = bound
+        .post(
+            COMPUTE,
+            json!({"scope": {"target_type": "individual", "program": program}}),
+        )
+        .await;
+    assert_eq!(everyone.body["total_count"], 7, "{}", everyone.body);
+    let by_gender = bound
+        .post(
+            COMPUTE,
+            json!({"scope": {"target_type": "individual", "program": program, "gender": "2"}}),
+        )
+        .await;
+    assert_eq!(by_gender.body["total_count"], 6, "{}", by_gender.body);
+
+    // A client whose own field filter hides gender may not count by it.
+    let filtered = Api::new(&world().base)
+        .login(&create_client(
+            &world().database_url,
+            &["--scope", "aggregation:read", "--field", "individual:name"],
+        ))
+        .await;
+    let refused = filtered.post(COMPUTE, body.clone()).await;
+    refused.expect(403);
+    assert_eq!(expression(&refused), "gender");
 
     // Groups: a group program's memberships by group type.
     let (_, households) = new_program(&admin, "group").await;
