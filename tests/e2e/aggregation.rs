@@ -8,6 +8,7 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::consent::consent_body;
+use crate::graphql::counted_population;
 use crate::program::{enrol, new_program};
 use crate::support::{
     admin, consent_client, create_client, individual_body, unique, world, Api, NATIONAL_ID,
@@ -47,21 +48,8 @@ fn analyst_scopes() -> Vec<&'static str> {
 
 async fn compute() {
     let admin = admin().await;
-    let (_, program) = new_program(&admin, "individual").await;
     let organization = unique("AggOrg");
-    let mut consented = Vec::new();
-    for (gender, how_many) in [("2", 12), ("1", 6), ("9", 3)] {
-        for n in 0..how_many {
-            let id = unique("AGG");
-            let mut body = individual_body(&id);
-            body["gender"]["coding"][0]["code"] = json!(gender);
-            admin.post("/api/v2/spp/Individual", body).await.expect(201);
-            enrol(&admin, &program, &id, "enrolled").await.expect(201);
-            if gender == "2" && n < 6 {
-                consented.push(id);
-            }
-        }
-    }
+    let (program, consented) = counted_population(&admin, "AGG").await;
     let analyst = Api::new(&world().base)
         .login(&create_client(&world().database_url, &analyst_scopes()))
         .await;

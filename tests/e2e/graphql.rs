@@ -499,23 +499,31 @@ const STATISTICS: &str = r#"query($program: String!) {
   statistics(dimensions: [GENDER], filter: {program: $program}) {
     total minCellSize cells { key count suppressed } } }"#;
 
-async fn statistics() {
-    let admin = admin().await;
-    let (_, program) = new_program(&admin, "individual").await;
-    let organization = unique("GQStat");
-    let mut analysts_may_count = Vec::new();
+/// Enrols 12 women, 6 men and 3 people of gender 9 in a new individual program: a table with
+/// one small cell (3) whose smallest complement is 6. Returns the program's identifier and six
+/// of the women (to consent for analytics).
+pub async fn counted_population(admin: &Api, prefix: &str) -> (String, Vec<String>) {
+    let (_, program) = new_program(admin, "individual").await;
+    let mut six_women = Vec::new();
     for (gender, how_many) in [("2", 12), ("1", 6), ("9", 3)] {
         for n in 0..how_many {
-            let id = unique("GQT");
+            let id = unique(prefix);
             let mut body = individual_body(&id);
             body["gender"]["coding"][0]["code"] = json!(gender);
             admin.post("/api/v2/spp/Individual", body).await.expect(201);
-            enrol(&admin, &program, &id, "enrolled").await.expect(201);
+            enrol(admin, &program, &id, "enrolled").await.expect(201);
             if gender == "2" && n < 6 {
-                analysts_may_count.push(id);
+                six_women.push(id);
             }
         }
     }
+    (program, six_women)
+}
+
+async fn statistics() {
+    let admin = admin().await;
+    let organization = unique("GQStat");
+    let (program, analysts_may_count) = counted_population(&admin, "GQT").await;
     let credentials = create_client(&world().database_url, &["--scope", "statistics:read"]);
     let analyst = Api::new(&world().base).login(&credentials).await;
     let body = graphql(&analyst, STATISTICS, json!({"program": program})).await;
