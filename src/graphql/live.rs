@@ -327,12 +327,17 @@ struct Follower {
     cursor: FeedPosition,
     ready: VecDeque<Event>,
     moves: tokio::sync::watch::Receiver<FeedPosition>,
+    /// The client is gone: the subscription has said so and ends.
+    ended: bool,
 }
 
 impl Follower {
     /// The next event the client may receive; `None` ends the subscription (the client is
     /// gone).
     async fn next(&mut self) -> Option<async_graphql::Result<Event>> {
+        if self.ended {
+            return None;
+        }
         loop {
             if let Some(event) = self.ready.pop_front() {
                 return Some(Ok(event));
@@ -373,11 +378,12 @@ impl Follower {
                     self.cursor = last;
                 }
                 Ok(None) => {
+                    self.ended = true;
                     return Some(Err(gql(ApiError::new(
                         axum::http::StatusCode::UNAUTHORIZED,
                         "login",
                         "the client is deactivated",
-                    ))))
+                    ))));
                 }
                 Err(error) => {
                     tracing::warn!(detail = %error.detail(), "cannot deliver a page of events");
@@ -432,6 +438,7 @@ impl Subscription {
             cursor,
             ready: VecDeque::new(),
             moves: state.checkpoints.subscribe(),
+            ended: false,
         };
         Ok(futures_util::stream::unfold(
             follower,

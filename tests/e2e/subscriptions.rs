@@ -18,7 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::consent::consent_body;
 use crate::support::{
-    admin, consent_client, individual_body, path_id, unique, world, Api, Server, NATIONAL_ID,
+    admin, cli, consent_client, individual_body, path_id, unique, world, Api, Server, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -39,6 +39,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "subscriptions::a_slow_consumer_is_disconnected_with_a_reason",
             slow_consumer,
+        ),
+        trial(
+            "subscriptions::a_deactivated_client_receives_nothing_more",
+            deactivation,
         ),
     ]
 }
@@ -409,4 +413,36 @@ async fn slow_consumer() {
         "no more than two windows were sent unread: {delivered}"
     );
     assert!(started.elapsed() < WAIT);
+}
+
+async fn deactivation() {
+    let admin = admin().await;
+    let organization = unique("LiveOrg");
+    let credentials = consent_client(
+        &world().database_url,
+        &organization,
+        "ngo",
+        &["individual:read"],
+    );
+    let token = Api::new(&world().base)
+        .login(&credentials)
+        .await
+        .token
+        .unwrap();
+    let marker = unique(SYNC);
+    consented(&admin, &marker, &organization, Value::Null).await;
+    let mut live = subscribe(&world().base, &token, None).await;
+    sync(&mut live, &admin, &marker).await;
+    cli(
+        &world().database_url,
+        &["client", "deactivate", &credentials.client_id],
+    );
+    rename(&admin, &marker, "After").await;
+    let ended = receive(&mut live).await;
+    assert_eq!(ended["type"], "next", "{ended}");
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["status"], 401,
+        "{ended}"
+    );
+    assert_eq!(receive(&mut live).await["type"], "complete");
 }
