@@ -30,6 +30,8 @@ pub struct Shared {
     pub clash_alerts: ClashAlerts,
     /// The DCI interface's settings and callback client (CONTRACT §9).
     pub dci: Arc<crate::config::DciSettings>,
+    /// The feed follower's checkpoint, followed by GraphQL subscriptions (CONTRACT §7).
+    pub checkpoints: openspp_projections::CheckpointWatch,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
                 window_secs: 0,
             },
             dci: Arc::new(crate::dci::Dci::new(&crate::dci::DciArgs::default())),
+            checkpoints: openspp_projections::CheckpointWatch::start(pool.clone()).await?,
             pool,
         });
         Ok((state, writer))

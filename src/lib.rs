@@ -21,6 +21,7 @@ pub mod operator;
 pub mod replay;
 pub mod resource;
 pub mod server;
+pub mod statistics;
 pub mod store;
 pub mod telemetry;
 pub mod verify;

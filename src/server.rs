@@ -39,7 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::metrics::install()?;
     let catalogs = Catalogs::load(&pool).await?;
     let checkpoints = CheckpointWatch::start(pool.clone()).await?;
-    let projector = tokio::spawn(runner::run(pool.clone(), checkpoints));
+    let projector = tokio::spawn(runner::run(pool.clone(), checkpoints.clone()));
     let (access_log, access_log_writer) = AccessLog::start(pool.clone());
     let state = AppState::new(Shared {
         pool: pool.clone(),
@@ -58,6 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             window_secs: args.identifier_clash_alert_window_secs,
         },
         dci: Arc::new(crate::dci::Dci::new(&args.dci)),
+        checkpoints,
     });
     // Tasks that hold the state; each is ended before the access-log writer is drained.
     let mut tasks = vec![

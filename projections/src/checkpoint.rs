@@ -55,6 +55,19 @@ impl CheckpointWatch {
         *self.current.borrow()
     }
 
+    /// A receiver that sees every move of the checkpoint (for a follower of the follower).
+    pub fn subscribe(&self) -> watch::Receiver<FeedPosition> {
+        self.current.clone()
+    }
+
+    /// Reads the checkpoint from the table and publishes it: what a follower does now and then
+    /// in case a notification was lost.
+    pub async fn refresh(&self) -> sqlx::Result<FeedPosition> {
+        let stored = load(&self.pool).await?;
+        self.publish(stored);
+        Ok(self.current())
+    }
+
     /// Waits until the checkpoint has passed `position`.
     pub async fn wait_for(
         &self,

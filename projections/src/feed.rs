@@ -32,6 +32,40 @@ pub const PAGE_SQL: &str = concat!(
      ORDER BY events.tx_id, events.global_position LIMIT $3"
 );
 
+/// The events after `$1:$2` up to and including `$3:$4`, in feed order (the same index range
+/// scan as `PAGE_SQL`, bounded above).
+const BETWEEN_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE (events.tx_id, events.global_position) > ($1::text::xid8, $2) \
+     AND (events.tx_id, events.global_position) <= ($3::text::xid8, $4) \
+     ORDER BY events.tx_id, events.global_position LIMIT $5"
+);
+
+/// Up to `limit` events after `after` and not after `upto`, in feed order. `upto` must be a
+/// position the feed follower has reached (the registry checkpoint): everything up to it has
+/// committed for good, so no horizon is needed and no later commit can land in the range. A
+/// reader that follows the checkpoint thus delivers exactly what the follower saw, in its
+/// order, from any process.
+pub async fn read_between(
+    pool: &PgPool,
+    after: FeedPosition,
+    upto: FeedPosition,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    sqlx::query(BETWEEN_SQL)
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .bind(upto.tx_id.to_string())
+        .bind(upto.position)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(StoredEvent::from_row)
+        .collect()
+}
+
 /// Events after a position, in feed order, all below the horizon.
 #[derive(Debug, Default)]
 pub struct FeedPage {

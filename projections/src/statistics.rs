@@ -1,7 +1,7 @@
-//! Counts for the statistics engine (CONTRACT §7): registrants, or their program memberships,
-//! grouped by the chosen dimensions, over the read models' indexed columns. Suppression of
-//! small cells is the caller's (it needs the whole table); this only counts, and counts only
-//! subjects the caller may count.
+//! Counts for the statistics engine (CONTRACT §7): registrants (individuals or groups), or their
+//! program memberships, grouped by the chosen dimensions, over the read models' indexed columns.
+//! Suppression of small cells is the caller's (it needs the whole table); this only counts, and
+//! counts only subjects the caller may count.
 
 use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
@@ -17,6 +17,27 @@ pub enum Dimension {
     Program,
     /// `draft`, `enrolled`, …; counts memberships.
     MembershipStatus,
+    /// A group's type (`household`, …); groups only.
+    GroupType,
+}
+
+/// What is counted: individuals or groups (each, or their memberships).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    #[default]
+    Individuals,
+    Groups,
+}
+
+impl Target {
+    /// The read model of the registrants counted, and the consent resource type that covers
+    /// them.
+    fn view(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Individuals => ("individual_view", "individual"),
+            Self::Groups => ("group_view", "group"),
+        }
+    }
 }
 
 impl Dimension {
@@ -25,8 +46,20 @@ impl Dimension {
         matches!(self, Self::Program | Self::MembershipStatus)
     }
 
+    /// Whether registrants of `target` have the dimension.
+    pub fn applies_to(self, target: Target) -> bool {
+        match self {
+            Self::Gender | Self::AgeBand => target == Target::Individuals,
+            Self::GroupType => target == Target::Groups,
+            Self::Program | Self::MembershipStatus => true,
+        }
+    }
+
     fn push(self, qb: &mut QueryBuilder<'_, Postgres>, today: NaiveDate) {
         match self {
+            Self::GroupType => {
+                qb.push("i.group_type");
+            }
             Self::Gender => {
                 qb.push("coalesce(i.gender_code, 'unknown')");
             }
@@ -63,12 +96,18 @@ pub enum Counted {
 
 #[derive(Clone, Debug)]
 pub struct CountQuery {
+    /// Every dimension must apply to the target (`Dimension::applies_to`).
+    pub target: Target,
     pub dimensions: Vec<Dimension>,
     /// Program streams to count within (a filter, or the caller's allowed programs); `None`:
     /// all. Counting within programs counts memberships.
     pub programs: Option<Vec<String>>,
     pub gender: Option<String>,
     pub membership_status: Option<String>,
+    /// The registrants' fields the count reads (a dimension's, a filter's): a consent-bound
+    /// caller counts only subjects whose consent shows every one of them, as a search admits
+    /// only subjects whose consent shows the fields it filters on.
+    pub fields: Vec<String>,
     pub counted: Counted,
     pub today: NaiveDate,
 }
@@ -92,10 +131,14 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
         qb.push(format!(" AS d{index}, "));
     }
     qb.push("count(*) AS n FROM ");
+    // The registrants are `i`, whichever their kind.
+    let (view, resource_type) = query.target.view();
     if query.of_memberships() {
-        qb.push("membership_view m JOIN individual_view i ON i.aggregate_id = m.beneficiary_id");
+        qb.push(format!(
+            "membership_view m JOIN {view} i ON i.aggregate_id = m.beneficiary_id"
+        ));
     } else {
-        qb.push("individual_view i");
+        qb.push(format!("{view} i"));
     }
     qb.push(" WHERE true");
     if let Some(programs) = &query.programs {
@@ -104,7 +147,12 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
             .push(")");
     }
     if let Some(gender) = &query.gender {
-        qb.push(" AND i.gender_code = ").push_bind(gender.clone());
+        if query.target == Target::Groups {
+            // Groups have no gender: none matches.
+            qb.push(" AND false");
+        } else {
+            qb.push(" AND i.gender_code = ").push_bind(gender.clone());
+        }
     }
     if let Some(status) = &query.membership_status {
         qb.push(" AND m.status = ").push_bind(status.clone());
@@ -120,17 +168,29 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
                 .push_bind(organization.clone())
                 .push(", ")
                 .push_bind(organization_type.clone())
-                .push(", 'individual', ")
+                .push(format!(", '{resource_type}', "))
                 .push_bind(query.today)
                 .push(") AND jsonb_path_exists(c.terms, '$.scopes[*] ? (@.purpose == \"analytics\" || @.purpose == \"research\")')");
+            // `consent_field_access` (migration 0011), as `consent::push_admitted` reads it.
+            for field in &query.fields {
+                qb.push(format!(
+                    " AND (c.field_access -> '{resource_type}' = 'null'::jsonb \
+                     OR c.field_access -> '{resource_type}' ? "
+                ))
+                .push_bind(field.clone())
+                .push(")");
+            }
         };
         qb.push(" AND i.aggregate_id IN (SELECT c.subject_id FROM consent_index c WHERE");
         in_force(&mut qb);
-        qb.push(
-            " UNION SELECT gm.individual_id FROM group_membership_index gm \
-             JOIN consent_index c ON c.subject_id = gm.group_id WHERE",
-        );
-        in_force(&mut qb);
+        if query.target == Target::Individuals {
+            // A household's consent covers its members.
+            qb.push(
+                " UNION SELECT gm.individual_id FROM group_membership_index gm \
+                 JOIN consent_index c ON c.subject_id = gm.group_id WHERE",
+            );
+            in_force(&mut qb);
+        }
         qb.push(")");
     }
     if !query.dimensions.is_empty() {

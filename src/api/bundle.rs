@@ -118,8 +118,8 @@ pub struct FieldChange {
 }
 
 /// Who recorded a version of a resource, from where, how, when, in which request, under which
-/// consent, and the version's link in the hash chain.
-#[derive(Debug, Serialize, ToSchema)]
+/// consent, and the version's link in the hash chain. GraphQL's live events carry the same.
+#[derive(Debug, Clone, Serialize, ToSchema, async_graphql::SimpleObject)]
 pub struct Provenance {
     /// `urn:openspp:api-client:{client_id}`.
     pub client: Option<String>,
@@ -174,6 +174,29 @@ pub struct VocabularyVersion {
 /// A metadata field of a recorded event, as text.
 pub fn text(metadata: &Value, key: &str) -> Option<String> {
     metadata.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+impl Provenance {
+    /// The provenance an event was recorded with: its source-tracking metadata, when, and its
+    /// hash.
+    pub fn of_event(
+        metadata: &Value,
+        recorded_at: chrono::DateTime<chrono::Utc>,
+        hash: &[u8],
+    ) -> Self {
+        Self {
+            client: metadata["client_id"]
+                .as_str()
+                .map(crate::store::metadata::client_uri),
+            source_system: text(metadata, "source_system"),
+            source_reference: text(metadata, "source_reference"),
+            collection_method: text(metadata, "collection_method"),
+            request_id: text(metadata, "request_id"),
+            consent_id: text(metadata, "consent_id"),
+            recorded: recorded_at.to_rfc3339(),
+            hash: hex::encode(hash),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,13 @@
 //! request, and its preconditions.
 
 pub mod advanced_search;
+pub mod aggregation;
 pub mod audit_event;
 pub mod batch;
 pub mod bulk;
 pub mod bundle;
 pub mod consent;
+pub mod graphql;
 pub mod group;
 pub mod household;
 pub mod individual;

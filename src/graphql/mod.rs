@@ -7,29 +7,39 @@
 mod connections;
 mod context;
 mod explorer;
+mod live;
 mod loaders;
 mod nodes;
 mod objects;
 mod query;
 mod statistics;
 mod values;
+mod ws;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use async_graphql::{EmptyMutation, Schema};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::api::graphql::{GraphqlRequest, GraphqlResponse};
+use crate::api::schema::OperationOutcome;
 use crate::app::AppState;
+use crate::extensions::Shown;
 use crate::resource::Call;
 
+pub use live::{Event, Subscription};
 pub use query::Query;
 
 /// Where GraphQL is served.
 pub const PATH: &str = "/api/v2/graphql";
+/// Where subscriptions are served (WebSocket, `graphql-transport-ws`).
+pub const WS_PATH: &str = "/api/v2/graphql/ws";
 
 /// The deepest selection accepted: deep enough for a membership's beneficiary's groups'
 /// members, shallow enough that a recursive query is refused before it runs.
@@ -38,10 +48,15 @@ pub const MAX_DEPTH: usize = 10;
 /// list may return (`first` for connections, 10 for an unbounded link list).
 pub const MAX_COMPLEXITY: usize = 5000;
 
-pub type ApiSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+/// The largest request body `POST /api/v2/graphql` reads: a query is text a person or a tool
+/// wrote, never bulk data (the GraphQL extractor streams the body past the server's general
+/// limit, so this one is its own).
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub type ApiSchema = Schema<Query, EmptyMutation, Subscription>;
 
 pub fn schema() -> ApiSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, EmptyMutation, Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -52,14 +67,21 @@ pub fn sdl() -> String {
     schema().sdl()
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(PATH, get(query_or_explorer).post(post))
-        .route(
-            &format!("{}/{{name}}", explorer::ASSETS),
-            get(explorer::asset),
-        )
+/// GraphQL's endpoints, described in the OpenAPI document like every other route.
+pub fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(query_or_explorer, post))
+        .routes(routes!(ws::upgrade))
         .layer(Extension(schema()))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+}
+
+/// The explorer's assets (static files, not API operations).
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        &format!("{}/{{name}}", explorer::ASSETS),
+        get(explorer::asset),
+    )
 }
 
 /// Runs one request for `call`, with the request's own batch loaders.
@@ -68,6 +90,9 @@ async fn execute(
     call: Call,
     request: async_graphql::Request,
 ) -> GraphQLResponse {
+    // Resources render with every registered extension, as REST with `_extensions=*`: the
+    // grant still drops what the caller may not see, and a query shows only what it selects.
+    call.show_extensions(Shown::All);
     let call = Arc::new(call);
     let loaders = loaders::Loaders::new(&call);
     schema
@@ -76,6 +101,18 @@ async fn execute(
         .into()
 }
 
+/// Runs a GraphQL query (CONTRACT §7) under the token's scopes, allowed programs and
+/// consents; a query is one access in the access log, naming every subject it returned.
+#[utoipa::path(post, path = "/api/v2/graphql", tag = "GraphQL",
+    request_body = GraphqlRequest,
+    responses(
+        (status = 200, description = "The GraphQL response; refusals are in `errors`",
+            content((GraphqlResponse = "application/graphql-response+json"), (GraphqlResponse = "application/json"))),
+        (status = 400, body = OperationOutcome),
+        (status = 401, body = OperationOutcome),
+        (status = 413, body = OperationOutcome, description = "A body over 64 KiB"),
+    ),
+    security(("bearer" = [])))]
 async fn post(
     Extension(schema): Extension<ApiSchema>,
     call: Call,
@@ -84,7 +121,21 @@ async fn post(
     execute(&schema, call, request.into_inner()).await
 }
 
-/// `GET` with a `query` parameter runs it; without one, the explorer page.
+/// `GET` with a `query` parameter runs it (a token is then required); without one, the
+/// explorer page, which works offline (its assets are served here).
+#[utoipa::path(get, path = "/api/v2/graphql", tag = "GraphQL",
+    params(
+        ("query" = Option<String>, Query, description = "A query document; without it, the explorer page"),
+        ("operationName" = Option<String>, Query),
+        ("variables" = Option<String>, Query, description = "The variables, as JSON"),
+    ),
+    responses(
+        (status = 200, description = "The GraphQL response to `query`; without `query`, the explorer page",
+            content((GraphqlResponse = "application/graphql-response+json"), (GraphqlResponse = "application/json"), (String = "text/html"))),
+        (status = 400, body = OperationOutcome),
+        (status = 401, body = OperationOutcome),
+    ),
+    security((), ("bearer" = [])))]
 async fn query_or_explorer(
     State(state): State<AppState>,
     Extension(schema): Extension<ApiSchema>,

@@ -2,21 +2,60 @@
 //! REST rendering, and the links between resources, each resolved through the request's batch
 //! loaders under the linked resource's own scope and consent.
 
-use async_graphql::{ComplexObject, Context, Object, SimpleObject, Union};
+use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject, Union};
 use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
+use serde_json::Value;
 
 use crate::auth::Action;
+use crate::extensions::Shown;
 use crate::graphql::connections::{memberships_of_program, MembershipConnection, MembershipFilter};
-use crate::graphql::context::{call, open};
+use crate::graphql::context::{bad_argument, call, open};
 use crate::graphql::loaders::Loaders;
-use crate::graphql::nodes::Shared;
+use crate::graphql::nodes::{Node, Shared};
 use crate::graphql::values::{
     Address, CodeableConcept, ContactPoint, GroupMemberRef, GroupMembershipRef, HumanName,
     Identifier, Meta, Period,
 };
+use crate::resource::Resource;
 
 fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
     ctx.data_unchecked::<Loaders>()
+}
+
+/// A registrant's `extension` as REST shows it with `_extensions=*` (GraphQL renders every
+/// extension, see `graphql::execute`): keyed by OpenSPP's short key, each with its `url`, and
+/// already narrowed by the caller's grant, so an extension a consent or a client filter hides
+/// is absent exactly as on REST. `only` keeps the extensions it names (URIs, short keys or
+/// names, as `_extensions=` takes them); `null` where the caller may see no extension at all.
+fn extension<R: Resource>(
+    ctx: &Context<'_>,
+    node: &Node<R>,
+    only: Option<Vec<String>>,
+) -> async_graphql::Result<Option<Json<Value>>> {
+    let Some(Value::Object(mut shown)) = node.field::<Value>("extension") else {
+        return Ok(None);
+    };
+    if let (Some(names), Some(resource)) = (only, R::EXTENDED) {
+        let chosen = call(ctx)
+            .state
+            .extensions
+            .catalog()
+            .choose(resource, &names.join(","))
+            .map_err(|name| {
+                bad_argument(
+                    "only",
+                    &format!("`{name}` is not an extension registered for {}", R::TYPE),
+                )
+            })?;
+        if let Shown::Only(uris) = chosen {
+            shown.retain(|_, data| {
+                data.get("url")
+                    .and_then(Value::as_str)
+                    .is_some_and(|url| uris.contains(url))
+            });
+        }
+    }
+    Ok(Some(Json(Value::Object(shown))))
 }
 
 pub struct IndividualObject(pub Shared<Individual>);
@@ -57,6 +96,15 @@ impl IndividualObject {
 
     async fn address(&self) -> Option<Vec<Address>> {
         self.0.field("address")
+    }
+
+    /// Registered extensions' data (CONTRACT §8), as REST's `extension` with `_extensions=*`.
+    async fn extension(
+        &self,
+        ctx: &Context<'_>,
+        only: Option<Vec<String>>,
+    ) -> async_graphql::Result<Option<Json<Value>>> {
+        extension(ctx, &self.0, only)
     }
 
     /// The groups the individual belongs to now, as REST shows them.
@@ -172,6 +220,15 @@ impl GroupObject {
 
     async fn address(&self) -> Option<Vec<Address>> {
         self.0.field("address")
+    }
+
+    /// Registered extensions' data (CONTRACT §8), as REST's `extension` with `_extensions=*`.
+    async fn extension(
+        &self,
+        ctx: &Context<'_>,
+        only: Option<Vec<String>>,
+    ) -> async_graphql::Result<Option<Json<Value>>> {
+        extension(ctx, &self.0, only)
     }
 
     /// The members as REST lists them (references).

@@ -17,7 +17,7 @@ use crate::graphql::nodes::{render_granted, Node};
 use crate::graphql::objects::{
     GroupObject, IndividualObject, ProgramMembershipObject, ProgramObject,
 };
-use crate::graphql::statistics::{self, Dimension, Statistics, StatisticsFilter};
+use crate::graphql::statistics::{self, Dimension, Statistics, StatisticsFilter, Target};
 use crate::resource::Resource;
 
 pub struct Query;
@@ -131,14 +131,16 @@ impl Query {
         connections::programs(ctx, first, after, filter).await
     }
 
-    /// Counts by `dimensions` (needs `statistics:read`), small cells suppressed.
+    /// Counts by `dimensions` (needs `statistics:read`), small cells suppressed; `target`
+    /// says which registrants (individuals unless `GROUP`).
     async fn statistics(
         &self,
         ctx: &Context<'_>,
         dimensions: Vec<Dimension>,
         filter: Option<StatisticsFilter>,
+        target: Option<Target>,
     ) -> async_graphql::Result<Statistics> {
-        statistics::compute(ctx, dimensions, filter).await
+        statistics::compute(ctx, dimensions, filter, target).await
     }
 
     /// Program memberships, filtered by `GET /ProgramMembership`'s parameters.

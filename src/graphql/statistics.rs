@@ -1,38 +1,12 @@
-//! Statistics (CONTRACT §7): counts of registrants, or of their program memberships, by
-//! gender, age band, program and membership status, with small-cell suppression.
-//!
-//! A cell under the minimum size (`OPENSPP_MIN_CELL_SIZE`, default 5) is suppressed, and then
-//! complementary cells are, until no line of the table (the cells that differ in one dimension
-//! only, whose sum another query — a margin — can give) and not the whole table (whose sum is
-//! the total) holds exactly one suppressed cell: one suppressed cell in a line could be
-//! recovered by subtracting the others from its margin. A consent-bound client counts only
-//! subjects whose consent covers it for `analytics` or `research`.
-
-use std::collections::HashMap;
-use std::sync::OnceLock;
+//! `statistics` (CONTRACT §7): the statistics engine (`crate::statistics`) as GraphQL serves it,
+//! under the scope `statistics:read`. Counts of registrants, or of their program memberships,
+//! by gender, age band, group type, program and membership status, small cells suppressed.
 
 use async_graphql::{Context, Enum, InputObject, SimpleObject};
-use openspp_aggregates::Identifier;
-use openspp_projections::membership::references;
-use openspp_projections::statistics::{self, CountQuery, Counted, Dimension as Column};
 
-use crate::api::reference::parse_identifier;
 use crate::auth::Action;
 use crate::graphql::context::{call, gql, open};
-use crate::resource::today;
-use crate::store::claims::resolve_program;
-
-/// The smallest count shown.
-pub fn min_cell_size() -> i64 {
-    static SIZE: OnceLock<i64> = OnceLock::new();
-    *SIZE.get_or_init(|| {
-        std::env::var("OPENSPP_MIN_CELL_SIZE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|n: &i64| *n >= 1)
-            .unwrap_or(5)
-    })
-}
+use crate::statistics::{self as engine, Dimension as Column, Target as Counted};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum Dimension {
@@ -44,6 +18,8 @@ pub enum Dimension {
     Program,
     /// Counts memberships.
     MembershipStatus,
+    /// A group's type (`household`, …); with `target: GROUP`.
+    GroupType,
 }
 
 impl From<Dimension> for Column {
@@ -53,8 +29,17 @@ impl From<Dimension> for Column {
             Dimension::AgeBand => Self::AgeBand,
             Dimension::Program => Self::Program,
             Dimension::MembershipStatus => Self::MembershipStatus,
+            Dimension::GroupType => Self::GroupType,
         }
     }
+}
+
+/// Which registrants are counted.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum Target {
+    #[default]
+    Individual,
+    Group,
 }
 
 #[derive(InputObject, Default)]
@@ -83,195 +68,40 @@ pub struct Statistics {
     pub cells: Vec<Cell>,
 }
 
-/// Suppresses cells below `min`, then complementary cells until no line along any of the
-/// `dimensions` dimensions (and not the whole table) holds exactly one suppressed cell. Each
-/// complementary choice is the smallest shown cell of the line, so as little as possible is
-/// hidden.
-pub fn suppress(counts: Vec<(Vec<String>, i64)>, dimensions: usize, min: i64) -> Vec<Cell> {
-    let mut cells: Vec<(Vec<String>, i64, bool)> = counts
-        .into_iter()
-        .map(|(key, count)| {
-            let small = count < min;
-            (key, count, small)
-        })
-        .collect();
-    // Lines along each dimension: the cells sharing every other dimension's value. With no
-    // dimension the only "line" is the whole table (its sum is the total).
-    let mut lines: Vec<Vec<usize>> = Vec::new();
-    for along in 0..dimensions.max(1) {
-        let mut by_rest: HashMap<Vec<&str>, Vec<usize>> = HashMap::new();
-        for (index, (key, ..)) in cells.iter().enumerate() {
-            let rest: Vec<&str> = key
-                .iter()
-                .enumerate()
-                .filter(|(d, _)| *d != along)
-                .map(|(_, v)| v.as_str())
-                .collect();
-            by_rest.entry(rest).or_default().push(index);
-        }
-        lines.extend(by_rest.into_values());
-    }
-    lines.push((0..cells.len()).collect());
-    loop {
-        let mut changed = false;
-        for line in &lines {
-            let hidden = line.iter().filter(|&&i| cells[i].2).count();
-            if hidden != 1 {
-                continue;
-            }
-            if let Some(&smallest) = line
-                .iter()
-                .filter(|&&i| !cells[i].2)
-                .min_by_key(|&&i| (cells[i].1, cells[i].0.clone()))
-            {
-                cells[smallest].2 = true;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    let mut cells: Vec<Cell> = cells
-        .into_iter()
-        .map(|(key, count, suppressed)| Cell {
-            key,
-            count: (!suppressed).then_some(count),
-            suppressed,
-        })
-        .collect();
-    cells.sort_by(|a, b| a.key.cmp(&b.key));
-    cells
-}
-
-/// `statistics(dimensions:, filter:)`.
+/// `statistics(dimensions:, filter:, target:)`.
 pub async fn compute(
     ctx: &Context<'_>,
     dimensions: Vec<Dimension>,
     filter: Option<StatisticsFilter>,
+    target: Option<Target>,
 ) -> async_graphql::Result<Statistics> {
     let call = call(ctx);
     open(call, "statistics", Action::Read)?;
     let filter = filter.unwrap_or_default();
-    let mut unique = dimensions.clone();
-    unique.dedup();
-    if unique.len() != dimensions.len() || dimensions.len() > 3 {
-        return Err(gql(crate::error::ApiError::bad_request(
-            Some("dimensions"),
-            "at most three dimensions, each once",
-        )));
-    }
-    let pool = &call.state.pool;
-    let principal = &call.principal;
-    let mut programs =
-        (!principal.allowed_programs.is_empty()).then(|| principal.allowed_programs.clone());
-    if let Some(program) = &filter.program {
-        let key = program.strip_prefix("Program/").unwrap_or(program);
-        let identifier: Identifier = parse_identifier(key, "filter.program").map_err(gql)?;
-        let stream = resolve_program(pool, identifier)
-            .await
-            .map_err(|e| gql(e.into()))?
-            .unwrap_or_default();
-        programs = Some(match programs {
-            Some(allowed) if !allowed.contains(&stream) => Vec::new(),
-            _ => vec![stream],
-        });
-    }
-    let query = CountQuery {
-        dimensions: dimensions.iter().map(|&d| d.into()).collect(),
-        programs,
-        gender: filter
-            .gender
-            .map(|g| g.rsplit('|').next().unwrap_or_default().to_owned()),
-        membership_status: filter.membership_status,
-        counted: if principal.require_consent {
-            Counted::ConsentedForAnalytics {
-                organization: principal.organization.clone(),
-                organization_type: principal.organization_type.clone(),
-            }
-        } else {
-            Counted::All
+    let request = engine::Request {
+        target: match target.unwrap_or_default() {
+            Target::Individual => Counted::Individuals,
+            Target::Group => Counted::Groups,
         },
-        today: today(),
+        dimensions: dimensions.into_iter().map(Into::into).collect(),
+        program: filter.program,
+        gender: filter.gender,
+        membership_status: filter.membership_status,
     };
-    let mut counts = statistics::count(pool, &query)
+    let table = engine::compute(call, request, "dimensions")
         .await
-        .map_err(|e| gql(e.into()))?;
-    // Programs are counted by stream and shown by identifier.
-    if let Some(position) = dimensions.iter().position(|d| *d == Dimension::Program) {
-        let streams: Vec<String> = counts.iter().map(|(k, _)| k[position].clone()).collect();
-        let keys = references(pool, &streams)
-            .await
-            .map_err(|e| gql(e.into()))?;
-        counts.retain_mut(|(key, _)| match keys.get(&key[position]) {
-            Some(identifier) => {
-                key[position] = identifier.clone();
-                true
-            }
-            None => false,
-        });
-    }
-    let total: i64 = counts.iter().map(|(_, n)| n).sum();
-    let min = min_cell_size();
+        .map_err(gql)?;
     Ok(Statistics {
-        total: (total == 0 || total >= min).then_some(total),
-        min_cell_size: min,
-        cells: suppress(counts, dimensions.len(), min),
+        total: table.total,
+        min_cell_size: table.min_cell_size,
+        cells: table
+            .cells
+            .into_iter()
+            .map(|c| Cell {
+                key: c.key,
+                count: c.count,
+                suppressed: c.suppressed,
+            })
+            .collect(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cells(rows: &[(&[&str], i64)]) -> Vec<(Vec<String>, i64)> {
-        rows.iter()
-            .map(|(k, n)| (k.iter().map(|s| s.to_string()).collect(), *n))
-            .collect()
-    }
-
-    fn hidden(cells: &[Cell]) -> Vec<Vec<String>> {
-        cells
-            .iter()
-            .filter(|c| c.suppressed)
-            .map(|c| c.key.clone())
-            .collect()
-    }
-
-    #[test]
-    fn one_small_cell_takes_the_smallest_other_with_it() {
-        let out = suppress(cells(&[(&["1"], 40), (&["2"], 3), (&["9"], 12)]), 1, 5);
-        assert_eq!(hidden(&out), vec![vec!["2"], vec!["9"]]);
-        assert!(out.iter().all(|c| c.suppressed == c.count.is_none()));
-    }
-
-    #[test]
-    fn no_line_of_a_table_keeps_a_single_suppressed_cell() {
-        // gender x program: (2, B) is small; its row and its column each need a partner,
-        // and those partners' lines in turn.
-        let out = suppress(
-            cells(&[
-                (&["1", "A"], 50),
-                (&["1", "B"], 20),
-                (&["2", "A"], 30),
-                (&["2", "B"], 2),
-            ]),
-            2,
-            5,
-        );
-        for along in 0..2 {
-            let mut lines: HashMap<String, usize> = HashMap::new();
-            for c in out.iter().filter(|c| c.suppressed) {
-                *lines.entry(c.key[1 - along].clone()).or_default() += 1;
-            }
-            assert!(lines.values().all(|n| *n != 1), "{out:?}");
-        }
-        assert_eq!(hidden(&out).len(), 4);
-    }
-
-    #[test]
-    fn nothing_is_hidden_when_every_cell_is_large() {
-        let out = suppress(cells(&[(&["1"], 5), (&["2"], 7)]), 1, 5);
-        assert!(hidden(&out).is_empty());
-    }
 }

@@ -236,6 +236,25 @@ fn offered(state: &AppState) -> Vec<Offered> {
             named: &[],
             versioned: false,
         },
+        // OpenSPP's aggregation API (scope `aggregation:read`), from the statistics engine.
+        Offered {
+            name: "Aggregation",
+            operations: &["compute", "dimensions"],
+            interactions: &[],
+            search_params: vec!["applies_to".to_owned()],
+            named: &["compute", "dimensions"],
+            versioned: false,
+        },
+        // GraphQL for analysts (CONTRACT §7) at /api/v2/graphql, subscriptions at
+        // /api/v2/graphql/ws; its types are in the schema the endpoint serves.
+        Offered {
+            name: "GraphQL",
+            operations: &["query", "subscription"],
+            interactions: &[],
+            search_params: Vec::new(),
+            named: &["query", "subscription"],
+            versioned: false,
+        },
     ]
 }
 
@@ -272,6 +291,17 @@ pub struct ApiMetadata {
     pub extensions: Vec<Value>,
     pub authentication: AuthenticationMetadata,
     pub docs: String,
+    /// **Beyond OpenSPP**: where GraphQL is served (CONTRACT §7).
+    pub graphql: GraphqlMetadata,
+}
+
+/// Where GraphQL is served: queries (and the explorer), and subscriptions over WebSocket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GraphqlMetadata {
+    pub endpoint: String,
+    pub subscriptions: String,
+    /// The WebSocket subprotocol subscriptions speak (`graphql-transport-ws`).
+    pub protocol: String,
 }
 
 fn api_metadata(state: &AppState) -> ApiMetadata {
@@ -299,6 +329,11 @@ fn api_metadata(state: &AppState) -> ApiMetadata {
             jwks_uri: "/.well-known/jwks.json".to_owned(),
         },
         docs: "/api/v2/spp/docs".to_owned(),
+        graphql: GraphqlMetadata {
+            endpoint: crate::graphql::PATH.to_owned(),
+            subscriptions: crate::graphql::WS_PATH.to_owned(),
+            protocol: "graphql-transport-ws".to_owned(),
+        },
     }
 }
 

@@ -16,6 +16,7 @@ use crate::error::ApiError;
 mod read_routes;
 pub(crate) use read_routes::read_routes;
 
+pub mod aggregation;
 pub mod audit_event;
 pub mod batch;
 pub mod bulk;
@@ -51,6 +52,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(filters::routes())
         .merge(batch::routes())
         .merge(bulk::routes())
+        .merge(aggregation::routes())
         .merge(crate::auth::api_routes())
         .routes(routes!(metadata::capability_statement))
         .routes(routes!(docs::docs))
@@ -60,7 +62,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(crate::metrics::metrics))
-        .merge(crate::auth::routes());
+        .merge(crate::auth::routes())
+        .merge(crate::graphql::documented_routes());
     // Every route is registered through the OpenAPI router, so none can go undocumented; the
     // document itself is the one route that cannot describe itself by annotation.
     let (api, document) = OpenApiRouter::new()

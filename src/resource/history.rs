@@ -9,15 +9,12 @@ use cqrs_es::Aggregate;
 use openspp_projections::view::ViewRow;
 use serde_json::{Map, Value};
 
-use crate::api::bundle::{
-    self, FieldChange, HistoryBundle, HistoryEvent, Provenance, ResourceVersion,
-};
+use crate::api::bundle::{FieldChange, HistoryBundle, HistoryEvent, Provenance, ResourceVersion};
 use crate::api::params::{self, Params};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::resource::grant::Grant;
 use crate::store::history::{self, Recorded};
-use crate::store::metadata::client_uri;
 use crate::store::verify::{verify, Verification};
 
 /// One version of a resource: the state after an event, and the event.
@@ -123,17 +120,7 @@ fn changes(before: &Value, after: &Value) -> Vec<FieldChange> {
 
 /// Who, from where, how, when, in which request, under which consent.
 fn provenance(event: &Recorded) -> Provenance {
-    let meta = &event.metadata;
-    Provenance {
-        client: meta["client_id"].as_str().map(client_uri),
-        source_system: bundle::text(meta, "source_system"),
-        source_reference: bundle::text(meta, "source_reference"),
-        collection_method: bundle::text(meta, "collection_method"),
-        request_id: bundle::text(meta, "request_id"),
-        consent_id: bundle::text(meta, "consent_id"),
-        recorded: event.recorded_at.to_rfc3339(),
-        hash: hex::encode(&event.hash),
-    }
+    Provenance::of_event(&event.metadata, event.recorded_at, &event.hash)
 }
 
 /// The versions as a FHIR `history` Bundle, newest first, with `_since`, `_at`, `_count`,

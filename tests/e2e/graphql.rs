@@ -10,6 +10,8 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::consent::{consent_body, give_consent};
+use crate::extension::with_extension;
+use crate::extension_fields::{extension_of, FARMER_SCHEMA};
 use crate::program::{enrol, new_program};
 use crate::support::{
     admin, audit_event_where, consent_client, create_client, individual_body, register_individual,
@@ -49,6 +51,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "graphql::statistics_suppress_small_cells_and_their_complements",
             statistics,
+        ),
+        trial(
+            "graphql::extension_data_is_shown_as_rest_shows_it_and_hidden_as_consent_hides_it",
+            extensions,
         ),
         trial(
             "graphql::get_runs_queries_too",
@@ -382,6 +388,20 @@ async fn limits() {
         let message = body["errors"][0]["message"].as_str().unwrap_or_default();
         assert!(message.contains(words), "{query}: {body}");
     }
+    // A body over the limit is refused before it is read, as REST refuses one.
+    let padding = " ".repeat(70 * 1024);
+    let reply = api
+        .post(
+            PATH,
+            json!({"query": format!("{{ individuals(first: 1) {{ totalCount }} }}{padding}")}),
+        )
+        .await;
+    reply.expect(413);
+    assert_eq!(
+        reply.body["resourceType"], "OperationOutcome",
+        "{}",
+        reply.text
+    );
 }
 
 async fn get_queries() {
@@ -479,23 +499,31 @@ const STATISTICS: &str = r#"query($program: String!) {
   statistics(dimensions: [GENDER], filter: {program: $program}) {
     total minCellSize cells { key count suppressed } } }"#;
 
-async fn statistics() {
-    let admin = admin().await;
-    let (_, program) = new_program(&admin, "individual").await;
-    let organization = unique("GQStat");
-    let mut analysts_may_count = Vec::new();
+/// Enrols 12 women, 6 men and 3 people of gender 9 in a new individual program: a table with
+/// one small cell (3) whose smallest complement is 6. Returns the program's identifier and six
+/// of the women (to consent for analytics).
+pub async fn counted_population(admin: &Api, prefix: &str) -> (String, Vec<String>) {
+    let (_, program) = new_program(admin, "individual").await;
+    let mut six_women = Vec::new();
     for (gender, how_many) in [("2", 12), ("1", 6), ("9", 3)] {
         for n in 0..how_many {
-            let id = unique("GQT");
+            let id = unique(prefix);
             let mut body = individual_body(&id);
             body["gender"]["coding"][0]["code"] = json!(gender);
             admin.post("/api/v2/spp/Individual", body).await.expect(201);
-            enrol(&admin, &program, &id, "enrolled").await.expect(201);
+            enrol(admin, &program, &id, "enrolled").await.expect(201);
             if gender == "2" && n < 6 {
-                analysts_may_count.push(id);
+                six_women.push(id);
             }
         }
     }
+    (program, six_women)
+}
+
+async fn statistics() {
+    let admin = admin().await;
+    let organization = unique("GQStat");
+    let (program, analysts_may_count) = counted_population(&admin, "GQT").await;
     let credentials = create_client(&world().database_url, &["--scope", "statistics:read"]);
     let analyst = Api::new(&world().base).login(&credentials).await;
     let body = graphql(&analyst, STATISTICS, json!({"program": program})).await;
@@ -542,4 +570,124 @@ async fn statistics() {
     // Without the scope: an error, no numbers.
     let body = graphql(&admin, STATISTICS, json!({"program": program})).await;
     assert_eq!(body["errors"][0]["extensions"]["status"], 403, "{body}");
+}
+
+const EXTENSIONS: &str = r#"query($id: String!, $group: String!, $only: [String!]) {
+  individual(identifier: $id) { name { family } extension narrowed: extension(only: $only) }
+  group(identifier: $group) { extension }
+}"#;
+
+/// Extension data (CONTRACT §8) through GraphQL: every registered extension of a registrant,
+/// keyed and shaped as REST's `_extensions=*`; an extension a consent hides is absent, as on
+/// REST, and all of them hidden is `null`.
+async fn extensions() {
+    let admin = admin().await;
+    let (farmer, farmer_uri) = extension_of("farmer", "Individual", FARMER_SCHEMA);
+    let (health, health_uri) = extension_of(
+        "health",
+        "Individual",
+        r#"{"type": "object", "properties": {"condition": {"type": "string"}}}"#,
+    );
+    let (rooms, rooms_uri) = extension_of(
+        "dwelling",
+        "Group",
+        r#"{"type": "object", "properties": {"rooms": {"type": "integer"}}}"#,
+    );
+    let id = unique("GQX");
+    admin
+        .post(
+            "/api/v2/spp/Individual",
+            with_extension(
+                &id,
+                json!({farmer.clone(): {"farm_size": 3}, health.clone(): {"condition": "diabetes"}}),
+            ),
+        )
+        .await
+        .expect(201);
+    let group = unique("GQXG");
+    admin
+        .post(
+            "/api/v2/spp/Group",
+            json!({"identifier": [{"system": GROUP_SYSTEM, "value": group}], "groupType": "household",
+                   "name": "Dwelling", "extension": {rooms.clone(): {"rooms": 4}}}),
+        )
+        .await
+        .expect(201);
+    let farm = json!({farmer.clone(): {"url": farmer_uri, "farm_size": 3}});
+    let variables = |only: &[&str]| json!({"id": key(&id), "group": format!("{GROUP_SYSTEM}|{group}"), "only": only});
+
+    let body = graphql(&admin, EXTENSIONS, variables(&[&health_uri])).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let shown = &body["data"]["individual"];
+    assert_eq!(shown["extension"][&farmer], farm[&farmer]);
+    assert_eq!(
+        shown["extension"][&health],
+        json!({"url": health_uri, "condition": "diabetes"})
+    );
+    assert_eq!(
+        shown["narrowed"],
+        json!({health.clone(): {"url": health_uri, "condition": "diabetes"}}),
+        "`only` takes a URI as `_extensions` does"
+    );
+    assert_eq!(
+        body["data"]["group"]["extension"],
+        json!({rooms.clone(): {"url": rooms_uri, "rooms": 4}})
+    );
+    let unknown = graphql(&admin, EXTENSIONS, variables(&["nosuch"])).await;
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["field"], "only",
+        "{unknown}"
+    );
+
+    // A consent that shows the name and the farmer's extension only.
+    let organization = unique("GQXOrg");
+    give_consent(
+        &admin,
+        &format!("Individual/{}", key(&id)),
+        &organization,
+        "individual",
+        json!(["name", format!("extension.{farmer}")]),
+    )
+    .await;
+    let credentials = consent_client(
+        &world().database_url,
+        &organization,
+        "ngo",
+        &["individual:read", "group:read"],
+    );
+    let client = Api::new(&world().base).login(&credentials).await;
+    let body = graphql(&client, EXTENSIONS, variables(&[&farmer])).await;
+    let seen = &body["data"]["individual"];
+    assert_eq!(seen["extension"], farm, "{body}");
+    assert_eq!(seen["narrowed"], farm);
+    assert!(!body.to_string().contains("diabetes"), "{body}");
+    assert!(!body.to_string().contains(&health_uri), "{body}");
+
+    // A consent that shows no extension: `extension` is null.
+    let other = unique("GQXOrg");
+    give_consent(
+        &admin,
+        &format!("Individual/{}", key(&id)),
+        &other,
+        "individual",
+        json!(["name"]),
+    )
+    .await;
+    let credentials = consent_client(&world().database_url, &other, "ngo", &["individual:read"]);
+    let client = Api::new(&world().base).login(&credentials).await;
+    let body = graphql(
+        &client,
+        r#"query($id: String!) { individual(identifier: $id) { name { family } extension } }"#,
+        json!({"id": key(&id)}),
+    )
+    .await;
+    assert!(
+        body["data"]["individual"]["name"]["family"].is_string(),
+        "{body}"
+    );
+    assert_eq!(
+        body["data"]["individual"]["extension"],
+        Value::Null,
+        "{body}"
+    );
 }

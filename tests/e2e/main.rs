@@ -10,6 +10,7 @@ mod support;
 mod population;
 
 mod access_log;
+mod aggregation;
 mod audit;
 mod auth;
 mod batch;
@@ -45,6 +46,7 @@ mod program;
 mod schemathesis;
 mod search_plans;
 mod store;
+mod subscriptions;
 mod vocabulary;
 
 use std::future::Future;
@@ -93,6 +95,7 @@ fn main() {
 
     let mut trials = Vec::new();
     trials.extend(access_log::trials());
+    trials.extend(aggregation::trials());
     trials.extend(audit::trials());
     trials.extend(auth::trials());
     trials.extend(batch::trials());
@@ -120,6 +123,7 @@ fn main() {
     trials.extend(metrics::trials());
     trials.extend(openapi::trials());
     trials.extend(store::trials());
+    trials.extend(subscriptions::trials());
     trials.extend(process::trials());
     trials.extend(program::trials());
     trials.extend(schemathesis::trials());

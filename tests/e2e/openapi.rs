@@ -73,6 +73,8 @@ async fn document() {
         ("/Vocabulary/{namespace_uri}", "get"),
         ("/Vocabulary/{namespace_uri}/codes", "get"),
         ("/Vocabulary/{namespace_uri}/_history", "get"),
+        ("/aggregation/compute", "post"),
+        ("/aggregation/dimensions", "get"),
         ("/oauth/token", "post"),
         ("/metadata", "get"),
         ("/openapi.json", "get"),
@@ -94,6 +96,13 @@ async fn document() {
     }
     for path in ["/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"] {
         expected.push((path.to_owned(), "get"));
+    }
+    for (path, method) in [
+        ("/api/v2/graphql", "get"),
+        ("/api/v2/graphql", "post"),
+        ("/api/v2/graphql/ws", "get"),
+    ] {
+        expected.push((path.to_owned(), method));
     }
     for (path, method) in &expected {
         assert!(
