@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod consent;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod extension;

@@ -7,6 +7,8 @@ pub mod advanced_search;
 pub mod audit_event;
 pub mod bundle;
 pub mod consent;
+pub mod cycle;
+pub mod entitlement;
 pub mod group;
 pub mod individual;
 pub mod json;

@@ -19,8 +19,11 @@ pub(crate) use read_routes::read_routes;
 pub mod audit_event;
 pub mod consent;
 pub mod conventions;
+pub mod cycle;
+pub mod delivery;
 pub mod docs;
 pub mod early_errors;
+pub mod entitlement;
 pub mod filters;
 pub mod group;
 pub mod health;
@@ -43,6 +46,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(audit_event::routes())
         .merge(program::routes())
         .merge(program_membership::routes())
+        .merge(cycle::routes())
+        .merge(entitlement::routes())
         .merge(vocabulary::routes())
         .merge(filters::routes())
         .merge(crate::auth::api_routes())

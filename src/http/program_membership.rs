@@ -11,7 +11,6 @@ use axum::Json;
 use openspp_aggregates::program::is_namespace_uri;
 use openspp_aggregates::program_membership::Restated;
 use openspp_aggregates::{Date, MembershipCommand, MembershipStatus, Program, ProgramMembership};
-use openspp_projections::consent;
 use openspp_projections::membership::{self as view, MembershipQuery};
 use openspp_projections::search::{Found, Page, SortKey};
 use serde_json::Value;
@@ -31,8 +30,8 @@ use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{
-    self, find_subject, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
-    Write,
+    self, access_to, find_subject, Answer, Call, Grant, Interaction, Located, Resource, Searchable,
+    Snapshot, Write,
 };
 use crate::store::claims::{self, resolve_program};
 
@@ -72,15 +71,7 @@ impl Resource for ProgramMembership {
             .as_ref()
             .map(|r| r.state.beneficiary.clone())
             .unwrap_or_default();
-        let consents = if call.principal.require_consent {
-            consent::covering(pool, std::slice::from_ref(&beneficiary))
-                .await?
-                .remove(&beneficiary)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let access = call.principal.access(consents);
+        let access = access_to(call, &beneficiary).await?;
         let grant = Grant::from_access(&access, SCOPE);
         let subject = format!("{RESOURCE}/{}", identifier.key());
         match (row, grant) {

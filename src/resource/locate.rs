@@ -35,6 +35,21 @@ pub async fn find_subject(
     judge(call, aggregate_type, resource_type, &identifier, stream).await
 }
 
+/// The caller's access to the data subject `stream`: the consents covering it, looked up only
+/// for a consent-bound caller, and for an unknown subject (`""`) too, so that unknown and not
+/// consented take the same work.
+pub async fn access_to(call: &Call, stream: &str) -> Result<Access, ApiError> {
+    let consents = if call.principal.require_consent {
+        consent::covering(&call.state.pool, &[stream.to_owned()])
+            .await?
+            .remove(stream)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok(call.principal.access(consents))
+}
+
 /// What the caller may see of the subject `identifier` resolved to (`stream`, if any).
 async fn judge(
     call: &Call,
@@ -43,17 +58,7 @@ async fn judge(
     identifier: &Identifier,
     stream: Option<String>,
 ) -> Result<Subject, ApiError> {
-    let pool = &call.state.pool;
-    let consents = if call.principal.require_consent {
-        let probe = stream.clone().unwrap_or_default();
-        consent::covering(pool, std::slice::from_ref(&probe))
-            .await?
-            .remove(&probe)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let access = call.principal.access(consents);
+    let access = access_to(call, stream.as_deref().unwrap_or_default()).await?;
     let subject = format!("{aggregate_type}/{}", identifier.key());
     match (stream, Grant::from_access(&access, resource_type)) {
         (Some(stream), Some(grant)) => {

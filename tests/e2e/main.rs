@@ -13,6 +13,7 @@ mod consent_fields;
 mod consent_groups;
 mod consent_withdrawal;
 mod dci;
+mod delivery;
 mod disclosure;
 mod errors;
 mod extension;
@@ -92,6 +93,7 @@ fn main() {
     trials.extend(consent_groups::trials());
     trials.extend(consent_withdrawal::trials());
     trials.extend(dci::trials());
+    trials.extend(delivery::trials());
     trials.extend(disclosure::trials());
     trials.extend(individual::trials());
     trials.extend(household::trials());

@@ -280,14 +280,16 @@ pub fn create_client(database_url: &str, extra: &[&str]) -> Credentials {
     }
 }
 
-/// Every scope of the registry core.
-pub const ALL_SCOPES: [&str; 6] = [
+/// Every scope of the registry core, and of program delivery (cycles, entitlements).
+pub const ALL_SCOPES: [&str; 8] = [
     "individual:all",
     "group:all",
     "program:all",
     "program_membership:all",
     "consent:all",
     "audit:read",
+    "cycle:all",
+    "entitlement:all",
 ];
 
 /// A client that needs the data subject's consent (the default for `client create`).
@@ -515,7 +517,12 @@ pub async fn audit_event_where(api: &Api, query: &str, wanted: impl Fn(&Value) -
     for _ in 0..50 {
         let reply = api.get(&format!("/api/v2/spp/AuditEvent?{query}")).await;
         reply.expect(200);
-        if let Some(entry) = reply.body["data"].as_array().unwrap().iter().find(|e| wanted(e)) {
+        if let Some(entry) = reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| wanted(e))
+        {
             return entry.clone();
         }
         last = reply.body;
