@@ -263,7 +263,8 @@ pub enum EntitlementEvent {
         program: String,
         beneficiary: String,
         beneficiary_type: TargetType,
-        benefit: Benefit,
+        /// Boxed: the largest part of any entitlement event.
+        benefit: Box<Benefit>,
         valid_from: NaiveDate,
         valid_until: NaiveDate,
     },
@@ -452,7 +453,7 @@ impl Aggregate for Entitlement {
                     program: cycle.program,
                     beneficiary,
                     beneficiary_type,
-                    benefit: details.benefit,
+                    benefit: Box::new(details.benefit),
                     valid_from,
                     valid_until,
                 }
@@ -526,7 +527,7 @@ impl Aggregate for Entitlement {
                 self.program = program;
                 self.beneficiary = beneficiary;
                 self.beneficiary_type = Some(beneficiary_type);
-                self.benefit = Some(benefit);
+                self.benefit = Some(*benefit);
                 self.valid_from = Some(valid_from);
                 self.valid_until = Some(valid_until);
                 self.state = Some(EntitlementState::Draft);
@@ -606,7 +607,7 @@ mod tests {
             program: "program-1".into(),
             beneficiary: "person-1".into(),
             beneficiary_type: TargetType::Individual,
-            benefit: cash(3000),
+            benefit: Box::new(cash(3000)),
             valid_from: date(2024, 1, 1),
             valid_until: date(2025, 1, 1),
         }
@@ -670,7 +671,7 @@ mod tests {
             (*valid_from, *valid_until),
             (date(2024, 1, 1), date(2025, 1, 1))
         );
-        assert_eq!(benefit, &cash(3000));
+        assert_eq!(benefit.as_ref(), &cash(3000));
     }
 
     #[tokio::test]
