@@ -34,8 +34,8 @@ use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::{program_filter, with_default};
 use crate::resource::{
-    self, access_to, find_subject, grants_for, Answer, Call, Grant, Interaction, Located, Resource,
-    Searchable, Snapshot, Write,
+    self, find_subject, grants_for, locate_beneficiarys, Answer, Call, Grant, Interaction, Located,
+    Resource, Searchable, Snapshot, Write,
 };
 use crate::store::claims;
 
@@ -87,36 +87,14 @@ impl Resource for Entitlement {
             system: CODE_SYSTEM.to_owned(),
             value: code.to_owned(),
         };
-        let pool = &call.state.pool;
-        let stream = claims::resolve(pool, RESOURCE, &identifier).await?;
-        let row = match &stream {
-            Some(stream) => view::get::<Entitlement>(pool, "entitlement_view", stream).await?,
-            None => None,
-        };
-        let beneficiary = row
-            .as_ref()
-            .map(|r| r.state.beneficiary.clone())
-            .unwrap_or_default();
-        let access = access_to(call, &beneficiary).await?;
-        let grant = Grant::from_access(&access, CONSENT_RESOURCE).and_then(widened);
-        let subject = format!("{RESOURCE}/{code}");
-        match (row, grant) {
-            (Some(row), Some(grant)) if call.principal.uses_program(&row.state.program) => {
-                call.audit
-                    .returned(subject, Some(&row.aggregate_id), Some(&grant.disclosure()));
-                Ok(Located {
-                    stream: row.aggregate_id.clone(),
-                    consent_subject: beneficiary,
-                    grant,
-                    access,
-                    current: Some(row),
-                })
-            }
-            _ => {
-                call.audit.not_found(subject, stream.as_deref());
-                Err(ApiError::not_found(RESOURCE))
-            }
-        }
+        locate_beneficiarys(
+            call,
+            &identifier,
+            format!("{RESOURCE}/{code}"),
+            |entitlement: &Self| &entitlement.program,
+            |access| Grant::from_access(access, CONSENT_RESOURCE).and_then(widened),
+        )
+        .await
     }
 
     async fn context(

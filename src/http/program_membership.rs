@@ -30,8 +30,8 @@ use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{
-    self, access_to, find_subject, Answer, Call, Grant, Interaction, Located, Resource, Searchable,
-    Snapshot, Write,
+    self, find_subject, locate_beneficiarys, Answer, Call, Grant, Interaction, Located, Resource,
+    Searchable, Snapshot, Write,
 };
 use crate::store::claims::{self, resolve_program};
 
@@ -61,36 +61,15 @@ impl Resource for ProgramMembership {
     /// identifier too, so that unknown and not visible take the same work.
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
         let identifier = parse_identifier(id, "id")?;
-        let pool = &call.state.pool;
-        let stream = claims::resolve(pool, RESOURCE, &identifier).await?;
-        let row = match &stream {
-            Some(stream) => view::get(pool, stream).await?,
-            None => None,
-        };
-        let beneficiary = row
-            .as_ref()
-            .map(|r| r.state.beneficiary.clone())
-            .unwrap_or_default();
-        let access = access_to(call, &beneficiary).await?;
-        let grant = Grant::from_access(&access, SCOPE);
         let subject = format!("{RESOURCE}/{}", identifier.key());
-        match (row, grant) {
-            (Some(row), Some(grant)) if call.principal.uses_program(&row.state.program) => {
-                call.audit
-                    .returned(subject, Some(&row.aggregate_id), Some(&grant.disclosure()));
-                Ok(Located {
-                    stream: row.aggregate_id.clone(),
-                    consent_subject: beneficiary,
-                    grant,
-                    access,
-                    current: Some(row),
-                })
-            }
-            _ => {
-                call.audit.not_found(subject, stream.as_deref());
-                Err(ApiError::not_found(RESOURCE))
-            }
-        }
+        locate_beneficiarys(
+            call,
+            &identifier,
+            subject,
+            |membership: &Self| &membership.program,
+            |access| Grant::from_access(access, SCOPE),
+        )
+        .await
     }
 
     async fn context(call: &Call, snapshots: &[&Snapshot<Self>]) -> Result<References, ApiError> {

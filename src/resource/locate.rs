@@ -50,6 +50,47 @@ pub async fn access_to(call: &Call, stream: &str) -> Result<Access, ApiError> {
     Ok(call.principal.access(consents))
 }
 
+/// Finds a resource about one beneficiary in one program (a membership, an entitlement) by the
+/// identifier it is claimed under: visible only as `grant_of` judges the caller's access to
+/// its beneficiary (`R::consent_subject`), and only in the caller's allowed programs
+/// (`program_of`). The consent lookup runs for an unknown identifier too, so that unknown and
+/// not visible take the same work; `subject` is how the access log names it either way.
+pub async fn locate_beneficiarys<R: Resource>(
+    call: &Call,
+    identifier: &Identifier,
+    subject: String,
+    program_of: fn(&R) -> &str,
+    grant_of: impl FnOnce(&Access) -> Option<Grant>,
+) -> Result<Located<R>, ApiError> {
+    let stream = claims::resolve(&call.state.pool, R::TYPE, identifier).await?;
+    let row = match &stream {
+        Some(stream) => R::current(call, stream).await?,
+        None => None,
+    };
+    let beneficiary = row
+        .as_ref()
+        .map(|r| R::consent_subject(&r.aggregate_id, &r.state).to_owned())
+        .unwrap_or_default();
+    let access = access_to(call, &beneficiary).await?;
+    match (row, grant_of(&access)) {
+        (Some(row), Some(grant)) if call.principal.uses_program(program_of(&row.state)) => {
+            call.audit
+                .returned(subject, Some(&row.aggregate_id), Some(&grant.disclosure()));
+            Ok(Located {
+                stream: row.aggregate_id.clone(),
+                consent_subject: beneficiary,
+                grant,
+                access,
+                current: Some(row),
+            })
+        }
+        _ => {
+            call.audit.not_found(subject, stream.as_deref());
+            Err(ApiError::not_found(R::TYPE))
+        }
+    }
+}
+
 /// What the caller may see of the subject `identifier` resolved to (`stream`, if any).
 async fn judge(
     call: &Call,
