@@ -17,6 +17,7 @@ pub mod inline_index;
 pub mod managed_vocabulary;
 pub mod program;
 pub mod program_membership;
+pub mod service_point;
 pub mod services;
 mod transition;
 pub mod values;

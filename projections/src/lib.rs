@@ -22,6 +22,7 @@ pub mod rebuild;
 pub mod rows;
 pub mod runner;
 pub mod search;
+pub mod service_point;
 pub mod statement;
 pub mod statistics;
 pub mod view;

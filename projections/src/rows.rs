@@ -11,7 +11,8 @@ use openspp_aggregates::{
 use crate::error::{ProjectionError, Undecodable};
 use crate::events::{Fold, StoredEvent};
 use crate::statement::Statement;
-use crate::{consent, delivery, group, individual, membership, program};
+use crate::{consent, delivery, group, individual, membership, program, service_point};
+use openspp_aggregates::service_point::ServicePoint;
 
 /// An aggregate whose state is shown through read models.
 pub trait ReadModel: Aggregate {
@@ -69,6 +70,8 @@ impl ReadModel for Entitlement {
     }
 }
 
+read_model!(ServicePoint, service_point, service_points);
+
 /// A consent not given yet has no row.
 impl ReadModel for Consent {
     fn project(
@@ -96,7 +99,7 @@ impl ReadModel for openspp_aggregates::extension_registry::ExtensionRegistration
 }
 
 /// The tables `ReadModel::project` writes, all rebuilt from the log by a rebuild.
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 11] = [
     "individual_view",
     "group_view",
     "group_members_view",
@@ -107,6 +110,7 @@ pub const TABLES: [&str; 10] = [
     "entitlement_view",
     "cycle_beneficiaries",
     "cycle_statistics",
+    "service_point_view",
 ];
 
 /// Rows of any number of streams, by table, each stream at most once.
@@ -119,6 +123,7 @@ pub struct Rows {
     pub(crate) consents: Vec<consent::Line>,
     pub(crate) cycles: Vec<delivery::CycleLine>,
     pub(crate) entitlements: Vec<delivery::EntitlementLine>,
+    pub(crate) service_points: Vec<service_point::Line>,
 }
 
 impl Rows {
@@ -131,6 +136,7 @@ impl Rows {
             + self.consents.len()
             + self.cycles.len()
             + self.entitlements.len()
+            + self.service_points.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,6 +152,7 @@ impl Rows {
         consent::push_upsert(statement, &self.consents);
         delivery::push_cycle_upsert(statement, &self.cycles);
         delivery::push_entitlement_upsert(statement, &self.entitlements);
+        service_point::push_upsert(statement, &self.service_points);
     }
 }
 
@@ -179,6 +186,7 @@ pub(crate) fn fold_for(aggregate_type: &str) -> Option<Box<dyn StreamFold>> {
         t if t == Consent::TYPE => of::<Consent>(),
         t if t == Cycle::TYPE => of::<Cycle>(),
         t if t == Entitlement::TYPE => of::<Entitlement>(),
+        t if t == ServicePoint::TYPE => of::<ServicePoint>(),
         _ => None,
     }
 }

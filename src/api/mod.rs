@@ -22,6 +22,7 @@ pub mod schema;
 #[cfg(test)]
 mod schema_tests;
 pub mod search_params;
+pub mod service_point;
 pub mod stated;
 
 /// Where the API lives (CONTRACT §1).

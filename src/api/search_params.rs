@@ -227,6 +227,25 @@ pub const ENTITLEMENT: &[Param] = &[
     LAST_UPDATED,
 ];
 
+/// OpenSPP `spp_api_v2_service_points`.
+pub const SERVICE_POINT: &[Param] = &[
+    param("name", "name", Kind::Contains, "Name"),
+    param("area", "area", Kind::Contains, "Area (part of its name)"),
+    param(
+        "country",
+        "country",
+        Kind::Exact,
+        "Country (ISO 3166-1 alpha-2)",
+    ),
+    param(
+        "contractActive",
+        "contractActive",
+        Kind::Boolean,
+        "Contract active",
+    ),
+    LAST_UPDATED,
+];
+
 pub const CONSENT: &[Param] = &[param(
     "subject",
     "subject",

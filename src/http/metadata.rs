@@ -213,6 +213,14 @@ fn offered(state: &AppState) -> Vec<Offered> {
             versioned: true,
         },
         Offered {
+            name: "ServicePoint",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: delivery(search_params::SERVICE_POINT),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
             name: "Consent",
             operations: &[
                 "read",

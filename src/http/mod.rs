@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod outcome;
 pub mod program;
 pub mod program_membership;
+pub mod service_point;
 pub mod vocabulary;
 
 pub use crate::api::provenance::REQUEST_ID;
@@ -48,6 +49,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(program_membership::routes())
         .merge(cycle::routes())
         .merge(entitlement::routes())
+        .merge(service_point::routes())
         .merge(vocabulary::routes())
         .merge(filters::routes())
         .merge(crate::auth::api_routes())

@@ -93,6 +93,15 @@ impl Stored for Entitlement {
     }
 }
 
+impl Stored for openspp_aggregates::service_point::ServicePoint {
+    fn starts_stream(command: &Self::Command) -> bool {
+        matches!(
+            command,
+            openspp_aggregates::service_point::ServicePointCommand::Register(_)
+        )
+    }
+}
+
 impl Stored for Consent {
     fn starts_stream(command: &ConsentCommand) -> bool {
         matches!(command, ConsentCommand::Give(_))

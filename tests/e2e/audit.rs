@@ -335,6 +335,18 @@ async fn replay() {
             api.put(&path, body, None).await.expect(200);
         }
     }
+    let point = format!("Replay point {}", unique("SP"));
+    let registered = api
+        .post(
+            "/api/v2/spp/ServicePoint",
+            json!({"name": point, "contractActive": true, "country": "PH", "serviceType": ["CASH"]}),
+        )
+        .await;
+    registered.expect(201);
+    let mut body = registered.body.clone();
+    body["contractActive"] = json!(false);
+    let path = registered.header("location").unwrap().to_owned();
+    api.put(&path, body, None).await.expect(200);
     for (n, person) in people.iter().enumerate().take(3) {
         let given = api
             .post(
@@ -385,6 +397,7 @@ async fn replay() {
         "entitlement_view",
         "cycle_beneficiaries",
         "cycle_statistics",
+        "service_point_view",
     ] {
         assert!(
             rows(&database.url, table) > 0,

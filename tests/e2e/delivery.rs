@@ -28,6 +28,7 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial("delivery::history_at_and_verify", history),
         trial("delivery::metadata_and_openapi_list_them", discovery),
+        trial("delivery::service_points", service_points),
     ]
 }
 
@@ -695,7 +696,7 @@ async fn discovery() {
     let api = admin().await;
     let metadata = api.get("/api/v2/spp/metadata").await;
     metadata.expect(200);
-    for resource in ["Cycle", "Entitlement"] {
+    for resource in ["Cycle", "Entitlement", "ServicePoint"] {
         let entry = &metadata.body["resources"][resource];
         assert!(
             entry["operations"]
@@ -722,4 +723,120 @@ async fn discovery() {
     ] {
         assert!(document.body["paths"].get(path).is_some(), "{path}");
     }
+}
+
+const SERVICE_POINT: &str = "/api/v2/spp/ServicePoint";
+
+fn service_point_body(name: &str, area: &str, country: &str, active: bool) -> Value {
+    json!({"name": name, "contractActive": active, "country": country,
+           "area": {"reference": format!("Area/{area}")},
+           "address": {"text": "12 Rizal Ave", "type": "physical"},
+           "telecom": [{"system": "phone", "value": "+63 2 123 4567", "use": "work"}],
+           "company": {"reference": "Organization/PayCo"},
+           "serviceType": ["CASH"]})
+}
+
+async fn service_points() {
+    let api = admin().await;
+    let tag = unique("SP");
+    let manila = format!("{tag} Manila Center");
+    let created = api
+        .post(
+            SERVICE_POINT,
+            service_point_body(&manila, "Manila", "PH", true),
+        )
+        .await;
+    created.expect(201);
+    let path = created.header("location").unwrap().to_owned();
+    assert_eq!(path, format!("{SERVICE_POINT}/{}", urlencoding(&manila)));
+    let read = api.get(&path).await;
+    read.expect(200);
+    assert!(read.header("etag").is_some());
+    let point = &read.body;
+    assert_eq!(point["resourceType"], "ServicePoint");
+    assert_eq!(point["identifier"], manila.as_str());
+    assert_eq!(point["area"]["reference"], "Area/Manila");
+    assert_eq!(point["company"]["reference"], "Organization/PayCo");
+    assert_eq!(point["telecom"][0]["use"], "work");
+    assert_eq!(point["serviceType"], json!(["Cash Distribution"]));
+    assert_eq!(
+        point["address"],
+        json!({"text": "12 Rizal Ave", "type": "physical"})
+    );
+    let cebu = format!("{tag} Cebu Hub");
+    api.post(
+        SERVICE_POINT,
+        service_point_body(&cebu, "Cebu City", "PH", false),
+    )
+    .await
+    .expect(201);
+    // OpenSPP's searches answer a Bundle, in name order.
+    let all = api.get(&format!("{SERVICE_POINT}?name={tag}")).await;
+    all.expect(200);
+    assert_eq!(all.body["resourceType"], "Bundle");
+    assert_eq!(all.body["type"], "searchset");
+    assert_eq!(all.body["total"], 2);
+    assert_eq!(all.body["entry"][0]["resource"]["name"], cebu.as_str());
+    assert_eq!(all.body["link"][0]["relation"], "self");
+    for (query, expected) in [
+        ("area=cebu", 1),
+        ("country=ph", 2),
+        ("contractActive=true", 1),
+        ("contractActive=false", 1),
+        ("_lastUpdated=ge2020-01-01", 2),
+        ("_lastUpdated=le2020-01-01", 0),
+    ] {
+        let reply = api
+            .get(&format!("{SERVICE_POINT}?name={tag}&{query}"))
+            .await;
+        assert_eq!(reply.body["total"], expected, "{query}: {}", reply.text);
+    }
+    let paged = api
+        .get(&format!("{SERVICE_POINT}?name={tag}&_count=1"))
+        .await;
+    let relations: Vec<&str> = paged.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["relation"].as_str().unwrap())
+        .collect();
+    assert_eq!(relations, ["self", "next"]);
+    // Sent back as read (display names and all) with a change; the name never changes.
+    let mut body = point.clone();
+    body["contractActive"] = json!(false);
+    let changed = api.put(&path, body, None).await;
+    changed.expect(200);
+    assert_eq!(changed.body["contractActive"], false);
+    assert_eq!(changed.body["serviceType"], json!(["Cash Distribution"]));
+    let mut renamed = changed.body.clone();
+    renamed["name"] = json!(format!("{tag} elsewhere"));
+    renamed.as_object_mut().unwrap().remove("identifier");
+    api.put(&path, renamed, None).await.expect(422);
+    api.post(
+        SERVICE_POINT,
+        service_point_body(&manila, "Manila", "PH", true),
+    )
+    .await
+    .expect(409);
+    let unknown_type = {
+        let mut body = service_point_body(&format!("{tag} x"), "Manila", "PH", true);
+        body["serviceType"] = json!(["TELEPORT"]);
+        body
+    };
+    let refused = api.post(SERVICE_POINT, unknown_type).await;
+    refused.expect(422);
+    assert_eq!(expression(&refused), "serviceType");
+    api.get(&format!("{SERVICE_POINT}/{}", urlencoding(&unique("none"))))
+        .await
+        .expect(404);
+    let versions = api.get(&format!("{path}/_history")).await;
+    assert_eq!(versions.body["total"], 2);
+    let outsider = Api::new(&world().base)
+        .login(&create_client(
+            &world().database_url,
+            &["--scope", "cycle:read"],
+        ))
+        .await;
+    outsider.get(&path).await.expect(403);
+    outsider.get(SERVICE_POINT).await.expect(403);
 }

@@ -281,7 +281,7 @@ pub fn create_client(database_url: &str, extra: &[&str]) -> Credentials {
 }
 
 /// Every scope of the registry core, and of program delivery (cycles, entitlements).
-pub const ALL_SCOPES: [&str; 8] = [
+pub const ALL_SCOPES: [&str; 9] = [
     "individual:all",
     "group:all",
     "program:all",
@@ -290,6 +290,7 @@ pub const ALL_SCOPES: [&str; 8] = [
     "audit:read",
     "cycle:all",
     "entitlement:all",
+    "service_point:all",
 ];
 
 /// A client that needs the data subject's consent (the default for `client create`).
