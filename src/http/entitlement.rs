@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use axum::extract::{OriginalUri, Path};
 use axum::http::StatusCode;
 use axum::Json;
-use openspp_aggregates::entitlement::{CycleFacts, EntitlementKind, CODE_SYSTEM, CONSENT_RESOURCE};
+use openspp_aggregates::entitlement::{
+    Benefit, CycleFacts, EntitlementKind, CODE_SYSTEM, CONSENT_RESOURCE,
+};
 use openspp_aggregates::{
     Cycle, CycleState, Date, Entitlement, EntitlementCommand, EntitlementState, Identifier,
     MembershipStatus, Program, ProgramMembership,
@@ -300,6 +302,25 @@ async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFac
     })
 }
 
+/// Goods are collected at a service point that exists (422 naming `servicePoint` otherwise).
+async fn known_service_point(call: &Call, benefit: &Benefit) -> Result<(), ApiError> {
+    let Benefit::Inkind {
+        service_point: Some(name),
+        ..
+    } = benefit
+    else {
+        return Ok(());
+    };
+    let identifier = openspp_aggregates::service_point::name_identifier(name);
+    match claims::resolve(&call.state.pool, "ServicePoint", &identifier).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::unprocessable(
+            "servicePoint",
+            "no such ServicePoint",
+        )),
+    }
+}
+
 fn unknown_beneficiary(kind_name: &str) -> ApiError {
     ApiError::unprocessable("beneficiary", format!("no such {kind_name}"))
 }
@@ -347,6 +368,7 @@ async fn create(
     })?;
     let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
     let details = body.into_details()?;
+    known_service_point(&call, &details.benefit).await?;
     let beneficiary = find_subject(&call, kind_name, CONSENT_RESOURCE, &key.key())
         .await
         .map_err(|_| unknown_beneficiary(kind_name))?;

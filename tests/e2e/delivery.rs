@@ -70,13 +70,26 @@ fn cash_body(cycle: &str, national_id: &str, amount: f64) -> Value {
            "initialAmount": {"value": amount, "currency": "PHP"}})
 }
 
+/// A service point goods are collected at (registered once per run).
+async fn collection_point(api: &Api) -> &'static str {
+    const NAME: &str = "Delivery Collection Point";
+    let reply = api
+        .post(
+            "/api/v2/spp/ServicePoint",
+            json!({"name": NAME, "contractActive": true, "serviceType": ["CASH"]}),
+        )
+        .await;
+    assert!(matches!(reply.status.as_u16(), 201 | 409), "{}", reply.text);
+    NAME
+}
+
 fn goods_body(cycle: &str, national_id: &str) -> Value {
     json!({"entitlementType": "inkind", "cycle": {"reference": format!("Cycle/{cycle}")},
            "beneficiary": {"reference": person(national_id)},
            "items": [{"product": {"reference": "Product/RICE-25KG"},
                       "quantity": {"value": 2, "unit": "Sack"},
                       "unitPrice": {"value": 500, "currency": "PHP"}}],
-           "servicePoint": {"reference": "ServicePoint/Manila Center"}})
+           "servicePoint": {"reference": "ServicePoint/Delivery Collection Point"}})
 }
 
 /// An individual enrolled in `program`; returns the national id.
@@ -118,6 +131,7 @@ async fn walk_through() {
     let (_, program) = new_program(&api, "individual").await;
     let (first, second) = (member(&api, &program).await, member(&api, &program).await);
     let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    collection_point(&api).await;
     let path = path_of(&name);
     let read = api.get(&path).await;
     read.expect(200);
@@ -177,7 +191,7 @@ async fn walk_through() {
     );
     assert_eq!(
         read.body["servicePoint"]["reference"],
-        "ServicePoint/Manila Center"
+        "ServicePoint/Delivery Collection Point"
     );
     assert!(read.body.get("initialAmount").is_none());
 
@@ -363,6 +377,7 @@ async fn entitlement_search() {
     let (_, program) = new_program(&api, "individual").await;
     let (first, second) = (member(&api, &program).await, member(&api, &program).await);
     let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    collection_point(&api).await;
     let cash = entitle(&api, cash_body(&name, &first, 100.0)).await;
     entitle(&api, cash_body(&name, &second, 200.0)).await;
     entitle(&api, goods_body(&name, &first)).await;
@@ -447,6 +462,15 @@ async fn refusals() {
             "beneficiary",
         ),
         (cash_body(&unique("none"), &enrolled, 10.0), 422, "cycle"),
+        (
+            {
+                let mut body = goods_body(&name, &enrolled);
+                body["servicePoint"]["reference"] = json!("ServicePoint/nowhere");
+                body
+            },
+            422,
+            "servicePoint",
+        ),
         (
             cash_body(&name, &enrolled, 10.005),
             422,
@@ -607,6 +631,7 @@ async fn consent() {
     let (_, program) = new_program(&api, "individual").await;
     let (consented, other) = (member(&api, &program).await, member(&api, &program).await);
     let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    collection_point(&api).await;
     let seen = entitle(&api, cash_body(&name, &consented, 10.0)).await;
     let unseen = entitle(&api, cash_body(&name, &other, 20.0)).await;
     let organization = unique("Delivery NGO");
