@@ -5,6 +5,8 @@
 
 pub mod bounds;
 pub mod consent;
+pub mod cycle;
+pub mod entitlement;
 pub mod error;
 pub mod extension;
 pub mod extension_registry;
@@ -15,7 +17,9 @@ pub mod inline_index;
 pub mod managed_vocabulary;
 pub mod program;
 pub mod program_membership;
+pub mod service_point;
 pub mod services;
+mod transition;
 pub mod values;
 pub mod vocabulary;
 mod wire;
@@ -26,6 +30,8 @@ mod testing;
 pub use consent::{
     Access, Actor, Consent, ConsentCommand, ConsentEvent, ConsentRecord, ConsentTerms,
 };
+pub use cycle::{Cycle, CycleCommand, CycleEvent, CycleState};
+pub use entitlement::{Entitlement, EntitlementCommand, EntitlementEvent, EntitlementState};
 pub use error::DomainError;
 pub use extension::{ExtendedResource, ExtensionData, ExtensionSchemas, SchemaViolation};
 pub use extension_registry::{

@@ -14,6 +14,7 @@ use crate::error::DomainError;
 use crate::identifiers::MAX_VALUE_LEN;
 use crate::inline_index::{IndexChange, InlineIndex};
 use crate::services::RegistryServices;
+use crate::transition;
 use crate::values::{Code, Identifier};
 use crate::vocabulary::{TargetType, Vocabulary};
 
@@ -332,18 +333,14 @@ impl ProgramMembership {
         let from = self
             .status
             .ok_or_else(|| DomainError::not_found("ProgramMembership"))?;
-        if from != to && !from.next().contains(&to) {
-            let allowed: Vec<&str> = from.next().iter().map(|s| s.as_str()).collect();
-            return Err(DomainError::conflict(
-                Some("status"),
-                format!(
-                    "a {} membership cannot become {}; allowed: {}",
-                    from.as_str(),
-                    to.as_str(),
-                    allowed.join(", ")
-                ),
-            ));
-        }
+        transition::check(
+            "membership",
+            "status",
+            from,
+            to,
+            from.next(),
+            MembershipStatus::as_str,
+        )?;
         for (field, date) in [
             ("enrollmentDate", given.enrollment_date),
             ("exitDate", given.exit_date),

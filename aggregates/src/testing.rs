@@ -29,6 +29,7 @@ impl Vocabulary for FakeVocabulary {
             GROUP_MEMBERSHIP_TYPE => ["head", "spouse", "child", "member", "other"].contains(&code),
             PROGRAM_TYPE => ["social-protection", "cash-transfer"].contains(&code),
             EXIT_REASON => ["graduated", "moved"].contains(&code),
+            crate::service_point::SERVICE_TYPES => ["CASH", "VOUCHER"].contains(&code),
             _ => false,
         }
     }

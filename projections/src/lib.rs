@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod consent;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod extension;
@@ -21,6 +22,7 @@ pub mod rebuild;
 pub mod rows;
 pub mod runner;
 pub mod search;
+pub mod service_point;
 pub mod statement;
 pub mod statistics;
 pub mod view;

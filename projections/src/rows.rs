@@ -4,12 +4,15 @@
 //! from the whole log, so a rebuild is byte-identical to what the appends wrote.
 
 use cqrs_es::Aggregate;
-use openspp_aggregates::{Consent, Group, Individual, Program, ProgramMembership};
+use openspp_aggregates::{
+    Consent, Cycle, Entitlement, Group, Individual, Program, ProgramMembership,
+};
 
 use crate::error::{ProjectionError, Undecodable};
 use crate::events::{Fold, StoredEvent};
 use crate::statement::Statement;
-use crate::{consent, group, individual, membership, program};
+use crate::{consent, delivery, group, individual, membership, program, service_point};
+use openspp_aggregates::service_point::ServicePoint;
 
 /// An aggregate whose state is shown through read models.
 pub trait ReadModel: Aggregate {
@@ -43,6 +46,32 @@ read_model!(Group, group, groups);
 read_model!(Program, program, programs);
 read_model!(ProgramMembership, membership, memberships);
 
+impl ReadModel for Cycle {
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError> {
+        rows.cycles.push(delivery::cycle_line(aggregate_id, fold)?);
+        Ok(())
+    }
+}
+
+/// An entitlement's row also changes its cycle's statistics (`delivery.rs`).
+impl ReadModel for Entitlement {
+    fn project(
+        aggregate_id: &str,
+        fold: &Fold<Self>,
+        rows: &mut Rows,
+    ) -> Result<(), ProjectionError> {
+        rows.entitlements
+            .push(delivery::entitlement_line(aggregate_id, fold)?);
+        Ok(())
+    }
+}
+
+read_model!(ServicePoint, service_point, service_points);
+
 /// A consent not given yet has no row.
 impl ReadModel for Consent {
     fn project(
@@ -70,13 +99,18 @@ impl ReadModel for openspp_aggregates::extension_registry::ExtensionRegistration
 }
 
 /// The tables `ReadModel::project` writes, all rebuilt from the log by a rebuild.
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 11] = [
     "individual_view",
     "group_view",
     "group_members_view",
     "program_view",
     "membership_view",
     "consent_index",
+    "cycle_view",
+    "entitlement_view",
+    "cycle_beneficiaries",
+    "cycle_statistics",
+    "service_point_view",
 ];
 
 /// Rows of any number of streams, by table, each stream at most once.
@@ -87,6 +121,9 @@ pub struct Rows {
     pub(crate) programs: Vec<program::Line>,
     pub(crate) memberships: Vec<membership::Line>,
     pub(crate) consents: Vec<consent::Line>,
+    pub(crate) cycles: Vec<delivery::CycleLine>,
+    pub(crate) entitlements: Vec<delivery::EntitlementLine>,
+    pub(crate) service_points: Vec<service_point::Line>,
 }
 
 impl Rows {
@@ -97,6 +134,9 @@ impl Rows {
             + self.programs.len()
             + self.memberships.len()
             + self.consents.len()
+            + self.cycles.len()
+            + self.entitlements.len()
+            + self.service_points.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -110,6 +150,9 @@ impl Rows {
         program::push_upsert(statement, &self.programs);
         membership::push_upsert(statement, &self.memberships);
         consent::push_upsert(statement, &self.consents);
+        delivery::push_cycle_upsert(statement, &self.cycles);
+        delivery::push_entitlement_upsert(statement, &self.entitlements);
+        service_point::push_upsert(statement, &self.service_points);
     }
 }
 
@@ -141,6 +184,9 @@ pub(crate) fn fold_for(aggregate_type: &str) -> Option<Box<dyn StreamFold>> {
         t if t == Program::TYPE => of::<Program>(),
         t if t == ProgramMembership::TYPE => of::<ProgramMembership>(),
         t if t == Consent::TYPE => of::<Consent>(),
+        t if t == Cycle::TYPE => of::<Cycle>(),
+        t if t == Entitlement::TYPE => of::<Entitlement>(),
+        t if t == ServicePoint::TYPE => of::<ServicePoint>(),
         _ => None,
     }
 }

@@ -10,6 +10,8 @@ pub mod batch;
 pub mod bulk;
 pub mod bundle;
 pub mod consent;
+pub mod cycle;
+pub mod entitlement;
 pub mod graphql;
 pub mod group;
 pub mod household;
@@ -25,6 +27,7 @@ pub mod schema;
 #[cfg(test)]
 mod schema_tests;
 pub mod search_params;
+pub mod service_point;
 pub mod stated;
 
 /// Where the API lives (CONTRACT §1).

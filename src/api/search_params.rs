@@ -166,6 +166,86 @@ pub const PROGRAM_MEMBERSHIP: &[Param] = &[
     LAST_UPDATED,
 ];
 
+/// OpenSPP `spp_api_v2_cycles`.
+pub const CYCLE: &[Param] = &[
+    param(
+        "program",
+        "program",
+        Kind::Contains,
+        "Program (part of its name)",
+    ),
+    param("state", "state", Kind::Exact, "Cycle state"),
+    param(
+        "startDate",
+        "period",
+        Kind::Range,
+        "Starts (no prefix: on or after)",
+    ),
+    param(
+        "endDate",
+        "period",
+        Kind::Range,
+        "Ends (no prefix: on or before)",
+    ),
+    LAST_UPDATED,
+];
+
+/// OpenSPP `spp_api_v2_entitlements`.
+pub const ENTITLEMENT: &[Param] = &[
+    param(
+        "beneficiary",
+        "beneficiary",
+        Kind::Reference,
+        "The beneficiary",
+    ),
+    param(
+        "program",
+        "program",
+        Kind::Contains,
+        "Program (part of its name)",
+    ),
+    param("cycle", "cycle", Kind::Contains, "Cycle (part of its name)"),
+    param("state", "state", Kind::Exact, "Entitlement state"),
+    param(
+        "entitlementType",
+        "entitlementType",
+        Kind::Exact,
+        "cash (default) or inkind",
+    ),
+    param(
+        "validFrom",
+        "validPeriod",
+        Kind::Range,
+        "Valid from (on or after)",
+    ),
+    param(
+        "validUntil",
+        "validPeriod",
+        Kind::Range,
+        "Valid until (on or before)",
+    ),
+    LAST_UPDATED,
+];
+
+/// OpenSPP `spp_api_v2_service_points`.
+pub const SERVICE_POINT: &[Param] = &[
+    param("name", "name", Kind::Contains, "Name"),
+    param("area", "area", Kind::Contains, "Area (part of its name)"),
+    param(
+        "country",
+        "country",
+        Kind::Exact,
+        "Country (ISO 3166-1 alpha-2)",
+    ),
+    param(
+        "contractActive",
+        "contractActive",
+        Kind::Boolean,
+        "Contract active",
+    ),
+    LAST_UPDATED,
+];
+
 pub const CONSENT: &[Param] = &[param(
     "subject",
     "subject",

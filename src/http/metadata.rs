@@ -155,6 +155,12 @@ fn offered(state: &AppState) -> Vec<Offered> {
         }
         names
     };
+    // OpenSPP's delivery searches page by `_count` and `_offset` and take `_elements`.
+    let delivery = |params: &[Param]| {
+        let mut names = names_of(params);
+        names.extend(["_count", "_offset", "_elements"].map(str::to_owned));
+        names
+    };
     vec![
         Offered {
             name: "Individual",
@@ -191,6 +197,30 @@ fn offered(state: &AppState) -> Vec<Offered> {
             operations: &["read", "search", "create", "update", "history"],
             interactions: &["read", "search-type", "create", "update"],
             search_params: core(search_params::PROGRAM_MEMBERSHIP, None),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
+            name: "Cycle",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: delivery(search_params::CYCLE),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
+            name: "Entitlement",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: delivery(search_params::ENTITLEMENT),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
+            name: "ServicePoint",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: delivery(search_params::SERVICE_POINT),
             named: &[],
             versioned: true,
         },

@@ -22,8 +22,11 @@ pub mod batch;
 pub mod bulk;
 pub mod consent;
 pub mod conventions;
+pub mod cycle;
+pub mod delivery;
 pub mod docs;
 pub mod early_errors;
+pub mod entitlement;
 pub mod filters;
 pub mod group;
 pub mod health;
@@ -34,6 +37,7 @@ pub mod openapi;
 pub mod outcome;
 pub mod program;
 pub mod program_membership;
+pub mod service_point;
 pub mod vocabulary;
 
 pub use crate::api::provenance::REQUEST_ID;
@@ -48,6 +52,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(audit_event::routes())
         .merge(program::routes())
         .merge(program_membership::routes())
+        .merge(cycle::routes())
+        .merge(entitlement::routes())
+        .merge(service_point::routes())
         .merge(vocabulary::routes())
         .merge(filters::routes())
         .merge(batch::routes())

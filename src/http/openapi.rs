@@ -262,7 +262,7 @@ fn paging_bounds(operation: &mut Value) {
 
 /// The longest text each body property may hold, as the domain checks it
 /// (`openspp_aggregates::bounds`): `(schema, property, characters)`.
-const TEXT_LIMITS: [(&str, &str, usize); 18] = [
+const TEXT_LIMITS: [(&str, &str, usize); 25] = [
     ("HumanName", "family", SHORT_TEXT),
     ("HumanName", "given", SHORT_TEXT),
     ("HumanName", "middle", SHORT_TEXT),
@@ -281,6 +281,13 @@ const TEXT_LIMITS: [(&str, &str, usize); 18] = [
     ("ProgramResource", "name", SHORT_TEXT),
     ("ProgramResource", "description", LONG_TEXT),
     ("RemoveMember", "reason", LONG_TEXT),
+    ("CycleResource", "name", SHORT_TEXT),
+    ("Quantity", "unit", SHORT_TEXT),
+    ("ServicePointResource", "name", SHORT_TEXT),
+    ("PlainAddress", "text", LONG_TEXT),
+    ("Phone", "value", SHORT_TEXT),
+    ("ServicePointResource", "country", 2),
+    ("MoneyValue", "currency", 3),
 ];
 
 /// Lines of an address are text like its other parts.

@@ -11,7 +11,6 @@ use axum::Json;
 use openspp_aggregates::program::is_namespace_uri;
 use openspp_aggregates::program_membership::Restated;
 use openspp_aggregates::{Date, MembershipCommand, MembershipStatus, Program, ProgramMembership};
-use openspp_projections::consent;
 use openspp_projections::membership::{self as view, MembershipQuery};
 use openspp_projections::search::{Found, Page, SortKey};
 use serde_json::Value;
@@ -31,11 +30,10 @@ use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{
-    self, find_subject, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
-    Write,
+    self, find_subject, locate_beneficiarys, Answer, Call, Grant, Interaction, Located, Resource,
+    Searchable, Snapshot, Write,
 };
 use crate::store::claims::{self, resolve_program};
-use crate::store::transaction;
 
 const RESOURCE: &str = "ProgramMembership";
 const SCOPE: &str = "program_membership";
@@ -63,56 +61,15 @@ impl Resource for ProgramMembership {
     /// identifier too, so that unknown and not visible take the same work.
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
         let identifier = parse_identifier(id, "id")?;
-        let pool = &call.state.pool;
-        let stream = claims::resolve(pool, RESOURCE, &identifier).await?;
-        let row = match &stream {
-            Some(stream) => match view::get(pool, stream).await? {
-                Some(row) => Some(row),
-                // Enrolled earlier in the open transaction: no row before the commit.
-                None => transaction::decided::<Self>(stream)
-                    .await
-                    .map(|(state, version)| Snapshot {
-                        aggregate_id: stream.clone(),
-                        version: version as i64,
-                        state,
-                        last_updated: chrono::Utc::now(),
-                        source: None,
-                    }),
-            },
-            None => None,
-        };
-        let beneficiary = row
-            .as_ref()
-            .map(|r| r.state.beneficiary.clone())
-            .unwrap_or_default();
-        let consents = if call.principal.require_consent {
-            consent::covering(pool, std::slice::from_ref(&beneficiary))
-                .await?
-                .remove(&beneficiary)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let access = call.principal.access(consents);
-        let grant = Grant::from_access(&access, SCOPE);
         let subject = format!("{RESOURCE}/{}", identifier.key());
-        match (row, grant) {
-            (Some(row), Some(grant)) if call.principal.uses_program(&row.state.program) => {
-                call.audit
-                    .returned(subject, Some(&row.aggregate_id), Some(&grant.disclosure()));
-                Ok(Located {
-                    stream: row.aggregate_id.clone(),
-                    consent_subject: beneficiary,
-                    grant,
-                    access,
-                    current: Some(row),
-                })
-            }
-            _ => {
-                call.audit.not_found(subject, stream.as_deref());
-                Err(ApiError::not_found(RESOURCE))
-            }
-        }
+        locate_beneficiarys(
+            call,
+            &identifier,
+            subject,
+            |membership: &Self| &membership.program,
+            |access| Grant::from_access(access, SCOPE),
+        )
+        .await
     }
 
     async fn context(call: &Call, snapshots: &[&Snapshot<Self>]) -> Result<References, ApiError> {

@@ -8,7 +8,7 @@ use crate::api::reference::parse_identifier;
 use crate::error::ApiError;
 use crate::resource::call::Call;
 use crate::resource::grant::Grant;
-use crate::resource::traits::{Located, Resource};
+use crate::resource::traits::{Located, Resource, Snapshot};
 use crate::store::{claims, transaction};
 
 /// A data subject the caller may see: its stream, what it may see of it as the resource
@@ -35,6 +35,74 @@ pub async fn find_subject(
     judge(call, aggregate_type, resource_type, &identifier, stream).await
 }
 
+/// The caller's access to the data subject `stream`: the consents covering it, looked up only
+/// for a consent-bound caller, and for an unknown subject (`""`) too, so that unknown and not
+/// consented take the same work.
+pub async fn access_to(call: &Call, stream: &str) -> Result<Access, ApiError> {
+    let consents = if call.principal.require_consent {
+        consent::covering(&call.state.pool, &[stream.to_owned()])
+            .await?
+            .remove(stream)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok(call.principal.access(consents))
+}
+
+/// Finds a resource about one beneficiary in one program (a membership, an entitlement) by the
+/// identifier it is claimed under: visible only as `grant_of` judges the caller's access to
+/// its beneficiary (`R::consent_subject`), and only in the caller's allowed programs
+/// (`program_of`). The consent lookup runs for an unknown identifier too, so that unknown and
+/// not visible take the same work; `subject` is how the access log names it either way.
+pub async fn locate_beneficiarys<R: Resource>(
+    call: &Call,
+    identifier: &Identifier,
+    subject: String,
+    program_of: fn(&R) -> &str,
+    grant_of: impl FnOnce(&Access) -> Option<Grant>,
+) -> Result<Located<R>, ApiError> {
+    let stream = claims::resolve(&call.state.pool, R::TYPE, identifier).await?;
+    let row = match &stream {
+        Some(stream) => match R::current(call, stream).await? {
+            Some(row) => Some(row),
+            // Created earlier in the open `$batch` transaction: no row before the commit.
+            None => transaction::decided::<R>(stream)
+                .await
+                .map(|(state, version)| Snapshot {
+                    aggregate_id: stream.clone(),
+                    version: version as i64,
+                    state,
+                    last_updated: chrono::Utc::now(),
+                    source: None,
+                }),
+        },
+        None => None,
+    };
+    let beneficiary = row
+        .as_ref()
+        .map(|r| R::consent_subject(&r.aggregate_id, &r.state).to_owned())
+        .unwrap_or_default();
+    let access = access_to(call, &beneficiary).await?;
+    match (row, grant_of(&access)) {
+        (Some(row), Some(grant)) if call.principal.uses_program(program_of(&row.state)) => {
+            call.audit
+                .returned(subject, Some(&row.aggregate_id), Some(&grant.disclosure()));
+            Ok(Located {
+                stream: row.aggregate_id.clone(),
+                consent_subject: beneficiary,
+                grant,
+                access,
+                current: Some(row),
+            })
+        }
+        _ => {
+            call.audit.not_found(subject, stream.as_deref());
+            Err(ApiError::not_found(R::TYPE))
+        }
+    }
+}
+
 /// What the caller may see of the subject `identifier` resolved to (`stream`, if any).
 async fn judge(
     call: &Call,
@@ -43,17 +111,7 @@ async fn judge(
     identifier: &Identifier,
     stream: Option<String>,
 ) -> Result<Subject, ApiError> {
-    let pool = &call.state.pool;
-    let consents = if call.principal.require_consent {
-        let probe = stream.clone().unwrap_or_default();
-        consent::covering(pool, std::slice::from_ref(&probe))
-            .await?
-            .remove(&probe)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let access = call.principal.access(consents);
+    let access = access_to(call, stream.as_deref().unwrap_or_default()).await?;
     let subject = format!("{aggregate_type}/{}", identifier.key());
     match (stream, Grant::from_access(&access, resource_type)) {
         (Some(stream), Some(grant)) => {

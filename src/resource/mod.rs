@@ -30,7 +30,9 @@ pub use call::Call;
 pub use export::{export, Exported};
 pub use extended::{open_registration, open_replacement};
 pub use grant::{grants_for, identity_only, shown, today, Grant};
-pub use locate::{find_subject, locate_registrant, referenced, Subject};
+pub use locate::{
+    access_to, find_subject, locate_beneficiarys, locate_registrant, referenced, Subject,
+};
 pub use ops::{
     advanced_search, answer_extensions, at, history, page, read, search, verify, vread, Searchable,
 };

@@ -27,8 +27,9 @@ pub use transaction::Transaction;
 
 use cqrs_es::Aggregate;
 use openspp_aggregates::{
-    Consent, ConsentCommand, Group, GroupCommand, Individual, IndividualCommand, InlineIndex,
-    MembershipCommand, Program, ProgramCommand, ProgramMembership,
+    Consent, ConsentCommand, Cycle, CycleCommand, Entitlement, EntitlementCommand, Group,
+    GroupCommand, Individual, IndividualCommand, InlineIndex, MembershipCommand, Program,
+    ProgramCommand, ProgramMembership,
 };
 use openspp_projections::rows::ReadModel;
 
@@ -79,6 +80,27 @@ impl Stored for openspp_aggregates::managed_vocabulary::ManagedVocabulary {
 impl Stored for openspp_aggregates::extension_registry::ExtensionRegistration {
     fn starts_stream(_: &Self::Command) -> bool {
         false
+    }
+}
+
+impl Stored for Cycle {
+    fn starts_stream(command: &CycleCommand) -> bool {
+        matches!(command, CycleCommand::Create { .. })
+    }
+}
+
+impl Stored for Entitlement {
+    fn starts_stream(command: &EntitlementCommand) -> bool {
+        matches!(command, EntitlementCommand::Create { .. })
+    }
+}
+
+impl Stored for openspp_aggregates::service_point::ServicePoint {
+    fn starts_stream(command: &Self::Command) -> bool {
+        matches!(
+            command,
+            openspp_aggregates::service_point::ServicePointCommand::Register(_)
+        )
     }
 }
 

@@ -329,6 +329,45 @@ async fn replay() {
             api.put(&path, body, None).await.expect(200);
         }
     }
+    // A cycle and entitlements of enrolled members (people 2 and 4, in the first program), one
+    // of them changed: the cycle's statistics are rebuilt from the entitlements' events.
+    let cycle = format!("Replay cycle {}", unique("C"));
+    api.post(
+        "/api/v2/spp/Cycle",
+        json!({"name": cycle, "program": {"reference": format!("Program/{first}")},
+               "period": {"start": "2024-01-01", "end": "2024-03-31"}}),
+    )
+    .await
+    .expect(201);
+    for (n, person) in [&people[2], &people[4]].into_iter().enumerate() {
+        let created = api
+            .post(
+                "/api/v2/spp/Entitlement",
+                json!({"entitlementType": "cash", "cycle": {"reference": format!("Cycle/{cycle}")},
+                       "beneficiary": {"reference": format!("Individual/{NATIONAL_ID}|{person}")},
+                       "initialAmount": {"value": 100 + n, "currency": "PHP"}}),
+            )
+            .await;
+        created.expect(201);
+        if n == 0 {
+            let path = created.header("location").unwrap().to_owned();
+            let mut body = created.body.clone();
+            body["state"] = json!("pending_validation");
+            api.put(&path, body, None).await.expect(200);
+        }
+    }
+    let point = format!("Replay point {}", unique("SP"));
+    let registered = api
+        .post(
+            "/api/v2/spp/ServicePoint",
+            json!({"name": point, "contractActive": true, "country": "PH", "serviceType": ["CASH"]}),
+        )
+        .await;
+    registered.expect(201);
+    let mut body = registered.body.clone();
+    body["contractActive"] = json!(false);
+    let path = registered.header("location").unwrap().to_owned();
+    api.put(&path, body, None).await.expect(200);
     for (n, person) in people.iter().enumerate().take(3) {
         let given = api
             .post(
@@ -375,6 +414,11 @@ async fn replay() {
         "membership_view",
         "membership_counts",
         "consent_index",
+        "cycle_view",
+        "entitlement_view",
+        "cycle_beneficiaries",
+        "cycle_statistics",
+        "service_point_view",
     ] {
         assert!(
             rows(&database.url, table) > 0,

@@ -21,6 +21,7 @@ mod consent_fields;
 mod consent_groups;
 mod consent_withdrawal;
 mod dci;
+mod delivery;
 mod disclosure;
 mod errors;
 mod extension;
@@ -107,6 +108,7 @@ fn main() {
     trials.extend(consent_groups::trials());
     trials.extend(consent_withdrawal::trials());
     trials.extend(dci::trials());
+    trials.extend(delivery::trials());
     trials.extend(disclosure::trials());
     trials.extend(individual::trials());
     trials.extend(household::trials());

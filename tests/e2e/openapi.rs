@@ -32,7 +32,15 @@ async fn document() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let base = "/api/v2/spp";
     let mut expected: Vec<(String, &str)> = Vec::new();
-    for resource in ["Individual", "Group", "Program", "ProgramMembership"] {
+    for resource in [
+        "Individual",
+        "Group",
+        "Program",
+        "ProgramMembership",
+        "Cycle",
+        "Entitlement",
+        "ServicePoint",
+    ] {
         expected.push((format!("{base}/{resource}"), "get"));
         expected.push((format!("{base}/{resource}"), "post"));
         expected.push((format!("{base}/{resource}/{{id}}"), "get"));
@@ -44,6 +52,9 @@ async fn document() {
         "Program",
         "ProgramMembership",
         "Consent",
+        "Cycle",
+        "Entitlement",
+        "ServicePoint",
     ] {
         for tail in ["_history", "_history/$verify", "_history/{versionId}"] {
             expected.push((format!("{base}/{resource}/{{id}}/{tail}"), "get"));

@@ -311,14 +311,17 @@ pub fn create_client(database_url: &str, extra: &[&str]) -> Credentials {
     }
 }
 
-/// Every scope of the registry core.
-pub const ALL_SCOPES: [&str; 6] = [
+/// Every scope of the registry core, and of program delivery (cycles, entitlements).
+pub const ALL_SCOPES: [&str; 9] = [
     "individual:all",
     "group:all",
     "program:all",
     "program_membership:all",
     "consent:all",
     "audit:read",
+    "cycle:all",
+    "entitlement:all",
+    "service_point:all",
 ];
 
 /// A client that needs the data subject's consent (the default for `client create`).

@@ -1,0 +1,455 @@
+//! `/Entitlement` (CONTRACT §11; OpenSPP `spp_api_v2_entitlements`): what each beneficiary is
+//! entitled to in a cycle, read and searched as OpenSPP serves it, and (**beyond OpenSPP**)
+//! created and moved through its approval and payment states. An entitlement names a
+//! beneficiary, so it is seen and written under the beneficiary's consent for program
+//! participation (`program_membership`) or a legal basis, and only in the caller's allowed
+//! programs; whatever the caller may not see answers as unknown.
+
+use std::collections::HashMap;
+
+use axum::extract::{OriginalUri, Path};
+use axum::http::StatusCode;
+use axum::Json;
+use openspp_aggregates::entitlement::{
+    Benefit, CycleFacts, EntitlementKind, CODE_SYSTEM, CONSENT_RESOURCE,
+};
+use openspp_aggregates::{
+    Cycle, CycleState, Date, Entitlement, EntitlementCommand, EntitlementState, Identifier,
+    MembershipStatus, Program, ProgramMembership,
+};
+use openspp_projections::delivery::{self, EntitlementQuery};
+use openspp_projections::search::{Comparator, Found, Page};
+use openspp_projections::{membership, view};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::entitlement::{named, EntitlementResource, RESOURCE};
+use crate::api::json::ApiJson;
+use crate::api::membership::split_beneficiary;
+use crate::api::params::Params;
+use crate::api::preconditions::IfMatch;
+use crate::api::reference::{parse_identifier, parse_reference};
+use crate::api::schema::{OperationOutcome, SearchResult};
+use crate::app::AppState;
+use crate::auth::Action;
+use crate::error::ApiError;
+use crate::http::delivery::{program_filter, with_default};
+use crate::resource::{
+    self, find_subject, grants_for, locate_beneficiarys, Answer, Call, Grant, Interaction, Located,
+    Resource, Searchable, Snapshot, Write,
+};
+use crate::store::claims;
+
+const SCOPE: &str = "entitlement";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search, create))
+        .routes(routes!(read, change))
+        .routes(routes!(history))
+        .routes(routes!(vread))
+        .routes(routes!(verify))
+}
+
+/// What a consent for program participation lets the caller see of an entitlement: all of it,
+/// when it shows who the beneficiary is (an entitlement is nothing without its beneficiary);
+/// else nothing, as for an unconsented one.
+fn widened(mut grant: Grant) -> Option<Grant> {
+    if !grant.allows("beneficiary") {
+        return None;
+    }
+    grant.fields = None;
+    Some(grant)
+}
+
+/// `system|value` of the programs and beneficiaries, and the names of the cycles, that
+/// entitlements name, by stream.
+#[derive(Default)]
+pub struct EntitlementContext {
+    references: HashMap<String, String>,
+    cycles: HashMap<String, String>,
+}
+
+impl Resource for Entitlement {
+    const SCOPE: &'static str = SCOPE;
+    const VIEW: Option<&'static str> = Some("entitlement_view");
+    type Rendered = EntitlementResource;
+    type Context = EntitlementContext;
+
+    /// By code (`urn:openspp:entitlement|{code}` names it too); visible under the
+    /// beneficiary's consent, in the caller's allowed programs. The consent lookup runs for an
+    /// unknown code too, so that unknown and not visible take the same work.
+    async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        let code = id
+            .strip_prefix(CODE_SYSTEM)
+            .and_then(|rest| rest.strip_prefix('|'))
+            .unwrap_or(id);
+        let identifier = Identifier {
+            system: CODE_SYSTEM.to_owned(),
+            value: code.to_owned(),
+        };
+        locate_beneficiarys(
+            call,
+            &identifier,
+            format!("{RESOURCE}/{code}"),
+            |entitlement: &Self| &entitlement.program,
+            |access| Grant::from_access(access, CONSENT_RESOURCE).and_then(widened),
+        )
+        .await
+    }
+
+    async fn context(
+        call: &Call,
+        snapshots: &[&Snapshot<Self>],
+    ) -> Result<EntitlementContext, ApiError> {
+        let pool = &call.state.pool;
+        let streams: Vec<String> = snapshots
+            .iter()
+            .flat_map(|s| [s.state.program.clone(), s.state.beneficiary.clone()])
+            .collect();
+        let cycles: Vec<String> = snapshots.iter().map(|s| s.state.cycle.clone()).collect();
+        let cycles = view::rows_where::<Cycle>(pool, "cycle_view", "aggregate_id", &cycles)
+            .await?
+            .into_iter()
+            .map(|row| (row.aggregate_id, row.state.name))
+            .collect();
+        Ok(EntitlementContext {
+            references: membership::references(pool, &streams).await?,
+            cycles,
+        })
+    }
+
+    fn render(
+        _call: &Call,
+        context: &EntitlementContext,
+        row: &Snapshot<Self>,
+    ) -> EntitlementResource {
+        let state = &row.state;
+        EntitlementResource::render(
+            row,
+            context.references.get(&state.program).map(String::as_str),
+            context
+                .references
+                .get(&state.beneficiary)
+                .map(String::as_str),
+            context.cycles.get(&state.cycle).map(String::as_str),
+        )
+    }
+
+    /// The beneficiary the rendering names.
+    fn mentioned(
+        context: &EntitlementContext,
+        row: &Snapshot<Self>,
+        grant: &Grant,
+    ) -> Vec<(String, String)> {
+        let state = &row.state;
+        context
+            .references
+            .get(&state.beneficiary)
+            .filter(|_| grant.allows("beneficiary"))
+            .map(|key| {
+                (
+                    format!("{}/{key}", state.beneficiary_kind().resource()),
+                    state.beneficiary.clone(),
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+
+    fn key(_stream: &str, state: &Self) -> Option<String> {
+        state.identifier.as_ref().map(|i| i.value.clone())
+    }
+
+    fn consent_subject<'a>(_stream: &'a str, state: &'a Self) -> &'a str {
+        &state.beneficiary
+    }
+
+    /// Under the beneficiaries' consents for program participation (see `widened`).
+    async fn grants(
+        call: &Call,
+        snapshots: &[&Snapshot<Self>],
+    ) -> Result<HashMap<String, Grant>, ApiError> {
+        let subjects: Vec<String> = snapshots
+            .iter()
+            .map(|s| s.state.beneficiary.clone())
+            .collect();
+        let by_subject = grants_for(call, CONSENT_RESOURCE, &subjects).await?;
+        Ok(snapshots
+            .iter()
+            .filter_map(|s| {
+                let grant = widened(by_subject.get(&s.state.beneficiary)?.clone())?;
+                Some((s.aggregate_id.clone(), grant))
+            })
+            .collect())
+    }
+}
+
+/// A single date parameter (`validFrom`, `validUntil`): a 400 naming it when malformed.
+fn date_param(params: &mut Params, name: &str) -> Result<Option<chrono::NaiveDate>, ApiError> {
+    params
+        .one(name)?
+        .map(|text| {
+            text.parse::<Date>()
+                .map(Date::get)
+                .map_err(|error| ApiError::bad_request(Some(name), error.to_string()))
+        })
+        .transpose()
+}
+
+impl Searchable for Entitlement {
+    type Query = EntitlementQuery;
+
+    /// OpenSPP's parameters: `beneficiary` (`{system}|{value}`, or `Individual/…`, `Group/…`),
+    /// `program` and `cycle` (a part of the name), `state`, `entitlementType` (`cash` unless
+    /// given: one kind per search, as OpenSPP), `validFrom`, `validUntil`, `_lastUpdated`.
+    async fn query(call: &Call, params: &mut Params) -> Result<EntitlementQuery, ApiError> {
+        let pool = &call.state.pool;
+        let beneficiary = match params.one("beneficiary")? {
+            None => None,
+            Some(text) => {
+                let (kinds, key) = match split_beneficiary(&text) {
+                    Some((_, kind_name, key)) => (vec![kind_name], key.to_owned()),
+                    None => (vec!["Individual", "Group"], text.clone()),
+                };
+                let identifier = parse_identifier(&key, "beneficiary")?;
+                let mut stream = None;
+                for kind_name in kinds {
+                    if stream.is_none() {
+                        stream = claims::resolve(pool, kind_name, &identifier).await?;
+                    }
+                }
+                Some(stream.unwrap_or_default())
+            }
+        };
+        let program = match params.one("program")? {
+            None => None,
+            Some(text) => Some(program_filter(call, &text).await?),
+        };
+        let kind = params
+            .one_of(
+                "entitlementType",
+                EntitlementKind::parse,
+                EntitlementKind::expected,
+            )?
+            .and_then(|text| EntitlementKind::parse(&text))
+            .unwrap_or(EntitlementKind::Cash);
+        let principal = &call.principal;
+        Ok(EntitlementQuery {
+            beneficiary,
+            program,
+            cycle: params.one("cycle")?,
+            state: params.one_of("state", EntitlementState::parse, EntitlementState::expected)?,
+            kind,
+            valid_from: date_param(params, "validFrom")?,
+            valid_until: date_param(params, "validUntil")?,
+            last_updated: with_default(params.instants("_lastUpdated")?, Comparator::Ge),
+            allowed: (!principal.allowed_programs.is_empty())
+                .then(|| principal.allowed_programs.clone()),
+            visibility: principal.visibility(),
+        })
+    }
+
+    async fn find(
+        call: &Call,
+        query: &EntitlementQuery,
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        Ok(delivery::search_entitlements(&call.state.pool, query, page).await?)
+    }
+
+    async fn find_any(
+        call: &Call,
+        queries: &[EntitlementQuery],
+        page: Page,
+    ) -> Result<Found<Snapshot<Self>>, ApiError> {
+        Ok(delivery::search_entitlements_any(&call.state.pool, queries, page).await?)
+    }
+}
+
+/// The cycle a body names (`Cycle/{name}`) as an entitlement command sees it; one the caller
+/// may not see is no cycle (422).
+async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFacts, ApiError> {
+    let name = named(&body.cycle, "Cycle", "cycle")?;
+    let no_cycle = || ApiError::unprocessable("cycle", "no such Cycle");
+    let located = Cycle::locate(call, &name).await.map_err(|error| {
+        if error.status == StatusCode::NOT_FOUND {
+            no_cycle()
+        } else {
+            error
+        }
+    })?;
+    let cycle = located.current.ok_or_else(no_cycle)?.state;
+    let program = view::get::<Program>(&call.state.pool, "program_view", &cycle.program)
+        .await?
+        .ok_or_else(no_cycle)?;
+    if let Some(reference) = &body.program {
+        let named = crate::http::delivery::program_of(call, reference).await?.0;
+        if named != cycle.program {
+            return Err(ApiError::unprocessable(
+                "program",
+                "must be the cycle's program (or left out)",
+            ));
+        }
+    }
+    Ok(CycleFacts {
+        stream: located.stream,
+        program: cycle.program,
+        state: cycle.state.unwrap_or(CycleState::Draft),
+        start_date: cycle.start_date.unwrap_or_default(),
+        currency: program.state.currency,
+    })
+}
+
+/// Goods are collected at a service point that exists (422 naming `servicePoint` otherwise).
+async fn known_service_point(call: &Call, benefit: &Benefit) -> Result<(), ApiError> {
+    let Benefit::Inkind {
+        service_point: Some(name),
+        ..
+    } = benefit
+    else {
+        return Ok(());
+    };
+    let identifier = openspp_aggregates::service_point::name_identifier(name);
+    match claims::resolve(&call.state.pool, "ServicePoint", &identifier).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::unprocessable(
+            "servicePoint",
+            "no such ServicePoint",
+        )),
+    }
+}
+
+fn unknown_beneficiary(kind_name: &str) -> ApiError {
+    ApiError::unprocessable("beneficiary", format!("no such {kind_name}"))
+}
+
+/// Search entitlements, newest first.
+#[utoipa::path(get, path = "/Entitlement", tag = "Entitlement",
+    params(
+        ("beneficiary" = Option<String>, Query, description = "`{system}|{value}` of the beneficiary (or `Individual/…`, `Group/…`)"),
+        ("program" = Option<String>, Query, description = "A part of the program's name (any case), or `Program/{system}|{value}`"),
+        ("cycle" = Option<String>, Query, description = "A part of the cycle's name (any case)"),
+        ("state" = Option<String>, Query),
+        ("entitlementType" = Option<String>, Query, description = "`cash` (the default) or `inkind`"),
+        ("validFrom" = Option<String>, Query, description = "Valid from this date or later"),
+        ("validUntil" = Option<String>, Query, description = "Valid until this date or earlier"),
+        ("_lastUpdated" = Option<String>, Query, description = "With a prefix; no prefix: at or after"),
+        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
+        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows"),
+    ),
+    responses((status = 200, body = SearchResult<EntitlementResource>), (status = 400, body = OperationOutcome)),
+    security(("bearer" = ["entitlement:read"])))]
+async fn search(
+    call: Call,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchResult<Value>>, ApiError> {
+    resource::search::<Entitlement>(&call, &uri).await.map(Json)
+}
+
+/// Entitle a beneficiary enrolled in the program to cash or goods in a draft cycle.
+#[utoipa::path(post, path = "/Entitlement", tag = "Entitlement", request_body = EntitlementResource,
+    responses(
+        (status = 201, body = EntitlementResource, description = "`Location` names the minted code"),
+        (status = 409, body = OperationOutcome, description = "The cycle is not draft"),
+        (status = 422, body = OperationOutcome, description = "Unknown cycle or beneficiary, not enrolled, wrong currency …"),
+    ),
+    security(("bearer" = ["entitlement:create"])))]
+async fn create(
+    call: Call,
+    body: Result<ApiJson<EntitlementResource>, ApiError>,
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
+    let ApiJson(body) = body?;
+    let cycle = cycle_facts(&call, &body).await?;
+    let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
+        ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
+    })?;
+    let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
+    let details = body.into_details()?;
+    known_service_point(&call, &details.benefit).await?;
+    let beneficiary = find_subject(&call, kind_name, CONSENT_RESOURCE, &key.key())
+        .await
+        .map_err(|_| unknown_beneficiary(kind_name))?;
+    let membership = ProgramMembership::stream_id(&cycle.program, &beneficiary.stream);
+    let enrolled = membership::get(&call.state.pool, &membership)
+        .await?
+        .is_some_and(|row| row.state.status == Some(MembershipStatus::Enrolled));
+    let write = Write::<Entitlement> {
+        stream: uuid::Uuid::now_v7().to_string(),
+        if_match: IfMatch::LATEST,
+        consent: beneficiary
+            .grant
+            .consent_id()
+            .map(|consent| (consent, beneficiary.stream.clone())),
+        command: EntitlementCommand::Create {
+            cycle,
+            beneficiary: beneficiary.stream,
+            beneficiary_type: kind,
+            enrolled,
+            details,
+            access: beneficiary.access,
+        },
+        status: StatusCode::CREATED,
+    };
+    // The aggregate's own consent check refused (or the consent was withdrawn meanwhile): the
+    // same answer as for a beneficiary that does not exist.
+    resource::commit(&call, write).await.map_err(|e| {
+        if e.status == StatusCode::NOT_FOUND {
+            unknown_beneficiary(kind_name)
+        } else {
+            e
+        }
+    })
+}
+
+/// Move an entitlement along OpenSPP's states (impossible moves are 409 naming the allowed
+/// ones; approval needs its cycle under approval or approved, payment an approved or
+/// distributed cycle); the rest of the body restates the entitlement.
+#[utoipa::path(put, path = "/Entitlement/{id}", tag = "Entitlement", request_body = EntitlementResource,
+    params(("id" = String, Path, description = "The entitlement's code"), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, body = EntitlementResource), (status = 404, body = OperationOutcome),
+        (status = 409, body = OperationOutcome, description = "Impossible transition, or the cycle's state forbids it"),
+        (status = 412, body = OperationOutcome), (status = 422, body = OperationOutcome),
+    ),
+    security(("bearer" = ["entitlement:update"])))]
+async fn change(
+    call: Call,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    body: Result<ApiJson<EntitlementResource>, ApiError>,
+) -> Result<Answer, ApiError> {
+    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
+    let ApiJson(body) = body?;
+    let target = Entitlement::locate(&call, &id).await?;
+    let cycle = cycle_facts(&call, &body).await?;
+    let beneficiary = match split_beneficiary(&body.beneficiary.reference) {
+        None => None,
+        Some((_, kind_name, _)) => {
+            let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
+            claims::resolve(&call.state.pool, kind_name, &key).await?
+        }
+    };
+    let details = body.into_details()?;
+    let write = target.change(if_match, |access| EntitlementCommand::Change {
+        cycle,
+        beneficiary,
+        details,
+        access,
+    });
+    resource::commit(&call, write).await
+}
+
+crate::http::read_routes!(
+    Entitlement,
+    EntitlementResource,
+    "Entitlement",
+    "The entitlement's code",
+    "/Entitlement/{id}",
+    "entitlement:read",
+    "/Entitlement/{id}/_history",
+    "/Entitlement/{id}/_history/{versionId}",
+    "/Entitlement/{id}/_history/$verify"
+);

@@ -1,0 +1,867 @@
+//! Program delivery (CONTRACT §11, issue 16): cycles and entitlements over HTTP, from a program
+//! to a paid cycle, with OpenSPP's shapes, searches and states, the statistics a cycle keeps,
+//! and the rules every resource follows (scopes, allowed programs, consent, history, `_at`,
+//! `$verify`, the access log).
+
+use libtest_mimic::Trial;
+use serde_json::{json, Value};
+
+use crate::consent::give_consent;
+use crate::program::{enrol, new_program};
+use crate::support::{
+    admin, audit_event_where, consent_client, create_client, register_individual, unique, world,
+    Api, Reply, NATIONAL_ID,
+};
+use crate::trial;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial("delivery::walk_through_to_a_paid_cycle", walk_through),
+        trial("delivery::cycles_follow_one_another", sequence),
+        trial("delivery::cycle_search_and_paging", cycle_search),
+        trial("delivery::entitlement_search", entitlement_search),
+        trial("delivery::refusals_name_the_field", refusals),
+        trial("delivery::scopes_and_allowed_programs", scopes),
+        trial(
+            "delivery::entitlements_need_the_beneficiarys_consent",
+            consent,
+        ),
+        trial("delivery::history_at_and_verify", history),
+        trial("delivery::metadata_and_openapi_list_them", discovery),
+        trial("delivery::service_points", service_points),
+    ]
+}
+
+const CYCLE: &str = "/api/v2/spp/Cycle";
+const ENTITLEMENT: &str = "/api/v2/spp/Entitlement";
+
+fn cycle_body(program: &str, name: &str, start: &str, end: &str) -> Value {
+    json!({"name": name, "program": {"reference": format!("Program/{program}")},
+           "period": {"start": start, "end": end}})
+}
+
+/// Creates a program's next cycle; returns its name.
+async fn new_cycle(api: &Api, program: &str, start: &str, end: &str) -> String {
+    let name = unique("Cycle");
+    api.post(CYCLE, cycle_body(program, &name, start, end))
+        .await
+        .expect(201);
+    name
+}
+
+fn path_of(name: &str) -> String {
+    format!("{CYCLE}/{}", urlencoding(name))
+}
+
+fn urlencoding(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('#', "%23")
+        .replace('|', "%7C")
+}
+
+fn person(national_id: &str) -> String {
+    format!("Individual/{NATIONAL_ID}|{national_id}")
+}
+
+fn cash_body(cycle: &str, national_id: &str, amount: f64) -> Value {
+    json!({"entitlementType": "cash", "cycle": {"reference": format!("Cycle/{cycle}")},
+           "beneficiary": {"reference": person(national_id)},
+           "initialAmount": {"value": amount, "currency": "PHP"}})
+}
+
+/// A service point goods are collected at (registered once per run).
+async fn collection_point(api: &Api) -> &'static str {
+    const NAME: &str = "Delivery Collection Point";
+    let reply = api
+        .post(
+            "/api/v2/spp/ServicePoint",
+            json!({"name": NAME, "contractActive": true, "serviceType": ["CASH"]}),
+        )
+        .await;
+    assert!(matches!(reply.status.as_u16(), 201 | 409), "{}", reply.text);
+    NAME
+}
+
+fn goods_body(cycle: &str, national_id: &str) -> Value {
+    json!({"entitlementType": "inkind", "cycle": {"reference": format!("Cycle/{cycle}")},
+           "beneficiary": {"reference": person(national_id)},
+           "items": [{"product": {"reference": "Product/RICE-25KG"},
+                      "quantity": {"value": 2, "unit": "Sack"},
+                      "unitPrice": {"value": 500, "currency": "PHP"}}],
+           "servicePoint": {"reference": "ServicePoint/Delivery Collection Point"}})
+}
+
+/// An individual enrolled in `program`; returns the national id.
+async fn member(api: &Api, program: &str) -> String {
+    let id = unique("DLV");
+    register_individual(api, &id).await;
+    enrol(api, program, &id, "enrolled").await.expect(201);
+    id
+}
+
+/// Creates an entitlement; returns its path.
+async fn entitle(api: &Api, body: Value) -> String {
+    let reply = api.post(ENTITLEMENT, body).await;
+    reply.expect(201);
+    reply.header("location").unwrap().to_owned()
+}
+
+/// PUTs the resource at `path` back as read, in state `state`.
+async fn move_to(api: &Api, path: &str, state: &str) -> Reply {
+    let read = api.get(path).await;
+    read.expect(200);
+    let mut body = read.body.clone();
+    body["state"] = json!(state);
+    api.put(path, body, None).await
+}
+
+fn diagnostics(reply: &Reply) -> String {
+    reply.body["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+fn expression(reply: &Reply) -> &str {
+    reply.body["issue"][0]["expression"][0]
+        .as_str()
+        .unwrap_or_default()
+}
+
+async fn walk_through() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let (first, second) = (member(&api, &program).await, member(&api, &program).await);
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    collection_point(&api).await;
+    let path = path_of(&name);
+    let read = api.get(&path).await;
+    read.expect(200);
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    let cycle = &read.body;
+    assert_eq!(cycle["type"], "Cycle");
+    assert_eq!(cycle["identifier"], name.as_str());
+    assert_eq!(cycle["sequence"], 1);
+    assert_eq!(cycle["state"], "draft");
+    assert_eq!(cycle["program"]["reference"], format!("Program/{program}"));
+    assert_eq!(
+        cycle["period"],
+        json!({"start": "2024-01-01", "end": "2024-03-31"})
+    );
+    assert_eq!(
+        cycle["statistics"],
+        json!({"membersCount": 0, "entitlementsCount": 0, "paymentsCount": 0, "currency": "PHP"})
+    );
+    // A cycle is submitted with its entitlements.
+    let empty = move_to(&api, &path, "to_approve").await;
+    empty.expect(409);
+
+    let cash = entitle(&api, cash_body(&name, &first, 3000.0)).await;
+    entitle(&api, cash_body(&name, &second, 1500.5)).await;
+    let goods = entitle(&api, goods_body(&name, &first)).await;
+    let read = api.get(&cash).await;
+    read.expect(200);
+    let entitlement = &read.body;
+    assert_eq!(entitlement["type"], "Entitlement");
+    assert_eq!(entitlement["entitlementType"], "cash");
+    assert_eq!(entitlement["state"], "draft");
+    assert_eq!(
+        entitlement["initialAmount"],
+        json!({"value": 3000.0, "currency": "PHP"})
+    );
+    assert_eq!(entitlement["balance"], entitlement["initialAmount"]);
+    assert_eq!(entitlement["beneficiary"]["reference"], person(&first));
+    assert_eq!(
+        entitlement["program"]["reference"],
+        format!("Program/{program}")
+    );
+    assert_eq!(entitlement["cycle"]["reference"], format!("Cycle/{name}"));
+    assert_eq!(
+        entitlement["validPeriod"],
+        json!({"start": "2024-01-01", "end": "2025-01-01"})
+    );
+    let code = entitlement["identifier"].as_str().unwrap();
+    assert_eq!(code.len(), 21);
+    assert_eq!(cash, format!("{ENTITLEMENT}/{code}"));
+    let read = api.get(&goods).await;
+    assert_eq!(read.body["entitlementType"], "inkind");
+    assert_eq!(
+        read.body["items"],
+        json!([{"product": {"reference": "Product/RICE-25KG"},
+                "quantity": {"value": 2.0, "unit": "Sack"},
+                "unitPrice": {"value": 500.0, "currency": "PHP"}}])
+    );
+    assert_eq!(
+        read.body["servicePoint"]["reference"],
+        "ServicePoint/Delivery Collection Point"
+    );
+    assert!(read.body.get("initialAmount").is_none());
+
+    // The statistics are kept as the entitlements are written: two members, two cash
+    // entitlements and their total (the goods count as a member's, not as cash).
+    let read = api.get(&path).await;
+    assert_eq!(
+        read.body["statistics"],
+        json!({"membersCount": 2, "entitlementsCount": 2, "paymentsCount": 0,
+               "totalAmount": 4500.5, "currency": "PHP"})
+    );
+
+    // Approval: entitlements submitted, the cycle submitted and approved, then entitlements
+    // approved (an ern is minted), transferred and paid; the cycle is distributed.
+    move_to(&api, &cash, "pending_validation").await.expect(200);
+    let early = move_to(&api, &cash, "approved").await;
+    early.expect(409);
+    assert!(
+        diagnostics(&early).contains("of a draft cycle cannot become approved"),
+        "{}",
+        early.text
+    );
+    move_to(&api, &path, "to_approve").await.expect(200);
+    let approved = move_to(&api, &path, "approved").await;
+    approved.expect(200);
+    assert_eq!(approved.body["state"], "approved");
+    assert_eq!(
+        approved.body["approvedBy"],
+        world().admin.client_id.as_str()
+    );
+    assert!(approved.body["approvedDate"].is_string());
+    let approved = move_to(&api, &cash, "approved").await;
+    approved.expect(200);
+    let ern = approved.body["ern"].as_str().unwrap();
+    assert!(ern.len() == 10 && ern.chars().all(|c| c.is_ascii_digit()));
+    assert!(approved.body["approvedDate"].is_string());
+    // An impossible move is a conflict naming the allowed ones.
+    let skipped = move_to(&api, &cash, "rdpd2ben").await;
+    skipped.expect(409);
+    assert_eq!(expression(&skipped), "state");
+    assert!(
+        diagnostics(&skipped).ends_with("allowed: trans2FSP, expired"),
+        "{}",
+        skipped.text
+    );
+    move_to(&api, &cash, "trans2FSP").await.expect(200);
+    move_to(&api, &cash, "rdpd2ben").await.expect(200);
+    // No new entitlement in a cycle that is no longer draft.
+    let late = api.post(ENTITLEMENT, cash_body(&name, &second, 10.0)).await;
+    late.expect(409);
+    assert_eq!(expression(&late), "cycle");
+    let distributed = move_to(&api, &path, "distributed").await;
+    distributed.expect(200);
+    assert_eq!(distributed.body["state"], "distributed");
+    assert_eq!(distributed.body["statistics"]["paymentsCount"], 1);
+    assert_eq!(distributed.body["statistics"]["totalAmount"], 4500.5);
+    let backwards = move_to(&api, &path, "draft").await;
+    backwards.expect(409);
+    assert!(
+        diagnostics(&backwards).ends_with("allowed: ended"),
+        "{}",
+        backwards.text
+    );
+}
+
+async fn sequence() {
+    let api = admin().await;
+    let (name, program) = new_program(&api, "individual").await;
+    let first = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    // OpenSPP's `Program/{name}` names the program too.
+    let second = unique("Cycle");
+    let created = api
+        .post(
+            CYCLE,
+            cycle_body(&name, &second, "2024-04-01", "2024-06-30"),
+        )
+        .await;
+    created.expect(201);
+    assert_eq!(created.body["sequence"], 2);
+    assert_eq!(
+        created.body["previousCycle"]["reference"],
+        format!("Cycle/{first}")
+    );
+    assert_eq!(
+        api.get(&path_of(&first)).await.body["nextCycle"]["reference"],
+        format!("Cycle/{second}")
+    );
+    // A cycle starts after the previous one ends; a name names one cycle.
+    let overlapping = api
+        .post(
+            CYCLE,
+            cycle_body(&program, &unique("Cycle"), "2024-06-30", "2024-09-30"),
+        )
+        .await;
+    overlapping.expect(422);
+    assert_eq!(expression(&overlapping), "period.start");
+    let taken = api
+        .post(
+            CYCLE,
+            cycle_body(&program, &first, "2024-07-01", "2024-09-30"),
+        )
+        .await;
+    taken.expect(409);
+    let reply = api
+        .get(&format!("{CYCLE}/{}", urlencoding(&unique("none"))))
+        .await;
+    reply.expect(404);
+}
+
+async fn cycle_search() {
+    let api = admin().await;
+    let (name, program) = new_program(&api, "individual").await;
+    let mut names = Vec::new();
+    for (start, end) in [
+        ("2024-01-01", "2024-03-31"),
+        ("2024-04-01", "2024-06-30"),
+        ("2024-07-01", "2024-09-30"),
+    ] {
+        names.push(new_cycle(&api, &program, start, end).await);
+    }
+    let part = &name["Program ".len()..];
+    let names_in = |reply: &Reply| -> Vec<String> {
+        reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = api
+        .get(&format!("{CYCLE}?program={}", part.to_lowercase()))
+        .await;
+    all.expect(200);
+    assert_eq!(all.body["meta"]["total"], 3);
+    assert_eq!(names_in(&all), names, "in sequence order");
+    let by_reference = api
+        .get(&format!(
+            "{CYCLE}?program=Program/{}",
+            urlencoding(&program)
+        ))
+        .await;
+    assert_eq!(names_in(&by_reference), names);
+    let page = api.get(&format!("{CYCLE}?program={part}&_count=2")).await;
+    assert_eq!(page.body["meta"]["count"], 2);
+    assert!(page.body["links"]["next"]
+        .as_str()
+        .unwrap()
+        .contains("_offset=2"));
+    let rest = api
+        .get(&format!("{CYCLE}?program={part}&_count=2&_offset=2"))
+        .await;
+    assert_eq!(names_in(&rest), names[2..]);
+    assert!(rest.body["links"]["prev"]
+        .as_str()
+        .unwrap()
+        .contains("_offset=0"));
+    let late = api
+        .get(&format!("{CYCLE}?program={part}&startDate=2024-04-01"))
+        .await;
+    assert_eq!(names_in(&late), names[1..]);
+    let early = api
+        .get(&format!("{CYCLE}?program={part}&endDate=le2024-06-30"))
+        .await;
+    assert_eq!(names_in(&early), names[..2]);
+    let drafts = api
+        .get(&format!("{CYCLE}?program={part}&state=approved"))
+        .await;
+    assert_eq!(drafts.body["meta"]["total"], 0);
+    let none = api.get(&format!("{CYCLE}?program=no-such-{part}")).await;
+    assert_eq!(none.body["meta"]["total"], 0);
+    api.get(&format!("{CYCLE}?state=open")).await.expect(400);
+    api.get(&format!("{CYCLE}?_count=100")).await.expect(200);
+    api.get(&format!("{CYCLE}?_count=101")).await.expect(400);
+    // No internal id in what a cycle shows.
+    let text = &all.text;
+    for key in ["\"id\"", "program_id", "approved_by", "previous_cycle_id"] {
+        assert!(!text.contains(key), "{key} in {text}");
+    }
+}
+
+async fn entitlement_search() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let (first, second) = (member(&api, &program).await, member(&api, &program).await);
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    collection_point(&api).await;
+    let cash = entitle(&api, cash_body(&name, &first, 100.0)).await;
+    entitle(&api, cash_body(&name, &second, 200.0)).await;
+    entitle(&api, goods_body(&name, &first)).await;
+    let codes = |reply: &Reply| -> Vec<String> {
+        reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["identifier"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Cash unless asked otherwise (OpenSPP searches one kind at a time), newest first.
+    let in_cycle = api.get(&format!("{ENTITLEMENT}?cycle={name}")).await;
+    in_cycle.expect(200);
+    assert_eq!(in_cycle.body["meta"]["total"], 2);
+    assert_eq!(
+        in_cycle.body["data"][0]["initialAmount"]["value"], 200.0,
+        "newest first"
+    );
+    let goods = api
+        .get(&format!(
+            "{ENTITLEMENT}?cycle={name}&entitlementType=inkind"
+        ))
+        .await;
+    assert_eq!(goods.body["meta"]["total"], 1);
+    let mine = api
+        .get(&format!(
+            "{ENTITLEMENT}?beneficiary={}",
+            urlencoding(&format!("{NATIONAL_ID}|{first}"))
+        ))
+        .await;
+    assert_eq!(
+        codes(&mine),
+        vec![cash.rsplit('/').next().unwrap().to_owned()]
+    );
+    let unknown = api
+        .get(&format!("{ENTITLEMENT}?beneficiary=urn:nowhere|{first}"))
+        .await;
+    assert_eq!(unknown.body["meta"]["total"], 0);
+    move_to(&api, &cash, "pending_validation").await.expect(200);
+    let pending = api
+        .get(&format!(
+            "{ENTITLEMENT}?cycle={}&state=pending_validation",
+            name.to_lowercase()
+        ))
+        .await;
+    assert_eq!(pending.body["meta"]["total"], 1);
+    let program_part = api
+        .get(&format!(
+            "{ENTITLEMENT}?program={}&validFrom=2024-01-01&validUntil=2025-01-01",
+            &program["urn:openspp:program|program-".len()..]
+        ))
+        .await;
+    assert_eq!(program_part.body["meta"]["total"], 2);
+    let paged = api
+        .get(&format!("{ENTITLEMENT}?cycle={name}&_count=1"))
+        .await;
+    assert!(paged.body["links"]["next"]
+        .as_str()
+        .unwrap()
+        .contains("_offset=1"));
+    api.get(&format!("{ENTITLEMENT}?entitlementType=money"))
+        .await
+        .expect(400);
+    api.get(&format!("{ENTITLEMENT}?validFrom=soon"))
+        .await
+        .expect(400);
+}
+
+async fn refusals() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let enrolled = member(&api, &program).await;
+    let stranger = unique("DLV");
+    register_individual(&api, &stranger).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let cases = [
+        (cash_body(&name, &stranger, 10.0), 422, "beneficiary"),
+        (
+            cash_body(&name, &unique("nobody"), 10.0),
+            422,
+            "beneficiary",
+        ),
+        (cash_body(&unique("none"), &enrolled, 10.0), 422, "cycle"),
+        (
+            {
+                let mut body = goods_body(&name, &enrolled);
+                body["servicePoint"]["reference"] = json!("ServicePoint/nowhere");
+                body
+            },
+            422,
+            "servicePoint",
+        ),
+        (
+            cash_body(&name, &enrolled, 10.005),
+            422,
+            "initialAmount.value",
+        ),
+        (cash_body(&name, &enrolled, 0.0), 422, "initialAmount.value"),
+        (
+            {
+                let mut body = cash_body(&name, &enrolled, 10.0);
+                body["initialAmount"]["currency"] = json!("USD");
+                body
+            },
+            422,
+            "initialAmount.currency",
+        ),
+        (
+            {
+                let mut body = cash_body(&name, &enrolled, 10.0);
+                body["state"] = json!("approved");
+                body
+            },
+            422,
+            "state",
+        ),
+        (
+            {
+                let mut body = cash_body(&name, &enrolled, 10.0);
+                body["surprise"] = json!(1);
+                body
+            },
+            422,
+            "",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let reply = api.post(ENTITLEMENT, body.clone()).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.text);
+        if !field.is_empty() {
+            assert_eq!(expression(&reply), field, "{}", reply.text);
+        }
+    }
+    for (body, field) in [
+        (
+            cycle_body(&program, &unique("C"), "2024-05-01", "2024-04-01"),
+            "period.end",
+        ),
+        (
+            cycle_body("urn:nowhere|x", &unique("C"), "2025-01-01", "2025-02-01"),
+            "program",
+        ),
+        (
+            json!({"name": unique("C"), "program": {"reference": format!("Program/{program}")},
+                   "period": {"start": "2025-01-01"}}),
+            "period.end",
+        ),
+        (
+            {
+                let mut body = cycle_body(&program, &unique("C"), "2025-01-01", "2025-02-01");
+                body["state"] = json!("approved");
+                body
+            },
+            "state",
+        ),
+    ] {
+        let reply = api.post(CYCLE, body).await;
+        reply.expect(422);
+        assert_eq!(expression(&reply), field, "{}", reply.text);
+    }
+    // A change restates the resource; a stale If-Match is 412.
+    let path = path_of(&name);
+    let mut body = api.get(&path).await.body.clone();
+    body["period"]["end"] = json!("2024-04-30");
+    let moved = api.put(&path, body, None).await;
+    moved.expect(422);
+    assert_eq!(expression(&moved), "period.end");
+    let mut body = api.get(&path).await.body.clone();
+    body["state"] = json!("cancelled");
+    api.put(&path, body, Some("\"99\"")).await.expect(412);
+}
+
+async fn scopes() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let (_, elsewhere) = new_program(&api, "individual").await;
+    let person = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let cash = entitle(&api, cash_body(&name, &person, 10.0)).await;
+    // Without the scope: 403, reads and searches alike.
+    let outsider = Api::new(&world().base)
+        .login(&create_client(
+            &world().database_url,
+            &["--scope", "program:read"],
+        ))
+        .await;
+    outsider.get(&path_of(&name)).await.expect(403);
+    outsider.get(CYCLE).await.expect(403);
+    outsider.get(&cash).await.expect(403);
+    outsider.get(ENTITLEMENT).await.expect(403);
+    // `read` allows searches; writes need their own actions.
+    let reader = Api::new(&world().base)
+        .login(&create_client(
+            &world().database_url,
+            &["--scope", "cycle:read", "--scope", "entitlement:read"],
+        ))
+        .await;
+    reader.get(&path_of(&name)).await.expect(200);
+    reader
+        .get(&format!("{CYCLE}?state=draft"))
+        .await
+        .expect(200);
+    reader.get(&cash).await.expect(200);
+    move_to(&reader, &path_of(&name), "cancelled")
+        .await
+        .expect(403);
+    reader
+        .post(
+            CYCLE,
+            cycle_body(&program, &unique("C"), "2025-01-01", "2025-02-01"),
+        )
+        .await
+        .expect(403);
+    // A client limited to another program sees neither the cycle nor its entitlements.
+    let limited = Api::new(&world().base)
+        .login(&create_client(
+            &world().database_url,
+            &[
+                "--scope",
+                "cycle:all",
+                "--scope",
+                "entitlement:all",
+                "--program",
+                &elsewhere,
+            ],
+        ))
+        .await;
+    limited.get(&path_of(&name)).await.expect(404);
+    limited.get(&cash).await.expect(404);
+    let search = limited
+        .get(&format!(
+            "{CYCLE}?program=Program/{}",
+            urlencoding(&program)
+        ))
+        .await;
+    assert_eq!(search.body["meta"]["total"], 0);
+    let search = limited.get(&format!("{ENTITLEMENT}?cycle={name}")).await;
+    assert_eq!(search.body["meta"]["total"], 0);
+    let refused = limited
+        .post(
+            CYCLE,
+            cycle_body(&program, &unique("C"), "2025-01-01", "2025-02-01"),
+        )
+        .await;
+    refused.expect(422);
+}
+
+async fn consent() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let (consented, other) = (member(&api, &program).await, member(&api, &program).await);
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    collection_point(&api).await;
+    let seen = entitle(&api, cash_body(&name, &consented, 10.0)).await;
+    let unseen = entitle(&api, cash_body(&name, &other, 20.0)).await;
+    let organization = unique("Delivery NGO");
+    give_consent(
+        &api,
+        &person(&consented),
+        &organization,
+        "program_membership",
+        Value::Null,
+    )
+    .await;
+    let ngo = Api::new(&world().base)
+        .login(&consent_client(
+            &world().database_url,
+            &organization,
+            "ngo",
+            &["entitlement:all", "cycle:read"],
+        ))
+        .await;
+    let read = ngo.get(&seen).await;
+    read.expect(200);
+    assert_eq!(read.body["initialAmount"]["value"], 10.0);
+    assert_eq!(read.header("x-consent-status"), Some("active"));
+    let hidden = ngo.get(&unseen).await;
+    hidden.expect(404);
+    let unknown = ngo
+        .get(&format!("{ENTITLEMENT}/{}", unique("nothing")))
+        .await;
+    assert_eq!(hidden.body, unknown.body, "unconsented answers as unknown");
+    let search = ngo.get(&format!("{ENTITLEMENT}?cycle={name}")).await;
+    assert_eq!(search.body["meta"]["total"], 1);
+    // It may entitle the consented member, not the other.
+    ngo.post(ENTITLEMENT, goods_body(&name, &consented))
+        .await
+        .expect(201);
+    let refused = ngo.post(ENTITLEMENT, goods_body(&name, &other)).await;
+    refused.expect(422);
+    assert_eq!(expression(&refused), "beneficiary");
+    move_to(&ngo, &seen, "pending_validation").await.expect(200);
+}
+
+async fn history() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let person = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let path = path_of(&name);
+    let cash = entitle(&api, cash_body(&name, &person, 10.0)).await;
+    let before = api.get(&path).await.body["meta"]["lastUpdated"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    move_to(&api, &cash, "pending_validation").await.expect(200);
+    move_to(&api, &path, "to_approve").await.expect(200);
+    let versions = api.get(&format!("{path}/_history")).await;
+    versions.expect(200);
+    assert_eq!(versions.body["total"], 2, "{}", versions.text);
+    let first = api.get(&format!("{path}/_history/1")).await;
+    first.expect(200);
+    assert_eq!(first.body["state"], "draft");
+    let then = api
+        .get(&format!(
+            "{path}?_at={}",
+            crate::support::query_instant(&before)
+        ))
+        .await;
+    then.expect(200);
+    assert_eq!(then.body["state"], "draft");
+    for resource in [&path, &cash] {
+        let verified = api.get(&format!("{resource}/_history/$verify")).await;
+        verified.expect(200);
+        assert_eq!(verified.body["valid"], true, "{}", verified.text);
+    }
+    let entitlement_versions = api.get(&format!("{cash}/_history")).await;
+    assert_eq!(entitlement_versions.body["total"], 2);
+    // Every access is logged: a read of the entitlement names it and its beneficiary.
+    let credentials = create_client(&world().database_url, &["--scope", "entitlement:read"]);
+    let reader = Api::new(&world().base).login(&credentials).await;
+    reader.get(&cash).await.expect(200);
+    let code = cash.rsplit('/').next().unwrap();
+    let query = format!("client={}", credentials.client_id);
+    let event = audit_event_where(&api, &query, |e| e.to_string().contains(code)).await;
+    assert!(event.to_string().contains(&person), "{event}");
+}
+
+async fn discovery() {
+    let api = admin().await;
+    let metadata = api.get("/api/v2/spp/metadata").await;
+    metadata.expect(200);
+    for resource in ["Cycle", "Entitlement", "ServicePoint"] {
+        let entry = &metadata.body["resources"][resource];
+        assert!(
+            entry["operations"]
+                .as_array()
+                .is_some_and(|o| !o.is_empty()),
+            "{resource}"
+        );
+    }
+    let params = metadata.body["resources"]["Entitlement"]["search_params"].to_string();
+    for param in [
+        "beneficiary",
+        "cycle",
+        "entitlementType",
+        "validFrom",
+        "validUntil",
+    ] {
+        assert!(params.contains(param), "{param} in {params}");
+    }
+    let document = api.get("/api/v2/spp/openapi.json").await;
+    for path in [
+        "/api/v2/spp/Cycle",
+        "/api/v2/spp/Cycle/{id}",
+        "/api/v2/spp/Entitlement/{id}/_history",
+    ] {
+        assert!(document.body["paths"].get(path).is_some(), "{path}");
+    }
+}
+
+const SERVICE_POINT: &str = "/api/v2/spp/ServicePoint";
+
+fn service_point_body(name: &str, area: &str, country: &str, active: bool) -> Value {
+    json!({"name": name, "contractActive": active, "country": country,
+           "area": {"reference": format!("Area/{area}")},
+           "address": {"text": "12 Rizal Ave", "type": "physical"},
+           "telecom": [{"system": "phone", "value": "+63 2 123 4567", "use": "work"}],
+           "company": {"reference": "Organization/PayCo"},
+           "serviceType": ["CASH"]})
+}
+
+async fn service_points() {
+    let api = admin().await;
+    let tag = unique("SP");
+    let manila = format!("{tag} Manila Center");
+    let created = api
+        .post(
+            SERVICE_POINT,
+            service_point_body(&manila, "Manila", "PH", true),
+        )
+        .await;
+    created.expect(201);
+    let path = created.header("location").unwrap().to_owned();
+    assert_eq!(path, format!("{SERVICE_POINT}/{}", urlencoding(&manila)));
+    let read = api.get(&path).await;
+    read.expect(200);
+    assert!(read.header("etag").is_some());
+    let point = &read.body;
+    assert_eq!(point["resourceType"], "ServicePoint");
+    assert_eq!(point["identifier"], manila.as_str());
+    assert_eq!(point["area"]["reference"], "Area/Manila");
+    assert_eq!(point["company"]["reference"], "Organization/PayCo");
+    assert_eq!(point["telecom"][0]["use"], "work");
+    assert_eq!(point["serviceType"], json!(["Cash Distribution"]));
+    assert_eq!(
+        point["address"],
+        json!({"text": "12 Rizal Ave", "type": "physical"})
+    );
+    let cebu = format!("{tag} Cebu Hub");
+    api.post(
+        SERVICE_POINT,
+        service_point_body(&cebu, "Cebu City", "PH", false),
+    )
+    .await
+    .expect(201);
+    // OpenSPP's searches answer a Bundle, in name order.
+    let all = api.get(&format!("{SERVICE_POINT}?name={tag}")).await;
+    all.expect(200);
+    assert_eq!(all.body["resourceType"], "Bundle");
+    assert_eq!(all.body["type"], "searchset");
+    assert_eq!(all.body["total"], 2);
+    assert_eq!(all.body["entry"][0]["resource"]["name"], cebu.as_str());
+    assert_eq!(all.body["link"][0]["relation"], "self");
+    for (query, expected) in [
+        ("area=cebu", 1),
+        ("country=ph", 2),
+        ("contractActive=true", 1),
+        ("contractActive=false", 1),
+        ("_lastUpdated=ge2020-01-01", 2),
+        ("_lastUpdated=le2020-01-01", 0),
+    ] {
+        let reply = api
+            .get(&format!("{SERVICE_POINT}?name={tag}&{query}"))
+            .await;
+        assert_eq!(reply.body["total"], expected, "{query}: {}", reply.text);
+    }
+    let paged = api
+        .get(&format!("{SERVICE_POINT}?name={tag}&_count=1"))
+        .await;
+    let relations: Vec<&str> = paged.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["relation"].as_str().unwrap())
+        .collect();
+    assert_eq!(relations, ["self", "next"]);
+    // Sent back as read (display names and all) with a change; the name never changes.
+    let mut body = point.clone();
+    body["contractActive"] = json!(false);
+    let changed = api.put(&path, body, None).await;
+    changed.expect(200);
+    assert_eq!(changed.body["contractActive"], false);
+    assert_eq!(changed.body["serviceType"], json!(["Cash Distribution"]));
+    let mut renamed = changed.body.clone();
+    renamed["name"] = json!(format!("{tag} elsewhere"));
+    renamed.as_object_mut().unwrap().remove("identifier");
+    api.put(&path, renamed, None).await.expect(422);
+    api.post(
+        SERVICE_POINT,
+        service_point_body(&manila, "Manila", "PH", true),
+    )
+    .await
+    .expect(409);
+    let unknown_type = {
+        let mut body = service_point_body(&format!("{tag} x"), "Manila", "PH", true);
+        body["serviceType"] = json!(["TELEPORT"]);
+        body
+    };
+    let refused = api.post(SERVICE_POINT, unknown_type).await;
+    refused.expect(422);
+    assert_eq!(expression(&refused), "serviceType");
+    api.get(&format!("{SERVICE_POINT}/{}", urlencoding(&unique("none"))))
+        .await
+        .expect(404);
+    let versions = api.get(&format!("{path}/_history")).await;
+    assert_eq!(versions.body["total"], 2);
+    let outsider = Api::new(&world().base)
+        .login(&create_client(
+            &world().database_url,
+            &["--scope", "cycle:read"],
+        ))
+        .await;
+    outsider.get(&path).await.expect(403);
+    outsider.get(SERVICE_POINT).await.expect(403);
+}
