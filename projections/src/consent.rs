@@ -177,8 +177,8 @@ pub fn push_visible_by(
     }
 }
 
-/// One semi-join: `subject_column` among the subjects whose consents admit the client to
-/// `resource_type` (and show `field`, if given).
+/// One probe: whether `subject_column` has a consent of its own, or of a group it currently
+/// belongs to, that admits the client to `resource_type` (and shows `field`, if given).
 fn push_admitted(
     qb: &mut QueryBuilder<'_, Postgres>,
     visibility: &Visibility,
