@@ -97,8 +97,9 @@ async fn update_member(
     responses(
         (status = 200, body = crate::api::group::GroupResource, description = "The target group as it now is"),
         (status = 400, body = OperationOutcome, description = "Source and target are the same group"),
+        (status = 403, body = OperationOutcome, description = "The client acts under consent"),
         (status = 404, body = OperationOutcome, description = "No such group (names `sourceGroup` or `targetGroup`)"),
-        (status = 409, body = OperationOutcome, description = "The source is inactive already"),
+        (status = 409, body = OperationOutcome, description = "The source or the target is inactive"),
         (status = 412, body = OperationOutcome, description = "A version named is stale"),
         (status = 422, body = OperationOutcome),
     ),
@@ -109,6 +110,9 @@ async fn merge(
     body: Result<ApiJson<MergeGroups>, ApiError>,
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
+    // A merge moves people the caller may not see into a household it may: under consent it
+    // would widen a household consent to them without theirs. It is the controller's act.
+    call.principal.require_controller("merge groups")?;
     let ApiJson(body) = body?;
     let (source_id, source_version) = versioned_group(&body.source_group, "sourceGroup")?;
     let (target_id, target_version) = versioned_group(&body.target_group, "targetGroup")?;

@@ -348,7 +348,7 @@ async fn merge() {
 
 /// A merge refused for any reason writes nothing: same group, unknown group, stale versions
 /// (the target's by `If-Match`, the source's by a versioned reference), a role mapping to no
-/// role.
+/// role, a client under consent.
 async fn merge_refused() {
     let api = admin().await;
     let ids = people(&api, &["RA", "RB"]).await;
@@ -399,6 +399,23 @@ async fn merge_refused() {
         .await;
     mapping.expect(422);
     assert_eq!(expression(&mapping), "roleMapping");
+    // A client under consent may not merge: the source's people would join a household its
+    // consent covers without consents of their own.
+    let ngo = Api::new(&world().base)
+        .login(&consent_client(
+            &world().database_url,
+            "Merging Hands",
+            "ngo",
+            &["group:all"],
+        ))
+        .await;
+    let refused = ngo
+        .post(
+            "/api/v2/spp/Group/$merge",
+            body(&group_reference(&source), &group_reference(&target)),
+        )
+        .await;
+    refused.expect(403);
     // Nothing changed on either side.
     let source_now = api.get(&source_path).await;
     assert_eq!(source_now.body["active"], true);

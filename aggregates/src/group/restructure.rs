@@ -120,6 +120,12 @@ impl Group {
         role_mapping: &HashMap<String, String>,
         services: &RegistryServices,
     ) -> Result<Vec<GroupEvent>, DomainError> {
+        if !self.active {
+            return Err(DomainError::conflict(
+                Some("targetGroup"),
+                "target group is inactive and cannot take members",
+            ));
+        }
         let mapped = |code: &str| -> Code {
             Code {
                 system: GROUP_MEMBERSHIP_TYPE.to_owned(),
@@ -401,7 +407,7 @@ mod tests {
             vec![added("a", "member"), added("c", "other")]
         );
         assert!(matches!(
-            outcome(given, absorb(&[("spouse", "cousin")])).await,
+            outcome(given.clone(), absorb(&[("spouse", "cousin")])).await,
             Err(DomainError::Invalid { field, .. }) if field == "roleMapping"
         ));
         // A group without a head takes the source's.
@@ -410,6 +416,13 @@ mod tests {
             outcome(headless, absorb(&[])).await.unwrap(),
             vec![added("a", "head"), added("c", "spouse")]
         );
+        // A household merged away (inactive) takes nobody: its members would join a dead group.
+        let mut inactive = given;
+        inactive.push(GroupEvent::GroupDeactivated);
+        assert!(matches!(
+            outcome(inactive, absorb(&[])).await,
+            Err(DomainError::Conflict { field: Some(f), .. }) if f == "targetGroup"
+        ));
     }
 
     #[tokio::test]
