@@ -186,7 +186,7 @@ async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
         position: subscription.feed_position,
     };
     let page = read_page(&state.pool, after, PAGE).await.map_err(failed)?;
-    let events = whole_commits(&page.events, PAGE);
+    let events = whole_changes(&page.events, PAGE);
     let Some(last) = events.last().map(|e| e.feed) else {
         return Ok(page.held_back);
     };
@@ -259,17 +259,24 @@ async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
     Ok(page.held_back || page.events.len() as i64 == PAGE)
 }
 
-/// `events` (a page of at most `limit`) without a commit the page may have cut short: a full
-/// page ends before its last transaction, unless that is all of it. A change is then notified
-/// once, and as what it is (the rest of a registration would otherwise read as an update).
-fn whole_commits(events: &[StoredEvent], limit: i64) -> &[StoredEvent] {
+/// `events` (a page of at most `limit`) without the change the page may have cut short: a full
+/// page ends before its last subject's events of its last commit, unless that is all of it. A
+/// change is then notified once, and as what it is (the rest of a registration would otherwise
+/// read as an update). Cutting at the subject rather than the commit lets a commit larger than
+/// a page (a `$batch` household, an import batch) go out over several pages, each subject whole.
+fn whole_changes(events: &[StoredEvent], limit: i64) -> &[StoredEvent] {
     if (events.len() as i64) < limit {
         return events;
     }
-    let Some(last) = events.last().map(|e| e.feed.tx_id) else {
+    let Some(last) = events.last() else {
         return events;
     };
-    match events.iter().position(|e| e.feed.tx_id == last) {
+    let same_change = |e: &StoredEvent| {
+        e.feed.tx_id == last.feed.tx_id
+            && e.aggregate_type == last.aggregate_type
+            && e.aggregate_id == last.aggregate_id
+    };
+    match events.iter().position(same_change) {
         Some(cut) if cut > 0 => &events[..cut],
         _ => events,
     }
@@ -497,15 +504,24 @@ mod tests {
     }
 
     #[test]
-    fn a_full_page_ends_before_a_commit_it_may_have_cut() {
+    fn a_full_page_ends_before_a_change_it_may_have_cut() {
         let person = ("Individual", "p");
+        let spouse = ("Individual", "s");
         let events = [
             event(1, 1, person, "NameChanged"),
             event(2, 2, person, "IndividualRegistered"),
             event(2, 3, person, "IdentifierAdded"),
         ];
-        assert_eq!(whole_commits(&events, 3).len(), 1);
-        assert_eq!(whole_commits(&events, 4).len(), 3, "not full: nothing cut");
-        assert_eq!(whole_commits(&events[1..], 2).len(), 2, "one commit: kept");
+        assert_eq!(whole_changes(&events, 3).len(), 1);
+        assert_eq!(whole_changes(&events, 4).len(), 3, "not full: nothing cut");
+        assert_eq!(whole_changes(&events[1..], 2).len(), 2, "one change: kept");
+        // One commit larger than a page (a household in one `$batch`): the page ends before
+        // the subject it may have cut, and the next page starts with that subject whole.
+        let household = [
+            event(3, 4, person, "IndividualRegistered"),
+            event(3, 5, person, "IdentifierAdded"),
+            event(3, 6, spouse, "IndividualRegistered"),
+        ];
+        assert_eq!(whole_changes(&household, 3).len(), 2);
     }
 }
