@@ -20,19 +20,23 @@ pub mod seed;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use axum::http::{HeaderMap, HeaderValue};
 use indicatif::{ProgressBar, ProgressStyle};
+use openspp_aggregates::RegistryServices;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+use crate::access_log::AccessLog;
 use crate::api::batch::{BatchEntry, EntryRequest};
-use crate::app::AppState;
-use crate::auth::Principal;
+use crate::app::{AppState, Shared};
+use crate::auth::{AuthState, Principal};
+use crate::config::ClashAlerts;
 use crate::http::batch::{claims, Dispatch, Placeholders};
-use crate::store::{ImportProgress, StoreError, Transaction};
+use crate::store::{EventStore, ImportProgress, StoreError, Transaction};
 
 pub use rows::Mapping;
 
@@ -97,13 +101,54 @@ impl Summary {
 }
 
 pub async fn run(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
-    let (state, writer) = AppState::offline(pool.clone()).await?;
+    let (state, writer) = offline(pool.clone()).await?;
     let outcome = import(&state, &args).await;
     drop(state);
     let _ = writer.await;
     let (summary, file_hash) = outcome?;
     println!("{}", summary.json(&args.file, &file_hash, args.dry_run));
     Ok(())
+}
+
+/// The state of a process that runs the API's operations without serving them (`openspp
+/// import`, `openspp seed`): the catalogs as stored, no signing keys (it issues and checks
+/// no token), and an access log nothing is recorded to unless an operation records it. It
+/// lives here, with its only user, rather than in `app`, which every subsystem imports.
+async fn offline(pool: PgPool) -> anyhow::Result<(AppState, tokio::task::JoinHandle<()>)> {
+    let auth = AuthState {
+        pool: pool.clone(),
+        config: crate::auth::AuthConfig {
+            issuer: String::new(),
+            audience: String::new(),
+            token_lifetime_secs: 0,
+            token_rate_per_minute: 0,
+        },
+        keys: crate::auth::keys::KeyRing::none(),
+        caches: Default::default(),
+        limiter: Default::default(),
+    };
+    let catalogs = crate::catalog_sync::Catalogs::load(&pool).await?;
+    let (access_log, writer) = AccessLog::start(pool.clone());
+    let state = AppState::new(Shared {
+        store: EventStore::new(pool.clone()),
+        services: RegistryServices {
+            vocabulary: catalogs.vocabulary.clone(),
+            extensions: catalogs.extensions.clone(),
+            clock: Arc::new(openspp_aggregates::SystemClock),
+        },
+        vocabulary: catalogs.vocabulary,
+        extensions: catalogs.extensions,
+        auth: Arc::new(auth),
+        access_log,
+        clash_alerts: ClashAlerts {
+            threshold: 0,
+            window_secs: 0,
+        },
+        dci: Arc::new(crate::dci::Dci::new(&crate::dci::DciArgs::default())),
+        checkpoints: openspp_projections::CheckpointWatch::start(pool.clone()).await?,
+        pool,
+    });
+    Ok((state, writer))
 }
 
 /// The operator running an import: every scope, under the legal basis of the migration.
