@@ -170,7 +170,13 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
                 .push_bind(organization_type.clone())
                 .push(format!(", '{resource_type}', "))
                 .push_bind(query.today)
-                .push(") AND jsonb_path_exists(c.terms, '$.scopes[*] ? (@.purpose == \"analytics\" || @.purpose == \"research\")')");
+                .push(format!(
+                    ") AND jsonb_path_exists(c.terms, '$.scopes[*] ? \
+                     ((@.resource_type == \"{resource_type}\" || @.resource_type == \"all\") \
+                     && (@.purpose == \"analytics\" || @.purpose == \"research\"))')"
+                ));
+            // The purpose is the one of the scope that covers the registrants counted: a
+            // consent to research on someone's group does not make their own record countable.
             // `consent_field_access` (migration 0011), as `consent::push_admitted` reads it.
             for field in &query.fields {
                 qb.push(format!(

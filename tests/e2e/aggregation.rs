@@ -185,6 +185,35 @@ async fn compute() {
         .await;
     assert_eq!(by_gender.body["total_count"], 6, "{}", by_gender.body);
 
+    // The purpose counts on the scope that covers the registrant: research on her group's
+    // record does not make her own record, shared for service delivery, countable.
+    let other_purpose = unique("AGG");
+    admin
+        .post("/api/v2/spp/Individual", individual_body(&other_purpose))
+        .await
+        .expect(201);
+    enrol(&admin, &program, &other_purpose, "enrolled")
+        .await
+        .expect(201);
+    let mut consent = consent_body(
+        &format!("Individual/{NATIONAL_ID}|{other_purpose}"),
+        "specific",
+        &[&organization],
+        &[],
+    );
+    consent["scopes"] = json!([
+        {"resource_type": "individual", "field_access": null, "purpose": "service_delivery"},
+        {"resource_type": "group", "field_access": null, "purpose": "research"}
+    ]);
+    admin.post("/api/v2/spp/Consent", consent).await.expect(201);
+    let still = bound
+        .post(
+            COMPUTE,
+            json!({"scope": {"target_type": "individual", "program": program}}),
+        )
+        .await;
+    assert_eq!(still.body["total_count"], 7, "{}", still.body);
+
     // A client whose own field filter hides gender may not count by it.
     let filtered = Api::new(&world().base)
         .login(&create_client(
