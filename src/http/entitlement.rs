@@ -302,23 +302,45 @@ async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFac
     })
 }
 
-/// Goods are collected at a service point that exists (422 naming `servicePoint` otherwise).
-async fn known_service_point(call: &Call, benefit: &Benefit) -> Result<(), ApiError> {
+/// Goods are a Product that exists, collected at a service point that exists (422 naming
+/// `servicePoint` or `items[0].product` otherwise). A product is named as OpenSPP looks it up:
+/// by default code, else by name.
+async fn known_goods(call: &Call, benefit: &Benefit) -> Result<(), ApiError> {
     let Benefit::Inkind {
-        service_point: Some(name),
+        product,
+        service_point,
         ..
     } = benefit
     else {
         return Ok(());
     };
-    let identifier = openspp_aggregates::service_point::name_identifier(name);
-    match claims::resolve(&call.state.pool, "ServicePoint", &identifier).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::unprocessable(
-            "servicePoint",
-            "no such ServicePoint",
-        )),
+    let pool = &call.state.pool;
+    if let Some(name) = service_point {
+        let identifier = openspp_aggregates::service_point::name_identifier(name);
+        if claims::resolve(pool, "ServicePoint", &identifier)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::unprocessable(
+                "servicePoint",
+                "no such ServicePoint",
+            ));
+        }
     }
+    let identifier = openspp_aggregates::product::key_identifier(product);
+    if claims::resolve(pool, "Product", &identifier)
+        .await?
+        .is_none()
+        && openspp_projections::product::stream_named(pool, product)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "items[0].product",
+            "no such Product",
+        ));
+    }
+    Ok(())
 }
 
 fn unknown_beneficiary(kind_name: &str) -> ApiError {
@@ -368,7 +390,7 @@ async fn create(
     })?;
     let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
     let details = body.into_details()?;
-    known_service_point(&call, &details.benefit).await?;
+    known_goods(&call, &details.benefit).await?;
     let beneficiary = find_subject(&call, kind_name, CONSENT_RESOURCE, &key.key())
         .await
         .map_err(|_| unknown_beneficiary(kind_name))?;

@@ -217,6 +217,14 @@ fn offered(state: &AppState) -> Vec<Offered> {
             versioned: true,
         },
         Offered {
+            name: "Product",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: delivery(search_params::PRODUCT),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
             name: "ServicePoint",
             operations: &["read", "search", "create", "update", "history"],
             interactions: &["read", "search-type", "create", "update"],

@@ -35,6 +35,7 @@ pub mod individual;
 pub mod metadata;
 pub mod openapi;
 pub mod outcome;
+pub mod product;
 pub mod program;
 pub mod program_membership;
 pub mod service_point;
@@ -55,6 +56,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(cycle::routes())
         .merge(entitlement::routes())
         .merge(service_point::routes())
+        .merge(product::routes())
         .merge(vocabulary::routes())
         .merge(filters::routes())
         .merge(batch::routes())

@@ -40,6 +40,7 @@ async fn document() {
         "Cycle",
         "Entitlement",
         "ServicePoint",
+        "Product",
     ] {
         expected.push((format!("{base}/{resource}"), "get"));
         expected.push((format!("{base}/{resource}"), "post"));
@@ -55,6 +56,7 @@ async fn document() {
         "Cycle",
         "Entitlement",
         "ServicePoint",
+        "Product",
     ] {
         for tail in ["_history", "_history/$verify", "_history/{versionId}"] {
             expected.push((format!("{base}/{resource}/{{id}}/{tail}"), "get"));
