@@ -15,6 +15,11 @@ use crate::values::Identifier;
 
 /// The system a product's key (default code, else name) is claimed under.
 pub const KEY_SYSTEM: &str = "urn:openspp:product";
+/// OpenSPP's product categories (`product.category`), a hierarchy kept as a vocabulary.
+pub const PRODUCT_CATEGORY: &str = "urn:openspp:vocab:product-category";
+/// OpenSPP's units of measure (`uom.uom`), kept as a vocabulary whose parent of a unit is its
+/// reference unit.
+pub const UNIT_OF_MEASURE: &str = "urn:openspp:vocab:uom";
 
 /// What a product is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,9 +27,9 @@ pub struct ProductDetails {
     pub name: String,
     /// OpenSPP's `default_code`: when set, the product's key.
     pub default_code: Option<String>,
-    /// The category's name.
+    /// A code of [`PRODUCT_CATEGORY`].
     pub category: Option<String>,
-    /// The unit of measure's name.
+    /// A code of [`UNIT_OF_MEASURE`].
     pub unit: Option<String>,
     /// The list price in hundredths of [`Self::currency`].
     pub list_price_cents: Option<i64>,
@@ -107,7 +112,7 @@ pub fn key_identifier(key: &str) -> Identifier {
     }
 }
 
-fn validate(details: &ProductDetails) -> Result<(), DomainError> {
+fn validate(details: &ProductDetails, services: &RegistryServices) -> Result<(), DomainError> {
     if details.name.is_empty() {
         return Err(DomainError::invalid("name", "must not be empty"));
     }
@@ -118,6 +123,29 @@ fn validate(details: &ProductDetails) -> Result<(), DomainError> {
         ("unitOfMeasure", &details.unit),
     ] {
         bounds::optional_text(field, text.as_deref(), bounds::SHORT_TEXT)?;
+    }
+    for (field, code, vocabulary, resource) in [
+        (
+            "category",
+            &details.category,
+            PRODUCT_CATEGORY,
+            "ProductCategory",
+        ),
+        (
+            "unitOfMeasure",
+            &details.unit,
+            UNIT_OF_MEASURE,
+            "UnitOfMeasure",
+        ),
+    ] {
+        if let Some(code) = code {
+            if !services.vocabulary.has_code(vocabulary, code) {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("no such {resource} {code}; see {vocabulary}"),
+                ));
+            }
+        }
     }
     if let Some(currency) = &details.currency {
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
@@ -143,7 +171,7 @@ impl Aggregate for Product {
     async fn handle(
         &mut self,
         command: Self::Command,
-        _services: &Self::Services,
+        services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
         let event = match command {
@@ -152,7 +180,7 @@ impl Aggregate for Product {
                     return Err(DomainError::AlreadyExists);
                 }
                 let details = details.trimmed();
-                validate(&details)?;
+                validate(&details, services)?;
                 ProductEvent::ProductRegistered {
                     identifier: key_identifier(details.key()),
                     details,
@@ -174,7 +202,7 @@ impl Aggregate for Product {
                         "is the product's identifier and never changes",
                     ));
                 }
-                validate(&details)?;
+                validate(&details, services)?;
                 if details == self.details {
                     return Ok(());
                 }
@@ -208,7 +236,7 @@ mod tests {
         ProductDetails {
             name: "Rice 25kg".into(),
             default_code: Some("RICE-25KG".into()),
-            category: Some("Food".into()),
+            category: Some("food".into()),
             unit: Some("kg".into()),
             list_price_cents: Some(125_000),
             currency: Some("PHP".into()),
@@ -253,6 +281,22 @@ mod tests {
             run(vec![registered()], ProductCommand::Register(details())).await,
             Err(DomainError::AlreadyExists)
         );
+    }
+
+    #[tokio::test]
+    async fn category_and_unit_are_codes_of_their_vocabularies() {
+        let mut unknown = details();
+        unknown.category = Some("weapons".into());
+        assert!(matches!(
+            run(vec![], ProductCommand::Register(unknown)).await,
+            Err(DomainError::Invalid { field, .. }) if field == "category"
+        ));
+        let mut unknown = details();
+        unknown.unit = Some("furlong".into());
+        assert!(matches!(
+            run(vec![], ProductCommand::Register(unknown)).await,
+            Err(DomainError::Invalid { field, .. }) if field == "unitOfMeasure"
+        ));
     }
 
     #[tokio::test]

@@ -19,8 +19,8 @@ pub struct ProductQuery {
     pub name: Option<String>,
     /// A part of the default code, whatever its case.
     pub code: Option<String>,
-    /// A part of the category's name, whatever its case.
-    pub category: Option<String>,
+    /// Category codes, one of which the product's is (those whose name holds the part asked).
+    pub categories: Option<Vec<String>>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
 }
 
@@ -108,9 +108,10 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProductQuery) {
         qb.push(" AND lower(code) LIKE ")
             .push_bind(like_contains(code));
     }
-    if let Some(category) = &query.category {
-        qb.push(" AND lower(category) LIKE ")
-            .push_bind(like_contains(category));
+    if let Some(categories) = &query.categories {
+        qb.push(" AND category = ANY(")
+            .push_bind(categories.clone())
+            .push(")");
     }
     push_instants(qb, "last_updated", &query.last_updated);
 }

@@ -3,7 +3,7 @@
 //! shape.
 
 use openspp_aggregates::entitlement::Money;
-use openspp_aggregates::product::{Product, ProductDetails};
+use openspp_aggregates::product::{Product, ProductDetails, PRODUCT_CATEGORY, UNIT_OF_MEASURE};
 use openspp_projections::view::ViewRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +11,8 @@ use utoipa::ToSchema;
 use crate::api::entitlement::named;
 use crate::api::schema::{Meta, Reference};
 use crate::error::ApiError;
+use crate::vocabulary::{Vocabularies, VocabularyEntry};
+use openspp_aggregates::CodeDefinition;
 
 pub const RESOURCE: &str = "Product";
 
@@ -58,7 +60,7 @@ fn yes() -> bool {
 }
 
 impl ProductResource {
-    pub fn into_details(self) -> Result<ProductDetails, ApiError> {
+    pub fn into_details(self, vocabulary: &Vocabularies) -> Result<ProductDetails, ApiError> {
         if self.resource_type != RESOURCE {
             return Err(ApiError::unprocessable("resourceType", "must be Product"));
         }
@@ -79,11 +81,13 @@ impl ProductResource {
             category: self
                 .category
                 .map(|r| named(&r, "ProductCategory", "category"))
-                .transpose()?,
+                .transpose()?
+                .map(|name| code_named(vocabulary, PRODUCT_CATEGORY, name)),
             unit: self
                 .unit_of_measure
                 .map(|r| named(&r, "UnitOfMeasure", "unitOfMeasure"))
-                .transpose()?,
+                .transpose()?
+                .map(|name| code_named(vocabulary, UNIT_OF_MEASURE, name)),
             list_price_cents,
             currency: self.currency,
             active: self.active,
@@ -103,12 +107,17 @@ impl ProductResource {
         Ok(details)
     }
 
-    pub fn render(row: &ViewRow<Product>) -> Self {
+    pub fn render(row: &ViewRow<Product>, vocabulary: &Vocabularies) -> Self {
         let details = &row.state.details;
-        let reference = |resource: &str, name: &Option<String>| {
-            name.as_ref().map(|name| Reference {
-                reference: format!("{resource}/{name}"),
-                display: Some(name.clone()),
+        let reference = |resource: &str, system: &str, code: &Option<String>| {
+            code.as_ref().map(|code| {
+                let name = vocabulary
+                    .display(system, code)
+                    .unwrap_or_else(|| code.clone());
+                Reference {
+                    reference: format!("{resource}/{name}"),
+                    display: Some(name),
+                }
             })
         };
         Self {
@@ -116,13 +125,85 @@ impl ProductResource {
             identifier: Some(details.key().to_owned()),
             name: details.name.clone(),
             default_code: details.default_code.clone(),
-            category: reference("ProductCategory", &details.category),
-            unit_of_measure: reference("UnitOfMeasure", &details.unit),
+            category: reference("ProductCategory", PRODUCT_CATEGORY, &details.category),
+            unit_of_measure: reference("UnitOfMeasure", UNIT_OF_MEASURE, &details.unit),
             list_price: details.list_price_cents.map(|cents| cents as f64 / 100.0),
             currency: details.currency.clone(),
             active: details.active,
             has_image: false,
             meta: Some(Meta::new(row.version, row.last_updated, row.source.clone())),
+        }
+    }
+}
+
+/// The code of `vocabulary` a body names by its name (a display, as read) or its code; an
+/// unknown name is kept for the domain to refuse, naming the field.
+fn code_named(vocabulary: &Vocabularies, system: &str, name: String) -> String {
+    let catalog = vocabulary.catalog();
+    catalog
+        .vocabulary(system)
+        .and_then(|v| v.named(&name))
+        .map_or(name, |c| c.code.clone())
+}
+
+/// A product category (OpenSPP `product.category`), named by its name; kept as a code of
+/// `urn:openspp:vocab:product-category` (changed through `/Vocabulary`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductCategoryResource {
+    /// `ProductCategory`.
+    pub resource_type: String,
+    /// The name.
+    pub identifier: String,
+    pub name: String,
+    /// `ProductCategory/{parent's name}`; none for a root category.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Reference>,
+}
+
+/// A unit of measure (OpenSPP `uom.uom`), named by its name; kept as a code of
+/// `urn:openspp:vocab:uom` (changed through `/Vocabulary`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitOfMeasureResource {
+    /// `UnitOfMeasure`.
+    pub resource_type: String,
+    /// The name.
+    pub identifier: String,
+    pub name: String,
+    /// `UnitOfMeasure/{reference unit's name}` (Odoo 19 has no UoM category: the reference
+    /// unit stands for it); none for a reference unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<Reference>,
+}
+
+/// A code as OpenSPP renders its parent: `{resource}/{parent's display}`.
+fn parent_of(entry: &VocabularyEntry, code: &CodeDefinition, resource: &str) -> Option<Reference> {
+    let parent = entry.code(code.parent_code.as_deref()?)?;
+    Some(Reference {
+        reference: format!("{resource}/{}", parent.display),
+        display: Some(parent.display.clone()),
+    })
+}
+
+impl ProductCategoryResource {
+    pub fn render(entry: &VocabularyEntry, code: &CodeDefinition) -> Self {
+        Self {
+            resource_type: "ProductCategory".to_owned(),
+            identifier: code.display.clone(),
+            name: code.display.clone(),
+            parent: parent_of(entry, code, "ProductCategory"),
+        }
+    }
+}
+
+impl UnitOfMeasureResource {
+    pub fn render(entry: &VocabularyEntry, code: &CodeDefinition) -> Self {
+        Self {
+            resource_type: "UnitOfMeasure".to_owned(),
+            identifier: code.display.clone(),
+            name: code.display.clone(),
+            category: parent_of(entry, code, "UnitOfMeasure"),
         }
     }
 }

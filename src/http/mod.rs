@@ -36,6 +36,7 @@ pub mod metadata;
 pub mod openapi;
 pub mod outcome;
 pub mod product;
+pub mod product_catalog;
 pub mod program;
 pub mod program_membership;
 pub mod service_point;
@@ -57,6 +58,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(entitlement::routes())
         .merge(service_point::routes())
         .merge(product::routes())
+        .merge(product_catalog::routes())
         .merge(vocabulary::routes())
         .merge(filters::routes())
         .merge(batch::routes())

@@ -4,7 +4,9 @@
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::product::{key_identifier, Product, ProductCommand, KEY_SYSTEM};
+use openspp_aggregates::product::{
+    key_identifier, Product, ProductCommand, KEY_SYSTEM, PRODUCT_CATEGORY,
+};
 use openspp_projections::product::{self as view_of, ProductQuery};
 use openspp_projections::search::{Comparator, Found, Page};
 use openspp_projections::view;
@@ -85,8 +87,8 @@ impl Resource for Product {
         Ok(())
     }
 
-    fn render(_call: &Call, _context: &(), row: &Snapshot<Self>) -> ProductResource {
-        ProductResource::render(row)
+    fn render(call: &Call, _context: &(), row: &Snapshot<Self>) -> ProductResource {
+        ProductResource::render(row, &call.state.vocabulary)
     }
 
     fn mentioned(_: &(), _: &Snapshot<Self>, _: &Grant) -> Vec<(String, String)> {
@@ -103,11 +105,22 @@ impl Searchable for Product {
 
     /// OpenSPP's parameters: `name`, `code` and `category` (a part, any case), `_lastUpdated`
     /// (no prefix: at or after).
-    async fn query(_call: &Call, params: &mut Params) -> Result<ProductQuery, ApiError> {
+    async fn query(call: &Call, params: &mut Params) -> Result<ProductQuery, ApiError> {
         Ok(ProductQuery {
             name: params.one("name")?,
             code: params.one("code")?,
-            category: params.one("category")?,
+            categories: params.one("category")?.map(|part| {
+                let catalog = call.state.vocabulary.catalog();
+                catalog
+                    .vocabulary(PRODUCT_CATEGORY)
+                    .map(|v| {
+                        v.displays_containing(&part)
+                            .into_iter()
+                            .map(|c| c.code.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }),
             last_updated: with_default(params.instants("_lastUpdated")?, Comparator::Ge),
         })
     }
@@ -161,7 +174,7 @@ async fn create(
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     let ApiJson(body) = body?;
-    let details = body.into_details()?;
+    let details = body.into_details(&call.state.vocabulary)?;
     let subject = details.key().trim().to_owned();
     resource::create::<Product>(&call, Some(subject), ProductCommand::Register(details)).await
 }
@@ -181,7 +194,7 @@ async fn replace(
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let ApiJson(body) = body?;
     let target = Product::locate(&call, &id).await?;
-    let details = body.into_details()?;
+    let details = body.into_details(&call.state.vocabulary)?;
     let write = target.change(if_match, |_| ProductCommand::Replace(details));
     resource::commit(&call, write).await
 }

@@ -30,6 +30,10 @@ pub fn trials() -> Vec<Trial> {
         trial("delivery::metadata_and_openapi_list_them", discovery),
         trial("delivery::service_points", service_points),
         trial("delivery::products", products),
+        trial(
+            "delivery::product_categories_and_units",
+            categories_and_units,
+        ),
     ]
 }
 
@@ -743,7 +747,14 @@ async fn discovery() {
     let api = admin().await;
     let metadata = api.get("/api/v2/spp/metadata").await;
     metadata.expect(200);
-    for resource in ["Cycle", "Entitlement", "ServicePoint", "Product"] {
+    for resource in [
+        "Cycle",
+        "Entitlement",
+        "ServicePoint",
+        "Product",
+        "ProductCategory",
+        "UnitOfMeasure",
+    ] {
         let entry = &metadata.body["resources"][resource];
         assert!(
             entry["operations"]
@@ -767,6 +778,10 @@ async fn discovery() {
         "/api/v2/spp/Cycle",
         "/api/v2/spp/Cycle/{id}",
         "/api/v2/spp/Entitlement/{id}/_history",
+        "/api/v2/spp/ProductCategory",
+        "/api/v2/spp/ProductCategory/{id}",
+        "/api/v2/spp/UnitOfMeasure",
+        "/api/v2/spp/UnitOfMeasure/{id}",
     ] {
         assert!(document.body["paths"].get(path).is_some(), "{path}");
     }
@@ -931,12 +946,12 @@ async fn products() {
     by_name.expect(200);
     assert_eq!(by_name.body["identifier"], code.as_str());
     // Without a code, the name is the identifier and there is no defaultCode.
-    let sugar = format!("{tag} Sugar 1kg");
+    let soap = format!("{tag} Soap bar");
     let uncoded = api
-        .post(PRODUCT, product_body(&sugar, None, "Sweets"))
+        .post(PRODUCT, product_body(&soap, None, "Hygiene"))
         .await;
     uncoded.expect(201);
-    assert_eq!(uncoded.body["identifier"], sugar.as_str());
+    assert_eq!(uncoded.body["identifier"], soap.as_str());
     assert!(uncoded.body.get("defaultCode").is_none());
 
     // OpenSPP's searches answer a Bundle, in name order.
@@ -958,6 +973,7 @@ async fn products() {
         ("code=rice", 1),
         (&*format!("code={}", code.to_lowercase()), 1),
         ("category=foo", 1),
+        ("category=HYG", 1),
         ("category=nothing", 0),
         ("_lastUpdated=ge2020-01-01", 2),
         ("_lastUpdated=le2020-01-01", 0),
@@ -985,6 +1001,11 @@ async fn products() {
     api.post(PRODUCT, product_body("Other", Some(&code), "Food"))
         .await
         .expect(409);
+    let unfiled = api
+        .post(PRODUCT, product_body(&format!("{tag} x"), None, "Weapons"))
+        .await;
+    unfiled.expect(422);
+    assert_eq!(expression(&unfiled), "category");
     let mut cheap = product_body(&format!("{tag} x"), None, "Food");
     cheap["currency"] = json!("php");
     let refused = api.post(PRODUCT, cheap).await;
@@ -1003,4 +1024,50 @@ async fn products() {
         .await;
     outsider.get(&path).await.expect(403);
     outsider.get(PRODUCT).await.expect(403);
+    for other in ["/api/v2/spp/ProductCategory", "/api/v2/spp/UnitOfMeasure"] {
+        outsider.get(other).await.expect(403);
+        outsider.get(&format!("{other}/All")).await.expect(403);
+    }
+}
+
+/// Categories and units are OpenSPP's resources, by name, kept as vocabularies.
+async fn categories_and_units() {
+    let api = admin().await;
+    let food = api.get("/api/v2/spp/ProductCategory/Food").await;
+    food.expect(200);
+    assert_eq!(food.body["resourceType"], "ProductCategory");
+    assert_eq!(food.body["identifier"], "Food");
+    assert_eq!(food.body["parent"]["reference"], "ProductCategory/All");
+    let root = api.get("/api/v2/spp/ProductCategory/All").await;
+    root.expect(200);
+    assert!(root.body.get("parent").is_none());
+    assert!(root.body.get("id").is_none());
+    let named = api.get("/api/v2/spp/ProductCategory?name=foo").await;
+    named.expect(200);
+    assert_eq!(named.body["type"], "searchset");
+    assert_eq!(named.body["total"], 2, "{}", named.text);
+    assert_eq!(named.body["entry"][0]["resource"]["name"], "Food");
+    let paged = api.get("/api/v2/spp/ProductCategory?_count=2").await;
+    assert_eq!(paged.body["entry"].as_array().unwrap().len(), 2);
+    assert_eq!(paged.body["link"][1]["relation"], "next");
+    let none = api.get("/api/v2/spp/ProductCategory?name=zzz").await;
+    assert_eq!(none.body["total"], 0);
+    assert_eq!(none.body["entry"], json!([]));
+    assert_eq!(none.body["link"][0]["relation"], "self");
+    let gram = api.get("/api/v2/spp/UnitOfMeasure/g").await;
+    gram.expect(200);
+    assert_eq!(gram.body["resourceType"], "UnitOfMeasure");
+    assert_eq!(gram.body["category"]["reference"], "UnitOfMeasure/kg");
+    let by_reference = api.get("/api/v2/spp/UnitOfMeasure?category=kg").await;
+    assert_eq!(by_reference.body["total"], 1, "{}", by_reference.text);
+    assert_eq!(by_reference.body["entry"][0]["resource"]["name"], "g");
+    api.get("/api/v2/spp/UnitOfMeasure/furlong")
+        .await
+        .expect(404);
+    api.get("/api/v2/spp/ProductCategory/Weapons")
+        .await
+        .expect(404);
+    api.get("/api/v2/spp/UnitOfMeasure?colour=red")
+        .await
+        .expect(400);
 }

@@ -104,6 +104,10 @@ async fn document() {
         ("/ProgramMembership/_search", "post"),
         ("/$batch", "post"),
         ("/$bulk/export", "post"),
+        ("/ProductCategory", "get"),
+        ("/ProductCategory/{id}", "get"),
+        ("/UnitOfMeasure", "get"),
+        ("/UnitOfMeasure/{id}", "get"),
     ] {
         expected.push((format!("{base}{path}"), method));
     }
