@@ -1016,6 +1016,24 @@ async fn products() {
         .expect(404);
     let versions = api.get(&format!("{path}/_history")).await;
     assert_eq!(versions.body["total"], 2);
+    let first = api.get(&format!("{path}/_history/1")).await;
+    assert_eq!(first.body["name"], rice.as_str());
+    let then = api
+        .get(&format!(
+            "{path}?_at={}",
+            crate::support::query_instant(product["meta"]["lastUpdated"].as_str().unwrap())
+        ))
+        .await;
+    then.expect(200);
+    assert_eq!(then.body["active"], true);
+    let verified = api.get(&format!("{path}/_history/$verify")).await;
+    assert_eq!(verified.body["valid"], true, "{}", verified.text);
+    // Every access is logged, naming the product.
+    let credentials = create_client(&world().database_url, &["--scope", "product:read"]);
+    let reader = Api::new(&world().base).login(&credentials).await;
+    reader.get(&path).await.expect(200);
+    let query = format!("client={}", credentials.client_id);
+    audit_event_where(&api, &query, |e| e.to_string().contains(&code)).await;
     let outsider = Api::new(&world().base)
         .login(&create_client(
             &world().database_url,
