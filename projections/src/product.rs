@@ -2,7 +2,8 @@
 //! (default code, else name) and `name` find one product by OpenSPP's lookup.
 
 use chrono::{DateTime, Utc};
-use openspp_aggregates::product::Product;
+use cqrs_es::Aggregate;
+use openspp_aggregates::product::{key_identifier, Product};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::ProjectionError;
@@ -139,12 +140,36 @@ pub async fn search_any(
     view::search_any(pool, "product_view", queries, push_filters, &ORDER, page).await
 }
 
-/// OpenSPP's lookup by name, once no default code matched: the first product of that exact name.
-pub async fn stream_named(pool: &PgPool, name: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT aggregate_id FROM product_view WHERE name = $1 ORDER BY created_at, aggregate_id LIMIT 1",
+/// OpenSPP's lookup: the product whose key (default code, else name) is `key`, else the first
+/// of that exact name; its stream, with its row (`None` while the read model lags the claim).
+pub async fn locate(
+    pool: &PgPool,
+    key: &str,
+) -> sqlx::Result<Option<(String, Option<ProductRow>)>> {
+    let identifier = key_identifier(key);
+    let found = view::by_identifier::<Product>(
+        pool,
+        "product_view",
+        Product::TYPE,
+        &identifier.system,
+        &identifier.value,
     )
-    .bind(name)
+    .await?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    let named: Option<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM product_view WHERE name = $1 \
+         ORDER BY created_at, aggregate_id LIMIT 1",
+    )
+    .bind(key)
     .fetch_optional(pool)
-    .await
+    .await?;
+    match named {
+        Some(stream) => {
+            let row = view::get::<Product>(pool, "product_view", &stream).await?;
+            Ok(Some((stream, row)))
+        }
+        None => Ok(None),
+    }
 }

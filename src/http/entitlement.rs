@@ -303,9 +303,9 @@ async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFac
 }
 
 /// Goods are a Product that exists, collected at a service point that exists (422 naming
-/// `servicePoint` or `items[0].product` otherwise). A product is named as OpenSPP looks it up:
-/// by default code, else by name.
-async fn known_goods(call: &Call, benefit: &Benefit) -> Result<(), ApiError> {
+/// `servicePoint` or `items[0].product` otherwise). A product is named as OpenSPP looks it up
+/// (by default code, else by name) and recorded by its key, as OpenSPP shows it.
+async fn known_goods(call: &Call, benefit: &mut Benefit) -> Result<(), ApiError> {
     let Benefit::Inkind {
         product,
         service_point,
@@ -327,20 +327,18 @@ async fn known_goods(call: &Call, benefit: &Benefit) -> Result<(), ApiError> {
             ));
         }
     }
-    let identifier = openspp_aggregates::product::key_identifier(product);
-    if claims::resolve(pool, "Product", &identifier)
-        .await?
-        .is_none()
-        && openspp_projections::product::stream_named(pool, product)
-            .await?
-            .is_none()
-    {
-        return Err(ApiError::unprocessable(
+    match openspp_projections::product::locate(pool, product).await? {
+        None => Err(ApiError::unprocessable(
             "items[0].product",
             "no such Product",
-        ));
+        )),
+        Some((_, row)) => {
+            if let Some(row) = row {
+                *product = row.state.details.key().to_owned();
+            }
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 fn unknown_beneficiary(kind_name: &str) -> ApiError {
@@ -389,8 +387,8 @@ async fn create(
         ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
     })?;
     let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-    let details = body.into_details()?;
-    known_goods(&call, &details.benefit).await?;
+    let mut details = body.into_details()?;
+    known_goods(&call, &mut details.benefit).await?;
     let beneficiary = find_subject(&call, kind_name, CONSENT_RESOURCE, &key.key())
         .await
         .map_err(|_| unknown_beneficiary(kind_name))?;
@@ -454,7 +452,8 @@ async fn change(
             claims::resolve(&call.state.pool, kind_name, &key).await?
         }
     };
-    let details = body.into_details()?;
+    let mut details = body.into_details()?;
+    known_goods(&call, &mut details.benefit).await?;
     let write = target.change(if_match, |access| EntitlementCommand::Change {
         cycle,
         beneficiary,

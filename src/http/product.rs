@@ -4,9 +4,7 @@
 
 use axum::extract::{OriginalUri, Path};
 use axum::Json;
-use openspp_aggregates::product::{
-    key_identifier, Product, ProductCommand, KEY_SYSTEM, PRODUCT_CATEGORY,
-};
+use openspp_aggregates::product::{Product, ProductCommand, KEY_SYSTEM, PRODUCT_CATEGORY};
 use openspp_projections::product::{self as view_of, ProductQuery};
 use openspp_projections::search::{Comparator, Found, Page};
 use openspp_projections::view;
@@ -53,22 +51,7 @@ impl Resource for Product {
             .and_then(|rest| rest.strip_prefix('|'))
             .unwrap_or(id);
         let subject = format!("{RESOURCE}/{key}");
-        let identifier = key_identifier(key);
-        let pool = &call.state.pool;
-        let mut found = view::by_identifier::<Product>(
-            pool,
-            "product_view",
-            RESOURCE,
-            &identifier.system,
-            &identifier.value,
-        )
-        .await?;
-        if found.is_none() {
-            if let Some(stream) = view_of::stream_named(pool, key).await? {
-                let current = view::get::<Product>(pool, "product_view", &stream).await?;
-                found = Some((stream, current));
-            }
-        }
+        let found = view_of::locate(&call.state.pool, key).await?;
         let Some((stream, current)) = found else {
             call.audit.not_found(subject, None);
             return Err(ApiError::not_found(RESOURCE));

@@ -945,6 +945,19 @@ async fn products() {
     let by_name = api.get(&format!("{PRODUCT}/{}", urlencoding(&rice))).await;
     by_name.expect(200);
     assert_eq!(by_name.body["identifier"], code.as_str());
+    // An in-kind entitlement may name it as OpenSPP looks it up; it is recorded by its key.
+    let (_, program) = new_program(&api, "individual").await;
+    let person = member(&api, &program).await;
+    let cycle = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    stocked_collection_point(&api).await;
+    let mut goods = goods_body(&cycle, &person);
+    goods["items"][0]["product"]["reference"] = json!(format!("Product/{rice}"));
+    let entitled = api.post(ENTITLEMENT, goods).await;
+    entitled.expect(201);
+    assert_eq!(
+        entitled.body["items"][0]["product"]["reference"],
+        format!("Product/{code}")
+    );
     // Without a code, the name is the identifier and there is no defaultCode.
     let soap = format!("{tag} Soap bar");
     let uncoded = api
