@@ -7,7 +7,6 @@ use axum::Json;
 use openspp_aggregates::product::{Product, ProductCommand, KEY_SYSTEM, PRODUCT_CATEGORY};
 use openspp_projections::product::{self as view_of, ProductQuery};
 use openspp_projections::search::{Comparator, Found, Page};
-use openspp_projections::view;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
