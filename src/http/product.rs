@@ -45,24 +45,10 @@ impl Resource for Product {
     /// OpenSPP's lookup: the exact default code first, then the exact name
     /// (`urn:openspp:product|{key}` names it too).
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
-        let key = id
-            .strip_prefix(KEY_SYSTEM)
-            .and_then(|rest| rest.strip_prefix('|'))
-            .unwrap_or(id);
+        let key = resource::key_in(id, KEY_SYSTEM);
         let subject = format!("{RESOURCE}/{key}");
         let found = view_of::locate(&call.state.pool, key).await?;
-        let Some((stream, current)) = found else {
-            call.audit.not_found(subject, None);
-            return Err(ApiError::not_found(RESOURCE));
-        };
-        call.audit.returned(subject, Some(&stream), None);
-        Ok(Located {
-            consent_subject: stream.clone(),
-            stream,
-            grant: Grant::not_personal(SCOPE),
-            access: call.principal.access(Vec::new()),
-            current,
-        })
+        resource::not_personal(call, subject, found)
     }
 
     async fn context(_call: &Call, _snapshots: &[&Snapshot<Self>]) -> Result<(), ApiError> {
