@@ -40,6 +40,26 @@ impl VocabularyEntry {
         self.index.get(code).map(|&i| &self.codes[i].definition)
     }
 
+    /// The code a resource names by its display (OpenSPP names categories and units by name),
+    /// or by the code itself.
+    pub fn named(&self, name: &str) -> Option<&CodeDefinition> {
+        self.codes
+            .iter()
+            .map(|c| &c.definition)
+            .find(|c| c.display == name)
+            .or_else(|| self.code(name))
+    }
+
+    /// The codes whose display holds `part`, whatever its case (OpenSPP's name searches).
+    pub fn displays_containing(&self, part: &str) -> Vec<&CodeDefinition> {
+        let part = part.to_lowercase();
+        self.codes
+            .iter()
+            .map(|c| &c.definition)
+            .filter(|c| c.display.to_lowercase().contains(&part))
+            .collect()
+    }
+
     /// Every code, deprecated ones included (OpenSPP's `code_count`).
     pub fn code_count(&self) -> usize {
         self.codes.len()

@@ -15,6 +15,7 @@ mod identifiers;
 pub mod individual;
 pub mod inline_index;
 pub mod managed_vocabulary;
+pub mod product;
 pub mod program;
 pub mod program_membership;
 pub mod service_point;

@@ -30,6 +30,8 @@ impl Vocabulary for FakeVocabulary {
             PROGRAM_TYPE => ["social-protection", "cash-transfer"].contains(&code),
             EXIT_REASON => ["graduated", "moved"].contains(&code),
             crate::service_point::SERVICE_TYPES => ["CASH", "VOUCHER"].contains(&code),
+            crate::product::PRODUCT_CATEGORY => ["all", "food"].contains(&code),
+            crate::product::UNIT_OF_MEASURE => ["unit", "kg"].contains(&code),
             _ => false,
         }
     }

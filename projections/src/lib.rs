@@ -17,6 +17,7 @@ pub mod individual;
 pub mod inline;
 pub mod membership;
 pub mod membership_index;
+pub mod product;
 pub mod program;
 pub mod rebuild;
 pub mod rows;

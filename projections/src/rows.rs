@@ -11,7 +11,8 @@ use openspp_aggregates::{
 use crate::error::{ProjectionError, Undecodable};
 use crate::events::{Fold, StoredEvent};
 use crate::statement::Statement;
-use crate::{consent, delivery, group, individual, membership, program, service_point};
+use crate::{consent, delivery, group, individual, membership, product, program, service_point};
+use openspp_aggregates::product::Product;
 use openspp_aggregates::service_point::ServicePoint;
 
 /// An aggregate whose state is shown through read models.
@@ -71,6 +72,7 @@ impl ReadModel for Entitlement {
 }
 
 read_model!(ServicePoint, service_point, service_points);
+read_model!(Product, product, products);
 
 /// A consent not given yet has no row.
 impl ReadModel for Consent {
@@ -99,7 +101,7 @@ impl ReadModel for openspp_aggregates::extension_registry::ExtensionRegistration
 }
 
 /// The tables `ReadModel::project` writes, all rebuilt from the log by a rebuild.
-pub const TABLES: [&str; 11] = [
+pub const TABLES: [&str; 12] = [
     "individual_view",
     "group_view",
     "group_members_view",
@@ -111,6 +113,7 @@ pub const TABLES: [&str; 11] = [
     "cycle_beneficiaries",
     "cycle_statistics",
     "service_point_view",
+    "product_view",
 ];
 
 /// Rows of any number of streams, by table, each stream at most once.
@@ -124,6 +127,7 @@ pub struct Rows {
     pub(crate) cycles: Vec<delivery::CycleLine>,
     pub(crate) entitlements: Vec<delivery::EntitlementLine>,
     pub(crate) service_points: Vec<service_point::Line>,
+    pub(crate) products: Vec<product::Line>,
 }
 
 impl Rows {
@@ -137,6 +141,7 @@ impl Rows {
             + self.cycles.len()
             + self.entitlements.len()
             + self.service_points.len()
+            + self.products.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -153,6 +158,7 @@ impl Rows {
         delivery::push_cycle_upsert(statement, &self.cycles);
         delivery::push_entitlement_upsert(statement, &self.entitlements);
         service_point::push_upsert(statement, &self.service_points);
+        product::push_upsert(statement, &self.products);
     }
 }
 
@@ -187,6 +193,7 @@ pub(crate) fn fold_for(aggregate_type: &str) -> Option<Box<dyn StreamFold>> {
         t if t == Cycle::TYPE => of::<Cycle>(),
         t if t == Entitlement::TYPE => of::<Entitlement>(),
         t if t == ServicePoint::TYPE => of::<ServicePoint>(),
+        t if t == Product::TYPE => of::<Product>(),
         _ => None,
     }
 }

@@ -20,6 +20,7 @@ pub mod json;
 pub mod membership;
 pub mod params;
 pub mod preconditions;
+pub mod product;
 pub mod program;
 pub mod provenance;
 pub mod reference;

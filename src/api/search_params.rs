@@ -246,6 +246,19 @@ pub const SERVICE_POINT: &[Param] = &[
     LAST_UPDATED,
 ];
 
+/// OpenSPP `spp_api_v2_products`.
+pub const PRODUCT: &[Param] = &[
+    param("name", "name", Kind::Contains, "Name"),
+    param("code", "defaultCode", Kind::Contains, "Default code"),
+    param(
+        "category",
+        "category",
+        Kind::Contains,
+        "Category (part of its name)",
+    ),
+    LAST_UPDATED,
+];
+
 pub const CONSENT: &[Param] = &[param(
     "subject",
     "subject",

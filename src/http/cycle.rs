@@ -76,10 +76,7 @@ impl Resource for Cycle {
 
     /// By name (`urn:openspp:cycle|{name}` names it too), in the caller's allowed programs.
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
-        let name = id
-            .strip_prefix(NAME_SYSTEM)
-            .and_then(|rest| rest.strip_prefix('|'))
-            .unwrap_or(id);
+        let name = resource::key_in(id, NAME_SYSTEM);
         let subject = format!("{RESOURCE}/{name}");
         let pool = &call.state.pool;
         let stream = claims::resolve(pool, RESOURCE, &name_identifier(name)).await?;

@@ -302,22 +302,42 @@ async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFac
     })
 }
 
-/// Goods are collected at a service point that exists (422 naming `servicePoint` otherwise).
-async fn known_service_point(call: &Call, benefit: &Benefit) -> Result<(), ApiError> {
+/// Goods are a Product that exists, collected at a service point that exists (422 naming
+/// `servicePoint` or `items[0].product` otherwise). A product is named as OpenSPP looks it up
+/// (by default code, else by name) and recorded by its key, as OpenSPP shows it.
+async fn known_goods(call: &Call, benefit: &mut Benefit) -> Result<(), ApiError> {
     let Benefit::Inkind {
-        service_point: Some(name),
+        product,
+        service_point,
         ..
     } = benefit
     else {
         return Ok(());
     };
-    let identifier = openspp_aggregates::service_point::name_identifier(name);
-    match claims::resolve(&call.state.pool, "ServicePoint", &identifier).await? {
-        Some(_) => Ok(()),
+    let pool = &call.state.pool;
+    if let Some(name) = service_point {
+        let identifier = openspp_aggregates::service_point::name_identifier(name);
+        if claims::resolve(pool, "ServicePoint", &identifier)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::unprocessable(
+                "servicePoint",
+                "no such ServicePoint",
+            ));
+        }
+    }
+    match openspp_projections::product::locate(pool, product).await? {
         None => Err(ApiError::unprocessable(
-            "servicePoint",
-            "no such ServicePoint",
+            "items[0].product",
+            "no such Product",
         )),
+        Some((_, row)) => {
+            if let Some(row) = row {
+                *product = row.state.details.key().to_owned();
+            }
+            Ok(())
+        }
     }
 }
 
@@ -367,8 +387,8 @@ async fn create(
         ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
     })?;
     let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-    let details = body.into_details()?;
-    known_service_point(&call, &details.benefit).await?;
+    let mut details = body.into_details()?;
+    known_goods(&call, &mut details.benefit).await?;
     let beneficiary = find_subject(&call, kind_name, CONSENT_RESOURCE, &key.key())
         .await
         .map_err(|_| unknown_beneficiary(kind_name))?;
@@ -432,7 +452,8 @@ async fn change(
             claims::resolve(&call.state.pool, kind_name, &key).await?
         }
     };
-    let details = body.into_details()?;
+    let mut details = body.into_details()?;
+    known_goods(&call, &mut details.benefit).await?;
     let write = target.change(if_match, |access| EntitlementCommand::Change {
         cycle,
         beneficiary,

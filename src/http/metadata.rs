@@ -217,6 +217,32 @@ fn offered(state: &AppState) -> Vec<Offered> {
             versioned: true,
         },
         Offered {
+            name: "Product",
+            operations: &["read", "search", "create", "update", "history"],
+            interactions: &["read", "search-type", "create", "update"],
+            search_params: delivery(search_params::PRODUCT),
+            named: &[],
+            versioned: true,
+        },
+        Offered {
+            name: "ProductCategory",
+            operations: &["read", "search"],
+            interactions: &["read", "search-type"],
+            search_params: ["name", "_count", "_offset"].map(str::to_owned).to_vec(),
+            named: &[],
+            versioned: false,
+        },
+        Offered {
+            name: "UnitOfMeasure",
+            operations: &["read", "search"],
+            interactions: &["read", "search-type"],
+            search_params: ["name", "category", "_count", "_offset"]
+                .map(str::to_owned)
+                .to_vec(),
+            named: &[],
+            versioned: false,
+        },
+        Offered {
             name: "ServicePoint",
             operations: &["read", "search", "create", "update", "history"],
             interactions: &["read", "search-type", "create", "update"],

@@ -35,6 +35,8 @@ pub mod individual;
 pub mod metadata;
 pub mod openapi;
 pub mod outcome;
+pub mod product;
+pub mod product_catalog;
 pub mod program;
 pub mod program_membership;
 pub mod service_point;
@@ -55,6 +57,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(cycle::routes())
         .merge(entitlement::routes())
         .merge(service_point::routes())
+        .merge(product::routes())
+        .merge(product_catalog::routes())
         .merge(vocabulary::routes())
         .merge(filters::routes())
         .merge(batch::routes())

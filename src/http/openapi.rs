@@ -262,7 +262,7 @@ fn paging_bounds(operation: &mut Value) {
 
 /// The longest text each body property may hold, as the domain checks it
 /// (`openspp_aggregates::bounds`): `(schema, property, characters)`.
-const TEXT_LIMITS: [(&str, &str, usize); 25] = [
+const TEXT_LIMITS: [(&str, &str, usize); 28] = [
     ("HumanName", "family", SHORT_TEXT),
     ("HumanName", "given", SHORT_TEXT),
     ("HumanName", "middle", SHORT_TEXT),
@@ -288,6 +288,9 @@ const TEXT_LIMITS: [(&str, &str, usize); 25] = [
     ("Phone", "value", SHORT_TEXT),
     ("ServicePointResource", "country", 2),
     ("MoneyValue", "currency", 3),
+    ("ProductResource", "name", SHORT_TEXT),
+    ("ProductResource", "defaultCode", SHORT_TEXT),
+    ("ProductResource", "currency", 3),
 ];
 
 /// Lines of an address are text like its other parts.

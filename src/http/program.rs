@@ -78,18 +78,7 @@ impl Resource for Program {
             }
         }
         .filter(|(stream, _)| call.principal.uses_program(stream));
-        let Some((stream, current)) = found else {
-            call.audit.not_found(subject, None);
-            return Err(ApiError::not_found(RESOURCE));
-        };
-        call.audit.returned(subject, Some(&stream), None);
-        Ok(Located {
-            consent_subject: stream.clone(),
-            stream,
-            grant: Grant::not_personal(SCOPE),
-            access: call.principal.access(Vec::new()),
-            current,
-        })
+        resource::not_personal(call, subject, found)
     }
 
     async fn context(_call: &Call, _snapshots: &[&Snapshot<Self>]) -> Result<(), ApiError> {

@@ -47,10 +47,7 @@ impl Resource for ServicePoint {
 
     /// By name (`urn:openspp:service-point|{name}` names it too).
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
-        let name = id
-            .strip_prefix(NAME_SYSTEM)
-            .and_then(|rest| rest.strip_prefix('|'))
-            .unwrap_or(id);
+        let name = resource::key_in(id, NAME_SYSTEM);
         let subject = format!("{RESOURCE}/{name}");
         let identifier = name_identifier(name);
         let found = view::by_identifier::<ServicePoint>(
@@ -61,18 +58,7 @@ impl Resource for ServicePoint {
             &identifier.value,
         )
         .await?;
-        let Some((stream, current)) = found else {
-            call.audit.not_found(subject, None);
-            return Err(ApiError::not_found(RESOURCE));
-        };
-        call.audit.returned(subject, Some(&stream), None);
-        Ok(Located {
-            consent_subject: stream.clone(),
-            stream,
-            grant: Grant::not_personal(SCOPE),
-            access: call.principal.access(Vec::new()),
-            current,
-        })
+        resource::not_personal(call, subject, found)
     }
 
     async fn context(_call: &Call, _snapshots: &[&Snapshot<Self>]) -> Result<(), ApiError> {

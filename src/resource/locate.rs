@@ -182,3 +182,31 @@ pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Loc
         current,
     })
 }
+
+/// The key an id names under `system`: `{system}|{key}` names it too.
+pub fn key_in<'a>(id: &'a str, system: &str) -> &'a str {
+    id.strip_prefix(system)
+        .and_then(|rest| rest.strip_prefix('|'))
+        .unwrap_or(id)
+}
+
+/// A resource no data subject's consent governs (a program, a product, a service point), as
+/// found by its lookup: located, or 404; the access log names `subject` either way.
+pub fn not_personal<R: Resource>(
+    call: &Call,
+    subject: String,
+    found: Option<(String, Option<Snapshot<R>>)>,
+) -> Result<Located<R>, ApiError> {
+    let Some((stream, current)) = found else {
+        call.audit.not_found(subject, None);
+        return Err(ApiError::not_found(R::TYPE));
+    };
+    call.audit.returned(subject, Some(&stream), None);
+    Ok(Located {
+        consent_subject: stream.clone(),
+        stream,
+        grant: Grant::not_personal(R::SCOPE),
+        access: call.principal.access(Vec::new()),
+        current,
+    })
+}

@@ -31,7 +31,8 @@ pub use export::{export, Exported};
 pub use extended::{open_registration, open_replacement};
 pub use grant::{grants_for, identity_only, shown, today, Grant};
 pub use locate::{
-    access_to, find_subject, locate_beneficiarys, locate_registrant, referenced, Subject,
+    access_to, find_subject, key_in, locate_beneficiarys, locate_registrant, not_personal,
+    referenced, Subject,
 };
 pub use ops::{
     advanced_search, answer_extensions, at, history, page, read, search, verify, vread, Searchable,

@@ -104,6 +104,15 @@ impl Stored for openspp_aggregates::service_point::ServicePoint {
     }
 }
 
+impl Stored for openspp_aggregates::product::Product {
+    fn starts_stream(command: &Self::Command) -> bool {
+        matches!(
+            command,
+            openspp_aggregates::product::ProductCommand::Register(_)
+        )
+    }
+}
+
 impl Stored for Consent {
     fn starts_stream(command: &ConsentCommand) -> bool {
         matches!(command, ConsentCommand::Give(_))

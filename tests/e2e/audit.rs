@@ -368,6 +368,17 @@ async fn replay() {
     body["contractActive"] = json!(false);
     let path = registered.header("location").unwrap().to_owned();
     api.put(&path, body, None).await.expect(200);
+    let product = api
+        .post(
+            "/api/v2/spp/Product",
+            json!({"name": format!("Replay product {}", unique("PR")), "currency": "PHP"}),
+        )
+        .await;
+    product.expect(201);
+    let mut body = product.body.clone();
+    body["active"] = json!(false);
+    let path = product.header("location").unwrap().to_owned();
+    api.put(&path, body, None).await.expect(200);
     for (n, person) in people.iter().enumerate().take(3) {
         let given = api
             .post(
@@ -419,6 +430,7 @@ async fn replay() {
         "cycle_beneficiaries",
         "cycle_statistics",
         "service_point_view",
+        "product_view",
     ] {
         assert!(
             rows(&database.url, table) > 0,

@@ -29,6 +29,11 @@ pub fn trials() -> Vec<Trial> {
         trial("delivery::history_at_and_verify", history),
         trial("delivery::metadata_and_openapi_list_them", discovery),
         trial("delivery::service_points", service_points),
+        trial("delivery::products", products),
+        trial(
+            "delivery::product_categories_and_units",
+            categories_and_units,
+        ),
     ]
 }
 
@@ -70,9 +75,20 @@ fn cash_body(cycle: &str, national_id: &str, amount: f64) -> Value {
            "initialAmount": {"value": amount, "currency": "PHP"}})
 }
 
-/// A service point goods are collected at (registered once per run).
-async fn collection_point(api: &Api) -> &'static str {
+/// The product goods entitlements deliver and the service point they are collected at
+/// (registered once per run).
+async fn stocked_collection_point(api: &Api) -> &'static str {
     const NAME: &str = "Delivery Collection Point";
+    let reply = api
+        .post(
+            PRODUCT,
+            json!({"name": "Rice 25kg", "defaultCode": "RICE-25KG",
+                   "category": {"reference": "ProductCategory/Food"},
+                   "unitOfMeasure": {"reference": "UnitOfMeasure/Sack"},
+                   "listPrice": 1250, "currency": "PHP"}),
+        )
+        .await;
+    assert!(matches!(reply.status.as_u16(), 201 | 409), "{}", reply.text);
     let reply = api
         .post(
             "/api/v2/spp/ServicePoint",
@@ -131,7 +147,7 @@ async fn walk_through() {
     let (_, program) = new_program(&api, "individual").await;
     let (first, second) = (member(&api, &program).await, member(&api, &program).await);
     let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
-    collection_point(&api).await;
+    stocked_collection_point(&api).await;
     let path = path_of(&name);
     let read = api.get(&path).await;
     read.expect(200);
@@ -377,7 +393,7 @@ async fn entitlement_search() {
     let (_, program) = new_program(&api, "individual").await;
     let (first, second) = (member(&api, &program).await, member(&api, &program).await);
     let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
-    collection_point(&api).await;
+    stocked_collection_point(&api).await;
     let cash = entitle(&api, cash_body(&name, &first, 100.0)).await;
     entitle(&api, cash_body(&name, &second, 200.0)).await;
     entitle(&api, goods_body(&name, &first)).await;
@@ -454,6 +470,7 @@ async fn refusals() {
     let stranger = unique("DLV");
     register_individual(&api, &stranger).await;
     let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    stocked_collection_point(&api).await;
     let cases = [
         (cash_body(&name, &stranger, 10.0), 422, "beneficiary"),
         (
@@ -470,6 +487,15 @@ async fn refusals() {
             },
             422,
             "servicePoint",
+        ),
+        (
+            {
+                let mut body = goods_body(&name, &enrolled);
+                body["items"][0]["product"]["reference"] = json!("Product/nothing");
+                body
+            },
+            422,
+            "items[0].product",
         ),
         (
             cash_body(&name, &enrolled, 10.005),
@@ -631,7 +657,7 @@ async fn consent() {
     let (_, program) = new_program(&api, "individual").await;
     let (consented, other) = (member(&api, &program).await, member(&api, &program).await);
     let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
-    collection_point(&api).await;
+    stocked_collection_point(&api).await;
     let seen = entitle(&api, cash_body(&name, &consented, 10.0)).await;
     let unseen = entitle(&api, cash_body(&name, &other, 20.0)).await;
     let organization = unique("Delivery NGO");
@@ -721,7 +747,14 @@ async fn discovery() {
     let api = admin().await;
     let metadata = api.get("/api/v2/spp/metadata").await;
     metadata.expect(200);
-    for resource in ["Cycle", "Entitlement", "ServicePoint"] {
+    for resource in [
+        "Cycle",
+        "Entitlement",
+        "ServicePoint",
+        "Product",
+        "ProductCategory",
+        "UnitOfMeasure",
+    ] {
         let entry = &metadata.body["resources"][resource];
         assert!(
             entry["operations"]
@@ -745,6 +778,10 @@ async fn discovery() {
         "/api/v2/spp/Cycle",
         "/api/v2/spp/Cycle/{id}",
         "/api/v2/spp/Entitlement/{id}/_history",
+        "/api/v2/spp/ProductCategory",
+        "/api/v2/spp/ProductCategory/{id}",
+        "/api/v2/spp/UnitOfMeasure",
+        "/api/v2/spp/UnitOfMeasure/{id}",
     ] {
         assert!(document.body["paths"].get(path).is_some(), "{path}");
     }
@@ -864,4 +901,204 @@ async fn service_points() {
         .await;
     outsider.get(&path).await.expect(403);
     outsider.get(SERVICE_POINT).await.expect(403);
+}
+
+const PRODUCT: &str = "/api/v2/spp/Product";
+
+fn product_body(name: &str, code: Option<&str>, category: &str) -> Value {
+    let mut body = json!({"name": name,
+           "category": {"reference": format!("ProductCategory/{category}")},
+           "unitOfMeasure": {"reference": "UnitOfMeasure/kg"},
+           "listPrice": 1250.5, "currency": "PHP"});
+    if let Some(code) = code {
+        body["defaultCode"] = json!(code);
+    }
+    body
+}
+
+async fn products() {
+    let api = admin().await;
+    let tag = unique("PR");
+    let code = format!("{tag}-RICE");
+    let rice = format!("{tag} Rice 25kg");
+    let created = api
+        .post(PRODUCT, product_body(&rice, Some(&code), "Food"))
+        .await;
+    created.expect(201);
+    let path = created.header("location").unwrap().to_owned();
+    assert_eq!(path, format!("{PRODUCT}/{}", urlencoding(&code)));
+    let read = api.get(&path).await;
+    read.expect(200);
+    assert!(read.header("etag").is_some());
+    let product = &read.body;
+    assert_eq!(product["resourceType"], "Product");
+    assert_eq!(product["identifier"], code.as_str());
+    assert_eq!(product["defaultCode"], code.as_str());
+    assert_eq!(product["category"]["reference"], "ProductCategory/Food");
+    assert_eq!(product["unitOfMeasure"]["reference"], "UnitOfMeasure/kg");
+    assert_eq!(product["listPrice"], 1250.5);
+    assert_eq!(product["currency"], "PHP");
+    assert_eq!(product["active"], true);
+    assert_eq!(product["hasImage"], false);
+    assert!(product.get("id").is_none());
+    // OpenSPP's lookup: the default code, else the exact name (URL-encoded).
+    let by_name = api.get(&format!("{PRODUCT}/{}", urlencoding(&rice))).await;
+    by_name.expect(200);
+    assert_eq!(by_name.body["identifier"], code.as_str());
+    // An in-kind entitlement may name it as OpenSPP looks it up; it is recorded by its key.
+    let (_, program) = new_program(&api, "individual").await;
+    let person = member(&api, &program).await;
+    let cycle = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    stocked_collection_point(&api).await;
+    let mut goods = goods_body(&cycle, &person);
+    goods["items"][0]["product"]["reference"] = json!(format!("Product/{rice}"));
+    let entitled = api.post(ENTITLEMENT, goods).await;
+    entitled.expect(201);
+    assert_eq!(
+        entitled.body["items"][0]["product"]["reference"],
+        format!("Product/{code}")
+    );
+    // Without a code, the name is the identifier and there is no defaultCode.
+    let soap = format!("{tag} Soap bar");
+    let uncoded = api
+        .post(PRODUCT, product_body(&soap, None, "Hygiene"))
+        .await;
+    uncoded.expect(201);
+    assert_eq!(uncoded.body["identifier"], soap.as_str());
+    assert!(uncoded.body.get("defaultCode").is_none());
+
+    // OpenSPP's searches answer a Bundle, in name order.
+    let all = api.get(&format!("{PRODUCT}?name={tag}")).await;
+    all.expect(200);
+    assert_eq!(all.body["resourceType"], "Bundle");
+    assert_eq!(all.body["type"], "searchset");
+    assert_eq!(all.body["total"], 2);
+    assert_eq!(all.body["entry"][0]["resource"]["name"], rice.as_str());
+    assert_eq!(all.body["entry"][0]["search"]["mode"], "match");
+    let named = api
+        .get(&format!(
+            "{PRODUCT}?name={}",
+            urlencoding(&format!("{tag} rice"))
+        ))
+        .await;
+    assert_eq!(named.body["total"], 1, "{}", named.text);
+    for (query, expected) in [
+        ("code=rice", 1),
+        (&*format!("code={}", code.to_lowercase()), 1),
+        ("category=foo", 1),
+        ("category=HYG", 1),
+        ("category=nothing", 0),
+        ("_lastUpdated=ge2020-01-01", 2),
+        ("_lastUpdated=le2020-01-01", 0),
+    ] {
+        let reply = api.get(&format!("{PRODUCT}?name={tag}&{query}")).await;
+        assert_eq!(reply.body["total"], expected, "{query}: {}", reply.text);
+    }
+    let paged = api.get(&format!("{PRODUCT}?name={tag}&_count=1")).await;
+    assert_eq!(paged.body["entry"].as_array().unwrap().len(), 1);
+    assert_eq!(paged.body["link"][1]["relation"], "next");
+
+    // Sent back as read with a change; the key never changes, a key is taken once.
+    let mut body = product.clone();
+    body["name"] = json!(format!("{rice} sack"));
+    body["active"] = json!(false);
+    let changed = api.put(&path, body, None).await;
+    changed.expect(200);
+    assert_eq!(changed.body["active"], false);
+    let mut recoded = changed.body.clone();
+    recoded["defaultCode"] = json!(format!("{tag}-OTHER"));
+    recoded.as_object_mut().unwrap().remove("identifier");
+    let refused = api.put(&path, recoded, None).await;
+    refused.expect(422);
+    assert_eq!(expression(&refused), "defaultCode");
+    api.post(PRODUCT, product_body("Other", Some(&code), "Food"))
+        .await
+        .expect(409);
+    let unfiled = api
+        .post(PRODUCT, product_body(&format!("{tag} x"), None, "Weapons"))
+        .await;
+    unfiled.expect(422);
+    assert_eq!(expression(&unfiled), "category");
+    let mut cheap = product_body(&format!("{tag} x"), None, "Food");
+    cheap["currency"] = json!("php");
+    let refused = api.post(PRODUCT, cheap).await;
+    refused.expect(422);
+    assert_eq!(expression(&refused), "currency");
+    api.get(&format!("{PRODUCT}/{}", urlencoding(&unique("none"))))
+        .await
+        .expect(404);
+    let versions = api.get(&format!("{path}/_history")).await;
+    assert_eq!(versions.body["total"], 2);
+    let first = api.get(&format!("{path}/_history/1")).await;
+    assert_eq!(first.body["name"], rice.as_str());
+    let then = api
+        .get(&format!(
+            "{path}?_at={}",
+            crate::support::query_instant(product["meta"]["lastUpdated"].as_str().unwrap())
+        ))
+        .await;
+    then.expect(200);
+    assert_eq!(then.body["active"], true);
+    let verified = api.get(&format!("{path}/_history/$verify")).await;
+    assert_eq!(verified.body["valid"], true, "{}", verified.text);
+    // Every access is logged, naming the product.
+    let credentials = create_client(&world().database_url, &["--scope", "product:read"]);
+    let reader = Api::new(&world().base).login(&credentials).await;
+    reader.get(&path).await.expect(200);
+    let query = format!("client={}", credentials.client_id);
+    audit_event_where(&api, &query, |e| e.to_string().contains(&code)).await;
+    let outsider = Api::new(&world().base)
+        .login(&create_client(
+            &world().database_url,
+            &["--scope", "cycle:read"],
+        ))
+        .await;
+    outsider.get(&path).await.expect(403);
+    outsider.get(PRODUCT).await.expect(403);
+    for other in ["/api/v2/spp/ProductCategory", "/api/v2/spp/UnitOfMeasure"] {
+        outsider.get(other).await.expect(403);
+        outsider.get(&format!("{other}/All")).await.expect(403);
+    }
+}
+
+/// Categories and units are OpenSPP's resources, by name, kept as vocabularies.
+async fn categories_and_units() {
+    let api = admin().await;
+    let food = api.get("/api/v2/spp/ProductCategory/Food").await;
+    food.expect(200);
+    assert_eq!(food.body["resourceType"], "ProductCategory");
+    assert_eq!(food.body["identifier"], "Food");
+    assert_eq!(food.body["parent"]["reference"], "ProductCategory/All");
+    let root = api.get("/api/v2/spp/ProductCategory/All").await;
+    root.expect(200);
+    assert!(root.body.get("parent").is_none());
+    assert!(root.body.get("id").is_none());
+    let named = api.get("/api/v2/spp/ProductCategory?name=foo").await;
+    named.expect(200);
+    assert_eq!(named.body["type"], "searchset");
+    assert_eq!(named.body["total"], 2, "{}", named.text);
+    assert_eq!(named.body["entry"][0]["resource"]["name"], "Food");
+    let paged = api.get("/api/v2/spp/ProductCategory?_count=2").await;
+    assert_eq!(paged.body["entry"].as_array().unwrap().len(), 2);
+    assert_eq!(paged.body["link"][1]["relation"], "next");
+    let none = api.get("/api/v2/spp/ProductCategory?name=zzz").await;
+    assert_eq!(none.body["total"], 0);
+    assert_eq!(none.body["entry"], json!([]));
+    assert_eq!(none.body["link"][0]["relation"], "self");
+    let gram = api.get("/api/v2/spp/UnitOfMeasure/g").await;
+    gram.expect(200);
+    assert_eq!(gram.body["resourceType"], "UnitOfMeasure");
+    assert_eq!(gram.body["category"]["reference"], "UnitOfMeasure/kg");
+    let by_reference = api.get("/api/v2/spp/UnitOfMeasure?category=kg").await;
+    assert_eq!(by_reference.body["total"], 1, "{}", by_reference.text);
+    assert_eq!(by_reference.body["entry"][0]["resource"]["name"], "g");
+    api.get("/api/v2/spp/UnitOfMeasure/furlong")
+        .await
+        .expect(404);
+    api.get("/api/v2/spp/ProductCategory/Weapons")
+        .await
+        .expect(404);
+    api.get("/api/v2/spp/UnitOfMeasure?colour=red")
+        .await
+        .expect(400);
 }

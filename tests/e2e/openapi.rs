@@ -40,6 +40,7 @@ async fn document() {
         "Cycle",
         "Entitlement",
         "ServicePoint",
+        "Product",
     ] {
         expected.push((format!("{base}/{resource}"), "get"));
         expected.push((format!("{base}/{resource}"), "post"));
@@ -55,6 +56,7 @@ async fn document() {
         "Cycle",
         "Entitlement",
         "ServicePoint",
+        "Product",
     ] {
         for tail in ["_history", "_history/$verify", "_history/{versionId}"] {
             expected.push((format!("{base}/{resource}/{{id}}/{tail}"), "get"));
@@ -102,6 +104,10 @@ async fn document() {
         ("/ProgramMembership/_search", "post"),
         ("/$batch", "post"),
         ("/$bulk/export", "post"),
+        ("/ProductCategory", "get"),
+        ("/ProductCategory/{id}", "get"),
+        ("/UnitOfMeasure", "get"),
+        ("/UnitOfMeasure/{id}", "get"),
     ] {
         expected.push((format!("{base}{path}"), method));
     }

@@ -312,7 +312,7 @@ pub fn create_client(database_url: &str, extra: &[&str]) -> Credentials {
 }
 
 /// Every scope of the registry core, and of program delivery (cycles, entitlements).
-pub const ALL_SCOPES: [&str; 9] = [
+pub const ALL_SCOPES: [&str; 10] = [
     "individual:all",
     "group:all",
     "program:all",
@@ -322,6 +322,7 @@ pub const ALL_SCOPES: [&str; 9] = [
     "cycle:all",
     "entitlement:all",
     "service_point:all",
+    "product:all",
 ];
 
 /// A client that needs the data subject's consent (the default for `client create`).

@@ -1,0 +1,206 @@
+//! `/ProductCategory` and `/UnitOfMeasure` (CONTRACT §11; OpenSPP `spp_api_v2_products`): read
+//! and searched as OpenSPP serves them (a FHIR-like Bundle, in name order), under the `product`
+//! scope. Both are vocabularies here (`urn:openspp:vocab:product-category`,
+//! `urn:openspp:vocab:uom`): operators add and change them through `/Vocabulary`, each change an
+//! event with its history there, and a product's category and unit must be one of their codes.
+
+use axum::extract::{OriginalUri, Path};
+use axum::http::Uri;
+use axum::Json;
+use openspp_aggregates::product::{PRODUCT_CATEGORY, UNIT_OF_MEASURE};
+use openspp_aggregates::CodeDefinition;
+use openspp_projections::search::Found;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::advanced_search::SearchBundle;
+use crate::api::params::{envelope, Params};
+use crate::api::product::{ProductCategoryResource, UnitOfMeasureResource};
+use crate::api::schema::OperationOutcome;
+use crate::app::AppState;
+use crate::auth::Action;
+use crate::error::ApiError;
+use crate::resource::{Call, Interaction};
+use crate::vocabulary::VocabularyEntry;
+
+const SCOPE: &str = "product";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_categories))
+        .routes(routes!(read_category))
+        .routes(routes!(search_units))
+        .routes(routes!(read_unit))
+}
+
+type Render<T> = fn(&VocabularyEntry, &CodeDefinition) -> T;
+
+/// One code of `vocabulary` named by its name (or code), access-logged as `{resource}/{id}`.
+fn read_one<T: Serialize>(
+    call: &Call,
+    resource: &'static str,
+    vocabulary: &str,
+    id: &str,
+    render: Render<T>,
+) -> Result<Json<T>, ApiError> {
+    call.open(SCOPE, Action::Read, resource, Interaction::READ)?;
+    let subject = format!("{resource}/{id}");
+    let catalog = call.state.vocabulary.catalog();
+    let found = catalog
+        .vocabulary(vocabulary)
+        .and_then(|entry| entry.named(id).map(|code| render(entry, code)));
+    match found {
+        Some(rendered) => {
+            call.audit.returned(subject, None, None);
+            Ok(Json(rendered))
+        }
+        None => {
+            call.audit.not_found(subject, None);
+            Err(ApiError::not_found(resource))
+        }
+    }
+}
+
+/// The codes of `vocabulary` whose name holds `name`, and whose parent's name holds `parent`
+/// (any case), in name order, one page as a `searchset` Bundle.
+fn search_codes<T: Serialize>(
+    call: &Call,
+    uri: &Uri,
+    resource: &'static str,
+    vocabulary: &str,
+    parent_param: Option<&str>,
+    render: Render<T>,
+) -> Result<Json<SearchBundle>, ApiError> {
+    call.open(SCOPE, Action::Read, resource, Interaction::SEARCH)?;
+    let mut params = Params::from_uri(uri)?;
+    let name = params.one("name")?.map(|n| n.to_lowercase());
+    let parent = match parent_param {
+        Some(param) => params.one(param)?.map(|p| p.to_lowercase()),
+        None => None,
+    };
+    let page = params.page()?;
+    params.finish()?;
+    let catalog = call.state.vocabulary.catalog();
+    let mut matching: Vec<Value> = Vec::new();
+    if let Some(entry) = catalog.vocabulary(vocabulary) {
+        let mut codes: Vec<&CodeDefinition> = entry
+            .codes
+            .iter()
+            .map(|c| &c.definition)
+            .filter(|c| !c.deprecated)
+            .filter(|c| {
+                name.as_ref()
+                    .is_none_or(|n| c.display.to_lowercase().contains(n))
+            })
+            .filter(|c| {
+                parent.as_ref().is_none_or(|p| {
+                    c.parent_code
+                        .as_deref()
+                        .and_then(|code| entry.code(code))
+                        .is_some_and(|up| up.display.to_lowercase().contains(p))
+                })
+            })
+            .collect();
+        codes.sort_by(|a, b| (&a.display, &a.code).cmp(&(&b.display, &b.code)));
+        matching = codes
+            .into_iter()
+            .map(|code| serde_json::to_value(render(entry, code)).unwrap_or_default())
+            .collect();
+    }
+    let total = matching.len() as i64;
+    let rows: Vec<Value> = matching
+        .into_iter()
+        .skip(page.offset as usize)
+        .take(page.count as usize)
+        .collect();
+    Ok(Json(
+        envelope(uri, page, Found { total, rows }, |r| r).into(),
+    ))
+}
+
+/// Search product categories, in name order, answered as a `searchset` Bundle (as OpenSPP).
+#[utoipa::path(get, path = "/ProductCategory", tag = "Product",
+    params(
+        ("name" = Option<String>, Query, description = "A part of the name, any case"),
+        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
+    ),
+    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
+              (status = 403, body = OperationOutcome)),
+    security(("bearer" = ["product:read"])))]
+async fn search_categories(
+    call: Call,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchBundle>, ApiError> {
+    search_codes(
+        &call,
+        &uri,
+        "ProductCategory",
+        PRODUCT_CATEGORY,
+        None,
+        ProductCategoryResource::render,
+    )
+}
+
+/// One product category, by name.
+#[utoipa::path(get, path = "/ProductCategory/{id}", tag = "Product",
+    params(("id" = String, Path, description = "The category's name, URL-encoded")),
+    responses((status = 200, body = ProductCategoryResource), (status = 403, body = OperationOutcome),
+              (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["product:read"])))]
+async fn read_category(
+    call: Call,
+    Path(id): Path<String>,
+) -> Result<Json<ProductCategoryResource>, ApiError> {
+    read_one(
+        &call,
+        "ProductCategory",
+        PRODUCT_CATEGORY,
+        &id,
+        ProductCategoryResource::render,
+    )
+}
+
+/// Search units of measure, in name order, answered as a `searchset` Bundle (as OpenSPP).
+#[utoipa::path(get, path = "/UnitOfMeasure", tag = "Product",
+    params(
+        ("name" = Option<String>, Query, description = "A part of the name, any case"),
+        ("category" = Option<String>, Query, description = "A part of the reference unit's name, any case"),
+        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
+    ),
+    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
+              (status = 403, body = OperationOutcome)),
+    security(("bearer" = ["product:read"])))]
+async fn search_units(
+    call: Call,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<SearchBundle>, ApiError> {
+    search_codes(
+        &call,
+        &uri,
+        "UnitOfMeasure",
+        UNIT_OF_MEASURE,
+        Some("category"),
+        UnitOfMeasureResource::render,
+    )
+}
+
+/// One unit of measure, by name.
+#[utoipa::path(get, path = "/UnitOfMeasure/{id}", tag = "Product",
+    params(("id" = String, Path, description = "The unit's name, URL-encoded")),
+    responses((status = 200, body = UnitOfMeasureResource), (status = 403, body = OperationOutcome),
+              (status = 404, body = OperationOutcome)),
+    security(("bearer" = ["product:read"])))]
+async fn read_unit(
+    call: Call,
+    Path(id): Path<String>,
+) -> Result<Json<UnitOfMeasureResource>, ApiError> {
+    read_one(
+        &call,
+        "UnitOfMeasure",
+        UNIT_OF_MEASURE,
+        &id,
+        UnitOfMeasureResource::render,
+    )
+}
