@@ -17,9 +17,9 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use crate::consent::{push_visible_by, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
-use crate::search::{like_contains, push_dates, push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{like_contains, push_dates, push_instants, Comparator, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
-use crate::view::{self, ViewRow};
+use crate::view::{self, ViewQuery, ViewRow};
 
 pub type CycleRow = ViewRow<Cycle>;
 pub type EntitlementRow = ViewRow<Entitlement>;
@@ -177,35 +177,13 @@ fn push_cycle_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &CycleQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
-pub async fn search_cycles(
-    pool: &PgPool,
-    query: &CycleQuery,
-    page: Page,
-) -> sqlx::Result<Found<CycleRow>> {
-    view::search(
-        pool,
-        "cycle_view",
-        |qb| push_cycle_filters(qb, query),
-        &CYCLE_ORDER,
-        page,
-    )
-    .await
-}
-
-pub async fn search_cycles_any(
-    pool: &PgPool,
-    queries: &[CycleQuery],
-    page: Page,
-) -> sqlx::Result<Found<CycleRow>> {
-    view::search_any(
-        pool,
-        "cycle_view",
-        queries,
-        push_cycle_filters,
-        &CYCLE_ORDER,
-        page,
-    )
-    .await
+impl ViewQuery for CycleQuery {
+    type State = Cycle;
+    const TABLE: &'static str = "cycle_view";
+    const ORDER: &'static [SortKey] = &CYCLE_ORDER;
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_cycle_filters(qb, query)
+    }
 }
 
 /// The program's latest cycle (highest sequence), if it has any.
@@ -515,33 +493,11 @@ fn push_entitlement_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Entitle
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
-pub async fn search_entitlements(
-    pool: &PgPool,
-    query: &EntitlementQuery,
-    page: Page,
-) -> sqlx::Result<Found<EntitlementRow>> {
-    view::search(
-        pool,
-        "entitlement_view",
-        |qb| push_entitlement_filters(qb, query),
-        &ENTITLEMENT_ORDER,
-        page,
-    )
-    .await
-}
-
-pub async fn search_entitlements_any(
-    pool: &PgPool,
-    queries: &[EntitlementQuery],
-    page: Page,
-) -> sqlx::Result<Found<EntitlementRow>> {
-    view::search_any(
-        pool,
-        "entitlement_view",
-        queries,
-        push_entitlement_filters,
-        &ENTITLEMENT_ORDER,
-        page,
-    )
-    .await
+impl ViewQuery for EntitlementQuery {
+    type State = Entitlement;
+    const TABLE: &'static str = "entitlement_view";
+    const ORDER: &'static [SortKey] = &ENTITLEMENT_ORDER;
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_entitlement_filters(qb, query)
+    }
 }

@@ -8,9 +8,9 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::ProjectionError;
 use crate::events::Fold;
-use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{like_contains, push_instants, Comparator, SortKey};
 use crate::statement::{map, Statement, Unnest};
-use crate::view::{self, ViewRow};
+use crate::view::{self, ViewQuery, ViewRow};
 
 pub type ProductRow = ViewRow<Product>;
 
@@ -117,27 +117,13 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProductQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
-pub async fn search(
-    pool: &PgPool,
-    query: &ProductQuery,
-    page: Page,
-) -> sqlx::Result<Found<ProductRow>> {
-    view::search(
-        pool,
-        "product_view",
-        |qb| push_filters(qb, query),
-        &ORDER,
-        page,
-    )
-    .await
-}
-
-pub async fn search_any(
-    pool: &PgPool,
-    queries: &[ProductQuery],
-    page: Page,
-) -> sqlx::Result<Found<ProductRow>> {
-    view::search_any(pool, "product_view", queries, push_filters, &ORDER, page).await
+impl ViewQuery for ProductQuery {
+    type State = Product;
+    const TABLE: &'static str = "product_view";
+    const ORDER: &'static [SortKey] = &ORDER;
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_filters(qb, query)
+    }
 }
 
 /// OpenSPP's lookup: the product whose key (default code, else name) is `key`, else the first

@@ -3,13 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use openspp_aggregates::service_point::ServicePoint;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 
 use crate::error::ProjectionError;
 use crate::events::Fold;
-use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{like_contains, push_instants, Comparator, SortKey};
 use crate::statement::{map, Statement, Unnest};
-use crate::view::{self, ViewRow};
+use crate::view::{ViewQuery, ViewRow};
 
 pub type ServicePointRow = ViewRow<ServicePoint>;
 
@@ -123,33 +123,11 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ServicePointQuery) 
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
-pub async fn search(
-    pool: &PgPool,
-    query: &ServicePointQuery,
-    page: Page,
-) -> sqlx::Result<Found<ServicePointRow>> {
-    view::search(
-        pool,
-        "service_point_view",
-        |qb| push_filters(qb, query),
-        &ORDER,
-        page,
-    )
-    .await
-}
-
-pub async fn search_any(
-    pool: &PgPool,
-    queries: &[ServicePointQuery],
-    page: Page,
-) -> sqlx::Result<Found<ServicePointRow>> {
-    view::search_any(
-        pool,
-        "service_point_view",
-        queries,
-        push_filters,
-        &ORDER,
-        page,
-    )
-    .await
+impl ViewQuery for ServicePointQuery {
+    type State = ServicePoint;
+    const TABLE: &'static str = "service_point_view";
+    const ORDER: &'static [SortKey] = &ORDER;
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_filters(qb, query)
+    }
 }

@@ -167,6 +167,42 @@ pub(crate) async fn search_any<A: DeserializeOwned, Q>(
     search(pool, table, any, sort, page).await
 }
 
+/// A search of one read model: the table, its order, and the filters one query adds. Counting
+/// and paging it (`search_view`), or the union of several (`search_view_any`), is then written
+/// once here rather than as a pair of functions per read model.
+pub trait ViewQuery: Sized + Sync {
+    /// The state each row holds.
+    type State: DeserializeOwned;
+    const TABLE: &'static str;
+    const ORDER: &'static [SortKey];
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self);
+}
+
+/// The rows `query` selects, counted and paged in its read model's order.
+pub async fn search_view<Q: ViewQuery>(
+    pool: &PgPool,
+    query: &Q,
+    page: Page,
+) -> sqlx::Result<Found<ViewRow<Q::State>>> {
+    search(
+        pool,
+        Q::TABLE,
+        |qb| Q::push_filters(qb, query),
+        Q::ORDER,
+        page,
+    )
+    .await
+}
+
+/// The rows any of `queries` selects (see `search_any`).
+pub async fn search_view_any<Q: ViewQuery>(
+    pool: &PgPool,
+    queries: &[Q],
+    page: Page,
+) -> sqlx::Result<Found<ViewRow<Q::State>>> {
+    search_any(pool, Q::TABLE, queries, Q::push_filters, Q::ORDER, page).await
+}
+
 /// Lower-cased words of a resource's text fields, for `LIKE '%…%'` search on a trigram index.
 pub(crate) fn search_text<'a>(parts: impl IntoIterator<Item = &'a String>) -> String {
     parts

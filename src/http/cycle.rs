@@ -174,7 +174,7 @@ impl Searchable for Cycle {
         query: &CycleQuery,
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(delivery::search_cycles(&call.state.pool, query, page).await?)
+        Ok(openspp_projections::view::search_view(&call.state.pool, query, page).await?)
     }
 
     async fn find_any(
@@ -182,7 +182,7 @@ impl Searchable for Cycle {
         queries: &[CycleQuery],
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(delivery::search_cycles_any(&call.state.pool, queries, page).await?)
+        Ok(openspp_projections::view::search_view_any(&call.state.pool, queries, page).await?)
     }
 }
 

@@ -17,7 +17,7 @@ use openspp_aggregates::{
     Cycle, CycleState, Date, Entitlement, EntitlementCommand, EntitlementState, Identifier,
     MembershipStatus, Program, ProgramMembership,
 };
-use openspp_projections::delivery::{self, EntitlementQuery};
+use openspp_projections::delivery::EntitlementQuery;
 use openspp_projections::search::{Comparator, Found, Page};
 use openspp_projections::{membership, view};
 use serde_json::Value;
@@ -256,7 +256,7 @@ impl Searchable for Entitlement {
         query: &EntitlementQuery,
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(delivery::search_entitlements(&call.state.pool, query, page).await?)
+        Ok(openspp_projections::view::search_view(&call.state.pool, query, page).await?)
     }
 
     async fn find_any(
@@ -264,7 +264,7 @@ impl Searchable for Entitlement {
         queries: &[EntitlementQuery],
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(delivery::search_entitlements_any(&call.state.pool, queries, page).await?)
+        Ok(openspp_projections::view::search_view_any(&call.state.pool, queries, page).await?)
     }
 }
 

@@ -98,7 +98,7 @@ impl Searchable for Product {
         query: &ProductQuery,
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(view_of::search(&call.state.pool, query, page).await?)
+        Ok(openspp_projections::view::search_view(&call.state.pool, query, page).await?)
     }
 
     async fn find_any(
@@ -106,7 +106,7 @@ impl Searchable for Product {
         queries: &[ProductQuery],
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(view_of::search_any(&call.state.pool, queries, page).await?)
+        Ok(openspp_projections::view::search_view_any(&call.state.pool, queries, page).await?)
     }
 }
 

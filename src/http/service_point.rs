@@ -8,7 +8,7 @@ use openspp_aggregates::service_point::{
     name_identifier, ServicePoint, ServicePointCommand, NAME_SYSTEM,
 };
 use openspp_projections::search::{Comparator, Found, Page};
-use openspp_projections::service_point::{self as view_of, ServicePointQuery};
+use openspp_projections::service_point::ServicePointQuery;
 use openspp_projections::view;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -98,7 +98,7 @@ impl Searchable for ServicePoint {
         query: &ServicePointQuery,
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(view_of::search(&call.state.pool, query, page).await?)
+        Ok(openspp_projections::view::search_view(&call.state.pool, query, page).await?)
     }
 
     async fn find_any(
@@ -106,7 +106,7 @@ impl Searchable for ServicePoint {
         queries: &[ServicePointQuery],
         page: Page,
     ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(view_of::search_any(&call.state.pool, queries, page).await?)
+        Ok(openspp_projections::view::search_view_any(&call.state.pool, queries, page).await?)
     }
 }
 
