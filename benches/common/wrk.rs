@@ -19,8 +19,9 @@ pub struct Load {
 impl Load {
     pub fn summary(&self) -> String {
         format!(
-            "{:>7.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} requests{})",
+            "{:>7.0} req/s  p50 {}{:>7.2} ms  p99 {:>7.2} ms  ({} requests{})",
             self.rps,
+            if self.requests == 0 { "≥" } else { "" },
             self.p50.as_secs_f64() * 1e3,
             self.p99.as_secs_f64() * 1e3,
             self.requests,
@@ -47,6 +48,18 @@ pub fn lua_string(text: &str) -> String {
 /// `script` defines `request()` and may use `tid` (0 or 1, the thread) and `THREADS` (2).
 /// Every request carries `token` and a JSON content type.
 pub fn run(base: &str, token: &str, seconds: u64, connections: usize, script: &str) -> Load {
+    let text = drive(base, token, seconds, connections, script);
+    parse(&text).unwrap_or_else(|| panic!("unreadable wrk output: {text}"))
+}
+
+/// Warms the server's and the database's caches with `script`; the report is not read, since
+/// a cold first search may answer nothing within the warm-up's seconds.
+pub fn warm(base: &str, token: &str, seconds: u64, connections: usize, script: &str) {
+    drive(base, token, seconds, connections, script);
+}
+
+/// Runs `wrk` with `script` and returns its report.
+fn drive(base: &str, token: &str, seconds: u64, connections: usize, script: &str) -> String {
     let lua = format!(
         "wrk.headers[\"Authorization\"] = {}\n\
          wrk.headers[\"Content-Type\"] = \"application/json\"\n\
@@ -83,7 +96,7 @@ pub fn run(base: &str, token: &str, seconds: u64, connections: usize, script: &s
         "wrk failed: {text}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    parse(&text).unwrap_or_else(|| panic!("unreadable wrk output: {text}"))
+    text
 }
 
 /// Reads `wrk --latency`'s report.
@@ -95,9 +108,11 @@ fn parse(text: &str) -> Option<Load> {
         requests: 0,
         failed: 0,
     };
+    let mut phase = None;
     for line in text.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
+            ["Running", length, "test", ..] => phase = duration(length),
             ["Requests/sec:", rps] => load.rps = rps.parse().ok()?,
             ["50%", latency] => load.p50 = duration(latency)?,
             ["99%", latency] => load.p99 = duration(latency)?,
@@ -111,6 +126,14 @@ fn parse(text: &str) -> Option<Load> {
             }
             _ => {}
         }
+    }
+    if load.requests == 0 {
+        // Nothing answered within the phase: every latency was at least the phase's length,
+        // which is the honest lower bound to report (wrk prints zeros).
+        let phase = phase?;
+        load.p50 = phase;
+        load.p99 = phase;
+        return Some(load);
     }
     (load.rps > 0.0).then_some(load)
 }
