@@ -438,8 +438,15 @@ impl Row {
 
 /// The server's req/s and p99 under `script`, after a short warm-up (so that the first
 /// requests' cold caches are not what is measured).
-fn measured(label: &str, base: &str, token: &str, o: &Options, script: &str) -> Load {
+fn measured(
+    label: &str,
+    (base, database_url): (&str, &str),
+    token: &str,
+    o: &Options,
+    script: &str,
+) -> Load {
     wrk::warm(base, token, 5, o.concurrency, script);
+    settled(database_url);
     let load = wrk::run(
         base,
         token,
@@ -448,7 +455,27 @@ fn measured(label: &str, base: &str, token: &str, o: &Options, script: &str) -> 
         script,
     );
     println!("{label:<52} {}", load.summary());
+    settled(database_url);
     load
+}
+
+/// Waits (up to a minute) until the database runs no statement of the server's: a request `wrk`
+/// gave up on at the end of a phase leaves its statement running, which would otherwise be
+/// measured as part of the next phase.
+fn settled(database_url: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let busy = support::sql_scalar(
+            database_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'active' AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+             AND query NOT ILIKE 'LISTEN%'",
+        );
+        if busy == "0" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Searches over a copy of the cached population: each search for a client under a legal
@@ -473,7 +500,7 @@ async fn searches(o: &Options, table: &mut Vec<Row>) -> f64 {
     let size = o.population;
     let read = measured(
         &format!("read    GET /Individual/{{id}} at {size}"),
-        &server.base,
+        (&server.base, &database.url),
         &legal,
         o,
         &random_get_script(
@@ -517,14 +544,14 @@ async fn searches(o: &Options, table: &mut Vec<Row>) -> f64 {
     for (label, script) in searches {
         let by_legal = measured(
             &format!("search  {label} legal basis"),
-            &server.base,
+            (&server.base, &database.url),
             &legal,
             o,
             &script,
         );
         let by_consent = measured(
             &format!("search  {label} consent-filtered"),
-            &server.base,
+            (&server.base, &database.url),
             &ngo,
             o,
             &script,
