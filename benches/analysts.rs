@@ -215,7 +215,12 @@ async fn statistics(o: &Options, server: &Server, url: &str, rows: &mut Vec<Vec<
     let legal = Api::new(&server.base)
         .login(&create_client(url, &scopes))
         .await;
-    let bound = consent_client(url, ANALYSTS, "ngo", &["aggregation:read", "statistics:read"]);
+    let bound = consent_client(
+        url,
+        ANALYSTS,
+        "ngo",
+        &["aggregation:read", "statistics:read"],
+    );
     let bound = Api::new(&server.base).login(&bound).await;
     let gender = bare(url, BY_GENDER, o);
     let program_gender = bare(url, BY_PROGRAM_GENDER, o);
@@ -305,7 +310,8 @@ async fn subscriber(
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("WebSocket opened");
-    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+    let init =
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
     socket
         .send(Message::Text(init.to_string().into()))
         .await
@@ -502,8 +508,12 @@ async fn main() {
         o.requests, o.concurrency, o.subscribers, o.seconds
     );
     let template =
-        population::cached_with(size, LABEL, |url| async move { add_analytics(url, size).await })
-            .await;
+        population::cached_with(
+            size,
+            LABEL,
+            |url| async move { add_analytics(url, size).await },
+        )
+        .await;
     let started = Instant::now();
     let name = format!("openspp_bench_run_{}", uuid::Uuid::new_v4().simple());
     let url = population::copy_of(&template, &name);

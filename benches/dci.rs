@@ -279,7 +279,10 @@ async fn main() {
             )
             .await;
         first.expect(200);
-        println!("sync search {label}: the first found {}", found(&first.body));
+        println!(
+            "sync search {label}: the first found {}",
+            found(&first.body)
+        );
         let (rps, p50, p99) = sync_searches(&sender, &o, criteria).await;
         println!(
             "sync search {label}: {rps:.0} req/s, p50 {}, p99 {}",

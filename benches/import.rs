@@ -89,9 +89,7 @@ fn fresh(prefix: &str) -> TestDatabase {
 /// A household of ten as a transaction Bundle (the head first), every identifier with `{N}`.
 fn household_bundle(run: &str) -> Value {
     let placeholder = |n: usize| format!("urn:uuid:00000000-0000-4000-8000-{n:012}");
-    let role = |code: &str| {
-        json!({"coding": [{"system": "urn:openspp:vocab:group-membership-type", "code": code}]})
-    };
+    let role = |code: &str| json!({"coding": [{"system": "urn:openspp:vocab:group-membership-type", "code": code}]});
     let mut entries: Vec<Value> = (0..10)
         .map(|n| {
             json!({"fullUrl": placeholder(n), "resource": person(n),

@@ -31,10 +31,10 @@ mod wrk;
 
 use std::time::{Duration, Instant};
 
+use drive::{drive, drive_any, Measured};
 use openspp::access_log::{AccessEntry, AccessLog};
 use openspp::store::EventStore;
 use support::{cli, create_client, path_id, Api, Server, TestDatabase, NATIONAL_ID};
-use drive::{drive, drive_any, Measured};
 use wrk::{get_script, post_script, random_get_script, Load};
 
 struct Options {
