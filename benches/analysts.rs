@@ -3,7 +3,7 @@
 //! --seconds 10 --concurrency 16`).
 //!
 //! Statistics: over a copy of the cached population (`common/population.rs`) in which every
-//! person also has a membership of one of three programs and every tenth has consented to
+//! person also has a membership of one of three programs and one in ten has consented to
 //! `Bench Analysts` for analytics (added once through `openspp import` and cached beside the
 //! population), counts by gender and by program × gender through `POST
 //! /api/v2/spp/aggregation/compute` and GraphQL's `statistics`, for a client under a legal basis
@@ -75,12 +75,12 @@ fn options() -> Options {
     }
 }
 
-/// The organisation every tenth person has consented to, for analytics.
+/// The organisation one person in ten has consented to, for analytics.
 const ANALYSTS: &str = "Bench Analysts";
 /// The programs people are members of (person `n` of program `n % 3`).
 const PROGRAMS: [&str; 3] = ["Bench Cash", "Bench Health", "Bench School"];
 /// What `add_analytics` adds, and its version (bump it when the rows change).
-const LABEL: &str = "analysts_v1";
+const LABEL: &str = "analysts_v2";
 
 /// The rows `add_analytics` imports for people `P0`… `P{size - 1}`.
 fn analytics_rows(size: usize) -> impl Iterator<Item = Value> {
@@ -99,7 +99,8 @@ fn analytics_rows(size: usize) -> impl Iterator<Item = Value> {
             "status": "enrolled",
             "enrollmentDate": "2025-01-15",
         });
-        let consent = n.is_multiple_of(10).then(|| {
+        // One in ten, of both genders (`population::person` alternates them) and every program.
+        let consent = (n % 20 == 0 || n % 20 == 11).then(|| {
             json!({"request": {"method": "POST", "url": "Consent"}, "resource": {
                 "subject": person, "recipient_mode": "specific", "recipients": [ANALYSTS],
                 "recipient_types": [],

@@ -124,6 +124,9 @@ impl Sender {
     }
 }
 
+/// The search criteria of request `n` over a population of `size`.
+type Criteria = fn(usize, usize) -> Value;
+
 /// Person `n` (of a population of `size`) by UIN.
 fn by_uin(n: usize, size: usize) -> Value {
     let n = (n * 7919) % size.max(1);
@@ -209,11 +212,7 @@ impl Drop for Receiver {
 }
 
 /// Sync searches of `criteria(n)` for `seconds`; every answer must succeed.
-async fn sync_searches(
-    sender: &Arc<Sender>,
-    o: &Options,
-    criteria: fn(usize, usize) -> Value,
-) -> drive::Measured {
+async fn sync_searches(sender: &Arc<Sender>, o: &Options, criteria: Criteria) -> drive::Measured {
     let sender = sender.clone();
     let size = o.population;
     drive::run(
@@ -263,7 +262,7 @@ async fn main() {
     println!("pgbench primary-key select over {size}, {c} clients: {select:.0} tps");
     let sender = Arc::new(Sender::register(&server.base, &database.url).await);
 
-    let searches: [(&str, fn(usize, usize) -> Value); 2] = [
+    let searches: [(&str, Criteria); 2] = [
         ("`idtype-value` (UIN of a random person)", by_uin),
         (
             "`expression` (family name and a month of births, page of 10)",
