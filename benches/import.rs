@@ -206,10 +206,6 @@ async fn main() {
         .token
         .unwrap();
     let run = uuid::Uuid::new_v4().simple().to_string();
-    // A short warm-up first (households of their own), so that cold caches are not what is
-    // measured.
-    let warm_up = wrk::post_script("/api/v2/spp/$batch", &household_bundle(&format!("{run}w")));
-    wrk::run(&server.base, &token, 2, c, &warm_up);
     let script = wrk::post_script("/api/v2/spp/$batch", &household_bundle(&run));
     let load = wrk::run(&server.base, &token, s, c, &script);
     println!(
