@@ -18,10 +18,12 @@
 mod support;
 
 #[allow(dead_code)]
+#[path = "common/pgbench.rs"]
+mod pgbench;
+#[allow(dead_code)]
 #[path = "common/population.rs"]
 mod population;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -89,37 +91,6 @@ async fn single_commands(
     done as f64 / started.elapsed().as_secs_f64()
 }
 
-fn pgbench(database_url: &str) -> f64 {
-    sql_scalar(
-        database_url,
-        "CREATE TABLE IF NOT EXISTS bench_rows (id bigint GENERATED ALWAYS AS IDENTITY, \
-         payload jsonb, metadata jsonb, recorded_at timestamptz)",
-    );
-    let script = std::env::temp_dir().join(format!("openspp-replay-{}.sql", std::process::id()));
-    std::fs::write(
-        &script,
-        "INSERT INTO bench_rows (payload, metadata, recorded_at) \
-         VALUES ('{\"name\": \"x\"}', '{\"client_id\": \"c\"}', now());\n",
-    )
-    .unwrap();
-    let output = Command::new("pgbench")
-        .args([
-            "-n", "-M", "prepared", "-j", "2", "-c", "16", "-T", "10", "-f",
-        ])
-        .arg(&script)
-        .arg(database_url)
-        .output()
-        .expect("pgbench runs");
-    let _ = std::fs::remove_file(&script);
-    sql_scalar(database_url, "DROP TABLE bench_rows");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 /// A digest of every table a replay rebuilds, in a canonical order.
 fn digest(url: &str) -> String {
     openspp_projections::rows::TABLES
@@ -145,7 +116,7 @@ async fn main() {
     let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
     let services = population::services(&pool).await;
     let store = EventStore::new(pool.clone());
-    let tps = pgbench(&database.url);
+    let tps = pgbench::insert(&database.url, 16, 10);
     println!("pgbench one-row insert, 16 clients: {tps:.0} tps");
     let single = single_commands(&store, &services, 16, 10).await;
     println!(

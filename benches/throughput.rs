@@ -14,20 +14,28 @@
 #[path = "../tests/e2e/support.rs"]
 mod support;
 
+#[allow(dead_code)]
+#[path = "common/drive.rs"]
+mod drive;
+#[allow(dead_code)]
+#[path = "common/pgbench.rs"]
+mod pgbench;
+#[allow(dead_code)]
 #[path = "common/population.rs"]
 mod population;
+#[path = "common/report.rs"]
+mod report;
+#[allow(dead_code)]
 #[path = "common/wrk.rs"]
 mod wrk;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use drive::{drive, drive_any, Measured};
 use openspp::access_log::{AccessEntry, AccessLog};
 use openspp::store::EventStore;
 use support::{cli, create_client, path_id, Api, Server, TestDatabase, NATIONAL_ID};
-use wrk::{lua_string, Load};
+use wrk::{get_script, post_script, random_get_script, Load};
 
 struct Options {
     concurrency: usize,
@@ -57,60 +65,6 @@ fn options() -> Options {
         population: value("--population", 1_000_000),
         extras: args.iter().any(|a| a == "--extras"),
     }
-}
-
-/// Requests/s, p50 and p99 latency of one run.
-type Measured = (f64, Duration, Duration);
-
-/// Runs `total` requests from `concurrency` workers; returns requests/s and latency percentiles.
-async fn drive<F, Fut>(concurrency: usize, total: usize, request: F) -> Measured
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = u16> + Send,
-{
-    drive_any(concurrency, total, request, 0).await
-}
-
-/// As `drive`, where every answer must be `expected` (0: any 2xx).
-async fn drive_any<F, Fut>(concurrency: usize, total: usize, request: F, expected: u16) -> Measured
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = u16> + Send,
-{
-    let request = Arc::new(request);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let request = request.clone();
-            let next = next.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= total {
-                        return latencies;
-                    }
-                    let t = Instant::now();
-                    let status = request(n).await;
-                    if expected == 0 {
-                        assert!(status < 300, "request {n} answered {status}");
-                    } else {
-                        assert_eq!(status, expected, "request {n}");
-                    }
-                    latencies.push(t.elapsed());
-                }
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(total);
-    for worker in workers {
-        latencies.extend(worker.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    (total as f64 / elapsed.as_secs_f64(), p(0.5), p(0.99))
 }
 
 /// For a consent-bound client, reading someone who exists without consent must cost what
@@ -295,110 +249,6 @@ async fn access_log_entry_cost(database_url: &str, entries: usize) {
         queued.as_secs_f64() * 1e6 / entries as f64,
         entries as f64 / stored.as_secs_f64()
     );
-}
-
-/// pgbench's transactions per second running `script`, `clients` at a time for `seconds`.
-fn pgbench(database_url: &str, clients: usize, seconds: u64, script: &str) -> f64 {
-    let file = std::env::temp_dir().join(format!(
-        "openspp-pgbench-{}-{}.sql",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::write(&file, script).unwrap();
-    let output = Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-j", "2", "-c"])
-        .arg(clients.to_string())
-        .arg("-T")
-        .arg(seconds.to_string())
-        .arg("-f")
-        .arg(&file)
-        .arg(database_url)
-        .output()
-        .expect("pgbench runs");
-    let _ = std::fs::remove_file(&file);
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("pgbench: {}", String::from_utf8_lossy(&output.stderr)))
-}
-
-/// pgbench inserting one jsonb row per transaction (a durable commit each, as a write is).
-fn pgbench_insert(database_url: &str, clients: usize, seconds: u64) -> f64 {
-    support::sql_scalar(
-        database_url,
-        "CREATE TABLE bench_rows (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
-         payload jsonb, metadata jsonb, recorded_at timestamptz)",
-    );
-    let tps = pgbench(
-        database_url,
-        clients,
-        seconds,
-        "INSERT INTO bench_rows (payload, metadata, recorded_at) \
-         VALUES ('{\"name\": \"x\"}', '{\"client_id\": \"c\"}', now());\n",
-    );
-    support::sql_scalar(database_url, "DROP TABLE bench_rows");
-    tps
-}
-
-/// pgbench selecting one row of `rows` by primary key per transaction.
-fn pgbench_select(database_url: &str, clients: usize, seconds: u64, rows: usize) -> f64 {
-    support::sql_scalar(
-        database_url,
-        &format!(
-            "CREATE TABLE bench_pk AS SELECT g AS id, jsonb_build_object('name', 'x' || g) AS payload \
-             FROM generate_series(1, {rows}) g; ALTER TABLE bench_pk ADD PRIMARY KEY (id)"
-        ),
-    );
-    // psql runs a multi-statement `-c` as one transaction, where VACUUM cannot run.
-    support::sql_scalar(database_url, "VACUUM ANALYZE bench_pk");
-    let tps = pgbench(
-        database_url,
-        clients,
-        seconds,
-        &format!("\\set id random(1, {rows})\nSELECT payload FROM bench_pk WHERE id = :id;\n"),
-    );
-    support::sql_scalar(database_url, "DROP TABLE bench_pk");
-    tps
-}
-
-/// A `wrk` script posting `body` to `path`, where `{N}` in the body becomes a number no other
-/// request of the run uses (`THREADS * n + tid`).
-fn post_script(path: &str, body: &serde_json::Value) -> String {
-    let text = body.to_string();
-    let (before, after) = text.split_once("{N}").expect("the body has {N}");
-    format!(
-        "local n = 0\n\
-         request = function()\n\
-           local i = n * THREADS + tid\n\
-           n = n + 1\n\
-           return wrk.format(\"POST\", {}, nil, {} .. i .. {})\n\
-         end",
-        lua_string(path),
-        lua_string(before),
-        lua_string(after)
-    )
-}
-
-/// A `wrk` script reading `{prefix}{n}` for a random `n` below `below`.
-fn random_get_script(prefix: &str, below: usize) -> String {
-    format!(
-        "function init(args) math.randomseed(7919 * tid + 1) end\n\
-         request = function()\n\
-           return wrk.format(\"GET\", {} .. math.random(0, {}))\n\
-         end",
-        lua_string(prefix),
-        below - 1
-    )
-}
-
-/// A `wrk` script reading `path`.
-fn get_script(path: &str) -> String {
-    format!(
-        "request = function() return wrk.format(\"GET\", {}) end",
-        lua_string(path)
-    )
 }
 
 /// Peak resident memory of process `pid` so far, in MB (`VmHWM`).
@@ -630,7 +480,7 @@ async fn main() {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut table = Vec::new();
 
-    let insert = pgbench_insert(&database.url, c, s);
+    let insert = pgbench::insert(&database.url, c, s);
     println!("pgbench one-row jsonb insert                         {insert:>7.0} tps");
     let create = wrk::run(
         &server.base,
@@ -685,7 +535,7 @@ async fn main() {
         0.40,
     ));
 
-    let select = pgbench_select(&database.url, c, s, o.rows);
+    let select = pgbench::select(&database.url, c, s, o.rows);
     println!(
         "pgbench primary-key select over {:<20} {select:>7.0} tps",
         o.rows
@@ -728,8 +578,12 @@ async fn main() {
         "< 150 MB".into(),
     ]));
 
-    println!("\n| what | server | pgbench, {c} clients | ratio | goal |\n|---|---|---|---|---|");
-    for Row(cells) in &table {
-        println!("| {} |", cells.join(" | "));
-    }
+    let pgbench_column = format!("pgbench, {c} clients");
+    report::table(
+        &["what", "server", &pgbench_column, "ratio", "goal"],
+        &table
+            .iter()
+            .map(|Row(cells)| cells.to_vec())
+            .collect::<Vec<_>>(),
+    );
 }

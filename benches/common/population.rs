@@ -252,20 +252,19 @@ fn admin(sql: &str) -> String {
 
 /// The name of a database holding `size` registered people (identifiers `P0`…), every tenth
 /// with a consent for `NGO`, built on first use and kept for the next run. Caches built for
-/// another size or schema are dropped (they would only fill the disk).
+/// another schema are dropped (they would only fill the disk); those of other sizes are kept,
+/// so that a smoke run at a small size does not cost the next full run its million.
 pub async fn cached(size: usize) -> String {
-    let name = format!("openspp_bench_pop_{size}_{}", schema_tag());
+    let tag = schema_tag();
+    let name = format!("openspp_bench_pop_{size}_{tag}");
     let stale = admin(&format!(
         "SELECT string_agg(datname, ' ') FROM pg_database \
-         WHERE datname LIKE 'openspp\\_bench\\_pop\\_%' AND datname <> '{name}'"
+         WHERE datname LIKE 'openspp\\_bench\\_pop\\_%' AND position('_{tag}' in datname) = 0"
     ));
     for old in stale.split_whitespace() {
         admin(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"));
     }
-    if admin(&format!(
-        "SELECT count(*) FROM pg_database WHERE datname = '{name}'"
-    )) == "1"
-    {
+    if exists(&name) {
         return name;
     }
     let loading = format!("openspp_bench_loading_{size}");
@@ -300,4 +299,40 @@ pub fn copy_of(template: &str, copy: &str) -> String {
         "CREATE DATABASE \"{copy}\" TEMPLATE \"{template}\" STRATEGY FILE_COPY"
     ));
     format!("postgres://postgres@127.0.0.1:5432/{copy}")
+}
+
+fn exists(database: &str) -> bool {
+    admin(&format!(
+        "SELECT count(*) FROM pg_database WHERE datname = '{database}'"
+    )) == "1"
+}
+
+/// The name of a database holding the cached population of `size` and what `build` adds to
+/// it (given a database URL), built on first use from a copy of the population and kept beside
+/// it, under `label` (which names what `build` adds and its version: a change to `build` is a
+/// new label). Dropped with the population when the schema changes.
+pub async fn cached_with<F, Fut>(size: usize, label: &str, build: F) -> String
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let base = cached(size).await;
+    let name = format!("{base}_{label}");
+    if exists(&name) {
+        return name;
+    }
+    let loading = format!("openspp_bench_loading_{size}_{label}");
+    admin(&format!(
+        "DROP DATABASE IF EXISTS \"{loading}\" WITH (FORCE)"
+    ));
+    let url = copy_of(&base, &loading);
+    let started = Instant::now();
+    eprintln!("adding {label} to the cached population of {size} (once; later runs reuse {name})");
+    build(url.clone()).await;
+    eprintln!("  added in {:.0} s", started.elapsed().as_secs_f64());
+    sql_scalar(&url, "VACUUM ANALYZE");
+    admin(&format!(
+        "ALTER DATABASE \"{loading}\" RENAME TO \"{name}\""
+    ));
+    name
 }

@@ -152,3 +152,41 @@ fn duration(text: &str) -> Option<Duration> {
     };
     Some(Duration::from_secs_f64(seconds))
 }
+
+/// A script posting `body` to `path`, where every `{N}` in the body becomes a number no other
+/// request of the run uses (`THREADS * n + tid`).
+pub fn post_script(path: &str, body: &serde_json::Value) -> String {
+    let text = body.to_string();
+    let parts: Vec<String> = text.split("{N}").map(lua_string).collect();
+    assert!(parts.len() > 1, "the body has {{N}}");
+    format!(
+        "local n = 0\n\
+         request = function()\n\
+           local i = n * THREADS + tid\n\
+           n = n + 1\n\
+           return wrk.format(\"POST\", {}, nil, {})\n\
+         end",
+        lua_string(path),
+        parts.join(" .. i .. ")
+    )
+}
+
+/// A script reading `{prefix}{n}` for a random `n` below `below`.
+pub fn random_get_script(prefix: &str, below: usize) -> String {
+    format!(
+        "function init(args) math.randomseed(7919 * tid + 1) end\n\
+         request = function()\n\
+           return wrk.format(\"GET\", {} .. math.random(0, {}))\n\
+         end",
+        lua_string(prefix),
+        below - 1
+    )
+}
+
+/// A script reading `path`.
+pub fn get_script(path: &str) -> String {
+    format!(
+        "request = function() return wrk.format(\"GET\", {}) end",
+        lua_string(path)
+    )
+}
