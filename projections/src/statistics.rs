@@ -265,11 +265,15 @@ mod tests {
         assert!(!sql.contains(" IN (SELECT"), "{sql}");
         assert!(!sql.contains("UNION"), "{sql}");
         assert!(
-            sql.contains("EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = m.beneficiary_id"),
+            sql.contains(
+                "EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = m.beneficiary_id"
+            ),
             "the membership's own consent is probed: {sql}"
         );
         assert!(
-            sql.contains("EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = i.aggregate_id"),
+            sql.contains(
+                "EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = i.aggregate_id"
+            ),
             "the registrant's field is probed: {sql}"
         );
         assert_eq!(sql.matches("OFFSET 0").count(), 4, "{sql}");

@@ -112,10 +112,13 @@ mod tests {
     /// and `/ws`), where `connection_init` takes the Headers tab's `Authorization`.
     #[test]
     fn the_explorer_sends_subscriptions_to_the_websocket() {
-        let script = std::str::from_utf8(FILES.iter().find(|f| f.0 == "explorer.js").unwrap().2)
-            .unwrap();
+        let script =
+            std::str::from_utf8(FILES.iter().find(|f| f.0 == "explorer.js").unwrap().2).unwrap();
         assert!(script.contains("subscriptionUrl:"), "{script}");
         assert!(script.contains("endpoint + '/ws'"), "{script}");
-        assert_eq!(format!("{}/ws", crate::graphql::PATH), crate::graphql::WS_PATH);
+        assert_eq!(
+            format!("{}/ws", crate::graphql::PATH),
+            crate::graphql::WS_PATH
+        );
     }
 }

@@ -188,7 +188,9 @@ struct Envelope {
 
 impl Operations {
     fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Takes note of a client message; the refusal to send back instead of passing it on to
@@ -301,9 +303,8 @@ async fn serve(
         }
     });
     let input = futures_util::stream::poll_fn(move |cx| input_rx.poll_recv(cx));
-    let messages = Protocol::new(schema, input, protocol).on_connection_init(move |payload| {
-        authenticate(state, payload, request_id, expiry_tx)
-    });
+    let messages = Protocol::new(schema, input, protocol)
+        .on_connection_init(move |payload| authenticate(state, payload, request_id, expiry_tx));
     futures_util::pin_mut!(messages);
     let mut sent: u64 = 0;
     let mut pings: u64 = 0;

@@ -227,7 +227,10 @@ async fn compute() {
     let membership_only = unique("AGG");
     let mut person = individual_body(&membership_only);
     person["gender"]["coding"][0]["code"] = json!("2");
-    admin.post("/api/v2/spp/Individual", person).await.expect(201);
+    admin
+        .post("/api/v2/spp/Individual", person)
+        .await
+        .expect(201);
     enrol(&admin, &program, &membership_only, "enrolled")
         .await
         .expect(201);

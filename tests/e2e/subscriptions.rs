@@ -514,7 +514,10 @@ async fn bounded_operations() {
     start(&mut socket, "seventeenth", events).await;
     let refused = receive(&mut socket).await;
     assert_eq!(refused["type"], "error", "{refused}");
-    assert_eq!(refused["id"], "seventeenth", "the sixteenth was taken: {refused}");
+    assert_eq!(
+        refused["id"], "seventeenth",
+        "the sixteenth was taken: {refused}"
+    );
 }
 
 async fn queued_before_withdrawal() {
