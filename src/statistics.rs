@@ -8,7 +8,10 @@
 //! only, whose sum another query — a margin — can give) and not the whole table (whose sum is
 //! the total) holds exactly one suppressed cell: one suppressed cell in a line could be
 //! recovered by subtracting the others from its margin. A consent-bound client counts only
-//! subjects whose consent covers it for `analytics` or `research`.
+//! subjects whose consent covers it for `analytics` or `research`: a registrant under a scope
+//! on its record for one of them, a membership under a scope on `program_membership` for one
+//! of them (and, when the count reads the registrant's gender, birth date or group type, a
+//! scope on the record too), through the one consent filter of every search.
 //!
 //! The caller opens the access (its scope: `statistics` for GraphQL, `aggregation` for REST);
 //! no subject is returned, so the access names none.

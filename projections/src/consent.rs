@@ -166,26 +166,61 @@ pub fn push_visible_by(
     subject_column: &'static str,
     fields: impl IntoIterator<Item = String>,
 ) {
-    let mut fields: Vec<String> = fields.into_iter().collect();
-    fields.sort_unstable();
-    fields.dedup();
-    if fields.is_empty() {
-        push_admitted(qb, visibility, resource_type, subject_column, None);
-    }
-    for field in fields {
-        push_admitted(qb, visibility, resource_type, subject_column, Some(field));
-    }
+    push_visible_for(qb, visibility, resource_type, subject_column, fields, &[]);
 }
 
-/// One probe: whether `subject_column` has a consent of its own, or of a group it currently
-/// belongs to, that admits the client to `resource_type` (and shows `field`, if given).
-fn push_admitted(
+/// The purposes a statistics count needs a consent to name (CONTRACT §7).
+pub const ANALYTICS: [&str; 2] = ["analytics", "research"];
+
+/// As `push_visible_by`, admitting only consents with a scope on `resource_type` (or `all`)
+/// for one of `purposes` (none given: any purpose). The statistics engine counts through this
+/// with `ANALYTICS`, so that its filter and every search's are one definition.
+pub fn push_visible_for(
     qb: &mut QueryBuilder<'_, Postgres>,
     visibility: &Visibility,
     resource_type: &'static str,
     subject_column: &'static str,
+    fields: impl IntoIterator<Item = String>,
+    purposes: &'static [&'static str],
+) {
+    let mut fields: Vec<String> = fields.into_iter().collect();
+    fields.sort_unstable();
+    fields.dedup();
+    let probe = Probe {
+        resource_type,
+        subject_column,
+        purposes,
+    };
+    if fields.is_empty() {
+        push_admitted(qb, visibility, &probe, None);
+    }
+    for field in fields {
+        push_admitted(qb, visibility, &probe, Some(field));
+    }
+}
+
+/// What one probe asks of a row's consents.
+#[derive(Clone, Copy)]
+struct Probe {
+    resource_type: &'static str,
+    subject_column: &'static str,
+    purposes: &'static [&'static str],
+}
+
+/// One probe: whether `subject_column` has a consent of its own, or of a group it currently
+/// belongs to, that admits the client to `resource_type` (for one of `purposes`, if any; and
+/// shows `field`, if given).
+fn push_admitted(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    visibility: &Visibility,
+    probe: &Probe,
     field: Option<String>,
 ) {
+    let Probe {
+        resource_type,
+        subject_column,
+        purposes,
+    } = *probe;
     let Visibility::Consented {
         organization,
         organization_type,
@@ -204,6 +239,18 @@ fn push_admitted(
             .push(", ")
             .push_bind(*today)
             .push(")");
+        if !purposes.is_empty() {
+            // The purpose is the one of a scope on the resource type counted: research on
+            // someone's group does not make their own record (or membership) countable.
+            qb.push(
+                " AND EXISTS (SELECT 1 FROM jsonb_array_elements(c.terms -> 'scopes') \
+                 AS cs(scope) WHERE cs.scope ->> 'resource_type' IN (",
+            )
+            .push_bind(resource_type)
+            .push(", 'all') AND cs.scope ->> 'purpose' = ANY(")
+            .push_bind(purposes.to_vec())
+            .push("))");
+        }
         if let Some(field) = &field {
             // `consent_field_access` (migration 0011) follows `ConsentRecord::scope_for`.
             qb.push(" AND (c.field_access -> ")
@@ -220,7 +267,7 @@ fn push_admitted(
             qb.push(")");
         }
     };
-    // The aliases (`c`, `vm`) are the probe's own: `subject_column` is an outer column
+    // The aliases (`c`, `vm`, `cs`) are the probe's own: `subject_column` is an outer column
     // (`aggregate_id`, `beneficiary_id`, a caller's `m.individual_id`) that neither table has
     // and no alias here may capture, or the probe would compare a row with itself.
     qb.push(" AND (EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = ")

@@ -6,6 +6,8 @@
 use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
+use crate::consent::{push_visible_for, Visibility, ANALYTICS};
+
 /// What a count may be broken down by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dimension {
@@ -125,7 +127,34 @@ pub type Cell = (Vec<String>, i64);
 
 /// Counts by the query's dimensions, in one statement.
 pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>> {
-    let mut qb = QueryBuilder::new("SELECT ");
+    let rows = statement(query, "SELECT ")
+        .build()
+        .persistent(false)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let key = (0..query.dimensions.len())
+                .map(|index| row.try_get::<String, _>(index))
+                .collect::<sqlx::Result<Vec<String>>>()?;
+            Ok((key, row.try_get("n")?))
+        })
+        .collect()
+}
+
+/// How PostgreSQL plans `query`'s count (`EXPLAIN`).
+pub async fn plan(pool: &PgPool, query: &CountQuery) -> sqlx::Result<String> {
+    let lines: Vec<String> = statement(query, "EXPLAIN SELECT ")
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_all(pool)
+        .await?;
+    Ok(lines.join("\n"))
+}
+
+/// The count's statement, after `start` (`SELECT `, or `EXPLAIN SELECT `).
+fn statement<'a>(query: &'a CountQuery, start: &str) -> QueryBuilder<'a, Postgres> {
+    let mut qb = QueryBuilder::new(start);
     for (index, dimension) in query.dimensions.iter().enumerate() {
         dimension.push(&mut qb, query.today);
         qb.push(format!(" AS d{index}, "));
@@ -133,7 +162,8 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
     qb.push("count(*) AS n FROM ");
     // The registrants are `i`, whichever their kind.
     let (view, resource_type) = query.target.view();
-    if query.of_memberships() {
+    let of_memberships = query.of_memberships();
+    if of_memberships {
         qb.push(format!(
             "membership_view m JOIN {view} i ON i.aggregate_id = m.beneficiary_id"
         ));
@@ -162,42 +192,36 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
         organization_type,
     } = &query.counted
     {
-        // As `consent::push_visible`, narrowed to consents that name analytics or research.
-        let in_force = |qb: &mut QueryBuilder<'_, Postgres>| {
-            qb.push(" consent_covers(c, ")
-                .push_bind(organization.clone())
-                .push(", ")
-                .push_bind(organization_type.clone())
-                .push(format!(", '{resource_type}', "))
-                .push_bind(query.today)
-                .push(format!(
-                    ") AND jsonb_path_exists(c.terms, '$.scopes[*] ? \
-                     ((@.resource_type == \"{resource_type}\" || @.resource_type == \"all\") \
-                     && (@.purpose == \"analytics\" || @.purpose == \"research\"))')"
-                ));
-            // The purpose is the one of the scope that covers the registrants counted: a
-            // consent to research on someone's group does not make their own record countable.
-            // `consent_field_access` (migration 0011), as `consent::push_admitted` reads it.
-            for field in &query.fields {
-                qb.push(format!(
-                    " AND (c.field_access -> '{resource_type}' = 'null'::jsonb \
-                     OR c.field_access -> '{resource_type}' ? "
-                ))
-                .push_bind(field.clone())
-                .push(")");
-            }
+        // The one consent filter of every search (`consent::push_visible_for`), narrowed to
+        // consents whose scope on what is counted names analytics or research. A membership
+        // counts under a consent to use the membership (`program_membership`), not under the
+        // registrant's record; a registrant's field the count reads (a dimension's, a
+        // filter's) needs a consent to use that field of the record as well.
+        let visibility = Visibility::Consented {
+            organization: organization.clone(),
+            organization_type: organization_type.clone(),
+            today: query.today,
         };
-        qb.push(" AND i.aggregate_id IN (SELECT c.subject_id FROM consent_index c WHERE");
-        in_force(&mut qb);
-        if query.target == Target::Individuals {
-            // A household's consent covers its members.
-            qb.push(
-                " UNION SELECT gm.individual_id FROM group_membership_index gm \
-                 JOIN consent_index c ON c.subject_id = gm.group_id WHERE",
+        if of_memberships {
+            push_visible_for(
+                &mut qb,
+                &visibility,
+                "program_membership",
+                "m.beneficiary_id",
+                Vec::new(),
+                &ANALYTICS,
             );
-            in_force(&mut qb);
         }
-        qb.push(")");
+        if !of_memberships || !query.fields.is_empty() {
+            push_visible_for(
+                &mut qb,
+                &visibility,
+                resource_type,
+                "i.aggregate_id",
+                query.fields.iter().cloned(),
+                &ANALYTICS,
+            );
+        }
     }
     if !query.dimensions.is_empty() {
         qb.push(" GROUP BY ");
@@ -208,13 +232,66 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
             qb.push(format!("d{index}"));
         }
     }
-    let rows = qb.build().persistent(false).fetch_all(pool).await?;
-    rows.iter()
-        .map(|row| {
-            let key = (0..query.dimensions.len())
-                .map(|index| row.try_get::<String, _>(index))
-                .collect::<sqlx::Result<Vec<String>>>()?;
-            Ok((key, row.try_get("n")?))
-        })
-        .collect()
+    qb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound(target: Target, dimensions: Vec<Dimension>, fields: &[&str]) -> CountQuery {
+        CountQuery {
+            target,
+            dimensions,
+            programs: Some(vec!["p".into()]),
+            gender: None,
+            membership_status: None,
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            counted: Counted::ConsentedForAnalytics {
+                organization: "NGO".into(),
+                organization_type: "ngo".into(),
+            },
+            today: NaiveDate::from_ymd_opt(2026, 6, 15).unwrap(),
+        }
+    }
+
+    /// The statistics filter is the searches' probe (one `EXISTS … OFFSET 0` per subject
+    /// column and field, issue 10's fast shape), not the set of every subject a client may
+    /// count (`IN (SELECT … UNION …)`) it used to build per count.
+    #[test]
+    fn a_consent_bound_count_probes_each_row_s_consents() {
+        let query = bound(Target::Individuals, vec![Dimension::Gender], &["gender"]);
+        let sql = statement(&query, "SELECT ").into_sql();
+        assert!(!sql.contains(" IN (SELECT"), "{sql}");
+        assert!(!sql.contains("UNION"), "{sql}");
+        assert!(
+            sql.contains(
+                "EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = m.beneficiary_id"
+            ),
+            "the membership's own consent is probed: {sql}"
+        );
+        assert!(
+            sql.contains(
+                "EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = i.aggregate_id"
+            ),
+            "the registrant's field is probed: {sql}"
+        );
+        assert_eq!(sql.matches("OFFSET 0").count(), 4, "{sql}");
+    }
+
+    #[test]
+    fn a_membership_count_reading_no_registrant_field_asks_only_the_membership_s_consent() {
+        let query = bound(Target::Individuals, vec![Dimension::MembershipStatus], &[]);
+        let sql = statement(&query, "SELECT ").into_sql();
+        assert!(sql.contains("c.subject_id = m.beneficiary_id"), "{sql}");
+        assert!(!sql.contains("c.subject_id = i.aggregate_id"), "{sql}");
+    }
+
+    #[test]
+    fn a_legal_basis_counts_without_a_consent_filter() {
+        let mut query = bound(Target::Groups, vec![Dimension::GroupType], &["groupType"]);
+        query.counted = Counted::All;
+        let sql = statement(&query, "SELECT ").into_sql();
+        assert!(!sql.contains("consent_index"), "{sql}");
+    }
 }

@@ -14,6 +14,8 @@ pub mod rate_limit;
 pub mod scopes;
 pub mod token;
 
+pub use principal::TokenExpiry;
+
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -142,6 +142,12 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
+/// Until when (Unix seconds) the request's bearer token is accepted: its `exp` and the leeway.
+/// Put in the request's extensions when the token is verified, so that what outlives the
+/// request (a subscription) can end when a request with that token would be refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenExpiry(pub u64);
+
 impl<S> FromRequestParts<S> for Principal
 where
     S: Send + Sync,
@@ -172,6 +178,7 @@ where
                 )
             })?;
         let token = verified(&auth, token)?;
+        parts.extensions.insert(TokenExpiry(token.valid_until));
         let claims = &token.claims;
         // Deactivated, or its secret rotated since the token was issued: the token is dead.
         let client = client(&auth, &claims.client_id, &token.kid)

@@ -89,3 +89,36 @@ pub async fn asset(Path(name): Path<String>) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every script and stylesheet of the page is one this server serves (no CDN).
+    #[test]
+    fn the_page_loads_only_the_server_s_own_assets() {
+        for attribute in ["src=\"", "href=\""] {
+            for reference in PAGE.split(attribute).skip(1) {
+                let url = reference.split('"').next().unwrap();
+                let name = url
+                    .strip_prefix(&format!("{ASSETS}/"))
+                    .unwrap_or_else(|| panic!("{url} is not served here"));
+                assert!(FILES.iter().any(|(n, ..)| *n == name), "{name}");
+            }
+        }
+    }
+
+    /// Subscriptions run from the page: its fetcher sends them to the WebSocket (the endpoint
+    /// and `/ws`), where `connection_init` takes the Headers tab's `Authorization`.
+    #[test]
+    fn the_explorer_sends_subscriptions_to_the_websocket() {
+        let script =
+            std::str::from_utf8(FILES.iter().find(|f| f.0 == "explorer.js").unwrap().2).unwrap();
+        assert!(script.contains("subscriptionUrl:"), "{script}");
+        assert!(script.contains("endpoint + '/ws'"), "{script}");
+        assert_eq!(
+            format!("{}/ws", crate::graphql::PATH),
+            crate::graphql::WS_PATH
+        );
+    }
+}

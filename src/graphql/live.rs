@@ -9,14 +9,18 @@
 //! events in the same order as every other, and a cursor (an event's place in the feed) resumes
 //! a subscription right after that event with no gap and no duplicate.
 //!
-//! What the client may see is decided when each page is delivered, from the read models as
-//! they are then (the client's record, its scopes and allowed programs, the subjects'
-//! consents), not when the subscription started: a consent withdrawn stops the subject's
-//! events from the next page on, and a client deactivated ends its subscriptions. Each page
-//! delivered is one access in the access log, naming the subjects it disclosed.
+//! What the client may see is decided from the read models as they are when the events are
+//! sent (the client's record, its scopes and allowed programs, the subjects' consents), not
+//! when the subscription started, nor when a page of events was read: a decision older than
+//! `OPENSPP_SUBSCRIPTION_RECHECK_MS` (default 20 ms) is dropped with what it queued, and the
+//! feed read again from the last event sent, so that a consent withdrawn stops the subject's
+//! events as soon as it commits, however long they waited for a slow socket. A client
+//! deactivated ends its subscriptions. Each decision that disclosed something is one access in
+//! the access log, naming the subjects it disclosed.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use async_graphql::{Context, SimpleObject, Subscription};
 use cqrs_es::Aggregate;
@@ -44,6 +48,20 @@ const PAGE: i64 = 500;
 /// The longest a subscriber waits for the checkpoint to move before reading it from the table
 /// (a lost notification costs at most this).
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// How long what a decision queued may still be sent (`OPENSPP_SUBSCRIPTION_RECHECK_MS`,
+/// default 20 ms): after that, it is decided again.
+fn recheck() -> Duration {
+    static RECHECK: OnceLock<Duration> = OnceLock::new();
+    *RECHECK.get_or_init(|| {
+        let ms = std::env::var("OPENSPP_SUBSCRIPTION_RECHECK_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n: &u64| *n >= 1)
+            .unwrap_or(20);
+        Duration::from_millis(ms)
+    })
+}
+
 /// How a page delivered is named in the access log.
 const DELIVERY: Interaction = Interaction::new("subscription", "R");
 
@@ -290,7 +308,7 @@ async fn deliverable<R: Followed>(
 async fn deliver(
     session: &Session,
     events: &[StoredEvent],
-) -> Result<Option<Vec<Event>>, ApiError> {
+) -> Result<Option<Vec<(FeedPosition, Event)>>, ApiError> {
     let state = &session.state;
     // The client as it is now: deactivated, it receives nothing more; its scopes and allowed
     // programs as they now are, never more than its token had.
@@ -322,14 +340,29 @@ async fn deliver(
             state.access_log.record(entry).await;
         }
     }
-    Ok(Some(out.into_iter().map(|(_, event)| event).collect()))
+    Ok(Some(
+        out.into_iter()
+            .map(|(index, event)| (events[index].feed, event))
+            .collect(),
+    ))
 }
 
 /// One subscriber's place in the feed and what is ready to send.
 struct Follower {
     session: Session,
+    /// Read and decided up to here.
     cursor: FeedPosition,
-    ready: VecDeque<Event>,
+    /// The last event sent (or where the subscription started): a decision dropped resumes
+    /// from here.
+    sent: FeedPosition,
+    /// What the last decision let through and is not sent yet, each with its place.
+    ready: VecDeque<(FeedPosition, Event)>,
+    /// When the last decision was made, and how many of its events were sent.
+    decided: Instant,
+    taken: i64,
+    /// Events read at once: halved when a decision goes stale before its events are sent, so
+    /// that a slow reader costs few decisions of few events; doubled when a page is all sent.
+    page: i64,
     moves: tokio::sync::watch::Receiver<FeedPosition>,
     /// The client is gone: the subscription has said so and ends.
     ended: bool,
@@ -343,7 +376,21 @@ impl Follower {
             return None;
         }
         loop {
-            if let Some(event) = self.ready.pop_front() {
+            if !self.ready.is_empty() && self.decided.elapsed() > recheck() {
+                // Decided too long ago (the socket was slow): decide again what is left.
+                self.ready.clear();
+                self.cursor = self.sent;
+                self.page = (self.taken * 2).clamp(1, PAGE);
+            }
+            if let Some((position, event)) = self.ready.pop_front() {
+                self.sent = position;
+                self.taken += 1;
+                if self.ready.is_empty() {
+                    // All sent in time: all read is dealt with, and the next page may be
+                    // larger.
+                    self.sent = self.cursor;
+                    self.page = (self.page * 2).min(PAGE);
+                }
                 return Some(Ok(event));
             }
             let checkpoints = &self.session.state.checkpoints;
@@ -364,7 +411,7 @@ impl Follower {
                 continue;
             }
             let pool = &self.session.state.pool;
-            let events = match read_between(pool, self.cursor, upto, PAGE).await {
+            let events = match read_between(pool, self.cursor, upto, self.page).await {
                 Ok(events) => events,
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the feed for a subscription");
@@ -374,12 +421,20 @@ impl Follower {
             };
             let Some(last) = events.last().map(|e| e.feed) else {
                 self.cursor = upto;
+                self.sent = upto;
                 continue;
             };
+            let decided = Instant::now();
             match deliver(&self.session, &events).await {
                 Ok(Some(delivered)) => {
                     self.ready.extend(delivered);
                     self.cursor = last;
+                    if self.ready.is_empty() {
+                        // Nothing to send from here: none of it is read again.
+                        self.sent = last;
+                    }
+                    self.decided = decided;
+                    self.taken = 0;
                 }
                 Ok(None) => {
                     self.ended = true;
@@ -440,7 +495,11 @@ impl Subscription {
         let follower = Follower {
             session: session.clone(),
             cursor,
+            sent: cursor,
             ready: VecDeque::new(),
+            decided: Instant::now(),
+            taken: 0,
+            page: PAGE,
             moves: state.checkpoints.subscribe(),
             ended: false,
         };

@@ -10,10 +10,17 @@
 //! at once. A client that has not answered the previous ping by the next one — it has left a
 //! whole window unread — gets `ACK_TIMEOUT` more, then is disconnected with close code 1008
 //! and the reason; it resumes with `events(after:)` from the last cursor it received.
+//!
+//! A connection holds at most `OPENSPP_SUBSCRIPTIONS_PER_CONNECTION` (default 16) operations at
+//! once: one more is refused with the protocol's `error` message (a GraphQL error, status 429),
+//! and the connection carries on. It lives no longer than the token `connection_init` gave:
+//! when a request with that token would be refused, the socket is closed with 4403 and the
+//! reason; the client reconnects with a fresh token and resumes from its last cursor.
 
+use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_graphql::http::{WebSocket as Protocol, WebSocketProtocols, WsMessage};
 use async_graphql::Data;
@@ -23,18 +30,21 @@ use axum::http::{header, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::provenance::Provenance;
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Principal, TokenExpiry};
 use crate::error::ApiError;
 use crate::graphql::live::Session;
 use crate::graphql::ApiSchema;
 
 /// The close code a slow consumer is disconnected with (policy violation).
 pub const SLOW_CONSUMER: u16 = 1008;
+/// The close code of a connection whose token expired (graphql-transport-ws's "Forbidden").
+pub const TOKEN_EXPIRED: u16 = 4403;
 /// The longest one message may take to be handed to the socket before the client is taken
 /// for gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,6 +71,13 @@ fn ack_timeout() -> Duration {
     *TIMEOUT.get_or_init(|| {
         Duration::from_millis(setting("OPENSPP_SUBSCRIPTION_ACK_TIMEOUT_MS", 10_000))
     })
+}
+
+/// Operations one connection may hold at once (`OPENSPP_SUBSCRIPTIONS_PER_CONNECTION`,
+/// default 16).
+fn max_operations() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| setting("OPENSPP_SUBSCRIPTIONS_PER_CONNECTION", 16) as usize)
 }
 
 /// Subscriptions (CONTRACT §7): a WebSocket speaking `graphql-transport-ws`; the token comes
@@ -117,10 +134,12 @@ pub async fn upgrade(
 
 /// The client `connection_init` names: its payload's `Authorization` (any case), verified as
 /// a request's header would be.
+/// Until when its token is accepted goes to `expiry`.
 async fn authenticate(
     state: AppState,
     payload: Value,
     request_id: String,
+    expiry: watch::Sender<Option<u64>>,
 ) -> async_graphql::Result<Data> {
     let authorization = payload
         .as_object()
@@ -142,6 +161,9 @@ async fn authenticate(
     let principal = Principal::from_request_parts(&mut parts, &state)
         .await
         .map_err(|error| async_graphql::Error::new(error.detail()))?;
+    if let Some(TokenExpiry(until)) = parts.extensions.get::<TokenExpiry>() {
+        expiry.send_replace(Some(*until));
+    }
     let mut data = Data::default();
     data.insert(Session {
         state,
@@ -151,8 +173,100 @@ async fn authenticate(
     Ok(data)
 }
 
+/// The operations a connection holds, by id: what the client started and neither it nor the
+/// server has completed yet.
+#[derive(Default)]
+struct Operations(Mutex<HashSet<String>>);
+
+/// The kind and id of a protocol message, all this pump reads of it.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+impl Operations {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes note of a client message; the refusal to send back instead of passing it on to
+    /// the protocol engine when it starts one operation too many.
+    fn admit(&self, message: &[u8], protocol: WebSocketProtocols) -> Option<String> {
+        // What cannot be read is the engine's to refuse.
+        let Envelope { kind, id } = serde_json::from_slice(message).ok()?;
+        let id = id?;
+        let mut ids = self.ids();
+        match kind.as_str() {
+            "subscribe" | "start" if !ids.contains(&id) => {
+                if ids.len() >= max_operations() {
+                    return Some(refusal(&id, protocol));
+                }
+                ids.insert(id);
+            }
+            "complete" | "stop" => {
+                ids.remove(&id);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Takes note of a message of the engine's: an operation it completed is gone.
+    fn sent(&self, text: &str) {
+        if !text.starts_with(r#"{"type":"complete""#) {
+            return;
+        }
+        if let Ok(Envelope { id: Some(id), .. }) = serde_json::from_str(text) {
+            self.ids().remove(&id);
+        }
+    }
+}
+
+/// The protocol's `error` for an operation refused because the connection holds too many.
+fn refusal(id: &str, protocol: WebSocketProtocols) -> String {
+    let error = json!({
+        "message": format!(
+            "this connection already holds {} operations; complete one first, or open another \
+             connection",
+            max_operations()
+        ),
+        "extensions": {"status": 429, "code": "throttled"},
+    });
+    let payload = match protocol {
+        WebSocketProtocols::GraphQLWS => json!([error]),
+        WebSocketProtocols::SubscriptionsTransportWS => error,
+    };
+    json!({"id": id, "type": "error", "payload": payload}).to_string()
+}
+
+/// Resolves once the token `expiry` names is no longer accepted (never before
+/// `connection_init` has named one).
+async fn expired(expiry: &mut watch::Receiver<Option<u64>>) {
+    loop {
+        let until = *expiry.borrow_and_update();
+        if let Some(until) = until {
+            // Accepted while the clock reads `until` or less: refused from the next second.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let left = Duration::from_secs(until + 1).saturating_sub(now);
+            tokio::time::sleep(left).await;
+            return;
+        }
+        if expiry.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Pumps one connection: the client's messages to the protocol engine (a task of their own, so
-/// pongs are heard while a send waits), the engine's messages to the socket, with the window.
+/// pongs are heard while a send waits), the engine's messages to the socket, with the window;
+/// an operation over the bound is refused here, and the connection closed when its token
+/// expires.
 async fn serve(
     socket: WebSocket,
     schema: ApiSchema,
@@ -163,44 +277,62 @@ async fn serve(
     let (mut sink, mut stream) = socket.split();
     let (pongs_tx, pongs) = watch::channel(0u64);
     let (input_tx, mut input_rx) = mpsc::channel::<Vec<u8>>(16);
+    let (refusals_tx, mut refusals) = mpsc::channel::<String>(16);
+    let (expiry_tx, mut expiry) = watch::channel::<Option<u64>>(None);
+    let operations = std::sync::Arc::new(Operations::default());
+    let held = operations.clone();
     let reader = tokio::spawn(async move {
         while let Some(Ok(message)) = stream.next().await {
-            match message {
-                Message::Text(text) => {
-                    if input_tx
-                        .send(text.as_str().as_bytes().to_vec())
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                Message::Binary(bytes) => {
-                    if input_tx.send(bytes.to_vec()).await.is_err() {
-                        break;
-                    }
-                }
+            let bytes = match message {
+                Message::Text(text) => text.as_str().as_bytes().to_vec(),
+                Message::Binary(bytes) => bytes.to_vec(),
                 Message::Pong(_) => {
                     pongs_tx.send_modify(|n| *n += 1);
+                    continue;
                 }
                 Message::Close(_) => break,
-                Message::Ping(_) => {}
+                Message::Ping(_) => continue,
+            };
+            let forwarded = match held.admit(&bytes, protocol) {
+                Some(refusal) => refusals_tx.send(refusal).await.is_ok(),
+                None => input_tx.send(bytes).await.is_ok(),
+            };
+            if !forwarded {
+                break;
             }
         }
     });
     let input = futures_util::stream::poll_fn(move |cx| input_rx.poll_recv(cx));
     let messages = Protocol::new(schema, input, protocol)
-        .on_connection_init(move |payload| authenticate(state, payload, request_id));
+        .on_connection_init(move |payload| authenticate(state, payload, request_id, expiry_tx));
     futures_util::pin_mut!(messages);
     let mut sent: u64 = 0;
     let mut pings: u64 = 0;
-    while let Some(message) = messages.next().await {
-        let frame = match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
-            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })),
+    loop {
+        let frame = tokio::select! {
+            message = messages.next() => match message {
+                Some(WsMessage::Text(text)) => {
+                    operations.sent(&text);
+                    Message::Text(text.into())
+                }
+                Some(WsMessage::Close(code, reason)) => Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })),
+                None => break,
+            },
+            Some(refusal) = refusals.recv() => Message::Text(refusal.into()),
+            () = expired(&mut expiry) => {
+                tracing::info!("subscriber disconnected: its token expired");
+                let close = Message::Close(Some(CloseFrame {
+                    code: TOKEN_EXPIRED,
+                    reason: "the access token expired; reconnect with a new one and resume with \
+                             events(after: the last cursor received)"
+                        .into(),
+                }));
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+                break;
+            }
         };
         if !matches!(
             tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await,
@@ -244,4 +376,41 @@ async fn serve(
         }
     }
     reader.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscribe(id: &str) -> Vec<u8> {
+        json!({"id": id, "type": "subscribe", "payload": {"query": "subscription { events { cursor } }"}})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn one_operation_over_the_bound_is_refused_until_one_completes() {
+        let operations = Operations::default();
+        let protocol = WebSocketProtocols::GraphQLWS;
+        for n in 0..max_operations() {
+            assert_eq!(operations.admit(&subscribe(&n.to_string()), protocol), None);
+        }
+        // The same id again is the engine's to judge, not one more.
+        assert_eq!(operations.admit(&subscribe("0"), protocol), None);
+        let refused: Value =
+            serde_json::from_str(&operations.admit(&subscribe("over"), protocol).unwrap()).unwrap();
+        assert_eq!(refused["type"], "error");
+        assert_eq!(refused["id"], "over");
+        assert_eq!(refused["payload"][0]["extensions"]["status"], 429);
+        // Completed by the client, or by the server: a place is free again.
+        let complete = json!({"id": "1", "type": "complete"}).to_string();
+        assert_eq!(operations.admit(complete.as_bytes(), protocol), None);
+        assert_eq!(operations.admit(&subscribe("over"), protocol), None);
+        assert!(operations.admit(&subscribe("more"), protocol).is_some());
+        operations.sent(r#"{"type":"complete","id":"2"}"#);
+        assert_eq!(operations.admit(&subscribe("more"), protocol), None);
+        // Anything else passes untouched.
+        assert_eq!(operations.admit(b"not json", protocol), None);
+        assert_eq!(operations.admit(br#"{"type":"ping"}"#, protocol), None);
+    }
 }

@@ -8,7 +8,7 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::consent::consent_body;
-use crate::graphql::counted_population;
+use crate::graphql::{counted_population, counting_consent};
 use crate::program::{enrol, new_program};
 use crate::support::{
     admin, consent_client, create_client, individual_body, unique, world, Api, NATIONAL_ID,
@@ -128,13 +128,7 @@ async fn compute() {
 
     // A consent-bound client counts only subjects consented for analytics or research.
     for id in &consented {
-        let mut consent = consent_body(
-            &format!("Individual/{NATIONAL_ID}|{id}"),
-            "specific",
-            &[&organization],
-            &[],
-        );
-        consent["scopes"][0]["purpose"] = json!("research");
+        let consent = counting_consent(id, &organization, "research", "research");
         admin.post("/api/v2/spp/Consent", consent).await.expect(201);
     }
     // One more, consented for analytics but with her gender hidden: counted, but not by gender.
@@ -146,13 +140,7 @@ async fn compute() {
     enrol(&admin, &program, &hidden, "enrolled")
         .await
         .expect(201);
-    let mut consent = consent_body(
-        &format!("Individual/{NATIONAL_ID}|{hidden}"),
-        "specific",
-        &[&organization],
-        &[],
-    );
-    consent["scopes"][0]["purpose"] = json!("analytics");
+    let mut consent = counting_consent(&hidden, &organization, "analytics", "analytics");
     consent["scopes"][0]["field_access"] = json!(["name"]);
     admin.post("/api/v2/spp/Consent", consent).await.expect(201);
     let bound = consent_client(
@@ -213,6 +201,59 @@ async fn compute() {
         )
         .await;
     assert_eq!(still.body["total_count"], 7, "{}", still.body);
+
+    // A membership counts under the consent to use the membership, for analytics or research,
+    // not under the registrant's record: her record shared for research, her membership for
+    // service delivery only, her membership is not counted ...
+    let record_only = unique("AGG");
+    admin
+        .post("/api/v2/spp/Individual", individual_body(&record_only))
+        .await
+        .expect(201);
+    enrol(&admin, &program, &record_only, "enrolled")
+        .await
+        .expect(201);
+    let consent = counting_consent(&record_only, &organization, "research", "service_delivery");
+    admin.post("/api/v2/spp/Consent", consent).await.expect(201);
+    let memberships = json!({"scope": {"target_type": "individual", "program": program}});
+    let counted = bound.post(COMPUTE, memberships.clone()).await;
+    assert_eq!(
+        counted.body["total_count"], 7,
+        "a membership is not counted under the record's consent: {}",
+        counted.body
+    );
+    // ... and the other way round, it is; but not by her gender, which her record's consent
+    // does not let anyone use for analytics.
+    let membership_only = unique("AGG");
+    let mut person = individual_body(&membership_only);
+    person["gender"]["coding"][0]["code"] = json!("2");
+    admin
+        .post("/api/v2/spp/Individual", person)
+        .await
+        .expect(201);
+    enrol(&admin, &program, &membership_only, "enrolled")
+        .await
+        .expect(201);
+    let consent = counting_consent(
+        &membership_only,
+        &organization,
+        "service_delivery",
+        "research",
+    );
+    admin.post("/api/v2/spp/Consent", consent).await.expect(201);
+    let counted = bound.post(COMPUTE, memberships).await;
+    assert_eq!(
+        counted.body["total_count"], 8,
+        "a membership consented for research is counted: {}",
+        counted.body
+    );
+    let by_gender = bound
+        .post(
+            COMPUTE,
+            json!({"scope": {"target_type": "individual", "program": program, "gender": "2"}}),
+        )
+        .await;
+    assert_eq!(by_gender.body["total_count"], 6, "{}", by_gender.body);
 
     // A client whose own field filter hides gender may not count by it.
     let filtered = Api::new(&world().base)

@@ -520,6 +520,28 @@ pub async fn counted_population(admin: &Api, prefix: &str) -> (String, Vec<Strin
     (program, six_women)
 }
 
+/// A consent of person `id` for `organization`: their record for `record_purpose`, their
+/// program memberships for `membership_purpose` (a count of memberships asks the latter).
+pub fn counting_consent(
+    id: &str,
+    organization: &str,
+    record_purpose: &str,
+    membership_purpose: &str,
+) -> Value {
+    let mut consent = consent_body(
+        &format!("Individual/{}", key(id)),
+        "specific",
+        &[organization],
+        &[],
+    );
+    consent["scopes"] = json!([
+        {"resource_type": "individual", "field_access": null, "purpose": record_purpose},
+        {"resource_type": "program_membership", "field_access": null,
+         "purpose": membership_purpose},
+    ]);
+    consent
+}
+
 async fn statistics() {
     let admin = admin().await;
     let organization = unique("GQStat");
@@ -543,13 +565,7 @@ async fn statistics() {
 
     // A consent-bound client counts only subjects consented for analytics or research.
     for id in &analysts_may_count {
-        let mut consent = consent_body(
-            &format!("Individual/{}", key(id)),
-            "specific",
-            &[&organization],
-            &[],
-        );
-        consent["scopes"][0]["purpose"] = json!("analytics");
+        let consent = counting_consent(id, &organization, "analytics", "analytics");
         admin.post("/api/v2/spp/Consent", consent).await.expect(201);
     }
     let bound = consent_client(

@@ -11,6 +11,7 @@ use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
 use openspp_projections::individual::{plans, IndividualQuery};
 use openspp_projections::search::{Comparator, Page};
+use openspp_projections::statistics::{self, CountQuery, Counted, Dimension, Target};
 
 use crate::population;
 use crate::support::{cli, sql_scalar, TestDatabase, NATIONAL_ID};
@@ -137,6 +138,30 @@ async fn indexed() {
             );
         }
     }
+    // Statistics go through the same probe: a count for the NGO by gender probes the consents
+    // of the rows it counts, it does not build the set of every subject the NGO may count.
+    let count = CountQuery {
+        target: Target::Individuals,
+        dimensions: vec![Dimension::Gender],
+        programs: None,
+        gender: None,
+        membership_status: None,
+        fields: vec!["gender".into()],
+        counted: Counted::ConsentedForAnalytics {
+            organization: population::NGO.into(),
+            organization_type: "ngo".into(),
+        },
+        today: chrono::Utc::now().date_naive(),
+    };
+    let plan = statistics::plan(&pool, &count).await.expect("explained");
+    assert!(
+        !plan.contains("Seq Scan on consent_index"),
+        "statistics scan the consents:\n{plan}"
+    );
+    assert!(
+        plan.contains("consent_index_subject"),
+        "statistics probe each row's consents:\n{plan}"
+    );
     pool.close().await;
     drop(database);
 }

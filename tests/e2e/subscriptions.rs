@@ -44,6 +44,18 @@ pub fn trials() -> Vec<Trial> {
             "subscriptions::a_deactivated_client_receives_nothing_more",
             deactivation,
         ),
+        trial(
+            "subscriptions::one_operation_over_the_bound_is_refused_and_the_socket_stays_usable",
+            bounded_operations,
+        ),
+        trial(
+            "subscriptions::events_queued_before_a_withdrawal_are_not_sent_after_it",
+            queued_before_withdrawal,
+        ),
+        trial(
+            "subscriptions::the_socket_closes_when_its_token_expires",
+            token_expiry,
+        ),
     ]
 }
 
@@ -445,4 +457,160 @@ async fn deactivation() {
         "{ended}"
     );
     assert_eq!(receive(&mut live).await["type"], "complete");
+}
+
+/// Sends `subscribe` with `id` for `query`.
+async fn start(socket: &mut Socket, id: &str, query: &str) {
+    send(
+        socket,
+        json!({"id": id, "type": "subscribe", "payload": {"query": query}}),
+    )
+    .await;
+}
+
+async fn bounded_operations() {
+    // A client that sees no one: its subscriptions stay silent.
+    let (token, _) = bound_client(&["individual:read"]).await;
+    let mut socket = open(&world().base).await;
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
+    )
+    .await;
+    assert_eq!(receive(&mut socket).await["type"], "connection_ack");
+    let events = "subscription { events { cursor } }";
+    for n in 0..16 {
+        start(&mut socket, &n.to_string(), events).await;
+    }
+    start(&mut socket, "over", events).await;
+    let refused = receive(&mut socket).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["id"], "over", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["status"], 429,
+        "{refused}"
+    );
+    assert!(
+        refused["payload"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("16"),
+        "{refused}"
+    );
+
+    // Still usable: one completed, another runs (a query runs to its end and frees its place).
+    send(&mut socket, json!({"id": "0", "type": "complete"})).await;
+    let completed = receive(&mut socket).await;
+    assert_eq!(completed, json!({"type": "complete", "id": "0"}));
+    start(&mut socket, "query", "{ __typename }").await;
+    let answer = receive(&mut socket).await;
+    assert_eq!(answer["type"], "next", "{answer}");
+    assert_eq!(answer["payload"]["data"]["__typename"], "Query", "{answer}");
+    assert_eq!(
+        receive(&mut socket).await,
+        json!({"type": "complete", "id": "query"})
+    );
+    start(&mut socket, "sixteenth", events).await;
+    start(&mut socket, "seventeenth", events).await;
+    let refused = receive(&mut socket).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["id"], "seventeenth",
+        "the sixteenth was taken: {refused}"
+    );
+}
+
+async fn queued_before_withdrawal() {
+    // A second process whose subscribers may leave two windows of 4 unread for a minute: what
+    // it decided to send waits in its queue meanwhile.
+    let window = 4;
+    let server = Server::start(
+        &world().database_url,
+        &[
+            ("OPENSPP_SUBSCRIPTION_WINDOW", "4"),
+            ("OPENSPP_SUBSCRIPTION_ACK_TIMEOUT_MS", "60000"),
+        ],
+    );
+    let admin = admin().await;
+    let (token, organization) = bound_client(&["individual:read"]).await;
+    let (a, b) = (unique("LVQ"), unique("LVE"));
+    let marker = unique(SYNC);
+    let withdrawn = consented(&admin, &a, &organization, Value::Null).await;
+    consented(&admin, &b, &organization, Value::Null).await;
+    consented(&admin, &marker, &organization, Value::Null).await;
+    for n in 0..12 {
+        rename(&admin, &a, &format!("Ana{n}")).await;
+    }
+    rename(&admin, &b, "Bea").await;
+    // Once the other process has delivered a rename after those, it has them all.
+    let mut live = subscribe(&server.base, &token, None).await;
+    sync(&mut live, &admin, &marker).await;
+    drop(live);
+
+    // The whole backlog is decided at once; two windows are sent, the rest waits.
+    let mut socket = subscribe(&server.base, &token, Some("0.0")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    admin
+        .post(
+            &format!("/api/v2/spp/Consent/{withdrawn}/$revoke"),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    let mut renames_of_a = 0;
+    loop {
+        let event = next_event(&mut socket).await;
+        if event["externalId"] == key(&b) && event["eventType"] == "NameChanged" {
+            break;
+        }
+        if event["externalId"] == key(&a) && event["eventType"] == "NameChanged" {
+            renames_of_a += 1;
+        }
+    }
+    assert!(
+        renames_of_a <= 2 * window,
+        "only what was sent before the withdrawal: {renames_of_a} of 12"
+    );
+}
+
+async fn token_expiry() {
+    // A process issuing tokens that live one second (and the five seconds' leeway every
+    // token has).
+    let server = Server::start(
+        &world().database_url,
+        &[("OPENSPP_TOKEN_LIFETIME_SECS", "1")],
+    );
+    let organization = unique("LiveOrg");
+    let credentials = consent_client(
+        &world().database_url,
+        &organization,
+        "ngo",
+        &["individual:read"],
+    );
+    let token = Api::new(&server.base)
+        .login(&credentials)
+        .await
+        .token
+        .unwrap();
+    let started = Instant::now();
+    let mut live = subscribe(&server.base, &token, None).await;
+    let closed = receive(&mut live).await;
+    assert_eq!(closed["close"], 4403, "{closed}");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("expired"),
+        "{closed}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // And the token is as dead for a request.
+    let reply = Api {
+        token: Some(token),
+        ..Api::new(&server.base)
+    }
+    .get("/api/v2/spp/Individual?_count=1")
+    .await;
+    reply.expect(401);
 }
