@@ -45,6 +45,8 @@ pub mod items {
     pub const SCOPES: usize = 20;
     /// The fields one consent scope names (no resource has more than nine consentable fields).
     pub const FIELDS: usize = 20;
+    /// The goods of one in-kind entitlement (OpenSPP's has exactly one).
+    pub const ENTITLEMENT_ITEMS: usize = 1;
 }
 
 /// A list of at most `max` entries.

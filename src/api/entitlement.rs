@@ -3,6 +3,7 @@
 //! and a service point. A body written is the read shape; what the server derives (`program`,
 //! `balance`, `ern`, `approvedDate`, `meta`) may be sent back and is ignored, or must agree.
 
+use openspp_aggregates::bounds::items;
 use openspp_aggregates::entitlement::{Benefit, EntitlementDetails, EntitlementKind, Money};
 use openspp_aggregates::{Date, Entitlement, EntitlementState};
 use openspp_projections::view::ViewRow;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::cycle::cycle_reference;
-use crate::api::schema::{Meta, Period, Reference};
+use crate::api::schema::{optional_at_most, Meta, Period, Reference};
 use crate::error::ApiError;
 
 pub const RESOURCE: &str = "Entitlement";
@@ -55,7 +56,11 @@ pub struct EntitlementResource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ern: Option<String>,
     /// In kind: exactly one item.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_at_most::<_, _, { items::ENTITLEMENT_ITEMS }>"
+    )]
     #[schema(max_items = 1)]
     pub items: Option<Vec<Item>>,
     /// In kind: `ServicePoint/{name}` where it is collected.

@@ -14,6 +14,7 @@ use crate::error::ApiError;
 /// It is answered only when the command runs, so that authentication, scope and the path and
 /// body are judged first, whatever the header says; and a precondition is only ever judged
 /// on a request that is otherwise valid.
+#[derive(Clone)]
 pub struct IfMatch(Result<Option<u64>, ApiError>);
 
 /// The version a well-formed entity tag this server never issued stands for: no stream
@@ -36,7 +37,9 @@ impl IfMatch {
     }
 
     /// Reads `If-Match` (RFC 9110 §13.1.1): `*`, or one entity tag — `"<versionId>"` as `ETag`
-    /// sends it, weak (`W/"3"`) or bare (`3`) too. A well-formed tag this server never issued
+    /// sends it, weak (`W/"3"`) or bare (`3`) too, or `"<versionId>.<digest>"`, the `ETag` of a
+    /// resource whose rendering shows what other streams change (a cycle), of which the version
+    /// is what the write is checked against. A well-formed tag this server never issued
     /// (`"abc"`) is a precondition that fails (412); an empty header, a list of tags or text
     /// that is no entity tag is malformed (400).
     pub fn parse(value: Option<&HeaderValue>) -> Self {
@@ -56,12 +59,10 @@ impl IfMatch {
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         let tag = text.strip_prefix("W/").unwrap_or(text);
         let quoted = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
-        match quoted {
-            Some(opaque) if digits(opaque) => {
-                Self(opaque.parse().map(Some).map_err(|_| malformed()))
-            }
+        match quoted.map(|opaque| (opaque, version_in(opaque))) {
+            Some((_, Some(version))) => Self(version.parse().map(Some).map_err(|_| malformed())),
             // `etagc` of RFC 9110: visible ASCII but `"`; a comma would make it a list.
-            Some(opaque)
+            Some((opaque, None))
                 if opaque
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && b != b'"' && b != b',') =>
@@ -84,6 +85,19 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         _state: &S,
     ) -> Result<Self, std::convert::Infallible> {
         Ok(Self::parse(parts.headers.get(header::IF_MATCH)))
+    }
+}
+
+/// The version an entity tag names: `<versionId>`, or `<versionId>.<hex digest>` (the tag of a
+/// rendering that shows what other streams change, see `answer::entity_tag`).
+fn version_in(opaque: &str) -> Option<&str> {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    match opaque.split_once('.') {
+        None => digits(opaque).then_some(opaque),
+        Some((version, digest)) => {
+            (digits(version) && !digest.is_empty() && digest.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then_some(version)
+        }
     }
 }
 
@@ -112,6 +126,11 @@ mod tests {
         assert_eq!(parsed("\"3\""), Ok(Some(3)));
         assert_eq!(parsed("W/\"3\""), Ok(Some(3)));
         assert_eq!(parsed("3"), Ok(Some(3)));
+        // A cycle's tag: its version and a digest of its rendering.
+        assert_eq!(parsed("\"3.00ab9f\""), Ok(Some(3)));
+        assert_eq!(parsed("W/\"3.00ab9f\""), Ok(Some(3)));
+        assert_eq!(parsed("\"3.xyz\""), Ok(Some(NEVER_ISSUED)));
+        assert_eq!(parsed("\"3.\""), Ok(Some(NEVER_ISSUED)));
         // Well formed, never issued: a precondition that fails, not a broken request.
         assert_eq!(parsed("\"abc\""), Ok(Some(NEVER_ISSUED)));
     }

@@ -175,6 +175,39 @@ pub struct UnitOfMeasureResource {
     /// unit stands for it); none for a reference unit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<Reference>,
+    /// How many of its root reference unit one of it is (OpenSPP's `factor`: 0.001 for `g`).
+    pub factor: f64,
+    /// The precision quantities in it are rounded to (OpenSPP's `rounding`).
+    pub rounding: f64,
+}
+
+/// Odoo's rounding precision of a unit of measure, which every unit here has.
+const UOM_ROUNDING: f64 = 0.01;
+
+/// A unit's size in its reference unit (Odoo's `relative_factor`): that of the units this
+/// server seeds (migration 0176) smaller than their reference unit; 1, Odoo's default, for any
+/// other (a vocabulary code carries no size).
+fn relative_factor(code: &str) -> f64 {
+    match code {
+        "g" | "ml" => 0.001,
+        _ => 1.0,
+    }
+}
+
+/// A unit's size in its root reference unit (Odoo's `factor`): its relative factor times its
+/// reference unit's factor, up the chain.
+fn uom_factor(entry: &VocabularyEntry, code: &CodeDefinition) -> f64 {
+    let mut factor = relative_factor(&code.code);
+    let mut reference = code.parent_code.as_deref();
+    // A vocabulary's hierarchy has no cycles; the bound only keeps a damaged one finite.
+    for _ in 0..16 {
+        let Some(unit) = reference.and_then(|parent| entry.code(parent)) else {
+            break;
+        };
+        factor *= relative_factor(&unit.code);
+        reference = unit.parent_code.as_deref();
+    }
+    factor
 }
 
 /// A code as OpenSPP renders its parent: `{resource}/{parent's display}`.
@@ -204,6 +237,8 @@ impl UnitOfMeasureResource {
             identifier: code.display.clone(),
             name: code.display.clone(),
             category: parent_of(entry, code, "UnitOfMeasure"),
+            factor: uom_factor(entry, code),
+            rounding: UOM_ROUNDING,
         }
     }
 }

@@ -4,7 +4,9 @@ use serde_json::Value;
 use utoipa::PartialSchema;
 
 use crate::api::schema::*;
-use crate::api::{consent, group, individual, membership as program_membership, program};
+use crate::api::{
+    consent, entitlement, group, individual, membership as program_membership, program,
+};
 use openspp_aggregates::bounds::items;
 
 fn schema<T: PartialSchema>() -> Value {
@@ -74,6 +76,11 @@ fn every_documented_list_bound_is_the_enforced_one() {
             items::FIELDS,
         ),
         (schema::<CodeableConcept>(), "coding", items::CODINGS),
+        (
+            schema::<entitlement::EntitlementResource>(),
+            "items",
+            items::ENTITLEMENT_ITEMS,
+        ),
         (schema::<Address>(), "line", items::ADDRESS_LINES),
     ];
     for (schema, property, bound) in bounds {
@@ -107,6 +114,23 @@ fn a_list_past_its_bound_is_refused_naming_it() {
     assert_eq!(error.expression.as_deref(), Some("field_access"));
     let null = br#"{"resource_type": "individual", "purpose": "audit", "field_access": null}"#;
     assert!(crate::api::json::parse::<consent::ScopeBody>(null).is_ok());
+    // An in-kind entitlement's goods: bounded while parsed, before any item is looked at.
+    let item = serde_json::json!({"product": {"reference": "Product/RICE-25KG"}});
+    let goods = |count: usize| {
+        serde_json::json!({"entitlementType": "inkind",
+            "beneficiary": {"reference": "Individual/urn:x|1"},
+            "cycle": {"reference": "Cycle/C"}, "items": vec![item.clone(); count]})
+        .to_string()
+    };
+    let error = crate::api::json::parse::<entitlement::EntitlementResource>(
+        goods(items::ENTITLEMENT_ITEMS + 1).as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(error.status.as_u16(), 422);
+    assert_eq!(error.expression.as_deref(), Some("items"));
+    assert!(error.diagnostics.contains("at most 1 entries"), "{error:?}");
+    let bound = goods(items::ENTITLEMENT_ITEMS);
+    assert!(crate::api::json::parse::<entitlement::EntitlementResource>(bound.as_bytes()).is_ok());
 }
 
 #[test]

@@ -204,7 +204,11 @@ impl Dispatch {
                         entry: answered,
                     });
                 }
-                Err(StoreError::Conflict) if attempt < TRANSACTION_ATTEMPTS => {
+                // A lost race, or a status an entry was decided on changed: every entry is
+                // decided again, from what now holds.
+                Err(StoreError::Conflict | StoreError::FactChanged)
+                    if attempt < TRANSACTION_ATTEMPTS =>
+                {
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
                 }
                 Err(StoreError::IdentifierInUse(identifier)) => {

@@ -71,6 +71,8 @@ impl Resource for Cycle {
     const SCOPE: &'static str = SCOPE;
     const VIEW: Option<&'static str> = Some("cycle_view");
     const PERSONAL: bool = false;
+    /// Its statistics and next cycle change as other streams are written.
+    const RENDERS_OTHERS: bool = true;
     type Rendered = CycleResource;
     type Context = CycleContext;
 

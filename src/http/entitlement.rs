@@ -13,6 +13,7 @@ use axum::Json;
 use openspp_aggregates::entitlement::{
     Benefit, CycleFacts, EntitlementKind, CODE_SYSTEM, CONSENT_RESOURCE,
 };
+use openspp_aggregates::product::UNIT_OF_MEASURE;
 use openspp_aggregates::{
     Cycle, CycleState, Date, Entitlement, EntitlementCommand, EntitlementState, Identifier,
     MembershipStatus, Program, ProgramMembership,
@@ -302,13 +303,16 @@ async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFac
     })
 }
 
-/// Goods are a Product that exists, collected at a service point that exists (422 naming
-/// `servicePoint` or `items[0].product` otherwise). A product is named as OpenSPP looks it up
-/// (by default code, else by name) and recorded by its key, as OpenSPP shows it.
+/// Goods are a Product that exists, counted in a unit of measure that exists, collected at a
+/// service point that exists (422 naming `servicePoint`, `items[0].product` or
+/// `items[0].quantity.unit` otherwise). A product is named as OpenSPP looks it up (by default
+/// code, else by name) and recorded by its key; a unit is named by its name (or its code) and
+/// recorded by its name: both as OpenSPP shows them.
 async fn known_goods(call: &Call, benefit: &mut Benefit) -> Result<(), ApiError> {
     let Benefit::Inkind {
         product,
         service_point,
+        unit,
         ..
     } = benefit
     else {
@@ -328,16 +332,31 @@ async fn known_goods(call: &Call, benefit: &mut Benefit) -> Result<(), ApiError>
         }
     }
     match openspp_projections::product::locate(pool, product).await? {
-        None => Err(ApiError::unprocessable(
-            "items[0].product",
-            "no such Product",
-        )),
+        None => {
+            return Err(ApiError::unprocessable(
+                "items[0].product",
+                "no such Product",
+            ))
+        }
         Some((_, row)) => {
             if let Some(row) = row {
                 *product = row.state.details.key().to_owned();
             }
+        }
+    }
+    let catalog = call.state.vocabulary.catalog();
+    let named = catalog
+        .vocabulary(UNIT_OF_MEASURE)
+        .and_then(|units| units.named(unit));
+    match named {
+        Some(code) => {
+            code.display.clone_into(unit);
             Ok(())
         }
+        None => Err(ApiError::unprocessable(
+            "items[0].quantity.unit",
+            format!("no such UnitOfMeasure; see {UNIT_OF_MEASURE}"),
+        )),
     }
 }
 
@@ -382,21 +401,38 @@ async fn create(
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     let ApiJson(body) = body?;
-    let cycle = cycle_facts(&call, &body).await?;
+    let kind_name = split_beneficiary(&body.beneficiary.reference)
+        .map_or("Individual", |(_, kind_name, _)| kind_name);
+    // The aggregate's own consent check refused (or the consent was withdrawn meanwhile): the
+    // same answer as for a beneficiary that does not exist.
+    resource::commit_afresh(&call, || creation(&call, &body))
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                unknown_beneficiary(kind_name)
+            } else {
+                e
+            }
+        })
+}
+
+/// The creation `body` asks for, decided on the cycle and the enrolment as they now stand.
+async fn creation(call: &Call, body: &EntitlementResource) -> Result<Write<Entitlement>, ApiError> {
+    let cycle = cycle_facts(call, body).await?;
     let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
         ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
     })?;
     let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-    let mut details = body.into_details()?;
-    known_goods(&call, &mut details.benefit).await?;
-    let beneficiary = find_subject(&call, kind_name, CONSENT_RESOURCE, &key.key())
+    let mut details = body.clone().into_details()?;
+    known_goods(call, &mut details.benefit).await?;
+    let beneficiary = find_subject(call, kind_name, CONSENT_RESOURCE, &key.key())
         .await
         .map_err(|_| unknown_beneficiary(kind_name))?;
     let membership = ProgramMembership::stream_id(&cycle.program, &beneficiary.stream);
     let enrolled = membership::get(&call.state.pool, &membership)
         .await?
         .is_some_and(|row| row.state.status == Some(MembershipStatus::Enrolled));
-    let write = Write::<Entitlement> {
+    Ok(Write::<Entitlement> {
         stream: uuid::Uuid::now_v7().to_string(),
         if_match: IfMatch::LATEST,
         consent: beneficiary
@@ -412,15 +448,6 @@ async fn create(
             access: beneficiary.access,
         },
         status: StatusCode::CREATED,
-    };
-    // The aggregate's own consent check refused (or the consent was withdrawn meanwhile): the
-    // same answer as for a beneficiary that does not exist.
-    resource::commit(&call, write).await.map_err(|e| {
-        if e.status == StatusCode::NOT_FOUND {
-            unknown_beneficiary(kind_name)
-        } else {
-            e
-        }
     })
 }
 
@@ -444,7 +471,17 @@ async fn change(
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let ApiJson(body) = body?;
     let target = Entitlement::locate(&call, &id).await?;
-    let cycle = cycle_facts(&call, &body).await?;
+    resource::commit_afresh(&call, || state_change(&call, &body, &target, &if_match)).await
+}
+
+/// The change of `target` `body` asks for, decided on its cycle as it now stands.
+async fn state_change(
+    call: &Call,
+    body: &EntitlementResource,
+    target: &Located<Entitlement>,
+    if_match: &IfMatch,
+) -> Result<Write<Entitlement>, ApiError> {
+    let cycle = cycle_facts(call, body).await?;
     let beneficiary = match split_beneficiary(&body.beneficiary.reference) {
         None => None,
         Some((_, kind_name, _)) => {
@@ -452,15 +489,16 @@ async fn change(
             claims::resolve(&call.state.pool, kind_name, &key).await?
         }
     };
-    let mut details = body.into_details()?;
-    known_goods(&call, &mut details.benefit).await?;
-    let write = target.change(if_match, |access| EntitlementCommand::Change {
-        cycle,
-        beneficiary,
-        details,
-        access,
-    });
-    resource::commit(&call, write).await
+    let mut details = body.clone().into_details()?;
+    known_goods(call, &mut details.benefit).await?;
+    Ok(
+        target.write(if_match.clone(), |access| EntitlementCommand::Change {
+            cycle,
+            beneficiary,
+            details,
+            access,
+        }),
+    )
 }
 
 crate::http::read_routes!(

@@ -1,10 +1,11 @@
 //! A resource as one answer shows it: the rendering filtered by the caller's grant, with the
 //! version (`ETag`), the consent headers, and on creation its `Location`.
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::api::preconditions::etag;
 use crate::api::reference::path_segment;
@@ -79,6 +80,23 @@ fn sparse(mut body: Value, elements: Option<&[String]>) -> Value {
     body
 }
 
+/// The `ETag` of `body`, a rendering of `snapshot`: its version; for a resource whose rendering
+/// shows what other streams change (`Resource::RENDERS_OTHERS`), its version and a digest of
+/// the rendering, `"<version>.<digest>"`, so that a copy held is not modified exactly while
+/// the rendering is the same (`If-None-Match`). `If-Match` checks the version: a write changes
+/// the stream, never what other streams show in it.
+fn entity_tag<R: Resource>(snapshot: &Snapshot<R>, body: &Value) -> HeaderValue {
+    if !R::RENDERS_OTHERS {
+        return etag(snapshot.version);
+    }
+    let digest = Sha256::digest(body.to_string().as_bytes());
+    etag(format!(
+        "{}.{}",
+        snapshot.version,
+        hex::encode(&digest[..8])
+    ))
+}
+
 /// An already rendered body with the headers of `snapshot`.
 pub fn answer<R: Resource>(
     status: StatusCode,
@@ -87,7 +105,7 @@ pub fn answer<R: Resource>(
     grant: Option<&Grant>,
 ) -> Answer {
     let mut headers = grant.map(Grant::headers).unwrap_or_default();
-    headers.insert(header::ETAG, etag(snapshot.version));
+    headers.insert(header::ETAG, entity_tag(snapshot, &body));
     if status == StatusCode::CREATED {
         if let Some(location) = R::key(&snapshot.aggregate_id, &snapshot.state)
             .map(|key| format!("{BASE}/{}/{}", R::TYPE, path_segment(&key)))

@@ -39,4 +39,6 @@ pub use ops::{
 };
 pub use together::execute_together;
 pub use traits::{reference_of, Located, Resource, Snapshot, Write};
-pub use write::{commit, committed_answer, create, domain_error, execute, store_error};
+pub use write::{
+    commit, commit_afresh, committed_answer, create, domain_error, execute, store_error,
+};

@@ -47,6 +47,10 @@ pub trait Resource:
     /// Whether it carries registered extension data, and as which resource; its reads then
     /// take `_extensions`.
     const EXTENDED: Option<ExtendedResource> = None;
+    /// Whether its rendering shows what other streams change (a cycle's statistics, kept as its
+    /// entitlements are written, and its next cycle): its `ETag` then follows the rendering,
+    /// not only its version (see `answer::entity_tag`).
+    const RENDERS_OTHERS: bool = false;
 
     type Rendered: Serialize;
     /// What rendering needs beyond the states themselves (the references of members, of a

@@ -23,6 +23,36 @@ pub async fn commit<R: Resource>(call: &Call, write: Write<R>) -> Result<Answer,
     commit_in(call, write, false).await
 }
 
+/// How many times a write whose facts changed before it could commit is decided again
+/// (`commit_afresh`) before its writer is told to retry.
+const FACT_ATTEMPTS: u32 = 4;
+
+/// Commits the write `decide` prepares from what the read models now show. When a status it was
+/// decided on (an entitlement's cycle, an enrolment: `Stored::relies_on`) changed before it
+/// could commit, nothing was written, and it is prepared and decided again from what now
+/// holds: the answer is the one a request sent after that change gets.
+pub async fn commit_afresh<R, F, Fut>(call: &Call, decide: F) -> Result<Answer, ApiError>
+where
+    R: Resource,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Write<R>, ApiError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let write = decide().await?;
+        let status = write.status;
+        let expected = write.if_match.clone().version()?;
+        match run(call, write, expected).await {
+            Err(StoreError::FactChanged) if attempt < FACT_ATTEMPTS => continue,
+            outcome => {
+                let snapshot = outcome.map_err(|error| store_error(error, R::TYPE))?;
+                return Ok(committed_answer(call, status, &snapshot, false).await);
+            }
+        }
+    }
+}
+
 /// `commit`, where `minted` says the stream was minted for this write (see `create`).
 async fn commit_in<R: Resource>(
     call: &Call,
@@ -58,10 +88,21 @@ pub async fn committed_answer<R: Resource>(
 /// change (one statement, one commit), and the snapshot is the state they produced: nothing is
 /// read back.
 pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapshot<R>, ApiError> {
+    // A malformed If-Match is answered here, once the path and the body have been judged.
+    let expected = write.if_match.clone().version()?;
+    run(call, write, expected)
+        .await
+        .map_err(|error| store_error(error, R::TYPE))
+}
+
+/// `execute` once If-Match is judged: `expected` is the version it names.
+async fn run<R: Resource>(
+    call: &Call,
+    write: Write<R>,
+    expected: Option<u64>,
+) -> Result<Snapshot<R>, StoreError<DomainError>> {
     let state = &call.state;
     let metadata = metadata(call, &write.consent);
-    // A malformed If-Match is answered here, once the path and the body have been judged.
-    let expected = write.if_match.version()?;
     let executed = match transaction::current() {
         // Inside a `$batch` transaction the command is decided into its batch, committed with
         // every other entry's once all have succeeded.
@@ -91,7 +132,7 @@ pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapsh
     if let Err(StoreError::IdentifierInUse(_)) = &executed {
         clash_alert::count(state, &metadata.client_id, &metadata.request_id, R::TYPE).await;
     }
-    executed.map_err(|error| store_error(error, R::TYPE))
+    executed
 }
 
 /// Decides `command` on `stream` into the open `$batch` transaction, to be committed with
@@ -209,6 +250,12 @@ pub fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
         // The consent was withdrawn while the command ran: from now on the subject is unknown
         // to this client, and the answer is exactly the one for an unknown subject.
         StoreError::ConsentLapsed => ApiError::not_found(resource),
+        // Decided again until it stopped changing (`commit_afresh`), or where it cannot be.
+        StoreError::FactChanged => ApiError::conflict(
+            None,
+            "what the write was decided on changed while it was being committed; retry",
+        )
+        .with_header(header::RETRY_AFTER, "1"),
         StoreError::Unavailable(error) => {
             tracing::warn!(%error, "database unavailable; nothing was written");
             ApiError::unavailable("the database is unavailable; nothing was written, retry")

@@ -10,8 +10,10 @@
 //!    without reading), and keeps the events. A command on a stream already in the batch sees
 //!    the events decided before it. A refused command leaves the batch as it was.
 //! 2. `commit` writes it all in one statement, which holds every consent a command relied on
-//!    first (as the consents stood before the batch), and answers with the state, version and
-//!    stamps of every stream (`Receipt`), so a response is rendered without reading back.
+//!    first (as the consents stood before the batch), and every other stream's read-model
+//!    status a command was decided on (`Stored::relies_on`), and answers with the state,
+//!    version and stamps of every stream (`Receipt`), so a response is rendered without
+//!    reading back.
 //!
 //! When `commit` answers `StoreError::Conflict`, another writer won a race for one of the
 //! streams; the batch has forgotten its decisions (and remembers which streams exist), so the
@@ -46,7 +48,7 @@ use super::error::{Fault, StoreError};
 use super::executor::EventStore;
 use super::hash_chain::Link;
 use super::metadata::CommandMetadata;
-use super::Stored;
+use super::{HeldStatus, Stored};
 
 /// A stream, by aggregate type and id.
 type StreamKey = (&'static str, String);
@@ -59,6 +61,8 @@ pub struct Batch<E: std::error::Error> {
     by_stream: HashMap<StreamKey, usize>,
     /// The metadata of each command decided, which its events are recorded with.
     commands: Vec<CommandMetadata>,
+    /// The read-model statuses the commands that decided events were decided on.
+    held: Vec<HeldStatus>,
     /// Streams found to exist although a command assumed they did not: read them next time.
     existing: HashSet<StreamKey>,
     attempts: u32,
@@ -139,6 +143,7 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
             streams: Vec::new(),
             by_stream: HashMap::new(),
             commands: Vec::new(),
+            held: Vec::new(),
             existing: HashSet::new(),
             attempts: 0,
             progress: None,
@@ -191,6 +196,7 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
                 .push(Box::new(Stream::<A>::new(aggregate_id, fold, assume_new)));
         }
         let index = self.by_stream[&key];
+        let relies_on = A::relies_on(&command);
         let mut decided = self
             .stream::<A>(index)
             .decide(expected_version, &command, services)
@@ -214,6 +220,9 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
         }
         match decided {
             Ok(events) => {
+                if !events.is_empty() {
+                    self.held.extend(relies_on);
+                }
                 let command_index = self.commands.len();
                 self.commands.push(metadata.clone());
                 let stream = self.stream::<A>(index);
@@ -281,6 +290,7 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
         self.by_stream.clear();
         let mut streams = std::mem::take(&mut self.streams);
         let commands = std::mem::take(&mut self.commands);
+        let held = std::mem::take(&mut self.held);
         let recorded_at = Utc::now().trunc_subsecs(6);
         let metadata: Vec<Value> = commands.iter().map(|m| m.to_json(recorded_at)).collect();
         let sources: Vec<&str> = commands.iter().map(|m| m.source_system.as_str()).collect();
@@ -315,8 +325,24 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
                 ))
             })
             .collect();
-        let mut statement =
-            append_statement(&holds, &events, &inline, recorded_at, progress.as_ref());
+        // A stream the batch writes is kept by its own append (another writer moving it is a
+        // conflict): its row is not held, and may not exist before the statement.
+        let written: HashSet<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.aggregate_type, e.aggregate_id.as_str()))
+            .collect();
+        let held: Vec<HeldStatus> = held
+            .into_iter()
+            .filter(|h| !written.contains(&(h.aggregate_type, h.aggregate_id.as_str())))
+            .collect();
+        let mut statement = append_statement(
+            &holds,
+            &held,
+            &events,
+            &inline,
+            recorded_at,
+            progress.as_ref(),
+        );
         // A connection that cannot be had means nothing was sent; once one is had, a broken
         // connection may have taken a commit with it (`settle`).
         let mut connection = self
@@ -342,6 +368,7 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
             Fault::StreamConflict | Fault::Retry => Err(self.conflict(&streams).await),
             Fault::IdentifierTaken => Err(self.identifier_taken(&streams, &inline).await),
             Fault::ConsentLapsed => Err(StoreError::ConsentLapsed),
+            Fault::FactChanged => Err(StoreError::FactChanged),
             Fault::Unavailable => Err(StoreError::Unavailable(error)),
             Fault::Lost { server_said } => match self.settle(&events[0]).await {
                 Some(Some(position)) => {
@@ -448,12 +475,13 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
 /// A consent relied on: its id, the subject (stream) and the organisation it is relied on for.
 type Hold<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
 
-/// The one statement of a commit: the holds on the consents relied on (which every write waits
-/// for, so a consent is held as it stood before the batch, whatever the batch writes to it),
-/// the events, and what they change in the indexes and read models. It answers with the
-/// batch's place in the feed.
+/// The one statement of a commit: the holds on the consents relied on and on the read-model
+/// statuses decided on (which every write waits for, so each is held as it stood before the
+/// batch, whatever the batch writes), the events, and what they change in the indexes and read
+/// models. It answers with the batch's place in the feed.
 fn append_statement<'a>(
     holds: &'a [Hold<'a>],
+    held: &'a [HeldStatus],
     events: &'a [NewEvent],
     inline: &'a Inline,
     recorded_at: DateTime<Utc>,
@@ -470,6 +498,17 @@ fn append_statement<'a>(
                 .finish("h");
         });
         statement.guard_with("held");
+    }
+    if !held.is_empty() {
+        statement.part("held_statuses", |qb, _| {
+            qb.push("SELECT hold_status(aggregate_type, stream, status) FROM ");
+            Unnest::new(qb)
+                .column("aggregate_type", "text", map(held, |h| h.aggregate_type))
+                .column("stream", "text", map(held, |h| h.aggregate_id.as_str()))
+                .column("status", "text", map(held, |h| h.status))
+                .finish("s");
+        });
+        statement.guard_with("held_statuses");
     }
     push_append(&mut statement, events, recorded_at);
     inline.push_into(&mut statement);

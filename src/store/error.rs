@@ -21,6 +21,11 @@ pub enum StoreError<E: std::error::Error> {
     /// The consent the command relied on was withdrawn (or lapsed) before it could commit.
     #[error("the consent relied on is no longer in force")]
     ConsentLapsed,
+    /// Another stream's read-model status the command was decided on (`Stored::relies_on`)
+    /// changed before it could commit; nothing was written. The command is to be decided again
+    /// on what now holds (its facts are part of it, so retrying it as it is would not do).
+    #[error("what the command was decided on changed meanwhile")]
+    FactChanged,
     #[error("stored event cannot be read: {0}")]
     Corrupt(String),
     /// The database could not be reached, or refused the connection (down, restarting, out of
@@ -54,6 +59,8 @@ pub(crate) enum Fault {
     IdentifierTaken,
     /// `hold_consent` found the consent relied on no longer in force (SQLSTATE OS001).
     ConsentLapsed,
+    /// `hold_status` found a status the command was decided on changed (SQLSTATE OS002).
+    FactChanged,
     /// A deadlock or serialization failure: nothing committed, the command may run again.
     Retry,
     /// The statement never reached a backend (pool exhausted or closed).
@@ -76,6 +83,7 @@ impl Fault {
                     ("23505", Some("events_stream_sequence")) => Self::StreamConflict,
                     ("23505", Some("identifier_claims_unique")) => Self::IdentifierTaken,
                     ("OS001", _) => Self::ConsentLapsed,
+                    ("OS002", _) => Self::FactChanged,
                     ("40P01" | "40001", _) => Self::Retry,
                     // Too many connections, or the server is starting: the session never began.
                     ("53300" | "57P03", _) => Self::Unavailable,

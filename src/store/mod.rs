@@ -26,10 +26,11 @@ pub use openspp_projections::EVENTS_CHANNEL;
 pub use transaction::Transaction;
 
 use cqrs_es::Aggregate;
+use openspp_aggregates::entitlement::CycleFacts;
 use openspp_aggregates::{
     Consent, ConsentCommand, Cycle, CycleCommand, Entitlement, EntitlementCommand, Group,
-    GroupCommand, Individual, IndividualCommand, InlineIndex, MembershipCommand, Program,
-    ProgramCommand, ProgramMembership,
+    GroupCommand, Individual, IndividualCommand, InlineIndex, MembershipCommand, MembershipStatus,
+    Program, ProgramCommand, ProgramMembership,
 };
 use openspp_projections::rows::ReadModel;
 
@@ -43,6 +44,40 @@ pub trait Stored:
     /// the state refuses it or the stream turns out to exist: the answer is the same either way,
     /// the common case costs one read less.
     fn starts_stream(command: &Self::Command) -> bool;
+
+    /// The statuses of other streams' read-model rows `command` was decided on (an
+    /// entitlement's cycle, its beneficiary's enrolment): the append holds each until it
+    /// commits, and fails with `StoreError::FactChanged` if one no longer holds (see
+    /// `HeldStatus`). None by default.
+    fn relies_on(_command: &Self::Command) -> Vec<HeldStatus> {
+        Vec::new()
+    }
+}
+
+/// A read-model row's status a command was decided on: the append that writes its events holds
+/// the row, in that status, until they commit (`hold_status`, migration 0180), so a concurrent
+/// change of the row waits for the write or is seen by it, and the write is then refused with
+/// `StoreError::FactChanged`, writing nothing; deciding again on what now holds gives the answer
+/// a request after that change gets. A row of a stream the same batch writes is not held: the
+/// batch's own append of that stream already fails if another writer moved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldStatus {
+    /// `Cycle` or `ProgramMembership`: the read models `hold_status` knows.
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    /// The status as the read model writes it (`draft`, `enrolled` …).
+    pub status: &'static str,
+}
+
+impl HeldStatus {
+    /// The cycle in the state an entitlement command saw it in.
+    fn of_cycle(cycle: &CycleFacts) -> Self {
+        Self {
+            aggregate_type: Cycle::TYPE,
+            aggregate_id: cycle.stream.clone(),
+            status: cycle.state.as_str(),
+        }
+    }
 }
 
 impl Stored for Individual {
@@ -92,6 +127,30 @@ impl Stored for Cycle {
 impl Stored for Entitlement {
     fn starts_stream(command: &EntitlementCommand) -> bool {
         matches!(command, EntitlementCommand::Create { .. })
+    }
+
+    /// Its cycle in the state the command saw (what may be added, approved or paid depends on
+    /// it), and for a creation the beneficiary enrolled in the cycle's program.
+    fn relies_on(command: &EntitlementCommand) -> Vec<HeldStatus> {
+        match command {
+            EntitlementCommand::Create {
+                cycle,
+                beneficiary,
+                enrolled,
+                ..
+            } => {
+                let mut held = vec![HeldStatus::of_cycle(cycle)];
+                if *enrolled {
+                    held.push(HeldStatus {
+                        aggregate_type: ProgramMembership::TYPE,
+                        aggregate_id: ProgramMembership::stream_id(&cycle.program, beneficiary),
+                        status: MembershipStatus::Enrolled.as_str(),
+                    });
+                }
+                held
+            }
+            EntitlementCommand::Change { cycle, .. } => vec![HeldStatus::of_cycle(cycle)],
+        }
     }
 }
 

@@ -4,13 +4,14 @@
 //! `$verify`, the access log).
 
 use libtest_mimic::Trial;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::consent::give_consent;
 use crate::program::{enrol, new_program};
 use crate::support::{
-    admin, audit_event_where, consent_client, create_client, register_individual, unique, world,
-    Api, Reply, NATIONAL_ID,
+    admin, audit_event_where, consent_client, create_client, register_individual, sql_scalar,
+    unique, world, Api, HeldTransaction, Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -33,6 +34,14 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "delivery::product_categories_and_units",
             categories_and_units,
+        ),
+        trial(
+            "delivery::an_entitlement_holds_its_cycle_and_enrolment",
+            held_cycle_and_enrolment,
+        ),
+        trial(
+            "delivery::a_cycles_etag_follows_its_statistics",
+            etag_follows_statistics,
         ),
     ]
 }
@@ -151,7 +160,12 @@ async fn walk_through() {
     let path = path_of(&name);
     let read = api.get(&path).await;
     read.expect(200);
-    assert_eq!(read.header("etag"), Some("\"1\""));
+    // Version 1, and a digest of what the statistics and the next cycle show.
+    assert!(
+        read.header("etag").unwrap().starts_with("\"1."),
+        "{:?}",
+        read.header("etag")
+    );
     let cycle = &read.body;
     assert_eq!(cycle["type"], "Cycle");
     assert_eq!(cycle["identifier"], name.as_str());
@@ -496,6 +510,24 @@ async fn refusals() {
             },
             422,
             "items[0].product",
+        ),
+        (
+            {
+                let mut body = goods_body(&name, &enrolled);
+                body["items"][0]["quantity"]["unit"] = json!("Barrel");
+                body
+            },
+            422,
+            "items[0].quantity.unit",
+        ),
+        (
+            {
+                let mut body = goods_body(&name, &enrolled);
+                body["items"] = json!([body["items"][0], body["items"][0]]);
+                body
+            },
+            422,
+            "items",
         ),
         (
             cash_body(&name, &enrolled, 10.005),
@@ -1089,6 +1121,12 @@ async fn categories_and_units() {
     gram.expect(200);
     assert_eq!(gram.body["resourceType"], "UnitOfMeasure");
     assert_eq!(gram.body["category"]["reference"], "UnitOfMeasure/kg");
+    // OpenSPP's conversion: a gram is a thousandth of its reference unit, rounded to 0.01.
+    assert_eq!(gram.body["factor"], 0.001, "{}", gram.text);
+    assert_eq!(gram.body["rounding"], 0.01);
+    let kilogram = api.get("/api/v2/spp/UnitOfMeasure/kg").await;
+    assert_eq!(kilogram.body["factor"], 1.0, "{}", kilogram.text);
+    assert!(kilogram.body.get("category").is_none());
     let by_reference = api.get("/api/v2/spp/UnitOfMeasure?category=kg").await;
     assert_eq!(by_reference.body["total"], 1, "{}", by_reference.text);
     assert_eq!(by_reference.body["entry"][0]["resource"]["name"], "g");
@@ -1101,4 +1139,129 @@ async fn categories_and_units() {
     api.get("/api/v2/spp/UnitOfMeasure?colour=red")
         .await
         .expect(400);
+}
+
+/// Posts `body` to /Entitlement while a transaction holds `row` (a read-model row the
+/// entitlement is decided on) locked, waits until the entitlement's append waits for it, then
+/// runs `change` on it in that transaction and commits; answers the entitlement's reply.
+async fn entitle_while_held(api: &Api, body: Value, row: &str, change: &str) -> Reply {
+    let url = &world().database_url;
+    let held = HeldTransaction::begin(url, &format!("SELECT 1 FROM {row} FOR UPDATE;")).await;
+    let posted = tokio::spawn({
+        let api = api.clone();
+        async move { api.post(ENTITLEMENT, body).await }
+    });
+    held.wait_until_blocking().await;
+    held.commit_with(change);
+    posted.await.unwrap()
+}
+
+/// An entitlement is decided on its cycle being draft and its beneficiary being enrolled, read
+/// from the read models; its append holds both rows until it commits, so a cycle submitted or
+/// an enrolment ended meanwhile is seen, and the entitlement is refused exactly as after that
+/// change, writing nothing. A change that keeps what it relied on lets it through.
+async fn held_cycle_and_enrolment() {
+    let api = admin().await;
+    let url = &world().database_url;
+    let (_, program) = new_program(&api, "individual").await;
+    let id = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let cycle = format!("cycle_view WHERE name = '{name}'");
+    let set_cycle = |state: &str| {
+        format!(
+            "UPDATE cycle_view SET status = '{state}', \
+             state = jsonb_set(state, '{{state}}', '\"{state}\"') WHERE name = '{name}'"
+        )
+    };
+    let in_cycle = format!(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Entitlement' \
+         AND payload->'EntitlementCreated'->>'cycle' = (SELECT aggregate_id FROM {cycle})"
+    );
+    // Touched, still draft: the entitlement waits for it, then goes through.
+    let reply = entitle_while_held(
+        &api,
+        cash_body(&name, &id, 100.0),
+        &cycle,
+        &format!("UPDATE cycle_view SET last_updated = now() WHERE name = '{name}';"),
+    )
+    .await;
+    reply.expect(201);
+    assert_eq!(sql_scalar(url, &in_cycle), "1");
+    // Submitted while the entitlement's append waited: refused as for a submitted cycle.
+    let reply = entitle_while_held(
+        &api,
+        cash_body(&name, &id, 100.0),
+        &cycle,
+        &format!("{};", set_cycle("to_approve")),
+    )
+    .await;
+    reply.expect(409);
+    assert_eq!(expression(&reply), "cycle", "{}", reply.text);
+    assert!(
+        diagnostics(&reply).contains("this one is to_approve"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(sql_scalar(url, &in_cycle), "1", "nothing was written");
+    sql_scalar(url, &format!("{} RETURNING 1", set_cycle("draft")));
+    // The enrolment ended while the entitlement's append waited: refused as for a stranger.
+    let membership = format!(
+        "membership_view WHERE program_id = (SELECT program_id FROM {cycle}) \
+         AND beneficiary_id = (SELECT aggregate_id FROM identifier_claims WHERE value = '{id}')"
+    );
+    let exited = format!(
+        "UPDATE membership_view SET status = 'exited', \
+         state = jsonb_set(state, '{{status}}', '\"exited\"') \
+         WHERE aggregate_id = (SELECT aggregate_id FROM {membership});"
+    );
+    let reply = entitle_while_held(&api, cash_body(&name, &id, 50.0), &membership, &exited).await;
+    reply.expect(422);
+    assert_eq!(expression(&reply), "beneficiary", "{}", reply.text);
+    assert_eq!(sql_scalar(url, &in_cycle), "1", "nothing was written");
+}
+
+/// A cycle's `ETag` changes when its statistics do (they change as its entitlements are
+/// written, not its version), so a copy held is not answered 304 once they moved; `If-Match`
+/// still checks the cycle's version.
+async fn etag_follows_statistics() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let id = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let path = path_of(&name);
+    let get = |held: String| {
+        let (api, path) = (api.clone(), path.clone());
+        async move {
+            api.send(
+                Method::GET,
+                &path,
+                None,
+                &[("if-none-match", held.as_str())],
+            )
+            .await
+        }
+    };
+    let read = api.get(&path).await;
+    let held = read.header("etag").unwrap().to_owned();
+    assert_eq!(get(held.clone()).await.status, 304);
+    entitle(&api, cash_body(&name, &id, 100.0)).await;
+    let fresh = get(held.clone()).await;
+    fresh.expect(200);
+    assert_eq!(fresh.body["statistics"]["entitlementsCount"], 1);
+    assert_eq!(
+        fresh.body["meta"]["versionId"], "1",
+        "the cycle itself did not change"
+    );
+    let current = fresh.header("etag").unwrap().to_owned();
+    assert_ne!(current, held);
+    assert_eq!(get(current.clone()).await.status, 304);
+    // A write is checked against the version the tag names.
+    let mut body = fresh.body.clone();
+    body["state"] = json!("to_approve");
+    api.put(&path, body.clone(), Some("\"0.00\""))
+        .await
+        .expect(412);
+    api.put(&path, body, Some(current.as_str()))
+        .await
+        .expect(200);
 }
