@@ -15,7 +15,10 @@
 //! once: one more is refused with the protocol's `error` message (a GraphQL error, status 429),
 //! and the connection carries on. It lives no longer than the token `connection_init` gave:
 //! when a request with that token would be refused, the socket is closed with 4403 and the
-//! reason; the client reconnects with a fresh token and resumes from its last cursor.
+//! reason; the client reconnects with a fresh token and resumes from its last cursor. A query
+//! or mutation sent on the socket is refused with the protocol's `error` (status 400): those
+//! are answered at `POST /api/v2/graphql`, where each request is authorised, loaded and
+//! access-logged as one call.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -178,12 +181,51 @@ async fn authenticate(
 #[derive(Default)]
 struct Operations(Mutex<HashSet<String>>);
 
-/// The kind and id of a protocol message, all this pump reads of it.
+/// The kind and id of a protocol message, and the operation it starts, all this pump reads of it.
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(rename = "type")]
     kind: String,
     id: Option<String>,
+    payload: Option<Started>,
+}
+
+/// The operation a `subscribe` (or `start`) message starts.
+#[derive(Deserialize)]
+struct Started {
+    query: Option<String>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+}
+
+impl Started {
+    /// Whether the operation started is a query or a mutation: those are answered at
+    /// `POST /api/v2/graphql`, where each request brings its own call (principal, access log,
+    /// loaders) that their resolvers read; a socket has only the session of its subscriptions.
+    /// What cannot be parsed or picked is the engine's to refuse.
+    fn is_not_a_subscription(&self) -> bool {
+        use async_graphql::parser::types::{DocumentOperations, OperationType};
+        let Some(document) = self
+            .query
+            .as_deref()
+            .and_then(|q| async_graphql::parser::parse_query(q).ok())
+        else {
+            return false;
+        };
+        let operation = match (&document.operations, self.operation_name.as_deref()) {
+            (DocumentOperations::Single(operation), _) => Some(operation),
+            (DocumentOperations::Multiple(operations), Some(name)) => operations
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, operation)| operation),
+            // A lone named operation needs no name to be picked.
+            (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+                operations.values().next()
+            }
+            (DocumentOperations::Multiple(_), None) => None,
+        };
+        operation.is_some_and(|o| o.node.ty != OperationType::Subscription)
+    }
 }
 
 impl Operations {
@@ -197,13 +239,33 @@ impl Operations {
     /// the protocol engine when it starts one operation too many.
     fn admit(&self, message: &[u8], protocol: WebSocketProtocols) -> Option<String> {
         // What cannot be read is the engine's to refuse.
-        let Envelope { kind, id } = serde_json::from_slice(message).ok()?;
+        let Envelope { kind, id, payload } = serde_json::from_slice(message).ok()?;
         let id = id?;
         let mut ids = self.ids();
         match kind.as_str() {
             "subscribe" | "start" if !ids.contains(&id) => {
+                if payload.is_some_and(|p| p.is_not_a_subscription()) {
+                    return Some(refusal(
+                        &id,
+                        protocol,
+                        "this socket carries subscriptions only; send queries and mutations to \
+                         POST /api/v2/graphql",
+                        400,
+                        "invalid",
+                    ));
+                }
                 if ids.len() >= max_operations() {
-                    return Some(refusal(&id, protocol));
+                    return Some(refusal(
+                        &id,
+                        protocol,
+                        &format!(
+                            "this connection already holds {} operations; complete one first, \
+                             or open another connection",
+                            max_operations()
+                        ),
+                        429,
+                        "throttled",
+                    ));
                 }
                 ids.insert(id);
             }
@@ -226,15 +288,17 @@ impl Operations {
     }
 }
 
-/// The protocol's `error` for an operation refused because the connection holds too many.
-fn refusal(id: &str, protocol: WebSocketProtocols) -> String {
+/// The protocol's `error` for an operation refused before the engine saw it.
+fn refusal(
+    id: &str,
+    protocol: WebSocketProtocols,
+    message: &str,
+    status: u16,
+    code: &str,
+) -> String {
     let error = json!({
-        "message": format!(
-            "this connection already holds {} operations; complete one first, or open another \
-             connection",
-            max_operations()
-        ),
-        "extensions": {"status": 429, "code": "throttled"},
+        "message": message,
+        "extensions": {"status": status, "code": code},
     });
     let payload = match protocol {
         WebSocketProtocols::GraphQLWS => json!([error]),
@@ -381,6 +445,49 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_or_mutation_is_refused_and_a_subscription_passes() {
+        let operations = Operations::default();
+        let protocol = WebSocketProtocols::GraphQLWS;
+        let start = |id: &str, query: &str, name: Option<&str>| {
+            json!({"id": id, "type": "subscribe",
+                   "payload": {"query": query, "operationName": name}})
+            .to_string()
+            .into_bytes()
+        };
+        for (id, query, name) in [
+            ("q", "{ individuals { totalCount } }", None),
+            ("n", "query Q { individuals { totalCount } }", None),
+            (
+                "m",
+                "subscription S { events { cursor } } query Q { __typename }",
+                Some("Q"),
+            ),
+        ] {
+            let refused: Value =
+                serde_json::from_str(&operations.admit(&start(id, query, name), protocol).unwrap())
+                    .unwrap();
+            assert_eq!(refused["type"], "error", "{query}");
+            assert_eq!(
+                refused["payload"][0]["extensions"]["status"], 400,
+                "{query}"
+            );
+        }
+        assert_eq!(
+            operations.admit(
+                &start(
+                    "s",
+                    "subscription S { events { cursor } } query Q { __typename }",
+                    Some("S")
+                ),
+                protocol
+            ),
+            None
+        );
+        // Unparsable: the engine's to answer.
+        assert_eq!(operations.admit(&start("x", "{", None), protocol), None);
+    }
 
     fn subscribe(id: &str) -> Vec<u8> {
         json!({"id": id, "type": "subscribe", "payload": {"query": "subscription { events { cursor } }"}})
