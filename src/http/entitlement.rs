@@ -391,7 +391,7 @@ async fn create(
     known_goods(&call, &mut details.benefit).await?;
     let beneficiary = find_subject(&call, kind_name, CONSENT_RESOURCE, &key.key())
         .await
-        .map_err(|_| unknown_beneficiary(kind_name))?;
+        .map_err(|e| e.or_refused(|| unknown_beneficiary(kind_name)))?;
     let membership = ProgramMembership::stream_id(&cycle.program, &beneficiary.stream);
     let enrolled = membership::get(&call.state.pool, &membership)
         .await?
