@@ -231,6 +231,7 @@ async fn access_log_entry_cost(database_url: &str, entries: usize) {
             action: "R",
             subjects: vec![format!("Individual/{NATIONAL_ID}|bench-{n}")],
             streams: vec![uuid::Uuid::now_v7().to_string()],
+            not_found: Vec::new(),
             consent_ids: Vec::new(),
             purpose: None,
             fields: None,

@@ -34,6 +34,9 @@ pub struct AccessEntry {
     /// The streams behind `subjects`, kept in a column that is never returned: a search by any
     /// identifier of a subject finds every access to it, whichever identifier that access used.
     pub streams: Vec<String>,
+    /// Those of `subjects` the request asked for and did not get: unknown, or not visible to
+    /// the caller (one answer for both).
+    pub not_found: Vec<String>,
     pub consent_ids: Vec<String>,
     pub purpose: Option<String>,
     /// Fields returned; `None` = all.
@@ -61,6 +64,7 @@ impl AccessEntry {
             action,
             subjects: Vec::new(),
             streams: Vec::new(),
+            not_found: Vec::new(),
             consent_ids: Vec::new(),
             purpose: None,
             fields: None,
@@ -99,6 +103,15 @@ impl AccessEntry {
                 }
             }
         }
+    }
+
+    /// Records a subject the request asked for and did not get (unknown, or not the caller's to
+    /// see), with its stream when it exists.
+    pub fn not_found(&mut self, subject: String, stream: Option<&str>) {
+        if !self.not_found.contains(&subject) {
+            self.not_found.push(subject.clone());
+        }
+        self.returned(subject, stream, None);
     }
 
     /// Records subjects that the answer names inside another resource (a group's members, a
@@ -193,7 +206,8 @@ async fn store(pool: &PgPool, batch: &[AccessEntry]) -> bool {
 async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
     let mut qb = sqlx::QueryBuilder::new(
         "INSERT INTO access_log (at, client_id, organization, resource_type, interaction, action, \
-         subjects, subject_streams, consent_ids, purpose, fields, outcome, request_id) ",
+         subjects, subject_streams, subjects_not_found, consent_ids, purpose, fields, outcome, \
+         request_id) ",
     );
     qb.push_values(batch, |mut row, e| {
         row.push_bind(e.at)
@@ -204,6 +218,7 @@ async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
             .push_bind(e.action)
             .push_bind(&e.subjects)
             .push_bind(&e.streams)
+            .push_bind(&e.not_found)
             .push_bind(&e.consent_ids)
             .push_bind(&e.purpose)
             .push_bind(&e.fields)
@@ -246,6 +261,8 @@ pub struct AccessRow {
     pub interaction: String,
     pub action: String,
     pub subjects: Vec<String>,
+    /// Those of `subjects` asked for and not found.
+    pub subjects_not_found: Vec<String>,
     pub consent_ids: Vec<String>,
     pub purpose: Option<String>,
     pub fields: Option<Vec<String>>,
@@ -291,8 +308,8 @@ pub async fn search(
     push_filters(&mut count, query);
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
     let mut select = sqlx::QueryBuilder::new(
-        "SELECT at, client_id, organization, resource_type, interaction, action, subjects, consent_ids, \
-         purpose, fields, outcome, request_id FROM access_log",
+        "SELECT at, client_id, organization, resource_type, interaction, action, subjects, \
+         subjects_not_found, consent_ids, purpose, fields, outcome, request_id FROM access_log",
     );
     push_filters(&mut select, query);
     select
@@ -307,8 +324,8 @@ pub async fn search(
 /// Every entry of a query (for summaries), oldest first.
 pub async fn all(pool: &PgPool, query: &AccessQuery) -> sqlx::Result<Vec<AccessRow>> {
     let mut select = sqlx::QueryBuilder::new(
-        "SELECT at, client_id, organization, resource_type, interaction, action, subjects, consent_ids, \
-         purpose, fields, outcome, request_id FROM access_log",
+        "SELECT at, client_id, organization, resource_type, interaction, action, subjects, \
+         subjects_not_found, consent_ids, purpose, fields, outcome, request_id FROM access_log",
     );
     push_filters(&mut select, query);
     select.push(" ORDER BY at, id");

@@ -77,6 +77,18 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "transient", message)
     }
 
+    /// A lookup that failed, as the refusal `refused` of the reference that named it; unless
+    /// the server failed (5xx: the database unavailable …), which stays what it is, so that a
+    /// passing failure is never answered as the request's fault (and an importer or client
+    /// retries it instead of dropping a good row).
+    pub fn or_refused(self, refused: impl FnOnce() -> Self) -> Self {
+        if self.status.is_server_error() {
+            self
+        } else {
+            refused()
+        }
+    }
+
     pub fn at(mut self, field: Option<&str>) -> Self {
         self.expression = field.map(str::to_owned);
         self

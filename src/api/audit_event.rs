@@ -56,6 +56,10 @@ pub struct AuditSource {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEntity {
     pub what: AuditReference,
+    /// `not found`: the request asked for this subject and did not get it (unknown, or not
+    /// the caller's to see); absent for a subject returned or touched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -88,6 +92,10 @@ impl From<&AccessRow> for AuditEventResource {
                     what: AuditReference {
                         reference: s.clone(),
                     },
+                    description: row
+                        .subjects_not_found
+                        .contains(s)
+                        .then(|| "not found".to_owned()),
                 })
                 .collect(),
             resource: row.resource_type.clone(),

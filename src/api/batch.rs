@@ -90,7 +90,7 @@ pub struct EntryResponse {
     /// When the resource was last changed (a transaction's: when it committed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
-    /// The OperationOutcome of a failed entry.
+    /// The OperationOutcome of a failed entry, or of one whose answer was too long to carry.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub outcome: Option<Value>,

@@ -53,6 +53,8 @@ pub struct Principal {
     pub allowed_programs: Vec<String>,
     /// `resource:field` entries this client is limited to; none for a resource = all its fields.
     pub field_filter: Vec<String>,
+    /// The client's rate limits, against which each entry of a `$batch` Bundle counts.
+    pub limits: rate_limit::Limits,
 }
 
 /// Signing keys, caches, rate-limit budgets and settings shared by every request, with the

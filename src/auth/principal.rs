@@ -156,9 +156,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        // An entry of a `$batch` Bundle runs as the Bundle's principal, admitted (and counted
-        // against the rate limits) once for the whole Bundle. Only the server puts one here:
-        // extensions never come from the wire.
+        // An entry of a `$batch` Bundle runs as the Bundle's principal, which the Bundle's
+        // handler counts against the rate limits once per entry (`http::batch`). Only the
+        // server puts one here: extensions never come from the wire.
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(principal.clone());
         }
@@ -210,6 +210,7 @@ where
             legal_basis: client.legal_basis.clone(),
             allowed_programs: client.allowed_programs.clone(),
             field_filter: client.field_filter.clone(),
+            limits,
         })
     }
 }
@@ -239,6 +240,7 @@ impl Principal {
                 .filter(|s| covers(&client.scopes, s))
                 .cloned()
                 .collect(),
+            limits: Limits::new(client.rate_limit_per_minute, client.rate_limit_per_day),
             organization: client.organization,
             organization_type: client.organization_type,
             require_consent: client.require_consent,

@@ -92,12 +92,18 @@ enum Decision {
     Lease([u32; 2]),
 }
 
-/// Admits one request from the windows if each limited one has budget left.
-fn decide(windows: &mut [Window; 2], limits: Limits, now: Instant) -> Decision {
+/// Admits `n` requests at once from the windows if each limited one has that much budget
+/// left (all `n` or none: a refusal takes nothing).
+fn decide(windows: &mut [Window; 2], limits: Limits, now: Instant, n: u32) -> Decision {
     let mut lease = [0; 2];
     for (i, limit) in limits.each().into_iter().enumerate() {
         let window = &windows[i];
-        if limit == 0 || (window.current(now) && window.remaining > 0) {
+        let held = if window.current(now) {
+            window.remaining
+        } else {
+            0
+        };
+        if limit == 0 || held >= n {
             continue;
         }
         if window.current(now) && window.spent {
@@ -105,14 +111,14 @@ fn decide(windows: &mut [Window; 2], limits: Limits, now: Instant) -> Decision {
                 seconds_left: window.seconds_left(now),
             };
         }
-        lease[i] = slice(limit);
+        lease[i] = slice(limit).max(n - held);
     }
     if lease != [0, 0] {
         return Decision::Lease(lease);
     }
     for (i, limit) in limits.each().into_iter().enumerate() {
         if limit > 0 {
-            windows[i].remaining -= 1;
+            windows[i].remaining -= n;
         }
     }
     Decision::Admit
@@ -155,11 +161,23 @@ const MAX_KEYS: usize = 100_000;
 impl Limiter {
     /// Counts one request of `key` against `limits`; the 429 to answer if a window is spent.
     pub async fn admit(&self, pool: &PgPool, key: &str, limits: Limits) -> Result<(), ApiError> {
-        if limits.unlimited() {
+        self.admit_many(pool, key, limits, 1).await
+    }
+
+    /// Counts `n` requests of `key` against `limits` at once (the entries of a `$batch`
+    /// transaction): all of them, or, with the 429 to answer, none.
+    pub async fn admit_many(
+        &self,
+        pool: &PgPool,
+        key: &str,
+        limits: Limits,
+        n: u32,
+    ) -> Result<(), ApiError> {
+        if limits.unlimited() || n == 0 {
             return Ok(());
         }
         let budget = self.budget(key);
-        if let Some(decided) = decided(&budget, limits) {
+        if let Some(decided) = decided(&budget, limits, n) {
             return decided;
         }
         let _leasing = budget.leasing.lock().await;
@@ -169,6 +187,7 @@ impl Limiter {
                 &mut budget.windows.lock().expect("limiter lock"),
                 limits,
                 Instant::now(),
+                n,
             ) {
                 Decision::Admit => return Ok(()),
                 Decision::Refuse { seconds_left } => return Err(too_many(seconds_left)),
@@ -250,11 +269,12 @@ fn forget_ended(budgets: &mut HashMap<String, Arc<Budget>>) {
 }
 
 /// The fast path: a decision without the database, if one can be made.
-fn decided(budget: &Budget, limits: Limits) -> Option<Result<(), ApiError>> {
+fn decided(budget: &Budget, limits: Limits, n: u32) -> Option<Result<(), ApiError>> {
     match decide(
         &mut budget.windows.lock().expect("limiter lock"),
         limits,
         Instant::now(),
+        n,
     ) {
         Decision::Admit => Some(Ok(())),
         Decision::Refuse { seconds_left } => Some(Err(too_many(seconds_left))),
@@ -398,10 +418,16 @@ mod tests {
         let now = Instant::now();
         let mut windows = [window(2, false, now), window(5, false, now)];
         let limits = Limits::new(60, 10_000);
-        assert!(matches!(decide(&mut windows, limits, now), Decision::Admit));
+        assert!(matches!(
+            decide(&mut windows, limits, now, 1),
+            Decision::Admit
+        ));
         assert_eq!((windows[0].remaining, windows[1].remaining), (1, 4));
-        assert!(matches!(decide(&mut windows, limits, now), Decision::Admit));
-        match decide(&mut windows, limits, now) {
+        assert!(matches!(
+            decide(&mut windows, limits, now, 1),
+            Decision::Admit
+        ));
+        match decide(&mut windows, limits, now, 1) {
             Decision::Lease(wanted) => assert_eq!(wanted, [1, 0]),
             _ => panic!("the minute's slice is used up"),
         }
@@ -417,14 +443,14 @@ mod tests {
         let mut day = window(5, false, now);
         day.ends = Some(now + Duration::from_secs(1000));
         let mut windows = [window(0, true, now), day];
-        match decide(&mut windows, Limits::new(60, 10_000), now) {
+        match decide(&mut windows, Limits::new(60, 10_000), now, 1) {
             Decision::Refuse { seconds_left } => assert_eq!(seconds_left, 10),
             _ => panic!("spent"),
         }
         assert_eq!(windows[1].remaining, 5);
         let later = now + Duration::from_secs(11);
         assert!(matches!(
-            decide(&mut windows, Limits::new(60, 10_000), later),
+            decide(&mut windows, Limits::new(60, 10_000), later, 1),
             Decision::Lease([1, 0])
         ));
     }
@@ -434,12 +460,38 @@ mod tests {
         let now = Instant::now();
         let mut windows = [Window::default(), window(1, false, now)];
         assert!(matches!(
-            decide(&mut windows, Limits::new(0, 500), now),
+            decide(&mut windows, Limits::new(0, 500), now, 1),
             Decision::Admit
         ));
         assert!(Limits::new(0, 0).unlimited());
         assert_eq!(slice(60), 1);
         assert_eq!(slice(10_000), 100);
+    }
+
+    #[test]
+    fn many_are_admitted_all_or_none() {
+        let now = Instant::now();
+        let limits = Limits::new(0, 10_000);
+        let mut windows = [Window::default(), window(5, false, now)];
+        assert!(matches!(
+            decide(&mut windows, limits, now, 5),
+            Decision::Admit
+        ));
+        assert_eq!(windows[1].remaining, 0);
+        match decide(&mut windows, limits, now, 300) {
+            Decision::Lease(wanted) => assert_eq!(wanted, [0, 300], "more than a slice"),
+            _ => panic!("the day's budget in hand is spent"),
+        }
+        windows[1] = window(7, true, now);
+        assert!(matches!(
+            decide(&mut windows, limits, now, 8),
+            Decision::Refuse { .. }
+        ));
+        assert_eq!(windows[1].remaining, 7, "a refusal takes nothing");
+        assert!(matches!(
+            decide(&mut windows, limits, now, 7),
+            Decision::Admit
+        ));
     }
 
     #[test]

@@ -3,8 +3,15 @@
 //! Each entry is dispatched, as a request of its own, to the very routes a lone request
 //! reaches — same extraction, scope and consent checks, aggregate invariants, answer and
 //! access-log entry — so a Bundle cannot behave differently from its entries sent one by one.
-//! The entries run as the Bundle's principal, admitted (and counted against the rate limits)
-//! once.
+//! The entries run as the Bundle's principal, authenticated once; each entry counts as one
+//! request against the client's rate limits (the Bundle's own admission is its first entry's).
+//! A `transaction` is admitted whole before any entry runs, or refused (429) having run none; a
+//! `batch` admits entry by entry, so an entry past the limit is answered 429 and not run.
+//!
+//! An entry's answer is read into memory (it is rendered into the Bundle's), so it is bounded:
+//! [`MAX_ENTRY_ANSWER`] bytes an entry, [`MAX_BUNDLE_ANSWER`] for the whole Bundle. An answer
+//! over the bound keeps its status, `Location` and `ETag` (what happened happened) and carries
+//! an OperationOutcome saying it was left out, instead of its body.
 //!
 //! A `batch` runs each entry on its own. A `transaction` runs them inside one
 //! [`Transaction`]: their commands are decided into one store batch and committed in ONE
@@ -19,6 +26,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::{Json, Router};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -32,6 +40,7 @@ use crate::api::json::ApiJson;
 use crate::api::schema::OperationOutcome;
 use crate::api::BASE;
 use crate::app::AppState;
+use crate::auth::rate_limit::QuotaSlot;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::resource::{store_error, Audit};
@@ -44,6 +53,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Attempts of a transaction that lost a race for one of its streams (each decides anew).
 const TRANSACTION_ATTEMPTS: u32 = 4;
 
+/// The largest answer of one entry that is read (this API's own JSON: a page of 100
+/// registrants, or a large household, is far smaller).
+const MAX_ENTRY_ANSWER: usize = 4 * 1024 * 1024;
+
+/// The most answer bytes read for all the entries of one Bundle together.
+const MAX_BUNDLE_ANSWER: usize = 32 * 1024 * 1024;
+
 /// The routes an entry may address: every resource's, but neither `$batch` itself nor
 /// authentication. Built once; each Bundle gives it the server's state.
 fn entry_routes() -> Router<AppState> {
@@ -55,7 +71,12 @@ fn entry_routes() -> Router<AppState> {
                 .merge(super::group::routes())
                 .merge(super::program::routes())
                 .merge(super::program_membership::routes())
+                .merge(super::household::routes())
                 .merge(super::consent::routes())
+                .merge(super::cycle::routes())
+                .merge(super::entitlement::routes())
+                .merge(super::product::routes())
+                .merge(super::service_point::routes())
                 .merge(super::vocabulary::routes());
             let (router, _) = OpenApiRouter::new().nest(BASE, resources).split_for_parts();
             router
@@ -80,12 +101,13 @@ fn entry_routes() -> Router<AppState> {
         (status = 413, body = OperationOutcome, description = "The Bundle is larger than the server accepts"),
         (status = 415, body = OperationOutcome),
         (status = 422, body = OperationOutcome, description = "Not a Bundle, more than 1 000 entries, or a transaction entry failed (named with its own diagnostics; nothing was applied)"),
-        (status = 429, body = OperationOutcome),
+        (status = 429, body = OperationOutcome, description = "The client's rate limit is spent; each entry counts as one request, and a transaction whose entries exceed what is left runs none"),
     ),
     security(("bearer" = [])))]
 async fn batch(
     State(state): State<AppState>,
     principal: Principal,
+    quota: Option<Extension<QuotaSlot>>,
     headers: HeaderMap,
     body: Result<ApiJson<BatchBundle>, ApiError>,
 ) -> Result<Response, ApiError> {
@@ -102,17 +124,49 @@ async fn batch(
             ),
         ));
     }
-    let dispatch = Dispatch::new(state, principal, headers);
+    let mut dispatch = Dispatch::new(state, principal, headers);
+    dispatch.quota = quota.map(|Extension(slot)| slot);
     match bundle.bundle_type.as_str() {
         "batch" => Ok(Json(dispatch.each_alone(&bundle.entry).await).into_response()),
-        "transaction" => dispatch
-            .all_or_nothing(&bundle.entry)
-            .await
-            .map(|answer| Json(answer).into_response()),
+        "transaction" => {
+            let entries = bundle.entry.len();
+            // The Bundle's own admission counted its first entry; the rest count now, all
+            // together, before any entry runs.
+            dispatch
+                .admit(entries.saturating_sub(1))
+                .await
+                .map_err(|error| {
+                    throttled(
+                        error,
+                        &format!(
+                            "this transaction's {entries} entries are more than the current \
+                             window has left, so none was applied"
+                        ),
+                    )
+                })?;
+            dispatch
+                .all_or_nothing(&bundle.entry)
+                .await
+                .map(|answer| Json(answer).into_response())
+        }
         _ => Err(ApiError::unprocessable(
             "type",
             "must be transaction or batch",
         )),
+    }
+}
+
+/// A rate-limit refusal of Bundle entries, saying so (any other error as it is).
+fn throttled(error: ApiError, what: &str) -> ApiError {
+    if error.status != StatusCode::TOO_MANY_REQUESTS {
+        return error;
+    }
+    ApiError {
+        diagnostics: format!(
+            "rate limit exceeded: each entry of a Bundle counts as one request, and {what}; \
+             retry after the number of seconds in Retry-After"
+        ),
+        ..error
     }
 }
 
@@ -123,6 +177,8 @@ pub(crate) struct Dispatch {
     principal: Principal,
     /// The Bundle's headers, which every entry carries (token, request id, source system).
     headers: HeaderMap,
+    /// Where the Bundle's response tells the client's quota (after its entries counted).
+    quota: Option<QuotaSlot>,
 }
 
 /// What one entry was answered, with the access-log entry it built.
@@ -132,6 +188,13 @@ pub(crate) struct Outcome {
     etag: Option<String>,
     last_modified: Option<String>,
     pub body: Option<Value>,
+    /// The answer was longer than it was allowed to be, and was not read.
+    too_large: Option<usize>,
+    /// The answer says to try again (a 5xx, or `Retry-After`): nothing the entry asked for is
+    /// wrong, the server could not do it just now.
+    pub transient: bool,
+    /// How many bytes of answer were read.
+    answer_bytes: usize,
     audit: Audit,
 }
 
@@ -143,15 +206,49 @@ impl Dispatch {
             state,
             principal,
             headers,
+            quota: None,
         }
+    }
+
+    /// Counts `n` more requests of the Bundle's client against its rate limits: all of them,
+    /// or (429) none.
+    async fn admit(&self, n: usize) -> Result<(), ApiError> {
+        let auth = &self.state.auth;
+        let (client, limits) = (&self.principal.client_id, self.principal.limits);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let admitted = auth.limiter.admit_many(&auth.pool, client, limits, n).await;
+        if let Some(slot) = &self.quota {
+            slot.set(auth.limiter.quota(client, limits));
+        }
+        admitted
     }
 
     /// A `batch`: each entry applied on its own, answered as it would be alone.
     async fn each_alone(&self, entries: &[BatchEntry]) -> BatchResponse {
         let mut placeholders = Placeholders::default();
         let mut answered = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let outcome = self.send(entry, &placeholders).await;
+        let mut budget = MAX_BUNDLE_ANSWER;
+        for (index, entry) in entries.iter().enumerate() {
+            // The first entry was counted with the Bundle.
+            let admitted = if index == 0 {
+                Ok(())
+            } else {
+                self.admit(1).await
+            };
+            let outcome = match admitted {
+                Ok(()) => {
+                    let limit = MAX_ENTRY_ANSWER.min(budget);
+                    self.send_within(entry, &placeholders, limit).await
+                }
+                Err(error) => {
+                    let error = throttled(
+                        error,
+                        "the current window was spent before this entry, which was not applied",
+                    );
+                    Outcome::read(error.into_response(), Audit::default(), MAX_ENTRY_ANSWER).await
+                }
+            };
+            budget = budget.saturating_sub(outcome.answer_bytes);
             if outcome.status.is_success() {
                 placeholders.learn(entry, &outcome);
             }
@@ -173,8 +270,13 @@ impl Dispatch {
             let transaction = Transaction::new(&self.state.store);
             let mut placeholders = Placeholders::default();
             let mut outcomes: Vec<Outcome> = Vec::with_capacity(entries.len());
+            let mut budget = MAX_BUNDLE_ANSWER;
             for (index, entry) in entries.iter().enumerate() {
-                let outcome = transaction.run(self.send(entry, &placeholders)).await;
+                let limit = MAX_ENTRY_ANSWER.min(budget);
+                let outcome = transaction
+                    .run(self.send_within(entry, &placeholders, limit))
+                    .await;
+                budget = budget.saturating_sub(outcome.answer_bytes);
                 if !outcome.status.is_success() {
                     let error = entry_failed(index, entry, &outcome);
                     self.record_all(&outcomes, error.status).await;
@@ -238,6 +340,17 @@ impl Dispatch {
 
     /// Sends one entry to its route, as a request of its own.
     pub(crate) async fn send(&self, entry: &BatchEntry, placeholders: &Placeholders) -> Outcome {
+        self.send_within(entry, placeholders, MAX_ENTRY_ANSWER)
+            .await
+    }
+
+    /// Sends one entry, reading at most `limit` bytes of its answer.
+    async fn send_within(
+        &self,
+        entry: &BatchEntry,
+        placeholders: &Placeholders,
+        limit: usize,
+    ) -> Outcome {
         let audit = Audit::default();
         let response = match self.request(entry, placeholders, &audit) {
             Ok(request) => match self.routes.clone().oneshot(request).await {
@@ -246,7 +359,7 @@ impl Dispatch {
             },
             Err(error) => error.into_response(),
         };
-        Outcome::read(response, audit).await
+        Outcome::read(response, audit, limit).await
     }
 
     fn request(
@@ -328,7 +441,8 @@ impl Dispatch {
 }
 
 impl Outcome {
-    async fn read(response: Response, audit: Audit) -> Self {
+    /// The answer `response`, reading at most `limit` bytes of its body.
+    async fn read(response: Response, audit: Audit, limit: usize) -> Self {
         let (parts, body) = response.into_parts();
         let header = |name: header::HeaderName| {
             parts
@@ -341,16 +455,20 @@ impl Outcome {
         let etag = header(header::ETAG);
         let last_modified = header(header::LAST_MODIFIED);
         let status = parts.status;
-        let body = to_bytes(body, usize::MAX)
-            .await
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let transient = status.is_server_error() || parts.headers.contains_key(header::RETRY_AFTER);
+        let (body, answer_bytes, too_large) = match to_bytes(body, limit).await {
+            Ok(bytes) => (serde_json::from_slice(&bytes).ok(), bytes.len(), None),
+            Err(_) => (None, limit, Some(limit)),
+        };
         Self {
             status,
             location,
             etag,
             last_modified,
             body,
+            too_large,
+            transient,
+            answer_bytes,
             audit,
         }
     }
@@ -359,10 +477,11 @@ impl Outcome {
     /// commit, so its stamps are not the committed ones (read it back for its body).
     fn entry(self, request: &BatchEntry, with_resource: bool) -> ResponseEntry {
         let success = self.status.is_success();
-        let (resource, outcome) = match self.body {
-            Some(body) if success => (with_resource.then_some(body), None),
-            Some(body) => (None, Some(body)),
-            None => (None, None),
+        let (resource, outcome) = match (self.body, self.too_large) {
+            (_, Some(limit)) => (None, Some(left_out(limit))),
+            (Some(body), None) if success => (with_resource.then_some(body), None),
+            (Some(body), None) => (None, Some(body)),
+            (None, None) => (None, None),
         };
         ResponseEntry {
             full_url: request.full_url.clone(),
@@ -376,6 +495,19 @@ impl Outcome {
             },
         }
     }
+}
+
+/// What an entry whose answer was too long to carry carries instead.
+fn left_out(limit: usize) -> Value {
+    let diagnostics = format!(
+        "the answer to this entry is longer than {limit} bytes and is left out of the Bundle \
+         (its status, Location and ETag stand); send this request on its own"
+    );
+    serde_json::json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "too-costly", "diagnostics": diagnostics}],
+        "detail": diagnostics,
+    })
 }
 
 fn status_line(status: StatusCode) -> String {
@@ -514,5 +646,72 @@ impl Placeholders {
         }
         resolved.push_str(rest);
         resolved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answered(body: String, limit: usize) -> Outcome {
+        let response = (
+            StatusCode::OK,
+            [(header::LOCATION, "/api/v2/spp/Individual/x|1")],
+            body,
+        )
+            .into_response();
+        Outcome::read(response, Audit::default(), limit).await
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_bound_is_left_out_with_its_status() {
+        let text = serde_json::json!({"padding": "x".repeat(100)}).to_string();
+        let whole = answered(text.clone(), text.len()).await;
+        assert_eq!(whole.answer_bytes, text.len());
+        assert!(whole.body.is_some() && whole.too_large.is_none());
+
+        let cut = answered(text.clone(), text.len() - 1).await;
+        assert!(cut.body.is_none());
+        assert_eq!(cut.too_large, Some(text.len() - 1));
+        assert!(cut.answer_bytes < text.len());
+        let entry = cut.entry(
+            &BatchEntry {
+                full_url: None,
+                resource: None,
+                request: crate::api::batch::EntryRequest {
+                    method: "GET".to_owned(),
+                    url: "Individual".to_owned(),
+                    if_match: None,
+                },
+            },
+            true,
+        );
+        assert_eq!(entry.response.status, "200 OK");
+        assert_eq!(
+            entry.response.location.as_deref(),
+            Some("/api/v2/spp/Individual/x|1")
+        );
+        assert!(entry.resource.is_none());
+        let outcome = entry.response.outcome.expect("an OperationOutcome");
+        assert_eq!(outcome["issue"][0]["code"], "too-costly");
+    }
+
+    #[tokio::test]
+    async fn the_server_saying_retry_is_transient() {
+        let unavailable = crate::error::ApiError::unavailable("down")
+            .with_header(header::RETRY_AFTER, "1")
+            .into_response();
+        assert!(
+            Outcome::read(unavailable, Audit::default(), 1024)
+                .await
+                .transient
+        );
+        let refused =
+            crate::error::ApiError::conflict(Some("identifier"), "in use").into_response();
+        assert!(
+            !Outcome::read(refused, Audit::default(), 1024)
+                .await
+                .transient
+        );
     }
 }

@@ -20,7 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Read up to 100 Individuals or Groups by identifier: one item per identifier, in order,
 /// with consent and field filtering applied per subject, and one access-log entry naming
-/// every subject returned.
+/// every subject returned and every identifier asked for and not found.
 #[utoipa::path(post, path = "/$bulk/export", tag = "Bulk",
     request_body = BulkExportRequest,
     responses(

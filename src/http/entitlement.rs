@@ -427,7 +427,7 @@ async fn creation(call: &Call, body: &EntitlementResource) -> Result<Write<Entit
     known_goods(call, &mut details.benefit).await?;
     let beneficiary = find_subject(call, kind_name, CONSENT_RESOURCE, &key.key())
         .await
-        .map_err(|_| unknown_beneficiary(kind_name))?;
+        .map_err(|e| e.or_refused(|| unknown_beneficiary(kind_name)))?;
     let membership = ProgramMembership::stream_id(&cycle.program, &beneficiary.stream);
     let enrolled = membership::get(&call.state.pool, &membership)
         .await?

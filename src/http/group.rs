@@ -55,7 +55,7 @@ pub(super) async fn member_stream(
     Individual::locate(call, &identifier.key())
         .await
         .map(|located| located.stream)
-        .map_err(|_| ApiError::unprocessable(field, "no such Individual"))
+        .map_err(|e| e.or_refused(|| ApiError::unprocessable(field, "no such Individual")))
 }
 
 async fn member_spec(

@@ -328,7 +328,7 @@ async fn enrol(
     let no_program = || ApiError::unprocessable("program", "no such Program");
     let program = Program::locate(&call, &program_key.key())
         .await
-        .map_err(|_| no_program())?;
+        .map_err(|e| e.or_refused(no_program))?;
     let program_state = match program.current {
         Some(current) => current.state,
         None => {
@@ -345,7 +345,7 @@ async fn enrol(
     // What enrolment needs is a consent for memberships, not for the person's record.
     let beneficiary = find_subject(&call, kind_name, SCOPE, &beneficiary_key.key())
         .await
-        .map_err(|_| unknown_beneficiary(kind_name))?;
+        .map_err(|e| e.or_refused(|| unknown_beneficiary(kind_name)))?;
     let write = Write::<ProgramMembership> {
         stream: ProgramMembership::stream_id(&program.stream, &beneficiary.stream),
         if_match: IfMatch::LATEST,

@@ -7,7 +7,18 @@
 //! batch's events, read models and its line range in `import_batches` are written in ONE
 //! statement. A rerun skips the ranges recorded, so every row is loaded exactly once however
 //! often the import is interrupted; a refused row is reported by line with the reason its
-//! request would have got, and the rest of its batch is loaded.
+//! request would have got, and the rest of its batch is loaded. A row refused after it decided
+//! part of its writes (a household merge whose second group refuses) is taken out and the
+//! batch decided again without it, so no part of a refused row is ever loaded. A row the server
+//! could not do just now (database unavailable, a conflict that outlasted its retries: a 5xx or
+//! `Retry-After`) is not the row's fault: its batch is decided again after a pause, and if that
+//! keeps failing the import stops with nothing of the batch loaded, to be resumed by a rerun.
+//!
+//! Memory is bounded by the batch: rows are read one at a time, and each batch is decided in a
+//! transaction of its own, dropped once committed. A dry run does the same and commits nothing,
+//! so it checks each batch against the database as it is: a row that refers to what an earlier
+//! batch of the same file creates is refused by a dry run although the import would load it
+//! (a larger `--batch-size` keeps such rows together).
 //!
 //! A file is known by its content (SHA-256): an edited file is a new file, whose rows are all
 //! tried again (those whose identifiers are taken are then refused). An import is the
@@ -43,7 +54,8 @@ pub use rows::Mapping;
 /// Types a row names with `type` alone (other resources, and changes, take `request`).
 const TYPES: [&str; 4] = ["Individual", "Group", "Program", "ProgramMembership"];
 
-/// Attempts at one batch that lost a race for one of its streams.
+/// Attempts at one batch that lost a race for one of its streams, or that the server could not
+/// do just now.
 const ATTEMPTS: u32 = 5;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -159,6 +171,10 @@ fn operator() -> Principal {
         "program",
         "program_membership",
         "consent",
+        "cycle",
+        "entitlement",
+        "product",
+        "service_point",
     ]
     .iter()
     .map(|r| format!("{r}:all"))
@@ -172,6 +188,7 @@ fn operator() -> Principal {
         legal_basis: Some("legal_obligation".to_owned()),
         allowed_programs: Vec::new(),
         field_filter: Vec::new(),
+        limits: crate::auth::rate_limit::Limits::new(0, 0),
     }
 }
 
@@ -228,7 +245,7 @@ pub async fn import(state: &AppState, args: &ImportArgs) -> anyhow::Result<(Summ
         state: state.clone(),
         file_hash: file_hash.clone(),
         source,
-        dry_run: args.dry_run.then(|| Transaction::new(&state.store)),
+        dry_run: args.dry_run,
         summary: Summary::default(),
         report: Report::open(args.report.as_deref())?,
         progress: progress_bar(lines),
@@ -280,9 +297,8 @@ struct Loader {
     state: AppState,
     file_hash: String,
     source: String,
-    /// A dry run decides every batch into one transaction it never commits, so later rows
-    /// find what earlier rows would have created.
-    dry_run: Option<Transaction>,
+    /// Decide each batch and commit nothing.
+    dry_run: bool,
     summary: Summary,
     report: Report,
     progress: ProgressBar,
@@ -305,29 +321,54 @@ impl Loader {
                 }
             }
         }
-        let mut attempt = 0;
+        // Failed attempts at the batch: conflicts at the commit, and transient failures.
+        let mut failures = 0;
         let loaded = loop {
-            attempt += 1;
-            let transaction = match &self.dry_run {
-                Some(transaction) => transaction.clone(),
-                None => Transaction::new(&self.state.store),
-            };
+            let transaction = Transaction::new(&self.state.store);
             let placeholders = Placeholders::default();
             let mut loaded = Vec::new();
+            let mut again = None;
             for (line, entry) in &entries {
                 if refused.contains_key(line) {
                     continue;
                 }
+                let decided = transaction.decisions().await;
                 let outcome = transaction
                     .run(self.dispatch.send(entry, &placeholders))
                     .await;
                 if outcome.status.is_success() {
                     loaded.push((*line, outcome));
-                } else {
-                    refused.insert(*line, reason(&outcome.body, outcome.status));
+                    continue;
+                }
+                let why = reason(&outcome.body, outcome.status);
+                if outcome.transient {
+                    again = Some(Again::Later(*line, why));
+                    break;
+                }
+                refused.insert(*line, why);
+                if transaction.decisions().await != decided {
+                    // Refused after deciding some of its writes: they are in the batch.
+                    again = Some(Again::Without);
+                    break;
                 }
             }
-            if self.dry_run.is_some() {
+            match again {
+                Some(Again::Without) => continue,
+                Some(Again::Later(line, why)) => {
+                    failures += 1;
+                    if failures >= ATTEMPTS {
+                        bail!(
+                            "line {line} could not be loaded just now ({why}): lines \
+                             {first_line}-{last_line} were not loaded; run the import again to \
+                             resume"
+                        );
+                    }
+                    pause(failures).await;
+                    continue;
+                }
+                None => {}
+            }
+            if self.dry_run {
                 break loaded.len();
             }
             transaction
@@ -347,7 +388,12 @@ impl Loader {
                 .await;
             match transaction.commit().await {
                 Ok(_) => break loaded.len(),
-                Err(StoreError::Conflict) if attempt < ATTEMPTS => continue,
+                Err(StoreError::Conflict | StoreError::Unavailable(_))
+                    if failures + 1 < ATTEMPTS =>
+                {
+                    failures += 1;
+                    pause(failures).await;
+                }
                 Err(StoreError::IdentifierInUse(identifier)) => {
                     let Some((line, _)) = loaded.iter().rev().find(|(_, o)| claims(o, &identifier))
                     else {
@@ -365,8 +411,12 @@ impl Loader {
                     );
                 }
                 Err(error) => {
-                    return Err(anyhow::anyhow!("{error}"))
-                        .with_context(|| format!("lines {first_line}-{last_line} not loaded"))
+                    return Err(anyhow::anyhow!("{error}")).with_context(|| {
+                        format!(
+                            "lines {first_line}-{last_line} not loaded; run the import again \
+                             to resume"
+                        )
+                    })
                 }
             }
         };
@@ -382,6 +432,19 @@ impl Loader {
         ));
         Ok(())
     }
+}
+
+/// Why a batch is decided again before its commit.
+enum Again {
+    /// A refused row had decided part of its writes: decide the batch without it.
+    Without,
+    /// The server could not do a row just now (line, why): after a pause.
+    Later(i64, String),
+}
+
+/// The pause before the `failures`-th attempt again.
+async fn pause(failures: u32) {
+    tokio::time::sleep(Duration::from_millis(200 * u64::from(failures))).await;
 }
 
 /// The request a row stands for: a resource with its `type` is created (`POST /{type}`); a

@@ -91,7 +91,16 @@ impl Audit {
     pub fn not_found(&self, subject: String, stream: Option<&str>) {
         if let Some(entry) = self.entry().as_mut() {
             entry.interaction = "lookup";
-            entry.returned(bounded(subject), stream, None);
+            entry.not_found(bounded(subject), stream);
+        }
+    }
+
+    /// One of several subjects the request asked for (a bulk export) that it did not get:
+    /// unknown, or not the caller's to see. The entry names it among the others, marked as
+    /// not found, with its stream when it exists.
+    pub fn asked_not_found(&self, subject: String, stream: Option<&str>) {
+        if let Some(entry) = self.entry().as_mut() {
+            entry.not_found(bounded(subject), stream);
         }
     }
 

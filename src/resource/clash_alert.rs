@@ -68,6 +68,7 @@ pub async fn count(
         action: "E",
         subjects: Vec::new(),
         streams: Vec::new(),
+        not_found: Vec::new(),
         consent_ids: Vec::new(),
         purpose: None,
         fields: None,

@@ -1,7 +1,7 @@
 //! Reading many subjects of one resource by identifier in one call (`$bulk/export`, CONTRACT
 //! §10): the same rules as one read per identifier — scope, consent and field filtering per
 //! subject — in a few statements for the whole list, and ONE access-log entry naming every
-//! subject returned.
+//! subject returned, and every one asked for and not found (marked so).
 
 use std::collections::HashMap;
 
@@ -102,7 +102,17 @@ pub async fn export<R: Resource>(
                 call.audit.mentioning(R::mentioned(&context, row, grant));
                 exported.push(Exported::Found(rendered(call, &context, row, Some(grant))));
             }
-            None => exported.push(Exported::NotFound),
+            None => {
+                // Asked for and not given is an access too: the auditor sees who asked for
+                // whom, as for a lone lookup (the stream, if someone holds the identifier).
+                let stream = holders
+                    .get(&identifier.key())
+                    .filter(|(kind, _)| kind == R::TYPE)
+                    .map(|(_, stream)| stream.as_str());
+                call.audit
+                    .asked_not_found(format!("{}/{}", R::TYPE, identifier.key()), stream);
+                exported.push(Exported::NotFound);
+            }
         }
     }
     Ok(exported)

@@ -90,6 +90,12 @@ impl Transaction {
         self.0.lock().await.batch.state::<A>(aggregate_id).await
     }
 
+    /// How many commands were decided so far: a refused command decides none, so an operation
+    /// that changed this and then failed left part of its writes in the batch.
+    pub async fn decisions(&self) -> usize {
+        self.0.lock().await.decided
+    }
+
     /// Records the part of an imported file the commit loads, with its events.
     pub async fn record_progress(&self, progress: super::ImportProgress) {
         self.0.lock().await.batch.record_progress(progress);

@@ -33,6 +33,18 @@ pub fn trials() -> Vec<Trial> {
         trial("batch::batch_answers_each_entry_alone", each_alone),
         trial("batch::limits_and_shape_are_4xx", limits),
         trial("batch::capability_statement_names_batch", capability),
+        trial(
+            "batch::each_entry_counts_against_the_rate_limit",
+            rate_limited,
+        ),
+        trial(
+            "batch::transaction_changes_and_merges_households",
+            household_changes,
+        ),
+        trial(
+            "batch::transaction_creates_delivery_resources",
+            delivery_resources,
+        ),
     ]
 }
 
@@ -396,4 +408,215 @@ async fn household_enrolled() {
         read.header("etag"),
         answered[4]["response"]["etag"].as_str()
     );
+}
+
+/// Each entry of a Bundle is one request against the client's rate limit: a transaction whose
+/// entries exceed what is left is refused (429) having applied none; a batch runs the entries
+/// that fit and answers the rest 429.
+async fn rate_limited() {
+    let url = &world().database_url;
+    let printed = crate::support::cli(
+        url,
+        &[
+            "client",
+            "create",
+            "--name",
+            "bundles",
+            "--organization",
+            "Test Org",
+            "--organization-type",
+            "government",
+            "--scope",
+            "individual:all",
+            "--no-consent-required",
+            "--legal-basis",
+            "public_task",
+            "--rate-limit-per-minute",
+            "0",
+            "--rate-limit-per-day",
+            "10",
+        ],
+    );
+    let created: Value = serde_json::from_str(printed.trim()).unwrap();
+    let credentials = crate::support::Credentials {
+        client_id: created["client_id"].as_str().unwrap().to_owned(),
+        client_secret: created["client_secret"].as_str().unwrap().to_owned(),
+    };
+    let api = crate::support::Api::new(&world().base)
+        .login(&credentials)
+        .await;
+    let prefix = unique("BRL");
+    let creates = |from: usize, n: usize| -> Vec<Value> {
+        (from..from + n)
+            .map(|i| {
+                json!({"resource": individual_body(&format!("{prefix}-{i}")),
+                       "request": {"method": "POST", "url": "Individual"}})
+            })
+            .collect()
+    };
+    // Twelve entries are more than the day's ten: nothing runs.
+    let reply = api
+        .post(
+            BATCH,
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": creates(0, 12)}),
+        )
+        .await;
+    reply.expect(429);
+    assert_eq!(reply.body["resourceType"], "OperationOutcome");
+    assert!(reply.header("retry-after").is_some());
+    let diagnostics = reply.body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains("12 entries") && diagnostics.contains("none was applied"),
+        "{diagnostics}"
+    );
+    assert_no_trace(&prefix);
+    // Three fit (the refused Bundle spent one): seven are left of ten.
+    let reply = api
+        .post(
+            BATCH,
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": creates(20, 3)}),
+        )
+        .await;
+    reply.expect(200);
+    assert_eq!(reply.header("x-ratelimit-remaining"), Some("6"));
+    // A batch of eight: six run, the last two are refused and not run.
+    let reply = api
+        .post(
+            BATCH,
+            json!({"resourceType": "Bundle", "type": "batch", "entry": creates(30, 8)}),
+        )
+        .await;
+    reply.expect(200);
+    let statuses: Vec<&str> = reply.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [vec!["201 Created"; 6], vec!["429 Too Many Requests"; 2]].concat(),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.body["entry"][7]["response"]["outcome"]["issue"][0]["code"],
+        "throttled"
+    );
+    let registered = sql_scalar(
+        url,
+        &format!("SELECT count(*) FROM individual_view WHERE state::text LIKE '%{prefix}-3%'"),
+    );
+    assert_eq!(registered, "6", "entries 30-35 only");
+    api.get("/api/v2/spp/Individual").await.expect(429);
+}
+
+/// Household changes are entries like any other: a member's role changed and two households
+/// created in the same transaction merged, committed together.
+async fn household_changes() {
+    let api = admin().await;
+    let prefix = unique("TXC");
+    let id = |n: usize| format!("{prefix}-{n}");
+    let person = |n: usize| format!("urn:uuid:{}", uuid_for(n));
+    let group = |n: usize, members: Value| {
+        create(
+            &format!("urn:uuid:00000000-0000-4000-8000-0000000000f{n}"),
+            "Group",
+            json!({"type": "Group", "identifier": [{"system": GROUP_SYSTEM, "value": id(10 + n)}],
+                   "groupType": "household", "name": format!("{prefix} Household {n}"),
+                   "member": members}),
+        )
+    };
+    let member =
+        |n: usize, code: &str| json!({"entity": {"reference": person(n)}, "role": role(code)});
+    let mut entries: Vec<Value> = (0..3)
+        .map(|n| create(&person(n), "Individual", individual_body(&id(n))))
+        .collect();
+    entries.push(group(1, json!([member(0, "head"), member(1, "member")])));
+    entries.push(group(2, json!([member(2, "head")])));
+    entries.push(json!({"resource": {"role": role("spouse")}, "request": {
+        "method": "PATCH",
+        "url": format!("Group/urn:uuid:00000000-0000-4000-8000-0000000000f1/member/{}", person(1))}}));
+    entries.push(json!({"resource": {
+            "sourceGroup": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000f2"},
+            "targetGroup": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000f1"}},
+        "request": {"method": "POST", "url": "Group/$merge"}}));
+    let reply = api
+        .post(
+            BATCH,
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        )
+        .await;
+    reply.expect(200);
+    let statuses: Vec<&str> = reply.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [vec!["201 Created"; 5], vec!["200 OK"; 2]].concat(),
+        "{}",
+        reply.text
+    );
+    let target = api
+        .get(&format!(
+            "/api/v2/spp/Group/{}",
+            path_id(GROUP_SYSTEM, &id(11))
+        ))
+        .await;
+    target.expect(200);
+    let roles: Vec<(String, String)> = target.body["member"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["entity"]["reference"].as_str().unwrap().to_owned(),
+                m["role"]["coding"][0]["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let entity = |n: usize| format!("Individual/{NATIONAL_ID}|{}", id(n));
+    for expected in [(0, "head"), (1, "spouse"), (2, "member")] {
+        assert!(
+            roles.contains(&(entity(expected.0), expected.1.to_owned())),
+            "{roles:?}"
+        );
+    }
+    let source = api
+        .get(&format!(
+            "/api/v2/spp/Group/{}",
+            path_id(GROUP_SYSTEM, &id(12))
+        ))
+        .await;
+    assert_eq!(source.body["active"], false, "{}", source.text);
+}
+
+/// Delivery resources are entries too: a service point and a program's cycle created in one
+/// transaction.
+async fn delivery_resources() {
+    let api = admin().await;
+    let (_, program) = crate::program::new_program(&api, "individual").await;
+    let name = unique("TXCycle");
+    let point = unique("TXPoint");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"name": point, "contractActive": true, "country": "PH",
+                      "area": {"reference": "Area/Manila"},
+                      "address": {"text": "12 Rizal Ave", "type": "physical"},
+                      "telecom": [{"system": "phone", "value": "+63 2 123 4567", "use": "work"}],
+                      "company": {"reference": "Organization/PayCo"}, "serviceType": ["CASH"]},
+         "request": {"method": "POST", "url": "ServicePoint"}},
+        {"resource": {"name": name, "program": {"reference": format!("Program/{program}")},
+                      "period": {"start": "2024-01-01", "end": "2024-03-31"}},
+         "request": {"method": "POST", "url": "Cycle"}},
+    ]});
+    let reply = api.post(BATCH, bundle).await;
+    reply.expect(200);
+    for entry in reply.body["entry"].as_array().unwrap() {
+        assert_eq!(entry["response"]["status"], "201 Created", "{}", reply.text);
+        let location = entry["response"]["location"].as_str().unwrap();
+        api.get(location).await.expect(200);
+    }
 }

@@ -17,6 +17,10 @@ pub fn trials() -> Vec<Trial> {
         trial("bulk::export_answers_each_identifier", each_identifier),
         trial("bulk::export_under_consent_one_log_entry", under_consent),
         trial("bulk::export_limits_are_422", limits),
+        trial(
+            "bulk::export_logs_the_identifiers_it_did_not_find",
+            logs_not_found,
+        ),
     ]
 }
 
@@ -153,4 +157,63 @@ async fn limits() {
         .await;
     reply.expect(422);
     assert_eq!(reply.body["issue"][0]["expression"][0], "type");
+}
+
+/// The export's access-log entry names every identifier asked for: those returned, and those
+/// not found (unknown, or not the caller's to see), marked so; an auditor asking about any of
+/// them finds the export.
+async fn logs_not_found() {
+    let api = admin().await;
+    let organization = unique("BulkAudit");
+    let (seen, hidden, unknown) = (unique("BXS"), unique("BXH"), unique("BXU"));
+    register_individual(&api, &seen).await;
+    register_individual(&api, &hidden).await;
+    give_consent(
+        &api,
+        &format!("Individual/{}", key(&seen)),
+        &organization,
+        "individual",
+        json!(["name"]),
+    )
+    .await;
+    let credentials = consent_client(
+        &world().database_url,
+        &organization,
+        "ngo",
+        &["individual:read"],
+    );
+    let ngo = Api::new(&world().base).login(&credentials).await;
+    ngo.post(
+        EXPORT,
+        json!({"type": "Individual", "identifiers": [key(&seen), key(&hidden), key(&unknown)]}),
+    )
+    .await
+    .expect(200);
+    let client = &credentials.client_id;
+    for asked in [&hidden, &unknown] {
+        let subject = format!("Individual/{}", key(asked)).replace('#', "%23");
+        let entry = audit_event_where(&api, &format!("client={client}&subject={subject}"), |e| {
+            e["subtype"] == "export"
+        })
+        .await;
+        let entities = entry["entity"].as_array().unwrap();
+        let described = |id: &str| {
+            let reference = format!("Individual/{}", key(id));
+            entities
+                .iter()
+                .find(|e| e["what"]["reference"] == reference.as_str())
+                .map(|e| e.get("description").cloned())
+        };
+        assert_eq!(described(&seen), Some(None), "returned: {entry}");
+        assert_eq!(
+            described(&hidden),
+            Some(Some(json!("not found"))),
+            "{entry}"
+        );
+        assert_eq!(
+            described(&unknown),
+            Some(Some(json!("not found"))),
+            "{entry}"
+        );
+    }
 }

@@ -11,7 +11,8 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::support::{
-    admin, cli, individual_body, path_id, sql_scalar, unique, world, NATIONAL_ID, TEST_KEK,
+    admin, cli, individual_body, path_id, register_individual, sql_scalar, unique, world,
+    HeldTransaction, TestDatabase, NATIONAL_ID, TEST_KEK,
 };
 use crate::trial;
 
@@ -27,6 +28,11 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial("import::csv_with_a_mapping_and_a_dry_run", csv_mapping),
         trial("import::seed_is_deterministic_for_a_seed", seed),
+        trial("import::a_refused_merge_row_leaves_no_trace", refused_merge),
+        trial(
+            "import::a_transient_failure_is_retried_not_refused",
+            transient_failure,
+        ),
     ]
 }
 
@@ -328,4 +334,135 @@ async fn seed() {
         ],
     ));
     assert_eq!(again["loaded"], 0, "{again}");
+}
+
+const GROUP_SYSTEM: &str = "urn:openspp:group";
+
+fn household(value: &str, head: &str) -> Value {
+    json!({"type": "Group", "identifier": [{"system": GROUP_SYSTEM, "value": value}],
+           "groupType": "household", "name": format!("{value} Household"),
+           "member": [{"entity": {"reference": format!("Individual/{NATIONAL_ID}|{head}")},
+                       "role": {"coding": [{"system": "urn:openspp:vocab:group-membership-type",
+                                            "code": "head"}]}}]})
+}
+
+/// A merge row refused after its first group's change was decided (the target's version is
+/// stale) loads nothing of it: the source group is as it was, while the batch's other rows
+/// load.
+async fn refused_merge() {
+    let api = admin().await;
+    let prefix = unique("IMM");
+    let id = |n: usize| format!("{prefix}-{n}");
+    for n in 0..2 {
+        register_individual(&api, &id(n)).await;
+        api.post("/api/v2/spp/Group", household(&id(10 + n), &id(n)))
+            .await
+            .expect(201);
+    }
+    let path = |n: usize| format!("/api/v2/spp/Group/{}", path_id(GROUP_SYSTEM, &id(n)));
+    let mut versions = Vec::new();
+    for n in 10..12 {
+        versions.push(api.get(&path(n)).await.header("etag").unwrap().to_owned());
+    }
+    let merge = json!({
+        "request": {"method": "POST", "url": "Group/$merge", "ifMatch": "\"99\""},
+        "resource": {"sourceGroup": {"reference": format!("Group/{GROUP_SYSTEM}|{}", id(11))},
+                     "targetGroup": {"reference": format!("Group/{GROUP_SYSTEM}|{}", id(10))}}});
+    let file = temp("merge.ndjson");
+    write_lines(
+        &file,
+        &[
+            individual_body(&id(2)).to_string(),
+            merge.to_string(),
+            individual_body(&id(3)).to_string(),
+        ],
+    );
+    let report = temp("merge-refused.ndjson");
+    let done = summary(&cli(
+        &world().database_url,
+        &[
+            "import",
+            file.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        (done["loaded"].as_i64(), done["refused"].as_i64()),
+        (Some(2), Some(1)),
+        "{done}"
+    );
+    let refused: Value =
+        serde_json::from_str(std::fs::read_to_string(&report).unwrap().trim()).unwrap();
+    assert_eq!(refused["line"], 2, "{refused}");
+    for (n, version) in (10..12).zip(&versions) {
+        let group = api.get(&path(n)).await;
+        group.expect(200);
+        assert_eq!(
+            group.header("etag"),
+            Some(version.as_str()),
+            "{}",
+            group.text
+        );
+        assert_eq!(group.body["active"], true, "{}", group.text);
+    }
+    let merge_events = count(&format!(
+        "SELECT count(*) FROM events e JOIN group_view g ON g.aggregate_id = e.aggregate_id \
+         WHERE g.state::text LIKE '%{prefix}%' AND e.metadata->>'collection_method' = 'merge'"
+    ));
+    assert_eq!(merge_events, 0);
+}
+
+/// A row the database could not serve just now (its connection dropped) is not refused: the
+/// batch is tried again and the row loads.
+async fn transient_failure() {
+    let database = TestDatabase::create("openspp_e2e_import");
+    let url = &database.url;
+    let prefix = unique("IMT");
+    let person = format!("{prefix}-1");
+    let people = temp("people.ndjson");
+    write_lines(&people, &[individual_body(&person).to_string()]);
+    assert_eq!(
+        summary(&cli(url, &["import", people.to_str().unwrap()]))["loaded"],
+        1
+    );
+    let groups = temp("groups.ndjson");
+    write_lines(
+        &groups,
+        &[household(&format!("{prefix}-G"), &person).to_string()],
+    );
+    // The group's member is looked up in tables held locked; the lookup's connection is
+    // then dropped, as a database restart would.
+    let held = HeldTransaction::begin(
+        url,
+        "LOCK TABLE individual_view, identifier_claims IN ACCESS EXCLUSIVE MODE;",
+    )
+    .await;
+    let child = Command::new(env!("CARGO_BIN_EXE_openspp"))
+        .args(["import", groups.to_str().unwrap()])
+        .env("DATABASE_URL", url)
+        .env("OPENSPP_KEY_ENCRYPTION_KEY", TEST_KEK)
+        .env("OPENSPP_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("import starts");
+    held.wait_until_blocking().await;
+    let terminated = sql_scalar(
+        url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND cardinality(pg_blocking_pids(pid)) > 0",
+    );
+    assert_ne!(terminated, "0");
+    drop(held);
+    let output = child.wait_with_output().expect("import ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let done = summary(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!(
+        (done["loaded"].as_i64(), done["refused"].as_i64()),
+        (Some(1), Some(0)),
+        "{done} {stderr}"
+    );
 }
