@@ -89,6 +89,16 @@ impl ApiError {
         }
     }
 
+    /// `other` in place of a not-found answer (the one for what the caller may not see), as
+    /// when a body names what the caller may not see; other errors stay as they are.
+    pub fn not_found_as(self, other: impl FnOnce() -> Self) -> Self {
+        if self.status == StatusCode::NOT_FOUND {
+            other()
+        } else {
+            self
+        }
+    }
+
     pub fn at(mut self, field: Option<&str>) -> Self {
         self.expression = field.map(str::to_owned);
         self
@@ -184,5 +194,20 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(name, value);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_as_replaces_only_the_not_found_answer() {
+        let unknown = || ApiError::unprocessable("program", "no such Program");
+        let replaced = ApiError::not_found("Program").not_found_as(unknown);
+        assert_eq!(replaced.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(replaced.expression.as_deref(), Some("program"));
+        let kept = ApiError::unavailable("retry").not_found_as(unknown);
+        assert_eq!(kept.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -244,22 +244,47 @@ pub fn stated_changes(
         .collect())
 }
 
-/// `stated_changes` as the resource's own events: `recorded(url, value)`, `removed(url)`.
-pub fn change_events<E>(
-    resource: ExtendedResource,
+/// The events of a registrant that carries extension data: one records an extension's value,
+/// one removes it.
+pub trait ExtensionEvents: Sized {
+    const RESOURCE: ExtendedResource;
+    fn recorded(url: String, value: Value) -> Self;
+    fn removed(url: String) -> Self;
+}
+
+/// `ExtensionEvents` for an event enum whose variants are `ExtensionRecorded { url, value }` and
+/// `ExtensionRemoved { url }`, of the registrant `resource` (an `ExtendedResource` variant).
+macro_rules! extension_events {
+    ($event:ty, $resource:ident) => {
+        impl crate::extension::ExtensionEvents for $event {
+            const RESOURCE: crate::extension::ExtendedResource =
+                crate::extension::ExtendedResource::$resource;
+
+            fn recorded(url: String, value: serde_json::Value) -> Self {
+                Self::ExtensionRecorded { url, value }
+            }
+
+            fn removed(url: String) -> Self {
+                Self::ExtensionRemoved { url }
+            }
+        }
+    };
+}
+pub(crate) use extension_events;
+
+/// `stated_changes` as the registrant's own events: one per extension the body changes.
+pub fn change_events<E: ExtensionEvents>(
     extension: Option<&Value>,
     current: &ExtensionData,
     schemas: &dyn ExtensionSchemas,
     visible: &dyn Fn(&str) -> bool,
-    recorded: impl Fn(String, Value) -> E,
-    removed: impl Fn(String) -> E,
 ) -> Result<Vec<E>, DomainError> {
     Ok(
-        stated_changes(resource, extension, current, schemas, visible)?
+        stated_changes(E::RESOURCE, extension, current, schemas, visible)?
             .into_iter()
             .map(|(url, value)| match value {
-                Some(value) => recorded(url, value),
-                None => removed(url),
+                Some(value) => E::recorded(url, value),
+                None => E::removed(url),
             })
             .collect(),
     )

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::bounds;
 use crate::consent::{extension_field, Access, ConsentRecord};
 use crate::error::DomainError;
-use crate::extension::{self, ExtendedResource, ExtensionData};
-use crate::identifiers::{self, IdentifierEntry};
+use crate::extension::{self, ExtensionData};
+use crate::identifiers::{self, IdentifierEntry, IdentifierEvents};
 use crate::individual::validate_addresses;
 use crate::inline_index::{IndexChange, InlineIndex};
 use crate::services::RegistryServices;
@@ -186,15 +186,15 @@ impl DomainEvent for GroupEvent {
     }
 }
 
+extension::extension_events!(GroupEvent, Group);
+identifiers::identifier_events!(GroupEvent);
+
 impl InlineIndex for GroupEvent {
     fn index_change(&self) -> Option<IndexChange<'_>> {
+        if let Some(change) = self.identifier_change() {
+            return Some(change);
+        }
         match self {
-            Self::IdentifierAdded { identifier } => {
-                Some(IndexChange::IdentifierClaimed(identifier))
-            }
-            Self::IdentifierInvalidated { identifier } => {
-                Some(IndexChange::IdentifierReleased(identifier))
-            }
             Self::MemberAdded { individual, .. } => Some(IndexChange::MemberJoined(individual)),
             Self::MembershipEnded { individual, .. } => Some(IndexChange::MemberLeft(individual)),
             _ => None,
@@ -323,12 +323,7 @@ impl Group {
             name: details.name,
             address: details.address,
         }];
-        events.extend(
-            details
-                .identifiers
-                .into_iter()
-                .map(|identifier| GroupEvent::IdentifierAdded { identifier }),
-        );
+        events.extend(identifiers::claims(details.identifiers));
         events.extend(
             details
                 .members
@@ -346,24 +341,6 @@ impl Group {
         events
     }
 
-    /// One event per extension the body changes (see `extension::stated_changes`).
-    fn extension_changes(
-        &self,
-        details: &GroupDetails,
-        services: &RegistryServices,
-        visible: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<GroupEvent>, DomainError> {
-        extension::change_events(
-            ExtendedResource::Group,
-            details.extension.as_ref(),
-            &self.extension,
-            services.extensions.as_ref(),
-            visible,
-            |url, value| GroupEvent::ExtensionRecorded { url, value },
-            |url| GroupEvent::ExtensionRemoved { url },
-        )
-    }
-
     /// `details` with the fields the caller cannot see taken from the current state.
     fn keeping(&self, hidden: &[&str], mut details: GroupDetails) -> GroupDetails {
         for field in hidden {
@@ -374,7 +351,7 @@ impl Group {
                 "active" => details.active = self.active,
                 "member" => details.members = None,
                 // `quantity` is computed; extensions a body leaves out are kept whoever asks
-                // (`extension_changes`).
+                // (`extension::change_events`).
                 _ => {}
             }
         }
@@ -387,16 +364,8 @@ impl Group {
         unseen: &[&str],
         services: &RegistryServices,
     ) -> Result<Vec<GroupEvent>, DomainError> {
-        let (released, claimed) = identifiers::diff(&self.identifiers, &details.identifiers);
-        let mut events: Vec<GroupEvent> = released
-            .into_iter()
-            .map(|identifier| GroupEvent::IdentifierInvalidated { identifier })
-            .chain(
-                claimed
-                    .into_iter()
-                    .map(|identifier| GroupEvent::IdentifierAdded { identifier }),
-            )
-            .collect();
+        let mut events: Vec<GroupEvent> =
+            identifiers::changes(&self.identifiers, &details.identifiers);
         if details.name != self.name {
             events.push(GroupEvent::GroupRenamed { name: details.name });
         }
@@ -594,7 +563,12 @@ impl Aggregate for Group {
                     return Err(DomainError::AlreadyExists);
                 }
                 validate(&details, services)?;
-                let extensions = self.extension_changes(&details, services, &|_| true)?;
+                let extensions = extension::change_events(
+                    details.extension.as_ref(),
+                    &self.extension,
+                    services.extensions.as_ref(),
+                    &|_| true,
+                )?;
                 let mut events = Self::registration(details, services);
                 events.extend(extensions);
                 events
@@ -622,7 +596,12 @@ impl Aggregate for Group {
                     .map(|m| m.individual.as_str())
                     .collect();
                 let visible = |uri: &str| access.sees("group", &extension_field(uri), today);
-                let extensions = self.extension_changes(&details, services, &visible)?;
+                let extensions = extension::change_events(
+                    details.extension.as_ref(),
+                    &self.extension,
+                    services.extensions.as_ref(),
+                    &visible,
+                )?;
                 let mut events = self.changes(details, &unseen, services)?;
                 events.extend(extensions);
                 events

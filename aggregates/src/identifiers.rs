@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::bounds;
 use crate::consent::Access;
 use crate::error::DomainError;
+use crate::inline_index::IndexChange;
 use crate::values::Identifier;
 use crate::vocabulary::{TargetType, Vocabulary};
 
@@ -109,6 +110,63 @@ pub(crate) fn check_authority(
         "only the data controller (a client acting under a legal basis) may add, remove or \
          replace identifiers; send the identifiers as they are",
     ))
+}
+
+/// The events of an aggregate that holds identifiers (an individual, a group, a program): one
+/// claims an identifier, one invalidates it, and the identifier index follows them in the
+/// append transaction. `identifier_events!` implements it for an event enum whose variants are
+/// `IdentifierAdded { identifier }` and `IdentifierInvalidated { identifier }`.
+pub(crate) trait IdentifierEvents: Sized {
+    fn added(identifier: Identifier) -> Self;
+    fn invalidated(identifier: Identifier) -> Self;
+    /// The identifier this event claims or releases, if any.
+    fn identifier_change(&self) -> Option<IndexChange<'_>>;
+}
+
+macro_rules! identifier_events {
+    ($event:ty) => {
+        impl crate::identifiers::IdentifierEvents for $event {
+            fn added(identifier: crate::values::Identifier) -> Self {
+                Self::IdentifierAdded { identifier }
+            }
+
+            fn invalidated(identifier: crate::values::Identifier) -> Self {
+                Self::IdentifierInvalidated { identifier }
+            }
+
+            fn identifier_change(&self) -> Option<crate::inline_index::IndexChange<'_>> {
+                match self {
+                    Self::IdentifierAdded { identifier } => Some(
+                        crate::inline_index::IndexChange::IdentifierClaimed(identifier),
+                    ),
+                    Self::IdentifierInvalidated { identifier } => Some(
+                        crate::inline_index::IndexChange::IdentifierReleased(identifier),
+                    ),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+pub(crate) use identifier_events;
+
+/// The events registering `identifiers` makes: one claim each.
+pub(crate) fn claims<E: IdentifierEvents>(identifiers: Vec<Identifier>) -> impl Iterator<Item = E> {
+    identifiers.into_iter().map(E::added)
+}
+
+/// The events that take the identifiers of `entries` to `wanted`: invalidations before
+/// additions, so that a system's identifier can be replaced in one request.
+pub(crate) fn changes<E: IdentifierEvents>(
+    entries: &[IdentifierEntry],
+    wanted: &[Identifier],
+) -> Vec<E> {
+    let (released, claimed) = diff(entries, wanted);
+    released
+        .into_iter()
+        .map(E::invalidated)
+        .chain(claims(claimed))
+        .collect()
 }
 
 /// What to invalidate and what to add to go from the live identifiers to `wanted`.

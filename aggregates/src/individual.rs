@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::bounds;
 use crate::consent::{extension_field, Access};
 use crate::error::DomainError;
-use crate::extension::{self, ExtendedResource, ExtensionData};
-use crate::identifiers::{self, IdentifierEntry};
+use crate::extension::{self, ExtensionData};
+use crate::identifiers::{self, IdentifierEntry, IdentifierEvents};
 use crate::inline_index::{IndexChange, InlineIndex};
 use crate::services::RegistryServices;
 use crate::values::{Address, Code, ContactPoint, HumanName, Identifier};
@@ -120,17 +120,12 @@ impl DomainEvent for IndividualEvent {
     }
 }
 
+extension::extension_events!(IndividualEvent, Individual);
+identifiers::identifier_events!(IndividualEvent);
+
 impl InlineIndex for IndividualEvent {
     fn index_change(&self) -> Option<IndexChange<'_>> {
-        match self {
-            Self::IdentifierAdded { identifier } => {
-                Some(IndexChange::IdentifierClaimed(identifier))
-            }
-            Self::IdentifierInvalidated { identifier } => {
-                Some(IndexChange::IdentifierReleased(identifier))
-            }
-            _ => None,
-        }
+        self.identifier_change()
     }
 }
 
@@ -172,12 +167,7 @@ impl Individual {
             telecom: details.telecom,
             address: details.address,
         }];
-        events.extend(
-            details
-                .identifiers
-                .into_iter()
-                .map(|identifier| IndividualEvent::IdentifierAdded { identifier }),
-        );
+        events.extend(identifiers::claims(details.identifiers));
         if details.photo.is_some() {
             events.push(IndividualEvent::PhotoChanged {
                 photo: details.photo,
@@ -187,24 +177,6 @@ impl Individual {
             events.push(IndividualEvent::IndividualDeactivated);
         }
         events
-    }
-
-    /// One event per extension the body changes (see `extension::stated_changes`).
-    fn extension_changes(
-        &self,
-        details: &IndividualDetails,
-        services: &RegistryServices,
-        visible: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<IndividualEvent>, DomainError> {
-        extension::change_events(
-            ExtendedResource::Individual,
-            details.extension.as_ref(),
-            &self.extension,
-            services.extensions.as_ref(),
-            visible,
-            |url, value| IndividualEvent::ExtensionRecorded { url, value },
-            |url| IndividualEvent::ExtensionRemoved { url },
-        )
     }
 
     /// `details` with the fields the caller cannot see taken from the current state: a
@@ -221,7 +193,7 @@ impl Individual {
                 "active" => details.active = self.active,
                 "photo" => details.photo = self.photo.clone(),
                 // Group memberships are not held in this stream; extensions a body leaves
-                // out are kept whoever asks (`extension_changes`).
+                // out are kept whoever asks (`extension::change_events`).
                 _ => {}
             }
         }
@@ -231,16 +203,8 @@ impl Individual {
     /// Only what differs; invalidations before additions so a system's identifier can be
     /// replaced in one request.
     fn changes(&self, details: IndividualDetails) -> Vec<IndividualEvent> {
-        let (released, claimed) = identifiers::diff(&self.identifiers, &details.identifiers);
-        let mut events: Vec<IndividualEvent> = released
-            .into_iter()
-            .map(|identifier| IndividualEvent::IdentifierInvalidated { identifier })
-            .chain(
-                claimed
-                    .into_iter()
-                    .map(|identifier| IndividualEvent::IdentifierAdded { identifier }),
-            )
-            .collect();
+        let mut events: Vec<IndividualEvent> =
+            identifiers::changes(&self.identifiers, &details.identifiers);
         if details.name != self.name {
             events.push(IndividualEvent::NameChanged { name: details.name });
         }
@@ -409,7 +373,12 @@ impl Aggregate for Individual {
                     return Err(DomainError::AlreadyExists);
                 }
                 validate(&details, services)?;
-                let extensions = self.extension_changes(&details, services, &|_| true)?;
+                let extensions = extension::change_events(
+                    details.extension.as_ref(),
+                    &self.extension,
+                    services.extensions.as_ref(),
+                    &|_| true,
+                )?;
                 let mut events = Self::registration(details);
                 events.extend(extensions);
                 events
@@ -429,7 +398,12 @@ impl Aggregate for Individual {
                 let details = self.keeping(&hidden, details);
                 validate(&details, services)?;
                 let visible = |uri: &str| access.sees("individual", &extension_field(uri), today);
-                let extensions = self.extension_changes(&details, services, &visible)?;
+                let extensions = extension::change_events(
+                    details.extension.as_ref(),
+                    &self.extension,
+                    services.extensions.as_ref(),
+                    &visible,
+                )?;
                 let mut events = self.changes(details);
                 events.extend(extensions);
                 events

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bounds;
 use crate::error::DomainError;
-use crate::identifiers::{self, IdentifierEntry};
+use crate::identifiers::{self, IdentifierEntry, IdentifierEvents};
 use crate::inline_index::{IndexChange, InlineIndex};
 use crate::program_membership::{ProgramFacts, IDENTIFIER_SYSTEM as MEMBERSHIP_SYSTEM};
 use crate::services::RegistryServices;
@@ -123,17 +123,11 @@ impl DomainEvent for ProgramEvent {
     }
 }
 
+identifiers::identifier_events!(ProgramEvent);
+
 impl InlineIndex for ProgramEvent {
     fn index_change(&self) -> Option<IndexChange<'_>> {
-        match self {
-            Self::IdentifierAdded { identifier } => {
-                Some(IndexChange::IdentifierClaimed(identifier))
-            }
-            Self::IdentifierInvalidated { identifier } => {
-                Some(IndexChange::IdentifierReleased(identifier))
-            }
-            _ => None,
-        }
+        self.identifier_change()
     }
 }
 
@@ -420,11 +414,7 @@ impl Aggregate for Program {
                     eligibility_criteria: details.eligibility_criteria.clone(),
                     start_date: details.start_date,
                 }];
-                events.extend(
-                    Self::wanted_identifiers(&details)
-                        .into_iter()
-                        .map(|identifier| ProgramEvent::IdentifierAdded { identifier }),
-                );
+                events.extend(identifiers::claims(Self::wanted_identifiers(&details)));
                 let created = Program {
                     status: Some(ProgramStatus::Active),
                     ..Default::default()
@@ -446,16 +436,8 @@ impl Aggregate for Program {
                 }
                 let end = self.end_date_after(&details, today)?;
                 let wanted = Self::wanted_identifiers(&details);
-                let (released, claimed) = identifiers::diff(&self.identifiers, &wanted);
-                let mut events: Vec<ProgramEvent> = released
-                    .into_iter()
-                    .map(|identifier| ProgramEvent::IdentifierInvalidated { identifier })
-                    .chain(
-                        claimed
-                            .into_iter()
-                            .map(|identifier| ProgramEvent::IdentifierAdded { identifier }),
-                    )
-                    .collect();
+                let mut events: Vec<ProgramEvent> =
+                    identifiers::changes(&self.identifiers, &wanted);
                 let name = details.name.trim().to_owned();
                 if name != self.name {
                     events.push(ProgramEvent::ProgramRenamed { name });

@@ -8,9 +8,9 @@ use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
-use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{like_contains, push_instants, Comparator, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
-use crate::view::{self, search_text, ViewRow};
+use crate::view::{self, search_text, ViewQuery, ViewRow};
 
 pub type GroupRow = ViewRow<Group>;
 
@@ -37,10 +37,18 @@ pub const SORT_COLUMNS: [(&str, &str); 3] = [
     ("_lastUpdated", "last_updated"),
 ];
 
-impl GroupQuery {
+impl ViewQuery for GroupQuery {
+    type State = Group;
+    const TABLE: &'static str = "group_view";
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_filters(qb, query)
+    }
+    fn order(&self) -> &[SortKey] {
+        &self.sort
+    }
     /// The fields this search filters or sorts on, with the parameter that names each (see
     /// `IndividualQuery::fields`).
-    pub fn fields(&self) -> Vec<(String, String)> {
+    fn fields(&self) -> Vec<(String, String)> {
         let mut fields: Vec<(&str, &str)> = Vec::new();
         if self.name.is_some() {
             fields.push(("name", "name"));
@@ -241,29 +249,4 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
     if let Some(member) = &query.member {
         crate::household::push_has_member(qb, member, &query.visibility);
     }
-}
-
-/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
-pub async fn search_any(
-    pool: &PgPool,
-    queries: &[GroupQuery],
-    page: Page,
-) -> sqlx::Result<Found<GroupRow>> {
-    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
-    view::search_any(pool, "group_view", queries, push_filters, &sort, page).await
-}
-
-pub async fn search(
-    pool: &PgPool,
-    query: &GroupQuery,
-    page: Page,
-) -> sqlx::Result<Found<GroupRow>> {
-    view::search(
-        pool,
-        "group_view",
-        |qb| push_filters(qb, query),
-        &query.sort,
-        page,
-    )
-    .await
 }

@@ -12,9 +12,9 @@ use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
 use crate::household::InHousehold;
-use crate::search::{like_contains, push_dates, push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{like_contains, push_dates, push_instants, Comparator, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
-use crate::view::{self, search_text, ViewRow};
+use crate::view::{self, search_text, ViewQuery, ViewRow};
 
 pub type IndividualRow = ViewRow<Individual>;
 
@@ -43,10 +43,18 @@ pub const SORT_COLUMNS: [(&str, &str); 4] = [
     ("_lastUpdated", "last_updated"),
 ];
 
-impl IndividualQuery {
+impl ViewQuery for IndividualQuery {
+    type State = Individual;
+    const TABLE: &'static str = "individual_view";
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_filters(qb, query)
+    }
+    fn order(&self) -> &[SortKey] {
+        &self.sort
+    }
     /// The fields this search filters or sorts on, with the parameter that names each. The
     /// identifier and `meta` (`_lastUpdated`) are visible to every reader and not listed.
-    pub fn fields(&self) -> Vec<(String, String)> {
+    fn fields(&self) -> Vec<(String, String)> {
         let mut fields: Vec<(&str, &str)> = Vec::new();
         if self.name.is_some() {
             fields.push(("name", "name"));
@@ -253,31 +261,6 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
         filter.push(qb);
     }
     query.household.push(qb, &query.visibility);
-}
-
-/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
-pub async fn search_any(
-    pool: &PgPool,
-    queries: &[IndividualQuery],
-    page: Page,
-) -> sqlx::Result<Found<IndividualRow>> {
-    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
-    view::search_any(pool, "individual_view", queries, push_filters, &sort, page).await
-}
-
-pub async fn search(
-    pool: &PgPool,
-    query: &IndividualQuery,
-    page: Page,
-) -> sqlx::Result<Found<IndividualRow>> {
-    view::search(
-        pool,
-        "individual_view",
-        |qb| push_filters(qb, query),
-        &query.sort,
-        page,
-    )
-    .await
 }
 
 /// The plans PostgreSQL chooses for the two statements `search` runs (the count, then the

@@ -9,9 +9,9 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use crate::consent::{push_visible_by, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
-use crate::search::{push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{push_instants, Comparator, SortKey};
 use crate::statement::{map, Statement, Unnest};
-use crate::view::{self, ViewRow};
+use crate::view::{self, ViewQuery, ViewRow};
 
 pub type MembershipRow = ViewRow<ProgramMembership>;
 
@@ -30,11 +30,19 @@ pub struct MembershipQuery {
 pub const SORT_COLUMNS: [(&str, &str); 2] =
     [("status", "status"), ("_lastUpdated", "last_updated")];
 
-impl MembershipQuery {
+impl ViewQuery for MembershipQuery {
+    type State = ProgramMembership;
+    const TABLE: &'static str = "membership_view";
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_filters(qb, query)
+    }
+    fn order(&self) -> &[SortKey] {
+        &self.sort
+    }
     /// The fields this search filters or sorts on, with the parameter that names each, as
     /// `IndividualQuery::fields`: a membership's consent (its beneficiary's) must show each,
     /// or a total would tell what the rendering hides. `meta` (`_lastUpdated`) is always shown.
-    pub fn fields(&self) -> Vec<(String, String)> {
+    fn fields(&self) -> Vec<(String, String)> {
         let mut fields = Vec::new();
         if self.program.is_some() {
             fields.push(("program".to_owned(), "program".to_owned()));
@@ -175,31 +183,6 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
             .push(")");
     }
     push_instants(qb, "last_updated", &query.last_updated);
-}
-
-/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
-pub async fn search_any(
-    pool: &PgPool,
-    queries: &[MembershipQuery],
-    page: Page,
-) -> sqlx::Result<Found<MembershipRow>> {
-    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
-    view::search_any(pool, "membership_view", queries, push_filters, &sort, page).await
-}
-
-pub async fn search(
-    pool: &PgPool,
-    query: &MembershipQuery,
-    page: Page,
-) -> sqlx::Result<Found<MembershipRow>> {
-    view::search(
-        pool,
-        "membership_view",
-        |qb| push_filters(qb, query),
-        &query.sort,
-        page,
-    )
-    .await
 }
 
 /// `system|value` of each program and beneficiary stream, for references, in one query.

@@ -6,9 +6,9 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::ProjectionError;
 use crate::events::Fold;
-use crate::search::{like_contains, push_instants, Comparator, Found, Page, SortKey};
+use crate::search::{like_contains, push_instants, Comparator, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
-use crate::view::{self, search_text, ViewRow};
+use crate::view::{self, search_text, ViewQuery, ViewRow};
 
 pub type ProgramRow = ViewRow<Program>;
 
@@ -175,27 +175,13 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &ProgramQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
-/// The rows any of `queries` matches, in the first one's order (see `view::search_any`).
-pub async fn search_any(
-    pool: &PgPool,
-    queries: &[ProgramQuery],
-    page: Page,
-) -> sqlx::Result<Found<ProgramRow>> {
-    let sort = queries.first().map(|q| q.sort.clone()).unwrap_or_default();
-    view::search_any(pool, "program_view", queries, push_filters, &sort, page).await
-}
-
-pub async fn search(
-    pool: &PgPool,
-    query: &ProgramQuery,
-    page: Page,
-) -> sqlx::Result<Found<ProgramRow>> {
-    view::search(
-        pool,
-        "program_view",
-        |qb| push_filters(qb, query),
-        &query.sort,
-        page,
-    )
-    .await
+impl ViewQuery for ProgramQuery {
+    type State = Program;
+    const TABLE: &'static str = "program_view";
+    fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_filters(qb, query)
+    }
+    fn order(&self) -> &[SortKey] {
+        &self.sort
+    }
 }

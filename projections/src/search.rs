@@ -58,6 +58,14 @@ pub struct SortKey {
     pub descending: bool,
 }
 
+impl SortKey {
+    /// Most recently changed first: a search's order when `_sort` does not say.
+    pub const NEWEST_FIRST: Self = Self {
+        column: "last_updated",
+        descending: true,
+    };
+}
+
 /// A page of matches and how many matched in all.
 #[derive(Debug)]
 pub struct Found<T> {

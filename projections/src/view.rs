@@ -174,8 +174,21 @@ pub trait ViewQuery: Sized + Sync {
     /// The state each row holds.
     type State: DeserializeOwned;
     const TABLE: &'static str;
-    const ORDER: &'static [SortKey];
+    /// The read model's own order; a query that takes `_sort` says its own (`order`).
+    const ORDER: &'static [SortKey] = &[];
     fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self);
+
+    /// The order this query's rows come in; a union of several comes in the first one's.
+    fn order(&self) -> &[SortKey] {
+        Self::ORDER
+    }
+
+    /// The fields this search filters or sorts on, with the parameter that names each: a
+    /// client whose own field filter hides one may not search on it. By default none (a read
+    /// model no field filter narrows).
+    fn fields(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// The rows `query` selects, counted and paged in its read model's order.
@@ -188,7 +201,7 @@ pub async fn search_view<Q: ViewQuery>(
         pool,
         Q::TABLE,
         |qb| Q::push_filters(qb, query),
-        Q::ORDER,
+        query.order(),
         page,
     )
     .await
@@ -200,7 +213,8 @@ pub async fn search_view_any<Q: ViewQuery>(
     queries: &[Q],
     page: Page,
 ) -> sqlx::Result<Found<ViewRow<Q::State>>> {
-    search_any(pool, Q::TABLE, queries, Q::push_filters, Q::ORDER, page).await
+    let order = queries.first().map_or(Q::ORDER, Q::order);
+    search_any(pool, Q::TABLE, queries, Q::push_filters, order, page).await
 }
 
 /// Lower-cased words of a resource's text fields, for `LIKE '%…%'` search on a trigram index.

@@ -90,6 +90,21 @@ pub struct AddMember {
     pub start_date: Option<Date>,
 }
 
+impl AddMember {
+    /// The member this body adds: current, from `startDate` (else `period.start`).
+    pub fn into_member(self) -> GroupMember {
+        GroupMember {
+            entity: self.entity,
+            role: self.role,
+            period: Some(Period {
+                start: self.start_date.or(self.period.and_then(|p| p.start)),
+                end: None,
+            }),
+            inactive: false,
+        }
+    }
+}
+
 /// Body of `$remove-member`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -232,6 +232,14 @@ struct ListedClient {
     program_streams: Vec<String>,
 }
 
+/// The organisation a client acts for (a consent receipt's controller is its recorder's).
+pub async fn organization_of(pool: &PgPool, client_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT organization FROM api_clients WHERE client_id = $1")
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await
+}
+
 pub async fn list_clients(pool: &PgPool) -> sqlx::Result<Vec<ClientSummary>> {
     let rows: Vec<ListedClient> = sqlx::query_as(
         "SELECT client_id, name, organization, organization_type, scopes, \

@@ -35,6 +35,11 @@ impl Principal {
         self.allowed_programs.is_empty() || self.allowed_programs.iter().any(|p| p == stream)
     }
 
+    /// The programs (streams) a search must keep to: `None` for a client not limited to any.
+    pub fn program_limit(&self) -> Option<Vec<String>> {
+        (!self.allowed_programs.is_empty()).then(|| self.allowed_programs.clone())
+    }
+
     /// 403 unless a scope grants `action` on `resource`.
     pub fn require(&self, resource: &str, action: Action) -> Result<(), ApiError> {
         if grants(&self.scopes, resource, action) {

@@ -5,18 +5,14 @@
 
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
 use async_graphql::{Context, InputObject, OutputType, SimpleObject};
-use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
 use openspp_projections::search::Page;
 
 use crate::api::params::{Params, MAX_COUNT};
 use crate::auth::Action;
 use crate::graphql::context::{bad_argument, call, gql, open};
-use crate::graphql::loaders::Loaders;
-use crate::graphql::nodes::{render, Linked, Node, Unseen};
-use crate::graphql::objects::{
-    GroupObject, IndividualObject, ProgramMembershipObject, ProgramObject,
-};
-use crate::resource::{Resource, Searchable};
+use crate::graphql::loaders::{Loaders, Prime};
+use crate::graphql::nodes::{render, Node, Unseen};
+use crate::resource::Searchable;
 
 /// The page size when `first` is not given.
 pub const DEFAULT_FIRST: i32 = 20;
@@ -29,13 +25,9 @@ pub struct Total {
 
 /// A connection's edges carry their position in the result as an opaque cursor.
 pub type Cursor = OpaqueCursor<i64>;
-pub type IndividualConnection = Connection<Cursor, IndividualObject, Total>;
-pub type GroupConnection = Connection<Cursor, GroupObject, Total>;
-pub type ProgramConnection = Connection<Cursor, ProgramObject, Total>;
-pub type MembershipConnection = Connection<Cursor, ProgramMembershipObject, Total>;
 
 /// Search parameters as `(name, value)` pairs, as a query string gives them.
-trait Parameters {
+pub trait Parameters {
     fn pairs(self) -> Vec<(String, String)>;
 }
 
@@ -185,7 +177,7 @@ fn page(first: Option<i32>, after: Option<String>) -> async_graphql::Result<Page
 use async_graphql::connection::CursorType;
 
 /// One page of `R`'s REST search with `pairs` as its parameters.
-async fn search<R, N>(
+pub async fn search<R, N>(
     ctx: &Context<'_>,
     first: Option<i32>,
     after: Option<String>,
@@ -193,7 +185,7 @@ async fn search<R, N>(
     wrap: impl Fn(Node<R>) -> N,
 ) -> async_graphql::Result<Connection<Cursor, N, Total>>
 where
-    R: Searchable + Linked,
+    R: Searchable + Prime,
     N: OutputType,
 {
     let call = call(ctx);
@@ -224,73 +216,4 @@ where
             .map(|(i, node)| Edge::new(OpaqueCursor(page.offset + i as i64), wrap(node))),
     );
     Ok(connection)
-}
-
-pub async fn individuals(
-    ctx: &Context<'_>,
-    first: Option<i32>,
-    after: Option<String>,
-    filter: Option<IndividualFilter>,
-) -> async_graphql::Result<IndividualConnection> {
-    let pairs = filter.unwrap_or_default().pairs();
-    search::<Individual, _>(ctx, first, after, pairs, |n| IndividualObject(n.into())).await
-}
-
-pub async fn groups(
-    ctx: &Context<'_>,
-    first: Option<i32>,
-    after: Option<String>,
-    filter: Option<GroupFilter>,
-) -> async_graphql::Result<GroupConnection> {
-    let pairs = filter.unwrap_or_default().pairs();
-    search::<Group, _>(ctx, first, after, pairs, |n| GroupObject(n.into())).await
-}
-
-pub async fn programs(
-    ctx: &Context<'_>,
-    first: Option<i32>,
-    after: Option<String>,
-    filter: Option<ProgramFilter>,
-) -> async_graphql::Result<ProgramConnection> {
-    let pairs = filter.unwrap_or_default().pairs();
-    search::<Program, _>(ctx, first, after, pairs, |n| ProgramObject(n.into())).await
-}
-
-pub async fn memberships(
-    ctx: &Context<'_>,
-    first: Option<i32>,
-    after: Option<String>,
-    filter: Option<MembershipFilter>,
-) -> async_graphql::Result<MembershipConnection> {
-    let pairs = filter.unwrap_or_default().pairs();
-    search::<ProgramMembership, _>(ctx, first, after, pairs, |n| {
-        ProgramMembershipObject(n.into())
-    })
-    .await
-}
-
-/// `Program.memberships`: the membership search with the program as its `program`.
-pub async fn memberships_of_program(
-    ctx: &Context<'_>,
-    program: &Node<Program>,
-    first: Option<i32>,
-    after: Option<String>,
-    filter: Option<MembershipFilter>,
-) -> async_graphql::Result<MembershipConnection> {
-    let mut filter = filter.unwrap_or_default();
-    if filter.program.is_some() {
-        return Err(bad_argument(
-            "filter.program",
-            "is the program itself here; leave it out",
-        ));
-    }
-    filter.program = Program::key(&program.snapshot.aggregate_id, &program.snapshot.state);
-    if filter.program.is_none() {
-        return Ok(Connection::with_additional_fields(
-            false,
-            false,
-            Total { total_count: 0 },
-        ));
-    }
-    memberships(ctx, first, after, Some(filter)).await
 }

@@ -375,13 +375,16 @@ impl Follower {
         if self.ended {
             return None;
         }
+        // Decided too long ago (the socket was slow to take the last event): decide again what
+        // is left. Checked once per call, when the socket asks for the next event: within the
+        // call nothing waits for the socket, and a decision that itself took longer than the
+        // bound (a loaded database) would otherwise be dropped again and again, sending nothing.
+        if !self.ready.is_empty() && self.decided.elapsed() > recheck() {
+            self.ready.clear();
+            self.cursor = self.sent;
+            self.page = (self.taken * 2).clamp(1, PAGE);
+        }
         loop {
-            if !self.ready.is_empty() && self.decided.elapsed() > recheck() {
-                // Decided too long ago (the socket was slow): decide again what is left.
-                self.ready.clear();
-                self.cursor = self.sent;
-                self.page = (self.taken * 2).clamp(1, PAGE);
-            }
             if let Some((position, event)) = self.ready.pop_front() {
                 self.sent = position;
                 self.taken += 1;

@@ -3,17 +3,13 @@
 //! the request's access-log entry as returned.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-
-use async_graphql::Lookahead;
 
 use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::graphql::loaders::Loaders;
 use crate::resource::{reference_of, shown, Call, Grant, Resource, Snapshot};
 
 /// One resource as the caller may see it.
@@ -64,68 +60,10 @@ pub trait Linked: Resource {
     fn admits(_call: &Call, _row: &Snapshot<Self>) -> bool {
         true
     }
-
-    /// Loads the links of a connection's page that the query asks for (`node`: what it asks
-    /// of each node), one batch per kind, into the request's loaders, so that a page costs the
-    /// same statements for 10 nodes as for 100 however its fields are scheduled.
-    fn prime<'a>(
-        _loaders: &'a Loaders,
-        _node: Lookahead<'a>,
-        _nodes: &'a [Node<Self>],
-    ) -> impl Future<Output = async_graphql::Result<()>> + Send + 'a {
-        async { Ok(()) }
-    }
 }
 
-/// The streams the nodes' renderings name (an individual's groups, a group's members).
-fn mentioned<R>(nodes: &[Node<R>]) -> Vec<String> {
-    let mut streams: Vec<String> = nodes
-        .iter()
-        .flat_map(|n| n.mentioned.iter().map(|(_, stream)| stream.clone()))
-        .collect();
-    streams.sort();
-    streams.dedup();
-    streams
-}
-
-/// Loads the program memberships of the nodes when the query asks for them.
-async fn prime_memberships<R>(
-    loaders: &Loaders,
-    node: &Lookahead<'_>,
-    nodes: &[Node<R>],
-) -> async_graphql::Result<()> {
-    if node.field("memberships").exists() {
-        let ids = nodes.iter().map(|n| n.snapshot.aggregate_id.clone());
-        loaders.memberships_of.load_many(ids).await?;
-    }
-    Ok(())
-}
-
-impl Linked for Individual {
-    async fn prime(
-        loaders: &Loaders,
-        node: Lookahead<'_>,
-        nodes: &[Node<Self>],
-    ) -> async_graphql::Result<()> {
-        if node.field("groups").exists() {
-            loaders.groups.load_many(mentioned(nodes)).await?;
-        }
-        prime_memberships(loaders, &node, nodes).await
-    }
-}
-
-impl Linked for Group {
-    async fn prime(
-        loaders: &Loaders,
-        node: Lookahead<'_>,
-        nodes: &[Node<Self>],
-    ) -> async_graphql::Result<()> {
-        if node.field("members").field("individual").exists() {
-            loaders.individuals.load_many(mentioned(nodes)).await?;
-        }
-        prime_memberships(loaders, &node, nodes).await
-    }
-}
+impl Linked for Individual {}
+impl Linked for Group {}
 impl Linked for ProgramMembership {
     fn admits(call: &Call, row: &Snapshot<Self>) -> bool {
         call.principal.uses_program(&row.state.program)

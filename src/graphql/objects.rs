@@ -1,14 +1,19 @@
 //! The resource types (CONTRACT §7): fields with the REST JSON names, read from the filtered
 //! REST rendering, and the links between resources, each resolved through the request's batch
-//! loaders under the linked resource's own scope and consent.
+//! loaders under the linked resource's own scope and consent; and the connections of each type,
+//! pages of its REST search (`connections::search`).
 
+use async_graphql::connection::Connection;
 use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject, Union};
 use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
 use serde_json::Value;
 
 use crate::auth::Action;
 use crate::extensions::Shown;
-use crate::graphql::connections::{memberships_of_program, MembershipConnection, MembershipFilter};
+use crate::graphql::connections::{
+    search, Cursor, GroupFilter, IndividualFilter, MembershipFilter, Parameters, ProgramFilter,
+    Total,
+};
 use crate::graphql::context::{bad_argument, call, open};
 use crate::graphql::loaders::Loaders;
 use crate::graphql::nodes::{Node, Shared};
@@ -397,4 +402,78 @@ impl ProgramMembershipObject {
     async fn exit_reason(&self) -> Option<CodeableConcept> {
         self.0.field("exitReason")
     }
+}
+
+pub type IndividualConnection = Connection<Cursor, IndividualObject, Total>;
+pub type GroupConnection = Connection<Cursor, GroupObject, Total>;
+pub type ProgramConnection = Connection<Cursor, ProgramObject, Total>;
+pub type MembershipConnection = Connection<Cursor, ProgramMembershipObject, Total>;
+
+pub async fn individuals(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<IndividualFilter>,
+) -> async_graphql::Result<IndividualConnection> {
+    let pairs = filter.unwrap_or_default().pairs();
+    search::<Individual, _>(ctx, first, after, pairs, |n| IndividualObject(n.into())).await
+}
+
+pub async fn groups(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<GroupFilter>,
+) -> async_graphql::Result<GroupConnection> {
+    let pairs = filter.unwrap_or_default().pairs();
+    search::<Group, _>(ctx, first, after, pairs, |n| GroupObject(n.into())).await
+}
+
+pub async fn programs(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<ProgramFilter>,
+) -> async_graphql::Result<ProgramConnection> {
+    let pairs = filter.unwrap_or_default().pairs();
+    search::<Program, _>(ctx, first, after, pairs, |n| ProgramObject(n.into())).await
+}
+
+pub async fn membership_search(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<MembershipFilter>,
+) -> async_graphql::Result<MembershipConnection> {
+    let pairs = filter.unwrap_or_default().pairs();
+    search::<ProgramMembership, _>(ctx, first, after, pairs, |n| {
+        ProgramMembershipObject(n.into())
+    })
+    .await
+}
+
+/// `Program.memberships`: the membership search with the program as its `program`.
+pub async fn memberships_of_program(
+    ctx: &Context<'_>,
+    program: &Node<Program>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<MembershipFilter>,
+) -> async_graphql::Result<MembershipConnection> {
+    let mut filter = filter.unwrap_or_default();
+    if filter.program.is_some() {
+        return Err(bad_argument(
+            "filter.program",
+            "is the program itself here; leave it out",
+        ));
+    }
+    filter.program = Program::key(&program.snapshot.aggregate_id, &program.snapshot.state);
+    if filter.program.is_none() {
+        return Ok(Connection::with_additional_fields(
+            false,
+            false,
+            Total { total_count: 0 },
+        ));
+    }
+    membership_search(ctx, first, after, Some(filter)).await
 }

@@ -8,14 +8,12 @@ use axum::http::StatusCode;
 use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
 
 use crate::auth::Action;
-use crate::graphql::connections::{
-    self, GroupConnection, GroupFilter, IndividualConnection, IndividualFilter,
-    MembershipConnection, MembershipFilter, ProgramConnection, ProgramFilter,
-};
+use crate::graphql::connections::{GroupFilter, IndividualFilter, MembershipFilter, ProgramFilter};
 use crate::graphql::context::{call, gql, open};
 use crate::graphql::nodes::{render_granted, Node};
 use crate::graphql::objects::{
-    GroupObject, IndividualObject, ProgramMembershipObject, ProgramObject,
+    self, GroupConnection, GroupObject, IndividualConnection, IndividualObject,
+    MembershipConnection, ProgramConnection, ProgramMembershipObject, ProgramObject,
 };
 use crate::graphql::statistics::{self, Dimension, Statistics, StatisticsFilter, Target};
 use crate::resource::Resource;
@@ -104,7 +102,7 @@ impl Query {
         after: Option<String>,
         filter: Option<IndividualFilter>,
     ) -> async_graphql::Result<IndividualConnection> {
-        connections::individuals(ctx, first, after, filter).await
+        objects::individuals(ctx, first, after, filter).await
     }
 
     /// Groups, filtered by `GET /Group`'s parameters.
@@ -116,7 +114,7 @@ impl Query {
         after: Option<String>,
         filter: Option<GroupFilter>,
     ) -> async_graphql::Result<GroupConnection> {
-        connections::groups(ctx, first, after, filter).await
+        objects::groups(ctx, first, after, filter).await
     }
 
     /// Programs, filtered by `GET /Program`'s parameters.
@@ -128,7 +126,7 @@ impl Query {
         after: Option<String>,
         filter: Option<ProgramFilter>,
     ) -> async_graphql::Result<ProgramConnection> {
-        connections::programs(ctx, first, after, filter).await
+        objects::programs(ctx, first, after, filter).await
     }
 
     /// Counts by `dimensions` (needs `statistics:read`), small cells suppressed; `target`
@@ -152,6 +150,6 @@ impl Query {
         after: Option<String>,
         filter: Option<MembershipFilter>,
     ) -> async_graphql::Result<MembershipConnection> {
-        connections::memberships(ctx, first, after, filter).await
+        objects::membership_search(ctx, first, after, filter).await
     }
 }

@@ -242,18 +242,21 @@ impl Operations {
         let Envelope { kind, id, payload } = serde_json::from_slice(message).ok()?;
         let id = id?;
         let mut ids = self.ids();
+        let starts = matches!(kind.as_str(), "subscribe" | "start");
+        // Before anything else: a start reusing a running operation's id would otherwise reach
+        // the engine, which replaces the operation with it.
+        if starts && payload.is_some_and(|p| p.is_not_a_subscription()) {
+            return Some(refusal(
+                &id,
+                protocol,
+                "this socket carries subscriptions only; send queries and mutations to \
+                 POST /api/v2/graphql",
+                400,
+                "invalid",
+            ));
+        }
         match kind.as_str() {
             "subscribe" | "start" if !ids.contains(&id) => {
-                if payload.is_some_and(|p| p.is_not_a_subscription()) {
-                    return Some(refusal(
-                        &id,
-                        protocol,
-                        "this socket carries subscriptions only; send queries and mutations to \
-                         POST /api/v2/graphql",
-                        400,
-                        "invalid",
-                    ));
-                }
                 if ids.len() >= max_operations() {
                     return Some(refusal(
                         &id,
@@ -449,6 +452,7 @@ mod tests {
     #[test]
     fn a_query_or_mutation_is_refused_and_a_subscription_passes() {
         let operations = Operations::default();
+        operations.ids().insert("running".to_owned());
         let protocol = WebSocketProtocols::GraphQLWS;
         let start = |id: &str, query: &str, name: Option<&str>| {
             json!({"id": id, "type": "subscribe",
@@ -458,6 +462,8 @@ mod tests {
         };
         for (id, query, name) in [
             ("q", "{ individuals { totalCount } }", None),
+            // An id already running does not let a query through.
+            ("running", "{ individuals { totalCount } }", None),
             ("n", "query Q { individuals { totalCount } }", None),
             (
                 "m",

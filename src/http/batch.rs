@@ -455,7 +455,11 @@ impl Outcome {
         let etag = header(header::ETAG);
         let last_modified = header(header::LAST_MODIFIED);
         let status = parts.status;
-        let transient = status.is_server_error() || parts.headers.contains_key(header::RETRY_AFTER);
+        // What may pass if sent again: the database unavailable (503) or a write that lost a
+        // race (a `Retry-After` on a 409 or 429). Any other 5xx (a corrupt stream, an internal
+        // fault) would fail the same way every time, so it is the row's refusal.
+        let transient = status == StatusCode::SERVICE_UNAVAILABLE
+            || parts.headers.contains_key(header::RETRY_AFTER);
         let (body, answer_bytes, too_large) = match to_bytes(body, limit).await {
             Ok(bytes) => (serde_json::from_slice(&bytes).ok(), bytes.len(), None),
             Err(_) => (None, limit, Some(limit)),
@@ -710,6 +714,14 @@ mod tests {
             crate::error::ApiError::conflict(Some("identifier"), "in use").into_response();
         assert!(
             !Outcome::read(refused, Audit::default(), 1024)
+                .await
+                .transient
+        );
+        // A fault that would recur on every attempt (a corrupt stream) is the row's refusal,
+        // not a pause of the whole import.
+        let internal = crate::error::ApiError::internal().into_response();
+        assert!(
+            !Outcome::read(internal, Audit::default(), 1024)
                 .await
                 .transient
         );

@@ -9,8 +9,6 @@ use axum::Json;
 use openspp_aggregates::consent::ConsentStatus;
 use openspp_aggregates::{Consent, ConsentCommand, ConsentRecord, ConsentTerms};
 use openspp_projections::consent as index;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::access_log::{self, AccessQuery};
 use crate::api::consent::{
@@ -22,29 +20,15 @@ use crate::api::params::{unpaged, Params};
 use crate::api::preconditions::IfMatch;
 use crate::api::reference::parse_identifier;
 use crate::api::schema::{OperationOutcome, SearchResult};
-use crate::app::AppState;
+use crate::auth::clients::organization_of;
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
-use crate::resource::{self, today, Answer, Call, Grant, Interaction, Located, Resource, Snapshot};
+use crate::resource::{self, today, Answer, Call, Interaction, Located, Resource, Snapshot};
 use crate::store::claims;
 use crate::store::history as stored;
 
 const RESOURCE: &str = "Consent";
 const SCOPE: &str = "consent";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(read, withdraw_by_delete))
-        .routes(routes!(revoke))
-        .routes(routes!(renew))
-        .routes(routes!(receipt))
-        .routes(routes!(consent_history))
-        .routes(routes!(access_summary))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 /// A consent is shown to clients it names, and to clients acting under a legal basis.
 fn may_see(principal: &Principal, record: &ConsentRecord) -> bool {
@@ -108,23 +92,15 @@ impl Resource for Consent {
             Ok(_) => index::get(pool, id).await?,
             Err(_) => None,
         };
-        let subject = format!("{RESOURCE}/{id}");
-        let Some(record) = record.filter(|r| may_see(&call.principal, r)) else {
-            call.audit.not_found(subject, None);
-            return Err(ApiError::not_found(RESOURCE));
-        };
-        call.audit.returned(subject, Some(&record.consent_id), None);
-        if let Some(reference) = subject_reference(call, &record.terms).await? {
-            call.audit
-                .mentioning([(reference, record.terms.subject.clone())]);
+        let record = record.filter(|r| may_see(&call.principal, r));
+        let found = record.as_ref().map(|r| (r.consent_id.clone(), None));
+        let located = resource::not_personal(call, format!("{RESOURCE}/{id}"), found)?;
+        if let Some(terms) = record.map(|r| r.terms) {
+            if let Some(reference) = subject_reference(call, &terms).await? {
+                call.audit.mentioning([(reference, terms.subject)]);
+            }
         }
-        Ok(Located {
-            stream: record.consent_id.clone(),
-            consent_subject: record.consent_id.clone(),
-            grant: Grant::not_personal(SCOPE),
-            access: call.principal.access(Vec::new()),
-            current: None,
-        })
+        Ok(located)
     }
 
     async fn context(call: &Call, snapshots: &[&Snapshot<Self>]) -> Result<Context, ApiError> {
@@ -148,15 +124,6 @@ impl Resource for Consent {
         };
         let subject = context.subjects.get(&record.terms.subject).cloned();
         Some(shown(record, subject, today(), viewer(&call.principal)))
-    }
-
-    /// The subject is named by `locate`, for every access to a consent.
-    fn mentioned(
-        _context: &Context,
-        _row: &Snapshot<Self>,
-        _grant: &Grant,
-    ) -> Vec<(String, String)> {
-        Vec::new()
     }
 
     fn key(stream: &str, _state: &Self) -> Option<String> {
@@ -309,10 +276,7 @@ fn open_withdrawal(call: &Call, action: Action, interaction: Interaction) -> Res
 
 /// The consent `id` as it now is, and what rendering it needs.
 async fn current(call: &Call, id: &str) -> Result<(Snapshot<Consent>, Context), ApiError> {
-    let located = Consent::locate(call, id).await?;
-    let snapshot = Consent::current(call, &located.stream)
-        .await?
-        .ok_or_else(|| ApiError::not_found(RESOURCE))?;
+    let snapshot = Consent::locate(call, id).await?.take_current(call).await?;
     let context = Consent::context(call, &[&snapshot]).await?;
     Ok((snapshot, context))
 }
@@ -337,11 +301,7 @@ async fn receipt(call: Call, Path(id): Path<String>) -> Result<Json<Receipt>, Ap
         .and_then(|e| e.metadata.get("client_id"))
         .and_then(|c| c.as_str())
         .unwrap_or_default();
-    let controller: Option<String> =
-        sqlx::query_scalar("SELECT organization FROM api_clients WHERE client_id = $1")
-            .bind(recorder)
-            .fetch_optional(&call.state.pool)
-            .await?;
+    let controller = organization_of(&call.state.pool, recorder).await?;
     Receipt::of(consent, &events, controller)
         .map(Json)
         .ok_or_else(ApiError::internal)
@@ -442,14 +402,6 @@ async fn access_summary(
     Ok(Json(AccessSummary::of(located.stream, &rows)))
 }
 
-crate::http::read_routes!(
-    Consent,
-    ConsentResource,
-    "Consent",
-    "The consent's UUID",
-    "/Consent/{id}",
-    "consent:read",
-    "/Consent/{id}/_history",
-    "/Consent/{id}/_history/{versionId}",
-    "/Consent/{id}/_history/$verify"
-);
+crate::http::read_routes!(Consent, ConsentResource, "The consent's UUID",
+    routes: (list, create), (read, withdraw_by_delete), (revoke), (renew), (receipt),
+        (consent_history), (access_summary));

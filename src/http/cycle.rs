@@ -10,7 +10,7 @@ use axum::Json;
 use openspp_aggregates::cycle::{name_identifier, PreviousCycle, NAME_SYSTEM};
 use openspp_aggregates::{Cycle, CycleCommand, CycleState, Program};
 use openspp_projections::delivery::{self, CycleQuery, CycleStatistics};
-use openspp_projections::search::{Comparator, Found, Page};
+use openspp_projections::search::Comparator;
 use openspp_projections::view;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -139,10 +139,6 @@ impl Resource for Cycle {
         )
     }
 
-    fn mentioned(_: &CycleContext, _: &Snapshot<Self>, _: &Grant) -> Vec<(String, String)> {
-        Vec::new()
-    }
-
     fn key(_stream: &str, state: &Self) -> Option<String> {
         (!state.name.is_empty()).then(|| state.name.clone())
     }
@@ -166,25 +162,8 @@ impl Searchable for Cycle {
             start_date: with_default(params.dates("startDate")?, Comparator::Ge),
             end_date: with_default(params.dates("endDate")?, Comparator::Le),
             last_updated: with_default(params.instants("_lastUpdated")?, Comparator::Ge),
-            allowed: (!principal.allowed_programs.is_empty())
-                .then(|| principal.allowed_programs.clone()),
+            allowed: principal.program_limit(),
         })
-    }
-
-    async fn find(
-        call: &Call,
-        query: &CycleQuery,
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(openspp_projections::view::search_view(&call.state.pool, query, page).await?)
-    }
-
-    async fn find_any(
-        call: &Call,
-        queries: &[CycleQuery],
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(openspp_projections::view::search_view_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -293,14 +272,4 @@ async fn restated_program(call: &Call, reference: &Reference) -> Result<Option<S
     }
 }
 
-crate::http::read_routes!(
-    Cycle,
-    CycleResource,
-    "Cycle",
-    "The cycle's name, URL-encoded",
-    "/Cycle/{id}",
-    "cycle:read",
-    "/Cycle/{id}/_history",
-    "/Cycle/{id}/_history/{versionId}",
-    "/Cycle/{id}/_history/$verify"
-);
+crate::http::read_routes!(Cycle, CycleResource, "The cycle's name, URL-encoded");

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
-use axum::http::StatusCode;
 use axum::Json;
 use openspp_aggregates::entitlement::{
     Benefit, CycleFacts, EntitlementKind, CODE_SYSTEM, CONSENT_RESOURCE,
@@ -19,7 +18,7 @@ use openspp_aggregates::{
     MembershipStatus, Program, ProgramMembership,
 };
 use openspp_projections::delivery::EntitlementQuery;
-use openspp_projections::search::{Comparator, Found, Page};
+use openspp_projections::search::Comparator;
 use openspp_projections::{membership, view};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,15 +29,15 @@ use crate::api::json::ApiJson;
 use crate::api::membership::split_beneficiary;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
-use crate::api::reference::{parse_identifier, parse_reference};
+use crate::api::reference::parse_identifier;
 use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::{program_filter, with_default};
 use crate::resource::{
-    self, find_subject, grants_for, locate_beneficiarys, Answer, Call, Grant, Interaction, Located,
-    Resource, Searchable, Snapshot, Write,
+    self, beneficiary_mentioned, grants_for, locate_beneficiarys, Answer, Beneficiary, Call, Grant,
+    Interaction, Located, Resource, Searchable, Snapshot, Write,
 };
 use crate::store::claims;
 
@@ -145,18 +144,8 @@ impl Resource for Entitlement {
         grant: &Grant,
     ) -> Vec<(String, String)> {
         let state = &row.state;
-        context
-            .references
-            .get(&state.beneficiary)
-            .filter(|_| grant.allows("beneficiary"))
-            .map(|key| {
-                (
-                    format!("{}/{key}", state.beneficiary_kind().resource()),
-                    state.beneficiary.clone(),
-                )
-            })
-            .into_iter()
-            .collect()
+        let kind = state.beneficiary_kind();
+        beneficiary_mentioned(&context.references, &state.beneficiary, kind, grant)
     }
 
     fn key(_stream: &str, state: &Self) -> Option<String> {
@@ -246,26 +235,9 @@ impl Searchable for Entitlement {
             valid_from: date_param(params, "validFrom")?,
             valid_until: date_param(params, "validUntil")?,
             last_updated: with_default(params.instants("_lastUpdated")?, Comparator::Ge),
-            allowed: (!principal.allowed_programs.is_empty())
-                .then(|| principal.allowed_programs.clone()),
+            allowed: principal.program_limit(),
             visibility: principal.visibility(),
         })
-    }
-
-    async fn find(
-        call: &Call,
-        query: &EntitlementQuery,
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(openspp_projections::view::search_view(&call.state.pool, query, page).await?)
-    }
-
-    async fn find_any(
-        call: &Call,
-        queries: &[EntitlementQuery],
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(openspp_projections::view::search_view_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -274,13 +246,9 @@ impl Searchable for Entitlement {
 async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFacts, ApiError> {
     let name = named(&body.cycle, "Cycle", "cycle")?;
     let no_cycle = || ApiError::unprocessable("cycle", "no such Cycle");
-    let located = Cycle::locate(call, &name).await.map_err(|error| {
-        if error.status == StatusCode::NOT_FOUND {
-            no_cycle()
-        } else {
-            error
-        }
-    })?;
+    let located = Cycle::locate(call, &name)
+        .await
+        .map_err(|error| error.not_found_as(no_cycle))?;
     let cycle = located.current.ok_or_else(no_cycle)?.state;
     let program = view::get::<Program>(&call.state.pool, "program_view", &cycle.program)
         .await?
@@ -360,10 +328,6 @@ async fn known_goods(call: &Call, benefit: &mut Benefit) -> Result<(), ApiError>
     }
 }
 
-fn unknown_beneficiary(kind_name: &str) -> ApiError {
-    ApiError::unprocessable("beneficiary", format!("no such {kind_name}"))
-}
-
 /// Search entitlements, newest first.
 #[utoipa::path(get, path = "/Entitlement", tag = "Entitlement",
     params(
@@ -401,54 +365,39 @@ async fn create(
 ) -> Result<Answer, ApiError> {
     call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
     let ApiJson(body) = body?;
-    let kind_name = split_beneficiary(&body.beneficiary.reference)
-        .map_or("Individual", |(_, kind_name, _)| kind_name);
     // The aggregate's own consent check refused (or the consent was withdrawn meanwhile): the
-    // same answer as for a beneficiary that does not exist.
-    resource::commit_afresh(&call, || creation(&call, &body))
-        .await
-        .map_err(|e| {
-            if e.status == StatusCode::NOT_FOUND {
-                unknown_beneficiary(kind_name)
-            } else {
-                e
-            }
-        })
+    // same answer as for a beneficiary that does not exist. A cycle or enrolment that changed
+    // before the commit: decided again on what now holds (`commit_afresh`).
+    let beneficiary = Beneficiary::parse(&body.beneficiary.reference);
+    let answer = resource::commit_afresh(&call, || creation(&call, &body)).await;
+    match beneficiary {
+        Ok(beneficiary) => answer.map_err(|e| beneficiary.unknown_if_not_found(e)),
+        Err(_) => answer,
+    }
 }
 
 /// The creation `body` asks for, decided on the cycle and the enrolment as they now stand.
 async fn creation(call: &Call, body: &EntitlementResource) -> Result<Write<Entitlement>, ApiError> {
     let cycle = cycle_facts(call, body).await?;
-    let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
-        ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
-    })?;
-    let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
+    let beneficiary = Beneficiary::parse(&body.beneficiary.reference)?;
     let mut details = body.clone().into_details()?;
     known_goods(call, &mut details.benefit).await?;
-    let beneficiary = find_subject(call, kind_name, CONSENT_RESOURCE, &key.key())
-        .await
-        .map_err(|e| e.or_refused(|| unknown_beneficiary(kind_name)))?;
-    let membership = ProgramMembership::stream_id(&cycle.program, &beneficiary.stream);
+    let subject = beneficiary.find(call, CONSENT_RESOURCE).await?;
+    let membership = ProgramMembership::stream_id(&cycle.program, &subject.stream);
     let enrolled = membership::get(&call.state.pool, &membership)
         .await?
         .is_some_and(|row| row.state.status == Some(MembershipStatus::Enrolled));
-    Ok(Write::<Entitlement> {
-        stream: uuid::Uuid::now_v7().to_string(),
-        if_match: IfMatch::LATEST,
-        consent: beneficiary
-            .grant
-            .consent_id()
-            .map(|consent| (consent, beneficiary.stream.clone())),
-        command: EntitlementCommand::Create {
-            cycle,
-            beneficiary: beneficiary.stream,
-            beneficiary_type: kind,
-            enrolled,
-            details,
-            access: beneficiary.access,
-        },
-        status: StatusCode::CREATED,
-    })
+    let kind = beneficiary.kind;
+    let create = |beneficiary, access| EntitlementCommand::Create {
+        cycle,
+        beneficiary,
+        beneficiary_type: kind,
+        enrolled,
+        details,
+        access,
+    };
+    let stream = uuid::Uuid::now_v7().to_string();
+    Ok(Beneficiary::write::<Entitlement>(subject, stream, create))
 }
 
 /// Move an entitlement along OpenSPP's states (impossible moves are 409 naming the allowed
@@ -482,13 +431,9 @@ async fn state_change(
     if_match: &IfMatch,
 ) -> Result<Write<Entitlement>, ApiError> {
     let cycle = cycle_facts(call, body).await?;
-    let beneficiary = match split_beneficiary(&body.beneficiary.reference) {
-        None => None,
-        Some((_, kind_name, _)) => {
-            let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-            claims::resolve(&call.state.pool, kind_name, &key).await?
-        }
-    };
+    let beneficiary = Beneficiary::restated(call, &body.beneficiary.reference)
+        .await?
+        .and_then(|(_, stream)| stream);
     let mut details = body.clone().into_details()?;
     known_goods(call, &mut details.benefit).await?;
     Ok(
@@ -501,14 +446,4 @@ async fn state_change(
     )
 }
 
-crate::http::read_routes!(
-    Entitlement,
-    EntitlementResource,
-    "Entitlement",
-    "The entitlement's code",
-    "/Entitlement/{id}",
-    "entitlement:read",
-    "/Entitlement/{id}/_history",
-    "/Entitlement/{id}/_history/{versionId}",
-    "/Entitlement/{id}/_history/$verify"
-);
+crate::http::read_routes!(Entitlement, EntitlementResource, "The entitlement's code");

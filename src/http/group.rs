@@ -8,41 +8,26 @@ use openspp_aggregates::{Date, ExtendedResource, Group, GroupCommand, GroupDetai
 use openspp_projections::consent;
 use openspp_projections::group::{self as view, GroupQuery};
 use openspp_projections::individual::primary_identifiers;
-use openspp_projections::search::{Found, Page, SortKey};
+use openspp_projections::search::SortKey;
 use serde_json::Value;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::api::group::{AddMember, GroupMember, GroupResource, MemberAnswer, RemoveMember};
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
-use crate::api::reference::parse_reference;
-use crate::api::schema::{OperationOutcome, Period, Reference, SearchResult};
+use crate::api::schema::{OperationOutcome, Reference, SearchResult};
 use crate::api::stated::Stated;
-use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{
-    self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
-    Searchable, Snapshot,
+    self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Registrant,
+    Resource, Searchable, Snapshot,
 };
 use openspp_aggregates::Individual;
 
 const RESOURCE: &str = "Group";
 const SCOPE: &str = "group";
 const EXTENDED: ExtendedResource = ExtendedResource::Group;
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, replace, patch))
-        .routes(routes!(add_member))
-        .routes(routes!(remove_member))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 /// The individual's stream for a member reference. Individuals the caller may not see are as
 /// unknown as those that do not exist; both are named at `field`.
@@ -51,11 +36,8 @@ pub(super) async fn member_stream(
     entity: &Reference,
     field: &str,
 ) -> Result<String, ApiError> {
-    let identifier = parse_reference(&entity.reference, "Individual", field)?;
-    Individual::locate(call, &identifier.key())
-        .await
-        .map(|located| located.stream)
-        .map_err(|e| e.or_refused(|| ApiError::unprocessable(field, "no such Individual")))
+    let located = resource::named::<Individual>(call, &entity.reference, field).await?;
+    Ok(located.stream)
 }
 
 async fn member_spec(
@@ -141,9 +123,7 @@ impl Resource for Group {
             row,
             references,
             &call.state.vocabulary,
-            call.state
-                .extensions
-                .shown(EXTENDED, &row.state.extension, call.shown_extensions()),
+            call.extensions_shown(EXTENDED, &row.state.extension),
         )
     }
 
@@ -171,6 +151,43 @@ impl Resource for Group {
     }
 }
 
+impl Registrant for Group {
+    type Body = GroupResource;
+    const READ_ONLY: &'static [&'static str] = &["meta"];
+
+    async fn registration(
+        call: &Call,
+        body: GroupResource,
+    ) -> Result<(Option<String>, GroupCommand), ApiError> {
+        let details = details(body, call).await?;
+        let subject = details.identifiers.first().map(|i| i.key());
+        Ok((subject, GroupCommand::Register(details)))
+    }
+
+    /// Under consent, the consents covering the current members go with the command: the
+    /// aggregate keeps members the caller may not read.
+    async fn replacement(
+        call: &Call,
+        target: &Located<Self>,
+        Stated { body, fields }: Stated<GroupResource>,
+    ) -> Result<GroupCommand, ApiError> {
+        let details = details(body, call).await?;
+        let member_consents = if call.principal.require_consent {
+            let pool = &call.state.pool;
+            let members = consent::current_members(pool, &target.stream).await?;
+            consent::covering(pool, &members).await?
+        } else {
+            HashMap::new()
+        };
+        Ok(GroupCommand::Replace {
+            details,
+            stated: fields,
+            access: target.access.clone(),
+            member_consents,
+        })
+    }
+}
+
 impl Searchable for Group {
     type Query = GroupQuery;
 
@@ -182,39 +199,10 @@ impl Searchable for Group {
             member: resource::referenced(call, params, "member", "Individual").await?,
             last_updated: params.instants("_lastUpdated")?,
             active: params.boolean("active")?,
-            extension: call
-                .state
-                .extensions
-                .filters(EXTENDED, &params.prefixed("extension."))?,
+            extension: call.extension_filters(EXTENDED, params)?,
             visibility: call.principal.visibility(),
-            sort: params.sort(
-                &view::SORT_COLUMNS,
-                SortKey {
-                    column: "last_updated",
-                    descending: true,
-                },
-            )?,
+            sort: params.sort(&view::SORT_COLUMNS, SortKey::NEWEST_FIRST)?,
         })
-    }
-
-    async fn find(
-        call: &Call,
-        query: &GroupQuery,
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        call.principal.may_search_on(SCOPE, &query.fields())?;
-        Ok(view::search(&call.state.pool, query, page).await?)
-    }
-
-    async fn find_any(
-        call: &Call,
-        queries: &[GroupQuery],
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        for query in queries {
-            call.principal.may_search_on(SCOPE, &query.fields())?;
-        }
-        Ok(view::search_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -258,121 +246,6 @@ async fn search(
     resource::search::<Group>(&call, &uri).await.map(Json)
 }
 
-/// Register a group, optionally with its first members.
-#[utoipa::path(post, path = "/Group", tag = "Group",
-    params(("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote")),
-    request_body = GroupResource,
-    responses(
-        (status = 201, body = GroupResource, description = "Registered; `Location` and `ETag` set"),
-        (status = 403, body = OperationOutcome, description = "The client acts under consent (registering is the data controller's act), or the body states a field or extension its field filter hides"),
-        (status = 409, body = OperationOutcome),
-        (status = 422, body = OperationOutcome),
-    ),
-    security(("bearer" = ["group:create"])))]
-async fn create(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-    body: Result<Stated<GroupResource>, ApiError>,
-) -> Result<Answer, ApiError> {
-    let Stated { body, .. } = resource::open_registration::<Group, _>(&call, &uri, body)?;
-    let details = details(body, &call).await?;
-    let subject = details.identifiers.first().map(|i| i.key());
-    resource::create::<Group>(&call, subject, GroupCommand::Register(details)).await
-}
-
-/// Replace a group's data (and, when `member` is given, its member list). Fields the client may
-/// not see must be left out, and stay as they are; so do members it may not read.
-#[utoipa::path(put, path = "/Group/{id}", tag = "Group",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
-        ("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote"),
-    ),
-    request_body = GroupResource,
-    responses(
-        (status = 200, body = GroupResource),
-        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see"),
-        (status = 404, body = OperationOutcome),
-        (status = 409, body = OperationOutcome),
-        (status = 412, body = OperationOutcome),
-        (status = 422, body = OperationOutcome),
-    ),
-    security(("bearer" = ["group:update"])))]
-async fn replace(
-    call: Call,
-    if_match: IfMatch,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    body: Result<Stated<GroupResource>, ApiError>,
-) -> Result<Answer, ApiError> {
-    let Stated { body, fields } = resource::open_replacement::<Group, _>(&call, &uri, body)?;
-    let target = Group::locate(&call, &id).await?;
-    put(&call, target, if_match, Stated { body, fields }).await
-}
-
-/// The replacement itself, shared by `PUT` and `PATCH`.
-async fn put(
-    call: &Call,
-    target: Located<Group>,
-    if_match: IfMatch,
-    Stated { body, fields }: Stated<GroupResource>,
-) -> Result<Answer, ApiError> {
-    let details = details(body, call).await?;
-    let member_consents = if call.principal.require_consent {
-        let pool = &call.state.pool;
-        let members = consent::current_members(pool, &target.stream).await?;
-        consent::covering(pool, &members).await?
-    } else {
-        HashMap::new()
-    };
-    let write = target.change(if_match, |access| GroupCommand::Replace {
-        details,
-        stated: fields,
-        access,
-        member_consents,
-    });
-    resource::commit(call, write).await
-}
-
-/// Change some of a group's data with a JSON Merge Patch (RFC 7396), as OpenSPP does: merged
-/// into the group as this client sees it and written as a `PUT` of the result would be. A
-/// patch that names `member` replaces the member list (arrays are replaced whole); the member
-/// operations change one member.
-#[utoipa::path(patch, path = "/Group/{id}", tag = "Group",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` the patch is based on"),
-    ),
-    request_body(content = Object, content_type = "application/merge-patch+json",
-        description = "Fields to set; `null` removes one. Arrays are replaced whole."),
-    responses(
-        (status = 200, body = GroupResource, description = "Every extension this client may see is shown"),
-        (status = 403, body = OperationOutcome, description = "The patch names a field this client may not see"),
-        (status = 404, body = OperationOutcome),
-        (status = 409, body = OperationOutcome),
-        (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),
-        (status = 422, body = OperationOutcome, description = "The patched group is not valid; names the field"),
-    ),
-    security(("bearer" = ["group:update"])))]
-async fn patch(
-    call: Call,
-    if_match: IfMatch,
-    Path(id): Path<String>,
-    body: Result<ApiJson<Value>, ApiError>,
-) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(patch) = body?;
-    resource::patch::apply(
-        &call,
-        &id,
-        if_match,
-        &patch,
-        &["meta"],
-        |target, version, body| put(&call, target, version, body),
-    )
-    .await
-}
-
 /// Add an individual to the group.
 #[utoipa::path(post, path = "/Group/{id}/$add-member", tag = "Group",
     params(
@@ -396,16 +269,7 @@ async fn add_member(
     call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
     let ApiJson(body) = body?;
     let target = Group::locate(&call, &id).await?;
-    let member = GroupMember {
-        entity: body.entity,
-        role: body.role,
-        period: Some(Period {
-            start: body.start_date.or(body.period.and_then(|p| p.start)),
-            end: None,
-        }),
-        inactive: false,
-    };
-    let member = member_spec(&call, member, "member")
+    let member = member_spec(&call, body.into_member(), "member")
         .await
         .map_err(|e| e.at(Some("entity")))?;
     let individual = member.individual.clone();
@@ -474,14 +338,18 @@ async fn remove_member(
     Ok(member_answer(&call, answer, &individual, false).await)
 }
 
-crate::http::read_routes!(
-    Group,
-    GroupResource,
-    "Group",
-    "`system|value`, URL-encoded",
-    "/Group/{id}",
-    "group:read",
-    "/Group/{id}/_history",
-    "/Group/{id}/_history/{versionId}",
-    "/Group/{id}/_history/$verify"
+crate::http::registrant_routes!(Group, GroupResource,
+    create:
+    /// Register a group, optionally with its first members.
+    replace:
+    /// Replace a group's data (and, when `member` is given, its member list). Fields the client may
+    /// not see must be left out, and stay as they are; so do members it may not read.
+    patch:
+    /// Change some of a group's data with a JSON Merge Patch (RFC 7396), as OpenSPP does: merged
+    /// into the group as this client sees it and written as a `PUT` of the result would be. A
+    /// patch that names `member` replaces the member list (arrays are replaced whole); the member
+    /// operations change one member.
 );
+
+crate::http::read_routes!(Group, GroupResource, "`system|value`, URL-encoded",
+    routes: (search, create), (read, replace, patch), (add_member), (remove_member));

@@ -7,38 +7,22 @@ use axum::Json;
 use openspp_aggregates::{ExtendedResource, Individual, IndividualCommand};
 use openspp_projections::household::InHousehold;
 use openspp_projections::individual::{self as view, GroupMembershipRow, IndividualQuery};
-use openspp_projections::search::{Found, Page, SortKey};
+use openspp_projections::search::SortKey;
 use serde_json::Value;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::api::group::GroupMembershipList;
 use crate::api::individual::IndividualResource;
-use crate::api::json::ApiJson;
 use crate::api::params::{code_of, Params, GROUP_MEMBERSHIP_TYPE};
-use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::stated::Stated;
-use crate::app::AppState;
-use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{
-    self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Resource,
-    Searchable, Snapshot,
+    self, grants_for, locate_registrant, Call, Grant, Located, Registrant, Resource, Searchable,
+    Snapshot,
 };
 
 const SCOPE: &str = "individual";
 const EXTENDED: ExtendedResource = ExtendedResource::Individual;
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, replace, patch))
-        .routes(routes!(groups))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 /// An individual's current group memberships, by individual stream.
 type Memberships = HashMap<String, Vec<GroupMembershipRow>>;
@@ -92,9 +76,7 @@ impl Resource for Individual {
             row,
             mine,
             &call.state.vocabulary,
-            call.state
-                .extensions
-                .shown(EXTENDED, &row.state.extension, call.shown_extensions()),
+            call.extensions_shown(EXTENDED, &row.state.extension),
         )
     }
 
@@ -120,6 +102,32 @@ impl Resource for Individual {
     }
 }
 
+impl Registrant for Individual {
+    type Body = IndividualResource;
+    const READ_ONLY: &'static [&'static str] = &["meta", "groupMembership"];
+
+    async fn registration(
+        _call: &Call,
+        body: IndividualResource,
+    ) -> Result<(Option<String>, IndividualCommand), ApiError> {
+        let details = body.into_details()?;
+        let subject = details.identifiers.first().map(|i| i.key());
+        Ok((subject, IndividualCommand::Register(details)))
+    }
+
+    async fn replacement(
+        _call: &Call,
+        target: &Located<Self>,
+        Stated { body, fields }: Stated<IndividualResource>,
+    ) -> Result<IndividualCommand, ApiError> {
+        Ok(IndividualCommand::Replace {
+            details: body.into_details()?,
+            stated: fields,
+            access: target.access.clone(),
+        })
+    }
+}
+
 impl Searchable for Individual {
     type Query = IndividualQuery;
 
@@ -134,10 +142,7 @@ impl Searchable for Individual {
             address: params.one("address")?,
             last_updated: params.instants("_lastUpdated")?,
             active: params.boolean("active")?,
-            extension: call
-                .state
-                .extensions
-                .filters(EXTENDED, &params.prefixed("extension."))?,
+            extension: call.extension_filters(EXTENDED, params)?,
             household: InHousehold {
                 group: resource::referenced(call, params, "group", "Group").await?,
                 role: params
@@ -146,34 +151,8 @@ impl Searchable for Individual {
                     .transpose()?,
             },
             visibility: call.principal.visibility(),
-            sort: params.sort(
-                &view::SORT_COLUMNS,
-                SortKey {
-                    column: "last_updated",
-                    descending: true,
-                },
-            )?,
+            sort: params.sort(&view::SORT_COLUMNS, SortKey::NEWEST_FIRST)?,
         })
-    }
-
-    async fn find(
-        call: &Call,
-        query: &IndividualQuery,
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        call.principal.may_search_on(SCOPE, &query.fields())?;
-        Ok(view::search(&call.state.pool, query, page).await?)
-    }
-
-    async fn find_any(
-        call: &Call,
-        queries: &[IndividualQuery],
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        for query in queries {
-            call.principal.may_search_on(SCOPE, &query.fields())?;
-        }
-        Ok(view::search_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -210,118 +189,6 @@ async fn search(
     resource::search::<Individual>(&call, &uri).await.map(Json)
 }
 
-/// Register an individual.
-#[utoipa::path(post, path = "/Individual", tag = "Individual",
-    params(("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote")),
-    request_body = IndividualResource,
-    responses(
-        (status = 201, body = IndividualResource, description = "Registered; `Location` and `ETag` set"),
-        (status = 403, body = OperationOutcome, description = "The client acts under consent (registering is the data controller's act), or the body states a field or extension its field filter hides"),
-        (status = 409, body = OperationOutcome, description = "An identifier is already in use"),
-        (status = 422, body = OperationOutcome),
-    ),
-    security(("bearer" = ["individual:create"])))]
-async fn create(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-    body: Result<Stated<IndividualResource>, ApiError>,
-) -> Result<Answer, ApiError> {
-    let Stated { body, .. } = resource::open_registration::<Individual, _>(&call, &uri, body)?;
-    let details = body.into_details()?;
-    let subject = details.identifiers.first().map(|i| i.key());
-    resource::create::<Individual>(&call, subject, IndividualCommand::Register(details)).await
-}
-
-/// Replace an individual's data; only what changed is recorded, as specific events. Fields the
-/// client may not see must be left out, and stay as they are.
-#[utoipa::path(put, path = "/Individual/{id}", tag = "Individual",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` the change is based on"),
-        ("_extensions" = Option<String>, Query, description = "The extensions the answer shows: by default those the body wrote"),
-    ),
-    request_body = IndividualResource,
-    responses(
-        (status = 200, body = IndividualResource),
-        (status = 403, body = OperationOutcome, description = "The body states a field this client may not see, or changes identifiers under consent"),
-        (status = 404, body = OperationOutcome),
-        (status = 409, body = OperationOutcome),
-        (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),
-        (status = 422, body = OperationOutcome),
-    ),
-    security(("bearer" = ["individual:update"])))]
-async fn replace(
-    call: Call,
-    if_match: IfMatch,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    body: Result<Stated<IndividualResource>, ApiError>,
-) -> Result<Answer, ApiError> {
-    let Stated { body, fields } = resource::open_replacement::<Individual, _>(&call, &uri, body)?;
-    let target = Individual::locate(&call, &id).await?;
-    put(&call, target, if_match, Stated { body, fields }).await
-}
-
-/// The replacement itself, shared by `PUT` and `PATCH`.
-async fn put(
-    call: &Call,
-    target: Located<Individual>,
-    if_match: IfMatch,
-    Stated { body, fields }: Stated<IndividualResource>,
-) -> Result<Answer, ApiError> {
-    let details = body.into_details()?;
-    let write = target.change(if_match, |access| IndividualCommand::Replace {
-        details,
-        stated: fields,
-        access,
-    });
-    resource::commit(call, write).await
-}
-
-/// Change some of an individual's data with a JSON Merge Patch (RFC 7396), as OpenSPP does: the
-/// patch is merged into the individual as this client sees it and written as a `PUT` of the
-/// result would be, so only what changed is recorded, as specific events. Without `If-Match`
-/// it applies to the current version; it never overwrites a version it was not merged into.
-#[utoipa::path(patch, path = "/Individual/{id}", tag = "Individual",
-    params(
-        ("id" = String, Path, description = "`system|value`, URL-encoded"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` the patch is based on"),
-    ),
-    request_body(content = Object, content_type = "application/merge-patch+json",
-        description = "Fields to set; `null` removes one. Arrays are replaced whole."),
-    responses(
-        (status = 200, body = IndividualResource, description = "Every extension this client may see is shown"),
-        (status = 403, body = OperationOutcome, description = "The patch names a field this client may not see"),
-        (status = 404, body = OperationOutcome),
-        (status = 409, body = OperationOutcome),
-        (status = 412, body = OperationOutcome, description = "`If-Match` is stale"),
-        (status = 422, body = OperationOutcome, description = "The patched individual is not valid; names the field"),
-    ),
-    security(("bearer" = ["individual:update"])))]
-async fn patch(
-    call: Call,
-    if_match: IfMatch,
-    Path(id): Path<String>,
-    body: Result<ApiJson<Value>, ApiError>,
-) -> Result<Answer, ApiError> {
-    call.open(
-        SCOPE,
-        Action::Update,
-        <Individual as cqrs_es::Aggregate>::TYPE,
-        Interaction::UPDATE,
-    )?;
-    let ApiJson(patch) = body?;
-    resource::patch::apply(
-        &call,
-        &id,
-        if_match,
-        &patch,
-        &["meta", "groupMembership"],
-        |target, version, body| put(&call, target, version, body),
-    )
-    .await
-}
-
 /// The individual's current group memberships, in OpenSPP's `GroupMembershipList` shape: read
 /// exactly as `GET /Individual/{id}` reads it (scope, consent, access log), so a group the
 /// caller may not see, or a grant that hides `groupMembership`, lists nothing.
@@ -344,14 +211,18 @@ async fn groups(
     Ok(Json(GroupMembershipList::of(&read.body)))
 }
 
-crate::http::read_routes!(
-    Individual,
-    IndividualResource,
-    "Individual",
-    "`system|value`, URL-encoded",
-    "/Individual/{id}",
-    "individual:read",
-    "/Individual/{id}/_history",
-    "/Individual/{id}/_history/{versionId}",
-    "/Individual/{id}/_history/$verify"
+crate::http::registrant_routes!(Individual, IndividualResource,
+    create:
+    /// Register an individual.
+    replace:
+    /// Replace an individual's data; only what changed is recorded, as specific events. Fields the
+    /// client may not see must be left out, and stay as they are.
+    patch:
+    /// Change some of an individual's data with a JSON Merge Patch (RFC 7396), as OpenSPP does: the
+    /// patch is merged into the individual as this client sees it and written as a `PUT` of the
+    /// result would be, so only what changed is recorded, as specific events. Without `If-Match`
+    /// it applies to the current version; it never overwrites a version it was not merged into.
 );
+
+crate::http::read_routes!(Individual, IndividualResource, "`system|value`, URL-encoded",
+    routes: (search, create), (read, replace, patch), (groups));

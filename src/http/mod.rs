@@ -14,7 +14,9 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 mod read_routes;
+mod registrant_routes;
 pub(crate) use read_routes::read_routes;
+pub(crate) use registrant_routes::registrant_routes;
 
 pub mod aggregation;
 pub mod audit_event;

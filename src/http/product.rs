@@ -6,7 +6,7 @@ use axum::extract::{OriginalUri, Path};
 use axum::Json;
 use openspp_aggregates::product::{Product, ProductCommand, KEY_SYSTEM, PRODUCT_CATEGORY};
 use openspp_projections::product::{self as view_of, ProductQuery};
-use openspp_projections::search::{Comparator, Found, Page};
+use openspp_projections::search::Comparator;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,9 +20,7 @@ use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::with_default;
-use crate::resource::{
-    self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
-};
+use crate::resource::{self, Answer, Call, Interaction, Located, Resource, Searchable, Snapshot};
 
 const SCOPE: &str = "product";
 
@@ -51,16 +49,8 @@ impl Resource for Product {
         resource::not_personal(call, subject, found)
     }
 
-    async fn context(_call: &Call, _snapshots: &[&Snapshot<Self>]) -> Result<(), ApiError> {
-        Ok(())
-    }
-
     fn render(call: &Call, _context: &(), row: &Snapshot<Self>) -> ProductResource {
         ProductResource::render(row, &call.state.vocabulary)
-    }
-
-    fn mentioned(_: &(), _: &Snapshot<Self>, _: &Grant) -> Vec<(String, String)> {
-        Vec::new()
     }
 
     fn key(_stream: &str, state: &Self) -> Option<String> {
@@ -91,22 +81,6 @@ impl Searchable for Product {
             }),
             last_updated: with_default(params.instants("_lastUpdated")?, Comparator::Ge),
         })
-    }
-
-    async fn find(
-        call: &Call,
-        query: &ProductQuery,
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(openspp_projections::view::search_view(&call.state.pool, query, page).await?)
-    }
-
-    async fn find_any(
-        call: &Call,
-        queries: &[ProductQuery],
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(openspp_projections::view::search_view_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -170,11 +144,5 @@ async fn replace(
 crate::http::read_routes!(
     Product,
     ProductResource,
-    "Product",
-    "The default code, else the name, URL-encoded",
-    "/Product/{id}",
-    "product:read",
-    "/Product/{id}/_history",
-    "/Product/{id}/_history/{versionId}",
-    "/Product/{id}/_history/$verify"
+    "The default code, else the name, URL-encoded"
 );

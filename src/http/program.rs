@@ -7,10 +7,8 @@ use openspp_aggregates::program::PROGRAM_TYPE;
 use openspp_aggregates::TargetType;
 use openspp_aggregates::{Program, ProgramCommand, ProgramStatus};
 use openspp_projections::program::{self as view, ProgramQuery};
-use openspp_projections::search::{Found, Page, SortKey};
+use openspp_projections::search::SortKey;
 use serde_json::Value;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::api::json::ApiJson;
 use crate::api::params::{code_of, Params};
@@ -18,26 +16,13 @@ use crate::api::preconditions::IfMatch;
 use crate::api::program::ProgramResource;
 use crate::api::reference::parse_identifier;
 use crate::api::schema::{OperationOutcome, SearchResult};
-use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
-use crate::resource::{
-    self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
-};
+use crate::resource::{self, Answer, Call, Interaction, Located, Resource, Searchable, Snapshot};
 use crate::store::claims::resolve_program;
-use crate::store::transaction;
 
 pub const RESOURCE: &str = "Program";
 const SCOPE: &str = "program";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, replace))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 impl Resource for Program {
     const SCOPE: &'static str = SCOPE;
@@ -51,46 +36,15 @@ impl Resource for Program {
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
         let identifier = parse_identifier(id, "id")?;
         let subject = format!("{RESOURCE}/{}", identifier.key());
-        // The program's stream and its current row in one round trip.
         let key = openspp_aggregates::program::lookup_key(identifier);
-        // Created earlier in the open transaction (a `$batch` or an import): not in the read
-        // model before the commit.
-        let found = match transaction::created_pending::<Program>(&key).await {
-            Some((stream, state, version)) => Some((
-                stream.clone(),
-                Some(Snapshot {
-                    aggregate_id: stream,
-                    version: version as i64,
-                    state,
-                    last_updated: chrono::Utc::now(),
-                    source: None,
-                }),
-            )),
-            None => {
-                openspp_projections::view::by_identifier::<Program>(
-                    &call.state.pool,
-                    "program_view",
-                    RESOURCE,
-                    &key.system,
-                    &key.value,
-                )
-                .await?
-            }
-        }
-        .filter(|(stream, _)| call.principal.uses_program(stream));
+        let found = resource::by_identifier::<Self>(call, &key)
+            .await?
+            .filter(|(stream, _)| call.principal.uses_program(stream));
         resource::not_personal(call, subject, found)
-    }
-
-    async fn context(_call: &Call, _snapshots: &[&Snapshot<Self>]) -> Result<(), ApiError> {
-        Ok(())
     }
 
     fn render(call: &Call, _context: &(), row: &Snapshot<Self>) -> ProgramResource {
         ProgramResource::render(row, &call.state.vocabulary)
-    }
-
-    fn mentioned(_context: &(), _row: &Snapshot<Self>, _grant: &Grant) -> Vec<(String, String)> {
-        Vec::new()
     }
 
     fn key(_stream: &str, state: &Self) -> Option<String> {
@@ -163,30 +117,13 @@ impl Searchable for Program {
             status,
             target_type,
             last_updated: params.instants("_lastUpdated")?,
-            allowed: (!principal.allowed_programs.is_empty())
-                .then(|| principal.allowed_programs.clone()),
+            allowed: principal.program_limit(),
             sort,
         })
     }
 
     fn cursor(query: &ProgramQuery) -> bool {
         query.after.is_some()
-    }
-
-    async fn find(
-        call: &Call,
-        query: &ProgramQuery,
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(view::search(&call.state.pool, query, page).await?)
-    }
-
-    async fn find_any(
-        call: &Call,
-        queries: &[ProgramQuery],
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(view::search_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -244,14 +181,5 @@ async fn replace(
     resource::commit(&call, write).await
 }
 
-crate::http::read_routes!(
-    Program,
-    ProgramResource,
-    "Program",
-    "`system|value`, URL-encoded",
-    "/Program/{id}",
-    "program:read",
-    "/Program/{id}/_history",
-    "/Program/{id}/_history/{versionId}",
-    "/Program/{id}/_history/$verify"
-);
+crate::http::read_routes!(Program, ProgramResource, "`system|value`, URL-encoded",
+    routes: (search, create), (read, replace));

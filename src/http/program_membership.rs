@@ -6,16 +6,15 @@
 use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::Json;
 use openspp_aggregates::program::is_namespace_uri;
 use openspp_aggregates::program_membership::Restated;
 use openspp_aggregates::{Date, MembershipCommand, MembershipStatus, Program, ProgramMembership};
 use openspp_projections::membership::{self as view, MembershipQuery};
-use openspp_projections::search::{Found, Page, SortKey};
+use openspp_projections::search::{Page, SortKey};
+use openspp_projections::view::search_view;
 use serde_json::Value;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::api::json::ApiJson;
 use crate::api::membership::{
@@ -26,26 +25,16 @@ use crate::api::preconditions::IfMatch;
 use crate::api::reference::{parse_identifier, parse_reference, path_segment, query_value};
 use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::BASE;
-use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{
-    self, find_subject, locate_beneficiarys, Answer, Call, Grant, Interaction, Located, Resource,
-    Searchable, Snapshot, Write,
+    self, beneficiary_mentioned, locate_beneficiarys, Answer, Beneficiary, Call, Grant,
+    Interaction, Located, Resource, Searchable, Snapshot,
 };
 use crate::store::claims::{self, resolve_program};
 
 const RESOURCE: &str = "ProgramMembership";
 const SCOPE: &str = "program_membership";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, enrol))
-        .routes(routes!(read, change))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 /// `system|value` of the programs and beneficiaries memberships name, by stream.
 type References = HashMap<String, String>;
@@ -91,17 +80,12 @@ impl Resource for ProgramMembership {
         grant: &Grant,
     ) -> Vec<(String, String)> {
         let state = &row.state;
-        references
-            .get(&state.beneficiary)
-            .filter(|_| grant.allows("beneficiary"))
-            .map(|key| {
-                (
-                    format!("{}/{key}", state.beneficiary_kind().resource()),
-                    state.beneficiary.clone(),
-                )
-            })
-            .into_iter()
-            .collect()
+        beneficiary_mentioned(
+            references,
+            &state.beneficiary,
+            state.beneficiary_kind(),
+            grant,
+        )
     }
 
     fn key(_stream: &str, state: &Self) -> Option<String> {
@@ -155,37 +139,10 @@ impl Searchable for ProgramMembership {
             beneficiary,
             status,
             last_updated: params.instants("_lastUpdated")?,
-            allowed_programs: (!principal.allowed_programs.is_empty())
-                .then(|| principal.allowed_programs.clone()),
+            allowed_programs: principal.program_limit(),
             visibility: principal.visibility(),
-            sort: params.sort(
-                &view::SORT_COLUMNS,
-                SortKey {
-                    column: "last_updated",
-                    descending: true,
-                },
-            )?,
+            sort: params.sort(&view::SORT_COLUMNS, SortKey::NEWEST_FIRST)?,
         })
-    }
-
-    async fn find(
-        call: &Call,
-        query: &MembershipQuery,
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        call.principal.may_search_on(SCOPE, &query.fields())?;
-        Ok(view::search(&call.state.pool, query, page).await?)
-    }
-
-    async fn find_any(
-        call: &Call,
-        queries: &[MembershipQuery],
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        for query in queries {
-            call.principal.may_search_on(SCOPE, &query.fields())?;
-        }
-        Ok(view::search_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -240,19 +197,15 @@ async fn beneficiary_address(
             beneficiary: Some(beneficiary),
             status: None,
             last_updated: Vec::new(),
-            allowed_programs: (!principal.allowed_programs.is_empty())
-                .then(|| principal.allowed_programs.clone()),
+            allowed_programs: principal.program_limit(),
             visibility: principal.visibility(),
-            sort: vec![SortKey {
-                column: "last_updated",
-                descending: true,
-            }],
+            sort: vec![SortKey::NEWEST_FIRST],
         };
         let page = Page {
             count: 2,
             offset: 0,
         };
-        found.extend(view::search(pool, &query, page).await?.rows);
+        found.extend(search_view(pool, &query, page).await?.rows);
     }
     match found.as_slice() {
         [] => Ok(id.to_owned()),
@@ -278,10 +231,6 @@ fn openspp_location(beneficiary: &str, program: &str) -> Option<axum::http::Head
     )
     .parse()
     .ok()
-}
-
-fn unknown_beneficiary(kind_name: &str) -> ApiError {
-    ApiError::unprocessable("beneficiary", format!("no such {kind_name}"))
 }
 
 /// Search memberships by program, beneficiary, status and `_lastUpdated`.
@@ -325,57 +274,32 @@ async fn enrol(
         call.principal.may_choose_membership_identifier()?;
     }
     let program_key = parse_reference(&body.program.reference, "Program", "program")?;
-    let no_program = || ApiError::unprocessable("program", "no such Program");
-    let program = Program::locate(&call, &program_key.key())
+    let mut program = resource::named::<Program>(&call, &body.program.reference, "program").await?;
+    let program_state = program
+        .take_current(&call)
         .await
-        .map_err(|e| e.or_refused(no_program))?;
-    let program_state = match program.current {
-        Some(current) => current.state,
-        None => {
-            Program::current(&call, &program.stream)
-                .await?
-                .ok_or_else(no_program)?
-                .state
-        }
+        .map_err(|e| e.or_refused(|| ApiError::unprocessable("program", "no such Program")))?
+        .state;
+    let beneficiary = Beneficiary::parse(&body.beneficiary.reference)?;
+    let subject = beneficiary.find(&call, SCOPE).await?;
+    let stream = ProgramMembership::stream_id(&program.stream, &subject.stream);
+    let (status, exit_reason) = (parse_status(&body.status)?, exit_reason(body.exit_reason)?);
+    let kind = beneficiary.kind;
+    let enrol = |beneficiary, access| MembershipCommand::Enrol {
+        program: program_state.enrolment_facts(program.stream.clone()),
+        beneficiary,
+        beneficiary_type: kind,
+        identifiers: body.identifier.into_iter().map(Into::into).collect(),
+        status,
+        enrollment_date: body.enrollment_date.map(Date::get),
+        exit_date: body.exit_date.map(Date::get),
+        exit_reason,
+        access,
     };
-    let (kind, kind_name, _) = split_beneficiary(&body.beneficiary.reference).ok_or_else(|| {
-        ApiError::unprocessable("beneficiary", "must reference Individual/… or Group/…")
-    })?;
-    let beneficiary_key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-    // What enrolment needs is a consent for memberships, not for the person's record.
-    let beneficiary = find_subject(&call, kind_name, SCOPE, &beneficiary_key.key())
-        .await
-        .map_err(|e| e.or_refused(|| unknown_beneficiary(kind_name)))?;
-    let write = Write::<ProgramMembership> {
-        stream: ProgramMembership::stream_id(&program.stream, &beneficiary.stream),
-        if_match: IfMatch::LATEST,
-        consent: beneficiary
-            .grant
-            .consent_id()
-            .map(|consent| (consent, beneficiary.stream.clone())),
-        command: MembershipCommand::Enrol {
-            program: program_state.enrolment_facts(program.stream.clone()),
-            beneficiary: beneficiary.stream,
-            beneficiary_type: kind,
-            identifiers: body.identifier.into_iter().map(Into::into).collect(),
-            status: parse_status(&body.status)?,
-            enrollment_date: body.enrollment_date.map(Date::get),
-            exit_date: body.exit_date.map(Date::get),
-            exit_reason: exit_reason(body.exit_reason)?,
-            access: beneficiary.access,
-        },
-        status: StatusCode::CREATED,
-    };
-    // The aggregate's own consent check refused (or the consent was withdrawn meanwhile): the
-    // same answer as for a beneficiary that does not exist.
-    let mut answer = resource::commit(&call, write).await.map_err(|e| {
-        if e.status == StatusCode::NOT_FOUND {
-            unknown_beneficiary(kind_name)
-        } else {
-            e
-        }
-    })?;
-    if let Some(location) = openspp_location(&beneficiary_key.key(), &program_key.key()) {
+    let mut answer = beneficiary
+        .create::<ProgramMembership>(&call, subject, stream, enrol)
+        .await?;
+    if let Some(location) = openspp_location(&beneficiary.identifier.key(), &program_key.key()) {
         answer.headers.insert(header::LOCATION, location);
     }
     Ok(answer)
@@ -424,30 +348,13 @@ async fn change(
 /// aggregate to hold against the membership. Any identifier of the program or the beneficiary
 /// (the name alias, `%23` for `#`) names it.
 async fn restated(call: &Call, body: &MembershipResource) -> Result<Restated, ApiError> {
-    let pool = &call.state.pool;
     let program = parse_reference(&body.program.reference, "Program", "program")?;
-    let beneficiary = match split_beneficiary(&body.beneficiary.reference) {
-        None => None,
-        Some((kind, kind_name, _)) => {
-            let key = parse_reference(&body.beneficiary.reference, kind_name, "beneficiary")?;
-            Some((kind, claims::resolve(pool, kind_name, &key).await?))
-        }
-    };
     Ok(Restated {
         identifiers: body.identifier.iter().cloned().map(Into::into).collect(),
-        program: resolve_program(pool, program).await?,
-        beneficiary,
+        program: resolve_program(&call.state.pool, program).await?,
+        beneficiary: Beneficiary::restated(call, &body.beneficiary.reference).await?,
     })
 }
 
-crate::http::read_routes!(
-    ProgramMembership,
-    MembershipResource,
-    "ProgramMembership",
-    "`system|value`, URL-encoded",
-    "/ProgramMembership/{id}",
-    "program_membership:read",
-    "/ProgramMembership/{id}/_history",
-    "/ProgramMembership/{id}/_history/{versionId}",
-    "/ProgramMembership/{id}/_history/$verify"
-);
+crate::http::read_routes!(ProgramMembership, MembershipResource, "`system|value`, URL-encoded",
+    routes: (search, enrol), (read, change));

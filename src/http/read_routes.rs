@@ -5,18 +5,36 @@
 //! access.
 
 /// ```text
-/// read_routes!(Resource, RenderedBody, "Tag", "id description", "/R/{id}", "r:read",
-///     "/R/{id}/_history", "/R/{id}/_history/{versionId}", "/R/{id}/_history/$verify");
+/// read_routes!(Resource, RenderedBody, "how the path's id names one");
 /// ```
-/// defines the handlers `read`, `history`, `vread` and `verify` in the calling module.
+/// defines the handlers `read`, `history`, `vread` and `verify` in the calling module, at
+/// `/{Resource}/{id}…`, tagged `Resource`; a read needs `{scope}:read` (`Resource::SCOPE`), the
+/// others `audit:read`.
+///
+/// ```text
+/// read_routes!(Resource, RenderedBody, "…", routes: (search, create), (read, replace), (…));
+/// ```
+/// defines them and the module's `routes()` too: each group of handlers (one path's) in order,
+/// then the auditor's.
 macro_rules! read_routes {
-    ($resource:ty, $body:ty, $tag:literal, $id:literal, $read:literal, $scope:literal,
-     $history:literal, $vread:literal, $verify:literal) => {
+    ($resource:ident, $body:ty, $id:literal, routes: $(($($handler:ident),+)),+) => {
+        pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::app::AppState> {
+            utoipa_axum::router::OpenApiRouter::new()
+                $(.routes(utoipa_axum::routes!($($handler),+)))+
+                .routes(utoipa_axum::routes!(history))
+                .routes(utoipa_axum::routes!(vread))
+                .routes(utoipa_axum::routes!(verify))
+        }
+
+        crate::http::read_routes!($resource, $body, $id);
+    };
+    ($resource:ident, $body:ty, $id:literal) => {
         // The OpenAPI derive names generic bodies by their bare type names.
         use crate::api::bundle::{HistoryBundle, ResourceVersion};
 
         /// The resource as it is now, with its `ETag`; with `_at`, as it was at that instant.
-        #[utoipa::path(get, path = $read, tag = $tag,
+        #[utoipa::path(get, path = concat!("/", stringify!($resource), "/{id}"),
+            tag = stringify!($resource),
             params(
                 ("id" = String, Path, description = $id),
                 ("_at" = Option<String>, Query, description = "An RFC 3339 instant: the resource as it was then"),
@@ -29,7 +47,7 @@ macro_rules! read_routes {
                 (status = 403, body = crate::api::schema::OperationOutcome),
                 (status = 404, body = crate::api::schema::OperationOutcome),
             ),
-            security(("bearer" = [$scope])))]
+            security(("bearer" = [format!("{}:read", <$resource as crate::resource::Resource>::SCOPE)])))]
         async fn read(
             call: crate::resource::Call,
             axum::extract::Path(id): axum::extract::Path<String>,
@@ -40,7 +58,8 @@ macro_rules! read_routes {
 
         /// The versions, newest first: each with its event, what changed, and who changed it,
         /// from where, in which request, under which consent.
-        #[utoipa::path(get, path = $history, tag = $tag,
+        #[utoipa::path(get, path = concat!("/", stringify!($resource), "/{id}/_history"),
+            tag = stringify!($resource),
             params(
                 ("id" = String, Path, description = $id),
                 ("_since" = Option<String>, Query, description = "Only versions recorded at or after this instant"),
@@ -72,7 +91,9 @@ macro_rules! read_routes {
         }
 
         /// The resource exactly as it was at one version.
-        #[utoipa::path(get, path = $vread, tag = $tag,
+        #[utoipa::path(get,
+            path = concat!("/", stringify!($resource), "/{id}/_history/{versionId}"),
+            tag = stringify!($resource),
             params(
                 ("id" = String, Path, description = $id),
                 ("versionId" = String, Path, description = "A `meta.versionId`"),
@@ -95,7 +116,8 @@ macro_rules! read_routes {
         }
 
         /// Recomputes the hash chain and names the first broken version, if any.
-        #[utoipa::path(get, path = $verify, tag = $tag,
+        #[utoipa::path(get, path = concat!("/", stringify!($resource), "/{id}/_history/$verify"),
+            tag = stringify!($resource),
             params(("id" = String, Path, description = $id)),
             responses(
                 (status = 200, body = crate::store::verify::Verification),

@@ -7,7 +7,7 @@ use axum::Json;
 use openspp_aggregates::service_point::{
     name_identifier, ServicePoint, ServicePointCommand, NAME_SYSTEM,
 };
-use openspp_projections::search::{Comparator, Found, Page};
+use openspp_projections::search::Comparator;
 use openspp_projections::service_point::ServicePointQuery;
 use openspp_projections::view;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,9 +23,7 @@ use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::with_default;
-use crate::resource::{
-    self, Answer, Call, Grant, Interaction, Located, Resource, Searchable, Snapshot,
-};
+use crate::resource::{self, Answer, Call, Interaction, Located, Resource, Searchable, Snapshot};
 
 const SCOPE: &str = "service_point";
 
@@ -61,16 +59,8 @@ impl Resource for ServicePoint {
         resource::not_personal(call, subject, found)
     }
 
-    async fn context(_call: &Call, _snapshots: &[&Snapshot<Self>]) -> Result<(), ApiError> {
-        Ok(())
-    }
-
     fn render(call: &Call, _context: &(), row: &Snapshot<Self>) -> ServicePointResource {
         ServicePointResource::render(row, &call.state.vocabulary)
-    }
-
-    fn mentioned(_: &(), _: &Snapshot<Self>, _: &Grant) -> Vec<(String, String)> {
-        Vec::new()
     }
 
     fn key(_stream: &str, state: &Self) -> Option<String> {
@@ -91,22 +81,6 @@ impl Searchable for ServicePoint {
             contract_active: params.boolean("contractActive")?,
             last_updated: with_default(params.instants("_lastUpdated")?, Comparator::Ge),
         })
-    }
-
-    async fn find(
-        call: &Call,
-        query: &ServicePointQuery,
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(openspp_projections::view::search_view(&call.state.pool, query, page).await?)
-    }
-
-    async fn find_any(
-        call: &Call,
-        queries: &[ServicePointQuery],
-        page: Page,
-    ) -> Result<Found<Snapshot<Self>>, ApiError> {
-        Ok(openspp_projections::view::search_view_any(&call.state.pool, queries, page).await?)
     }
 }
 
@@ -172,11 +146,5 @@ async fn replace(
 crate::http::read_routes!(
     ServicePoint,
     ServicePointResource,
-    "ServicePoint",
-    "The service point's name, URL-encoded",
-    "/ServicePoint/{id}",
-    "service_point:read",
-    "/ServicePoint/{id}/_history",
-    "/ServicePoint/{id}/_history/{versionId}",
-    "/ServicePoint/{id}/_history/$verify"
+    "The service point's name, URL-encoded"
 );

@@ -388,9 +388,9 @@ impl Loader {
                 .await;
             match transaction.commit().await {
                 Ok(_) => break loaded.len(),
-                Err(StoreError::Conflict | StoreError::Unavailable(_))
-                    if failures + 1 < ATTEMPTS =>
-                {
+                Err(
+                    StoreError::Conflict | StoreError::FactChanged | StoreError::Unavailable(_),
+                ) if failures + 1 < ATTEMPTS => {
                     failures += 1;
                     pause(failures).await;
                 }

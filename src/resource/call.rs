@@ -5,7 +5,11 @@ use std::sync::OnceLock;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use openspp_aggregates::{ExtendedResource, ExtensionData};
+use openspp_projections::extension::ExtensionFilter;
+use serde_json::Value;
 
+use crate::api::params::Params;
 use crate::api::provenance::Provenance;
 use crate::app::AppState;
 use crate::auth::{Action, Principal};
@@ -84,6 +88,27 @@ impl Call {
     pub fn shown_extensions(&self) -> &Shown {
         const NONE: &Shown = &Shown::None;
         self.extensions.get().unwrap_or(NONE)
+    }
+
+    /// A search's `extension.{key}.{property}=` filters on the extension data of `resource`.
+    pub fn extension_filters(
+        &self,
+        resource: ExtendedResource,
+        params: &mut Params,
+    ) -> Result<Vec<ExtensionFilter>, ApiError> {
+        let parameters = params.prefixed("extension.");
+        self.state.extensions.filters(resource, &parameters)
+    }
+
+    /// Extension data (`data`, of a `resource`) as this request's answers show it.
+    pub fn extensions_shown(
+        &self,
+        resource: ExtendedResource,
+        data: &ExtensionData,
+    ) -> Option<Value> {
+        self.state
+            .extensions
+            .shown(resource, data, self.shown_extensions())
     }
 }
 

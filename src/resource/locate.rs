@@ -69,13 +69,7 @@ pub async fn locate_beneficiarys<R: Resource>(
             // Created earlier in the open `$batch` transaction: no row before the commit.
             None => transaction::decided::<R>(stream)
                 .await
-                .map(|(state, version)| Snapshot {
-                    aggregate_id: stream.clone(),
-                    version: version as i64,
-                    state,
-                    last_updated: chrono::Utc::now(),
-                    source: None,
-                }),
+                .map(|(state, version)| pending(stream.clone(), state, version)),
         },
         None => None,
     };
@@ -209,4 +203,40 @@ pub fn not_personal<R: Resource>(
         access: call.principal.access(Vec::new()),
         current,
     })
+}
+
+/// A resource no data subject's consent governs, by the identifier it is claimed under, with
+/// its current row in one round trip (`None` while the read model lags the claim). One created
+/// earlier in the open `$batch` transaction is found too, though no read model has it before
+/// the commit.
+pub async fn by_identifier<R: Resource>(
+    call: &Call,
+    key: &Identifier,
+) -> Result<Option<(String, Option<Snapshot<R>>)>, ApiError> {
+    if let Some((stream, state, version)) = transaction::created_pending::<R>(key).await {
+        return Ok(Some((
+            stream.clone(),
+            Some(pending(stream, state, version)),
+        )));
+    }
+    let pool = &call.state.pool;
+    Ok(match R::VIEW {
+        Some(table) => {
+            view::by_identifier::<R>(pool, table, R::TYPE, &key.system, &key.value).await?
+        }
+        None => claims::resolve(pool, R::TYPE, key)
+            .await?
+            .map(|stream| (stream, None)),
+    })
+}
+
+/// `state` as the open `$batch` transaction has decided it, at `version`: not committed yet.
+fn pending<R>(stream: String, state: R, version: u64) -> Snapshot<R> {
+    Snapshot {
+        aggregate_id: stream,
+        version: version as i64,
+        state,
+        last_updated: chrono::Utc::now(),
+        source: None,
+    }
 }

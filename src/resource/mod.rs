@@ -11,6 +11,7 @@
 
 mod answer;
 mod audit;
+mod beneficiary;
 mod call;
 pub mod clash_alert;
 mod export;
@@ -20,25 +21,28 @@ pub mod history;
 mod locate;
 mod ops;
 pub mod patch;
+mod registrant;
 mod together;
 mod traits;
 mod write;
 
 pub use answer::{show, Answer};
 pub use audit::{record_accesses, Audit, Interaction};
+pub use beneficiary::{named, Beneficiary};
 pub use call::Call;
 pub use export::{export, Exported};
 pub use extended::{open_registration, open_replacement};
 pub use grant::{grants_for, identity_only, shown, today, Grant};
 pub use locate::{
-    access_to, find_subject, key_in, locate_beneficiarys, locate_registrant, not_personal,
-    referenced, Subject,
+    access_to, by_identifier, find_subject, key_in, locate_beneficiarys, locate_registrant,
+    not_personal, referenced, Subject,
 };
 pub use ops::{
     advanced_search, answer_extensions, at, history, page, read, search, verify, vread, Searchable,
 };
+pub use registrant::{merge_patch, register, replace, Registrant};
 pub use together::execute_together;
-pub use traits::{reference_of, Located, Resource, Snapshot, Write};
+pub use traits::{beneficiary_mentioned, reference_of, Located, Resource, Snapshot, Write};
 pub use write::{
     commit, commit_afresh, committed_answer, create, domain_error, execute, store_error,
 };

@@ -7,6 +7,7 @@ use std::future::Future;
 
 use axum::http::{StatusCode, Uri};
 use openspp_projections::search::{Found, Page};
+use openspp_projections::view::{self, ViewQuery};
 use serde_json::Value;
 
 use crate::api::advanced_search::{SearchBundle, SearchRequest};
@@ -106,14 +107,8 @@ pub async fn read<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Answe
     if let Some(instant) = instant {
         return at::<R>(call, id, &instant).await;
     }
-    let located = R::locate(call, id).await?;
-    let snapshot = match located.current {
-        Some(snapshot) => snapshot,
-        // The identifier is claimed when its event commits; the read model may still lag.
-        None => R::current(call, &located.stream)
-            .await?
-            .ok_or_else(|| ApiError::not_found(R::TYPE))?,
-    };
+    let mut located = R::locate(call, id).await?;
+    let snapshot = located.take_current(call).await?;
     show(call, StatusCode::OK, &snapshot, Some(&located.grant)).await
 }
 
@@ -236,11 +231,10 @@ pub async fn page<R: Resource>(
     }))
 }
 
-/// A resource with a search: how its query parameters become a read-model query, and the page
-/// that query finds. The scope check, paging, unknown parameters, consent and the access log
-/// are [`search`]'s.
+/// A resource with a search: how its query parameters become a query of its read model. The
+/// scope check, paging, unknown parameters, consent and the access log are [`search`]'s.
 pub trait Searchable: Resource {
-    type Query: Send + Sync;
+    type Query: ViewQuery<State = Self> + Send + Sync;
 
     /// Whether `query` pages by cursor (`_lastId`): its `next` link then names the last row
     /// instead of an offset, and there is no `prev`.
@@ -254,11 +248,18 @@ pub trait Searchable: Resource {
         params: &mut Params,
     ) -> impl Future<Output = Result<Self::Query, ApiError>> + Send;
 
+    /// The page of rows `query` finds in the read model. A search on a field the client's own
+    /// field filter hides is refused, naming the parameter.
     fn find(
         call: &Call,
         query: &Self::Query,
         page: Page,
-    ) -> impl Future<Output = Result<Found<Snapshot<Self>>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Found<Snapshot<Self>>, ApiError>> + Send {
+        async move {
+            call.principal.may_search_on(Self::SCOPE, &query.fields())?;
+            Ok(view::search_view(&call.state.pool, query, page).await?)
+        }
+    }
 
     /// The page of rows any of `queries` matches (`POST /{R}/_search` with OR logic), each
     /// under the same rules as [`Searchable::find`].
@@ -266,7 +267,14 @@ pub trait Searchable: Resource {
         call: &Call,
         queries: &[Self::Query],
         page: Page,
-    ) -> impl Future<Output = Result<Found<Snapshot<Self>>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Found<Snapshot<Self>>, ApiError>> + Send {
+        async move {
+            for query in queries {
+                call.principal.may_search_on(Self::SCOPE, &query.fields())?;
+            }
+            Ok(view::search_view_any(&call.state.pool, queries, page).await?)
+        }
+    }
 }
 
 /// `POST /{R}/_search`: OpenSPP's advanced search, its conditions turned into alternatives of

@@ -31,7 +31,7 @@ pub const ATTEMPTS: usize = 3;
 /// know what it would merge into.
 async fn merged<R: Resource, T: DeserializeOwned>(
     call: &Call,
-    located: &Located<R>,
+    located: &mut Located<R>,
     patch: &Value,
     read_only: &[&str],
 ) -> Result<(Stated<T>, u64), ApiError> {
@@ -47,12 +47,7 @@ async fn merged<R: Resource, T: DeserializeOwned>(
             format!("this client may not see `{hidden}`, so it may not change it"),
         ));
     }
-    let snapshot = match &located.current {
-        Some(snapshot) => snapshot.clone(),
-        None => R::current(call, &located.stream)
-            .await?
-            .ok_or_else(|| ApiError::not_found(R::TYPE))?,
-    };
+    let snapshot = located.take_current(call).await?;
     // The base shows every extension the grant lets the caller see: a patch of one extension
     // must keep the others as they are. The answer shows them too (the first choice stands).
     call.show_extensions(Shown::All);
@@ -106,8 +101,8 @@ where
     let asked = if_match.version()?;
     let mut attempt = 1;
     loop {
-        let located = R::locate(call, id).await?;
-        let (body, seen) = merged::<R, T>(call, &located, patch, read_only).await?;
+        let mut located = R::locate(call, id).await?;
+        let (body, seen) = merged::<R, T>(call, &mut located, patch, read_only).await?;
         let version = IfMatch::at(asked.unwrap_or(seen));
         match replace(located, version, body).await {
             Err(error)

@@ -6,7 +6,9 @@ use std::future::Future;
 
 use axum::http::StatusCode;
 use cqrs_es::Aggregate;
-use openspp_aggregates::{Access, DomainError, ExtendedResource, InlineIndex, RegistryServices};
+use openspp_aggregates::{
+    Access, DomainError, ExtendedResource, InlineIndex, RegistryServices, TargetType,
+};
 use openspp_projections::view::{self, ViewRow};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -95,10 +97,13 @@ pub trait Resource:
         }
     }
 
+    /// What rendering `snapshots` needs besides their states; by default nothing.
     fn context(
-        call: &Call,
-        snapshots: &[&Snapshot<Self>],
-    ) -> impl Future<Output = Result<Self::Context, ApiError>> + Send;
+        _call: &Call,
+        _snapshots: &[&Snapshot<Self>],
+    ) -> impl Future<Output = Result<Self::Context, ApiError>> + Send {
+        async { Ok(Self::Context::default()) }
+    }
 
     /// What rendering needs for a resource just created in a stream minted for it, when that
     /// is known without reading: no other stream can name a stream before it exists, so a
@@ -121,12 +126,14 @@ pub trait Resource:
     fn render(call: &Call, context: &Self::Context, snapshot: &Snapshot<Self>) -> Self::Rendered;
 
     /// Other subjects a rendering of `snapshot` names, as `(reference, stream)` for the access
-    /// log; only those `grant` lets the caller see.
+    /// log; only those `grant` lets the caller see. By default none.
     fn mentioned(
-        context: &Self::Context,
-        snapshot: &Snapshot<Self>,
-        grant: &Grant,
-    ) -> Vec<(String, String)>;
+        _context: &Self::Context,
+        _snapshot: &Snapshot<Self>,
+        _grant: &Grant,
+    ) -> Vec<(String, String)> {
+        Vec::new()
+    }
 
     /// The identifier (`system|value`) the resource is referenced by: `Location`, the log.
     fn key(stream: &str, state: &Self) -> Option<String>;
@@ -171,6 +178,23 @@ pub fn reference_of<R: Resource>(stream: &str, state: &R) -> Option<String> {
     R::key(stream, state).map(|key| format!("{}/{key}", R::TYPE))
 }
 
+/// The beneficiary (a stream, of `kind`) that a membership's or an entitlement's rendering
+/// names, for the access log: when `grant` shows `beneficiary` and it has an identifier
+/// (`references`, by stream).
+pub fn beneficiary_mentioned(
+    references: &HashMap<String, String>,
+    beneficiary: &str,
+    kind: TargetType,
+    grant: &Grant,
+) -> Vec<(String, String)> {
+    references
+        .get(beneficiary)
+        .filter(|_| grant.allows("beneficiary"))
+        .map(|key| (format!("{}/{key}", kind.resource()), beneficiary.to_owned()))
+        .into_iter()
+        .collect()
+}
+
 /// A subject the caller may see: its stream, what may be seen of it, the access to hand to the
 /// aggregate if the caller changes it, and its current version when locating had to read it.
 pub struct Located<R> {
@@ -184,6 +208,17 @@ pub struct Located<R> {
 }
 
 impl<R: Resource> Located<R> {
+    /// The subject's current version: the one locating read, else the read model's (which may
+    /// still lag the identifier's claim, made when its event commits: then the one 404).
+    pub async fn take_current(&mut self, call: &Call) -> Result<Snapshot<R>, ApiError> {
+        match self.current.take() {
+            Some(snapshot) => Ok(snapshot),
+            None => R::current(call, &self.stream)
+                .await?
+                .ok_or_else(|| ApiError::not_found(R::TYPE)),
+        }
+    }
+
     /// A change of this subject: `command` is given the caller's access (the aggregate decides
     /// with it), and the write relies on the consent the grant came from.
     pub fn change(self, if_match: IfMatch, command: impl FnOnce(Access) -> R::Command) -> Write<R> {

@@ -256,6 +256,11 @@ pub fn store_error(error: StoreError<DomainError>, resource: &str) -> ApiError {
             "what the write was decided on changed while it was being committed; retry",
         )
         .with_header(header::RETRY_AFTER, "1"),
+        StoreError::FactChangedAlongside => ApiError::conflict(
+            None,
+            "the cycle or enrolment this write relies on is changed by the same request; send \
+             this write in a request of its own once that change has committed",
+        ),
         StoreError::Unavailable(error) => {
             tracing::warn!(%error, "database unavailable; nothing was written");
             ApiError::unavailable("the database is unavailable; nothing was written, retry")

@@ -325,16 +325,19 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
                 ))
             })
             .collect();
-        // A stream the batch writes is kept by its own append (another writer moving it is a
-        // conflict): its row is not held, and may not exist before the statement.
+        // A status held is read from the committed read model; a stream the batch itself
+        // writes is no longer in that status once the batch commits, so a command decided on it
+        // cannot stand beside the write (nor can the row be held: it may not exist yet).
         let written: HashSet<(&str, &str)> = events
             .iter()
             .map(|e| (e.aggregate_type, e.aggregate_id.as_str()))
             .collect();
-        let held: Vec<HeldStatus> = held
-            .into_iter()
-            .filter(|h| !written.contains(&(h.aggregate_type, h.aggregate_id.as_str())))
-            .collect();
+        if held
+            .iter()
+            .any(|h| written.contains(&(h.aggregate_type, h.aggregate_id.as_str())))
+        {
+            return Err(StoreError::FactChangedAlongside);
+        }
         let mut statement = append_statement(
             &holds,
             &held,

@@ -26,6 +26,11 @@ pub enum StoreError<E: std::error::Error> {
     /// on what now holds (its facts are part of it, so retrying it as it is would not do).
     #[error("what the command was decided on changed meanwhile")]
     FactChanged,
+    /// A status the command was decided on belongs to a stream the same batch writes: it was
+    /// read as committed, but the batch changes it, so the decision cannot stand (a Bundle that
+    /// moves a cycle on and entitles someone in it). Nothing was written.
+    #[error("what the command was decided on is changed by the same batch")]
+    FactChangedAlongside,
     #[error("stored event cannot be read: {0}")]
     Corrupt(String),
     /// The database could not be reached, or refused the connection (down, restarting, out of

@@ -43,6 +43,10 @@ pub fn trials() -> Vec<Trial> {
             "delivery::a_cycles_etag_follows_its_statistics",
             etag_follows_statistics,
         ),
+        trial(
+            "delivery::a_bundle_cannot_entitle_in_a_cycle_it_moves_on",
+            bundle_moving_the_cycle,
+        ),
     ]
 }
 
@@ -1264,4 +1268,41 @@ async fn etag_follows_statistics() {
     api.put(&path, body, Some(current.as_str()))
         .await
         .expect(200);
+}
+
+/// An entitlement is decided on its cycle as committed (draft); a transaction Bundle that also
+/// submits that cycle would commit an entitlement in a cycle under approval. Refused whole
+/// (409), nothing written.
+async fn bundle_moving_the_cycle() {
+    let api = admin().await;
+    let url = &world().database_url;
+    let (_, program) = new_program(&api, "individual").await;
+    let first = member(&api, &program).await;
+    let second = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    entitle(&api, cash_body(&name, &first, 100.0)).await;
+    let read = api.get(&path_of(&name)).await;
+    read.expect(200);
+    let mut submitted = read.body.clone();
+    submitted["state"] = json!("to_approve");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": submitted,
+         "request": {"method": "PUT", "url": format!("Cycle/{}", urlencoding(&name))}},
+        {"resource": cash_body(&name, &second, 50.0),
+         "request": {"method": "POST", "url": "Entitlement"}},
+    ]});
+    let reply = api.post("/api/v2/spp/$batch", bundle).await;
+    reply.expect(409);
+    let of_second = format!(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Entitlement' \
+         AND payload->'EntitlementCreated'->>'beneficiary' = \
+             (SELECT aggregate_id FROM identifier_claims WHERE value = '{second}')"
+    );
+    assert_eq!(sql_scalar(url, &of_second), "0", "{}", reply.text);
+    let after = api.get(&path_of(&name)).await;
+    after.expect(200);
+    assert_eq!(
+        after.body["state"], "draft",
+        "nothing of the Bundle was written"
+    );
 }
