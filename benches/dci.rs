@@ -19,6 +19,8 @@
 #[path = "../tests/e2e/support.rs"]
 mod support;
 
+#[path = "common/args.rs"]
+mod args;
 #[allow(dead_code)]
 #[path = "common/drive.rs"]
 mod drive;
@@ -52,14 +54,7 @@ struct Options {
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let value = args::number;
     Options {
         population: value("--population", 1_000_000),
         seconds: value("--seconds", 10) as u64,

@@ -15,6 +15,8 @@
 #[path = "../tests/e2e/support.rs"]
 mod support;
 
+#[path = "common/args.rs"]
+mod args;
 #[allow(dead_code)]
 #[path = "common/pgbench.rs"]
 mod pgbench;
@@ -38,14 +40,7 @@ struct Options {
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let value = args::number;
     Options {
         rows: value("--rows", 1_000_000),
         synthetic: value("--synthetic", 100_000),
