@@ -102,6 +102,7 @@ fn entry_routes() -> Router<AppState> {
         (status = 415, body = OperationOutcome),
         (status = 422, body = OperationOutcome, description = "Not a Bundle, more than 1 000 entries, or a transaction entry failed (named with its own diagnostics; nothing was applied)"),
         (status = 429, body = OperationOutcome, description = "The client's rate limit is spent; each entry counts as one request, and a transaction whose entries exceed what is left runs none"),
+        (status = 503, body = OperationOutcome, description = "The database could not serve a transaction entry just now (unavailable, a lock or statement timeout, a deadlock): nothing was applied; send it again after Retry-After"),
     ),
     security(("bearer" = [])))]
 async fn batch(
@@ -190,9 +191,11 @@ pub(crate) struct Outcome {
     pub body: Option<Value>,
     /// The answer was longer than it was allowed to be, and was not read.
     too_large: Option<usize>,
-    /// The answer says to try again (a 5xx, or `Retry-After`): nothing the entry asked for is
+    /// The answer says to try again (a 503, or `Retry-After`): nothing the entry asked for is
     /// wrong, the server could not do it just now.
     pub transient: bool,
+    /// The answer's `Retry-After`.
+    retry_after: Option<String>,
     /// How many bytes of answer were read.
     answer_bytes: usize,
     audit: Audit,
@@ -278,7 +281,11 @@ impl Dispatch {
                     .await;
                 budget = budget.saturating_sub(outcome.answer_bytes);
                 if !outcome.status.is_success() {
-                    let error = entry_failed(index, entry, &outcome);
+                    let error = if outcome.transient || outcome.status.is_server_error() {
+                        not_done(index, entry, &outcome)
+                    } else {
+                        entry_failed(index, entry, &outcome)
+                    };
                     self.record_all(&outcomes, error.status).await;
                     self.record(&outcome, outcome.status).await;
                     return Err(error);
@@ -452,14 +459,14 @@ impl Outcome {
                 .map(str::to_owned)
         };
         let location = header(header::LOCATION);
+        let retry_after = header(header::RETRY_AFTER);
         let etag = header(header::ETAG);
         let last_modified = header(header::LAST_MODIFIED);
         let status = parts.status;
         // What may pass if sent again: the database unavailable (503) or a write that lost a
         // race (a `Retry-After` on a 409 or 429). Any other 5xx (a corrupt stream, an internal
         // fault) would fail the same way every time, so it is the row's refusal.
-        let transient = status == StatusCode::SERVICE_UNAVAILABLE
-            || parts.headers.contains_key(header::RETRY_AFTER);
+        let transient = status == StatusCode::SERVICE_UNAVAILABLE || retry_after.is_some();
         let (body, answer_bytes, too_large) = match to_bytes(body, limit).await {
             Ok(bytes) => (serde_json::from_slice(&bytes).ok(), bytes.len(), None),
             Err(_) => (None, limit, Some(limit)),
@@ -472,9 +479,26 @@ impl Outcome {
             body,
             too_large,
             transient,
+            retry_after,
             answer_bytes,
             audit,
         }
+    }
+
+    /// The text at `pointer` in the answer's body.
+    fn text(&self, pointer: &str) -> Option<String> {
+        self.body
+            .as_ref()
+            .and_then(|b| b.pointer(pointer))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// What the answer says went wrong: its OperationOutcome's diagnostics, else its status.
+    fn diagnostics(&self) -> String {
+        self.text("/issue/0/diagnostics")
+            .or_else(|| self.text("/detail"))
+            .unwrap_or_else(|| status_line(self.status))
     }
 
     /// The response entry. A transaction's shows no resource: it was rendered before the
@@ -539,28 +563,47 @@ pub(crate) fn claims(outcome: &Outcome, identifier: &openspp_aggregates::Identif
 /// A transaction's answer when entry `index` failed: 422 naming the entry (and its field,
 /// if its own answer named one), carrying that entry's own diagnostics.
 fn entry_failed(index: usize, entry: &BatchEntry, outcome: &Outcome) -> ApiError {
-    let body = outcome.body.as_ref();
-    let text = |pointer: &str| {
-        body.and_then(|b| b.pointer(pointer))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let mut alone = ApiError::new(
-        outcome.status,
-        "invalid",
-        text("/issue/0/diagnostics")
-            .or_else(|| text("/detail"))
-            .unwrap_or_else(|| status_line(outcome.status)),
-    );
-    alone.expression = text("/issue/0/expression/0");
+    let mut alone = ApiError::new(outcome.status, "invalid", outcome.diagnostics());
+    alone.expression = outcome.text("/issue/0/expression/0");
     failed_at(index, entry, &alone)
 }
 
-fn failed_at(index: usize, entry: &BatchEntry, alone: &ApiError) -> ApiError {
-    let name = match &entry.full_url {
+/// A transaction's answer when the server could not do entry `index` (the database
+/// unavailable or failing, a race lost: a 5xx, or `Retry-After`): nothing the entry asked for
+/// is wrong, so it is not the transaction's 422 but the entry's own status (503 …) with its
+/// `Retry-After`, naming the entry; nothing was applied, and the Bundle may be sent again.
+fn not_done(index: usize, entry: &BatchEntry, outcome: &Outcome) -> ApiError {
+    let code = match outcome.status {
+        StatusCode::INTERNAL_SERVER_ERROR => "exception",
+        StatusCode::CONFLICT => "conflict",
+        _ => "transient",
+    };
+    let error = ApiError::new(
+        outcome.status,
+        code,
+        format!(
+            "{} could not be applied just now ({}: {}); the transaction applied nothing",
+            entry_name(index, entry),
+            status_line(outcome.status),
+            outcome.diagnostics()
+        ),
+    );
+    match &outcome.retry_after {
+        Some(after) => error.with_header(header::RETRY_AFTER, after),
+        None => error,
+    }
+}
+
+/// How an answer names entry `index`: by its position, and its `fullUrl` if it has one.
+fn entry_name(index: usize, entry: &BatchEntry) -> String {
+    match &entry.full_url {
         Some(full_url) => format!("entry[{index}] ({full_url})"),
         None => format!("entry[{index}]"),
-    };
+    }
+}
+
+fn failed_at(index: usize, entry: &BatchEntry, alone: &ApiError) -> ApiError {
+    let name = entry_name(index, entry);
     let field = match &alone.expression {
         Some(expression) => format!("entry[{index}].resource.{expression}"),
         None => format!("entry[{index}]"),

@@ -15,10 +15,23 @@
 //! keeps failing the import stops with nothing of the batch loaded, to be resumed by a rerun.
 //!
 //! Memory is bounded by the batch: rows are read one at a time, and each batch is decided in a
-//! transaction of its own, dropped once committed. A dry run does the same and commits nothing,
-//! so it checks each batch against the database as it is: a row that refers to what an earlier
-//! batch of the same file creates is refused by a dry run although the import would load it
-//! (a larger `--batch-size` keeps such rows together).
+//! transaction of its own, dropped once committed.
+//!
+//! A dry run ([`Rehearsal`]) is the import itself, batch by batch, statement by statement, on
+//! ONE connection inside ONE database transaction that is rolled back at the end: each batch's
+//! statement is applied in a savepoint of it, so a row that refers to what an earlier batch of
+//! the file creates is judged against it, and a refusal only the commit finds (an identifier
+//! already in use) is found: the refused rows and their reasons are those the import reports.
+//! Nothing is committed: no event, read-model row or `import_batches` range (the dry run
+//! records none), and the feed's `NOTIFY` is sent inside the transaction, so it is never
+//! delivered. Its memory is the import's (one batch); its cost is in the database, for as long
+//! as it runs: the file's rows are written (uncommitted) and their locks held until the
+//! rollback, so a request claiming an identifier the file claims waits for the dry run to end;
+//! the transaction's id holds the feed's horizon, so feed followers (subscriptions, DCI
+//! notifications) deliver what others commit meanwhile only once it ends; and past 64 batches
+//! its savepoints overflow the backend's subtransaction cache, which makes other sessions'
+//! snapshots costlier until then. A dry run of a large file belongs on a copy of the database
+//! or off-peak.
 //!
 //! A file is known by its content (SHA-256): an edited file is a new file, whose rows are all
 //! tried again (those whose identifiers are taken are then refused). An import is the
@@ -31,6 +44,7 @@ pub mod seed;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +53,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use indicatif::{ProgressBar, ProgressStyle};
 use openspp_aggregates::RegistryServices;
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::postgres::{PgPoolOptions, PgTransactionManager};
+use sqlx::{Connection, PgPool, TransactionManager};
 
 use crate::access_log::AccessLog;
 use crate::api::batch::{BatchEntry, EntryRequest};
@@ -113,10 +128,18 @@ impl Summary {
 }
 
 pub async fn run(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
-    let (state, writer) = offline(pool.clone()).await?;
+    let rehearsal = match args.dry_run {
+        true => Some(Rehearsal::open(pool).await?),
+        false => None,
+    };
+    let working = rehearsal.as_ref().map_or(pool, |r| &r.pool);
+    let (state, writer) = offline(working.clone(), pool.clone()).await?;
     let outcome = import(&state, &args).await;
     drop(state);
     let _ = writer.await;
+    if let Some(rehearsal) = rehearsal {
+        rehearsal.roll_back().await?;
+    }
     let (summary, file_hash) = outcome?;
     println!("{}", summary.json(&args.file, &file_hash, args.dry_run));
     Ok(())
@@ -126,7 +149,13 @@ pub async fn run(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
 /// import`, `openspp seed`): the catalogs as stored, no signing keys (it issues and checks
 /// no token), and an access log nothing is recorded to unless an operation records it. It
 /// lives here, with its only user, rather than in `app`, which every subsystem imports.
-async fn offline(pool: PgPool) -> anyhow::Result<(AppState, tokio::task::JoinHandle<()>)> {
+/// `pool` is what the operations work on; `outside` loads the catalogs (in a read-only
+/// transaction of their own) and follows the checkpoint (a listener holds a connection of its
+/// own): neither can run on a dry run's one connection, inside its transaction.
+async fn offline(
+    pool: PgPool,
+    outside: PgPool,
+) -> anyhow::Result<(AppState, tokio::task::JoinHandle<()>)> {
     let auth = AuthState {
         pool: pool.clone(),
         config: crate::auth::AuthConfig {
@@ -139,7 +168,7 @@ async fn offline(pool: PgPool) -> anyhow::Result<(AppState, tokio::task::JoinHan
         caches: Default::default(),
         limiter: Default::default(),
     };
-    let catalogs = crate::catalog_sync::Catalogs::load(&pool).await?;
+    let catalogs = crate::catalog_sync::Catalogs::load(&outside).await?;
     let (access_log, writer) = AccessLog::start(pool.clone());
     let state = AppState::new(Shared {
         store: EventStore::new(pool.clone()),
@@ -157,10 +186,68 @@ async fn offline(pool: PgPool) -> anyhow::Result<(AppState, tokio::task::JoinHan
             window_secs: 0,
         },
         dci: Arc::new(crate::dci::Dci::new(&crate::dci::DciArgs::default())),
-        checkpoints: openspp_projections::CheckpointWatch::start(pool.clone()).await?,
+        checkpoints: openspp_projections::CheckpointWatch::start(outside).await?,
         pool,
     });
     Ok((state, writer))
+}
+
+/// A dry run's database: a pool of ONE connection, which opens a transaction as it connects;
+/// everything the dry run does runs in it, and [`Rehearsal::roll_back`] ends it. Should that
+/// connection be lost, the pool may not replace it (a new one would see none of the file's
+/// earlier batches, and would commit what it wrote): the dry run then fails, having loaded
+/// nothing, and the server rolled the lost one back.
+struct Rehearsal {
+    pool: PgPool,
+}
+
+impl Rehearsal {
+    async fn open(pool: &PgPool) -> anyhow::Result<Self> {
+        let connected = Arc::new(AtomicBool::new(false));
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                let connected = connected.clone();
+                Box::pin(async move {
+                    if connected.swap(true, Ordering::SeqCst) {
+                        return Err(sqlx::Error::Configuration(
+                            "the dry run's database connection was lost (its transaction is \
+                             rolled back, nothing was loaded); run the dry run again"
+                                .into(),
+                        ));
+                    }
+                    PgTransactionManager::begin(connection, None).await
+                })
+            })
+            .connect_with(pool.connect_options().as_ref().clone())
+            .await
+            .context("cannot open the dry run's connection")?;
+        Ok(Self { pool })
+    }
+
+    /// Undoes everything the dry run wrote.
+    async fn roll_back(self) -> anyhow::Result<()> {
+        let mut connection = self.pool.acquire().await?;
+        PgTransactionManager::rollback(&mut *connection).await?;
+        drop(connection);
+        self.pool.close().await;
+        Ok(())
+    }
+}
+
+/// Runs `sql` (a savepoint's) on a dry run's connection.
+async fn rehearse(pool: &PgPool, sql: &str, lines: (i64, i64)) -> anyhow::Result<()> {
+    sqlx::query(sql).execute(pool).await.with_context(|| {
+        format!(
+            "the dry run could not go on at lines {}-{} (nothing was loaded)",
+            lines.0, lines.1
+        )
+    })?;
+    Ok(())
 }
 
 /// The operator running an import: every scope, under the legal basis of the migration.
@@ -234,6 +321,10 @@ async fn done_ranges(pool: &PgPool, file_hash: &str) -> sqlx::Result<Vec<(i64, i
 pub async fn import(state: &AppState, args: &ImportArgs) -> anyhow::Result<(Summary, String)> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
+    }
+    if args.dry_run && !state.pool.acquire().await?.is_in_transaction() {
+        // Only a `Rehearsal` may run a dry run: on any other pool its batches would commit.
+        bail!("a dry run needs the rehearsal's connection, inside the transaction it rolls back");
     }
     let started = Instant::now();
     let (file_hash, lines) = rows::fingerprint(&args.file)?;
@@ -323,11 +414,15 @@ impl Loader {
         }
         // Failed attempts at the batch: conflicts at the commit, and transient failures.
         let mut failures = 0;
+        let lines = (first_line, last_line);
         let loaded = loop {
             let transaction = Transaction::new(&self.state.store);
             let placeholders = Placeholders::default();
             let mut loaded = Vec::new();
             let mut again = None;
+            if self.dry_run {
+                rehearse(&self.state.pool, "SAVEPOINT dry_run_batch", lines).await?;
+            }
             for (line, entry) in &entries {
                 if refused.contains_key(line) {
                     continue;
@@ -340,6 +435,13 @@ impl Loader {
                     loaded.push((*line, outcome));
                     continue;
                 }
+                if self.dry_run {
+                    // A statement that failed (a lookup the database refused) has aborted the
+                    // dry run's transaction: back to the batch's start, which is where it
+                    // stands (nothing of a batch is written before its commit).
+                    let back = "ROLLBACK TO SAVEPOINT dry_run_batch";
+                    rehearse(&self.state.pool, back, lines).await?;
+                }
                 let why = reason(&outcome.body, outcome.status);
                 if outcome.transient {
                     again = Some(Again::Later(*line, why));
@@ -351,6 +453,9 @@ impl Loader {
                     again = Some(Again::Without);
                     break;
                 }
+            }
+            if self.dry_run {
+                rehearse(&self.state.pool, "RELEASE SAVEPOINT dry_run_batch", lines).await?;
             }
             match again {
                 Some(Again::Without) => continue,
@@ -368,24 +473,25 @@ impl Loader {
                 }
                 None => {}
             }
-            if self.dry_run {
-                break loaded.len();
+            // A dry run commits as the import does, inside its transaction, without the
+            // line range (nothing for a rerun to skip).
+            if !self.dry_run {
+                transaction
+                    .record_progress(ImportProgress {
+                        file_hash: self.file_hash.clone(),
+                        first_line,
+                        last_line,
+                        loaded: loaded.len() as i32,
+                        refused: Value::Array(
+                            refused
+                                .iter()
+                                .map(|(line, reason)| json!({"line": line, "reason": reason}))
+                                .collect(),
+                        ),
+                        source: self.source.clone(),
+                    })
+                    .await;
             }
-            transaction
-                .record_progress(ImportProgress {
-                    file_hash: self.file_hash.clone(),
-                    first_line,
-                    last_line,
-                    loaded: loaded.len() as i32,
-                    refused: Value::Array(
-                        refused
-                            .iter()
-                            .map(|(line, reason)| json!({"line": line, "reason": reason}))
-                            .collect(),
-                    ),
-                    source: self.source.clone(),
-                })
-                .await;
             match transaction.commit().await {
                 Ok(_) => break loaded.len(),
                 Err(

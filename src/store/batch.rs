@@ -354,10 +354,7 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
             .acquire()
             .await
             .map_err(StoreError::Unavailable)?;
-        let written = statement
-            .build_query_as::<(i64, i64)>()
-            .fetch_one(&mut *connection)
-            .await;
+        let written = append(&mut connection, &mut statement).await;
         drop(connection);
         let error = match written {
             Ok((tx_id, position)) => {
@@ -473,6 +470,29 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
         }
         None
     }
+}
+
+/// Runs a commit's statement on `connection`. A connection of the pool is in no transaction:
+/// the statement is its own, at no extra cost. One already inside a transaction is a dry run's
+/// (`openspp import --dry-run` applies a whole file in one transaction it rolls back at the
+/// end): there the statement runs in a savepoint, so that one refused (an identifier taken, a
+/// stream moved) is undone alone and leaves the transaction usable for the lookups that name
+/// the refusal and for the batches after it.
+async fn append(
+    connection: &mut sqlx::PgConnection,
+    statement: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>,
+) -> Result<(i64, i64), sqlx::Error> {
+    use sqlx::Connection;
+    if !connection.is_in_transaction() {
+        return statement.build_query_as().fetch_one(connection).await;
+    }
+    let mut savepoint = connection.begin().await?;
+    let written = statement.build_query_as().fetch_one(&mut *savepoint).await;
+    match written {
+        Ok(_) => savepoint.commit().await?,
+        Err(_) => savepoint.rollback().await?,
+    }
+    written
 }
 
 /// A consent relied on: its id, the subject (stream) and the organisation it is relied on for.

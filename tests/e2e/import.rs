@@ -33,6 +33,10 @@ pub fn trials() -> Vec<Trial> {
             "import::a_transient_failure_is_retried_not_refused",
             transient_failure,
         ),
+        trial(
+            "import::a_dry_run_judges_rows_across_batches_as_the_import_does",
+            dry_run_across_batches,
+        ),
     ]
 }
 
@@ -465,4 +469,123 @@ async fn transient_failure() {
         (Some(1), Some(0)),
         "{done} {stderr}"
     );
+}
+
+/// A dry run judges every row exactly as the import then does, across batches: rows that
+/// depend on rows of earlier batches (a household of individuals, a membership in a program,
+/// each imported a batch before) pass, and the bad rows (an identifier taken, which only the
+/// commit finds; a birth date in the future; a household of that refused individual) are
+/// reported with the same lines and reasons. It leaves nothing: no event, claim, read-model
+/// row or resume range.
+async fn dry_run_across_batches() {
+    let prefix = unique("IMD");
+    let id = |n: usize| format!("{prefix}-{n}");
+    let program = format!("Dry {prefix}");
+    let program_reference = format!(
+        "Program/urn:openspp:program|{}",
+        program.to_lowercase().replace(' ', "-")
+    );
+    let member = |n: usize, role: &str| {
+        json!({"entity": {"reference": format!("Individual/{NATIONAL_ID}|{}", id(n))},
+               "role": {"coding": [{"system": "urn:openspp:vocab:group-membership-type",
+                                    "code": role}]}})
+    };
+    let mut unborn = individual_body(&id(3));
+    unborn["birthDate"] = json!("2999-01-01");
+    let lines = vec![
+        json!({"type": "Program", "name": program, "targetType": "individual",
+               "currency": "PHP", "description": "A program of a dry-run test"})
+        .to_string(),
+        individual_body(&id(1)).to_string(),
+        individual_body(&id(2)).to_string(),
+        json!({"type": "Group", "identifier": [{"system": GROUP_SYSTEM, "value": id(10)}],
+               "groupType": "household", "name": "Dry Household",
+               "member": [member(1, "head"), member(2, "member")]})
+        .to_string(),
+        json!({"type": "ProgramMembership",
+               "identifier": [{"system": "urn:openspp:program-membership", "value": id(20)}],
+               "program": {"reference": program_reference},
+               "beneficiary": {"reference": format!("Individual/{NATIONAL_ID}|{}", id(1))},
+               "status": "draft"})
+        .to_string(),
+        individual_body(&id(1)).to_string(),
+        unborn.to_string(),
+        json!({"type": "Group", "identifier": [{"system": GROUP_SYSTEM, "value": id(11)}],
+               "groupType": "household", "name": "Unborn Household",
+               "member": [member(3, "head")]})
+        .to_string(),
+    ];
+    let file = temp("dry.ndjson");
+    write_lines(&file, &lines);
+    let url = &world().database_url;
+    let run = |dry: bool| {
+        let report = temp(if dry {
+            "dry-refused.ndjson"
+        } else {
+            "refused.ndjson"
+        });
+        let mut args = vec![
+            "import",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "1",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        let done = summary(&cli(url, &args));
+        let refused: Vec<Value> = std::fs::read_to_string(&report)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (done, refused)
+    };
+    let traces = |hash: &str| {
+        [
+            format!("SELECT count(*) FROM events WHERE payload::text ILIKE '%{prefix}%'"),
+            format!("SELECT count(*) FROM identifier_claims WHERE value ILIKE '%{prefix}%'"),
+            format!("SELECT count(*) FROM individual_view WHERE state::text LIKE '%{prefix}%'"),
+            format!("SELECT count(*) FROM group_view WHERE state::text LIKE '%{prefix}%'"),
+            format!("SELECT count(*) FROM import_batches WHERE file_hash = '{hash}'"),
+        ]
+        .map(|sql| count(&sql))
+    };
+    let (dry, dry_refused) = run(true);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(
+        (dry["loaded"].as_i64(), dry["refused"].as_i64()),
+        (Some(5), Some(3)),
+        "{dry} {dry_refused:?}"
+    );
+    let refused_lines: Vec<i64> = dry_refused
+        .iter()
+        .map(|r| r["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(refused_lines, [6, 7, 8], "{dry_refused:?}");
+    assert!(
+        dry_refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already in use"),
+        "{dry_refused:?}"
+    );
+    let hash = dry["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(traces(&hash), [0; 5], "a dry run leaves nothing");
+
+    let (real, real_refused) = run(false);
+    assert_eq!(
+        (real["loaded"].as_i64(), real["refused"].as_i64()),
+        (Some(5), Some(3)),
+        "{real} {real_refused:?}"
+    );
+    assert_eq!(
+        real_refused, dry_refused,
+        "the dry run reported what the import did"
+    );
+    let [events, claims, people, groups, ranges] = traces(&hash);
+    assert!(events > 0 && claims > 0, "{events} {claims}");
+    assert_eq!((people, groups, ranges), (2, 1, 8));
 }
