@@ -37,6 +37,10 @@ pub fn trials() -> Vec<Trial> {
             "import::a_dry_run_judges_rows_across_batches_as_the_import_does",
             dry_run_across_batches,
         ),
+        trial(
+            "import::a_dry_run_notifies_no_feed_follower",
+            dry_run_notifies_no_one,
+        ),
     ]
 }
 
@@ -588,4 +592,58 @@ async fn dry_run_across_batches() {
     let [events, claims, people, groups, ranges] = traces(&hash);
     assert!(events > 0 && claims > 0, "{events} {claims}");
     assert_eq!((people, groups, ranges), (2, 1, 8));
+}
+
+/// The feed's notification a dry run's commits send is sent inside its transaction, which is
+/// rolled back: no follower hears it. The import of the same file is heard (so the listener
+/// would have heard the dry run's).
+async fn dry_run_notifies_no_one() {
+    let database = TestDatabase::create("openspp_e2e_import");
+    let url = &database.url;
+    let prefix = unique("IMN");
+    let file = temp("heard.ndjson");
+    let rows: Vec<String> = (0..4)
+        .map(|n| individual_body(&format!("{prefix}-{n}")).to_string())
+        .collect();
+    write_lines(&file, &rows);
+    // A batch a row, with a pause after each: the process lives on after its commits, long
+    // enough for their notification to be sent (one that exits at once may never send it).
+    let args = |dry: bool| {
+        let mut args = vec![file.to_str().unwrap().to_owned()];
+        args.extend(["--batch-size", "1", "--pause-ms", "100"].map(str::to_owned));
+        if dry {
+            args.push("--dry-run".to_owned());
+        }
+        args
+    };
+    let run = |dry: bool| {
+        let args = args(dry);
+        let mut all = vec!["import"];
+        all.extend(args.iter().map(String::as_str));
+        summary(&cli(url, &all))
+    };
+    let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
+    listener.listen("openspp_events").await.unwrap();
+    let dry = run(true);
+    assert_eq!(dry["loaded"], 4, "{dry}");
+    assert!(!heard(&mut listener).await, "a dry run was heard");
+    assert_eq!(
+        count_in(url, "SELECT count(*) FROM events"),
+        0,
+        "a dry run committed nothing"
+    );
+    let real = run(false);
+    assert_eq!(real["loaded"], 4, "{real}");
+    assert!(heard(&mut listener).await, "the import was not heard");
+}
+
+/// Whether `listener` hears a notification within two seconds.
+async fn heard(listener: &mut sqlx::postgres::PgListener) -> bool {
+    tokio::time::timeout(Duration::from_secs(2), listener.recv())
+        .await
+        .is_ok()
+}
+
+fn count_in(url: &str, sql: &str) -> i64 {
+    sql_scalar(url, sql).parse().unwrap()
 }
