@@ -744,6 +744,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transaction_entry_the_server_could_not_do_keeps_its_status() {
+        let entry = BatchEntry {
+            full_url: Some("urn:uuid:00000000-0000-4000-8000-000000000001".to_owned()),
+            resource: None,
+            request: crate::api::batch::EntryRequest {
+                method: "POST".to_owned(),
+                url: "Group".to_owned(),
+                if_match: None,
+            },
+        };
+        let unavailable = crate::error::ApiError::unavailable("down")
+            .with_header(header::RETRY_AFTER, "1")
+            .into_response();
+        let outcome = Outcome::read(unavailable, Audit::default(), 1024).await;
+        let error = not_done(2, &entry, &outcome);
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code, "transient");
+        assert!(error
+            .headers
+            .iter()
+            .any(|(name, value)| name == header::RETRY_AFTER && value == "1"));
+        assert!(
+            error.diagnostics.contains("entry[2] (urn:uuid:")
+                && error.diagnostics.contains("down")
+                && error.diagnostics.contains("applied nothing"),
+            "{}",
+            error.diagnostics
+        );
+        // A fault of the server is not the entry's: it stays a 500, with nothing to retry.
+        let internal = crate::error::ApiError::internal().into_response();
+        let outcome = Outcome::read(internal, Audit::default(), 1024).await;
+        let error = not_done(0, &entry, &outcome);
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.code, "exception");
+        assert!(error.headers.is_empty());
+    }
+
+    #[tokio::test]
     async fn the_server_saying_retry_is_transient() {
         let unavailable = crate::error::ApiError::unavailable("down")
             .with_header(header::RETRY_AFTER, "1")
