@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use crate::consent::give_consent;
 use crate::program::{change_body, enrol, new_program};
 use crate::support::{
-    admin, audit_event_where, consent_client, create_client, minted_path, register_individual,
-    sql_scalar, unique, world, Api, HeldTransaction, Reply, NATIONAL_ID,
+    admin, audit_event_where, consent_client, create_client, individual_body, minted_path,
+    register_individual, sql_scalar, unique, world, Api, HeldTransaction, Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -66,6 +66,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "delivery::cascade_free_text_unit_still_changes_state",
             free_text_unit,
+        ),
+        trial(
+            "delivery::cascade_moves_a_large_cycle_in_one_commit",
+            large_cycle,
         ),
     ]
 }
@@ -1695,4 +1699,84 @@ async fn free_text_unit() {
     moved.expect(200);
     assert_eq!(moved.body["state"], "pending_validation");
     assert_eq!(moved.body["items"][0]["quantity"]["unit"], "bag of 25 kg");
+}
+
+/// Posts `entries` (resource, url) as a batch Bundle; every entry must be created.
+async fn created_in_batch(api: &Api, entries: Vec<(Value, &str)>) {
+    let entry: Vec<Value> = entries
+        .into_iter()
+        .map(|(resource, url)| json!({"resource": resource, "request": {"method": "POST", "url": url}}))
+        .collect();
+    let reply = api
+        .post(
+            "/api/v2/spp/$batch",
+            json!({"resourceType": "Bundle", "type": "batch", "entry": entry}),
+        )
+        .await;
+    reply.expect(200);
+    for entry in reply.body["entry"].as_array().unwrap() {
+        assert_eq!(entry["response"]["status"], "201 Created", "{entry}");
+    }
+}
+
+/// A cycle of 200 entitlements moves with them in one commit (two reads, whatever their
+/// number: the read model, then their streams at once), with its statistics unchanged.
+async fn large_cycle() {
+    const SIZE: usize = 200;
+    let api = admin().await;
+    let url = &world().database_url;
+    let (_, program) = new_program(&api, "individual").await;
+    let ids: Vec<String> = (0..SIZE).map(|_| unique("BIG")).collect();
+    created_in_batch(
+        &api,
+        ids.iter()
+            .map(|id| (individual_body(id), "Individual"))
+            .collect(),
+    )
+    .await;
+    created_in_batch(
+        &api,
+        ids.iter()
+            .map(|id| {
+                let membership = json!({"program": {"reference": format!("Program/{program}")},
+                                        "beneficiary": {"reference": person(id)},
+                                        "status": "enrolled"});
+                (membership, "ProgramMembership")
+            })
+            .collect(),
+    )
+    .await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    created_in_batch(
+        &api,
+        ids.iter()
+            .map(|id| (cash_body(&name, id, 10.0), "Entitlement"))
+            .collect(),
+    )
+    .await;
+    let path = path_of(&name);
+    let statistics = api.get(&path).await.body["statistics"].clone();
+    assert_eq!(statistics["entitlementsCount"], SIZE, "{statistics}");
+    let started = std::time::Instant::now();
+    let submitted = move_to(&api, &path, "to_approve").await;
+    let took = started.elapsed();
+    submitted.expect(200);
+    eprintln!("a cycle of {SIZE} entitlements submitted in {took:?} (GET + PUT, debug build)");
+    assert_eq!(submitted.body["statistics"], statistics);
+    let request = submitted.header("x-request-id").unwrap();
+    assert_eq!(
+        sql_scalar(
+            url,
+            &format!(
+                "SELECT count(*) || ' ' || count(DISTINCT tx_id) FROM events \
+                 WHERE metadata->>'request_id' = '{request}'"
+            )
+        ),
+        format!("{} 1", SIZE + 1)
+    );
+    let pending = format!(
+        "SELECT count(*) FROM entitlement_view WHERE status = 'pending_validation' \
+         AND cycle_id = (SELECT aggregate_id FROM cycle_view WHERE name = '{name}')"
+    );
+    assert_eq!(sql_scalar(url, &pending), SIZE.to_string());
 }
