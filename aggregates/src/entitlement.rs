@@ -411,6 +411,25 @@ impl Entitlement {
         self.beneficiary_type.unwrap_or(TargetType::Individual)
     }
 
+    /// The state of an existing entitlement (a change of one that does not exist is 404).
+    fn current(&self) -> Result<EntitlementState, DomainError> {
+        self.state
+            .ok_or_else(|| DomainError::not_found("Entitlement"))
+    }
+
+    /// `Ok` when `from` may become `to` (see [`EntitlementState::next`]); else a 409 naming
+    /// the allowed moves.
+    fn may_move(from: EntitlementState, to: EntitlementState) -> Result<(), DomainError> {
+        transition::check(
+            "entitlement",
+            "state",
+            from,
+            to,
+            from.next(),
+            EntitlementState::as_str,
+        )
+    }
+
     fn check_restated(
         &self,
         cycle: &CycleFacts,
@@ -528,19 +547,10 @@ impl Aggregate for Entitlement {
                 access,
             } => {
                 access.permits(CONSENT_RESOURCE, "Entitlement", today)?;
-                let from = self
-                    .state
-                    .ok_or_else(|| DomainError::not_found("Entitlement"))?;
+                let from = self.current()?;
                 self.check_restated(&cycle, beneficiary.as_ref(), &details)?;
                 let to = details.state;
-                transition::check(
-                    "entitlement",
-                    "state",
-                    from,
-                    to,
-                    from.next(),
-                    EntitlementState::as_str,
-                )?;
+                Self::may_move(from, to)?;
                 if from == to {
                     return Ok(());
                 }
@@ -573,9 +583,7 @@ impl Aggregate for Entitlement {
                 from: cycle_from,
                 to: cycle_to,
             } => {
-                let from = self
-                    .state
-                    .ok_or_else(|| DomainError::not_found("Entitlement"))?;
+                let from = self.current()?;
                 if cycle != self.cycle {
                     return Err(DomainError::conflict(
                         Some("cycle"),
@@ -585,14 +593,7 @@ impl Aggregate for Entitlement {
                 let Some(to) = from.with_cycle(self.kind(), cycle_from, cycle_to) else {
                     return Ok(());
                 };
-                transition::check(
-                    "entitlement",
-                    "state",
-                    from,
-                    to,
-                    from.next(),
-                    EntitlementState::as_str,
-                )?;
+                Self::may_move(from, to)?;
                 EntitlementEvent::EntitlementStateChanged {
                     from,
                     to,
@@ -695,6 +696,10 @@ mod tests {
     }
 
     fn created() -> EntitlementEvent {
+        created_with(cash(3000))
+    }
+
+    fn created_with(benefit: Benefit) -> EntitlementEvent {
         EntitlementEvent::EntitlementCreated {
             identifier: Identifier {
                 system: CODE_SYSTEM.into(),
@@ -704,7 +709,7 @@ mod tests {
             program: "program-1".into(),
             beneficiary: "person-1".into(),
             beneficiary_type: TargetType::Individual,
-            benefit: Box::new(cash(3000)),
+            benefit: Box::new(benefit),
             valid_from: date(2024, 1, 1),
             valid_until: date(2025, 1, 1),
         }
@@ -928,32 +933,6 @@ mod tests {
             unit: "Sack".into(),
             unit_price: None,
             service_point: None,
-        }
-    }
-
-    fn created_with(benefit: Benefit) -> EntitlementEvent {
-        let EntitlementEvent::EntitlementCreated {
-            identifier,
-            cycle,
-            program,
-            beneficiary,
-            beneficiary_type,
-            valid_from,
-            valid_until,
-            ..
-        } = created()
-        else {
-            unreachable!()
-        };
-        EntitlementEvent::EntitlementCreated {
-            identifier,
-            cycle,
-            program,
-            beneficiary,
-            beneficiary_type,
-            benefit: Box::new(benefit),
-            valid_from,
-            valid_until,
         }
     }
 

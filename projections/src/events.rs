@@ -122,14 +122,11 @@ pub async fn streams(
     aggregate_type: &str,
     aggregate_ids: &[String],
 ) -> sqlx::Result<Vec<StoredEvent>> {
-    sqlx::query(STREAMS)
+    sqlx::query_as(STREAMS)
         .bind(aggregate_type)
         .bind(aggregate_ids)
         .fetch_all(pool)
-        .await?
-        .iter()
-        .map(StoredEvent::from_row)
-        .collect()
+        .await
 }
 
 /// A range of streams, by `(aggregate_type, aggregate_id)`: from `from` (inclusive) to `to`

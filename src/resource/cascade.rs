@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cqrs_es::Aggregate;
 use openspp_aggregates::entitlement::EntitlementCommand;
-use openspp_aggregates::{Cycle, CycleCommand, DomainError, Entitlement, EntitlementState};
+use openspp_aggregates::{Cycle, CycleCommand, Entitlement, EntitlementState};
 use openspp_projections::delivery;
 use rand::Rng;
 
@@ -45,53 +45,30 @@ pub async fn change_cycle(
     if let Some(transaction) = transaction::current() {
         return within(&transaction, call, stream, expected, command, &metadata).await;
     }
-    let state = &call.state;
-    let mut batch = state.store.batch::<DomainError>();
+    // A lone request: its own transaction, committed here, decided again after a lost race.
     let failed = |error| store_error(error, Cycle::TYPE);
+    let mut attempt = 0;
     loop {
-        let before = batch.state::<Cycle>(stream).await.map_err(failed)?;
-        batch
-            .decide::<Cycle>(
-                stream,
-                expected,
-                command.clone(),
-                &state.services,
-                &metadata,
-            )
-            .await
-            .map_err(failed)?;
-        let after = batch.pending::<Cycle>(stream).map(|(cycle, _)| cycle);
-        if let Some(moving) = following(call, stream, &before, after.as_ref()).await? {
-            batch.hold(moving.held);
-            batch
-                .open_many::<Entitlement>(&moving.streams)
-                .await
-                .map_err(failed)?;
-            for entitlement in &moving.streams {
-                batch
-                    .decide::<Entitlement>(
-                        entitlement,
-                        None,
-                        moving.command.clone(),
-                        &state.services,
-                        &metadata,
-                    )
-                    .await
-                    .map_err(|error| store_error(error, Entitlement::TYPE))?;
-            }
-        }
-        match batch.commit().await {
-            Err(StoreError::Conflict | StoreError::FactChanged)
-                if batch.attempts() <= MAX_RETRIES =>
-            {
-                let attempt = u64::from(batch.attempts());
-                let backoff = rand::thread_rng().gen_range(1..=5 * attempt);
+        attempt += 1;
+        let transaction = Transaction::new(&call.state.store);
+        within(
+            &transaction,
+            call,
+            stream,
+            expected,
+            command.clone(),
+            &metadata,
+        )
+        .await?;
+        match transaction.commit().await {
+            Err(StoreError::Conflict | StoreError::FactChanged) if attempt <= MAX_RETRIES => {
+                let backoff = rand::thread_rng().gen_range(1..=5 * u64::from(attempt));
                 tokio::time::sleep(Duration::from_millis(backoff)).await;
             }
             Err(error) => return Err(failed(error)),
-            Ok(mut receipt) => {
+            Ok(receipt) => {
                 return receipt
-                    .take::<Cycle>(stream)
+                    .and_then(|mut receipt| receipt.take::<Cycle>(stream))
                     .map(Into::into)
                     .ok_or_else(|| {
                         tracing::error!("a batch lost the cycle it wrote");
@@ -102,8 +79,8 @@ pub async fn change_cycle(
     }
 }
 
-/// `change_cycle` inside a `$batch` transaction: decided into its batch, committed (or retried)
-/// with every other entry of the Bundle.
+/// Decides `change_cycle` into `transaction`: a lone request's own, or a `$batch` transaction's,
+/// committed (or retried) with every other entry of the Bundle.
 async fn within(
     transaction: &Transaction,
     call: &Call,
