@@ -87,6 +87,56 @@ impl EntitlementState {
             Rejected1 | Rejected2 | Rejected3 | Cancelled => &[Draft],
         }
     }
+
+    /// Where an entitlement of `kind` in this state goes when its cycle moves `from` → `to`
+    /// (`None`: it stays), as OpenSPP's `spp.cycle` cascades (`models/cycle.py`):
+    /// - submitted (`draft` → `to_approve`): the program's entitlement manager moves the
+    ///   cycle's `draft` entitlements to `pending_validation` (`set_pending_validation_
+    ///   entitlements`; the cash and the in-kind managers each their own kind);
+    /// - rejected (`to_approve` → `cancelled`, `_do_reject`): its pending cash entitlements
+    ///   are cancelled;
+    /// - reset (`to_approve` or `cancelled` → `draft`, `action_reset_to_draft`): its pending
+    ///   and cancelled cash entitlements are reset to draft.
+    ///
+    /// The last two touch the cycle's `entitlement_ids`, which are cash entitlements only:
+    /// in-kind entitlements stay where they are, as in OpenSPP. Approving a cycle moves no
+    /// entitlement (OpenSPP only does with `auto_approve_entitlements`, which this server's
+    /// cycles do not have), nor does distributing, ending or cancelling an approved one.
+    pub fn with_cycle(
+        self,
+        kind: EntitlementKind,
+        from: CycleState,
+        to: CycleState,
+    ) -> Option<Self> {
+        use EntitlementState::*;
+        let cash = kind == EntitlementKind::Cash;
+        match (from, to, self) {
+            (CycleState::Draft, CycleState::ToApprove, Draft) => Some(PendingValidation),
+            (CycleState::ToApprove, CycleState::Cancelled, PendingValidation) if cash => {
+                Some(Cancelled)
+            }
+            (CycleState::ToApprove | CycleState::Cancelled, CycleState::Draft, s)
+                if cash && matches!(s, PendingValidation | Cancelled) =>
+            {
+                Some(Draft)
+            }
+            _ => None,
+        }
+    }
+
+    /// The states in which some entitlement moves when its cycle moves `from` → `to` (see
+    /// [`with_cycle`](Self::with_cycle)): the ones a cascade has to look at.
+    pub fn moved_by_cycle(from: CycleState, to: CycleState) -> Vec<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|state| {
+                [EntitlementKind::Cash, EntitlementKind::Inkind]
+                    .into_iter()
+                    .any(|kind| state.with_cycle(kind, from, to).is_some())
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +302,16 @@ pub enum EntitlementCommand {
         details: EntitlementDetails,
         access: Access,
     },
+    /// The entitlement's cycle moved `from` → `to` (in the same commit): the entitlement
+    /// follows it as OpenSPP's cycle does (see [`EntitlementState::with_cycle`]), or stays.
+    /// It names no beneficiary and discloses nothing about one: it is part of the cycle's
+    /// change, which its writer is allowed (`cycle:update`) without anyone's consent.
+    FollowCycle {
+        /// The cycle's stream.
+        cycle: String,
+        from: CycleState,
+        to: CycleState,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +337,9 @@ pub enum EntitlementEvent {
         /// The electronic reference number minted on approval (OpenSPP's `ern`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ern: Option<String>,
+        /// Set when the entitlement moved with its cycle: the state the cycle moved to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with_cycle: Option<CycleState>,
     },
 }
 
@@ -346,6 +409,25 @@ impl Entitlement {
     /// What kind of registrant the beneficiary is (an individual when not yet recorded).
     pub fn beneficiary_kind(&self) -> TargetType {
         self.beneficiary_type.unwrap_or(TargetType::Individual)
+    }
+
+    /// The state of an existing entitlement (a change of one that does not exist is 404).
+    fn current(&self) -> Result<EntitlementState, DomainError> {
+        self.state
+            .ok_or_else(|| DomainError::not_found("Entitlement"))
+    }
+
+    /// `Ok` when `from` may become `to` (see [`EntitlementState::next`]); else a 409 naming
+    /// the allowed moves.
+    fn may_move(from: EntitlementState, to: EntitlementState) -> Result<(), DomainError> {
+        transition::check(
+            "entitlement",
+            "state",
+            from,
+            to,
+            from.next(),
+            EntitlementState::as_str,
+        )
     }
 
     fn check_restated(
@@ -465,19 +547,10 @@ impl Aggregate for Entitlement {
                 access,
             } => {
                 access.permits(CONSENT_RESOURCE, "Entitlement", today)?;
-                let from = self
-                    .state
-                    .ok_or_else(|| DomainError::not_found("Entitlement"))?;
+                let from = self.current()?;
                 self.check_restated(&cycle, beneficiary.as_ref(), &details)?;
                 let to = details.state;
-                transition::check(
-                    "entitlement",
-                    "state",
-                    from,
-                    to,
-                    from.next(),
-                    EntitlementState::as_str,
-                )?;
+                Self::may_move(from, to)?;
                 if from == to {
                     return Ok(());
                 }
@@ -502,6 +575,31 @@ impl Aggregate for Entitlement {
                     to,
                     approved_date: approving.then_some(today),
                     ern: approving.then(mint_ern),
+                    with_cycle: None,
+                }
+            }
+            EntitlementCommand::FollowCycle {
+                cycle,
+                from: cycle_from,
+                to: cycle_to,
+            } => {
+                let from = self.current()?;
+                if cycle != self.cycle {
+                    return Err(DomainError::conflict(
+                        Some("cycle"),
+                        "the entitlement is not of the cycle that moved",
+                    ));
+                }
+                let Some(to) = from.with_cycle(self.kind(), cycle_from, cycle_to) else {
+                    return Ok(());
+                };
+                Self::may_move(from, to)?;
+                EntitlementEvent::EntitlementStateChanged {
+                    from,
+                    to,
+                    approved_date: None,
+                    ern: None,
+                    with_cycle: Some(cycle_to),
                 }
             }
         };
@@ -598,6 +696,10 @@ mod tests {
     }
 
     fn created() -> EntitlementEvent {
+        created_with(cash(3000))
+    }
+
+    fn created_with(benefit: Benefit) -> EntitlementEvent {
         EntitlementEvent::EntitlementCreated {
             identifier: Identifier {
                 system: CODE_SYSTEM.into(),
@@ -607,7 +709,7 @@ mod tests {
             program: "program-1".into(),
             beneficiary: "person-1".into(),
             beneficiary_type: TargetType::Individual,
-            benefit: Box::new(cash(3000)),
+            benefit: Box::new(benefit),
             valid_from: date(2024, 1, 1),
             valid_until: date(2025, 1, 1),
         }
@@ -619,6 +721,7 @@ mod tests {
             to,
             approved_date: None,
             ern: None,
+            with_cycle: None,
         }
     }
 
@@ -821,6 +924,157 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn goods() -> Benefit {
+        Benefit::Inkind {
+            product: "RICE-25KG".into(),
+            quantity: 2.0,
+            unit: "Sack".into(),
+            unit_price: None,
+            service_point: None,
+        }
+    }
+
+    fn follow(from: CycleState, to: CycleState) -> EntitlementCommand {
+        EntitlementCommand::FollowCycle {
+            cycle: "cycle-1".into(),
+            from,
+            to,
+        }
+    }
+
+    fn followed(
+        from: EntitlementState,
+        to: EntitlementState,
+        cycle: CycleState,
+    ) -> EntitlementEvent {
+        EntitlementEvent::EntitlementStateChanged {
+            from,
+            to,
+            approved_date: None,
+            ern: None,
+            with_cycle: Some(cycle),
+        }
+    }
+
+    /// The history of an entitlement of `benefit` now in `state`.
+    fn in_state(benefit: Benefit, state: EntitlementState) -> Vec<EntitlementEvent> {
+        let mut history = vec![created_with(benefit)];
+        if state != EntitlementState::Draft {
+            history.push(moved(EntitlementState::Draft, state));
+        }
+        history
+    }
+
+    /// OpenSPP's cascades: a submitted cycle's draft entitlements (of both kinds) await
+    /// approval; a rejected cycle's pending cash entitlements are cancelled; a cycle reset to
+    /// draft resets its pending and cancelled cash entitlements.
+    #[tokio::test]
+    async fn an_entitlement_follows_its_cycle_as_openspp_cascades() {
+        use CycleState as C;
+        use EntitlementState as E;
+        let cases = [
+            (C::Draft, C::ToApprove, E::Draft, E::PendingValidation),
+            (
+                C::ToApprove,
+                C::Cancelled,
+                E::PendingValidation,
+                E::Cancelled,
+            ),
+            (C::ToApprove, C::Draft, E::PendingValidation, E::Draft),
+            (C::Cancelled, C::Draft, E::PendingValidation, E::Draft),
+            (C::Cancelled, C::Draft, E::Cancelled, E::Draft),
+        ];
+        for (from, to, state, follows) in cases {
+            assert_eq!(
+                run(in_state(cash(3000), state), follow(from, to)).await,
+                Ok(vec![followed(state, follows, to)]),
+                "cash {state:?} in a cycle {from:?} → {to:?}"
+            );
+        }
+        // In kind: submitted with the cycle, then left where it is (the reject and the reset
+        // touch the cycle's cash entitlements only).
+        assert_eq!(
+            run(in_state(goods(), E::Draft), follow(C::Draft, C::ToApprove)).await,
+            Ok(vec![followed(E::Draft, E::PendingValidation, C::ToApprove)])
+        );
+        for (from, to, state) in [
+            (C::ToApprove, C::Cancelled, E::PendingValidation),
+            (C::ToApprove, C::Draft, E::PendingValidation),
+            (C::Cancelled, C::Draft, E::PendingValidation),
+        ] {
+            assert_eq!(
+                run(in_state(goods(), state), follow(from, to)).await,
+                Ok(vec![]),
+                "goods {state:?} in a cycle {from:?} → {to:?}"
+            );
+        }
+    }
+
+    /// Every other (cycle move, entitlement state) leaves the entitlement where it is: an
+    /// approved, paid or rejected entitlement never follows, nor does anything follow an
+    /// approval, a distribution, an end or an approved cycle's cancellation.
+    #[tokio::test]
+    async fn anything_else_stays_and_the_cascade_is_the_cycles_own() {
+        for &from in CycleState::ALL {
+            for &to in from.next() {
+                let states = EntitlementState::moved_by_cycle(from, to);
+                for &state in EntitlementState::ALL {
+                    // A history reaching `state` through allowed moves.
+                    let mut history = vec![created()];
+                    let path: &[EntitlementState] = match state {
+                        EntitlementState::Draft => &[],
+                        EntitlementState::Trans2Fsp => &[
+                            EntitlementState::PendingValidation,
+                            EntitlementState::Approved,
+                            EntitlementState::Trans2Fsp,
+                        ],
+                        EntitlementState::Rdpd2ben
+                        | EntitlementState::Rejected1
+                        | EntitlementState::Rejected2 => &[
+                            EntitlementState::PendingValidation,
+                            EntitlementState::Approved,
+                            EntitlementState::Trans2Fsp,
+                        ],
+                        EntitlementState::Approved | EntitlementState::Expired => &[
+                            EntitlementState::PendingValidation,
+                            EntitlementState::Approved,
+                        ],
+                        _ => &[EntitlementState::PendingValidation],
+                    };
+                    let mut at = EntitlementState::Draft;
+                    for &next in path.iter().chain(std::iter::once(&state)) {
+                        if next != at {
+                            history.push(moved(at, next));
+                            at = next;
+                        }
+                    }
+                    let outcome = run(history, follow(from, to)).await.unwrap();
+                    match state.with_cycle(EntitlementKind::Cash, from, to) {
+                        Some(follows) => {
+                            assert!(states.contains(&state));
+                            assert!(state.next().contains(&follows), "{state:?} → {follows:?}");
+                            assert_eq!(outcome, vec![followed(state, follows, to)]);
+                        }
+                        None => assert_eq!(outcome, vec![], "{state:?}, cycle {from:?} → {to:?}"),
+                    }
+                }
+            }
+        }
+        // Another cycle's move is refused: the cascade is its own cycle's.
+        let elsewhere = EntitlementCommand::FollowCycle {
+            cycle: "cycle-2".into(),
+            from: CycleState::Draft,
+            to: CycleState::ToApprove,
+        };
+        assert_eq!(
+            run(vec![created()], elsewhere).await,
+            Err(DomainError::conflict(
+                Some("cycle"),
+                "the entitlement is not of the cycle that moved"
+            ))
+        );
     }
 
     #[tokio::test]

@@ -264,6 +264,37 @@ pub async fn statistics(
         .collect())
 }
 
+/// A cycle's entitlements as a change of the cycle sees them: those in `states` (the ones it
+/// may move), and what all of them are now (`seen`: their number and the sum of their
+/// versions, which any entitlement added to or written in the cycle changes), to be held until
+/// the change commits (`hold_status('CycleEntitlements', …)`, migration 0210).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleEntitlements {
+    pub seen: String,
+    /// The streams of those in `states`.
+    pub moving: Vec<String>,
+}
+
+/// The entitlements of `cycle` (a stream) in `states`, and what all of them are now, in one
+/// round trip (see [`CycleEntitlements`]).
+pub async fn cycle_entitlements(
+    pool: &PgPool,
+    cycle: &str,
+    states: &[&str],
+) -> sqlx::Result<CycleEntitlements> {
+    let (seen, moving): (String, Vec<String>) = sqlx::query_as(
+        "SELECT count(*)::text || ':' || coalesce(sum(version), 0)::text, \
+                coalesce(array_agg(aggregate_id ORDER BY aggregate_id) \
+                         FILTER (WHERE status = ANY($2)), '{}') \
+         FROM entitlement_view WHERE cycle_id = $1",
+    )
+    .bind(cycle)
+    .bind(states)
+    .fetch_one(pool)
+    .await?;
+    Ok(CycleEntitlements { seen, moving })
+}
+
 /// How many entitlements (of any kind) `cycle` has, from the entitlement read model.
 pub async fn entitlements_of(pool: &PgPool, cycle: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM entitlement_view WHERE cycle_id = $1")

@@ -108,6 +108,27 @@ pub async fn stream(
         .collect()
 }
 
+const STREAMS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE aggregate_type = $1 AND aggregate_id = ANY($2) \
+     ORDER BY aggregate_id, sequence"
+);
+
+/// Every event of `aggregate_ids` (streams of one type), stream after stream, each oldest
+/// first: many streams in one round trip (a cycle's entitlements moved with it).
+pub async fn streams(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_ids: &[String],
+) -> sqlx::Result<Vec<StoredEvent>> {
+    sqlx::query_as(STREAMS)
+        .bind(aggregate_type)
+        .bind(aggregate_ids)
+        .fetch_all(pool)
+        .await
+}
+
 /// A range of streams, by `(aggregate_type, aggregate_id)`: from `from` (inclusive) to `to`
 /// (exclusive), open where `None`. Every event of a stream is in the range of its stream, so
 /// ranges can be folded apart.

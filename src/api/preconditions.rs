@@ -15,7 +15,12 @@ use crate::error::ApiError;
 /// body are judged first, whatever the header says; and a precondition is only ever judged
 /// on a request that is otherwise valid.
 #[derive(Clone)]
-pub struct IfMatch(Result<Option<u64>, ApiError>);
+pub struct IfMatch {
+    asked: Result<Option<u64>, ApiError>,
+    /// Whether the tag was `"<versionId>.<digest>"`, which only a resource whose rendering
+    /// shows what other streams change (a cycle) issues.
+    digest: bool,
+}
 
 /// The version a well-formed entity tag this server never issued stands for: no stream
 /// reaches it, so the precondition fails as it should.
@@ -23,17 +28,36 @@ const NEVER_ISSUED: u64 = u64::MAX;
 
 impl IfMatch {
     /// "The latest version": for writes that take no `If-Match` (creations, operations).
-    pub const LATEST: Self = Self(Ok(None));
+    pub const LATEST: Self = Self::of(Ok(None));
 
     /// Exactly `version`: a write derived from what that version showed (a merge patch) must
     /// not land on another.
     pub const fn at(version: u64) -> Self {
-        Self(Ok(Some(version)))
+        Self::of(Ok(Some(version)))
     }
 
-    /// The version asked for; `None` = the latest.
+    const fn of(asked: Result<Option<u64>, ApiError>) -> Self {
+        Self {
+            asked,
+            digest: false,
+        }
+    }
+
+    /// The version asked for of a resource whose `ETag` is `"<versionId>"`; `None` = the
+    /// latest. A `"<versionId>.<digest>"` tag is well formed but never issued for it: a
+    /// precondition that fails (412), whatever the version says.
     pub fn version(self) -> Result<Option<u64>, ApiError> {
-        self.0
+        self.version_of(false)
+    }
+
+    /// The version asked for; `None` = the latest. `digests` says whether the resource's
+    /// `ETag` is `"<versionId>.<digest>"` (`Resource::RENDERS_OTHERS`): only then does such a
+    /// tag name its version.
+    pub fn version_of(self, digests: bool) -> Result<Option<u64>, ApiError> {
+        match self.asked {
+            Ok(Some(_)) if self.digest && !digests => Ok(Some(NEVER_ISSUED)),
+            asked => asked,
+        }
     }
 
     /// Reads `If-Match` (RFC 9110 §13.1.1): `*`, or one entity tag — `"<versionId>"` as `ETag`
@@ -60,19 +84,22 @@ impl IfMatch {
         let tag = text.strip_prefix("W/").unwrap_or(text);
         let quoted = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
         match quoted.map(|opaque| (opaque, version_in(opaque))) {
-            Some((_, Some(version))) => Self(version.parse().map(Some).map_err(|_| malformed())),
+            Some((opaque, Some(version))) => Self {
+                asked: version.parse().map(Some).map_err(|_| malformed()),
+                digest: version.len() != opaque.len(),
+            },
             // `etagc` of RFC 9110: visible ASCII but `"`; a comma would make it a list.
             Some((opaque, None))
                 if opaque
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && b != b'"' && b != b',') =>
             {
-                Self(Ok(Some(NEVER_ISSUED)))
+                Self::of(Ok(Some(NEVER_ISSUED)))
             }
             None if digits(tag) && tag.len() == text.len() => {
-                Self(tag.parse().map(Some).map_err(|_| malformed()))
+                Self::of(tag.parse().map(Some).map_err(|_| malformed()))
             }
-            _ => Self(Err(malformed())),
+            _ => Self::of(Err(malformed())),
         }
     }
 }
@@ -110,13 +137,39 @@ pub fn etag(version: impl std::fmt::Display) -> HeaderValue {
 mod tests {
     use super::*;
 
+    /// The version `text` names for a resource whose tag carries a digest (a cycle).
     fn parsed(text: &str) -> Result<Option<u64>, u16> {
+        parsed_for(text, true)
+    }
+
+    fn parsed_for(text: &str, digests: bool) -> Result<Option<u64>, u16> {
         IfMatch::parse(Some(&HeaderValue::from_str(text).unwrap()))
-            .version()
+            .version_of(digests)
             .map_err(|e| {
                 assert_eq!(e.expression.as_deref(), Some("If-Match"));
                 e.status.as_u16()
             })
+    }
+
+    /// Only a cycle's `ETag` carries a digest: for any other resource a tag with one was never
+    /// issued, and the precondition fails (412) rather than naming the version before the dot.
+    #[test]
+    fn a_digest_names_a_version_only_where_tags_carry_one() {
+        for text in ["\"3.00ab9f\"", "W/\"3.00ab9f\""] {
+            assert_eq!(parsed_for(text, true), Ok(Some(3)), "{text}");
+            assert_eq!(parsed_for(text, false), Ok(Some(NEVER_ISSUED)), "{text}");
+            let header = HeaderValue::from_str(text).unwrap();
+            assert_eq!(
+                IfMatch::parse(Some(&header)).version().unwrap(),
+                Some(NEVER_ISSUED)
+            );
+        }
+        for (text, version) in [("\"3\"", Some(3)), ("3", Some(3)), ("*", None)] {
+            assert_eq!(parsed_for(text, false), Ok(version), "{text}");
+            assert_eq!(parsed_for(text, true), Ok(version), "{text}");
+        }
+        assert_eq!(parsed_for("\"3.\"", false), Ok(Some(NEVER_ISSUED)));
+        assert_eq!(parsed_for("\"3", false), Err(400));
     }
 
     #[test]

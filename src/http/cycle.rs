@@ -228,7 +228,10 @@ async fn create(
 }
 
 /// Move a cycle along OpenSPP's states (impossible moves are 409 naming the allowed ones); the
-/// rest of the body restates the cycle. Approval records `approvedDate` and `approvedBy`.
+/// rest of the body restates the cycle. Approval records `approvedDate` and `approvedBy`. Its
+/// entitlements follow as OpenSPP's do, in the same commit: submitted, its draft entitlements
+/// await approval (`pending_validation`); rejected (`cancelled`), its pending cash entitlements
+/// are cancelled; reset to draft, its pending and cancelled cash entitlements are reset.
 #[utoipa::path(put, path = "/Cycle/{id}", tag = "Cycle", request_body = CycleResource,
     params(("id" = String, Path, description = "The cycle's name, URL-encoded"), ("If-Match" = Option<String>, Header)),
     responses(
@@ -252,15 +255,16 @@ async fn change(
         .await?
         .remove(&target.stream)
         .unwrap_or_default();
-    let client = call.principal.client_id.clone();
-    let write = target.change(if_match, |_| CycleCommand::Change {
+    let command = CycleCommand::Change {
         details,
         program,
         // Every entitlement makes its beneficiary a member: members > 0 iff it has any.
         entitlements: statistics.members as u64,
-        client,
-    });
-    resource::commit(&call, write).await
+        client: call.principal.client_id.clone(),
+    };
+    // Its entitlements follow it, in the same commit (`resource::change_cycle`).
+    let snapshot = resource::change_cycle(&call, &target.stream, if_match, command).await?;
+    Ok(resource::committed_answer(&call, StatusCode::OK, &snapshot, false).await)
 }
 
 /// The program stream a change body names, `None` when it names none the caller may use.

@@ -435,7 +435,17 @@ async fn state_change(
         .await?
         .and_then(|(_, stream)| stream);
     let mut details = body.clone().into_details()?;
-    known_goods(call, &mut details.benefit).await?;
+    // Goods restated as stored are what the entitlement holds, whatever the catalogue now
+    // says (a unit recorded as free text before units were checked, a product since
+    // withdrawn): only goods that differ are looked up, and the aggregate then refuses the
+    // change of what never changes.
+    let stored = target
+        .current
+        .as_ref()
+        .and_then(|row| row.state.benefit.as_ref());
+    if stored != Some(&details.benefit) {
+        known_goods(call, &mut details.benefit).await?;
+    }
     Ok(
         target.write(if_match.clone(), |access| EntitlementCommand::Change {
             cycle,

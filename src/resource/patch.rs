@@ -98,7 +98,7 @@ where
     F: Fn(Located<R>, IfMatch, Stated<T>) -> Fut,
     Fut: Future<Output = Result<Answer, ApiError>>,
 {
-    let asked = if_match.version()?;
+    let asked = if_match.version_of(R::RENDERS_OTHERS)?;
     let mut attempt = 1;
     loop {
         let mut located = R::locate(call, id).await?;

@@ -51,7 +51,7 @@ pub async fn execute_together<R: Resource>(
         let mut streams = Vec::with_capacity(writes.len());
         for write in writes {
             let metadata = recorded_as(call, &write, collection_method);
-            let expected = write.if_match.version()?;
+            let expected = write.if_match.version_of(R::RENDERS_OTHERS)?;
             batch
                 .decide::<R>(
                     &write.stream,
@@ -108,7 +108,7 @@ async fn within<R: Resource>(
     let mut snapshots = Vec::new();
     for write in plan(states)? {
         let metadata = recorded_as(call, &write, collection_method);
-        let expected = write.if_match.version()?;
+        let expected = write.if_match.version_of(R::RENDERS_OTHERS)?;
         let snapshot = decide_in(
             transaction,
             call,

@@ -42,7 +42,7 @@ where
         attempt += 1;
         let write = decide().await?;
         let status = write.status;
-        let expected = write.if_match.clone().version()?;
+        let expected = write.if_match.clone().version_of(R::RENDERS_OTHERS)?;
         match run(call, write, expected).await {
             Err(StoreError::FactChanged) if attempt < FACT_ATTEMPTS => continue,
             outcome => {
@@ -89,7 +89,7 @@ pub async fn committed_answer<R: Resource>(
 /// read back.
 pub async fn execute<R: Resource>(call: &Call, write: Write<R>) -> Result<Snapshot<R>, ApiError> {
     // A malformed If-Match is answered here, once the path and the body have been judged.
-    let expected = write.if_match.clone().version()?;
+    let expected = write.if_match.clone().version_of(R::RENDERS_OTHERS)?;
     run(call, write, expected)
         .await
         .map_err(|error| store_error(error, R::TYPE))

@@ -260,6 +260,39 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
         Ok(self.stream::<A>(index).fold.state.clone())
     }
 
+    /// Reads the streams `aggregate_ids` not yet in the batch, all in one round trip, so that
+    /// commands decided on them next (a cycle's entitlements moved with it) read nothing more.
+    pub async fn open_many<A>(&mut self, aggregate_ids: &[String]) -> Result<(), StoreError<E>>
+    where
+        A: Stored<Error = E>,
+    {
+        let unread: Vec<String> = aggregate_ids
+            .iter()
+            .filter(|id| !self.by_stream.contains_key(&(A::TYPE, (*id).clone())))
+            .cloned()
+            .collect();
+        if unread.is_empty() {
+            return Ok(());
+        }
+        for (aggregate_id, fold) in self.store.load_many::<A>(&unread).await? {
+            let key: StreamKey = (A::TYPE, aggregate_id.clone());
+            if self.by_stream.contains_key(&key) {
+                continue;
+            }
+            self.by_stream.insert(key, self.streams.len());
+            self.streams
+                .push(Box::new(Stream::<A>::new(&aggregate_id, fold, false)));
+        }
+        Ok(())
+    }
+
+    /// Holds `held` (a read-model row's status, or what a cycle's entitlements were seen as)
+    /// until the next commit, as a command's own `Stored::relies_on` is held: the commit fails
+    /// with `StoreError::FactChanged`, writing nothing, if it no longer holds.
+    pub fn hold(&mut self, held: HeldStatus) {
+        self.held.push(held);
+    }
+
     /// The state and version of stream `aggregate_id` as the batch has it after the commands
     /// decided on it, if any touched it (a transaction answers its operations from it before
     /// the commit).
@@ -528,7 +561,7 @@ fn append_statement<'a>(
             Unnest::new(qb)
                 .column("aggregate_type", "text", map(held, |h| h.aggregate_type))
                 .column("stream", "text", map(held, |h| h.aggregate_id.as_str()))
-                .column("status", "text", map(held, |h| h.status))
+                .column("status", "text", map(held, |h| h.status.as_ref()))
                 .finish("s");
         });
         statement.guard_with("held_statuses");

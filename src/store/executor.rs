@@ -39,6 +39,24 @@ impl EventStore {
         Fold::of(&events).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
+    /// The streams `aggregate_ids` folded from the log, read in one round trip; a stream with
+    /// no event is not in the answer.
+    pub async fn load_many<A: Stored>(
+        &self,
+        aggregate_ids: &[String],
+    ) -> Result<Vec<(String, Fold<A>)>, StoreError<A::Error>> {
+        let events =
+            openspp_projections::events::streams(&self.pool, A::TYPE, aggregate_ids).await?;
+        events
+            .chunk_by(|a, b| a.aggregate_id == b.aggregate_id)
+            .map(|stream| {
+                Fold::of(stream)
+                    .map(|fold| (stream[0].aggregate_id.clone(), fold))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
     /// A batch: commands on any streams, committed together (see `batch.rs`).
     pub fn batch<E: std::error::Error + Send + 'static>(&self) -> Batch<E> {
         Batch::new(self.clone())

@@ -65,8 +65,9 @@ pub struct HeldStatus {
     /// `Cycle` or `ProgramMembership`: the read models `hold_status` knows.
     pub aggregate_type: &'static str,
     pub aggregate_id: String,
-    /// The status as the read model writes it (`draft`, `enrolled` …).
-    pub status: &'static str,
+    /// The status as the read model writes it (`draft`, `enrolled` …); for
+    /// `CycleEntitlements`, what `cycle_entitlements` saw (see `HeldStatus::entitlements_of`).
+    pub status: std::borrow::Cow<'static, str>,
 }
 
 impl HeldStatus {
@@ -75,7 +76,20 @@ impl HeldStatus {
         Self {
             aggregate_type: Cycle::TYPE,
             aggregate_id: cycle.stream.clone(),
-            status: cycle.state.as_str(),
+            status: cycle.state.as_str().into(),
+        }
+    }
+
+    /// The entitlements of cycle `stream` as a write saw them (`seen`: their number and the sum
+    /// of their versions, `openspp_projections::delivery::CycleEntitlements`): a cycle's change
+    /// moves its entitlements with it, so none may be added or changed between the read and the
+    /// commit (migration 0210 holds the cycle's row against the writers that rely on it, then
+    /// counts).
+    pub fn entitlements_of(stream: &str, seen: String) -> Self {
+        Self {
+            aggregate_type: "CycleEntitlements",
+            aggregate_id: stream.to_owned(),
+            status: seen.into(),
         }
     }
 }
@@ -144,12 +158,14 @@ impl Stored for Entitlement {
                     held.push(HeldStatus {
                         aggregate_type: ProgramMembership::TYPE,
                         aggregate_id: ProgramMembership::stream_id(&cycle.program, beneficiary),
-                        status: MembershipStatus::Enrolled.as_str(),
+                        status: MembershipStatus::Enrolled.as_str().into(),
                     });
                 }
                 held
             }
             EntitlementCommand::Change { cycle, .. } => vec![HeldStatus::of_cycle(cycle)],
+            // Decided with the cycle's own change, in its batch (see `resource::cascade`).
+            EntitlementCommand::FollowCycle { .. } => Vec::new(),
         }
     }
 }

@@ -90,6 +90,25 @@ impl Transaction {
         self.0.lock().await.batch.state::<A>(aggregate_id).await
     }
 
+    /// Reads the streams `aggregate_ids` not yet in the transaction's batch in one round trip
+    /// (see `Batch::open_many`).
+    pub async fn open_many<A: Stored<Error = DomainError>>(
+        &self,
+        aggregate_ids: &[String],
+    ) -> Result<(), StoreError<DomainError>> {
+        self.0
+            .lock()
+            .await
+            .batch
+            .open_many::<A>(aggregate_ids)
+            .await
+    }
+
+    /// Holds `held` until the transaction commits (see `Batch::hold`).
+    pub async fn hold(&self, held: super::HeldStatus) {
+        self.0.lock().await.batch.hold(held);
+    }
+
     /// How many commands were decided so far: a refused command decides none, so an operation
     /// that changed this and then failed left part of its writes in the batch.
     pub async fn decisions(&self) -> usize {

@@ -356,6 +356,11 @@ async fn replay() {
             api.put(&path, body, None).await.expect(200);
         }
     }
+    // Submitted: the draft entitlement follows the cycle (an event on its own stream).
+    let path = format!("/api/v2/spp/Cycle/{}", cycle.replace(' ', "%20"));
+    let mut body = api.get(&path).await.body.clone();
+    body["state"] = json!("to_approve");
+    api.put(&path, body, None).await.expect(200);
     let point = format!("Replay point {}", unique("SP"));
     let registered = api
         .post(

@@ -8,10 +8,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::consent::give_consent;
-use crate::program::{enrol, new_program};
+use crate::program::{change_body, enrol, new_program};
 use crate::support::{
-    admin, audit_event_where, consent_client, create_client, register_individual, sql_scalar,
-    unique, world, Api, HeldTransaction, Reply, NATIONAL_ID,
+    admin, audit_event_where, consent_client, create_client, individual_body, minted_path,
+    register_individual, sql_scalar, unique, world, Api, HeldTransaction, Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -46,6 +46,30 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "delivery::a_bundle_cannot_entitle_in_a_cycle_it_moves_on",
             bundle_moving_the_cycle,
+        ),
+        trial(
+            "delivery::cascade_entitlements_follow_their_cycle",
+            cascade_follows_the_cycle,
+        ),
+        trial(
+            "delivery::cascade_sees_an_entitlement_written_meanwhile",
+            cascade_sees_a_late_entitlement,
+        ),
+        trial(
+            "delivery::cascade_is_all_or_nothing",
+            cascade_all_or_nothing,
+        ),
+        trial(
+            "delivery::cascade_if_match_digest_is_the_cycles_only",
+            digest_is_the_cycles,
+        ),
+        trial(
+            "delivery::cascade_free_text_unit_still_changes_state",
+            free_text_unit,
+        ),
+        trial(
+            "delivery::cascade_moves_a_large_cycle_in_one_commit",
+            large_cycle,
         ),
     ]
 }
@@ -1207,6 +1231,22 @@ async fn held_cycle_and_enrolment() {
         reply.text
     );
     assert_eq!(sql_scalar(url, &in_cycle), "1", "nothing was written");
+    // Decided twice (`commit_afresh`), logged as one access naming each subject once.
+    let request = reply.header("x-request-id").unwrap();
+    let logged = format!(
+        "SELECT count(*) || ' ' || count(DISTINCT s) FROM access_log, unnest(subjects) s \
+         WHERE request_id = '{request}'"
+    );
+    let mut counted = sql_scalar(url, &logged);
+    for _ in 0..300 {
+        if counted != "0 0" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        counted = sql_scalar(url, &logged);
+    }
+    let (all, distinct) = counted.split_once(' ').unwrap();
+    assert!(all != "0" && all == distinct, "{counted}");
     sql_scalar(url, &format!("{} RETURNING 1", set_cycle("draft")));
     // The enrolment ended while the entitlement's append waited: refused as for a stranger.
     let membership = format!(
@@ -1305,4 +1345,438 @@ async fn bundle_moving_the_cycle() {
         after.body["state"], "draft",
         "nothing of the Bundle was written"
     );
+}
+
+/// The state the resource at `path` is read in.
+async fn state_of(api: &Api, path: &str) -> String {
+    let read = api.get(path).await;
+    read.expect(200);
+    read.body["state"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The code of the entitlement at `path`.
+fn code_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap()
+}
+
+/// How many events the entitlement at `path` has (its stream's length).
+fn events_of(path: &str) -> String {
+    sql_scalar(
+        &world().database_url,
+        &format!(
+            "SELECT count(*) FROM events e JOIN entitlement_view v \
+             ON v.aggregate_id = e.aggregate_id AND e.aggregate_type = 'Entitlement' \
+             WHERE v.code = '{}'",
+            code_of(path)
+        ),
+    )
+}
+
+/// OpenSPP's cascades (`spp.cycle`): a submitted cycle's draft entitlements await approval; a
+/// rejected cycle's pending cash entitlements are cancelled; a cycle reset to draft resets its
+/// pending and cancelled cash entitlements (in-kind ones stay: OpenSPP's reject and reset touch
+/// the cycle's cash entitlements only). Each move is an event on the entitlement's own stream,
+/// committed with the cycle's in one transaction, with the request's provenance, and shown in
+/// its history; the statistics stay right. A membership exit moves nothing.
+async fn cascade_follows_the_cycle() {
+    let api = admin().await;
+    let url = &world().database_url;
+    let (_, program) = new_program(&api, "individual").await;
+    stocked_collection_point(&api).await;
+    let first = member(&api, &program).await;
+    let second = member(&api, &program).await;
+    let third = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let path = path_of(&name);
+    let cash = entitle(&api, cash_body(&name, &first, 100.0)).await;
+    let other = entitle(&api, cash_body(&name, &second, 50.0)).await;
+    let goods = entitle(&api, goods_body(&name, &first)).await;
+    let dropped = entitle(&api, cash_body(&name, &third, 25.0)).await;
+    move_to(&api, &dropped, "cancelled").await.expect(200);
+    let statistics = api.get(&path).await.body["statistics"].clone();
+    assert_eq!(statistics["entitlementsCount"], 3, "{statistics}");
+
+    let states = |paths: [&String; 4]| {
+        let api = api.clone();
+        let paths: Vec<String> = paths.iter().map(|p| (*p).clone()).collect();
+        async move {
+            let mut states = Vec::new();
+            for path in &paths {
+                states.push(state_of(&api, path).await);
+            }
+            states
+        }
+    };
+    let all = [&cash, &other, &goods, &dropped];
+
+    // Submitted: every draft entitlement awaits approval, in the cycle's own commit.
+    let submitted = move_to(&api, &path, "to_approve").await;
+    submitted.expect(200);
+    assert_eq!(
+        submitted.body["statistics"], statistics,
+        "{}",
+        submitted.text
+    );
+    assert_eq!(
+        states(all).await,
+        [
+            "pending_validation",
+            "pending_validation",
+            "pending_validation",
+            "cancelled"
+        ]
+    );
+    let request = submitted.header("x-request-id").unwrap().to_owned();
+    let written = format!(
+        "SELECT count(*) || ' ' || count(DISTINCT tx_id) || ' ' || \
+                count(*) FILTER (WHERE aggregate_type = 'Entitlement' \
+                  AND payload->'EntitlementStateChanged'->>'with_cycle' = 'to_approve' \
+                  AND metadata->>'client_id' = '{}') \
+         FROM events WHERE metadata->>'request_id' = '{request}'",
+        world().admin.client_id
+    );
+    assert_eq!(
+        sql_scalar(url, &written),
+        "4 1 3",
+        "the cycle's event and three entitlements', in one transaction, as the request's"
+    );
+    let history = api.get(&format!("{cash}/_history")).await;
+    history.expect(200);
+    assert_eq!(history.body["total"], 2, "{}", history.text);
+    assert!(
+        history.text.contains("pending_validation"),
+        "{}",
+        history.text
+    );
+    let verified = api.get(&format!("{cash}/_history/$verify")).await;
+    assert_eq!(verified.body["valid"], true, "{}", verified.text);
+
+    // Rejected: its pending cash entitlements are cancelled; the goods stay pending.
+    let rejected = move_to(&api, &path, "cancelled").await;
+    rejected.expect(200);
+    assert_eq!(rejected.body["statistics"], statistics);
+    assert_eq!(
+        states(all).await,
+        ["cancelled", "cancelled", "pending_validation", "cancelled"]
+    );
+
+    // Reset: its pending and cancelled cash entitlements are draft again (the one cancelled on
+    // its own too, as OpenSPP resets every cancelled one of the cycle); the goods stay.
+    let reset = move_to(&api, &path, "draft").await;
+    reset.expect(200);
+    assert_eq!(reset.body["statistics"], statistics);
+    assert_eq!(
+        states(all).await,
+        ["draft", "draft", "pending_validation", "draft"]
+    );
+    let moves = format!(
+        "SELECT string_agg(payload->'EntitlementStateChanged'->>'to', ',' ORDER BY sequence) \
+         FROM events e JOIN entitlement_view v ON v.aggregate_id = e.aggregate_id \
+         WHERE e.aggregate_type = 'Entitlement' AND v.code = '{}'",
+        code_of(&cash)
+    );
+    assert_eq!(
+        sql_scalar(url, &moves),
+        "pending_validation,cancelled,draft"
+    );
+
+    // A membership exit has no cascade.
+    let fourth = unique("DLV");
+    register_individual(&api, &fourth).await;
+    let enrolled = enrol(&api, &program, &fourth, "enrolled").await;
+    enrolled.expect(201);
+    let membership = minted_path(&enrolled);
+    let mine = entitle(&api, cash_body(&name, &fourth, 10.0)).await;
+    let mut body = change_body(&api, &membership, "exited").await;
+    body["exitDate"] = json!(chrono::Utc::now().date_naive().to_string());
+    api.put(&membership, body, None).await.expect(200);
+    assert_eq!(state_of(&api, &mine).await, "draft");
+    assert_eq!(events_of(&mine), "1");
+}
+
+/// Moves the entitlement at `moved` to `state` and submits cycle `name` at the same time, the
+/// entitlement's write first: it is held (its read-model row locked) after it took its cycle's
+/// row, the cycle's change is sent and waits for it, then both go on. Answers both replies.
+async fn submit_while_entitlement_moves(
+    api: &Api,
+    name: &str,
+    moved: &str,
+    state: &str,
+) -> (Reply, Reply) {
+    let url = &world().database_url;
+    let held = HeldTransaction::begin(
+        url,
+        &format!(
+            "SELECT 1 FROM entitlement_view WHERE code = '{}' FOR UPDATE;",
+            code_of(moved)
+        ),
+    )
+    .await;
+    let entitlement = tokio::spawn({
+        let (api, moved, state) = (api.clone(), moved.to_owned(), state.to_owned());
+        async move { move_to(&api, &moved, &state).await }
+    });
+    held.wait_until_blocking().await;
+    let cycle = tokio::spawn({
+        let (api, path) = (api.clone(), path_of(name));
+        async move { move_to(&api, &path, "to_approve").await }
+    });
+    held.wait_until_blocking_behind().await;
+    held.commit_with("");
+    (entitlement.await.unwrap(), cycle.await.unwrap())
+}
+
+/// An entitlement that becomes draft while its cycle is being submitted (a reset of a cancelled
+/// one, committed after the cycle's change read its entitlements and before it committed) is not
+/// left behind as a draft in a cycle under approval: the change sees it and moves it too.
+async fn cascade_sees_a_late_entitlement() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let (first, second) = (member(&api, &program).await, member(&api, &program).await);
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let early = entitle(&api, cash_body(&name, &first, 100.0)).await;
+    let late = entitle(&api, cash_body(&name, &second, 50.0)).await;
+    move_to(&api, &late, "cancelled").await.expect(200);
+    let (reset, submitted) = submit_while_entitlement_moves(&api, &name, &late, "draft").await;
+    reset.expect(200);
+    submitted.expect(200);
+    assert_eq!(state_of(&api, &path_of(&name)).await, "to_approve");
+    assert_eq!(state_of(&api, &early).await, "pending_validation");
+    assert_eq!(state_of(&api, &late).await, "pending_validation");
+    // created, cancelled, reset (by its own writer), submitted with the cycle
+    assert_eq!(events_of(&late), "4");
+    assert_eq!(events_of(&early), "2");
+}
+
+/// A cycle's change and its entitlements' moves are written together or not at all: when
+/// another writer moves one of those entitlements first, the change's commit writes nothing and
+/// it is decided again on what now holds (that writer's change is not lost); and in a
+/// transaction Bundle whose other entry is refused, nothing of the cascade is written.
+async fn cascade_all_or_nothing() {
+    let api = admin().await;
+    let url = &world().database_url;
+    let (_, program) = new_program(&api, "individual").await;
+    let (first, second) = (member(&api, &program).await, member(&api, &program).await);
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let kept = entitle(&api, cash_body(&name, &first, 100.0)).await;
+    let raced = entitle(&api, cash_body(&name, &second, 50.0)).await;
+    let (cancelled, submitted) =
+        submit_while_entitlement_moves(&api, &name, &raced, "cancelled").await;
+    cancelled.expect(200);
+    submitted.expect(200);
+    assert_eq!(state_of(&api, &raced).await, "cancelled", "not lost");
+    assert_eq!(events_of(&raced), "2", "created, cancelled: nothing else");
+    assert_eq!(state_of(&api, &kept).await, "pending_validation");
+    assert_eq!(
+        events_of(&kept),
+        "2",
+        "moved once: the refused commit wrote nothing"
+    );
+    let cycle_events = format!(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Cycle' \
+         AND aggregate_id = (SELECT aggregate_id FROM cycle_view WHERE name = '{name}')"
+    );
+    assert_eq!(sql_scalar(url, &cycle_events), "2");
+
+    // A Bundle that submits a cycle (moving its entitlement) and makes an impossible move
+    // elsewhere: refused whole.
+    let third = member(&api, &program).await;
+    let other_program = new_program(&api, "individual").await.1;
+    let fourth = member(&api, &other_program).await;
+    let next = new_cycle(&api, &program, "2024-04-01", "2024-06-30").await;
+    let elsewhere = new_cycle(&api, &other_program, "2024-01-01", "2024-03-31").await;
+    let waiting = entitle(&api, cash_body(&next, &third, 10.0)).await;
+    let stranger = entitle(&api, cash_body(&elsewhere, &fourth, 10.0)).await;
+    let mut submitted = api.get(&path_of(&next)).await.body.clone();
+    submitted["state"] = json!("to_approve");
+    let mut impossible = api.get(&stranger).await.body.clone();
+    impossible["state"] = json!("rdpd2ben");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": submitted,
+         "request": {"method": "PUT", "url": format!("Cycle/{}", urlencoding(&next))}},
+        {"resource": impossible,
+         "request": {"method": "PUT", "url": format!("Entitlement/{}", code_of(&stranger))}},
+    ]});
+    let reply = api.post("/api/v2/spp/$batch", bundle).await;
+    reply.expect(422);
+    assert!(
+        diagnostics(&reply).ends_with("the transaction applied nothing"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        state_of(&api, &path_of(&next)).await,
+        "draft",
+        "{}",
+        reply.text
+    );
+    assert_eq!(state_of(&api, &waiting).await, "draft");
+    assert_eq!(events_of(&waiting), "1");
+    // The same Bundle without the refusal commits the cycle and its entitlement together.
+    let mut submitted = api.get(&path_of(&next)).await.body.clone();
+    submitted["state"] = json!("to_approve");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": submitted,
+         "request": {"method": "PUT", "url": format!("Cycle/{}", urlencoding(&next))}},
+    ]});
+    api.post("/api/v2/spp/$batch", bundle).await.expect(200);
+    assert_eq!(state_of(&api, &waiting).await, "pending_validation");
+}
+
+/// Only a cycle's `ETag` has the `"<version>.<digest>"` form: sent to another resource, such a
+/// tag was never issued for it and its precondition fails (412) whatever version it starts with.
+async fn digest_is_the_cycles() {
+    let api = admin().await;
+    let (_, program) = new_program(&api, "individual").await;
+    let id = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let cash = entitle(&api, cash_body(&name, &id, 100.0)).await;
+    let read = api.get(&cash).await;
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    let mut body = read.body.clone();
+    body["state"] = json!("pending_validation");
+    for tag in ["\"1.00ab9f\"", "W/\"1.00ab9f\""] {
+        let refused = api.put(&cash, body.clone(), Some(tag)).await;
+        refused.expect(412);
+    }
+    assert_eq!(state_of(&api, &cash).await, "draft");
+    api.put(&cash, body, Some("\"1\"")).await.expect(200);
+    // The cycle's own tag names its version.
+    let read = api.get(&path_of(&name)).await;
+    let tag = read.header("etag").unwrap().to_owned();
+    assert!(tag.starts_with("\"1."), "{tag}");
+    let mut body = read.body.clone();
+    body["state"] = json!("to_approve");
+    api.put(&path_of(&name), body, Some(tag.as_str()))
+        .await
+        .expect(200);
+}
+
+/// Goods recorded with a unit the catalogue does not know (free text, stored before units were
+/// checked) still change state when the body restates them as stored; a change of the goods is
+/// refused as ever (they never change), naming them.
+async fn free_text_unit() {
+    let api = admin().await;
+    let url = &world().database_url;
+    let (_, program) = new_program(&api, "individual").await;
+    stocked_collection_point(&api).await;
+    let id = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let goods = entitle(&api, goods_body(&name, &id)).await;
+    // As written before units were checked against the catalogue.
+    let code = code_of(&goods);
+    sql_scalar(
+        url,
+        &format!(
+            "UPDATE events SET payload = jsonb_set(payload, \
+                 '{{EntitlementCreated,benefit,inkind,unit}}', '\"bag of 25 kg\"') \
+             WHERE aggregate_type = 'Entitlement' AND sequence = 1 AND aggregate_id = \
+                 (SELECT aggregate_id FROM entitlement_view WHERE code = '{code}'); \
+             UPDATE entitlement_view SET state = jsonb_set(state, \
+                 '{{benefit,inkind,unit}}', '\"bag of 25 kg\"') WHERE code = '{code}'"
+        ),
+    );
+    let read = api.get(&goods).await;
+    read.expect(200);
+    assert_eq!(
+        read.body["items"][0]["quantity"]["unit"], "bag of 25 kg",
+        "{}",
+        read.text
+    );
+    let mut body = read.body.clone();
+    body["items"][0]["quantity"]["value"] = json!(3);
+    body["state"] = json!("pending_validation");
+    let changed = api.put(&goods, body, None).await;
+    changed.expect(422);
+    assert!(
+        expression(&changed).starts_with("items"),
+        "{}",
+        changed.text
+    );
+    let mut body = read.body.clone();
+    body["state"] = json!("pending_validation");
+    let moved = api.put(&goods, body, None).await;
+    moved.expect(200);
+    assert_eq!(moved.body["state"], "pending_validation");
+    assert_eq!(moved.body["items"][0]["quantity"]["unit"], "bag of 25 kg");
+}
+
+/// Posts `entries` (resource, url) as a batch Bundle; every entry must be created.
+async fn created_in_batch(api: &Api, entries: Vec<(Value, &str)>) {
+    let entry: Vec<Value> = entries
+        .into_iter()
+        .map(|(resource, url)| json!({"resource": resource, "request": {"method": "POST", "url": url}}))
+        .collect();
+    let reply = api
+        .post(
+            "/api/v2/spp/$batch",
+            json!({"resourceType": "Bundle", "type": "batch", "entry": entry}),
+        )
+        .await;
+    reply.expect(200);
+    for entry in reply.body["entry"].as_array().unwrap() {
+        assert_eq!(entry["response"]["status"], "201 Created", "{entry}");
+    }
+}
+
+/// A cycle of 200 entitlements moves with them in one commit (two reads, whatever their
+/// number: the read model, then their streams at once), with its statistics unchanged.
+async fn large_cycle() {
+    const SIZE: usize = 200;
+    let api = admin().await;
+    let url = &world().database_url;
+    let (_, program) = new_program(&api, "individual").await;
+    let ids: Vec<String> = (0..SIZE).map(|_| unique("BIG")).collect();
+    created_in_batch(
+        &api,
+        ids.iter()
+            .map(|id| (individual_body(id), "Individual"))
+            .collect(),
+    )
+    .await;
+    created_in_batch(
+        &api,
+        ids.iter()
+            .map(|id| {
+                let membership = json!({"program": {"reference": format!("Program/{program}")},
+                                        "beneficiary": {"reference": person(id)},
+                                        "status": "enrolled"});
+                (membership, "ProgramMembership")
+            })
+            .collect(),
+    )
+    .await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    created_in_batch(
+        &api,
+        ids.iter()
+            .map(|id| (cash_body(&name, id, 10.0), "Entitlement"))
+            .collect(),
+    )
+    .await;
+    let path = path_of(&name);
+    let statistics = api.get(&path).await.body["statistics"].clone();
+    assert_eq!(statistics["entitlementsCount"], SIZE, "{statistics}");
+    let started = std::time::Instant::now();
+    let submitted = move_to(&api, &path, "to_approve").await;
+    let took = started.elapsed();
+    submitted.expect(200);
+    eprintln!("a cycle of {SIZE} entitlements submitted in {took:?} (GET + PUT, debug build)");
+    assert_eq!(submitted.body["statistics"], statistics);
+    let request = submitted.header("x-request-id").unwrap();
+    assert_eq!(
+        sql_scalar(
+            url,
+            &format!(
+                "SELECT count(*) || ' ' || count(DISTINCT tx_id) FROM events \
+                 WHERE metadata->>'request_id' = '{request}'"
+            )
+        ),
+        format!("{} 1", SIZE + 1)
+    );
+    let pending = format!(
+        "SELECT count(*) FROM entitlement_view WHERE status = 'pending_validation' \
+         AND cycle_id = (SELECT aggregate_id FROM cycle_view WHERE name = '{name}')"
+    );
+    assert_eq!(sql_scalar(url, &pending), SIZE.to_string());
 }

@@ -140,6 +140,20 @@ impl HeldTransaction {
         .await;
     }
 
+    /// Returns once another session waits for a session that waits for this transaction (a
+    /// write queued behind one this transaction holds).
+    pub async fn wait_until_blocking_behind(&self) {
+        self.wait_until(&format!(
+            "SELECT count(*) FROM pg_stat_activity waiting, pg_stat_activity middle, \
+                 pg_stat_activity holder \
+             WHERE holder.application_name = '{}' \
+             AND holder.pid = ANY(pg_blocking_pids(middle.pid)) \
+             AND middle.pid = ANY(pg_blocking_pids(waiting.pid))",
+            self.name
+        ))
+        .await;
+    }
+
     /// Runs `sql` in the transaction and commits it.
     pub fn commit_with(mut self, sql: &str) {
         let mut stdin = self.child.stdin.take().expect("psql stdin");
