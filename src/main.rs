@@ -54,7 +54,6 @@ enum Command {
         #[command(subcommand)]
         command: openspp::dci::senders::DciCommand,
     },
-    /// Drop the read models and rebuild them from the event log.
     /// Load registrants, groups, programs and memberships from NDJSON or CSV (CONTRACT §10).
     Import {
         #[command(flatten)]
@@ -69,6 +68,7 @@ enum Command {
         #[command(flatten)]
         args: openspp::import::seed::SeedArgs,
     },
+    /// Drop the read models and rebuild them from the event log.
     Replay {
         #[command(flatten)]
         database: config::DatabaseArgs,
@@ -168,6 +168,41 @@ async fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!("openspp: {error:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Each subcommand's `--help` says what that subcommand does (a merge once gave `import`
+    /// the description of `replay`, and `replay` none).
+    #[test]
+    fn every_subcommand_is_described_as_itself() {
+        let cli = super::Cli::command();
+        let about = |name: &str| {
+            cli.find_subcommand(name)
+                .and_then(|command| command.get_about())
+                .map(|about| about.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            about("import").starts_with("Load registrants"),
+            "{}",
+            about("import")
+        );
+        assert!(
+            about("replay").starts_with("Drop the read models"),
+            "{}",
+            about("replay")
+        );
+        for command in cli.get_subcommands() {
+            assert!(
+                command.get_about().is_some(),
+                "`openspp {}` has no description",
+                command.get_name()
+            );
         }
     }
 }
