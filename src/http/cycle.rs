@@ -11,15 +11,12 @@ use openspp_aggregates::{Cycle, CycleCommand, CycleState, Program};
 use openspp_projections::delivery::{self, CycleQuery, CycleStatistics};
 use openspp_projections::search::Comparator;
 use openspp_projections::view;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::api::cycle::{CycleLinks, CycleResource, RESOURCE};
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, Reference, SearchResult};
-use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::{program_filter, program_of, with_default};
@@ -29,15 +26,6 @@ use crate::resource::{
 use crate::store::claims;
 
 const SCOPE: &str = "cycle";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, change))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 /// What rendering cycles needs: their programs (identifier and currency), their statistics,
 /// and the names of the cycles of those programs by sequence (for `nextCycle`).
@@ -258,4 +246,5 @@ async fn restated_program(call: &Call, reference: &Reference) -> Result<Option<S
     }
 }
 
-crate::http::read_routes!(Cycle, CycleResource, "The cycle's name, URL-encoded");
+crate::http::read_routes!(Cycle, CycleResource, "The cycle's name, URL-encoded",
+    routes: (search, create), (read, change));

@@ -19,8 +19,6 @@ use openspp_aggregates::{
 use openspp_projections::delivery::EntitlementQuery;
 use openspp_projections::search::Comparator;
 use openspp_projections::{membership, view};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::api::entitlement::{named, EntitlementResource, RESOURCE};
 use crate::api::json::ApiJson;
@@ -29,7 +27,6 @@ use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::reference::parse_identifier;
 use crate::api::schema::{OperationOutcome, SearchResult};
-use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::{program_filter, with_default};
@@ -40,15 +37,6 @@ use crate::resource::{
 use crate::store::claims;
 
 const SCOPE: &str = "entitlement";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, change))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 /// What a consent for program participation lets the caller see of an entitlement: all of it,
 /// when it shows who the beneficiary is (an entitlement is nothing without its beneficiary);
@@ -432,4 +420,5 @@ async fn state_change(
     )
 }
 
-crate::http::read_routes!(Entitlement, EntitlementResource, "The entitlement's code");
+crate::http::read_routes!(Entitlement, EntitlementResource, "The entitlement's code",
+    routes: (search, create), (read, change));
