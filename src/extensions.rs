@@ -388,9 +388,6 @@ impl Extensions {
         data: &ExtensionData,
         shown: &Shown,
     ) -> Option<Value> {
-        if *shown == Shown::None {
-            return None;
-        }
         self.catalog().render(resource, data, shown)
     }
 

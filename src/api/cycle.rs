@@ -10,6 +10,7 @@ use openspp_projections::view::ViewRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::api::reference::identifier_is_name;
 use crate::api::schema::{Meta, Period, Reference};
 use crate::error::ApiError;
 
@@ -104,16 +105,7 @@ impl CycleResource {
         if self.resource_type != RESOURCE {
             return Err(ApiError::unprocessable("type", "must be Cycle"));
         }
-        if self
-            .identifier
-            .as_ref()
-            .is_some_and(|id| id.trim() != self.name.trim())
-        {
-            return Err(ApiError::unprocessable(
-                "identifier",
-                "is the cycle's name; leave it out or send the name",
-            ));
-        }
+        identifier_is_name(self.identifier.as_deref(), &self.name, "cycle")?;
         let state = CycleState::parse(&self.state)
             .ok_or_else(|| ApiError::unprocessable("state", CycleState::expected()))?;
         let start_date = self

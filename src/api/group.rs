@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::schema::{
-    at_most, optional_at_most, Address, CodeableConcept, Identifier, Meta, Period, Reference,
+    active_by_default, at_most, optional_at_most, Address, CodeableConcept, Identifier, Meta,
+    Period, Reference,
 };
 use crate::vocabulary::Vocabularies;
 
@@ -120,10 +121,6 @@ pub struct RemoveMember {
 
 fn resource_type() -> String {
     RESOURCE.to_owned()
-}
-
-fn active_by_default() -> bool {
-    true
 }
 
 fn household() -> String {

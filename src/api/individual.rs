@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::schema::{
-    at_most, Address, CodeableConcept, ContactPoint, HumanName, Identifier, Meta, Period, Reference,
+    active_by_default, at_most, Address, CodeableConcept, ContactPoint, HumanName, Identifier,
+    Meta, Period, Reference,
 };
 use crate::error::ApiError;
 use crate::vocabulary::Vocabularies;
@@ -99,10 +100,6 @@ pub fn role_codes(roles: &[String]) -> Vec<openspp_aggregates::Code> {
 
 fn resource_type() -> String {
     RESOURCE.to_owned()
-}
-
-fn active_by_default() -> bool {
-    true
 }
 
 /// A photo as base64 text (the standard alphabet, padded), bounded before it is decoded;

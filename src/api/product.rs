@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::entitlement::named;
-use crate::api::schema::{Meta, Reference};
+use crate::api::schema::{active_by_default, Meta, Reference};
 use crate::error::ApiError;
 use crate::vocabulary::{Vocabularies, VocabularyEntry};
 use openspp_aggregates::CodeDefinition;
@@ -42,7 +42,7 @@ pub struct ProductResource {
     /// ISO 4217.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "active_by_default")]
     pub active: bool,
     /// Read only: no image is kept here.
     #[serde(default)]
@@ -53,10 +53,6 @@ pub struct ProductResource {
 
 fn resource_type() -> String {
     RESOURCE.to_owned()
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl ProductResource {

@@ -19,6 +19,22 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'}');
 
+/// The `identifier` a body gives a resource named by its name (`what`: "cycle"): absent, or
+/// the name itself; anything else is refused, naming `identifier`.
+pub fn identifier_is_name(
+    identifier: Option<&str>,
+    name: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    match identifier {
+        Some(id) if id.trim() != name.trim() => Err(ApiError::unprocessable(
+            "identifier",
+            format!("is the {what}'s name; leave it out or send the name"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Parses `system|value` (already percent-decoded); a 400 naming `field` if it is not one.
 pub fn parse_identifier(text: &str, field: &str) -> Result<Identifier, ApiError> {
     text.parse()

@@ -264,6 +264,11 @@ impl Period {
     }
 }
 
+/// The default of a body's `active`: a resource sent without it is active.
+pub fn active_by_default() -> bool {
+    true
+}
+
 /// A list a client sends, refused (422 naming it) past `MAX` entries while it is parsed, before
 /// any entry is acted on. `MAX` is one of the domain's `bounds::items`; the field's
 /// `#[schema(max_items = …)]` shows the same number, which a test holds equal.

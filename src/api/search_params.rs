@@ -62,15 +62,31 @@ const fn param(name: &'static str, field: &'static str, kind: Kind, label: &'sta
 }
 
 const LAST_UPDATED: Param = param("_lastUpdated", "meta", Kind::Range, "Last changed");
+const IDENTIFIER: Param = param(
+    "identifier",
+    "identifier",
+    Kind::Exact,
+    "Identifier (system|value)",
+);
+const ANY_PART_OF_NAME: Param = param("name", "name", Kind::Contains, "Any part of the name");
+const NAME: Param = param("name", "name", Kind::Contains, "Name");
+const ACTIVE: Param = param("active", "active", Kind::Boolean, "Active");
+const BENEFICIARY: Param = param(
+    "beneficiary",
+    "beneficiary",
+    Kind::Reference,
+    "The beneficiary",
+);
+const PROGRAM_NAMED: Param = param(
+    "program",
+    "program",
+    Kind::Contains,
+    "Program (part of its name)",
+);
 
 pub const INDIVIDUAL: &[Param] = &[
-    param(
-        "identifier",
-        "identifier",
-        Kind::Exact,
-        "Identifier (system|value)",
-    ),
-    param("name", "name", Kind::Contains, "Any part of the name"),
+    IDENTIFIER,
+    ANY_PART_OF_NAME,
     param("birthdate", "birthDate", Kind::Range, "Date of birth"),
     param("gender", "gender", Kind::Exact, "Gender (ISO 5218 code)"),
     param(
@@ -79,7 +95,7 @@ pub const INDIVIDUAL: &[Param] = &[
         Kind::Contains,
         "Any part of an address",
     ),
-    param("active", "active", Kind::Boolean, "Active"),
+    ACTIVE,
     param(
         "group",
         "groupMembership",
@@ -96,13 +112,8 @@ pub const INDIVIDUAL: &[Param] = &[
 ];
 
 pub const GROUP: &[Param] = &[
-    param(
-        "identifier",
-        "identifier",
-        Kind::Exact,
-        "Identifier (system|value)",
-    ),
-    param("name", "name", Kind::Contains, "Any part of the name"),
+    IDENTIFIER,
+    ANY_PART_OF_NAME,
     param(
         "type",
         "groupType",
@@ -121,7 +132,7 @@ pub const GROUP: &[Param] = &[
         Kind::Reference,
         "Has this individual as a current member",
     ),
-    param("active", "active", Kind::Boolean, "Active"),
+    ACTIVE,
     LAST_UPDATED,
 ];
 
@@ -132,7 +143,7 @@ pub const PROGRAM: &[Param] = &[
         Kind::Exact,
         "Identifier (system|value), or the name alias urn:openspp:program|{slug}",
     ),
-    param("name", "name", Kind::Contains, "Any part of the name"),
+    ANY_PART_OF_NAME,
     param(
         "type",
         "programType",
@@ -156,24 +167,14 @@ pub const PROGRAM: &[Param] = &[
 
 pub const PROGRAM_MEMBERSHIP: &[Param] = &[
     param("program", "program", Kind::Reference, "The program"),
-    param(
-        "beneficiary",
-        "beneficiary",
-        Kind::Reference,
-        "The beneficiary",
-    ),
+    BENEFICIARY,
     param("status", "status", Kind::Exact, "Membership status"),
     LAST_UPDATED,
 ];
 
 /// OpenSPP `spp_api_v2_cycles`.
 pub const CYCLE: &[Param] = &[
-    param(
-        "program",
-        "program",
-        Kind::Contains,
-        "Program (part of its name)",
-    ),
+    PROGRAM_NAMED,
     param("state", "state", Kind::Exact, "Cycle state"),
     param(
         "startDate",
@@ -192,18 +193,8 @@ pub const CYCLE: &[Param] = &[
 
 /// OpenSPP `spp_api_v2_entitlements`.
 pub const ENTITLEMENT: &[Param] = &[
-    param(
-        "beneficiary",
-        "beneficiary",
-        Kind::Reference,
-        "The beneficiary",
-    ),
-    param(
-        "program",
-        "program",
-        Kind::Contains,
-        "Program (part of its name)",
-    ),
+    BENEFICIARY,
+    PROGRAM_NAMED,
     param("cycle", "cycle", Kind::Contains, "Cycle (part of its name)"),
     param("state", "state", Kind::Exact, "Entitlement state"),
     param(
@@ -229,7 +220,7 @@ pub const ENTITLEMENT: &[Param] = &[
 
 /// OpenSPP `spp_api_v2_service_points`.
 pub const SERVICE_POINT: &[Param] = &[
-    param("name", "name", Kind::Contains, "Name"),
+    NAME,
     param("area", "area", Kind::Contains, "Area (part of its name)"),
     param(
         "country",
@@ -248,7 +239,7 @@ pub const SERVICE_POINT: &[Param] = &[
 
 /// OpenSPP `spp_api_v2_products`.
 pub const PRODUCT: &[Param] = &[
-    param("name", "name", Kind::Contains, "Name"),
+    NAME,
     param("code", "defaultCode", Kind::Contains, "Default code"),
     param(
         "category",

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::entitlement::named;
+use crate::api::reference::identifier_is_name;
 use crate::api::schema::{Meta, Reference};
 use crate::error::ApiError;
 use crate::vocabulary::Vocabularies;
@@ -88,16 +89,7 @@ impl ServicePointResource {
                 "must be ServicePoint",
             ));
         }
-        if self
-            .identifier
-            .as_ref()
-            .is_some_and(|id| id.trim() != self.name.trim())
-        {
-            return Err(ApiError::unprocessable(
-                "identifier",
-                "is the service point's name; leave it out or send the name",
-            ));
-        }
+        identifier_is_name(self.identifier.as_deref(), &self.name, "service point")?;
         let phone = match self.telecom.as_slice() {
             [] => None,
             [phone] if phone.system == "phone" => Some(phone.value.clone()),

@@ -11,7 +11,7 @@ use crate::api::params::{Params, MAX_COUNT};
 use crate::auth::Action;
 use crate::graphql::context::{bad_argument, call, gql, open};
 use crate::graphql::loaders::{Loaders, Prime};
-use crate::graphql::nodes::{render, Node, Unseen};
+use crate::graphql::nodes::{render, Shared, Unseen};
 use crate::resource::Searchable;
 
 /// The page size when `first` is not given.
@@ -176,22 +176,24 @@ fn page(first: Option<i32>, after: Option<String>) -> async_graphql::Result<Page
 
 use async_graphql::connection::CursorType;
 
-/// One page of `R`'s REST search with `pairs` as its parameters.
-pub async fn search<R, N>(
+/// One page of `R`'s REST search with `filter` as its parameters, each node wrapped as its
+/// GraphQL object.
+pub async fn search<R, F, N>(
     ctx: &Context<'_>,
     first: Option<i32>,
     after: Option<String>,
-    pairs: Vec<(String, String)>,
-    wrap: impl Fn(Node<R>) -> N,
+    filter: Option<F>,
+    wrap: impl Fn(Shared<R>) -> N,
 ) -> async_graphql::Result<Connection<Cursor, N, Total>>
 where
     R: Searchable + Prime,
+    F: Parameters + Default,
     N: OutputType,
 {
     let call = call(ctx);
     open(call, R::SCOPE, Action::Search)?;
     let page = page(first, after)?;
-    let mut params = Params::new(pairs);
+    let mut params = Params::new(filter.unwrap_or_default().pairs());
     let query = R::query(call, &mut params).await.map_err(gql)?;
     params.finish().map_err(gql)?;
     let found = R::find(call, &query, page).await.map_err(gql)?;
@@ -213,7 +215,7 @@ where
         nodes
             .into_iter()
             .enumerate()
-            .map(|(i, node)| Edge::new(OpaqueCursor(page.offset + i as i64), wrap(node))),
+            .map(|(i, node)| Edge::new(OpaqueCursor(page.offset + i as i64), wrap(node.into()))),
     );
     Ok(connection)
 }

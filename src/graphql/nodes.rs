@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::resource::{reference_of, shown, Call, Grant, Resource, Snapshot};
+use crate::resource::{note_returned, shown, Call, Grant, Resource, Snapshot};
 
 /// One resource as the caller may see it.
 pub struct Node<R> {
@@ -107,13 +107,7 @@ pub async fn render_granted<R: Resource>(
         .into_iter()
         .map(|row| {
             let grant = grants.get(&row.aggregate_id);
-            if let Some(reference) = reference_of(&row.aggregate_id, &row.state) {
-                call.audit.returned(
-                    reference,
-                    Some(&row.aggregate_id),
-                    grant.map(Grant::disclosure).as_ref(),
-                );
-            }
+            note_returned(call, &row, grant);
             let rendered =
                 serde_json::to_value(R::render(call, &context, &row)).unwrap_or_default();
             Node {

@@ -8,12 +8,14 @@ use axum::http::StatusCode;
 use openspp_aggregates::{Group, Individual, Program, ProgramMembership};
 
 use crate::auth::Action;
-use crate::graphql::connections::{GroupFilter, IndividualFilter, MembershipFilter, ProgramFilter};
+use crate::graphql::connections::{
+    search, GroupFilter, IndividualFilter, MembershipFilter, ProgramFilter,
+};
 use crate::graphql::context::{call, gql, open};
 use crate::graphql::nodes::{render_granted, Node};
 use crate::graphql::objects::{
-    self, GroupConnection, GroupObject, IndividualConnection, IndividualObject,
-    MembershipConnection, ProgramConnection, ProgramMembershipObject, ProgramObject,
+    GroupConnection, GroupObject, IndividualConnection, IndividualObject, MembershipConnection,
+    ProgramConnection, ProgramMembershipObject, ProgramObject,
 };
 use crate::graphql::statistics::{self, Dimension, Statistics, StatisticsFilter, Target};
 use crate::resource::Resource;
@@ -102,7 +104,7 @@ impl Query {
         after: Option<String>,
         filter: Option<IndividualFilter>,
     ) -> async_graphql::Result<IndividualConnection> {
-        objects::individuals(ctx, first, after, filter).await
+        search::<Individual, _, _>(ctx, first, after, filter, IndividualObject).await
     }
 
     /// Groups, filtered by `GET /Group`'s parameters.
@@ -114,7 +116,7 @@ impl Query {
         after: Option<String>,
         filter: Option<GroupFilter>,
     ) -> async_graphql::Result<GroupConnection> {
-        objects::groups(ctx, first, after, filter).await
+        search::<Group, _, _>(ctx, first, after, filter, GroupObject).await
     }
 
     /// Programs, filtered by `GET /Program`'s parameters.
@@ -126,7 +128,7 @@ impl Query {
         after: Option<String>,
         filter: Option<ProgramFilter>,
     ) -> async_graphql::Result<ProgramConnection> {
-        objects::programs(ctx, first, after, filter).await
+        search::<Program, _, _>(ctx, first, after, filter, ProgramObject).await
     }
 
     /// Counts by `dimensions` (needs `statistics:read`), small cells suppressed; `target`
@@ -150,6 +152,6 @@ impl Query {
         after: Option<String>,
         filter: Option<MembershipFilter>,
     ) -> async_graphql::Result<MembershipConnection> {
-        objects::membership_search(ctx, first, after, filter).await
+        search::<ProgramMembership, _, _>(ctx, first, after, filter, ProgramMembershipObject).await
     }
 }

@@ -353,11 +353,7 @@ async fn list(
     };
     let mut data = Vec::new();
     for record in records.into_iter().filter(|r| may_see(&call.principal, r)) {
-        call.audit.returned(
-            format!("{RESOURCE}/{}", record.consent_id),
-            Some(&record.consent_id),
-            None,
-        );
+        resource::note_found::<Consent>(&call, &record.consent_id, &record.consent_id, None);
         let reference = subject_reference(&call, &record.terms).await?;
         data.push(shown(record, reference, today(), viewer(&call.principal)));
     }

@@ -4,24 +4,19 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{OriginalUri, Path};
+use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::Json;
 use openspp_aggregates::cycle::{name_identifier, PreviousCycle, NAME_SYSTEM};
 use openspp_aggregates::{Cycle, CycleCommand, CycleState, Program};
 use openspp_projections::delivery::{self, CycleQuery, CycleStatistics};
 use openspp_projections::search::Comparator;
 use openspp_projections::view;
-use serde_json::Value;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::api::cycle::{CycleLinks, CycleResource, RESOURCE};
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, Reference, SearchResult};
-use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::{program_filter, program_of, with_default};
@@ -31,15 +26,6 @@ use crate::resource::{
 use crate::store::claims;
 
 const SCOPE: &str = "cycle";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, change))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 /// What rendering cycles needs: their programs (identifier and currency), their statistics,
 /// and the names of the cycles of those programs by sequence (for `nextCycle`).
@@ -167,25 +153,15 @@ impl Searchable for Cycle {
     }
 }
 
-/// Search cycles, in sequence order.
-#[utoipa::path(get, path = "/Cycle", tag = "Cycle",
+crate::http::search_route!(Cycle, envelope: result(CycleResource), "cycle:read",
+    /// Search cycles, in sequence order.
     params(
         ("program" = Option<String>, Query, description = "A part of the program's name (any case), or `Program/{system}|{value}`"),
         ("state" = Option<String>, Query, description = "`draft`, `to_approve`, `approved`, `distributed`, `cancelled` or `ended`"),
         ("startDate" = Option<String>, Query, description = "`YYYY-MM-DD` with a prefix `ge`/`le`…; no prefix: on or after"),
         ("endDate" = Option<String>, Query, description = "`YYYY-MM-DD` with a prefix; no prefix: on or before"),
-        ("_lastUpdated" = Option<String>, Query, description = "With a prefix; no prefix: at or after"),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
-        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows"),
-    ),
-    responses((status = 200, body = SearchResult<CycleResource>), (status = 400, body = OperationOutcome)),
-    security(("bearer" = ["cycle:read"])))]
-async fn search(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchResult<Value>>, ApiError> {
-    resource::search::<Cycle>(&call, &uri).await.map(Json)
-}
+    )
+);
 
 /// Create a program's next cycle (draft), numbered after its latest and starting after it ends.
 #[utoipa::path(post, path = "/Cycle", tag = "Cycle", request_body = CycleResource,
@@ -246,9 +222,7 @@ async fn change(
     Path(id): Path<String>,
     body: Result<ApiJson<CycleResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(body) = body?;
-    let target = Cycle::locate(&call, &id).await?;
+    let (body, target) = resource::open_update::<Cycle, _>(&call, &id, body).await?;
     let program = restated_program(&call, &body.program).await?;
     let details = body.into_details()?;
     let statistics = delivery::statistics(&call.state.pool, std::slice::from_ref(&target.stream))
@@ -276,4 +250,5 @@ async fn restated_program(call: &Call, reference: &Reference) -> Result<Option<S
     }
 }
 
-crate::http::read_routes!(Cycle, CycleResource, "The cycle's name, URL-encoded");
+crate::http::read_routes!(Cycle, CycleResource, "The cycle's name, URL-encoded",
+    routes: (search, create), (read, change));

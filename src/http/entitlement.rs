@@ -7,8 +7,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{OriginalUri, Path};
-use axum::Json;
+use axum::extract::Path;
 use openspp_aggregates::entitlement::{
     Benefit, CycleFacts, EntitlementKind, CODE_SYSTEM, CONSENT_RESOURCE,
 };
@@ -20,9 +19,6 @@ use openspp_aggregates::{
 use openspp_projections::delivery::EntitlementQuery;
 use openspp_projections::search::Comparator;
 use openspp_projections::{membership, view};
-use serde_json::Value;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::api::entitlement::{named, EntitlementResource, RESOURCE};
 use crate::api::json::ApiJson;
@@ -31,7 +27,6 @@ use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::reference::parse_identifier;
 use crate::api::schema::{OperationOutcome, SearchResult};
-use crate::app::AppState;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::{program_filter, with_default};
@@ -42,15 +37,6 @@ use crate::resource::{
 use crate::store::claims;
 
 const SCOPE: &str = "entitlement";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, change))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 /// What a consent for program participation lets the caller see of an entitlement: all of it,
 /// when it shows who the beneficiary is (an entitlement is nothing without its beneficiary);
@@ -328,8 +314,8 @@ async fn known_goods(call: &Call, benefit: &mut Benefit) -> Result<(), ApiError>
     }
 }
 
-/// Search entitlements, newest first.
-#[utoipa::path(get, path = "/Entitlement", tag = "Entitlement",
+crate::http::search_route!(Entitlement, envelope: result(EntitlementResource), "entitlement:read",
+    /// Search entitlements, newest first.
     params(
         ("beneficiary" = Option<String>, Query, description = "`{system}|{value}` of the beneficiary (or `Individual/…`, `Group/…`)"),
         ("program" = Option<String>, Query, description = "A part of the program's name (any case), or `Program/{system}|{value}`"),
@@ -338,18 +324,8 @@ async fn known_goods(call: &Call, benefit: &mut Benefit) -> Result<(), ApiError>
         ("entitlementType" = Option<String>, Query, description = "`cash` (the default) or `inkind`"),
         ("validFrom" = Option<String>, Query, description = "Valid from this date or later"),
         ("validUntil" = Option<String>, Query, description = "Valid until this date or earlier"),
-        ("_lastUpdated" = Option<String>, Query, description = "With a prefix; no prefix: at or after"),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
-        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows"),
-    ),
-    responses((status = 200, body = SearchResult<EntitlementResource>), (status = 400, body = OperationOutcome)),
-    security(("bearer" = ["entitlement:read"])))]
-async fn search(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchResult<Value>>, ApiError> {
-    resource::search::<Entitlement>(&call, &uri).await.map(Json)
-}
+    )
+);
 
 /// Entitle a beneficiary enrolled in the program to cash or goods in a draft cycle.
 #[utoipa::path(post, path = "/Entitlement", tag = "Entitlement", request_body = EntitlementResource,
@@ -417,9 +393,7 @@ async fn change(
     Path(id): Path<String>,
     body: Result<ApiJson<EntitlementResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(body) = body?;
-    let target = Entitlement::locate(&call, &id).await?;
+    let (body, target) = resource::open_update::<Entitlement, _>(&call, &id, body).await?;
     resource::commit_afresh(&call, || state_change(&call, &body, &target, &if_match)).await
 }
 
@@ -456,4 +430,5 @@ async fn state_change(
     )
 }
 
-crate::http::read_routes!(Entitlement, EntitlementResource, "The entitlement's code");
+crate::http::read_routes!(Entitlement, EntitlementResource, "The entitlement's code",
+    routes: (search, create), (read, change));

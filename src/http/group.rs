@@ -17,11 +17,10 @@ use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::schema::{OperationOutcome, Reference, SearchResult};
 use crate::api::stated::Stated;
-use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::{
-    self, grants_for, locate_registrant, Answer, Call, Grant, Interaction, Located, Registrant,
-    Resource, Searchable, Snapshot,
+    self, grants_for, locate_registrant, Answer, Call, Grant, Located, Registrant, Resource,
+    Searchable, Snapshot,
 };
 use openspp_aggregates::Individual;
 
@@ -266,9 +265,7 @@ async fn add_member(
     Path(id): Path<String>,
     body: Result<ApiJson<AddMember>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(body) = body?;
-    let target = Group::locate(&call, &id).await?;
+    let (body, target) = resource::open_update::<Group, _>(&call, &id, body).await?;
     let member = member_spec(&call, body.into_member(), "member")
         .await
         .map_err(|e| e.at(Some("entity")))?;
@@ -324,9 +321,7 @@ async fn remove_member(
     Path(id): Path<String>,
     body: Result<ApiJson<RemoveMember>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(body) = body?;
-    let target = Group::locate(&call, &id).await?;
+    let (body, target) = resource::open_update::<Group, _>(&call, &id, body).await?;
     let individual = member_stream(&call, &body.entity, "entity").await?;
     let write = target.change(if_match, |access| GroupCommand::RemoveMember {
         individual: individual.clone(),

@@ -65,9 +65,7 @@ async fn update_member(
     Path((id, individual)): Path<(String, String)>,
     body: Result<ApiJson<UpdateMember>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(body) = body?;
-    let target = Group::locate(&call, &id).await?;
+    let (body, target) = resource::open_update::<Group, _>(&call, &id, body).await?;
     let member = Individual::locate(&call, &individual).await?.stream;
     let ends = body.ended_date.is_some();
     let change = MemberChange {

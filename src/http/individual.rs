@@ -178,8 +178,6 @@ impl Searchable for Individual {
     responses(
         (status = 200, body = SearchResult<IndividualResource>),
         (status = 400, body = OperationOutcome),
-        (status = 401, body = OperationOutcome),
-        (status = 403, body = OperationOutcome),
     ),
     security(("bearer" = ["individual:search"])))]
 async fn search(

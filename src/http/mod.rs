@@ -15,8 +15,10 @@ use crate::error::ApiError;
 
 mod read_routes;
 mod registrant_routes;
+mod search_route;
 pub(crate) use read_routes::read_routes;
 pub(crate) use registrant_routes::registrant_routes;
+pub(crate) use search_route::search_route;
 
 pub mod aggregation;
 pub mod audit_event;

@@ -2,36 +2,23 @@
 //! delivers, read and searched as OpenSPP serves them (searches answer a FHIR-like Bundle, as
 //! OpenSPP's do for this resource), and (**beyond OpenSPP**) registered and changed here.
 
-use axum::extract::{OriginalUri, Path};
-use axum::Json;
-use openspp_aggregates::product::{Product, ProductCommand, KEY_SYSTEM, PRODUCT_CATEGORY};
+use axum::extract::Path;
+use openspp_aggregates::product::{
+    Product, ProductCommand, ProductDetails, KEY_SYSTEM, PRODUCT_CATEGORY,
+};
 use openspp_projections::product::{self as view_of, ProductQuery};
 use openspp_projections::search::Comparator;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-use crate::api::advanced_search::SearchBundle;
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::product::{ProductResource, RESOURCE};
 use crate::api::schema::OperationOutcome;
-use crate::app::AppState;
-use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::with_default;
-use crate::resource::{self, Answer, Call, Interaction, Located, Resource, Searchable, Snapshot};
+use crate::resource::{self, Answer, Call, Catalogued, Located, Resource, Searchable, Snapshot};
 
 const SCOPE: &str = "product";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, replace))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 impl Resource for Product {
     const SCOPE: &'static str = SCOPE;
@@ -55,6 +42,28 @@ impl Resource for Product {
 
     fn key(_stream: &str, state: &Self) -> Option<String> {
         state.registered.then(|| state.details.key().to_owned())
+    }
+}
+
+impl Catalogued for Product {
+    type Body = ProductResource;
+    type Details = ProductDetails;
+
+    fn details(call: &Call, body: ProductResource) -> Result<ProductDetails, ApiError> {
+        body.into_details(&call.state.vocabulary)
+    }
+
+    /// A new product is named by its default code, else its name.
+    fn subject(details: &ProductDetails) -> Option<String> {
+        Some(details.key().trim().to_owned())
+    }
+
+    fn register(details: ProductDetails) -> ProductCommand {
+        ProductCommand::Register(details)
+    }
+
+    fn replace(details: ProductDetails) -> ProductCommand {
+        ProductCommand::Replace(details)
     }
 }
 
@@ -84,23 +93,14 @@ impl Searchable for Product {
     }
 }
 
-/// Search products, in name order, answered as a `searchset` Bundle (as OpenSPP).
-#[utoipa::path(get, path = "/Product", tag = "Product",
+crate::http::search_route!(Product, envelope: bundle, "product:read",
+    /// Search products, in name order, answered as a `searchset` Bundle (as OpenSPP).
     params(
         ("name" = Option<String>, Query, description = "A part of the name, any case"),
         ("code" = Option<String>, Query, description = "A part of the default code, any case"),
         ("category" = Option<String>, Query, description = "A part of the category's name, any case"),
-        ("_lastUpdated" = Option<String>, Query, description = "With a prefix; no prefix: at or after"),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
-        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows"),
-    ),
-    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome)),
-    security(("bearer" = ["product:read"])))]
-async fn search(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<SearchBundle>, ApiError> {
-    resource::search::<Product>(&call, &uri)
-        .await
-        .map(|result| Json(result.into()))
-}
+    )
+);
 
 /// Register a product (operators).
 #[utoipa::path(post, path = "/Product", tag = "Product", request_body = ProductResource,
@@ -114,11 +114,7 @@ async fn create(
     call: Call,
     body: Result<ApiJson<ProductResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
-    let ApiJson(body) = body?;
-    let details = body.into_details(&call.state.vocabulary)?;
-    let subject = details.key().trim().to_owned();
-    resource::create::<Product>(&call, Some(subject), ProductCommand::Register(details)).await
+    resource::create_whole::<Product>(&call, body).await
 }
 
 /// Change a product (all but its default code, else its name).
@@ -133,16 +129,8 @@ async fn replace(
     Path(id): Path<String>,
     body: Result<ApiJson<ProductResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(body) = body?;
-    let target = Product::locate(&call, &id).await?;
-    let details = body.into_details(&call.state.vocabulary)?;
-    let write = target.change(if_match, |_| ProductCommand::Replace(details));
-    resource::commit(&call, write).await
+    resource::replace_whole::<Product>(&call, if_match, &id, body).await
 }
 
-crate::http::read_routes!(
-    Product,
-    ProductResource,
-    "The default code, else the name, URL-encoded"
-);
+crate::http::read_routes!(Product, ProductResource, "The default code, else the name, URL-encoded",
+    routes: (search, create), (read, replace));

@@ -120,87 +120,75 @@ fn search_codes<T: Serialize>(
     ))
 }
 
-/// Search product categories, in name order, answered as a `searchset` Bundle (as OpenSPP).
-#[utoipa::path(get, path = "/ProductCategory", tag = "Product",
-    params(
-        ("name" = Option<String>, Query, description = "A part of the name, any case"),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
-    ),
-    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
-              (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["product:read"])))]
-async fn search_categories(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchBundle>, ApiError> {
-    search_codes(
-        &call,
-        &uri,
-        "ProductCategory",
-        PRODUCT_CATEGORY,
-        None,
-        ProductCategoryResource::render,
-    )
+/// `code_routes!(search, read, Resource, Body, vocabulary, parent, "the id", docs…, params(…))`
+/// defines the search and the single read of a resource whose rows are the codes of one
+/// vocabulary, at `/{Resource}` and `/{Resource}/{id}`, under `product:read`.
+macro_rules! code_routes {
+    (
+        $search:ident, $read:ident, $resource:ident, $body:ty, $vocabulary:expr, $parent:expr,
+        $id:literal,
+        search: $(#[$search_doc:meta])*,
+        read: $(#[$read_doc:meta])*,
+        params($($param:tt)*)
+    ) => {
+        $(#[$search_doc])*
+        #[utoipa::path(get, path = concat!("/", stringify!($resource)), tag = "Product",
+            params(
+                $($param)*
+                ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
+            ),
+            responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
+                      (status = 403, body = OperationOutcome)),
+            security(("bearer" = ["product:read"])))]
+        async fn $search(
+            call: Call,
+            OriginalUri(uri): OriginalUri,
+        ) -> Result<Json<SearchBundle>, ApiError> {
+            search_codes(
+                &call,
+                &uri,
+                stringify!($resource),
+                $vocabulary,
+                $parent,
+                <$body>::render,
+            )
+        }
+
+        $(#[$read_doc])*
+        #[utoipa::path(get, path = concat!("/", stringify!($resource), "/{id}"), tag = "Product",
+            params(("id" = String, Path, description = $id)),
+            responses((status = 200, body = $body), (status = 403, body = OperationOutcome),
+                      (status = 404, body = OperationOutcome)),
+            security(("bearer" = ["product:read"])))]
+        async fn $read(call: Call, Path(id): Path<String>) -> Result<Json<$body>, ApiError> {
+            read_one(&call, stringify!($resource), $vocabulary, &id, <$body>::render)
+        }
+    };
 }
 
-/// One product category, by name.
-#[utoipa::path(get, path = "/ProductCategory/{id}", tag = "Product",
-    params(("id" = String, Path, description = "The category's name, URL-encoded")),
-    responses((status = 200, body = ProductCategoryResource), (status = 403, body = OperationOutcome),
-              (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["product:read"])))]
-async fn read_category(
-    call: Call,
-    Path(id): Path<String>,
-) -> Result<Json<ProductCategoryResource>, ApiError> {
-    read_one(
-        &call,
-        "ProductCategory",
-        PRODUCT_CATEGORY,
-        &id,
-        ProductCategoryResource::render,
-    )
-}
+code_routes!(
+    search_categories, read_category, ProductCategory, ProductCategoryResource,
+    PRODUCT_CATEGORY, None, "The category's name, URL-encoded",
+    search:
+        /// Search product categories, in name order, answered as a `searchset` Bundle (as OpenSPP).
+    ,
+    read:
+        /// One product category, by name.
+    ,
+    params(("name" = Option<String>, Query, description = "A part of the name, any case"),)
+);
 
-/// Search units of measure, in name order, answered as a `searchset` Bundle (as OpenSPP).
-#[utoipa::path(get, path = "/UnitOfMeasure", tag = "Product",
+code_routes!(
+    search_units, read_unit, UnitOfMeasure, UnitOfMeasureResource,
+    UNIT_OF_MEASURE, Some("category"), "The unit's name, URL-encoded",
+    search:
+        /// Search units of measure, in name order, answered as a `searchset` Bundle (as OpenSPP).
+    ,
+    read:
+        /// One unit of measure, by name.
+    ,
     params(
         ("name" = Option<String>, Query, description = "A part of the name, any case"),
         ("category" = Option<String>, Query, description = "A part of the reference unit's name, any case"),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
-    ),
-    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome),
-              (status = 403, body = OperationOutcome)),
-    security(("bearer" = ["product:read"])))]
-async fn search_units(
-    call: Call,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<SearchBundle>, ApiError> {
-    search_codes(
-        &call,
-        &uri,
-        "UnitOfMeasure",
-        UNIT_OF_MEASURE,
-        Some("category"),
-        UnitOfMeasureResource::render,
     )
-}
-
-/// One unit of measure, by name.
-#[utoipa::path(get, path = "/UnitOfMeasure/{id}", tag = "Product",
-    params(("id" = String, Path, description = "The unit's name, URL-encoded")),
-    responses((status = 200, body = UnitOfMeasureResource), (status = 403, body = OperationOutcome),
-              (status = 404, body = OperationOutcome)),
-    security(("bearer" = ["product:read"])))]
-async fn read_unit(
-    call: Call,
-    Path(id): Path<String>,
-) -> Result<Json<UnitOfMeasureResource>, ApiError> {
-    read_one(
-        &call,
-        "UnitOfMeasure",
-        UNIT_OF_MEASURE,
-        &id,
-        UnitOfMeasureResource::render,
-    )
-}
+);

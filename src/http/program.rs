@@ -5,7 +5,7 @@ use axum::extract::{OriginalUri, Path};
 use axum::Json;
 use openspp_aggregates::program::PROGRAM_TYPE;
 use openspp_aggregates::TargetType;
-use openspp_aggregates::{Program, ProgramCommand, ProgramStatus};
+use openspp_aggregates::{Program, ProgramCommand, ProgramDetails, ProgramStatus};
 use openspp_projections::program::{self as view, ProgramQuery};
 use openspp_projections::search::SortKey;
 use serde_json::Value;
@@ -16,9 +16,8 @@ use crate::api::preconditions::IfMatch;
 use crate::api::program::ProgramResource;
 use crate::api::reference::parse_identifier;
 use crate::api::schema::{OperationOutcome, SearchResult};
-use crate::auth::Action;
 use crate::error::ApiError;
-use crate::resource::{self, Answer, Call, Interaction, Located, Resource, Searchable, Snapshot};
+use crate::resource::{self, Answer, Call, Catalogued, Located, Resource, Searchable, Snapshot};
 use crate::store::claims::resolve_program;
 
 pub const RESOURCE: &str = "Program";
@@ -49,6 +48,28 @@ impl Resource for Program {
 
     fn key(_stream: &str, state: &Self) -> Option<String> {
         state.live_identifiers().next().map(|i| i.key())
+    }
+}
+
+impl Catalogued for Program {
+    type Body = ProgramResource;
+    type Details = ProgramDetails;
+
+    fn details(_call: &Call, body: ProgramResource) -> Result<ProgramDetails, ApiError> {
+        body.into_details()
+    }
+
+    /// A new program is named by its identifiers once it is stored.
+    fn subject(_details: &ProgramDetails) -> Option<String> {
+        None
+    }
+
+    fn register(details: ProgramDetails) -> ProgramCommand {
+        ProgramCommand::Create(details)
+    }
+
+    fn replace(details: ProgramDetails) -> ProgramCommand {
+        ProgramCommand::Replace(details)
     }
 }
 
@@ -155,10 +176,7 @@ async fn create(
     call: Call,
     body: Result<ApiJson<ProgramResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
-    let ApiJson(body) = body?;
-    let details = body.into_details()?;
-    resource::create::<Program>(&call, None, ProgramCommand::Create(details)).await
+    resource::create_whole::<Program>(&call, body).await
 }
 
 /// Change a program: rename, describe, target type, currency, end, archive.
@@ -173,12 +191,7 @@ async fn replace(
     Path(id): Path<String>,
     body: Result<ApiJson<ProgramResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(body) = body?;
-    let target = Program::locate(&call, &id).await?;
-    let details = body.into_details()?;
-    let write = target.change(if_match, |_| ProgramCommand::Replace(details));
-    resource::commit(&call, write).await
+    resource::replace_whole::<Program>(&call, if_match, &id, body).await
 }
 
 crate::http::read_routes!(Program, ProgramResource, "`system|value`, URL-encoded",

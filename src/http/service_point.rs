@@ -2,39 +2,24 @@
 //! collect, read and searched as OpenSPP serves them (searches answer a FHIR-like Bundle, as
 //! OpenSPP's do for this resource), and (**beyond OpenSPP**) registered and changed here.
 
-use axum::extract::{OriginalUri, Path};
-use axum::Json;
+use axum::extract::Path;
 use openspp_aggregates::service_point::{
-    name_identifier, ServicePoint, ServicePointCommand, NAME_SYSTEM,
+    name_identifier, ServicePoint, ServicePointCommand, ServicePointDetails, NAME_SYSTEM,
 };
 use openspp_projections::search::Comparator;
 use openspp_projections::service_point::ServicePointQuery;
 use openspp_projections::view;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-use crate::api::advanced_search::SearchBundle;
 use crate::api::json::ApiJson;
 use crate::api::params::Params;
 use crate::api::preconditions::IfMatch;
 use crate::api::schema::OperationOutcome;
 use crate::api::service_point::{ServicePointResource, RESOURCE};
-use crate::app::AppState;
-use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::delivery::with_default;
-use crate::resource::{self, Answer, Call, Interaction, Located, Resource, Searchable, Snapshot};
+use crate::resource::{self, Answer, Call, Catalogued, Located, Resource, Searchable, Snapshot};
 
 const SCOPE: &str = "service_point";
-
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(search, create))
-        .routes(routes!(read, replace))
-        .routes(routes!(history))
-        .routes(routes!(vread))
-        .routes(routes!(verify))
-}
 
 impl Resource for ServicePoint {
     const SCOPE: &'static str = SCOPE;
@@ -68,6 +53,28 @@ impl Resource for ServicePoint {
     }
 }
 
+impl Catalogued for ServicePoint {
+    type Body = ServicePointResource;
+    type Details = ServicePointDetails;
+
+    fn details(call: &Call, body: ServicePointResource) -> Result<ServicePointDetails, ApiError> {
+        body.into_details(&call.state.vocabulary)
+    }
+
+    /// A new service point is named by its name.
+    fn subject(details: &ServicePointDetails) -> Option<String> {
+        Some(details.name.trim().to_owned())
+    }
+
+    fn register(details: ServicePointDetails) -> ServicePointCommand {
+        ServicePointCommand::Register(details)
+    }
+
+    fn replace(details: ServicePointDetails) -> ServicePointCommand {
+        ServicePointCommand::Replace(details)
+    }
+}
+
 impl Searchable for ServicePoint {
     type Query = ServicePointQuery;
 
@@ -84,24 +91,15 @@ impl Searchable for ServicePoint {
     }
 }
 
-/// Search service points, in name order, answered as a `searchset` Bundle (as OpenSPP).
-#[utoipa::path(get, path = "/ServicePoint", tag = "ServicePoint",
+crate::http::search_route!(ServicePoint, envelope: bundle, "service_point:read",
+    /// Search service points, in name order, answered as a `searchset` Bundle (as OpenSPP).
     params(
         ("name" = Option<String>, Query, description = "A part of the name, any case"),
         ("area" = Option<String>, Query, description = "A part of the area's name, any case"),
         ("country" = Option<String>, Query, description = "ISO 3166-1 alpha-2, any case"),
         ("contractActive" = Option<bool>, Query),
-        ("_lastUpdated" = Option<String>, Query, description = "With a prefix; no prefix: at or after"),
-        ("_count" = Option<i64>, Query), ("_offset" = Option<i64>, Query),
-        ("_elements" = Option<String>, Query, description = "Comma-separated top-level fields each result shows"),
-    ),
-    responses((status = 200, body = SearchBundle), (status = 400, body = OperationOutcome)),
-    security(("bearer" = ["service_point:read"])))]
-async fn search(call: Call, OriginalUri(uri): OriginalUri) -> Result<Json<SearchBundle>, ApiError> {
-    resource::search::<ServicePoint>(&call, &uri)
-        .await
-        .map(|result| Json(result.into()))
-}
+    )
+);
 
 /// Register a service point (operators).
 #[utoipa::path(post, path = "/ServicePoint", tag = "ServicePoint", request_body = ServicePointResource,
@@ -115,12 +113,7 @@ async fn create(
     call: Call,
     body: Result<ApiJson<ServicePointResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Create, RESOURCE, Interaction::CREATE)?;
-    let ApiJson(body) = body?;
-    let details = body.into_details(&call.state.vocabulary)?;
-    let subject = details.name.trim().to_owned();
-    resource::create::<ServicePoint>(&call, Some(subject), ServicePointCommand::Register(details))
-        .await
+    resource::create_whole::<ServicePoint>(&call, body).await
 }
 
 /// Change a service point (all but its name).
@@ -135,16 +128,8 @@ async fn replace(
     Path(id): Path<String>,
     body: Result<ApiJson<ServicePointResource>, ApiError>,
 ) -> Result<Answer, ApiError> {
-    call.open(SCOPE, Action::Update, RESOURCE, Interaction::UPDATE)?;
-    let ApiJson(body) = body?;
-    let target = ServicePoint::locate(&call, &id).await?;
-    let details = body.into_details(&call.state.vocabulary)?;
-    let write = target.change(if_match, |_| ServicePointCommand::Replace(details));
-    resource::commit(&call, write).await
+    resource::replace_whole::<ServicePoint>(&call, if_match, &id, body).await
 }
 
-crate::http::read_routes!(
-    ServicePoint,
-    ServicePointResource,
-    "The service point's name, URL-encoded"
-);
+crate::http::read_routes!(ServicePoint, ServicePointResource, "The service point's name, URL-encoded",
+    routes: (search, create), (read, replace));

@@ -8,8 +8,6 @@
 //! that every server process counts against one total and exactly one request per window
 //! crosses the threshold.
 
-use chrono::Utc;
-
 use crate::access_log::AccessEntry;
 use crate::app::AppState;
 pub use crate::config::ClashAlerts;
@@ -59,21 +57,14 @@ pub async fn count(
         window_secs = alerts.window_secs,
         "alert: one client's writes named identifiers other registrants hold, repeatedly"
     );
-    let entry = AccessEntry {
-        at: Utc::now(),
-        client_id: client_id.to_owned(),
-        organization: organization.unwrap_or_default(),
+    let mut entry = AccessEntry::new(
+        client_id,
+        &organization.unwrap_or_default(),
+        request_id,
         resource_type,
-        interaction: INTERACTION,
-        action: "E",
-        subjects: Vec::new(),
-        streams: Vec::new(),
-        not_found: Vec::new(),
-        consent_ids: Vec::new(),
-        purpose: None,
-        fields: None,
-        outcome: 409,
-        request_id: request_id.to_owned(),
-    };
+        INTERACTION,
+        "E",
+    );
+    entry.outcome = 409;
     state.access_log.record(entry).await;
 }

@@ -14,6 +14,7 @@ mod audit;
 mod beneficiary;
 mod call;
 mod cascade;
+mod catalogue;
 pub mod clash_alert;
 mod export;
 mod extended;
@@ -32,6 +33,7 @@ pub use audit::{record_accesses, Audit, Interaction};
 pub use beneficiary::{named, Beneficiary};
 pub use call::Call;
 pub use cascade::change_cycle;
+pub use catalogue::{create_whole, replace_whole, Catalogued};
 pub use export::{export, Exported};
 pub use extended::{open_registration, open_replacement};
 pub use grant::{grants_for, identity_only, shown, today, Grant};
@@ -44,7 +46,11 @@ pub use ops::{
 };
 pub use registrant::{merge_patch, register, replace, Registrant};
 pub use together::execute_together;
-pub use traits::{beneficiary_mentioned, reference_of, Located, Resource, Snapshot, Write};
+pub use traits::{
+    beneficiary_mentioned, note_found, note_returned, reference_of, Located, Resource, Snapshot,
+    Write,
+};
 pub use write::{
-    commit, commit_afresh, committed_answer, create, domain_error, execute, store_error,
+    commit, commit_afresh, committed_answer, create, domain_error, execute, open_update,
+    store_error,
 };

@@ -25,7 +25,7 @@ use crate::resource::audit::Interaction;
 use crate::resource::call::Call;
 use crate::resource::grant::Grant;
 use crate::resource::history::{self, Version};
-use crate::resource::traits::{reference_of, Located, Resource, Snapshot};
+use crate::resource::traits::{note_returned, Located, Resource, Snapshot};
 use crate::store::verify::Verification;
 
 /// The scope auditors' operations need.
@@ -215,13 +215,7 @@ pub async fn page<R: Resource>(
     let context = R::context(call, &rows).await?;
     for row in &rows {
         let grant = grants.get(&row.aggregate_id);
-        if let Some(reference) = reference_of(&row.aggregate_id, &row.state) {
-            call.audit.returned(
-                reference,
-                Some(&row.aggregate_id),
-                grant.map(Grant::disclosure).as_ref(),
-            );
-        }
+        note_returned(call, row, grant);
         if let Some(grant) = grant {
             call.audit.mentioning(R::mentioned(&context, row, grant));
         }

@@ -178,6 +178,25 @@ pub fn reference_of<R: Resource>(stream: &str, state: &R) -> Option<String> {
     R::key(stream, state).map(|key| format!("{}/{key}", R::TYPE))
 }
 
+/// Notes in the access log that the request returned `snapshot` (when it has an identifier),
+/// with its stream and what `grant` showed of it.
+pub fn note_returned<R: Resource>(call: &Call, snapshot: &Snapshot<R>, grant: Option<&Grant>) {
+    if let Some(key) = R::key(&snapshot.aggregate_id, &snapshot.state) {
+        note_found::<R>(call, &snapshot.aggregate_id, &key, grant);
+    }
+}
+
+/// Notes in the access log that the request returned the resource with identifier `key`
+/// (`system|value`) in `stream`, with what `grant` showed of it: for answers made of other
+/// rows than snapshots (a consent's index record).
+pub fn note_found<R: Resource>(call: &Call, stream: &str, key: &str, grant: Option<&Grant>) {
+    call.audit.returned(
+        format!("{}/{key}", R::TYPE),
+        Some(stream),
+        grant.map(Grant::disclosure).as_ref(),
+    );
+}
+
 /// The beneficiary (a stream, of `kind`) that a membership's or an entitlement's rendering
 /// names, for the access log: when `grant` shows `beneficiary` and it has an identifier
 /// (`references`, by stream).

@@ -4,15 +4,32 @@
 use axum::http::{header, StatusCode};
 use openspp_aggregates::DomainError;
 
+use crate::api::json::ApiJson;
 use crate::api::preconditions::IfMatch;
+use crate::auth::Action;
 use crate::error::ApiError;
 use crate::resource::answer::{answer, show, show_with, Answer};
+use crate::resource::audit::Interaction;
 use crate::resource::call::Call;
 use crate::resource::clash_alert;
 use crate::resource::grant::identity_only;
-use crate::resource::traits::{reference_of, Resource, Snapshot, Write};
+use crate::resource::traits::{note_returned, Located, Resource, Snapshot, Write};
 use crate::store::transaction::{self, Transaction};
 use crate::store::{CommandMetadata, StoreError};
+
+/// Opens a change of the `R` that `id` names (a `PUT`, an operation on it): the scope check and
+/// the access-log entry first, then the body (one that did not parse is answered before the
+/// subject is looked up), then the subject located.
+pub async fn open_update<R: Resource, B>(
+    call: &Call,
+    id: &str,
+    body: Result<ApiJson<B>, ApiError>,
+) -> Result<(B, Located<R>), ApiError> {
+    call.open(R::SCOPE, Action::Update, R::TYPE, Interaction::UPDATE)?;
+    let ApiJson(body) = body?;
+    let target = R::locate(call, id).await?;
+    Ok((body, target))
+}
 
 /// Runs `write` and answers with the resource as it now is, shown as the caller may see it.
 ///
@@ -209,13 +226,7 @@ async fn shown_after<R: Resource>(
 ) -> Result<Answer, ApiError> {
     let mut grants = R::grants(call, &[snapshot]).await?;
     let grant = grants.remove(&snapshot.aggregate_id);
-    if let Some(reference) = reference_of(&snapshot.aggregate_id, &snapshot.state) {
-        call.audit.returned(
-            reference,
-            Some(&snapshot.aggregate_id),
-            grant.as_ref().map(|g| g.disclosure()).as_ref(),
-        );
-    }
+    note_returned(call, snapshot, grant.as_ref());
     match R::created_context().filter(|_| minted) {
         Some(context) => Ok(show_with(call, status, snapshot, grant.as_ref(), context)),
         None => show(call, status, snapshot, grant.as_ref()).await,

@@ -30,6 +30,7 @@ pub fn trials() -> Vec<Trial> {
             any_identifier,
         ),
         trial("access_log::consent_reads_are_logged", consent_reads),
+        trial("access_log::consent_writes_are_logged", consent_writes),
         trial(
             "access_log::refused_writes_are_logged_with_their_outcome",
             refused_writes,
@@ -311,6 +312,84 @@ async fn consent_reads() {
     )
     .await;
     assert_eq!(about["meta"]["total"], requests.len());
+}
+
+/// Consent writes are accesses too (CONTRACT §6): giving, renewing, revoking and withdrawing
+/// by `DELETE` are each logged as a write with its AuditEvent action code and the status it
+/// answered, naming the consent and its data subject.
+async fn consent_writes() {
+    let admin = admin().await;
+    let (credentials, api) = &client(&["consent:all"]).await;
+    let id = unique("CWL");
+    register_individual(&admin, &id).await;
+    let subject = format!("Individual/{NATIONAL_ID}|{id}");
+    let body = json!({"subject": subject, "recipient_mode": "category", "recipient_types": ["ngo"],
+                      "expiry_date": "2090-01-01",
+                      "scopes": [{"resource_type": "individual", "field_access": null, "purpose": "research"}]});
+    let mut sent: Vec<(String, String, u16, &str)> = Vec::new();
+    let mut consents = Vec::new();
+    for _ in 0..2 {
+        let request_id = unique("req");
+        let given = api
+            .send(
+                Method::POST,
+                "/api/v2/spp/Consent",
+                Some(body.clone()),
+                &[("X-Request-Id", &request_id)],
+            )
+            .await;
+        assert_eq!(given.status.as_u16(), 201, "{}", given.text);
+        let consent = given.body["consent_id"].as_str().unwrap().to_owned();
+        sent.push((request_id, consent.clone(), 201, "C"));
+        consents.push(format!("/api/v2/spp/Consent/{consent}"));
+    }
+    let changes = [
+        (
+            Method::POST,
+            format!("{}/$renew", consents[0]),
+            Some(json!({"expiry_date": "2095-01-01"})),
+            "U",
+        ),
+        (
+            Method::POST,
+            format!("{}/$revoke", consents[0]),
+            Some(json!({})),
+            "U",
+        ),
+        (Method::DELETE, consents[1].clone(), None, "D"),
+    ];
+    for (n, (method, path, body, action)) in changes.into_iter().enumerate() {
+        let request_id = unique("req");
+        let reply = api
+            .send(method, &path, body, &[("X-Request-Id", &request_id)])
+            .await;
+        assert_eq!(reply.status.as_u16(), 200, "{path}: {}", reply.text);
+        let consent = sent[n / 2].1.clone();
+        sent.push((request_id, consent, 200, action));
+    }
+    let mut logged = by_request(&admin, credentials, sent.len()).await;
+    for (request_id, consent, status, action) in &sent {
+        let entry = logged
+            .remove(request_id)
+            .unwrap_or_else(|| panic!("{action} of {consent} is logged"));
+        assert_eq!(entry["resource"], "Consent");
+        assert_eq!(entry["subtype"], "write", "{action} of {consent}");
+        assert_eq!(entry["action"], *action, "{consent}");
+        assert_eq!(
+            entry["outcome"],
+            status.to_string(),
+            "{action} of {consent}"
+        );
+        let named = entities(&entry);
+        assert!(
+            named.contains(&format!("Consent/{consent}")),
+            "{action}: {named:?}"
+        );
+        assert!(
+            named.contains(&subject),
+            "{action}: the subject is named in {named:?}"
+        );
+    }
 }
 
 /// Writes that fail still touched a subject (a stale version, a taken identifier, an
