@@ -57,6 +57,18 @@ impl Resource for Individual {
         Ok(memberships)
     }
 
+    const CONTEXT_BESIDE: Option<&'static str> = Some(view::MEMBERSHIPS_OF_ROW);
+
+    /// The groups read beside the row: a caller not bound by consent sees every one.
+    fn context_beside(stream: &str, beside: Option<Value>) -> Result<Memberships, ApiError> {
+        let mine = view::memberships_of_row(beside)?;
+        Ok(if mine.is_empty() {
+            Memberships::new()
+        } else {
+            Memberships::from([(stream.to_owned(), mine)])
+        })
+    }
+
     /// A new individual's stream was minted for its registration: no group can list it yet.
     fn created_context() -> Option<Memberships> {
         Some(Memberships::new())

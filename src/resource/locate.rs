@@ -88,6 +88,7 @@ pub async fn locate_beneficiarys<R: Resource>(
                 grant,
                 access,
                 current: Some(row),
+                context: None,
             })
         }
         _ => {
@@ -157,15 +158,36 @@ pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Loc
     let identifier = parse_identifier(id, "id")?;
     let pool = &call.state.pool;
     let pending = transaction::created(R::TYPE, &identifier).await;
-    let (stream, current) = match R::VIEW {
+    let (stream, current, context) = match R::VIEW {
         // Created earlier in the open transaction: not in any read model before the commit.
-        _ if pending.is_some() => (pending, None),
-        Some(table) if !call.principal.require_consent => {
-            view::by_identifier::<R>(pool, table, R::TYPE, &identifier.system, &identifier.value)
-                .await?
-                .map_or((None, None), |(stream, row)| (Some(stream), row))
-        }
-        _ => (claims::resolve(pool, R::TYPE, &identifier).await?, None),
+        _ if pending.is_some() => (pending, None, None),
+        // A caller not bound by consent sees the row and what it links to as they are: the
+        // claim, the row and its context in one statement.
+        Some(table) if !call.principal.require_consent => match view::by_identifier_with::<R>(
+            pool,
+            table,
+            R::TYPE,
+            &identifier.system,
+            &identifier.value,
+            R::CONTEXT_BESIDE,
+        )
+        .await?
+        {
+            None => (None, None, None),
+            Some((stream, None)) => (Some(stream), None, None),
+            Some((stream, Some((row, beside)))) => {
+                let context = match R::CONTEXT_BESIDE {
+                    Some(_) => Some(R::context_beside(&stream, beside)?),
+                    None => None,
+                };
+                (Some(stream), Some(row), context)
+            }
+        },
+        _ => (
+            claims::resolve(pool, R::TYPE, &identifier).await?,
+            None,
+            None,
+        ),
     };
     let subject = judge(call, R::TYPE, R::SCOPE, &identifier, stream).await?;
     Ok(Located {
@@ -174,6 +196,7 @@ pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Loc
         grant: subject.grant,
         access: subject.access,
         current,
+        context,
     })
 }
 
@@ -202,6 +225,7 @@ pub fn not_personal<R: Resource>(
         grant: Grant::not_personal(R::SCOPE),
         access: call.principal.access(Vec::new()),
         current,
+        context: None,
     })
 }
 

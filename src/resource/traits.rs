@@ -97,6 +97,20 @@ pub trait Resource:
         }
     }
 
+    /// An expression over the row `v` of `VIEW` that a read by identifier computes in the
+    /// statement that finds the row, giving (as JSON) what `context_beside` turns into the
+    /// row's context: a read then takes one round trip. By default none (`context` reads it).
+    const CONTEXT_BESIDE: Option<&'static str> = None;
+
+    /// The context of the row `stream` from what `CONTEXT_BESIDE` computed beside it: what
+    /// `context` gives a caller not bound by consent.
+    fn context_beside(
+        _stream: &str,
+        _beside: Option<serde_json::Value>,
+    ) -> Result<Self::Context, ApiError> {
+        Ok(Self::Context::default())
+    }
+
     /// What rendering `snapshots` needs besides their states; by default nothing.
     fn context(
         _call: &Call,
@@ -197,7 +211,7 @@ pub fn beneficiary_mentioned(
 
 /// A subject the caller may see: its stream, what may be seen of it, the access to hand to the
 /// aggregate if the caller changes it, and its current version when locating had to read it.
-pub struct Located<R> {
+pub struct Located<R: Resource> {
     pub stream: String,
     pub grant: Grant,
     pub access: Access,
@@ -205,6 +219,9 @@ pub struct Located<R> {
     /// its beneficiary's.
     pub consent_subject: String,
     pub current: Option<Snapshot<R>>,
+    /// The current version's context, when locating computed it beside the row
+    /// (`Resource::CONTEXT_BESIDE`).
+    pub context: Option<R::Context>,
 }
 
 impl<R: Resource> Located<R> {
