@@ -288,11 +288,18 @@ pub async fn plans(
                 page,
             )
         };
+        // The count runs as `search` runs it; the page, as a plain statement does.
+        let mut tx = if page_statement {
+            pool.begin().await?
+        } else {
+            view::counting(pool, page).await?
+        };
         let lines: Vec<String> = qb
             .build_query_scalar()
             .persistent(false)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.rollback().await?;
         plans.push(lines.join("\n"));
     }
     Ok(plans)

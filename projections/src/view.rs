@@ -152,7 +152,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     let _places = budget.enter().await?;
     // Side by side on two connections: a search takes the longer of the two, not their sum.
     let counted = async {
-        let mut tx = pool.begin_with(budget.begin.clone()).await?;
+        let mut tx = pool.begin_with(budget.begin_count(page)).await?;
         let counted: i64 = count
             .build_query_scalar()
             .persistent(false)
@@ -261,6 +261,18 @@ impl Budget {
         }
     }
 
+    /// Opens the transaction of a search's count. A count bounded by a `LIMIT` may not read
+    /// the whole view to find its first matches: with a `LIMIT` PostgreSQL costs a sequential
+    /// scan as if the matches were spread evenly and it stopped early, and a scan that finds
+    /// fewer than estimated (a rare name) reads every row. Every search parameter has its
+    /// index; a filter that has none still scans.
+    fn begin_count(&self, page: Page) -> String {
+        match page.total {
+            Total::Accurate => self.begin.clone(),
+            Total::Estimate => format!("{}; SET LOCAL enable_seqscan = off", self.begin),
+        }
+    }
+
     async fn enter(&self) -> sqlx::Result<SemaphorePermit<'_>> {
         match tokio::time::timeout(self.timeout, self.places.acquire_many(SEARCH_CONNECTIONS)).await
         {
@@ -275,6 +287,14 @@ static BUDGET: OnceLock<Budget> = OnceLock::new();
 
 fn budget() -> &'static Budget {
     BUDGET.get_or_init(|| Budget::new(SearchLimits::default()))
+}
+
+/// A transaction set up as a search's count is (what `EXPLAIN` of it must see).
+pub(crate) async fn counting(
+    pool: &PgPool,
+    page: Page,
+) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+    pool.begin_with(budget().begin_count(page)).await
 }
 
 /// Sets this process's search budget; the first call (before any search) decides. Returns

@@ -17,8 +17,8 @@ use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::stated::Stated;
 use crate::error::ApiError;
 use crate::resource::{
-    self, grants_for, locate_registrant, Call, Grant, Located, Registrant, Resource, Searchable,
-    Snapshot,
+    self, grants_for, locate_registrant, locate_registrant_to_read, Call, Grant, Located,
+    Registrant, Resource, Searchable, Snapshot,
 };
 
 const SCOPE: &str = "individual";
@@ -36,6 +36,10 @@ impl Resource for Individual {
 
     async fn locate(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
         locate_registrant(call, id).await
+    }
+
+    async fn locate_to_read(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        locate_registrant_to_read(call, id).await
     }
 
     /// Current group memberships, keeping for a consent-bound caller only the groups it may

@@ -155,6 +155,24 @@ pub async fn referenced(
 /// For a caller under a legal basis (no consent to look up) the subject's current row comes
 /// with its stream, in the same round trip, so that a read needs no second one.
 pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Located<R>, ApiError> {
+    locate_registrant_beside(call, id, None).await
+}
+
+/// `locate_registrant` for a read that renders the current version: a caller not bound by
+/// consent gets the row's context (`Resource::CONTEXT_BESIDE`) from the same statement. A
+/// write does not read it before it decides (its answer reads the context after the commit).
+pub async fn locate_registrant_to_read<R: Resource>(
+    call: &Call,
+    id: &str,
+) -> Result<Located<R>, ApiError> {
+    locate_registrant_beside(call, id, R::CONTEXT_BESIDE).await
+}
+
+async fn locate_registrant_beside<R: Resource>(
+    call: &Call,
+    id: &str,
+    beside: Option<&'static str>,
+) -> Result<Located<R>, ApiError> {
     let identifier = parse_identifier(id, "id")?;
     let pool = &call.state.pool;
     let pending = transaction::created(R::TYPE, &identifier).await;
@@ -169,14 +187,14 @@ pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Loc
             R::TYPE,
             &identifier.system,
             &identifier.value,
-            R::CONTEXT_BESIDE,
+            beside,
         )
         .await?
         {
             None => (None, None, None),
             Some((stream, None)) => (Some(stream), None, None),
             Some((stream, Some((row, beside)))) => {
-                let context = match R::CONTEXT_BESIDE {
+                let context = match beside {
                     Some(_) => Some(R::context_beside(&stream, beside)?),
                     None => None,
                 };

@@ -67,6 +67,16 @@ pub trait Resource:
         id: &str,
     ) -> impl Future<Output = Result<Located<Self>, ApiError>> + Send;
 
+    /// `locate`, for a read that renders the current version (`GET /{R}/{id}`): a resource
+    /// whose context is read beside its row (`CONTEXT_BESIDE`) reads both in one statement.
+    /// By default `locate`.
+    fn locate_to_read(
+        call: &Call,
+        id: &str,
+    ) -> impl Future<Output = Result<Located<Self>, ApiError>> + Send {
+        Self::locate(call, id)
+    }
+
     /// The identifier `id` stands for when the path and query name the resource by another
     /// address than its own identifier (OpenSPP names a membership by its beneficiary and
     /// `?program=`), taking the parameters that address uses; by default `id` itself.

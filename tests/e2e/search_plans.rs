@@ -10,7 +10,7 @@ use openspp::store::EventStore;
 use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
 use openspp_projections::individual::{plans, IndividualQuery};
-use openspp_projections::search::{Comparator, Page};
+use openspp_projections::search::{Comparator, Page, SortKey};
 use openspp_projections::statistics::{self, CountQuery, Counted, Dimension, Target};
 
 use crate::population;
@@ -140,6 +140,8 @@ async fn indexed() {
     // newest: it reads the newest-first index and stops when the page is full.
     let santos = IndividualQuery {
         name: Some("santos".into()),
+        // A search's order when `_sort` does not say.
+        sort: vec![SortKey::NEWEST_FIRST],
         ..query(Visibility::All)
     };
     let planned = plans(&pool, &santos, page).await.expect("explained");
