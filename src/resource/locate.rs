@@ -193,9 +193,9 @@ async fn locate_registrant_beside<R: Resource>(
         {
             None => (None, None, None),
             Some((stream, None)) => (Some(stream), None, None),
-            Some((stream, Some((row, beside)))) => {
+            Some((stream, Some((row, computed)))) => {
                 let context = match beside {
-                    Some(_) => Some(R::context_beside(&stream, beside)?),
+                    Some(_) => Some(R::context_beside(&stream, computed)?),
                     None => None,
                 };
                 (Some(stream), Some(row), context)
