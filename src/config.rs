@@ -73,8 +73,35 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=86_400)
     )]
     pub identifier_clash_alert_window_secs: u32,
+    /// Longest a search statement may run (its `statement_timeout`), and longest a search
+    /// waits for a place in the search budget, in milliseconds; past either it is answered 503
+    /// with `Retry-After`.
+    #[arg(long, env = "OPENSPP_SEARCH_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub search_timeout_ms: u64,
+    /// Pool connections searches may hold at once (each search holds two); default half the
+    /// pool, so that writes, reads and the projector always find a connection.
+    #[arg(long, env = "OPENSPP_SEARCH_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub search_connections: Option<u32>,
     #[command(flatten)]
     pub dci: DciArgs,
+}
+
+impl ServeArgs {
+    /// The search budget (`view::limit_searches`): never the whole pool.
+    pub fn search_limits(&self) -> openspp_projections::view::SearchLimits {
+        let pool = self.database.pool_size;
+        let half = (pool / 2).max(2);
+        let connections = self
+            .search_connections
+            .unwrap_or(half)
+            .min(pool.saturating_sub(2).max(2));
+        openspp_projections::view::SearchLimits {
+            connections,
+            timeout: std::time::Duration::from_millis(self.search_timeout_ms),
+        }
+    }
 }
 
 /// When to alert: `threshold` clashes by one client within one window of `window_secs`.

@@ -135,6 +135,21 @@ impl From<sqlx::Error> for ApiError {
     /// passing condition of the service, not a fault of the request: 503 with `Retry-After`,
     /// so that clients and load balancers retry. Anything else is a genuine fault (500).
     fn from(error: sqlx::Error) -> Self {
+        // Searches have a budget of connections and a time limit (`view::limit_searches`):
+        // over either, the search is refused, and the rest of the server carries on.
+        if openspp_projections::view::SearchBusy::is(&error) {
+            tracing::warn!("a search found no place in the search budget");
+            return Self::unavailable("too many searches at once; retry shortly")
+                .with_header(header::RETRY_AFTER, "1");
+        }
+        if is_cancelled(&error) {
+            tracing::warn!(%error, "a statement ran past its time limit");
+            return Self::unavailable(
+                "the search ran past the server's time limit for searches; narrow it or retry \
+                 shortly",
+            )
+            .with_header(header::RETRY_AFTER, "1");
+        }
         if is_unavailable(&error) {
             tracing::warn!(%error, "database unavailable");
             return Self::unavailable("the database is unavailable; retry shortly")
@@ -143,6 +158,12 @@ impl From<sqlx::Error> for ApiError {
         tracing::error!(%error, "database error");
         Self::internal()
     }
+}
+
+/// Whether `error` is a statement cancelled by its `statement_timeout` (SQLSTATE 57014), as a
+/// search over its time limit is.
+fn is_cancelled(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
 }
 
 /// Whether `error` says the database could not be used just now (rather than that the request

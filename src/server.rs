@@ -20,6 +20,7 @@ use openspp_aggregates::{RegistryServices, SystemClock};
 use openspp_projections::{runner, CheckpointWatch};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    openspp_projections::view::limit_searches(args.search_limits());
     let database = db::connect_and_migrate(&args.database).await?;
     let pool = database.pool.clone();
     let kek = args

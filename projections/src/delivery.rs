@@ -199,10 +199,7 @@ pub async fn latest_cycle(pool: &PgPool, program: &str) -> sqlx::Result<Option<C
             column: "sequence",
             descending: true,
         }],
-        Page {
-            count: 1,
-            offset: 0,
-        },
+        Page::new(1, 0),
     )
     .await?;
     Ok(found.rows.into_iter().next())

@@ -273,20 +273,33 @@ pub async fn plans(
 ) -> sqlx::Result<Vec<String>> {
     let mut plans = Vec::with_capacity(2);
     for page_statement in [false, true] {
-        let mut qb = QueryBuilder::new(if page_statement {
-            "EXPLAIN SELECT aggregate_id, version, state FROM individual_view"
-        } else {
-            "EXPLAIN SELECT count(*) FROM individual_view"
-        });
-        push_filters(&mut qb, query);
-        if page_statement {
+        let mut qb = if page_statement {
+            let mut qb = QueryBuilder::new(
+                "EXPLAIN SELECT aggregate_id, version, state FROM individual_view",
+            );
+            push_filters(&mut qb, query);
             crate::search::push_order(&mut qb, &query.sort, page);
-        }
+            qb
+        } else {
+            view::count_statement(
+                "EXPLAIN ",
+                "individual_view",
+                |qb| push_filters(qb, query),
+                page,
+            )
+        };
+        // The count runs as `search` runs it; the page, as a plain statement does.
+        let mut tx = if page_statement {
+            pool.begin().await?
+        } else {
+            view::counting(pool, page).await?
+        };
         let lines: Vec<String> = qb
             .build_query_scalar()
             .persistent(false)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.rollback().await?;
         plans.push(lines.join("\n"));
     }
     Ok(plans)
@@ -310,7 +323,7 @@ pub async fn primary_identifiers(
 }
 
 /// An individual's current membership in a group, for `groupMembership`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct GroupMembershipRow {
     /// The group's stream (for the consent filter; never shown).
     pub group_id: String,
@@ -319,31 +332,44 @@ pub struct GroupMembershipRow {
     pub start_date: NaiveDate,
 }
 
+/// The current group memberships of the individual row `v` (its `aggregate_id`), as a JSON
+/// array of `GroupMembershipRow`s in the order `groupMembership` lists them (NULL for none):
+/// an expression a read of the row computes in the same statement (`by_identifier_with`).
+pub const MEMBERSHIPS_OF_ROW: &str = "(SELECT json_agg(json_build_object(\
+         'group_id', m.group_id, 'group_identifier', g.primary_identifier, 'roles', m.roles, \
+         'start_date', m.start_date) ORDER BY m.start_date, g.primary_identifier) \
+     FROM group_members_view m JOIN group_view g ON g.aggregate_id = m.group_id \
+     WHERE m.individual_id = v.aggregate_id AND m.ended_date IS NULL \
+       AND g.primary_identifier IS NOT NULL)";
+
+/// The memberships `MEMBERSHIPS_OF_ROW` computed.
+pub fn memberships_of_row(
+    value: Option<serde_json::Value>,
+) -> sqlx::Result<Vec<GroupMembershipRow>> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(value) => serde_json::from_value(value).map_err(|e| sqlx::Error::Decode(Box::new(e))),
+    }
+}
+
 /// Current group memberships of each of `individual_ids`, in one query.
 pub async fn group_memberships(
     pool: &PgPool,
     individual_ids: &[String],
 ) -> sqlx::Result<HashMap<String, Vec<GroupMembershipRow>>> {
-    let rows = sqlx::query(
-        "SELECT m.individual_id, m.group_id, g.primary_identifier, m.roles, m.start_date \
-         FROM group_members_view m JOIN group_view g ON g.aggregate_id = m.group_id \
-         WHERE m.individual_id = ANY($1) AND m.ended_date IS NULL AND g.primary_identifier IS NOT NULL \
-         ORDER BY m.start_date, g.primary_identifier",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT v.aggregate_id, {MEMBERSHIPS_OF_ROW} AS memberships \
+         FROM unnest($1::text[]) AS v(aggregate_id)"
+    ))
     .bind(individual_ids)
     .fetch_all(pool)
     .await?;
     let mut memberships: HashMap<String, Vec<GroupMembershipRow>> = HashMap::new();
     for row in rows {
-        memberships
-            .entry(row.try_get("individual_id")?)
-            .or_default()
-            .push(GroupMembershipRow {
-                group_id: row.try_get("group_id")?,
-                group_identifier: row.try_get("primary_identifier")?,
-                roles: row.try_get("roles")?,
-                start_date: row.try_get("start_date")?,
-            });
+        let of_row = memberships_of_row(row.try_get("memberships")?)?;
+        if !of_row.is_empty() {
+            memberships.insert(row.try_get("aggregate_id")?, of_row);
+        }
     }
     Ok(memberships)
 }

@@ -49,6 +49,41 @@ impl Comparator {
 pub struct Page {
     pub count: i64,
     pub offset: i64,
+    /// How exactly the matches are counted (`_total`).
+    pub total: Total,
+}
+
+/// How exactly a search counts its matches: FHIR's `_total`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Total {
+    /// Exactly while at most `EXACT_BEYOND_PAGE` matches follow the page; past that,
+    /// PostgreSQL's estimate of the matches (never less than those counted). A page then
+    /// costs the same however many match.
+    #[default]
+    Estimate,
+    /// Every match counted, however many: the cost grows with the matches.
+    Accurate,
+}
+
+/// Matches past the end of a page that a search counts exactly before it estimates the rest.
+pub const EXACT_BEYOND_PAGE: i64 = 1000;
+
+impl Page {
+    /// A page of `count` matches from `offset`, its total estimated past the bound.
+    pub fn new(count: i64, offset: i64) -> Self {
+        Self {
+            count,
+            offset,
+            total: Total::Estimate,
+        }
+    }
+
+    /// The most matches counted exactly (`Total::Estimate`).
+    pub fn counted_at_most(&self) -> i64 {
+        self.offset
+            .saturating_add(self.count)
+            .saturating_add(EXACT_BEYOND_PAGE)
+    }
 }
 
 /// One sort key: a column of the view (chosen by the caller from a fixed list) and a direction.
@@ -71,6 +106,19 @@ impl SortKey {
 pub struct Found<T> {
     pub total: i64,
     pub rows: Vec<T>,
+    /// Whether `total` is PostgreSQL's estimate (more matched than `Total::Estimate` counts).
+    pub estimated: bool,
+}
+
+impl<T> Found<T> {
+    /// `rows` of `total` matches, counted exactly.
+    pub fn exact(total: i64, rows: Vec<T>) -> Self {
+        Self {
+            total,
+            rows,
+            estimated: false,
+        }
+    }
 }
 
 /// Escapes `%`, `_` and `\` so user text is matched literally inside a LIKE pattern.

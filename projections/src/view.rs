@@ -1,13 +1,19 @@
 //! What the Individual and Group read models share: a row holding the folded aggregate, fetched
 //! by key or by a filtered, sorted, paged search.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::search::{push_order, Found, Page, SortKey};
+use crate::search::{push_order, Found, Page, SortKey, Total};
 
 /// A resource as its read model holds it.
 #[derive(Debug, Clone)]
@@ -61,11 +67,27 @@ pub async fn by_identifier<A: DeserializeOwned>(
     system: &str,
     value: &str,
 ) -> sqlx::Result<Option<(String, Option<ViewRow<A>>)>> {
+    let found = by_identifier_with(pool, table, aggregate_type, system, value, None).await?;
+    Ok(found.map(|(stream, row)| (stream, row.map(|(row, _)| row))))
+}
+
+/// `by_identifier`, with `beside`: an expression over the row (`v`) computed in the same
+/// statement (what rendering the row needs from other read models, as JSON), given with the
+/// row.
+pub async fn by_identifier_with<A: DeserializeOwned>(
+    pool: &PgPool,
+    table: &'static str,
+    aggregate_type: &str,
+    system: &str,
+    value: &str,
+    beside: Option<&'static str>,
+) -> sqlx::Result<Option<(String, Option<(ViewRow<A>, Option<Value>)>)>> {
     let row = sqlx::query(&format!(
         "SELECT c.aggregate_id AS stream, v.aggregate_id, v.version, v.state, v.last_updated, \
-                v.source \
+                v.source, {} AS beside \
          FROM identifier_claims c LEFT JOIN {table} v ON v.aggregate_id = c.aggregate_id \
-         WHERE c.aggregate_type = $1 AND c.system = $2 AND c.value = $3"
+         WHERE c.aggregate_type = $1 AND c.system = $2 AND c.value = $3",
+        beside.unwrap_or("NULL::json")
     ))
     .bind(aggregate_type)
     .bind(system)
@@ -78,7 +100,7 @@ pub async fn by_identifier<A: DeserializeOwned>(
     let stream: String = row.try_get("stream")?;
     let viewed: Option<String> = row.try_get("aggregate_id")?;
     let current = match viewed {
-        Some(_) => Some(ViewRow::from_row(&row)?),
+        Some(_) => Some((ViewRow::from_row(&row)?, row.try_get("beside")?)),
         None => None,
     };
     Ok(Some((stream, current)))
@@ -110,6 +132,11 @@ pub async fn rows_where<A: DeserializeOwned>(
 /// Both statements are unnamed (not cached), so PostgreSQL plans them with the values of this
 /// search: a cached generic plan cannot see how selective a consent filter or a date range is,
 /// and was measured 7x slower on consent-filtered searches.
+///
+/// A search holds two of the connections the search budget allows (`limit_searches`), and each
+/// statement runs under the budget's `statement_timeout`: searches, however many and however
+/// slow, leave the rest of the pool to writes, reads and the projector. Over its budget a search
+/// fails with `SearchBusy` (waited too long for a place) or SQLSTATE 57014 (ran too long).
 pub(crate) async fn search<A: DeserializeOwned>(
     pool: &PgPool,
     table: &'static str,
@@ -117,23 +144,205 @@ pub(crate) async fn search<A: DeserializeOwned>(
     sort: &[SortKey],
     page: Page,
 ) -> sqlx::Result<Found<ViewRow<A>>> {
-    let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {table}"));
-    filters(&mut count);
+    let mut count = count_statement("", table, &filters, page);
     let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM {table}"));
     filters(&mut select);
     push_order(&mut select, sort, page);
+    let budget = budget();
+    let _places = budget.enter().await?;
     // Side by side on two connections: a search takes the longer of the two, not their sum.
-    let (total, rows): (i64, _) = tokio::try_join!(
-        count.build_query_scalar().persistent(false).fetch_one(pool),
-        select.build().persistent(false).fetch_all(pool),
-    )?;
+    let counted = async {
+        let mut tx = pool.begin_with(budget.begin_count(page)).await?;
+        let counted: i64 = count
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_one(&mut *tx)
+            .await?;
+        let total = if page.total == Total::Estimate && counted >= page.counted_at_most() {
+            // More match than are counted: PostgreSQL's estimate of how many.
+            let mut explain =
+                QueryBuilder::new(format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}"));
+            filters(&mut explain);
+            let plan: Value = explain
+                .build_query_scalar()
+                .persistent(false)
+                .fetch_one(&mut *tx)
+                .await?;
+            let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
+            (estimate.max(counted), true)
+        } else {
+            (counted, false)
+        };
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(total)
+    };
+    let paged = async {
+        let mut tx = pool.begin_with(budget.begin.clone()).await?;
+        let rows = select.build().persistent(false).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(rows)
+    };
+    let ((total, estimated), rows) = tokio::try_join!(counted, paged)?;
     Ok(Found {
         total,
+        estimated,
         rows: rows
             .iter()
             .map(ViewRow::from_row)
             .collect::<sqlx::Result<_>>()?,
     })
+}
+
+/// The statement counting what `filters` selects in `table`, as `page.total` asks: every
+/// match, or at most `page.counted_at_most()` of them (then the count stops there, whatever
+/// the matches number). `head` goes before it (`EXPLAIN `).
+pub(crate) fn count_statement<'q>(
+    head: &str,
+    table: &str,
+    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
+    page: Page,
+) -> QueryBuilder<'q, Postgres> {
+    match page.total {
+        Total::Accurate => {
+            let mut count = QueryBuilder::new(format!("{head}SELECT count(*) FROM {table}"));
+            filters(&mut count);
+            count
+        }
+        Total::Estimate => {
+            let mut count =
+                QueryBuilder::new(format!("{head}SELECT count(*) FROM (SELECT 1 FROM {table}"));
+            filters(&mut count);
+            count
+                .push(" LIMIT ")
+                .push_bind(page.counted_at_most())
+                .push(") AS counted");
+            count
+        }
+    }
+}
+
+/// How much of the pool searches may hold at once, and for how long each statement may run.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchLimits {
+    /// Connections searches may hold at once (each search holds two): smaller than the pool,
+    /// so that writes, reads and the projector always find one.
+    pub connections: u32,
+    /// The `statement_timeout` of every search statement; also the longest a search waits for
+    /// its place in the budget.
+    pub timeout: Duration,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            connections: 8,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connections a search holds: its count and its page, run side by side.
+const SEARCH_CONNECTIONS: u32 = 2;
+
+struct Budget {
+    places: Semaphore,
+    timeout: Duration,
+    /// Opens a search's transaction and sets its statement timeout, in one round trip.
+    begin: String,
+}
+
+impl Budget {
+    fn new(limits: SearchLimits) -> Self {
+        let millis = limits.timeout.as_millis().clamp(1, i32::MAX as u128);
+        Self {
+            places: Semaphore::new(limits.connections.max(SEARCH_CONNECTIONS) as usize),
+            timeout: limits.timeout,
+            begin: format!("BEGIN READ ONLY; SET LOCAL statement_timeout = {millis}"),
+        }
+    }
+
+    /// Opens the transaction of a search's count. A count bounded by a `LIMIT` may not read
+    /// the whole view to find its first matches: with a `LIMIT` PostgreSQL costs a sequential
+    /// scan as if the matches were spread evenly and it stopped early, and a scan that finds
+    /// fewer than estimated (a rare name) reads every row. Every search parameter has its
+    /// index; a filter that has none still scans.
+    fn begin_count(&self, page: Page) -> String {
+        match page.total {
+            Total::Accurate => self.begin.clone(),
+            Total::Estimate => format!("{}; SET LOCAL enable_seqscan = off", self.begin),
+        }
+    }
+
+    async fn enter(&self) -> sqlx::Result<SemaphorePermit<'_>> {
+        match tokio::time::timeout(self.timeout, self.places.acquire_many(SEARCH_CONNECTIONS)).await
+        {
+            Ok(Ok(places)) => Ok(places),
+            Ok(Err(_closed)) => Err(sqlx::Error::PoolClosed),
+            Err(_elapsed) => Err(sqlx::Error::Database(Box::new(SearchBusy))),
+        }
+    }
+}
+
+static BUDGET: OnceLock<Budget> = OnceLock::new();
+
+fn budget() -> &'static Budget {
+    BUDGET.get_or_init(|| Budget::new(SearchLimits::default()))
+}
+
+/// A transaction set up as a search's count is (what `EXPLAIN` of it must see).
+pub(crate) async fn counting(
+    pool: &PgPool,
+    page: Page,
+) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+    pool.begin_with(budget().begin_count(page)).await
+}
+
+/// Sets this process's search budget; the first call (before any search) decides. Returns
+/// whether it was taken.
+pub fn limit_searches(limits: SearchLimits) -> bool {
+    BUDGET.set(Budget::new(limits)).is_ok()
+}
+
+/// A search that waited longer than the search timeout for its place in the budget: the server
+/// is busy with other searches, and the same search may succeed shortly. Its SQLSTATE is 53000
+/// (insufficient resources), the class PostgreSQL gives to "too many connections".
+#[derive(Debug)]
+pub struct SearchBusy;
+
+impl SearchBusy {
+    /// Whether `error` is this one.
+    pub fn is(error: &sqlx::Error) -> bool {
+        matches!(error, sqlx::Error::Database(db) if db.try_downcast_ref::<SearchBusy>().is_some())
+    }
+}
+
+impl std::fmt::Display for SearchBusy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too many searches at once: none came free within the search timeout")
+    }
+}
+
+impl std::error::Error for SearchBusy {}
+
+impl DatabaseError for SearchBusy {
+    fn message(&self) -> &str {
+        "too many searches at once: none came free within the search timeout"
+    }
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed("53000"))
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Other
+    }
 }
 
 /// A search for the rows any of `queries` matches (OpenSPP's `_search` with OR logic): each

@@ -213,10 +213,7 @@ mod tests {
     #[test]
     fn a_page_past_the_end_is_empty_without_next() {
         let uri: Uri = "/x/_history?_offset=9223372036854775807".parse().unwrap();
-        let page = Page {
-            count: 20,
-            offset: i64::MAX,
-        };
+        let page = Page::new(20, i64::MAX);
         let bundle = HistoryBundle::page(
             &uri,
             page,

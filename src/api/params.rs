@@ -4,7 +4,7 @@
 use axum::http::Uri;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use openspp_aggregates::{Date, DateError, Identifier};
-use openspp_projections::search::{Comparator, Found, Page, SortKey};
+use openspp_projections::search::{Comparator, Found, Page, SortKey, Total};
 use utoipa::ToSchema;
 
 use crate::api::reference::parse_identifier;
@@ -100,7 +100,21 @@ impl Params {
         Ok(Page {
             count: self.integer("_count", DEFAULT_COUNT, (1, MAX_COUNT))?,
             offset: self.integer("_offset", 0, (0, i64::MAX))?,
+            total: self.total()?,
         })
+    }
+
+    /// `_total` (FHIR): `accurate` counts every match; `estimate` (the default) counts
+    /// exactly up to `EXACT_BEYOND_PAGE` matches past the page and estimates beyond.
+    pub fn total(&mut self) -> Result<Total, ApiError> {
+        match self.one("_total")?.as_deref() {
+            None | Some("estimate") => Ok(Total::Estimate),
+            Some("accurate") => Ok(Total::Accurate),
+            Some(other) => Err(ApiError::bad_request(
+                Some("_total"),
+                format!("`{other}` is not a way of counting; use `accurate` or `estimate`"),
+            )),
+        }
     }
 
     /// `_sort=name,-birthdate`: fields from `allowed` (parameter name → column).
@@ -317,6 +331,7 @@ pub fn envelope<T: ToSchema, R>(
     SearchResult {
         meta: SearchMeta {
             total: found.total,
+            total_estimated: found.estimated,
             count: data.len(),
             offset: page.offset,
         },
@@ -332,11 +347,8 @@ pub fn envelope<T: ToSchema, R>(
 /// Every result in one page of the envelope: a list that is not paged.
 pub fn unpaged<T: ToSchema>(uri: &Uri, data: Vec<T>) -> SearchResult<T> {
     let total = data.len() as i64;
-    let page = Page {
-        count: total,
-        offset: 0,
-    };
-    envelope(uri, page, Found { total, rows: data }, |row| row)
+    let page = Page::new(total, 0);
+    envelope(uri, page, Found::exact(total, data), |row| row)
 }
 
 /// The request's own URL at another `_offset`: every other parameter (filters, `_count`,
@@ -492,33 +504,16 @@ mod tests {
     #[test]
     fn next_link_only_when_more_results_exist() {
         let uri: Uri = "/api/v2/spp/Individual?name=ana&_count=2".parse().unwrap();
-        let page = Page {
-            count: 2,
-            offset: 0,
-        };
-        let more = envelope::<String, i32>(
-            &uri,
-            page,
-            Found {
-                total: 3,
-                rows: vec![1, 2],
-            },
-            |n| n.to_string(),
-        );
+        let page = Page::new(2, 0);
+        let more =
+            envelope::<String, i32>(&uri, page, Found::exact(3, vec![1, 2]), |n| n.to_string());
         assert_eq!(
             more.links.next.as_deref(),
             Some("/api/v2/spp/Individual?name=ana&_count=2&_offset=2")
         );
         assert!(more.links.prev.is_none());
-        let last = envelope::<String, i32>(
-            &uri,
-            page,
-            Found {
-                total: 2,
-                rows: vec![1, 2],
-            },
-            |n| n.to_string(),
-        );
+        let last =
+            envelope::<String, i32>(&uri, page, Found::exact(2, vec![1, 2]), |n| n.to_string());
         assert!(last.links.next.is_none());
     }
 }

@@ -352,7 +352,13 @@ impl Meta {
 /// `meta` of a search result page.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchMeta {
+    /// How many match: exact, unless `totalEstimated` says it is PostgreSQL's estimate (more
+    /// matched than a search counts unless asked `_total=accurate`).
     pub total: i64,
+    /// Present (`true`) only when `total` is an estimate.
+    #[serde(rename = "totalEstimated", skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub total_estimated: bool,
     pub count: usize,
     pub offset: i64,
 }

@@ -273,7 +273,7 @@ pub const AUDIT_EVENT: &[Param] = &[
 pub const MAX_CONDITIONS: usize = 10;
 
 /// Paging and shaping parameters of the four core searches.
-pub const CONTROL: &[&str] = &["_count", "_offset", "_sort", "_elements"];
+pub const CONTROL: &[&str] = &["_count", "_offset", "_sort", "_elements", "_total"];
 
 /// A named, saved filter (OpenSPP's presets): `POST /{Resource}/_search` with `"preset"`
 /// applies its parameters, ANDed with the request's own filters.

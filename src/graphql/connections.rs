@@ -171,7 +171,7 @@ fn page(first: Option<i32>, after: Option<String>) -> async_graphql::Result<Page
                 .ok_or_else(|| bad_argument("after", "is not a cursor this server gave"))?
         }
     };
-    Ok(Page { count, offset })
+    Ok(Page::new(count, offset))
 }
 
 use async_graphql::connection::CursorType;

@@ -79,6 +79,7 @@ async fn search(
         data: rows.iter().map(AuditEventResource::from).collect(),
         meta: SearchMeta {
             total,
+            total_estimated: false,
             count,
             offset: page.offset,
         },

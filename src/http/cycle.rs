@@ -81,6 +81,7 @@ impl Resource for Cycle {
                     grant: Grant::not_personal(SCOPE),
                     access: call.principal.access(Vec::new()),
                     current: Some(row),
+                    context: None,
                 })
             }
             None => {

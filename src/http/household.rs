@@ -282,10 +282,10 @@ async fn membership_history(
 ) -> Result<Json<SearchResult<MembershipHistoryEntry>>, ApiError> {
     call.open(SCOPE, Action::Read, RESOURCE, Interaction::HISTORY)?;
     let mut params = Params::from_uri(&uri)?;
-    let page = Page {
-        count: params.integer("_count", 100, (1, 500))?,
-        offset: params.integer("_offset", 0, (0, i64::MAX))?,
-    };
+    let page = Page::new(
+        params.integer("_count", 100, (1, 500))?,
+        params.integer("_offset", 0, (0, i64::MAX))?,
+    );
     let since = params.instant("_since")?;
     params.finish()?;
     let group = Group::locate(&call, &id).await?;
@@ -311,7 +311,7 @@ async fn membership_history(
         .skip(page.offset as usize)
         .take(page.count as usize)
         .collect();
-    Ok(Json(envelope(&uri, page, Found { total, rows }, |e| e)))
+    Ok(Json(envelope(&uri, page, Found::exact(total, rows), |e| e)))
 }
 
 /// The precondition of a write on a version, if one was named.

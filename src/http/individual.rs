@@ -17,8 +17,8 @@ use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::stated::Stated;
 use crate::error::ApiError;
 use crate::resource::{
-    self, grants_for, locate_registrant, Call, Grant, Located, Registrant, Resource, Searchable,
-    Snapshot,
+    self, grants_for, locate_registrant, locate_registrant_to_read, Call, Grant, Located,
+    Registrant, Resource, Searchable, Snapshot,
 };
 
 const SCOPE: &str = "individual";
@@ -38,6 +38,10 @@ impl Resource for Individual {
         locate_registrant(call, id).await
     }
 
+    async fn locate_to_read(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        locate_registrant_to_read(call, id).await
+    }
+
     /// Current group memberships, keeping for a consent-bound caller only the groups it may
     /// see itself: a household's identifier is the household's data.
     async fn context(call: &Call, snapshots: &[&Snapshot<Self>]) -> Result<Memberships, ApiError> {
@@ -55,6 +59,18 @@ impl Resource for Individual {
             }
         }
         Ok(memberships)
+    }
+
+    const CONTEXT_BESIDE: Option<&'static str> = Some(view::MEMBERSHIPS_OF_ROW);
+
+    /// The groups read beside the row: a caller not bound by consent sees every one.
+    fn context_beside(stream: &str, beside: Option<Value>) -> Result<Memberships, ApiError> {
+        let mine = view::memberships_of_row(beside)?;
+        Ok(if mine.is_empty() {
+            Memberships::new()
+        } else {
+            Memberships::from([(stream.to_owned(), mine)])
+        })
     }
 
     /// A new individual's stream was minted for its registration: no group can list it yet.

@@ -116,7 +116,7 @@ fn search_codes<T: Serialize>(
         .take(page.count as usize)
         .collect();
     Ok(Json(
-        envelope(uri, page, Found { total, rows }, |r| r).into(),
+        envelope(uri, page, Found::exact(total, rows), |r| r).into(),
     ))
 }
 

@@ -201,10 +201,7 @@ async fn beneficiary_address(
             visibility: principal.visibility(),
             sort: vec![SortKey::NEWEST_FIRST],
         };
-        let page = Page {
-            count: 2,
-            offset: 0,
-        };
+        let page = Page::new(2, 0);
         found.extend(search_view(pool, &query, page).await?.rows);
     }
     match found.as_slice() {

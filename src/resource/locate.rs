@@ -88,6 +88,7 @@ pub async fn locate_beneficiarys<R: Resource>(
                 grant,
                 access,
                 current: Some(row),
+                context: None,
             })
         }
         _ => {
@@ -154,18 +155,57 @@ pub async fn referenced(
 /// For a caller under a legal basis (no consent to look up) the subject's current row comes
 /// with its stream, in the same round trip, so that a read needs no second one.
 pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Located<R>, ApiError> {
+    locate_registrant_beside(call, id, None).await
+}
+
+/// `locate_registrant` for a read that renders the current version: a caller not bound by
+/// consent gets the row's context (`Resource::CONTEXT_BESIDE`) from the same statement. A
+/// write does not read it before it decides (its answer reads the context after the commit).
+pub async fn locate_registrant_to_read<R: Resource>(
+    call: &Call,
+    id: &str,
+) -> Result<Located<R>, ApiError> {
+    locate_registrant_beside(call, id, R::CONTEXT_BESIDE).await
+}
+
+async fn locate_registrant_beside<R: Resource>(
+    call: &Call,
+    id: &str,
+    beside: Option<&'static str>,
+) -> Result<Located<R>, ApiError> {
     let identifier = parse_identifier(id, "id")?;
     let pool = &call.state.pool;
     let pending = transaction::created(R::TYPE, &identifier).await;
-    let (stream, current) = match R::VIEW {
+    let (stream, current, context) = match R::VIEW {
         // Created earlier in the open transaction: not in any read model before the commit.
-        _ if pending.is_some() => (pending, None),
-        Some(table) if !call.principal.require_consent => {
-            view::by_identifier::<R>(pool, table, R::TYPE, &identifier.system, &identifier.value)
-                .await?
-                .map_or((None, None), |(stream, row)| (Some(stream), row))
-        }
-        _ => (claims::resolve(pool, R::TYPE, &identifier).await?, None),
+        _ if pending.is_some() => (pending, None, None),
+        // A caller not bound by consent sees the row and what it links to as they are: the
+        // claim, the row and its context in one statement.
+        Some(table) if !call.principal.require_consent => match view::by_identifier_with::<R>(
+            pool,
+            table,
+            R::TYPE,
+            &identifier.system,
+            &identifier.value,
+            beside,
+        )
+        .await?
+        {
+            None => (None, None, None),
+            Some((stream, None)) => (Some(stream), None, None),
+            Some((stream, Some((row, computed)))) => {
+                let context = match beside {
+                    Some(_) => Some(R::context_beside(&stream, computed)?),
+                    None => None,
+                };
+                (Some(stream), Some(row), context)
+            }
+        },
+        _ => (
+            claims::resolve(pool, R::TYPE, &identifier).await?,
+            None,
+            None,
+        ),
     };
     let subject = judge(call, R::TYPE, R::SCOPE, &identifier, stream).await?;
     Ok(Located {
@@ -174,6 +214,7 @@ pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Loc
         grant: subject.grant,
         access: subject.access,
         current,
+        context,
     })
 }
 
@@ -202,6 +243,7 @@ pub fn not_personal<R: Resource>(
         grant: Grant::not_personal(R::SCOPE),
         access: call.principal.access(Vec::new()),
         current,
+        context: None,
     })
 }
 

@@ -20,7 +20,7 @@ use crate::api::BASE;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::extensions::Shown;
-use crate::resource::answer::{answer, rendered, show, Answer};
+use crate::resource::answer::{answer, rendered, show, show_with, Answer};
 use crate::resource::audit::Interaction;
 use crate::resource::call::Call;
 use crate::resource::grant::Grant;
@@ -107,9 +107,19 @@ pub async fn read<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Answe
     if let Some(instant) = instant {
         return at::<R>(call, id, &instant).await;
     }
-    let mut located = R::locate(call, id).await?;
+    let mut located = R::locate_to_read(call, id).await?;
     let snapshot = located.take_current(call).await?;
-    show(call, StatusCode::OK, &snapshot, Some(&located.grant)).await
+    match located.context.take() {
+        // Read beside the row, in the statement that found it.
+        Some(context) => Ok(show_with(
+            call,
+            StatusCode::OK,
+            &snapshot,
+            Some(&located.grant),
+            context,
+        )),
+        None => show(call, StatusCode::OK, &snapshot, Some(&located.grant)).await,
+    }
 }
 
 /// `GET /{R}/{id}?_at=…`: the version current at an instant (the caller opened the access).
@@ -297,6 +307,7 @@ pub async fn advanced_search<R: Searchable>(
     let paging = Page {
         count: url.integer("_count", count, (1, MAX_COUNT))?,
         offset: url.integer("_offset", offset, (0, i64::MAX))?,
+        total: url.total()?,
     };
     choose_extensions::<R>(call, &mut url, Shown::None)?;
     choose_elements(call, &mut url)?;

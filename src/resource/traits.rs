@@ -67,6 +67,16 @@ pub trait Resource:
         id: &str,
     ) -> impl Future<Output = Result<Located<Self>, ApiError>> + Send;
 
+    /// `locate`, for a read that renders the current version (`GET /{R}/{id}`): a resource
+    /// whose context is read beside its row (`CONTEXT_BESIDE`) reads both in one statement.
+    /// By default `locate`.
+    fn locate_to_read(
+        call: &Call,
+        id: &str,
+    ) -> impl Future<Output = Result<Located<Self>, ApiError>> + Send {
+        Self::locate(call, id)
+    }
+
     /// The identifier `id` stands for when the path and query name the resource by another
     /// address than its own identifier (OpenSPP names a membership by its beneficiary and
     /// `?program=`), taking the parameters that address uses; by default `id` itself.
@@ -95,6 +105,20 @@ pub trait Resource:
                 ),
             }
         }
+    }
+
+    /// An expression over the row `v` of `VIEW` that a read by identifier computes in the
+    /// statement that finds the row, giving (as JSON) what `context_beside` turns into the
+    /// row's context: a read then takes one round trip. By default none (`context` reads it).
+    const CONTEXT_BESIDE: Option<&'static str> = None;
+
+    /// The context of the row `stream` from what `CONTEXT_BESIDE` computed beside it: what
+    /// `context` gives a caller not bound by consent.
+    fn context_beside(
+        _stream: &str,
+        _beside: Option<serde_json::Value>,
+    ) -> Result<Self::Context, ApiError> {
+        Ok(Self::Context::default())
     }
 
     /// What rendering `snapshots` needs besides their states; by default nothing.
@@ -216,7 +240,7 @@ pub fn beneficiary_mentioned(
 
 /// A subject the caller may see: its stream, what may be seen of it, the access to hand to the
 /// aggregate if the caller changes it, and its current version when locating had to read it.
-pub struct Located<R> {
+pub struct Located<R: Resource> {
     pub stream: String,
     pub grant: Grant,
     pub access: Access,
@@ -224,6 +248,9 @@ pub struct Located<R> {
     /// its beneficiary's.
     pub consent_subject: String,
     pub current: Option<Snapshot<R>>,
+    /// The current version's context, when locating computed it beside the row
+    /// (`Resource::CONTEXT_BESIDE`).
+    pub context: Option<R::Context>,
 }
 
 impl<R: Resource> Located<R> {

@@ -199,10 +199,7 @@ async fn index() {
         }],
         visibility: Visibility::All,
     };
-    let page = Page {
-        count: 20,
-        offset: 0,
-    };
+    let page = Page::new(20, 0);
     // As an administrator searches: through the extension index. As a consent-bound client
     // does (whose consents must also show the extension): never a scan of the registry either
     // (with few consents, from the consents to the rows they admit).

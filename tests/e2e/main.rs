@@ -45,6 +45,7 @@ mod openspp_shapes;
 mod process;
 mod program;
 mod schemathesis;
+mod search_budget;
 mod search_plans;
 mod store;
 mod subscriptions;
@@ -133,6 +134,7 @@ fn main() {
     trials.extend(extension::trials());
     trials.extend(extension_fields::trials());
     trials.extend(extension_search::trials());
+    trials.extend(search_budget::trials());
     trials.extend(search_plans::trials());
     trials.extend(faults::trials());
     let conclusion = libtest_mimic::run(&args, trials);

@@ -10,7 +10,7 @@ use openspp::store::EventStore;
 use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
 use openspp_projections::individual::{plans, IndividualQuery};
-use openspp_projections::search::{Comparator, Page};
+use openspp_projections::search::{Comparator, Page, SortKey};
 use openspp_projections::statistics::{self, CountQuery, Counted, Dimension, Target};
 
 use crate::population;
@@ -68,10 +68,7 @@ async fn indexed() {
         today: chrono::Utc::now().date_naive(),
     };
     let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    let page = Page {
-        count: 20,
-        offset: 0,
-    };
+    let page = Page::new(20, 0);
     for visibility in [Visibility::All, ngo] {
         let legal = matches!(visibility, Visibility::All);
         let searches = [
@@ -138,6 +135,27 @@ async fn indexed() {
             );
         }
     }
+    // The commonest family name, one person in 16: a page of it neither counts every match
+    // (the count stops past the bound, `Total::Estimate`) nor sorts them all to keep the
+    // newest: it reads the newest-first index and stops when the page is full.
+    let santos = IndividualQuery {
+        name: Some("santos".into()),
+        // A search's order when `_sort` does not say.
+        sort: vec![SortKey::NEWEST_FIRST],
+        ..query(Visibility::All)
+    };
+    let planned = plans(&pool, &santos, page).await.expect("explained");
+    let [count, rows] = planned.as_slice() else {
+        panic!("two statements: {planned:?}");
+    };
+    assert!(
+        count.contains("Limit"),
+        "the count of a common name is not bounded:\n{count}"
+    );
+    assert!(
+        rows.contains("individual_view_newest") && !rows.contains("Sort"),
+        "a page of a common name sorts its matches:\n{rows}"
+    );
     // Statistics go through the same probe: a count for the NGO by gender probes the consents
     // of the rows it counts, it does not build the set of every subject the NGO may count.
     let count = CountQuery {
