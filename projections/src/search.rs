@@ -63,6 +63,10 @@ pub enum Total {
     Estimate,
     /// Every match counted, however many: the cost grows with the matches.
     Accurate,
+    /// As `Estimate`, but past the bound the total is the number counted, a lower bound, never
+    /// PostgreSQL's estimate: that estimate is drawn from the whole registry, and a client
+    /// bound by consent is told only of the subjects it may see.
+    AtLeast,
 }
 
 /// Matches past the end of a page that a search counts exactly before it estimates the rest.
@@ -78,7 +82,7 @@ impl Page {
         }
     }
 
-    /// The most matches counted exactly (`Total::Estimate`).
+    /// The most matches counted exactly (`Total::Estimate`, `Total::AtLeast`).
     pub fn counted_at_most(&self) -> i64 {
         self.offset
             .saturating_add(self.count)

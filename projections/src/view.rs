@@ -158,7 +158,10 @@ pub(crate) async fn search<A: DeserializeOwned>(
             .persistent(false)
             .fetch_one(&mut *tx)
             .await?;
-        let total = if page.total == Total::Estimate && counted >= page.counted_at_most() {
+        let total = if page.total == Total::AtLeast && counted >= page.counted_at_most() {
+            // Past the bound, a lower bound: what was counted of what the client may see.
+            (counted, true)
+        } else if page.total == Total::Estimate && counted >= page.counted_at_most() {
             // More match than are counted: PostgreSQL's estimate of how many.
             let mut explain =
                 QueryBuilder::new(format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}"));
@@ -208,7 +211,7 @@ pub(crate) fn count_statement<'q>(
             filters(&mut count);
             count
         }
-        Total::Estimate => {
+        Total::Estimate | Total::AtLeast => {
             let mut count =
                 QueryBuilder::new(format!("{head}SELECT count(*) FROM (SELECT 1 FROM {table}"));
             filters(&mut count);
@@ -269,7 +272,9 @@ impl Budget {
     fn begin_count(&self, page: Page) -> String {
         match page.total {
             Total::Accurate => self.begin.clone(),
-            Total::Estimate => format!("{}; SET LOCAL enable_seqscan = off", self.begin),
+            Total::Estimate | Total::AtLeast => {
+                format!("{}; SET LOCAL enable_seqscan = off", self.begin)
+            }
         }
     }
 

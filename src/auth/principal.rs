@@ -9,6 +9,8 @@ use axum::http::{header, StatusCode};
 
 use std::sync::Arc;
 
+use openspp_projections::search::{Page, Total};
+
 use crate::auth::cache::{ClientRecord, VerifiedToken};
 use crate::auth::rate_limit::{Limits, QuotaSlot};
 use crate::auth::scopes::{covers, grants};
@@ -33,6 +35,19 @@ impl Principal {
     /// (bound to the programs themselves when it was created) uses only those.
     pub fn uses_program(&self, stream: &str) -> bool {
         self.allowed_programs.is_empty() || self.allowed_programs.iter().any(|p| p == stream)
+    }
+
+    /// `page` as this client may have its matches counted: a client bound by consent is never
+    /// given PostgreSQL's estimate of a large total (drawn from the whole registry, seen or
+    /// not), only the lower bound it counted among the subjects it may see.
+    pub fn countable(&self, page: Page) -> Page {
+        match page.total {
+            Total::Estimate if self.require_consent => Page {
+                total: Total::AtLeast,
+                ..page
+            },
+            _ => page,
+        }
     }
 
     /// The programs (streams) a search must keep to: `None` for a client not limited to any.

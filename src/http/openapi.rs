@@ -10,6 +10,7 @@
 //! document and the server in agreement.
 
 use openspp_aggregates::bounds::{LONG_TEXT, SHORT_TEXT};
+use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -220,6 +221,10 @@ fn shared_answers(path: &str, method: &str, operation: &mut Value) {
         let entry = responses
             .entry(answer.status)
             .or_insert_with(|| json!({"description": answer.description}));
+        // An annotation that lists the status bare leaves utoipa's empty description.
+        if !described(entry) {
+            entry["description"] = json!(answer.description);
+        }
         if let Some((name, description)) = answer.header {
             entry["headers"][name] =
                 json!({"description": description, "schema": {"type": "string"}});
@@ -230,7 +235,20 @@ fn shared_answers(path: &str, method: &str, operation: &mut Value) {
         {
             response["content"] = outcome_content();
         }
+        // OpenAPI requires every response to be described; one whose annotation gave no
+        // words is described by its status' own name.
+        if !described(response) {
+            let reason = StatusCode::from_bytes(status.as_bytes())
+                .ok()
+                .and_then(|code| code.canonical_reason())
+                .unwrap_or("The answer");
+            response["description"] = json!(reason);
+        }
     }
+}
+
+fn described(response: &Value) -> bool {
+    response["description"].as_str().is_some_and(|d| !d.trim().is_empty())
 }
 
 fn outcome_content() -> Value {

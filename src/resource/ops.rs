@@ -261,6 +261,7 @@ pub trait Searchable: Resource {
     ) -> impl Future<Output = Result<Found<Snapshot<Self>>, ApiError>> + Send {
         async move {
             call.principal.may_search_on(Self::SCOPE, &query.fields())?;
+            let page = call.principal.countable(page);
             Ok(view::search_view(&call.state.pool, query, page).await?)
         }
     }
@@ -276,6 +277,7 @@ pub trait Searchable: Resource {
             for query in queries {
                 call.principal.may_search_on(Self::SCOPE, &query.fields())?;
             }
+            let page = call.principal.countable(page);
             Ok(view::search_view_any(&call.state.pool, queries, page).await?)
         }
     }

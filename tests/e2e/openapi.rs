@@ -197,6 +197,18 @@ async fn answers_and_limits() {
             );
         }
     }
+    // OpenAPI requires a description on every response.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                let description = response["description"].as_str().unwrap_or_default();
+                assert!(
+                    !description.trim().is_empty(),
+                    "{method} {path} {status} has no description"
+                );
+            }
+        }
+    }
     let put = operation(&format!("{base}/Individual/{{id}}"), "put");
     assert!(put["responses"]["429"]["headers"]["Retry-After"].is_object());
     assert!(put["responses"]["503"]["headers"]["Retry-After"].is_object());

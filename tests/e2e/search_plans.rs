@@ -10,7 +10,8 @@ use openspp::store::EventStore;
 use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
 use openspp_projections::individual::{plans, IndividualQuery};
-use openspp_projections::search::{Comparator, Page, SortKey};
+use openspp_projections::view::search_view;
+use openspp_projections::search::{Comparator, Page, SortKey, Total};
 use openspp_projections::statistics::{self, CountQuery, Counted, Dimension, Target};
 
 use crate::population;
@@ -40,6 +41,14 @@ fn query(visibility: Visibility) -> IndividualQuery {
     }
 }
 
+fn ngo_visibility() -> Visibility {
+    Visibility::Consented {
+        organization: population::NGO.into(),
+        organization_type: "ngo".into(),
+        today: chrono::Utc::now().date_naive(),
+    }
+}
+
 async fn indexed() {
     let database = TestDatabase::create("openspp_search_plans");
     cli(&database.url, &["migrate"]);
@@ -62,11 +71,7 @@ async fn indexed() {
         sql_scalar(&database.url, "SELECT count(*) FROM individual_view"),
         PEOPLE.to_string()
     );
-    let ngo = Visibility::Consented {
-        organization: population::NGO.into(),
-        organization_type: "ngo".into(),
-        today: chrono::Utc::now().date_naive(),
-    };
+    let ngo = ngo_visibility();
     let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let page = Page::new(20, 0);
     for visibility in [Visibility::All, ngo] {
@@ -156,6 +161,40 @@ async fn indexed() {
         rows.contains("individual_view_newest") && !rows.contains("Sort"),
         "a page of a common name sorts its matches:\n{rows}"
     );
+    // Past the bound, a total is PostgreSQL's estimate for a client under a legal basis, and
+    // for one bound by consent only what it counted among the subjects it may see (a lower
+    // bound): the estimate is drawn from the whole registry, consented or not.
+    let everyone = Page::new(20, 0);
+    let bound = everyone.counted_at_most();
+    let found = search_view(&pool, &query(Visibility::All), everyone)
+        .await
+        .expect("searched");
+    assert!(found.estimated, "{PEOPLE} people are past the bound");
+    assert!(found.total > bound, "the estimate of {PEOPLE}: {}", found.total);
+    let consented = search_view(
+        &pool,
+        &query(ngo_visibility()),
+        Page {
+            total: Total::AtLeast,
+            ..everyone
+        },
+    )
+    .await
+    .expect("searched");
+    assert!(consented.estimated, "{} consented are past the bound", PEOPLE / 10);
+    assert_eq!(consented.total, bound, "a lower bound, counted");
+    let accurate = search_view(
+        &pool,
+        &query(ngo_visibility()),
+        Page {
+            total: Total::Accurate,
+            ..everyone
+        },
+    )
+    .await
+    .expect("searched");
+    assert!(!accurate.estimated);
+    assert_eq!(accurate.total, (PEOPLE / 10) as i64, "every tenth consented");
     // Statistics go through the same probe: a count for the NGO by gender probes the consents
     // of the rows it counts, it does not build the set of every subject the NGO may count.
     let count = CountQuery {
