@@ -105,17 +105,22 @@ async fn racing_creates() {
         15,
         "{statuses:?}"
     );
-    let search = api
-        .get(&format!(
-            "/api/v2/spp/Individual?identifier={}",
-            path_id(NATIONAL_ID, &id)
-        ))
-        .await;
-    assert_eq!(search.body["meta"]["total"], 1);
+    assert_eq!(holders(&api, &id).await, 1);
 }
 
-async fn concurrent_adds() {
-    let api = admin().await;
+/// How many individuals hold national id `id`, as a search by identifier finds them.
+async fn holders(api: &Api, id: &str) -> serde_json::Value {
+    api.get(&format!(
+        "/api/v2/spp/Individual?identifier={}",
+        path_id(NATIONAL_ID, id)
+    ))
+    .await
+    .body["meta"]["total"]
+        .clone()
+}
+
+/// A new household (its path) and `people` individuals registered apart from it.
+async fn household_and_people(api: &Api, people: usize) -> (String, Vec<String>) {
     let group = unique("CG");
     api.post(
         "/api/v2/spp/Group",
@@ -124,12 +129,18 @@ async fn concurrent_adds() {
     .await
     .expect(201);
     let path = format!("/api/v2/spp/Group/{}", path_id("urn:openspp:group", &group));
-    let mut people = Vec::new();
-    for _ in 0..10 {
+    let mut registered = Vec::new();
+    for _ in 0..people {
         let id = unique("CM");
-        register_individual(&api, &id).await;
-        people.push(id);
+        register_individual(api, &id).await;
+        registered.push(id);
     }
+    (path, registered)
+}
+
+async fn concurrent_adds() {
+    let api = admin().await;
+    let (path, people) = household_and_people(&api, 10).await;
     let adds = people.iter().map(|id| {
         let api = api.clone();
         let path = path.clone();
@@ -416,33 +427,14 @@ async fn grouped_create_with_a_taken_identifier() {
         }
     }
     assert_eq!(raced_won, 1, "{answers:?}");
-    let search = api
-        .get(&format!(
-            "/api/v2/spp/Individual?identifier={}",
-            path_id(NATIONAL_ID, &taken)
-        ))
-        .await;
-    assert_eq!(search.body["meta"]["total"], 1);
+    assert_eq!(holders(&api, &taken).await, 1);
 }
 
 /// Concurrent changes of one stream, sent among creates that are committed together: none is
 /// lost (two writes to one stream never share a statement; a lost race is decided again).
 async fn grouped_updates_of_one_stream() {
     let api = admin().await;
-    let group = unique("GG");
-    api.post(
-        "/api/v2/spp/Group",
-        json!({"identifier": [{"system": "urn:openspp:group", "value": group}], "groupType": "household"}),
-    )
-    .await
-    .expect(201);
-    let path = format!("/api/v2/spp/Group/{}", path_id("urn:openspp:group", &group));
-    let mut people = Vec::new();
-    for _ in 0..12 {
-        let id = unique("GGM");
-        register_individual(&api, &id).await;
-        people.push(id);
-    }
+    let (path, people) = household_and_people(&api, 12).await;
     let mut writes = Vec::new();
     for id in &people {
         let adder = api.clone();
