@@ -425,27 +425,30 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
             }
             Err(error) => {
                 let first = events.swap_remove(0);
-                Err(Failure::Statement(Failed {
+                Err(Failure::Statement(Box::new(Failed {
                     error,
                     streams,
                     inline,
                     first,
                     recorded_at,
-                }))
+                })))
             }
         }
     }
 
     /// What a failed statement means: a lost race, an identifier taken, a hold that failed, or,
     /// when the connection broke while it was out, whether it committed after all (`settle`).
-    pub(crate) async fn failed(&mut self, failed: Failed<E>) -> Result<Receipt, StoreError<E>> {
+    pub(crate) async fn failed(
+        &mut self,
+        failed: Box<Failed<E>>,
+    ) -> Result<Receipt, StoreError<E>> {
         let Failed {
             error,
             streams,
             inline,
             first,
             recorded_at,
-        } = failed;
+        } = *failed;
         match Fault::of(&error) {
             Fault::StreamConflict | Fault::Retry => Err(self.conflict(&streams).await),
             Fault::IdentifierTaken => Err(self.identifier_taken(&streams, &inline).await),
@@ -560,7 +563,7 @@ pub(crate) enum Failure<E: std::error::Error> {
     /// status decided on that the batch itself changes), or no connection could be had.
     Refused(StoreError<E>),
     /// The statement failed, or its connection broke while it was out.
-    Statement(Failed<E>),
+    Statement(Box<Failed<E>>),
 }
 
 impl<E: std::error::Error> From<StoreError<E>> for Failure<E> {
