@@ -203,29 +203,47 @@ async fn store(pool: &PgPool, batch: &[AccessEntry]) -> bool {
     }
 }
 
+/// Inserts `batch` in one statement whose text is the same whatever the number of entries
+/// (they go as one `jsonb` array), so each connection prepares it once: a `VALUES` list of 14
+/// parameters a row was a new statement, parsed and planned again, for every batch size.
 async fn insert(pool: &PgPool, batch: &[AccessEntry]) -> sqlx::Result<()> {
-    let mut qb = sqlx::QueryBuilder::new(
+    let rows: Vec<serde_json::Value> = batch
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "at": e.at,
+                "client_id": e.client_id,
+                "organization": e.organization,
+                "resource_type": e.resource_type,
+                "interaction": e.interaction,
+                "action": e.action,
+                "subjects": e.subjects,
+                "subject_streams": e.streams,
+                "subjects_not_found": e.not_found,
+                "consent_ids": e.consent_ids,
+                "purpose": e.purpose,
+                "fields": e.fields,
+                "outcome": e.outcome as i16,
+                "request_id": e.request_id,
+            })
+        })
+        .collect();
+    sqlx::query(
         "INSERT INTO access_log (at, client_id, organization, resource_type, interaction, action, \
          subjects, subject_streams, subjects_not_found, consent_ids, purpose, fields, outcome, \
-         request_id) ",
-    );
-    qb.push_values(batch, |mut row, e| {
-        row.push_bind(e.at)
-            .push_bind(&e.client_id)
-            .push_bind(&e.organization)
-            .push_bind(e.resource_type)
-            .push_bind(e.interaction)
-            .push_bind(e.action)
-            .push_bind(&e.subjects)
-            .push_bind(&e.streams)
-            .push_bind(&e.not_found)
-            .push_bind(&e.consent_ids)
-            .push_bind(&e.purpose)
-            .push_bind(&e.fields)
-            .push_bind(e.outcome as i16)
-            .push_bind(&e.request_id);
-    });
-    qb.build().execute(pool).await.map(|_| ())
+         request_id) \
+         SELECT at, client_id, organization, resource_type, interaction, action, subjects, \
+                subject_streams, subjects_not_found, consent_ids, purpose, fields, outcome, \
+                request_id \
+         FROM jsonb_to_recordset($1) AS e(at timestamptz, client_id text, organization text, \
+              resource_type text, interaction text, action text, subjects text[], \
+              subject_streams text[], subjects_not_found text[], consent_ids text[], \
+              purpose text, fields text[], outcome smallint, request_id text)",
+    )
+    .bind(sqlx::types::Json(rows))
+    .execute(pool)
+    .await
+    .map(|_| ())
 }
 
 /// A search of the access log.

@@ -51,7 +51,7 @@ use super::metadata::CommandMetadata;
 use super::{HeldStatus, Stored};
 
 /// A stream, by aggregate type and id.
-type StreamKey = (&'static str, String);
+pub(crate) type StreamKey = (&'static str, String);
 
 pub struct Batch<E: std::error::Error> {
     /// The store's handles (a pool and the feed signal), owned so that a batch can outlive the
@@ -126,6 +126,18 @@ impl<A> From<Committed<A>> for ViewRow<A> {
 }
 
 impl Receipt {
+    /// The part of a group's receipt that names `keys` (`group.rs`).
+    pub(crate) fn part(&mut self, keys: &[StreamKey]) -> Receipt {
+        Receipt {
+            recorded_at: self.recorded_at,
+            position: self.position,
+            streams: keys
+                .iter()
+                .filter_map(|key| Some((key.clone(), self.streams.remove(key)?)))
+                .collect(),
+        }
+    }
+
     /// The committed state of stream `aggregate_id` of type `A`, if the batch touched it.
     pub fn take<A: Stored>(&mut self, aggregate_id: &str) -> Option<Committed<A>> {
         self.streams
@@ -319,6 +331,50 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
     /// commands to be decided again (it keeps what it learnt about which streams exist); on
     /// any other outcome it is empty too.
     pub async fn commit(&mut self) -> Result<Receipt, StoreError<E>> {
+        let written = self.write().await;
+        self.settled(written).await
+    }
+
+    /// What an attempt at the statement (`write`) came to, for the commands this batch decided.
+    pub(crate) async fn settled(
+        &mut self,
+        written: Result<Receipt, Failure<E>>,
+    ) -> Result<Receipt, StoreError<E>> {
+        match written {
+            Ok(receipt) => Ok(receipt),
+            Err(Failure::Refused(error)) => Err(error),
+            Err(Failure::Statement(failed)) => self.failed(failed).await,
+        }
+    }
+
+    /// Moves everything `other` decided into this batch, to be committed with what this one
+    /// decided (a group commit, `group.rs`); `other` is left empty. Answers the streams it
+    /// brought, by which the group's receipt is shared out again.
+    pub(crate) fn absorb(&mut self, other: &mut Batch<E>) -> Vec<StreamKey> {
+        let offset = self.commands.len();
+        self.commands.append(&mut other.commands);
+        self.held.append(&mut other.held);
+        other.by_stream.clear();
+        let mut keys = Vec::with_capacity(other.streams.len());
+        for mut stream in other.streams.drain(..) {
+            stream.renumber(offset);
+            let (aggregate_type, aggregate_id) = stream.key();
+            let key: StreamKey = (aggregate_type, aggregate_id.to_owned());
+            self.by_stream.insert(key.clone(), self.streams.len());
+            self.streams.push(stream);
+            keys.push(key);
+        }
+        keys
+    }
+
+    /// The streams the batch has decided commands on.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &StreamKey> {
+        self.by_stream.keys()
+    }
+
+    /// One attempt at the statement `commit` sends. A failure of the statement itself is
+    /// answered with what is needed to tell what it means (`failed`).
+    pub(crate) async fn write(&mut self) -> Result<Receipt, Failure<E>> {
         self.attempts += 1;
         self.by_stream.clear();
         let mut streams = std::mem::take(&mut self.streams);
@@ -341,12 +397,13 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
                     .finish("SELECT 1")
                     .build()
                     .execute(&self.store.pool)
-                    .await?;
+                    .await
+                    .map_err(StoreError::from)?;
             }
             return Ok(receipt(streams, recorded_at, None));
         }
         if let Some(identifier) = inline.clash() {
-            return Err(StoreError::IdentifierInUse(identifier.clone()));
+            return Err(StoreError::IdentifierInUse(identifier.clone()).into());
         }
         let holds: Vec<Hold> = commands
             .iter()
@@ -369,7 +426,7 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
             .iter()
             .any(|h| written.contains(&(h.aggregate_type, h.aggregate_id.as_str())))
         {
-            return Err(StoreError::FactChangedAlongside);
+            return Err(StoreError::FactChangedAlongside.into());
         }
         let mut statement = append_statement(
             &holds,
@@ -389,21 +446,46 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
             .map_err(StoreError::Unavailable)?;
         let written = append(&mut connection, &mut statement).await;
         drop(connection);
-        let error = match written {
+        drop(statement);
+        match written {
             Ok((tx_id, position)) => {
                 self.store.signal.poke();
                 let position = FeedPosition { tx_id, position };
-                return Ok(receipt(streams, recorded_at, Some(position)));
+                Ok(receipt(streams, recorded_at, Some(position)))
             }
-            Err(error) => error,
-        };
+            Err(error) => {
+                let first = events.swap_remove(0);
+                Err(Failure::Statement(Box::new(Failed {
+                    error,
+                    streams,
+                    inline,
+                    first,
+                    recorded_at,
+                })))
+            }
+        }
+    }
+
+    /// What a failed statement means: a lost race, an identifier taken, a hold that failed, or,
+    /// when the connection broke while it was out, whether it committed after all (`settle`).
+    pub(crate) async fn failed(
+        &mut self,
+        failed: Box<Failed<E>>,
+    ) -> Result<Receipt, StoreError<E>> {
+        let Failed {
+            error,
+            streams,
+            inline,
+            first,
+            recorded_at,
+        } = *failed;
         match Fault::of(&error) {
             Fault::StreamConflict | Fault::Retry => Err(self.conflict(&streams).await),
             Fault::IdentifierTaken => Err(self.identifier_taken(&streams, &inline).await),
             Fault::ConsentLapsed => Err(StoreError::ConsentLapsed),
             Fault::FactChanged => Err(StoreError::FactChanged),
             Fault::Unavailable => Err(StoreError::Unavailable(error)),
-            Fault::Lost { server_said } => match self.settle(&events[0]).await {
+            Fault::Lost { server_said } => match self.settle(&first).await {
                 Some(Some(position)) => {
                     self.store.signal.poke();
                     Ok(receipt(streams, recorded_at, Some(position)))
@@ -526,6 +608,31 @@ async fn append(
         Err(_) => savepoint.rollback().await?,
     }
     written
+}
+
+/// Why an attempt at the statement wrote nothing, or may not have.
+pub(crate) enum Failure<E: std::error::Error> {
+    /// Nothing was sent: the batch cannot stand as decided (an identifier claimed twice, a
+    /// status decided on that the batch itself changes), or no connection could be had.
+    Refused(StoreError<E>),
+    /// The statement failed, or its connection broke while it was out.
+    Statement(Box<Failed<E>>),
+}
+
+impl<E: std::error::Error> From<StoreError<E>> for Failure<E> {
+    fn from(error: StoreError<E>) -> Self {
+        Self::Refused(error)
+    }
+}
+
+/// A failed statement, with what is needed to tell what it means (`Batch::failed`).
+pub(crate) struct Failed<E: std::error::Error> {
+    pub error: sqlx::Error,
+    streams: Vec<Box<dyn Pending<E>>>,
+    inline: Inline,
+    /// The first event it appended, by which `settle` finds whether it committed.
+    first: NewEvent,
+    recorded_at: DateTime<Utc>,
 }
 
 /// A consent relied on: its id, the subject (stream) and the organisation it is relied on for.
@@ -703,6 +810,8 @@ trait Pending<E: std::error::Error>: Send + Sync {
     fn key(&self) -> (&'static str, &str);
     /// Type, id, version as loaded, and whether a command expected a version.
     fn conflict_key(&self) -> (&'static str, &str, u64, bool);
+    /// Moves the command indices of its decided events on by `offset` (`Batch::absorb`).
+    fn renumber(&mut self, offset: usize);
     /// Adds the stream's decided events (chained onto its last hash) to `events`, what they
     /// change in the indexes and the stream's rows after them to `inline`.
     fn stage(
@@ -737,6 +846,12 @@ where
             self.loaded_version,
             self.expected,
         )
+    }
+
+    fn renumber(&mut self, offset: usize) {
+        for (_, command) in &mut self.decided {
+            *command += offset;
+        }
     }
 
     fn stage(

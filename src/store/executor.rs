@@ -7,8 +7,11 @@ use sqlx::PgPool;
 
 use openspp_projections::Fold;
 
+use openspp_aggregates::DomainError;
+
 use super::batch::{Batch, Committed};
 use super::error::StoreError;
+use super::group::{Group, Handed};
 use super::metadata::CommandMetadata;
 use super::signal::FeedSignal;
 use super::Stored;
@@ -19,6 +22,8 @@ pub struct EventStore {
     /// Conflicts retried (with a fresh load) when the writer sent no `If-Match`.
     max_retries: u32,
     pub(crate) signal: FeedSignal,
+    /// Where single writes are appended together (`group.rs`).
+    group: Group,
 }
 
 impl EventStore {
@@ -27,6 +32,15 @@ impl EventStore {
             signal: FeedSignal::new(pool.clone()),
             pool,
             max_retries: 8,
+            group: Group::default(),
+        }
+    }
+
+    /// This store with a group of its own, never started: what the group's writers append with.
+    pub(crate) fn without_group(&self) -> Self {
+        Self {
+            group: Group::default(),
+            ..self.clone()
         }
     }
 
@@ -64,24 +78,24 @@ impl EventStore {
 
     /// Runs `command` against the stream and appends what it decides, with every read model
     /// and index it changes, in one statement: once this returns `Ok`, every read model of
-    /// every process reflects the write.
+    /// every process reflects the write. The statement may carry other writes decided at the
+    /// same time (`group.rs`); the answer is the one this write would have had alone.
     ///
     /// With `expected_version` (from `If-Match`) a stale version fails with
     /// `PreconditionFailed` and nothing is retried: the writer asked for that version only.
     /// Without it, a lost race is retried on a fresh load, because the writer asked for "the
     /// latest", and the aggregate re-checks every invariant on that latest state.
-    pub async fn execute<A: Stored>(
+    pub async fn execute<A: Stored<Error = DomainError>>(
         &self,
         aggregate_id: &str,
         expected_version: Option<u64>,
         command: A::Command,
         services: &A::Services,
         metadata: &CommandMetadata,
-    ) -> Result<Committed<A>, StoreError<A::Error>>
-    where
-        A::Error: Send + 'static,
-    {
-        let mut batch = self.batch::<A::Error>();
+    ) -> Result<Committed<A>, StoreError<DomainError>> {
+        let mut batch = self.batch::<DomainError>();
+        // Once a group it was in failed, the write is committed on its own.
+        let mut alone = false;
         loop {
             batch
                 .decide::<A>(
@@ -92,7 +106,23 @@ impl EventStore {
                     metadata,
                 )
                 .await?;
-            match batch.commit().await {
+            let committed = if alone {
+                batch.commit().await
+            } else {
+                match self.group.commit(self, batch).await {
+                    Handed::Written(handed, written) => {
+                        batch = handed;
+                        batch.settled(written).await
+                    }
+                    Handed::Alone(handed) => {
+                        batch = handed;
+                        alone = true;
+                        continue;
+                    }
+                    Handed::Unknown => return Err(StoreError::OutcomeUnknown),
+                }
+            };
+            match committed {
                 Err(StoreError::Conflict) if batch.attempts() <= self.max_retries => {
                     let attempt = batch.attempts() as u64;
                     let backoff = rand::thread_rng().gen_range(1..=5 * attempt);

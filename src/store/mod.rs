@@ -11,6 +11,7 @@ mod batch;
 pub mod claims;
 mod error;
 mod executor;
+mod group;
 pub mod hash_chain;
 pub mod history;
 pub mod metadata;

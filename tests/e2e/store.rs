@@ -52,6 +52,18 @@ pub fn trials() -> Vec<Trial> {
             another_process_reads_at_once,
         ),
         trial("store::an_idle_server_does_not_poll", idle_server),
+        trial(
+            "store::concurrent_creates_are_committed_together_each_with_its_own_answer",
+            grouped_creates,
+        ),
+        trial(
+            "store::a_grouped_create_with_a_taken_identifier_alone_is_refused",
+            grouped_create_with_a_taken_identifier,
+        ),
+        trial(
+            "store::concurrent_updates_of_one_stream_beside_creates_lose_nothing",
+            grouped_updates_of_one_stream,
+        ),
     ]
 }
 
@@ -93,17 +105,22 @@ async fn racing_creates() {
         15,
         "{statuses:?}"
     );
-    let search = api
-        .get(&format!(
-            "/api/v2/spp/Individual?identifier={}",
-            path_id(NATIONAL_ID, &id)
-        ))
-        .await;
-    assert_eq!(search.body["meta"]["total"], 1);
+    assert_eq!(holders(&api, &id).await, 1);
 }
 
-async fn concurrent_adds() {
-    let api = admin().await;
+/// How many individuals hold national id `id`, as a search by identifier finds them.
+async fn holders(api: &Api, id: &str) -> serde_json::Value {
+    api.get(&format!(
+        "/api/v2/spp/Individual?identifier={}",
+        path_id(NATIONAL_ID, id)
+    ))
+    .await
+    .body["meta"]["total"]
+        .clone()
+}
+
+/// A new household (its path) and `people` individuals registered apart from it.
+async fn household_and_people(api: &Api, people: usize) -> (String, Vec<String>) {
     let group = unique("CG");
     api.post(
         "/api/v2/spp/Group",
@@ -112,12 +129,18 @@ async fn concurrent_adds() {
     .await
     .expect(201);
     let path = format!("/api/v2/spp/Group/{}", path_id("urn:openspp:group", &group));
-    let mut people = Vec::new();
-    for _ in 0..10 {
+    let mut registered = Vec::new();
+    for _ in 0..people {
         let id = unique("CM");
-        register_individual(&api, &id).await;
-        people.push(id);
+        register_individual(api, &id).await;
+        registered.push(id);
     }
+    (path, registered)
+}
+
+async fn concurrent_adds() {
+    let api = admin().await;
+    let (path, people) = household_and_people(&api, 10).await;
     let adds = people.iter().map(|id| {
         let api = api.clone();
         let path = path.clone();
@@ -301,4 +324,143 @@ async fn idle_server() {
     );
     drop(server);
     drop(database);
+}
+
+/// Sends `bodies` as concurrent `POST /Individual`s; answers each status and body, in order.
+async fn create_together(
+    api: &Api,
+    bodies: Vec<serde_json::Value>,
+) -> Vec<(u16, serde_json::Value)> {
+    let posts = bodies.into_iter().map(|body| {
+        let api = api.clone();
+        async move {
+            let reply = api.post("/api/v2/spp/Individual", body).await;
+            (reply.status.as_u16(), reply.body)
+        }
+    });
+    join_all(posts.collect()).await
+}
+
+/// How many transactions the events of the streams holding `identifiers` were appended in.
+fn transactions_of(identifiers: &[String]) -> usize {
+    let values = identifiers
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    sql_scalar(
+        &world().database_url,
+        &format!(
+            "SELECT count(DISTINCT e.tx_id) FROM events e JOIN identifier_claims c \
+             ON c.aggregate_id = e.aggregate_id WHERE c.value IN ({values})"
+        ),
+    )
+    .parse()
+    .unwrap()
+}
+
+/// Concurrent creates are appended several to a statement (group commit), yet each lands in a
+/// stream of its own, with its own identifier, answered with its own resource, its provenance
+/// its own.
+async fn grouped_creates() {
+    let api = admin().await;
+    let ids: Vec<String> = (0..48).map(|_| unique("GRP")).collect();
+    let answers = create_together(&api, ids.iter().map(|id| individual_body(id)).collect()).await;
+    for (id, (status, body)) in ids.iter().zip(&answers) {
+        assert_eq!(*status, 201, "{body}");
+        assert_eq!(body["identifier"][0]["value"], id.as_str(), "{body}");
+        let path = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, id));
+        let read = api.get(&path).await;
+        read.expect(200);
+        assert_eq!(&read.body, body, "answered as it is read");
+    }
+    let url = &world().database_url;
+    let values = ids
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Each in a stream of its own, its events recorded with its own request id.
+    let events = sql_scalar(
+        url,
+        &format!(
+            "SELECT count(DISTINCT e.aggregate_id) || '/' || \
+                    count(DISTINCT e.metadata->>'request_id') || '/' || \
+                    count(DISTINCT (e.aggregate_id, e.metadata->>'request_id')) \
+             FROM events e JOIN identifier_claims c ON c.aggregate_id = e.aggregate_id \
+             WHERE c.value IN ({values})"
+        ),
+    );
+    assert_eq!(events, "48/48/48");
+    // Writes that waited for each other's commit were appended together.
+    let transactions = transactions_of(&ids);
+    assert!(
+        transactions < ids.len(),
+        "48 concurrent creates took {transactions} transactions"
+    );
+}
+
+/// A create whose identifier is already held fails its group's statement: the others are then
+/// committed one by one, each answered as it would have been alone, and only it is refused.
+/// Two creates racing for one new identifier in the same group: one wins.
+async fn grouped_create_with_a_taken_identifier() {
+    let api = admin().await;
+    let taken = unique("GTAKEN");
+    register_individual(&api, &taken).await;
+    let raced = unique("GRACE");
+    let mut ids: Vec<String> = (0..30).map(|_| unique("GOK")).collect();
+    ids.insert(11, taken.clone());
+    ids.insert(17, raced.clone());
+    ids.insert(23, raced.clone());
+    let answers = create_together(&api, ids.iter().map(|id| individual_body(id)).collect()).await;
+    let mut raced_won = 0;
+    for (id, (status, body)) in ids.iter().zip(&answers) {
+        if *id == taken {
+            assert_eq!(*status, 409, "{body}");
+            assert!(body.to_string().contains("identifier"), "{body}");
+        } else if *id == raced {
+            assert!(*status == 201 || *status == 409, "{status} {body}");
+            raced_won += usize::from(*status == 201);
+        } else {
+            assert_eq!(*status, 201, "{body}");
+            assert_eq!(body["identifier"][0]["value"], id.as_str(), "{body}");
+        }
+    }
+    assert_eq!(raced_won, 1, "{answers:?}");
+    assert_eq!(holders(&api, &taken).await, 1);
+}
+
+/// Concurrent changes of one stream, sent among creates that are committed together: none is
+/// lost (two writes to one stream never share a statement; a lost race is decided again).
+async fn grouped_updates_of_one_stream() {
+    let api = admin().await;
+    let (path, people) = household_and_people(&api, 12).await;
+    let mut writes = Vec::new();
+    for id in &people {
+        let adder = api.clone();
+        let creator = api.clone();
+        let path = path.clone();
+        let body = json!({"entity": {"reference": format!("Individual/{NATIONAL_ID}|{id}")}});
+        writes.push(tokio::spawn(async move {
+            adder
+                .post(&format!("{path}/$add-member"), body)
+                .await
+                .status
+                .as_u16()
+        }));
+        writes.push(tokio::spawn(async move {
+            creator
+                .post("/api/v2/spp/Individual", individual_body(&unique("GGC")))
+                .await
+                .status
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for write in writes {
+        statuses.push(write.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let read = api.get(&path).await;
+    assert_eq!(read.body["quantity"], 12, "no add was lost");
 }
