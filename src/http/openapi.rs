@@ -9,8 +9,8 @@
 //! A schemathesis run against the served document (tests/e2e/schemathesis.rs) keeps the
 //! document and the server in agreement.
 
-use openspp_aggregates::bounds::{LONG_TEXT, SHORT_TEXT};
 use axum::http::StatusCode;
+use openspp_aggregates::bounds::{LONG_TEXT, SHORT_TEXT};
 use serde_json::{json, Map, Value};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -248,7 +248,9 @@ fn shared_answers(path: &str, method: &str, operation: &mut Value) {
 }
 
 fn described(response: &Value) -> bool {
-    response["description"].as_str().is_some_and(|d| !d.trim().is_empty())
+    response["description"]
+        .as_str()
+        .is_some_and(|d| !d.trim().is_empty())
 }
 
 fn outcome_content() -> Value {

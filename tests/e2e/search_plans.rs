@@ -10,9 +10,9 @@ use openspp::store::EventStore;
 use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
 use openspp_projections::individual::{plans, IndividualQuery};
-use openspp_projections::view::search_view;
 use openspp_projections::search::{Comparator, Page, SortKey, Total};
 use openspp_projections::statistics::{self, CountQuery, Counted, Dimension, Target};
+use openspp_projections::view::search_view;
 
 use crate::population;
 use crate::support::{cli, sql_scalar, TestDatabase, NATIONAL_ID};
@@ -140,9 +140,11 @@ async fn indexed() {
             );
         }
     }
-    // The commonest family name, one person in 16: a page of it neither counts every match
-    // (the count stops past the bound, `Total::Estimate`) nor sorts them all to keep the
-    // newest: it reads the newest-first index and stops when the page is full.
+    // The commonest family name, one person in 16: a page of it does not count every match
+    // (the count stops past the bound, `Total::Estimate`). Its page still sorts the matches to
+    // keep the newest: an index in that order let PostgreSQL read it newest first and filter,
+    // which it also chose for a rare extension value it overestimated (extension_search),
+    // where it may read the whole registry to fill a page.
     let santos = IndividualQuery {
         name: Some("santos".into()),
         // A search's order when `_sort` does not say.
@@ -150,16 +152,12 @@ async fn indexed() {
         ..query(Visibility::All)
     };
     let planned = plans(&pool, &santos, page).await.expect("explained");
-    let [count, rows] = planned.as_slice() else {
+    let [count, _rows] = planned.as_slice() else {
         panic!("two statements: {planned:?}");
     };
     assert!(
         count.contains("Limit"),
         "the count of a common name is not bounded:\n{count}"
-    );
-    assert!(
-        rows.contains("individual_view_newest") && !rows.contains("Sort"),
-        "a page of a common name sorts its matches:\n{rows}"
     );
     // Past the bound, a total is PostgreSQL's estimate for a client under a legal basis, and
     // for one bound by consent only what it counted among the subjects it may see (a lower
@@ -170,7 +168,11 @@ async fn indexed() {
         .await
         .expect("searched");
     assert!(found.estimated, "{PEOPLE} people are past the bound");
-    assert!(found.total > bound, "the estimate of {PEOPLE}: {}", found.total);
+    assert!(
+        found.total > bound,
+        "the estimate of {PEOPLE}: {}",
+        found.total
+    );
     let consented = search_view(
         &pool,
         &query(ngo_visibility()),
@@ -181,7 +183,11 @@ async fn indexed() {
     )
     .await
     .expect("searched");
-    assert!(consented.estimated, "{} consented are past the bound", PEOPLE / 10);
+    assert!(
+        consented.estimated,
+        "{} consented are past the bound",
+        PEOPLE / 10
+    );
     assert_eq!(consented.total, bound, "a lower bound, counted");
     let accurate = search_view(
         &pool,
@@ -194,7 +200,11 @@ async fn indexed() {
     .await
     .expect("searched");
     assert!(!accurate.estimated);
-    assert_eq!(accurate.total, (PEOPLE / 10) as i64, "every tenth consented");
+    assert_eq!(
+        accurate.total,
+        (PEOPLE / 10) as i64,
+        "every tenth consented"
+    );
     // Statistics go through the same probe: a count for the NGO by gender probes the consents
     // of the rows it counts, it does not build the set of every subject the NGO may count.
     let count = CountQuery {
