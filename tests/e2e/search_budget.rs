@@ -7,17 +7,58 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 
+use openspp_projections::consent::Visibility;
+use openspp_projections::search::Page;
+use openspp_projections::view::search_view;
+
 use crate::support::{
-    consent_client, create_client, path_id, register_individual, unique, Api, HeldTransaction,
+    cli, consent_client, create_client, path_id, register_individual, unique, Api, HeldTransaction,
     Reply, Server, TestDatabase, ALL_SCOPES, NATIONAL_ID,
 };
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
-    vec![trial(
-        "search_budget_refuses_searches_and_keeps_writes_going",
-        budget,
-    )]
+    vec![
+        trial(
+            "search_budget_refuses_searches_and_keeps_writes_going",
+            budget,
+        ),
+        trial(
+            "a_search_given_up_on_leaves_no_transaction_open_in_the_pool",
+            given_up,
+        ),
+    ]
+}
+
+/// Searches dropped at every point of their way (as a request is when its client goes away)
+/// leave every connection of the pool usable for a write: none goes back inside a search's
+/// read-only transaction (sqlx does not roll back a `BEGIN` dropped before it completes).
+async fn given_up() {
+    let database = TestDatabase::create("openspp_search_given_up");
+    cli(&database.url, &["migrate"]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database.url)
+        .await
+        .expect("connects");
+    let query = crate::search_plans::query(Visibility::All);
+    for attempt in 0..400u64 {
+        let search = search_view(&pool, &query, Page::new(20, 0));
+        let _ = tokio::time::timeout(Duration::from_micros(attempt % 80 * 25), search).await;
+        // Both connections at once, as the next users after the search would take them.
+        let mut first = pool.acquire().await.expect("a connection");
+        let mut second = pool.acquire().await.expect("a connection");
+        for connection in [&mut first, &mut second] {
+            sqlx::query("CREATE TEMP TABLE IF NOT EXISTS written (x int)")
+                .execute(&mut **connection)
+                .await
+                .unwrap_or_else(|error| {
+                    panic!("after search {attempt}, a connection is not writable: {error}")
+                });
+        }
+    }
+    pool.close().await;
+    drop(database);
 }
 
 /// The search time limit of the server under test.

@@ -25,7 +25,7 @@ pub fn trials() -> Vec<Trial> {
 /// People registered for the plans (every tenth with a consent for the NGO).
 const PEOPLE: usize = 60_000;
 
-fn query(visibility: Visibility) -> IndividualQuery {
+pub(crate) fn query(visibility: Visibility) -> IndividualQuery {
     IndividualQuery {
         identifier: None,
         name: None,
