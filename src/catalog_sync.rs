@@ -21,6 +21,7 @@ use sqlx::PgPool;
 
 use crate::extensions::{ExtensionCatalog, Extensions};
 use crate::vocabulary::{Catalog, Vocabularies};
+use openspp_projections::begin::begin;
 
 /// Notified (by the trigger of migration 0050) when a vocabulary or extension event commits.
 pub const CHANGED_CHANNEL: &str = "openspp_catalog";
@@ -40,7 +41,7 @@ pub struct Catalogs {
 
 /// Both catalogs as of one snapshot, and that snapshot (`pg_current_snapshot()`).
 pub async fn load(pool: &PgPool) -> sqlx::Result<(Catalog, ExtensionCatalog, String)> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;

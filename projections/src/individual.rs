@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use openspp_aggregates::{Identifier, Individual};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
+use crate::begin::begin;
 use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
@@ -290,7 +291,7 @@ pub async fn plans(
         };
         // The count runs as `search` runs it; the page, as a plain statement does.
         let mut tx = if page_statement {
-            pool.begin().await?
+            begin(pool).await?
         } else {
             view::counting(pool, page).await?
         };

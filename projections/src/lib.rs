@@ -3,6 +3,7 @@
 //! append statement of the events that change it (`inline.rs`), from the state those events
 //! produced, by the same function a rebuild from the log uses (`rows.rs`).
 
+pub mod begin;
 pub mod checkpoint;
 pub mod consent;
 pub mod delivery;

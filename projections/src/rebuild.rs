@@ -21,6 +21,7 @@ use futures_util::TryStreamExt;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::mpsc;
 
+use crate::begin::begin;
 use crate::error::{ProjectionError, RebuildError};
 use crate::events::{scan_streams, StreamRange};
 use crate::rows::{fold_for, Rows, StreamFold, TABLES};
@@ -59,7 +60,7 @@ pub async fn rebuild(
         .await?
         .ok_or(RebuildError::ProjectorRunning)?;
     let ranges = split(pool, READERS).await?;
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
         .execute(&mut *tx)
         .await?;

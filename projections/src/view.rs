@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::error::{DatabaseError, ErrorKind};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
-use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::begin::begin_with;
 use crate::search::{push_order, Found, Page, SortKey, Total};
 
 /// A resource as its read model holds it.
@@ -153,8 +153,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     let _places = budget.enter().await?;
     // Side by side on two connections: a search takes the longer of the two, not their sum.
     let counted = async {
-        let mut held = SearchConnection::acquire(pool).await?;
-        let mut tx = held.connection.begin_with(budget.begin_count(page)).await?;
+        let mut tx = begin_with(pool, budget.begin_count(page)).await?;
         let counted: i64 = count
             .build_query_scalar()
             .persistent(false)
@@ -179,15 +178,12 @@ pub(crate) async fn search<A: DeserializeOwned>(
             (counted, false)
         };
         tx.commit().await?;
-        held.settled = true;
         Ok::<_, sqlx::Error>(total)
     };
     let paged = async {
-        let mut held = SearchConnection::acquire(pool).await?;
-        let mut tx = held.connection.begin_with(budget.begin.clone()).await?;
+        let mut tx = begin_with(pool, budget.begin.clone()).await?;
         let rows = select.build().persistent(false).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        held.settled = true;
         Ok::<_, sqlx::Error>(rows)
     };
     let ((total, estimated), rows) = tokio::try_join!(counted, paged)?;
@@ -293,35 +289,6 @@ impl Budget {
     }
 }
 
-/// A connection for one of a search's transactions, closed when dropped (never returned to the
-/// pool) until its transaction has ended. sqlx does not roll back a `BEGIN` whose future is
-/// dropped before it completes — a request its client gave up on, or one half of a search
-/// dropped by `try_join!` when the other failed — so the connection would go back to the pool
-/// inside a read-only transaction and fail whoever took it next: the feed follower, a write,
-/// the access log ("cannot execute … in a read-only transaction", then "current transaction is
-/// aborted"; seen in the throughput bench).
-struct SearchConnection {
-    connection: PoolConnection<Postgres>,
-    settled: bool,
-}
-
-impl SearchConnection {
-    async fn acquire(pool: &PgPool) -> sqlx::Result<Self> {
-        Ok(Self {
-            connection: pool.acquire().await?,
-            settled: false,
-        })
-    }
-}
-
-impl Drop for SearchConnection {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.connection.close_on_drop();
-        }
-    }
-}
-
 static BUDGET: OnceLock<Budget> = OnceLock::new();
 
 fn budget() -> &'static Budget {
@@ -333,7 +300,7 @@ pub(crate) async fn counting(
     pool: &PgPool,
     page: Page,
 ) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
-    pool.begin_with(budget().begin_count(page)).await
+    begin_with(pool, budget().begin_count(page)).await
 }
 
 /// Sets this process's search budget; the first call (before any search) decides. Returns

@@ -6,6 +6,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use openspp_projections::begin::begin;
 use openspp_projections::feed::{read_after, read_page};
 use openspp_projections::FeedPosition;
 use support::TestDb;
@@ -14,7 +15,7 @@ use support::TestDb;
 /// while so that later positions commit before earlier ones.
 async fn writer(pool: sqlx::PgPool, writer: usize, events: usize) {
     for n in 0..events {
-        let mut tx = pool.begin().await.unwrap();
+        let mut tx = begin(&pool).await.unwrap();
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
              payload, metadata, recorded_at, prev_hash, hash) \
@@ -96,7 +97,7 @@ async fn streams_read(pool: &sqlx::PgPool) -> Vec<String> {
 #[tokio::test]
 async fn an_older_running_transaction_holds_the_feed_back_until_it_ends() {
     let db = TestDb::create().await;
-    let mut early = db.pool.begin().await.unwrap();
+    let mut early = begin(&db.pool).await.unwrap();
     let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
         .fetch_one(&mut *early)
         .await
@@ -126,7 +127,7 @@ async fn an_older_running_transaction_holds_the_feed_back_until_it_ends() {
 async fn a_transaction_in_another_database_does_not_hold_the_feed_back() {
     let db = TestDb::create().await;
     let other = TestDb::create().await;
-    let mut elsewhere = other.pool.begin().await.unwrap();
+    let mut elsewhere = begin(&other.pool).await.unwrap();
     let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
         .fetch_one(&mut *elsewhere)
         .await

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::auth::key_sealing::KeyEncryptionKey;
+use openspp_projections::begin::begin;
 
 /// Where key changes are announced (`LISTEN`/`NOTIFY`).
 pub const KEYS_CHANNEL: &str = "openspp_signing_keys";
@@ -83,7 +84,7 @@ impl KeyRing {
     /// plaintext, creates the first key if there is none, and loads them. An advisory lock makes
     /// concurrent first starts agree on one key. A wrong `kek` is an error, never a new key.
     pub async fn load(pool: &PgPool, kek: KeyEncryptionKey) -> anyhow::Result<Self> {
-        let mut tx = pool.begin().await?;
+        let mut tx = begin(pool).await?;
         lock(&mut tx).await?;
         check_opens(&mut tx, &kek).await?;
         let sealed = seal_plaintext(&mut tx, &kek).await?;
@@ -240,7 +241,7 @@ async fn seal_plaintext(tx: &mut sqlx::PgConnection, kek: &KeyEncryptionKey) -> 
 /// Adds a new signing key, sealed under `kek`; older keys keep verifying the tokens they signed.
 /// Refuses if `kek` is not the key the other keys are sealed under (no server could sign).
 pub async fn rotate(pool: &PgPool, kek: &KeyEncryptionKey) -> anyhow::Result<String> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     lock(&mut tx).await?;
     check_opens(&mut tx, kek).await?;
     let kid = insert_new(&mut tx, kek).await?;
@@ -252,7 +253,7 @@ pub async fn rotate(pool: &PgPool, kek: &KeyEncryptionKey) -> anyhow::Result<Str
 /// private half is erased. The newest key cannot be retired, as there would be nothing left to
 /// sign with: rotate first.
 pub async fn retire(pool: &PgPool, kid: &str) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     lock(&mut tx).await?;
     let active: Vec<String> = sqlx::query_scalar(
         "SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid",
@@ -283,7 +284,7 @@ pub async fn reencrypt(
     current: &KeyEncryptionKey,
     new: &KeyEncryptionKey,
 ) -> anyhow::Result<u64> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     lock(&mut tx).await?;
     check_opens(&mut tx, current).await?;
     seal_plaintext(&mut tx, current).await?;

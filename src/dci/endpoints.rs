@@ -20,6 +20,7 @@ use crate::dci::txn::{self, database, Accepted};
 use crate::dci::{search, senders, signature, subscriptions, BASE};
 use crate::error::ApiError;
 use crate::resource::Call;
+use openspp_projections::begin::begin;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -208,7 +209,7 @@ async fn asynchronous<A: Asynchronous>(
             correlation_id: &correlation_id,
         };
         let checked = A::check(&received).await?;
-        let mut tx = state.pool.begin().await.map_err(database)?;
+        let mut tx = begin(&state.pool).await.map_err(database)?;
         let pending = A::record(&received, checked, &mut tx).await?;
         txn::enqueue_in(
             &mut tx,

@@ -24,6 +24,7 @@ use crate::auth::Principal;
 use crate::dci::envelope::{batch, callback_header, now, uniform_response};
 use crate::dci::{search, signature};
 use crate::resource::{Audit, Call};
+use openspp_projections::begin::begin;
 
 /// Where new rows are announced.
 pub const CHANNEL: &str = "openspp_dci_outbox";
@@ -223,7 +224,7 @@ fn without_url(error: &reqwest::Error) -> String {
 
 async fn delivered(state: &AppState, row: &Claimed, envelope: &Value) {
     let done = async {
-        let mut tx = state.pool.begin().await?;
+        let mut tx = begin(&state.pool).await?;
         sqlx::query("UPDATE dci_outbox SET delivered_at = now(), last_error = NULL WHERE id = $1")
             .bind(row.id)
             .execute(&mut *tx)
@@ -262,7 +263,7 @@ async fn failed(state: &AppState, row: &Claimed, error: &str) {
         .min(MAX_BACKOFF_SECS);
     let gave_up = row.attempts >= MAX_ATTEMPTS;
     let done = async {
-        let mut tx = state.pool.begin().await?;
+        let mut tx = begin(&state.pool).await?;
         sqlx::query(
             "UPDATE dci_outbox SET last_error = $2, next_attempt_at = CASE WHEN $4 \
                 THEN 'infinity'::timestamptz ELSE now() + make_interval(secs => $3) END \

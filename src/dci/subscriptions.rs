@@ -31,6 +31,7 @@ use crate::dci::records::record;
 use crate::dci::search::REG_TYPE;
 use crate::resource::{self, Audit, Call, Interaction, Resource};
 use crate::store::EVENTS_CHANNEL;
+use openspp_projections::begin::begin;
 
 /// The event kinds a subscription may follow.
 const EVENT_TYPES: [&str; 3] = ["REGISTER", "UPDATE", "NewHouseHoldMember"];
@@ -168,7 +169,7 @@ struct Subscription {
 /// commit together.
 async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
     let failed = |e: sqlx::Error| e.to_string();
-    let mut tx = state.pool.begin().await.map_err(failed)?;
+    let mut tx = begin(&state.pool).await.map_err(failed)?;
     let subscription: Option<Subscription> = sqlx::query_as(
         "SELECT code, transaction_id, client_id, scopes, sender_id, notify_uri, event_type, \
                 criteria, locale, feed_tx, feed_position \

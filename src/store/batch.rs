@@ -601,6 +601,9 @@ async fn append(
     if !connection.is_in_transaction() {
         return statement.build_query_as().fetch_one(connection).await;
     }
+    // Already inside the dry run's transaction: this opens a savepoint, which sqlx does roll
+    // back if abandoned (its guard counts the outer transaction).
+    #[allow(clippy::disallowed_methods)]
     let mut savepoint = connection.begin().await?;
     let written = statement.build_query_as().fetch_one(&mut *savepoint).await;
     match written {
