@@ -290,6 +290,23 @@ pub fn change_events<E: ExtensionEvents>(
     )
 }
 
+/// A registration's extension events, once it may register: refused if the registrant
+/// exists, then its details checked (`validate`), then one event per extension field the body
+/// states (every field may be set at registration). Individuals and groups register alike.
+pub fn registration_changes<E: ExtensionEvents>(
+    registered: bool,
+    validate: impl FnOnce() -> Result<(), DomainError>,
+    extension: Option<&Value>,
+    current: &ExtensionData,
+    schemas: &dyn ExtensionSchemas,
+) -> Result<Vec<E>, DomainError> {
+    if registered {
+        return Err(DomainError::AlreadyExists);
+    }
+    validate()?;
+    change_events(extension, current, schemas, &|_| true)
+}
+
 /// Applies one recorded change to a registrant's extension data.
 pub fn apply(data: &mut ExtensionData, url: String, value: Option<Value>) {
     match value {

@@ -559,15 +559,12 @@ impl Aggregate for Group {
         }
         let events = match command {
             GroupCommand::Register(details) => {
-                if self.registered {
-                    return Err(DomainError::AlreadyExists);
-                }
-                validate(&details, services)?;
-                let extensions = extension::change_events(
+                let extensions = extension::registration_changes(
+                    self.registered,
+                    || validate(&details, services),
                     details.extension.as_ref(),
                     &self.extension,
                     services.extensions.as_ref(),
-                    &|_| true,
                 )?;
                 let mut events = Self::registration(details, services);
                 events.extend(extensions);
