@@ -245,7 +245,7 @@ pub const PROGRAMS: [&str; 3] = ["Bench Cash", "Bench Health", "Bench School"];
 /// Whether person `n` consents to `ANALYSTS`: one in ten, of both genders
 /// (`person` alternates them) and every program.
 fn consents(n: usize) -> bool {
-    n % 20 == 0 || n % 20 == 11
+    n.is_multiple_of(20) || n % 20 == 11
 }
 
 /// A consent by `subject` (a stream) to `ANALYSTS` for analytics, of their record and their
