@@ -4,8 +4,8 @@
 //!
 //! Statistics: over a copy of the cached population (`common/population.rs`) in which every
 //! person also has a membership of one of three programs and one in ten has consented to
-//! `Bench Analysts` for analytics (added once through `openspp import` and cached beside the
-//! population), counts by gender and by program × gender through `POST
+//! `Bench Analysts` for analytics, of their record and their memberships (added once through
+//! the store's batch append path and cached beside the population), counts by gender and by program × gender through `POST
 //! /api/v2/spp/aggregation/compute` and GraphQL's `statistics`, for a client under a legal basis
 //! and for one bound by consent: p50/p99 of `--requests` sequential requests, and of as many
 //! from `--concurrency` workers at once (in-process client). Beside each, pgbench running the
@@ -38,13 +38,12 @@ mod report;
 #[path = "common/wrk.rs"]
 mod wrk;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use drive::{ms, percentile, Measured};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::{cli, consent_client, create_client, Api, Server, TestDatabase, NATIONAL_ID};
+use support::{consent_client, create_client, Api, Server, TestDatabase};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -70,60 +69,8 @@ fn options() -> Options {
     }
 }
 
-/// The organisation one person in ten has consented to, for analytics.
-const ANALYSTS: &str = "Bench Analysts";
-/// The programs people are members of (person `n` of program `n % 3`).
-const PROGRAMS: [&str; 3] = ["Bench Cash", "Bench Health", "Bench School"];
-/// What `add_analytics` adds, and its version (bump it when the rows change).
-const LABEL: &str = "analysts_v2";
-
-/// The rows `add_analytics` imports for people `P0`… `P{size - 1}`.
-fn analytics_rows(size: usize) -> impl Iterator<Item = Value> {
-    let programs = PROGRAMS.iter().map(|name| {
-        json!({"type": "Program", "name": name, "targetType": "individual", "currency": "PHP",
-               "description": "A program of the analysts' bench"})
-    });
-    let people = (0..size).flat_map(|n| {
-        let person = format!("Individual/{NATIONAL_ID}|P{n}");
-        let program = PROGRAMS[n % PROGRAMS.len()].to_lowercase().replace(' ', "-");
-        let membership = json!({
-            "type": "ProgramMembership",
-            "identifier": [{"system": "urn:openspp:program-membership", "value": format!("BA{n}")}],
-            "program": {"reference": format!("Program/urn:openspp:program|{program}")},
-            "beneficiary": {"reference": person},
-            "status": "enrolled",
-            "enrollmentDate": "2025-01-15",
-        });
-        // One in ten, of both genders (`population::person` alternates them) and every program.
-        let consent = (n % 20 == 0 || n % 20 == 11).then(|| {
-            json!({"request": {"method": "POST", "url": "Consent"}, "resource": {
-                "subject": person, "recipient_mode": "specific", "recipients": [ANALYSTS],
-                "recipient_types": [],
-                "scopes": [{"resource_type": "individual", "field_access": null, "purpose": "analytics"}],
-                "legal_basis": "consent", "expiry_date": "2099-12-31", "delegation_type": "self"}})
-        });
-        std::iter::once(membership).chain(consent)
-    });
-    programs.chain(people)
-}
-
-/// Imports `analytics_rows` into the population at `url`, as an operator would.
-async fn add_analytics(url: String, size: usize) {
-    let file = std::env::temp_dir().join(format!("openspp-bench-analysts-{size}.ndjson"));
-    let mut writer = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-    for row in analytics_rows(size) {
-        writeln!(writer, "{row}").unwrap();
-    }
-    writer.flush().unwrap();
-    drop(writer);
-    let printed = cli(
-        &url,
-        &["import", file.to_str().unwrap(), "--batch-size", "1000"],
-    );
-    let _ = std::fs::remove_file(&file);
-    let summary: Value = serde_json::from_str(printed.lines().last().unwrap_or_default()).unwrap();
-    assert_eq!(summary["refused"], 0, "every row loads: {summary}");
-}
+/// What `population::add_analytics` adds, and its version (bump it when the rows change).
+const LABEL: &str = "analysts_v3";
 
 /// One statistics request: REST or GraphQL, by gender or by program and gender.
 struct Ask {
@@ -136,9 +83,10 @@ struct Ask {
 
 const BY_GENDER: &str = "SELECT coalesce(gender_code, 'unknown'), count(*) FROM individual_view \
                          GROUP BY 1;\n";
-const BY_PROGRAM_GENDER: &str = "SELECT m.program_id, coalesce(i.gender_code, 'unknown'), \
-    count(*) FROM membership_view m JOIN individual_view i ON i.aggregate_id = m.beneficiary_id \
-    GROUP BY 1, 2;\n";
+/// As the server counts memberships by gender: from the membership's copy of the
+/// registrant's facts (migration 0225).
+const BY_PROGRAM_GENDER: &str = "SELECT m.program_id, coalesce(m.gender_code, 'unknown'), \
+    count(*) FROM membership_view m WHERE m.beneficiary_type = 'Individual' GROUP BY 1, 2;\n";
 
 fn asks() -> Vec<Ask> {
     let compute = |group_by: &[&str]| {
@@ -213,7 +161,7 @@ async fn statistics(o: &Options, server: &Server, url: &str, rows: &mut Vec<Vec<
         .await;
     let bound = consent_client(
         url,
-        ANALYSTS,
+        population::ANALYSTS,
         "ngo",
         &["aggregation:read", "statistics:read"],
     );
@@ -503,13 +451,10 @@ async fn main() {
          concurrent), live events to {} subscribers while writing for {} s, one 2-core machine",
         o.requests, o.concurrency, o.subscribers, o.seconds
     );
-    let template =
-        population::cached_with(
-            size,
-            LABEL,
-            |url| async move { add_analytics(url, size).await },
-        )
-        .await;
+    let template = population::cached_with(size, LABEL, |url| async move {
+        population::add_analytics(url, size).await
+    })
+    .await;
     let started = Instant::now();
     let name = format!("openspp_bench_run_{}", uuid::Uuid::new_v4().simple());
     let url = population::copy_of(&template, &name);

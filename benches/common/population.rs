@@ -12,18 +12,21 @@ use std::time::Instant;
 use chrono::{Duration, NaiveDate};
 use openspp::store::{CommandMetadata, EventStore};
 use openspp_aggregates::consent::{ConsentScope, RecipientMode};
+use openspp_aggregates::program_membership::IDENTIFIER_SYSTEM as MEMBERSHIP_SYSTEM;
 use openspp_aggregates::{
-    Code, Consent, ConsentCommand, ConsentTerms, DomainError, HumanName, Identifier, Individual,
-    IndividualCommand, IndividualDetails, RegistryServices, SystemClock,
+    Access, Actor, Code, Consent, ConsentCommand, ConsentTerms, DomainError, HumanName, Identifier,
+    Individual, IndividualCommand, IndividualDetails, MembershipCommand, MembershipStatus, Program,
+    ProgramCommand, ProgramDetails, ProgramFacts, ProgramMembership, ProgramStatus,
+    RegistryServices, SystemClock, TargetType,
 };
 use sha2::{Digest, Sha256};
 
 use crate::support::{cli, sql_scalar, ADMIN_URL, NATIONAL_ID};
 
 /// Registrations per batch (one statement, one commit).
-const BATCH: usize = 1_000;
+pub const BATCH: usize = 1_000;
 /// Batches committed at once.
-const FILLERS: usize = 2;
+pub const FILLERS: usize = 2;
 /// Bumped whenever `person` or the consents change, so an old cache is not taken for new.
 const GENERATOR: &str = "population-v1";
 
@@ -151,6 +154,21 @@ pub async fn services(pool: &sqlx::PgPool) -> Arc<RegistryServices> {
     })
 }
 
+/// What every event a bench writes is recorded with: a migration by the bench, relying on no
+/// consent.
+pub fn metadata() -> CommandMetadata {
+    CommandMetadata {
+        client_id: "bench".into(),
+        source_system: "urn:openspp:bench".into(),
+        source_reference: None,
+        collection_method: "migration".into(),
+        request_id: "bench-population".into(),
+        consent_id: None,
+        consent_subject: None,
+        consent_recipient: None,
+    }
+}
+
 /// Registers people `from..to` (identifiers `{prefix}{n}`), `BATCH` per statement and
 /// `FILLERS` statements at a time; with `consent_every = Some(k)`, every k-th person also
 /// gives `NGO` a consent in the same batch.
@@ -162,16 +180,7 @@ pub async fn fill(
     to: usize,
     consent_every: Option<usize>,
 ) {
-    let metadata = CommandMetadata {
-        client_id: "bench".into(),
-        source_system: "urn:openspp:bench".into(),
-        source_reference: None,
-        collection_method: "migration".into(),
-        request_id: "bench-population".into(),
-        consent_id: None,
-        consent_subject: None,
-        consent_recipient: None,
-    };
+    let metadata = metadata();
     let starts: Vec<usize> = (from..to).step_by(BATCH).collect();
     let started = Instant::now();
     let mut reported = from;
@@ -227,6 +236,180 @@ pub async fn fill(
             );
         }
     }
+}
+
+/// The organisation one person in ten has consented to, for analytics.
+pub const ANALYSTS: &str = "Bench Analysts";
+/// The programs people are members of (person `n` of program `n % 3`).
+pub const PROGRAMS: [&str; 3] = ["Bench Cash", "Bench Health", "Bench School"];
+/// Whether person `n` consents to `ANALYSTS`: one in ten, of both genders
+/// (`person` alternates them) and every program.
+fn consents(n: usize) -> bool {
+    n.is_multiple_of(20) || n % 20 == 11
+}
+
+/// A consent by `subject` (a stream) to `ANALYSTS` for analytics, of their record and their
+/// memberships, so that a consent-bound count of memberships by gender counts them.
+fn analytics_consent(subject: &str) -> ConsentTerms {
+    let scope = |resource_type: &str| ConsentScope {
+        resource_type: resource_type.into(),
+        field_access: None,
+        purpose: "analytics".into(),
+    };
+    ConsentTerms {
+        subject_type: "Individual".into(),
+        subject: subject.to_owned(),
+        recipient_mode: RecipientMode::Specific,
+        recipients: vec![ANALYSTS.into()],
+        recipient_types: Vec::new(),
+        scopes: vec![scope("individual"), scope("program_membership")],
+        legal_basis: "consent".into(),
+        effective_date: chrono::Utc::now().date_naive(),
+        expiry_date: NaiveDate::from_ymd_opt(2099, 12, 31).expect("a date"),
+        delegation_type: "self".into(),
+        indicated_by: None,
+    }
+}
+
+/// The operator enrolling people, under the legal basis of the migration.
+fn operator() -> Access {
+    Access {
+        actor: Actor {
+            organization: "operator".into(),
+            organization_type: "government".into(),
+            legal_basis: Some("legal_obligation".into()),
+            field_filter: Vec::new(),
+        },
+        consents: Vec::new(),
+    }
+}
+
+/// Adds to the population at `url` the three programs, a membership of one of them for every
+/// person `P0`… `P{size - 1}`, and the analytics consents, through the store's batch append
+/// path as `fill` registers people (the same events, claims and read-model rows
+/// the server writes for the same commands), `BATCH` people per statement.
+pub async fn add_analytics(url: String, size: usize) {
+    let pool = sqlx::PgPool::connect(&url).await.expect("connects");
+    let services = services(&pool).await;
+    let store = EventStore::new(pool.clone());
+    let metadata = metadata();
+    let mut programs = Vec::new();
+    let mut batch = store.batch::<DomainError>();
+    for name in PROGRAMS {
+        let stream = uuid::Uuid::now_v7().to_string();
+        let details = ProgramDetails {
+            identifiers: Vec::new(),
+            name: name.into(),
+            description: Some("A program of the analysts' bench".into()),
+            program_type: None,
+            target_type: TargetType::Individual,
+            currency: "PHP".into(),
+            eligibility_criteria: None,
+            start_date: None,
+            end_date: None,
+            status: ProgramStatus::Active,
+        };
+        batch
+            .decide::<Program>(
+                &stream,
+                None,
+                ProgramCommand::Create(details),
+                &services,
+                &metadata,
+            )
+            .await
+            .expect("a valid program");
+        programs.push(ProgramFacts {
+            stream,
+            target_type: TargetType::Individual,
+            active: true,
+        });
+    }
+    batch.commit().await.expect("the programs commit");
+    // Person `n`'s stream, by the identifier `person` gave them.
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT primary_identifier, aggregate_id FROM individual_view")
+            .fetch_all(&pool)
+            .await
+            .expect("the people read");
+    let mut people = vec![String::new(); size];
+    for (identifier, stream) in rows {
+        let n = identifier
+            .rsplit_once("|P")
+            .and_then(|(_, n)| n.parse::<usize>().ok());
+        if let Some(n) = n.filter(|n| *n < size) {
+            people[n] = stream;
+        }
+    }
+    assert!(
+        people.iter().all(|p| !p.is_empty()),
+        "every person is registered"
+    );
+    let people = std::sync::Arc::new(people);
+    let programs = std::sync::Arc::new(programs);
+    let enrolled = chrono::NaiveDate::from_ymd_opt(2025, 1, 15);
+    let starts: Vec<usize> = (0..size).step_by(BATCH).collect();
+    let started = Instant::now();
+    for group in starts.chunks(FILLERS) {
+        let tasks: Vec<_> = group
+            .iter()
+            .map(|&start| {
+                let (store, services, metadata) =
+                    (store.clone(), services.clone(), metadata.clone());
+                let (people, programs) = (people.clone(), programs.clone());
+                tokio::spawn(async move {
+                    let mut batch = store.batch::<DomainError>();
+                    for n in start..(start + BATCH).min(size) {
+                        let person = &people[n];
+                        let program = &programs[n % programs.len()];
+                        let enrol = MembershipCommand::Enrol {
+                            program: program.clone(),
+                            beneficiary: person.clone(),
+                            beneficiary_type: TargetType::Individual,
+                            identifiers: vec![Identifier {
+                                system: MEMBERSHIP_SYSTEM.into(),
+                                value: format!("BA{n}"),
+                            }],
+                            status: MembershipStatus::Enrolled,
+                            enrollment_date: enrolled,
+                            exit_date: None,
+                            exit_reason: None,
+                            access: operator(),
+                        };
+                        let stream = ProgramMembership::stream_id(&program.stream, person);
+                        batch
+                            .decide::<ProgramMembership>(&stream, None, enrol, &services, &metadata)
+                            .await
+                            .expect("a valid enrolment");
+                        if consents(n) {
+                            batch
+                                .decide::<Consent>(
+                                    &uuid::Uuid::now_v7().to_string(),
+                                    None,
+                                    ConsentCommand::Give(analytics_consent(person)),
+                                    &services,
+                                    &metadata,
+                                )
+                                .await
+                                .expect("a valid consent");
+                        }
+                    }
+                    batch.commit().await.expect("the batch commits");
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let done = (group[group.len() - 1] + BATCH).min(size);
+        if done % 100_000 < BATCH * FILLERS {
+            eprintln!(
+                "  … {done} of {size} enrolled ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    pool.close().await;
 }
 
 /// A fingerprint of the schema (every migration's name and text) and of the generator.

@@ -9,8 +9,9 @@
 //! folds run on every core; rows go out in large multi-row statements from one writer, so
 //! reading and folding overlap with PostgreSQL's writing. Everything is written in ONE
 //! transaction: the tables are emptied, their secondary indexes dropped (a bulk build after
-//! the load is several times cheaper than index maintenance row by row), refilled, the
-//! indexes recreated from their own definitions, and committed; a failure anywhere leaves the
+//! the load is several times cheaper than index maintenance row by row) and their triggers
+//! disabled (what they keep is set for every row after the load), refilled, the indexes
+//! recreated from their own definitions, and committed; a failure anywhere leaves the
 //! read models as they were.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -68,6 +69,7 @@ pub async fn rebuild(
         .execute(&mut *tx)
         .await?;
     let indexes = drop_secondary_indexes(&mut tx).await?;
+    set_triggers(&mut tx, "DISABLE").await?;
 
     let (sender, receiver) = mpsc::channel::<Rows>(READERS + 1);
     let writer = tokio::spawn(write_all(tx, receiver));
@@ -111,6 +113,11 @@ pub async fn rebuild(
     let now = read.load(Ordering::Relaxed);
     progress(now - reported);
     let load = started.elapsed();
+    // What the triggers keep row by row (migration 0225), set for all rows at once.
+    sqlx::query("SELECT fill_membership_counted_facts()")
+        .execute(&mut *tx)
+        .await?;
+    set_triggers(&mut tx, "ENABLE").await?;
     for definition in &indexes {
         sqlx::query(definition).execute(&mut *tx).await?;
     }
@@ -242,6 +249,23 @@ async fn write_all(
             .await?;
     }
     Ok(tx)
+}
+
+/// Disables (or enables again) the triggers of `TABLES` within the rebuild's transaction:
+/// they keep facts one table takes from another row by row (a membership's copy of its
+/// beneficiary's counted facts, migration 0225), which the rebuild sets for every row at once
+/// after the load, as it builds the indexes after it. Row by row they would look up, in tables
+/// whose indexes are dropped, rows that the other reader may not have written yet.
+async fn set_triggers(
+    tx: &mut Transaction<'static, Postgres>,
+    action: &str,
+) -> Result<(), ProjectionError> {
+    for table in TABLES {
+        sqlx::query(&format!("ALTER TABLE {table} {action} TRIGGER USER"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Drops the indexes of `TABLES` that back no constraint (the primary keys stay: the upserts

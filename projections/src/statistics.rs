@@ -6,7 +6,7 @@
 use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
-use crate::consent::{push_visible_for, Visibility, ANALYTICS};
+use crate::consent::{push_admitted_among, Visibility, ANALYTICS};
 
 /// What a count may be broken down by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,12 +32,12 @@ pub enum Target {
 }
 
 impl Target {
-    /// The read model of the registrants counted, and the consent resource type that covers
-    /// them.
-    fn view(self) -> (&'static str, &'static str) {
+    /// The read model of the registrants counted, the consent resource type that covers
+    /// them, and how a membership names their kind (`membership_view.beneficiary_type`).
+    fn view(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Self::Individuals => ("individual_view", "individual"),
-            Self::Groups => ("group_view", "group"),
+            Self::Individuals => ("individual_view", "individual", "Individual"),
+            Self::Groups => ("group_view", "group", "Group"),
         }
     }
 }
@@ -57,19 +57,23 @@ impl Dimension {
         }
     }
 
-    fn push(self, qb: &mut QueryBuilder<'_, Postgres>, today: NaiveDate) {
+    /// The dimension's value; the registrant's facts are read from the row `facts` (the
+    /// registrant's own, or its membership's copy of them).
+    fn push(self, qb: &mut QueryBuilder<'_, Postgres>, facts: &str, today: NaiveDate) {
         match self {
             Self::GroupType => {
-                qb.push("i.group_type");
+                qb.push(format!("{facts}.group_type"));
             }
             Self::Gender => {
-                qb.push("coalesce(i.gender_code, 'unknown')");
+                qb.push(format!("coalesce({facts}.gender_code, 'unknown')"));
             }
             Self::AgeBand => {
                 // Born after the day `n` years ago: younger than `n`.
-                qb.push("CASE WHEN i.birth_date IS NULL THEN 'unknown'");
+                qb.push(format!(
+                    "CASE WHEN {facts}.birth_date IS NULL THEN 'unknown'"
+                ));
                 for (years, band) in [(5, "0-4"), (18, "5-17"), (60, "18-59")] {
-                    qb.push(" WHEN i.birth_date > ")
+                    qb.push(format!(" WHEN {facts}.birth_date > "))
                         .push_bind(today)
                         .push(format!("::date - interval '{years} years' THEN '{band}'"));
                 }
@@ -153,24 +157,30 @@ pub async fn plan(pool: &PgPool, query: &CountQuery) -> sqlx::Result<String> {
 }
 
 /// The count's statement, after `start` (`SELECT `, or `EXPLAIN SELECT `).
+///
+/// A count of memberships reads `membership_view` alone: each row carries its beneficiary's
+/// counted facts (gender, birth date, group type; migration 0225), so counting by program and
+/// gender is one index-only scan of `membership_view_counted`, not a join of a million
+/// memberships to a million registrants. A consent-bound count admits the subjects of the
+/// consents that admit its client (`push_admitted_among`), a set built once, instead of
+/// probing the consents of every row it reads.
 fn statement<'a>(query: &'a CountQuery, start: &str) -> QueryBuilder<'a, Postgres> {
     let mut qb = QueryBuilder::new(start);
+    let of_memberships = query.of_memberships();
+    // The registrants' facts are on `i` (theirs) or `m` (a membership's copy).
+    let facts = if of_memberships { "m" } else { "i" };
     for (index, dimension) in query.dimensions.iter().enumerate() {
-        dimension.push(&mut qb, query.today);
+        dimension.push(&mut qb, facts, query.today);
         qb.push(format!(" AS d{index}, "));
     }
     qb.push("count(*) AS n FROM ");
-    // The registrants are `i`, whichever their kind.
-    let (view, resource_type) = query.target.view();
-    let of_memberships = query.of_memberships();
+    let (view, resource_type, beneficiary_type) = query.target.view();
     if of_memberships {
-        qb.push(format!(
-            "membership_view m JOIN {view} i ON i.aggregate_id = m.beneficiary_id"
-        ));
+        qb.push("membership_view m WHERE m.beneficiary_type = ")
+            .push_bind(beneficiary_type);
     } else {
-        qb.push(format!("{view} i"));
+        qb.push(format!("{view} i WHERE true"));
     }
-    qb.push(" WHERE true");
     if let Some(programs) = &query.programs {
         qb.push(" AND m.program_id = ANY(")
             .push_bind(programs.clone())
@@ -181,7 +191,8 @@ fn statement<'a>(query: &'a CountQuery, start: &str) -> QueryBuilder<'a, Postgre
             // Groups have no gender: none matches.
             qb.push(" AND false");
         } else {
-            qb.push(" AND i.gender_code = ").push_bind(gender.clone());
+            qb.push(format!(" AND {facts}.gender_code = "))
+                .push_bind(gender.clone());
         }
     }
     if let Some(status) = &query.membership_status {
@@ -192,18 +203,18 @@ fn statement<'a>(query: &'a CountQuery, start: &str) -> QueryBuilder<'a, Postgre
         organization_type,
     } = &query.counted
     {
-        // The one consent filter of every search (`consent::push_visible_for`), narrowed to
-        // consents whose scope on what is counted names analytics or research. A membership
-        // counts under a consent to use the membership (`program_membership`), not under the
-        // registrant's record; a registrant's field the count reads (a dimension's, a
-        // filter's) needs a consent to use that field of the record as well.
+        // The one consent condition of every search (`consent::push_admitted_among`),
+        // narrowed to consents whose scope on what is counted names analytics or research. A
+        // membership counts under a consent to use the membership (`program_membership`), not
+        // under the registrant's record; a registrant's field the count reads (a dimension's,
+        // a filter's) needs a consent to use that field of the record as well.
         let visibility = Visibility::Consented {
             organization: organization.clone(),
             organization_type: organization_type.clone(),
             today: query.today,
         };
-        if of_memberships {
-            push_visible_for(
+        let subject = if of_memberships {
+            push_admitted_among(
                 &mut qb,
                 &visibility,
                 "program_membership",
@@ -211,13 +222,16 @@ fn statement<'a>(query: &'a CountQuery, start: &str) -> QueryBuilder<'a, Postgre
                 Vec::new(),
                 &ANALYTICS,
             );
-        }
+            "m.beneficiary_id"
+        } else {
+            "i.aggregate_id"
+        };
         if !of_memberships || !query.fields.is_empty() {
-            push_visible_for(
+            push_admitted_among(
                 &mut qb,
                 &visibility,
                 resource_type,
-                "i.aggregate_id",
+                subject,
                 query.fields.iter().cloned(),
                 &ANALYTICS,
             );
@@ -225,11 +239,17 @@ fn statement<'a>(query: &'a CountQuery, start: &str) -> QueryBuilder<'a, Postgre
     }
     if !query.dimensions.is_empty() {
         qb.push(" GROUP BY ");
-        for index in 0..query.dimensions.len() {
+        for (index, dimension) in query.dimensions.iter().enumerate() {
             if index > 0 {
                 qb.push(", ");
             }
-            qb.push(format!("d{index}"));
+            // Gender by the column itself, not the shown `coalesce`, so that the rows of
+            // `membership_view_counted` (or `individual_view_gender`) come in the order the
+            // aggregate groups them by: no hash of a million keys.
+            match dimension {
+                Dimension::Gender => qb.push(format!("{facts}.gender_code")),
+                _ => qb.push(format!("d{index}")),
+            };
         }
     }
     qb
@@ -255,36 +275,56 @@ mod tests {
         }
     }
 
-    /// The statistics filter is the searches' probe (one `EXISTS … OFFSET 0` per subject
-    /// column and field, issue 10's fast shape), not the set of every subject a client may
-    /// count (`IN (SELECT … UNION …)`) it used to build per count.
+    /// A consent-bound count admits the subjects of the consents that admit its client, a set
+    /// built once (`IN (SELECT … UNION ALL …)`), not a probe of each counted row's consents
+    /// (`EXISTS … OFFSET 0`, the searches' shape): a count reads every row.
     #[test]
-    fn a_consent_bound_count_probes_each_row_s_consents() {
+    fn a_consent_bound_count_admits_the_set_of_consented_subjects() {
         let query = bound(Target::Individuals, vec![Dimension::Gender], &["gender"]);
         let sql = statement(&query, "SELECT ").into_sql();
-        assert!(!sql.contains(" IN (SELECT"), "{sql}");
-        assert!(!sql.contains("UNION"), "{sql}");
+        assert!(!sql.contains("OFFSET 0"), "{sql}");
         assert!(
-            sql.contains(
-                "EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = m.beneficiary_id"
-            ),
-            "the membership's own consent is probed: {sql}"
+            sql.contains("m.beneficiary_id IN (SELECT c.subject_id FROM consent_index c WHERE"),
+            "the membership's own consent admits: {sql}"
         );
+        assert_eq!(
+            sql.matches("m.beneficiary_id IN (SELECT").count(),
+            2,
+            "the membership, and the registrant's field: {sql}"
+        );
+        assert_eq!(sql.matches("UNION ALL").count(), 2, "{sql}");
+    }
+
+    /// A count of memberships by the registrant's facts reads the membership's copy of them:
+    /// no join of the registrants' read model.
+    #[test]
+    fn a_membership_count_by_gender_reads_the_membership_row_alone() {
+        let mut query = bound(
+            Target::Individuals,
+            vec![Dimension::Program, Dimension::Gender, Dimension::AgeBand],
+            &["gender", "birthDate"],
+        );
+        query.counted = Counted::All;
+        let sql = statement(&query, "SELECT ").into_sql();
+        assert!(!sql.contains("individual_view"), "{sql}");
+        assert!(!sql.contains("JOIN"), "{sql}");
+        assert!(sql.contains("coalesce(m.gender_code, 'unknown')"), "{sql}");
         assert!(
-            sql.contains(
-                "EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = i.aggregate_id"
-            ),
-            "the registrant's field is probed: {sql}"
+            sql.contains("FROM membership_view m WHERE m.beneficiary_type = $"),
+            "{sql}"
         );
-        assert_eq!(sql.matches("OFFSET 0").count(), 4, "{sql}");
     }
 
     #[test]
     fn a_membership_count_reading_no_registrant_field_asks_only_the_membership_s_consent() {
         let query = bound(Target::Individuals, vec![Dimension::MembershipStatus], &[]);
         let sql = statement(&query, "SELECT ").into_sql();
-        assert!(sql.contains("c.subject_id = m.beneficiary_id"), "{sql}");
-        assert!(!sql.contains("c.subject_id = i.aggregate_id"), "{sql}");
+        assert_eq!(
+            sql.matches("m.beneficiary_id IN (SELECT").count(),
+            1,
+            "{sql}"
+        );
+        assert!(!sql.contains("i.aggregate_id"), "{sql}");
     }
 
     #[test]

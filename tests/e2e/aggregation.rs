@@ -11,7 +11,7 @@ use crate::consent::consent_body;
 use crate::graphql::{counted_population, counting_consent};
 use crate::program::{enrol, new_program};
 use crate::support::{
-    admin, consent_client, create_client, individual_body, unique, world, Api, NATIONAL_ID,
+    admin, consent_client, create_client, individual_body, path_id, unique, world, Api, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -31,6 +31,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "aggregation::dimensions_lists_what_group_by_takes",
             dimensions,
+        ),
+        trial(
+            "aggregation::membership_counts_follow_the_beneficiary_s_facts",
+            facts_followed,
         ),
     ]
 }
@@ -429,4 +433,130 @@ async fn dimensions() {
             .await
             .expect(200);
     }
+}
+
+/// The breakdown of `program`'s memberships of registrants of `target` by `group_by` (a
+/// legal basis: nothing hidden but small cells), as `{key: count}`.
+async fn breakdown(api: &Api, target: &str, program: &str, group_by: &[&str]) -> Value {
+    let reply = api
+        .post(
+            COMPUTE,
+            json!({"scope": {"target_type": target, "program": program}, "group_by": group_by}),
+        )
+        .await;
+    reply.expect(200);
+    let mut cells = serde_json::Map::new();
+    for (key, cell) in reply.body["breakdown"].as_object().unwrap() {
+        cells.insert(key.clone(), cell["count"].clone());
+    }
+    Value::Object(cells)
+}
+
+/// A transaction creating `person` (gender `gender`) and enrolling them in `program`: the
+/// membership and its beneficiary written by one statement.
+fn enrolled_at_once(program: &str, person: &str, gender: &str) -> Value {
+    let mut body = individual_body(person);
+    body["gender"]["coding"][0]["code"] = json!(gender);
+    let placeholder = "urn:uuid:00000000-0000-4000-8000-0000000000a1";
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": placeholder, "resource": body,
+         "request": {"method": "POST", "url": "Individual"}},
+        {"resource": {"type": "ProgramMembership", "program": {"reference": format!("Program/{program}")},
+                      "beneficiary": {"reference": placeholder}, "status": "enrolled"},
+         "request": {"method": "POST", "url": "ProgramMembership"}},
+    ]})
+}
+
+/// A count of memberships by gender, age band or group type reads the beneficiary's facts as
+/// they are now, however they came to be: changed after the enrolment, written in the same
+/// statement as the membership, or a group's.
+async fn facts_followed() {
+    let admin = admin().await;
+    let analyst = Api::new(&world().base)
+        .login(&create_client(&world().database_url, &analyst_scopes()))
+        .await;
+    let (_, program) = new_program(&admin, "individual").await;
+    let mut people = Vec::new();
+    for _ in 0..10 {
+        let person = unique("AGF");
+        let mut body = individual_body(&person);
+        body["gender"]["coding"][0]["code"] = json!("1");
+        admin.post("/api/v2/spp/Individual", body).await.expect(201);
+        enrol(&admin, &program, &person, "enrolled")
+            .await
+            .expect(201);
+        people.push(person);
+    }
+    assert_eq!(
+        breakdown(&analyst, "individual", &program, &["gender", "age_band"]).await,
+        json!({"1|18-59": 10})
+    );
+    // Five of them change gender and birth date after their enrolment.
+    for person in &people[..5] {
+        let path = format!("/api/v2/spp/Individual/{}", path_id(NATIONAL_ID, person));
+        let mut body = individual_body(person);
+        body["gender"]["coding"][0]["code"] = json!("2");
+        body["birthDate"] = json!("1950-01-01");
+        admin.put(&path, body, None).await.expect(200);
+    }
+    assert_eq!(
+        breakdown(&analyst, "individual", &program, &["gender", "age_band"]).await,
+        json!({"1|18-59": 5, "2|60+": 5})
+    );
+    // Five more, each registered and enrolled in one transaction.
+    for _ in 0..5 {
+        let bundle = enrolled_at_once(&program, &unique("AGF"), "9");
+        let reply = admin.post("/api/v2/spp/$batch", bundle).await;
+        reply.expect(200);
+        assert_eq!(
+            reply.body["entry"][1]["response"]["status"], "201 Created",
+            "{}",
+            reply.text
+        );
+    }
+    assert_eq!(
+        breakdown(&analyst, "individual", &program, &["gender"]).await,
+        json!({"1": 5, "2": 5, "9": 5})
+    );
+    // A gender filter reads the same facts.
+    let filtered = analyst
+        .post(
+            COMPUTE,
+            json!({"scope": {"target_type": "individual", "program": program, "gender": "2"}}),
+        )
+        .await;
+    assert_eq!(filtered.body["total_count"], 5, "{}", filtered.body);
+
+    // Groups: households created and enrolled in one transaction each, counted by type; the
+    // group program's memberships are not counted as individuals'.
+    let (_, households) = new_program(&admin, "group").await;
+    for _ in 0..5 {
+        let placeholder = "urn:uuid:00000000-0000-4000-8000-0000000000b1";
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": placeholder, "resource": {"type": "Group",
+                "identifier": [{"system": "urn:openspp:group", "value": unique("AGFH")}],
+                "groupType": "household", "name": "Followed"},
+             "request": {"method": "POST", "url": "Group"}},
+            {"resource": {"type": "ProgramMembership",
+                          "program": {"reference": format!("Program/{households}")},
+                          "beneficiary": {"reference": placeholder}, "status": "enrolled"},
+             "request": {"method": "POST", "url": "ProgramMembership"}},
+        ]});
+        admin.post("/api/v2/spp/$batch", bundle).await.expect(200);
+    }
+    assert_eq!(
+        breakdown(&analyst, "group", &households, &["group_type"]).await,
+        json!({"household": 5})
+    );
+    let as_individuals = analyst
+        .post(
+            COMPUTE,
+            json!({"scope": {"target_type": "individual", "program": households}}),
+        )
+        .await;
+    assert_eq!(
+        as_individuals.body["total_count"], 0,
+        "{}",
+        as_individuals.body
+    );
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::program::{change_body, enrol, new_program};
 use crate::support::{
-    admin, audit_events, cli, consent_client, create_client, individual_body, minted_path,
+    admin, audit_events, cli, consent_client, create_client, individual_body, minted_path, path_id,
     query_instant, register_individual, sql_scalar, unique, world, Api, Server, TestDatabase,
     ALL_SCOPES, NATIONAL_ID,
 };
@@ -329,6 +329,30 @@ async fn replay() {
             api.put(&path, body, None).await.expect(200);
         }
     }
+    // Facts the memberships copy from their beneficiaries (migration 0225): a person's gender
+    // and birth date changed after their enrolment, and a household enrolled in a group
+    // program.
+    let mut changed = individual_body(&people[1]);
+    changed["gender"]["coding"][0]["code"] = json!("1");
+    changed["birthDate"] = json!("1950-01-01");
+    api.put(
+        &format!(
+            "/api/v2/spp/Individual/{}",
+            path_id(NATIONAL_ID, &people[1])
+        ),
+        changed,
+        None,
+    )
+    .await
+    .expect(200);
+    let (_, households) = new_program(&api, "group").await;
+    api.post(
+        "/api/v2/spp/ProgramMembership",
+        json!({"program": {"reference": format!("Program/{households}")},
+               "beneficiary": {"reference": group(&kept)}, "status": "enrolled"}),
+    )
+    .await
+    .expect(201);
     // A cycle and entitlements of enrolled members (people 2 and 4, in the first program), one
     // of them changed: the cycle's statistics are rebuilt from the entitlements' events.
     let cycle = format!("Replay cycle {}", unique("C"));
@@ -450,6 +474,17 @@ async fn replay() {
         ),
         "Replay NGO",
         "the index records the recipient that withdrew for itself"
+    );
+    assert_eq!(
+        sql_scalar(
+            &database.url,
+            "SELECT count(*) FILTER (WHERE gender_code = '1' AND birth_date = '1950-01-01') \
+                 || ',' || count(*) FILTER (WHERE group_type = 'household') \
+                 || ',' || count(*) FILTER (WHERE gender_code IS NULL AND group_type IS NULL) \
+             FROM membership_view"
+        ),
+        "1,1,0",
+        "every membership holds its beneficiary's facts as they are now"
     );
     let live = snapshot(&database.url);
     assert!(live.contains("membership_counts "), "{live}");

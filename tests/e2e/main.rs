@@ -47,6 +47,7 @@ mod program;
 mod schemathesis;
 mod search_budget;
 mod search_plans;
+mod statistics_plans;
 mod store;
 mod subscriptions;
 mod vocabulary;
@@ -136,6 +137,7 @@ fn main() {
     trials.extend(extension_search::trials());
     trials.extend(search_budget::trials());
     trials.extend(search_plans::trials());
+    trials.extend(statistics_plans::trials());
     trials.extend(faults::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     // `exit` skips destructors: stop the server and drop the database first.

@@ -11,7 +11,6 @@ use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
 use openspp_projections::individual::{plans, IndividualQuery};
 use openspp_projections::search::{Comparator, Page, SortKey, Total};
-use openspp_projections::statistics::{self, CountQuery, Counted, Dimension, Target};
 use openspp_projections::view::search_view;
 
 use crate::population;
@@ -204,30 +203,6 @@ async fn indexed() {
         accurate.total,
         (PEOPLE / 10) as i64,
         "every tenth consented"
-    );
-    // Statistics go through the same probe: a count for the NGO by gender probes the consents
-    // of the rows it counts, it does not build the set of every subject the NGO may count.
-    let count = CountQuery {
-        target: Target::Individuals,
-        dimensions: vec![Dimension::Gender],
-        programs: None,
-        gender: None,
-        membership_status: None,
-        fields: vec!["gender".into()],
-        counted: Counted::ConsentedForAnalytics {
-            organization: population::NGO.into(),
-            organization_type: "ngo".into(),
-        },
-        today: chrono::Utc::now().date_naive(),
-    };
-    let plan = statistics::plan(&pool, &count).await.expect("explained");
-    assert!(
-        !plan.contains("Seq Scan on consent_index"),
-        "statistics scan the consents:\n{plan}"
-    );
-    assert!(
-        plan.contains("consent_index_subject"),
-        "statistics probe each row's consents:\n{plan}"
     );
     pool.close().await;
     drop(database);

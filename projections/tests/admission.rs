@@ -1,0 +1,231 @@
+//! A consent-bound count admits subjects as the set of those the client's consents admit
+//! (`push_admitted_among`), a search probes each row's consents (`push_visible_for`): the same
+//! condition on a consent, written once, in two shapes. This holds that they admit exactly the
+//! same subjects over a varied population of consents — withdrawn, expired, not yet in force,
+//! withdrawn by one recipient for itself, naming other organisations, naming organisation
+//! types, of groups (covering their current members), with scopes limited to some fields and
+//! purposes — written to the index by its production writer.
+
+mod support;
+
+use chrono::{Duration, NaiveDate};
+use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
+use openspp_aggregates::{Consent, ConsentTerms};
+use openspp_projections::consent::{push_admitted_among, push_visible_for, Visibility, ANALYTICS};
+use openspp_projections::inline::Inline;
+use openspp_projections::statement::Statement;
+use openspp_projections::Fold;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use support::TestDb;
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 6, 15).unwrap()
+}
+
+const PEOPLE: usize = 60;
+const GROUPS: usize = 7;
+
+fn scope(resource_type: &str, purpose: &str, fields: Option<&[&str]>) -> ConsentScope {
+    ConsentScope {
+        resource_type: resource_type.into(),
+        field_access: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
+        purpose: purpose.into(),
+    }
+}
+
+/// Consent `n`'s subject, state and terms: every few consents another kind of each.
+fn consent(n: usize) -> (String, Fold<Consent>) {
+    let (subject_type, subject) = if n % 4 == 0 {
+        ("Group", format!("g{}", n % GROUPS))
+    } else {
+        ("Individual", format!("s{}", (n * 7) % PEOPLE))
+    };
+    let status = match n % 9 {
+        6 | 7 => ConsentStatus::Renewed,
+        8 => ConsentStatus::Withdrawn,
+        _ => ConsentStatus::Given,
+    };
+    let (effective, expiry) = [(-30, 30), (-30, -1), (1, 30), (-10, 0), (0, 400)][n % 5];
+    let (mode, recipients, types): (RecipientMode, &[&str], &[&str]) = match n % 6 {
+        0 | 3 => (RecipientMode::Specific, &["A"], &[]),
+        1 => (RecipientMode::Specific, &["B", "A"], &[]),
+        2 => (RecipientMode::Specific, &["C"], &[]),
+        4 => (RecipientMode::Category, &[], &["ngo"]),
+        _ => (RecipientMode::Category, &[], &["government", "academic"]),
+    };
+    let scopes = match n % 7 {
+        0 => vec![scope("individual", "analytics", None)],
+        1 => vec![scope("individual", "research", Some(&["name"]))],
+        2 => vec![
+            scope("program_membership", "analytics", None),
+            scope("individual", "service_delivery", None),
+        ],
+        3 => vec![scope("all", "research", Some(&["gender"]))],
+        4 => vec![scope("group", "analytics", None)],
+        5 => vec![
+            scope("individual", "analytics", Some(&["gender", "birthDate"])),
+            scope("program_membership", "research", None),
+        ],
+        _ => vec![scope("program_membership", "service_delivery", None)],
+    };
+    let released: Vec<String> = if n % 11 == 5 {
+        vec!["A".into()]
+    } else {
+        Vec::new()
+    };
+    let terms = ConsentTerms {
+        subject_type: subject_type.into(),
+        subject,
+        recipient_mode: mode,
+        recipients: recipients.iter().map(|s| s.to_string()).collect(),
+        recipient_types: types.iter().map(|s| s.to_string()).collect(),
+        scopes,
+        legal_basis: "consent".into(),
+        effective_date: today() + Duration::days(effective),
+        expiry_date: today() + Duration::days(expiry),
+        delegation_type: "self".into(),
+        indicated_by: None,
+    };
+    let fold = Fold {
+        state: Consent {
+            terms: Some(terms),
+            status: Some(status),
+            withdrawal_reason: None,
+            released,
+            version: 1,
+        },
+        version: 1,
+        ..Fold::default()
+    };
+    (format!("c{n}"), fold)
+}
+
+/// The subjects among `candidates` that `admit` lets through.
+async fn admitted(
+    pool: &PgPool,
+    candidates: &[String],
+    admit: impl FnOnce(&mut QueryBuilder<'_, Postgres>),
+) -> Vec<String> {
+    let mut qb = QueryBuilder::new("SELECT s.id FROM unnest(");
+    qb.push_bind(candidates.to_vec())
+        .push("::text[]) AS s(id) WHERE true");
+    admit(&mut qb);
+    qb.push(" ORDER BY s.id");
+    qb.build_query_scalar().fetch_all(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_count_admits_exactly_the_subjects_a_search_would() {
+    let db = TestDb::create().await;
+    let mut inline = Inline::default();
+    let consents: Vec<(String, Fold<Consent>)> = (0..400).map(consent).collect();
+    for (id, fold) in &consents {
+        inline.project(id, fold).unwrap();
+    }
+    let mut statement = Statement::new();
+    inline.push_into(&mut statement);
+    statement
+        .finish("SELECT 1")
+        .build()
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Every third person belongs to a group.
+    sqlx::query(
+        "INSERT INTO group_membership_index (group_id, individual_id) \
+         SELECT 'g' || (k % $2), 's' || k FROM generate_series(0, $1 - 1) AS k WHERE k % 3 = 0",
+    )
+    .bind(PEOPLE as i32)
+    .bind(GROUPS as i32)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut candidates: Vec<String> = (0..PEOPLE).map(|k| format!("s{k}")).collect();
+    candidates.extend((0..GROUPS).map(|k| format!("g{k}")));
+    candidates.push("nobody".into());
+
+    let mut compared = 0;
+    let mut ever_admitted = 0;
+    for (organization, organization_type) in [("A", "ngo"), ("B", "government"), ("D", "academic")]
+    {
+        let visibility = Visibility::Consented {
+            organization: organization.into(),
+            organization_type: organization_type.into(),
+            today: today(),
+        };
+        for resource_type in ["individual", "group", "program_membership"] {
+            for fields in [
+                &[][..],
+                &["gender"][..],
+                &["birthDate", "gender"][..],
+                &["name"][..],
+            ] {
+                let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+                for purposes in [&ANALYTICS[..], &[][..]] {
+                    let probed = admitted(&db.pool, &candidates, |qb| {
+                        push_visible_for(
+                            qb,
+                            &visibility,
+                            resource_type,
+                            "s.id",
+                            fields.clone(),
+                            purposes,
+                        )
+                    })
+                    .await;
+                    let among = admitted(&db.pool, &candidates, |qb| {
+                        push_admitted_among(
+                            qb,
+                            &visibility,
+                            resource_type,
+                            "s.id",
+                            fields.clone(),
+                            purposes,
+                        )
+                    })
+                    .await;
+                    assert_eq!(
+                        among, probed,
+                        "{organization}/{organization_type}, {resource_type}, {fields:?}, \
+                         {purposes:?}"
+                    );
+                    assert!(probed.len() < candidates.len());
+                    ever_admitted += probed.len();
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 3 * 3 * 4 * 2);
+
+    // The purposes both shapes read (`consent_index.purposes`, migration 0225) are those of
+    // every scope of the consent's terms.
+    for resource_type in ["individual", "group", "program_membership"] {
+        for purposes in [&ANALYTICS[..], &["service_delivery"][..]] {
+            let rows: Vec<(String, bool)> = sqlx::query_as(
+                "SELECT consent_id, coalesce(purposes -> $1 ?| $2 OR purposes -> 'all' ?| $2, \
+                     false) FROM consent_index",
+            )
+            .bind(resource_type)
+            .bind(purposes)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            assert_eq!(rows.len(), consents.len());
+            for (id, sql) in rows {
+                let (_, fold) = consents.iter().find(|(c, _)| *c == id).unwrap();
+                let terms = fold.state.terms.as_ref().unwrap();
+                let domain = terms.scopes.iter().any(|s| {
+                    (s.resource_type == resource_type || s.resource_type == "all")
+                        && purposes.contains(&s.purpose.as_str())
+                });
+                assert_eq!(sql, domain, "{id}: {resource_type}, {purposes:?}");
+            }
+        }
+    }
+    assert!(
+        ever_admitted > 100,
+        "the population admits someone, often: {ever_admitted}"
+    );
+    db.drop().await;
+}
