@@ -10,7 +10,7 @@ use crate::events::Fold;
 use crate::extension::ExtensionFilter;
 use crate::search::{like_contains, push_instants, Comparator, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
-use crate::view::{self, search_text, ViewQuery, ViewRow};
+use crate::view::{self, search_text, Newest, ViewQuery, ViewRow};
 
 pub type GroupRow = ViewRow<Group>;
 
@@ -45,6 +45,13 @@ impl ViewQuery for GroupQuery {
     }
     fn order(&self) -> &[SortKey] {
         &self.sort
+    }
+    /// An identifier names one group (see `IndividualQuery::newest`).
+    fn newest(&self) -> Newest {
+        match self.identifier {
+            Some(_) => Newest::Sort,
+            None => Newest::Probe,
+        }
     }
     /// The fields this search filters or sorts on, with the parameter that names each (see
     /// `IndividualQuery::fields`).

@@ -15,7 +15,7 @@ use crate::extension::ExtensionFilter;
 use crate::household::InHousehold;
 use crate::search::{like_contains, push_dates, push_instants, Comparator, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
-use crate::view::{self, search_text, ViewQuery, ViewRow};
+use crate::view::{self, search_text, Newest, ViewQuery, ViewRow};
 
 pub type IndividualRow = ViewRow<Individual>;
 
@@ -52,6 +52,13 @@ impl ViewQuery for IndividualQuery {
     }
     fn order(&self) -> &[SortKey] {
         &self.sort
+    }
+    /// An identifier names one person: its page is that person, never worth a probe.
+    fn newest(&self) -> Newest {
+        match self.identifier {
+            Some(_) => Newest::Sort,
+            None => Newest::Probe,
+        }
     }
     /// The fields this search filters or sorts on, with the parameter that names each. The
     /// identifier and `meta` (`_lastUpdated`) are visible to every reader and not listed.
@@ -304,6 +311,60 @@ pub async fn plans(
         plans.push(lines.join("\n"));
     }
     Ok(plans)
+}
+
+/// The plan PostgreSQL chooses for the probe of the newest rows `search` runs first for a
+/// newest-first page of this query (`view::newest_statement`), `None` when it runs none: so
+/// that a test can hold the probe to its bound.
+pub async fn newest_plan(
+    pool: &PgPool,
+    query: &IndividualQuery,
+    page: Page,
+) -> sqlx::Result<Option<String>> {
+    let Some(mut qb) = view::newest_statement(
+        "EXPLAIN ",
+        query.newest(),
+        "individual_view",
+        |qb| push_filters(qb, query),
+        &query.sort,
+        page,
+    ) else {
+        return Ok(None);
+    };
+    // As `search` runs it: a plain statement in a transaction of its own.
+    let mut tx = pool.begin().await?;
+    let lines: Vec<String> = qb
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    Ok(Some(lines.join("\n")))
+}
+
+/// The page the probe of the newest rows finds for this query, when it is the search's page
+/// (`None` when it is not, or when no probe runs): so that a test can tell that a page was
+/// read from the newest rows alone, and compare it with the page every match sorted gives.
+pub async fn newest_page(
+    pool: &PgPool,
+    query: &IndividualQuery,
+    page: Page,
+) -> sqlx::Result<Option<Vec<IndividualRow>>> {
+    let Some(mut probe) = view::newest_statement(
+        "",
+        query.newest(),
+        "individual_view",
+        |qb| push_filters(qb, query),
+        &query.sort,
+        page,
+    ) else {
+        return Ok(None);
+    };
+    let mut connection = pool.acquire().await?;
+    view::probed(&mut connection, &mut probe, page)
+        .await?
+        .map(|rows| rows.iter().map(ViewRow::from_row).collect())
+        .transpose()
 }
 
 /// The identifier (`system|value`) by which other resources reference each individual.

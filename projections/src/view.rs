@@ -31,7 +31,7 @@ pub struct ViewRow<A> {
 const COLUMNS: &str = "aggregate_id, version, state, last_updated, source";
 
 impl<A: DeserializeOwned> ViewRow<A> {
-    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+    pub(crate) fn from_row(row: &PgRow) -> sqlx::Result<Self> {
         let state: Value = row.try_get("state")?;
         Ok(Self {
             aggregate_id: row.try_get("aggregate_id")?,
@@ -128,7 +128,8 @@ pub async fn rows_where<A: DeserializeOwned>(
 }
 
 /// Counts the matches and fetches one page of them (two statements, run at once); `filters`
-/// appends `WHERE …`.
+/// appends `WHERE …`. With `newest` (see `Newest`), a first page in newest-first order is read
+/// from the newest rows alone when they hold it.
 ///
 /// Both statements are unnamed (not cached), so PostgreSQL plans them with the values of this
 /// search: a cached generic plan cannot see how selective a consent filter or a date range is,
@@ -144,11 +145,13 @@ pub(crate) async fn search<A: DeserializeOwned>(
     filters: impl Fn(&mut QueryBuilder<'_, Postgres>),
     sort: &[SortKey],
     page: Page,
+    newest: Newest,
 ) -> sqlx::Result<Found<ViewRow<A>>> {
     let mut count = count_statement("", table, &filters, page);
     let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM {table}"));
     filters(&mut select);
     push_order(&mut select, sort, page);
+    let mut probe = newest_statement("", newest, table, &filters, sort, page);
     let budget = budget();
     let _places = budget.enter().await?;
     // Side by side on two connections: a search takes the longer of the two, not their sum.
@@ -182,7 +185,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     };
     let paged = async {
         let mut tx = begin_with(pool, budget.begin.clone()).await?;
-        let rows = select.build().persistent(false).fetch_all(&mut *tx).await?;
+        let rows = fetch_page(&mut tx, probe.as_mut(), &mut select, page).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(rows)
     };
@@ -195,6 +198,125 @@ pub(crate) async fn search<A: DeserializeOwned>(
             .map(ViewRow::from_row)
             .collect::<sqlx::Result<_>>()?,
     })
+}
+
+/// Whether a search may read a newest-first page from the newest rows alone
+/// (`newest_statement`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Newest {
+    /// It may, when its order is newest first and its table has the index to read in that
+    /// order (`NEWEST_INDEXED`).
+    Probe,
+    /// It sorts what its filters select: they select few rows whatever the table holds (an
+    /// identifier names one), and reading the newest rows first would only add to its cost.
+    Sort,
+}
+
+/// The rows a newest-first probe reads, newest first, before it gives up. A page whose filters
+/// match one row in 250 (one in 16 is a Santos; one in 80 a consented one) is found among
+/// them; rarer matches fall back to sorting what the filters select, which is then little.
+pub const NEWEST_PROBED: i64 = 5_000;
+
+/// The tables with an index on `(last_updated, aggregate_id)` (migrations 0004, 0007, 0160,
+/// 0161, 0175), which a probe reads backwards: newest first, stopping at `NEWEST_PROBED`. A
+/// table without one is never probed (its newest rows would be a sort of the whole table).
+const NEWEST_INDEXED: [&str; 7] = [
+    "individual_view",
+    "group_view",
+    "program_view",
+    "membership_view",
+    "cycle_view",
+    "service_point_view",
+    "product_view",
+];
+
+/// The page of `filters` in `sort` order (`head` before it: `EXPLAIN `) read from the newest `NEWEST_PROBED` rows of `table`
+/// alone, each row with `probe_floor`, the oldest `last_updated` among them; `None` unless the
+/// search may probe (`Newest::Probe`), is in newest-first order, and its page ends within the
+/// probe.
+///
+/// Why: the default order of a search is newest first, and no index gives it
+/// (`last_updated DESC, aggregate_id ASC`), so a page sorts every match to keep the newest
+/// 20 — for a common name at 1,000,000 people, 62,000 matches per page. An index in that very
+/// order let PostgreSQL walk it newest first and filter, which it also chose for a rare value
+/// it overestimated, reading the whole registry to fill a page (migration 0240, withdrawn).
+/// Here the walk is bounded by the statement itself (a `LIMIT` sub-select, which PostgreSQL
+/// may neither flatten nor push the filters into): it reads at most `NEWEST_PROBED` rows,
+/// whatever the filters and whatever the planner estimates.
+///
+/// Its page is the search's page when it is full and its last row is newer than
+/// `probe_floor` (`probe_holds`): every row newer than the floor is among those read, so the
+/// rows matched up to there are a prefix of every match in order. Otherwise the search sorts
+/// its matches as before, which it does fast where few match.
+pub(crate) fn newest_statement<'q>(
+    head: &str,
+    newest: Newest,
+    table: &str,
+    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
+    sort: &[SortKey],
+    page: Page,
+) -> Option<QueryBuilder<'q, Postgres>> {
+    let newest_first = matches!(
+        sort,
+        [SortKey {
+            column: "last_updated",
+            descending: true
+        }]
+    );
+    let within = page.count > 0 && page.offset.saturating_add(page.count) <= NEWEST_PROBED;
+    if newest != Newest::Probe || !newest_first || !within || !NEWEST_INDEXED.contains(&table) {
+        return None;
+    }
+    // `last_updated DESC` (NULLS FIRST), not the page's NULLS LAST: the order a backward read
+    // of the index gives; the column is NOT NULL in every table listed.
+    let newest_rows = format!("{table} ORDER BY last_updated DESC LIMIT {NEWEST_PROBED}");
+    // The sub-select takes the table's name, so that filters naming the table's columns
+    // (`individual_view.aggregate_id`) read the probed rows.
+    let mut probe = QueryBuilder::new(format!(
+        "{head}SELECT {COLUMNS}, (SELECT min(last_updated) FROM (SELECT last_updated FROM {newest_rows}) \
+         AS probed) AS probe_floor FROM (SELECT * FROM {newest_rows}) AS {table}"
+    ));
+    filters(&mut probe);
+    push_order(&mut probe, sort, page);
+    Some(probe)
+}
+
+/// Whether the `rows` a probe found are the page itself (see `newest_statement`).
+fn probe_holds(rows: &[PgRow], page: Page) -> sqlx::Result<bool> {
+    let Some(last) = rows.last() else {
+        return Ok(false);
+    };
+    if (rows.len() as i64) < page.count {
+        return Ok(false);
+    }
+    let last_updated: DateTime<Utc> = last.try_get("last_updated")?;
+    let floor: Option<DateTime<Utc>> = last.try_get("probe_floor")?;
+    Ok(floor.is_some_and(|floor| last_updated > floor))
+}
+
+/// The page `probe` (a `newest_statement`) found, if it is the search's page.
+pub(crate) async fn probed(
+    connection: &mut sqlx::PgConnection,
+    probe: &mut QueryBuilder<'_, Postgres>,
+    page: Page,
+) -> sqlx::Result<Option<Vec<PgRow>>> {
+    let rows = probe.build().persistent(false).fetch_all(connection).await?;
+    Ok(probe_holds(&rows, page)?.then_some(rows))
+}
+
+/// A search's page: read by `probe` when it holds the page, else by `select`.
+async fn fetch_page(
+    connection: &mut sqlx::PgConnection,
+    probe: Option<&mut QueryBuilder<'_, Postgres>>,
+    select: &mut QueryBuilder<'_, Postgres>,
+    page: Page,
+) -> sqlx::Result<Vec<PgRow>> {
+    if let Some(probe) = probe {
+        if let Some(rows) = probed(&mut *connection, probe, page).await? {
+            return Ok(rows);
+        }
+    }
+    select.build().persistent(false).fetch_all(connection).await
 }
 
 /// The statement counting what `filters` selects in `table`, as `page.total` asks: every
@@ -359,11 +481,13 @@ pub(crate) async fn search_any<A: DeserializeOwned, Q>(
     table: &'static str,
     queries: &[Q],
     push_filters: fn(&mut QueryBuilder<'_, Postgres>, &Q),
+    newest: fn(&Q) -> Newest,
     sort: &[SortKey],
     page: Page,
 ) -> sqlx::Result<Found<ViewRow<A>>> {
     if let [query] = queries {
-        return search(pool, table, |qb| push_filters(qb, query), sort, page).await;
+        let filters = |qb: &mut QueryBuilder<'_, Postgres>| push_filters(qb, query);
+        return search(pool, table, filters, sort, page, newest(query)).await;
     }
     let any = |qb: &mut QueryBuilder<'_, Postgres>| {
         qb.push(" WHERE aggregate_id IN (");
@@ -379,7 +503,8 @@ pub(crate) async fn search_any<A: DeserializeOwned, Q>(
         }
         qb.push(")");
     };
-    search(pool, table, any, sort, page).await
+    // Not probed: each of the union's queries is read in whole to find the rows it selects.
+    search(pool, table, any, sort, page, Newest::Sort).await
 }
 
 /// A search of one read model: the table, its order, and the filters one query adds. Counting
@@ -404,6 +529,12 @@ pub trait ViewQuery: Sized + Sync {
     fn fields(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// Whether a newest-first page of this query may first read the newest rows alone
+    /// (`Newest`): by default it may.
+    fn newest(&self) -> Newest {
+        Newest::Probe
+    }
 }
 
 /// The rows `query` selects, counted and paged in its read model's order.
@@ -418,6 +549,7 @@ pub async fn search_view<Q: ViewQuery>(
         |qb| Q::push_filters(qb, query),
         query.order(),
         page,
+        query.newest(),
     )
     .await
 }
@@ -429,7 +561,7 @@ pub async fn search_view_any<Q: ViewQuery>(
     page: Page,
 ) -> sqlx::Result<Found<ViewRow<Q::State>>> {
     let order = queries.first().map_or(Q::ORDER, Q::order);
-    search_any(pool, Q::TABLE, queries, Q::push_filters, order, page).await
+    search_any(pool, Q::TABLE, queries, Q::push_filters, Q::newest, order, page).await
 }
 
 /// Lower-cased words of a resource's text fields, for `LIKE '%…%'` search on a trigram index.

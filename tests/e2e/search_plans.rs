@@ -9,9 +9,9 @@ use libtest_mimic::Trial;
 use openspp::store::EventStore;
 use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
-use openspp_projections::individual::{plans, IndividualQuery};
+use openspp_projections::individual::{newest_page, newest_plan, plans, IndividualQuery};
 use openspp_projections::search::{Comparator, Page, SortKey, Total};
-use openspp_projections::view::search_view;
+use openspp_projections::view::{search_view, NEWEST_PROBED};
 
 use crate::population;
 use crate::support::{cli, sql_scalar, TestDatabase, NATIONAL_ID};
@@ -204,6 +204,141 @@ async fn indexed() {
         (PEOPLE / 10) as i64,
         "every tenth consented"
     );
+    newest_first(&pool).await;
     pool.close().await;
     drop(database);
+}
+
+/// A page in the default order (newest first) of a common name reads the newest rows alone,
+/// at most `NEWEST_PROBED` of them, rather than sorting every match to keep 20 (62,000 for
+/// "santos" at 1,000,000 people); and every page, probed or not, is the page sorting every
+/// match gives: same rows, same order, same total, for common and rare values, under a legal
+/// basis and bound by consent.
+async fn newest_first(pool: &sqlx::PgPool) {
+    let newest = |q: IndividualQuery| IndividualQuery {
+        sort: vec![SortKey::NEWEST_FIRST],
+        ..q
+    };
+    // The same order, spelled so that no probe runs: every match is sorted.
+    let sorted = |q: IndividualQuery| IndividualQuery {
+        sort: vec![
+            SortKey::NEWEST_FIRST,
+            SortKey {
+                column: "aggregate_id",
+                descending: false,
+            },
+        ],
+        ..q
+    };
+    let name = |v: Visibility, name: &str| IndividualQuery {
+        name: Some(name.into()),
+        ..query(v)
+    };
+    let month = |v: Visibility| IndividualQuery {
+        birth_date: vec![
+            (
+                Comparator::Ge,
+                NaiveDate::from_ymd_opt(1970, 3, 1).unwrap(),
+            ),
+            (
+                Comparator::Lt,
+                NaiveDate::from_ymd_opt(1970, 4, 1).unwrap(),
+            ),
+        ],
+        ..query(v)
+    };
+    let identifier = |v: Visibility| IndividualQuery {
+        identifier: Some(Identifier {
+            system: NATIONAL_ID.into(),
+            value: "P12340".into(),
+        }),
+        ..query(v)
+    };
+    let first = Page::new(20, 0);
+    // Whether the first page of each is read from the newest rows alone: one person in 16 is
+    // a Santos, one in 80 a Santos who consented; a month of birth dates holds one in 830.
+    let searches = [
+        ("santos", name(Visibility::All, "santos"), true),
+        ("santos, consented", name(ngo_visibility(), "santos"), true),
+        ("tolentino", name(Visibility::All, "tolentino"), true),
+        ("a month", month(Visibility::All), false),
+        ("a month, consented", month(ngo_visibility()), false),
+        ("one given name", name(Visibility::All, "maria 12"), false),
+        ("nobody", name(ngo_visibility(), "nobody at all"), false),
+        ("identifier", identifier(Visibility::All), false),
+        ("identifier, consented", identifier(ngo_visibility()), false),
+    ];
+    for (what, search, probed) in searches {
+        let legal = matches!(search.visibility, Visibility::All);
+        // Counted as the server counts for such a client (`Principal::countable`), and
+        // exactly.
+        let counted = |page: Page| Page {
+            total: if legal { Total::Estimate } else { Total::AtLeast },
+            ..page
+        };
+        let pages = [
+            counted(first),
+            counted(Page::new(20, 40)),
+            counted(Page::new(100, 0)),
+            counted(Page::new(20, NEWEST_PROBED)),
+            Page {
+                total: Total::Accurate,
+                ..first
+            },
+        ];
+        for page in pages {
+            let found = search_view(pool, &newest(search.clone()), page)
+                .await
+                .expect("searched");
+            let every = search_view(pool, &sorted(search.clone()), page)
+                .await
+                .expect("searched");
+            let ids = |rows: &[openspp_projections::individual::IndividualRow]| {
+                rows.iter()
+                    .map(|r| r.aggregate_id.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(ids(&found.rows), ids(&every.rows), "{what} at {page:?}");
+            assert_eq!(
+                (found.total, found.estimated),
+                (every.total, every.estimated),
+                "{what} at {page:?}"
+            );
+        }
+        let probe = newest_page(pool, &newest(search.clone()), counted(first))
+            .await
+            .expect("probed");
+        assert_eq!(probe.is_some(), probed, "{what}: read from the newest rows");
+        if let Some(rows) = probe {
+            let every = search_view(pool, &sorted(search.clone()), first)
+                .await
+                .expect("searched");
+            assert_eq!(rows.len(), 20, "{what}");
+            let probed: Vec<_> = rows.iter().map(|r| &r.aggregate_id).collect();
+            let sorted: Vec<_> = every.rows.iter().map(|r| &r.aggregate_id).collect();
+            assert_eq!(probed, sorted, "{what}: the probe's page");
+        }
+        // The probe is bounded by its statement: a backward read of the newest rows under a
+        // `LIMIT`, whatever PostgreSQL estimates the filters select; an identifier's page
+        // sorts its one match and runs none.
+        let plan = newest_plan(pool, &newest(search.clone()), first)
+            .await
+            .expect("explained");
+        match plan {
+            None => assert!(search.identifier.is_some(), "{what} runs no probe"),
+            Some(plan) => {
+                assert!(search.identifier.is_none(), "{what} probes:\n{plan}");
+                assert!(
+                    plan.contains("Backward using individual_view_last_updated")
+                        && plan.contains("Limit"),
+                    "{what} does not read the newest rows under a limit:\n{plan}"
+                );
+                assert!(
+                    !plan.contains("Seq Scan on individual_view")
+                        && !plan.contains("Bitmap Heap Scan on individual_view"),
+                    "{what} reads more than the newest rows:\n{plan}"
+                );
+            }
+        }
+    }
 }
