@@ -345,8 +345,12 @@ fn push_admitted(
                 .push(subject_column)
                 .push(" IN (SELECT c.subject_id FROM consent_index c WHERE");
             push_in_force(qb);
+            // UNION, not UNION ALL: the same set, but PostgreSQL then estimates its size
+            // from its parts (100,000), where it took a UNION ALL's distinct subjects to be
+            // 200 and read them one by one (individual_view by gender at 1,000,000: 3.07 s
+            // by 100,000 index probes, 0.96 s as one hash join).
             qb.push(
-                " UNION ALL SELECT vm.individual_id FROM group_membership_index vm \
+                " UNION SELECT vm.individual_id FROM group_membership_index vm \
                  JOIN consent_index c ON c.subject_id = vm.group_id WHERE",
             );
             push_in_force(qb);

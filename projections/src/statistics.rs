@@ -276,7 +276,7 @@ mod tests {
     }
 
     /// A consent-bound count admits the subjects of the consents that admit its client, a set
-    /// built once (`IN (SELECT … UNION ALL …)`), not a probe of each counted row's consents
+    /// built once (`IN (SELECT … UNION …)`), not a probe of each counted row's consents
     /// (`EXISTS … OFFSET 0`, the searches' shape): a count reads every row.
     #[test]
     fn a_consent_bound_count_admits_the_set_of_consented_subjects() {
@@ -292,7 +292,7 @@ mod tests {
             2,
             "the membership, and the registrant's field: {sql}"
         );
-        assert_eq!(sql.matches("UNION ALL").count(), 2, "{sql}");
+        assert_eq!(sql.matches(" UNION SELECT").count(), 2, "{sql}");
     }
 
     /// A count of memberships by the registrant's facts reads the membership's copy of them:
