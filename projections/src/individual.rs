@@ -366,6 +366,25 @@ pub async fn newest_page(
         .transpose()
 }
 
+/// What the count of a search of this query counts (at most `page.counted_at_most()` for
+/// `Total::Estimate` and `Total::AtLeast`), counted as `search` counts it, with whether it
+/// walked the newest rows to find them (`view::walk_statement`): so that a test can tell which
+/// way a count went and that both count alike.
+pub async fn counted(
+    pool: &PgPool,
+    query: &IndividualQuery,
+    page: Page,
+) -> sqlx::Result<(i64, bool)> {
+    let filters = |qb: &mut QueryBuilder<'_, Postgres>| push_filters(qb, query);
+    let mut count = view::count_statement("", "individual_view", filters, page);
+    let mut tx = view::counting(pool, page).await?;
+    let counted =
+        view::count_matches(&mut tx, query.newest(), "individual_view", filters, &mut count, page)
+            .await?;
+    tx.rollback().await?;
+    Ok(counted)
+}
+
 /// The identifier (`system|value`) by which other resources reference each individual.
 pub async fn primary_identifiers(
     pool: &PgPool,
