@@ -151,7 +151,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM {table}"));
     filters(&mut select);
     push_order(&mut select, sort, page);
-    let mut probe = newest_statement("", newest, table, &filters, sort, page);
+    let mut probe = Probe::new(newest, table, &filters, sort, page);
     let budget = budget();
     let _places = budget.enter().await?;
     // Side by side on two connections: a search takes the longer of the two, not their sum.
@@ -295,25 +295,72 @@ fn probe_holds(rows: &[PgRow], page: Page) -> sqlx::Result<bool> {
     Ok(floor.is_some_and(|floor| last_updated > floor))
 }
 
-/// The page `probe` (a `newest_statement`) found, if it is the search's page.
-pub(crate) async fn probed(
-    connection: &mut sqlx::PgConnection,
-    probe: &mut QueryBuilder<'_, Postgres>,
-    page: Page,
-) -> sqlx::Result<Option<Vec<PgRow>>> {
-    let rows = probe.build().persistent(false).fetch_all(connection).await?;
-    Ok(probe_holds(&rows, page)?.then_some(rows))
+/// A probe of the newest rows (`newest_statement`), with the same statement explained.
+pub(crate) struct Probe<'q> {
+    explain: QueryBuilder<'q, Postgres>,
+    probe: QueryBuilder<'q, Postgres>,
+}
+
+impl<'q> Probe<'q> {
+    /// The probe of a search, `None` where `newest_statement` runs none.
+    pub(crate) fn new(
+        newest: Newest,
+        table: &str,
+        filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
+        sort: &[SortKey],
+        page: Page,
+    ) -> Option<Self> {
+        Some(Self {
+            explain: newest_statement(
+                "EXPLAIN (FORMAT JSON) ",
+                newest,
+                table,
+                &filters,
+                sort,
+                page,
+            )?,
+            probe: newest_statement("", newest, table, &filters, sort, page)?,
+        })
+    }
+
+    /// The page the probe found, if it is the search's page. It runs only where PostgreSQL
+    /// expects twice the page's matches among the newest rows: a month of birth dates (one in
+    /// 830, six expected) would read them in vain, and reading them costs more than sorting
+    /// its 1,240 matches (pgbench at 1,000,000 people: 524 probes/s against 743 pages/s).
+    pub(crate) async fn page(
+        &mut self,
+        connection: &mut sqlx::PgConnection,
+        page: Page,
+    ) -> sqlx::Result<Option<Vec<PgRow>>> {
+        let plan: Value = self
+            .explain
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_one(&mut *connection)
+            .await?;
+        let expected = planned_rows(&plan, "Subquery Scan").unwrap_or(0.0);
+        if expected < 2.0 * page.offset.saturating_add(page.count) as f64 {
+            return Ok(None);
+        }
+        let rows = self
+            .probe
+            .build()
+            .persistent(false)
+            .fetch_all(connection)
+            .await?;
+        Ok(probe_holds(&rows, page)?.then_some(rows))
+    }
 }
 
 /// A search's page: read by `probe` when it holds the page, else by `select`.
 async fn fetch_page(
     connection: &mut sqlx::PgConnection,
-    probe: Option<&mut QueryBuilder<'_, Postgres>>,
+    probe: Option<&mut Probe<'_>>,
     select: &mut QueryBuilder<'_, Postgres>,
     page: Page,
 ) -> sqlx::Result<Vec<PgRow>> {
     if let Some(probe) = probe {
-        if let Some(rows) = probed(&mut *connection, probe, page).await? {
+        if let Some(rows) = probe.page(&mut *connection, page).await? {
             return Ok(rows);
         }
     }
@@ -683,7 +730,16 @@ pub async fn search_view_any<Q: ViewQuery>(
     page: Page,
 ) -> sqlx::Result<Found<ViewRow<Q::State>>> {
     let order = queries.first().map_or(Q::ORDER, Q::order);
-    search_any(pool, Q::TABLE, queries, Q::push_filters, Q::newest, order, page).await
+    search_any(
+        pool,
+        Q::TABLE,
+        queries,
+        Q::push_filters,
+        Q::newest,
+        order,
+        page,
+    )
+    .await
 }
 
 /// Lower-cased words of a resource's text fields, for `LIKE '%…%'` search on a trigram index.

@@ -261,14 +261,8 @@ async fn newest_first(pool: &sqlx::PgPool) {
     };
     let month = |v: Visibility| IndividualQuery {
         birth_date: vec![
-            (
-                Comparator::Ge,
-                NaiveDate::from_ymd_opt(1970, 3, 1).unwrap(),
-            ),
-            (
-                Comparator::Lt,
-                NaiveDate::from_ymd_opt(1970, 4, 1).unwrap(),
-            ),
+            (Comparator::Ge, NaiveDate::from_ymd_opt(1970, 3, 1).unwrap()),
+            (Comparator::Lt, NaiveDate::from_ymd_opt(1970, 4, 1).unwrap()),
         ],
         ..query(v)
     };
@@ -312,7 +306,12 @@ async fn newest_first(pool: &sqlx::PgPool) {
             false,
             Some(false),
         ),
-        ("identifier", identifier(Visibility::All), false, Some(false)),
+        (
+            "identifier",
+            identifier(Visibility::All),
+            false,
+            Some(false),
+        ),
         (
             "identifier, consented",
             identifier(ngo_visibility()),
@@ -325,7 +324,11 @@ async fn newest_first(pool: &sqlx::PgPool) {
         // Counted as the server counts for such a client (`Principal::countable`), and
         // exactly.
         let countable = |page: Page| Page {
-            total: if legal { Total::Estimate } else { Total::AtLeast },
+            total: if legal {
+                Total::Estimate
+            } else {
+                Total::AtLeast
+            },
             ..page
         };
         let pages = [
