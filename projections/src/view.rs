@@ -231,8 +231,9 @@ const NEWEST_INDEXED: [&str; 7] = [
     "product_view",
 ];
 
-/// The page of `filters` in `sort` order (`head` before it: `EXPLAIN `) read from the newest `NEWEST_PROBED` rows of `table`
-/// alone, each row with `probe_floor`, the oldest `last_updated` among them; `None` unless the
+/// The page of `filters` in `sort` order (`head` before it: `EXPLAIN `) read from the newest
+/// `NEWEST_PROBED` rows of `table` alone, each row with `probe_floor`, the oldest
+/// `last_updated` among them (NULL when the table holds fewer); `None` unless the
 /// search may probe (`Newest::Probe`), is in newest-first order, and its page ends within the
 /// probe.
 ///
@@ -275,24 +276,27 @@ pub(crate) fn newest_statement<'q>(
     // (`individual_view.aggregate_id`) read the probed rows.
     let mut probe = QueryBuilder::new(format!(
         "{head}SELECT {COLUMNS}, (SELECT min(last_updated) FROM (SELECT last_updated FROM {newest_rows}) \
-         AS probed) AS probe_floor FROM (SELECT * FROM {newest_rows}) AS {table}"
+         AS probed HAVING count(*) = {NEWEST_PROBED}) AS probe_floor FROM (SELECT * FROM {newest_rows}) AS {table}"
     ));
     filters(&mut probe);
     push_order(&mut probe, sort, page);
     Some(probe)
 }
 
-/// Whether the `rows` a probe found are the page itself (see `newest_statement`).
+/// Whether the `rows` a probe found are the page itself (see `newest_statement`). A probe
+/// that read the whole table (fewer rows than `NEWEST_PROBED`: no `probe_floor`) found every
+/// match, so its page is the page however full; an empty one tells nothing (no row says what
+/// was read) and the search sorts what its filters select, which is then little.
 fn probe_holds(rows: &[PgRow], page: Page) -> sqlx::Result<bool> {
     let Some(last) = rows.last() else {
         return Ok(false);
     };
-    if (rows.len() as i64) < page.count {
-        return Ok(false);
-    }
-    let last_updated: DateTime<Utc> = last.try_get("last_updated")?;
     let floor: Option<DateTime<Utc>> = last.try_get("probe_floor")?;
-    Ok(floor.is_some_and(|floor| last_updated > floor))
+    let Some(floor) = floor else {
+        return Ok(true);
+    };
+    let last_updated: DateTime<Utc> = last.try_get("last_updated")?;
+    Ok(rows.len() as i64 >= page.count && last_updated > floor)
 }
 
 /// A probe of the newest rows (`newest_statement`), with the same statement explained.
