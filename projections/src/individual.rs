@@ -343,15 +343,15 @@ pub async fn newest_plan(
 }
 
 /// The page the probe of the newest rows finds for this query, when it is the search's page
-/// (`None` when it is not, or when no probe runs): so that a test can tell that a page was
+/// (`None` when it is not, or when no probe runs, or PostgreSQL expects too few matches among
+/// the newest rows to run it): so that a test can tell that a page was
 /// read from the newest rows alone, and compare it with the page every match sorted gives.
 pub async fn newest_page(
     pool: &PgPool,
     query: &IndividualQuery,
     page: Page,
 ) -> sqlx::Result<Option<Vec<IndividualRow>>> {
-    let Some(mut probe) = view::newest_statement(
-        "",
+    let Some(mut probe) = view::Probe::new(
         query.newest(),
         "individual_view",
         |qb| push_filters(qb, query),
@@ -361,10 +361,36 @@ pub async fn newest_page(
         return Ok(None);
     };
     let mut connection = pool.acquire().await?;
-    view::probed(&mut connection, &mut probe, page)
+    probe
+        .page(&mut connection, page)
         .await?
         .map(|rows| rows.iter().map(ViewRow::from_row).collect())
         .transpose()
+}
+
+/// What the count of a search of this query counts (at most `page.counted_at_most()` for
+/// `Total::Estimate` and `Total::AtLeast`), counted as `search` counts it, with whether it
+/// walked the newest rows to find them (`view::walk_statement`): so that a test can tell which
+/// way a count went and that both count alike.
+pub async fn counted(
+    pool: &PgPool,
+    query: &IndividualQuery,
+    page: Page,
+) -> sqlx::Result<(i64, bool)> {
+    let filters = |qb: &mut QueryBuilder<'_, Postgres>| push_filters(qb, query);
+    let mut count = view::count_statement("", "individual_view", filters, page);
+    let mut tx = view::counting(pool, page).await?;
+    let counted = view::count_matches(
+        &mut tx,
+        query.newest(),
+        "individual_view",
+        filters,
+        &mut count,
+        page,
+    )
+    .await?;
+    tx.rollback().await?;
+    Ok(counted)
 }
 
 /// The identifier (`system|value`) by which other resources reference each individual.
