@@ -332,7 +332,7 @@ pub async fn newest_plan(
         return Ok(None);
     };
     // As `search` runs it: a plain statement in a transaction of its own.
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     let lines: Vec<String> = qb
         .build_query_scalar()
         .persistent(false)
