@@ -59,9 +59,7 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<Database
         // per search (unnamed) and answer in milliseconds once their indexes are used.
         .options([("jit", "off")]);
     create_database_if_missing(&options).await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(args.pool_size)
-        .acquire_timeout(Duration::from_secs(10))
+    let pool = pool_options(args.pool_size)
         .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL")?;
@@ -70,6 +68,32 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> anyhow::Result<Database
         .await
         .context("applying migrations failed")?;
     Ok(Database { pool, cluster })
+}
+
+/// A connection idle longer than this is tested (pinged) before it is handed out.
+const IDLE_PING: Duration = Duration::from_secs(1);
+
+/// How the server's pool hands out connections. sqlx's default pings every connection before
+/// handing it out: a round trip per statement, which doubled the round trips of a
+/// `GET /Individual/{id}` (one statement) and was a tenth of the server's CPU under a write
+/// load (perf, release build). Here only a connection idle for longer than `IDLE_PING` is
+/// pinged — the ones a database restart or a network cut may have broken while nothing used
+/// them; one in constant use has just proved itself, and if it breaks all the same, its
+/// statement fails as a lost connection (503 with `Retry-After`, `tests/e2e/faults.rs`) and
+/// the pool replaces it.
+fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_PING {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Whether anything listens on the local PostgreSQL address.
@@ -134,5 +158,67 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(jit, "off");
+    }
+
+    /// The backend of the pool's one connection, terminated from another session.
+    async fn terminate_the_pool_s_backend(pool: &PgPool) {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .unwrap();
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(terminated);
+        // Until the backend has gone, a ping would still be answered.
+        for _ in 0..100 {
+            let alive: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                    .bind(pid)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if !alive {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("backend {pid} did not end");
+    }
+
+    /// A connection used a moment ago is handed out as it is, without the round trip of a
+    /// ping (so a connection broken meanwhile fails its statement); one idle for longer than
+    /// `IDLE_PING` is pinged first, and a broken one replaced unnoticed.
+    #[tokio::test]
+    async fn the_pool_pings_only_connections_idle_for_a_while() {
+        let url = "postgres://postgres@127.0.0.1:5432/postgres";
+        let options = PgConnectOptions::from_str(url).unwrap();
+        let pool = pool_options(1).connect_with(options).await.unwrap();
+
+        terminate_the_pool_s_backend(&pool).await;
+        let hot = sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&pool)
+            .await;
+        assert!(hot.is_err(), "a hot connection was pinged: {hot:?}");
+        // The broken connection is gone; the next statement gets a new one.
+        let fresh: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(fresh, 1);
+
+        terminate_the_pool_s_backend(&pool).await;
+        tokio::time::sleep(IDLE_PING + Duration::from_millis(200)).await;
+        let idle: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(idle, 1);
+        pool.close().await;
     }
 }

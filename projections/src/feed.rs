@@ -16,7 +16,8 @@
 //! of this database can append here, so the horizon is the oldest transaction id among them
 //! (see `horizon`).
 
-use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
 
 use crate::events::{event_columns, FeedPosition, StoredEvent};
 
@@ -66,14 +67,61 @@ pub async fn read_between(
         .collect()
 }
 
-/// Events after a position, in feed order, all below the horizon.
-#[derive(Debug, Default)]
-pub struct FeedPage {
-    pub events: Vec<StoredEvent>,
+/// Events (or what is read of them) after a position, in feed order, all below the horizon.
+#[derive(Debug)]
+pub struct FeedPage<T = StoredEvent> {
+    pub events: Vec<T>,
     /// Events of transactions at or above the horizon were seen: they are committed (or being
     /// committed) but an older transaction of this database may still append before them. A
     /// follower should look again shortly; no notification will say when that older one ends.
     pub held_back: bool,
+}
+
+impl<T> Default for FeedPage<T> {
+    fn default() -> Self {
+        Self {
+            events: Vec::new(),
+            held_back: false,
+        }
+    }
+}
+
+/// What a page of the feed is read as: whole events, or only their places in it.
+trait FeedRead: Sized {
+    /// The page's statement (`$1:$2` the position after which it reads, `$3` its length).
+    const SQL: &'static str;
+    fn from_row(row: &PgRow) -> sqlx::Result<Self>;
+    fn feed(&self) -> FeedPosition;
+}
+
+impl FeedRead for StoredEvent {
+    const SQL: &'static str = PAGE_SQL;
+    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        StoredEvent::from_row(row)
+    }
+    fn feed(&self) -> FeedPosition {
+        self.feed
+    }
+}
+
+/// The places of a page's events (the same index range scan as `PAGE_SQL`, without reading
+/// or decoding a payload).
+pub const POSITIONS_SQL: &str =
+    "SELECT events.tx_id::text::bigint, events.global_position FROM events \
+     WHERE (events.tx_id, events.global_position) > ($1::text::xid8, $2) \
+     ORDER BY events.tx_id, events.global_position LIMIT $3";
+
+impl FeedRead for FeedPosition {
+    const SQL: &'static str = POSITIONS_SQL;
+    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        Ok(FeedPosition {
+            tx_id: row.try_get(0)?,
+            position: row.try_get(1)?,
+        })
+    }
+    fn feed(&self) -> FeedPosition {
+        *self
+    }
 }
 
 /// Up to `limit` events after `after`, in feed order, all below the horizon. Takes a pool,
@@ -88,8 +136,26 @@ pub async fn read_after(
 
 /// As `read_after`, and whether events wait above the horizon.
 pub async fn read_page(pool: &PgPool, after: FeedPosition, limit: i64) -> sqlx::Result<FeedPage> {
+    read(pool, after, limit).await
+}
+
+/// As `read_page`, the places of the events only: what a follower that only counts them (the
+/// registry's checkpoint, `runner.rs`) reads, without the payloads it would not look at.
+pub async fn read_positions(
+    pool: &PgPool,
+    after: FeedPosition,
+    limit: i64,
+) -> sqlx::Result<FeedPage<FeedPosition>> {
+    read(pool, after, limit).await
+}
+
+async fn read<T: FeedRead>(
+    pool: &PgPool,
+    after: FeedPosition,
+    limit: i64,
+) -> sqlx::Result<FeedPage<T>> {
     let horizon = horizon(pool).await?;
-    let rows = sqlx::query(PAGE_SQL)
+    let rows = sqlx::query(T::SQL)
         .bind(after.tx_id.to_string())
         .bind(after.position)
         .bind(limit)
@@ -97,10 +163,10 @@ pub async fn read_page(pool: &PgPool, after: FeedPosition, limit: i64) -> sqlx::
         .await?;
     let mut page = FeedPage::default();
     for row in &rows {
-        let event = StoredEvent::from_row(row)?;
+        let event = T::from_row(row)?;
         // The page is in transaction order: everything after the first event at or above the
         // horizon is above it too.
-        if event.feed.tx_id >= horizon {
+        if event.feed().tx_id >= horizon {
             page.held_back = true;
             break;
         }

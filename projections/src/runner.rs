@@ -24,7 +24,7 @@ use sqlx::{PgPool, Postgres};
 use crate::checkpoint::{format, load as load_checkpoint, CheckpointWatch};
 use crate::error::ProjectionError;
 use crate::events::FeedPosition;
-use crate::feed::read_page;
+use crate::feed::read_positions;
 use crate::{CHECKPOINT_CHANNEL, EVENTS_CHANNEL, REGISTRY_PROJECTION};
 
 /// Events read per page.
@@ -75,8 +75,8 @@ async fn lead(pool: &PgPool, watch: &CheckpointWatch) -> Result<(), ProjectionEr
     let mut checkpoint = load_checkpoint(pool).await?;
     let mut held_back_wait = Duration::from_millis(5);
     loop {
-        let page = read_page(pool, checkpoint, PAGE).await?;
-        if let Some(last) = page.events.last().map(|e| e.feed) {
+        let page = read_positions(pool, checkpoint, PAGE).await?;
+        if let Some(&last) = page.events.last() {
             advance(pool, &mut checkpoint, last, page.events.len()).await?;
             watch.publish(last);
             if page.events.len() as i64 == PAGE {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use openspp_projections::begin::begin;
-use openspp_projections::feed::{read_after, read_page};
+use openspp_projections::feed::{read_after, read_page, read_positions};
 use openspp_projections::FeedPosition;
 use support::TestDb;
 
@@ -121,6 +121,43 @@ async fn an_older_running_transaction_holds_the_feed_back_until_it_ends() {
     db.drop().await;
 }
 
+/// The feed follower's page of places (`read_positions`) is the page of events' places, and
+/// is held back where the page of events is.
+#[tokio::test]
+async fn a_page_of_places_is_the_page_of_events_places() {
+    let db = TestDb::create().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    for name in ["a", "b", "c"] {
+        append(&mut conn, name).await;
+    }
+    drop(conn);
+    let events = read_page(&db.pool, FeedPosition::default(), 100)
+        .await
+        .unwrap();
+    let places = read_positions(&db.pool, FeedPosition::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(events.events.len(), 3);
+    let of_events: Vec<FeedPosition> = events.events.iter().map(|e| e.feed).collect();
+    assert_eq!(places.events, of_events);
+    assert!(!places.held_back);
+    let after_first = read_positions(&db.pool, of_events[0], 1).await.unwrap();
+    assert_eq!(after_first.events, of_events[1..2]);
+
+    let mut early = begin(&db.pool).await.unwrap();
+    let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *early)
+        .await
+        .unwrap();
+    let mut late = db.pool.acquire().await.unwrap();
+    append(&mut late, "late").await;
+    let held = read_positions(&db.pool, of_events[2], 100).await.unwrap();
+    assert!(held.events.is_empty() && held.held_back);
+    early.rollback().await.unwrap();
+    drop(late);
+    db.drop().await;
+}
+
 /// Transactions of other databases in the cluster cannot append here, so a long one there
 /// (another application, another test run) does not hold this feed back.
 #[tokio::test]
@@ -177,8 +214,8 @@ fn nodes(plan: &serde_json::Value, into: &mut Vec<String>) {
     }
 }
 
-/// The feed's page query, as the code runs it, is an index range scan of `events_feed` that
-/// stops after a page, with no sort: at the start, the middle and the end of a log of three
+/// The feed's page queries (of events, and of their places only), as the code runs them, are
+/// index range scans of `events_feed` that stop after a page, with no sort: at the start, the middle and the end of a log of three
 /// million events, planned with the values (custom plan) and without them (the generic plan
 /// a prepared statement falls back to).
 #[tokio::test]
@@ -186,13 +223,27 @@ async fn a_feed_page_is_an_index_scan_without_a_sort_at_millions_of_events() {
     let db = TestDb::create().await;
     fill(&db.pool, 3_000_000).await;
     let mut conn = db.pool.acquire().await.unwrap();
-    sqlx::query(&format!(
-        "PREPARE feed_page(text, bigint, bigint) AS {}",
-        openspp_projections::feed::PAGE_SQL
-    ))
-    .execute(&mut *conn)
-    .await
-    .unwrap();
+    for sql in [
+        openspp_projections::feed::PAGE_SQL,
+        openspp_projections::feed::POSITIONS_SQL,
+    ] {
+        sqlx::query(&format!("PREPARE feed_page(text, bigint, bigint) AS {sql}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        plans_hold(&mut conn, sql).await;
+        sqlx::query("DEALLOCATE feed_page")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    db.drop().await;
+}
+
+/// The prepared `feed_page` (`sql`) read through `events_feed` without a sort, planned with
+/// and without its values, at the start, middle and end of the log.
+async fn plans_hold(conn: &mut sqlx::PgConnection, sql: &str) {
     for mode in ["force_custom_plan", "force_generic_plan"] {
         sqlx::query(&format!("SET plan_cache_mode = {mode}"))
             .execute(&mut *conn)
@@ -212,17 +263,16 @@ async fn a_feed_page_is_an_index_scan_without_a_sort_at_millions_of_events() {
             let mut found = Vec::new();
             nodes(&explained[0]["Plan"], &mut found);
             assert!(
-                found.iter().any(|n| n == "Index Scan using events_feed"),
-                "{mode} at {tx_id}:{position}: {found:?}"
+                found.iter().any(|n| n == "Index Scan using events_feed"
+                    || n == "Index Only Scan using events_feed"),
+                "{sql}: {mode} at {tx_id}:{position}: {found:?}"
             );
             assert!(
                 !found
                     .iter()
                     .any(|n| n.contains("Sort") || n.contains("Seq Scan")),
-                "{mode} at {tx_id}:{position}: {found:?}"
+                "{sql}: {mode} at {tx_id}:{position}: {found:?}"
             );
         }
     }
-    drop(conn);
-    db.drop().await;
 }

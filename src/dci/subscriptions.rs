@@ -119,21 +119,32 @@ pub async fn follow(state: AppState) {
                 true
             }
         };
-        let wait = if again {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(30)
-        };
+        // At most one round per `ROUND_SPACING`: under a write load every commit is announced
+        // (up to a hundred a second per process), and one round answers every announcement
+        // received before it starts, so the ones that came meanwhile are taken together.
+        tokio::time::sleep(ROUND_SPACING).await;
+        let mut announced = false;
+        while listener.next_buffered().is_some() {
+            announced = true;
+        }
+        if again || announced {
+            continue;
+        }
         tokio::select! {
             received = listener.recv() => {
                 if received.is_err() {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(IDLE_CHECK) => {}
         }
     }
 }
+
+/// The shortest time between two rounds of the follower.
+const ROUND_SPACING: Duration = Duration::from_millis(100);
+/// The longest an idle follower waits without an announcement.
+const IDLE_CHECK: Duration = Duration::from_secs(30);
 
 /// One pass over the active subscriptions; whether to look again soon.
 async fn round(state: &AppState) -> Result<bool, String> {
