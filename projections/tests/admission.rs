@@ -1,7 +1,8 @@
 //! A consent-bound count admits subjects as the set of those the client's consents admit
-//! (`push_admitted_among`), a search probes each row's consents (`push_visible_for`): the same
+//! (`push_admitted_set`), a search probes each row's consents (`push_visible_for`): the same
 //! condition on a consent, written once, in two shapes. This holds that they admit exactly the
-//! same subjects over a varied population of consents — withdrawn, expired, not yet in force,
+//! same subjects, one admission or several at once (a membership and the registrant's fields,
+//! as a count of memberships by gender asks), over a varied population of consents — withdrawn, expired, not yet in force,
 //! withdrawn by one recipient for itself, naming other organisations, naming organisation
 //! types, of groups (covering their current members), with scopes limited to some fields and
 //! purposes — written to the index by its production writer.
@@ -11,7 +12,9 @@ mod support;
 use chrono::{Duration, NaiveDate};
 use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
 use openspp_aggregates::{Consent, ConsentTerms};
-use openspp_projections::consent::{push_admitted_among, push_visible_for, Visibility, ANALYTICS};
+use openspp_projections::consent::{
+    push_admitted_set, push_visible_for, Admission, Visibility, ANALYTICS,
+};
 use openspp_projections::inline::Inline;
 use openspp_projections::statement::Statement;
 use openspp_projections::Fold;
@@ -146,6 +149,7 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
 
     let mut compared = 0;
     let mut ever_admitted = 0;
+    let mut ever_admitted_both = 0;
     for (organization, organization_type) in [("A", "ngo"), ("B", "government"), ("D", "academic")]
     {
         let visibility = Visibility::Consented {
@@ -173,25 +177,63 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
                         )
                     })
                     .await;
-                    let among = admitted(&db.pool, &candidates, |qb| {
-                        push_admitted_among(
+                    let set = admitted(&db.pool, &candidates, |qb| {
+                        push_admitted_set(
                             qb,
                             &visibility,
-                            resource_type,
                             "s.id",
-                            fields.clone(),
+                            &Admission::each(resource_type, fields.clone()),
                             purposes,
                         )
                     })
                     .await;
                     assert_eq!(
-                        among, probed,
+                        set, probed,
                         "{organization}/{organization_type}, {resource_type}, {fields:?}, \
                          {purposes:?}"
                     );
                     assert!(probed.len() < candidates.len());
                     ever_admitted += probed.len();
                     compared += 1;
+                    if resource_type == "program_membership" {
+                        continue;
+                    }
+                    // Admitted to the membership and to the registrant's fields: what a count
+                    // of memberships by the registrant's facts asks, in one set.
+                    let probed_both = admitted(&db.pool, &candidates, |qb| {
+                        push_visible_for(
+                            qb,
+                            &visibility,
+                            "program_membership",
+                            "s.id",
+                            Vec::new(),
+                            purposes,
+                        );
+                        push_visible_for(
+                            qb,
+                            &visibility,
+                            resource_type,
+                            "s.id",
+                            fields.clone(),
+                            purposes,
+                        );
+                    })
+                    .await;
+                    let mut both = vec![Admission {
+                        resource_type: "program_membership",
+                        field: None,
+                    }];
+                    both.extend(Admission::each(resource_type, fields.clone()));
+                    let set_both = admitted(&db.pool, &candidates, |qb| {
+                        push_admitted_set(qb, &visibility, "s.id", &both, purposes)
+                    })
+                    .await;
+                    assert_eq!(
+                        set_both, probed_both,
+                        "{organization}/{organization_type}, membership and {resource_type}, \
+                         {fields:?}, {purposes:?}"
+                    );
+                    ever_admitted_both += probed_both.len();
                 }
             }
         }
@@ -226,6 +268,10 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
     assert!(
         ever_admitted > 100,
         "the population admits someone, often: {ever_admitted}"
+    );
+    assert!(
+        ever_admitted_both > 10,
+        "someone is admitted to a membership and a record: {ever_admitted_both}"
     );
     db.drop().await;
 }
