@@ -131,6 +131,21 @@ pub enum Visibility {
     },
 }
 
+impl Visibility {
+    /// The client a consent must name, and the day it must be in force; `None` under a
+    /// legal basis (everything is visible).
+    fn client(&self) -> Option<Client<'_>> {
+        match self {
+            Self::All => None,
+            Self::Consented {
+                organization,
+                organization_type,
+                today,
+            } => Some((organization, organization_type, *today)),
+        }
+    }
+}
+
 /// Restricts a view query to rows the client may see. The same rules as
 /// `ConsentRecord::covers`, in SQL (`consent_covers`, migrations 0013 and 0100), so that totals and pages never count an unconsented row; a
 /// group's consent covers its current members (read from the membership index, which is as
@@ -185,22 +200,11 @@ pub fn push_visible_for(
     fields: impl IntoIterator<Item = String>,
     purposes: &'static [&'static str],
 ) {
-    let Visibility::Consented {
-        organization,
-        organization_type,
-        today,
-    } = visibility
-    else {
+    let Some(client) = visibility.client() else {
         return;
     };
     for admission in Admission::each(resource_type, fields) {
-        push_probe(
-            qb,
-            (organization, organization_type, *today),
-            subject_column,
-            &admission,
-            purposes,
-        );
+        push_probe(qb, client, subject_column, &admission, purposes);
     }
 }
 
@@ -266,12 +270,7 @@ pub fn push_admitted_set(
     admissions: &[Admission],
     purposes: &'static [&'static str],
 ) {
-    let Visibility::Consented {
-        organization,
-        organization_type,
-        today,
-    } = visibility
-    else {
+    let Some(client) = visibility.client() else {
         return;
     };
     // The aliases (`named`, `a`, `n`, `c`, `vm`) are the set's own: `subject_column` is an
@@ -288,7 +287,7 @@ pub fn push_admitted_set(
         qb.push(format!(" AS {flag}"));
     }
     qb.push(" FROM consent_index c WHERE");
-    push_names(qb, (organization, organization_type, *today));
+    push_names(qb, client);
     let listed = flags.join(", ");
     let carried: Vec<String> = flags.iter().map(|f| format!("n.{f}")).collect();
     qb.push(format!(

@@ -166,15 +166,11 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
             ] {
                 let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
                 for purposes in [&ANALYTICS[..], &[][..]] {
+                    let probe = |qb: &mut QueryBuilder<'_, Postgres>, resource_type, fields| {
+                        push_visible_for(qb, &visibility, resource_type, "s.id", fields, purposes)
+                    };
                     let probed = admitted(&db.pool, &candidates, |qb| {
-                        push_visible_for(
-                            qb,
-                            &visibility,
-                            resource_type,
-                            "s.id",
-                            fields.clone(),
-                            purposes,
-                        )
+                        probe(qb, resource_type, fields.clone())
                     })
                     .await;
                     let set = admitted(&db.pool, &candidates, |qb| {
@@ -201,22 +197,8 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
                     // Admitted to the membership and to the registrant's fields: what a count
                     // of memberships by the registrant's facts asks, in one set.
                     let probed_both = admitted(&db.pool, &candidates, |qb| {
-                        push_visible_for(
-                            qb,
-                            &visibility,
-                            "program_membership",
-                            "s.id",
-                            Vec::new(),
-                            purposes,
-                        );
-                        push_visible_for(
-                            qb,
-                            &visibility,
-                            resource_type,
-                            "s.id",
-                            fields.clone(),
-                            purposes,
-                        );
+                        probe(qb, "program_membership", Vec::new());
+                        probe(qb, resource_type, fields.clone());
                     })
                     .await;
                     let mut both = vec![Admission {
