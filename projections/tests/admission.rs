@@ -11,13 +11,10 @@ mod support;
 
 use chrono::{Duration, NaiveDate};
 use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
-use openspp_aggregates::{Consent, ConsentTerms};
+use openspp_aggregates::{ConsentRecord, ConsentTerms};
 use openspp_projections::consent::{
     push_admitted_set, push_visible_for, Admission, Visibility, ANALYTICS,
 };
-use openspp_projections::inline::Inline;
-use openspp_projections::statement::Statement;
-use openspp_projections::Fold;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use support::TestDb;
 
@@ -36,8 +33,8 @@ fn scope(resource_type: &str, purpose: &str, fields: Option<&[&str]>) -> Consent
     }
 }
 
-/// Consent `n`'s subject, state and terms: every few consents another kind of each.
-fn consent(n: usize) -> (String, Fold<Consent>) {
+/// Consent `n`: every few consents another kind of subject, state and terms.
+fn consent(n: usize) -> ConsentRecord {
     let (subject_type, subject) = if n % 4 == 0 {
         ("Group", format!("g{}", n % GROUPS))
     } else {
@@ -89,18 +86,12 @@ fn consent(n: usize) -> (String, Fold<Consent>) {
         delegation_type: "self".into(),
         indicated_by: None,
     };
-    let fold = Fold {
-        state: Consent {
-            terms: Some(terms),
-            status: Some(status),
-            withdrawal_reason: None,
-            released,
-            version: 1,
-        },
-        version: 1,
-        ..Fold::default()
-    };
-    (format!("c{n}"), fold)
+    ConsentRecord {
+        consent_id: format!("c{n}"),
+        status,
+        terms,
+        released,
+    }
 }
 
 /// The subjects among `candidates` that `admit` lets through.
@@ -120,19 +111,8 @@ async fn admitted(
 #[tokio::test]
 async fn a_count_admits_exactly_the_subjects_a_search_would() {
     let db = TestDb::create().await;
-    let mut inline = Inline::default();
-    let consents: Vec<(String, Fold<Consent>)> = (0..400).map(consent).collect();
-    for (id, fold) in &consents {
-        inline.project(id, fold).unwrap();
-    }
-    let mut statement = Statement::new();
-    inline.push_into(&mut statement);
-    statement
-        .finish("SELECT 1")
-        .build()
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let consents: Vec<ConsentRecord> = (0..400).map(consent).collect();
+    support::index_consents(&db.pool, &consents).await;
     // Every third person belongs to a group.
     sqlx::query(
         "INSERT INTO group_membership_index (group_id, individual_id) \
@@ -237,8 +217,7 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
             .unwrap();
             assert_eq!(rows.len(), consents.len());
             for (id, sql) in rows {
-                let (_, fold) = consents.iter().find(|(c, _)| *c == id).unwrap();
-                let terms = fold.state.terms.as_ref().unwrap();
+                let terms = &consents.iter().find(|c| c.consent_id == id).unwrap().terms;
                 let domain = terms.scopes.iter().any(|s| {
                     (s.resource_type == resource_type || s.resource_type == "all")
                         && purposes.contains(&s.purpose.as_str())
