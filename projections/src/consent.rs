@@ -270,6 +270,7 @@ pub fn push_admitted_set(
     admissions: &[Admission],
     purposes: &'static [&'static str],
 ) {
+    assert!(!admissions.is_empty(), "a subject is admitted to something");
     let Some(client) = visibility.client() else {
         return;
     };
