@@ -21,7 +21,7 @@ use openspp_aggregates::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::support::{cli, sql_scalar, ADMIN_URL, NATIONAL_ID};
+use crate::support::{cli, sql_scalar, TestDatabase, ADMIN_URL, NATIONAL_ID};
 
 /// Registrations per batch (one statement, one commit).
 pub const BATCH: usize = 1_000;
@@ -181,56 +181,94 @@ pub async fn fill(
     consent_every: Option<usize>,
 ) {
     let metadata = metadata();
+    let prefix = prefix.to_owned();
+    in_batches(from, to, "registered", |start, end| {
+        let (store, services, metadata) = (store.clone(), services.clone(), metadata.clone());
+        let prefix = prefix.clone();
+        async move {
+            let mut batch = store.batch::<DomainError>();
+            for n in start..end {
+                let stream = uuid::Uuid::now_v7().to_string();
+                batch
+                    .decide::<Individual>(
+                        &stream,
+                        None,
+                        IndividualCommand::Register(person(&prefix, n)),
+                        &services,
+                        &metadata,
+                    )
+                    .await
+                    .expect("a valid registration");
+                if consent_every.is_some_and(|k| n.is_multiple_of(k)) {
+                    batch
+                        .decide::<Consent>(
+                            &uuid::Uuid::now_v7().to_string(),
+                            None,
+                            ConsentCommand::Give(consent_for_ngo(&stream)),
+                            &services,
+                            &metadata,
+                        )
+                        .await
+                        .expect("a valid consent");
+                }
+            }
+            batch.commit().await.expect("the batch commits");
+        }
+    })
+    .await;
+}
+
+/// A new database named from `prefix` (dropped with the value), migrated, holding people
+/// `P0`… `P{people - 1}` registered by `fill` (with `consent_every`), and a pool on it: the
+/// registry a test of plans at scale starts from.
+pub async fn registry(
+    prefix: &str,
+    people: usize,
+    consent_every: Option<usize>,
+) -> (TestDatabase, sqlx::PgPool) {
+    let database = TestDatabase::create(prefix);
+    cli(&database.url, &["migrate"]);
+    let pool = sqlx::PgPool::connect(&database.url)
+        .await
+        .expect("connects");
+    let services = services(&pool).await;
+    fill(
+        &EventStore::new(pool.clone()),
+        &services,
+        "P",
+        0,
+        people,
+        consent_every,
+    )
+    .await;
+    (database, pool)
+}
+
+/// Runs `batch(start, end)` for `from..to` in slices of `BATCH` people, `FILLERS` slices at a
+/// time (each its own task: one statement, one commit), saying every 100,000 people how far
+/// it got (`done`: what happened to them) when the range is large.
+async fn in_batches<F, Fut>(from: usize, to: usize, done: &str, batch: F)
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let starts: Vec<usize> = (from..to).step_by(BATCH).collect();
     let started = Instant::now();
     let mut reported = from;
     for group in starts.chunks(FILLERS) {
         let tasks: Vec<_> = group
             .iter()
-            .map(|&start| {
-                let (store, services, metadata) =
-                    (store.clone(), services.clone(), metadata.clone());
-                let prefix = prefix.to_owned();
-                tokio::spawn(async move {
-                    let mut batch = store.batch::<DomainError>();
-                    for n in start..(start + BATCH).min(to) {
-                        let stream = uuid::Uuid::now_v7().to_string();
-                        batch
-                            .decide::<Individual>(
-                                &stream,
-                                None,
-                                IndividualCommand::Register(person(&prefix, n)),
-                                &services,
-                                &metadata,
-                            )
-                            .await
-                            .expect("a valid registration");
-                        if consent_every.is_some_and(|k| n.is_multiple_of(k)) {
-                            batch
-                                .decide::<Consent>(
-                                    &uuid::Uuid::now_v7().to_string(),
-                                    None,
-                                    ConsentCommand::Give(consent_for_ngo(&stream)),
-                                    &services,
-                                    &metadata,
-                                )
-                                .await
-                                .expect("a valid consent");
-                        }
-                    }
-                    batch.commit().await.expect("the batch commits");
-                })
-            })
+            .map(|&start| tokio::spawn(batch(start, (start + BATCH).min(to))))
             .collect();
         for task in tasks {
             task.await.unwrap();
         }
-        let done = (group[group.len() - 1] + BATCH).min(to);
-        if to - from >= 200_000 && done - reported >= 100_000 {
-            reported = done;
+        let reached = (group[group.len() - 1] + BATCH).min(to);
+        if to - from >= 200_000 && reached - reported >= 100_000 {
+            reported = reached;
             eprintln!(
-                "  … {} of {} registered ({:.0} s)",
-                done - from,
+                "  … {} of {} {done} ({:.0} s)",
+                reached - from,
                 to - from,
                 started.elapsed().as_secs_f64()
             );
@@ -345,70 +383,53 @@ pub async fn add_analytics(url: String, size: usize) {
         people.iter().all(|p| !p.is_empty()),
         "every person is registered"
     );
-    let people = std::sync::Arc::new(people);
-    let programs = std::sync::Arc::new(programs);
+    let people = Arc::new(people);
+    let programs = Arc::new(programs);
     let enrolled = chrono::NaiveDate::from_ymd_opt(2025, 1, 15);
-    let starts: Vec<usize> = (0..size).step_by(BATCH).collect();
-    let started = Instant::now();
-    for group in starts.chunks(FILLERS) {
-        let tasks: Vec<_> = group
-            .iter()
-            .map(|&start| {
-                let (store, services, metadata) =
-                    (store.clone(), services.clone(), metadata.clone());
-                let (people, programs) = (people.clone(), programs.clone());
-                tokio::spawn(async move {
-                    let mut batch = store.batch::<DomainError>();
-                    for n in start..(start + BATCH).min(size) {
-                        let person = &people[n];
-                        let program = &programs[n % programs.len()];
-                        let enrol = MembershipCommand::Enrol {
-                            program: program.clone(),
-                            beneficiary: person.clone(),
-                            beneficiary_type: TargetType::Individual,
-                            identifiers: vec![Identifier {
-                                system: MEMBERSHIP_SYSTEM.into(),
-                                value: format!("BA{n}"),
-                            }],
-                            status: MembershipStatus::Enrolled,
-                            enrollment_date: enrolled,
-                            exit_date: None,
-                            exit_reason: None,
-                            access: operator(),
-                        };
-                        let stream = ProgramMembership::stream_id(&program.stream, person);
-                        batch
-                            .decide::<ProgramMembership>(&stream, None, enrol, &services, &metadata)
-                            .await
-                            .expect("a valid enrolment");
-                        if consents(n) {
-                            batch
-                                .decide::<Consent>(
-                                    &uuid::Uuid::now_v7().to_string(),
-                                    None,
-                                    ConsentCommand::Give(analytics_consent(person)),
-                                    &services,
-                                    &metadata,
-                                )
-                                .await
-                                .expect("a valid consent");
-                        }
-                    }
-                    batch.commit().await.expect("the batch commits");
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
+    in_batches(0, size, "enrolled", |start, end| {
+        let (store, services, metadata) = (store.clone(), services.clone(), metadata.clone());
+        let (people, programs) = (people.clone(), programs.clone());
+        async move {
+            let mut batch = store.batch::<DomainError>();
+            for n in start..end {
+                let person = &people[n];
+                let program = &programs[n % programs.len()];
+                let enrol = MembershipCommand::Enrol {
+                    program: program.clone(),
+                    beneficiary: person.clone(),
+                    beneficiary_type: TargetType::Individual,
+                    identifiers: vec![Identifier {
+                        system: MEMBERSHIP_SYSTEM.into(),
+                        value: format!("BA{n}"),
+                    }],
+                    status: MembershipStatus::Enrolled,
+                    enrollment_date: enrolled,
+                    exit_date: None,
+                    exit_reason: None,
+                    access: operator(),
+                };
+                let stream = ProgramMembership::stream_id(&program.stream, person);
+                batch
+                    .decide::<ProgramMembership>(&stream, None, enrol, &services, &metadata)
+                    .await
+                    .expect("a valid enrolment");
+                if consents(n) {
+                    batch
+                        .decide::<Consent>(
+                            &uuid::Uuid::now_v7().to_string(),
+                            None,
+                            ConsentCommand::Give(analytics_consent(person)),
+                            &services,
+                            &metadata,
+                        )
+                        .await
+                        .expect("a valid consent");
+                }
+            }
+            batch.commit().await.expect("the batch commits");
         }
-        let done = (group[group.len() - 1] + BATCH).min(size);
-        if done % 100_000 < BATCH * FILLERS {
-            eprintln!(
-                "  … {done} of {size} enrolled ({:.0} s)",
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }
+    })
+    .await;
     pool.close().await;
 }
 

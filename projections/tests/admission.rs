@@ -1,7 +1,8 @@
 //! A consent-bound count admits subjects as the set of those the client's consents admit
-//! (`push_admitted_among`), a search probes each row's consents (`push_visible_for`): the same
+//! (`push_admitted_set`), a search probes each row's consents (`push_visible_for`): the same
 //! condition on a consent, written once, in two shapes. This holds that they admit exactly the
-//! same subjects over a varied population of consents — withdrawn, expired, not yet in force,
+//! same subjects, one admission or several at once (a membership and the registrant's fields,
+//! as a count of memberships by gender asks), over a varied population of consents — withdrawn, expired, not yet in force,
 //! withdrawn by one recipient for itself, naming other organisations, naming organisation
 //! types, of groups (covering their current members), with scopes limited to some fields and
 //! purposes — written to the index by its production writer.
@@ -10,11 +11,10 @@ mod support;
 
 use chrono::{Duration, NaiveDate};
 use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
-use openspp_aggregates::{Consent, ConsentTerms};
-use openspp_projections::consent::{push_admitted_among, push_visible_for, Visibility, ANALYTICS};
-use openspp_projections::inline::Inline;
-use openspp_projections::statement::Statement;
-use openspp_projections::Fold;
+use openspp_aggregates::{ConsentRecord, ConsentTerms};
+use openspp_projections::consent::{
+    push_admitted_set, push_visible_for, Admission, Visibility, ANALYTICS,
+};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use support::TestDb;
 
@@ -33,8 +33,8 @@ fn scope(resource_type: &str, purpose: &str, fields: Option<&[&str]>) -> Consent
     }
 }
 
-/// Consent `n`'s subject, state and terms: every few consents another kind of each.
-fn consent(n: usize) -> (String, Fold<Consent>) {
+/// Consent `n`: every few consents another kind of subject, state and terms.
+fn consent(n: usize) -> ConsentRecord {
     let (subject_type, subject) = if n % 4 == 0 {
         ("Group", format!("g{}", n % GROUPS))
     } else {
@@ -86,18 +86,12 @@ fn consent(n: usize) -> (String, Fold<Consent>) {
         delegation_type: "self".into(),
         indicated_by: None,
     };
-    let fold = Fold {
-        state: Consent {
-            terms: Some(terms),
-            status: Some(status),
-            withdrawal_reason: None,
-            released,
-            version: 1,
-        },
-        version: 1,
-        ..Fold::default()
-    };
-    (format!("c{n}"), fold)
+    ConsentRecord {
+        consent_id: format!("c{n}"),
+        status,
+        terms,
+        released,
+    }
 }
 
 /// The subjects among `candidates` that `admit` lets through.
@@ -117,19 +111,8 @@ async fn admitted(
 #[tokio::test]
 async fn a_count_admits_exactly_the_subjects_a_search_would() {
     let db = TestDb::create().await;
-    let mut inline = Inline::default();
-    let consents: Vec<(String, Fold<Consent>)> = (0..400).map(consent).collect();
-    for (id, fold) in &consents {
-        inline.project(id, fold).unwrap();
-    }
-    let mut statement = Statement::new();
-    inline.push_into(&mut statement);
-    statement
-        .finish("SELECT 1")
-        .build()
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let consents: Vec<ConsentRecord> = (0..400).map(consent).collect();
+    support::index_consents(&db.pool, &consents).await;
     // Every third person belongs to a group.
     sqlx::query(
         "INSERT INTO group_membership_index (group_id, individual_id) \
@@ -146,6 +129,7 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
 
     let mut compared = 0;
     let mut ever_admitted = 0;
+    let mut ever_admitted_both = 0;
     for (organization, organization_type) in [("A", "ngo"), ("B", "government"), ("D", "academic")]
     {
         let visibility = Visibility::Consented {
@@ -162,36 +146,56 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
             ] {
                 let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
                 for purposes in [&ANALYTICS[..], &[][..]] {
+                    let probe = |qb: &mut QueryBuilder<'_, Postgres>, resource_type, fields| {
+                        push_visible_for(qb, &visibility, resource_type, "s.id", fields, purposes)
+                    };
                     let probed = admitted(&db.pool, &candidates, |qb| {
-                        push_visible_for(
-                            qb,
-                            &visibility,
-                            resource_type,
-                            "s.id",
-                            fields.clone(),
-                            purposes,
-                        )
+                        probe(qb, resource_type, fields.clone())
                     })
                     .await;
-                    let among = admitted(&db.pool, &candidates, |qb| {
-                        push_admitted_among(
+                    let set = admitted(&db.pool, &candidates, |qb| {
+                        push_admitted_set(
                             qb,
                             &visibility,
-                            resource_type,
                             "s.id",
-                            fields.clone(),
+                            &Admission::each(resource_type, fields.clone()),
                             purposes,
                         )
                     })
                     .await;
                     assert_eq!(
-                        among, probed,
+                        set, probed,
                         "{organization}/{organization_type}, {resource_type}, {fields:?}, \
                          {purposes:?}"
                     );
                     assert!(probed.len() < candidates.len());
                     ever_admitted += probed.len();
                     compared += 1;
+                    if resource_type == "program_membership" {
+                        continue;
+                    }
+                    // Admitted to the membership and to the registrant's fields: what a count
+                    // of memberships by the registrant's facts asks, in one set.
+                    let probed_both = admitted(&db.pool, &candidates, |qb| {
+                        probe(qb, "program_membership", Vec::new());
+                        probe(qb, resource_type, fields.clone());
+                    })
+                    .await;
+                    let mut both = vec![Admission {
+                        resource_type: "program_membership",
+                        field: None,
+                    }];
+                    both.extend(Admission::each(resource_type, fields.clone()));
+                    let set_both = admitted(&db.pool, &candidates, |qb| {
+                        push_admitted_set(qb, &visibility, "s.id", &both, purposes)
+                    })
+                    .await;
+                    assert_eq!(
+                        set_both, probed_both,
+                        "{organization}/{organization_type}, membership and {resource_type}, \
+                         {fields:?}, {purposes:?}"
+                    );
+                    ever_admitted_both += probed_both.len();
                 }
             }
         }
@@ -213,8 +217,7 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
             .unwrap();
             assert_eq!(rows.len(), consents.len());
             for (id, sql) in rows {
-                let (_, fold) = consents.iter().find(|(c, _)| *c == id).unwrap();
-                let terms = fold.state.terms.as_ref().unwrap();
+                let terms = &consents.iter().find(|c| c.consent_id == id).unwrap().terms;
                 let domain = terms.scopes.iter().any(|s| {
                     (s.resource_type == resource_type || s.resource_type == "all")
                         && purposes.contains(&s.purpose.as_str())
@@ -226,6 +229,10 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
     assert!(
         ever_admitted > 100,
         "the population admits someone, often: {ever_admitted}"
+    );
+    assert!(
+        ever_admitted_both > 10,
+        "someone is admitted to a membership and a record: {ever_admitted_both}"
     );
     db.drop().await;
 }

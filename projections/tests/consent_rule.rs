@@ -11,10 +11,7 @@ use std::collections::HashMap;
 
 use chrono::{Duration, NaiveDate};
 use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
-use openspp_aggregates::{Actor, Consent, ConsentRecord, ConsentTerms};
-use openspp_projections::inline::Inline;
-use openspp_projections::statement::Statement;
-use openspp_projections::Fold;
+use openspp_aggregates::{Actor, ConsentRecord, ConsentTerms};
 use support::TestDb;
 
 fn today() -> NaiveDate {
@@ -88,29 +85,7 @@ fn records() -> Vec<ConsentRecord> {
 async fn the_sql_consent_rule_is_the_domain_rule() {
     let db = TestDb::create().await;
     let records = records();
-    let mut inline = Inline::default();
-    for record in &records {
-        let fold = Fold {
-            state: Consent {
-                terms: Some(record.terms.clone()),
-                status: Some(record.status),
-                withdrawal_reason: None,
-                released: record.released.clone(),
-                version: 1,
-            },
-            version: 1,
-            ..Fold::default()
-        };
-        inline.project(&record.consent_id, &fold).unwrap();
-    }
-    let mut statement = Statement::new();
-    inline.push_into(&mut statement);
-    statement
-        .finish("SELECT 1")
-        .build()
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    support::index_consents(&db.pool, &records).await;
 
     let actors = [("A", "ngo"), ("B", "government"), ("D", "academic")];
     let mut compared = 0;

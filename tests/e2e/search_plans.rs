@@ -6,7 +6,6 @@
 
 use chrono::NaiveDate;
 use libtest_mimic::Trial;
-use openspp::store::EventStore;
 use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
 use openspp_projections::individual::{counted, newest_page, newest_plan, plans, IndividualQuery};
@@ -14,7 +13,7 @@ use openspp_projections::search::{Comparator, Page, SortKey, Total};
 use openspp_projections::view::{search_view, NEWEST_PROBED};
 
 use crate::population;
-use crate::support::{cli, sql_scalar, TestDatabase, NATIONAL_ID};
+use crate::support::{sql_scalar, NATIONAL_ID};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
@@ -49,21 +48,7 @@ fn ngo_visibility() -> Visibility {
 }
 
 async fn indexed() {
-    let database = TestDatabase::create("openspp_search_plans");
-    cli(&database.url, &["migrate"]);
-    let pool = sqlx::PgPool::connect(&database.url)
-        .await
-        .expect("connects");
-    let services = population::services(&pool).await;
-    population::fill(
-        &EventStore::new(pool.clone()),
-        &services,
-        "P",
-        0,
-        PEOPLE,
-        Some(10),
-    )
-    .await;
+    let (database, pool) = population::registry("openspp_search_plans", PEOPLE, Some(10)).await;
     // As autovacuum leaves a table within a minute of a bulk load.
     sql_scalar(&database.url, "ANALYZE");
     assert_eq!(

@@ -3,15 +3,15 @@
 //! memberships of three programs, one in ten consenting to analysts): a count of memberships
 //! by the registrant's gender reads the membership index alone, never a join of memberships to
 //! registrants; a consent-bound count builds the set of the subjects its client's consents
-//! admit once, from the consents naming the client, never probing the consents of each row it
-//! counts nor scanning every consent. And the counts are the ones the join gives.
+//! admit once, from one read of the consents naming the client, never probing the consents of
+//! each row it counts nor scanning every consent, and merges it with the memberships' index.
+//! And the counts are the ones the join gives.
 
 use libtest_mimic::Trial;
-use openspp::store::EventStore;
 use openspp_projections::statistics::{self, CountQuery, Counted, Dimension, Target};
 
 use crate::population;
-use crate::support::{cli, sql_scalar, TestDatabase};
+use crate::support::sql_scalar;
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
@@ -50,22 +50,8 @@ fn no_subplan_per_row(plan: &str) -> bool {
 }
 
 async fn planned() {
-    let database = TestDatabase::create("openspp_statistics_plans");
-    cli(&database.url, &["migrate"]);
-    let pool = sqlx::PgPool::connect(&database.url)
-        .await
-        .expect("connects");
-    let services = population::services(&pool).await;
     // Everyone also consents to another organisation: most consents name someone else.
-    population::fill(
-        &EventStore::new(pool.clone()),
-        &services,
-        "P",
-        0,
-        PEOPLE,
-        Some(1),
-    )
-    .await;
+    let (database, pool) = population::registry("openspp_statistics_plans", PEOPLE, Some(1)).await;
     population::add_analytics(database.url.clone(), PEOPLE).await;
     // As autovacuum leaves tables within a minute of a bulk load.
     sql_scalar(&database.url, "VACUUM ANALYZE");
@@ -82,7 +68,9 @@ async fn planned() {
         "a count of memberships reads the counted index alone:\n{plan}"
     );
 
-    // Bound by consent: the admitted set is built from the consents naming the client.
+    // Bound by consent: the admitted set is built once, from one read of the consents naming
+    // the client, and merged in byte order with the memberships' index in that order: no
+    // probe per admitted subject (a nested loop), no hash probed by every membership.
     let bound = by_program_and_gender(analysts());
     let plan = statistics::plan(&pool, &bound).await.expect("explained");
     assert!(!plan.contains("individual_view"), "{plan}");
@@ -94,13 +82,30 @@ async fn planned() {
         plan.contains("consent_index_recipients"),
         "the admitted subjects come from the consents naming the client:\n{plan}"
     );
+    assert_eq!(
+        plan.matches("Bitmap Heap Scan on consent_index").count(),
+        1,
+        "the membership's admission and the gender's come from one read of the consents:\n{plan}"
+    );
     assert!(
         no_subplan_per_row(&plan),
         "a count probes the consents of each row:\n{plan}"
     );
     assert!(
-        plan.contains("Index Only Scan using membership_view_beneficiary"),
+        plan.contains("Index Only Scan using membership_view_admitted"),
         "the admitted subjects' memberships are read from the covering index:\n{plan}"
+    );
+    assert!(
+        plan.contains("Merge Join") || plan.contains("Merge Semi Join"),
+        "the sorted set is merged with the index:\n{plan}"
+    );
+    assert!(
+        !plan.contains("Nested Loop"),
+        "no probe per admitted subject:\n{plan}"
+    );
+    assert!(
+        !plan.contains("HashAggregate"),
+        "the set is grouped by subject as it is sorted for the merge, not hashed first:\n{plan}"
     );
 
     // The counts are the join's, cell by cell.

@@ -1,5 +1,9 @@
-//! A fresh, migrated database per test, dropped at the end.
+//! A fresh, migrated database per test, dropped at the end; consents written to its index.
 
+use openspp_aggregates::{Consent, ConsentRecord};
+use openspp_projections::inline::Inline;
+use openspp_projections::statement::Statement;
+use openspp_projections::Fold;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -38,4 +42,33 @@ impl TestDb {
         .await
         .unwrap();
     }
+}
+
+/// Writes `records` to the consent index by its production writer (the rows the append
+/// statement of each consent's event writes), each as a consent at version 1.
+#[allow(dead_code)] // not every test file indexes consents
+pub async fn index_consents(pool: &PgPool, records: &[ConsentRecord]) {
+    let mut inline = Inline::default();
+    for record in records {
+        let fold = Fold {
+            state: Consent {
+                terms: Some(record.terms.clone()),
+                status: Some(record.status),
+                withdrawal_reason: None,
+                released: record.released.clone(),
+                version: 1,
+            },
+            version: 1,
+            ..Fold::default()
+        };
+        inline.project(&record.consent_id, &fold).unwrap();
+    }
+    let mut statement = Statement::new();
+    inline.push_into(&mut statement);
+    statement
+        .finish("SELECT 1")
+        .build()
+        .execute(pool)
+        .await
+        .unwrap();
 }
