@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, NaiveDate};
-use openspp::store::{CommandMetadata, EventStore};
+use openspp::store::{Batch, CommandMetadata, EventStore};
 use openspp_aggregates::consent::{ConsentScope, RecipientMode};
 use openspp_aggregates::program_membership::IDENTIFIER_SYSTEM as MEMBERSHIP_SYSTEM;
 use openspp_aggregates::{
@@ -122,6 +122,25 @@ pub fn person(prefix: &str, n: usize) -> IndividualDetails {
 }
 
 /// A consent by `subject` (a stream) to share their record with `NGO` for service delivery.
+/// Adds to `batch` a new consent stream giving `terms`.
+async fn give(
+    batch: &mut Batch<DomainError>,
+    terms: ConsentTerms,
+    services: &Arc<RegistryServices>,
+    metadata: &CommandMetadata,
+) {
+    batch
+        .decide::<Consent>(
+            &uuid::Uuid::now_v7().to_string(),
+            None,
+            ConsentCommand::Give(terms),
+            services,
+            metadata,
+        )
+        .await
+        .expect("a valid consent");
+}
+
 fn consent_for_ngo(subject: &str) -> ConsentTerms {
     ConsentTerms {
         subject_type: "Individual".into(),
@@ -200,16 +219,7 @@ pub async fn fill(
                     .await
                     .expect("a valid registration");
                 if consent_every.is_some_and(|k| n.is_multiple_of(k)) {
-                    batch
-                        .decide::<Consent>(
-                            &uuid::Uuid::now_v7().to_string(),
-                            None,
-                            ConsentCommand::Give(consent_for_ngo(&stream)),
-                            &services,
-                            &metadata,
-                        )
-                        .await
-                        .expect("a valid consent");
+                    give(&mut batch, consent_for_ngo(&stream), &services, &metadata).await;
                 }
             }
             batch.commit().await.expect("the batch commits");
@@ -414,16 +424,7 @@ pub async fn add_analytics(url: String, size: usize) {
                     .await
                     .expect("a valid enrolment");
                 if consents(n) {
-                    batch
-                        .decide::<Consent>(
-                            &uuid::Uuid::now_v7().to_string(),
-                            None,
-                            ConsentCommand::Give(analytics_consent(person)),
-                            &services,
-                            &metadata,
-                        )
-                        .await
-                        .expect("a valid consent");
+                    give(&mut batch, analytics_consent(person), &services, &metadata).await;
                 }
             }
             batch.commit().await.expect("the batch commits");

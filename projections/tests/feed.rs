@@ -92,18 +92,25 @@ async fn streams_read(pool: &sqlx::PgPool) -> Vec<String> {
         .collect()
 }
 
+/// A transaction that has taken its id and is still running, and a stream `late` appended
+/// and committed after it: the feed holds `late` back until the returned transaction ends.
+async fn held_behind_early(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut early = begin(pool).await.unwrap();
+    let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *early)
+        .await
+        .unwrap();
+    let mut late = pool.acquire().await.unwrap();
+    append(&mut late, "late").await;
+    early
+}
+
 /// A transaction of this database that began before a later one committed holds the feed back
 /// until it ends, and then its event comes first: nothing is skipped.
 #[tokio::test]
 async fn an_older_running_transaction_holds_the_feed_back_until_it_ends() {
     let db = TestDb::create().await;
-    let mut early = begin(&db.pool).await.unwrap();
-    let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
-        .fetch_one(&mut *early)
-        .await
-        .unwrap();
-    let mut late = db.pool.acquire().await.unwrap();
-    append(&mut late, "late").await;
+    let mut early = held_behind_early(&db.pool).await;
     assert!(
         streams_read(&db.pool).await.is_empty(),
         "read past a running transaction"
@@ -144,17 +151,10 @@ async fn a_page_of_places_is_the_page_of_events_places() {
     let after_first = read_positions(&db.pool, of_events[0], 1).await.unwrap();
     assert_eq!(after_first.events, of_events[1..2]);
 
-    let mut early = begin(&db.pool).await.unwrap();
-    let _: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
-        .fetch_one(&mut *early)
-        .await
-        .unwrap();
-    let mut late = db.pool.acquire().await.unwrap();
-    append(&mut late, "late").await;
+    let mut early = held_behind_early(&db.pool).await;
     let held = read_positions(&db.pool, of_events[2], 100).await.unwrap();
     assert!(held.events.is_empty() && held.held_back);
     early.rollback().await.unwrap();
-    drop(late);
     db.drop().await;
 }
 
