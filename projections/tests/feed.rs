@@ -151,7 +151,7 @@ async fn a_page_of_places_is_the_page_of_events_places() {
     let after_first = read_positions(&db.pool, of_events[0], 1).await.unwrap();
     assert_eq!(after_first.events, of_events[1..2]);
 
-    let mut early = held_behind_early(&db.pool).await;
+    let early = held_behind_early(&db.pool).await;
     let held = read_positions(&db.pool, of_events[2], 100).await.unwrap();
     assert!(held.events.is_empty() && held.held_back);
     early.rollback().await.unwrap();
