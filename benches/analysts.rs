@@ -1,6 +1,6 @@
 //! What analysts get (issue 13), each figure beside PostgreSQL's own in the same run:
 //! `cargo bench --bench analysts` (options after `--`: `--population 1000000 --requests 30
-//! --seconds 10 --concurrency 16`).
+//! --seconds 10 --concurrency 16`; `--live-only` skips the statistics).
 //!
 //! Statistics: over a copy of the cached population (`common/population.rs`) in which every
 //! person also has a membership of one of three programs and one in ten has consented to
@@ -465,7 +465,9 @@ async fn main() {
     );
     let server = Server::start(&database.url, &[("OPENSPP_LOG", "error")]);
     let mut rows = Vec::new();
-    statistics(&o, &server, &database.url, &mut rows).await;
+    if !args::flag("--live-only") {
+        statistics(&o, &server, &database.url, &mut rows).await;
+    }
     live_events(&o, &server, &database.url, &mut rows).await;
     drop(server);
     drop(database);

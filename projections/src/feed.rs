@@ -67,6 +67,37 @@ pub async fn read_between(
         .collect()
 }
 
+/// How many events `touched_since` reads at most before it answers "maybe".
+pub const TOUCHED_READ: i64 = 10_000;
+
+/// Whether the first `$3` events after `$1:$2` (the same index range scan as `PAGE_SQL`,
+/// reading only their types) include one of the aggregate types `$4`, and how many were read.
+pub const TOUCHED_SQL: &str =
+    "SELECT count(*), coalesce(bool_or(later.aggregate_type = ANY($4)), false) \
+     FROM (SELECT events.aggregate_type FROM events \
+           WHERE (events.tx_id, events.global_position) > ($1::text::xid8, $2) \
+           ORDER BY events.tx_id, events.global_position LIMIT $3) AS later";
+
+/// Whether an event of one of `aggregate_types` may have committed after `after`: every
+/// event that has committed by now and follows `after` in the feed is read (its type only),
+/// up to `TOUCHED_READ` of them; past that the answer is yes, unread. With `after` a position
+/// the feed follower had reached before something was read from the read models, a `false`
+/// means no such event committed since that read: what it decided still holds.
+pub async fn touched_since(
+    pool: &PgPool,
+    after: FeedPosition,
+    aggregate_types: &[&str],
+) -> sqlx::Result<bool> {
+    let (read, touched): (i64, bool) = sqlx::query_as(TOUCHED_SQL)
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .bind(TOUCHED_READ)
+        .bind(aggregate_types)
+        .fetch_one(pool)
+        .await?;
+    Ok(touched || read >= TOUCHED_READ)
+}
+
 /// Events (or what is read of them) after a position, in feed order, all below the horizon.
 #[derive(Debug)]
 pub struct FeedPage<T = StoredEvent> {

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use openspp_projections::begin::begin;
-use openspp_projections::feed::{read_after, read_page, read_positions};
+use openspp_projections::feed::{
+    read_after, read_page, read_positions, touched_since, TOUCHED_READ,
+};
 use openspp_projections::FeedPosition;
 use support::TestDb;
 
@@ -72,15 +74,64 @@ async fn concurrent_appends_are_each_read_exactly_once() {
 }
 
 async fn append(executor: &mut sqlx::PgConnection, stream: &str) {
-    sqlx::query(
+    append_of(executor, "Test", stream).await;
+}
+
+/// Appends one event to `stream` of `aggregate_type`, and returns its place in the feed.
+async fn append_of(
+    executor: &mut sqlx::PgConnection,
+    aggregate_type: &str,
+    stream: &str,
+) -> FeedPosition {
+    let (tx_id, position): (i64, i64) = sqlx::query_as(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
          payload, metadata, recorded_at, prev_hash, hash) \
-         VALUES ('Test', $1, 1, 'Tested', '1.0', '{}', '{}', now(), NULL, '\\x00')",
+         VALUES ($1, $2, 1, 'Tested', '1.0', '{}', '{}', now(), NULL, '\\x00') \
+         RETURNING tx_id::text::bigint, global_position",
     )
+    .bind(aggregate_type)
     .bind(stream)
-    .execute(executor)
+    .fetch_one(executor)
     .await
     .unwrap();
+    FeedPosition { tx_id, position }
+}
+
+/// A subscription's decision holds while no event of the types it depends on follows the
+/// place it was made at (`touched_since`): events of other types do not count, nor does one
+/// at or before that place; past `TOUCHED_READ` later events the answer is yes, unread.
+#[tokio::test]
+async fn touched_since_sees_only_later_events_of_the_named_types() {
+    let db = TestDb::create().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let start = FeedPosition::default();
+    let first = append_of(&mut conn, "Individual", "i1").await;
+    let consent = append_of(&mut conn, "Consent", "c1").await;
+    let last = append_of(&mut conn, "Individual", "i2").await;
+    let types = ["Consent", "Group"];
+    assert!(touched_since(&db.pool, start, &types).await.unwrap());
+    assert!(touched_since(&db.pool, first, &types).await.unwrap());
+    assert!(!touched_since(&db.pool, consent, &types).await.unwrap());
+    assert!(!touched_since(&db.pool, last, &types).await.unwrap());
+    assert!(!touched_since(&db.pool, start, &["Group"]).await.unwrap());
+    drop(conn);
+
+    // Later events, in one transaction of this run (so after `last` in the feed).
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata, recorded_at, prev_hash, hash) \
+         SELECT 'Individual', 'bulk' || i, 1, 'Tested', '1.0', '{}', '{}', now(), NULL, '\\x00' \
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(TOUCHED_READ)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        touched_since(&db.pool, last, &["Group"]).await.unwrap(),
+        "too many later events to read: maybe"
+    );
+    db.drop().await;
 }
 
 async fn streams_read(pool: &sqlx::PgPool) -> Vec<String> {
@@ -214,7 +265,8 @@ fn nodes(plan: &serde_json::Value, into: &mut Vec<String>) {
     }
 }
 
-/// The feed's page queries (of events, and of their places only), as the code runs them, are
+/// The feed's page queries (of events, of their places only, and of their types for
+/// `touched_since`), as the code runs them, are
 /// index range scans of `events_feed` that stop after a page, with no sort: at the start, the middle and the end of a log of three
 /// million events, planned with the values (custom plan) and without them (the generic plan
 /// a prepared statement falls back to).
@@ -223,15 +275,22 @@ async fn a_feed_page_is_an_index_scan_without_a_sort_at_millions_of_events() {
     let db = TestDb::create().await;
     fill(&db.pool, 3_000_000).await;
     let mut conn = db.pool.acquire().await.unwrap();
-    for sql in [
-        openspp_projections::feed::PAGE_SQL,
-        openspp_projections::feed::POSITIONS_SQL,
+    for (sql, types, more) in [
+        (openspp_projections::feed::PAGE_SQL, "", ""),
+        (openspp_projections::feed::POSITIONS_SQL, "", ""),
+        (
+            openspp_projections::feed::TOUCHED_SQL,
+            ", text[]",
+            ", '{Consent,Group}'",
+        ),
     ] {
-        sqlx::query(&format!("PREPARE feed_page(text, bigint, bigint) AS {sql}"))
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        plans_hold(&mut conn, sql).await;
+        sqlx::query(&format!(
+            "PREPARE feed_page(text, bigint, bigint{types}) AS {sql}"
+        ))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        plans_hold(&mut conn, sql, more).await;
         sqlx::query("DEALLOCATE feed_page")
             .execute(&mut *conn)
             .await
@@ -241,9 +300,10 @@ async fn a_feed_page_is_an_index_scan_without_a_sort_at_millions_of_events() {
     db.drop().await;
 }
 
-/// The prepared `feed_page` (`sql`) read through `events_feed` without a sort, planned with
-/// and without its values, at the start, middle and end of the log.
-async fn plans_hold(conn: &mut sqlx::PgConnection, sql: &str) {
+/// The prepared `feed_page` (`sql`, its arguments after the length `more`) read through
+/// `events_feed` without a sort, planned with and without its values, at the start, middle
+/// and end of the log.
+async fn plans_hold(conn: &mut sqlx::PgConnection, sql: &str, more: &str) {
     for mode in ["force_custom_plan", "force_generic_plan"] {
         sqlx::query(&format!("SET plan_cache_mode = {mode}"))
             .execute(&mut *conn)
@@ -255,7 +315,7 @@ async fn plans_hold(conn: &mut sqlx::PgConnection, sql: &str) {
             (1000 + 749_999, 2_999_990),
         ] {
             let explained: serde_json::Value = sqlx::query_scalar(&format!(
-                "EXPLAIN (FORMAT JSON) EXECUTE feed_page('{tx_id}', {position}, 5000)"
+                "EXPLAIN (FORMAT JSON) EXECUTE feed_page('{tx_id}', {position}, 5000{more})"
             ))
             .fetch_one(&mut *conn)
             .await

@@ -40,7 +40,7 @@ pub enum Action {
 }
 
 /// The client behind a request's bearer token, as it stands now (see `principal`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub client_id: String,
     pub organization: String,
