@@ -21,8 +21,8 @@
 //! feed read again from the last event sent; if none did, it holds, as deciding again would
 //! decide the same. (Deciding again every 20 ms instead cost a subscriber that had fallen
 //! behind most of its time: 16 subscribers fell 8 s behind 1,300 events/s of writes.) A
-//! client deactivated ends its subscriptions. Each decision that disclosed something is one access in
-//! the access log, naming the subjects it disclosed.
+//! client deactivated ends its subscriptions. Each decision that disclosed something is one
+//! access in the access log, naming the subjects it disclosed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
@@ -460,13 +460,13 @@ impl Follower {
                 self.sent = upto;
                 continue;
             };
-            let decided = Instant::now();
+            let (decided, day) = (Instant::now(), today());
             match deliver(&self.session, &events).await {
                 Ok(Some((principal, delivered))) => {
                     self.basis = Some(Basis {
                         principal,
                         checkpoint: upto,
-                        day: today(),
+                        day,
                     });
                     self.ready.extend(delivered);
                     self.cursor = last;
