@@ -32,6 +32,14 @@ pub async fn begin_with(
     open(pool, Some(statement.into())).await
 }
 
+/// Ends a read-only transaction without waiting for it: dropped, it queues its `ROLLBACK`,
+/// which goes out with the ping sqlx sends anyway when the connection returns to the pool
+/// (`return_to_pool`), in the same round trip. A `COMMIT` of a transaction that wrote nothing
+/// changes nothing, and the caller would wait a round trip for it.
+pub fn end_read(read: Transaction<'static, Postgres>) {
+    drop(read);
+}
+
 #[allow(clippy::disallowed_methods)] // the one place transactions open
 async fn open(
     pool: &PgPool,

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use openspp_aggregates::{Identifier, Individual};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
-use crate::begin::begin;
+use crate::begin::{begin, end_read};
 use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
@@ -389,7 +389,7 @@ pub async fn counted(
         page,
     )
     .await?;
-    tx.rollback().await?;
+    end_read(tx);
     Ok(counted)
 }
 

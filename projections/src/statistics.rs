@@ -6,7 +6,7 @@
 use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
 
-use crate::begin::begin_with;
+use crate::begin::{begin_with, end_read};
 use crate::consent::{push_admitted_set, Admission, Visibility, ANALYTICS};
 
 /// What a count may be broken down by.
@@ -163,7 +163,7 @@ pub async fn count(pool: &PgPool, query: &CountQuery) -> sqlx::Result<Vec<Cell>>
         .persistent(false)
         .fetch_all(&mut *tx)
         .await?;
-    tx.commit().await?;
+    end_read(tx);
     rows.iter()
         .map(|row| {
             let key = (0..query.dimensions.len())
@@ -182,7 +182,7 @@ pub async fn plan(pool: &PgPool, query: &CountQuery) -> sqlx::Result<String> {
         .persistent(false)
         .fetch_all(&mut *tx)
         .await?;
-    tx.commit().await?;
+    end_read(tx);
     Ok(lines.join("\n"))
 }
 

@@ -13,7 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::begin::begin_with;
+use crate::begin::{begin_with, end_read};
 use crate::search::{push_order, Found, Page, SortKey, Total};
 
 /// A resource as its read model holds it.
@@ -177,13 +177,13 @@ pub(crate) async fn search<A: DeserializeOwned>(
         } else {
             (counted, false)
         };
-        tx.commit().await?;
+        end_read(tx);
         Ok::<_, sqlx::Error>(total)
     };
     let paged = async {
         let mut tx = begin_with(pool, budget.begin.clone()).await?;
         let rows = fetch_page(&mut tx, probe.as_mut(), &mut select, page).await?;
-        tx.commit().await?;
+        end_read(tx);
         Ok::<_, sqlx::Error>(rows)
     };
     let ((total, estimated), rows) = tokio::try_join!(counted, paged)?;
