@@ -35,7 +35,7 @@ fn scope(resource_type: &str, purpose: &str, fields: Option<&[&str]>) -> Consent
 
 /// Consent `n`: every few consents another kind of subject, state and terms.
 fn consent(n: usize) -> ConsentRecord {
-    let (subject_type, subject) = if n % 4 == 0 {
+    let (subject_type, subject) = if n.is_multiple_of(4) {
         ("Group", format!("g{}", n % GROUPS))
     } else {
         ("Individual", format!("s{}", (n * 7) % PEOPLE))
