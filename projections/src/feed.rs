@@ -71,28 +71,32 @@ pub async fn read_between(
 pub const TOUCHED_READ: i64 = 10_000;
 
 /// Whether the first `$3` events after `$1:$2` (the same index range scan as `PAGE_SQL`,
-/// reading only their types) include one of the aggregate types `$4`, and how many were read.
-pub const TOUCHED_SQL: &str =
-    "SELECT count(*), coalesce(bool_or(later.aggregate_type = ANY($4)), false) \
-     FROM (SELECT events.aggregate_type FROM events \
+/// reading only their types and streams) include one of the aggregate types `$4` or one of
+/// the streams `$5`, and how many were read.
+pub const TOUCHED_SQL: &str = "SELECT count(*), \
+         coalesce(bool_or(later.aggregate_type = ANY($4) OR later.aggregate_id = ANY($5)), false) \
+     FROM (SELECT events.aggregate_type, events.aggregate_id FROM events \
            WHERE (events.tx_id, events.global_position) > ($1::text::xid8, $2) \
            ORDER BY events.tx_id, events.global_position LIMIT $3) AS later";
 
-/// Whether an event of one of `aggregate_types` may have committed after `after`: every
-/// event that has committed by now and follows `after` in the feed is read (its type only),
-/// up to `TOUCHED_READ` of them; past that the answer is yes, unread. With `after` a position
-/// the feed follower had reached before something was read from the read models, a `false`
-/// means no such event committed since that read: what it decided still holds.
+/// Whether an event of one of `aggregate_types`, or of one of `streams`, may have committed
+/// after `after`: every event that has committed by now and follows `after` in the feed is
+/// read (its type and stream only), up to `TOUCHED_READ` of them; past that the answer is yes,
+/// unread. With `after` a position the feed follower had reached before something was read
+/// from the read models, a `false` means no such event committed since that read: what it
+/// decided still holds.
 pub async fn touched_since(
     pool: &PgPool,
     after: FeedPosition,
     aggregate_types: &[&str],
+    streams: &[String],
 ) -> sqlx::Result<bool> {
     let (read, touched): (i64, bool) = sqlx::query_as(TOUCHED_SQL)
         .bind(after.tx_id.to_string())
         .bind(after.position)
         .bind(TOUCHED_READ)
         .bind(aggregate_types)
+        .bind(streams)
         .fetch_one(pool)
         .await?;
     Ok(touched || read >= TOUCHED_READ)

@@ -97,11 +97,12 @@ async fn append_of(
     FeedPosition { tx_id, position }
 }
 
-/// A subscription's decision holds while no event of the types it depends on follows the
-/// place it was made at (`touched_since`): events of other types do not count, nor does one
-/// at or before that place; past `TOUCHED_READ` later events the answer is yes, unread.
+/// A subscription's decision holds while no event of the types it depends on, nor of the
+/// streams it decided about, follows the place it was made at (`touched_since`): events of
+/// other types and streams do not count, nor does one at or before that place; past
+/// `TOUCHED_READ` later events the answer is yes, unread.
 #[tokio::test]
-async fn touched_since_sees_only_later_events_of_the_named_types() {
+async fn touched_since_sees_only_later_events_of_the_named_types_and_streams() {
     let db = TestDb::create().await;
     let mut conn = db.pool.acquire().await.unwrap();
     let start = FeedPosition::default();
@@ -109,11 +110,21 @@ async fn touched_since_sees_only_later_events_of_the_named_types() {
     let consent = append_of(&mut conn, "Consent", "c1").await;
     let last = append_of(&mut conn, "Individual", "i2").await;
     let types = ["Consent", "Group"];
-    assert!(touched_since(&db.pool, start, &types).await.unwrap());
-    assert!(touched_since(&db.pool, first, &types).await.unwrap());
-    assert!(!touched_since(&db.pool, consent, &types).await.unwrap());
-    assert!(!touched_since(&db.pool, last, &types).await.unwrap());
-    assert!(!touched_since(&db.pool, start, &["Group"]).await.unwrap());
+    let none: [String; 0] = [];
+    let i1 = ["i1".to_owned()];
+    let i2 = ["i2".to_owned()];
+    assert!(touched_since(&db.pool, start, &types, &none).await.unwrap());
+    assert!(touched_since(&db.pool, first, &types, &none).await.unwrap());
+    assert!(!touched_since(&db.pool, consent, &types, &none)
+        .await
+        .unwrap());
+    assert!(!touched_since(&db.pool, last, &types, &none).await.unwrap());
+    assert!(!touched_since(&db.pool, start, &["Group"], &none)
+        .await
+        .unwrap());
+    assert!(touched_since(&db.pool, consent, &types, &i2).await.unwrap());
+    assert!(!touched_since(&db.pool, last, &types, &i2).await.unwrap());
+    assert!(!touched_since(&db.pool, consent, &types, &i1).await.unwrap());
     drop(conn);
 
     // Later events, in one transaction of this run (so after `last` in the feed).
@@ -128,7 +139,9 @@ async fn touched_since_sees_only_later_events_of_the_named_types() {
     .await
     .unwrap();
     assert!(
-        touched_since(&db.pool, last, &["Group"]).await.unwrap(),
+        touched_since(&db.pool, last, &["Group"], &none)
+            .await
+            .unwrap(),
         "too many later events to read: maybe"
     );
     db.drop().await;
@@ -280,8 +293,8 @@ async fn a_feed_page_is_an_index_scan_without_a_sort_at_millions_of_events() {
         (openspp_projections::feed::POSITIONS_SQL, "", ""),
         (
             openspp_projections::feed::TOUCHED_SQL,
-            ", text[]",
-            ", '{Consent,Group}'",
+            ", text[], text[]",
+            ", '{Consent,Group}', '{s1,s2}'",
         ),
     ] {
         sqlx::query(&format!(

@@ -15,9 +15,9 @@
 //! `OPENSPP_SUBSCRIPTION_RECHECK_MS` (default 20 ms) is checked again before anything more of
 //! it is sent, so that a consent withdrawn stops the subject's events as soon as it commits,
 //! however long they waited for a slow socket. The check asks what the decision depended on:
-//! the client's record, the day (consents end on a date), and whether a consent or a group's
-//! members (a household's consent covers its current members) changed since
-//! (`feed::touched_since`). If any did, the decision is dropped with what it queued and the
+//! the client's record, the day (consents end on a date), and whether a consent, a group's
+//! members (a household's consent covers its current members) or a subject it queued events
+//! of (its identifier, which names it) changed since (`feed::touched_since`). If any did, the decision is dropped with what it queued and the
 //! feed read again from the last event sent; if none did, it holds, as deciding again would
 //! decide the same. (Deciding again every 20 ms instead cost a subscriber that had fallen
 //! behind most of its time: 16 subscribers fell 8 s behind 1,300 events/s of writes.) A
@@ -324,15 +324,24 @@ struct Basis {
     /// that committed after the decision read follows it.
     checkpoint: FeedPosition,
     day: NaiveDate,
+    /// The streams of the events it queued: their identifiers (`external_id`) were read with
+    /// it, and a later event of one of them may change which identifier names it.
+    streams: Vec<String>,
 }
 
-/// What of a page of the feed the client may receive, in feed order, with the client as it was
-/// when decided; the page is one access in the access log (recorded only if it disclosed
-/// something). `None`: the client is gone.
-async fn deliver(
-    session: &Session,
-    events: &[StoredEvent],
-) -> Result<Option<(Principal, Vec<(FeedPosition, Event)>)>, ApiError> {
+/// What `deliver` decided of a page.
+struct Decided {
+    /// The client as it was when decided.
+    principal: Principal,
+    /// The streams of the events it let through, each once.
+    streams: Vec<String>,
+    /// What the client may receive, each event with its place, in feed order.
+    delivered: Vec<(FeedPosition, Event)>,
+}
+
+/// What of a page of the feed the client may receive; the page is one access in the access
+/// log (recorded only if it disclosed something). `None`: the client is gone.
+async fn deliver(session: &Session, events: &[StoredEvent]) -> Result<Option<Decided>, ApiError> {
     let state = &session.state;
     // The client as it is now: deactivated, it receives nothing more; its scopes and allowed
     // programs as they now are, never more than its token had.
@@ -364,12 +373,20 @@ async fn deliver(
             state.access_log.record(entry).await;
         }
     }
-    Ok(Some((
+    let mut streams: Vec<String> = out
+        .iter()
+        .map(|(index, _)| events[*index].aggregate_id.clone())
+        .collect();
+    streams.sort();
+    streams.dedup();
+    Ok(Some(Decided {
         principal,
-        out.into_iter()
+        streams,
+        delivered: out
+            .into_iter()
             .map(|(index, event)| (events[index].feed, event))
             .collect(),
-    )))
+    }))
 }
 
 /// One subscriber's place in the feed and what is ready to send.
@@ -408,8 +425,10 @@ impl Follower {
         // that itself took longer than the bound (a loaded database) would otherwise be dropped
         // again and again, sending nothing.
         if !self.ready.is_empty() && self.decided.elapsed() > recheck() {
+            // As a decision's age counts from before it reads, so does a check's.
+            let checked = Instant::now();
             if self.holds().await {
-                self.decided = Instant::now();
+                self.decided = checked;
             } else {
                 self.ready.clear();
                 self.basis = None;
@@ -462,11 +481,16 @@ impl Follower {
             };
             let (decided, day) = (Instant::now(), today());
             match deliver(&self.session, &events).await {
-                Ok(Some((principal, delivered))) => {
+                Ok(Some(Decided {
+                    principal,
+                    streams,
+                    delivered,
+                })) => {
                     self.basis = Some(Basis {
                         principal,
                         checkpoint: upto,
                         day,
+                        streams,
                     });
                     self.ready.extend(delivered);
                     self.cursor = last;
@@ -496,7 +520,8 @@ impl Follower {
 
 impl Follower {
     /// Whether the last decision would decide the same now: the same client record, the same
-    /// day, and no consent or group change committed since it read (`DECIDING`). Moves the
+    /// day, and no consent or group change (`DECIDING`), nor any event of a subject it queued
+    /// events of, committed since it read. Moves the
     /// basis on to the follower's place when it holds, so that the next check reads only what
     /// came after. Any doubt (a read that fails) is a no.
     async fn holds(&mut self) -> bool {
@@ -518,7 +543,7 @@ impl Follower {
         if !matches!(client, Ok(Some(now)) if now == basis.principal) {
             return false;
         }
-        match touched_since(&state.pool, basis.checkpoint, &DECIDING).await {
+        match touched_since(&state.pool, basis.checkpoint, &DECIDING, &basis.streams).await {
             Ok(false) => {
                 basis.checkpoint = basis.checkpoint.max(reached);
                 true
