@@ -17,9 +17,9 @@
 //! however long they waited for a slow socket. The check asks what the decision depended on:
 //! the client's record, the day (consents end on a date), and whether a consent, a group's
 //! members (a household's consent covers its current members) or a subject it queued events
-//! of (its identifier, which names it) changed since (`feed::touched_since`). If any did, the decision is dropped with what it queued and the
-//! feed read again from the last event sent; if none did, it holds, as deciding again would
-//! decide the same. (Deciding again every 20 ms instead cost a subscriber that had fallen
+//! of (its identifier, which names it) changed since (`feed::touched_since`). If any did, the
+//! decision is dropped with what it queued and the feed read again from the last event sent;
+//! if none did, it holds, as deciding again would decide the same. (Deciding again every 20 ms instead cost a subscriber that had fallen
 //! behind most of its time: 16 subscribers fell 8 s behind 1,300 events/s of writes.) A
 //! client deactivated ends its subscriptions. Each decision that disclosed something is one
 //! access in the access log, naming the subjects it disclosed.
@@ -329,19 +329,16 @@ struct Basis {
     streams: Vec<String>,
 }
 
-/// What `deliver` decided of a page.
-struct Decided {
-    /// The client as it was when decided.
-    principal: Principal,
-    /// The streams of the events it let through, each once.
-    streams: Vec<String>,
-    /// What the client may receive, each event with its place, in feed order.
-    delivered: Vec<(FeedPosition, Event)>,
-}
-
-/// What of a page of the feed the client may receive; the page is one access in the access
-/// log (recorded only if it disclosed something). `None`: the client is gone.
-async fn deliver(session: &Session, events: &[StoredEvent]) -> Result<Option<Decided>, ApiError> {
+/// What of a page of the feed the client may receive, each event with its place, in feed
+/// order, and what that decision read (`checkpoint`: where the feed follower stood before it
+/// read anything). The page is one access in the access log (recorded only if it disclosed
+/// something). `None`: the client is gone.
+async fn deliver(
+    session: &Session,
+    events: &[StoredEvent],
+    checkpoint: FeedPosition,
+) -> Result<Option<(Basis, Vec<(FeedPosition, Event)>)>, ApiError> {
+    let day = today();
     let state = &session.state;
     // The client as it is now: deactivated, it receives nothing more; its scopes and allowed
     // programs as they now are, never more than its token had.
@@ -379,14 +376,18 @@ async fn deliver(session: &Session, events: &[StoredEvent]) -> Result<Option<Dec
         .collect();
     streams.sort();
     streams.dedup();
-    Ok(Some(Decided {
+    let basis = Basis {
         principal,
+        checkpoint,
+        day,
         streams,
-        delivered: out
-            .into_iter()
+    };
+    Ok(Some((
+        basis,
+        out.into_iter()
             .map(|(index, event)| (events[index].feed, event))
             .collect(),
-    }))
+    )))
 }
 
 /// One subscriber's place in the feed and what is ready to send.
@@ -431,7 +432,6 @@ impl Follower {
                 self.decided = checked;
             } else {
                 self.ready.clear();
-                self.basis = None;
                 self.cursor = self.sent;
                 self.page = (self.taken * 2).clamp(1, PAGE);
             }
@@ -479,19 +479,10 @@ impl Follower {
                 self.sent = upto;
                 continue;
             };
-            let (decided, day) = (Instant::now(), today());
-            match deliver(&self.session, &events).await {
-                Ok(Some(Decided {
-                    principal,
-                    streams,
-                    delivered,
-                })) => {
-                    self.basis = Some(Basis {
-                        principal,
-                        checkpoint: upto,
-                        day,
-                        streams,
-                    });
+            let decided = Instant::now();
+            match deliver(&self.session, &events, upto).await {
+                Ok(Some((basis, delivered))) => {
+                    self.basis = Some(basis);
                     self.ready.extend(delivered);
                     self.cursor = last;
                     if self.ready.is_empty() {
@@ -516,14 +507,12 @@ impl Follower {
             }
         }
     }
-}
 
-impl Follower {
     /// Whether the last decision would decide the same now: the same client record, the same
     /// day, and no consent or group change (`DECIDING`), nor any event of a subject it queued
-    /// events of, committed since it read. Moves the
-    /// basis on to the follower's place when it holds, so that the next check reads only what
-    /// came after. Any doubt (a read that fails) is a no.
+    /// events of, committed since it read. Moves the basis on to the follower's place when it
+    /// holds, so that the next check reads only what came after. Any doubt (a read that fails)
+    /// is a no.
     async fn holds(&mut self) -> bool {
         let Some(basis) = &mut self.basis else {
             return false;

@@ -51,15 +51,15 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial(
             "subscriptions::events_queued_before_a_withdrawal_are_not_sent_after_it",
-            || queued_before_withdrawal(Withdrawal::Revoked),
+            || queued_before_change(Change::Revoked),
         ),
         trial(
             "subscriptions::events_queued_before_a_member_leaves_a_consented_household_are_not_sent_after_it",
-            || queued_before_withdrawal(Withdrawal::LeftHousehold),
+            || queued_before_change(Change::LeftHousehold),
         ),
         trial(
             "subscriptions::events_queued_before_a_subject_is_relabelled_do_not_carry_its_old_identifier",
-            || queued_before_withdrawal(Withdrawal::Relabelled),
+            || queued_before_change(Change::Relabelled),
         ),
         trial(
             "subscriptions::the_socket_closes_when_its_token_expires",
@@ -547,7 +547,7 @@ async fn bounded_operations() {
 /// What befalls a subject while its events wait to be sent, making what was decided about
 /// them stale.
 #[derive(Clone, Copy)]
-enum Withdrawal {
+enum Change {
     /// Its own consent is revoked.
     Revoked,
     /// It leaves the household whose consent covered it.
@@ -556,7 +556,7 @@ enum Withdrawal {
     Relabelled,
 }
 
-async fn queued_before_withdrawal(withdrawal: Withdrawal) {
+async fn queued_before_change(change: Change) {
     // A second process whose subscribers may leave two windows of 4 unread for a minute: what
     // it decided to send waits in its queue meanwhile.
     let window = 4;
@@ -571,16 +571,16 @@ async fn queued_before_withdrawal(withdrawal: Withdrawal) {
     let (token, organization) = bound_client(&["individual:read"]).await;
     let (a, b) = (unique("LVQ"), unique("LVE"));
     let marker = unique(SYNC);
-    let withdraw = match withdrawal {
-        Withdrawal::Relabelled => {
+    let withdraw = match change {
+        Change::Relabelled => {
             consented(&admin, &a, &organization, Value::Null).await;
             path(&a)
         }
-        Withdrawal::Revoked => {
+        Change::Revoked => {
             let consent = consented(&admin, &a, &organization, Value::Null).await;
             format!("/api/v2/spp/Consent/{consent}/$revoke")
         }
-        Withdrawal::LeftHousehold => {
+        Change::LeftHousehold => {
             admin
                 .post("/api/v2/spp/Individual", individual_body(&a))
                 .await
@@ -611,13 +611,13 @@ async fn queued_before_withdrawal(withdrawal: Withdrawal) {
     while !renamed_a(&next_event(&mut socket).await) {}
     let mut renames_of_a = 1;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let done = match withdrawal {
-        Withdrawal::Revoked => admin.post(&withdraw, json!({})).await,
-        Withdrawal::LeftHousehold => {
+    let done = match change {
+        Change::Revoked => admin.post(&withdraw, json!({})).await,
+        Change::LeftHousehold => {
             let member = json!({"entity": {"reference": format!("Individual/{}", key(&a))}});
             admin.post(&withdraw, member).await
         }
-        Withdrawal::Relabelled => {
+        Change::Relabelled => {
             let mut body = individual_body(&a);
             body["identifier"] = json!([{"system": NATIONAL_ID, "value": unique("LVR")}]);
             admin.put(&withdraw, body, None).await
