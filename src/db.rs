@@ -80,7 +80,10 @@ const IDLE_PING: Duration = Duration::from_secs(1);
 /// pinged — the ones a database restart or a network cut may have broken while nothing used
 /// them; one in constant use has just proved itself, and if it breaks all the same, its
 /// statement fails as a lost connection (503 with `Retry-After`, `tests/e2e/faults.rs`) and
-/// the pool replaces it.
+/// the pool replaces it. sqlx also pings every connection on its way back to the pool, which no
+/// setting turns off: the statements of the request path run on the store's lane
+/// (`openspp_projections::lane`), which hands a connection whose statement completed to the
+/// next statement without that ping.
 fn pool_options(size: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(size)

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use cqrs_es::Aggregate;
 use openspp_aggregates::consent::{named_extension, ConsentStatus, EXTENSION};
 use openspp_aggregates::{Consent, ConsentRecord};
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::error::{ProjectionError, Undecodable};
 use crate::events::Fold;
@@ -412,7 +412,7 @@ fn record(row: &sqlx::postgres::PgRow) -> sqlx::Result<ConsentRecord> {
 /// groups it currently belongs to (by the membership index, kept in the append transaction).
 /// One query for a whole page.
 pub async fn covering(
-    pool: &PgPool,
+    pool: impl PgExecutor<'_>,
     subject_ids: &[String],
 ) -> sqlx::Result<HashMap<String, Vec<ConsentRecord>>> {
     // Two index lookups (own consents, then the groups'), never a scan of all consents.

@@ -16,6 +16,7 @@ pub mod household;
 pub mod identifier_claims;
 pub mod individual;
 pub mod inline;
+pub mod lane;
 pub mod membership;
 pub mod membership_index;
 pub mod product;

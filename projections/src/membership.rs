@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use openspp_aggregates::ProgramMembership;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 
 use crate::consent::{push_visible_by, Visibility};
 use crate::error::ProjectionError;
@@ -187,7 +187,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
 
 /// `system|value` of each program and beneficiary stream, for references, in one query.
 pub async fn references(
-    pool: &PgPool,
+    pool: impl PgExecutor<'_>,
     streams: &[String],
 ) -> sqlx::Result<HashMap<String, String>> {
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::begin::{begin_with, end_read};
@@ -62,7 +62,7 @@ pub async fn get<A: DeserializeOwned>(
 /// The stream of `aggregate_type` holding the live identifier `system|value`, with its row in
 /// `table` (`None` while the read model lags the claim): a read by identifier in one round trip.
 pub async fn by_identifier<A: DeserializeOwned>(
-    pool: &PgPool,
+    pool: impl PgExecutor<'_>,
     table: &'static str,
     aggregate_type: &str,
     system: &str,
@@ -76,7 +76,7 @@ pub async fn by_identifier<A: DeserializeOwned>(
 /// statement (what rendering the row needs from other read models, as JSON), given with the
 /// row.
 pub async fn by_identifier_with<A: DeserializeOwned>(
-    pool: &PgPool,
+    pool: impl PgExecutor<'_>,
     table: &'static str,
     aggregate_type: &str,
     system: &str,

@@ -31,7 +31,7 @@ pub async fn find_subject(
     id: &str,
 ) -> Result<Subject, ApiError> {
     let identifier = parse_identifier(id, "id")?;
-    let stream = claims::resolve(&call.state.pool, aggregate_type, &identifier).await?;
+    let stream = claims::resolve(call.state.store.lane(), aggregate_type, &identifier).await?;
     judge(call, aggregate_type, resource_type, &identifier, stream).await
 }
 
@@ -40,7 +40,7 @@ pub async fn find_subject(
 /// consented take the same work.
 pub async fn access_to(call: &Call, stream: &str) -> Result<Access, ApiError> {
     let consents = if call.principal.require_consent {
-        consent::covering(&call.state.pool, &[stream.to_owned()])
+        consent::covering(call.state.store.lane(), &[stream.to_owned()])
             .await?
             .remove(stream)
             .unwrap_or_default()
@@ -62,7 +62,7 @@ pub async fn locate_beneficiarys<R: Resource>(
     program_of: fn(&R) -> &str,
     grant_of: impl FnOnce(&Access) -> Option<Grant>,
 ) -> Result<Located<R>, ApiError> {
-    let stream = claims::resolve(&call.state.pool, R::TYPE, identifier).await?;
+    let stream = claims::resolve(call.state.store.lane(), R::TYPE, identifier).await?;
     let row = match &stream {
         Some(stream) => match R::current(call, stream).await? {
             Some(row) => Some(row),
@@ -146,7 +146,7 @@ pub async fn referenced(
         .unwrap_or(&text);
     let identifier = parse_identifier(bare, name)?;
     Ok(Some(
-        claims::resolve(&call.state.pool, aggregate_type, &identifier).await?,
+        claims::resolve(call.state.store.lane(), aggregate_type, &identifier).await?,
     ))
 }
 
@@ -174,15 +174,16 @@ async fn locate_registrant_beside<R: Resource>(
     beside: Option<&'static str>,
 ) -> Result<Located<R>, ApiError> {
     let identifier = parse_identifier(id, "id")?;
-    let pool = &call.state.pool;
+    let lane = call.state.store.lane();
     let pending = transaction::created(R::TYPE, &identifier).await;
     let (stream, current, context) = match R::VIEW {
         // Created earlier in the open transaction: not in any read model before the commit.
         _ if pending.is_some() => (pending, None, None),
         // A caller not bound by consent sees the row and what it links to as they are: the
-        // claim, the row and its context in one statement.
+        // claim, the row and its context in one statement, on the lane (`lane.rs`: one round
+        // trip, no ping after it).
         Some(table) if !call.principal.require_consent => match view::by_identifier_with::<R>(
-            pool,
+            lane,
             table,
             R::TYPE,
             &identifier.system,
@@ -202,7 +203,7 @@ async fn locate_registrant_beside<R: Resource>(
             }
         },
         _ => (
-            claims::resolve(pool, R::TYPE, &identifier).await?,
+            claims::resolve(lane, R::TYPE, &identifier).await?,
             None,
             None,
         ),
@@ -261,12 +262,12 @@ pub async fn by_identifier<R: Resource>(
             Some(pending(stream, state, version)),
         )));
     }
-    let pool = &call.state.pool;
+    let lane = call.state.store.lane();
     Ok(match R::VIEW {
         Some(table) => {
-            view::by_identifier::<R>(pool, table, R::TYPE, &key.system, &key.value).await?
+            view::by_identifier::<R>(lane, table, R::TYPE, &key.system, &key.value).await?
         }
-        None => claims::resolve(pool, R::TYPE, key)
+        None => claims::resolve(lane, R::TYPE, key)
             .await?
             .map(|stream| (stream, None)),
     })

@@ -440,12 +440,16 @@ impl<E: std::error::Error + Send + 'static> Batch<E> {
         // connection may have taken a commit with it (`settle`).
         let mut connection = self
             .store
-            .pool
+            .lane()
             .acquire()
             .await
             .map_err(StoreError::Unavailable)?;
         let written = append(&mut connection, &mut statement).await;
-        drop(connection);
+        if written.is_ok() {
+            connection.release();
+        } else {
+            drop(connection);
+        }
         drop(statement);
         match written {
             Ok((tx_id, position)) => {

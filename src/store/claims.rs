@@ -3,12 +3,12 @@
 //! lookup never answers from a lagging read model.
 
 use openspp_aggregates::Identifier;
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 
 /// The stream of `aggregate_type` holding a live identifier, if any. Inside an open
 /// transaction, a stream it created holds its identifiers before they are claims.
 pub async fn resolve(
-    pool: &PgPool,
+    pool: impl PgExecutor<'_>,
     aggregate_type: &str,
     identifier: &Identifier,
 ) -> sqlx::Result<Option<String>> {
@@ -29,7 +29,7 @@ pub async fn resolve(
 /// The program an identifier names, its name alias matched whatever the case
 /// (`urn:openspp:program|Cash-Transfer` finds `…|cash-transfer`).
 pub async fn resolve_program(
-    pool: &PgPool,
+    pool: impl PgExecutor<'_>,
     identifier: Identifier,
 ) -> sqlx::Result<Option<String>> {
     resolve(

@@ -5,6 +5,7 @@ use std::time::Duration;
 use rand::Rng;
 use sqlx::PgPool;
 
+use openspp_projections::lane::Lane;
 use openspp_projections::Fold;
 
 use openspp_aggregates::DomainError;
@@ -19,6 +20,9 @@ use super::Stored;
 #[derive(Clone)]
 pub struct EventStore {
     pub(crate) pool: PgPool,
+    /// Connections for single statements, handed back without sqlx's ping (`lane.rs`): the
+    /// appends, and the reads of the request path.
+    lane: Lane,
     /// Conflicts retried (with a fresh load) when the writer sent no `If-Match`.
     max_retries: u32,
     pub(crate) signal: FeedSignal,
@@ -30,6 +34,7 @@ impl EventStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
             signal: FeedSignal::new(pool.clone()),
+            lane: Lane::new(pool.clone()),
             pool,
             max_retries: 8,
             group: Group::default(),
@@ -42,6 +47,11 @@ impl EventStore {
             group: Group::default(),
             ..self.clone()
         }
+    }
+
+    /// Connections for single statements on the request path (`lane.rs`).
+    pub fn lane(&self) -> &Lane {
+        &self.lane
     }
 
     /// The stream folded from the log: its state, version, stamps and last hash.
