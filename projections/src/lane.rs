@@ -13,14 +13,17 @@
 //! its ping. A connection idle in the lane for longer than `KEEP` goes back to the pool too,
 //! so that an idle server holds no connections outside it and a connection the lane has not
 //! used lately is tested (`db.rs` pings one idle for over a second before handing it out)
-//! before anyone relies on it; and a closed pool gets every connection back within `KEEP`
-//! (`Pool::close` waits for them).
+//! before anyone relies on it; and a closed pool gets every connection back at once
+//! (`Pool::close` waits for them). A connection also goes back to the pool once a minute
+//! (where sqlx retires it at its `max_lifetime`), and whenever the pool has none left for
+//! others: statements on the lane never jump the queue of those waiting for the pool.
 //!
 //! `&Lane` is an executor, as `&PgPool` is: a function that takes `impl PgExecutor` runs its
 //! statement on the lane when given one.
 //!
-//! Only for statements outside a transaction: a transaction's end is not known to be sent
-//! until a later round trip, which is exactly what the lane skips.
+//! Only for statements outside a transaction, and nothing that changes the session (`SET`,
+//! advisory locks): a transaction's end is not known to be sent until a later round trip,
+//! which is exactly what the lane skips, and the next user of the connection is anyone.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,36 +42,52 @@ use tokio::sync::Notify;
 /// pool. Under load it is taken again within microseconds.
 const KEEP: Duration = Duration::from_millis(100);
 
+/// How long a connection may go from statement to statement in the lane without passing
+/// through the pool, where sqlx checks it against the pool's `max_lifetime`.
+const TURN: Duration = Duration::from_secs(60);
+
 /// Connections kept for single statements (see the module comment). Cheap to clone.
 #[derive(Clone)]
 pub struct Lane(Arc<Inner>);
 
 struct Inner {
     pool: PgPool,
-    /// Released connections, the most recent last, with when each was released.
-    idle: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
-    /// The most connections the lane keeps: half the pool's, the rest stays with the pool.
+    /// Released connections, the most recent last.
+    idle: Mutex<Vec<Kept>>,
+    /// The most connections the lane keeps: half the pool's (none of a pool of one), the rest
+    /// stays with the pool.
     most: usize,
+    keep: Duration,
     /// Tells the sweeper that a connection was kept.
     kept: Notify,
     sweeping: AtomicBool,
 }
 
+/// A connection waiting in the lane.
+struct Kept {
+    connection: PoolConnection<Postgres>,
+    /// When it came from the pool.
+    since: Instant,
+    /// When its last statement completed.
+    released: Instant,
+}
+
 impl Lane {
     pub fn new(pool: PgPool) -> Self {
-        let most = (pool.options().get_max_connections() as usize / 2).max(1);
+        Self::keeping(pool, KEEP)
+    }
+
+    /// A lane whose connections wait `keep` for their next statement (tests lengthen it).
+    pub fn keeping(pool: PgPool, keep: Duration) -> Self {
+        let most = pool.options().get_max_connections() as usize / 2;
         Self(Arc::new(Inner {
             most,
+            keep,
             pool,
             idle: Mutex::new(Vec::new()),
             kept: Notify::new(),
             sweeping: AtomicBool::new(false),
         }))
-    }
-
-    /// The pool the lane takes its connections from.
-    pub fn pool(&self) -> &PgPool {
-        &self.0.pool
     }
 
     /// A connection for one statement: the one released last if it is still fresh, else one
@@ -77,7 +96,9 @@ impl Lane {
         let fresh = {
             let mut idle = self.0.idle.lock().expect("the lane's lock");
             match idle.pop() {
-                Some((connection, at)) if at.elapsed() < KEEP => Some(connection),
+                Some(kept) if kept.released.elapsed() < self.0.keep && !self.0.pool.is_closed() => {
+                    Some(kept)
+                }
                 // The most recent is stale, so all are: back to the pool, outside the lock.
                 Some(stale) => {
                     let mut stale = vec![stale];
@@ -89,12 +110,13 @@ impl Lane {
                 None => None,
             }
         };
-        let connection = match fresh {
-            Some(connection) => connection,
-            None => self.0.pool.acquire().await?,
+        let (connection, since) = match fresh {
+            Some(kept) => (kept.connection, kept.since),
+            None => (self.0.pool.acquire().await?, Instant::now()),
         };
         Ok(Leased {
             connection: Some(connection),
+            since,
             lane: self.clone(),
         })
     }
@@ -104,8 +126,17 @@ impl Lane {
         self.0.idle.lock().expect("the lane's lock").len()
     }
 
-    fn keep(&self, connection: PoolConnection<Postgres>) {
-        if self.0.pool.is_closed() || connection.is_in_transaction() {
+    /// Keeps `connection`, unless it must go back to the pool: the pool is closed or has no
+    /// connection left for anyone else, it is inside a transaction, its turn is over, or the
+    /// lane is full.
+    fn keep(&self, connection: PoolConnection<Postgres>, since: Instant) {
+        let pool = &self.0.pool;
+        let exhausted = pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0;
+        if pool.is_closed()
+            || exhausted
+            || connection.is_in_transaction()
+            || since.elapsed() >= TURN
+        {
             return drop(connection);
         }
         {
@@ -114,7 +145,11 @@ impl Lane {
                 drop(idle);
                 return drop(connection);
             }
-            idle.push((connection, Instant::now()));
+            idle.push(Kept {
+                connection,
+                since,
+                released: Instant::now(),
+            });
         }
         if !self.0.sweeping.swap(true, Ordering::AcqRel) {
             tokio::spawn(sweep(Arc::downgrade(&self.0)));
@@ -129,7 +164,10 @@ impl std::fmt::Debug for Lane {
     }
 }
 
-/// Sends connections idle for `KEEP` back to the pool, all of them once it is closed; ends
+/// How often the sweeper looks while the lane holds connections.
+const SWEEP: Duration = Duration::from_millis(20);
+
+/// Sends connections idle for `keep` back to the pool, all of them once it is closed; ends
 /// within a second of the lane.
 async fn sweep(lane: Weak<Inner>) {
     loop {
@@ -139,7 +177,7 @@ async fn sweep(lane: Weak<Inner>) {
             let closed = inner.pool.is_closed();
             let fresh = idle
                 .iter()
-                .position(|(_, at)| !closed && at.elapsed() < KEEP)
+                .position(|kept| !closed && kept.released.elapsed() < inner.keep)
                 .unwrap_or(idle.len());
             let stale: Vec<_> = idle.drain(..fresh).collect();
             (stale, idle.is_empty())
@@ -148,10 +186,11 @@ async fn sweep(lane: Weak<Inner>) {
         if empty {
             // Nothing to sweep until a connection is kept (a keep since the check left a
             // permit). The timeout lets the sweeper notice that the lane is gone.
-            let _ = tokio::time::timeout(KEEP * 10, inner.kept.notified()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), inner.kept.notified()).await;
         } else {
+            // Often enough that a closed pool gets its connections back at once.
             drop(inner);
-            tokio::time::sleep(KEEP / 2).await;
+            tokio::time::sleep(SWEEP).await;
         }
     }
 }
@@ -160,6 +199,8 @@ async fn sweep(lane: Weak<Inner>) {
 /// statement succeeded; dropped, it goes back to the pool with sqlx's ping.
 pub struct Leased {
     connection: Option<PoolConnection<Postgres>>,
+    /// When the connection came from the pool.
+    since: Instant,
     lane: Lane,
 }
 
@@ -167,7 +208,7 @@ impl Leased {
     /// Its statement completed: the connection is ready for the next one as it is.
     pub fn release(mut self) {
         if let Some(connection) = self.connection.take() {
-            self.lane.keep(connection);
+            self.lane.keep(connection, self.since);
         }
     }
 }

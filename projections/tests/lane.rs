@@ -9,6 +9,9 @@ use openspp_projections::lane::Lane;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+/// A wait for the next statement longer than any test.
+const LONG: Duration = Duration::from_secs(10);
+
 async fn pool(connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(connections)
@@ -40,7 +43,7 @@ async fn pool_idle(pool: &PgPool, idle: usize) -> bool {
 #[tokio::test]
 async fn a_released_connection_is_kept_outside_the_pool_for_the_next_statement() {
     let pool = pool(4).await;
-    let lane = Lane::new(pool.clone());
+    let lane = Lane::keeping(pool.clone(), LONG);
     let (first, connection) = backend(&lane).await;
     connection.release();
     assert_eq!(lane.idle(), 1, "the lane keeps it");
@@ -65,8 +68,9 @@ async fn a_lease_dropped_without_release_goes_back_to_the_pool() {
 
 #[tokio::test]
 async fn a_statement_abandoned_half_way_leaves_no_broken_connection_in_the_lane() {
-    let pool = pool(1).await;
-    let lane = Lane::new(pool.clone());
+    // Two connections, so that the lane may keep one.
+    let pool = pool(2).await;
+    let lane = Lane::keeping(pool.clone(), LONG);
     let mut connection = lane.acquire().await.unwrap();
     let abandoned = tokio::time::timeout(
         Duration::from_millis(50),
@@ -76,7 +80,15 @@ async fn a_statement_abandoned_half_way_leaves_no_broken_connection_in_the_lane(
     assert!(abandoned.is_err(), "the statement was abandoned");
     drop(connection);
     assert_eq!(lane.idle(), 0);
-    // The pool's one connection, drained by sqlx's ping, answers the next statement.
+    // Abandoned through the executor, as the request path runs its statements.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(50),
+        sqlx::query("SELECT pg_sleep(0.3)").execute(&lane),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the statement was abandoned");
+    assert_eq!(lane.idle(), 0);
+    // The connections, drained by sqlx's ping, answer the next statements.
     for n in 0..3 {
         let mut connection = lane.acquire().await.unwrap();
         let answer: i32 = sqlx::query_scalar("SELECT $1")
@@ -105,7 +117,8 @@ async fn an_idle_connection_goes_back_to_the_pool() {
 #[tokio::test]
 async fn the_pool_closes_while_the_lane_holds_connections() {
     let pool = pool(4).await;
-    let lane = Lane::new(pool.clone());
+    // They would wait ten seconds for a statement: only the pool's closing sends them back.
+    let lane = Lane::keeping(pool.clone(), LONG);
     let (_, a) = backend(&lane).await;
     let (_, b) = backend(&lane).await;
     a.release();
@@ -119,8 +132,8 @@ async fn the_pool_closes_while_the_lane_holds_connections() {
 
 #[tokio::test]
 async fn the_lane_keeps_at_most_half_the_pool() {
-    let pool = pool(4).await;
-    let lane = Lane::new(pool.clone());
+    let pool = pool(6).await;
+    let lane = Lane::keeping(pool.clone(), LONG);
     let mut leased = Vec::new();
     for _ in 0..4 {
         leased.push(backend(&lane).await.1);
@@ -128,15 +141,15 @@ async fn the_lane_keeps_at_most_half_the_pool() {
     for connection in leased {
         connection.release();
     }
-    assert_eq!(lane.idle(), 2, "half of the pool's four");
-    assert!(pool_idle(&pool, 2).await, "the rest went back to the pool");
+    assert_eq!(lane.idle(), 3, "half of the pool's six");
+    assert!(pool_idle(&pool, 1).await, "the rest went back to the pool");
     pool.close().await;
 }
 
 #[tokio::test]
 async fn the_lane_is_an_executor_that_keeps_a_connection_only_after_a_statement_succeeded() {
     let pool = pool(4).await;
-    let lane = Lane::new(pool.clone());
+    let lane = Lane::keeping(pool.clone(), LONG);
     let one: i32 = sqlx::query_scalar("SELECT 1")
         .fetch_one(&lane)
         .await
@@ -157,5 +170,23 @@ async fn the_lane_is_an_executor_that_keeps_a_connection_only_after_a_statement_
         "a failed statement's connection went back to the pool"
     );
     assert!(pool_idle(&pool, 1).await);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_connection_goes_back_to_the_pool_when_the_pool_has_none_left() {
+    let pool = pool(4).await;
+    let lane = Lane::keeping(pool.clone(), LONG);
+    let mut leased = Vec::new();
+    for _ in 0..4 {
+        leased.push(backend(&lane).await.1);
+    }
+    // All four are out: whoever waits for the pool gets the first one released.
+    leased.pop().unwrap().release();
+    assert_eq!(lane.idle(), 0, "not kept while the pool had none");
+    assert!(pool_idle(&pool, 1).await);
+    leased.pop().unwrap().release();
+    assert_eq!(lane.idle(), 1, "kept once the pool has one");
+    drop(leased);
     pool.close().await;
 }
