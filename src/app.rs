@@ -34,6 +34,14 @@ pub struct Shared {
     pub checkpoints: openspp_projections::CheckpointWatch,
 }
 
+impl Shared {
+    /// Connections for the request path's single statements, handed back without sqlx's ping
+    /// (`openspp_projections::lane`); the store's, which its appends use too.
+    pub fn lane(&self) -> &openspp_projections::lane::Lane {
+        self.store.lane()
+    }
+}
+
 impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))

@@ -93,29 +93,19 @@ impl Lane {
     /// A connection for one statement: the one released last if it is still fresh, else one
     /// from the pool.
     pub async fn acquire(&self) -> sqlx::Result<Leased> {
-        let fresh = {
+        let (fresh, stale) = {
             let mut idle = self.0.idle.lock().expect("the lane's lock");
-            match idle.pop() {
-                Some(kept) if kept.released.elapsed() < self.0.keep && !self.0.pool.is_closed() => {
-                    Some(kept)
-                }
-                // The most recent is stale, so all are: back to the pool, outside the lock.
-                Some(stale) => {
-                    let mut stale = vec![stale];
-                    stale.append(&mut idle);
-                    drop(idle);
-                    drop(stale);
-                    None
-                }
-                None => None,
-            }
+            let stale = self.0.stale(&mut idle);
+            (idle.pop(), stale)
         };
+        // Back to the pool, outside the lock.
+        drop(stale);
         let (connection, since) = match fresh {
             Some(kept) => (kept.connection, kept.since),
             None => (self.0.pool.acquire().await?, Instant::now()),
         };
         Ok(Leased {
-            connection: Some(connection),
+            connection,
             since,
             lane: self.clone(),
         })
@@ -158,6 +148,19 @@ impl Lane {
     }
 }
 
+impl Inner {
+    /// Takes out of `idle` the connections that must go back to the pool: those idle for
+    /// `keep`, all of them once the pool is closed. `idle` is oldest first, so they lead it.
+    fn stale(&self, idle: &mut Vec<Kept>) -> Vec<Kept> {
+        let closed = self.pool.is_closed();
+        let fresh = idle
+            .iter()
+            .position(|kept| !closed && kept.released.elapsed() < self.keep)
+            .unwrap_or(idle.len());
+        idle.drain(..fresh).collect()
+    }
+}
+
 impl std::fmt::Debug for Lane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lane").field("idle", &self.idle()).finish()
@@ -174,12 +177,7 @@ async fn sweep(lane: Weak<Inner>) {
         let Some(inner) = lane.upgrade() else { return };
         let (stale, empty) = {
             let mut idle = inner.idle.lock().expect("the lane's lock");
-            let closed = inner.pool.is_closed();
-            let fresh = idle
-                .iter()
-                .position(|kept| !closed && kept.released.elapsed() < inner.keep)
-                .unwrap_or(idle.len());
-            let stale: Vec<_> = idle.drain(..fresh).collect();
+            let stale = inner.stale(&mut idle);
             (stale, idle.is_empty())
         };
         drop(stale);
@@ -198,7 +196,7 @@ async fn sweep(lane: Weak<Inner>) {
 /// A connection taken from the lane: give it back with [`release`](Leased::release) once its
 /// statement succeeded; dropped, it goes back to the pool with sqlx's ping.
 pub struct Leased {
-    connection: Option<PoolConnection<Postgres>>,
+    connection: PoolConnection<Postgres>,
     /// When the connection came from the pool.
     since: Instant,
     lane: Lane,
@@ -206,10 +204,8 @@ pub struct Leased {
 
 impl Leased {
     /// Its statement completed: the connection is ready for the next one as it is.
-    pub fn release(mut self) {
-        if let Some(connection) = self.connection.take() {
-            self.lane.keep(connection, self.since);
-        }
+    pub fn release(self) {
+        self.lane.keep(self.connection, self.since);
     }
 }
 
@@ -217,13 +213,13 @@ impl Deref for Leased {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        self.connection.as_ref().expect("a leased connection")
+        &self.connection
     }
 }
 
 impl DerefMut for Leased {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        self.connection.as_mut().expect("a leased connection")
+        &mut self.connection
     }
 }
 

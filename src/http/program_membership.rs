@@ -66,7 +66,7 @@ impl Resource for ProgramMembership {
             .iter()
             .flat_map(|s| [s.state.program.clone(), s.state.beneficiary.clone()])
             .collect();
-        Ok(view::references(call.state.store.lane(), &streams).await?)
+        Ok(view::references(call.state.lane(), &streams).await?)
     }
 
     fn render(call: &Call, references: &References, row: &Snapshot<Self>) -> MembershipResource {
@@ -348,7 +348,7 @@ async fn restated(call: &Call, body: &MembershipResource) -> Result<Restated, Ap
     let program = parse_reference(&body.program.reference, "Program", "program")?;
     Ok(Restated {
         identifiers: body.identifier.iter().cloned().map(Into::into).collect(),
-        program: resolve_program(call.state.store.lane(), program).await?,
+        program: resolve_program(call.state.lane(), program).await?,
         beneficiary: Beneficiary::restated(call, &body.beneficiary.reference).await?,
     })
 }

@@ -63,8 +63,7 @@ impl Beneficiary {
             return Ok(None);
         }
         let named = Self::parse(reference)?;
-        let stream =
-            claims::resolve(call.state.store.lane(), named.kind_name, &named.identifier).await?;
+        let stream = claims::resolve(call.state.lane(), named.kind_name, &named.identifier).await?;
         Ok(Some((named.kind, stream)))
     }
 

@@ -31,7 +31,7 @@ pub async fn find_subject(
     id: &str,
 ) -> Result<Subject, ApiError> {
     let identifier = parse_identifier(id, "id")?;
-    let stream = claims::resolve(call.state.store.lane(), aggregate_type, &identifier).await?;
+    let stream = claims::resolve(call.state.lane(), aggregate_type, &identifier).await?;
     judge(call, aggregate_type, resource_type, &identifier, stream).await
 }
 
@@ -40,7 +40,7 @@ pub async fn find_subject(
 /// consented take the same work.
 pub async fn access_to(call: &Call, stream: &str) -> Result<Access, ApiError> {
     let consents = if call.principal.require_consent {
-        consent::covering(call.state.store.lane(), &[stream.to_owned()])
+        consent::covering(call.state.lane(), &[stream.to_owned()])
             .await?
             .remove(stream)
             .unwrap_or_default()
@@ -62,7 +62,7 @@ pub async fn locate_beneficiarys<R: Resource>(
     program_of: fn(&R) -> &str,
     grant_of: impl FnOnce(&Access) -> Option<Grant>,
 ) -> Result<Located<R>, ApiError> {
-    let stream = claims::resolve(call.state.store.lane(), R::TYPE, identifier).await?;
+    let stream = claims::resolve(call.state.lane(), R::TYPE, identifier).await?;
     let row = match &stream {
         Some(stream) => match R::current(call, stream).await? {
             Some(row) => Some(row),
@@ -146,7 +146,7 @@ pub async fn referenced(
         .unwrap_or(&text);
     let identifier = parse_identifier(bare, name)?;
     Ok(Some(
-        claims::resolve(call.state.store.lane(), aggregate_type, &identifier).await?,
+        claims::resolve(call.state.lane(), aggregate_type, &identifier).await?,
     ))
 }
 
@@ -174,7 +174,7 @@ async fn locate_registrant_beside<R: Resource>(
     beside: Option<&'static str>,
 ) -> Result<Located<R>, ApiError> {
     let identifier = parse_identifier(id, "id")?;
-    let lane = call.state.store.lane();
+    let lane = call.state.lane();
     let pending = transaction::created(R::TYPE, &identifier).await;
     let (stream, current, context) = match R::VIEW {
         // Created earlier in the open transaction: not in any read model before the commit.
@@ -262,7 +262,7 @@ pub async fn by_identifier<R: Resource>(
             Some(pending(stream, state, version)),
         )));
     }
-    let lane = call.state.store.lane();
+    let lane = call.state.lane();
     Ok(match R::VIEW {
         Some(table) => {
             view::by_identifier::<R>(lane, table, R::TYPE, &key.system, &key.value).await?
