@@ -282,12 +282,13 @@ pub async fn plans(
     let mut plans = Vec::with_capacity(2);
     for page_statement in [false, true] {
         let mut qb = if page_statement {
-            let mut qb = QueryBuilder::new(
-                "EXPLAIN SELECT aggregate_id, version, state FROM individual_view",
-            );
-            push_filters(&mut qb, query);
-            crate::search::push_order(&mut qb, &query.sort, page);
-            qb
+            view::page_statement(
+                "EXPLAIN ",
+                "individual_view",
+                |qb| push_filters(qb, query),
+                &query.sort,
+                page,
+            )
         } else {
             view::count_statement(
                 "EXPLAIN ",

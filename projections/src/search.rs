@@ -166,7 +166,7 @@ pub(crate) fn push_instants(
 }
 
 /// `ORDER BY` the requested keys, then the row key, so paging is stable.
-pub(crate) fn push_order(qb: &mut QueryBuilder<'_, Postgres>, sort: &[SortKey], page: Page) {
+pub(crate) fn push_sort(qb: &mut QueryBuilder<'_, Postgres>, sort: &[SortKey]) {
     qb.push(" ORDER BY ");
     for key in sort {
         qb.push(key.column).push(if key.descending {
@@ -175,7 +175,13 @@ pub(crate) fn push_order(qb: &mut QueryBuilder<'_, Postgres>, sort: &[SortKey], 
             " ASC NULLS LAST, "
         });
     }
-    qb.push("aggregate_id LIMIT ")
+    qb.push("aggregate_id");
+}
+
+/// `push_sort`, then the page's `LIMIT` and `OFFSET`.
+pub(crate) fn push_order(qb: &mut QueryBuilder<'_, Postgres>, sort: &[SortKey], page: Page) {
+    push_sort(qb, sort);
+    qb.push(" LIMIT ")
         .push_bind(page.count)
         .push(" OFFSET ")
         .push_bind(page.offset);
