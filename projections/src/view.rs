@@ -293,23 +293,28 @@ pub(crate) fn newest_statement<'q>(
     if newest != Newest::Probe || !newest_first || !within || !NEWEST_INDEXED.contains(&table) {
         return None;
     }
-    // `last_updated DESC` (NULLS FIRST), not the page's NULLS LAST: the order a backward read
-    // of the index gives; the column is NOT NULL in every table listed.
-    let newest_rows = format!("{table} ORDER BY last_updated DESC LIMIT {NEWEST_PROBED}");
+    let newest_rows = newest_rows(table, NEWEST_PROBED);
     // The sub-select takes the table's name, so that filters naming the table's columns
     // (`individual_view.aggregate_id`) read the probed rows. As `page_statement`, the page's
     // keys first, then its rows: the probed rows are read from the index alone where it
     // carries what the filters read (a name, a birth date, a gender: migration 0250).
     let mut probe = QueryBuilder::new(format!(
         "{head}SELECT {COLUMNS}, paged.probe_floor FROM {table} AS paged_row JOIN (SELECT aggregate_id AS paged_key, \
-         (SELECT min(last_updated) FROM (SELECT last_updated FROM {newest_rows}) AS probed \
-         HAVING count(*) = {NEWEST_PROBED}) AS probe_floor FROM (SELECT * FROM {newest_rows}) AS {table}"
+         (SELECT min(last_updated) FROM (SELECT last_updated {newest_rows}) AS probed \
+         HAVING count(*) = {NEWEST_PROBED}) AS probe_floor FROM (SELECT * {newest_rows}) AS {table}"
     ));
     filters(&mut probe);
     push_order(&mut probe, sort, page);
     probe.push(") AS paged ON aggregate_id = paged.paged_key");
     push_sort(&mut probe, sort);
     Some(probe)
+}
+
+/// ` FROM table …`: the newest `rows` of `table`, for a sub-select of a probe or a walk.
+/// `last_updated DESC` (NULLS FIRST), not a page's NULLS LAST: the order a backward read of
+/// the index gives; the column is NOT NULL in every table listed in `NEWEST_INDEXED`.
+fn newest_rows(table: &str, rows: i64) -> String {
+    format!("FROM {table} ORDER BY last_updated DESC LIMIT {rows}")
 }
 
 /// Whether the `rows` a probe found are the page itself (see `newest_statement`). A probe
@@ -328,7 +333,8 @@ fn probe_holds(rows: &[PgRow], page: Page) -> sqlx::Result<bool> {
     Ok(rows.len() as i64 >= page.count && last_updated > floor)
 }
 
-/// A probe of the newest rows (`newest_statement`), with the same statement explained.
+/// A probe of the newest rows (`newest_statement`), with what its filters select among them
+/// explained.
 pub(crate) struct Probe<'q> {
     table: String,
     explain: QueryBuilder<'q, Postgres>,
@@ -344,17 +350,19 @@ impl<'q> Probe<'q> {
         sort: &[SortKey],
         page: Page,
     ) -> Option<Self> {
+        let probe = newest_statement("", newest, table, &filters, sort, page)?;
+        // What the filters select among the newest rows, explained alone: the probe's own
+        // estimate (the same sub-select under the same filters, `planned_rows`), from a
+        // statement without the probe's join, sort and floor to plan.
+        let mut explain = QueryBuilder::new(format!(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM (SELECT * {}) AS {table}",
+            newest_rows(table, NEWEST_PROBED)
+        ));
+        filters(&mut explain);
         Some(Self {
             table: table.to_owned(),
-            explain: newest_statement(
-                "EXPLAIN (FORMAT JSON) ",
-                newest,
-                table,
-                &filters,
-                sort,
-                page,
-            )?,
-            probe: newest_statement("", newest, table, &filters, sort, page)?,
+            explain,
+            probe,
         })
     }
 
@@ -430,8 +438,8 @@ pub(crate) fn walk_statement<'q>(
         return None;
     }
     let mut walk = QueryBuilder::new(format!(
-        "{head}SELECT count(*) FROM (SELECT 1 FROM (SELECT * FROM {table} \
-         ORDER BY last_updated DESC LIMIT {NEWEST_WALKED}) AS {table}"
+        "{head}SELECT count(*) FROM (SELECT 1 FROM (SELECT * {}) AS {table}",
+        newest_rows(table, NEWEST_WALKED)
     ));
     filters(&mut walk);
     walk.push(" LIMIT ")
