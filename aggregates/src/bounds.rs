@@ -11,6 +11,13 @@ use crate::values::Date;
 /// Names, group names and other short, indexed text. 200 characters of up to four bytes each
 /// keep a composite (family, given) index entry under PostgreSQL's B-tree limit of 2,704 bytes.
 pub const SHORT_TEXT: usize = 200;
+/// The bytes of a person's name as its search text holds it (family, given, middle and text,
+/// lowercased, joined by spaces: the read model's `name_search`). The index of the newest
+/// individuals carries that text, so that a count of a common name reads no row (migration
+/// 0250), and its entry, with the update time, the id, the birth date and the gender beside
+/// the name, must stay under PostgreSQL's B-tree limit of 2,704 bytes. Four parts of 200
+/// characters of three bytes each (any name in a script of the Basic Multilingual Plane) fit.
+pub const SEARCH_NAME_BYTES: usize = 2_500;
 /// Free text that is searched by trigram but never held in a B-tree (addresses, reasons).
 pub const LONG_TEXT: usize = 1000;
 /// A photo (OpenSPP's `photo`, base64): 256 KiB of text, an ID photo of ~190 KB. It is kept in
@@ -47,6 +54,30 @@ pub mod items {
     pub const FIELDS: usize = 20;
     /// The goods of one in-kind entitlement (OpenSPP's has exactly one).
     pub const ENTITLEMENT_ITEMS: usize = 1;
+}
+
+/// `parts` of a name, as its search text joins them (see `SEARCH_NAME_BYTES`), fit the
+/// index that carries them.
+pub fn search_name<'a>(
+    field: &str,
+    parts: impl IntoIterator<Item = &'a str>,
+) -> Result<(), DomainError> {
+    let (mut bytes, mut count) = (0, 0);
+    for part in parts {
+        bytes += part.to_lowercase().len();
+        count += 1;
+    }
+    let bytes = bytes + count.max(1) - 1;
+    if bytes > SEARCH_NAME_BYTES {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "its parts (family, given, middle and text) must together be at most \
+                 {SEARCH_NAME_BYTES} bytes in UTF-8, lowercased; they are {bytes}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A list of at most `max` entries.
@@ -144,5 +175,34 @@ mod tests {
         assert!(text("name", "a\0b", SHORT_TEXT).is_err());
         assert!(optional_text("name", None, 1).is_ok());
         assert!(optional_text("name", Some("ab"), 1).is_err());
+    }
+
+    #[test]
+    fn a_search_name_is_bounded_by_its_lowercased_bytes_joined() {
+        // Four parts of 200 three-byte characters: 2,403 bytes with the spaces between them.
+        let cjk = "漢".repeat(SHORT_TEXT);
+        assert!(search_name("name", [cjk.as_str(); 4]).is_ok());
+        // Four-byte characters (emoji, rare ideographs): 3,203 bytes.
+        let emoji = "😀".repeat(SHORT_TEXT);
+        assert_eq!(
+            search_name("name", [emoji.as_str(); 4]).unwrap_err(),
+            DomainError::invalid(
+                "name",
+                "its parts (family, given, middle and text) must together be at most 2500 \
+                 bytes in UTF-8, lowercased; they are 3203"
+            )
+        );
+        // Counted lowercased, as the search text holds them: 'İ' (two bytes) lowers to three,
+        // so these parts of 2,483 bytes are 2,523 in the search text.
+        let dotted = "İ".repeat(40);
+        assert_eq!(
+            search_name("name", [emoji.as_str(), &emoji, &emoji, &dotted]).unwrap_err(),
+            DomainError::invalid(
+                "name",
+                "its parts (family, given, middle and text) must together be at most 2500 \
+                 bytes in UTF-8, lowercased; they are 2523"
+            )
+        );
+        assert!(search_name("name", []).is_ok());
     }
 }

@@ -310,7 +310,7 @@ pub(crate) fn newest_statement<'q>(
     Some(probe)
 }
 
-/// ` FROM table …`: the newest `rows` of `table`, for a sub-select of a probe or a walk.
+/// `FROM table …`: the newest `rows` of `table`, for a sub-select of a probe or a walk.
 /// `last_updated DESC` (NULLS FIRST), not a page's NULLS LAST: the order a backward read of
 /// the index gives; the column is NOT NULL in every table listed in `NEWEST_INDEXED`.
 fn newest_rows(table: &str, rows: i64) -> String {
@@ -450,8 +450,9 @@ pub(crate) fn walk_statement<'q>(
 
 /// The rows PostgreSQL expects the filters to select among the newest rows of `table`: what
 /// the first scan of the sub-select named `table` in `plan` (`EXPLAIN (FORMAT JSON)` of a
-/// `newest_statement` or a `walk_statement`) returns. By name, as a probe also scans the
-/// sub-select of its page (`paged`). EXPLAIN names each use of a name apart (`individual_view`,
+/// probe's estimate, see `Probe::new`, or of a `walk_statement`) returns. By name, not by
+/// being the first sub-select scanned: a walk also scans its count's (`counted`), a probe
+/// its page's (`paged`). EXPLAIN names each use of a name apart (`individual_view`,
 /// `individual_view_1`), so the name may come with a number.
 fn planned_rows(plan: &Value, table: &str) -> Option<f64> {
     let named = plan["Alias"].as_str().is_some_and(|alias| {
@@ -781,8 +782,8 @@ pub(crate) fn search_text<'a>(parts: impl IntoIterator<Item = &'a String>) -> St
 mod tests {
     use super::*;
 
-    /// A probe's plan as PostgreSQL gives it: the page's keys (`paged`) are scanned before
-    /// the newest rows, which EXPLAIN names `individual_view_1` beside the table itself.
+    /// A plan in which another sub-select (`paged`) is scanned before the newest rows, which
+    /// EXPLAIN names `individual_view_1` beside the table itself: the newest rows are found.
     #[test]
     fn the_newest_rows_are_found_by_name_among_the_plans_scans() {
         let plan = serde_json::json!([{"Plan": {

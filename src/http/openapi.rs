@@ -10,7 +10,7 @@
 //! document and the server in agreement.
 
 use axum::http::StatusCode;
-use openspp_aggregates::bounds::{LONG_TEXT, SHORT_TEXT};
+use openspp_aggregates::bounds::{LONG_TEXT, SEARCH_NAME_BYTES, SHORT_TEXT};
 use serde_json::{json, Map, Value};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -321,6 +321,15 @@ fn text_limits(schemas: &mut Value) {
         if let Some(property) = schemas.pointer_mut(&format!("/{schema}/properties/{property}")) {
             property["maxLength"] = json!(limit);
         }
+    }
+    // A bound on the parts together, which no `maxLength` can say (`bounds::search_name`).
+    if let Some(name) = schemas.pointer_mut("/HumanName") {
+        name["description"] = json!(format!(
+            "family, given, middle and text together, lowercased and joined by spaces, may hold \
+             at most {SEARCH_NAME_BYTES} bytes of UTF-8 (any name of 200-character parts in a \
+             script of the Basic Multilingual Plane fits); a longer name is refused with 422 \
+             naming `name`"
+        ));
     }
     if let Some(recipients) = schemas
         .pointer_mut("/ConsentBody/properties/recipients")

@@ -266,6 +266,39 @@ async fn unstorable_values() {
         assert_eq!(reply.status.as_u16(), 422, "{expression}: {}", reply.text);
         assert_eq!(reply.body["issue"][0]["expression"][0], expression);
     }
+    // The longest name a person may have, in a script of three-byte characters that do not
+    // repeat (so PostgreSQL cannot compress them), is stored and found: its search text fits
+    // the index that carries it (migration 0250). Four-byte characters would not, and are
+    // refused before an event exists.
+    let varied = |seed: u32, plane: u32| -> String {
+        (0..200u32)
+            .map(|i| char::from_u32(plane + (i * 7919 + seed * 104_729) % 20_000).unwrap())
+            .collect()
+    };
+    let mut body = individual_body(&unique("BOUND"));
+    body["name"] = json!({
+        "family": varied(1, 0x4E00), "given": varied(2, 0x4E00),
+        "middle": varied(3, 0x4E00), "text": varied(4, 0x4E00)
+    });
+    api.post("/api/v2/spp/Individual", body.clone())
+        .await
+        .expect(201);
+    let family = body["name"]["family"].as_str().unwrap();
+    let probe: String = family.chars().take(3).collect();
+    let found = api
+        .get(&format!("/api/v2/spp/Individual?name={probe}&_count=1"))
+        .await;
+    found.expect(200);
+    assert_eq!(found.body["data"][0]["name"]["family"], family);
+    let mut body = individual_body(&unique("BOUND"));
+    body["name"] = json!({
+        "family": varied(1, 0x20000), "given": varied(2, 0x20000),
+        "middle": varied(3, 0x20000), "text": varied(4, 0x20000)
+    });
+    let reply = api.post("/api/v2/spp/Individual", body).await;
+    assert_eq!(reply.status.as_u16(), 422, "{}", reply.text);
+    assert_eq!(reply.body["issue"][0]["expression"][0], "name");
+
     let mut body = individual_body(&unique("BOUND"));
     body["identifier"][0]["value"] = json!(" padded ");
     let reply = api.post("/api/v2/spp/Individual", body).await;

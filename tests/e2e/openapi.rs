@@ -2,7 +2,7 @@
 
 use libtest_mimic::Trial;
 
-use openspp_aggregates::bounds::{LONG_TEXT, SHORT_TEXT};
+use openspp_aggregates::bounds::{LONG_TEXT, SEARCH_NAME_BYTES, SHORT_TEXT};
 use serde_json::Value;
 
 use crate::support::{world, Api};
@@ -247,6 +247,12 @@ async fn answers_and_limits() {
     assert_eq!(
         schemas["Address"]["properties"]["line"]["items"]["maxLength"],
         LONG_TEXT
+    );
+    // And the bound on a name's parts together, which no `maxLength` says.
+    let name = schemas["HumanName"]["description"].as_str().unwrap_or("");
+    assert!(
+        name.contains(&SEARCH_NAME_BYTES.to_string()),
+        "HumanName: {name:?}"
     );
     // Every 2xx answer of the API names its body's schema (JSON, or for the documentation
     // pages HTML and JavaScript).
