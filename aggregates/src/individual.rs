@@ -270,13 +270,7 @@ fn validate(details: &IndividualDetails, services: &RegistryServices) -> Result<
             bounds::SHORT_TEXT,
         )?;
     }
-    bounds::search_name(
-        "name",
-        [&name.family, &name.given, &name.middle, &name.text]
-            .into_iter()
-            .flatten()
-            .map(String::as_str),
-    )?;
+    bounds::search_name("name", &name.search_text())?;
     if let Some(birth_date) = details.birth_date {
         bounds::past_date("birthDate", birth_date, services.clock.today())?;
     }

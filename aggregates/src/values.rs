@@ -73,6 +73,18 @@ pub struct HumanName {
     pub text: Option<String>,
 }
 
+impl HumanName {
+    /// The text a name is searched by (family, given, middle and text; `bounds::search_text`):
+    /// what the read model stores as `name_search`, and what `bounds::search_name` measures.
+    pub fn search_text(&self) -> String {
+        crate::bounds::search_text(
+            [&self.family, &self.given, &self.middle, &self.text]
+                .into_iter()
+                .flatten(),
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactPoint {
     pub system: String,

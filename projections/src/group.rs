@@ -10,7 +10,8 @@ use crate::events::Fold;
 use crate::extension::ExtensionFilter;
 use crate::search::{like_contains, push_instants, Comparator, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
-use crate::view::{self, search_text, Newest, ViewQuery, ViewRow};
+use crate::view::{self, Newest, ViewQuery, ViewRow};
+use openspp_aggregates::bounds::search_text;
 
 pub type GroupRow = ViewRow<Group>;
 

@@ -15,7 +15,8 @@ use crate::extension::ExtensionFilter;
 use crate::household::InHousehold;
 use crate::search::{like_contains, push_dates, push_instants, Comparator, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
-use crate::view::{self, search_text, Newest, ViewQuery, ViewRow};
+use crate::view::{self, Newest, ViewQuery, ViewRow};
+use openspp_aggregates::bounds::search_text;
 
 pub type IndividualRow = ViewRow<Individual>;
 
@@ -125,12 +126,7 @@ pub(crate) struct Line {
 /// The row stream `aggregate_id` puts in the read model, as `fold` now holds it.
 pub(crate) fn line(aggregate_id: &str, fold: &Fold<Individual>) -> Result<Line, ProjectionError> {
     let state = &fold.state;
-    let name = &state.name;
-    let name_search = search_text(
-        [&name.family, &name.given, &name.middle, &name.text]
-            .into_iter()
-            .flatten(),
-    );
+    let name_search = state.name.search_text();
     let address_search = search_text(state.address.iter().flat_map(|a| {
         a.line.iter().chain(
             [
@@ -152,8 +148,8 @@ pub(crate) fn line(aggregate_id: &str, fold: &Fold<Individual>) -> Result<Line, 
         state: fold.state_json()?,
         primary: state.live_identifiers().next().map(Identifier::key),
         name_search,
-        family_name: name.family.clone(),
-        given_name: name.given.clone(),
+        family_name: state.name.family.clone(),
+        given_name: state.name.given.clone(),
         birth_date: state.birth_date,
         gender_code: state.gender.as_ref().map(|g| g.code.clone()),
         address_search,

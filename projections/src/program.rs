@@ -8,7 +8,8 @@ use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::search::{like_contains, push_instants, Comparator, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
-use crate::view::{self, search_text, ViewQuery, ViewRow};
+use crate::view::{self, ViewQuery, ViewRow};
+use openspp_aggregates::bounds::search_text;
 
 pub type ProgramRow = ViewRow<Program>;
 

@@ -769,15 +769,6 @@ pub async fn search_view_any<Q: ViewQuery>(
     .await
 }
 
-/// Lower-cased words of a resource's text fields, for `LIKE '%…%'` search on a trigram index.
-pub(crate) fn search_text<'a>(parts: impl IntoIterator<Item = &'a String>) -> String {
-    parts
-        .into_iter()
-        .map(|part| part.to_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
