@@ -200,7 +200,7 @@ pub async fn latest_cycle(pool: &PgPool, program: &str) -> sqlx::Result<Option<C
             descending: true,
         }],
         Page::new(1, 0),
-        view::Newest::Sort,
+        crate::newest::Newest::Sort,
     )
     .await?;
     Ok(found.rows.into_iter().next())

@@ -8,9 +8,10 @@ use crate::consent::{push_visible, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
+use crate::newest::Newest;
 use crate::search::{like_contains, push_instants, Comparator, SortKey};
 use crate::statement::{map, text_array_literal, Statement, Unnest};
-use crate::view::{self, Newest, ViewQuery, ViewRow};
+use crate::view::{self, ViewQuery, ViewRow};
 use openspp_aggregates::bounds::search_text;
 
 pub type GroupRow = ViewRow<Group>;

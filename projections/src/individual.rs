@@ -13,9 +13,10 @@ use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
 use crate::household::InHousehold;
+use crate::newest::{self, Expected, Newest};
 use crate::search::{like_contains, push_dates, push_instants, Comparator, Page, SortKey};
 use crate::statement::{map, Statement, Unnest};
-use crate::view::{self, Newest, ViewQuery, ViewRow};
+use crate::view::{self, ViewQuery, ViewRow};
 use openspp_aggregates::bounds::search_text;
 
 pub type IndividualRow = ViewRow<Individual>;
@@ -311,14 +312,14 @@ pub async fn plans(
 }
 
 /// The plan PostgreSQL chooses for the probe of the newest rows `search` runs first for a
-/// newest-first page of this query (`view::newest_statement`), `None` when it runs none: so
+/// newest-first page of this query (`newest::newest_statement`), `None` when it runs none: so
 /// that a test can hold the probe to its bound.
 pub async fn newest_plan(
     pool: &PgPool,
     query: &IndividualQuery,
     page: Page,
 ) -> sqlx::Result<Option<String>> {
-    let Some(mut qb) = view::newest_statement(
+    let Some(mut qb) = newest::newest_statement(
         "EXPLAIN ",
         query.newest(),
         "individual_view",
@@ -348,18 +349,16 @@ pub async fn newest_page(
     query: &IndividualQuery,
     page: Page,
 ) -> sqlx::Result<Option<Vec<IndividualRow>>> {
-    let Some(mut probe) = view::Probe::new(
-        query.newest(),
-        "individual_view",
-        |qb| push_filters(qb, query),
-        &query.sort,
-        page,
-    ) else {
+    let filters = |qb: &mut QueryBuilder<'_, Postgres>| push_filters(qb, query);
+    let newest = query.newest();
+    let Some(mut probe) =
+        newest::newest_statement("", newest, "individual_view", filters, &query.sort, page)
+    else {
         return Ok(None);
     };
     let mut connection = pool.acquire().await?;
-    probe
-        .page(&mut connection, page)
+    let expected = Expected::explain(&mut connection, newest, "individual_view", filters).await?;
+    newest::probe_page(&mut connection, &mut probe, expected, page)
         .await?
         .map(|rows| rows.iter().map(ViewRow::from_row).collect())
         .transpose()
@@ -367,25 +366,20 @@ pub async fn newest_page(
 
 /// What the count of a search of this query counts (at most `page.counted_at_most()` for
 /// `Total::Estimate` and `Total::AtLeast`), counted as `search` counts it, with whether it
-/// walked the newest rows to find them (`view::walk_statement`): so that a test can tell which
-/// way a count went and that both count alike.
+/// walked the newest rows to find them (`newest::walk_statement`): so that a test can tell
+/// which way a count went and that both count alike.
 pub async fn counted(
     pool: &PgPool,
     query: &IndividualQuery,
     page: Page,
 ) -> sqlx::Result<(i64, bool)> {
     let filters = |qb: &mut QueryBuilder<'_, Postgres>| push_filters(qb, query);
+    let newest = query.newest();
     let mut count = view::count_statement("", "individual_view", filters, page);
+    let mut walk = newest::walk_statement("", newest, "individual_view", filters, page);
     let mut tx = view::counting(pool, page).await?;
-    let counted = view::count_matches(
-        &mut tx,
-        query.newest(),
-        "individual_view",
-        filters,
-        &mut count,
-        page,
-    )
-    .await?;
+    let expected = Expected::explain(&mut tx, newest, "individual_view", filters).await?;
+    let counted = newest::count_matches(&mut tx, walk.as_mut(), expected, &mut count, page).await?;
     end_read(tx);
     Ok(counted)
 }

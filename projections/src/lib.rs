@@ -19,6 +19,7 @@ pub mod inline;
 pub mod lane;
 pub mod membership;
 pub mod membership_index;
+pub mod newest;
 pub mod product;
 pub mod program;
 pub mod rebuild;

@@ -14,6 +14,9 @@ use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::begin::{begin_with, end_read};
+use crate::newest::{
+    count_matches, newest_statement, probe_page, walk_statement, Expected, Newest,
+};
 use crate::search::{push_order, push_sort, Found, Page, SortKey, Total};
 
 /// A resource as its read model holds it.
@@ -28,7 +31,7 @@ pub struct ViewRow<A> {
     pub source: Option<String>,
 }
 
-const COLUMNS: &str = "aggregate_id, version, state, last_updated, source";
+pub(crate) const COLUMNS: &str = "aggregate_id, version, state, last_updated, source";
 
 impl<A: DeserializeOwned> ViewRow<A> {
     pub(crate) fn from_row(row: &PgRow) -> sqlx::Result<Self> {
@@ -129,7 +132,9 @@ pub async fn rows_where<A: DeserializeOwned>(
 
 /// Counts the matches and fetches one page of them (two statements, run at once); `filters`
 /// appends `WHERE …`. With `newest` (see `Newest`), a first page in newest-first order is read
-/// from the newest rows alone when they hold it.
+/// from the newest rows alone when they hold it, and a count walks them to find its bound:
+/// one `EXPLAIN` of the filters over the newest rows, run first, decides both and gives the
+/// total past the bound (`Expected`).
 ///
 /// Both statements are unnamed (not cached), so PostgreSQL plans them with the values of this
 /// search: a cached generic plan cannot see how selective a consent filter or a date range is,
@@ -149,39 +154,55 @@ pub(crate) async fn search<A: DeserializeOwned>(
 ) -> sqlx::Result<Found<ViewRow<A>>> {
     let mut count = count_statement("", table, &filters, page);
     let mut select = page_statement("", table, &filters, sort, page);
-    let mut probe = Probe::new(newest, table, &filters, sort, page);
+    let mut probe = newest_statement("", newest, table, &filters, sort, page);
+    let mut walk = walk_statement("", newest, table, &filters, page);
     let budget = budget();
     let _places = budget.enter().await?;
+    let (mut counting, mut paging) = tokio::try_join!(
+        begin_with(pool, budget.begin_count(page)),
+        begin_with(pool, budget.begin.clone())
+    )?;
+    let expected = if probe.is_some() || walk.is_some() {
+        Expected::explain(&mut counting, newest, table, &filters).await?
+    } else {
+        None
+    };
     // Side by side on two connections: a search takes the longer of the two, not their sum.
     let counted = async {
-        let mut tx = begin_with(pool, budget.begin_count(page)).await?;
         let (counted, _walked) =
-            count_matches(&mut tx, newest, table, &filters, &mut count, page).await?;
+            count_matches(&mut counting, walk.as_mut(), expected, &mut count, page).await?;
         let total = if page.total == Total::AtLeast && counted >= page.counted_at_most() {
             // Past the bound, a lower bound: what was counted of what the client may see.
             (counted, true)
         } else if page.total == Total::Estimate && counted >= page.counted_at_most() {
             // More match than are counted: PostgreSQL's estimate of how many.
-            let mut explain =
-                QueryBuilder::new(format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}"));
-            filters(&mut explain);
-            let plan: Value = explain
-                .build_query_scalar()
-                .persistent(false)
-                .fetch_one(&mut *tx)
-                .await?;
-            let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
+            let estimate = match expected {
+                Some(expected) => expected.total(),
+                None => estimate(&mut counting, table, &filters).await?,
+            };
             (estimate.max(counted), true)
         } else {
             (counted, false)
         };
-        end_read(tx);
+        end_read(counting);
         Ok::<_, sqlx::Error>(total)
     };
     let paged = async {
-        let mut tx = begin_with(pool, budget.begin.clone()).await?;
-        let rows = fetch_page(&mut tx, probe.as_mut(), &mut select, page).await?;
-        end_read(tx);
+        let probed = match probe.as_mut() {
+            Some(probe) => probe_page(&mut paging, probe, expected, page).await?,
+            None => None,
+        };
+        let rows = match probed {
+            Some(rows) => rows,
+            None => {
+                select
+                    .build()
+                    .persistent(false)
+                    .fetch_all(&mut *paging)
+                    .await?
+            }
+        };
+        end_read(paging);
         Ok::<_, sqlx::Error>(rows)
     };
     let ((total, estimated), rows) = tokio::try_join!(counted, paged)?;
@@ -193,6 +214,23 @@ pub(crate) async fn search<A: DeserializeOwned>(
             .map(ViewRow::from_row)
             .collect::<sqlx::Result<_>>()?,
     })
+}
+
+/// PostgreSQL's estimate of the rows `filters` selects in `table`, for a search that does not
+/// read its newest rows (`Expected` gives it for one that does).
+async fn estimate<'q>(
+    connection: &mut sqlx::PgConnection,
+    table: &str,
+    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
+) -> sqlx::Result<i64> {
+    let mut explain = QueryBuilder::new(format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}"));
+    filters(&mut explain);
+    let plan: Value = explain
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(connection)
+        .await?;
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
 }
 
 /// The page of `filters` in `sort` order (`head` before it: `EXPLAIN `), read in two steps of
@@ -223,296 +261,6 @@ pub(crate) fn page_statement<'q>(
     select.push(")");
     push_sort(&mut select, sort);
     select
-}
-
-/// Whether a search may read a newest-first page from the newest rows alone
-/// (`newest_statement`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Newest {
-    /// It may, when its order is newest first and its table has the index to read in that
-    /// order (`NEWEST_INDEXED`).
-    Probe,
-    /// It sorts what its filters select: they select few rows whatever the table holds (an
-    /// identifier names one), and reading the newest rows first would only add to its cost.
-    Sort,
-}
-
-/// The rows a newest-first probe reads, newest first, before it gives up. A page whose filters
-/// match one row in 250 (one in 16 is a Santos; one in 80 a consented one) is found among
-/// them; rarer matches fall back to sorting what the filters select, which is then little.
-pub const NEWEST_PROBED: i64 = 5_000;
-
-/// The tables with an index on `(last_updated, aggregate_id)` (migrations 0004, 0007, 0160,
-/// 0161, 0175), which a probe reads backwards: newest first, stopping at `NEWEST_PROBED`. A
-/// table without one is never probed (its newest rows would be a sort of the whole table).
-const NEWEST_INDEXED: [&str; 7] = [
-    "individual_view",
-    "group_view",
-    "program_view",
-    "membership_view",
-    "cycle_view",
-    "service_point_view",
-    "product_view",
-];
-
-/// The page of `filters` in `sort` order (`head` before it: `EXPLAIN `) read from the newest
-/// `NEWEST_PROBED` rows of `table` alone, each row with `probe_floor`, the oldest
-/// `last_updated` among them (NULL when the table holds fewer); `None` unless the
-/// search may probe (`Newest::Probe`), is in newest-first order, and its page ends within the
-/// probe.
-///
-/// Why: the default order of a search is newest first, and no index gives it
-/// (`last_updated DESC, aggregate_id ASC`), so a page sorts every match to keep the newest
-/// 20 — for a common name at 1,000,000 people, 62,000 matches per page. An index in that very
-/// order let PostgreSQL walk it newest first and filter, which it also chose for a rare value
-/// it overestimated, reading the whole registry to fill a page (migration 0240, withdrawn).
-/// Here the walk is bounded by the statement itself (a `LIMIT` sub-select, which PostgreSQL
-/// may neither flatten nor push the filters into): it reads at most `NEWEST_PROBED` rows,
-/// whatever the filters and whatever the planner estimates.
-///
-/// Its page is the search's page when it is full and its last row is newer than
-/// `probe_floor` (`probe_holds`): every row newer than the floor is among those read, so the
-/// rows matched up to there are a prefix of every match in order. Otherwise the search sorts
-/// its matches as before, which it does fast where few match.
-pub(crate) fn newest_statement<'q>(
-    head: &str,
-    newest: Newest,
-    table: &str,
-    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
-    sort: &[SortKey],
-    page: Page,
-) -> Option<QueryBuilder<'q, Postgres>> {
-    let newest_first = matches!(
-        sort,
-        [SortKey {
-            column: "last_updated",
-            descending: true
-        }]
-    );
-    let within = page.count > 0 && page.offset.saturating_add(page.count) <= NEWEST_PROBED;
-    if newest != Newest::Probe || !newest_first || !within || !NEWEST_INDEXED.contains(&table) {
-        return None;
-    }
-    let newest_rows = newest_rows(table, NEWEST_PROBED);
-    // The sub-select takes the table's name, so that filters naming the table's columns
-    // (`individual_view.aggregate_id`) read the probed rows. As `page_statement`, the page's
-    // keys first, then its rows: the probed rows are read from the index alone where it
-    // carries what the filters read (a name, a birth date, a gender: migration 0250).
-    let mut probe = QueryBuilder::new(format!(
-        "{head}SELECT {COLUMNS}, paged.probe_floor FROM {table} AS paged_row JOIN (SELECT aggregate_id AS paged_key, \
-         (SELECT min(last_updated) FROM (SELECT last_updated {newest_rows}) AS probed \
-         HAVING count(*) = {NEWEST_PROBED}) AS probe_floor FROM (SELECT * {newest_rows}) AS {table}"
-    ));
-    filters(&mut probe);
-    push_order(&mut probe, sort, page);
-    probe.push(") AS paged ON aggregate_id = paged.paged_key");
-    push_sort(&mut probe, sort);
-    Some(probe)
-}
-
-/// `FROM table …`: the newest `rows` of `table`, for a sub-select of a probe or a walk.
-/// `last_updated DESC` (NULLS FIRST), not a page's NULLS LAST: the order a backward read of
-/// the index gives; the column is NOT NULL in every table listed in `NEWEST_INDEXED`.
-fn newest_rows(table: &str, rows: i64) -> String {
-    format!("FROM {table} ORDER BY last_updated DESC LIMIT {rows}")
-}
-
-/// Whether the `rows` a probe found are the page itself (see `newest_statement`). A probe
-/// that read the whole table (fewer rows than `NEWEST_PROBED`: no `probe_floor`) found every
-/// match, so its page is the page however full; an empty one tells nothing (no row says what
-/// was read) and the search sorts what its filters select, which is then little.
-fn probe_holds(rows: &[PgRow], page: Page) -> sqlx::Result<bool> {
-    let Some(last) = rows.last() else {
-        return Ok(false);
-    };
-    let floor: Option<DateTime<Utc>> = last.try_get("probe_floor")?;
-    let Some(floor) = floor else {
-        return Ok(true);
-    };
-    let last_updated: DateTime<Utc> = last.try_get("last_updated")?;
-    Ok(rows.len() as i64 >= page.count && last_updated > floor)
-}
-
-/// A probe of the newest rows (`newest_statement`), with what its filters select among them
-/// explained.
-pub(crate) struct Probe<'q> {
-    table: String,
-    explain: QueryBuilder<'q, Postgres>,
-    probe: QueryBuilder<'q, Postgres>,
-}
-
-impl<'q> Probe<'q> {
-    /// The probe of a search, `None` where `newest_statement` runs none.
-    pub(crate) fn new(
-        newest: Newest,
-        table: &str,
-        filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
-        sort: &[SortKey],
-        page: Page,
-    ) -> Option<Self> {
-        let probe = newest_statement("", newest, table, &filters, sort, page)?;
-        // What the filters select among the newest rows, explained alone: the probe's own
-        // estimate (the same sub-select under the same filters, `planned_rows`), from a
-        // statement without the probe's join, sort and floor to plan.
-        let mut explain = QueryBuilder::new(format!(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM (SELECT * {}) AS {table}",
-            newest_rows(table, NEWEST_PROBED)
-        ));
-        filters(&mut explain);
-        Some(Self {
-            table: table.to_owned(),
-            explain,
-            probe,
-        })
-    }
-
-    /// The page the probe found, if it is the search's page. It runs only where PostgreSQL
-    /// expects twice the page's matches among the newest rows: a month of birth dates (one in
-    /// 830, six expected) would read them in vain, and reading them costs more than sorting
-    /// its 1,240 matches (pgbench at 1,000,000 people: 524 probes/s against 743 pages/s).
-    pub(crate) async fn page(
-        &mut self,
-        connection: &mut sqlx::PgConnection,
-        page: Page,
-    ) -> sqlx::Result<Option<Vec<PgRow>>> {
-        let plan: Value = self
-            .explain
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_one(&mut *connection)
-            .await?;
-        let expected = planned_rows(&plan, &self.table).unwrap_or(0.0);
-        if expected < 2.0 * page.offset.saturating_add(page.count) as f64 {
-            return Ok(None);
-        }
-        let rows = self
-            .probe
-            .build()
-            .persistent(false)
-            .fetch_all(connection)
-            .await?;
-        Ok(probe_holds(&rows, page)?.then_some(rows))
-    }
-}
-
-/// A search's page: read by `probe` when it holds the page, else by `select`.
-async fn fetch_page(
-    connection: &mut sqlx::PgConnection,
-    probe: Option<&mut Probe<'_>>,
-    select: &mut QueryBuilder<'_, Postgres>,
-    page: Page,
-) -> sqlx::Result<Vec<PgRow>> {
-    if let Some(probe) = probe {
-        if let Some(rows) = probe.page(&mut *connection, page).await? {
-            return Ok(rows);
-        }
-    }
-    select.build().persistent(false).fetch_all(connection).await
-}
-
-/// Rows of the newest a count walks, newest first, to find its bound of matches
-/// (`walk_statement`).
-pub const NEWEST_WALKED: i64 = 50_000;
-
-/// The statement counting what `filters` selects among the newest `NEWEST_WALKED` rows of
-/// `table`, stopping at `page.counted_at_most()` (`head` before it: `EXPLAIN `); `None` unless
-/// the count may take it (`Newest::Probe`, `Total::Estimate`, an indexed table).
-///
-/// Why: past its bound a count is an estimate, so it needs only to find that many matches,
-/// and a common value's are found among the newest rows (a Santos in 16: 16,000 rows for
-/// 1,020 matches); its own index finds them only after gathering every match (a trigram
-/// index's bitmap of 62,500 rows at 1,000,000 people, 30–40 ms). The walk reads the index
-/// of the newest rows alone where it carries what the filters read (a name, a birth date, a
-/// gender: migration 0250), 1.7 ms for those 16,000 entries. A client bound by consent
-/// (`Total::AtLeast`) never walks: PostgreSQL prices the consent filter as passing most rows,
-/// so it would walk the whole bound for one consented Santos in 80 and then count anyway.
-pub(crate) fn walk_statement<'q>(
-    head: &str,
-    newest: Newest,
-    table: &str,
-    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
-    page: Page,
-) -> Option<QueryBuilder<'q, Postgres>> {
-    if newest != Newest::Probe || page.total != Total::Estimate || !NEWEST_INDEXED.contains(&table)
-    {
-        return None;
-    }
-    let mut walk = QueryBuilder::new(format!(
-        "{head}SELECT count(*) FROM (SELECT 1 FROM (SELECT * {}) AS {table}",
-        newest_rows(table, NEWEST_WALKED)
-    ));
-    filters(&mut walk);
-    walk.push(" LIMIT ")
-        .push_bind(page.counted_at_most())
-        .push(") AS counted");
-    Some(walk)
-}
-
-/// The rows PostgreSQL expects the filters to select among the newest rows of `table`: what
-/// the first scan of the sub-select named `table` in `plan` (`EXPLAIN (FORMAT JSON)` of a
-/// probe's estimate, see `Probe::new`, or of a `walk_statement`) returns. By name, not by
-/// being the first sub-select scanned: a walk also scans its count's (`counted`), a probe
-/// its page's (`paged`). EXPLAIN names each use of a name apart (`individual_view`,
-/// `individual_view_1`), so the name may come with a number.
-fn planned_rows(plan: &Value, table: &str) -> Option<f64> {
-    let named = plan["Alias"].as_str().is_some_and(|alias| {
-        alias == table
-            || alias
-                .strip_prefix(table)
-                .and_then(|rest| rest.strip_prefix('_'))
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    });
-    if plan["Node Type"] == "Subquery Scan" && named {
-        return plan["Plan Rows"].as_f64();
-    }
-    let children = plan["Plans"].as_array().into_iter().flatten();
-    let top = plan.as_array().into_iter().flatten().map(|p| &p["Plan"]);
-    children
-        .chain(top)
-        .find_map(|child| planned_rows(child, table))
-}
-
-/// How many of what `filters` selects in `table` `count` (a `count_statement`) counts: the
-/// walk of the newest rows first (`walk_statement`) when PostgreSQL expects it to find at
-/// least half as many again as the bound, and `count` when it did not reach the bound (or was
-/// not worth walking: a rare value it would walk in vain). Either reads a bounded number of
-/// rows. With the count, whether the walk found it.
-pub(crate) async fn count_matches<'q>(
-    connection: &mut sqlx::PgConnection,
-    newest: Newest,
-    table: &str,
-    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
-    count: &mut QueryBuilder<'q, Postgres>,
-    page: Page,
-) -> sqlx::Result<(i64, bool)> {
-    let bound = page.counted_at_most();
-    if let (Some(mut explain), Some(mut walk)) = (
-        walk_statement("EXPLAIN (FORMAT JSON) ", newest, table, &filters, page),
-        walk_statement("", newest, table, &filters, page),
-    ) {
-        let plan: Value = explain
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_one(&mut *connection)
-            .await?;
-        let expected = planned_rows(&plan, table).unwrap_or(0.0);
-        if expected >= 1.5 * bound as f64 {
-            let walked: i64 = walk
-                .build_query_scalar()
-                .persistent(false)
-                .fetch_one(&mut *connection)
-                .await?;
-            if walked >= bound {
-                return Ok((walked, true));
-            }
-        }
-    }
-    let counted = count
-        .build_query_scalar()
-        .persistent(false)
-        .fetch_one(connection)
-        .await?;
-    Ok((counted, false))
 }
 
 /// The statement counting what `filters` selects in `table`, as `page.total` asks: every
@@ -767,32 +515,4 @@ pub async fn search_view_any<Q: ViewQuery>(
         page,
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A plan in which another sub-select (`paged`) is scanned before the newest rows, which
-    /// EXPLAIN names `individual_view_1` beside the table itself: the newest rows are found.
-    #[test]
-    fn the_newest_rows_are_found_by_name_among_the_plans_scans() {
-        let plan = serde_json::json!([{"Plan": {
-            "Node Type": "Sort", "Plan Rows": 21,
-            "Plans": [{"Node Type": "Nested Loop", "Plan Rows": 21, "Plans": [
-                {"Node Type": "Subquery Scan", "Alias": "paged", "Plan Rows": 21, "Plans": [
-                    {"Node Type": "Limit", "Plan Rows": 21, "Plans": [
-                        {"Node Type": "Subquery Scan", "Alias": "individual_view_1",
-                         "Plan Rows": 303, "Plans": [
-                            {"Node Type": "Index Only Scan", "Alias": "individual_view_2",
-                             "Plan Rows": 5000}]}]}]},
-                {"Node Type": "Index Scan", "Alias": "paged_row", "Plan Rows": 1}]}]}}]);
-        assert_eq!(planned_rows(&plan, "individual_view"), Some(303.0));
-        // Another table's sub-select, or a name that only begins like the table's, is not it.
-        assert_eq!(planned_rows(&plan, "individual"), None);
-        assert_eq!(planned_rows(&plan, "group_view"), None);
-        let walk = serde_json::json!([{"Plan": {"Node Type": "Aggregate", "Plans": [
-            {"Node Type": "Subquery Scan", "Alias": "individual_view", "Plan Rows": 3030}]}}]);
-        assert_eq!(planned_rows(&walk, "individual_view"), Some(3030.0));
-    }
 }

@@ -1,0 +1,415 @@
+//! Reading a search's newest rows first. A search's default order is newest first, and a
+//! common value's matches (a Santos in 16) are found among the newest rows long before its own
+//! index has gathered them all: so a newest-first page is read from the newest rows when they
+//! hold it (`newest_statement`), and a count that stops at its bound walks them
+//! (`walk_statement`). One `EXPLAIN` of the filters over the newest rows (`Expected`) decides
+//! both, and gives the total past the bound.
+
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use crate::search::{Page, SortKey, Total};
+use crate::view::COLUMNS;
+
+/// Whether a search may read a newest-first page from the newest rows alone
+/// (`newest_statement`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Newest {
+    /// It may, when its order is newest first and its table has the index to read in that
+    /// order (`NEWEST_INDEXED`).
+    Probe,
+    /// It sorts what its filters select: they select few rows whatever the table holds (an
+    /// identifier names one), and reading the newest rows first would only add to its cost.
+    Sort,
+}
+
+/// The rows a newest-first probe reads, newest first, before it gives up. A page whose filters
+/// match one row in 250 (one in 16 is a Santos; one in 160 a consented one) is found among
+/// them; rarer matches fall back to sorting what the filters select, which is then little.
+pub const NEWEST_PROBED: i64 = 5_000;
+
+/// Rows of the newest a count walks, newest first, to find its bound of matches
+/// (`walk_statement`).
+pub const NEWEST_WALKED: i64 = 50_000;
+
+/// The tables with an index on `(last_updated, aggregate_id)` (migrations 0004, 0007, 0160,
+/// 0161, 0175), which a probe reads backwards: newest first, stopping at `NEWEST_PROBED`. A
+/// table without one is never probed (its newest rows would be a sort of the whole table).
+const NEWEST_INDEXED: [&str; 7] = [
+    "individual_view",
+    "group_view",
+    "program_view",
+    "membership_view",
+    "cycle_view",
+    "service_point_view",
+    "product_view",
+];
+
+/// Whether a search of `table` may read its newest rows first.
+fn reads_newest(newest: Newest, table: &str) -> bool {
+    newest == Newest::Probe && NEWEST_INDEXED.contains(&table)
+}
+
+/// `FROM table …`: the newest `rows` of `table`, for a sub-select of a probe or a walk.
+/// `last_updated DESC` (NULLS FIRST), not a page's NULLS LAST: the order a backward read of
+/// the index gives; the column is NOT NULL in every table listed in `NEWEST_INDEXED`.
+fn newest_rows(table: &str, rows: i64) -> String {
+    format!("FROM {table} ORDER BY last_updated DESC LIMIT {rows}")
+}
+
+/// The order of a newest-first page as the newest rows come (see `newest_statement`).
+const NEWEST_ORDER: &str = "ORDER BY last_updated DESC, aggregate_id";
+
+/// What PostgreSQL expects a search's filters to select: the share of the rows of its table
+/// they select, and how many rows the table holds. Read from one `EXPLAIN` of the filters
+/// over the newest `NEWEST_WALKED` rows (`Expected::explain`), which decides whether the page
+/// is read from the newest rows (`Expected::probes`), whether the count walks them
+/// (`Expected::walks`), and what the total is past the bound (`Expected::total`).
+///
+/// Why one: a search explained the same filters three times before (the probe's newest rows,
+/// the walk's, then the whole table for the total), each planned from scratch with its
+/// consent filter: ~1 ms of PostgreSQL's time in a search of ~4 ms. The share is the same in
+/// all three (PostgreSQL estimates the filters of the newest rows from the table's own
+/// statistics: 3,535 Santos among 50,000 newest, 70,708 among 1,000,007 people).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Expected {
+    /// The share of the rows the filters select (0 to 1).
+    share: f64,
+    /// The rows PostgreSQL expects the table to hold.
+    rows: f64,
+}
+
+impl Expected {
+    /// Explains `filters` over the newest rows of `table`; `None` unless the search may read
+    /// them (`Newest::Probe`, an indexed table).
+    pub(crate) async fn explain<'q>(
+        connection: &mut sqlx::PgConnection,
+        newest: Newest,
+        table: &str,
+        filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
+    ) -> sqlx::Result<Option<Self>> {
+        if !reads_newest(newest, table) {
+            return Ok(None);
+        }
+        // The sub-select takes the table's name, so that filters naming the table's columns
+        // (`individual_view.aggregate_id`) read its rows.
+        let mut explain = QueryBuilder::new(format!(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM (SELECT * {}) AS {table}",
+            newest_rows(table, NEWEST_WALKED)
+        ));
+        filters(&mut explain);
+        let plan: Value = explain
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_one(connection)
+            .await?;
+        Ok(Some(Self::of_plan(&plan, table)))
+    }
+
+    /// What `plan` (`EXPLAIN (FORMAT JSON)` of `explain`'s statement) expects: the rows its
+    /// sub-select named `table` returns, of the newest rows its `Limit` reads, of the table's
+    /// rows under that. A plan of another shape expects nothing (no probe, no walk).
+    fn of_plan(plan: &Value, table: &str) -> Self {
+        let rows = |node: &Value| node["Plan Rows"].as_f64().unwrap_or(0.0);
+        let nothing = Self {
+            share: 0.0,
+            rows: 0.0,
+        };
+        let Some(scan) = newest_scan(plan, table) else {
+            return nothing;
+        };
+        let Some(limit) = children(scan).find(|child| child["Node Type"] == "Limit") else {
+            return nothing;
+        };
+        let newest = rows(limit);
+        if newest <= 0.0 {
+            return nothing;
+        }
+        Self {
+            share: (rows(scan) / newest).min(1.0),
+            rows: children(limit).next().map_or(newest, rows).max(newest),
+        }
+    }
+
+    /// The matches PostgreSQL expects among the newest `newest` rows.
+    fn among(&self, newest: i64) -> f64 {
+        self.share * (newest as f64).min(self.rows)
+    }
+
+    /// Whether the newest rows are worth probing for a page: where PostgreSQL expects twice
+    /// the page's matches among them. A month of birth dates (one in 830, six expected)
+    /// would read them in vain, and reading them costs more than sorting its 1,240 matches
+    /// (pgbench at 1,000,000 people: 524 probes/s against 743 pages/s).
+    fn probes(&self, page: Page) -> bool {
+        self.among(NEWEST_PROBED) >= 2.0 * page.offset.saturating_add(page.count) as f64
+    }
+
+    /// Whether the newest rows are worth walking for a count: where PostgreSQL expects half
+    /// as many again as the bound among them (a rare value would be walked in vain), in a
+    /// table larger than the walk (in a smaller one the count reads no more than the walk
+    /// would, and a walk that fell short of the bound would be read again by the count).
+    fn walks(&self, page: Page) -> bool {
+        self.rows > NEWEST_WALKED as f64
+            && self.among(NEWEST_WALKED) >= 1.5 * page.counted_at_most() as f64
+    }
+
+    /// The matches PostgreSQL expects in the whole table.
+    pub(crate) fn total(&self) -> i64 {
+        (self.share * self.rows).round() as i64
+    }
+}
+
+/// The scan of the sub-select named `table` in `plan`. By name, not by being the first
+/// sub-select scanned: EXPLAIN names each use of a name apart (`individual_view`,
+/// `individual_view_1`), so the name may come with a number.
+fn newest_scan<'p>(plan: &'p Value, table: &str) -> Option<&'p Value> {
+    let named = plan["Alias"].as_str().is_some_and(|alias| {
+        alias == table
+            || alias
+                .strip_prefix(table)
+                .and_then(|rest| rest.strip_prefix('_'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if plan["Node Type"] == "Subquery Scan" && named {
+        return Some(plan);
+    }
+    let top = plan.as_array().into_iter().flatten().map(|p| &p["Plan"]);
+    children(plan)
+        .chain(top)
+        .find_map(|child| newest_scan(child, table))
+}
+
+/// The nodes under `node` in a plan.
+fn children(node: &Value) -> impl Iterator<Item = &Value> {
+    node["Plans"].as_array().into_iter().flatten()
+}
+
+/// The page of `filters` in `sort` order (`head` before it: `EXPLAIN `) read from the newest
+/// `NEWEST_PROBED` rows of `table` alone, each row with `probe_newer`: how many rows of
+/// `table` are as new as the page's last row (all of them when the page is not full), counted
+/// up to one past `NEWEST_PROBED`; `None` unless the search may probe (`Newest::Probe`), is
+/// in newest-first order, and its page ends within the probe.
+///
+/// Why: the default order of a search is newest first, and no index gives it
+/// (`last_updated DESC, aggregate_id ASC`), so a page sorts every match to keep the newest
+/// 20 — for a common name at 1,000,000 people, 62,000 matches per page. An index in that very
+/// order let PostgreSQL walk it newest first and filter, which it also chose for a rare value
+/// it overestimated, reading the whole registry to fill a page (migration 0240, withdrawn).
+/// Here the walk is bounded by the statement itself (a `LIMIT` sub-select, which PostgreSQL
+/// may neither flatten nor push the filters into): it reads at most `NEWEST_PROBED` rows,
+/// whatever the filters and whatever the planner estimates.
+///
+/// Its page is the search's page when at most `NEWEST_PROBED` rows are as new as its last row
+/// (`probe_holds`): those rows are then all among the newest read, so the rows matched up to
+/// there are a prefix of every match in order. Otherwise the search sorts its matches as
+/// before, which it does fast where few match.
+///
+/// The page is sorted as the newest rows come (`last_updated DESC`, NULLS FIRST as a backward
+/// read of the index gives them, the column being NOT NULL), so that PostgreSQL stops reading
+/// them once it has the page (an incremental sort): a Santos page reads ~1,000 index entries,
+/// where a page sorted NULLS LAST read all 5,000 to sort them, and a second read of all 5,000
+/// found their oldest (1.5 ms against 4.6 ms at 1,000,000 people). What the page needs to
+/// hold is then counted from its last row up, a read as short as the page's own; newest
+/// first, so that the index is the only way to read them in order (a scan of the table from
+/// its start would find the newest rows last).
+pub(crate) fn newest_statement<'q>(
+    head: &str,
+    newest: Newest,
+    table: &str,
+    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
+    sort: &[SortKey],
+    page: Page,
+) -> Option<QueryBuilder<'q, Postgres>> {
+    let newest_first = matches!(
+        sort,
+        [SortKey {
+            column: "last_updated",
+            descending: true
+        }]
+    );
+    let within = page.count > 0 && page.offset.saturating_add(page.count) <= NEWEST_PROBED;
+    if !reads_newest(newest, table) || !newest_first || !within {
+        return None;
+    }
+    let newest_rows = newest_rows(table, NEWEST_PROBED);
+    // The sub-select takes the table's name, so that filters naming the table's columns
+    // (`individual_view.aggregate_id`) read the probed rows. As `page_statement`, the page's
+    // keys first, then its rows: the probed rows are read from the index alone where it
+    // carries what the filters read (a name, a birth date, a gender: migration 0250).
+    let mut probe = QueryBuilder::new(format!(
+        "{head}WITH paged AS (SELECT aggregate_id AS paged_key, last_updated AS paged_at \
+         FROM (SELECT * {newest_rows}) AS {table}"
+    ));
+    filters(&mut probe);
+    probe
+        .push(format!(" {NEWEST_ORDER} LIMIT "))
+        .push_bind(page.count)
+        .push(" OFFSET ")
+        .push_bind(page.offset)
+        .push("), newer AS (SELECT count(*) AS probe_newer FROM (SELECT 1 FROM ")
+        .push(table)
+        .push(" WHERE last_updated >= (SELECT CASE WHEN count(*) >= ")
+        .push_bind(page.count)
+        .push(format!(
+            " THEN min(paged_at) ELSE '-infinity' END FROM paged) \
+             ORDER BY last_updated DESC LIMIT {}) AS counted) \
+             SELECT {COLUMNS}, newer.probe_newer FROM {table} AS paged_row \
+             JOIN paged ON aggregate_id = paged.paged_key CROSS JOIN newer {NEWEST_ORDER}",
+            NEWEST_PROBED + 1
+        ));
+    Some(probe)
+}
+
+/// Whether the `rows` a probe found are the page itself (see `newest_statement`): whether at
+/// most `NEWEST_PROBED` rows are as new as its last one. A page that is not full holds when
+/// the whole table is that small (the probe read every row, so found every match); an empty
+/// one tells nothing (no row says what was read) and the search sorts what its filters
+/// select, which is then little.
+fn probe_holds(rows: &[PgRow]) -> sqlx::Result<bool> {
+    let Some(last) = rows.last() else {
+        return Ok(false);
+    };
+    let newer: i64 = last.try_get("probe_newer")?;
+    Ok(newer <= NEWEST_PROBED)
+}
+
+/// The page `probe` (a `newest_statement`) found, if it is the search's page. It runs only
+/// where PostgreSQL expects the page among the newest rows (`Expected::probes`).
+pub(crate) async fn probe_page(
+    connection: &mut sqlx::PgConnection,
+    probe: &mut QueryBuilder<'_, Postgres>,
+    expected: Option<Expected>,
+    page: Page,
+) -> sqlx::Result<Option<Vec<PgRow>>> {
+    if !expected.is_some_and(|expected| expected.probes(page)) {
+        return Ok(None);
+    }
+    let rows = probe
+        .build()
+        .persistent(false)
+        .fetch_all(connection)
+        .await?;
+    Ok(probe_holds(&rows)?.then_some(rows))
+}
+
+/// The statement counting what `filters` selects among the newest `NEWEST_WALKED` rows of
+/// `table`, stopping at `page.counted_at_most()` (`head` before it: `EXPLAIN `); `None` unless
+/// the count may take it (`Newest::Probe`, a count that stops at its bound, an indexed table).
+///
+/// Why: past its bound a count is an estimate (or, for a client bound by consent, a lower
+/// bound), so it needs only to find that many matches, and a common value's are found among
+/// the newest rows (a Santos in 16: 1,900 rows for 120 matches); its own index finds them only
+/// after gathering every match (a trigram index's bitmap of 62,500 rows at 1,000,000 people,
+/// 30–40 ms). The walk reads the index of the newest rows alone where it carries what the
+/// filters read (a name, a birth date, a gender: migration 0250). A client bound by consent
+/// walks too where PostgreSQL expects enough matches (it prices the consent filter as passing
+/// most rows): one consented Santos in 160 is 120 among the newest 19,000 rows, where
+/// counting them by the trigram index built the bitmap of all 62,500 Santos first.
+pub(crate) fn walk_statement<'q>(
+    head: &str,
+    newest: Newest,
+    table: &str,
+    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
+    page: Page,
+) -> Option<QueryBuilder<'q, Postgres>> {
+    if !reads_newest(newest, table) || page.total == Total::Accurate {
+        return None;
+    }
+    let mut walk = QueryBuilder::new(format!(
+        "{head}SELECT count(*) FROM (SELECT 1 FROM (SELECT * {}) AS {table}",
+        newest_rows(table, NEWEST_WALKED)
+    ));
+    filters(&mut walk);
+    walk.push(" LIMIT ")
+        .push_bind(page.counted_at_most())
+        .push(") AS counted");
+    Some(walk)
+}
+
+/// How many `count` (a `count_statement`) counts: `walk` (a `walk_statement`) first where
+/// PostgreSQL expects it to find the bound (`Expected::walks`), and `count` when it did not
+/// reach the bound (or was not worth walking). Either reads a bounded number of rows. With
+/// the count, whether the walk found it.
+pub(crate) async fn count_matches(
+    connection: &mut sqlx::PgConnection,
+    walk: Option<&mut QueryBuilder<'_, Postgres>>,
+    expected: Option<Expected>,
+    count: &mut QueryBuilder<'_, Postgres>,
+    page: Page,
+) -> sqlx::Result<(i64, bool)> {
+    let bound = page.counted_at_most();
+    if let (Some(walk), Some(expected)) = (walk, expected) {
+        if expected.walks(page) {
+            let walked: i64 = walk
+                .build_query_scalar()
+                .persistent(false)
+                .fetch_one(&mut *connection)
+                .await?;
+            if walked >= bound {
+                return Ok((walked, true));
+            }
+        }
+    }
+    let counted = count
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(connection)
+        .await?;
+    Ok((counted, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A walk's plan, where the scan of the newest rows sits under a count and a limit, and
+    /// EXPLAIN names a second use of the table `individual_view_1`: the share and the table's
+    /// rows are read from the sub-select named for the table.
+    #[test]
+    fn the_expectation_is_read_from_the_newest_rows_scan() {
+        let plan = serde_json::json!([{"Plan": {
+            "Node Type": "Aggregate", "Plan Rows": 1, "Plans": [
+                {"Node Type": "Limit", "Plan Rows": 120, "Plans": [
+                    {"Node Type": "Subquery Scan", "Alias": "individual_view",
+                     "Plan Rows": 3535, "Plans": [
+                        {"Node Type": "Limit", "Plan Rows": 50000, "Plans": [
+                            {"Node Type": "Index Only Scan", "Alias": "individual_view_1",
+                             "Plan Rows": 1000007}]}]}]}]}}]);
+        let expected = Expected::of_plan(&plan, "individual_view");
+        assert_eq!(expected.total(), 70_700);
+        assert!((expected.among(NEWEST_PROBED) - 353.5).abs() < 1e-9);
+        assert!(expected.probes(Page::new(20, 0)) && expected.walks(Page::new(20, 0)));
+        // 353 expected among the newest read for a page, 3,535 among those walked: a page of
+        // 200 is not looked for there, a count to 2,400 is not walked for.
+        assert!(!expected.probes(Page::new(100, 100)));
+        assert!(!expected.walks(Page::new(100, 2_300)));
+        // The same plan names no other table's newest rows, nor a name that only begins like
+        // the table's: nothing is expected of those.
+        let nothing = Expected::of_plan(&plan, "individual");
+        assert_eq!((nothing.total(), nothing.among(NEWEST_WALKED)), (0, 0.0));
+        assert_eq!(Expected::of_plan(&plan, "group_view").total(), 0);
+    }
+
+    /// A probe's plan names the page's sub-select (`paged`) first and the newest rows
+    /// `individual_view_1` beside the table itself; a table smaller than the newest rows
+    /// read expects its matches among all of them.
+    #[test]
+    fn a_numbered_scan_is_found_and_a_small_table_is_read_whole() {
+        let plan = serde_json::json!([{"Plan": {
+            "Node Type": "Nested Loop", "Plan Rows": 20, "Plans": [
+                {"Node Type": "Subquery Scan", "Alias": "paged", "Plan Rows": 20},
+                {"Node Type": "Subquery Scan", "Alias": "individual_view_1",
+                 "Plan Rows": 30, "Plans": [
+                    {"Node Type": "Limit", "Plan Rows": 600, "Plans": [
+                        {"Node Type": "Index Only Scan", "Plan Rows": 600}]}]}]}}]);
+        let expected = Expected::of_plan(&plan, "individual_view");
+        assert_eq!(expected.total(), 30);
+        assert!((expected.among(NEWEST_PROBED) - 30.0).abs() < 1e-9);
+        let page = Page::new(20, 0);
+        assert!(!expected.probes(page), "30 expected, 40 wanted");
+        assert!(expected.probes(Page::new(10, 0)));
+        // Not walked, however many it expects: the count reads no more than the walk would.
+        assert!(!expected.walks(Page::new(1, 0)));
+    }
+}
