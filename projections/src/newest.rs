@@ -69,9 +69,9 @@ const NEWEST_ORDER: &str = "ORDER BY last_updated DESC, aggregate_id";
 ///
 /// Why one: a search explained the same filters three times before (the probe's newest rows,
 /// the walk's, then the whole table for the total), each planned from scratch with its
-/// consent filter: ~1 ms of PostgreSQL's time in a search of ~4 ms. The share is the same in
-/// all three (PostgreSQL estimates the filters of the newest rows from the table's own
-/// statistics: 3,535 Santos among 50,000 newest, 70,708 among 1,000,007 people).
+/// consent filter: ~1 ms of PostgreSQL's time in a search of ~4 ms. PostgreSQL estimates the
+/// filters of the newest rows from the table's own statistics, so the share is the one it
+/// gives the whole table (3,535 Santos among 50,000 newest, 70,708 among 1,000,007 people).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Expected {
     /// The share of the rows the filters select (0 to 1).
@@ -82,7 +82,8 @@ pub(crate) struct Expected {
 
 impl Expected {
     /// Explains `filters` over the newest rows of `table`; `None` unless the search may read
-    /// them (`Newest::Probe`, an indexed table).
+    /// them (`Newest::Probe`, an indexed table), or when the plan is not of the shape
+    /// `of_plan` reads (then no probe, no walk, and the total is explained on its own).
     pub(crate) async fn explain<'q>(
         connection: &mut sqlx::PgConnection,
         newest: Newest,
@@ -104,32 +105,25 @@ impl Expected {
             .persistent(false)
             .fetch_one(connection)
             .await?;
-        Ok(Some(Self::of_plan(&plan, table)))
+        Ok(Self::of_plan(&plan, table))
     }
 
-    /// What `plan` (`EXPLAIN (FORMAT JSON)` of `explain`'s statement) expects: the rows its
-    /// sub-select named `table` returns, of the newest rows its `Limit` reads, of the table's
-    /// rows under that. A plan of another shape expects nothing (no probe, no walk).
-    fn of_plan(plan: &Value, table: &str) -> Self {
-        let rows = |node: &Value| node["Plan Rows"].as_f64().unwrap_or(0.0);
-        let nothing = Self {
-            share: 0.0,
-            rows: 0.0,
-        };
-        let Some(scan) = newest_scan(plan, table) else {
-            return nothing;
-        };
-        let Some(limit) = children(scan).find(|child| child["Node Type"] == "Limit") else {
-            return nothing;
-        };
-        let newest = rows(limit);
-        if newest <= 0.0 {
-            return nothing;
-        }
-        Self {
-            share: (rows(scan) / newest).min(1.0),
-            rows: children(limit).next().map_or(newest, rows).max(newest),
-        }
+    /// What `plan` (`EXPLAIN (FORMAT JSON)` of `explain`'s statement) expects: the rows the
+    /// statement returns (its top node's: a filter PostgreSQL turns into a join, a household
+    /// role's, is applied there, not in the scan), of the newest rows the `Limit` under the
+    /// sub-select named `table` reads, of the table's rows under that.
+    fn of_plan(plan: &Value, table: &str) -> Option<Self> {
+        let rows = |node: &Value| node["Plan Rows"].as_f64().filter(|n| n.is_finite());
+        let top = &plan[0]["Plan"];
+        let limit = children(newest_scan(plan, table)?).find(|child| {
+            child["Parent Relationship"] == "Subquery" && child["Node Type"] == "Limit"
+        })?;
+        let newest = rows(limit).filter(|n| *n > 0.0)?;
+        let table_rows = children(limit).next().and_then(rows).unwrap_or(newest);
+        Some(Self {
+            share: (rows(top)? / newest).clamp(0.0, 1.0),
+            rows: table_rows.max(newest),
+        })
     }
 
     /// The matches PostgreSQL expects among the newest `newest` rows.
@@ -210,9 +204,10 @@ fn children(node: &Value) -> impl Iterator<Item = &Value> {
 /// them once it has the page (an incremental sort): a Santos page reads ~1,000 index entries,
 /// where a page sorted NULLS LAST read all 5,000 to sort them, and a second read of all 5,000
 /// found their oldest (1.5 ms against 4.6 ms at 1,000,000 people). What the page needs to
-/// hold is then counted from its last row up, a read as short as the page's own; newest
-/// first, so that the index is the only way to read them in order (a scan of the table from
-/// its start would find the newest rows last).
+/// hold is then counted from its last row up, a read as short as the page's own when the page
+/// is full (one that is not reads up to `NEWEST_PROBED` + 1 entries to learn whether the
+/// table is that small); newest first, so that the index is the only way to read them in
+/// order (a scan of the table from its start would find the newest rows last).
 pub(crate) fn newest_statement<'q>(
     head: &str,
     newest: Newest,
@@ -303,9 +298,12 @@ pub(crate) async fn probe_page(
 /// after gathering every match (a trigram index's bitmap of 62,500 rows at 1,000,000 people,
 /// 30–40 ms). The walk reads the index of the newest rows alone where it carries what the
 /// filters read (a name, a birth date, a gender: migration 0250). A client bound by consent
-/// walks too where PostgreSQL expects enough matches (it prices the consent filter as passing
-/// most rows): one consented Santos in 160 is 120 among the newest 19,000 rows, where
-/// counting them by the trigram index built the bitmap of all 62,500 Santos first.
+/// walks too where PostgreSQL expects enough matches: one consented Santos in 160 is 120
+/// among the newest 19,000 rows, where counting them by the trigram index built the bitmap of
+/// all 62,500 Santos first. PostgreSQL prices the consent filter as passing most rows, so for
+/// a client few have consented to, a common name's walk reads all 50,000 rows and probes the
+/// consents of its ~3,100 Santos in vain before the count runs: a few milliseconds more on a
+/// count that then probes every Santos's consents (tens of milliseconds at 1,000,000).
 pub(crate) fn walk_statement<'q>(
     head: &str,
     newest: Newest,
@@ -363,20 +361,19 @@ pub(crate) async fn count_matches(
 mod tests {
     use super::*;
 
-    /// A walk's plan, where the scan of the newest rows sits under a count and a limit, and
-    /// EXPLAIN names a second use of the table `individual_view_1`: the share and the table's
-    /// rows are read from the sub-select named for the table.
+    /// The plan of `Expected::explain`'s statement, where EXPLAIN names a second use of the
+    /// table `individual_view_1`: the share and the table's rows are read from the sub-select
+    /// named for the table.
     #[test]
     fn the_expectation_is_read_from_the_newest_rows_scan() {
         let plan = serde_json::json!([{"Plan": {
-            "Node Type": "Aggregate", "Plan Rows": 1, "Plans": [
-                {"Node Type": "Limit", "Plan Rows": 120, "Plans": [
-                    {"Node Type": "Subquery Scan", "Alias": "individual_view",
-                     "Plan Rows": 3535, "Plans": [
-                        {"Node Type": "Limit", "Plan Rows": 50000, "Plans": [
-                            {"Node Type": "Index Only Scan", "Alias": "individual_view_1",
-                             "Plan Rows": 1000007}]}]}]}]}}]);
-        let expected = Expected::of_plan(&plan, "individual_view");
+            "Node Type": "Subquery Scan", "Alias": "individual_view", "Plan Rows": 3535,
+            "Plans": [
+                {"Node Type": "Limit", "Parent Relationship": "Subquery", "Plan Rows": 50000,
+                 "Plans": [
+                    {"Node Type": "Index Only Scan", "Parent Relationship": "Outer",
+                     "Alias": "individual_view_1", "Plan Rows": 1000007}]}]}}]);
+        let expected = Expected::of_plan(&plan, "individual_view").expect("read");
         assert_eq!(expected.total(), 70_700);
         assert!((expected.among(NEWEST_PROBED) - 353.5).abs() < 1e-9);
         assert!(expected.probes(Page::new(20, 0)) && expected.walks(Page::new(20, 0)));
@@ -385,25 +382,47 @@ mod tests {
         assert!(!expected.probes(Page::new(100, 100)));
         assert!(!expected.walks(Page::new(100, 2_300)));
         // The same plan names no other table's newest rows, nor a name that only begins like
-        // the table's: nothing is expected of those.
-        let nothing = Expected::of_plan(&plan, "individual");
-        assert_eq!((nothing.total(), nothing.among(NEWEST_WALKED)), (0, 0.0));
-        assert_eq!(Expected::of_plan(&plan, "group_view").total(), 0);
+        // the table's: nothing is read from it.
+        assert_eq!(Expected::of_plan(&plan, "individual"), None);
+        assert_eq!(Expected::of_plan(&plan, "group_view"), None);
     }
 
-    /// A probe's plan names the page's sub-select (`paged`) first and the newest rows
-    /// `individual_view_1` beside the table itself; a table smaller than the newest rows
-    /// read expects its matches among all of them.
+    /// A filter PostgreSQL plans as a join (a household role) is applied above the scan of
+    /// the newest rows: what the statement returns is what it expects, not what the scan
+    /// does; a sub-plan listed before the scan's `Limit` is not taken for it.
+    #[test]
+    fn a_filter_planned_as_a_join_counts_in_the_expectation() {
+        let plan = serde_json::json!([{"Plan": {
+            "Node Type": "Hash Join", "Join Type": "Semi", "Plan Rows": 12500, "Plans": [
+                {"Node Type": "Subquery Scan", "Parent Relationship": "Outer",
+                 "Alias": "individual_view", "Plan Rows": 50000, "Plans": [
+                    {"Node Type": "Limit", "Parent Relationship": "InitPlan",
+                     "Plan Rows": 1},
+                    {"Node Type": "Limit", "Parent Relationship": "Subquery",
+                     "Plan Rows": 50000, "Plans": [
+                        {"Node Type": "Index Only Scan", "Plan Rows": 1000000}]}]},
+                {"Node Type": "Hash", "Parent Relationship": "Inner", "Plan Rows": 250000}]}}]);
+        let expected = Expected::of_plan(&plan, "individual_view").expect("read");
+        assert_eq!(expected.total(), 250_000);
+        // A plan of another shape is not read: the search explains its total on its own.
+        let flat = serde_json::json!([{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 10}}]);
+        assert_eq!(Expected::of_plan(&flat, "individual_view"), None);
+    }
+
+    /// A plan naming another sub-select (`paged`) first and the newest rows
+    /// `individual_view_1`; a table smaller than the newest rows read expects its matches
+    /// among all of them.
     #[test]
     fn a_numbered_scan_is_found_and_a_small_table_is_read_whole() {
         let plan = serde_json::json!([{"Plan": {
-            "Node Type": "Nested Loop", "Plan Rows": 20, "Plans": [
+            "Node Type": "Nested Loop", "Plan Rows": 30, "Plans": [
                 {"Node Type": "Subquery Scan", "Alias": "paged", "Plan Rows": 20},
                 {"Node Type": "Subquery Scan", "Alias": "individual_view_1",
                  "Plan Rows": 30, "Plans": [
-                    {"Node Type": "Limit", "Plan Rows": 600, "Plans": [
+                    {"Node Type": "Limit", "Parent Relationship": "Subquery",
+                     "Plan Rows": 600, "Plans": [
                         {"Node Type": "Index Only Scan", "Plan Rows": 600}]}]}]}}]);
-        let expected = Expected::of_plan(&plan, "individual_view");
+        let expected = Expected::of_plan(&plan, "individual_view").expect("read");
         assert_eq!(expected.total(), 30);
         assert!((expected.among(NEWEST_PROBED) - 30.0).abs() < 1e-9);
         let page = Page::new(20, 0);

@@ -130,13 +130,13 @@ pub async fn rows_where<A: DeserializeOwned>(
     .collect()
 }
 
-/// Counts the matches and fetches one page of them (two statements, run at once); `filters`
+/// Counts the matches and fetches one page of them, on two connections side by side; `filters`
 /// appends `WHERE …`. With `newest` (see `Newest`), a first page in newest-first order is read
 /// from the newest rows alone when they hold it, and a count walks them to find its bound:
 /// one `EXPLAIN` of the filters over the newest rows, run first, decides both and gives the
 /// total past the bound (`Expected`).
 ///
-/// Both statements are unnamed (not cached), so PostgreSQL plans them with the values of this
+/// Every statement is unnamed (not cached), so PostgreSQL plans them with the values of this
 /// search: a cached generic plan cannot see how selective a consent filter or a date range is,
 /// and was measured 7x slower on consent-filtered searches.
 ///

@@ -158,9 +158,13 @@ async fn indexed() {
         let [count, _rows] = planned.as_slice() else {
             panic!("two statements: {planned:?}");
         };
+        // Through the name's index, or the newest rows' index that carries the name (which
+        // PostgreSQL reads until it has the bound, ~4,000 entries for "tolentino").
         assert!(
-            count.contains("Limit") && !count.contains("Seq Scan on individual_view"),
-            "the count of a common name ({name}) is not bounded:\n{count}"
+            count.contains("Limit")
+                && (count.contains("individual_view_name")
+                    || count.contains("Index Only Scan using individual_view_last_updated")),
+            "the count of a common name ({name}) reads neither index:\n{count}"
         );
     }
     // Past the bound, a total is PostgreSQL's estimate for a client under a legal basis, and
