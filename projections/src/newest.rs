@@ -10,7 +10,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::search::{Page, SortKey, Total};
-use crate::view::COLUMNS;
+use crate::view::{self, COLUMNS};
 
 /// Whether a search may read a newest-first page from the newest rows alone
 /// (`newest_statement`).
@@ -95,16 +95,11 @@ impl Expected {
         }
         // The sub-select takes the table's name, so that filters naming the table's columns
         // (`individual_view.aggregate_id`) read its rows.
-        let mut explain = QueryBuilder::new(format!(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM (SELECT * {}) AS {table}",
+        let newest = format!(
+            "(SELECT * {}) AS {table}",
             newest_rows(table, NEWEST_WALKED)
-        ));
-        filters(&mut explain);
-        let plan: Value = explain
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_one(connection)
-            .await?;
+        );
+        let plan = view::explain(connection, &newest, filters).await?;
         Ok(Self::of_plan(&plan, table))
     }
 

@@ -223,14 +223,24 @@ async fn estimate<'q>(
     table: &str,
     filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
 ) -> sqlx::Result<i64> {
-    let mut explain = QueryBuilder::new(format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}"));
+    let plan = explain(connection, table, filters).await?;
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+}
+
+/// The plan (`EXPLAIN (FORMAT JSON)`) of `SELECT 1 FROM {from}` under `filters`: what
+/// PostgreSQL expects them to select, without running them.
+pub(crate) async fn explain<'q>(
+    connection: &mut sqlx::PgConnection,
+    from: &str,
+    filters: impl Fn(&mut QueryBuilder<'q, Postgres>),
+) -> sqlx::Result<Value> {
+    let mut explain = QueryBuilder::new(format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {from}"));
     filters(&mut explain);
-    let plan: Value = explain
+    explain
         .build_query_scalar()
         .persistent(false)
         .fetch_one(connection)
-        .await?;
-    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+        .await
 }
 
 /// The page of `filters` in `sort` order (`head` before it: `EXPLAIN `), read in two steps of
