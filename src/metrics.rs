@@ -123,7 +123,9 @@ pub fn private_router(state: AppState) -> axum::Router {
 /// Sets the scrape-time gauges, then renders everything.
 async fn render(state: &AppState) -> Response {
     let pool = &state.pool;
-    let idle = pool.num_idle() as f64;
+    // A connection the lane keeps for the next single statement is as idle as one in the
+    // pool: counted in use, the gauge showed every connection a read had just finished with.
+    let idle = (pool.num_idle() + state.lane().idle()) as f64;
     metrics::gauge!("openspp_db_pool_connections", "state" => "idle").set(idle);
     metrics::gauge!("openspp_db_pool_connections", "state" => "in_use")
         .set(f64::from(pool.size()) - idle);

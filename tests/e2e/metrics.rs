@@ -52,6 +52,26 @@ async fn metrics_endpoints() {
             && l.contains("route=\"/api/v2/spp/Individual\"")
             && l.contains("status=\"201\"")));
     assert!(!text.contains(&id), "no identifier appears in a label");
+    // Connections kept for the next read (the lane) are idle, not in use: right after 12
+    // reads at once the lane keeps up to 12 (for 100 ms), and the gauge counted them all.
+    let reads = (0..12).map(|_| api.get(&path));
+    for read in futures_util::future::join_all(reads).await {
+        read.expect(200);
+    }
+    let after_reads = Api::new(&private).get("/metrics").await;
+    let in_use: f64 = after_reads
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("openspp_db_pool_connections{state=\"in_use\"} "))
+        .expect("the in-use gauge")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(
+        in_use < 5.0,
+        "{in_use} connections in use after the reads ended:\n{}",
+        after_reads.text
+    );
     for gauge in [
         "openspp_db_pool_connections{state=\"in_use\"}",
         "openspp_db_pool_max_connections",
