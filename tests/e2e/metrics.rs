@@ -53,24 +53,35 @@ async fn metrics_endpoints() {
             && l.contains("status=\"201\"")));
     assert!(!text.contains(&id), "no identifier appears in a label");
     // Connections kept for the next read (the lane) are idle, not in use: right after 12
-    // reads at once the lane keeps up to 12 (for 100 ms), and the gauge counted them all.
+    // reads at once the lane keeps up to 12 (for 100 ms), and the gauge counted them all. A
+    // connection sqlx is still pinging on its way back to the pool, or still opening, is in
+    // use for a moment: the fewest seen in a few scrapes within the lane's 100 ms.
     let reads = (0..12).map(|_| api.get(&path));
     for read in futures_util::future::join_all(reads).await {
         read.expect(200);
     }
-    let after_reads = Api::new(&private).get("/metrics").await;
-    let in_use: f64 = after_reads
-        .text
-        .lines()
-        .find_map(|l| l.strip_prefix("openspp_db_pool_connections{state=\"in_use\"} "))
-        .expect("the in-use gauge")
-        .trim()
-        .parse()
-        .expect("a number");
+    let mut fewest = f64::INFINITY;
+    let mut last = String::new();
+    for _ in 0..8 {
+        let scrape = Api::new(&private).get("/metrics").await;
+        let in_use: f64 = scrape
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("openspp_db_pool_connections{state=\"in_use\"} "))
+            .expect("the in-use gauge")
+            .trim()
+            .parse()
+            .expect("a number");
+        fewest = fewest.min(in_use);
+        last = scrape.text;
+        if fewest < 5.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert!(
-        in_use < 5.0,
-        "{in_use} connections in use after the reads ended:\n{}",
-        after_reads.text
+        fewest < 5.0,
+        "{fewest} connections in use after the reads ended:\n{last}"
     );
     for gauge in [
         "openspp_db_pool_connections{state=\"in_use\"}",
