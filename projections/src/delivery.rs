@@ -188,13 +188,15 @@ impl ViewQuery for CycleQuery {
 
 /// The program's latest cycle (highest sequence), if it has any.
 pub async fn latest_cycle(pool: &PgPool, program: &str) -> sqlx::Result<Option<CycleRow>> {
+    let filters = |qb: &mut QueryBuilder<'_, Postgres>| {
+        qb.push(" WHERE program_id = ")
+            .push_bind(program.to_owned());
+    };
     let found = view::search(
         pool,
         "cycle_view",
-        |qb| {
-            qb.push(" WHERE program_id = ")
-                .push_bind(program.to_owned());
-        },
+        filters,
+        filters,
         &[SortKey {
             column: "sequence",
             descending: true,

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use openspp_aggregates::{Group, Identifier};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use crate::consent::{push_visible, Visibility};
+use crate::consent::{Admit, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
@@ -44,6 +44,10 @@ impl ViewQuery for GroupQuery {
     const TABLE: &'static str = "group_view";
     fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
         push_filters(qb, query)
+    }
+    /// Admitted by the consent reach alone (`Admit::Reached`).
+    fn push_estimated(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_filters_admitting(qb, query, Admit::Reached)
     }
     fn order(&self) -> &[SortKey] {
         &self.sort
@@ -235,9 +239,14 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Group
 }
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery) {
+    push_filters_admitting(qb, query, Admit::Probed)
+}
+
+/// The query's filters, its rows admitted to a consent-bound client as `admit` says.
+fn push_filters_admitting(qb: &mut QueryBuilder<'_, Postgres>, query: &GroupQuery, admit: Admit) {
     qb.push(" WHERE true");
     let fields = query.fields().into_iter().map(|(_, field)| field);
-    push_visible(qb, &query.visibility, "group", fields);
+    admit.push(qb, &query.visibility, "group", fields);
     if let Some(identifier) = &query.identifier {
         crate::identifier_claims::push_holder(qb, "Group", identifier);
     }

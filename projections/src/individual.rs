@@ -8,7 +8,7 @@ use openspp_aggregates::{Identifier, Individual};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::begin::{begin, end_read};
-use crate::consent::{push_visible, Visibility};
+use crate::consent::{Admit, Visibility};
 use crate::error::ProjectionError;
 use crate::events::Fold;
 use crate::extension::ExtensionFilter;
@@ -51,6 +51,10 @@ impl ViewQuery for IndividualQuery {
     const TABLE: &'static str = "individual_view";
     fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
         push_filters(qb, query)
+    }
+    /// Admitted by the consent reach alone (`Admit::Reached`).
+    fn push_estimated(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        push_filters_admitting(qb, query, Admit::Reached)
     }
     fn order(&self) -> &[SortKey] {
         &self.sort
@@ -240,9 +244,18 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Indiv
 }
 
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &IndividualQuery) {
+    push_filters_admitting(qb, query, Admit::Probed)
+}
+
+/// The query's filters, its rows admitted to a consent-bound client as `admit` says.
+fn push_filters_admitting(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    query: &IndividualQuery,
+    admit: Admit,
+) {
     qb.push(" WHERE true");
     let fields = query.fields().into_iter().map(|(_, field)| field);
-    push_visible(qb, &query.visibility, "individual", fields);
+    admit.push(qb, &query.visibility, "individual", fields);
     if let Some(identifier) = &query.identifier {
         crate::identifier_claims::push_holder(qb, "Individual", identifier);
     }
@@ -356,8 +369,10 @@ pub async fn newest_page(
     else {
         return Ok(None);
     };
+    let estimated =
+        |qb: &mut QueryBuilder<'_, Postgres>| push_filters_admitting(qb, query, Admit::Reached);
     let mut connection = pool.acquire().await?;
-    let expected = Expected::explain(&mut connection, newest, "individual_view", filters).await?;
+    let expected = Expected::explain(&mut connection, newest, "individual_view", estimated).await?;
     newest::probe_page(&mut connection, &mut probe, expected, page)
         .await?
         .map(|rows| rows.iter().map(ViewRow::from_row).collect())
@@ -377,8 +392,10 @@ pub async fn counted(
     let newest = query.newest();
     let mut count = view::count_statement("", "individual_view", filters, page);
     let mut walk = newest::walk_statement("", newest, "individual_view", filters, page);
+    let estimated =
+        |qb: &mut QueryBuilder<'_, Postgres>| push_filters_admitting(qb, query, Admit::Reached);
     let mut tx = view::counting(pool, page).await?;
-    let expected = Expected::explain(&mut tx, newest, "individual_view", filters).await?;
+    let expected = Expected::explain(&mut tx, newest, "individual_view", estimated).await?;
     let counted = newest::count_matches(&mut tx, walk.as_mut(), expected, &mut count, page).await?;
     end_read(tx);
     Ok(counted)

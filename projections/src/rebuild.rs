@@ -113,10 +113,12 @@ pub async fn rebuild(
     let now = read.load(Ordering::Relaxed);
     progress(now - reported);
     let load = started.elapsed();
-    // What the triggers keep row by row (migration 0225), set for all rows at once.
-    sqlx::query("SELECT fill_membership_counted_facts()")
-        .execute(&mut *tx)
-        .await?;
+    // What the triggers keep row by row (migrations 0225, 0260), set for all rows at once.
+    for fill in ["fill_membership_counted_facts", "fill_consent_reach"] {
+        sqlx::query(&format!("SELECT {fill}()"))
+            .execute(&mut *tx)
+            .await?;
+    }
     set_triggers(&mut tx, "ENABLE").await?;
     for definition in &indexes {
         sqlx::query(definition).execute(&mut *tx).await?;
@@ -253,7 +255,8 @@ async fn write_all(
 
 /// Disables (or enables again) the triggers of `TABLES` within the rebuild's transaction:
 /// they keep facts one table takes from another row by row (a membership's copy of its
-/// beneficiary's counted facts, migration 0225), which the rebuild sets for every row at once
+/// beneficiary's counted facts, migration 0225; a registrant's consent reach, from the consent
+/// index, migration 0260), which the rebuild sets for every row at once
 /// after the load, as it builds the indexes after it. Row by row they would look up, in tables
 /// whose indexes are dropped, rows that the other reader may not have written yet.
 async fn set_triggers(

@@ -134,7 +134,9 @@ pub async fn rows_where<A: DeserializeOwned>(
 /// appends `WHERE …`. With `newest` (see `Newest`), a first page in newest-first order is read
 /// from the newest rows alone when they hold it, and a count walks them to find its bound:
 /// one `EXPLAIN` of the filters over the newest rows, run first, decides both and gives the
-/// total past the bound (`Expected`).
+/// total past the bound (`Expected`). That `EXPLAIN` is of `estimated`: the filters, or (for
+/// a read model that keeps a consent reach) the filters admitting a consent-bound client's
+/// rows by their reach alone (`Admit::Reached`); it reads no row.
 ///
 /// Every statement is unnamed (not cached), so PostgreSQL plans them with the values of this
 /// search: a cached generic plan cannot see how selective a consent filter or a date range is,
@@ -148,6 +150,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     pool: &PgPool,
     table: &'static str,
     filters: impl Fn(&mut QueryBuilder<'_, Postgres>),
+    estimated: impl Fn(&mut QueryBuilder<'_, Postgres>),
     sort: &[SortKey],
     page: Page,
     newest: Newest,
@@ -163,7 +166,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
         begin_with(pool, budget.begin.clone())
     )?;
     let expected = if probe.is_some() || walk.is_some() {
-        Expected::explain(&mut counting, newest, table, &filters).await?
+        Expected::explain(&mut counting, newest, table, &estimated).await?
     } else {
         None
     };
@@ -430,18 +433,17 @@ impl DatabaseError for SearchBusy {
 /// A search for the rows any of `queries` matches (OpenSPP's `_search` with OR logic): each
 /// query's own filters, consent rule included, select its rows, and their union is counted and
 /// paged in `sort` order. One query is searched as itself.
-pub(crate) async fn search_any<A: DeserializeOwned, Q>(
+async fn search_any<Q: ViewQuery>(
     pool: &PgPool,
-    table: &'static str,
     queries: &[Q],
-    push_filters: fn(&mut QueryBuilder<'_, Postgres>, &Q),
-    newest: fn(&Q) -> Newest,
     sort: &[SortKey],
     page: Page,
-) -> sqlx::Result<Found<ViewRow<A>>> {
+) -> sqlx::Result<Found<ViewRow<Q::State>>> {
+    let table = Q::TABLE;
     if let [query] = queries {
-        let filters = |qb: &mut QueryBuilder<'_, Postgres>| push_filters(qb, query);
-        return search(pool, table, filters, sort, page, newest(query)).await;
+        let filters = |qb: &mut QueryBuilder<'_, Postgres>| Q::push_filters(qb, query);
+        let estimated = |qb: &mut QueryBuilder<'_, Postgres>| Q::push_estimated(qb, query);
+        return search(pool, table, filters, estimated, sort, page, query.newest()).await;
     }
     let any = |qb: &mut QueryBuilder<'_, Postgres>| {
         qb.push(" WHERE aggregate_id IN (");
@@ -450,7 +452,7 @@ pub(crate) async fn search_any<A: DeserializeOwned, Q>(
                 qb.push(" UNION ");
             }
             qb.push(format!("SELECT aggregate_id FROM {table}"));
-            push_filters(qb, query);
+            Q::push_filters(qb, query);
         }
         if queries.is_empty() {
             qb.push("SELECT NULL WHERE false");
@@ -458,7 +460,7 @@ pub(crate) async fn search_any<A: DeserializeOwned, Q>(
         qb.push(")");
     };
     // Not probed: each of the union's queries is read in whole to find the rows it selects.
-    search(pool, table, any, sort, page, Newest::Sort).await
+    search(pool, table, any, any, sort, page, Newest::Sort).await
 }
 
 /// A search of one read model: the table, its order, and the filters one query adds. Counting
@@ -471,6 +473,12 @@ pub trait ViewQuery: Sized + Sync {
     /// The read model's own order; a query that takes `_sort` says its own (`order`).
     const ORDER: &'static [SortKey] = &[];
     fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self);
+
+    /// The filters as PostgreSQL is asked what they select (`Expected`, an `EXPLAIN` that
+    /// reads no row): by default the filters themselves.
+    fn push_estimated(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
+        Self::push_filters(qb, query)
+    }
 
     /// The order this query's rows come in; a union of several comes in the first one's.
     fn order(&self) -> &[SortKey] {
@@ -501,6 +509,7 @@ pub async fn search_view<Q: ViewQuery>(
         pool,
         Q::TABLE,
         |qb| Q::push_filters(qb, query),
+        |qb| Q::push_estimated(qb, query),
         query.order(),
         page,
         query.newest(),
@@ -515,14 +524,5 @@ pub async fn search_view_any<Q: ViewQuery>(
     page: Page,
 ) -> sqlx::Result<Found<ViewRow<Q::State>>> {
     let order = queries.first().map_or(Q::ORDER, Q::order);
-    search_any(
-        pool,
-        Q::TABLE,
-        queries,
-        Q::push_filters,
-        Q::newest,
-        order,
-        page,
-    )
-    .await
+    search_any(pool, queries, order, page).await
 }

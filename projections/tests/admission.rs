@@ -12,9 +12,14 @@ mod support;
 use chrono::{Duration, NaiveDate};
 use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
 use openspp_aggregates::{ConsentRecord, ConsentTerms};
+use std::collections::BTreeSet;
+
 use openspp_projections::consent::{
-    push_admitted_set, push_visible_for, Admission, Visibility, ANALYTICS,
+    push_admitted_set, push_visible, push_visible_by, push_visible_for, Admission, Visibility,
+    ANALYTICS,
 };
+use openspp_projections::membership_index::Memberships;
+use openspp_projections::statement::Statement;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use support::TestDb;
 
@@ -235,4 +240,203 @@ async fn a_count_admits_exactly_the_subjects_a_search_would() {
         "someone is admitted to a membership and a record: {ever_admitted_both}"
     );
     db.drop().await;
+}
+
+/// The recipients `consents` could admit `subject` to (migration 0260's `consent_reach`), by
+/// the domain's terms: those named by its own consents and its current groups', withdrawn
+/// ones left out, `None` for none.
+fn expected_reach(
+    subject: &str,
+    consents: &[ConsentRecord],
+    members: &BTreeSet<(String, String)>,
+) -> Option<Vec<String>> {
+    let mut keys: Vec<String> = consents
+        .iter()
+        .filter(|c| c.status != ConsentStatus::Withdrawn)
+        .filter(|c| {
+            c.terms.subject == subject
+                || members.contains(&(c.terms.subject.clone(), subject.to_owned()))
+        })
+        .flat_map(|c| match c.terms.recipient_mode {
+            RecipientMode::Specific => c
+                .terms
+                .recipients
+                .iter()
+                .map(|r| format!("o:{r}"))
+                .collect::<Vec<_>>(),
+            RecipientMode::Category => c
+                .terms
+                .recipient_types
+                .iter()
+                .map(|t| format!("t:{t}"))
+                .collect(),
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    (!keys.is_empty()).then_some(keys)
+}
+
+/// Every row's `consent_reach` is what its consents say, and a search (`push_visible`, which
+/// tests the reach before it probes) finds exactly the rows the probe alone admits, for every
+/// client, resource type and field set.
+async fn reach_holds(
+    pool: &PgPool,
+    consents: &[ConsentRecord],
+    members: &BTreeSet<(String, String)>,
+) -> usize {
+    let mut reached = 0;
+    for table in ["individual_view", "group_view"] {
+        let rows: Vec<(String, Option<Vec<String>>)> =
+            sqlx::query_as(&format!("SELECT aggregate_id, consent_reach FROM {table}"))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        for (subject, reach) in rows {
+            let reach = reach.map(|mut keys| {
+                keys.sort_unstable();
+                keys
+            });
+            assert_eq!(
+                reach,
+                expected_reach(&subject, consents, members),
+                "{table} {subject}"
+            );
+            reached += usize::from(reach.is_some());
+        }
+    }
+    for (organization, organization_type) in [("A", "ngo"), ("B", "government"), ("D", "academic")]
+    {
+        let visibility = Visibility::Consented {
+            organization: organization.into(),
+            organization_type: organization_type.into(),
+            today: today(),
+        };
+        for (table, resource_type) in [("individual_view", "individual"), ("group_view", "group")] {
+            for fields in [&[][..], &["gender"][..], &["birthDate", "name"][..]] {
+                let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+                let found = |reach: bool| {
+                    let mut qb =
+                        QueryBuilder::new(format!("SELECT aggregate_id FROM {table} WHERE true"));
+                    if reach {
+                        push_visible(&mut qb, &visibility, resource_type, fields.clone());
+                    } else {
+                        push_visible_by(
+                            &mut qb,
+                            &visibility,
+                            resource_type,
+                            "aggregate_id",
+                            fields.clone(),
+                        );
+                    }
+                    qb.push(" ORDER BY aggregate_id");
+                    async move {
+                        qb.build_query_scalar::<String>()
+                            .fetch_all(pool)
+                            .await
+                            .unwrap()
+                    }
+                };
+                assert_eq!(
+                    found(true).await,
+                    found(false).await,
+                    "{organization}/{organization_type}, {table}, {fields:?}"
+                );
+            }
+        }
+    }
+    reached
+}
+
+#[tokio::test]
+async fn a_rows_consent_reach_follows_its_consents_and_groups() {
+    let db = TestDb::create().await;
+    sqlx::query(
+        "INSERT INTO individual_view (aggregate_id, version, state, name_search, \
+             address_search, active, created_at, last_updated) \
+         SELECT 's' || k, 1, '{}', '', '', true, now(), now() FROM generate_series(0, $1 - 1) k",
+    )
+    .bind(PEOPLE as i32)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO group_view (aggregate_id, version, state, name_search, group_type, \
+             quantity, active, created_at, last_updated) \
+         SELECT 'g' || k, 1, '{}', '', 'household', 0, true, now(), now() \
+         FROM generate_series(0, $1 - 1) k",
+    )
+    .bind(GROUPS as i32)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut members = BTreeSet::new();
+    let join = |members: &mut BTreeSet<(String, String)>, k: usize| {
+        members.insert((format!("g{}", k % GROUPS), format!("s{k}")))
+    };
+    // Groups before consents: every third person joins one (no consent of the group yet).
+    for k in (0..PEOPLE).filter(|k| k % 3 == 0) {
+        join(&mut members, k);
+    }
+    write_members(&db.pool, &members, true).await;
+    // Consents given: the reach of their subjects and of the members of their groups.
+    let mut consents: Vec<ConsentRecord> = (0..400).map(consent).collect();
+    support::index_consents(&db.pool, &consents).await;
+    let first = reach_holds(&db.pool, &consents, &members).await;
+    assert!(
+        first > 20 && first < PEOPLE + GROUPS,
+        "some rows reached, not all: {first}"
+    );
+
+    // Consents withdrawn; members leave groups with consents, others join them.
+    for consent in consents.iter_mut().step_by(5) {
+        consent.status = ConsentStatus::Withdrawn;
+    }
+    support::index_consents(&db.pool, &consents).await;
+    let left: BTreeSet<(String, String)> = members
+        .iter()
+        .filter(|(_, s)| s[1..].parse::<usize>().unwrap() % 6 == 0)
+        .cloned()
+        .collect();
+    write_members(&db.pool, &left, false).await;
+    members.retain(|m| !left.contains(m));
+    let mut joined = BTreeSet::new();
+    for k in (0..PEOPLE).filter(|k| k % 3 == 1) {
+        join(&mut joined, k);
+    }
+    write_members(&db.pool, &joined, true).await;
+    members.extend(joined);
+    let changed = reach_holds(&db.pool, &consents, &members).await;
+    assert_ne!(changed, first, "the changes changed who is reached");
+
+    // A rebuild sets every row at once, to the same values.
+    sqlx::query("UPDATE individual_view SET consent_reach = NULL")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE group_view SET consent_reach = NULL")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT fill_consent_reach()")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reach_holds(&db.pool, &consents, &members).await, changed);
+    db.drop().await;
+}
+
+/// Adds (or removes) `members` in the membership index, as an append does.
+async fn write_members(pool: &PgPool, members: &BTreeSet<(String, String)>, join: bool) {
+    let mut index = Memberships::default();
+    for (group, individual) in members {
+        if join {
+            index.join(group, individual);
+        } else {
+            index.leave(group, individual);
+        }
+    }
+    let mut statement = Statement::new();
+    index.push_into(&mut statement);
+    support::run(pool, statement).await;
 }

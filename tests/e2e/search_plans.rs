@@ -259,7 +259,7 @@ async fn newest_first(pool: &sqlx::PgPool) {
     };
     let first = Page::new(20, 0);
     // Whether the first page of each is read from the newest rows alone (one person in 16 is
-    // a Santos, one in 160 a Santos who consented; a month of birth dates holds one in 830),
+    // a Santos, one in 80 a Santos who consented; a month of birth dates holds one in 830),
     // and whether its count finds its bound among the newest rows (where PostgreSQL expects
     // them there, for a client bound by consent too; `None`: either way).
     let searches = [

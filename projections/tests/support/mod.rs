@@ -65,6 +65,11 @@ pub async fn index_consents(pool: &PgPool, records: &[ConsentRecord]) {
     }
     let mut statement = Statement::new();
     inline.push_into(&mut statement);
+    run(pool, statement).await;
+}
+
+/// Runs `statement`, the parts an append writes, on its own.
+pub async fn run(pool: &PgPool, statement: Statement<'_>) {
     statement
         .finish("SELECT 1")
         .build()

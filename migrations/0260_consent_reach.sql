@@ -1,0 +1,117 @@
+-- Which recipients a registrant's consents could admit at all (issue 10: "the consent filter
+-- <= 2x the legal-basis cost"). A consent-bound search probes each candidate row's consents
+-- and its groups' (`consent::push_visible`, two index descents and the rule per row); at
+-- 1,000,000 people a month of birth dates has 1,240 candidates of which a client with
+-- consents from one person in ten sees 124, so nine probes in ten found nothing. Each row now
+-- carries the recipients named by the consents that could cover it: `o:` and the organisation
+-- for a consent to specific recipients, `t:` and the organisation type for one to a category,
+-- over its own consents and those of the groups it currently belongs to, withdrawn ones left
+-- out (NULL when there are none). A search first keeps the rows whose `consent_reach` names
+-- its client (a test of the row, or of the index entry where an index carries it) and probes
+-- only those: the column may admit more than the probe (a consent out of force today, one
+-- the recipient withdrew from for itself, one without the scope or field asked), never less,
+-- and the probe alone decides.
+--
+-- Kept in the transaction that changes what it follows, by the triggers below (a consent's
+-- row, a membership's row), so it is as current as the consent index the probe reads; set for
+-- every row at once after a rebuild (`fill_consent_reach`), as the rebuild disables the
+-- triggers of the read models while it loads them. Both run `consent_reach_of`: one
+-- definition, so a replay writes the values the triggers wrote.
+
+ALTER TABLE individual_view ADD COLUMN consent_reach text[];
+ALTER TABLE group_view ADD COLUMN consent_reach text[];
+
+CREATE FUNCTION consent_reach_of(subject text) RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT array_agg(DISTINCT k.key ORDER BY k.key)
+    FROM (SELECT c.recipient_mode, c.recipients, c.recipient_types, c.status
+          FROM consent_index c WHERE c.subject_id = subject
+          UNION ALL
+          SELECT c.recipient_mode, c.recipients, c.recipient_types, c.status
+          FROM group_membership_index m JOIN consent_index c ON c.subject_id = m.group_id
+          WHERE m.individual_id = subject) c
+    CROSS JOIN LATERAL (
+        SELECT 'o:' || r FROM unnest(c.recipients) AS r WHERE c.recipient_mode = 'specific'
+        UNION ALL
+        SELECT 't:' || t FROM unnest(c.recipient_types) AS t WHERE c.recipient_mode = 'category'
+    ) AS k(key)
+    WHERE c.status <> 'withdrawn'
+$$;
+
+-- Sets `consent_reach` of `subjects` (individuals or groups) to what their consents now say.
+-- Rows are locked in one order first: two consents of groups that share members, changing at
+-- once, would otherwise each hold a member the other waits for.
+CREATE FUNCTION refresh_consent_reach(subjects text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(subjects) > 1 THEN
+        PERFORM 1 FROM individual_view WHERE aggregate_id = ANY (subjects)
+        ORDER BY aggregate_id FOR UPDATE;
+    END IF;
+    WITH reach AS (SELECT s, consent_reach_of(s) AS reach FROM unnest(subjects) AS s),
+    individuals AS (
+        UPDATE individual_view v SET consent_reach = r.reach FROM reach r
+        WHERE v.aggregate_id = r.s AND v.consent_reach IS DISTINCT FROM r.reach)
+    UPDATE group_view v SET consent_reach = r.reach FROM reach r
+    WHERE v.aggregate_id = r.s AND v.consent_reach IS DISTINCT FROM r.reach;
+END $$;
+
+-- A consent given, renewed, withdrawn: its subject, and the current members of a group.
+CREATE FUNCTION consent_index_give_reach() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM refresh_consent_reach(ARRAY[NEW.subject_id] || ARRAY(
+        SELECT m.individual_id FROM group_membership_index m WHERE m.group_id = NEW.subject_id));
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER consent_index_reach AFTER INSERT ON consent_index
+    FOR EACH ROW EXECUTE FUNCTION consent_index_give_reach();
+CREATE TRIGGER consent_index_reach_changed AFTER UPDATE OF status ON consent_index
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION consent_index_give_reach();
+
+-- A member joins or leaves a group: what it can be seen by changes only if the group has a
+-- consent of its own.
+CREATE FUNCTION group_membership_index_give_reach() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    grp text;
+    member text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        grp := OLD.group_id;
+        member := OLD.individual_id;
+    ELSE
+        grp := NEW.group_id;
+        member := NEW.individual_id;
+    END IF;
+    IF EXISTS (SELECT 1 FROM consent_index c WHERE c.subject_id = grp) THEN
+        PERFORM refresh_consent_reach(ARRAY[member]);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER group_membership_index_reach AFTER INSERT OR DELETE ON group_membership_index
+    FOR EACH ROW EXECUTE FUNCTION group_membership_index_give_reach();
+
+-- Every row's `consent_reach`, from a state where none is set (the rebuild's load).
+CREATE FUNCTION fill_consent_reach() RETURNS void
+LANGUAGE sql AS $$
+    SELECT refresh_consent_reach(ARRAY(
+        SELECT c.subject_id FROM consent_index c
+        UNION
+        SELECT m.individual_id FROM group_membership_index m
+        WHERE m.group_id IN (SELECT c.subject_id FROM consent_index c)));
+$$;
+
+SELECT fill_consent_reach();
+
+-- The indexes a newest-first page and a birth-date range read without the table (migration
+-- 0250) carry the column, so that a consent-bound search tests it there too.
+DROP INDEX individual_view_last_updated;
+CREATE INDEX individual_view_last_updated ON individual_view (last_updated, aggregate_id)
+    INCLUDE (name_search, birth_date, gender_code, consent_reach);
+DROP INDEX individual_view_birth_date;
+CREATE INDEX individual_view_birth_date ON individual_view (birth_date, aggregate_id)
+    INCLUDE (last_updated, consent_reach);
