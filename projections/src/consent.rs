@@ -214,7 +214,7 @@ impl Admit {
 
 /// ` AND consent_reach && …`: the row's `consent_reach` names the client, by its organisation
 /// (a consent to specific recipients) or its organisation type (one to a category), as
-/// migration 0260's `consent_reach_of` writes them.
+/// migration 0260's `refresh_consent_reach` writes them.
 fn push_reaches(qb: &mut QueryBuilder<'_, Postgres>, client: Client<'_>) {
     let (organization, organization_type, _) = client;
     qb.push(" AND consent_reach && ")
@@ -468,6 +468,11 @@ pub async fn covering(
     pool: impl PgExecutor<'_>,
     subject_ids: &[String],
 ) -> sqlx::Result<HashMap<String, Vec<ConsentRecord>>> {
+    if subject_ids.is_empty() {
+        // No statement for no subject: a consent-bound page of people in no household asked
+        // for its (no) households' consents, a round trip of its own.
+        return Ok(HashMap::new());
+    }
     // Two index lookups (own consents, then the groups'), never a scan of all consents.
     let rows = sqlx::query(
         "SELECT subject, consent_id, status, terms, released_recipients FROM ( \

@@ -59,11 +59,13 @@ impl ViewQuery for IndividualQuery {
     fn order(&self) -> &[SortKey] {
         &self.sort
     }
-    /// An identifier names one person: its page is that person, never worth a probe.
+    /// An identifier names one person: its page is that person, never worth a probe. A client
+    /// bound by consent reads only the newest rows some consent reaches.
     fn newest(&self) -> Newest {
-        match self.identifier {
-            Some(_) => Newest::Sort,
-            None => Newest::Probe,
+        match (&self.identifier, &self.visibility) {
+            (Some(_), _) => Newest::Sort,
+            (None, Visibility::Consented { .. }) => Newest::Reached,
+            (None, Visibility::All) => Newest::Probe,
         }
     }
     /// The fields this search filters or sorts on, with the parameter that names each. The

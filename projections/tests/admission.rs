@@ -440,3 +440,17 @@ async fn write_members(pool: &PgPool, members: &BTreeSet<(String, String)>, join
     index.push_into(&mut statement);
     support::run(pool, statement).await;
 }
+
+/// The consents covering no subject are found without a statement (a consent-bound page of
+/// people in no household asks for its households' consents): a closed pool refuses one.
+#[tokio::test]
+async fn no_subject_is_covered_without_a_statement() {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://postgres@127.0.0.1:5432/postgres")
+        .unwrap();
+    pool.close().await;
+    let covering = openspp_projections::consent::covering(&pool, &[])
+        .await
+        .expect("no statement ran");
+    assert!(covering.is_empty());
+}

@@ -261,14 +261,16 @@ async fn newest_first(pool: &sqlx::PgPool) {
     // Whether the first page of each is read from the newest rows alone (one person in 16 is
     // a Santos, one in 80 a Santos who consented; a month of birth dates holds one in 830),
     // and whether its count finds its bound among the newest rows (where PostgreSQL expects
-    // them there, for a client bound by consent too; `None`: either way).
+    // them there; `None`: either way). A client bound by consent reads only the rows some
+    // consent reaches (`Newest::Reached`): 6,000 here, fewer than a walk reads, so its count
+    // goes by the name's index (at 1,000,000 people, 100,000 are reached and it walks).
     let searches = [
         ("santos", name(Visibility::All, "santos"), true, Some(true)),
         (
             "santos, consented",
             name(ngo_visibility(), "santos"),
             true,
-            Some(true),
+            Some(false),
         ),
         ("tolentino", name(Visibility::All, "tolentino"), true, None),
         ("a month", month(Visibility::All), false, Some(false)),
@@ -390,10 +392,16 @@ async fn newest_first(pool: &sqlx::PgPool) {
             Some(plan) => {
                 assert!(search.identifier.is_none(), "{what} probes:\n{plan}");
                 // From the index alone, which carries the name and the birth date its
-                // filters read (migration 0250): the rows read whole are the page's.
+                // filters read (migration 0250): the rows read whole are the page's. A client
+                // bound by consent reads the index of the rows some consent reaches alone
+                // (migration 0260).
+                let index = if legal {
+                    "Index Only Scan Backward using individual_view_last_updated"
+                } else {
+                    "Index Only Scan Backward using individual_view_reached"
+                };
                 assert!(
-                    plan.contains("Index Only Scan Backward using individual_view_last_updated")
-                        && plan.contains("Limit"),
+                    plan.contains(index) && plan.contains("Limit"),
                     "{what} does not read the newest rows' index entries under a limit:\n{plan}"
                 );
                 assert!(
