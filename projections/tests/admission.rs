@@ -14,6 +14,7 @@ use openspp_aggregates::consent::{ConsentScope, ConsentStatus, RecipientMode};
 use openspp_aggregates::{ConsentRecord, ConsentTerms};
 use std::collections::BTreeSet;
 
+use openspp_projections::begin::begin;
 use openspp_projections::consent::{
     push_admitted_set, push_visible, push_visible_by, push_visible_for, Admission, Visibility,
     ANALYTICS,
@@ -427,7 +428,11 @@ async fn a_rows_consent_reach_follows_its_consents_and_groups() {
 }
 
 /// Adds (or removes) `members` in the membership index, as an append does.
-async fn write_members(pool: &PgPool, members: &BTreeSet<(String, String)>, join: bool) {
+async fn write_members(
+    executor: impl sqlx::PgExecutor<'_>,
+    members: &BTreeSet<(String, String)>,
+    join: bool,
+) {
     let mut index = Memberships::default();
     for (group, individual) in members {
         if join {
@@ -438,7 +443,7 @@ async fn write_members(pool: &PgPool, members: &BTreeSet<(String, String)>, join
     }
     let mut statement = Statement::new();
     index.push_into(&mut statement);
-    support::run(pool, statement).await;
+    support::run(executor, statement).await;
 }
 
 /// The consents covering no subject are found without a statement (a consent-bound page of
@@ -453,4 +458,122 @@ async fn no_subject_is_covered_without_a_statement() {
         .await
         .expect("no statement ran");
     assert!(covering.is_empty());
+}
+
+/// Gives consent `id` on `subject` to `organization` (a consent to specific recipients).
+async fn give(executor: impl sqlx::PgExecutor<'_>, id: &str, subject: &str, organization: &str) {
+    sqlx::query(
+        "INSERT INTO consent_index (consent_id, subject_type, subject_id, status, \
+             recipient_mode, recipients, recipient_types, resource_types, effective_date, \
+             expiry_date, terms) \
+         VALUES ($1, 'Individual', $2, 'given', 'specific', ARRAY[$3], '{}', '{all}', \
+             '2020-01-01', '2030-01-01', '{}')",
+    )
+    .bind(id)
+    .bind(subject)
+    .bind(organization)
+    .execute(executor)
+    .await
+    .unwrap();
+}
+
+async fn reach_of(pool: &PgPool, subject: &str) -> Option<Vec<String>> {
+    sqlx::query_scalar("SELECT consent_reach FROM individual_view WHERE aggregate_id = $1")
+        .bind(subject)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Runs `second` while `first` (a transaction) holds what it wrote, checks that `second`
+/// waits for it, then commits `first` and waits for `second`.
+async fn one_after_the_other(
+    first: sqlx::Transaction<'static, Postgres>,
+    second: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let second = tokio::spawn(second);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second writer waits for the first"
+    );
+    first.commit().await.unwrap();
+    second.await.unwrap();
+}
+
+/// Writers at once: each waits for the rows the other holds and reads what it committed, so
+/// no recipient is lost. Two consents given to one person at once each wrote the reach it saw
+/// (the last lost the other's recipient); a person joining a household while the household's
+/// consent was given was left out by both; a household's withdrawal and the removal of one of
+/// its members locked the two rows in opposite orders.
+#[tokio::test]
+async fn concurrent_writers_leave_every_recipient_in_the_reach() {
+    let db = TestDb::create().await;
+    sqlx::query(
+        "INSERT INTO individual_view (aggregate_id, version, state, name_search, \
+             address_search, active, created_at, last_updated) \
+         SELECT id, 1, '{}', '', '', true, now(), now() FROM unnest(ARRAY['x1', 'x2']) id",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO group_view (aggregate_id, version, state, name_search, group_type, \
+             quantity, active, created_at, last_updated) \
+         VALUES ('g1', 1, '{}', '', 'household', 0, true, now(), now())",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    // Two consents to one person.
+    let mut first = begin(&db.pool).await.unwrap();
+    give(&mut *first, "c1", "x1", "A").await;
+    let pool = db.pool.clone();
+    one_after_the_other(first, async move { give(&pool, "c2", "x1", "B").await }).await;
+    assert_eq!(
+        reach_of(&db.pool, "x1").await,
+        Some(vec!["o:A".to_owned(), "o:B".to_owned()])
+    );
+
+    // A member joins (its append writes the group's row) while the household's consent is
+    // given.
+    let joins = "UPDATE group_view SET version = version + 1 WHERE aggregate_id = 'g1'";
+    let mut first = begin(&db.pool).await.unwrap();
+    sqlx::query(joins).execute(&mut *first).await.unwrap();
+    let member = BTreeSet::from([("g1".to_owned(), "x2".to_owned())]);
+    write_members(&mut *first, &member, true).await;
+    let pool = db.pool.clone();
+    one_after_the_other(first, async move {
+        sqlx::query(
+            "INSERT INTO consent_index (consent_id, subject_type, subject_id, status, \
+                 recipient_mode, recipients, recipient_types, resource_types, \
+                 effective_date, expiry_date, terms) \
+             VALUES ('c3', 'Group', 'g1', 'given', 'category', '{}', ARRAY['ngo'], '{all}', \
+                 '2020-01-01', '2030-01-01', '{}')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+    })
+    .await;
+    assert_eq!(
+        reach_of(&db.pool, "x2").await,
+        Some(vec!["t:ngo".to_owned()])
+    );
+
+    // The member leaves while the household's consent is withdrawn: neither deadlocks.
+    let mut first = begin(&db.pool).await.unwrap();
+    sqlx::query(joins).execute(&mut *first).await.unwrap();
+    write_members(&mut *first, &member, false).await;
+    let pool = db.pool.clone();
+    one_after_the_other(first, async move {
+        sqlx::query("UPDATE consent_index SET status = 'withdrawn' WHERE consent_id = 'c3'")
+            .execute(&pool)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(reach_of(&db.pool, "x2").await, None);
+    db.drop().await;
 }

@@ -69,11 +69,11 @@ pub async fn index_consents(pool: &PgPool, records: &[ConsentRecord]) {
 }
 
 /// Runs `statement`, the parts an append writes, on its own.
-pub async fn run(pool: &PgPool, statement: Statement<'_>) {
+pub async fn run(executor: impl sqlx::PgExecutor<'_>, statement: Statement<'_>) {
     statement
         .finish("SELECT 1")
         .build()
-        .execute(pool)
+        .execute(executor)
         .await
         .unwrap();
 }
