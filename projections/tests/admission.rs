@@ -352,25 +352,9 @@ async fn reach_holds(
 #[tokio::test]
 async fn a_rows_consent_reach_follows_its_consents_and_groups() {
     let db = TestDb::create().await;
-    sqlx::query(
-        "INSERT INTO individual_view (aggregate_id, version, state, name_search, \
-             address_search, active, created_at, last_updated) \
-         SELECT 's' || k, 1, '{}', '', '', true, now(), now() FROM generate_series(0, $1 - 1) k",
-    )
-    .bind(PEOPLE as i32)
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO group_view (aggregate_id, version, state, name_search, group_type, \
-             quantity, active, created_at, last_updated) \
-         SELECT 'g' || k, 1, '{}', '', 'household', 0, true, now(), now() \
-         FROM generate_series(0, $1 - 1) k",
-    )
-    .bind(GROUPS as i32)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    let people: Vec<String> = (0..PEOPLE).map(|k| format!("s{k}")).collect();
+    let groups: Vec<String> = (0..GROUPS).map(|k| format!("g{k}")).collect();
+    view_rows(&db.pool, &people, &groups).await;
     let mut members = BTreeSet::new();
     let join = |members: &mut BTreeSet<(String, String)>, k: usize| {
         members.insert((format!("g{}", k % GROUPS), format!("s{k}")))
@@ -509,22 +493,7 @@ async fn one_after_the_other(
 #[tokio::test]
 async fn concurrent_writers_leave_every_recipient_in_the_reach() {
     let db = TestDb::create().await;
-    sqlx::query(
-        "INSERT INTO individual_view (aggregate_id, version, state, name_search, \
-             address_search, active, created_at, last_updated) \
-         SELECT id, 1, '{}', '', '', true, now(), now() FROM unnest(ARRAY['x1', 'x2']) id",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO group_view (aggregate_id, version, state, name_search, group_type, \
-             quantity, active, created_at, last_updated) \
-         VALUES ('g1', 1, '{}', '', 'household', 0, true, now(), now())",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    view_rows(&db.pool, &["x1".into(), "x2".into()], &["g1".into()]).await;
 
     // Two consents to one person.
     let mut first = begin(&db.pool).await.unwrap();
@@ -576,4 +545,27 @@ async fn concurrent_writers_leave_every_recipient_in_the_reach() {
     .await;
     assert_eq!(reach_of(&db.pool, "x2").await, None);
     db.drop().await;
+}
+
+/// Rows of `individual_view` for `people` and of `group_view` for `groups`, with no consent
+/// reaching them yet.
+async fn view_rows(pool: &PgPool, people: &[String], groups: &[String]) {
+    sqlx::query(
+        "INSERT INTO individual_view (aggregate_id, version, state, name_search, \
+             address_search, active, created_at, last_updated) \
+         SELECT id, 1, '{}', '', '', true, now(), now() FROM unnest($1::text[]) id",
+    )
+    .bind(people)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO group_view (aggregate_id, version, state, name_search, group_type, \
+             quantity, active, created_at, last_updated) \
+         SELECT id, 1, '{}', '', 'household', 0, true, now(), now() FROM unnest($1::text[]) id",
+    )
+    .bind(groups)
+    .execute(pool)
+    .await
+    .unwrap();
 }
