@@ -132,6 +132,12 @@ pub enum Visibility {
 }
 
 impl Visibility {
+    /// Whether a consent must admit each row (`push_visible` probes them): the client is bound
+    /// by consent.
+    pub fn probes(&self) -> bool {
+        self.client().is_some()
+    }
+
     /// The client a consent must name, and the day it must be in force; `None` under a
     /// legal basis (everything is visible).
     fn client(&self) -> Option<Client<'_>> {

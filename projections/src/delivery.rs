@@ -202,7 +202,7 @@ pub async fn latest_cycle(pool: &PgPool, program: &str) -> sqlx::Result<Option<C
             descending: true,
         }],
         Page::new(1, 0),
-        crate::newest::Newest::Sort,
+        view::Reading::SORTED,
     )
     .await?;
     Ok(found.rows.into_iter().next())

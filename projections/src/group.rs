@@ -59,6 +59,9 @@ impl ViewQuery for GroupQuery {
             None => Newest::Probe,
         }
     }
+    fn probes_consents(&self) -> bool {
+        self.visibility.probes()
+    }
     /// The fields this search filters or sorts on, with the parameter that names each (see
     /// `IndividualQuery::fields`).
     fn fields(&self) -> Vec<(String, String)> {

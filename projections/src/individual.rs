@@ -68,6 +68,9 @@ impl ViewQuery for IndividualQuery {
             (None, Visibility::All) => Newest::Probe,
         }
     }
+    fn probes_consents(&self) -> bool {
+        self.visibility.probes()
+    }
     /// The fields this search filters or sorts on, with the parameter that names each. The
     /// identifier and `meta` (`_lastUpdated`) are visible to every reader and not listed.
     fn fields(&self) -> Vec<(String, String)> {
@@ -283,39 +286,55 @@ fn push_filters_admitting(
     query.household.push(qb, &query.visibility);
 }
 
-/// The plans PostgreSQL chooses for the two statements `search` runs (the count, then the
-/// page), planned with this query's values as `search` plans them: so that a test can hold a
-/// search parameter to its index at a realistic size.
+/// The plans PostgreSQL chooses for the statements `search` may run to count and page this
+/// query: the count, the page, and the page that counts every match (`page_statement`,
+/// `counted`: for a client bound by consent whose page sorts every match, on the count's
+/// connection), planned with this query's values as `search` plans them: so that a test can
+/// hold a search parameter to its index at a realistic size.
 pub async fn plans(
     pool: &PgPool,
     query: &IndividualQuery,
     page: Page,
 ) -> sqlx::Result<Vec<String>> {
-    let mut plans = Vec::with_capacity(2);
-    for page_statement in [false, true] {
-        let mut qb = if page_statement {
+    let filters = |qb: &mut QueryBuilder<'_, Postgres>| push_filters(qb, query);
+    let statements = [
+        // The count (and the page that counts) run as `search` runs them; the page, as a
+        // plain statement does.
+        (
+            view::count_statement("EXPLAIN ", "individual_view", filters, page),
+            true,
+        ),
+        (
             view::page_statement(
                 "EXPLAIN ",
                 "individual_view",
-                |qb| push_filters(qb, query),
+                filters,
                 &query.sort,
                 page,
-            )
-        } else {
-            view::count_statement(
+                false,
+            ),
+            false,
+        ),
+        (
+            view::page_statement(
                 "EXPLAIN ",
                 "individual_view",
-                |qb| push_filters(qb, query),
+                filters,
+                &query.sort,
                 page,
-            )
-        };
-        // The count runs as `search` runs it; the page, as a plain statement does.
-        let mut tx = if page_statement {
-            begin(pool).await?
-        } else {
+                true,
+            ),
+            true,
+        ),
+    ];
+    let mut plans = Vec::with_capacity(statements.len());
+    for (mut statement, on_count) in statements {
+        let mut tx = if on_count {
             view::counting(pool, page).await?
+        } else {
+            begin(pool).await?
         };
-        let lines: Vec<String> = qb
+        let lines: Vec<String> = statement
             .build_query_scalar()
             .persistent(false)
             .fetch_all(&mut *tx)

@@ -39,6 +39,9 @@ impl ViewQuery for MembershipQuery {
     fn order(&self) -> &[SortKey] {
         &self.sort
     }
+    fn probes_consents(&self) -> bool {
+        self.visibility.probes()
+    }
     /// The fields this search filters or sorts on, with the parameter that names each, as
     /// `IndividualQuery::fields`: a membership's consent (its beneficiary's) must show each,
     /// or a total would tell what the rendering hides. `meta` (`_lastUpdated`) is always shown.

@@ -168,7 +168,7 @@ impl Expected {
     /// in 190 (the consent reach's one in 10, and three in four for the consent probe it
     /// cannot see into): 26 among the newest 5,000 where 62 are. At 1,000,000 people the page
     /// fell back to sorting all 12,500 of them (400 ms each, 4 searches/s at 16 at once).
-    fn probes(&self, page: Page) -> bool {
+    pub(crate) fn probes(&self, page: Page) -> bool {
         let wanted = page.offset.saturating_add(page.count) as f64;
         self.among(NEWEST_PROBED) >= wanted
             || (self.total() >= NEWEST_PROBED && wanted <= NEWEST_PROBED as f64)
@@ -178,7 +178,7 @@ impl Expected {
     /// as many again as the bound among them (a rare value would be walked in vain), in a
     /// table larger than the walk (in a smaller one the count reads no more than the walk
     /// would, and a walk that fell short of the bound would be read again by the count).
-    fn walks(&self, page: Page) -> bool {
+    pub(crate) fn walks(&self, page: Page) -> bool {
         self.rows > NEWEST_WALKED as f64
             && self.among(NEWEST_WALKED) >= 1.5 * page.counted_at_most() as f64
     }

@@ -103,10 +103,10 @@ async fn indexed() {
         ];
         for (what, search, index) in searches {
             let planned = plans(&pool, &search, page).await.expect("explained");
-            let [count, rows] = planned.as_slice() else {
-                panic!("two statements: {planned:?}");
+            let [count, rows, counted_rows] = planned.as_slice() else {
+                panic!("three statements: {planned:?}");
             };
-            for plan in [count, rows] {
+            for plan in [count, rows, counted_rows] {
                 assert!(
                     !plan.contains("Seq Scan on individual_view"),
                     "{what} (legal basis: {legal}) scans the registry:\n{plan}"
@@ -115,7 +115,7 @@ async fn indexed() {
             // The consent filter probes the consents of the rows the search found: building
             // the set of every subject a client may see scanned all its consents per search
             // (0.3–0.5 s at 1,000,000 people however few rows matched).
-            for plan in [count, rows] {
+            for plan in [count, rows, counted_rows] {
                 assert!(
                     !plan.contains("Seq Scan on consent_index"),
                     "{what} (legal basis: {legal}) scans the consents:\n{plan}"
@@ -131,10 +131,12 @@ async fn indexed() {
             // rows of the page (`view::page_statement`): a month's 1,240 rows at 1,000,000
             // people are not fetched to be sorted.
             if what == "birth date" {
-                assert!(
-                    rows.contains("Index Only Scan using individual_view_birth_date"),
-                    "{what} (legal basis: {legal}) reads rows to sort them:\n{rows}"
-                );
+                for rows in [rows, counted_rows] {
+                    assert!(
+                        rows.contains("Index Only Scan using individual_view_birth_date"),
+                        "{what} (legal basis: {legal}) reads rows to sort them:\n{rows}"
+                    );
+                }
             }
         }
     }
@@ -155,8 +157,8 @@ async fn indexed() {
             ..santos.clone()
         };
         let planned = plans(&pool, &common, page).await.expect("explained");
-        let [count, _rows] = planned.as_slice() else {
-            panic!("two statements: {planned:?}");
+        let [count, _rows, _counted_rows] = planned.as_slice() else {
+            panic!("three statements: {planned:?}");
         };
         // Through the name's index, or the newest rows' index that carries the name (which
         // PostgreSQL reads until it has the bound, ~4,000 entries for "tolentino").
@@ -214,6 +216,7 @@ async fn indexed() {
         "every tenth consented"
     );
     newest_first(&pool).await;
+    counted_with_the_page(&database.url, &pool).await;
     pool.close().await;
     drop(database);
 }
@@ -420,4 +423,80 @@ async fn newest_first(pool: &sqlx::PgPool) {
             }
         }
     }
+}
+
+/// A search bound by consent whose page sorts every match (a month of birth dates, an
+/// identifier, every consented person in name order) counts them in its page's own statement,
+/// on one connection: its matches are probed for consent once, not once for the page and again
+/// for the count. It needs no second connection (a pool of one serves it, where a count and a
+/// page side by side wait for each other's), and its total is what the count statement counts,
+/// on every page: the first, one past the last match (where no row carries the count), every
+/// match counted (`Total::Accurate`), and past the count's bound (a lower bound).
+async fn counted_with_the_page(database_url: &str, pool: &sqlx::PgPool) {
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(database_url)
+        .await
+        .expect("a pool of one");
+    let month = IndividualQuery {
+        birth_date: vec![
+            (Comparator::Ge, NaiveDate::from_ymd_opt(1970, 3, 1).unwrap()),
+            (Comparator::Lt, NaiveDate::from_ymd_opt(1970, 4, 1).unwrap()),
+        ],
+        sort: vec![SortKey::NEWEST_FIRST],
+        ..query(ngo_visibility())
+    };
+    let identifier = IndividualQuery {
+        identifier: Some(Identifier {
+            system: NATIONAL_ID.into(),
+            value: "P12340".into(),
+        }),
+        ..query(ngo_visibility())
+    };
+    let by_name = IndividualQuery {
+        sort: vec![SortKey {
+            column: "family_name",
+            descending: false,
+        }],
+        ..query(ngo_visibility())
+    };
+    let bound = Page::new(20, 0).counted_at_most();
+    let mut past_the_bound = false;
+    for (what, search) in [
+        ("a month", month),
+        ("an identifier", identifier),
+        ("everyone by name", by_name),
+    ] {
+        let at_least = |count, offset| Page {
+            total: Total::AtLeast,
+            ..Page::new(count, offset)
+        };
+        let every = Page {
+            total: Total::Accurate,
+            ..Page::new(20, 0)
+        };
+        let all = counted(pool, &search, every).await.expect("counted").0;
+        assert!(all > 0, "{what}: someone consented matches");
+        for page in [at_least(20, 0), at_least(5, 0), at_least(20, all), every] {
+            let found = search_view(&one, &search, page)
+                .await
+                .unwrap_or_else(|e| panic!("{what} at {page:?} on one connection: {e}"));
+            let (counted, _walked) = counted(pool, &search, page).await.expect("counted");
+            let past = page.total == Total::AtLeast && counted >= page.counted_at_most();
+            past_the_bound |= past;
+            assert_eq!(
+                (found.total, found.estimated),
+                (counted, past),
+                "{what} at {page:?}"
+            );
+            let shown = (all - page.offset).clamp(0, page.count);
+            assert_eq!(found.rows.len() as i64, shown, "{what} at {page:?}");
+        }
+    }
+    assert!(
+        past_the_bound,
+        "a search counted past its bound of {bound} (everyone consented)"
+    );
+    one.close().await;
 }
