@@ -531,4 +531,7 @@ impl ViewQuery for EntitlementQuery {
     fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &Self) {
         push_entitlement_filters(qb, query)
     }
+    fn probes_consents(&self) -> bool {
+        self.visibility.probes()
+    }
 }

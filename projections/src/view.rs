@@ -132,7 +132,8 @@ pub async fn rows_where<A: DeserializeOwned>(
     .collect()
 }
 
-/// Counts the matches and fetches one page of them, on two connections side by side; `filters`
+/// Counts the matches and fetches one page of them, on two connections side by side (or in one
+/// statement, below); `filters`
 /// appends `WHERE …`. With `reading.newest` (see `Newest`), a first page in newest-first order
 /// is read from the newest rows alone when they hold it, and a count walks them to find its
 /// bound: one `EXPLAIN` of the filters over the newest rows, run first, decides both and gives
@@ -140,10 +141,11 @@ pub async fn rows_where<A: DeserializeOwned>(
 /// (for a read model that keeps a consent reach) the filters admitting a consent-bound
 /// client's rows by their reach alone (`Admit::Reached`); it reads no row.
 ///
-/// A search whose filters probe each match's consents (`Reading::probed`) and whose page sorts
-/// every match (no probe of the newest rows, no walk) counts them in the page's own statement
-/// instead (`counted_with_page`), on one connection: the count would probe again the very
-/// rows the page probed, planning the consent rule a second time. A month of birth dates at
+/// A search whose filters probe each match's consents (`Reading::probed`), and whose count
+/// would read every match anyway (few are expected, or `Total::Accurate`; no probe of the
+/// newest rows, no walk), counts them in the page's own statement instead
+/// (`counted_with_page`), on one connection: the count would probe again the very rows the
+/// page probed, planning the consent rule a second time. A month of birth dates at
 /// 1,000,000 people, for a client one person in ten consented to: count and page apart cost
 /// PostgreSQL 0.90 ms (pgbench, 16 clients, 2,687 counts/s and 1,897 pages/s), the page that
 /// counts 0.57 ms (1,749/s). Not for a search under a legal basis: its count stops at its bound
@@ -192,18 +194,27 @@ pub(crate) async fn search<A: DeserializeOwned>(
     } else {
         None
     };
-    // The page sorts every match when it does not probe the newest rows and the count does
-    // not walk them; the matches are few when PostgreSQL expects too few to walk, or when
-    // there was nothing to probe or walk (an identifier's, or a count of every match anyway).
-    let sorts_every_match = match expected {
-        Some(expected) => {
-            let probes = probe.is_some() && expected.probes(page);
-            let walks = walk.is_some() && expected.walks(page);
-            !probes && !walks
-        }
-        None => probe.is_none() && walk.is_none(),
-    };
-    if may_count_with_page && sorts_every_match {
+    // Counted in the page's statement where the count would read every match anyway: it
+    // counts them all (`Total::Accurate`), or PostgreSQL expects no more than its bound (an
+    // identifier's one; a month a client's consents reach), and the page does not probe the
+    // newest rows nor the count walk them. Not where more may match: a page in the order of an
+    // index stops after its rows, and a count at its bound, where the window reads them all.
+    let reads_every_match = page.total == Total::Accurate
+        || match expected {
+            Some(expected) => expected.total() <= page.counted_at_most(),
+            None => newest == Newest::Sort,
+        };
+    let counts_with_page = may_count_with_page
+        && reads_every_match
+        && match expected {
+            Some(expected) => {
+                let probes = probe.is_some() && expected.probes(page);
+                let walks = walk.is_some() && expected.walks(page);
+                !probes && !walks
+            }
+            None => probe.is_none() && walk.is_none(),
+        };
+    if counts_with_page {
         let found = counted_with_page(
             &mut counting,
             table,
@@ -252,9 +263,10 @@ pub(crate) async fn search<A: DeserializeOwned>(
 }
 
 /// The page of `filters` with its total, counted in the page's own statement (`page_statement`,
-/// `counted`) on `connection`: for a search whose page sorts every match anyway (see
-/// `search`). The total is what the count statement (`count`) would have counted, up to its
-/// bound; a page past the last match, which has no row to carry it, runs that count.
+/// `counted`) on `connection` (the count's, under its settings): for a search whose count
+/// would read every match anyway (see `search`). The total is what the count statement
+/// (`count`) would have counted, up to its bound; a page past the last match, which has no row
+/// to carry it, runs that count.
 async fn counted_with_page<'q, A: DeserializeOwned>(
     connection: &mut sqlx::PgConnection,
     table: &str,
@@ -479,7 +491,8 @@ impl Default for SearchLimits {
     }
 }
 
-/// Connections a search holds: its count and its page, run side by side.
+/// Connections a search holds: its count and its page, run side by side (one of them, when it
+/// counts in its page's statement).
 const SEARCH_CONNECTIONS: u32 = 2;
 
 struct Budget {
@@ -663,7 +676,8 @@ pub trait ViewQuery: Sized + Sync {
     }
 
     /// Whether its filters probe each match's consents (a client bound by consent): then a
-    /// page that sorts every match counts them too (`search`). By default they do not.
+    /// page whose count would read every match anyway counts them itself (`search`). By
+    /// default they do not.
     fn probes_consents(&self) -> bool {
         false
     }
