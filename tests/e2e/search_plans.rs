@@ -493,7 +493,41 @@ async fn counted_with_the_page(database_url: &str, pool: &sqlx::PgPool) {
     );
     let (_, past) = same_total(pool, pool, what, &by_name, at_least(20, 0)).await;
     assert!(past, "{what}: past the count's bound");
+    walk_planned_once(&one).await;
     one.close().await;
+}
+
+/// The walk of a common name's newest rows is a statement its connection keeps
+/// (`newest::count_matches`), so that PostgreSQL may plan it once for all the searches of its
+/// shape rather than for each (it does once a plan made without the values costs no more than
+/// those made with them, as for a consent-bound walk at 1,000,000 people): here the connection
+/// of a pool of one, after ten counts of "santos" (one person in 16, walked under a legal basis
+/// at this size), holds one such statement, which ran all ten.
+async fn walk_planned_once(one: &sqlx::PgPool) {
+    let santos = IndividualQuery {
+        name: Some("santos".into()),
+        sort: vec![SortKey::NEWEST_FIRST],
+        ..query(Visibility::All)
+    };
+    for _ in 0..10 {
+        let (_, walked) = counted(one, &santos, Page::new(20, 0))
+            .await
+            .expect("counted");
+        assert!(walked, "santos is counted by a walk of the newest rows");
+    }
+    let (kept, ran): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0)::bigint \
+         FROM pg_prepared_statements \
+         WHERE statement LIKE 'SELECT count(*) FROM (SELECT 1 FROM (SELECT * FROM individual_view%'",
+    )
+    .fetch_one(one)
+    .await
+    .expect("the connection's prepared statements");
+    assert_eq!(
+        (kept, ran),
+        (1, 10),
+        "one walk statement, kept, ran every walk"
+    );
 }
 
 /// Searches `search` on `on` and holds its total to what the count statement counts (on
