@@ -109,8 +109,8 @@ pub(crate) struct Expected {
 
 impl Expected {
     /// Explains `filters` over the newest rows of `table`; `None` unless the search may read
-    /// them (`Newest::Probe` or `Reached`, an indexed table), or when the plan is not of the shape
-    /// `of_plan` reads (then no probe, no walk, and the total is explained on its own).
+    /// them (`Newest::Probe` or `Reached`, an indexed table), or when the plan is not of the
+    /// shape `of_plan` reads (then no probe, no walk, and the total is explained on its own).
     pub(crate) async fn explain<'q>(
         connection: &mut sqlx::PgConnection,
         newest: Newest,
@@ -216,9 +216,10 @@ fn children(node: &Value) -> impl Iterator<Item = &Value> {
 
 /// The page of `filters` in `sort` order (`head` before it: `EXPLAIN `) read from the newest
 /// `NEWEST_PROBED` rows of `table` alone (of those `newest` reads), each row with
-/// `probe_newer`: how many rows of `table` (of those) are as new as the page's last row (all of them when the page is not full), counted
-/// up to one past `NEWEST_PROBED`; `None` unless the search may probe (`reads_newest`), is
-/// in newest-first order, and its page ends within the probe.
+/// `probe_newer`: how many rows of `table` (of those) are as new as the page's last row (all
+/// of them when the page is not full), counted up to one past `NEWEST_PROBED`; `None` unless
+/// the search may probe (`reads_newest`), is in newest-first order, and its page ends within
+/// the probe.
 ///
 /// Why: the default order of a search is newest first, and no index gives it
 /// (`last_updated DESC, aggregate_id ASC`), so a page sorts every match to keep the newest

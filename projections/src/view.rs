@@ -133,13 +133,13 @@ pub async fn rows_where<A: DeserializeOwned>(
 }
 
 /// Counts the matches and fetches one page of them, on two connections side by side (or in one
-/// statement, below); `filters`
-/// appends `WHERE …`. With `reading.newest` (see `Newest`), a first page in newest-first order
-/// is read from the newest rows alone when they hold it, and a count walks them to find its
-/// bound: one `EXPLAIN` of the filters over the newest rows, run first, decides both and gives
-/// the total past the bound (`Expected`). That `EXPLAIN` is of `estimated`: the filters, or
-/// (for a read model that keeps a consent reach) the filters admitting a consent-bound
-/// client's rows by their reach alone (`Admit::Reached`); it reads no row.
+/// statement, below); `filters` appends `WHERE …`. With `reading.newest` (see `Newest`), a
+/// first page in newest-first order is read from the newest rows alone when they hold it, and
+/// a count walks them to find its bound: one `EXPLAIN` of the filters over the newest rows, run
+/// first, decides both and gives the total past the bound (`Expected`). That `EXPLAIN` is of
+/// `estimated`: the filters, or (for a read model that keeps a consent reach) the filters
+/// admitting a consent-bound client's rows by their reach alone (`Admit::Reached`); it reads
+/// no row.
 ///
 /// A search whose filters probe each match's consents (`Reading::probed`), and whose count
 /// would read every match anyway (few are expected, or `Total::Accurate`; no probe of the
@@ -198,22 +198,20 @@ pub(crate) async fn search<A: DeserializeOwned>(
     // counts them all (`Total::Accurate`), or PostgreSQL expects no more than its bound (an
     // identifier's one; a month a client's consents reach), and the page does not probe the
     // newest rows nor the count walk them. Not where more may match: a page in the order of an
-    // index stops after its rows, and a count at its bound, where the window reads them all.
-    let reads_every_match = page.total == Total::Accurate
-        || match expected {
-            Some(expected) => expected.total() <= page.counted_at_most(),
-            None => newest == Newest::Sort,
-        };
+    // index stops after its rows, and a count at its bound, where the window reads them all;
+    // nor where the newest rows were to be explained and were not (the matches are unknown).
+    let probes = probe.is_some() && expected.is_some_and(|expected| expected.probes(page));
+    let walks = walk.is_some() && expected.is_some_and(|expected| expected.walks(page));
+    let unexplained = expected.is_none() && (probe.is_some() || walk.is_some());
+    let few = match expected {
+        Some(expected) => expected.total() <= page.counted_at_most(),
+        None => newest == Newest::Sort,
+    };
     let counts_with_page = may_count_with_page
-        && reads_every_match
-        && match expected {
-            Some(expected) => {
-                let probes = probe.is_some() && expected.probes(page);
-                let walks = walk.is_some() && expected.walks(page);
-                !probes && !walks
-            }
-            None => probe.is_none() && walk.is_none(),
-        };
+        && !probes
+        && !walks
+        && !unexplained
+        && (page.total == Total::Accurate || few);
     if counts_with_page {
         let found = counted_with_page(
             &mut counting,

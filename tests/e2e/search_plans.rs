@@ -518,7 +518,8 @@ async fn walk_planned_once(one: &sqlx::PgPool) {
     let (kept, ran): (i64, i64) = sqlx::query_as(
         "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0)::bigint \
          FROM pg_prepared_statements \
-         WHERE statement LIKE 'SELECT count(*) FROM (SELECT 1 FROM (SELECT * FROM individual_view%'",
+         WHERE statement LIKE 'SELECT count(*) FROM (SELECT 1 FROM (SELECT * FROM ' \
+         || 'individual_view%'",
     )
     .fetch_one(one)
     .await
