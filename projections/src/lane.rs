@@ -38,6 +38,8 @@ use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Connection, Describe, Either, Execute, Executor, PgConnection, PgPool, Postgres};
 use tokio::sync::Notify;
 
+use crate::together::Queues;
+
 /// How long a connection waits in the lane for its next statement before it goes back to the
 /// pool. Under load it is taken again within microseconds.
 const KEEP: Duration = Duration::from_millis(100);
@@ -61,6 +63,8 @@ struct Inner {
     /// Tells the sweeper that a connection was kept.
     kept: Notify,
     sweeping: AtomicBool,
+    /// Reads by identifier waiting to be asked for together (`together.rs`).
+    together: Queues,
 }
 
 /// A connection waiting in the lane.
@@ -87,6 +91,7 @@ impl Lane {
             idle: Mutex::new(Vec::new()),
             kept: Notify::new(),
             sweeping: AtomicBool::new(false),
+            together: Queues::default(),
         }))
     }
 
@@ -109,6 +114,12 @@ impl Lane {
             since,
             lane: self.clone(),
         })
+    }
+
+    /// The reads by identifier waiting on this lane to be asked for together: a queue of the
+    /// lane's own, as its statements read the lane's database.
+    pub(crate) fn together(&self) -> &Queues {
+        &self.0.together
     }
 
     /// How many connections the lane holds now (for tests).

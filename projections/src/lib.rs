@@ -29,6 +29,7 @@ pub mod search;
 pub mod service_point;
 pub mod statement;
 pub mod statistics;
+pub mod together;
 pub mod view;
 
 pub use checkpoint::CheckpointWatch;

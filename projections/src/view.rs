@@ -64,52 +64,120 @@ pub async fn get<A: DeserializeOwned>(
     .transpose()
 }
 
+/// The stream holding an identifier, with its row (`None` while the read model lags the claim)
+/// and what was computed beside it.
+pub type Claimed<A> = (String, Option<(ViewRow<A>, Option<Value>)>);
+
+/// What a read by identifier finds: nothing for an identifier nobody holds.
+pub type ByIdentifier<A> = Option<Claimed<A>>;
+
+/// The most reads by identifier one statement asks for together (`together.rs`).
+pub const READ_TOGETHER: usize = 64;
+
 /// The stream of `aggregate_type` holding the live identifier `system|value`, with its row in
 /// `table` (`None` while the read model lags the claim): a read by identifier in one round trip.
 pub async fn by_identifier<A: DeserializeOwned>(
     pool: impl PgExecutor<'_>,
     table: &'static str,
-    aggregate_type: &str,
+    aggregate_type: &'static str,
     system: &str,
     value: &str,
 ) -> sqlx::Result<Option<(String, Option<ViewRow<A>>)>> {
-    let found = by_identifier_with(pool, table, aggregate_type, system, value, None).await?;
-    Ok(found.map(|(stream, row)| (stream, row.map(|(row, _)| row))))
+    let found = IdentifierRead::new(table, aggregate_type)
+        .row(pool, system, value)
+        .await?
+        .as_ref()
+        .map(found_by_identifier)
+        .transpose()?;
+    Ok(without_beside(found))
 }
 
-/// `by_identifier`, with `beside`: an expression over the row (`v`) computed in the same
-/// statement (what rendering the row needs from other read models, as JSON), given with the
-/// row.
-pub async fn by_identifier_with<A: DeserializeOwned>(
-    pool: impl PgExecutor<'_>,
-    table: &'static str,
-    aggregate_type: &str,
-    system: &str,
-    value: &str,
-    beside: Option<&'static str>,
-) -> sqlx::Result<Option<(String, Option<(ViewRow<A>, Option<Value>)>)>> {
-    let row = sqlx::query(&format!(
-        "SELECT c.aggregate_id AS stream, v.aggregate_id, v.version, v.state, v.last_updated, \
-                v.source, {} AS beside \
-         FROM identifier_claims c LEFT JOIN {table} v ON v.aggregate_id = c.aggregate_id \
-         WHERE c.aggregate_type = $1 AND c.system = $2 AND c.value = $3",
-        beside.unwrap_or("NULL::json")
-    ))
-    .bind(aggregate_type)
-    .bind(system)
-    .bind(value)
-    .fetch_optional(pool)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
+/// A read by identifier's find, without what was computed beside the row.
+pub fn without_beside<A>(found: ByIdentifier<A>) -> Option<(String, Option<ViewRow<A>>)> {
+    found.map(|(stream, row)| (stream, row.map(|(row, _)| row)))
+}
+
+/// A kind of read by identifier: the claims of `aggregate_type`, joined to their rows in
+/// `table`, with `beside`: an expression over the row (`v`) computed in the same statement
+/// (what rendering the row needs from other read models, as JSON), given with the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdentifierRead {
+    pub table: &'static str,
+    pub aggregate_type: &'static str,
+    pub beside: Option<&'static str>,
+}
+
+impl IdentifierRead {
+    /// The read of the row alone, nothing beside it.
+    pub fn new(table: &'static str, aggregate_type: &'static str) -> Self {
+        Self {
+            table,
+            aggregate_type,
+            beside: None,
+        }
+    }
+
+    /// The row holding `system|value`, not decoded yet (`found_by_identifier` decodes it).
+    pub(crate) async fn row(
+        &self,
+        pool: impl PgExecutor<'_>,
+        system: &str,
+        value: &str,
+    ) -> sqlx::Result<Option<PgRow>> {
+        sqlx::query(&self.statement(false))
+            .bind(self.aggregate_type)
+            .bind(system)
+            .bind(value)
+            .fetch_optional(pool)
+            .await
+    }
+
+    /// The statement (`$1` the type, `$2` the system, `$3` the value); `together`, of many at
+    /// once (`TOGETHER_KEYS`), each row led by its key's `ordinal`.
+    pub fn statement(&self, together: bool) -> String {
+        let Self { table, beside, .. } = self;
+        let beside = beside.unwrap_or("NULL::json");
+        let read = |ordinal: &str, keys: &str, condition: &str| {
+            format!(
+                "SELECT {ordinal}c.aggregate_id AS stream, v.aggregate_id, v.version, v.state, \
+                        v.last_updated, v.source, {beside} AS beside \
+                 FROM {keys} LEFT JOIN {table} v ON v.aggregate_id = c.aggregate_id{condition}"
+            )
+        };
+        if together {
+            let keys = TOGETHER_KEYS.replace("{most}", &READ_TOGETHER.to_string());
+            read("k.ordinal, ", &keys, "")
+        } else {
+            read(
+                "",
+                "identifier_claims c",
+                " WHERE c.aggregate_type = $1 AND c.system = $2 AND c.value = $3",
+            )
+        }
+    }
+}
+
+/// The keys of a read by identifier of many at once: `$2` (systems) and `$3` (values), each
+/// with its `ordinal`, at most `READ_TOGETHER`. Numbered by `generate_subscripts` with a
+/// `LIMIT`, not by `unnest … WITH ORDINALITY`: PostgreSQL expects as many keys as the limit
+/// allows, so that the plan it keeps for the statement (a generic plan, from its sixth run on
+/// a connection) is two index lookups per key; `unnest` was planned anew on every run (its
+/// custom plans always looked cheaper), and without the limit the generic plan expected a
+/// thousand keys and hashed a scan of the claims.
+const TOGETHER_KEYS: &str =
+    "(SELECT generate_subscripts($2::text[], 1) AS ordinal LIMIT {most}) k \
+     JOIN identifier_claims c ON c.aggregate_type = $1 AND c.system = ($2::text[])[k.ordinal] \
+     AND c.value = ($3::text[])[k.ordinal]";
+
+/// A row of a read by identifier: the stream, and its row in the read model if it has one.
+pub(crate) fn found_by_identifier<A: DeserializeOwned>(row: &PgRow) -> sqlx::Result<Claimed<A>> {
     let stream: String = row.try_get("stream")?;
     let viewed: Option<String> = row.try_get("aggregate_id")?;
     let current = match viewed {
-        Some(_) => Some((ViewRow::from_row(&row)?, row.try_get("beside")?)),
+        Some(_) => Some((ViewRow::from_row(row)?, row.try_get("beside")?)),
         None => None,
     };
-    Ok(Some((stream, current)))
+    Ok((stream, current))
 }
 
 /// The rows whose `column` is one of `keys`, in one statement: what a batch loader asks for a

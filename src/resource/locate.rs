@@ -1,7 +1,8 @@
 //! Finding a subject by external identifier, and what the caller may see of it.
 
 use openspp_aggregates::{Access, Identifier};
-use openspp_projections::{consent, view};
+use openspp_projections::view::IdentifierRead;
+use openspp_projections::{consent, together};
 
 use crate::api::params::Params;
 use crate::api::reference::parse_identifier;
@@ -181,27 +182,33 @@ async fn locate_registrant_beside<R: Resource>(
         _ if pending.is_some() => (pending, None, None),
         // A caller not bound by consent sees the row and what it links to as they are: the
         // claim, the row and its context in one statement, on the lane (`lane.rs`: one round
-        // trip, no ping after it).
-        Some(table) if !call.principal.require_consent => match view::by_identifier_with::<R>(
-            lane,
-            table,
-            R::TYPE,
-            &identifier.system,
-            &identifier.value,
-            beside,
-        )
-        .await?
-        {
-            None => (None, None, None),
-            Some((stream, None)) => (Some(stream), None, None),
-            Some((stream, Some((row, computed)))) => {
-                let context = match beside {
-                    Some(_) => Some(R::context_beside(&stream, computed)?),
-                    None => None,
-                };
-                (Some(stream), Some(row), context)
+        // trip, no ping after it), shared with the reads of the same kind that arrive with it
+        // (`together.rs`).
+        Some(table) if !call.principal.require_consent => {
+            let read = IdentifierRead {
+                table,
+                aggregate_type: R::TYPE,
+                beside,
+            };
+            match together::by_identifier_with::<R>(
+                lane,
+                read,
+                &identifier.system,
+                &identifier.value,
+            )
+            .await?
+            {
+                None => (None, None, None),
+                Some((stream, None)) => (Some(stream), None, None),
+                Some((stream, Some((row, computed)))) => {
+                    let context = match beside {
+                        Some(_) => Some(R::context_beside(&stream, computed)?),
+                        None => None,
+                    };
+                    (Some(stream), Some(row), context)
+                }
             }
-        },
+        }
         _ => (
             claims::resolve(lane, R::TYPE, &identifier).await?,
             None,
@@ -265,7 +272,7 @@ pub async fn by_identifier<R: Resource>(
     let lane = call.state.lane();
     Ok(match R::VIEW {
         Some(table) => {
-            view::by_identifier::<R>(lane, table, R::TYPE, &key.system, &key.value).await?
+            together::by_identifier::<R>(lane, table, R::TYPE, &key.system, &key.value).await?
         }
         None => claims::resolve(lane, R::TYPE, key)
             .await?

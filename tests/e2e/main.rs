@@ -44,6 +44,7 @@ mod openapi;
 mod openspp_shapes;
 mod process;
 mod program;
+mod read_together;
 mod schemathesis;
 mod search_budget;
 mod search_plans;

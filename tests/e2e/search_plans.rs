@@ -217,6 +217,7 @@ async fn indexed() {
     );
     newest_first(&pool).await;
     counted_with_the_page(&database.url, &pool).await;
+    crate::read_together::shared(&database.url, PEOPLE).await;
     pool.close().await;
     drop(database);
 }
