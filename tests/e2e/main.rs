@@ -138,6 +138,7 @@ fn main() {
     trials.extend(extension_search::trials());
     trials.extend(search_budget::trials());
     trials.extend(search_plans::trials());
+    trials.extend(read_together::trials());
     trials.extend(statistics_plans::trials());
     trials.extend(faults::trials());
     let conclusion = libtest_mimic::run(&args, trials);

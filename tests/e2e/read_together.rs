@@ -16,6 +16,13 @@ use tokio::task::JoinHandle;
 
 use crate::support::NATIONAL_ID;
 
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    vec![crate::trial(
+        "read_together::plan_kept_without_statistics",
+        plan_kept_without_statistics,
+    )]
+}
+
 /// Concurrent reads: more than one statement asks for (`READ_TOGETHER`).
 const READS: usize = 200;
 
@@ -159,6 +166,11 @@ async fn plan_kept(pool: &sqlx::PgPool) {
     assert_eq!(custom, 5, "planned with its keys five times, then kept");
     assert!(generic >= 3, "kept for the runs after the fifth: {generic}");
     let mut connection = pool.acquire().await.expect("a connection");
+    looks_up(&kept_plan(&mut connection, &statement).await);
+}
+
+/// The plan a connection keeps for `statement` (its generic plan), explained.
+async fn kept_plan(connection: &mut sqlx::PgConnection, statement: &str) -> String {
     sqlx::raw_sql(&format!(
         "SET plan_cache_mode = force_generic_plan; \
          PREPARE kept_together(text, text[], text[]) AS {statement}"
@@ -176,11 +188,15 @@ async fn plan_kept(pool: &sqlx::PgPool) {
     .iter()
     .map(|row| row.get::<String, _>(0))
     .collect();
-    let plan = plan.join("\n");
     sqlx::raw_sql("DEALLOCATE kept_together; RESET plan_cache_mode")
         .execute(&mut *connection)
         .await
         .expect("reset");
+    plan.join("\n")
+}
+
+/// A plan that finds each key's claim, and its row, by index lookups alone.
+fn looks_up(plan: &str) {
     for index in ["identifier_claims_unique", "individual_view_pkey"] {
         assert!(
             plan.contains(&format!("Index Scan using {index}")),
@@ -188,6 +204,46 @@ async fn plan_kept(pool: &sqlx::PgPool) {
         );
     }
     assert!(!plan.contains("Seq Scan"), "the kept plan scans:\n{plan}");
+    assert!(!plan.contains("Hash"), "the kept plan hashes:\n{plan}");
+}
+
+/// Claims in the registry `plan_kept_without_statistics` plans over.
+const UNANALYSED_CLAIMS: usize = 20_000;
+
+/// A registry PostgreSQL has no statistics for yet (loaded in bulk, not analysed: autovacuum
+/// has not come by, or is off) still gets a plan of lookups for reads together, and keeps it:
+/// a plan that hashed the claims because their table looked small would read every claim for
+/// every read, on that connection, for as long as it lives.
+async fn plan_kept_without_statistics() {
+    let database = crate::support::TestDatabase::create("openspp_together_unanalysed");
+    crate::support::cli(&database.url, &["migrate"]);
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
+        .await
+        .expect("connects");
+    sqlx::raw_sql(&format!(
+        "ALTER TABLE identifier_claims SET (autovacuum_enabled = false); \
+         ALTER TABLE individual_view SET (autovacuum_enabled = false); \
+         INSERT INTO identifier_claims (system, value, aggregate_type, aggregate_id) \
+         SELECT '{NATIONAL_ID}', 'P' || n, 'Individual', 'stream-' || n \
+         FROM generate_series(1, {UNANALYSED_CLAIMS}) n"
+    ))
+    .execute(&mut connection)
+    .await
+    .expect("claims loaded");
+    let analysed: Option<f32> = sqlx::query_scalar(
+        "SELECT reltuples FROM pg_class WHERE relname = 'identifier_claims' AND reltuples >= 0",
+    )
+    .fetch_optional(&mut connection)
+    .await
+    .expect("pg_class");
+    assert_eq!(
+        analysed, None,
+        "the claims must be unanalysed for this plan"
+    );
+    let statement = IdentifierRead::new("individual_view", "Individual").statement(true);
+    looks_up(&kept_plan(&mut connection, &statement).await);
+    drop(connection);
+    drop(database);
 }
 
 /// Reads together of a read model that does not exist: every read is answered with the
