@@ -35,7 +35,121 @@ pub fn trials() -> Vec<Trial> {
             "access_log::refused_writes_are_logged_with_their_outcome",
             refused_writes,
         ),
+        trial(
+            "access_log::consent_filter_is_answered_by_its_index",
+            consent_filter_indexed,
+        ),
+        trial(
+            "access_log::values_are_stored_as_given_whatever_they_hold",
+            values_as_given,
+        ),
     ]
+}
+
+/// The writer stores every value of an entry as it was given: separators, quotes,
+/// backslashes, braces, line ends, the word NULL and empty strings included (it sends rows in
+/// `COPY`'s text format, where each of these means something unless escaped).
+async fn values_as_given() {
+    use openspp::access_log::{all, AccessEntry, AccessLog, AccessQuery};
+    let pool = sqlx::PgPool::connect(&world().database_url).await.unwrap();
+    let client = unique("client\t\\x\"{,}");
+    let hostile = |tag: &str| format!("{tag}:a,\"b\"}}{{\\c\td\ne\rf NULL");
+    let mut entry = AccessEntry::new(
+        &client,
+        &hostile("organization"),
+        &hostile("request"),
+        "Individual",
+        "read",
+        "R",
+    );
+    entry.at = "2026-12-02T01:16:57.073234Z".parse().unwrap();
+    entry.subjects = vec![
+        hostile("subject"),
+        "NULL".into(),
+        String::new(),
+        "\\N".into(),
+    ];
+    entry.streams = vec![hostile("stream")];
+    entry.not_found = vec![hostile("missing")];
+    entry.consent_ids = vec![hostile("consent"), "c2".into()];
+    entry.purpose = Some(hostile("purpose"));
+    entry.fields = Some(vec!["name".into(), hostile("field")]);
+    entry.outcome = 404;
+    let (log, writer) = AccessLog::start(pool.clone());
+    log.record(entry.clone()).await;
+    drop(log);
+    writer.await.expect("the writer drains its queue and ends");
+    let rows = all(
+        &pool,
+        &AccessQuery {
+            client_id: Some(client.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "one entry for {client:?}");
+    let row = &rows[0];
+    assert_eq!(row.at, entry.at);
+    assert_eq!(row.client_id, client);
+    assert_eq!(row.organization, entry.organization);
+    assert_eq!(row.request_id, entry.request_id);
+    assert_eq!(
+        (
+            row.resource_type.as_str(),
+            row.interaction.as_str(),
+            row.action.as_str()
+        ),
+        ("Individual", "read", "R")
+    );
+    assert_eq!(row.subjects, entry.subjects);
+    assert_eq!(row.subjects_not_found, entry.not_found);
+    assert_eq!(row.consent_ids, entry.consent_ids);
+    assert_eq!(row.purpose, entry.purpose);
+    assert_eq!(row.fields, entry.fields);
+    assert_eq!(row.outcome, 404);
+    let streams: Vec<String> =
+        sqlx::query_scalar("SELECT subject_streams FROM access_log WHERE client_id = $1")
+            .bind(&client)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(streams, entry.streams);
+    // Found by a consent it names, through the same filter a consent's summary uses.
+    let by_consent = all(
+        &pool,
+        &AccessQuery {
+            consent_id: Some(hostile("consent")),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(by_consent.iter().any(|r| r.client_id == client));
+    pool.close().await;
+}
+
+/// A consent's `$access-summary` reads the entries naming it through the GIN index
+/// `access_log_consents`, not a scan of the whole log, which at national scale holds every
+/// read ever made. With sequential scans priced out, a filter the index cannot answer (such
+/// as `$1 = ANY(consent_ids)`) still plans as a scan: this tells the two apart.
+async fn consent_filter_indexed() {
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&world().database_url)
+        .await
+        .unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let query = openspp::access_log::AccessQuery {
+        consent_id: Some(unique("consent")),
+        ..Default::default()
+    };
+    let plan = openspp::access_log::plan(&mut connection, &query)
+        .await
+        .unwrap();
+    assert!(plan.contains("access_log_consents"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
 }
 
 /// A client acting under a legal basis with `scopes`, logged in.
