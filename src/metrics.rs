@@ -13,8 +13,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method};
-use axum::middleware::Next;
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -62,23 +61,36 @@ pub fn install() -> anyhow::Result<()> {
 }
 
 /// Middleware: counts and times every request by its route template.
-pub async fn track(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
-        .to_owned();
-    let method = method_label(request.method());
-    let response = next.run(request).await;
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!(REQUESTS, &labels).increment(1);
-    metrics::histogram!(DURATION, &labels).record(started.elapsed().as_secs_f64());
-    response
+/// A request being timed: its route and method, from when it arrived.
+pub struct Tracked {
+    started: Instant,
+    method: &'static str,
+    route: String,
+}
+
+impl Tracked {
+    pub fn start(request: &Request) -> Self {
+        Self {
+            started: Instant::now(),
+            method: method_label(request.method()),
+            route: request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", |path| path.as_str())
+                .to_owned(),
+        }
+    }
+
+    /// Counts the request and records its duration, by route, method and `status`.
+    pub fn finish(self, status: StatusCode) {
+        let labels = [
+            ("method", self.method.to_owned()),
+            ("route", self.route),
+            ("status", status.as_u16().to_string()),
+        ];
+        metrics::counter!(REQUESTS, &labels).increment(1);
+        metrics::histogram!(DURATION, &labels).record(self.started.elapsed().as_secs_f64());
+    }
 }
 
 /// Methods outside the standard set share one label, so a caller cannot invent label values.

@@ -6,7 +6,6 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::auth::rate_limit::{Quota, QuotaSlot};
@@ -14,24 +13,38 @@ use crate::auth::rate_limit::{Quota, QuotaSlot};
 /// The API version OpenSPP's clients read from every response (OpenSPP sends `2.0.0`).
 pub const API_VERSION: &str = "2.0.0";
 
-pub async fn apply(mut request: Request, next: Next) -> Response {
-    let slot = QuotaSlot::default();
-    request.extensions_mut().insert(slot.clone());
-    let conditional = matches!(*request.method(), Method::GET | Method::HEAD)
-        .then(|| request.headers().get(header::IF_NONE_MATCH).cloned())
-        .flatten();
-    let mut response = next.run(request).await;
-    if let Some(tags) = conditional {
-        if response.status() == StatusCode::OK && matches_etag(&tags, response.headers()) {
-            response = not_modified(response);
+/// What the conventions need from a request to finish its response: the slot its rate limit
+/// is reported in, and the entity tags a conditional read holds.
+pub struct Conventions {
+    slot: QuotaSlot,
+    conditional: Option<HeaderValue>,
+}
+
+impl Conventions {
+    /// Takes what `finish` needs from `request`, and gives it its quota slot.
+    pub fn of(request: &mut Request) -> Self {
+        let slot = QuotaSlot::default();
+        request.extensions_mut().insert(slot.clone());
+        let conditional = matches!(*request.method(), Method::GET | Method::HEAD)
+            .then(|| request.headers().get(header::IF_NONE_MATCH).cloned())
+            .flatten();
+        Self { slot, conditional }
+    }
+
+    /// The response with the conventions' headers, or the 304 a conditional read earned.
+    pub fn finish(self, mut response: Response) -> Response {
+        if let Some(tags) = self.conditional {
+            if response.status() == StatusCode::OK && matches_etag(&tags, response.headers()) {
+                response = not_modified(response);
+            }
         }
+        let headers = response.headers_mut();
+        headers.insert("x-api-version", HeaderValue::from_static(API_VERSION));
+        if let Some(quota) = self.slot.get() {
+            rate_limit_headers(headers, quota);
+        }
+        response
     }
-    let headers = response.headers_mut();
-    headers.insert("x-api-version", HeaderValue::from_static(API_VERSION));
-    if let Some(quota) = slot.get() {
-        rate_limit_headers(headers, quota);
-    }
-    response
 }
 
 fn rate_limit_headers(headers: &mut HeaderMap, quota: Quota) {

@@ -2,7 +2,7 @@
 //! error (CONTRACT §2).
 //!
 //! Two kinds. A URI longer than this server accepts (`MAX_URI_BYTES`) is refused by the
-//! `refuse_long_uri` middleware with a 414 and an OperationOutcome. Requests the HTTP parser
+//! request envelope (`envelope::around`) with a 414 and an OperationOutcome. Requests the HTTP parser
 //! itself cannot take — a request line past hyper's own URI limit (64 KiB), a header block past
 //! its buffer, a request line that is not HTTP — never reach any middleware: hyper writes a
 //! `400`, `414` or `431` with an empty body and closes the connection. `OutcomeIo` wraps each
@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -26,16 +25,13 @@ use crate::error::ApiError;
 /// servers and proxies (8 KiB). A search needs far less; anything longer is refused with 414.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
-/// 414 for a request target longer than `MAX_URI_BYTES`.
-pub async fn refuse_long_uri(request: Request, next: Next) -> Response {
+/// The 414 for a request whose target is longer than `MAX_URI_BYTES`, if it is.
+pub fn too_long(request: &Request) -> Option<Response> {
     let length = request
         .uri()
         .path_and_query()
         .map_or(0, |target| target.as_str().len());
-    if length > MAX_URI_BYTES {
-        return too_long_uri().into_response();
-    }
-    next.run(request).await
+    (length > MAX_URI_BYTES).then(|| too_long_uri().into_response())
 }
 
 fn too_long_uri() -> ApiError {

@@ -31,6 +31,7 @@ pub mod delivery;
 pub mod docs;
 pub mod early_errors;
 pub mod entitlement;
+pub mod envelope;
 pub mod filters;
 pub mod group;
 pub mod health;
@@ -104,16 +105,11 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .layer(axum::middleware::map_response(
             outcome::framework_errors_as_outcomes,
         ))
-        .layer(axum::middleware::from_fn(early_errors::refuse_long_uri))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        // Outside the panic guard, so an access that ended in a panic is logged as the 500 it
-        // answered.
         .layer(axum::middleware::from_fn_with_state(
             state,
-            crate::resource::record_accesses,
+            envelope::around,
         ))
-        .layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(axum::middleware::from_fn(conventions::apply))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

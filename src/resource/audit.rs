@@ -9,9 +9,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::Request;
 
 use crate::access_log::{AccessEntry, Disclosure};
 use crate::app::AppState;
@@ -151,19 +149,20 @@ fn bounded(subject: String) -> String {
     subject
 }
 
-/// Gives every request its [`Audit`], then records what it collected with the response's status.
-pub async fn record_accesses(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let audit = Audit::default();
-    request.extensions_mut().insert(audit.clone());
-    let response = next.run(request).await;
-    if let Some(entry) = audit.finish(response.status().as_u16()) {
-        state.access_log.record(entry).await;
+impl Audit {
+    /// Gives `request` its audit, which the handler fills and `record` stores.
+    pub fn attach(request: &mut Request) -> Self {
+        let audit = Self::default();
+        request.extensions_mut().insert(audit.clone());
+        audit
     }
-    response
+
+    /// Hands what the request collected to the access log, with the status it was answered.
+    pub async fn record(self, state: &AppState, status: u16) {
+        if let Some(entry) = self.finish(status) {
+            state.access_log.record(entry).await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ mod traits;
 mod write;
 
 pub use answer::{show, Answer};
-pub use audit::{record_accesses, Audit, Interaction};
+pub use audit::{Audit, Interaction};
 pub use beneficiary::{named, Beneficiary};
 pub use call::Call;
 pub use cascade::change_cycle;
