@@ -60,8 +60,7 @@ pub fn install() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Middleware: counts and times every request by its route template.
-/// A request being timed: its route and method, from when it arrived.
+/// A request being timed: its route template and method, from when it arrived.
 pub struct Tracked {
     started: Instant,
     method: &'static str,

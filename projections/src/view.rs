@@ -170,7 +170,7 @@ impl IdentifierRead {
 /// keys, the claims were hashed whenever their table looked small, as it does to a planner
 /// with no statistics (a registry loaded in bulk before its first `ANALYZE`), and a plan kept
 /// from then read every claim for every read (30,000 claims: 1,000 reads a second instead of
-/// 16,000).
+/// 12,000).
 const TOGETHER_KEYS: &str = "(SELECT generate_subscripts($2::text[], 1) AS ordinal LIMIT {most}) k";
 
 /// A row of a read by identifier: the stream, and its row in the read model if it has one.

@@ -373,9 +373,7 @@ async fn compute(state: &AppState, row: &Claimed) -> Result<Value, String> {
             error.status.as_u16(),
         ),
     };
-    if let Some(entry) = audit.finish(status) {
-        state.access_log.record(entry).await;
-    }
+    audit.record(&state.access_log, status).await;
     Ok(envelope)
 }
 

@@ -265,9 +265,7 @@ async fn advance(state: &AppState, code: &str) -> Result<bool, String> {
             .map_err(failed)?;
     }
     tx.commit().await.map_err(failed)?;
-    if let Some(entry) = audit.finish(200) {
-        state.access_log.record(entry).await;
-    }
+    audit.record(&state.access_log, 200).await;
     Ok(page.held_back || page.events.len() as i64 == PAGE)
 }
 

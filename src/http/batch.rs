@@ -435,9 +435,10 @@ impl Dispatch {
     /// Records an entry's access with `status`: its own, or (for an entry of a transaction
     /// that applied nothing) the transaction's.
     async fn record(&self, outcome: &Outcome, status: StatusCode) {
-        if let Some(entry) = outcome.audit.finish(status.as_u16()) {
-            self.state.access_log.record(entry).await;
-        }
+        outcome
+            .audit
+            .record(&self.state.access_log, status.as_u16())
+            .await;
     }
 
     async fn record_all(&self, outcomes: &[Outcome], status: StatusCode) {

@@ -2,12 +2,12 @@
 //! error (CONTRACT §2).
 //!
 //! Two kinds. A URI longer than this server accepts (`MAX_URI_BYTES`) is refused by the
-//! request envelope (`envelope::around`) with a 414 and an OperationOutcome. Requests the HTTP parser
-//! itself cannot take — a request line past hyper's own URI limit (64 KiB), a header block past
-//! its buffer, a request line that is not HTTP — never reach any middleware: hyper writes a
-//! `400`, `414` or `431` with an empty body and closes the connection. `OutcomeIo` wraps each
-//! connection and gives those automatic answers the OperationOutcome body (and a request id)
-//! they would otherwise lack; every other byte passes through untouched.
+//! request envelope (`envelope::around`) with a 414 and an OperationOutcome. Requests the HTTP
+//! parser itself cannot take — a request line past hyper's own URI limit (64 KiB), a header
+//! block past its buffer, a request line that is not HTTP — never reach any middleware: hyper
+//! writes a `400`, `414` or `431` with an empty body and closes the connection. `OutcomeIo`
+//! wraps each connection and gives those automatic answers the OperationOutcome body (and a
+//! request id) they would otherwise lack; every other byte passes through untouched.
 
 use std::io;
 use std::pin::Pin;

@@ -26,7 +26,9 @@ pub async fn around(State(state): State<AppState>, mut request: Request, next: N
         None => {
             let audit = Audit::attach(&mut request);
             let response = next.run(request).await;
-            audit.record(&state, response.status().as_u16()).await;
+            audit
+                .record(&state.access_log, response.status().as_u16())
+                .await;
             response
         }
     };

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::Request;
 
-use crate::access_log::{AccessEntry, Disclosure};
-use crate::app::AppState;
+use crate::access_log::{AccessEntry, AccessLog, Disclosure};
 use crate::auth::Principal;
 
 /// What kind of access a request is: its name (the AuditEvent `subtype`) and FHIR's AuditEvent
@@ -45,6 +44,20 @@ impl Interaction {
 pub struct Audit(Arc<Mutex<Option<AccessEntry>>>);
 
 impl Audit {
+    /// Gives `request` its audit, which the handler fills and `record` stores.
+    pub fn attach(request: &mut Request) -> Self {
+        let audit = Self::default();
+        request.extensions_mut().insert(audit.clone());
+        audit
+    }
+
+    /// Hands what was collected to `log`, with the status the access was answered.
+    pub async fn record(&self, log: &AccessLog, status: u16) {
+        if let Some(entry) = self.finish(status) {
+            log.record(entry).await;
+        }
+    }
+
     fn entry(&self) -> MutexGuard<'_, Option<AccessEntry>> {
         // A poisoned lock means a handler panicked while adding to the entry; what it holds is
         // still the truest account of the request.
@@ -147,22 +160,6 @@ fn bounded(subject: String) -> String {
         subject.push('…');
     }
     subject
-}
-
-impl Audit {
-    /// Gives `request` its audit, which the handler fills and `record` stores.
-    pub fn attach(request: &mut Request) -> Self {
-        let audit = Self::default();
-        request.extensions_mut().insert(audit.clone());
-        audit
-    }
-
-    /// Hands what the request collected to the access log, with the status it was answered.
-    pub async fn record(self, state: &AppState, status: u16) {
-        if let Some(entry) = self.finish(status) {
-            state.access_log.record(entry).await;
-        }
-    }
 }
 
 #[cfg(test)]
