@@ -280,6 +280,18 @@ impl Row {
             format!("≥ {goal:.2}×"),
         ])
     }
+
+    /// PostgreSQL's own rate at one of the server's workloads, against the one-row insert:
+    /// the ceiling the schema sets, beside which the server's ratio is read.
+    fn yardstick(what: &str, tps: f64, yardstick: &str, yardstick_tps: f64) -> Self {
+        Row([
+            what.to_owned(),
+            format!("{tps:.0} tps"),
+            format!("{yardstick} {yardstick_tps:.0} tps"),
+            format!("{:.3}×", tps / yardstick_tps),
+            "—".to_owned(),
+        ])
+    }
 }
 
 /// The server's req/s and p99 under `script`, after a short warm-up (so that the first
@@ -495,6 +507,14 @@ async fn main() {
         "one-row insert",
         insert,
         0.40,
+    ));
+    let registration = pgbench::registration(&database.url, c, s);
+    println!("pgbench a registration's rows, one statement each     {registration:>7.0} tps");
+    table.push(Row::yardstick(
+        "pgbench: the rows of one `POST /Individual`, one statement and commit each",
+        registration,
+        "one-row insert",
+        insert,
     ));
 
     let program = format!("Bench program {run}");

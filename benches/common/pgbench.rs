@@ -51,6 +51,51 @@ pub fn insert(database_url: &str, clients: usize, seconds: u64) -> f64 {
     tps
 }
 
+/// pgbench writing, one statement and one commit each, the rows one `POST /Individual` writes:
+/// a registered person's events, identifier claim and `individual_view` row, copied under a new
+/// stream id, and an access-log entry, through the schema's own indexes and triggers. What the
+/// registry's schema allows a server that commits each registration alone; the server groups
+/// concurrent commits, so it may do better. Needs a registered person and an access-log entry.
+pub fn registration(database_url: &str, clients: usize, seconds: u64) -> f64 {
+    let stream = sql_scalar(
+        database_url,
+        "SELECT aggregate_id FROM individual_view ORDER BY aggregate_id LIMIT 1",
+    );
+    let entry = sql_scalar(database_url, "SELECT min(id) FROM access_log");
+    sql_scalar(database_url, "CREATE SEQUENCE bench_registration");
+    let tps = run(
+        database_url,
+        clients,
+        seconds,
+        &format!(
+            "WITH k AS (SELECT 'R' || nextval('bench_registration') || '-' AS k), \
+             e AS (INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+               event_version, payload, metadata, recorded_at, prev_hash, hash) \
+               SELECT aggregate_type, k || aggregate_id, sequence, event_type, event_version, \
+               payload, metadata, now(), prev_hash, hash FROM events, k \
+               WHERE aggregate_type = 'Individual' AND aggregate_id = '{stream}' \
+               RETURNING global_position), \
+             c AS (INSERT INTO identifier_claims (system, value, aggregate_type, aggregate_id) \
+               SELECT 'bench', k, 'Individual', k || '{stream}' FROM k), \
+             v AS (INSERT INTO individual_view (aggregate_id, version, state, \
+               primary_identifier, name_search, family_name, given_name, birth_date, \
+               gender_code, address_search, active, created_at, last_updated, source) \
+               SELECT k || aggregate_id, version, state, k || primary_identifier, name_search, \
+               family_name, given_name, birth_date, gender_code, address_search, active, now(), \
+               now(), source FROM individual_view, k WHERE aggregate_id = '{stream}'), \
+             a AS (INSERT INTO access_log (at, client_id, organization, resource_type, \
+               interaction, action, subjects, subject_streams, subjects_not_found, consent_ids, \
+               purpose, fields, outcome, request_id) \
+               SELECT now(), client_id, organization, resource_type, interaction, action, \
+               subjects, subject_streams, subjects_not_found, consent_ids, purpose, fields, \
+               outcome, request_id FROM access_log WHERE id = {entry}) \
+             SELECT max(global_position) FROM e;\n"
+        ),
+    );
+    sql_scalar(database_url, "DROP SEQUENCE bench_registration");
+    tps
+}
+
 /// pgbench selecting one row of `rows` by primary key per transaction.
 pub fn select(database_url: &str, clients: usize, seconds: u64, rows: usize) -> f64 {
     sql_scalar(

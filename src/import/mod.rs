@@ -141,8 +141,29 @@ pub async fn run(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
         rehearsal.roll_back().await?;
     }
     let (summary, file_hash) = outcome?;
+    if !args.dry_run && summary.loaded > 0 {
+        refresh_statistics(pool).await?;
+    }
     println!("{}", summary.json(&args.file, &file_hash, args.dry_run));
     Ok(())
+}
+
+/// Gives the planner the statistics of what the import loaded. Until a table is analysed,
+/// PostgreSQL plans for the rows it last counted (none, on a fresh registry), and autovacuum may
+/// be off or minutes behind a bulk load; a server's connections keep the plans they prepare
+/// then. One such plan, made before the claims had statistics, hashed every claim to read one
+/// person by identifier: about 1,000 reads a second instead of 12,000 on 30,000 people. `openspp
+/// replay` ends the same way.
+async fn refresh_statistics(pool: &PgPool) -> sqlx::Result<()> {
+    let tables = ["events", "identifier_claims"]
+        .into_iter()
+        .chain(openspp_projections::rows::TABLES)
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query(&format!("ANALYZE {tables}"))
+        .execute(pool)
+        .await
+        .map(|_| ())
 }
 
 /// The state of a process that runs the API's operations without serving them (`openspp

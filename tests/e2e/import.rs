@@ -41,7 +41,37 @@ pub fn trials() -> Vec<Trial> {
             "import::a_dry_run_notifies_no_feed_follower",
             dry_run_notifies_no_one,
         ),
+        trial(
+            "import::the_planner_counts_what_an_import_loaded",
+            statistics_after_import,
+        ),
     ]
+}
+
+/// After an import the planner knows the rows it loaded (`pg_class.reltuples`, which ANALYZE
+/// sets and which is -1 on a table never analysed): a fresh registry's plans are not made for
+/// empty tables. A dry run loads nothing and analyses nothing.
+async fn statistics_after_import() {
+    let database = TestDatabase::create("openspp_e2e_import");
+    let url = &database.url;
+    let file = people_file("counted.ndjson", &unique("IMS"), 3);
+    let planned = |table: &str| {
+        count_in(
+            url,
+            &format!("SELECT reltuples::bigint FROM pg_class WHERE oid = '{table}'::regclass"),
+        )
+    };
+    let rehearsed = summary(&cli(url, &["import", file.to_str().unwrap(), "--dry-run"]));
+    assert_eq!(rehearsed["loaded"], 3, "{rehearsed}");
+    assert_eq!(planned("individual_view"), -1, "a dry run analysed");
+    let loaded = summary(&cli(url, &["import", file.to_str().unwrap()]));
+    assert_eq!(loaded["loaded"], 3, "{loaded}");
+    assert_eq!(planned("individual_view"), 3);
+    assert_eq!(planned("identifier_claims"), 3);
+    assert_eq!(
+        planned("events"),
+        count_in(url, "SELECT count(*) FROM events")
+    );
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -50,6 +80,16 @@ fn temp(name: &str) -> PathBuf {
 
 fn write_lines(path: &PathBuf, lines: &[String]) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// A file of `count` individuals, one a line, identified `{prefix}-0`, `{prefix}-1`, ….
+fn people_file(name: &str, prefix: &str, count: usize) -> PathBuf {
+    let file = temp(name);
+    let lines: Vec<String> = (0..count)
+        .map(|n| individual_body(&format!("{prefix}-{n}")).to_string())
+        .collect();
+    write_lines(&file, &lines);
+    file
 }
 
 fn summary(printed: &str) -> Value {
@@ -152,11 +192,7 @@ async fn ndjson() {
 async fn interrupted() {
     let prefix = unique("IMK");
     let rows = 24;
-    let lines: Vec<String> = (0..rows)
-        .map(|n| individual_body(&format!("{prefix}-{n}")).to_string())
-        .collect();
-    let file = temp("interrupted.ndjson");
-    write_lines(&file, &lines);
+    let file = people_file("interrupted.ndjson", &prefix, rows as usize);
     let url = &world().database_url;
     let mut child = Command::new(env!("CARGO_BIN_EXE_openspp"))
         .args([
@@ -600,12 +636,7 @@ async fn dry_run_across_batches() {
 async fn dry_run_notifies_no_one() {
     let database = TestDatabase::create("openspp_e2e_import");
     let url = &database.url;
-    let prefix = unique("IMN");
-    let file = temp("heard.ndjson");
-    let rows: Vec<String> = (0..4)
-        .map(|n| individual_body(&format!("{prefix}-{n}")).to_string())
-        .collect();
-    write_lines(&file, &rows);
+    let file = people_file("heard.ndjson", &unique("IMN"), 4);
     // A batch a row, with a pause after each: the process lives on after its commits, long
     // enough for their notification to be sent (one that exits at once may never send it).
     let args = |dry: bool| {
