@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::begin::begin;
 use crate::error::{ProjectionError, RebuildError};
 use crate::events::{scan_streams, StreamRange};
-use crate::rows::{fold_for, Rows, StreamFold, TABLES};
+use crate::rows::{fold_for, refresh_statistics, Rows, StreamFold, TABLES};
 use crate::runner::try_lead;
 use crate::statement::Statement;
 
@@ -125,9 +125,7 @@ pub async fn rebuild(
     }
     tx.commit().await?;
     // Fresh statistics for the planner: the tables changed wholesale.
-    sqlx::query(&format!("ANALYZE {}", TABLES.join(", ")))
-        .execute(pool)
-        .await?;
+    refresh_statistics(pool, &[]).await?;
     Ok(Rebuilt {
         events: now as u64,
         streams,

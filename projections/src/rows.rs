@@ -116,6 +116,18 @@ pub const TABLES: [&str; 12] = [
     "product_view",
 ];
 
+/// Gives the planner fresh statistics for `TABLES` and for the `also` tables, after they
+/// changed wholesale (a rebuild, a bulk import). Until a table is analysed PostgreSQL plans for
+/// the rows it last counted (none, on a fresh registry), autovacuum may be off or minutes
+/// behind, and a server's connections keep the plans they prepare meanwhile.
+pub async fn refresh_statistics(pool: &sqlx::PgPool, also: &[&str]) -> sqlx::Result<()> {
+    let tables = also.iter().chain(&TABLES).copied().collect::<Vec<_>>();
+    sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
 /// Rows of any number of streams, by table, each stream at most once.
 #[derive(Default)]
 pub struct Rows {

@@ -148,22 +148,12 @@ pub async fn run(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Gives the planner the statistics of what the import loaded. Until a table is analysed,
-/// PostgreSQL plans for the rows it last counted (none, on a fresh registry), and autovacuum may
-/// be off or minutes behind a bulk load; a server's connections keep the plans they prepare
-/// then. One such plan, made before the claims had statistics, hashed every claim to read one
-/// person by identifier: about 1,000 reads a second instead of 12,000 on 30,000 people. `openspp
-/// replay` ends the same way.
+/// Gives the planner the statistics of what the import loaded, the log and the claims with the
+/// read models (`openspp replay` ends the same way, with the read models). One plan made before
+/// the claims had statistics hashed every claim to read one person by identifier: about 1,000
+/// reads a second instead of 12,000 on 30,000 people.
 async fn refresh_statistics(pool: &PgPool) -> sqlx::Result<()> {
-    let tables = ["events", "identifier_claims"]
-        .into_iter()
-        .chain(openspp_projections::rows::TABLES)
-        .collect::<Vec<_>>()
-        .join(", ");
-    sqlx::query(&format!("ANALYZE {tables}"))
-        .execute(pool)
-        .await
-        .map(|_| ())
+    openspp_projections::rows::refresh_statistics(pool, &["events", "identifier_claims"]).await
 }
 
 /// The state of a process that runs the API's operations without serving them (`openspp
