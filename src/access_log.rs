@@ -287,7 +287,9 @@ fn push_filters(qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, query: &AccessQ
     if let Some(consent) = &query.consent_id {
         // Containment, not `= ANY(consent_ids)`: only `@>` can be answered by the GIN index
         // `access_log_consents`; the other reads the whole log for every consent's summary.
-        qb.push(" AND consent_ids @> ARRAY[")
+        // The index leaves out entries naming no consent (migration 0280): the cardinality
+        // test, which containment implies, is what lets PostgreSQL use it.
+        qb.push(" AND cardinality(consent_ids) > 0 AND consent_ids @> ARRAY[")
             .push_bind(consent.clone())
             .push("]");
     }
