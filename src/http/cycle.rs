@@ -239,7 +239,7 @@ async fn change(
     };
     // Its entitlements follow it, in the same commit (`resource::change_cycle`).
     let snapshot = resource::change_cycle(&call, &target.stream, if_match, command).await?;
-    Ok(resource::committed_answer(&call, StatusCode::OK, &snapshot, false).await)
+    Ok(resource::committed_answer(&call, StatusCode::OK, &snapshot, None).await)
 }
 
 /// The program stream a change body names, `None` when it names none the caller may use.

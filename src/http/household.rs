@@ -161,7 +161,7 @@ async fn merge(
         },
     )
     .await?;
-    Ok(committed_answer(&call, StatusCode::OK, &snapshots[1], false).await)
+    Ok(committed_answer(&call, StatusCode::OK, &snapshots[1], None).await)
 }
 
 /// Move members into a new group (OpenSPP's `SplitGroupRequest`): they end in this group and
@@ -255,7 +255,13 @@ async fn split(
         ])
     })
     .await?;
-    Ok(committed_answer(&call, StatusCode::CREATED, &snapshots[1], true).await)
+    Ok(committed_answer(
+        &call,
+        StatusCode::CREATED,
+        &snapshots[1],
+        Group::created_context(),
+    )
+    .await)
 }
 
 /// The group's membership changes, newest first (OpenSPP's `MembershipHistoryEntry`), from its

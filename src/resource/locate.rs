@@ -18,6 +18,9 @@ pub struct Subject {
     pub stream: String,
     pub grant: Grant,
     pub access: Access,
+    /// The identifier (`system|value`) renderings reference it by, when it was read with the
+    /// stream (`find_subject`): a resource created about it renders it without another read.
+    pub key: Option<String>,
 }
 
 /// Finds a data subject (an Individual or Group: `aggregate_type`) by any of its live
@@ -32,8 +35,11 @@ pub async fn find_subject(
     id: &str,
 ) -> Result<Subject, ApiError> {
     let identifier = parse_identifier(id, "id")?;
-    let stream = claims::resolve(call.state.lane(), aggregate_type, &identifier).await?;
-    judge(call, aggregate_type, resource_type, &identifier, stream).await
+    let found = claims::resolve_registrant(call.state.lane(), aggregate_type, &identifier).await?;
+    let (stream, key) = found.unzip();
+    let mut subject = judge(call, aggregate_type, resource_type, &identifier, stream).await?;
+    subject.key = key.flatten();
+    Ok(subject)
 }
 
 /// The caller's access to the data subject `stream`: the consents covering it, looked up only
@@ -117,6 +123,7 @@ async fn judge(
                 stream,
                 grant,
                 access,
+                key: None,
             })
         }
         (stream, _) => {

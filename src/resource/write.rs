@@ -37,7 +37,7 @@ pub async fn open_update<R: Resource, B>(
 /// failure: if what follows (the caller's grant, the references a rendering needs) cannot be
 /// read, the answer is the committed version with its identity only.
 pub async fn commit<R: Resource>(call: &Call, write: Write<R>) -> Result<Answer, ApiError> {
-    commit_in(call, write, false).await
+    commit_with(call, write, None).await
 }
 
 /// How many times a write whose facts changed before it could commit is decided again
@@ -64,33 +64,35 @@ where
             Err(StoreError::FactChanged) if attempt < FACT_ATTEMPTS => continue,
             outcome => {
                 let snapshot = outcome.map_err(|error| store_error(error, R::TYPE))?;
-                return Ok(committed_answer(call, status, &snapshot, false).await);
+                return Ok(committed_answer(call, status, &snapshot, None).await);
             }
         }
     }
 }
 
-/// `commit`, where `minted` says the stream was minted for this write (see `create`).
-async fn commit_in<R: Resource>(
+/// `commit`, rendering the answer with `known` when the writer already holds what rendering
+/// needs (a new stream's `created_context`, the references a creation found on its way):
+/// nothing is read after the commit but the caller's grant.
+pub async fn commit_with<R: Resource>(
     call: &Call,
     write: Write<R>,
-    minted: bool,
+    known: Option<R::Context>,
 ) -> Result<Answer, ApiError> {
     let status = write.status;
     let snapshot = execute(call, write).await?;
-    Ok(committed_answer(call, status, &snapshot, minted).await)
+    Ok(committed_answer(call, status, &snapshot, known).await)
 }
 
 /// The answer to a committed write: the resource as the caller may now see it, or, if what
 /// that needs cannot be read, the committed version with its identity only (`commit`).
-/// `minted` says the stream was minted for this write (see `create`).
+/// `known`: the context to render with, when the writer holds it (`commit_with`).
 pub async fn committed_answer<R: Resource>(
     call: &Call,
     status: StatusCode,
     snapshot: &Snapshot<R>,
-    minted: bool,
+    known: Option<R::Context>,
 ) -> Answer {
-    match shown_after(call, status, snapshot, minted).await {
+    match shown_after(call, status, snapshot, known).await {
         Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(%error, "a committed write is answered with its identity only");
@@ -213,21 +215,21 @@ pub async fn create<R: Resource>(
         consent: None,
         status: StatusCode::CREATED,
     };
-    commit_in(call, write, true).await
+    commit_with(call, write, R::created_context()).await
 }
 
-/// The committed write as the caller may see it now, noted in the access log. For a stream
-/// `minted` for the write, a context known without reading is not read (one round trip less).
+/// The committed write as the caller may see it now, noted in the access log. A context the
+/// writer already holds (`known`) is not read again (one round trip less).
 async fn shown_after<R: Resource>(
     call: &Call,
     status: StatusCode,
     snapshot: &Snapshot<R>,
-    minted: bool,
+    known: Option<R::Context>,
 ) -> Result<Answer, ApiError> {
     let mut grants = R::grants(call, &[snapshot]).await?;
     let grant = grants.remove(&snapshot.aggregate_id);
     note_returned(call, snapshot, grant.as_ref());
-    match R::created_context().filter(|_| minted) {
+    match known {
         Some(context) => Ok(show_with(call, status, snapshot, grant.as_ref(), context)),
         None => show(call, status, snapshot, grant.as_ref()).await,
     }

@@ -26,6 +26,50 @@ pub async fn resolve(
     .await
 }
 
+/// `resolve`, for a registrant (`aggregate_type` `Individual` or `Group`), with the identifier
+/// renderings reference it by (its read model's primary identifier) read in the same
+/// statement: what a resource created about it renders without reading it again. The key is
+/// `None` for a stream created in the open transaction, whose row is not written before it
+/// commits.
+pub async fn resolve_registrant(
+    pool: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    identifier: &Identifier,
+) -> sqlx::Result<Option<(String, Option<String>)>> {
+    if let Some(stream) = super::transaction::created(aggregate_type, identifier).await {
+        return Ok(Some((stream, None)));
+    }
+    let statement = match aggregate_type {
+        "Individual" => INDIVIDUAL_KEYED,
+        "Group" => GROUP_KEYED,
+        _ => {
+            let stream = resolve(pool, aggregate_type, identifier).await?;
+            return Ok(stream.map(|stream| (stream, None)));
+        }
+    };
+    sqlx::query_as(statement)
+        .bind(aggregate_type)
+        .bind(&identifier.system)
+        .bind(&identifier.value)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The claim and its stream's primary identifier, from the registrant's read model.
+macro_rules! keyed_by_claim {
+    ($view:literal) => {
+        concat!(
+            "SELECT c.aggregate_id, v.primary_identifier FROM identifier_claims c \
+             LEFT JOIN ",
+            $view,
+            " v ON v.aggregate_id = c.aggregate_id \
+             WHERE c.aggregate_type = $1 AND c.system = $2 AND c.value = $3"
+        )
+    };
+}
+const INDIVIDUAL_KEYED: &str = keyed_by_claim!("individual_view");
+const GROUP_KEYED: &str = keyed_by_claim!("group_view");
+
 /// The program an identifier names, its name alias matched whatever the case
 /// (`urn:openspp:program|Cash-Transfer` finds `…|cash-transfer`).
 pub async fn resolve_program(

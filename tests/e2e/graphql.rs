@@ -2,8 +2,6 @@
 //! connections with REST's filters, the links between resources, consent field by field, the
 //! access log, scopes, the abuse limits, and batch loading measured in statements.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
@@ -15,7 +13,7 @@ use crate::extension_fields::{extension_of, FARMER_SCHEMA};
 use crate::program::{enrol, new_program};
 use crate::support::{
     admin, audit_event_where, consent_client, create_client, individual_body, register_individual,
-    unique, world, Api, Server, TestDatabase, NATIONAL_ID,
+    unique, world, Api, StatementLog, TestDatabase, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -421,31 +419,10 @@ async fn get_queries() {
     );
 }
 
-/// The statements the server ran for requests whose URI contains `marker`, read from its
-/// JSON log (sqlx logs each statement; the request's span names the URI).
-fn statements_for(log: &str, marker: &str) -> usize {
-    let file = File::open(log).expect("server log");
-    BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-        .filter(|entry| entry["target"] == "sqlx::query")
-        .filter(|entry| entry["spans"].to_string().contains(marker))
-        .count()
-}
-
 async fn statements() {
     let database = TestDatabase::create("openspp_gql_n1");
-    let log = std::env::temp_dir().join(format!("{}.log", unique("gql-n1")));
-    let log_path = log.to_str().unwrap().to_owned();
-    let server = Server::start_logging(
-        &database.url,
-        &[
-            ("OPENSPP_LOG", "warn,sqlx::query=debug,tower_http=debug"),
-            ("OPENSPP_LOG_FORMAT", "json"),
-        ],
-        File::create(&log).unwrap(),
-    );
+    let logged = StatementLog::start(&database.url);
+    let server = &logged.server;
     let mut scopes = Vec::new();
     for scope in ["individual:all", "group:all"] {
         scopes.extend(["--scope", scope]);
@@ -481,12 +458,8 @@ async fn statements() {
         assert!(edges
             .iter()
             .all(|e| e["node"]["groups"].as_array().unwrap().len() == 1));
-        // The log line of the last statement may be a moment behind the response.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        counts.push(statements_for(&log_path, marker));
+        counts.push(logged.statements(marker).await);
     }
-    let _ = server.terminate();
-    let _ = std::fs::remove_file(&log);
     assert!(counts[0] > 0, "no statements logged");
     assert_eq!(
         counts[0], counts[1],

@@ -5,8 +5,9 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::support::{
-    admin, cli, consent_client, create_client, minted_path, path_id, register_individual,
-    sql_scalar, unique, world, Api, Reply, NATIONAL_ID,
+    admin, cli, consent_client, create_client, individual_body, minted_path, path_id,
+    register_individual, sql_scalar, unique, world, Api, Reply, StatementLog, TestDatabase,
+    NATIONAL_ID,
 };
 use crate::trial;
 
@@ -68,6 +69,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "program::program_events_carry_source_tracking",
             program_source_tracking,
+        ),
+        trial(
+            "program::enrolment_answer_rendered_from_what_was_found",
+            enrolment_answer_from_what_was_found,
         ),
     ]
 }
@@ -1287,3 +1292,75 @@ async fn program_source_tracking() {
         "without X-Source-System, the client is the source"
     );
 }
+
+/// An enrolment's answer is what a read of the membership shows (its program by its alias,
+/// its beneficiary by its primary identifier, however the body named them), rendered from
+/// what finding them read: after the commit nothing is read back. Counted in the statements
+/// the server logs in the request's span: the program, and the beneficiary's claim with its
+/// key (the append runs on the store's writer, outside that span).
+async fn enrolment_answer_from_what_was_found() {
+    let database = TestDatabase::create("openspp_enrol_answer");
+    let logged = StatementLog::start(&database.url);
+    let mut scopes = Vec::new();
+    for scope in ["individual:all", "program:all", "program_membership:all"] {
+        scopes.extend(["--scope", scope]);
+    }
+    let api = Api::new(&logged.server.base)
+        .login(&create_client(&database.url, &scopes))
+        .await;
+    let (name, alias) = new_program(&api, "individual").await;
+    let shouted = format!(
+        "urn:openspp:program|{}",
+        name.to_uppercase().replace(' ', "-")
+    );
+    let national_id = unique("EA");
+    let passport = unique("EAP");
+    let mut person = individual_body(&national_id);
+    person["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": "urn:openspp:vocab:id-type#passport", "value": passport}));
+    api.post("/api/v2/spp/Individual", person).await.expect(201);
+    let created = api
+        .post(
+            &format!("{MEMBERSHIPS}?enrolprobe"),
+            json!({"program": {"reference": format!("Program/{shouted}")},
+                   "beneficiary": {"reference":
+                       format!("Individual/urn:openspp:vocab:id-type#passport|{passport}")},
+                   "status": "enrolled"}),
+        )
+        .await;
+    created.expect(201);
+    assert_eq!(
+        created.body["program"]["reference"],
+        format!("Program/{alias}"),
+        "{}",
+        created.text
+    );
+    assert_eq!(
+        created.body["beneficiary"]["reference"],
+        format!("Individual/{NATIONAL_ID}|{national_id}"),
+        "{}",
+        created.text
+    );
+    let read = api.get(&minted_path(&created)).await;
+    read.expect(200);
+    for field in ["program", "beneficiary", "identifier", "status"] {
+        assert_eq!(
+            created.body[field], read.body[field],
+            "{field}: {}",
+            read.text
+        );
+    }
+    assert_eq!(created.header("etag"), read.header("etag"));
+    let statements = logged.statements("enrolprobe").await;
+    assert!(
+        (1..=ENROL_STATEMENTS).contains(&statements),
+        "{statements} statements for one enrolment"
+    );
+}
+
+/// The statements an enrolment runs in its request's span with the answer rendered from what
+/// was found; one more (the references read back) fails
+/// `enrolment_answer_from_what_was_found`.
+const ENROL_STATEMENTS: usize = 2;

@@ -61,6 +61,50 @@ pub fn sql_scalar(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// A server that logs, as JSON to a file of its own, every statement it runs with the span
+/// of the request it runs for (sqlx logs each statement; the request's span names the URI):
+/// `statements` counts those of the requests whose URI holds a marker. Statements run off
+/// the request's task (the store's writer) are not counted.
+pub struct StatementLog {
+    pub server: Server,
+    log: std::path::PathBuf,
+}
+
+impl StatementLog {
+    pub fn start(database_url: &str) -> Self {
+        let log = std::env::temp_dir().join(format!("{}.log", unique("statements")));
+        let server = Server::start_logging(
+            database_url,
+            &[
+                ("OPENSPP_LOG", "warn,sqlx::query=debug,tower_http=debug"),
+                ("OPENSPP_LOG_FORMAT", "json"),
+            ],
+            std::fs::File::create(&log).expect("statement log"),
+        );
+        Self { server, log }
+    }
+
+    /// The statements logged so far for requests whose URI contains `marker`; the line of a
+    /// request's last statement may be a moment behind its response, so it waits that moment.
+    pub async fn statements(&self, marker: &str) -> usize {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let file = std::fs::File::open(&self.log).expect("server log");
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .filter(|entry| entry["target"] == "sqlx::query")
+            .filter(|entry| entry["spans"].to_string().contains(marker))
+            .count()
+    }
+}
+
+impl Drop for StatementLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
 /// The statements the other sessions of the database at `url` start within `window` (their
 /// beginnings, from `pg_stat_activity` sampled every 10 ms): how busy a server is when it
 /// should be idle. One connection watches, so every other session is the server's.
