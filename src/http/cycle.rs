@@ -200,6 +200,7 @@ async fn create(
         },
         consent: None,
         status: StatusCode::CREATED,
+        known: None,
     };
     resource::commit(&call, write).await
 }

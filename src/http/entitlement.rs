@@ -227,9 +227,16 @@ impl Searchable for Entitlement {
     }
 }
 
-/// The cycle a body names (`Cycle/{name}`) as an entitlement command sees it; one the caller
-/// may not see is no cycle (422).
-async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFacts, ApiError> {
+/// The cycle a body names: as an entitlement command sees it (`facts`), and what an answer
+/// renders it and its program by (its name, the program's identifier).
+struct NamedCycle {
+    facts: CycleFacts,
+    name: String,
+    program_key: Option<String>,
+}
+
+/// The cycle a body names (`Cycle/{name}`); one the caller may not see is no cycle (422).
+async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<NamedCycle, ApiError> {
     let name = named(&body.cycle, "Cycle", "cycle")?;
     let no_cycle = || ApiError::unprocessable("cycle", "no such Cycle");
     let located = Cycle::locate(call, &name)
@@ -248,12 +255,16 @@ async fn cycle_facts(call: &Call, body: &EntitlementResource) -> Result<CycleFac
             ));
         }
     }
-    Ok(CycleFacts {
-        stream: located.stream,
-        program: cycle.program,
-        state: cycle.state.unwrap_or(CycleState::Draft),
-        start_date: cycle.start_date.unwrap_or_default(),
-        currency: program.state.currency,
+    Ok(NamedCycle {
+        program_key: Program::key(&cycle.program, &program.state),
+        name: cycle.name,
+        facts: CycleFacts {
+            stream: located.stream,
+            program: cycle.program,
+            state: cycle.state.unwrap_or(CycleState::Draft),
+            start_date: cycle.start_date.unwrap_or_default(),
+            currency: program.state.currency,
+        },
     })
 }
 
@@ -354,7 +365,11 @@ async fn create(
 
 /// The creation `body` asks for, decided on the cycle and the enrolment as they now stand.
 async fn creation(call: &Call, body: &EntitlementResource) -> Result<Write<Entitlement>, ApiError> {
-    let cycle = cycle_facts(call, body).await?;
+    let NamedCycle {
+        facts: cycle,
+        name,
+        program_key,
+    } = cycle_facts(call, body).await?;
     let beneficiary = Beneficiary::parse(&body.beneficiary.reference)?;
     let mut details = body.clone().into_details()?;
     known_goods(call, &mut details.benefit).await?;
@@ -363,6 +378,13 @@ async fn creation(call: &Call, body: &EntitlementResource) -> Result<Write<Entit
     let enrolled = membership::get(&call.state.pool, &membership)
         .await?
         .is_some_and(|row| row.state.status == Some(MembershipStatus::Enrolled));
+    // Rendered from what was found, not read back after the commit.
+    let known = subject
+        .references_in(&cycle.program, program_key)
+        .map(|references| EntitlementContext {
+            references,
+            cycles: HashMap::from([(cycle.stream.clone(), name)]),
+        });
     let kind = beneficiary.kind;
     let create = |beneficiary, access| EntitlementCommand::Create {
         cycle,
@@ -373,7 +395,9 @@ async fn creation(call: &Call, body: &EntitlementResource) -> Result<Write<Entit
         access,
     };
     let stream = uuid::Uuid::now_v7().to_string();
-    Ok(Beneficiary::write::<Entitlement>(subject, stream, create))
+    Ok(Beneficiary::write::<Entitlement>(
+        subject, stream, create, known,
+    ))
 }
 
 /// Move an entitlement along OpenSPP's states (impossible moves are 409 naming the allowed
@@ -404,7 +428,7 @@ async fn state_change(
     target: &Located<Entitlement>,
     if_match: &IfMatch,
 ) -> Result<Write<Entitlement>, ApiError> {
-    let cycle = cycle_facts(call, body).await?;
+    let cycle = cycle_facts(call, body).await?.facts;
     let beneficiary = Beneficiary::restated(call, &body.beneficiary.reference)
         .await?
         .and_then(|(_, stream)| stream);

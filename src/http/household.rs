@@ -251,6 +251,7 @@ async fn split(
                 command: GroupCommand::Register(details),
                 consent: None,
                 status: StatusCode::CREATED,
+                known: None,
             },
         ])
     })

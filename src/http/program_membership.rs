@@ -280,7 +280,11 @@ async fn enrol(
     let beneficiary = Beneficiary::parse(&body.beneficiary.reference)?;
     let subject = beneficiary.find(&call, SCOPE).await?;
     let stream = ProgramMembership::stream_id(&program.stream, &subject.stream);
-    let known = created_references(&program.stream, &program_state, &subject);
+    // Rendered from what was found, not read back after the commit.
+    let known = subject.references_in(
+        &program.stream,
+        Program::key(&program.stream, &program_state),
+    );
     let (status, exit_reason) = (parse_status(&body.status)?, exit_reason(body.exit_reason)?);
     let kind = beneficiary.kind;
     let enrol = |beneficiary, access| MembershipCommand::Enrol {
@@ -301,23 +305,6 @@ async fn enrol(
         answer.headers.insert(header::LOCATION, location);
     }
     Ok(answer)
-}
-
-/// What a new membership's answer renders its program and beneficiary by, known from finding
-/// them (the program's state, the beneficiary's key read with its claim): nothing is read back
-/// after the commit. `None` when the beneficiary's key was not read (created earlier in the
-/// same `$batch`, with no row yet): `context` then reads it.
-fn created_references(
-    program_stream: &str,
-    program: &Program,
-    beneficiary: &resource::Subject,
-) -> Option<References> {
-    let beneficiary_key = beneficiary.key.clone()?;
-    let mut references = References::from([(beneficiary.stream.clone(), beneficiary_key)]);
-    if let Some(program_key) = Program::key(program_stream, program) {
-        references.insert(program_stream.to_owned(), program_key);
-    }
-    Some(references)
 }
 
 /// Change a membership's status along the state machine (impossible moves are 409, naming the

@@ -13,7 +13,7 @@ use crate::resource::answer::Answer;
 use crate::resource::call::Call;
 use crate::resource::locate::{find_subject, Subject};
 use crate::resource::traits::{Located, Resource, Write};
-use crate::resource::write::commit_with;
+use crate::resource::write::commit;
 use crate::store::claims;
 
 /// The resource a body's reference names (`{R}/{system}|{value}` at `field`), as the caller may
@@ -82,7 +82,7 @@ impl Beneficiary {
     /// Creates, in `stream`, a resource about `subject` (this beneficiary as found), relying on
     /// the consent its grant came from; `command` is given the beneficiary's stream and the
     /// caller's access, and `known` is what rendering the answer needs when the creator holds
-    /// it (`commit_with`). The aggregate's own consent check refusing (or the consent withdrawn
+    /// it (`Write::known`). The aggregate's own consent check refusing (or the consent withdrawn
     /// meanwhile) is answered as for a beneficiary that does not exist.
     pub async fn create<R: Resource>(
         &self,
@@ -92,7 +92,7 @@ impl Beneficiary {
         command: impl FnOnce(String, Access) -> R::Command,
         known: Option<R::Context>,
     ) -> Result<Answer, ApiError> {
-        commit_with(call, Self::write::<R>(subject, stream, command), known)
+        commit(call, Self::write::<R>(subject, stream, command, known))
             .await
             .map_err(|e| self.unknown_if_not_found(e))
     }
@@ -104,6 +104,7 @@ impl Beneficiary {
         subject: Subject,
         stream: String,
         command: impl FnOnce(String, Access) -> R::Command,
+        known: Option<R::Context>,
     ) -> Write<R> {
         let Subject {
             stream: beneficiary,
@@ -117,6 +118,7 @@ impl Beneficiary {
             consent: grant.consent_id().map(|id| (id, beneficiary.clone())),
             command: command(beneficiary, access),
             status: StatusCode::CREATED,
+            known,
         }
     }
 

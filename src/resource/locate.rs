@@ -1,5 +1,7 @@
 //! Finding a subject by external identifier, and what the caller may see of it.
 
+use std::collections::HashMap;
+
 use openspp_aggregates::{Access, Identifier};
 use openspp_projections::view::IdentifierRead;
 use openspp_projections::{consent, together};
@@ -21,6 +23,22 @@ pub struct Subject {
     /// The identifier (`system|value`) renderings reference it by, when it was read with the
     /// stream (`find_subject`): a resource created about it renders it without another read.
     pub key: Option<String>,
+}
+
+impl Subject {
+    /// What a resource about this subject in the program `program` renders them by (their
+    /// identifiers, by stream), known from finding them: the program's `program_key`, and this
+    /// subject's key when it was read with its stream. `None` when it was not (a subject
+    /// created earlier in the same `$batch` has no row yet): rendering then reads them.
+    pub fn references_in(
+        &self,
+        program: &str,
+        program_key: Option<String>,
+    ) -> Option<HashMap<String, String>> {
+        let mut references = HashMap::from([(self.stream.clone(), self.key.clone()?)]);
+        references.extend(program_key.map(|key| (program.to_owned(), key)));
+        Some(references)
+    }
 }
 
 /// Finds a data subject (an Individual or Group: `aggregate_type`) by any of its live

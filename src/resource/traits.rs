@@ -284,6 +284,7 @@ impl<R: Resource> Located<R> {
             command: command(self.access.clone()),
             consent,
             status: StatusCode::OK,
+            known: None,
         }
     }
 }
@@ -299,4 +300,8 @@ pub struct Write<R: Resource> {
     pub consent: Option<(String, String)>,
     /// 201 for a creation, 200 for a change.
     pub status: StatusCode,
+    /// What rendering the answer needs, when the writer already holds it (a new stream's
+    /// `created_context`, the references a creation found on its way): nothing is read for
+    /// it after the commit. `None`: read as `context` does.
+    pub known: Option<R::Context>,
 }

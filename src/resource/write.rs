@@ -36,8 +36,12 @@ pub async fn open_update<R: Resource, B>(
 /// A 2xx means the events are committed, and nothing after the commit can turn it into a
 /// failure: if what follows (the caller's grant, the references a rendering needs) cannot be
 /// read, the answer is the committed version with its identity only.
-pub async fn commit<R: Resource>(call: &Call, write: Write<R>) -> Result<Answer, ApiError> {
-    commit_with(call, write, None).await
+/// The answer is rendered with the context the write holds (`Write::known`), else with the
+/// one read after the commit.
+pub async fn commit<R: Resource>(call: &Call, mut write: Write<R>) -> Result<Answer, ApiError> {
+    let (status, known) = (write.status, write.known.take());
+    let snapshot = execute(call, write).await?;
+    Ok(committed_answer(call, status, &snapshot, known).await)
 }
 
 /// How many times a write whose facts changed before it could commit is decided again
@@ -57,35 +61,22 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let write = decide().await?;
-        let status = write.status;
+        let mut write = decide().await?;
+        let (status, known) = (write.status, write.known.take());
         let expected = write.if_match.clone().version_of(R::RENDERS_OTHERS)?;
         match run(call, write, expected).await {
             Err(StoreError::FactChanged) if attempt < FACT_ATTEMPTS => continue,
             outcome => {
                 let snapshot = outcome.map_err(|error| store_error(error, R::TYPE))?;
-                return Ok(committed_answer(call, status, &snapshot, None).await);
+                return Ok(committed_answer(call, status, &snapshot, known).await);
             }
         }
     }
 }
 
-/// `commit`, rendering the answer with `known` when the writer already holds what rendering
-/// needs (a new stream's `created_context`, the references a creation found on its way):
-/// nothing is read after the commit but the caller's grant.
-pub async fn commit_with<R: Resource>(
-    call: &Call,
-    write: Write<R>,
-    known: Option<R::Context>,
-) -> Result<Answer, ApiError> {
-    let status = write.status;
-    let snapshot = execute(call, write).await?;
-    Ok(committed_answer(call, status, &snapshot, known).await)
-}
-
 /// The answer to a committed write: the resource as the caller may now see it, or, if what
 /// that needs cannot be read, the committed version with its identity only (`commit`).
-/// `known`: the context to render with, when the writer holds it (`commit_with`).
+/// `known`: the context to render with, when the writer holds it (`Write::known`).
 pub async fn committed_answer<R: Resource>(
     call: &Call,
     status: StatusCode,
@@ -214,8 +205,9 @@ pub async fn create<R: Resource>(
         command,
         consent: None,
         status: StatusCode::CREATED,
+        known: R::created_context(),
     };
-    commit_with(call, write, R::created_context()).await
+    commit(call, write).await
 }
 
 /// The committed write as the caller may see it now, noted in the access log. A context the

@@ -11,7 +11,8 @@ use crate::consent::give_consent;
 use crate::program::{change_body, enrol, new_program};
 use crate::support::{
     admin, audit_event_where, consent_client, create_client, individual_body, minted_path,
-    register_individual, sql_scalar, unique, world, Api, HeldTransaction, Reply, NATIONAL_ID,
+    register_individual, sql_scalar, unique, world, Api, HeldTransaction, Reply, StatementLog,
+    TestDatabase, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -54,6 +55,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "delivery::cascade_sees_an_entitlement_written_meanwhile",
             cascade_sees_a_late_entitlement,
+        ),
+        trial(
+            "delivery::entitlement_answer_rendered_from_what_was_found",
+            entitlement_answer_from_what_was_found,
         ),
         trial(
             "delivery::cascade_is_all_or_nothing",
@@ -1780,3 +1785,57 @@ async fn large_cycle() {
     );
     assert_eq!(sql_scalar(url, &pending), SIZE.to_string());
 }
+
+/// An entitlement's answer is what a read of it shows (its program, beneficiary and cycle by
+/// their names), rendered from what creating it found: after the commit nothing is read back.
+/// Counted in the statements the server logs in the request's span (the append runs on the
+/// store's writer, outside it).
+async fn entitlement_answer_from_what_was_found() {
+    let database = TestDatabase::create("openspp_entitle_answer");
+    let logged = StatementLog::start(&database.url);
+    let mut scopes = Vec::new();
+    for scope in [
+        "individual:all",
+        "program:all",
+        "program_membership:all",
+        "cycle:all",
+        "entitlement:all",
+    ] {
+        scopes.extend(["--scope", scope]);
+    }
+    let api = Api::new(&logged.server.base)
+        .login(&create_client(&database.url, &scopes))
+        .await;
+    let (_, program) = new_program(&api, "individual").await;
+    let national_id = member(&api, &program).await;
+    let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
+    let created = api
+        .post(
+            &format!("{ENTITLEMENT}?entitleprobe"),
+            cash_body(&name, &national_id, 3000.0),
+        )
+        .await;
+    created.expect(201);
+    assert_eq!(
+        created.body["program"]["reference"],
+        format!("Program/{program}")
+    );
+    assert_eq!(
+        created.body["beneficiary"]["reference"],
+        person(&national_id)
+    );
+    assert_eq!(created.body["cycle"]["reference"], format!("Cycle/{name}"));
+    let read = api.get(created.header("location").unwrap()).await;
+    read.expect(200);
+    assert_eq!(created.body, read.body);
+    assert_eq!(created.header("etag"), read.header("etag"));
+    logged
+        .assert_within("entitleprobe", ENTITLE_STATEMENTS, "one entitlement")
+        .await;
+}
+
+/// The statements a cash entitlement's creation runs in its request's span with the answer
+/// rendered from what was found (the cycle, its program, the beneficiary's claim with its key,
+/// the enrolment); reading the cycle's name and the references back after the commit fails
+/// `entitlement_answer_from_what_was_found`.
+const ENTITLE_STATEMENTS: usize = 5;

@@ -1353,11 +1353,9 @@ async fn enrolment_answer_from_what_was_found() {
         );
     }
     assert_eq!(created.header("etag"), read.header("etag"));
-    let statements = logged.statements("enrolprobe").await;
-    assert!(
-        (1..=ENROL_STATEMENTS).contains(&statements),
-        "{statements} statements for one enrolment"
-    );
+    logged
+        .assert_within("enrolprobe", ENROL_STATEMENTS, "one enrolment")
+        .await;
 }
 
 /// The statements an enrolment runs in its request's span with the answer rendered from what

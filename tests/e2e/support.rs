@@ -97,6 +97,16 @@ impl StatementLog {
             .filter(|entry| entry["spans"].to_string().contains(marker))
             .count()
     }
+
+    /// Asserts that the requests marked `marker` ran at least one and at most `bound`
+    /// statements (`what` names them in the failure).
+    pub async fn assert_within(&self, marker: &str, bound: usize, what: &str) {
+        let statements = self.statements(marker).await;
+        assert!(
+            (1..=bound).contains(&statements),
+            "{statements} statements for {what}, at most {bound} expected"
+        );
+    }
 }
 
 impl Drop for StatementLog {
