@@ -30,7 +30,8 @@ pub async fn resolve(
 /// renderings reference it by (its read model's primary identifier) read in the same
 /// statement: what a resource created about it renders without reading it again. The key is
 /// `None` for a stream created in the open transaction, whose row is not written before it
-/// commits.
+/// commits. One changed earlier in the open transaction is read as it stood before it: inside
+/// a transaction `$batch` no entry's body is answered, so nothing renders that key.
 pub async fn resolve_registrant(
     pool: impl PgExecutor<'_>,
     aggregate_type: &str,
