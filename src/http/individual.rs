@@ -17,7 +17,7 @@ use crate::api::schema::{OperationOutcome, SearchResult};
 use crate::api::stated::Stated;
 use crate::error::ApiError;
 use crate::resource::{
-    self, grants_for, locate_registrant, locate_registrant_to_read, Call, Grant, Located,
+    self, grants_for, locate_registrant, locate_registrant_to_render, Call, Grant, Located,
     Registrant, Resource, Searchable, Snapshot,
 };
 
@@ -38,8 +38,8 @@ impl Resource for Individual {
         locate_registrant(call, id).await
     }
 
-    async fn locate_to_read(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
-        locate_registrant_to_read(call, id).await
+    async fn locate_to_render(call: &Call, id: &str) -> Result<Located<Self>, ApiError> {
+        locate_registrant_to_render(call, id).await
     }
 
     /// Current group memberships, keeping for a consent-bound caller only the groups it may

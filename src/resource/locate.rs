@@ -184,10 +184,11 @@ pub async fn locate_registrant<R: Resource>(call: &Call, id: &str) -> Result<Loc
     locate_registrant_beside(call, id, None).await
 }
 
-/// `locate_registrant` for a read that renders the current version: a caller not bound by
-/// consent gets the row's context (`Resource::CONTEXT_BESIDE`) from the same statement. A
-/// write does not read it before it decides (its answer reads the context after the commit).
-pub async fn locate_registrant_to_read<R: Resource>(
+/// `locate_registrant` for a request that renders the subject (a read, a replacement, a merge
+/// patch): a caller not bound by consent gets the row's context (`Resource::CONTEXT_BESIDE`)
+/// from the same statement, and a change's answer is rendered with it, not read again after
+/// the commit. Other writes do not read it.
+pub async fn locate_registrant_to_render<R: Resource>(
     call: &Call,
     id: &str,
 ) -> Result<Located<R>, ApiError> {

@@ -39,7 +39,7 @@ pub use extended::{open_registration, open_replacement};
 pub use grant::{grants_for, identity_only, shown, today, Grant};
 pub use locate::{
     access_to, by_identifier, find_subject, key_in, locate_beneficiarys, locate_registrant,
-    locate_registrant_to_read, not_personal, referenced, Subject,
+    locate_registrant_to_render, not_personal, referenced, Subject,
 };
 pub use ops::{
     advanced_search, answer_extensions, at, history, page, read, search, verify, vread, Searchable,

@@ -107,7 +107,7 @@ pub async fn read<R: Resource>(call: &Call, id: &str, uri: &Uri) -> Result<Answe
     if let Some(instant) = instant {
         return at::<R>(call, id, &instant).await;
     }
-    let mut located = R::locate_to_read(call, id).await?;
+    let mut located = R::locate_to_render(call, id).await?;
     let snapshot = located.take_current(call).await?;
     match located.context.take() {
         // Read beside the row, in the statement that found it.

@@ -51,8 +51,16 @@ async fn merged<R: Resource, T: DeserializeOwned>(
     // The base shows every extension the grant lets the caller see: a patch of one extension
     // must keep the others as they are. The answer shows them too (the first choice stands).
     call.show_extensions(Shown::All);
-    let context = R::context(call, &[&snapshot]).await?;
-    let mut base = rendered(call, &context, &snapshot, Some(&located.grant));
+    // The context located with the subject, if it was (it renders the answer too).
+    let read;
+    let context = match &located.context {
+        Some(context) => context,
+        None => {
+            read = R::context(call, &[&snapshot]).await?;
+            &read
+        }
+    };
+    let mut base = rendered(call, context, &snapshot, Some(&located.grant));
     if let Value::Object(map) = &mut base {
         for field in read_only {
             map.remove(*field);
@@ -101,7 +109,7 @@ where
     let asked = if_match.version_of(R::RENDERS_OTHERS)?;
     let mut attempt = 1;
     loop {
-        let mut located = R::locate(call, id).await?;
+        let mut located = R::locate_to_render(call, id).await?;
         let (body, seen) = merged::<R, T>(call, &mut located, patch, read_only).await?;
         let version = IfMatch::at(asked.unwrap_or(seen));
         match replace(located, version, body).await {

@@ -67,7 +67,7 @@ pub async fn replace<R: Registrant>(
     body: Result<Stated<R::Body>, ApiError>,
 ) -> Result<Answer, ApiError> {
     let body = open_replacement::<R, _>(call, uri, body)?;
-    let target = R::locate(call, id).await?;
+    let target = R::locate_to_render(call, id).await?;
     put(call, target, if_match, body).await
 }
 

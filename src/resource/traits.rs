@@ -67,10 +67,10 @@ pub trait Resource:
         id: &str,
     ) -> impl Future<Output = Result<Located<Self>, ApiError>> + Send;
 
-    /// `locate`, for a read that renders the current version (`GET /{R}/{id}`): a resource
-    /// whose context is read beside its row (`CONTEXT_BESIDE`) reads both in one statement.
-    /// By default `locate`.
-    fn locate_to_read(
+    /// `locate`, for a request that renders the resource as it is, or as its change leaves it
+    /// (`GET`, `PUT` and `PATCH /{R}/{id}`): a resource whose context is read beside its row
+    /// (`CONTEXT_BESIDE`) reads both in one statement. By default `locate`.
+    fn locate_to_render(
         call: &Call,
         id: &str,
     ) -> impl Future<Output = Result<Located<Self>, ApiError>> + Send {
@@ -110,6 +110,10 @@ pub trait Resource:
     /// An expression over the row `v` of `VIEW` that a read by identifier computes in the
     /// statement that finds the row, giving (as JSON) what `context_beside` turns into the
     /// row's context: a read then takes one round trip. By default none (`context` reads it).
+    ///
+    /// It may read only what the resource's own commands leave as it is (other streams' links
+    /// to it, as an individual's groups): a change's answer is rendered with the context
+    /// located before the change (`Located::change`), not read again after the commit.
     const CONTEXT_BESIDE: Option<&'static str> = None;
 
     /// The context of the row `stream` from what `CONTEXT_BESIDE` computed beside it: what
@@ -266,9 +270,19 @@ impl<R: Resource> Located<R> {
     }
 
     /// A change of this subject: `command` is given the caller's access (the aggregate decides
-    /// with it), and the write relies on the consent the grant came from.
-    pub fn change(self, if_match: IfMatch, command: impl FnOnce(Access) -> R::Command) -> Write<R> {
-        self.write(if_match, command)
+    /// with it), and the write relies on the consent the grant came from. A context located
+    /// with the subject renders the answer (`Resource::CONTEXT_BESIDE`: no command of the
+    /// subject's own changes it).
+    pub fn change(
+        mut self,
+        if_match: IfMatch,
+        command: impl FnOnce(Access) -> R::Command,
+    ) -> Write<R> {
+        let known = self.context.take();
+        Write {
+            known,
+            ..self.write(if_match, command)
+        }
     }
 
     /// `change`, keeping the subject: for writes planned again after a lost race (see

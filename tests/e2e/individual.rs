@@ -3,7 +3,11 @@
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::support::{admin, individual_body, path_id, register_individual, unique, NATIONAL_ID};
+use crate::group::{member, new_group};
+use crate::support::{
+    admin, create_client, individual_body, path_id, register_individual, unique, Api, StatementLog,
+    TestDatabase, NATIONAL_ID,
+};
 use crate::trial;
 
 pub fn trials() -> Vec<Trial> {
@@ -41,6 +45,10 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial("individual::unknown_individual_is_404", unknown_is_404),
         trial("individual::photo_is_stored_and_returned", photo),
+        trial(
+            "individual::change_answer_rendered_with_the_groups_located",
+            change_answer_with_the_groups_located,
+        ),
     ]
 }
 
@@ -351,3 +359,61 @@ async fn photo() {
     refused.expect(422);
     assert_eq!(refused.body["issue"][0]["expression"][0], "photo");
 }
+
+/// A `PUT` or `PATCH` answers with the individual's groups as a read shows them, rendered with
+/// what locating the individual read beside its row (one statement): after the commit nothing
+/// is read back, and a patch reads them once for its base and its answer.
+async fn change_answer_with_the_groups_located() {
+    let database = TestDatabase::create("openspp_change_answer");
+    let logged = StatementLog::start(&database.url);
+    let scopes = ["--scope", "individual:all", "--scope", "group:all"];
+    let api = Api::new(&logged.server.base)
+        .login(&create_client(&database.url, &scopes))
+        .await;
+    let id = unique("CA");
+    let path = register_individual(&api, &id).await;
+    let (group, _) = new_group(&api, json!([member(&id, "head")])).await;
+    let mut body = individual_body(&id);
+    body["name"]["given"] = json!("Ana");
+    let replaced = api.put(&format!("{path}?putprobe"), body, None).await;
+    replaced.expect(200);
+    assert_eq!(replaced.body["name"]["given"], "Ana", "{}", replaced.text);
+    assert_eq!(
+        replaced.body["groupMembership"][0]["group"]["reference"],
+        format!("Group/urn:openspp:group|{group}"),
+        "{}",
+        replaced.text
+    );
+    let read = api.get(&path).await;
+    assert_eq!(replaced.body, read.body);
+    assert_eq!(replaced.header("etag"), read.header("etag"));
+    let patched = api
+        .send(
+            reqwest::Method::PATCH,
+            &format!("{path}?patchprobe"),
+            Some(json!({"birthDate": "1990-01-02"})),
+            &[("Content-Type", "application/merge-patch+json")],
+        )
+        .await;
+    patched.expect(200);
+    assert_eq!(patched.body["birthDate"], "1990-01-02", "{}", patched.text);
+    // A patch's answer shows every extension the caller may see (none here); a read, those
+    // it asks for.
+    let mut answered = patched.body.clone();
+    assert_eq!(answered["extension"].take(), json!({}));
+    answered.as_object_mut().unwrap().remove("extension");
+    let read = api.get(&path).await;
+    assert_eq!(answered, read.body);
+    assert_eq!(patched.header("etag"), read.header("etag"));
+    logged
+        .assert_within("putprobe", CHANGE_STATEMENTS, "one replacement")
+        .await;
+    logged
+        .assert_within("patchprobe", CHANGE_STATEMENTS, "one merge patch")
+        .await;
+}
+
+/// The statements a replacement or a merge patch of an individual runs in its request's span
+/// (its claim, row and groups in one); reading the groups again after the commit (or, for a
+/// patch, before it too) fails `change_answer_with_the_groups_located`.
+const CHANGE_STATEMENTS: usize = 2;

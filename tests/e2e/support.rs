@@ -87,6 +87,11 @@ impl StatementLog {
     /// The statements logged so far for requests whose URI contains `marker`; the line of a
     /// request's last statement may be a moment behind its response, so it waits that moment.
     pub async fn statements(&self, marker: &str) -> usize {
+        self.statements_run(marker).await.len()
+    }
+
+    /// The summaries of the statements `statements` counts, in the order they ran.
+    async fn statements_run(&self, marker: &str) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let file = std::fs::File::open(&self.log).expect("server log");
         BufReader::new(file)
@@ -95,16 +100,23 @@ impl StatementLog {
             .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
             .filter(|entry| entry["target"] == "sqlx::query")
             .filter(|entry| entry["spans"].to_string().contains(marker))
-            .count()
+            .map(|entry| {
+                entry["fields"]["summary"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect()
     }
 
     /// Asserts that the requests marked `marker` ran at least one and at most `bound`
-    /// statements (`what` names them in the failure).
+    /// statements (`what` names them in the failure, which lists them).
     pub async fn assert_within(&self, marker: &str, bound: usize, what: &str) {
-        let statements = self.statements(marker).await;
+        let statements = self.statements_run(marker).await;
         assert!(
-            (1..=bound).contains(&statements),
-            "{statements} statements for {what}, at most {bound} expected"
+            (1..=bound).contains(&statements.len()),
+            "{} statements for {what}, at most {bound} expected: {statements:#?}",
+            statements.len()
         );
     }
 }
