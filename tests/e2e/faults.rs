@@ -9,9 +9,10 @@
 use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
+use crate::consent::give_consent;
 use crate::support::{
-    create_client, individual_body, register_individual, sql_scalar, unique, Api, HeldTransaction,
-    Server, TestDatabase, NATIONAL_ID,
+    consent_client, create_client, individual_body, register_individual, sql_scalar, unique, Api,
+    HeldTransaction, Server, TestDatabase, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -86,13 +87,27 @@ async fn dropped_connection() {
     api.get(&path).await.expect(200);
 }
 
+/// A consent-bound client's change of an individual reads after the commit what its answer
+/// shows: the households it may see (a caller under a legal basis reads them before, beside
+/// the individual's row, so nothing of its answer can fail after the commit).
 async fn committed_write_survives() {
-    let (database, _server, api) = isolated().await;
+    let (database, server, admin) =
+        isolated_with(&["--scope", "individual:all", "--scope", "consent:all"]).await;
     let id = unique("CW");
-    let path = register_individual(&api, &id).await;
+    let path = register_individual(&admin, &id).await;
+    let organization = unique("Org");
+    let subject = format!("Individual/{NATIONAL_ID}|{id}");
+    give_consent(&admin, &subject, &organization, "individual", Value::Null).await;
+    let api = Api::new(&server.base)
+        .login(&consent_client(
+            &database.url,
+            &organization,
+            "ngo",
+            &["individual:all"],
+        ))
+        .await;
     let before = api.get(&path).await;
     before.expect(200);
-    // What an answer to a change of an individual reads after the commit: its households.
     let held = HeldTransaction::begin(
         &database.url,
         "LOCK TABLE group_members_view IN ACCESS EXCLUSIVE MODE;",
