@@ -188,6 +188,28 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
+/// The identifiers (`system|value`) of a membership row's program and beneficiary, computed
+/// beside the row (`v`) by the statement that finds it (`view::IdentifierRead::beside`), as a
+/// JSON object by stream: what `references` reads for them afterwards, in the same round trip.
+pub const REFERENCES_OF_ROW: &str =
+    "(SELECT json_object_agg(r.aggregate_id, r.primary_identifier) FROM ( \
+     SELECT aggregate_id, primary_identifier FROM program_view WHERE aggregate_id = v.program_id \
+     UNION ALL SELECT aggregate_id, primary_identifier FROM individual_view \
+       WHERE aggregate_id = v.beneficiary_id \
+     UNION ALL SELECT aggregate_id, primary_identifier FROM group_view \
+       WHERE aggregate_id = v.beneficiary_id) r \
+   WHERE r.primary_identifier IS NOT NULL)";
+
+/// The references `REFERENCES_OF_ROW` computed (none when it found none).
+pub fn references_of_row(
+    value: Option<serde_json::Value>,
+) -> sqlx::Result<HashMap<String, String>> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(HashMap::new()),
+        Some(value) => serde_json::from_value(value).map_err(|e| sqlx::Error::Decode(Box::new(e))),
+    }
+}
+
 /// `system|value` of each program and beneficiary stream, for references, in one query.
 pub async fn references(
     pool: impl PgExecutor<'_>,

@@ -61,6 +61,14 @@ impl Resource for ProgramMembership {
         .await
     }
 
+    const CONTEXT_BESIDE: Option<&'static str> = Some(view::REFERENCES_OF_ROW);
+
+    /// The program's and beneficiary's identifiers, read beside the row: a status change
+    /// leaves them as they are.
+    fn context_beside(_stream: &str, beside: Option<Value>) -> Result<References, ApiError> {
+        Ok(view::references_of_row(beside)?)
+    }
+
     async fn context(call: &Call, snapshots: &[&Snapshot<Self>]) -> Result<References, ApiError> {
         let streams: Vec<String> = snapshots
             .iter()

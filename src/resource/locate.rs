@@ -87,17 +87,7 @@ pub async fn locate_beneficiarys<R: Resource>(
     program_of: fn(&R) -> &str,
     grant_of: impl FnOnce(&Access) -> Option<Grant>,
 ) -> Result<Located<R>, ApiError> {
-    let stream = claims::resolve(call.state.lane(), R::TYPE, identifier).await?;
-    let row = match &stream {
-        Some(stream) => match R::current(call, stream).await? {
-            Some(row) => Some(row),
-            // Created earlier in the open `$batch` transaction: no row before the commit.
-            None => transaction::decided::<R>(stream)
-                .await
-                .map(|(state, version)| pending(stream.clone(), state, version)),
-        },
-        None => None,
-    };
+    let (stream, row, context) = beneficiarys_row::<R>(call, identifier).await?;
     let beneficiary = row
         .as_ref()
         .map(|r| R::consent_subject(&r.aggregate_id, &r.state).to_owned())
@@ -113,7 +103,7 @@ pub async fn locate_beneficiarys<R: Resource>(
                 grant,
                 access,
                 current: Some(row),
-                context: None,
+                context,
             })
         }
         _ => {
@@ -121,6 +111,68 @@ pub async fn locate_beneficiarys<R: Resource>(
             Err(ApiError::not_found(R::TYPE))
         }
     }
+}
+
+/// The stream claimed under `identifier`, its current row, and (for a caller not bound by
+/// consent) the row's context computed beside it (`Resource::CONTEXT_BESIDE`): the claim and
+/// the row in one statement, on the lane, shared with the reads of the same kind that arrive
+/// with it (`together.rs`). A stream created earlier in the open `$batch` transaction has no
+/// row before the commit: its state is the one the transaction decided.
+async fn beneficiarys_row<R: Resource>(
+    call: &Call,
+    identifier: &Identifier,
+) -> Result<(Option<String>, Option<Snapshot<R>>, Option<R::Context>), ApiError> {
+    let table = match (transaction::created(R::TYPE, identifier).await, R::VIEW) {
+        (Some(stream), _) => {
+            let row = transaction::decided::<R>(&stream)
+                .await
+                .map(|(state, version)| pending(stream.clone(), state, version));
+            return Ok((Some(stream), row, None));
+        }
+        (None, Some(table)) => table,
+        (None, None) => {
+            let stream = claims::resolve(call.state.lane(), R::TYPE, identifier).await?;
+            let row = match &stream {
+                Some(stream) => R::current(call, stream).await?,
+                None => None,
+            };
+            return Ok((stream, row, None));
+        }
+    };
+    let beside = R::CONTEXT_BESIDE.filter(|_| !call.principal.require_consent);
+    row_beside::<R>(call, table, identifier, beside).await
+}
+
+/// The stream of `R` claimed under `identifier`, its row in `table` (`None` while the read
+/// model lags the claim) and, when `beside` is asked for, the context computed beside it: one
+/// statement, on the lane (`lane.rs`: one round trip, no ping after it), shared with the reads
+/// of the same kind that arrive with it (`together.rs`).
+async fn row_beside<R: Resource>(
+    call: &Call,
+    table: &'static str,
+    identifier: &Identifier,
+    beside: Option<&'static str>,
+) -> Result<(Option<String>, Option<Snapshot<R>>, Option<R::Context>), ApiError> {
+    let read = IdentifierRead {
+        table,
+        aggregate_type: R::TYPE,
+        beside,
+    };
+    let lane = call.state.lane();
+    let found =
+        together::by_identifier_with::<R>(lane, read, &identifier.system, &identifier.value)
+            .await?;
+    Ok(match found {
+        None => (None, None, None),
+        Some((stream, None)) => (Some(stream), None, None),
+        Some((stream, Some((row, computed)))) => {
+            let context = match beside {
+                Some(_) => Some(R::context_beside(&stream, computed)?),
+                None => None,
+            };
+            (Some(stream), Some(row), context)
+        }
+    })
 }
 
 /// What the caller may see of the subject `identifier` resolved to (`stream`, if any).
@@ -207,33 +259,9 @@ async fn locate_registrant_beside<R: Resource>(
         // Created earlier in the open transaction: not in any read model before the commit.
         _ if pending.is_some() => (pending, None, None),
         // A caller not bound by consent sees the row and what it links to as they are: the
-        // claim, the row and its context in one statement, on the lane (`lane.rs`: one round
-        // trip, no ping after it), shared with the reads of the same kind that arrive with it
-        // (`together.rs`).
+        // claim, the row and its context in one statement.
         Some(table) if !call.principal.require_consent => {
-            let read = IdentifierRead {
-                table,
-                aggregate_type: R::TYPE,
-                beside,
-            };
-            match together::by_identifier_with::<R>(
-                lane,
-                read,
-                &identifier.system,
-                &identifier.value,
-            )
-            .await?
-            {
-                None => (None, None, None),
-                Some((stream, None)) => (Some(stream), None, None),
-                Some((stream, Some((row, computed)))) => {
-                    let context = match beside {
-                        Some(_) => Some(R::context_beside(&stream, computed)?),
-                        None => None,
-                    };
-                    (Some(stream), Some(row), context)
-                }
-            }
+            row_beside::<R>(call, table, &identifier, beside).await?
         }
         _ => (
             claims::resolve(lane, R::TYPE, &identifier).await?,

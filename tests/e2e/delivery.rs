@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use crate::consent::give_consent;
 use crate::program::{change_body, enrol, new_program};
 use crate::support::{
-    admin, audit_event_where, consent_client, create_client, individual_body, minted_path,
-    register_individual, sql_scalar, unique, world, Api, HeldTransaction, Reply, StatementLog,
-    TestDatabase, NATIONAL_ID,
+    admin, assert_answer_is_read, audit_event_where, consent_client, create_client,
+    individual_body, logged_client, minted_path, register_individual, sql_scalar, unique, world,
+    Api, HeldTransaction, Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -1791,21 +1791,14 @@ async fn large_cycle() {
 /// Counted in the statements the server logs in the request's span (the append runs on the
 /// store's writer, outside it).
 async fn entitlement_answer_from_what_was_found() {
-    let database = TestDatabase::create("openspp_entitle_answer");
-    let logged = StatementLog::start(&database.url);
-    let mut scopes = Vec::new();
-    for scope in [
+    let scopes = [
         "individual:all",
         "program:all",
         "program_membership:all",
         "cycle:all",
         "entitlement:all",
-    ] {
-        scopes.extend(["--scope", scope]);
-    }
-    let api = Api::new(&logged.server.base)
-        .login(&create_client(&database.url, &scopes))
-        .await;
+    ];
+    let (_database, logged, api) = logged_client("openspp_entitle_answer", &scopes).await;
     let (_, program) = new_program(&api, "individual").await;
     let national_id = member(&api, &program).await;
     let name = new_cycle(&api, &program, "2024-01-01", "2024-03-31").await;
@@ -1825,10 +1818,7 @@ async fn entitlement_answer_from_what_was_found() {
         person(&national_id)
     );
     assert_eq!(created.body["cycle"]["reference"], format!("Cycle/{name}"));
-    let read = api.get(created.header("location").unwrap()).await;
-    read.expect(200);
-    assert_eq!(created.body, read.body);
-    assert_eq!(created.header("etag"), read.header("etag"));
+    assert_answer_is_read(&api, &created, created.header("location").unwrap()).await;
     logged
         .assert_within("entitleprobe", ENTITLE_STATEMENTS, "one entitlement")
         .await;

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use crate::group::{member, new_group};
 use crate::support::{
-    admin, create_client, individual_body, path_id, register_individual, unique, Api, StatementLog,
-    TestDatabase, NATIONAL_ID,
+    admin, assert_answer_is_read, individual_body, logged_client, path_id, register_individual,
+    unique, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -364,12 +364,8 @@ async fn photo() {
 /// what locating the individual read beside its row (one statement): after the commit nothing
 /// is read back, and a patch reads them once for its base and its answer.
 async fn change_answer_with_the_groups_located() {
-    let database = TestDatabase::create("openspp_change_answer");
-    let logged = StatementLog::start(&database.url);
-    let scopes = ["--scope", "individual:all", "--scope", "group:all"];
-    let api = Api::new(&logged.server.base)
-        .login(&create_client(&database.url, &scopes))
-        .await;
+    let scopes = ["individual:all", "group:all"];
+    let (_database, logged, api) = logged_client("openspp_change_answer", &scopes).await;
     let id = unique("CA");
     let path = register_individual(&api, &id).await;
     let (group, _) = new_group(&api, json!([member(&id, "head")])).await;
@@ -384,9 +380,7 @@ async fn change_answer_with_the_groups_located() {
         "{}",
         replaced.text
     );
-    let read = api.get(&path).await;
-    assert_eq!(replaced.body, read.body);
-    assert_eq!(replaced.header("etag"), read.header("etag"));
+    assert_answer_is_read(&api, &replaced, &path).await;
     let patched = api
         .send(
             reqwest::Method::PATCH,

@@ -5,9 +5,9 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::support::{
-    admin, cli, consent_client, create_client, individual_body, minted_path, path_id,
-    register_individual, sql_scalar, unique, world, Api, Reply, StatementLog, TestDatabase,
-    NATIONAL_ID,
+    admin, assert_answer_is_read, cli, consent_client, create_client, individual_body,
+    logged_client, minted_path, path_id, register_individual, sql_scalar, unique, world, Api,
+    Reply, NATIONAL_ID,
 };
 use crate::trial;
 
@@ -73,6 +73,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "program::enrolment_answer_rendered_from_what_was_found",
             enrolment_answer_from_what_was_found,
+        ),
+        trial(
+            "program::membership_read_and_change_find_their_references_beside_the_row",
+            membership_references_beside_the_row,
         ),
     ]
 }
@@ -1299,15 +1303,8 @@ async fn program_source_tracking() {
 /// the server logs in the request's span: the program, and the beneficiary's claim with its
 /// key (the append runs on the store's writer, outside that span).
 async fn enrolment_answer_from_what_was_found() {
-    let database = TestDatabase::create("openspp_enrol_answer");
-    let logged = StatementLog::start(&database.url);
-    let mut scopes = Vec::new();
-    for scope in ["individual:all", "program:all", "program_membership:all"] {
-        scopes.extend(["--scope", scope]);
-    }
-    let api = Api::new(&logged.server.base)
-        .login(&create_client(&database.url, &scopes))
-        .await;
+    let scopes = ["individual:all", "program:all", "program_membership:all"];
+    let (_database, logged, api) = logged_client("openspp_enrol_answer", &scopes).await;
     let (name, alias) = new_program(&api, "individual").await;
     let shouted = format!(
         "urn:openspp:program|{}",
@@ -1343,10 +1340,7 @@ async fn enrolment_answer_from_what_was_found() {
         "{}",
         created.text
     );
-    let read = api.get(&minted_path(&created)).await;
-    read.expect(200);
-    assert_eq!(created.body, read.body, "{}", read.text);
-    assert_eq!(created.header("etag"), read.header("etag"));
+    assert_answer_is_read(&api, &created, &minted_path(&created)).await;
     logged
         .assert_within("enrolprobe", ENROL_STATEMENTS, "one enrolment")
         .await;
@@ -1356,3 +1350,48 @@ async fn enrolment_answer_from_what_was_found() {
 /// was found; one more (the references read back) fails
 /// `enrolment_answer_from_what_was_found`.
 const ENROL_STATEMENTS: usize = 2;
+
+/// A membership read by its identifier is found with its program's and beneficiary's
+/// identifiers in one statement (claim, row and references), and a status change answers with
+/// those it located: after the commit nothing is read back. Both answers are what a read
+/// shows.
+async fn membership_references_beside_the_row() {
+    let scopes = ["individual:all", "program:all", "program_membership:all"];
+    let (_database, logged, api) = logged_client("openspp_membership_beside", &scopes).await;
+    let (_, alias) = new_program(&api, "individual").await;
+    let national_id = unique("MB");
+    register_individual(&api, &national_id).await;
+    let path = minted_path(&enrol(&api, &alias, &national_id, "enrolled").await);
+    let read = api.get(&path).await;
+    read.expect(200);
+    // The first request whose URI names the membership.
+    let minted = path.rsplit('|').next().unwrap().to_owned();
+    logged
+        .assert_within(&minted, READ_STATEMENTS, "one membership read")
+        .await;
+    assert_eq!(
+        read.body["program"]["reference"],
+        format!("Program/{alias}")
+    );
+    assert_eq!(
+        read.body["beneficiary"]["reference"],
+        format!("Individual/{NATIONAL_ID}|{national_id}"),
+        "{}",
+        read.text
+    );
+    let body = change_body(&api, &path, "paused").await;
+    let changed = api.put(&format!("{path}?changeprobe"), body, None).await;
+    changed.expect(200);
+    assert_eq!(changed.body["status"], "paused", "{}", changed.text);
+    assert_answer_is_read(&api, &changed, &path).await;
+    logged
+        .assert_within("changeprobe", CHANGE_STATEMENTS, "one status change")
+        .await;
+}
+
+/// The statements a membership read by its identifier runs in its request's span.
+const READ_STATEMENTS: usize = 2;
+
+/// The statements a status change runs in its request's span (the membership with its
+/// references, the body's program and beneficiary resolved, the stream's events).
+const CHANGE_STATEMENTS: usize = 5;

@@ -121,6 +121,27 @@ impl StatementLog {
     }
 }
 
+/// Asserts that `answer` (to a write) is what a read of `path` now shows: body and ETag.
+pub async fn assert_answer_is_read(api: &Api, answer: &Reply, path: &str) {
+    let read = api.get(path).await;
+    read.expect(200);
+    assert_eq!(answer.body, read.body, "{}", read.text);
+    assert_eq!(answer.header("etag"), read.header("etag"));
+}
+
+/// A database of its own, a server logging its statements (`StatementLog`) and a client with
+/// `scopes` (names, as `individual:all`) logged in to it. Bind the three apart: the server
+/// stops before its database is dropped.
+pub async fn logged_client(database: &str, scopes: &[&str]) -> (TestDatabase, StatementLog, Api) {
+    let database = TestDatabase::create(database);
+    let logged = StatementLog::start(&database.url);
+    let scopes: Vec<&str> = scopes.iter().flat_map(|scope| ["--scope", scope]).collect();
+    let api = Api::new(&logged.server.base)
+        .login(&create_client(&database.url, &scopes))
+        .await;
+    (database, logged, api)
+}
+
 impl Drop for StatementLog {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.log);
