@@ -463,10 +463,7 @@ pub const MEMBERSHIPS_OF_ROW: &str = "(SELECT json_agg(json_build_object(\
 pub fn memberships_of_row(
     value: Option<serde_json::Value>,
 ) -> sqlx::Result<Vec<GroupMembershipRow>> {
-    match value {
-        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(value) => serde_json::from_value(value).map_err(|e| sqlx::Error::Decode(Box::new(e))),
-    }
+    crate::view::decode_beside(value)
 }
 
 /// Current group memberships of each of `individual_ids`, in one query.

@@ -188,26 +188,38 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
     push_instants(qb, "last_updated", &query.last_updated);
 }
 
+/// The primary identifiers of programs (`aggregate_id {program}`) and of registrants, the
+/// individuals and groups a membership names (`aggregate_id {beneficiary}`): one text for
+/// `references` and `REFERENCES_OF_ROW`.
+macro_rules! primary_identifiers {
+    ($program:literal, $beneficiary:literal) => {
+        concat!(
+            "SELECT aggregate_id, primary_identifier FROM program_view WHERE aggregate_id ",
+            $program,
+            " UNION ALL SELECT aggregate_id, primary_identifier FROM individual_view \
+             WHERE aggregate_id ",
+            $beneficiary,
+            " UNION ALL SELECT aggregate_id, primary_identifier FROM group_view \
+             WHERE aggregate_id ",
+            $beneficiary
+        )
+    };
+}
+
 /// The identifiers (`system|value`) of a membership row's program and beneficiary, computed
 /// beside the row (`v`) by the statement that finds it (`view::IdentifierRead::beside`), as a
 /// JSON object by stream: what `references` reads for them afterwards, in the same round trip.
-pub const REFERENCES_OF_ROW: &str =
-    "(SELECT json_object_agg(r.aggregate_id, r.primary_identifier) FROM ( \
-     SELECT aggregate_id, primary_identifier FROM program_view WHERE aggregate_id = v.program_id \
-     UNION ALL SELECT aggregate_id, primary_identifier FROM individual_view \
-       WHERE aggregate_id = v.beneficiary_id \
-     UNION ALL SELECT aggregate_id, primary_identifier FROM group_view \
-       WHERE aggregate_id = v.beneficiary_id) r \
-   WHERE r.primary_identifier IS NOT NULL)";
+pub const REFERENCES_OF_ROW: &str = concat!(
+    "(SELECT json_object_agg(r.aggregate_id, r.primary_identifier) FROM (",
+    primary_identifiers!("= v.program_id", "= v.beneficiary_id"),
+    ") r WHERE r.primary_identifier IS NOT NULL)"
+);
 
 /// The references `REFERENCES_OF_ROW` computed (none when it found none).
 pub fn references_of_row(
     value: Option<serde_json::Value>,
 ) -> sqlx::Result<HashMap<String, String>> {
-    match value {
-        None | Some(serde_json::Value::Null) => Ok(HashMap::new()),
-        Some(value) => serde_json::from_value(value).map_err(|e| sqlx::Error::Decode(Box::new(e))),
-    }
+    view::decode_beside(value)
 }
 
 /// `system|value` of each program and beneficiary stream, for references, in one query.
@@ -215,14 +227,11 @@ pub async fn references(
     pool: impl PgExecutor<'_>,
     streams: &[String],
 ) -> sqlx::Result<HashMap<String, String>> {
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT aggregate_id, primary_identifier FROM program_view WHERE aggregate_id = ANY($1) \
-         UNION ALL SELECT aggregate_id, primary_identifier FROM individual_view WHERE aggregate_id = ANY($1) \
-         UNION ALL SELECT aggregate_id, primary_identifier FROM group_view WHERE aggregate_id = ANY($1)",
-    )
-    .bind(streams)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as(primary_identifiers!("= ANY($1)", "= ANY($1)"))
+            .bind(streams)
+            .fetch_all(pool)
+            .await?;
     Ok(rows
         .into_iter()
         .filter_map(|(id, key)| key.map(|k| (id, k)))

@@ -173,6 +173,15 @@ impl IdentifierRead {
 /// 12,000).
 const TOGETHER_KEYS: &str = "(SELECT generate_subscripts($2::text[], 1) AS ordinal LIMIT {most}) k";
 
+/// What an expression computed beside a row (`IdentifierRead::beside`) as JSON, decoded; SQL's
+/// `NULL` (an aggregate over no rows) is the empty value.
+pub fn decode_beside<T: DeserializeOwned + Default>(value: Option<Value>) -> sqlx::Result<T> {
+    match value {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(value) => serde_json::from_value(value).map_err(|e| sqlx::Error::Decode(Box::new(e))),
+    }
+}
+
 /// A row of a read by identifier: the stream, and its row in the read model if it has one.
 pub(crate) fn found_by_identifier<A: DeserializeOwned>(row: &PgRow) -> sqlx::Result<Claimed<A>> {
     let stream: String = row.try_get("stream")?;
