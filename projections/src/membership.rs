@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use openspp_aggregates::ProgramMembership;
+use openspp_aggregates::{Identifier, ProgramMembership};
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 
 use crate::consent::{push_visible_by, Visibility};
@@ -17,14 +17,56 @@ pub type MembershipRow = ViewRow<ProgramMembership>;
 
 #[derive(Debug)]
 pub struct MembershipQuery {
-    pub program: Option<String>,
-    pub beneficiary: Option<String>,
+    pub program: Option<Named>,
+    pub beneficiary: Option<Named>,
     pub status: Option<String>,
     pub last_updated: Vec<(Comparator, DateTime<Utc>)>,
     /// Streams of the programs the caller is limited to; `None` = all.
     pub allowed_programs: Option<Vec<String>>,
     pub visibility: Visibility,
     pub sort: Vec<SortKey>,
+}
+
+/// The program or beneficiary a membership query names.
+#[derive(Debug, Clone)]
+pub enum Named {
+    /// Its stream, resolved before the query (`""`, no stream, matches nothing).
+    Stream(String),
+    /// Whichever stream of `types` holds `identifier`, resolved from the identifier claims by
+    /// the query's own statement (none matches nothing): a lookup by identifier in one round
+    /// trip, where the stream is needed for nothing else.
+    Identified {
+        types: &'static [&'static str],
+        identifier: Identifier,
+    },
+}
+
+impl Named {
+    /// `AND {column} …` matching this program or beneficiary.
+    fn push_condition(&self, qb: &mut QueryBuilder<'_, Postgres>, column: &str) {
+        match self {
+            Named::Stream(stream) => {
+                qb.push(" AND ")
+                    .push(column)
+                    .push(" = ")
+                    .push_bind(stream.clone());
+            }
+            Named::Identified { types, identifier } => {
+                qb.push(" AND ")
+                    .push(column)
+                    .push(
+                        " IN (SELECT aggregate_id FROM identifier_claims \
+                         WHERE aggregate_type = ANY(",
+                    )
+                    .push_bind(types.to_vec())
+                    .push(") AND system = ")
+                    .push_bind(identifier.system.clone())
+                    .push(" AND value = ")
+                    .push_bind(identifier.value.clone())
+                    .push(")");
+            }
+        }
+    }
 }
 
 pub const SORT_COLUMNS: [(&str, &str); 2] =
@@ -160,6 +202,21 @@ pub async fn get(pool: &PgPool, aggregate_id: &str) -> sqlx::Result<Option<Membe
     view::get(pool, "membership_view", aggregate_id).await
 }
 
+/// The primary identifiers of at most `limit` memberships `query` selects, in one statement,
+/// unordered and uncounted: what finding the one membership an address names needs (OpenSPP
+/// addresses a membership by its beneficiary and program), where a search would count the
+/// matches and page them on two connections.
+pub async fn identifiers_of(
+    pool: impl PgExecutor<'_>,
+    query: &MembershipQuery,
+    limit: i64,
+) -> sqlx::Result<Vec<Option<String>>> {
+    let mut qb = QueryBuilder::new("SELECT primary_identifier FROM membership_view");
+    push_filters(&mut qb, query);
+    qb.push(" LIMIT ").push_bind(limit);
+    qb.build_query_scalar().fetch_all(pool).await
+}
+
 fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
     qb.push(" WHERE true");
     let fields = query.fields().into_iter().map(|(_, field)| field);
@@ -171,11 +228,10 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, query: &MembershipQuery) {
         fields,
     );
     if let Some(program) = &query.program {
-        qb.push(" AND program_id = ").push_bind(program.clone());
+        program.push_condition(qb, "program_id");
     }
     if let Some(beneficiary) = &query.beneficiary {
-        qb.push(" AND beneficiary_id = ")
-            .push_bind(beneficiary.clone());
+        beneficiary.push_condition(qb, "beneficiary_id");
     }
     if let Some(status) = &query.status {
         qb.push(" AND status = ").push_bind(status.clone());

@@ -78,6 +78,10 @@ pub fn trials() -> Vec<Trial> {
             "program::membership_read_and_change_find_their_references_beside_the_row",
             membership_references_beside_the_row,
         ),
+        trial(
+            "program::membership_at_openspp_address_found_in_one_statement",
+            membership_address_in_one_statement,
+        ),
     ]
 }
 
@@ -1391,6 +1395,39 @@ async fn membership_references_beside_the_row() {
 
 /// The statements a membership read by its identifier runs in its request's span.
 const READ_STATEMENTS: usize = 2;
+
+/// OpenSPP's address of a membership (its beneficiary's identifier and `?program=`, the
+/// program's name alias in any case) is found in one statement, the beneficiary and program
+/// resolved inside it, and the membership then read as by its own identifier: two in all,
+/// where resolving each kind of registrant and searching its memberships took eight. The
+/// answer is the read by the membership's own identifier.
+async fn membership_address_in_one_statement() {
+    let scopes = ["individual:all", "program:all", "program_membership:all"];
+    let (_database, logged, api) = logged_client("openspp_membership_address", &scopes).await;
+    let (_, alias) = new_program(&api, "individual").await;
+    let national_id = unique("MA");
+    register_individual(&api, &national_id).await;
+    let enrolled = enrol(&api, &alias, &national_id, "enrolled").await;
+    enrolled.expect(201);
+    let location = enrolled.header("location").unwrap().to_owned();
+    let (system, value) = alias.split_once('|').unwrap();
+    let shouted = location.replace(&alias, &format!("{system}|{}", value.to_uppercase()));
+    assert_ne!(shouted, location);
+    let read = api.get(&shouted).await;
+    read.expect(200);
+    // The first request whose URI names the beneficiary.
+    logged
+        .assert_within(
+            &national_id,
+            READ_STATEMENTS,
+            "a membership read at its address",
+        )
+        .await;
+    let own = api.get(&minted_path(&enrolled)).await;
+    own.expect(200);
+    assert_eq!(read.body, own.body);
+    assert_eq!(read.header("etag"), own.header("etag"));
+}
 
 /// The statements a status change runs in its request's span (the membership with its
 /// references, the body's program and beneficiary resolved, the stream's events).
