@@ -348,7 +348,7 @@ async fn change(
     let ApiJson(body) = body?;
     let id = beneficiary_address(&call, &id, &mut Params::from_uri(&uri)?).await?;
     let target = ProgramMembership::locate(&call, &id).await?;
-    let restated = restated(&call, &body).await?;
+    let restated = restated(&call, &body, &target).await?;
     let status = parse_status(&body.status)?;
     let exit_reason = exit_reason(body.exit_reason)?;
     let write = target.change(if_match, |access| MembershipCommand::ChangeStatus {
@@ -364,13 +364,40 @@ async fn change(
 
 /// What a change body says the membership is, its references resolved to streams, for the
 /// aggregate to hold against the membership. Any identifier of the program or the beneficiary
-/// (the name alias, `%23` for `#`) names it.
-async fn restated(call: &Call, body: &MembershipResource) -> Result<Restated, ApiError> {
+/// (the name alias, `%23` for `#`) names it. A reference as the membership renders it (what a
+/// client read and sends back: the primary identifier its locate read beside the row) names
+/// the membership's own program or beneficiary, and is not looked up again: a claim is held
+/// by one stream, and that identifier was its live claim when the row was read.
+async fn restated(
+    call: &Call,
+    body: &MembershipResource,
+    target: &Located<ProgramMembership>,
+) -> Result<Restated, ApiError> {
     let program = parse_reference(&body.program.reference, "Program", "program")?;
+    let own = target.current.as_ref().map(|row| &row.state);
+    let rendered = |stream: &str| target.context.as_ref()?.get(stream).cloned();
+    let program = match own {
+        Some(own) if rendered(&own.program) == Some(program.key()) => Some(own.program.clone()),
+        _ => resolve_program(call.state.lane(), program).await?,
+    };
+    let beneficiary = match (own, split_beneficiary(&body.beneficiary.reference)) {
+        (Some(own), Some((kind, _, _)))
+            if kind == own.beneficiary_kind()
+                && rendered(&own.beneficiary)
+                    == Some(
+                        Beneficiary::parse(&body.beneficiary.reference)?
+                            .identifier
+                            .key(),
+                    ) =>
+        {
+            Some((kind, Some(own.beneficiary.clone())))
+        }
+        _ => Beneficiary::restated(call, &body.beneficiary.reference).await?,
+    };
     Ok(Restated {
         identifiers: body.identifier.iter().cloned().map(Into::into).collect(),
-        program: resolve_program(call.state.lane(), program).await?,
-        beneficiary: Beneficiary::restated(call, &body.beneficiary.reference).await?,
+        program,
+        beneficiary,
     })
 }
 
