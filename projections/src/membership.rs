@@ -32,6 +32,8 @@ pub struct MembershipQuery {
 pub enum Named {
     /// Its stream, resolved before the query (`""`, no stream, matches nothing).
     Stream(String),
+    /// Any of these streams, resolved before the query (none matches nothing).
+    AnyOf(Vec<String>),
     /// Whichever stream of `types` holds `identifier`, resolved from the identifier claims by
     /// the query's own statement (none matches nothing): a lookup by identifier in one round
     /// trip, where the stream is needed for nothing else.
@@ -50,6 +52,13 @@ impl Named {
                     .push(column)
                     .push(" = ")
                     .push_bind(stream.clone());
+            }
+            Named::AnyOf(streams) => {
+                qb.push(" AND ")
+                    .push(column)
+                    .push(" = ANY(")
+                    .push_bind(streams.clone())
+                    .push(")");
             }
             Named::Identified { types, identifier } => {
                 qb.push(" AND ")

@@ -33,6 +33,7 @@ use crate::resource::{
     Interaction, Located, Resource, Searchable, Snapshot,
 };
 use crate::store::claims::{self, resolve_program};
+use crate::store::transaction;
 
 const RESOURCE: &str = "ProgramMembership";
 const SCOPE: &str = "program_membership";
@@ -158,7 +159,7 @@ impl Searchable for ProgramMembership {
 /// The program stream a `program` parameter names (`Program/{system}|{value}` or
 /// `{system}|{value}`); a malformed one is a 400 naming it. An unknown program is no stream,
 /// and so matches nothing, as does one outside the caller's allowed programs.
-async fn program_param(pool: &sqlx::PgPool, text: &str) -> Result<String, ApiError> {
+async fn program_param(pool: impl sqlx::PgExecutor<'_>, text: &str) -> Result<String, ApiError> {
     Ok(resolve_program(pool, program_identifier(text)?)
         .await?
         .unwrap_or_default())
@@ -186,9 +187,7 @@ fn program_identifier(text: &str) -> Result<Identifier, ApiError> {
 ///
 /// The beneficiary and the program are resolved from their identifiers by the statement that
 /// finds the memberships (`Named::Identified`), which reads at most two and counts none: one
-/// round trip where resolving each kind and searching its memberships took six. A registrant
-/// or program created earlier in an open `$batch` transaction is not a claim yet, and its
-/// memberships are not rows yet: found by neither, as before.
+/// round trip where resolving each kind and searching its memberships took six.
 async fn beneficiary_address(
     call: &Call,
     id: &str,
@@ -204,20 +203,34 @@ async fn beneficiary_address(
     {
         return Ok(id.to_owned());
     }
+    // Inside an open `$batch` transaction an earlier entry may have created or re-identified
+    // the program or the beneficiary: its identifiers are the transaction's until the commit
+    // makes them claims, so they are resolved as a lone lookup resolves them.
+    let open = transaction::current().is_some();
     let program = match program {
+        Some(text) if open => Some(Named::Stream(program_param(pool, &text).await?)),
         Some(text) => Some(Named::Identified {
             types: &["Program"],
             identifier: openspp_aggregates::program::lookup_key(program_identifier(&text)?),
         }),
         None => None,
     };
+    let beneficiary = if open {
+        let mut streams = Vec::new();
+        for kind_name in ["Individual", "Group"] {
+            streams.extend(claims::resolve(pool, kind_name, &identifier).await?);
+        }
+        Named::AnyOf(streams)
+    } else {
+        Named::Identified {
+            types: &["Individual", "Group"],
+            identifier,
+        }
+    };
     let principal = &call.principal;
     let query = MembershipQuery {
         program,
-        beneficiary: Some(Named::Identified {
-            types: &["Individual", "Group"],
-            identifier,
-        }),
+        beneficiary: Some(beneficiary),
         status: None,
         last_updated: Vec::new(),
         allowed_programs: principal.program_limit(),
@@ -375,7 +388,13 @@ async fn restated(
 ) -> Result<Restated, ApiError> {
     let program = parse_reference(&body.program.reference, "Program", "program")?;
     let own = target.current.as_ref().map(|row| &row.state);
-    let rendered = |stream: &str| target.context.as_ref()?.get(stream).cloned();
+    // Inside an open `$batch` transaction an identifier may have moved to another stream in an
+    // earlier entry, which the rendered rows do not show yet: resolved as a lone lookup does.
+    let context = target
+        .context
+        .as_ref()
+        .filter(|_| transaction::current().is_none());
+    let rendered = |stream: &str| context?.get(stream).cloned();
     let program = match own {
         Some(own) if rendered(&own.program) == Some(program.key()) => Some(own.program.clone()),
         _ => resolve_program(call.state.lane(), program).await?,

@@ -30,6 +30,10 @@ pub fn trials() -> Vec<Trial> {
             "batch::transaction_enrols_and_changes_a_household_created_with_it",
             household_enrolled,
         ),
+        trial(
+            "batch::transaction_finds_a_membership_at_the_address_an_earlier_entry_gave",
+            address_after_rename,
+        ),
         trial("batch::batch_answers_each_entry_alone", each_alone),
         trial("batch::limits_and_shape_are_4xx", limits),
         trial("batch::capability_statement_names_batch", capability),
@@ -408,6 +412,53 @@ async fn household_enrolled() {
         read.header("etag"),
         answered[4]["response"]["etag"].as_str()
     );
+}
+
+/// Inside a transaction, an entry that renames a program gives it a new name alias, which is
+/// the transaction's until the commit makes it a claim: a later entry addressing a membership
+/// the OpenSPP way (its beneficiary and `?program=` the new alias) finds it, and its body
+/// restating the new alias names the membership's own program.
+async fn address_after_rename() {
+    let api = admin().await;
+    let (name, alias) = crate::program::new_program(&api, "individual").await;
+    let person = unique("TXA");
+    register_individual(&api, &person).await;
+    crate::program::enrol(&api, &alias, &person, "enrolled")
+        .await
+        .expect(201);
+    let program_path = format!("Program/{alias}");
+    let mut renamed = api.get(&format!("/api/v2/spp/{program_path}")).await.body;
+    renamed.as_object_mut().unwrap().remove("meta");
+    renamed["name"] = json!(format!("{name} Renamed"));
+    let new_alias = format!(
+        "urn:openspp:program|{}",
+        format!("{name} Renamed").to_lowercase().replace(' ', "-")
+    );
+    let beneficiary = path_id(NATIONAL_ID, &person);
+    let change = json!({"type": "ProgramMembership",
+        "program": {"reference": format!("Program/{new_alias}")},
+        "beneficiary": {"reference": format!("Individual/{NATIONAL_ID}|{person}")},
+        "status": "paused"});
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": renamed, "request": {"method": "PUT", "url": program_path}},
+        {"resource": change, "request": {"method": "PUT",
+            "url": format!("ProgramMembership/{beneficiary}?program=Program/{new_alias}")}},
+    ]});
+    let reply = api.post(BATCH, bundle).await;
+    reply.expect(200);
+    let answered = reply.body["entry"].as_array().unwrap();
+    assert_eq!(
+        answered[1]["response"]["status"], "200 OK",
+        "{}",
+        reply.text
+    );
+    let read = api
+        .get(&format!(
+            "/api/v2/spp/ProgramMembership/{beneficiary}?program=Program/{new_alias}"
+        ))
+        .await;
+    read.expect(200);
+    assert_eq!(read.body["status"], "paused", "{}", read.text);
 }
 
 /// Each entry of a Bundle is one request against the client's rate limit: a transaction whose
