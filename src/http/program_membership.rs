@@ -33,7 +33,6 @@ use crate::resource::{
     Interaction, Located, Resource, Searchable, Snapshot,
 };
 use crate::store::claims::{self, resolve_program};
-use crate::store::transaction;
 
 const RESOURCE: &str = "ProgramMembership";
 const SCOPE: &str = "program_membership";
@@ -203,10 +202,8 @@ async fn beneficiary_address(
     {
         return Ok(id.to_owned());
     }
-    // Inside an open `$batch` transaction an earlier entry may have created or re-identified
-    // the program or the beneficiary: its identifiers are the transaction's until the commit
-    // makes them claims, so they are resolved as a lone lookup resolves them.
-    let open = transaction::current().is_some();
+    // In an open `$batch` transaction, resolved as a lone lookup resolves them.
+    let open = !claims::committed_alone();
     let program = match program {
         Some(text) if open => Some(Named::Stream(program_param(pool, &text).await?)),
         Some(text) => Some(Named::Identified {
@@ -388,30 +385,28 @@ async fn restated(
 ) -> Result<Restated, ApiError> {
     let program = parse_reference(&body.program.reference, "Program", "program")?;
     let own = target.current.as_ref().map(|row| &row.state);
-    // Inside an open `$batch` transaction an identifier may have moved to another stream in an
-    // earlier entry, which the rendered rows do not show yet: resolved as a lone lookup does.
     let context = target
         .context
         .as_ref()
-        .filter(|_| transaction::current().is_none());
+        .filter(|_| claims::committed_alone());
     let rendered = |stream: &str| context?.get(stream).cloned();
     let program = match own {
         Some(own) if rendered(&own.program) == Some(program.key()) => Some(own.program.clone()),
         _ => resolve_program(call.state.lane(), program).await?,
     };
-    let beneficiary = match (own, split_beneficiary(&body.beneficiary.reference)) {
-        (Some(own), Some((kind, _, _)))
-            if kind == own.beneficiary_kind()
-                && rendered(&own.beneficiary)
-                    == Some(
-                        Beneficiary::parse(&body.beneficiary.reference)?
-                            .identifier
-                            .key(),
-                    ) =>
+    let reference = &body.beneficiary.reference;
+    let named = match split_beneficiary(reference) {
+        Some(_) => Some(Beneficiary::parse(reference)?),
+        None => None,
+    };
+    let beneficiary = match (own, named) {
+        (Some(own), Some(named))
+            if named.kind == own.beneficiary_kind()
+                && rendered(&own.beneficiary) == Some(named.identifier.key()) =>
         {
-            Some((kind, Some(own.beneficiary.clone())))
+            Some((named.kind, Some(own.beneficiary.clone())))
         }
-        _ => Beneficiary::restated(call, &body.beneficiary.reference).await?,
+        _ => Beneficiary::restated(call, reference).await?,
     };
     Ok(Restated {
         identifiers: body.identifier.iter().cloned().map(Into::into).collect(),

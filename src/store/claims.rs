@@ -5,6 +5,14 @@
 use openspp_aggregates::Identifier;
 use sqlx::PgExecutor;
 
+/// Whether the committed claims are every claim there is: no `$batch` transaction is open,
+/// whose earlier entries may have created or moved identifiers that stay its own until it
+/// commits (`transaction::created`). A lookup that reads the claims inside a larger statement,
+/// or trusts identifiers rendered from committed rows, is right only then.
+pub fn committed_alone() -> bool {
+    super::transaction::current().is_none()
+}
+
 /// The stream of `aggregate_type` holding a live identifier, if any. Inside an open
 /// transaction, a stream it created holds its identifiers before they are claims.
 pub async fn resolve(
