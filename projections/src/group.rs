@@ -55,7 +55,7 @@ impl ViewQuery for GroupQuery {
     /// An identifier names one group (see `IndividualQuery::newest`).
     fn newest(&self) -> Newest {
         match self.identifier {
-            Some(_) => Newest::Sort,
+            Some(_) => Newest::Named,
             None => Newest::Probe,
         }
     }

@@ -63,7 +63,7 @@ impl ViewQuery for IndividualQuery {
     /// bound by consent reads only the newest rows some consent reaches.
     fn newest(&self) -> Newest {
         match (&self.identifier, &self.visibility) {
-            (Some(_), _) => Newest::Sort,
+            (Some(_), _) => Newest::Named,
             (None, Visibility::Consented { .. }) => Newest::Reached,
             (None, Visibility::All) => Newest::Probe,
         }

@@ -29,6 +29,11 @@ pub enum Newest {
     /// It sorts what its filters select: they select few rows whatever the table holds (an
     /// identifier names one), and reading the newest rows first would only add to its cost.
     Sort,
+    /// As `Sort`, for filters that name their rows (an identifier: one row each, whoever
+    /// asks): so few that the page counts them itself under a legal basis too, in one
+    /// statement on one connection, rather than a count and a page each planned and run on a
+    /// connection of its own (the count cost as much as the page for an identifier's one row).
+    Named,
 }
 
 /// The rows a newest-first probe reads, newest first, before it gives up. A page whose filters
@@ -62,7 +67,7 @@ fn reads_newest(newest: Newest, table: &str) -> bool {
     match newest {
         Newest::Probe => NEWEST_INDEXED.contains(&table),
         Newest::Reached => REACHED_INDEXED.contains(&table),
-        Newest::Sort => false,
+        Newest::Sort | Newest::Named => false,
     }
 }
 
@@ -72,7 +77,7 @@ fn reached_only(newest: Newest) -> &'static str {
     match newest {
         // As the condition of `individual_view_reached` is written (migration 0260).
         Newest::Reached => " AND cardinality(consent_reach) > 0",
-        Newest::Probe | Newest::Sort => "",
+        Newest::Probe | Newest::Sort | Newest::Named => "",
     }
 }
 
