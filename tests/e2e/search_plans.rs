@@ -532,16 +532,12 @@ async fn identifier_planned_once(database_url: &str) {
             .expect("searched");
         assert_eq!((found.total, found.rows.len()), (1, 1), "P{}", 12_340 + n);
     }
-    let (kept, ran, generic): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0)::bigint, \
-         coalesce(sum(generic_plans), 0)::bigint \
-         FROM pg_prepared_statements \
-         WHERE statement LIKE 'SELECT aggregate_id, version, state, last_updated, source, ' \
-         || 'paged.matched FROM individual_view%identifier_claims%'",
+    let (kept, ran, generic) = kept_statements(
+        one,
+        "SELECT aggregate_id, version, state, last_updated, source, paged.matched \
+         FROM individual_view%identifier_claims%",
     )
-    .fetch_one(one)
-    .await
-    .expect("the connection's prepared statements");
+    .await;
     assert_eq!(
         (kept, ran),
         (1, 10),
@@ -569,20 +565,30 @@ async fn walk_planned_once(one: &sqlx::PgPool) {
             .expect("counted");
         assert!(walked, "santos is counted by a walk of the newest rows");
     }
-    let (kept, ran): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0)::bigint \
-         FROM pg_prepared_statements \
-         WHERE statement LIKE 'SELECT count(*) FROM (SELECT 1 FROM (SELECT * FROM ' \
-         || 'individual_view%'",
+    let (kept, ran, _generic) = kept_statements(
+        one,
+        "SELECT count(*) FROM (SELECT 1 FROM (SELECT * FROM individual_view%",
     )
-    .fetch_one(one)
-    .await
-    .expect("the connection's prepared statements");
+    .await;
     assert_eq!(
         (kept, ran),
         (1, 10),
         "one walk statement, kept, ran every walk"
     );
+}
+
+/// The statements like `pattern` the connection of the pool of one `one` keeps: how many,
+/// how many times they ran, and how many of those runs had a generic plan.
+async fn kept_statements(one: &sqlx::PgPool, pattern: &str) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0)::bigint, \
+         coalesce(sum(generic_plans), 0)::bigint \
+         FROM pg_prepared_statements WHERE statement LIKE $1",
+    )
+    .bind(pattern)
+    .fetch_one(one)
+    .await
+    .expect("the connection's prepared statements")
 }
 
 /// Searches `search` on `on` and holds its total to what the count statement counts (on
