@@ -39,6 +39,20 @@ pub const SORT_COLUMNS: [(&str, &str); 3] = [
     ("_lastUpdated", "last_updated"),
 ];
 
+impl GroupQuery {
+    /// An identifier with no other filter and at most one sort key (see
+    /// `IndividualQuery::names_alone`).
+    fn names_alone(&self) -> bool {
+        self.name.is_none()
+            && self.group_type.is_none()
+            && self.last_updated.is_empty()
+            && self.active.is_none()
+            && self.member.is_none()
+            && self.extension.is_empty()
+            && self.sort.len() <= 1
+    }
+}
+
 impl ViewQuery for GroupQuery {
     type State = Group;
     const TABLE: &'static str = "group_view";
@@ -55,7 +69,8 @@ impl ViewQuery for GroupQuery {
     /// An identifier names one group (see `IndividualQuery::newest`).
     fn newest(&self) -> Newest {
         match self.identifier {
-            Some(_) => Newest::Named,
+            Some(_) if self.names_alone() => Newest::Named,
+            Some(_) => Newest::Sort,
             None => Newest::Probe,
         }
     }

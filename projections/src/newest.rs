@@ -29,7 +29,7 @@ pub enum Newest {
     /// It sorts what its filters select: they select few rows whatever the table holds (an
     /// identifier names one), and reading the newest rows first would only add to its cost.
     Sort,
-    /// As `Sort`, for filters that name their rows (an identifier: one row each, whoever
+    /// As `Sort`, for filters that name their row (an identifier alone: one row, whoever
     /// asks): so few that the page counts them itself under a legal basis too, in one
     /// statement on one connection, rather than a count and a page each planned and run on a
     /// connection of its own (the count cost as much as the page for an identifier's one row).
