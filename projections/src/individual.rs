@@ -309,8 +309,9 @@ fn push_filters_admitting(
 /// The plans PostgreSQL chooses for the statements `search` may run to count and page this
 /// query: the count, the page, and the page that counts every match (`page_statement`,
 /// `counted`: for a client bound by consent whose count would read every match anyway, or
-/// an identifier alone whoever asks, on the count's connection), planned with this query's values as `search` plans them: so that a test can
-/// hold a search parameter to its index at a realistic size.
+/// an identifier alone whoever asks, on the count's connection), planned with this query's
+/// values as `search` plans them: so that a test can hold a search parameter to its index at
+/// a realistic size.
 pub async fn plans(
     pool: &PgPool,
     query: &IndividualQuery,
