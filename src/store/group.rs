@@ -18,10 +18,11 @@
 //! the statement committed (`Batch::failed`): then every member's write did, or none did.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use openspp_aggregates::DomainError;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use super::batch::{Batch, Failure, Receipt, StreamKey};
 use super::error::{Fault, StoreError};
@@ -78,13 +79,53 @@ impl Group {
 fn start(store: &EventStore) -> mpsc::UnboundedSender<Member> {
     let (sender, receiver) = mpsc::unbounded_channel();
     let receiver = Arc::new(Mutex::new(receiver));
+    let out = Arc::new(Out::default());
     for _ in 0..WRITERS {
-        tokio::spawn(writer(store.without_group(), receiver.clone()));
+        tokio::spawn(writer(store.without_group(), receiver.clone(), out.clone()));
     }
     sender
 }
 
-async fn writer(store: EventStore, queue: Arc<Mutex<mpsc::UnboundedReceiver<Member>>>) {
+/// While another writer's group is out (its statement running or committing), a writer holds
+/// its own group open until it has this many writes, or until that group is back: the writes
+/// that arrive meanwhile would only wait for the next group anyway, and one statement of four
+/// registrations costs PostgreSQL less than two of two (the statement's own cost is ~0.2 ms,
+/// each registration's ~0.03 ms). Measured with 16 clients beside two writers that each took
+/// what was queued: registrations 4,240–4,332 req/s against 3,960–4,083 (3 pairs alternated,
+/// p99 13.8–21.9 ms against 30.8–35.4), enrolments 2,506–2,819 against 2,448–2,576. A writer
+/// never holds a group open while no other group is out, so an idle server adds no delay.
+const GATHER: usize = 4;
+
+/// The groups out (appending), and a wake-up each time one comes back.
+#[derive(Default)]
+struct Out {
+    groups: AtomicUsize,
+    back: Notify,
+}
+
+/// One group out, counted until it is back, however its append ends (a panic included: a
+/// writer holding its group open for it must not wait for ever).
+struct Outgoing<'a>(&'a Out);
+
+impl<'a> Outgoing<'a> {
+    fn leave(out: &'a Out) -> Self {
+        out.groups.fetch_add(1, Ordering::AcqRel);
+        Self(out)
+    }
+}
+
+impl Drop for Outgoing<'_> {
+    fn drop(&mut self) {
+        self.0.groups.fetch_sub(1, Ordering::AcqRel);
+        self.0.back.notify_waiters();
+    }
+}
+
+async fn writer(
+    store: EventStore,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Member>>>,
+    out: Arc<Out>,
+) {
     let mut next: Option<Member> = None;
     loop {
         let group = {
@@ -99,7 +140,15 @@ async fn writer(store: EventStore, queue: Arc<Mutex<mpsc::UnboundedReceiver<Memb
             let mut streams: HashSet<StreamKey> = first.batch.keys().cloned().collect();
             let mut group = vec![first];
             while group.len() < GROUP {
-                let Ok(member) = queue.try_recv() else { break };
+                let member = match queue.try_recv() {
+                    Ok(member) => member,
+                    Err(_) if group.len() >= GATHER => break,
+                    // Nothing queued: wait for the next write while another group is out.
+                    Err(_) => match gathered(&mut queue, &out).await {
+                        Some(member) => member,
+                        None => break,
+                    },
+                };
                 if member.batch.keys().any(|key| streams.contains(key)) {
                     next = Some(member);
                     break;
@@ -107,9 +156,28 @@ async fn writer(store: EventStore, queue: Arc<Mutex<mpsc::UnboundedReceiver<Memb
                 streams.extend(member.batch.keys().cloned());
                 group.push(member);
             }
-            group
+            // Counted out before the next writer can look at the queue.
+            (group, Outgoing::leave(&out))
         };
+        let (group, _out) = group;
         append(&store, group).await;
+    }
+}
+
+/// The next write to arrive while another writer's group is out; `None` once no group is out
+/// (at once if none is), or the queue is closed.
+async fn gathered<T>(queue: &mut mpsc::UnboundedReceiver<T>, out: &Out) -> Option<T> {
+    // Registered before the count is read, so that a group coming back in between still wakes
+    // this writer.
+    let back = out.back.notified();
+    tokio::pin!(back);
+    back.as_mut().enable();
+    if out.groups.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    tokio::select! {
+        member = queue.recv() => member,
+        _ = back => None,
     }
 }
 
@@ -147,5 +215,56 @@ async fn append(store: &EventStore, mut group: Vec<Member>) {
             None => Handed::Alone(member.batch),
         };
         let _ = member.reply.send(handed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// With no other group out, a writer does not wait for more writes.
+    #[tokio::test]
+    async fn no_wait_while_no_group_is_out() {
+        let (_sender, mut queue) = mpsc::unbounded_channel::<u32>();
+        let out = Out::default();
+        let waited = tokio::time::timeout(Duration::from_secs(5), gathered(&mut queue, &out));
+        assert_eq!(waited.await, Ok(None));
+    }
+
+    /// While another group is out, the next write to arrive joins the group.
+    #[tokio::test]
+    async fn a_write_arriving_while_a_group_is_out_joins() {
+        let (sender, mut queue) = mpsc::unbounded_channel::<u32>();
+        let out = Out::default();
+        let _out = Outgoing::leave(&out);
+        let arriving = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sender.send(7).unwrap();
+        };
+        let (joined, ()) = tokio::join!(gathered(&mut queue, &out), arriving);
+        assert_eq!(joined, Some(7));
+    }
+
+    /// The wait ends when the group out comes back, however its append ended.
+    #[tokio::test]
+    async fn the_wait_ends_when_the_group_comes_back() {
+        let (_sender, mut queue) = mpsc::unbounded_channel::<u32>();
+        let out = Arc::new(Out::default());
+        let returning = out.clone();
+        let appending = tokio::spawn(async move {
+            let _out = Outgoing::leave(&returning);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            panic!("the append failed");
+        });
+        // Until the group is counted out, a writer would not wait at all.
+        while out.groups.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waited = tokio::time::timeout(Duration::from_secs(5), gathered(&mut queue, &out));
+        assert_eq!(waited.await, Ok(None));
+        assert!(appending.await.is_err());
+        assert_eq!(out.groups.load(Ordering::Acquire), 0);
     }
 }
