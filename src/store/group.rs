@@ -195,9 +195,9 @@ async fn gather<'o, T, K: Eq + std::hash::Hash>(
     (group, held, Outgoing::leave(out, writes))
 }
 
-/// The next write to arrive while the server is under load (a group out carries more than one
-/// write); `None` at once if it is not, else once that group is back, after `WAIT`, or when the
-/// queue is closed.
+/// The next write to arrive while the server is under load (the groups out carry more than one
+/// write between them: with two writers, the other writer's group); `None` at once if it is
+/// not, else once a group is back, after `WAIT`, or when the queue is closed.
 async fn arriving<T>(queue: &mut mpsc::UnboundedReceiver<T>, out: &Out) -> Option<T> {
     // Registered before the count is read, so that a group coming back in between still wakes
     // this writer.
