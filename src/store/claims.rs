@@ -3,6 +3,10 @@
 //! lookup never answers from a lagging read model.
 
 use openspp_aggregates::Identifier;
+use openspp_projections::lane::Lane;
+use openspp_projections::together;
+use openspp_projections::view::{self, IdentifierRead};
+use serde::de::IgnoredAny;
 use sqlx::PgExecutor;
 
 /// Whether the committed claims are every claim there is: no `$batch` transaction is open,
@@ -40,44 +44,50 @@ pub async fn resolve(
 /// `None` for a stream created in the open transaction, whose row is not written before it
 /// commits. One changed earlier in the open transaction is read as it stood before it: inside
 /// a transaction `$batch` no entry's body is answered, so nothing renders that key.
+///
+/// Asked for together with the lookups of its kind that arrive with it (`together.rs`): an
+/// enrolment finds its beneficiary this way, and one statement a lookup was a round trip of
+/// its own on both sides of loopback, the only read of an enrolment not shared (the program's
+/// is): at 16 clients ~3,200 enrolments/s, one in five of PostgreSQL's statements. The row's
+/// state is read too, and skipped unparsed (`IgnoredAny`): the shared statement reads whole rows.
 pub async fn resolve_registrant(
-    pool: impl PgExecutor<'_>,
-    aggregate_type: &str,
+    lane: &Lane,
+    aggregate_type: &'static str,
     identifier: &Identifier,
 ) -> sqlx::Result<Option<(String, Option<String>)>> {
     if let Some(stream) = super::transaction::created(aggregate_type, identifier).await {
         return Ok(Some((stream, None)));
     }
-    let statement = match aggregate_type {
-        "Individual" => INDIVIDUAL_KEYED,
-        "Group" => GROUP_KEYED,
+    let table = match aggregate_type {
+        "Individual" => "individual_view",
+        "Group" => "group_view",
         _ => {
-            let stream = resolve(pool, aggregate_type, identifier).await?;
+            let stream = resolve(lane, aggregate_type, identifier).await?;
             return Ok(stream.map(|stream| (stream, None)));
         }
     };
-    sqlx::query_as(statement)
-        .bind(aggregate_type)
-        .bind(&identifier.system)
-        .bind(&identifier.value)
-        .fetch_optional(pool)
-        .await
+    let read = IdentifierRead {
+        table,
+        aggregate_type,
+        beside: Some(PRIMARY_IDENTIFIER),
+    };
+    let found = together::by_identifier_with::<IgnoredAny>(
+        lane,
+        read,
+        &identifier.system,
+        &identifier.value,
+    )
+    .await?;
+    found
+        .map(|(stream, row)| {
+            let key = row.map(|(_, key)| view::decode_beside(key)).transpose()?;
+            Ok((stream, key.flatten()))
+        })
+        .transpose()
 }
 
-/// The claim and its stream's primary identifier, from the registrant's read model.
-macro_rules! keyed_by_claim {
-    ($view:literal) => {
-        concat!(
-            "SELECT c.aggregate_id, v.primary_identifier FROM identifier_claims c \
-             LEFT JOIN ",
-            $view,
-            " v ON v.aggregate_id = c.aggregate_id \
-             WHERE c.aggregate_type = $1 AND c.system = $2 AND c.value = $3"
-        )
-    };
-}
-const INDIVIDUAL_KEYED: &str = keyed_by_claim!("individual_view");
-const GROUP_KEYED: &str = keyed_by_claim!("group_view");
+/// The registrant's primary identifier, beside its row (`NULL` when it has none).
+const PRIMARY_IDENTIFIER: &str = "to_json(v.primary_identifier)";
 
 /// The program an identifier names, its name alias matched whatever the case
 /// (`urn:openspp:program|Cash-Transfer` finds `…|cash-transfer`).
