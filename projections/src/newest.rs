@@ -373,15 +373,20 @@ pub(crate) fn walk_statement<'q>(
 /// reach the bound (or was not worth walking). Either reads a bounded number of rows. With
 /// the count, whether the walk found it.
 ///
-/// The walk is a prepared statement its connection keeps, so that PostgreSQL may plan it once
-/// for all the searches of its shape: its plan is the same whatever the values (the newest
-/// rows read backwards under its `LIMIT`, the filters tested on each), and planning it with a
-/// consent filter cost as much as running it (pgbench at 1,000,000 people, 16 clients, a
-/// consent-bound Santos: 2,461 walks/s planned each time, 5,091 planned once). PostgreSQL
-/// plans it without the values after five plans with them where that plan costs no more (the
-/// consent-bound Santos: 492–571 → 716–737 searches/s); a legal-basis Santos, whose plan
-/// with its values it costs lower, keeps being planned with them. Not the count, nor the
-/// page: their plans turn on how selective the values are (see `view::search`).
+/// The walk is a prepared statement its connection keeps, planned once for all the searches
+/// of its shape (`plan_cache_mode = force_generic_plan` while it runs): its plan is the same
+/// whatever the values (the newest rows read backwards under its `LIMIT`, the filters tested
+/// on each), and planning it with a consent filter cost as much as running it (pgbench at
+/// 1,000,000 people, 16 clients, a consent-bound Santos: 2,461 walks/s planned each time,
+/// 5,091 planned once). Left to choose, PostgreSQL plans it without the values after five
+/// plans with them only where it costs that plan no higher, which turns on the statistics:
+/// on one copy of the bench's population it did (492–571 → 716–737 searches/s), on another
+/// it planned every walk with its values (0.64 ms a walk, a sixth of PostgreSQL's time in a
+/// consent-bound Santos). Not the count, nor the page: their plans turn on how selective the
+/// values are (see `view::search`), so the count is planned with them again. A walk that
+/// reaches its bound leaves the setting to the end of the transaction: nothing after it in a
+/// search's count is planned (`view::reported_total` reads the bound and the `EXPLAIN` run
+/// before), and the setting ends with the transaction.
 pub(crate) async fn count_matches(
     connection: &mut sqlx::PgConnection,
     walk: Option<&mut QueryBuilder<'_, Postgres>>,
@@ -392,6 +397,7 @@ pub(crate) async fn count_matches(
     let bound = page.counted_at_most();
     if let (Some(walk), Some(expected)) = (walk, expected) {
         if expected.walks(page) {
+            plan_once(connection, true).await?;
             let walked: i64 = walk
                 .build_query_scalar()
                 .persistent(true)
@@ -400,6 +406,7 @@ pub(crate) async fn count_matches(
             if walked >= bound {
                 return Ok((walked, true));
             }
+            plan_once(connection, false).await?;
         }
     }
     let counted = count
@@ -408,6 +415,17 @@ pub(crate) async fn count_matches(
         .fetch_one(connection)
         .await?;
     Ok((counted, false))
+}
+
+/// Whether the statements after this on `connection` (inside its transaction: the setting
+/// ends with it) are planned once for all values (`once`), or with each run's values.
+async fn plan_once(connection: &mut sqlx::PgConnection, once: bool) -> sqlx::Result<()> {
+    let set = if once {
+        "SET LOCAL plan_cache_mode = force_generic_plan"
+    } else {
+        "SET LOCAL plan_cache_mode = auto"
+    };
+    sqlx::query(set).execute(connection).await.map(drop)
 }
 
 #[cfg(test)]
