@@ -383,10 +383,9 @@ pub(crate) fn walk_statement<'q>(
 /// on one copy of the bench's population it did (492–571 → 716–737 searches/s), on another
 /// it planned every walk with its values (0.64 ms a walk, a sixth of PostgreSQL's time in a
 /// consent-bound Santos). Not the count, nor the page: their plans turn on how selective the
-/// values are (see `view::search`), so the count is planned with them again. A walk that
-/// reaches its bound leaves the setting to the end of the transaction: nothing after it in a
-/// search's count is planned (`view::reported_total` reads the bound and the `EXPLAIN` run
-/// before), and the setting ends with the transaction.
+/// values are (see `view::search`). The setting is put back as the transaction had it once
+/// the walk has run, whether or not the count follows: whatever runs after this on the
+/// connection is planned as it would have been (one round trip a walk, ~1 % of a search).
 pub(crate) async fn count_matches(
     connection: &mut sqlx::PgConnection,
     walk: Option<&mut QueryBuilder<'_, Postgres>>,
@@ -403,10 +402,10 @@ pub(crate) async fn count_matches(
                 .persistent(true)
                 .fetch_one(&mut *connection)
                 .await?;
+            plan_once(connection, false).await?;
             if walked >= bound {
                 return Ok((walked, true));
             }
-            plan_once(connection, false).await?;
         }
     }
     let counted = count
@@ -417,13 +416,14 @@ pub(crate) async fn count_matches(
     Ok((counted, false))
 }
 
-/// Whether the statements after this on `connection` (inside its transaction: the setting
-/// ends with it) are planned once for all values (`once`), or with each run's values.
+/// Whether the prepared statements after this on `connection` (inside its transaction: the
+/// setting ends with it) are planned once for all values (`once`), or as configured (by
+/// default: with each run's values until PostgreSQL judges a plan without them no costlier).
 async fn plan_once(connection: &mut sqlx::PgConnection, once: bool) -> sqlx::Result<()> {
     let set = if once {
         "SET LOCAL plan_cache_mode = force_generic_plan"
     } else {
-        "SET LOCAL plan_cache_mode = auto"
+        "SET LOCAL plan_cache_mode TO DEFAULT"
     };
     sqlx::query(set).execute(connection).await.map(drop)
 }
