@@ -320,6 +320,9 @@ pub(crate) async fn search<A: DeserializeOwned>(
     let counted = async {
         let (counted, _walked) =
             count_matches(&mut counting, walk.as_mut(), expected, &mut count, page).await?;
+        // After a walk that reached its bound, its connection plans prepared statements once
+        // for all values to the end of this transaction (`count_matches`): nothing else is
+        // sent on it but the end (`reported_total` reads the bound then, and `expected`).
         let total = reported_total(&mut counting, counted, expected, page, table, &filters).await?;
         end_read(counting);
         Ok::<_, sqlx::Error>(total)
