@@ -399,7 +399,7 @@ pub(crate) async fn count_matches(
     let bound = page.counted_at_most();
     if let (Some(walk), Some(expected)) = (walk, expected) {
         if expected.walks(page) {
-            plan_once(connection, true).await?;
+            set_local(connection, PLANNED_ONCE).await?;
             let walked: i64 = walk
                 .build_query_scalar()
                 .persistent(true)
@@ -408,7 +408,7 @@ pub(crate) async fn count_matches(
             if walked >= bound {
                 return Ok((walked, true));
             }
-            plan_once(connection, false).await?;
+            set_local(connection, PLANNED_AS_CONFIGURED).await?;
         }
     }
     let counted = count
@@ -419,16 +419,17 @@ pub(crate) async fn count_matches(
     Ok((counted, false))
 }
 
-/// Whether the prepared statements after this on `connection` (inside its transaction: the
-/// setting ends with it) are planned once for all values (`once`), or as configured (by
-/// default: with each run's values until PostgreSQL judges a plan without them no costlier).
-async fn plan_once(connection: &mut sqlx::PgConnection, once: bool) -> sqlx::Result<()> {
-    let set = if once {
-        "SET LOCAL plan_cache_mode = force_generic_plan"
-    } else {
-        "SET LOCAL plan_cache_mode TO DEFAULT"
-    };
-    sqlx::query(set).execute(connection).await.map(drop)
+/// Prepared statements run after this on a connection (inside its transaction: the setting
+/// ends with it) are planned once for all values.
+const PLANNED_ONCE: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
+/// Prepared statements run after this are planned as configured (by default: with each run's
+/// values until PostgreSQL judges a plan without them no costlier).
+const PLANNED_AS_CONFIGURED: &str = "SET LOCAL plan_cache_mode TO DEFAULT";
+
+/// Runs one of the `SET LOCAL` statements above on `connection`.
+async fn set_local(connection: &mut sqlx::PgConnection, setting: &'static str) -> sqlx::Result<()> {
+    sqlx::query(setting).execute(connection).await.map(drop)
 }
 
 #[cfg(test)]
