@@ -148,7 +148,7 @@ impl IdentifierRead {
             format!(
                 "SELECT c.aggregate_id AS stream, v.aggregate_id, v.version, v.state, \
                         v.last_updated, v.source, {beside} AS beside \
-                 FROM (SELECT * FROM identifier_claims \
+                 FROM (SELECT aggregate_type, aggregate_id FROM identifier_claims \
                        WHERE system = {system} AND value = {value} OFFSET 0) c \
                  LEFT JOIN {table} v ON v.aggregate_id = c.aggregate_id \
                  WHERE c.aggregate_type = $1"

@@ -56,55 +56,66 @@ async fn a_read_by_identifier_keeps_its_plan_for_a_rare_type() {
     ];
     for (read, system, value) in kinds {
         for together in [false, true] {
-            let (types, args) = if together {
-                (
-                    "text, text[], text[]",
-                    format!("'{{{system}}}', '{{{value}}}'"),
-                )
-            } else {
-                ("text, text, text", format!("'{system}', '{value}'"))
-            };
-            let execute = format!("EXECUTE read('{}', {args})", read.aggregate_type);
-            sqlx::query(&format!(
-                "PREPARE read({types}) AS {}",
-                read.statement(together)
-            ))
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-            for _ in 0..RUNS {
-                let rows = sqlx::query(&execute).fetch_all(&mut *conn).await.unwrap();
-                assert_eq!(rows.len(), 1, "{read:?} together {together}: the claim");
-            }
-            let (generic, custom): (i64, i64) = sqlx::query_as(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
-                 WHERE name = 'read'",
-            )
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-            assert!(
-                generic >= (RUNS - 5) as i64 && custom <= 5,
-                "{read:?} together {together}: planned anew on every run \
-                 ({generic} generic, {custom} custom plans)"
-            );
-            let explained: serde_json::Value =
-                sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) {execute}"))
-                    .fetch_one(&mut *conn)
-                    .await
-                    .unwrap();
-            let plan = explained.to_string();
-            assert!(
-                plan.contains("identifier_claims_unique")
-                    && !plan.contains("identifier_claims_by_stream"),
-                "{read:?} together {together}: the claim by its primary key: {plan}"
-            );
-            sqlx::query("DEALLOCATE read")
-                .execute(&mut *conn)
-                .await
-                .unwrap();
+            keeps_its_plan(&mut conn, read, together, system, value).await;
         }
     }
     drop(conn);
     db.drop().await;
+}
+
+/// Prepares `read` (`together`, or alone) on `conn`, runs it `RUNS` times for `system|value`,
+/// and asserts that PostgreSQL kept a plan made without the values, one that finds the claim
+/// by its primary key.
+async fn keeps_its_plan(
+    conn: &mut sqlx::PgConnection,
+    read: IdentifierRead,
+    together: bool,
+    system: &str,
+    value: &str,
+) {
+    let (types, args) = if together {
+        (
+            "text, text[], text[]",
+            format!("'{{{system}}}', '{{{value}}}'"),
+        )
+    } else {
+        ("text, text, text", format!("'{system}', '{value}'"))
+    };
+    let execute = format!("EXECUTE read('{}', {args})", read.aggregate_type);
+    sqlx::query(&format!(
+        "PREPARE read({types}) AS {}",
+        read.statement(together)
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    for _ in 0..RUNS {
+        let rows = sqlx::query(&execute).fetch_all(&mut *conn).await.unwrap();
+        assert_eq!(rows.len(), 1, "{read:?} together {together}: the claim");
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'read'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(
+        generic >= (RUNS - 5) as i64 && custom <= 5,
+        "{read:?} together {together}: planned anew on every run \
+         ({generic} generic, {custom} custom plans)"
+    );
+    let explained: serde_json::Value =
+        sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) {execute}"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    let plan = explained.to_string();
+    assert!(
+        plan.contains("identifier_claims_unique") && !plan.contains("identifier_claims_by_stream"),
+        "{read:?} together {together}: the claim by its primary key: {plan}"
+    );
+    sqlx::query("DEALLOCATE read")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
 }
