@@ -384,7 +384,9 @@ pub async fn newest_plan(
     ) else {
         return Ok(None);
     };
-    // As `search` runs it: a plain statement in a transaction of its own.
+    // As `search` runs it: a statement in a transaction of its own, here planned with its
+    // values (an `EXPLAIN` with parameters is); the plan without them, which a probe under a
+    // legal basis runs (`newest::plans_once`), is read through `newest_sql`.
     let mut tx = begin(pool).await?;
     let lines: Vec<String> = qb
         .build_query_scalar()
@@ -393,6 +395,22 @@ pub async fn newest_plan(
         .await?;
     tx.rollback().await?;
     Ok(Some(lines.join("\n")))
+}
+
+/// The text of the probe of the newest rows `search` runs first for a newest-first page of
+/// this query (`newest::newest_statement`), its values as parameters; `None` when it runs
+/// none: so that a test can `PREPARE` it and read the plan PostgreSQL makes without the
+/// values, which a probe under a legal basis runs.
+pub fn newest_sql(query: &IndividualQuery, page: Page) -> Option<String> {
+    newest::newest_statement(
+        "",
+        query.newest(),
+        "individual_view",
+        |qb| push_filters(qb, query),
+        &query.sort,
+        page,
+    )
+    .map(|qb| qb.into_sql())
 }
 
 /// The page the probe of the newest rows finds for this query, when it is the search's page
@@ -413,11 +431,11 @@ pub async fn newest_page(
     };
     let estimated =
         |qb: &mut QueryBuilder<'_, Postgres>| push_filters_admitting(qb, query, Admit::Reached);
-    let mut connection = pool.acquire().await?;
-    let expected = Expected::explain(&mut connection, newest, "individual_view", estimated).await?;
-    newest::probe_page(&mut connection, &mut probe, expected, page)
-        .await?
-        .map(|rows| rows.iter().map(ViewRow::from_row).collect())
+    let mut tx = view::paging(pool).await?;
+    let expected = Expected::explain(&mut tx, newest, "individual_view", estimated).await?;
+    let rows = newest::probe_page(&mut tx, &mut probe, newest, expected, page).await?;
+    end_read(tx);
+    rows.map(|rows| rows.iter().map(ViewRow::from_row).collect())
         .transpose()
 }
 

@@ -247,8 +247,10 @@ pub async fn rows_where<A: DeserializeOwned>(
 ///
 /// Every statement is unnamed (not cached), so PostgreSQL plans them with the values of this
 /// search: a cached generic plan cannot see how selective a consent filter or a date range is,
-/// and was measured 7x slower on consent-filtered searches. The one exception is the page of
-/// filters that name their rows, where one plan fits every value (`counted_with_page`).
+/// and was measured 7x slower on consent-filtered searches. The exceptions are statements
+/// whose plan is the same whatever the values: the page of filters that name their rows
+/// (`counted_with_page`), the walk of the newest rows (`newest::count_matches`) and, under a
+/// legal basis, the probe of them (`newest::plans_once`).
 ///
 /// A search holds two of the connections the search budget allows (`limit_searches`; it uses
 /// one when it counts in its page), and each statement runs under the budget's
@@ -338,7 +340,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     };
     let paged = async {
         let probed = match probe.as_mut() {
-            Some(probe) => probe_page(&mut paging, probe, expected, page).await?,
+            Some(probe) => probe_page(&mut paging, probe, newest, expected, page).await?,
             None => None,
         };
         let rows = match probed {
@@ -652,6 +654,12 @@ pub(crate) async fn counting(
     page: Page,
 ) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
     begin_with(pool, budget().begin_count(page)).await
+}
+
+/// A transaction set up as a search's page is (what a probe of the newest rows runs in: its
+/// `SET LOCAL`s hold only inside one).
+pub(crate) async fn paging(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+    begin_with(pool, budget().begin.clone()).await
 }
 
 /// Sets this process's search budget; the first call (before any search) decides. Returns

@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use libtest_mimic::Trial;
 use openspp_aggregates::Identifier;
 use openspp_projections::consent::Visibility;
-use openspp_projections::individual::{counted, newest_page, newest_plan, plans, IndividualQuery};
+use openspp_projections::individual::{
+    counted, newest_page, newest_plan, newest_sql, plans, IndividualQuery,
+};
 use openspp_projections::newest::{Newest, NEWEST_PROBED};
 use openspp_projections::search::{Comparator, Page, SortKey, Total};
 use openspp_projections::view::{search_view, ViewQuery};
@@ -504,6 +506,7 @@ async fn counted_with_the_page(database_url: &str, pool: &sqlx::PgPool) {
     let (_, past) = same_total(pool, pool, what, &by_name, at_least(20, 0)).await;
     assert!(past, "{what}: past the count's bound");
     walk_planned_once(&one).await;
+    probe_planned_once(&one).await;
     one.close().await;
     identifier_planned_once(database_url).await;
 }
@@ -594,6 +597,74 @@ async fn walk_planned_once(one: &sqlx::PgPool) {
         (kept, ran, generic),
         (1, 10, 10),
         "one walk statement, kept, ran every walk on its generic plan"
+    );
+}
+
+/// The probe of a common name's newest rows under a legal basis is a statement its
+/// connection keeps (`newest::probe_page`), planned once for all the searches of its shape
+/// rather than for each; one bound by consent is planned with its values, each time (without
+/// them PostgreSQL sorts every newest row it reads: `newest::plans_once`). Here the
+/// connection of a pool of one, after ten pages of "santos" each way (each read from the
+/// newest rows), holds one such statement, which ran its ten on its one plan made without the
+/// values. That the consent-bound probe still stops once it has its page is held by
+/// `newest_first` (its plan's incremental sort).
+async fn probe_planned_once(one: &sqlx::PgPool) {
+    let santos = |visibility| IndividualQuery {
+        name: Some("santos".into()),
+        sort: vec![SortKey::NEWEST_FIRST],
+        ..query(visibility)
+    };
+    for search in [santos(Visibility::All), santos(ngo_visibility())] {
+        for _ in 0..10 {
+            let page = newest_page(one, &search, Page::new(20, 0))
+                .await
+                .expect("probed");
+            assert_eq!(
+                page.map(|rows| rows.len()),
+                Some(20),
+                "santos is read from the newest rows ({:?})",
+                search.visibility
+            );
+        }
+    }
+    let (kept, ran, generic) = kept_statements(
+        one,
+        "WITH paged AS (SELECT aggregate_id AS paged_key, last_updated AS paged_at FROM%",
+    )
+    .await;
+    assert_eq!(
+        (kept, ran, generic),
+        (1, 10, 10),
+        "one probe statement, the legal basis's, kept, ran every probe on its generic plan"
+    );
+    // That plan, made without the values, still reads the newest rows' index entries under
+    // the probe's limit and stops once it has the page (an incremental sort), as the plan
+    // with them does (`newest_first`).
+    let page = Page::new(20, 0);
+    let sql = newest_sql(&santos(Visibility::All), page).expect("a probe");
+    let mut connection = one.acquire().await.expect("the connection");
+    sqlx::raw_sql(&format!(
+        "SET plan_cache_mode = force_generic_plan; PREPARE generic_probe AS {sql}"
+    ))
+    .execute(&mut *connection)
+    .await
+    .expect("prepared");
+    let plan: Vec<String> =
+        sqlx::query_scalar("EXPLAIN EXECUTE generic_probe('%santos%', 20, 0, 20)")
+            .fetch_all(&mut *connection)
+            .await
+            .expect("explained");
+    let plan = plan.join("\n");
+    sqlx::raw_sql("DEALLOCATE generic_probe; RESET plan_cache_mode")
+        .execute(&mut *connection)
+        .await
+        .expect("put back");
+    assert!(
+        plan.contains("name_search ~~ $1")
+            && plan.contains("Index Only Scan Backward using individual_view_last_updated")
+            && plan.contains("Limit")
+            && plan.contains("Incremental Sort"),
+        "the probe's plan without the values:\n{plan}"
     );
 }
 
