@@ -385,8 +385,8 @@ pub async fn newest_plan(
         return Ok(None);
     };
     // As `search` runs it: a statement in a transaction of its own, here planned with its
-    // values (an `EXPLAIN` with parameters is); the plan without them, which a probe under a
-    // legal basis runs (`newest::plans_once`), is read through `newest_sql`.
+    // values (an `EXPLAIN` with parameters is); the plan without them, which the probe runs
+    // (`newest::probe_page`), is read through `newest_sql`.
     let mut tx = begin(pool).await?;
     let lines: Vec<String> = qb
         .build_query_scalar()
@@ -400,7 +400,7 @@ pub async fn newest_plan(
 /// The text of the probe of the newest rows `search` runs first for a newest-first page of
 /// this query (`newest::newest_statement`), its values as parameters; `None` when it runs
 /// none: so that a test can `PREPARE` it and read the plan PostgreSQL makes without the
-/// values, which a probe under a legal basis runs.
+/// values, which the probe runs.
 pub fn newest_sql(query: &IndividualQuery, page: Page) -> Option<String> {
     newest::newest_statement(
         "",
@@ -433,7 +433,7 @@ pub async fn newest_page(
         |qb: &mut QueryBuilder<'_, Postgres>| push_filters_admitting(qb, query, Admit::Reached);
     let mut tx = view::paging(pool).await?;
     let expected = Expected::explain(&mut tx, newest, "individual_view", estimated).await?;
-    let rows = newest::probe_page(&mut tx, &mut probe, newest, expected, page).await?;
+    let rows = newest::probe_page(&mut tx, &mut probe, expected, page).await?;
     end_read(tx);
     rows.map(|rows| rows.iter().map(ViewRow::from_row).collect())
         .transpose()

@@ -240,15 +240,23 @@ fn children(node: &Value) -> impl Iterator<Item = &Value> {
 /// there are a prefix of every match in order. Otherwise the search sorts its matches as
 /// before, which it does fast where few match.
 ///
-/// The page is sorted as the newest rows come (`last_updated DESC`, NULLS FIRST as a backward
-/// read of the index gives them, the column being NOT NULL), so that PostgreSQL stops reading
-/// them once it has the page (an incremental sort): a Santos page reads ~1,000 index entries,
-/// where a page sorted NULLS LAST read all 5,000 to sort them, and a second read of all 5,000
-/// found their oldest (1.5 ms against 4.6 ms at 1,000,000 people). What the page needs to
-/// hold is then counted from its last row up, a read as short as the page's own when the page
-/// is full (one that is not reads up to `NEWEST_PROBED` + 1 entries to learn whether the
-/// table is that small); newest first, so that the index is the only way to read them in
-/// order (a scan of the table from its start would find the newest rows last).
+/// The page's matches are taken as the newest rows come (`last_updated DESC`, NULLS FIRST as
+/// a backward read of the index gives them, the column being NOT NULL), the first
+/// `offset + count` and every row tied with the last of them (`FETCH FIRST … WITH TIES`), and
+/// only those are sorted into the page's order: so PostgreSQL stops reading the newest rows
+/// once it has the page (a Santos page reads ~1,000 index entries, where a page sorted NULLS
+/// LAST read all 5,000 to sort them: 1.5 ms against 4.6 ms at 1,000,000 people), whatever it
+/// expects the filters to select. The rows tied with the last are what the page's tie-break
+/// (`aggregate_id`) may still place in it. Written as a sort of the whole, the page stopped
+/// early only where PostgreSQL chose an incremental sort, which it did not where it expected
+/// fewer matches than the page: planned without the values (`probe_page`), a consent-bound
+/// Santos page sorted all 5,000 rows, probing the consents of their 625 Santos (10 ms against
+/// 1.2 ms). What the page needs to hold is then counted from its last row up (once:
+/// `MATERIALIZED`, where a plan that expects one row might join it to each), a read as short
+/// as the page's own when the page is full (one that is not reads up to `NEWEST_PROBED` + 1
+/// entries to learn whether the table is that small); newest first, so that the index is the
+/// only way to read them in order (a scan of the table from its start would find the newest
+/// rows last).
 pub(crate) fn newest_statement<'q>(
     head: &str,
     newest: Newest,
@@ -274,16 +282,18 @@ pub(crate) fn newest_statement<'q>(
     // keys first, then its rows: the probed rows are read from the index alone where it
     // carries what the filters read (a name, a birth date, a gender: migration 0250).
     let mut probe = QueryBuilder::new(format!(
-        "{head}WITH paged AS (SELECT aggregate_id AS paged_key, last_updated AS paged_at \
-         FROM (SELECT * {newest_rows}) AS {table}"
+        "{head}WITH paged AS (SELECT paged_key, paged_at FROM (SELECT aggregate_id AS paged_key, \
+         last_updated AS paged_at FROM (SELECT * {newest_rows}) AS {table}"
     ));
     filters(&mut probe);
     probe
-        .push(format!(" {NEWEST_ORDER} LIMIT "))
+        .push(" ORDER BY last_updated DESC FETCH FIRST ")
+        .push_bind(page.offset.saturating_add(page.count))
+        .push(" ROWS WITH TIES) AS tied ORDER BY paged_at DESC, paged_key LIMIT ")
         .push_bind(page.count)
         .push(" OFFSET ")
         .push_bind(page.offset)
-        .push("), newer AS (SELECT count(*) AS probe_newer FROM (SELECT 1 FROM ")
+        .push("), newer AS MATERIALIZED (SELECT count(*) AS probe_newer FROM (SELECT 1 FROM ")
         .push(table)
         .push(" WHERE true")
         .push(reached_only(newest))
@@ -315,55 +325,37 @@ fn probe_holds(rows: &[PgRow]) -> sqlx::Result<bool> {
 /// The page `probe` (a `newest_statement`) found, if it is the search's page. It runs only
 /// where PostgreSQL expects the page among the newest rows (`Expected::probes`).
 ///
-/// Under a legal basis the probe is a prepared statement its connection keeps, planned once
-/// for all the searches of its shape (`plans_once`). A probe that finds the page leaves the
-/// setting to the end of the transaction, which its caller ends next; one that does not puts
-/// it back before the sorted page that follows, whose plan turns on the values.
+/// The probe is a prepared statement its connection keeps, planned once for all the searches
+/// of its shape (`plan_cache_mode = force_generic_plan` while it runs), as the walk is
+/// (`count_matches`): its plan is the same whatever the values (the newest rows read
+/// backwards under its `LIMIT`, the filters tested on each until the page and its ties are
+/// found, the page's rows by primary key), and planning it anew cost PostgreSQL more than
+/// running it where the filters probe consents (at 1,000,000 people: a Santos page under a
+/// legal basis, 1,013–1,079 probes/s planned each time against 1,555–1,636 planned once
+/// (pgbench, 16 clients); one bound by consent, planned in 3.3 ms and run in 1.4 ms with its
+/// values, run in 1.8 ms planned once). A probe that finds the page leaves the setting to the
+/// end of the transaction, which its caller ends next; one that does not puts it back before
+/// the sorted page that follows, whose plan turns on the values.
 pub(crate) async fn probe_page(
     connection: &mut sqlx::PgConnection,
     probe: &mut QueryBuilder<'_, Postgres>,
-    newest: Newest,
     expected: Option<Expected>,
     page: Page,
 ) -> sqlx::Result<Option<Vec<PgRow>>> {
     if !expected.is_some_and(|expected| expected.probes(page)) {
         return Ok(None);
     }
-    let once = plans_once(newest);
-    if once {
-        set_local(connection, PLANNED_ONCE).await?;
-    }
+    set_local(connection, PLANNED_ONCE).await?;
     let rows = probe
         .build()
-        .persistent(once)
+        .persistent(true)
         .fetch_all(&mut *connection)
         .await?;
     if probe_holds(&rows)? {
         return Ok(Some(rows));
     }
-    if once {
-        set_local(connection, PLANNED_AS_CONFIGURED).await?;
-    }
+    set_local(connection, PLANNED_AS_CONFIGURED).await?;
     Ok(None)
-}
-
-/// Whether a probe of the newest rows `newest` reads is planned once for all values.
-///
-/// Under a legal basis (`Newest::Probe`) it is, as the walk is (`count_matches`): its plan is
-/// the same whatever the values (the newest rows read backwards under its `LIMIT`, the
-/// filters tested on each, the page's rows by primary key), and planning it anew cost
-/// PostgreSQL more than a third of what running it did (pgbench at 1,000,000 people, 16
-/// clients, the probe of a Santos page: 1,013–1,079 probes/s planned each time, 1,555–1,636
-/// planned once). Should a plan without the values expect fewer matches than the page (more
-/// filters), it sorts the newest rows it read rather than stopping once it has the page: at
-/// most `NEWEST_PROBED` index entries, each tested by its filters alone.
-///
-/// Not for a client bound by consent (`Newest::Reached`): without the values PostgreSQL
-/// expects one match where a Santos page finds its 20 among the first 200 rows, and so sorts
-/// all 5,000, probing the consents of each of their 625 Santos (10 ms against 1.2 ms with
-/// the values at 1,000,000 people; measured at 227 → 143 searches/s at 16 clients).
-pub(crate) fn plans_once(newest: Newest) -> bool {
-    newest == Newest::Probe
 }
 
 /// The statement counting what `filters` selects among the newest `NEWEST_WALKED` rows of

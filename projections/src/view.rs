@@ -249,8 +249,8 @@ pub async fn rows_where<A: DeserializeOwned>(
 /// search: a cached generic plan cannot see how selective a consent filter or a date range is,
 /// and was measured 7x slower on consent-filtered searches. The exceptions are statements
 /// whose plan is the same whatever the values: the page of filters that name their rows
-/// (`counted_with_page`), the walk of the newest rows (`newest::count_matches`) and, under a
-/// legal basis, the probe of them (`newest::plans_once`).
+/// (`counted_with_page`), and the walk and the probe of the newest rows
+/// (`newest::count_matches`, `newest::probe_page`).
 ///
 /// A search holds two of the connections the search budget allows (`limit_searches`; it uses
 /// one when it counts in its page), and each statement runs under the budget's
@@ -340,7 +340,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     };
     let paged = async {
         let probed = match probe.as_mut() {
-            Some(probe) => probe_page(&mut paging, probe, newest, expected, page).await?,
+            Some(probe) => probe_page(&mut paging, probe, expected, page).await?,
             None => None,
         };
         let rows = match probed {
