@@ -431,7 +431,7 @@ pub async fn newest_page(
     };
     let estimated =
         |qb: &mut QueryBuilder<'_, Postgres>| push_filters_admitting(qb, query, Admit::Reached);
-    let mut tx = view::paging(pool).await?;
+    let mut tx = view::page_transaction(pool).await?;
     let expected = Expected::explain(&mut tx, newest, "individual_view", estimated).await?;
     let rows = newest::probe_page(&mut tx, &mut probe, expected, page).await?;
     end_read(tx);

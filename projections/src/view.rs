@@ -281,7 +281,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     } else {
         let (counting, paging) = tokio::try_join!(
             begin_with(pool, budget.begin_count(page)),
-            begin_with(pool, budget.begin.clone())
+            page_transaction(pool)
         )?;
         (counting, Some(paging))
     };
@@ -325,7 +325,7 @@ pub(crate) async fn search<A: DeserializeOwned>(
     }
     let mut paging = match paging {
         Some(paging) => paging,
-        None => begin_with(pool, budget.begin.clone()).await?,
+        None => page_transaction(pool).await?,
     };
     // Side by side on two connections: a search takes the longer of the two, not their sum.
     let counted = async {
@@ -656,9 +656,11 @@ pub(crate) async fn counting(
     begin_with(pool, budget().begin_count(page)).await
 }
 
-/// A transaction set up as a search's page is (what a probe of the newest rows runs in: its
-/// `SET LOCAL`s hold only inside one).
-pub(crate) async fn paging(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+/// A transaction set up as a search's page is (`search`'s second connection; a probe of the
+/// newest rows runs in one: its `SET LOCAL`s hold only inside one).
+pub(crate) async fn page_transaction(
+    pool: &PgPool,
+) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
     begin_with(pool, budget().begin.clone()).await
 }
 
